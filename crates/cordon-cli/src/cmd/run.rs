@@ -1,0 +1,177 @@
+//! `cordon run`: flags to a policy, the policy to a result.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cordon::{Capture, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest, SystemSet, WriteXorExecute};
+
+use crate::render;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: the command's own; 128+N if signal N ended it (memory, CPU and pids kills included); \
+124 at --timeout-ms; 125 if cordon failed before the command started; 126 not executable; 127 not found.",
+    trailing_var_arg = true
+)]
+pub struct RunArgs {
+    /// Isolation tier. Default: container where this host supports it, else process (with a notice).
+    #[arg(long, value_name = "container|process|dev")]
+    mode: Option<String>,
+    /// Grant read + execute on a file or directory tree (`dir` or `dir/**`). Repeatable.
+    #[arg(long = "read", value_name = "PATH")]
+    read: Vec<String>,
+    /// Grant read + write + create + remove on a tree. Repeatable.
+    #[arg(long = "write", value_name = "PATH")]
+    write: Vec<String>,
+    /// Carve a path out of the granted trees: no access. Repeatable.
+    #[arg(long = "deny", value_name = "PATH")]
+    deny: Vec<String>,
+    /// Allow network access to a host pattern (`host`, `*.domain`, `*`, optional `:port`). Repeatable.
+    #[arg(long = "net", value_name = "PATTERN")]
+    net: Vec<String>,
+    /// Pass a variable (NAME or PREFIX*) from cordon's environment. Repeatable.
+    #[arg(long = "env", value_name = "PATTERN")]
+    env: Vec<String>,
+    /// Set a variable in the command's environment. Repeatable.
+    #[arg(long = "set-env", value_name = "K=V")]
+    set_env: Vec<String>,
+    /// Working directory; relative --read/--write/--deny paths resolve against it. Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Do not grant the read-only system set (/usr, /lib, parts of /etc, ...).
+    #[arg(long)]
+    no_system: bool,
+    /// Wall-clock limit in milliseconds.
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Time between SIGTERM and SIGKILL at the timeout. Default 1000.
+    #[arg(long, value_name = "N")]
+    grace_ms: Option<u64>,
+    /// Memory limit in MiB (memory actually used).
+    #[arg(long, value_name = "N")]
+    memory_mb: Option<u64>,
+    /// CPU time limit of all processes together, in milliseconds.
+    #[arg(long, value_name = "N")]
+    cpu_ms: Option<u64>,
+    /// Limit on processes and threads alive at once.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// Largest file the command may write, in MiB.
+    #[arg(long, value_name = "N")]
+    file_size_mb: Option<u64>,
+    /// Captured output limit with --json, in bytes. Default 1048576.
+    #[arg(long, value_name = "N")]
+    output_bytes: Option<u64>,
+    /// Refuse memory that is writable and executable at once (for runtimes without a JIT).
+    #[arg(long)]
+    deny_wx: bool,
+    /// Capture output and print one ExecutionResult JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
+    raw.iter()
+        .map(|r| {
+            let rule = PathRule::parse(r, base).map_err(|e| hinted(e.to_string(), e.hint())).with_context(|| format!("invalid --{flag} {r}"))?;
+            rule.require_exists().map_err(|e| hinted(e.to_string(), e.hint())).with_context(|| format!("invalid --{flag} {r}"))?;
+            let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
+            Ok(PathRule { path })
+        })
+        .collect()
+}
+
+fn hinted(msg: String, hint: Option<&str>) -> anyhow::Error {
+    match hint {
+        Some(h) => anyhow::anyhow!("{msg}\n  hint: {h}"),
+        None => anyhow::anyhow!(msg),
+    }
+}
+
+/// Builds the policy from the flags. Errors name the flag.
+fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
+    let mut p = Policy::default();
+    p.fs.read = paths("read", &a.read, cwd)?;
+    p.fs.write = paths("write", &a.write, cwd)?;
+    p.fs.deny = paths("deny", &a.deny, cwd)?;
+    p.fs.system = if a.no_system { SystemSet::Exclude } else { SystemSet::Include };
+    for n in &a.net {
+        p.net.allow.push(NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))?);
+    }
+    for e in &a.env {
+        p.env.allow.push(EnvPattern::parse(e).with_context(|| format!("invalid --env {e}"))?);
+    }
+    for kv in &a.set_env {
+        p.env.set.push(cordon::policy::EnvPolicy::parse_assignment(kv).with_context(|| format!("invalid --set-env {kv}"))?);
+    }
+    let d = Limits::default();
+    p.limits = Limits {
+        timeout_ms: a.timeout_ms,
+        grace_ms: a.grace_ms.unwrap_or(d.grace_ms),
+        memory_mb: a.memory_mb,
+        cpu_ms: a.cpu_ms,
+        pids: a.pids,
+        output_bytes: a.output_bytes.unwrap_or(d.output_bytes),
+        file_size_mb: a.file_size_mb,
+    };
+    if a.deny_wx {
+        p.wx = WriteXorExecute::Deny;
+    }
+    p.validate().context("invalid quota")?;
+    Ok(p)
+}
+
+/// Picks the mode: the flag, or container where it can run, else process.
+fn choose_mode(flag: Option<&str>, policy: &Policy) -> Result<(Mode, Option<String>)> {
+    if let Some(m) = flag {
+        return Ok((m.parse().with_context(|| format!("invalid --mode {m}"))?, None));
+    }
+    let support = KernelSupport::detect().context("cannot probe the kernel")?;
+    match cordon::Plan::build(policy, Mode::Container, &support, Path::new("/tmp")) {
+        Ok(_) => Ok((Mode::Container, None)),
+        Err(e) => {
+            let notice = format!("container mode is not available here ({e}); running in process mode");
+            Ok((Mode::Process, Some(notice)))
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<i32> {
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let cwd = match &a.cwd {
+        Some(c) => std::fs::canonicalize(here.join(c)).with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
+        None => here,
+    };
+    if !cwd.is_dir() {
+        bail!("invalid --cwd {}: not a directory", cwd.display());
+    }
+    let policy = policy(&a, &cwd)?;
+    let (mode, notice) = choose_mode(a.mode.as_deref(), &policy)?;
+    if let Some(n) = &notice {
+        eprintln!("cordon: notice: {n}");
+    }
+    let mut req = RunRequest::new(policy, mode, a.command.clone());
+    req.cwd = cwd;
+    req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
+    req.warnings.extend(notice);
+    let result = cordon::run(&req);
+    if a.json {
+        println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);
+    }
+    if let Some(err) = &result.error {
+        let kind = match err.code {
+            ErrorCode::SetupFailed | ErrorCode::NotFound | ErrorCode::NotExecutable => Some("error"),
+            ErrorCode::NonzeroExit => None,
+            _ => Some("stopped"),
+        };
+        if let Some(kind) = kind {
+            let code = serde_json::to_value(err.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            render::message(kind, &format!("{code}: {}", err.message));
+        }
+    }
+    Ok(result.exit_status())
+}

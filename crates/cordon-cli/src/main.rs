@@ -1,0 +1,54 @@
+//! `cordon`: the command-line front end. Glue only; every decision lives in
+//! the `cordon` library.
+//!
+//! Exit status (DESIGN.md): the command's own; 128+N when a signal ended it;
+//! 124 at the wall-clock timeout; 125 when cordon failed before the command
+//! started (bad flags included); 126/127 when the command could not be
+//! executed / was not found. `cordon doctor` exits 0.
+
+mod cmd;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cordon", version, about = "Run a command under a kernel-enforced policy", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one command in a sandbox.
+    Run(cmd::run::RunArgs),
+    /// Show what this host can enforce, per mode.
+    Doctor(cmd::doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+                _ => ExitCode::from(125),
+            };
+        }
+    };
+    let status = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+    };
+    match status {
+        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(125)),
+        Err(e) => {
+            render::error(&e);
+            ExitCode::from(125)
+        }
+    }
+}

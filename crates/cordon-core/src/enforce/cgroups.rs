@@ -1,0 +1,171 @@
+//! Per-run cgroups below cordon's own: created before the clone, joined by
+//! the child itself (it writes `0` to `cgroup.procs`), read and removed after
+//! the run. cordon never moves a process out of the cgroup it started in.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::plan::CgroupPlan;
+use crate::probe::CgroupVersion;
+use crate::sys;
+
+/// Creating or configuring a per-run cgroup failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} cgroup {path}")]
+pub struct CgroupError {
+    /// What was being done.
+    pub action: &'static str,
+    /// The cgroup directory or file.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+/// What the run's cgroups counted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupStats {
+    /// The memory controller killed a process for exceeding the limit.
+    pub oom_killed: bool,
+    /// Peak memory use, bytes.
+    pub memory_peak: Option<u64>,
+    /// A fork failed at the pids limit.
+    pub pids_limit_hit: bool,
+    /// CPU time of all processes, nanoseconds.
+    pub cpu_ns: Option<u64>,
+}
+
+/// The run's cgroups. Removed on drop (best effort: a cgroup that still has
+/// a process cannot be removed, and is left for the next run's sweep).
+#[derive(Debug, Default)]
+pub struct RunCgroups {
+    memory: Option<(CgroupVersion, PathBuf)>,
+    pids: Option<(CgroupVersion, PathBuf)>,
+    cpuacct: Option<(CgroupVersion, PathBuf)>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError { action: "configure", path: path.to_owned(), source })
+}
+
+fn make(dir: &Path) -> Result<(), CgroupError> {
+    fs::create_dir(dir).map_err(|source| CgroupError { action: "create", path: dir.to_owned(), source })
+}
+
+impl RunCgroups {
+    /// Creates the cgroups `plan` asks for, named `cordon-{run_id}`, with
+    /// their limits, and opens their `cgroup.procs` for the child to join.
+    pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<(Self, Vec<OwnedFd>), CgroupError> {
+        let mut out = RunCgroups::default();
+        let mut procs = vec![];
+        let name = format!("cordon-{run_id}");
+        if let Some((dir, bytes)) = &plan.memory {
+            let d = dir.path.join(&name);
+            make(&d)?;
+            out.memory = Some((dir.version, d.clone()));
+            match dir.version {
+                CgroupVersion::V1 => {
+                    write(&d.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    // Without swap accounting this file is absent; nothing to cap then.
+                    let _ = fs::write(d.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                }
+                CgroupVersion::V2 => {
+                    write(&d.join("memory.max"), &bytes.to_string())?;
+                    write(&d.join("memory.swap.max"), "0")?;
+                }
+            }
+            procs.push(d);
+        }
+        if let Some((dir, n)) = &plan.pids {
+            let d = dir.path.join(&name);
+            if out.memory.as_ref().is_none_or(|(_, m)| *m != d) {
+                make(&d)?;
+            }
+            out.pids = Some((dir.version, d.clone()));
+            write(&d.join("pids.max"), &n.to_string())?;
+            procs.push(d);
+        }
+        if let Some(dir) = &plan.cpuacct {
+            let d = dir.path.join(&name);
+            if !d.exists() {
+                make(&d)?;
+            }
+            out.cpuacct = Some((dir.version, d.clone()));
+            procs.push(d);
+        }
+        procs.sort();
+        procs.dedup();
+        let fds = procs
+            .iter()
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                let c = CString::new(p.as_os_str().as_bytes()).expect("no NUL in cgroup path");
+                sys::open_write_only(&c).map_err(|source| CgroupError { action: "open", path: p, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((out, fds))
+    }
+
+    /// CPU time used so far by the run, nanoseconds.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        let (v, d) = self.cpuacct.as_ref()?;
+        match v {
+            CgroupVersion::V1 => read_u64(&d.join("cpuacct.usage")),
+            CgroupVersion::V2 => stat_field(&d.join("cpu.stat"), "usage_usec").map(|us| us * 1000),
+        }
+    }
+
+    /// Reads what the controllers counted.
+    pub fn stats(&self) -> CgroupStats {
+        let mut s = CgroupStats { cpu_ns: self.cpu_ns(), ..CgroupStats::default() };
+        if let Some((v, d)) = &self.memory {
+            match v {
+                CgroupVersion::V1 => {
+                    s.oom_killed = stat_field(&d.join("memory.oom_control"), "oom_kill").unwrap_or(0) > 0;
+                    s.memory_peak = read_u64(&d.join("memory.max_usage_in_bytes"));
+                }
+                CgroupVersion::V2 => {
+                    s.oom_killed = stat_field(&d.join("memory.events"), "oom_kill").unwrap_or(0) > 0;
+                    s.memory_peak = read_u64(&d.join("memory.peak"));
+                }
+            }
+        }
+        if let Some((_, d)) = &self.pids {
+            s.pids_limit_hit = stat_field(&d.join("pids.events"), "max").unwrap_or(0) > 0;
+        }
+        s
+    }
+}
+
+impl Drop for RunCgroups {
+    fn drop(&mut self) {
+        let mut dirs: Vec<&PathBuf> = [&self.memory, &self.pids, &self.cpuacct].into_iter().flatten().map(|(_, d)| d).collect();
+        dirs.dedup();
+        for d in dirs {
+            // The last process may still be leaving the group right after the
+            // reap; retry briefly on EBUSY.
+            for _ in 0..50 {
+                match fs::remove_dir(d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn stat_field(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}

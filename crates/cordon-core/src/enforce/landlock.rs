@@ -1,0 +1,180 @@
+//! Landlock: the filesystem rules and the signal / abstract-socket scopes.
+//!
+//! Rules attach to inodes, so the ruleset is built here, in the parent, from
+//! host paths, and holds in container mode too (bind mounts share inodes).
+//! Paths that exist only inside the container (its `/tmp` and `/proc`) are
+//! added by the child as late rules.
+//!
+//! Landlock only adds access; it cannot take a subtree away from a granted
+//! tree. A `deny` entry inside a granted tree is therefore enforced by
+//! granting, instead of the tree, each entry of each directory on the way down
+//! to the denied path except the next step towards it. The directories on that
+//! way cannot be listed or written directly (new entries there would not be
+//! covered); everything beside the denied path keeps its access.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+};
+
+use crate::plan::{FsAccess, LandlockPlan};
+
+/// Building the Landlock ruleset failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LandlockError {
+    /// `landlock_create_ruleset` or the crate's compatibility check failed.
+    #[error("failed to create the landlock ruleset for ABI {abi}")]
+    CreateRuleset {
+        /// The ABI asked for.
+        abi: u32,
+        /// The cause.
+        #[source]
+        source: landlock::RulesetError,
+    },
+    /// A rule could not be added.
+    #[error("failed to add landlock rule for {path}")]
+    AddRule {
+        /// The path of the rule.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: landlock::RulesetError,
+    },
+    /// A directory on the way to a denied path could not be listed.
+    #[error("failed to list {path} to carve out a denied path")]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn abi_of(v: u32) -> ABI {
+    match v {
+        0 => ABI::Unsupported,
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        6 => ABI::V6,
+        _ => ABI::V7,
+    }
+}
+
+/// The Landlock access bits for `access`, for the given ABI.
+pub fn access_bits(access: FsAccess, abi: u32) -> landlock::BitFlags<AccessFs> {
+    let abi = abi_of(abi);
+    match access {
+        FsAccess::Read => AccessFs::from_read(abi),
+        FsAccess::Write => AccessFs::from_all(abi),
+        FsAccess::Device => {
+            let mut a = AccessFs::ReadFile | AccessFs::WriteFile;
+            if AccessFs::from_all(abi).contains(AccessFs::Truncate) {
+                a |= AccessFs::Truncate;
+            }
+            a
+        }
+    }
+}
+
+/// Creates the ruleset with every rule of `plan`; the child restricts itself
+/// with the returned descriptor.
+pub fn build_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
+    let abi = abi_of(plan.abi);
+    let err = |source| LandlockError::CreateRuleset { abi: plan.abi, source };
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(err)?;
+    if plan.scopes {
+        ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(err)?;
+    }
+    let mut created = ruleset.create().map_err(err)?;
+    for (path, access) in expand_denies(&plan.rules, &plan.deny)? {
+        let Ok(fd) = PathFd::new(&path) else { continue }; // vanished or unreadable: grant nothing
+        let is_dir = path.is_dir();
+        let mut bits = access_bits(access, plan.abi);
+        if !is_dir {
+            bits &= AccessFs::from_file(abi);
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, bits))
+            .map_err(|source| LandlockError::AddRule { path: path.clone(), source })?;
+    }
+    let fd: Option<OwnedFd> = created.into();
+    fd.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))
+}
+
+/// Replaces every granted tree that contains a denied path by its entries
+/// minus the way to that path (see the module docs). Rules more specific than
+/// a deny (inside it) are kept: the more specific entry wins.
+pub fn expand_denies(
+    rules: &[(PathBuf, FsAccess)],
+    deny: &[PathBuf],
+) -> Result<Vec<(PathBuf, FsAccess)>, LandlockError> {
+    let mut out: BTreeMap<PathBuf, FsAccess> = BTreeMap::new();
+    for (path, access) in rules {
+        let inside: Vec<&PathBuf> = deny.iter().filter(|d| d.starts_with(path)).collect();
+        if inside.is_empty() {
+            merge(&mut out, path.clone(), *access);
+        } else {
+            carve(path, *access, &inside, &mut out)?;
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn merge(out: &mut BTreeMap<PathBuf, FsAccess>, path: PathBuf, access: FsAccess) {
+    let slot = out.entry(path).or_insert(access);
+    *slot = (*slot).max(access);
+}
+
+fn carve(dir: &Path, access: FsAccess, denies: &[&PathBuf], out: &mut BTreeMap<PathBuf, FsAccess>) -> Result<(), LandlockError> {
+    if denies.iter().any(|d| d.as_path() == dir) || !dir.is_dir() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| LandlockError::ListDir { path: dir.to_owned(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| LandlockError::ListDir { path: dir.to_owned(), source })?;
+        let child = entry.path();
+        let below: Vec<&PathBuf> = denies.iter().copied().filter(|d| d.starts_with(&child)).collect();
+        if below.is_empty() {
+            merge(out, child, access);
+        } else {
+            carve(&child, access, &below, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_inside_a_tree_keeps_the_siblings() {
+        let dir = std::env::temp_dir().join(format!("cordon-ll-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/secret")).unwrap();
+        std::fs::create_dir_all(dir.join("a/ok")).unwrap();
+        std::fs::write(dir.join("b"), "x").unwrap();
+        let rules = vec![(dir.clone(), FsAccess::Read)];
+        let got = expand_denies(&rules, &[dir.join("a/secret")]).unwrap();
+        let paths: Vec<_> = got.iter().map(|(p, _)| p.strip_prefix(&dir).unwrap().to_owned()).collect();
+        assert_eq!(paths, [PathBuf::from("a/ok"), PathBuf::from("b")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_beats_read_on_the_same_path() {
+        let rules = vec![(PathBuf::from("/x"), FsAccess::Read), (PathBuf::from("/x"), FsAccess::Write)];
+        assert_eq!(expand_denies(&rules, &[]).unwrap(), [(PathBuf::from("/x"), FsAccess::Write)]);
+    }
+}

@@ -1,0 +1,393 @@
+//! `spawn`: applies a [`Plan`] to a new child process and starts the command.
+//!
+//! The recipe, in the order the child runs it (see `sys::child`):
+//!
+//! ```text
+//! clone(user, pid, net, mount, ipc, uts namespaces)   // one syscall, all at once
+//! init:    write id maps; join the run's cgroups, then unshare the cgroup
+//!          namespace (so it is rooted there); bring up loopback; set the host
+//!          name; build the container root and pivot into it; fork the command
+//! command: stdio; chdir; rlimits; drop capabilities; no_new_privs;
+//!          landlock (late rules, restrict_self); close fds; seccomp; execve
+//! ```
+//!
+//! cgroups come before the root is built (the cgroup files are opened by the
+//! parent, before the clone, so nothing needs `/sys` inside); seccomp comes
+//! last so it may deny every syscall used before it.
+
+pub mod cgroups;
+pub mod landlock;
+pub mod mounts;
+pub mod seccomp;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::plan::{Namespace, Plan, RlimitKind};
+use crate::policy::fs::SYSTEM_READ;
+use crate::policy::Mode;
+use crate::sys::child::{CStringArray, ChildFailure, ChildSpec, ChildStage, LateRule, Supervision};
+use crate::sys::{self, Reaped};
+
+pub use cgroups::{CgroupStats, RunCgroups};
+
+/// What to run: the program, resolved before the clone.
+#[derive(Clone, Debug)]
+pub struct Command {
+    /// Absolute path of the executable.
+    pub program: PathBuf,
+    /// argv, including argv\[0\].
+    pub args: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+}
+
+/// Whether the command's stdout and stderr go to cordon's or into pipes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Inherit cordon's stdout and stderr.
+    Inherit,
+    /// Pipes that the supervisor reads.
+    Capture,
+}
+
+/// Setting up the sandbox failed before the command started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// Building the Landlock ruleset failed.
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockError),
+    /// Compiling the seccomp filters failed.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    /// Creating the run's cgroups failed.
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
+    /// A pipe or the clone itself failed.
+    #[error("failed to {what}")]
+    Os {
+        /// The step.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A string for the child contains a NUL byte.
+    #[error("{what} contains a NUL byte: {value:?}")]
+    Nul {
+        /// Which argument.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A step in the child failed.
+    #[error("sandbox setup failed at {stage}{detail}")]
+    Child {
+        /// The step.
+        stage: &'static str,
+        /// Which mount or rule, when the stage has several.
+        detail: String,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
+    /// The command could not be executed.
+    #[error("cannot execute {program}")]
+    Exec {
+        /// The program.
+        program: PathBuf,
+        /// The errno from execve.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SpawnError {
+    /// A suggestion for the user, where there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::EACCES) => {
+                Some("the file exists but is not executable inside the sandbox; grant its folder with --read".into())
+            }
+            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+                Some("the program (or its interpreter or libraries) is not visible inside the sandbox; grant its folder with --read".into())
+            }
+            SpawnError::Child { stage: "mount", .. } => Some("run `cordon doctor`; the host may forbid mounts in user namespaces (e.g. a masked /proc)".into()),
+            SpawnError::Cgroup(_) => Some("run `cordon doctor` to see which cgroup controllers are usable".into()),
+            _ => None,
+        }
+    }
+}
+
+fn os(what: &'static str) -> impl FnOnce(io::Error) -> SpawnError {
+    move |source| SpawnError::Os { what, source }
+}
+
+fn cstring(what: &'static str, s: impl Into<Vec<u8>>) -> Result<CString, SpawnError> {
+    let v = s.into();
+    CString::new(v.clone()).map_err(|_| SpawnError::Nul { what, value: String::from_utf8_lossy(&v).into_owned() })
+}
+
+/// A started sandbox.
+#[derive(Debug)]
+pub struct Running {
+    /// Pid of the child (init, or the command in dev mode), in cordon's namespace.
+    pub pid: libc::pid_t,
+    /// pidfd of that child.
+    pub pidfd: OwnedFd,
+    /// Read ends of the captured stdout and stderr.
+    pub stdout: Option<OwnedFd>,
+    /// See `stdout`.
+    pub stderr: Option<OwnedFd>,
+    /// The run's cgroups.
+    pub cgroups: RunCgroups,
+    status: Option<OwnedFd>,
+    supervision: Supervision,
+    _lifeline: Option<OwnedFd>,
+}
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    fn from_raw(status: libc::c_int) -> Self {
+        if libc::WIFSIGNALED(status) { ExitStatus::Signal(libc::WTERMSIG(status)) } else { ExitStatus::Code(libc::WEXITSTATUS(status)) }
+    }
+}
+
+/// The end of a run: the command's status and the kernel's accounting.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    /// The command's exit. `None` when init itself was killed (timeout).
+    pub status: Option<ExitStatus>,
+    /// The supervisor-side status of the cloned child.
+    pub child: ExitStatus,
+    /// rusage of every reaped process of the run.
+    pub usage: Reaped,
+}
+
+impl Running {
+    /// Sends `signal` to the run: to init, which forwards SIGTERM-like signals
+    /// to every process; SIGKILL to init ends the whole pid namespace. In dev
+    /// mode, to the command's process group.
+    pub fn signal(&self, signal: libc::c_int) -> io::Result<()> {
+        match self.supervision {
+            Supervision::Init => sys::pidfd_send_signal(self.pidfd.as_fd(), signal),
+            Supervision::Direct => sys::kill_process_group(self.pid, signal),
+        }
+    }
+
+    /// Waits for the child (which must have exited or be about to) and
+    /// returns how the command ended.
+    pub fn reap(self) -> io::Result<Finished> {
+        let usage = sys::wait4(self.pid)?;
+        let child = ExitStatus::from_raw(usage.status);
+        let status = match (self.supervision, &self.status) {
+            (Supervision::Direct, _) => Some(child),
+            (Supervision::Init, Some(fd)) => {
+                let mut buf = [0u8; 4];
+                match read_exact_or_eof(fd, &mut buf)? {
+                    true => Some(ExitStatus::from_raw(i32::from_ne_bytes(buf))),
+                    false => None,
+                }
+            }
+            (Supervision::Init, None) => None,
+        };
+        if self.supervision == Supervision::Direct {
+            // Anything the command left behind in its group goes too.
+            let _ = sys::kill_process_group(self.pid, libc::SIGKILL);
+        }
+        Ok(Finished { status, child, usage })
+    }
+}
+
+fn read_exact_or_eof(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn clone_flags(ns: &[Namespace]) -> libc::c_int {
+    ns.iter()
+        .map(|n| match n {
+            Namespace::User => libc::CLONE_NEWUSER,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Net => libc::CLONE_NEWNET,
+            Namespace::Mount => libc::CLONE_NEWNS,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            // Entered by init after it has joined the run's cgroups.
+            Namespace::Cgroup => 0,
+        })
+        .fold(0, |a, b| a | b)
+}
+
+fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
+    (match kind {
+        RlimitKind::Data => libc::RLIMIT_DATA,
+        RlimitKind::Cpu => libc::RLIMIT_CPU,
+        RlimitKind::Fsize => libc::RLIMIT_FSIZE,
+        RlimitKind::Nproc => libc::RLIMIT_NPROC,
+        RlimitKind::Core => libc::RLIMIT_CORE,
+    }) as libc::c_int
+}
+
+/// Applies `plan` to a new child and starts `cmd` in it. Returns once the
+/// command has been exec'd, or with the step that failed.
+pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result<Running, SpawnError> {
+    let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
+    let landlock = match &plan.landlock {
+        Some(l) => {
+            let fd = landlock::build_ruleset(l)?;
+            let late = l
+                .late
+                .iter()
+                .map(|(p, a)| Ok(LateRule { path: cstring("path", p.as_os_str().as_bytes())?, access: landlock::access_bits(*a, l.abi).bits() }))
+                .collect::<Result<Vec<_>, SpawnError>>()?;
+            Some((fd, late))
+        }
+        None => None,
+    };
+    let seccomp = match plan.seccomp {
+        Some(wx) => seccomp::build_filters(wx)?,
+        None => vec![],
+    };
+    let (cgroups, cgroup_procs) = RunCgroups::create(&plan.cgroup, run_id)?;
+    let id_maps = plan.namespaces.contains(&Namespace::User).then(|| {
+        let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
+        (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
+    });
+    let mounts = match &plan.root {
+        Some(root) => mounts::build_mount_ops(root, SYSTEM_READ),
+        None => vec![],
+    };
+    let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;
+    let (status_r, status_w) = match supervision {
+        Supervision::Init => {
+            let (r, w) = sys::pipe().map_err(os("create the status pipe"))?;
+            (Some(r), Some(w))
+        }
+        Supervision::Direct => (None, None),
+    };
+    let (lifeline_r, lifeline_w) = sys::pipe().map_err(os("create the lifeline pipe"))?;
+    let (mut stdout, mut stderr, mut stdio) = (None, None, [None, None, None]);
+    if output == Output::Capture {
+        let (or, ow) = sys::pipe().map_err(os("create the stdout pipe"))?;
+        let (er, ew) = sys::pipe().map_err(os("create the stderr pipe"))?;
+        stdio[1] = Some(ow);
+        stdio[2] = Some(ew);
+        stdout = Some(or);
+        stderr = Some(er);
+    }
+    let cwd = if plan.mode == Mode::Container && !visible_in_container(plan, &cmd.cwd) { PathBuf::from("/tmp") } else { cmd.cwd.clone() };
+    let spec = ChildSpec {
+        exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
+        argv: CStringArray::new(cmd.args.iter().map(|a| cstring("argument", a.as_bytes())).collect::<Result<_, _>>()?),
+        envp: CStringArray::new(cmd.env.iter().map(|(k, v)| cstring("environment", format!("{k}={v}"))).collect::<Result<_, _>>()?),
+        cwd: Some(cstring("working directory", cwd.as_os_str().as_bytes())?),
+        id_maps,
+        cgroup_procs,
+        cgroup_namespace: plan.namespaces.contains(&Namespace::Cgroup),
+        mounts,
+        loopback_up: plan.namespaces.contains(&Namespace::Net),
+        hostname: plan.namespaces.contains(&Namespace::Uts).then(|| c"cordon".to_owned()),
+        rlimits: plan
+            .rlimits
+            .iter()
+            .map(|r| (rlimit_resource(r.kind), libc::rlimit { rlim_cur: r.soft, rlim_max: r.hard }))
+            .collect(),
+        drop_capabilities: plan.drop_capabilities,
+        last_cap: sys::last_capability(),
+        landlock,
+        landlock_flags: 0,
+        seccomp,
+        stdio,
+        report: report_w,
+        status: status_w,
+        lifeline: Some(lifeline_r),
+        supervision,
+    };
+    let child = sys::spawn(clone_flags(&plan.namespaces), &spec).map_err(os("clone the sandbox process"))?;
+    // Our copies of the child's ends must go now: the report pipe reaches EOF
+    // only when every write end is closed, and the lifeline is meant to hang
+    // up only when *we* go.
+    drop(spec);
+    wait_for_exec(&report_r, &cmd.program)?;
+    Ok(Running {
+        pid: child.pid,
+        pidfd: child.pidfd,
+        stdout,
+        stderr,
+        cgroups,
+        status: status_r,
+        supervision,
+        _lifeline: Some(lifeline_w),
+    })
+}
+
+fn visible_in_container(plan: &Plan, path: &Path) -> bool {
+    plan.root.as_ref().is_some_and(|r| r.binds.iter().any(|b| path.starts_with(&b.path)))
+        || path.starts_with("/tmp")
+}
+
+/// Blocks until the report pipe reaches EOF (the exec succeeded) or carries
+/// a failure record.
+fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
+    let mut buf = [0u8; ChildFailure::SIZE];
+    if !read_exact_or_eof(report, &mut buf).map_err(os("read the report pipe"))? {
+        return Ok(());
+    }
+    let f = ChildFailure::from_bytes(&buf);
+    let source = io::Error::from_raw_os_error(f.errno);
+    let stage = ChildStage::from_u32(f.stage);
+    if stage == Some(ChildStage::Exec) {
+        return Err(SpawnError::Exec { program: program.to_owned(), source });
+    }
+    let name = match stage {
+        Some(ChildStage::Lifeline) => "lifeline",
+        Some(ChildStage::IdMaps) => "uid/gid maps",
+        Some(ChildStage::JoinCgroup) => "joining the cgroup",
+        Some(ChildStage::CgroupNamespace) => "cgroup namespace",
+        Some(ChildStage::Mount) => "mount",
+        Some(ChildStage::Loopback) => "loopback interface",
+        Some(ChildStage::Hostname) => "hostname",
+        Some(ChildStage::Fork) => "fork",
+        Some(ChildStage::Stdio) => "stdio",
+        Some(ChildStage::Chdir) => "chdir to the working directory",
+        Some(ChildStage::Rlimit) => "setrlimit",
+        Some(ChildStage::Capabilities) => "dropping capabilities",
+        Some(ChildStage::NoNewPrivs) => "no_new_privs",
+        Some(ChildStage::LandlockAddRule) => "landlock rule inside the sandbox",
+        Some(ChildStage::LandlockRestrict) => "landlock_restrict_self",
+        Some(ChildStage::CloseFds) => "close_range",
+        Some(ChildStage::Seccomp) => "seccomp",
+        Some(ChildStage::Signals) => "signal dispositions",
+        Some(ChildStage::Exec) | None => "an unknown step",
+    };
+    let detail = match stage {
+        Some(ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp) => format!(" (step {})", f.index),
+        _ => String::new(),
+    };
+    Err(SpawnError::Child { stage: name, detail, source })
+}

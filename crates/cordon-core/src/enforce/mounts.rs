@@ -1,0 +1,201 @@
+//! The container root: a tmpfs with read-only binds of the system set and the
+//! `read` paths, read-write binds of the `write` paths, carve-outs for `deny`,
+//! a private `/proc`, a minimal `/dev`, a size-capped `/tmp`; `nosuid` and
+//! `nodev` everywhere but on the device binds.
+//!
+//! The steps run in init, inside the new user and mount namespaces:
+//!
+//! 1. make every mount private, so nothing propagates back to the host;
+//! 2. mount a staging tmpfs on `/tmp` and `pivot_root` into it, the host root
+//!    landing on `/oldroot` (the move uncovers the host's `/tmp` there);
+//! 3. build `/newroot`: mount points first, read-only binds, one recursive
+//!    read-only `mount_setattr`, then everything writable on top;
+//! 4. `pivot_root(".", ".")` in `/newroot` and detach the old root, so no
+//!    host path stays reachable.
+//!
+//! Sources are `/oldroot` plus the host path with symlinks resolved, because
+//! an absolute link would otherwise resolve against the staging root.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::plan::{FsAccess, RootPlan};
+use crate::sys::child::MountOp;
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Devices bound from the host into the minimal `/dev`.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn c(p: impl AsRef<Path>) -> CString {
+    CString::new(p.as_ref().as_os_str().as_bytes()).expect("paths come from the OS and have no NUL")
+}
+
+fn cs(s: &str) -> CString {
+    CString::new(s).expect("static strings have no NUL")
+}
+
+fn under(root: &str, p: &Path) -> PathBuf {
+    Path::new(root).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+struct Ops(Vec<MountOp>);
+
+impl Ops {
+    fn mount(&mut self, src: &str, target: impl AsRef<Path>, fstype: &str, flags: libc::c_ulong, data: &str) {
+        self.0.push(MountOp::Mount { src: cs(src), target: c(target), fstype: cs(fstype), flags, data: cs(data) });
+    }
+    fn bind(&mut self, src: impl AsRef<Path>, target: impl AsRef<Path>) {
+        self.0.push(MountOp::Mount { src: c(src), target: c(target), fstype: cs(""), flags: libc::MS_BIND | libc::MS_REC, data: cs("") });
+    }
+    fn setattr(&mut self, path: impl AsRef<Path>, attr: u64, recursive: bool) {
+        self.0.push(MountOp::SetAttr { path: c(path), attr, recursive });
+    }
+    fn mkdir_p(&mut self, path: &Path) {
+        let mut acc = PathBuf::from("/");
+        for comp in path.components().skip(1) {
+            acc.push(comp);
+            self.0.push(MountOp::Mkdir { path: c(&acc), mode: 0o755 });
+        }
+    }
+    fn mountpoint(&mut self, path: &Path, is_dir: bool) {
+        match (is_dir, path.parent()) {
+            (true, _) => self.mkdir_p(path),
+            (false, Some(parent)) => {
+                self.mkdir_p(parent);
+                self.0.push(MountOp::Touch { path: c(path) });
+            }
+            (false, None) => {}
+        }
+    }
+    fn symlink(&mut self, target: impl AsRef<Path>, path: impl AsRef<Path>) {
+        self.0.push(MountOp::Symlink { target: c(target), path: c(path) });
+    }
+}
+
+/// A host path as it will be bound: where it shows inside, and its source.
+enum Entry {
+    Bind { inside: PathBuf, source: PathBuf, is_dir: bool, access: FsAccess },
+    Link { inside: PathBuf, target: PathBuf },
+}
+
+fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if system && meta.file_type().is_symlink() {
+        return Some(Entry::Link { inside: path.to_owned(), target: std::fs::read_link(path).ok()? });
+    }
+    let source = std::fs::canonicalize(path).ok()?;
+    let is_dir = source.is_dir();
+    Some(Entry::Bind { inside: source.clone(), source, is_dir, access })
+}
+
+/// Turns the root plan into mount steps, reading the host to tell files,
+/// directories and symbolic links apart. Paths that do not exist are skipped.
+pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {
+    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut ops = Ops(vec![]);
+    ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
+    ops.mount("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=0755,size=64k,nr_inodes=64");
+    ops.0.push(MountOp::Chdir { path: cs("/tmp") });
+    ops.0.push(MountOp::Mkdir { path: cs("/tmp/oldroot"), mode: 0o755 });
+    ops.0.push(MountOp::Mkdir { path: cs("/tmp/newroot"), mode: 0o755 });
+    ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs("oldroot") });
+    ops.0.push(MountOp::Chdir { path: cs("/") });
+    ops.mount("tmpfs", "/newroot", "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
+
+    let entries: Vec<Entry> = root
+        .binds
+        .iter()
+        .filter_map(|b| resolve(&b.path, b.access, system.contains(&b.path.to_str().unwrap_or(""))))
+        .collect();
+    // Mount points first, while the root is still writable.
+    for dir in ["/dev", "/proc", "/tmp"] {
+        ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
+    }
+    for e in &entries {
+        match e {
+            Entry::Bind { inside, is_dir, .. } => ops.mountpoint(&under("/newroot", inside), *is_dir),
+            Entry::Link { inside, target } => {
+                if let Some(parent) = inside.parent() {
+                    ops.mkdir_p(&under("/newroot", parent));
+                }
+                ops.symlink(target, under("/newroot", inside));
+            }
+        }
+    }
+    let denied: Vec<(PathBuf, bool)> =
+        root.deny.iter().filter_map(|d| std::fs::canonicalize(d).ok()).map(|d| { let dir = d.is_dir(); (d, dir) }).collect();
+    let deny_in = |ops: &mut Ops, access: FsAccess| {
+        for (d, is_dir) in &denied {
+            let inside_of = |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
+            if !entries.iter().any(inside_of) {
+                continue;
+            }
+            let target = under("/newroot", d);
+            if *is_dir {
+                ops.mount("tmpfs", &target, "tmpfs", libc::MS_RDONLY | nosuid_nodev | libc::MS_NOEXEC, "mode=000,size=4k,nr_inodes=1");
+            } else {
+                ops.bind("/oldroot/dev/null", &target);
+                ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
+            }
+        }
+    };
+    for e in &entries {
+        if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
+            ops.bind(under("/oldroot", source), under("/newroot", inside));
+        }
+    }
+    deny_in(&mut ops, FsAccess::Read);
+    ops.setattr("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+    for e in &entries {
+        if let Entry::Bind { inside, source, access: FsAccess::Write | FsAccess::Device, .. } = e {
+            let target = under("/newroot", inside);
+            ops.bind(under("/oldroot", source), &target);
+            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+        }
+    }
+    deny_in(&mut ops, FsAccess::Write);
+
+    // A minimal /dev.
+    ops.mount("tmpfs", "/newroot/dev", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
+    for d in DEVICES {
+        let host = Path::new("/dev").join(d);
+        if host.exists() {
+            let target = under("/newroot", &host);
+            ops.0.push(MountOp::Touch { path: c(&target) });
+            ops.bind(under("/oldroot", &host), &target);
+            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
+        }
+    }
+    ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
+    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
+    ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
+    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev, "mode=1777,size=64m");
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        ops.symlink(target, Path::new("/newroot/dev").join(name));
+    }
+    ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY, false);
+
+    // The pid namespace's own /proc, with the global knobs read-only.
+    ops.mount("proc", "/newroot/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, "");
+    for knob in ["sys", "sysrq-trigger", "irq", "bus"] {
+        if !Path::new("/proc").join(knob).exists() {
+            continue;
+        }
+        let knob = Path::new("/newroot/proc").join(knob);
+        ops.bind(&knob, &knob);
+        ops.setattr(&knob, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true);
+    }
+    ops.mount("tmpfs", "/newroot/tmp", "tmpfs", nosuid_nodev, &format!("mode=1777,size={}m", root.tmp_size_mb));
+
+    ops.0.push(MountOp::Chdir { path: cs("/newroot") });
+    ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs(".") });
+    ops.0.push(MountOp::Detach { path: cs(".") });
+    ops.0.push(MountOp::Chdir { path: cs("/") });
+    ops.0
+}

@@ -1,0 +1,52 @@
+//! cordon-core: the policy model and its enforcement by the Linux kernel.
+//!
+//! # What is enforced
+//!
+//! A [`Policy`](policy::Policy) says what one execution may do. [`Plan::build`](plan::Plan::build)
+//! decides, from the policy and the host's [`KernelSupport`](probe::KernelSupport), which
+//! mechanism enforces each entry, and [`enforce::spawn`] applies the plan to
+//! a new process:
+//!
+//! - filesystem: Landlock rules (read = read + execute, write = everything,
+//!   deny = carve-outs), and in container mode a fresh root of bind mounts;
+//! - processes: a pid namespace with a minimal init; every process of the run
+//!   dies with it, and it dies with cordon (`PR_SET_PDEATHSIG`);
+//! - signals and abstract unix sockets: Landlock scopes (ABI 6);
+//! - network: an empty network namespace (loopback only);
+//! - syscalls: a default-deny seccomp allow-list, with the dangerous families
+//!   refused with `EPERM` (see [`enforce::seccomp`]);
+//! - privileges: all capabilities dropped (bounding set included) and
+//!   `no_new_privs`;
+//! - quotas: per-run cgroups where this process may create them, rlimits
+//!   otherwise; the wall clock is the supervisor's job.
+//!
+//! # What is not
+//!
+//! Process mode does not hide the host's filesystem layout or its process
+//! list (`/proc` is readable; other processes' sensitive entries are not,
+//! because Landlock denies ptrace access across domains). Covert channels,
+//! CPU side channels and kernel bugs are out of scope.
+//!
+//! # Compatibility
+//!
+//! Nothing is silently weakened: when the kernel lacks what a mode needs,
+//! `Plan::build` fails with a [`PlanError`](plan::PlanError) naming the feature. Process mode
+//! needs Landlock ABI 6 and seccomp, and user namespaces unless run as root.
+//! Container mode needs user namespaces and Landlock ABI 3.
+//!
+//! # Test strategy
+//!
+//! Plans are pure and tested against `KernelSupport::fixture_*` values for
+//! older kernels. Enforcement is tested in `tests/` of the `cordon` crate by
+//! doing the forbidden thing in a real sandbox, with a control run that
+//! shows the same probe succeeds without the restriction.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod enforce;
+pub mod plan;
+pub mod policy;
+pub mod probe;
+#[allow(unsafe_code)]
+pub mod sys;

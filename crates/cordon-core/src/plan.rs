@@ -1,0 +1,538 @@
+//! `Plan::build`: the pure decision of how a policy is enforced on a host.
+//!
+//! A plan says which mechanisms run, with which ABI and rules, in which
+//! order, and which policy entry each one covers (the ledger). It reads no
+//! file and makes no syscall, so `cordon check` prints it and tests build
+//! plans for older kernels from [`KernelSupport`] fixtures.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
+use crate::policy::{Mode, Policy, SystemSet, WriteXorExecute};
+use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
+
+/// Access granted to a path tree. Ordered: a later variant includes the
+/// earlier ones' file access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsAccess {
+    /// Read and execute.
+    Read,
+    /// Read and write an existing character device.
+    Device,
+    /// Everything: read, write, create, remove, rename.
+    Write,
+}
+
+/// The Landlock part of a plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct LandlockPlan {
+    /// The ABI the ruleset is built for.
+    pub abi: u32,
+    /// Whether signal and abstract-unix-socket scopes are set.
+    pub scopes: bool,
+    /// Host paths and their access.
+    pub rules: Vec<(PathBuf, FsAccess)>,
+    /// Carve-outs.
+    pub deny: Vec<PathBuf>,
+    /// Paths inside the container, added by the child.
+    pub late: Vec<(PathBuf, FsAccess)>,
+}
+
+/// A kernel namespace the sandbox gets its own instance of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Namespace {
+    /// Users: no capability in the host's namespace.
+    User,
+    /// Processes: the run's processes see only each other; all die with init.
+    Pid,
+    /// Network: loopback only.
+    Net,
+    /// Mounts: a root of its own.
+    Mount,
+    /// SysV IPC and POSIX message queues.
+    Ipc,
+    /// Host name.
+    Uts,
+    /// Cgroup view.
+    Cgroup,
+}
+
+/// A resource limit set with `setrlimit` in the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rlimit {
+    /// Which one.
+    pub kind: RlimitKind,
+    /// Soft and hard limit (equal unless noted).
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// The rlimits cordon uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RlimitKind {
+    /// Private writable memory (memory fallback without a cgroup).
+    Data,
+    /// CPU seconds per process.
+    Cpu,
+    /// Largest file written.
+    Fsize,
+    /// Processes of this user (per user namespace).
+    Nproc,
+    /// Core dump size.
+    Core,
+}
+
+/// Per-run cgroups to create, with their limits.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CgroupPlan {
+    /// Memory cgroup and its limit in bytes.
+    pub memory: Option<(CgroupDir, u64)>,
+    /// Pids cgroup and its limit.
+    pub pids: Option<(CgroupDir, u64)>,
+    /// CPU accounting cgroup (the supervisor polls it for `cpu_ms`).
+    pub cpuacct: Option<CgroupDir>,
+}
+
+impl CgroupPlan {
+    /// Whether any cgroup is created.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpuacct.is_none()
+    }
+}
+
+/// A bind mount in the container root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// Host path, shown at the same path inside.
+    pub path: PathBuf,
+    /// Read-only or read-write.
+    pub access: FsAccess,
+}
+
+/// The container's filesystem view.
+#[derive(Clone, Debug, Serialize)]
+pub struct RootPlan {
+    /// Binds, shallowest first.
+    pub binds: Vec<Bind>,
+    /// Paths hidden inside the binds.
+    pub deny: Vec<PathBuf>,
+    /// Size cap of the private `/tmp`, MiB.
+    pub tmp_size_mb: u64,
+}
+
+/// How completely a policy entry is enforced here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// Exactly as asked.
+    Full,
+    /// Enforced, with a documented gap (named in the ledger entry).
+    Partial,
+    /// Not enforced (dev mode only).
+    NotEnforced,
+}
+
+/// One line of the enforcement ledger: a policy entry and what enforces it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerEntry {
+    /// The policy entry, e.g. `fs.read /srv/data` or `quota memory_mb=256`.
+    pub rule: String,
+    /// The mechanism, e.g. `landlock ABI 7 + mount namespace`.
+    pub mechanism: String,
+    /// How completely.
+    pub enforcement: Enforcement,
+}
+
+/// The enforcement plan for one execution.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// The tier.
+    pub mode: Mode,
+    /// Namespaces created at `clone` (the cgroup namespace after joining).
+    pub namespaces: Vec<Namespace>,
+    /// Landlock rules, if any.
+    pub landlock: Option<LandlockPlan>,
+    /// The seccomp filter, if any, with its W^X choice.
+    pub seccomp: Option<WriteXorExecute>,
+    /// Per-run cgroups.
+    pub cgroup: CgroupPlan,
+    /// rlimits for the command.
+    pub rlimits: Vec<Rlimit>,
+    /// The container root, in container mode.
+    pub root: Option<RootPlan>,
+    /// Whether every capability is dropped.
+    pub drop_capabilities: bool,
+    /// What enforces each policy entry.
+    pub ledger: Vec<LedgerEntry>,
+}
+
+/// A policy that this host cannot enforce. Every variant names the missing
+/// feature; [`PlanError::hint`] says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// Landlock is missing or too old.
+    #[error("{mode} mode needs landlock ABI {needed} ({why}); this kernel provides {found}")]
+    LandlockAbi {
+        /// The mode asked for.
+        mode: &'static str,
+        /// The ABI needed.
+        needed: u32,
+        /// The ABI found.
+        found: LandlockAbi,
+        /// What needs it.
+        why: &'static str,
+    },
+    /// No seccomp.
+    #[error("{mode} mode needs seccomp-bpf, which this kernel does not offer")]
+    Seccomp {
+        /// The mode asked for.
+        mode: &'static str,
+    },
+    /// No user namespaces where one is needed.
+    #[error("{mode} mode needs user namespaces ({why}), which this host does not allow for this user")]
+    UserNamespaces {
+        /// The mode asked for.
+        mode: &'static str,
+        /// What needs them.
+        why: &'static str,
+    },
+    /// A quota has no mechanism here.
+    #[error("quota {quota} cannot be enforced here: {why}")]
+    Quota {
+        /// The quota.
+        quota: &'static str,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Network allow-lists are not available yet.
+    #[error("network access (--net {pattern}) is not available yet: the filtering proxy has not landed, and cordon will not open the network unfiltered")]
+    Network {
+        /// The first pattern.
+        pattern: String,
+    },
+}
+
+impl PlanError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            PlanError::LandlockAbi { .. } => "run `cordon doctor`; boot a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y and `landlock` in the lsm= boot parameter), or use --mode dev for trusted code only",
+            PlanError::Seccomp { .. } => "use a kernel built with CONFIG_SECCOMP_FILTER=y",
+            PlanError::UserNamespaces { .. } => "run `cordon doctor`; allow user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns), run as root, or use --mode process",
+            PlanError::Quota { .. } => "run `cordon doctor` to see which cgroup controllers this process may use; delegate one to cordon's cgroup, or drop the quota",
+            PlanError::Network { .. } => "drop --net; network allow-lists arrive with the filtering proxy",
+        }
+    }
+}
+
+/// Size of the container's `/tmp` when no memory limit says otherwise.
+pub const DEFAULT_TMP_MB: u64 = 512;
+
+/// Landlock ABI with `TRUNCATE`, below which read-only grants could be truncated.
+const FS_ABI: u32 = 3;
+
+impl Plan {
+    /// Decides how `policy` is enforced in `mode` on a host with `support`.
+    /// `scratch` is the private writable directory of process mode.
+    pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
+        if let Some(p) = policy.net.allow.first() {
+            return Err(PlanError::Network { pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()) });
+        }
+        let mut plan = Plan {
+            mode,
+            namespaces: vec![],
+            landlock: None,
+            seccomp: None,
+            cgroup: CgroupPlan::default(),
+            rlimits: vec![Rlimit { kind: RlimitKind::Core, soft: 0, hard: 0 }],
+            root: None,
+            drop_capabilities: false,
+            ledger: vec![],
+        };
+        if mode == Mode::Dev {
+            plan.rlimits.clear();
+            plan.ledger_dev(policy);
+            return Ok(plan);
+        }
+        let name = mode.as_str();
+        if !support.seccomp.is_available() {
+            return Err(PlanError::Seccomp { mode: name });
+        }
+        let userns = support.user_namespaces.is_available();
+        match mode {
+            Mode::Container => {
+                if !userns {
+                    return Err(PlanError::UserNamespaces { mode: name, why: "the container root is built inside one" });
+                }
+                plan.namespaces =
+                    vec![Namespace::User, Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc, Namespace::Uts, Namespace::Cgroup];
+            }
+            _ => {
+                if !userns && !support.root {
+                    return Err(PlanError::UserNamespaces { mode: name, why: "an unprivileged user needs one for the empty network namespace" });
+                }
+                plan.namespaces = if userns { vec![Namespace::User] } else { vec![] };
+                plan.namespaces.extend([Namespace::Pid, Namespace::Net]);
+            }
+        }
+        let needed = if mode == Mode::Process { LandlockAbi::SCOPES.0 } else { FS_ABI };
+        if support.landlock_abi.0 < needed {
+            let why = if mode == Mode::Process { "filesystem rules, and scopes for signals and abstract unix sockets" } else { "filesystem rules with truncate control" };
+            return Err(PlanError::LandlockAbi { mode: name, needed, found: support.landlock_abi, why });
+        }
+        plan.drop_capabilities = true;
+        plan.seccomp = Some(policy.wx);
+        plan.landlock = Some(landlock_plan(policy, mode, support, scratch));
+        if mode == Mode::Container {
+            plan.root = Some(root_plan(policy));
+        }
+        plan.plan_limits(policy, support)?;
+        plan.ledger_sandbox(policy, support);
+        Ok(plan)
+    }
+
+    fn plan_limits(&mut self, policy: &Policy, support: &KernelSupport) -> Result<(), PlanError> {
+        let l = &policy.limits;
+        if let Some(mb) = l.memory_mb {
+            match &support.cgroups.memory {
+                Some(dir) => self.cgroup.memory = Some((dir.clone(), mb << 20)),
+                None => {
+                    let bytes = mb << 20;
+                    self.rlimits.push(Rlimit { kind: RlimitKind::Data, soft: bytes, hard: bytes });
+                }
+            }
+        }
+        if let Some(n) = l.pids {
+            match &support.cgroups.pids {
+                Some(dir) => self.cgroup.pids = Some((dir.clone(), n)),
+                // RLIMIT_NPROC counts per user namespace since 5.14, but never
+                // binds a process whose real uid is the host's root.
+                None if !support.root && self.namespaces.contains(&Namespace::User) => {
+                    self.rlimits.push(Rlimit { kind: RlimitKind::Nproc, soft: n, hard: n })
+                }
+                None => {
+                    return Err(PlanError::Quota {
+                        quota: "pids",
+                        why: "no pids cgroup controller is usable below cordon's cgroup, and RLIMIT_NPROC does not bind root",
+                    })
+                }
+            }
+        }
+        if let Some(ms) = l.cpu_ms {
+            let secs = ms.div_ceil(1000);
+            self.rlimits.push(Rlimit { kind: RlimitKind::Cpu, soft: secs, hard: secs + 1 });
+            self.cgroup.cpuacct = support.cgroups.cpuacct.clone();
+        }
+        if let Some(mb) = l.file_size_mb {
+            self.rlimits.push(Rlimit { kind: RlimitKind::Fsize, soft: mb << 20, hard: mb << 20 });
+        }
+        Ok(())
+    }
+
+    fn ledger_dev(&mut self, policy: &Policy) {
+        let none = |rule: String| LedgerEntry { rule, mechanism: "none (dev mode)".into(), enforcement: Enforcement::NotEnforced };
+        self.ledger.push(none("fs, net, env, syscalls, quotas".into()));
+        if let Some(t) = policy.limits.timeout_ms {
+            self.ledger.push(LedgerEntry { rule: format!("quota timeout_ms={t}"), mechanism: "supervisor".into(), enforcement: Enforcement::Full });
+        }
+    }
+
+    fn ledger_sandbox(&mut self, policy: &Policy, support: &KernelSupport) {
+        let container = self.mode == Mode::Container;
+        let ll = self.landlock.as_ref().map(|l| l.abi).unwrap_or(0);
+        let fs_mech = if container { format!("mount namespace + landlock ABI {ll}") } else { format!("landlock ABI {ll}") };
+        let mut push = |rule: String, mechanism: String, enforcement| self.ledger.push(LedgerEntry { rule, mechanism, enforcement });
+        if policy.fs.system == SystemSet::Include {
+            push("fs.system (read-only system set)".into(), fs_mech.clone(), Enforcement::Full);
+        }
+        for (kind, rules) in [("fs.read", &policy.fs.read), ("fs.write", &policy.fs.write)] {
+            for r in rules {
+                push(format!("{kind} {}", r.path.display()), fs_mech.clone(), Enforcement::Full);
+            }
+        }
+        for r in &policy.fs.deny {
+            let (mech, e) = if container {
+                (fs_mech.clone(), Enforcement::Full)
+            } else {
+                (format!("{fs_mech} (the directories above it cannot be listed or written directly)"), Enforcement::Partial)
+            };
+            push(format!("fs.deny {}", r.path.display()), mech, e);
+        }
+        push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
+        push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
+        push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
+        let scopes = self.landlock.as_ref().is_some_and(|l| l.scopes);
+        push(
+            "processes".into(),
+            format!("pid namespace{}", if scopes { " + landlock signal scope" } else { "" }),
+            Enforcement::Full,
+        );
+        push("capabilities (none)".into(), "capset + bounding set + no_new_privs".into(), Enforcement::Full);
+        let l = &policy.limits;
+        if let Some(t) = l.timeout_ms {
+            push(format!("quota timeout_ms={t}"), "supervisor (SIGTERM, then SIGKILL after grace_ms)".into(), Enforcement::Full);
+        }
+        if let Some(mb) = l.memory_mb {
+            match &self.cgroup.memory {
+                Some((d, _)) => push(format!("quota memory_mb={mb}"), format!("cgroup {:?} memory", d.version).to_lowercase(), Enforcement::Full),
+                None => push(format!("quota memory_mb={mb}"), "RLIMIT_DATA per process (counts writable mappings, not only used memory)".into(), Enforcement::Partial),
+            }
+        }
+        if let Some(n) = l.pids {
+            match &self.cgroup.pids {
+                Some((d, _)) => push(format!("quota pids={n}"), format!("cgroup {:?} pids", d.version).to_lowercase(), Enforcement::Full),
+                None => push(format!("quota pids={n}"), "RLIMIT_NPROC in the run's user namespace".into(), Enforcement::Full),
+            }
+        }
+        if let Some(ms) = l.cpu_ms {
+            match &self.cgroup.cpuacct {
+                Some(_) => push(format!("quota cpu_ms={ms}"), "cgroup cpu accounting polled by the supervisor + RLIMIT_CPU".into(), Enforcement::Full),
+                None => push(format!("quota cpu_ms={ms}"), "RLIMIT_CPU per process, whole seconds".into(), Enforcement::Partial),
+            }
+        }
+        if let Some(mb) = l.file_size_mb {
+            push(format!("quota file_size_mb={mb}"), "RLIMIT_FSIZE".into(), Enforcement::Full);
+        }
+        push(format!("quota output_bytes={}", l.output_bytes), "supervisor capture buffer".into(), Enforcement::Full);
+        let _ = support;
+    }
+}
+
+fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> LandlockPlan {
+    let abi = support.landlock_abi.0.min(7);
+    let mut rules: Vec<(PathBuf, FsAccess)> = vec![];
+    let mut late = vec![];
+    if policy.fs.system == SystemSet::Include {
+        rules.extend(SYSTEM_READ.iter().map(|p| (PathBuf::from(p), FsAccess::Read)));
+        rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
+    }
+    rules.extend(policy.fs.read.iter().map(|r| (r.path.clone(), FsAccess::Read)));
+    rules.extend(policy.fs.write.iter().map(|r| (r.path.clone(), FsAccess::Write)));
+    if mode == Mode::Container {
+        late.push((PathBuf::from("/tmp"), FsAccess::Write));
+        late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
+        late.push((PathBuf::from("/proc"), FsAccess::Read));
+        late.push((PathBuf::from("/dev/pts"), FsAccess::Device));
+        late.push((PathBuf::from("/dev/tty"), FsAccess::Device));
+        if policy.fs.system == SystemSet::Exclude {
+            late.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
+        }
+    } else {
+        rules.push((scratch.to_owned(), FsAccess::Write));
+        // Other processes' /proc entries stay closed: Landlock denies ptrace
+        // access across domains, which guards environ, mem, maps, fd, root.
+        rules.push((PathBuf::from("/proc"), FsAccess::Read));
+        if policy.fs.system == SystemSet::Exclude {
+            rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
+        }
+    }
+    LandlockPlan {
+        abi,
+        scopes: support.landlock_abi >= LandlockAbi::SCOPES,
+        rules,
+        deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(),
+        late,
+    }
+}
+
+fn root_plan(policy: &Policy) -> RootPlan {
+    let mut binds: Vec<Bind> = vec![];
+    if policy.fs.system == SystemSet::Include {
+        binds.extend(SYSTEM_READ.iter().map(|p| Bind { path: PathBuf::from(p), access: FsAccess::Read }));
+    }
+    binds.extend(policy.fs.read.iter().map(|r| Bind { path: r.path.clone(), access: FsAccess::Read }));
+    binds.extend(policy.fs.write.iter().map(|r| Bind { path: r.path.clone(), access: FsAccess::Write }));
+    // Shallow first, so deeper grants are mounted on top of broader ones.
+    binds.sort_by_key(|b| b.path.components().count());
+    let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
+    RootPlan { binds, deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(), tmp_size_mb }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, NetPattern};
+
+    fn build(policy: &Policy, mode: Mode, s: &KernelSupport) -> Result<Plan, PlanError> {
+        Plan::build(policy, mode, s, Path::new("/tmp/scratch"))
+    }
+
+    #[test]
+    fn full_kernel_process_mode_uses_every_mechanism() {
+        let p = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap();
+        assert_eq!(p.namespaces, [Namespace::User, Namespace::Pid, Namespace::Net]);
+        let ll = p.landlock.unwrap();
+        assert!(ll.scopes && ll.abi == 7);
+        assert!(ll.rules.contains(&(PathBuf::from("/tmp/scratch"), FsAccess::Write)));
+        assert!(p.seccomp.is_some() && p.drop_capabilities);
+    }
+
+    #[test]
+    fn old_landlock_refuses_process_mode_and_names_the_abi() {
+        for abi in 0..6 {
+            let e = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_landlock(abi)).unwrap_err();
+            assert!(matches!(e, PlanError::LandlockAbi { needed: 6, .. }), "{e}");
+            assert!(e.to_string().contains("landlock ABI 6"), "{e}");
+        }
+    }
+
+    #[test]
+    fn container_mode_runs_on_abi_3_without_scopes() {
+        let p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(3)).unwrap();
+        assert!(!p.landlock.unwrap().scopes);
+        assert!(build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(2)).is_err());
+    }
+
+    #[test]
+    fn locked_down_user_cannot_get_a_sandbox() {
+        let s = KernelSupport::fixture_locked_down_user();
+        assert!(matches!(build(&Policy::default(), Mode::Process, &s), Err(PlanError::UserNamespaces { .. })));
+        assert!(matches!(build(&Policy::default(), Mode::Container, &s), Err(PlanError::UserNamespaces { .. })));
+        assert!(build(&Policy::default(), Mode::Dev, &s).is_ok());
+    }
+
+    #[test]
+    fn root_without_pids_cgroup_refuses_a_pids_quota() {
+        let mut s = KernelSupport::fixture_full();
+        s.cgroups.pids = None;
+        let policy = Policy { limits: Limits { pids: Some(10), ..Limits::default() }, ..Policy::default() };
+        assert!(matches!(build(&policy, Mode::Process, &s), Err(PlanError::Quota { quota: "pids", .. })));
+        s.root = false;
+        let p = build(&policy, Mode::Process, &s).unwrap();
+        assert!(p.rlimits.iter().any(|r| r.kind == RlimitKind::Nproc && r.soft == 10));
+    }
+
+    #[test]
+    fn memory_falls_back_to_rlimit_and_says_partial() {
+        let mut s = KernelSupport::fixture_full();
+        s.cgroups.memory = None;
+        let policy = Policy { limits: Limits { memory_mb: Some(64), ..Limits::default() }, ..Policy::default() };
+        let p = build(&policy, Mode::Process, &s).unwrap();
+        assert!(p.rlimits.iter().any(|r| r.kind == RlimitKind::Data));
+        assert!(p.ledger.iter().any(|e| e.rule == "quota memory_mb=64" && e.enforcement == Enforcement::Partial));
+        let p = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap();
+        assert_eq!(p.cgroup.memory.unwrap().1, 64 << 20);
+    }
+
+    #[test]
+    fn network_is_refused_until_the_proxy_lands() {
+        let mut policy = Policy::default();
+        policy.net.allow.push(NetPattern::parse("example.com").unwrap());
+        let e = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap_err();
+        assert!(e.to_string().contains("--net example.com"), "{e}");
+    }
+
+    #[test]
+    fn dev_mode_enforces_nothing_but_says_so() {
+        let p = build(&Policy::default(), Mode::Dev, &KernelSupport::fixture_full()).unwrap();
+        assert!(p.landlock.is_none() && p.seccomp.is_none() && p.namespaces.is_empty());
+        assert!(p.ledger.iter().all(|e| e.enforcement != Enforcement::Full || e.rule.starts_with("quota timeout")));
+    }
+}

@@ -1,0 +1,190 @@
+//! Filesystem rules: `read`, `write` and `deny` path trees, and the system set.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{PolicyError, Result};
+
+/// One path tree a rule applies to: a file, or a directory and everything
+/// below it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathRule {
+    /// Absolute and lexically normalised (no `.`, `..` or trailing `/**`).
+    /// Symbolic links are resolved when the rule is enforced.
+    pub path: PathBuf,
+}
+
+impl PathRule {
+    /// Parses a user-supplied path: relative paths resolve against `base`, a
+    /// trailing `/**` means the tree (which is what a directory means anyway),
+    /// and any other wildcard is refused.
+    pub fn parse(raw: &str, base: &Path) -> Result<Self> {
+        if raw.is_empty() {
+            return Err(PolicyError::EmptyPath);
+        }
+        let trimmed = raw.strip_suffix("/**").unwrap_or(raw);
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        if trimmed.contains(['*', '?', '[']) {
+            return Err(PolicyError::Wildcard(raw.to_owned()));
+        }
+        let joined = if Path::new(trimmed).is_absolute() {
+            PathBuf::from(trimmed)
+        } else {
+            base.join(trimmed)
+        };
+        Ok(PathRule { path: normalize(&joined) })
+    }
+
+    /// Fails with [`PolicyError::PathMissing`] unless the path exists
+    /// (following symbolic links).
+    pub fn require_exists(&self) -> Result<()> {
+        if self.path.exists() {
+            Ok(())
+        } else {
+            Err(PolicyError::PathMissing { path: self.path.display().to_string() })
+        }
+    }
+}
+
+/// Removes `.` and resolves `..` lexically, as `cd` in a shell would.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Whether the read-only system set is granted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemSet {
+    /// Grant the system set (the default).
+    #[default]
+    Include,
+    /// `--no-system`: only the paths the policy names.
+    Exclude,
+}
+
+/// Filesystem access. Default: the system set read-only, a private scratch
+/// directory writable, nothing else.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsPolicy {
+    /// Read and execute.
+    pub read: Vec<PathRule>,
+    /// Read, write, create, remove.
+    pub write: Vec<PathRule>,
+    /// Carve-outs inside granted trees: no access at all.
+    pub deny: Vec<PathRule>,
+    /// The read-only system set.
+    pub system: SystemSet,
+}
+
+/// Directories and files that ordinary programs need to start: loader and
+/// libraries, binaries, and the non-secret parts of `/etc`.
+///
+/// Deliberately absent: `/etc/shadow`, `/etc/gshadow`, `/etc/sudoers*`,
+/// `/etc/ssl/private`, `/root`, `/home`, `/sys`, `/dev` beyond the few
+/// character devices in [`SYSTEM_DEVICES`], and other processes' `/proc`.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/opt",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki/tls/certs",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/mime.types",
+    "/etc/locale.alias",
+    "/etc/locale.conf",
+    "/etc/default/locale",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/lsb-release",
+    "/etc/inputrc",
+    "/etc/terminfo",
+    "/etc/magic",
+    "/etc/mailcap",
+    "/etc/fonts",
+    "/etc/java-17-openjdk",
+    "/etc/java-21-openjdk",
+    "/etc/perl",
+    "/etc/python3",
+    "/etc/python3.11",
+    "/etc/gitconfig",
+    "/etc/bash.bashrc",
+    "/etc/profile",
+    "/etc/environment",
+    "/etc/subuid",
+    "/etc/subgid",
+];
+
+/// Character devices of the system set, readable and writable.
+pub const SYSTEM_DEVICES: &[&str] =
+    &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_base() {
+        let r = PathRule::parse("data/../out/**", Path::new("/work/x")).unwrap();
+        assert_eq!(r.path, Path::new("/work/x/out"));
+    }
+
+    #[test]
+    fn trailing_double_star_is_the_tree() {
+        assert_eq!(PathRule::parse("/srv/**", Path::new("/")).unwrap().path, Path::new("/srv"));
+        assert_eq!(PathRule::parse("/**", Path::new("/")).unwrap().path, Path::new("/"));
+    }
+
+    #[test]
+    fn other_wildcards_are_refused() {
+        for bad in ["/srv/*.txt", "/srv/**/x", "/a?", "/a[bc]", "*"] {
+            let err = PathRule::parse(bad, Path::new("/")).unwrap_err();
+            assert!(matches!(err, PolicyError::Wildcard(_)), "{bad}: {err}");
+            assert!(err.to_string().contains(bad));
+        }
+    }
+
+    #[test]
+    fn dotdot_cannot_climb_above_root() {
+        assert_eq!(PathRule::parse("/../../etc", Path::new("/")).unwrap().path, Path::new("/etc"));
+    }
+
+    #[test]
+    fn secrets_are_not_in_the_system_set() {
+        for secret in ["/etc/shadow", "/etc/gshadow", "/etc/ssl/private", "/root", "/home", "/sys", "/etc"] {
+            assert!(!SYSTEM_READ.contains(&secret), "{secret}");
+        }
+    }
+}

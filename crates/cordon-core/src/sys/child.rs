@@ -1,0 +1,637 @@
+//! Everything that runs in the child between `clone` and `execve`.
+//!
+//! # Async-signal safety
+//!
+//! The caller may have other threads, and one of them may hold the allocator
+//! lock at the moment of `clone`. So nothing here allocates, locks, logs or
+//! panics: the code only reads a [`ChildSpec`] the parent prepared and makes
+//! raw syscalls. A failure is written to the report pipe as a fixed-size
+//! [`ChildFailure`] and the process `_exit`s; the parent turns it into an
+//! error naming the step.
+//!
+//! # Shape
+//!
+//! With [`Supervision::Init`] the cloned process is pid 1 of a new pid
+//! namespace. It finishes the namespace setup (id maps, cgroup, mounts,
+//! loopback, hostname), forks the command, and then only reaps children and
+//! forwards signals. When the command exits, init kills every process left in
+//! the namespace, reports the command's wait status on the status pipe and
+//! exits; the kernel then tears the namespace down. Init dies with cordon
+//! (`PR_SET_PDEATHSIG`), and with it every process of the run.
+//!
+//! With [`Supervision::Direct`] (dev mode) the cloned process is the command.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use libc::{c_char, c_int, c_ulong};
+use seccompiler::BpfProgram;
+
+/// The step of the child setup that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ChildStage {
+    /// `prctl(PR_SET_PDEATHSIG)` or the lifeline check.
+    Lifeline = 1,
+    /// Writing `/proc/self/{setgroups,uid_map,gid_map}`.
+    IdMaps,
+    /// Joining the per-run cgroup.
+    JoinCgroup,
+    /// `unshare(CLONE_NEWCGROUP)`.
+    CgroupNamespace,
+    /// One of the mount steps (index in `mount_step`).
+    Mount,
+    /// Bringing up the loopback interface.
+    Loopback,
+    /// `sethostname`.
+    Hostname,
+    /// `fork` of the command.
+    Fork,
+    /// Redirecting stdin/stdout/stderr.
+    Stdio,
+    /// `chdir` to the working directory.
+    Chdir,
+    /// `setrlimit`.
+    Rlimit,
+    /// Dropping capabilities.
+    Capabilities,
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// Adding the in-sandbox Landlock rules.
+    LandlockAddRule,
+    /// `landlock_restrict_self`.
+    LandlockRestrict,
+    /// `close_range`.
+    CloseFds,
+    /// Loading a seccomp filter.
+    Seccomp,
+    /// `execve` itself.
+    Exec,
+    /// Resetting signal dispositions.
+    Signals,
+}
+
+impl ChildStage {
+    /// Decodes the wire value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        use ChildStage::*;
+        const ALL: [ChildStage; 19] = [
+            Lifeline, IdMaps, JoinCgroup, CgroupNamespace, Mount, Loopback, Hostname, Fork, Stdio, Chdir, Rlimit,
+            Capabilities, NoNewPrivs, LandlockAddRule, LandlockRestrict, CloseFds, Seccomp, Exec, Signals,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+}
+
+/// What the child writes to the report pipe when a step fails.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ChildFailure {
+    /// [`ChildStage`] as `u32`.
+    pub stage: u32,
+    /// The errno of the failed call.
+    pub errno: i32,
+    /// For [`ChildStage::Mount`]: which [`MountOp`]; for the Landlock rules,
+    /// which rule.
+    pub index: u32,
+}
+
+impl ChildFailure {
+    /// Size on the wire.
+    pub const SIZE: usize = std::mem::size_of::<ChildFailure>();
+
+    /// Parses the bytes the child wrote.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        ChildFailure { stage: u32::from_ne_bytes(word(0)), errno: i32::from_ne_bytes(word(4)), index: u32::from_ne_bytes(word(8)) }
+    }
+}
+
+/// A NUL-terminated array of C strings (argv, envp), kept with its storage.
+#[derive(Debug)]
+pub struct CStringArray {
+    _storage: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+impl CStringArray {
+    /// Builds the array; the pointers stay valid as long as `self` lives.
+    pub fn new(items: Vec<CString>) -> Self {
+        let mut ptrs: Vec<*const c_char> = items.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CStringArray { _storage: items, ptrs }
+    }
+    fn as_ptr(&self) -> *const *const c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// Who supervises the command inside the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Supervision {
+    /// A minimal init is pid 1 of a new pid namespace; the command is its child.
+    Init,
+    /// The cloned process execs the command itself (dev mode).
+    Direct,
+}
+
+/// One filesystem step of building the container root, prepared by the parent.
+#[derive(Debug)]
+pub enum MountOp {
+    /// `mount(src, target, fstype, flags, data)`.
+    Mount {
+        /// Source (`tmpfs`, `proc`, or a path to bind).
+        src: CString,
+        /// Mount point.
+        target: CString,
+        /// File system type; empty for binds.
+        fstype: CString,
+        /// `MS_*` flags.
+        flags: c_ulong,
+        /// Options string; empty for none.
+        data: CString,
+    },
+    /// `mount_setattr(path, AT_RECURSIVE?)` setting `attr` (`MOUNT_ATTR_*`).
+    SetAttr {
+        /// The mount.
+        path: CString,
+        /// `MOUNT_ATTR_*` bits to set.
+        attr: u64,
+        /// Whether submounts are included.
+        recursive: bool,
+    },
+    /// `mkdir(path, mode)`; an existing path is fine.
+    Mkdir {
+        /// Path.
+        path: CString,
+        /// Mode.
+        mode: u32,
+    },
+    /// Creates an empty file (a mount point for a file bind); existing is fine.
+    Touch {
+        /// Path.
+        path: CString,
+    },
+    /// `symlink(target, path)`.
+    Symlink {
+        /// What the link points to.
+        target: CString,
+        /// Where the link is made.
+        path: CString,
+    },
+    /// `chdir(path)`.
+    Chdir {
+        /// Path.
+        path: CString,
+    },
+    /// `pivot_root(new, put_old)`.
+    PivotRoot {
+        /// New root.
+        new_root: CString,
+        /// Where the old root goes.
+        put_old: CString,
+    },
+    /// `umount2(path, MNT_DETACH)`.
+    Detach {
+        /// Mount point.
+        path: CString,
+    },
+}
+
+/// A Landlock rule added inside the sandbox, for paths that exist only there
+/// (the container's own `/tmp` and `/proc`).
+#[derive(Debug)]
+pub struct LateRule {
+    /// Path inside the sandbox.
+    pub path: CString,
+    /// `LANDLOCK_ACCESS_FS_*` bits.
+    pub access: u64,
+}
+
+/// Everything the child needs, prepared by the parent before `clone`.
+#[derive(Debug)]
+pub struct ChildSpec {
+    /// Absolute path of the executable.
+    pub exe: CString,
+    /// argv.
+    pub argv: CStringArray,
+    /// envp.
+    pub envp: CStringArray,
+    /// Working directory of the command.
+    pub cwd: Option<CString>,
+    /// `uid_map` and `gid_map` contents when a user namespace is created.
+    pub id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    /// Open `cgroup.procs` files of the per-run cgroups to join.
+    pub cgroup_procs: Vec<OwnedFd>,
+    /// Enter a new cgroup namespace after joining the cgroups.
+    pub cgroup_namespace: bool,
+    /// Steps that build the container root, run by init.
+    pub mounts: Vec<MountOp>,
+    /// Bring `lo` up in the new network namespace.
+    pub loopback_up: bool,
+    /// Host name in the new UTS namespace.
+    pub hostname: Option<CString>,
+    /// Resource limits for the command.
+    pub rlimits: Vec<(c_int, libc::rlimit)>,
+    /// Drop every capability (and the bounding set) before exec.
+    pub drop_capabilities: bool,
+    /// The highest capability number.
+    pub last_cap: c_int,
+    /// A created Landlock ruleset, and rules to add inside the sandbox.
+    pub landlock: Option<(OwnedFd, Vec<LateRule>)>,
+    /// Landlock `restrict_self` flags.
+    pub landlock_flags: u32,
+    /// seccomp filters, loaded in order.
+    pub seccomp: Vec<BpfProgram>,
+    /// Replacement stdin/stdout/stderr, `None` to inherit.
+    pub stdio: [Option<OwnedFd>; 3],
+    /// Write end of the report pipe (close-on-exec).
+    pub report: OwnedFd,
+    /// Write end of the status pipe, for init.
+    pub status: Option<OwnedFd>,
+    /// Read end of the lifeline pipe; EOF there means cordon is gone.
+    pub lifeline: Option<OwnedFd>,
+    /// Who supervises the command.
+    pub supervision: Supervision,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reports a failed step on the report pipe and exits.
+fn fail(spec: &ChildSpec, stage: ChildStage, index: u32) -> ! {
+    let f = ChildFailure { stage: stage as u32, errno: errno(), index };
+    // SAFETY: `f` is a plain repr(C) value of SIZE bytes; write only reads it.
+    unsafe { libc::write(spec.report.as_raw_fd(), (&f as *const ChildFailure).cast(), ChildFailure::SIZE) };
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(127) }
+}
+
+/// Runs `rc`-returning call and fails the step when it returned -1.
+macro_rules! check {
+    ($spec:expr, $stage:expr, $idx:expr, $call:expr) => {
+        if $call == -1 {
+            fail($spec, $stage, $idx)
+        }
+    };
+}
+
+/// The child's entry point after `clone`. Never returns.
+pub(super) fn child_main(spec: &ChildSpec) -> ! {
+    match spec.supervision {
+        Supervision::Direct => {
+            // SAFETY: setpgid(0, 0) makes this process a group leader so the
+            // supervisor can signal the whole group; no memory involved.
+            unsafe { libc::setpgid(0, 0) };
+            // SAFETY: plain data, then a valid pointer.
+            let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid sigset pointer.
+            unsafe { libc::sigemptyset(&mut empty) };
+            // SAFETY: valid sigset pointer.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+            exec_command(spec)
+        }
+        Supervision::Init => init_main(spec),
+    }
+}
+
+fn init_main(spec: &ChildSpec) -> ! {
+    // SAFETY: prctl with integer arguments only.
+    check!(spec, ChildStage::Lifeline, 0, unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) });
+    if let Some(lifeline) = &spec.lifeline {
+        // cordon may have died before PR_SET_PDEATHSIG took effect. Its end of
+        // the lifeline is the only write end left (ours was closed on clone by
+        // the parent holding the only copy), so a hang-up means it is gone.
+        let mut p = libc::pollfd { fd: lifeline.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) };
+        if p.revents & (libc::POLLHUP | libc::POLLIN) != 0 {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(1) }
+        }
+    }
+    if let Some((uid_map, gid_map)) = &spec.id_maps {
+        write_file(spec, c"/proc/self/setgroups", b"deny");
+        write_file(spec, c"/proc/self/uid_map", uid_map);
+        write_file(spec, c"/proc/self/gid_map", gid_map);
+    }
+    for fd in &spec.cgroup_procs {
+        // Writing "0" moves the writer itself.
+        // SAFETY: writes one byte from a static buffer.
+        let rc = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+        check!(spec, ChildStage::JoinCgroup, 0, rc);
+    }
+    if spec.cgroup_namespace {
+        // SAFETY: unshare with a flag only.
+        check!(spec, ChildStage::CgroupNamespace, 0, unsafe { libc::unshare(libc::CLONE_NEWCGROUP) });
+    }
+    if spec.loopback_up {
+        loopback_up(spec);
+    }
+    if let Some(name) = &spec.hostname {
+        // SAFETY: `name` is a valid C string; length excludes the NUL.
+        check!(spec, ChildStage::Hostname, 0, unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) });
+    }
+    for (i, op) in spec.mounts.iter().enumerate() {
+        apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
+    }
+
+    // Block every signal: init takes them with sigwaitinfo, so none can
+    // interrupt it, and none is lost between fork and the wait loop.
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` and `old` are live locals.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: valid sigset pointers.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old) };
+
+    // SAFETY: fork in a single-threaded process (init has one thread).
+    let cmd = unsafe { libc::fork() };
+    if cmd == -1 {
+        fail(spec, ChildStage::Fork, 0);
+    }
+    if cmd == 0 {
+        // The command starts with no blocked signal, whatever cordon blocked.
+        // SAFETY: valid sigset pointer.
+        unsafe { libc::sigemptyset(&mut old) };
+        // SAFETY: valid sigset pointer.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        exec_command(spec);
+    }
+    // Init keeps no copy of the report pipe: the parent sees EOF there once
+    // the command has exec'd (close-on-exec), or a failure record.
+    // SAFETY: closing our copy of a descriptor the spec owns; we never use it again.
+    unsafe { libc::close(spec.report.as_raw_fd()) };
+    for fd in spec.stdio.iter().flatten() {
+        // SAFETY: as above; init writes nothing to the command's stdio.
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+    init_loop(spec, cmd)
+}
+
+fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
+    // SAFETY: plain data, filled by sigfillset.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    loop {
+        // SAFETY: siginfo_t is plain data; the kernel fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid set and info pointers.
+        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
+        match sig {
+            -1 => continue,
+            libc::SIGCHLD => loop {
+                let mut status = 0;
+                // SAFETY: `status` is a live local.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                if pid == cmd {
+                    finish(spec, status);
+                }
+            },
+            // Termination requests go to every process of the run.
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
+                // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
+                unsafe { libc::kill(-1, sig) };
+            }
+            other => {
+                // SAFETY: forwards to our own child.
+                unsafe { libc::kill(cmd, other) };
+            }
+        }
+    }
+}
+
+/// The command is gone: kill the rest, reap them, report, exit.
+fn finish(spec: &ChildSpec, status: c_int) -> ! {
+    // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    loop {
+        let mut st = 0;
+        // SAFETY: `st` is a live local.
+        if unsafe { libc::waitpid(-1, &mut st, 0) } == -1 && errno() != libc::EINTR {
+            break;
+        }
+    }
+    if let Some(fd) = &spec.status {
+        let bytes = status.to_ne_bytes();
+        // SAFETY: writes 4 bytes from a live local.
+        unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+    }
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(0) }
+}
+
+fn write_file(spec: &ChildSpec, path: &std::ffi::CStr, data: &[u8]) {
+    // SAFETY: `path` is a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check!(spec, ChildStage::IdMaps, 0, fd);
+    // SAFETY: `data` is a live slice.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    // SAFETY: `fd` was opened above and is ours.
+    unsafe { libc::close(fd) };
+    check!(spec, ChildStage::IdMaps, 0, n);
+}
+
+fn loopback_up(spec: &ChildSpec) {
+    // SAFETY: socket with integer arguments.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check!(spec, ChildStage::Loopback, 0, sock);
+    // SAFETY: ifreq is plain data.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as c_char;
+    }
+    // SAFETY: `req` is a valid ifreq naming "lo"; the kernel fills the flags.
+    check!(spec, ChildStage::Loopback, 1, unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) });
+    // SAFETY: reading the union member SIOCGIFFLAGS just wrote.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: as above, setting the flags.
+    check!(spec, ChildStage::Loopback, 2, unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) });
+    // SAFETY: our own socket.
+    unsafe { libc::close(sock) };
+}
+
+fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
+    let st = ChildStage::Mount;
+    let opt = |s: &CString| if s.as_bytes().is_empty() { std::ptr::null() } else { s.as_ptr() };
+    match op {
+        MountOp::Mount { src, target, fstype, flags, data } => {
+            // SAFETY: every pointer is a valid C string or NULL.
+            let rc = unsafe { libc::mount(opt(src), target.as_ptr(), opt(fstype), *flags, opt(data).cast()) };
+            check!(spec, st, i, rc);
+        }
+        MountOp::SetAttr { path, attr, recursive } => {
+            #[repr(C)]
+            struct MountAttr {
+                set: u64,
+                clr: u64,
+                propagation: u64,
+                userns_fd: u64,
+            }
+            let a = MountAttr { set: *attr, clr: 0, propagation: 0, userns_fd: 0 };
+            let flags = if *recursive { libc::AT_RECURSIVE } else { 0 };
+            // SAFETY: `path` is a valid C string and `a` a live mount_attr of the size passed.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, path.as_ptr(), flags, &a as *const MountAttr, std::mem::size_of::<MountAttr>())
+            };
+            check!(spec, st, i, rc);
+        }
+        MountOp::Mkdir { path, mode } => {
+            // SAFETY: valid C string.
+            if unsafe { libc::mkdir(path.as_ptr(), *mode) } == -1 && errno() != libc::EEXIST {
+                fail(spec, st, i);
+            }
+        }
+        MountOp::Touch { path } => {
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC, 0o644) };
+            match fd {
+                -1 if errno() != libc::EEXIST && errno() != libc::EROFS => fail(spec, st, i),
+                -1 => {}
+                // SAFETY: our own descriptor.
+                fd => unsafe { libc::close(fd); },
+            }
+        }
+        MountOp::Symlink { target, path } => {
+            // SAFETY: valid C strings.
+            if unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) } == -1 && errno() != libc::EEXIST {
+                fail(spec, st, i);
+            }
+        }
+        MountOp::Chdir { path } => {
+            // SAFETY: valid C string.
+            check!(spec, st, i, unsafe { libc::chdir(path.as_ptr()) });
+        }
+        MountOp::PivotRoot { new_root, put_old } => {
+            // SAFETY: valid C strings.
+            let rc = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+            check!(spec, st, i, rc);
+        }
+        MountOp::Detach { path } => {
+            // SAFETY: valid C string.
+            check!(spec, st, i, unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) });
+        }
+    }
+}
+
+/// Applies the per-process restrictions in order and execs the command.
+///
+/// Order matters: capabilities go before `no_new_privs` and Landlock (which
+/// needs one of the two), descriptors are marked close-on-exec before
+/// seccomp, and seccomp comes last so it may deny anything used above.
+fn exec_command(spec: &ChildSpec) -> ! {
+    // Rust ignores SIGPIPE; an ignored disposition survives exec.
+    // SAFETY: resetting a disposition to default, no handler involved.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
+        fail(spec, ChildStage::Signals, 0);
+    }
+    for (target, fd) in spec.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            let target = c_int::try_from(target).unwrap_or(0);
+            // SAFETY: dup2 onto 0/1/2 from a descriptor the spec owns.
+            check!(spec, ChildStage::Stdio, 0, unsafe { libc::dup2(fd.as_raw_fd(), target) });
+        }
+    }
+    if let Some(cwd) = &spec.cwd {
+        // SAFETY: valid C string.
+        check!(spec, ChildStage::Chdir, 0, unsafe { libc::chdir(cwd.as_ptr()) });
+    }
+    for (i, (resource, limit)) in spec.rlimits.iter().enumerate() {
+        // SAFETY: `limit` is a live rlimit value; the resource is a plain integer
+        // (its C type differs between libcs, hence the cast).
+        let rc = unsafe { libc::setrlimit(*resource as _, limit) };
+        check!(spec, ChildStage::Rlimit, u32::try_from(i).unwrap_or(0), rc);
+    }
+    if spec.drop_capabilities {
+        drop_capabilities(spec);
+    }
+    // SAFETY: prctl with integer arguments.
+    check!(spec, ChildStage::NoNewPrivs, 0, unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) });
+    if let Some((ruleset, late)) = &spec.landlock {
+        for (i, rule) in late.iter().enumerate() {
+            add_late_rule(spec, ruleset.as_raw_fd(), rule, u32::try_from(i).unwrap_or(0));
+        }
+        // SAFETY: the ruleset fd is open; flags are plain integers.
+        let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), spec.landlock_flags) };
+        check!(spec, ChildStage::LandlockRestrict, 0, rc);
+    }
+    // Only 0, 1 and 2 reach the command, whatever cordon inherited. The report
+    // pipe stays open until the exec succeeds.
+    // SAFETY: close_range with integer arguments.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    check!(spec, ChildStage::CloseFds, 0, rc);
+    for (i, prog) in spec.seccomp.iter().enumerate() {
+        load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0));
+    }
+    // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
+    unsafe { libc::execve(spec.exe.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr()) };
+    fail(spec, ChildStage::Exec, 0)
+}
+
+fn drop_capabilities(spec: &ChildSpec) {
+    let st = ChildStage::Capabilities;
+    for cap in 0..=spec.last_cap {
+        // SAFETY: prctl with integer arguments.
+        check!(spec, st, 0, unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) });
+    }
+    // SAFETY: prctl with integer arguments.
+    check!(spec, st, 1, unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) });
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: header and the two data words have the v3 layout capset expects.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    check!(spec, st, 2, rc);
+}
+
+fn add_late_rule(spec: &ChildSpec, ruleset: RawFd, rule: &LateRule, i: u32) {
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: c_int = 1;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(rule.path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    check!(spec, ChildStage::LandlockAddRule, i, fd);
+    let attr = PathBeneath { allowed_access: rule.access, parent_fd: fd };
+    // SAFETY: `attr` is a live landlock_path_beneath_attr.
+    let rc = unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr as *const PathBeneath, 0u32) };
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    check!(spec, ChildStage::LandlockAddRule, i, rc);
+}
+
+fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let fprog = SockFprog { len: libc::c_ushort::try_from(prog.len()).unwrap_or(0), filter: prog.as_ptr() };
+    // SAFETY: `fprog` points at a live BPF program of `len` instructions; the
+    // kernel copies it.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const SockFprog) };
+    check!(spec, ChildStage::Seccomp, i, rc);
+}

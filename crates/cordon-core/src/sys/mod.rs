@@ -1,0 +1,234 @@
+//! The unsafe fence: every raw syscall cordon makes, and the code that runs
+//! between `clone` and `execve` ([`child`]).
+//!
+//! Wrappers take borrowed descriptors and C strings, return `io::Result`, and
+//! turn `-1` into `io::Error::last_os_error()` at once. Nothing outside this
+//! module contains `unsafe`.
+
+pub mod child;
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Converts a `-1`-on-error return value into an `io::Result`.
+fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the
+/// ABI version, or `ENOSYS`/`EOPNOTSUPP` when Landlock is absent or disabled.
+pub fn landlock_abi() -> io::Result<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: a NULL attribute pointer with size 0 is the documented way to
+    // ask for the version; the kernel reads no memory.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+    };
+    cvt(rc).map(|v| u32::try_from(v).unwrap_or(0))
+}
+
+/// `prctl(PR_GET_SECCOMP)`: `EINVAL` when the kernel has no seccomp.
+pub fn seccomp_mode() -> io::Result<u32> {
+    // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    cvt(rc.into()).map(|v| u32::try_from(v).unwrap_or(0))
+}
+
+/// The effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// The effective group id.
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid cannot fail and touches no memory of ours.
+    unsafe { libc::getegid() }
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// Whether this process may write to `path` (`access(W_OK)`).
+pub fn can_write(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// A pipe with both ends close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for the write end.
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((read, write))
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we borrow; no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }.into())?;
+    let flags = libc::c_int::try_from(flags).unwrap_or(0) | libc::O_NONBLOCK;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }.into())?;
+    Ok(())
+}
+
+/// A child made by [`spawn`]: its pid and a pidfd for it.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The pid in cordon's pid namespace.
+    pub pid: libc::pid_t,
+    /// A pidfd: readable when the child exits; signals go through it, so a
+    /// recycled pid is never signalled.
+    pub pidfd: OwnedFd,
+}
+
+/// `clone(flags | CLONE_PIDFD | SIGCHLD)` without a new stack (fork
+/// semantics), then runs [`child::child_main`] in the child.
+///
+/// The child only runs async-signal-safe code on memory prepared in `spec`,
+/// so this is sound even when other threads of the caller hold locks.
+pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spawned> {
+    let flags = libc::c_ulong::try_from(namespaces | libc::CLONE_PIDFD | libc::SIGCHLD).unwrap_or(0);
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: raw clone with a NULL stack duplicates the calling thread like
+    // fork(). CLONE_PIDFD makes the kernel write the pidfd to `pidfd`, which
+    // lives across the call. The child never returns from this function: it
+    // runs `child_main`, which only execs or _exits.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_clone, flags, std::ptr::null_mut::<u8>(), &mut pidfd as *mut libc::c_int, std::ptr::null_mut::<u8>(), 0usize)
+    };
+    match cvt(rc)? {
+        0 => child::child_main(spec),
+        pid => Ok(Spawned {
+            pid: libc::pid_t::try_from(pid).unwrap_or(-1),
+            // SAFETY: the kernel just gave us this pidfd; nobody else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a NULL siginfo means "as kill() would"; no memory is read.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0u32) };
+    cvt(rc).map(drop)
+}
+
+/// Sends `signal` to the process group `pgid` (dev mode only).
+pub fn kill_process_group(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes no pointers; a negative pid names a group.
+    cvt(unsafe { libc::kill(-pgid, signal) }.into()).map(drop)
+}
+
+/// How a child ended, with its resource usage (its own and that of every
+/// descendant it reaped).
+#[derive(Clone, Copy, Debug)]
+pub struct Reaped {
+    /// The raw wait status.
+    pub status: libc::c_int,
+    /// User CPU time, microseconds.
+    pub user_us: u64,
+    /// System CPU time, microseconds.
+    pub sys_us: u64,
+    /// Largest resident set of any of them, KiB.
+    pub max_rss_kb: u64,
+}
+
+/// `wait4(pid)`, blocking, retried on `EINTR`.
+pub fn wait4(pid: libc::pid_t) -> io::Result<Reaped> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both out-pointers refer to live locals.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        match cvt(rc.into()) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let us = |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
+    Ok(Reaped { status, user_us: us(ru.ru_utime), sys_us: us(ru.ru_stime), max_rss_kb: u64::try_from(ru.ru_maxrss).unwrap_or(0) })
+}
+
+/// `poll(2)` over `fds` (fd, events) for at most `timeout_ms` (-1: forever).
+/// Returns the `revents` of each, in order. `EINTR` counts as "nothing ready".
+pub fn poll(fds: &[(BorrowedFd<'_>, libc::c_short)], timeout_ms: libc::c_int) -> io::Result<Vec<libc::c_short>> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|(fd, ev)| libc::pollfd { fd: fd.as_raw_fd(), events: *ev, revents: 0 }).collect();
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    match cvt(rc.into()) {
+        Ok(_) => Ok(pfds.iter().map(|p| p.revents).collect()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![0; fds.len()]),
+        Err(e) => Err(e),
+    }
+}
+
+/// `open(path, O_WRONLY | O_CLOEXEC)`.
+pub fn open_write_only(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a valid C string for the duration of the call.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into())?;
+    // SAFETY: open succeeded; the descriptor is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
+}
+
+/// The highest capability number this kernel knows.
+pub fn last_capability() -> libc::c_int {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP for this thread and returns a signalfd
+/// that reads them, so the supervisor can forward them to the run.
+pub fn block_termination_signals() -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a live sigset.
+    unsafe { libc::sigemptyset(&mut set) };
+    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: valid pointer, valid signal number.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    // SAFETY: valid set pointer; old mask not requested.
+    cvt(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) }.into())?;
+    // SAFETY: valid set pointer; -1 asks for a new descriptor.
+    let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }.into())?;
+    // SAFETY: signalfd succeeded; the descriptor is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> Option<i32> {
+    // SAFETY: signalfd_siginfo is plain data.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads at most `size` bytes into a live local of that size.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    (usize::try_from(n).ok() == Some(size)).then(|| i32::try_from(info.ssi_signo).unwrap_or(0))
+}
+
+/// Fills `buf` with random bytes from the kernel.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: writes at most the remaining length into `buf`.
+        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+        got += usize::try_from(cvt(n.try_into().unwrap_or(-1))?).unwrap_or(0);
+    }
+    Ok(())
+}

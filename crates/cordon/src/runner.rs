@@ -1,0 +1,455 @@
+//! One run: plan, spawn, supervise, account.
+//!
+//! The supervisor is a single-threaded `poll` loop over the child's pidfd,
+//! the captured output pipes and a signalfd for cordon's own SIGINT/SIGTERM/
+//! SIGHUP (forwarded to the run). It owns the wall clock (SIGTERM, then
+//! SIGKILL after the grace period), the output budget and, where a cgroup
+//! counts it, the CPU budget.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, Output, SpawnError};
+use cordon_core::plan::Plan;
+use cordon_core::policy::env::{redact, DEFAULT_PATH};
+use cordon_core::policy::{Mode, Policy};
+use cordon_core::probe::KernelSupport;
+use cordon_core::sys;
+
+use crate::result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
+
+/// Whether output is passed through or captured into the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// stdout/stderr go to cordon's own.
+    PassThrough,
+    /// Captured, bounded by `limits.output_bytes`, into `logs`.
+    Logs,
+}
+
+/// Everything one run needs.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// The policy.
+    pub policy: Policy,
+    /// The tier.
+    pub mode: Mode,
+    /// Program and arguments; the program is looked up in the sandbox's `PATH`.
+    pub argv: Vec<String>,
+    /// Working directory (host path; also the path inside).
+    pub cwd: PathBuf,
+    /// Output handling.
+    pub capture: Capture,
+    /// cordon's own environment, the source for `env.allow`.
+    pub host_env: Vec<(String, String)>,
+    /// Request id; generated when `None`.
+    pub request_id: Option<String>,
+    /// Extra warnings to carry into the result (e.g. a mode fallback).
+    pub warnings: Vec<String>,
+}
+
+impl RunRequest {
+    /// A request with the current directory, passed-through output and
+    /// cordon's own environment.
+    pub fn new(policy: Policy, mode: Mode, argv: Vec<String>) -> Self {
+        RunRequest {
+            policy,
+            mode,
+            argv,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            capture: Capture::PassThrough,
+            host_env: std::env::vars().collect(),
+            request_id: None,
+            warnings: vec![],
+        }
+    }
+}
+
+/// The program could not be resolved before the start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// No such file in `PATH` or at the path given.
+    #[error("command not found: {0}")]
+    NotFound(String),
+    /// Found, but not an executable file.
+    #[error("command is not executable: {0}")]
+    NotExecutable(String),
+}
+
+/// Finds `program` as `execvp` would, in `path` (colon-separated), relative
+/// names against `cwd`.
+pub fn resolve_program(program: &str, path: &str, cwd: &Path) -> Result<PathBuf, ResolveError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.is_empty() {
+        return Err(ResolveError::NotFound(program.into()));
+    }
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return match executable(&p) {
+            Ok(true) => Ok(p),
+            Ok(false) => Err(ResolveError::NotExecutable(program.into())),
+            Err(_) => Err(ResolveError::NotFound(program.into())),
+        };
+    }
+    let mut found_non_exec = false;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = cwd.join(dir).join(program);
+        match executable(&p) {
+            Ok(true) => return Ok(p),
+            Ok(false) => found_non_exec = true,
+            Err(_) => {}
+        }
+    }
+    if found_non_exec { Err(ResolveError::NotExecutable(program.into())) } else { Err(ResolveError::NotFound(program.into())) }
+}
+
+struct Started {
+    request_id: String,
+    start: Instant,
+    warnings: Vec<String>,
+    enforcement: Vec<cordon_core::plan::LedgerEntry>,
+}
+
+impl Started {
+    fn fail(self, mode: Mode, code: ErrorCode, message: String) -> ExecutionResult {
+        ExecutionResult {
+            ok: false,
+            request_id: self.request_id,
+            mode,
+            exit: None,
+            error: Some(ResultError { code, message }),
+            data: None,
+            metrics: Metrics { wall_ms: ms(self.start.elapsed()), ..Metrics::default() },
+            logs: Logs::default(),
+            warnings: self.warnings,
+            enforcement: self.enforcement,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A private scratch directory for process and dev mode; removed on drop.
+struct Scratch(Option<PathBuf>);
+
+impl Scratch {
+    fn create(mode: Mode, id: &str) -> io::Result<Self> {
+        if mode == Mode::Container {
+            return Ok(Scratch(None));
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("cordon-{id}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Scratch(Some(dir)))
+    }
+    fn home(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new("/tmp"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Runs one request to the end and returns its result. Never panics on
+/// user error: every failure is a result with an error code.
+pub fn run(req: &RunRequest) -> ExecutionResult {
+    let mut started = Started {
+        request_id: req.request_id.clone().unwrap_or_else(crate::new_request_id),
+        start: Instant::now(),
+        warnings: req.warnings.clone(),
+        enforcement: vec![],
+    };
+    if req.mode == Mode::Dev {
+        let w = "dev mode: no isolation at all; only the timeout is enforced. Use it for trusted code only.";
+        eprintln!("cordon: warning: {w}");
+        started.warnings.push(w.to_owned());
+    }
+    let mode = req.mode;
+    if let Err(e) = req.policy.validate() {
+        return started.fail(mode, ErrorCode::SetupFailed, e.to_string());
+    }
+    let support = match KernelSupport::detect() {
+        Ok(s) => s,
+        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
+    };
+    let scratch = match Scratch::create(mode, &started.request_id) {
+        Ok(s) => s,
+        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the scratch directory: {e}")),
+    };
+    let plan = match Plan::build(&req.policy, mode, &support, scratch.home()) {
+        Ok(p) => p,
+        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
+    };
+    started.enforcement = plan.ledger.clone();
+    let env = req.policy.env.build(req.host_env.iter().cloned(), &scratch.home().to_string_lossy());
+    let secrets = req.policy.env.secret_values(&env);
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let Some(program) = req.argv.first() else {
+        return started.fail(mode, ErrorCode::SetupFailed, "no command given".into());
+    };
+    let program = match resolve_program(program, path, &req.cwd) {
+        Ok(p) => p,
+        Err(e @ ResolveError::NotFound(_)) => return started.fail(mode, ErrorCode::NotFound, e.to_string()),
+        Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
+    };
+    let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
+    let output = if req.capture == Capture::Logs { Output::Capture } else { Output::Inherit };
+    // Blocked before the clone so a Ctrl-C can't slip between; the child
+    // unblocks everything before exec.
+    let signals = sys::block_termination_signals().ok();
+    let running = match enforce::spawn(&plan, &cmd, &started.request_id, output) {
+        Ok(r) => r,
+        Err(e) => {
+            let (code, msg) = match &e {
+                SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => (ErrorCode::NotFound, e.to_string()),
+                SpawnError::Exec { .. } => (ErrorCode::NotExecutable, e.to_string()),
+                _ => (ErrorCode::SetupFailed, e.to_string()),
+            };
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+            return started.fail(mode, code, format!("{msg}{cause}{hint}"));
+        }
+    };
+    supervise(req, &plan, running, started, signals, &secrets)
+}
+
+/// Line assembly and the output budget.
+struct Capturer {
+    logs: Logs,
+    budget: u64,
+    used: u64,
+    partial: [Vec<u8>; 2],
+    start: Instant,
+    exceeded: bool,
+}
+
+impl Capturer {
+    fn push(&mut self, stream: usize, data: &[u8], secrets: &[String]) {
+        let room = self.budget.saturating_sub(self.used);
+        let keep = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.used += keep as u64;
+        if keep < data.len() {
+            self.logs.dropped_bytes += (data.len() - keep) as u64;
+            self.exceeded = true;
+        }
+        self.partial[stream].extend_from_slice(&data[..keep]);
+        while let Some(nl) = self.partial[stream].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[stream].drain(..=nl).collect();
+            self.emit(stream, &line[..line.len() - 1], secrets);
+        }
+    }
+    fn emit(&mut self, stream: usize, line: &[u8], secrets: &[String]) {
+        let text = redact(&String::from_utf8_lossy(line), secrets);
+        let stream = if stream == 0 { Stream::Stdout } else { Stream::Stderr };
+        self.logs.lines.push(LogLine { stream, ts_ms: ms(self.start.elapsed()), text });
+    }
+    fn finish(mut self, secrets: &[String]) -> Logs {
+        for s in 0..2 {
+            let rest = std::mem::take(&mut self.partial[s]);
+            if !rest.is_empty() {
+                self.emit(s, &rest, secrets);
+            }
+        }
+        self.logs
+    }
+}
+
+fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    f.read(buf)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Running,
+    Timeout,
+    Cpu,
+    Output,
+}
+
+fn supervise(
+    req: &RunRequest,
+    plan: &Plan,
+    mut running: enforce::Running,
+    started: Started,
+    signals: Option<OwnedFd>,
+    secrets: &[String],
+) -> ExecutionResult {
+    let limits = &req.policy.limits;
+    let deadline = limits.timeout_ms.map(|t| started.start + Duration::from_millis(t));
+    let grace = Duration::from_millis(limits.grace_ms);
+    let cpu_budget_ns = limits.cpu_ms.filter(|_| plan.cgroup.cpuacct.is_some()).map(|ms| ms * 1_000_000);
+    let mut cap = Capturer { logs: Logs::default(), budget: limits.output_bytes, used: 0, partial: [vec![], vec![]], start: started.start, exceeded: false };
+    let mut pipes: [Option<OwnedFd>; 2] = [running.stdout.take(), running.stderr.take()];
+    let mut ending = Ending::Running;
+    let mut kill_at: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let now = Instant::now();
+        if ending == Ending::Running {
+            if deadline.is_some_and(|d| now >= d) {
+                ending = Ending::Timeout;
+                let _ = running.signal(libc::SIGTERM);
+                kill_at = Some(now + grace);
+            } else if cpu_budget_ns.is_some_and(|b| running.cgroups.cpu_ns().unwrap_or(0) >= b) {
+                ending = Ending::Cpu;
+                let _ = running.signal(libc::SIGKILL);
+            } else if cap.exceeded {
+                ending = Ending::Output;
+                let _ = running.signal(libc::SIGKILL);
+            }
+        }
+        if kill_at.is_some_and(|k| now >= k) {
+            let _ = running.signal(libc::SIGKILL);
+            kill_at = None;
+        }
+        let mut wake = [deadline.filter(|_| ending == Ending::Running), kill_at].into_iter().flatten().min();
+        if cpu_budget_ns.is_some() && ending == Ending::Running {
+            let tick = now + Duration::from_millis(20);
+            wake = Some(wake.map_or(tick, |w| w.min(tick)));
+        }
+        let timeout = wake.map_or(-1, |w| i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
+        let mut fds = vec![(running.pidfd.as_fd(), libc::POLLIN)];
+        let pipe_slots: Vec<usize> = (0..2).filter(|i| pipes[*i].is_some()).collect();
+        for i in &pipe_slots {
+            fds.push((pipes[*i].as_ref().expect("filtered").as_fd(), libc::POLLIN));
+        }
+        if let Some(s) = &signals {
+            fds.push((s.as_fd(), libc::POLLIN));
+        }
+        let Ok(rev) = sys::poll(&fds, timeout) else { continue };
+        drop(fds);
+        for (k, i) in pipe_slots.iter().enumerate() {
+            if rev[k + 1] != 0 {
+                match pipes[*i].as_ref().map(|p| read_some(p, &mut buf)) {
+                    Some(Ok(0)) | Some(Err(_)) => pipes[*i] = None,
+                    Some(Ok(n)) => cap.push(*i, &buf[..n], secrets),
+                    None => {}
+                }
+            }
+        }
+        if let Some(s) = &signals {
+            if rev.last().is_some_and(|r| *r != 0) {
+                while let Some(sig) = sys::read_signalfd(s.as_fd()) {
+                    let _ = running.signal(sig);
+                }
+            }
+        }
+        if rev[0] != 0 {
+            break;
+        }
+    }
+    // The run is over. Init killed every process before exiting, so the
+    // pipes reach EOF; drain what is still buffered.
+    let cgroup_stats = running.cgroups.stats();
+    let finished = running_reap(running);
+    for (i, p) in pipes.iter_mut().enumerate() {
+        while let Some(fd) = p.as_ref() {
+            match read_some(fd, &mut buf) {
+                Ok(0) | Err(_) => *p = None,
+                Ok(n) => cap.push(i, &buf[..n], secrets),
+            }
+        }
+    }
+    let logs = cap.finish(secrets);
+    finish_result(req, plan, started, ending, finished, cgroup_stats, logs)
+}
+
+fn running_reap(running: enforce::Running) -> Option<enforce::Finished> {
+    running.reap().ok()
+}
+
+fn finish_result(
+    req: &RunRequest,
+    plan: &Plan,
+    started: Started,
+    ending: Ending,
+    finished: Option<enforce::Finished>,
+    cg: CgroupStats,
+    logs: Logs,
+) -> ExecutionResult {
+    let wall = started.start.elapsed();
+    let limits = &req.policy.limits;
+    let (exit, usage) = match &finished {
+        Some(f) => (
+            Some(match f.status.unwrap_or(f.child) {
+                ExitStatus::Code(c) => Exit::Code(c),
+                ExitStatus::Signal(s) => Exit::Signal(s),
+            }),
+            Some(f.usage),
+        ),
+        None => (None, None),
+    };
+    let cpu_ms = usage.map_or(0.0, |u| (u.user_us + u.sys_us) as f64 / 1000.0);
+    let cpu_hit = ending == Ending::Cpu
+        || (matches!(exit, Some(Exit::Signal(libc::SIGXCPU | libc::SIGKILL))) && limits.cpu_ms.is_some_and(|l| cpu_ms >= l as f64 * 0.9));
+    let error = match ending {
+        Ending::Timeout => Some((ErrorCode::Timeout, format!("timed out after {} ms (timeout_ms)", limits.timeout_ms.unwrap_or(0)))),
+        Ending::Output => Some((ErrorCode::OutputLimit, format!("output exceeded {} bytes (output_bytes); the run was stopped", limits.output_bytes))),
+        _ if cpu_hit => Some((ErrorCode::CpuLimit, format!("CPU time limit of {} ms reached (cpu_ms)", limits.cpu_ms.unwrap_or(0)))),
+        _ if cg.oom_killed => Some((ErrorCode::MemoryLimit, format!("memory limit of {} MiB reached (memory_mb); the kernel killed the process", limits.memory_mb.unwrap_or(0)))),
+        _ if cg.pids_limit_hit => Some((ErrorCode::PidsLimit, format!("process limit of {} reached (pids); a fork failed", limits.pids.unwrap_or(0)))),
+        _ => match exit {
+            Some(Exit::Code(0)) => None,
+            Some(Exit::Code(c)) => Some((ErrorCode::NonzeroExit, format!("exited with code {c}"))),
+            Some(Exit::Signal(s)) => Some((ErrorCode::Killed, format!("killed by signal {s}"))),
+            None => Some((ErrorCode::SetupFailed, "lost track of the sandbox process".to_owned())),
+        },
+    };
+    let _ = plan;
+    let peak = cg.memory_peak.map(|b| b / 1024).unwrap_or(0).max(usage.map_or(0, |u| u.max_rss_kb));
+    ExecutionResult {
+        ok: error.is_none(),
+        request_id: started.request_id,
+        mode: req.mode,
+        exit,
+        error: error.map(|(code, message)| ResultError { code, message }),
+        data: None,
+        metrics: Metrics {
+            wall_ms: ms(wall),
+            cpu_user_ms: usage.map_or(0.0, |u| u.user_us as f64 / 1000.0),
+            cpu_sys_ms: usage.map_or(0.0, |u| u.sys_us as f64 / 1000.0),
+            peak_rss_kb: peak,
+        },
+        logs,
+        warnings: started.warnings,
+        enforcement: started.enforcement,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_finds_programs_in_path_and_reports_missing_ones() {
+        let p = resolve_program("sh", DEFAULT_PATH, Path::new("/")).unwrap();
+        assert!(p.ends_with("sh"));
+        assert!(matches!(resolve_program("no-such-cmd-xyz", DEFAULT_PATH, Path::new("/")), Err(ResolveError::NotFound(_))));
+        assert!(matches!(resolve_program("/etc/passwd", DEFAULT_PATH, Path::new("/")), Err(ResolveError::NotExecutable(_))));
+    }
+
+    #[test]
+    fn capture_splits_lines_and_respects_the_budget() {
+        let mut c = Capturer { logs: Logs::default(), budget: 10, used: 0, partial: [vec![], vec![]], start: Instant::now(), exceeded: false };
+        c.push(0, b"ab\ncd", &[]);
+        c.push(1, b"secret!\nxyz", &["secret".into()]);
+        assert!(c.exceeded);
+        let logs = c.finish(&[]);
+        let texts: Vec<_> = logs.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["ab", "cd", "***"]);
+        assert_eq!(logs.dropped_bytes, 6);
+    }
+}
