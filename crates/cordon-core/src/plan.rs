@@ -18,6 +18,8 @@ use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsAccess {
+    /// List directories only (the container's own root).
+    List,
     /// Read and execute.
     Read,
     /// Read and write an existing character device.
@@ -416,6 +418,9 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: 
     rules.extend(policy.fs.read.iter().map(|r| (r.path.clone(), FsAccess::Read)));
     rules.extend(policy.fs.write.iter().map(|r| (r.path.clone(), FsAccess::Write)));
     if mode == Mode::Container {
+        // The container root holds only what was granted, so listing it
+        // reveals nothing; file access still needs a rule of its own.
+        late.push((PathBuf::from("/"), FsAccess::List));
         late.push((PathBuf::from("/tmp"), FsAccess::Write));
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         late.push((PathBuf::from("/proc"), FsAccess::Read));

@@ -73,6 +73,7 @@ fn abi_of(v: u32) -> ABI {
 pub fn access_bits(access: FsAccess, abi: u32) -> landlock::BitFlags<AccessFs> {
     let abi = abi_of(abi);
     match access {
+        FsAccess::List => AccessFs::ReadDir.into(),
         FsAccess::Read => AccessFs::from_read(abi),
         FsAccess::Write => AccessFs::from_all(abi),
         FsAccess::Device => {
