@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
-use crate::policy::{Mode, Policy, SystemSet, WriteXorExecute};
+use crate::enforce::seccomp::{SeccompPlan, UnixSockets};
+use crate::policy::{Mode, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 
 /// Access granted to a path tree. Ordered: a later variant includes the
@@ -160,14 +161,17 @@ pub struct Plan {
     pub namespaces: Vec<Namespace>,
     /// Landlock rules, if any.
     pub landlock: Option<LandlockPlan>,
-    /// The seccomp filter, if any, with its W^X choice.
-    pub seccomp: Option<WriteXorExecute>,
+    /// The seccomp filter, if any.
+    pub seccomp: Option<SeccompPlan>,
     /// Per-run cgroups.
     pub cgroup: CgroupPlan,
     /// rlimits for the command.
     pub rlimits: Vec<Rlimit>,
     /// The container root, in container mode.
     pub root: Option<RootPlan>,
+    /// Process mode: a private tmpfs on `/dev/shm` (POSIX semaphores and
+    /// shared memory live there; the host's is shared by every process).
+    pub private_dev_shm: bool,
     /// Whether every capability is dropped.
     pub drop_capabilities: bool,
     /// What enforces each policy entry.
@@ -255,6 +259,7 @@ impl Plan {
             cgroup: CgroupPlan::default(),
             rlimits: vec![Rlimit { kind: RlimitKind::Core, soft: 0, hard: 0 }],
             root: None,
+            private_dev_shm: false,
             drop_capabilities: false,
             ledger: vec![],
         };
@@ -281,7 +286,10 @@ impl Plan {
                     return Err(PlanError::UserNamespaces { mode: name, why: "an unprivileged user needs one for the empty network namespace" });
                 }
                 plan.namespaces = if userns { vec![Namespace::User] } else { vec![] };
-                plan.namespaces.extend([Namespace::Pid, Namespace::Net]);
+                // IPC: uid 0 would otherwise reach the host's SysV segments;
+                // mount: for the private /dev/shm.
+                plan.namespaces.extend([Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
+                plan.private_dev_shm = true;
             }
         }
         let needed = if mode == Mode::Process { LandlockAbi::SCOPES.0 } else { FS_ABI };
@@ -290,7 +298,8 @@ impl Plan {
             return Err(PlanError::LandlockAbi { mode: name, needed, found: support.landlock_abi, why });
         }
         plan.drop_capabilities = true;
-        plan.seccomp = Some(policy.wx);
+        let unix = if mode == Mode::Container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly };
+        plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix });
         plan.landlock = Some(landlock_plan(policy, mode, support, scratch));
         if mode == Mode::Container {
             plan.root = Some(root_plan(policy));
@@ -370,6 +379,9 @@ impl Plan {
         push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
         push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
         push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
+        if !container {
+            push("host unix sockets".into(), "seccomp: socket(AF_UNIX) refused, socketpair allowed (landlock ABI < 9 cannot scope socket paths)".into(), Enforcement::Full);
+        }
         let scopes = self.landlock.as_ref().is_some_and(|l| l.scopes);
         push(
             "processes".into(),
@@ -431,6 +443,7 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: 
         }
     } else {
         rules.push((scratch.to_owned(), FsAccess::Write));
+        late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         // Other processes' /proc entries stay closed: Landlock denies ptrace
         // access across domains, which guards environ, mem, maps, fd, root.
         rules.push((PathBuf::from("/proc"), FsAccess::Read));
@@ -472,7 +485,9 @@ mod tests {
     #[test]
     fn full_kernel_process_mode_uses_every_mechanism() {
         let p = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap();
-        assert_eq!(p.namespaces, [Namespace::User, Namespace::Pid, Namespace::Net]);
+        assert_eq!(p.namespaces, [Namespace::User, Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
+        assert!(p.private_dev_shm);
+        assert_eq!(p.seccomp.unwrap().unix, UnixSockets::SocketpairOnly);
         let ll = p.landlock.unwrap();
         assert!(ll.scopes && ll.abi == 7);
         assert!(ll.rules.contains(&(PathBuf::from("/tmp/scratch"), FsAccess::Write)));

@@ -48,6 +48,8 @@ pub struct RunRequest {
     pub request_id: Option<String>,
     /// Extra warnings to carry into the result (e.g. a mode fallback).
     pub warnings: Vec<String>,
+    /// What the kernel supports, if the caller probed already; probed when `None`.
+    pub support: Option<KernelSupport>,
 }
 
 impl RunRequest {
@@ -63,6 +65,7 @@ impl RunRequest {
             host_env: std::env::vars().collect(),
             request_id: None,
             warnings: vec![],
+            support: None,
         }
     }
 }
@@ -179,7 +182,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     if let Err(e) = req.policy.validate() {
         return started.fail(mode, ErrorCode::SetupFailed, e.to_string());
     }
-    let support = match KernelSupport::detect() {
+    let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
     };

@@ -126,12 +126,11 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
 }
 
 /// Picks the mode: the flag, or container where it can run, else process.
-fn choose_mode(flag: Option<&str>, policy: &Policy) -> Result<(Mode, Option<String>)> {
+fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> Result<(Mode, Option<String>)> {
     if let Some(m) = flag {
         return Ok((m.parse().with_context(|| format!("invalid --mode {m}"))?, None));
     }
-    let support = KernelSupport::detect().context("cannot probe the kernel")?;
-    match cordon::Plan::build(policy, Mode::Container, &support, Path::new("/tmp")) {
+    match cordon::Plan::build(policy, Mode::Container, support, Path::new("/tmp")) {
         Ok(_) => Ok((Mode::Container, None)),
         Err(e) => {
             let notice = format!("container mode is not available here ({e}); running in process mode");
@@ -150,7 +149,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
         bail!("invalid --cwd {}: not a directory", cwd.display());
     }
     let policy = policy(&a, &cwd)?;
-    let (mode, notice) = choose_mode(a.mode.as_deref(), &policy)?;
+    let support = KernelSupport::detect().context("cannot probe the kernel")?;
+    let (mode, notice) = choose_mode(a.mode.as_deref(), &policy, &support)?;
     if let Some(n) = &notice {
         eprintln!("cordon: notice: {n}");
     }
@@ -158,6 +158,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     req.cwd = cwd;
     req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
     req.warnings.extend(notice);
+    req.support = Some(support);
     let result = cordon::run(&req);
     if a.json {
         println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);

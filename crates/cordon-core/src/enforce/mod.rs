@@ -270,7 +270,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         None => None,
     };
     let seccomp = match plan.seccomp {
-        Some(wx) => seccomp::build_filters(wx)?,
+        Some(sp) => seccomp::build_filters(sp)?,
         None => vec![],
     };
     let (cgroups, cgroup_procs) = RunCgroups::create(&plan.cgroup, run_id)?;
@@ -280,6 +280,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
     });
     let mounts = match &plan.root {
         Some(root) => mounts::build_mount_ops(root, SYSTEM_READ),
+        None if plan.private_dev_shm && Path::new("/dev/shm").is_dir() => mounts::private_dev_shm_ops(),
         None => vec![],
     };
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;

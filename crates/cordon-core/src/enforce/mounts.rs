@@ -93,6 +93,15 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
     Some(Entry::Bind { inside: source.clone(), source, is_dir, access })
 }
 
+/// Process mode's only mount: a private tmpfs on `/dev/shm`, after making
+/// every mount private so nothing propagates to the host.
+pub fn private_dev_shm_ops() -> Vec<MountOp> {
+    let mut ops = Ops(vec![]);
+    ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
+    ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+    ops.0
+}
+
 /// Turns the root plan into mount steps, reading the host to tell files,
 /// directories and symbolic links apart. Paths that do not exist are skipped.
 pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {

@@ -25,7 +25,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use libc::{c_char, c_int, c_ulong};
-use seccompiler::BpfProgram;
+use crate::enforce::seccomp::{BpfProgram, SockFilter};
 
 /// The step of the child setup that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -627,7 +627,7 @@ fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
-        filter: *const seccompiler::sock_filter,
+        filter: *const SockFilter,
     }
     let fprog = SockFprog { len: libc::c_ushort::try_from(prog.len()).unwrap_or(0), filter: prog.as_ptr() };
     // SAFETY: `fprog` points at a live BPF program of `len` instructions; the
