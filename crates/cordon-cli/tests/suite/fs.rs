@@ -1,0 +1,181 @@
+//! Filesystem grants: `--read`, `--write`, `--deny`, the system set, and
+//! path validation.
+
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode};
+
+use super::{cordon, not_granted_error, read_only_error, run_in};
+
+#[test]
+fn read_grant_opens_the_granted_file_and_nothing_else() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-read");
+    let granted = dir.create("granted/a.txt", "granted\n");
+    let ungranted = dir.create("ungranted.txt", "ungranted\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_in(mode).arg("--read").arg(dir.join("granted")).arg("--").arg("cat").arg(&granted).run().assert_stdout_eq("granted\n");
+        // Control: with its own grant, the other file is readable too.
+        run_in(mode).arg("--read").arg(&ungranted).arg("--").arg("cat").arg(&ungranted).run().assert_stdout_eq("ungranted\n");
+
+        run_in(mode)
+            .arg("--read")
+            .arg(dir.join("granted"))
+            .arg("--")
+            .arg("cat")
+            .arg(&ungranted)
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains(&format!("{}: {}", ungranted.display(), not_granted_error(mode)));
+    });
+}
+
+#[test]
+fn write_grant_allows_writes_and_read_grant_refuses_them() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-write");
+    let writable = dir.create_dir("writable");
+    let readonly = dir.create_dir("readonly");
+    each_mode(sandbox_modes!(support), |mode| {
+        let name = format!("{}.txt", mode.as_str());
+        run_in(mode)
+            .arg("--write")
+            .arg(&writable)
+            .arg("--cwd")
+            .arg(&writable)
+            .args(["--", "sh", "-c", &format!("echo written > {name} && cat {name}")])
+            .run()
+            .assert_stdout_eq("written\n");
+        assert_eq!(dir.read(format!("writable/{name}")), "written\n");
+
+        run_in(mode)
+            .arg("--read")
+            .arg(&readonly)
+            .arg("--cwd")
+            .arg(&readonly)
+            .args(["--", "sh", "-c", &format!("echo written > {name}")])
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains(&format!("cannot create {name}: {}", read_only_error(mode)));
+        assert!(!readonly.join(&name).exists());
+    });
+}
+
+#[test]
+fn deny_carves_a_subtree_out_of_a_read_grant_and_leaves_siblings_readable() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-deny");
+    let sibling = dir.create("tree/public/readme.txt", "public\n");
+    let secret = dir.create("tree/private/key.txt", "secret\n");
+    let tree = dir.join("tree");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Control: without the carve-out the secret is readable.
+        run_in(mode).arg("--read").arg(&tree).arg("--").arg("cat").arg(&secret).run().assert_stdout_eq("secret\n");
+
+        let deny = |path: &std::path::Path| {
+            run_in(mode).arg("--read").arg(&tree).arg("--deny").arg(dir.join("tree/private")).arg("--").arg("cat").arg(path).run()
+        };
+        deny(&sibling).assert_stdout_eq("public\n");
+        deny(&secret).assert_code(1).assert_stderr_contains(&format!("{}: Permission denied", secret.display()));
+    });
+}
+
+#[test]
+fn etc_shadow_is_not_readable() {
+    let support = kernel_support();
+    // Control: the file exists on the host, and (as root) dev mode reads it.
+    assert!(std::path::Path::new("/etc/shadow").exists(), "the probe needs a host /etc/shadow");
+    if support.root {
+        run_in(Mode::Dev).args(["--", "head", "-c", "0", "/etc/shadow"]).run().assert_success();
+    }
+    each_mode(sandbox_modes!(support), |mode| {
+        run_in(mode)
+            .args(["--", "head", "-c", "0", "/etc/shadow"])
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains(&format!("/etc/shadow' for reading: {}", not_granted_error(mode)));
+    });
+}
+
+#[test]
+fn relative_grants_resolve_against_cwd() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-relative");
+    let inside = dir.create("sub/file.txt", "inside\n");
+    let outside = dir.create("outside.txt", "outside\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_in(mode)
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--read", "sub", "--", "cat"])
+            .arg(&inside)
+            .run()
+            .assert_stdout_eq("inside\n");
+        // Control for the scope: `sub` granted `sub` only, not the cwd.
+        run_in(mode)
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--read", "sub", "--", "cat"])
+            .arg(&outside)
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains(not_granted_error(mode));
+    });
+}
+
+#[test]
+fn command_starts_in_cwd_when_only_a_subdirectory_is_granted() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-cwd");
+    dir.create("sub/file.txt", "inside\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_in(mode)
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--read", "sub", "--", "sh", "-c", "pwd && cat sub/file.txt"])
+            .run()
+            .assert_stdout_eq(&format!("{}\ninside\n", dir.path().display()));
+    });
+}
+
+#[test]
+fn wildcard_other_than_trailing_double_star_is_rejected() {
+    let dir = Dir::new("fs-wildcard");
+    dir.create("x/a.txt", "a\n");
+    cordon()
+        .arg("run")
+        .arg("--cwd")
+        .arg(dir.path())
+        .args(["--read", "x/*.txt", "--", "true"])
+        .run()
+        .assert_code(125)
+        .assert_stderr_contains("--read")
+        .assert_stderr_contains("x/*.txt")
+        .assert_stderr_contains("wildcard");
+}
+
+#[test]
+fn trailing_double_star_grants_the_tree() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-doublestar");
+    let file = dir.create("x/deep/a.txt", "deep\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_in(mode).arg("--read").arg(format!("{}/x/**", dir.path().display())).arg("--").arg("cat").arg(&file).run().assert_stdout_eq("deep\n");
+        run_in(mode).arg("--cwd").arg(dir.path()).args(["--read", "x/**", "--", "cat"]).arg(&file).run().assert_stdout_eq("deep\n");
+    });
+}
+
+#[test]
+fn missing_path_is_rejected_naming_the_flag() {
+    let dir = Dir::new("fs-missing");
+    let missing = dir.join("does-not-exist");
+    for flag in ["--read", "--write", "--deny"] {
+        cordon()
+            .arg("run")
+            .arg(flag)
+            .arg(&missing)
+            .args(["--", "true"])
+            .run()
+            .assert_code(125)
+            .assert_stderr_contains(&format!("invalid {flag} {}", missing.display()))
+            .assert_stderr_contains("does not exist");
+    }
+}

@@ -1,0 +1,227 @@
+//! `TestCommand`: run a program, capture everything, assert with context.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use crate::procs::poll_until;
+
+/// How long a command may run before the fixture kills it and fails the
+/// test. A safety net against a hung sandbox, far above any expected run;
+/// tests assert cordon's own limits, never this one.
+const WATCHDOG: Duration = Duration::from_secs(180);
+
+/// A program to run with captured output. Stdin is empty unless
+/// [`stdin`](Self::stdin) is called; the environment is inherited unless
+/// changed with [`env`](Self::env) / [`env_remove`](Self::env_remove).
+#[derive(Debug)]
+pub struct TestCommand {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl TestCommand {
+    /// A command running `program` with no arguments yet.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        TestCommand { cmd: Command::new(program), stdin: None }
+    }
+
+    /// Appends one argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Sets a variable in the program's environment.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Removes a variable from the program's environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Feeds `input` to the program's stdin, then closes it.
+    pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// The underlying `std::process::Command`, for what this type does not wrap.
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Starts the program with stdin, stdout and stderr on `/dev/null`, for
+    /// tests that watch or signal the running process itself.
+    pub fn spawn_without_output(&mut self) -> Child {
+        self.cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.display()))
+    }
+
+    /// Runs the program to completion and captures its status and output.
+    ///
+    /// # Panics
+    ///
+    /// When the program cannot be started, or is still running after the
+    /// watchdog (minutes); it is killed first.
+    pub fn run(&mut self) -> Outcome {
+        let command = self.display();
+        let stdin = if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+        self.cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+        let feeder = child.stdin.take().zip(self.stdin.clone()).map(|(mut pipe, input)| {
+            // A program that exits without reading gives EPIPE; that is its business.
+            std::thread::spawn(move || drop(pipe.write_all(&input)))
+        });
+        let stdout = drain(child.stdout.take().expect("stdout is piped"));
+        let stderr = drain(child.stderr.take().expect("stderr is piped"));
+        let mut status = None;
+        let finished = poll_until(WATCHDOG, || {
+            status = child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
+            status.is_some()
+        });
+        if !finished {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command} still ran after {WATCHDOG:?}; killed it (is the sandbox hung?)");
+        }
+        if let Some(feeder) = feeder {
+            let _ = feeder.join();
+        }
+        Outcome {
+            command,
+            status: status.expect("finished means a status"),
+            stdout: stdout.join().expect("stdout reader panicked"),
+            stderr: stderr.join().expect("stderr reader panicked"),
+        }
+    }
+
+    fn display(&self) -> String {
+        let mut parts = vec![self.cmd.get_program().to_string_lossy().into_owned()];
+        parts.extend(self.cmd.get_args().map(|a| quote(&a.to_string_lossy())));
+        parts.join(" ")
+    }
+}
+
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c));
+    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = vec![];
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// What a finished [`TestCommand`] did. Every `assert_*` panics with the
+/// command line, the status and both streams, and returns `self` so checks
+/// can be chained.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The command line, quoted for a shell.
+    pub command: String,
+    /// How the program ended.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Everything it wrote to stderr (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The exit code, or `None` when a signal ended the program.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        if self.code() != Some(expected) {
+            panic!("expected exit code {expected}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts exit code 0.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        self.assert_code(0)
+    }
+
+    /// Asserts stdout is exactly `expected`.
+    #[track_caller]
+    pub fn assert_stdout_eq(&self, expected: &str) -> &Self {
+        if self.stdout != expected {
+            panic!("expected stdout {expected:?}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        if !self.stdout.contains(needle) {
+            panic!("expected stdout to contain {needle:?}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        if !self.stderr.contains(needle) {
+            panic!("expected stderr to contain {needle:?}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts stderr does not contain `needle`.
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, needle: &str) -> &Self {
+        if self.stderr.contains(needle) {
+            panic!("expected stderr not to contain {needle:?}\n{self}");
+        }
+        self
+    }
+
+    /// Parses stdout as one JSON value (cordon's `--json` ExecutionResult).
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON value: {e}\n{self}"))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ended = match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            (None, None) => format!("{:?}", self.status),
+        };
+        writeln!(f, "command: {}", self.command)?;
+        writeln!(f, "ended:   {ended}")?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
+        write!(f, "--- stderr ---\n{}\n--------------", self.stderr.trim_end())
+    }
+}

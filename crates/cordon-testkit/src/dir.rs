@@ -1,0 +1,117 @@
+//! `Dir`: a fresh scratch directory under `/var/tmp`, removed on drop.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Where fixtures live. Not `/tmp`: container mode mounts a tmpfs of its own
+/// at `/tmp`, so a host path under `/tmp` is invisible inside the sandbox.
+const FIXTURE_ROOT: &str = "/var/tmp";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A directory that exists only for one test: created empty under
+/// `/var/tmp`, removed with everything in it when dropped.
+///
+/// Helpers take paths relative to the directory, create missing parent
+/// directories, and panic on any I/O error (a fixture that cannot be built
+/// is a failed test).
+#[derive(Debug)]
+pub struct Dir {
+    root: PathBuf,
+}
+
+impl Dir {
+    /// Creates `/var/tmp/cordon-test-<label>-<pid>-<n>`. `label` names the
+    /// test in the path, so leftovers are easy to attribute.
+    pub fn new(label: &str) -> Dir {
+        let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = fs::canonicalize(FIXTURE_ROOT).unwrap_or_else(|e| panic!("fixture root {FIXTURE_ROOT} is unusable: {e}"));
+        let root = base.join(format!("cordon-test-{label}-{}-{n}", std::process::id()));
+        fs::create_dir(&root).unwrap_or_else(|e| panic!("cannot create fixture directory {}: {e}", root.display()));
+        Dir { root }
+    }
+
+    /// The directory's absolute, canonical path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// `rel` inside the directory; nothing is created.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Writes a file (mode 0644) and returns its absolute path.
+    pub fn create(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+
+    /// Writes a file with mode 0755 and returns its absolute path.
+    pub fn create_executable(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.create(rel, contents);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+        path
+    }
+
+    /// Creates a directory (and its parents) and returns its absolute path.
+    pub fn create_dir(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let path = self.join(rel);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        path
+    }
+
+    /// Reads a file as UTF-8.
+    pub fn read(&self, rel: impl AsRef<Path>) -> String {
+        let path = self.join(rel);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // A sandboxed command may have left read-only directories behind
+        // (e.g. git objects); make them writable so removal does not stop.
+        let _ = make_tree_writable(&self.root);
+        if let Err(e) = fs::remove_dir_all(&self.root) {
+            eprintln!("warning: cannot remove fixture directory {}: {e}", self.root.display());
+        }
+    }
+}
+
+fn make_tree_writable(dir: &Path) -> std::io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_tree_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_is_fresh_under_var_tmp_and_removed_on_drop() {
+        let dir = Dir::new("self test");
+        let root = dir.path().to_owned();
+        assert!(root.starts_with("/var/tmp") || root.starts_with(fs::canonicalize(FIXTURE_ROOT).unwrap()));
+        assert!(root.file_name().unwrap().to_str().unwrap().starts_with("cordon-test-self-test-"));
+        let f = dir.create("a/b/c.txt", "hi");
+        assert_eq!(dir.read("a/b/c.txt"), "hi");
+        assert_eq!(f, root.join("a/b/c.txt"));
+        drop(dir);
+        assert!(!root.exists());
+    }
+}
