@@ -60,11 +60,11 @@ pub fn short_test_name(full: &str) -> String {
 /// Whether unmet kernel requirements fail instead of skipping: the `CI`
 /// variable is set to anything other than `""`, `"0"` or `"false"`.
 pub fn ci_requires_kernel_features() -> bool {
-    match std::env::var("CI") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"),
-        Err(std::env::VarError::NotPresent) => false,
-        Err(std::env::VarError::NotUnicode(_)) => true,
-    }
+    ci_value_is_set(std::env::var_os("CI").as_deref().map(|v| v.to_string_lossy()).as_deref())
+}
+
+fn ci_value_is_set(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
 }
 
 /// Panics with `kernel feature required in CI: ...` in CI; elsewhere writes
@@ -141,6 +141,16 @@ mod tests {
     fn test_name_drops_crate_helper_and_closures() {
         assert_eq!(short_test_name("all::suite::fs::reads::here"), "suite::fs::reads");
         assert_eq!(short_test_name("all::suite::fs::reads::{{closure}}::here"), "suite::fs::reads");
+    }
+
+    #[test]
+    fn ci_is_set_unless_empty_zero_or_false() {
+        for unset in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
+            assert!(!ci_value_is_set(unset), "{unset:?}");
+        }
+        for set in [Some("1"), Some("true"), Some("yes")] {
+            assert!(ci_value_is_set(set), "{set:?}");
+        }
     }
 
     #[test]

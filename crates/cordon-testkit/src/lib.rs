@@ -19,8 +19,9 @@
 //! - [`TestCommand`] and [`Outcome`]: run a program, capture its status,
 //!   stdout and stderr, parse cordon's `--json` result, and panic with the
 //!   whole transcript when an assertion fails.
-//! - [`processes_with_argv`] and [`poll_until`]: find host processes by their
-//!   exact command line and wait for a condition without fixed sleeps.
+//! - [`processes_with_argv`], [`processes_mentioning`] and [`poll_until`]:
+//!   find host processes by their command line and wait for a condition
+//!   without fixed sleeps.
 //!
 //! # Not offered
 //!
@@ -43,4 +44,4 @@ pub use command::{Outcome, TestCommand};
 pub use cordon::{KernelSupport, Mode};
 pub use dir::Dir;
 pub use gate::{ci_requires_kernel_features, each_mode, kernel_support, mode_unavailable_reason, report_unmet_requirement, sandbox_modes_for, short_test_name};
-pub use procs::{poll_until, processes_with_argv};
+pub use procs::{poll_until, processes_mentioning, processes_with_argv};

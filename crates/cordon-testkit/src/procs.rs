@@ -16,6 +16,21 @@ pub fn processes_with_argv(argv: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// Host pids whose command line (arguments joined by spaces) contains
+/// `needle`, other than the calling process. Catches a process both before
+/// and after it execs, as long as the marker is in its arguments.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else { panic!("cannot list /proc") };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+        })
+        .collect()
+}
+
 /// Calls `cond` every 10 ms until it returns true or `timeout` passes;
 /// returns whether it became true. Use generous timeouts: it returns as soon
 /// as the condition holds, so a long bound costs nothing when things work.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cordon_testkit::{each_mode, kernel_support, poll_until, processes_with_argv, sandbox_modes, Mode, TestCommand};
+use cordon_testkit::{each_mode, kernel_support, poll_until, processes_mentioning, processes_with_argv, sandbox_modes, Mode, TestCommand};
 
 use super::{run_in, unique_sleep_marker};
 
@@ -59,14 +59,17 @@ fn orphaned_descendant_is_gone_when_cordon_returns() {
     // Control: without cordon, the same script leaves the orphan running.
     let marker = unique_sleep_marker();
     TestCommand::new("sh").args(["-c", &orphan_script(&marker)]).run().assert_stdout_eq("started\n");
-    let orphans = kill_leftovers(&marker);
-    assert_eq!(orphans.len(), 1, "control: the orphan should survive its parent");
+    let survived = poll_until(Duration::from_secs(5), || processes_with_argv(&["sleep", &marker]).len() == 1);
+    kill_leftovers(&marker);
+    assert!(survived, "control: the orphan `sleep {marker}` should survive its parent");
 
     each_mode(sandbox_modes!(support), |mode| {
         let marker = unique_sleep_marker();
         run_in(mode).args(["--", "sh", "-c", &orphan_script(&marker)]).run().assert_stdout_eq("started\n");
-        // Killed but not yet reaped is a legitimate instant; give it a second.
-        poll_until(Duration::from_secs(1), || processes_with_argv(&["sleep", &marker]).is_empty());
+        // The orphan may not have exec'd `sleep` yet when its parent returns,
+        // so look for any process mentioning the marker. Killed but not yet
+        // dead is a legitimate instant; give it a second.
+        poll_until(Duration::from_secs(1), || processes_mentioning(&marker).is_empty());
         let leftovers = kill_leftovers(&marker);
         assert!(leftovers.is_empty(), "[{}] `sleep {marker}` outlived the run: pids {leftovers:?}", mode.as_str());
     });
@@ -89,16 +92,16 @@ fn descendants_die_when_cordon_is_sigkilled() {
 
         cordon.kill().expect("SIGKILL cordon"); // std sends SIGKILL to this pid only
         cordon.wait().expect("reap cordon");
-        poll_until(Duration::from_secs(2), || processes_with_argv(&["sleep", &marker]).is_empty());
+        poll_until(Duration::from_secs(2), || processes_mentioning(&marker).is_empty());
         let leftovers = kill_leftovers(&marker);
         assert!(leftovers.is_empty(), "[{}] after SIGKILL of cordon, `sleep {marker}` still ran: pids {leftovers:?}", mode.as_str());
     });
 }
 
-/// Kills (SIGKILL, by pid) the `sleep <marker>` processes this test started
-/// and returns their pids, so a failing test leaves nothing behind.
+/// Kills (SIGKILL, by pid) the processes this test started that mention
+/// `marker`, and returns their pids, so a failing test leaves nothing behind.
 fn kill_leftovers(marker: &str) -> Vec<u32> {
-    let pids = processes_with_argv(&["sleep", marker]);
+    let pids = processes_mentioning(marker);
     for pid in &pids {
         TestCommand::new("kill").args(["-KILL", &pid.to_string()]).run();
     }
