@@ -174,6 +174,9 @@ pub struct Plan {
     pub private_dev_shm: bool,
     /// Whether every capability is dropped.
     pub drop_capabilities: bool,
+    /// Port of the filtering proxy on the sandbox's loopback, when the
+    /// policy allows any host.
+    pub proxy_port: Option<u16>,
     /// What enforces each policy entry.
     pub ledger: Vec<LedgerEntry>,
 }
@@ -261,6 +264,7 @@ impl Plan {
             root: None,
             private_dev_shm: false,
             drop_capabilities: false,
+            proxy_port: None,
             ledger: vec![],
         };
         if mode == Mode::Dev {

@@ -147,6 +147,9 @@ pub struct Running {
     pub stderr: Option<OwnedFd>,
     /// The run's cgroups.
     pub cgroups: RunCgroups,
+    /// The listening socket inside the sandbox's network namespace, for the
+    /// proxy to serve.
+    pub proxy_listener: Option<OwnedFd>,
     status: Option<OwnedFd>,
     supervision: Supervision,
     _lifeline: Option<OwnedFd>,
@@ -292,6 +295,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         Supervision::Direct => (None, None),
     };
     let (lifeline_r, lifeline_w) = sys::pipe().map_err(os("create the lifeline pipe"))?;
+    let (proxy_ours, proxy_theirs) = match plan.proxy_port {
+        Some(port) => {
+            let (a, b) = sys::socketpair().map_err(os("create the proxy channel"))?;
+            (Some(a), Some((b, port)))
+        }
+        None => (None, None),
+    };
     let (mut stdout, mut stderr, mut stdio) = (None, None, [None, None, None]);
     if output == Output::Capture {
         let (or, ow) = sys::pipe().map_err(os("create the stdout pipe"))?;
@@ -312,6 +322,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         cgroup_namespace: plan.namespaces.contains(&Namespace::Cgroup),
         mounts,
         loopback_up: plan.namespaces.contains(&Namespace::Net),
+        proxy_listener: proxy_theirs,
         hostname: plan.namespaces.contains(&Namespace::Uts).then(|| c"cordon".to_owned()),
         rlimits: plan
             .rlimits
@@ -335,7 +346,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
     // up only when *we* go.
     drop(spec);
     wait_for_exec(&report_r, &cmd.program)?;
+    // Init sent the listener before it forked the command, so it is queued.
+    let proxy_listener = match &proxy_ours {
+        Some(ch) => Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the proxy listener from the sandbox"))?),
+        None => None,
+    };
     Ok(Running {
+        proxy_listener,
         pid: child.pid,
         pidfd: child.pidfd,
         stdout,
@@ -384,6 +401,7 @@ fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
         Some(ChildStage::CloseFds) => "close_range",
         Some(ChildStage::Seccomp) => "seccomp",
         Some(ChildStage::Signals) => "signal dispositions",
+        Some(ChildStage::ProxyListener) => "proxy listener inside the sandbox",
         Some(ChildStage::Exec) | None => "an unknown step",
     };
     let detail = match stage {

@@ -70,15 +70,17 @@ pub enum ChildStage {
     Exec,
     /// Resetting signal dispositions.
     Signals,
+    /// Creating or handing over the proxy listener.
+    ProxyListener,
 }
 
 impl ChildStage {
     /// Decodes the wire value.
     pub fn from_u32(v: u32) -> Option<Self> {
         use ChildStage::*;
-        const ALL: [ChildStage; 19] = [
+        const ALL: [ChildStage; 20] = [
             Lifeline, IdMaps, JoinCgroup, CgroupNamespace, Mount, Loopback, Hostname, Fork, Stdio, Chdir, Rlimit,
-            Capabilities, NoNewPrivs, LandlockAddRule, LandlockRestrict, CloseFds, Seccomp, Exec, Signals,
+            Capabilities, NoNewPrivs, LandlockAddRule, LandlockRestrict, CloseFds, Seccomp, Exec, Signals, ProxyListener,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -230,6 +232,11 @@ pub struct ChildSpec {
     pub mounts: Vec<MountOp>,
     /// Bring `lo` up in the new network namespace.
     pub loopback_up: bool,
+    /// Init listens on `127.0.0.1:port` inside the sandbox's network
+    /// namespace and sends the listening socket to cordon over this socket
+    /// (`SCM_RIGHTS`): the proxy then serves, from the host's namespace, the
+    /// only address the sandbox can reach.
+    pub proxy_listener: Option<(OwnedFd, u16)>,
     /// Host name in the new UTS namespace.
     pub hostname: Option<CString>,
     /// Resource limits for the command.
@@ -329,6 +336,9 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     if spec.loopback_up {
         loopback_up(spec);
+    }
+    if let Some((channel, port)) = &spec.proxy_listener {
+        send_proxy_listener(spec, channel.as_raw_fd(), *port);
     }
     if let Some(name) = &spec.hostname {
         // SAFETY: `name` is a valid C string; length excludes the NUL.
@@ -457,6 +467,50 @@ fn loopback_up(spec: &ChildSpec) {
     // SAFETY: as above, setting the flags.
     check!(spec, ChildStage::Loopback, 2, unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) });
     // SAFETY: our own socket.
+    unsafe { libc::close(sock) };
+}
+
+fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
+    let st = ChildStage::ProxyListener;
+    // SAFETY: socket with integer arguments.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    check!(spec, st, 0, sock);
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `addr` is a live sockaddr_in of `len` bytes.
+    check!(spec, st, 1, unsafe { libc::bind(sock, (&addr as *const libc::sockaddr_in).cast(), len) });
+    // SAFETY: integer arguments.
+    check!(spec, st, 2, unsafe { libc::listen(sock, 128) });
+    // One byte of payload carrying the descriptor as SCM_RIGHTS.
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one cmsghdr with one int, aligned as the kernel wants.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    // SAFETY: msg_control points at `control`, large enough for one header.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: `cmsg` points into `control` (non-null: the buffer has room).
+    unsafe { (*cmsg).cmsg_level = libc::SOL_SOCKET };
+    // SAFETY: as above.
+    unsafe { (*cmsg).cmsg_type = libc::SCM_RIGHTS };
+    // SAFETY: as above; CMSG_LEN is a pure computation.
+    unsafe { (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as usize };
+    // SAFETY: CMSG_DATA points at room for one int inside `control`.
+    unsafe { std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), sock) };
+    // SAFETY: `msg` and everything it points at are live locals.
+    check!(spec, st, 3, unsafe { libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) } as c_int);
+    // SAFETY: cordon holds its own copy now; ours goes.
     unsafe { libc::close(sock) };
 }
 
