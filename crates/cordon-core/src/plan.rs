@@ -169,9 +169,10 @@ pub struct Plan {
     pub rlimits: Vec<Rlimit>,
     /// The container root, in container mode.
     pub root: Option<RootPlan>,
-    /// Process mode: a private tmpfs on `/dev/shm` (POSIX semaphores and
-    /// shared memory live there; the host's is shared by every process).
-    pub private_dev_shm: bool,
+    /// Process mode: the run's own `/proc` (only its pid namespace is
+    /// listed) and a private tmpfs on `/dev/shm` (POSIX semaphores and shared
+    /// memory live there; the host's is shared by every process).
+    pub private_proc: bool,
     /// Whether every capability is dropped.
     pub drop_capabilities: bool,
     /// Port of the filtering proxy on the sandbox's loopback, when the
@@ -262,7 +263,7 @@ impl Plan {
             cgroup: CgroupPlan::default(),
             rlimits: vec![Rlimit { kind: RlimitKind::Core, soft: 0, hard: 0 }],
             root: None,
-            private_dev_shm: false,
+            private_proc: false,
             drop_capabilities: false,
             proxy_port: None,
             ledger: vec![],
@@ -291,9 +292,9 @@ impl Plan {
                 }
                 plan.namespaces = if userns { vec![Namespace::User] } else { vec![] };
                 // IPC: uid 0 would otherwise reach the host's SysV segments;
-                // mount: for the private /dev/shm.
+                // mount: for the run's own /proc and /dev/shm.
                 plan.namespaces.extend([Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
-                plan.private_dev_shm = true;
+                plan.private_proc = true;
             }
         }
         let needed = if mode == Mode::Process { LandlockAbi::SCOPES.0 } else { FS_ABI };
@@ -448,9 +449,8 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: 
     } else {
         rules.push((scratch.to_owned(), FsAccess::Write));
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
-        // Other processes' /proc entries stay closed: Landlock denies ptrace
-        // access across domains, which guards environ, mem, maps, fd, root.
-        rules.push((PathBuf::from("/proc"), FsAccess::Read));
+        // The run's own /proc, mounted by init: only its processes are listed.
+        late.push((PathBuf::from("/proc"), FsAccess::Read));
         if policy.fs.system == SystemSet::Exclude {
             rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
@@ -490,7 +490,7 @@ mod tests {
     fn full_kernel_process_mode_uses_every_mechanism() {
         let p = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap();
         assert_eq!(p.namespaces, [Namespace::User, Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
-        assert!(p.private_dev_shm);
+        assert!(p.private_proc);
         assert_eq!(p.seccomp.unwrap().unix, UnixSockets::SocketpairOnly);
         let ll = p.landlock.unwrap();
         assert!(ll.scopes && ll.abi == 7);

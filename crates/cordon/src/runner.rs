@@ -298,6 +298,10 @@ fn supervise(
     let mut pipes: [Option<OwnedFd>; 2] = [running.stdout.take(), running.stderr.take()];
     let mut ending = Ending::Running;
     let mut kill_at: Option<Instant> = None;
+    // After a kill request, init gets this long to reap everything before
+    // it is killed the hard way (losing the descendants' accounting).
+    let mut hard_kill_at: Option<Instant> = None;
+    const REAP_GRACE: Duration = Duration::from_millis(1000);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let now = Instant::now();
@@ -308,17 +312,22 @@ fn supervise(
                 kill_at = Some(now + grace);
             } else if cpu_budget_ns.is_some_and(|b| running.cgroups.cpu_ns().unwrap_or(0) >= b) {
                 ending = Ending::Cpu;
-                let _ = running.signal(libc::SIGKILL);
+                kill_at = Some(now);
             } else if cap.exceeded {
                 ending = Ending::Output;
-                let _ = running.signal(libc::SIGKILL);
+                kill_at = Some(now);
             }
         }
         if kill_at.is_some_and(|k| now >= k) {
-            let _ = running.signal(libc::SIGKILL);
+            let _ = running.kill();
             kill_at = None;
+            hard_kill_at = Some(now + REAP_GRACE);
         }
-        let mut wake = [deadline.filter(|_| ending == Ending::Running), kill_at].into_iter().flatten().min();
+        if hard_kill_at.is_some_and(|k| now >= k) {
+            let _ = running.signal(libc::SIGKILL);
+            hard_kill_at = None;
+        }
+        let mut wake = [deadline.filter(|_| ending == Ending::Running), kill_at, hard_kill_at].into_iter().flatten().min();
         if cpu_budget_ns.is_some() && ending == Ending::Running {
             let tick = now + Duration::from_millis(20);
             wake = Some(wake.map_or(tick, |w| w.min(tick)));

@@ -192,6 +192,17 @@ impl Running {
         }
     }
 
+    /// Asks the run to end now: init kills and reaps every process (keeping
+    /// their accounting) and exits; in dev mode the process group gets
+    /// SIGKILL. If init does not exit soon, [`Running::signal`] with SIGKILL
+    /// ends it the hard way.
+    pub fn kill(&self) -> io::Result<()> {
+        match self.supervision {
+            Supervision::Init => sys::pidfd_send_signal(self.pidfd.as_fd(), KILL_REQUEST),
+            Supervision::Direct => sys::kill_process_group(self.pid, libc::SIGKILL),
+        }
+    }
+
     /// Waits for the child (which must have exited or be about to) and
     /// returns how the command ended.
     pub fn reap(self) -> io::Result<Finished> {
@@ -230,6 +241,9 @@ fn read_exact_or_eof(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
     }
     Ok(true)
 }
+
+/// The real-time signal that asks init to end the run (see `sys::child`).
+const KILL_REQUEST: libc::c_int = 64;
 
 fn clone_flags(ns: &[Namespace]) -> libc::c_int {
     ns.iter()
@@ -282,8 +296,8 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
     });
     let mounts = match &plan.root {
-        Some(root) => mounts::build_mount_ops(root, SYSTEM_READ),
-        None if plan.private_dev_shm && Path::new("/dev/shm").is_dir() => mounts::private_dev_shm_ops(),
+        Some(root) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd),
+        None if plan.private_proc => mounts::process_mode_ops(),
         None => vec![],
     };
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;
@@ -311,7 +325,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         stdout = Some(or);
         stderr = Some(er);
     }
-    let cwd = if plan.mode == Mode::Container && !visible_in_container(plan, &cmd.cwd) { PathBuf::from("/tmp") } else { cmd.cwd.clone() };
+    let cwd = cmd.cwd.clone();
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
         argv: CStringArray::new(cmd.args.iter().map(|a| cstring("argument", a.as_bytes())).collect::<Result<_, _>>()?),
@@ -339,6 +353,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         status: status_w,
         lifeline: Some(lifeline_r),
         supervision,
+        kill_request: KILL_REQUEST,
     };
     let child = sys::spawn(clone_flags(&plan.namespaces), &spec).map_err(os("clone the sandbox process"))?;
     // Our copies of the child's ends must go now: the report pipe reaches EOF
@@ -362,11 +377,6 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         supervision,
         _lifeline: Some(lifeline_w),
     })
-}
-
-fn visible_in_container(plan: &Plan, path: &Path) -> bool {
-    plan.root.as_ref().is_some_and(|r| r.binds.iter().any(|b| path.starts_with(&b.path)))
-        || path.starts_with("/tmp")
 }
 
 /// Blocks until the report pipe reaches EOF (the exec succeeded) or carries

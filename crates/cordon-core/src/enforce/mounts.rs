@@ -28,6 +28,13 @@ const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
+/// Options of the sandbox's `/proc`: processes the reader may not ptrace are
+/// not listed. Init (pid 1, a fork of cordon outside the Landlock domain)
+/// is one, so cordon's own command line stays out of view. `ptraceable`
+/// rather than `invisible`: the latter exempts members of the mount's `gid`
+/// (root's group by default), which the sandbox's processes may well be.
+const HIDE_INIT: &str = "hidepid=ptraceable";
+
 /// Devices bound from the host into the minimal `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -93,18 +100,25 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
     Some(Entry::Bind { inside: source.clone(), source, is_dir, access })
 }
 
-/// Process mode's only mount: a private tmpfs on `/dev/shm`, after making
-/// every mount private so nothing propagates to the host.
-pub fn private_dev_shm_ops() -> Vec<MountOp> {
+/// Process mode's mounts, after making every mount private so nothing
+/// propagates to the host: the run's own `/proc` (its pid namespace only:
+/// other processes are not listed), and a private tmpfs on `/dev/shm`
+/// (POSIX semaphores and shared memory live there).
+pub fn process_mode_ops() -> Vec<MountOp> {
     let mut ops = Ops(vec![]);
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
-    ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+    ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
+    if Path::new("/dev/shm").is_dir() {
+        ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+    }
     ops.0
 }
 
 /// Turns the root plan into mount steps, reading the host to tell files,
 /// directories and symbolic links apart. Paths that do not exist are skipped.
-pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {
+/// `cwd` is created (empty) when no grant provides it, so the command starts
+/// where it was asked to and relative grants below it resolve.
+pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<MountOp> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mut ops = Ops(vec![]);
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
@@ -124,6 +138,10 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
         ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
+    }
+    let cwd_in_tmp = cwd.starts_with("/tmp");
+    if !cwd_in_tmp {
+        ops.mkdir_p(&under("/newroot", cwd));
     }
     for e in &entries {
         match e {
@@ -191,7 +209,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {
     ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY, false);
 
     // The pid namespace's own /proc, with the global knobs read-only.
-    ops.mount("proc", "/newroot/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, "");
+    ops.mount("proc", "/newroot/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, HIDE_INIT);
     for knob in ["sys", "sysrq-trigger", "irq", "bus"] {
         if !Path::new("/proc").join(knob).exists() {
             continue;
@@ -201,6 +219,9 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str]) -> Vec<MountOp> {
         ops.setattr(&knob, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true);
     }
     ops.mount("tmpfs", "/newroot/tmp", "tmpfs", nosuid_nodev, &format!("mode=1777,size={}m", root.tmp_size_mb));
+    if cwd_in_tmp {
+        ops.mkdir_p(&under("/newroot", cwd));
+    }
 
     ops.0.push(MountOp::Chdir { path: cs("/newroot") });
     ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs(".") });

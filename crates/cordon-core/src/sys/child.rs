@@ -261,6 +261,9 @@ pub struct ChildSpec {
     pub lifeline: Option<OwnedFd>,
     /// Who supervises the command.
     pub supervision: Supervision,
+    /// The signal that asks init to end the run: kill every process, reap
+    /// them (so their CPU time reaches init's rusage), report, exit.
+    pub kill_request: c_int,
 }
 
 fn errno() -> i32 {
@@ -406,6 +409,7 @@ fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
                     finish(spec, status);
                 }
             },
+            s if s == spec.kill_request => kill_all_and_finish(spec, cmd),
             // Termination requests go to every process of the run.
             libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
                 // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
@@ -417,6 +421,27 @@ fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
             }
         }
     }
+}
+
+/// cordon ends the run: kill everything, reap everything (keeping the
+/// command's status), report, exit. Reaping here rather than letting the
+/// kernel tear the namespace down keeps every process's CPU time in the
+/// rusage cordon reads: the kernel auto-reaps when init dies, and drops it.
+fn kill_all_and_finish(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
+    // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    let mut cmd_status = libc::SIGKILL; // as a wait status: killed by SIGKILL
+    loop {
+        let mut st = 0;
+        // SAFETY: `st` is a live local.
+        let pid = unsafe { libc::waitpid(-1, &mut st, 0) };
+        if pid == cmd {
+            cmd_status = st;
+        } else if pid == -1 && errno() != libc::EINTR {
+            break;
+        }
+    }
+    finish(spec, cmd_status)
 }
 
 /// The command is gone: kill the rest, reap them, report, exit.
