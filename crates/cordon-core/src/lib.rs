@@ -9,8 +9,9 @@
 //!
 //! - filesystem: Landlock rules (read = read + execute, write = everything,
 //!   deny = carve-outs), and in container mode a fresh root of bind mounts;
-//! - processes: a pid namespace with a minimal init; every process of the run
-//!   dies with it, and it dies with cordon (`PR_SET_PDEATHSIG`);
+//! - processes: a pid namespace with a minimal init and its own `/proc`;
+//!   every process of the run dies with it, and it dies with cordon
+//!   (`PR_SET_PDEATHSIG`);
 //! - signals and abstract unix sockets: Landlock scopes (ABI 6);
 //! - network: an empty network namespace (loopback only);
 //! - syscalls: a default-deny seccomp allow-list, with the dangerous families
@@ -22,10 +23,11 @@
 //!
 //! # What is not
 //!
-//! Process mode does not hide the host's filesystem layout or its process
-//! list (`/proc` is readable; other processes' sensitive entries are not,
-//! because Landlock denies ptrace access across domains). Covert channels,
-//! CPU side channels and kernel bugs are out of scope.
+//! Process mode does not hide the host's filesystem layout: names outside
+//! the grants can be looked up, not opened. Landlock below ABI 9 does not
+//! check unix socket paths, so process mode refuses `socket(AF_UNIX)`
+//! (`socketpair` works). Covert channels, CPU side channels and kernel bugs
+//! are out of scope.
 //!
 //! # Compatibility
 //!

@@ -7,9 +7,11 @@
 //! run in `each_mode(sandbox_modes!(support), |mode| ...)`: `process` and
 //! `container`, each reported on its own.
 
+mod attacker;
 mod capabilities;
 mod dev_mode;
 mod env;
+mod escape;
 mod exit_codes;
 mod fds;
 mod fs;
@@ -19,6 +21,7 @@ mod processes;
 mod quotas;
 mod real_programs;
 mod seccomp;
+mod unprivileged;
 
 use std::path::Path;
 

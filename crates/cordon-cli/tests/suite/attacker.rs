@@ -1,0 +1,184 @@
+//! Probes outside the shared corpus, of the same and neighbouring classes:
+//! host services by unix socket path, SysV IPC and `/dev/shm` of the host,
+//! the i386 syscall entry, hard links and symlinks out of a grant,
+//! `open_by_handle_at`. Each has a control outside the sandbox (dev mode)
+//! that shows the probe works when nothing stops it.
+
+use std::cell::RefCell;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode};
+
+use super::{run_in, tool, SYSCALL_PROBE};
+
+const CONNECT_UNIX: &str = r#"
+import socket, sys
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    print("connected")
+except OSError as e:
+    print(e.strerror)
+"#;
+
+#[test]
+fn host_unix_socket_paths_are_out_of_reach() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("unix-sock");
+    let path = dir.join("service.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let path = path.to_str().unwrap();
+    let probe = |mode: Mode, extra: &[&str]| {
+        let out = run_in(mode).args(extra).args(["--", python, "-c", CONNECT_UNIX, path]).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    assert_eq!(probe(Mode::Dev, &[]), "connected", "control: the host service answers outside a sandbox");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Landlock (ABI < 9) does not check socket paths, so process mode
+        // refuses socket(AF_UNIX) itself; container mode does not mount it.
+        let expected = if mode == Mode::Container { "No such file or directory" } else { "Operation not permitted" };
+        assert_eq!(probe(mode, &[]), expected, "[{}]", mode.as_str());
+    });
+}
+
+#[test]
+fn abstract_unix_sockets_of_the_host_are_out_of_reach() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let name = format!("\0cordon-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name.as_bytes()[1..]).unwrap();
+    let _listener = UnixListener::bind_addr(&addr).unwrap();
+    let arg = format!("@{}", &name[1..]);
+    let script = CONNECT_UNIX.replace("s.connect(sys.argv[1])", "s.connect('\\0' + sys.argv[1][1:])");
+    let probe = |mode: Mode| {
+        let out = run_in(mode).args(["--", python, "-c", &script, &arg]).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    assert_eq!(probe(Mode::Dev), "connected", "control");
+    each_mode(sandbox_modes!(support), |mode| {
+        let expected = if mode == Mode::Container { "Connection refused" } else { "Operation not permitted" };
+        assert_eq!(probe(mode), expected, "[{}]", mode.as_str());
+    });
+}
+
+const SHM_PROBE: &str = r#"
+import ctypes, errno, sys
+libc = ctypes.CDLL(None, use_errno=True)
+key, create = int(sys.argv[1], 0), sys.argv[2] == "create"
+flags = (0o1000 | 0o666) if create else 0
+r = libc.shmget(ctypes.c_int(key), ctypes.c_size_t(4096 if create else 0), ctypes.c_int(flags))
+if r < 0:
+    print(errno.errorcode[ctypes.get_errno()])
+elif sys.argv[2] == "remove":
+    libc.shmctl(r, 0, None)
+    print("removed")
+else:
+    print("found")
+"#;
+
+#[test]
+fn host_sysv_shared_memory_is_out_of_reach() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let key = format!("{:#x}", 0x4344_0000u32 | (std::process::id() & 0xffff));
+    let host = |what: &str| {
+        let out = cordon_testkit::TestCommand::new(python).args(["-c", SHM_PROBE, &key, what]).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    assert_eq!(host("create"), "found");
+    let inside = |mode: Mode| {
+        let out = run_in(mode).args(["--", python, "-c", SHM_PROBE, &key, "lookup"]).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    let control = inside(Mode::Dev);
+    let verdicts = RefCell::new(vec![]);
+    each_mode(sandbox_modes!(support), |mode| verdicts.borrow_mut().push((mode, inside(mode))));
+    assert_eq!(host("remove"), "removed");
+    assert_eq!(control, "found", "control: the segment is visible outside a sandbox");
+    for (mode, v) in verdicts.into_inner() {
+        assert_eq!(v, "ENOENT", "[{}] the host's segment must not be visible", mode.as_str());
+    }
+}
+
+#[test]
+fn host_dev_shm_is_private() {
+    let support = kernel_support();
+    let name = format!("/dev/shm/cordon-test-{}", std::process::id());
+    std::fs::write(&name, "host shm\n").unwrap();
+    let control = run_in(Mode::Dev).args(["--", "cat", &name]).run();
+    let outs = RefCell::new(vec![]);
+    each_mode(sandbox_modes!(support), |mode| {
+        outs.borrow_mut().push((mode, run_in(mode).args(["--", "sh", "-c", &format!("cat {name}; echo new > /dev/shm/mine && cat /dev/shm/mine")]).run()))
+    });
+    let leaked = std::path::Path::new("/dev/shm/mine").exists();
+    std::fs::remove_file(&name).unwrap();
+    control.assert_success().assert_stdout_eq("host shm\n");
+    assert!(!leaked, "a file written to the sandbox's /dev/shm appeared on the host");
+    for (mode, out) in outs.into_inner() {
+        out.assert_success().assert_stderr_contains("No such file or directory").assert_stdout_eq("new\n");
+        let _ = mode;
+    }
+}
+
+#[test]
+fn the_i386_syscall_entry_kills_the_process() {
+    let support = kernel_support();
+    let gcc = tool("/usr/bin/gcc");
+    let dir = Dir::new("int80");
+    dir.create(
+        "int80.c",
+        "#include <stdio.h>\nint main(void) { long r; __asm__ volatile (\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\"); printf(\"getpid via int 0x80: %ld\\n\", r); return 0; }\n",
+    );
+    cordon_testkit::TestCommand::new(gcc).arg("-o").arg(dir.join("int80")).arg(dir.join("int80.c")).run().assert_success();
+    let bin = dir.join("int80");
+    let bin = bin.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
+    run_in(Mode::Dev).args(["--", bin]).run().assert_success().assert_stdout_contains("getpid via int 0x80: ");
+    each_mode(sandbox_modes!(support), |mode| {
+        // SIGSYS from SECCOMP_RET_KILL_PROCESS: 128 + 31.
+        run_in(mode).args(["--read", d, "--", bin]).run().assert_code(159);
+    });
+}
+
+#[test]
+fn open_by_handle_at_is_refused() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let args = ["304", "-100", "buf", "0"];
+    let answer = |mode: Mode| {
+        let out = run_in(mode).args(["--", python, "-c", SYSCALL_PROBE]).args(args).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    let control = answer(Mode::Dev);
+    assert!(control != "EPERM" && control != "ok", "control: the kernel looks at the handle outside a sandbox ({control})");
+    each_mode(sandbox_modes!(support), |mode| assert_eq!(answer(mode), "EPERM", "[{}]", mode.as_str()));
+}
+
+#[test]
+fn links_cannot_carry_a_file_out_of_its_grant() {
+    let support = kernel_support();
+    let secret = Dir::new("link-secret");
+    let target = secret.create("secret.txt", "secret\n");
+    let work = Dir::new("link-work");
+    std::os::unix::fs::symlink(&target, work.join("via-symlink")).unwrap();
+    let w = work.path().to_str().unwrap();
+    let s = secret.path().to_str().unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        // Control: with the secret's folder granted, the symlink leads there.
+        run_in(mode).args(["--write", w, "--read", s, "--cwd", w, "--", "cat", "via-symlink"]).run().assert_success().assert_stdout_eq("secret\n");
+        // Without it, the symlink leads nowhere readable.
+        run_in(mode).args(["--write", w, "--cwd", w, "--", "cat", "via-symlink"]).run().assert_code(1);
+        // A hard link from the read-only system set into a writable grant
+        // would make /etc/passwd writable through it.
+        let out = run_in(mode).args(["--write", w, "--cwd", w, "--", "ln", "/etc/passwd", "pw"]).run();
+        out.assert_code(1);
+        assert!(!work.join("pw").exists(), "[{}] hard link created", mode.as_str());
+    });
+}

@@ -1,0 +1,94 @@
+//! cordon run by an ordinary user. The suite runs as root in CI, so these
+//! tests drop to `nobody` with `setpriv` (a developer running the suite as
+//! an ordinary user exercises the same paths directly).
+
+use std::os::unix::fs::PermissionsExt;
+
+use cordon_testkit::{each_mode, kernel_support, require, sandbox_modes, Dir, Mode, TestCommand};
+
+use super::{cordon_bin, tool};
+
+const NOBODY: &str = "65534";
+
+/// A copy of the binary that `nobody` may execute, and a command running it
+/// as `nobody` (or as ourselves when we are not root).
+struct AsUser {
+    dir: Dir,
+}
+
+impl AsUser {
+    fn new() -> Self {
+        let dir = Dir::new("unpriv");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(cordon_bin(), dir.join("cordon")).unwrap();
+        std::fs::set_permissions(dir.join("cordon"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        AsUser { dir }
+    }
+
+    fn run(&self, mode: Mode, args: &[&str]) -> cordon_testkit::Outcome {
+        let bin = self.dir.join("cordon");
+        let mut cmd = if kernel_support().root {
+            let mut c = TestCommand::new(tool("/usr/bin/setpriv"));
+            c.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"]).arg(&bin);
+            c
+        } else {
+            TestCommand::new(&bin)
+        };
+        cmd.args(["run", "--mode", mode.as_str()]).args(args);
+        cmd.command().current_dir(self.dir.path());
+        cmd.run()
+    }
+}
+
+#[test]
+fn an_ordinary_user_gets_the_same_sandbox() {
+    let support = kernel_support();
+    require!(support.user_namespaces.is_available(), "user namespaces for unprivileged users");
+    let user = AsUser::new();
+    let secret = Dir::new("unpriv-secret");
+    std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = secret.create("note", "top secret\n");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = file.to_str().unwrap();
+    let expect_uid = if support.root {
+        NOBODY.to_owned()
+    } else {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid().to_string()
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = user.run(mode, &["--", "sh", "-c", "id -u; echo hi > \"$TMPDIR/x\" && cat \"$TMPDIR/x\""]);
+        out.assert_success().assert_stdout_eq(&format!("{expect_uid}\nhi\n"));
+        // Control: with the grant, the (world-readable) file is readable.
+        let dir = secret.path().to_str().unwrap();
+        user.run(mode, &["--read", dir, "--", "cat", file]).assert_success().assert_stdout_eq("top secret\n");
+        // Without it, the sandbox refuses although the file mode would allow it.
+        let denied = if mode == Mode::Container { "No such file or directory" } else { "Permission denied" };
+        user.run(mode, &["--", "cat", file]).assert_code(1).assert_stderr_contains(denied);
+        // No capabilities, here either.
+        user.run(mode, &["--", "grep", "CapEff", "/proc/self/status"]).assert_success().assert_stdout_contains("0000000000000000");
+    });
+}
+
+#[test]
+fn an_ordinary_user_gets_rlimit_quotas_where_no_cgroup_is_delegated() {
+    let support = kernel_support();
+    require!(support.user_namespaces.is_available(), "user namespaces for unprivileged users");
+    require!(support.root, "root, to drop to an ordinary user without delegated cgroups");
+    let user = AsUser::new();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        // The ledger names the fallback mechanisms.
+        let out = user.run(mode, &["--json", "--pids", "8", "--memory-mb", "64", "--", "true"]);
+        let text = out.stdout.clone();
+        assert!(text.contains("RLIMIT_NPROC") && text.contains("RLIMIT_DATA"), "[{}] {text}", mode.as_str());
+        // pids: forks beyond the limit fail inside the run's user namespace.
+        let forks = "for i in $(seq 20); do sleep 1 & done; wait; echo done";
+        user.run(mode, &["--", "sh", "-c", forks]).assert_success().assert_stdout_eq("done\n");
+        user.run(mode, &["--pids", "8", "--", "sh", "-c", forks]).assert_code(2).assert_stderr_contains("Cannot fork");
+        // memory: the allocation fails (RLIMIT_DATA), control without the limit succeeds.
+        let alloc = "bytearray(256 << 20); print('allocated')";
+        user.run(mode, &["--", python, "-c", alloc]).assert_success().assert_stdout_eq("allocated\n");
+        user.run(mode, &["--memory-mb", "64", "--", python, "-c", alloc]).assert_code(1).assert_stderr_contains("MemoryError");
+    });
+}
