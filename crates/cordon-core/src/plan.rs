@@ -129,6 +129,21 @@ pub struct RootPlan {
     pub tmp_size_mb: u64,
 }
 
+/// Where the command's `/tmp`, `HOME` and `TMPDIR` live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tmp {
+    /// A tmpfs mounted on `/tmp` inside the sandbox, capped at this many MiB.
+    Private {
+        /// Size cap.
+        size_mb: u64,
+    },
+    /// A host directory the runner creates, grants and removes: process mode
+    /// when a grant lies under the host's `/tmp` (a private `/tmp` would hide
+    /// it), and dev mode.
+    Scratch(PathBuf),
+}
+
 /// How completely a policy entry is enforced here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -175,6 +190,8 @@ pub struct Plan {
     pub private_proc: bool,
     /// Whether every capability is dropped.
     pub drop_capabilities: bool,
+    /// The command's `/tmp`.
+    pub tmp: Tmp,
     /// Port of the filtering proxy on the sandbox's loopback, when the
     /// policy allows any host.
     pub proxy_port: Option<u16>,
@@ -249,8 +266,17 @@ pub const DEFAULT_TMP_MB: u64 = 512;
 const FS_ABI: u32 = 3;
 
 impl Plan {
+    /// `HOME` and `TMPDIR` inside the sandbox.
+    pub fn home(&self) -> &Path {
+        match &self.tmp {
+            Tmp::Private { .. } => Path::new("/tmp"),
+            Tmp::Scratch(dir) => dir,
+        }
+    }
+
     /// Decides how `policy` is enforced in `mode` on a host with `support`.
-    /// `scratch` is the private writable directory of process mode.
+    /// `scratch` is where a host scratch directory goes when the plan needs
+    /// one (see [`Tmp`]); the plan does not create it.
     pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
         if let Some(p) = policy.net.allow.first() {
             return Err(PlanError::Network { pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()) });
@@ -266,6 +292,7 @@ impl Plan {
             private_proc: false,
             drop_capabilities: false,
             proxy_port: None,
+            tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
         };
         if mode == Mode::Dev {
@@ -305,7 +332,12 @@ impl Plan {
         plan.drop_capabilities = true;
         let unix = if mode == Mode::Container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly };
         plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix });
-        plan.landlock = Some(landlock_plan(policy, mode, support, scratch));
+        let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
+        let grant_in_tmp = [&policy.fs.read, &policy.fs.write, &policy.fs.deny].iter().any(|rules| rules.iter().any(|r| r.path.starts_with("/tmp")));
+        if mode == Mode::Container || !grant_in_tmp {
+            plan.tmp = Tmp::Private { size_mb: tmp_size_mb };
+        }
+        plan.landlock = Some(landlock_plan(policy, mode, support, &plan.tmp));
         if mode == Mode::Container {
             plan.root = Some(root_plan(policy));
         }
@@ -424,7 +456,7 @@ impl Plan {
     }
 }
 
-fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> LandlockPlan {
+fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp) -> LandlockPlan {
     let abi = support.landlock_abi.0.min(7);
     let mut rules: Vec<(PathBuf, FsAccess)> = vec![];
     let mut late = vec![];
@@ -447,7 +479,10 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: 
             late.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
     } else {
-        rules.push((scratch.to_owned(), FsAccess::Write));
+        match tmp {
+            Tmp::Scratch(dir) => rules.push((dir.clone(), FsAccess::Write)),
+            Tmp::Private { .. } => late.push((PathBuf::from("/tmp"), FsAccess::Write)),
+        }
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         // The run's own /proc, mounted by init: only its processes are listed.
         late.push((PathBuf::from("/proc"), FsAccess::Read));
@@ -494,8 +529,20 @@ mod tests {
         assert_eq!(p.seccomp.unwrap().unix, UnixSockets::SocketpairOnly);
         let ll = p.landlock.unwrap();
         assert!(ll.scopes && ll.abi == 7);
-        assert!(ll.rules.contains(&(PathBuf::from("/tmp/scratch"), FsAccess::Write)));
+        assert_eq!(p.tmp, Tmp::Private { size_mb: DEFAULT_TMP_MB });
+        assert!(ll.late.contains(&(PathBuf::from("/tmp"), FsAccess::Write)));
         assert!(p.seccomp.is_some() && p.drop_capabilities);
+    }
+
+    #[test]
+    fn a_grant_under_tmp_keeps_the_host_tmp_and_uses_a_scratch_dir() {
+        let mut policy = Policy::default();
+        policy.fs.write.push(crate::policy::PathRule::parse("/tmp/work", Path::new("/")).unwrap());
+        let p = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap();
+        assert_eq!(p.tmp, Tmp::Scratch(PathBuf::from("/tmp/scratch")));
+        assert!(p.landlock.unwrap().rules.contains(&(PathBuf::from("/tmp/scratch"), FsAccess::Write)));
+        let p = build(&policy, Mode::Container, &KernelSupport::fixture_full()).unwrap();
+        assert!(matches!(p.tmp, Tmp::Private { .. }));
     }
 
     #[test]

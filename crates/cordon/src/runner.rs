@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, Output, SpawnError};
-use cordon_core::plan::Plan;
+use cordon_core::plan::{Plan, Tmp};
 use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
@@ -138,27 +138,46 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// A private scratch directory for process and dev mode; removed on drop.
-struct Scratch(Option<PathBuf>);
+/// The host scratch directory of a plan that needs one ([`Tmp::Scratch`]);
+/// removed on drop. The run holds an exclusive `flock` on it, so a scratch
+/// directory nobody holds belongs to a cordon that was killed: the next run
+/// that creates one removes those ([`sweep_scratch`]).
+struct Scratch(Option<(PathBuf, std::fs::File)>);
 
 impl Scratch {
-    fn create(mode: Mode, id: &str) -> io::Result<Self> {
-        if mode == Mode::Container {
-            return Ok(Scratch(None));
-        }
+    fn create(plan: &Plan) -> io::Result<Self> {
+        let Tmp::Scratch(dir) = &plan.tmp else { return Ok(Scratch(None)) };
         use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!("cordon-{id}"));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        Ok(Scratch(Some(dir)))
+        if let Some(parent) = dir.parent() {
+            sweep_scratch(parent);
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        let lock = std::fs::File::open(dir)?;
+        sys::try_lock_exclusive(&lock)?;
+        Ok(Scratch(Some((dir.clone(), lock))))
     }
-    fn home(&self) -> &Path {
-        self.0.as_deref().unwrap_or(Path::new("/tmp"))
+}
+
+/// Removes `cordon-*` scratch directories in `parent` whose run is gone.
+fn sweep_scratch(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_ours = name.to_str().is_some_and(|n| n.starts_with("cordon-") && n.len() == "cordon-".len() + 26);
+        if !is_ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            if sys::try_lock_exclusive(&f).is_ok() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(d) = &self.0 {
+        if let Some((d, _lock)) = &self.0 {
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -186,16 +205,17 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
     };
-    let scratch = match Scratch::create(mode, &started.request_id) {
-        Ok(s) => s,
-        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the scratch directory: {e}")),
-    };
-    let plan = match Plan::build(&req.policy, mode, &support, scratch.home()) {
+    let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
+    let plan = match Plan::build(&req.policy, mode, &support, &scratch_dir) {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
     };
+    let _scratch = match Scratch::create(&plan) {
+        Ok(s) => s,
+        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the scratch directory {}: {e}", scratch_dir.display())),
+    };
     started.enforcement = plan.ledger.clone();
-    let env = req.policy.env.build(req.host_env.iter().cloned(), &scratch.home().to_string_lossy());
+    let env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
     let secrets = req.policy.env.secret_values(&env);
     let path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let Some(program) = req.argv.first() else {

@@ -61,6 +61,9 @@ impl RunCgroups {
     /// their limits, and opens their `cgroup.procs` for the child to join.
     pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<(Self, Vec<OwnedFd>), CgroupError> {
         let mut out = RunCgroups::default();
+        for dir in [plan.memory.as_ref().map(|(d, _)| d), plan.pids.as_ref().map(|(d, _)| d), plan.cpuacct.as_ref()].into_iter().flatten() {
+            sweep(&dir.path);
+        }
         let mut procs = vec![];
         let name = format!("cordon-{run_id}");
         if let Some((dir, bytes)) = &plan.memory {
@@ -154,6 +157,22 @@ impl Drop for RunCgroups {
                     _ => break,
                 }
             }
+        }
+    }
+}
+
+/// Removes `cordon-*` cgroups in `parent` left by a cordon that was killed:
+/// empty, and older than any run can take to join its cgroup after creating
+/// it (a live run's init joins within a millisecond and stays until the end).
+fn sweep(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let stale = e.file_name().to_str().is_some_and(|n| n.starts_with("cordon-"))
+            && e.metadata().and_then(|m| m.modified()).is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age.as_secs() >= 10))
+            && fs::read_to_string(e.path().join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+        if stale {
+            let _ = fs::remove_dir(e.path());
         }
     }
 }

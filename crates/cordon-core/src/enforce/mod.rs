@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Namespace, Plan, RlimitKind};
+use crate::plan::{Namespace, Plan, RlimitKind, Tmp};
 use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 use crate::sys::child::{CStringArray, ChildFailure, ChildSpec, ChildStage, LateRule, Supervision};
@@ -297,7 +297,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
     });
     let mounts = match &plan.root {
         Some(root) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd),
-        None if plan.private_proc => mounts::process_mode_ops(),
+        None if plan.private_proc => {
+            let tmp = match plan.tmp {
+                Tmp::Private { size_mb } => Some(size_mb),
+                Tmp::Scratch(_) => None,
+            };
+            mounts::process_mode_ops(tmp, &cmd.cwd)
+        }
         None => vec![],
     };
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;

@@ -104,12 +104,21 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
 /// propagates to the host: the run's own `/proc` (its pid namespace only:
 /// other processes are not listed), and a private tmpfs on `/dev/shm`
 /// (POSIX semaphores and shared memory live there).
-pub fn process_mode_ops() -> Vec<MountOp> {
+///
+/// With `tmp_size_mb`, also a private tmpfs on `/tmp` (and the working
+/// directory inside it, when it lies there and no grant provides it).
+pub fn process_mode_ops(tmp_size_mb: Option<u64>, cwd: &Path) -> Vec<MountOp> {
     let mut ops = Ops(vec![]);
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
     ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
     if Path::new("/dev/shm").is_dir() {
         ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+    }
+    if let Some(mb) = tmp_size_mb {
+        ops.mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, &format!("mode=1777,size={mb}m"));
+        if cwd.starts_with("/tmp") {
+            ops.mkdir_p(cwd);
+        }
     }
     ops.0
 }

@@ -276,3 +276,9 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: the kernel installed this descriptor for us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// `flock(LOCK_EX | LOCK_NB)`: `EWOULDBLOCK` when another open file holds it.
+pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: flock on a descriptor the caller keeps open; no pointers.
+    cvt(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }.into()).map(drop)
+}
