@@ -282,10 +282,29 @@ impl Capturer {
             let rest = std::mem::take(&mut self.partial[s]);
             if !rest.is_empty() {
                 self.emit(s, &rest, secrets);
+                if self.exceeded {
+                    // The budget may have cut a secret in half: its head
+                    // must not stand at the end of the line either.
+                    if let Some(last) = self.logs.lines.last_mut() {
+                        last.text = redact_cut_tail(&last.text, secrets);
+                    }
+                }
             }
         }
         self.logs
     }
+}
+
+/// Replaces a tail of `text` that is the beginning of a secret with `***`.
+fn redact_cut_tail(text: &str, secrets: &[String]) -> String {
+    for s in secrets {
+        for k in (1..s.len()).rev() {
+            if s.is_char_boundary(k) && text.ends_with(&s[..k]) {
+                return format!("{}***", &text[..text.len() - k]);
+            }
+        }
+    }
+    text.to_owned()
 }
 
 fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -479,8 +498,9 @@ mod tests {
         c.push(0, b"ab\ncd", &[]);
         c.push(1, b"secret!\nxyz", &["secret".into()]);
         assert!(c.exceeded);
-        let logs = c.finish(&[]);
+        let logs = c.finish(&["secret".into()]);
         let texts: Vec<_> = logs.lines.iter().map(|l| l.text.as_str()).collect();
+        // "secre" is all the budget kept of the secret: it must not show.
         assert_eq!(texts, ["ab", "cd", "***"]);
         assert_eq!(logs.dropped_bytes, 6);
     }

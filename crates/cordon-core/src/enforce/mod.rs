@@ -242,6 +242,9 @@ fn read_exact_or_eof(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Stack of the command's process before exec: a few frames of syscalls.
+const COMMAND_STACK_BYTES: usize = 64 * 1024;
+
 /// The real-time signal that asks init to end the run (see `sys::child`).
 const KILL_REQUEST: libc::c_int = 64;
 
@@ -360,6 +363,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         lifeline: Some(lifeline_r),
         supervision,
         kill_request: KILL_REQUEST,
+        command_stack: vec![0; COMMAND_STACK_BYTES],
     };
     let child = sys::spawn(clone_flags(&plan.namespaces), &spec).map_err(os("clone the sandbox process"))?;
     // Our copies of the child's ends must go now: the report pipe reaches EOF

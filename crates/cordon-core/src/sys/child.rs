@@ -261,6 +261,8 @@ pub struct ChildSpec {
     pub lifeline: Option<OwnedFd>,
     /// Who supervises the command.
     pub supervision: Supervision,
+    /// Stack for the command's process between its `clone` and `execve`.
+    pub command_stack: Vec<u8>,
     /// The signal that asks init to end the run: kill every process, reap
     /// them (so their CPU time reaches init's rusage), report, exit.
     pub kill_request: c_int,
@@ -355,25 +357,30 @@ fn init_main(spec: &ChildSpec) -> ! {
     // interrupt it, and none is lost between fork and the wait loop.
     // SAFETY: sigset_t is plain data, filled by sigfillset before use.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `all` and `old` are live locals.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid sigset pointer.
     unsafe { libc::sigfillset(&mut all) };
-    // SAFETY: valid sigset pointers.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old) };
+    // SAFETY: valid sigset pointer; the old mask is not needed.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) };
 
-    // SAFETY: fork in a single-threaded process (init has one thread).
-    let cmd = unsafe { libc::fork() };
+    // The command's process shares init's memory until it execs
+    // (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables to copy,
+    // no copy-on-write faults, and init waits until the exec is done. It runs
+    // on its own stack from the spec, and only makes syscalls.
+    let top = spec.command_stack.as_ptr_range().end as usize & !15;
+    // SAFETY: `command_entry` never returns into init's frames (it execs or
+    // _exits); `top` is the 16-byte-aligned end of a live stack buffer owned
+    // by the spec; `spec` outlives the child's use of it, since init is
+    // suspended until the child execs or exits.
+    let cmd = unsafe {
+        libc::clone(
+            command_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (spec as *const ChildSpec).cast_mut().cast(),
+        )
+    };
     if cmd == -1 {
         fail(spec, ChildStage::Fork, 0);
-    }
-    if cmd == 0 {
-        // The command starts with no blocked signal, whatever cordon blocked.
-        // SAFETY: valid sigset pointer.
-        unsafe { libc::sigemptyset(&mut old) };
-        // SAFETY: valid sigset pointer.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        exec_command(spec);
     }
     // Init keeps no copy of the report pipe: the parent sees EOF there once
     // the command has exec'd (close-on-exec), or a failure record.
@@ -384,6 +391,21 @@ fn init_main(spec: &ChildSpec) -> ! {
         unsafe { libc::close(fd.as_raw_fd()) };
     }
     init_loop(spec, cmd)
+}
+
+/// Entry of the command's process (see `init_main`).
+extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `&ChildSpec` init passed to clone; init is
+    // suspended (CLONE_VFORK) and the spec lives in its memory, which we share.
+    let spec = unsafe { &*(arg as *const ChildSpec) };
+    // The command starts with no blocked signal, whatever cordon blocked.
+    // SAFETY: plain data, initialised by sigemptyset before use.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigemptyset(&mut empty) };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    exec_command(spec)
 }
 
 fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
