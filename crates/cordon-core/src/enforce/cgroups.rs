@@ -1,17 +1,15 @@
-//! Per-run cgroups below cordon's own: created before the clone, joined by
-//! the child itself (it writes `0` to `cgroup.procs`), read and removed after
-//! the run. cordon never moves a process out of the cgroup it started in.
+//! Per-run cgroups below cordon's own: created right after the clone, while
+//! init sets up the namespaces, and init is moved into them before it starts
+//! the command (joining a v1 hierarchy waits for an RCU grace period, so
+//! doing it in parallel keeps it off the critical path). Read and removed
+//! after the run. cordon never moves a process out of the cgroup it started in.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::CgroupPlan;
 use crate::probe::CgroupVersion;
-use crate::sys;
 
 /// Creating or configuring a per-run cgroup failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +44,7 @@ pub struct RunCgroups {
     memory: Option<(CgroupVersion, PathBuf)>,
     pids: Option<(CgroupVersion, PathBuf)>,
     cpuacct: Option<(CgroupVersion, PathBuf)>,
+    procs: Vec<PathBuf>,
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -58,8 +57,8 @@ fn make(dir: &Path) -> Result<(), CgroupError> {
 
 impl RunCgroups {
     /// Creates the cgroups `plan` asks for, named `cordon-{run_id}`, with
-    /// their limits, and opens their `cgroup.procs` for the child to join.
-    pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<(Self, Vec<OwnedFd>), CgroupError> {
+    /// their limits.
+    pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<Self, CgroupError> {
         let mut out = RunCgroups::default();
         for dir in [plan.memory.as_ref().map(|(d, _)| d), plan.pids.as_ref().map(|(d, _)| d), plan.cpuacct.as_ref()].into_iter().flatten() {
             sweep(&dir.path);
@@ -89,7 +88,8 @@ impl RunCgroups {
                 make(&d)?;
             }
             out.pids = Some((dir.version, d.clone()));
-            write(&d.join("pids.max"), &n.to_string())?;
+            // Init is in the group too; the quota counts the command's processes.
+            write(&d.join("pids.max"), &(n + 1).to_string())?;
             procs.push(d);
         }
         if let Some(dir) = &plan.cpuacct {
@@ -102,15 +102,22 @@ impl RunCgroups {
         }
         procs.sort();
         procs.dedup();
-        let fds = procs
-            .iter()
-            .map(|d| {
-                let p = d.join("cgroup.procs");
-                let c = CString::new(p.as_os_str().as_bytes()).expect("no NUL in cgroup path");
-                sys::open_write_only(&c).map_err(|source| CgroupError { action: "open", path: p, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((out, fds))
+        out.procs = procs;
+        Ok(out)
+    }
+
+    /// Whether there is any cgroup to join.
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// Moves `pid` (init, before it has children) into every run cgroup.
+    pub fn join(&self, pid: libc::pid_t) -> Result<(), CgroupError> {
+        for d in &self.procs {
+            let p = d.join("cgroup.procs");
+            fs::write(&p, pid.to_string()).map_err(|source| CgroupError { action: "join", path: p, source })?;
+        }
+        Ok(())
     }
 
     /// CPU time used so far by the run, nanoseconds.

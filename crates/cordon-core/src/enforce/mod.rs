@@ -293,7 +293,6 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         Some(sp) => seccomp::build_filters(sp)?,
         None => vec![],
     };
-    let (cgroups, cgroup_procs) = RunCgroups::create(&plan.cgroup, run_id)?;
     let id_maps = plan.namespaces.contains(&Namespace::User).then(|| {
         let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
@@ -318,6 +317,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         Supervision::Direct => (None, None),
     };
     let (lifeline_r, lifeline_w) = sys::pipe().map_err(os("create the lifeline pipe"))?;
+    let (go_r, go_w) = match plan.cgroup.is_empty() {
+        true => (None, None),
+        false => {
+            let (r, w) = sys::pipe().map_err(os("create the go pipe"))?;
+            (Some(r), Some(w))
+        }
+    };
     let (proxy_ours, proxy_theirs) = match plan.proxy_port {
         Some(port) => {
             let (a, b) = sys::socketpair().map_err(os("create the proxy channel"))?;
@@ -341,7 +347,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         envp: CStringArray::new(cmd.env.iter().map(|(k, v)| cstring("environment", format!("{k}={v}"))).collect::<Result<_, _>>()?),
         cwd: Some(cstring("working directory", cwd.as_os_str().as_bytes())?),
         id_maps,
-        cgroup_procs,
+        go: go_r,
         cgroup_namespace: plan.namespaces.contains(&Namespace::Cgroup),
         mounts,
         loopback_up: plan.namespaces.contains(&Namespace::Net),
@@ -370,6 +376,21 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
     // only when every write end is closed, and the lifeline is meant to hang
     // up only when *we* go.
     drop(spec);
+    // While init builds the namespaces, create the run's cgroups and move
+    // init into them; then let it start the command.
+    let cgroups = match RunCgroups::create(&plan.cgroup, run_id).and_then(|c| c.join(child.pid).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            drop(go_w); // init sees EOF and exits
+            let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::wait4(child.pid);
+            return Err(e.into());
+        }
+    };
+    if let Some(go) = go_w {
+        use std::io::Write;
+        std::fs::File::from(go).write_all(b"g").map_err(os("start the command"))?;
+    }
     wait_for_exec(&report_r, &cmd.program)?;
     // Init sent the listener before it forked the command, so it is queued.
     let proxy_listener = match &proxy_ours {
@@ -405,7 +426,6 @@ fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
     let name = match stage {
         Some(ChildStage::Lifeline) => "lifeline",
         Some(ChildStage::IdMaps) => "uid/gid maps",
-        Some(ChildStage::JoinCgroup) => "joining the cgroup",
         Some(ChildStage::CgroupNamespace) => "cgroup namespace",
         Some(ChildStage::Mount) => "mount",
         Some(ChildStage::Loopback) => "loopback interface",

@@ -36,8 +36,6 @@ pub enum ChildStage {
     Lifeline = 1,
     /// Writing `/proc/self/{setgroups,uid_map,gid_map}`.
     IdMaps,
-    /// Joining the per-run cgroup.
-    JoinCgroup,
     /// `unshare(CLONE_NEWCGROUP)`.
     CgroupNamespace,
     /// One of the mount steps (index in `mount_step`).
@@ -78,8 +76,8 @@ impl ChildStage {
     /// Decodes the wire value.
     pub fn from_u32(v: u32) -> Option<Self> {
         use ChildStage::*;
-        const ALL: [ChildStage; 20] = [
-            Lifeline, IdMaps, JoinCgroup, CgroupNamespace, Mount, Loopback, Hostname, Fork, Stdio, Chdir, Rlimit,
+        const ALL: [ChildStage; 19] = [
+            Lifeline, IdMaps, CgroupNamespace, Mount, Loopback, Hostname, Fork, Stdio, Chdir, Rlimit,
             Capabilities, NoNewPrivs, LandlockAddRule, LandlockRestrict, CloseFds, Seccomp, Exec, Signals, ProxyListener,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
@@ -224,9 +222,13 @@ pub struct ChildSpec {
     pub cwd: Option<CString>,
     /// `uid_map` and `gid_map` contents when a user namespace is created.
     pub id_maps: Option<(Vec<u8>, Vec<u8>)>,
-    /// Open `cgroup.procs` files of the per-run cgroups to join.
-    pub cgroup_procs: Vec<OwnedFd>,
-    /// Enter a new cgroup namespace after joining the cgroups.
+    /// Read end of the "go" pipe: when set, init waits for one byte before it
+    /// starts the command. cordon creates the run's cgroups and moves init
+    /// into them meanwhile, in parallel with init's own setup; EOF means
+    /// cordon gave up, and init exits.
+    pub go: Option<OwnedFd>,
+    /// Enter a new cgroup namespace (after the "go", so it is rooted in the
+    /// run's cgroup).
     pub cgroup_namespace: bool,
     /// Steps that build the container root, run by init.
     pub mounts: Vec<MountOp>,
@@ -329,16 +331,6 @@ fn init_main(spec: &ChildSpec) -> ! {
         write_file(spec, c"/proc/self/uid_map", uid_map);
         write_file(spec, c"/proc/self/gid_map", gid_map);
     }
-    for fd in &spec.cgroup_procs {
-        // Writing "0" moves the writer itself.
-        // SAFETY: writes one byte from a static buffer.
-        let rc = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-        check!(spec, ChildStage::JoinCgroup, 0, rc);
-    }
-    if spec.cgroup_namespace {
-        // SAFETY: unshare with a flag only.
-        check!(spec, ChildStage::CgroupNamespace, 0, unsafe { libc::unshare(libc::CLONE_NEWCGROUP) });
-    }
     if spec.loopback_up {
         loopback_up(spec);
     }
@@ -351,6 +343,24 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     for (i, op) in spec.mounts.iter().enumerate() {
         apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
+    }
+    if let Some(go) = &spec.go {
+        let mut byte = 0u8;
+        let n = loop {
+            // SAFETY: reads one byte into a live local.
+            let n = unsafe { libc::read(go.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+            if n != -1 || errno() != libc::EINTR {
+                break n;
+            }
+        };
+        if n != 1 {
+            // SAFETY: _exit never returns. cordon reports its own error.
+            unsafe { libc::_exit(1) }
+        }
+    }
+    if spec.cgroup_namespace {
+        // SAFETY: unshare with a flag only.
+        check!(spec, ChildStage::CgroupNamespace, 0, unsafe { libc::unshare(libc::CLONE_NEWCGROUP) });
     }
 
     // Block every signal: init takes them with sigwaitinfo, so none can

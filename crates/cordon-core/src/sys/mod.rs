@@ -7,7 +7,6 @@
 
 pub mod child;
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -175,14 +174,6 @@ pub fn poll(fds: &[(BorrowedFd<'_>, libc::c_short)], timeout_ms: libc::c_int) ->
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![0; fds.len()]),
         Err(e) => Err(e),
     }
-}
-
-/// `open(path, O_WRONLY | O_CLOEXEC)`.
-pub fn open_write_only(path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is a valid C string for the duration of the call.
-    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into())?;
-    // SAFETY: open succeeded; the descriptor is ours alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
 }
 
 /// The highest capability number this kernel knows.
