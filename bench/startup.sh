@@ -33,6 +33,7 @@ hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/r.json" \
     -n bare "/bin/true" \
     -n cordon-process "$CORDON run --mode process -- /bin/true" \
     -n cordon-container "$CORDON run --mode container -- /bin/true" \
+    -n cordon-container-quotas "$CORDON run --mode container --memory-mb 256 --pids 64 -- /bin/true" \
     -n bwrap "${BWRAP[*]} /bin/true" >&2
 
 python3 - "$OUT/r.json" <<'PY'
@@ -47,5 +48,6 @@ print()
 print(f"cordon process   overhead over bare: {med['cordon-process'] - b:+.3f} ms (target <= 1.0 ms)")
 print(f"cordon container overhead over bare: {med['cordon-container'] - b:+.3f} ms")
 print(f"cordon container / bwrap:            {med['cordon-container'] / med['bwrap']:.2f}x (target <= 0.75x)")
+print(f"  with memory+pids cgroups / bwrap:    {med['cordon-container-quotas'] / med['bwrap']:.2f}x")
 print(f"cordon process   / bwrap:            {med['cordon-process'] / med['bwrap']:.2f}x")
 PY
