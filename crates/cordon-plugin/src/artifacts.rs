@@ -1,0 +1,512 @@
+//! Artifacts: files a handler leaves in its `CORDON_ARTIFACTS` folder,
+//! moved into an artifact store after the run.
+//!
+//! [`collect`] moves every regular file under the run's folder to
+//! `store_root/<template expanded>/<relative path>` and returns each one's
+//! relative path, size and SHA-256. It never follows a symbolic link: links
+//! are skipped and reported, so a handler cannot make cordon copy a host file
+//! it links to. Files over the per-file cap are skipped; once the total or
+//! count cap would be passed, the remaining files are skipped too. Skipped
+//! files stay where they were (the run's scratch folder, which the caller
+//! removes).
+//!
+//! Call it after every process of the run has ended: the walk checks each
+//! entry with `lstat`, and a live process could swap an entry between the
+//! check and the move.
+//!
+//! ```
+//! use cordon_plugin::artifacts::{Template, TemplateVars};
+//! let t: Template = "{plugin}/{version}/{handler}/{request_id}".parse().unwrap();
+//! let vars = TemplateVars {
+//!     plugin: "@acme/weather".into(),
+//!     version: "1.2.3".into(),
+//!     handler: "forecast".into(),
+//!     request_id: "01J0000000000000000000000".into(),
+//!     tenant: None,
+//! };
+//! assert_eq!(t.expand(&vars).unwrap(), std::path::Path::new("@acme/weather/1.2.3/forecast/01J0000000000000000000000"));
+//! assert!("{plugin}/../{handler}".parse::<Template>().is_err());
+//! assert!("{plugin}/{nope}".parse::<Template>().is_err());
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::traceparent::hex;
+
+/// The default store layout.
+pub const DEFAULT_TEMPLATE: &str = "{plugin}/{version}/{handler}/{request_id}";
+
+/// The variable naming the artifact folder inside the sandbox.
+pub const ENV: &str = "CORDON_ARTIFACTS";
+
+/// Something went wrong collecting artifacts. Files moved before the error
+/// stay in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    /// The template is malformed.
+    #[error("invalid artifact path template `{template}`: {reason}")]
+    Template {
+        /// The template as given.
+        template: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A placeholder's value would make an unsafe path.
+    #[error("artifact path template `{template}` expands to `{expanded}`, which {reason}")]
+    Expand {
+        /// The template.
+        template: String,
+        /// What it expanded to.
+        expanded: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The run's artifact folder is a symbolic link.
+    #[error("artifact folder {} is a symbolic link; refusing to follow it", path.display())]
+    SourceIsSymlink {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A folder could not be listed.
+    #[error("cannot read artifact folder {}", path.display())]
+    ReadDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A store folder could not be created.
+    #[error("cannot create artifact store folder {}", path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The destination is already taken (a reused request id?).
+    #[error("artifact {} already exists in the store", path.display())]
+    Exists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A file could not be moved.
+    #[error("cannot move artifact {} to {}", from.display(), to.display())]
+    Move {
+        /// The source file.
+        from: PathBuf,
+        /// The destination.
+        to: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ArtifactError {
+    /// A suggestion for the user, where there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ArtifactError::Template { .. } => Some(
+                "use `/`-separated parts with the placeholders {plugin}, {version}, {handler}, {request_id}, {tenant}",
+            ),
+            ArtifactError::Exists { .. } => Some("each run needs its own folder: put {request_id} in the template"),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of this module.
+pub type Result<T, E = ArtifactError> = std::result::Result<T, E>;
+
+/// A placeholder of a [`Template`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placeholder {
+    /// `{plugin}`: the plugin id, `@scope/name` (two folders).
+    Plugin,
+    /// `{version}`.
+    Version,
+    /// `{handler}`.
+    Handler,
+    /// `{request_id}`.
+    RequestId,
+    /// `{tenant}`: an error when the run has none.
+    Tenant,
+}
+
+impl Placeholder {
+    const ALL: &'static [(&'static str, Placeholder)] = &[
+        ("plugin", Placeholder::Plugin),
+        ("version", Placeholder::Version),
+        ("handler", Placeholder::Handler),
+        ("request_id", Placeholder::RequestId),
+        ("tenant", Placeholder::Tenant),
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Var(Placeholder),
+}
+
+/// A store layout such as [`DEFAULT_TEMPLATE`]: `/`-separated, relative,
+/// with no `.` or `..` parts and only known placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    raw: String,
+    parts: Vec<Part>,
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        DEFAULT_TEMPLATE.parse().expect("the default template is valid")
+    }
+}
+
+impl FromStr for Template {
+    type Err = ArtifactError;
+
+    fn from_str(raw: &str) -> Result<Template> {
+        let bad = |reason: String| ArtifactError::Template { template: raw.to_owned(), reason };
+        if raw.is_empty() {
+            return Err(bad("it is empty".into()));
+        }
+        if raw.starts_with('/') {
+            return Err(bad("it must be relative to the store".into()));
+        }
+        if raw.contains('\0') {
+            return Err(bad("it contains a NUL character".into()));
+        }
+        for segment in raw.split('/') {
+            match segment {
+                "" => return Err(bad("it has an empty part (`//` or a trailing `/`)".into())),
+                "." | ".." => return Err(bad(format!("`{segment}` parts are not allowed"))),
+                _ => {}
+            }
+        }
+        let mut parts = Vec::new();
+        let mut rest = raw;
+        while !rest.is_empty() {
+            match rest.find(['{', '}']) {
+                None => {
+                    parts.push(Part::Literal(rest.to_owned()));
+                    rest = "";
+                }
+                Some(i) if rest.as_bytes()[i] == b'}' => return Err(bad("unmatched `}`".into())),
+                Some(i) => {
+                    if i > 0 {
+                        parts.push(Part::Literal(rest[..i].to_owned()));
+                    }
+                    let close = rest[i..].find('}').ok_or_else(|| bad("unclosed `{`".into()))? + i;
+                    let name = &rest[i + 1..close];
+                    let var = Placeholder::ALL
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| *v)
+                        .ok_or_else(|| bad(format!("unknown placeholder `{{{name}}}`")))?;
+                    parts.push(Part::Var(var));
+                    rest = &rest[close + 1..];
+                }
+            }
+        }
+        Ok(Template { raw: raw.to_owned(), parts })
+    }
+}
+
+/// The values of a [`Template`]'s placeholders for one run.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateVars {
+    /// `{plugin}`.
+    pub plugin: String,
+    /// `{version}`.
+    pub version: String,
+    /// `{handler}`.
+    pub handler: String,
+    /// `{request_id}`.
+    pub request_id: String,
+    /// `{tenant}`.
+    pub tenant: Option<String>,
+}
+
+impl Template {
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The relative folder for one run. Fails when a value is empty or
+    /// would make the path absolute or climb (`..`).
+    pub fn expand(&self, vars: &TemplateVars) -> Result<PathBuf> {
+        let mut out = String::new();
+        for part in &self.parts {
+            let value = match part {
+                Part::Literal(s) => s.as_str(),
+                Part::Var(Placeholder::Plugin) => &vars.plugin,
+                Part::Var(Placeholder::Version) => &vars.version,
+                Part::Var(Placeholder::Handler) => &vars.handler,
+                Part::Var(Placeholder::RequestId) => &vars.request_id,
+                Part::Var(Placeholder::Tenant) => vars.tenant.as_deref().unwrap_or(""),
+            };
+            out.push_str(value);
+        }
+        let bad = |reason| ArtifactError::Expand { template: self.raw.clone(), expanded: out.clone(), reason };
+        if out.contains('\0') {
+            return Err(bad("contains a NUL character"));
+        }
+        if out.starts_with('/') {
+            return Err(bad("is absolute"));
+        }
+        if out.split('/').any(|s| s.is_empty()) {
+            return Err(bad("has an empty part (a placeholder without a value?)"));
+        }
+        if !Path::new(&out).components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(bad("has `.` or `..` parts"));
+        }
+        Ok(PathBuf::from(out))
+    }
+}
+
+/// Caps on what one run may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectLimits {
+    /// Larger files are skipped. Default 64 MiB.
+    pub max_file_bytes: u64,
+    /// Files that would take the total past this are skipped, and so is
+    /// everything after them. Default 256 MiB.
+    pub max_total_bytes: u64,
+    /// At most this many files are stored. Default 1000.
+    pub max_files: usize,
+}
+
+impl Default for CollectLimits {
+    fn default() -> Self {
+        CollectLimits { max_file_bytes: 64 << 20, max_total_bytes: 256 << 20, max_files: 1000 }
+    }
+}
+
+/// One stored file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// Relative to the artifact folder, `/`-separated.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    /// Where it is now.
+    pub stored_at: PathBuf,
+}
+
+/// Why an entry was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A FIFO, socket or device node.
+    NotRegularFile,
+    /// A name that is not UTF-8, which the result's JSON cannot carry
+    /// faithfully.
+    NonUtf8Name,
+    /// Over [`CollectLimits::max_file_bytes`].
+    FileTooLarge {
+        /// Its size.
+        size: u64,
+    },
+    /// Storing it would pass [`CollectLimits::max_total_bytes`] or
+    /// [`CollectLimits::max_files`]; collection stopped here.
+    TotalLimit,
+}
+
+/// An entry that was not stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Relative to the artifact folder (lossy for non-UTF-8 names).
+    pub path: String,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: SkipReason,
+}
+
+/// What [`collect`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Collected {
+    /// The run's folder in the store (created only if something was stored).
+    pub dir: PathBuf,
+    /// Stored files, sorted by path.
+    pub artifacts: Vec<Artifact>,
+    /// Entries left behind, sorted by path.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Moves every regular file under `src_dir` into
+/// `store_root/<template expanded with vars>/`, keeping relative paths; see
+/// the module docs.
+pub fn collect(
+    src_dir: &Path,
+    store_root: &Path,
+    template: &Template,
+    vars: &TemplateVars,
+    limits: &CollectLimits,
+) -> Result<Collected> {
+    let dir = store_root.join(template.expand(vars)?);
+    let (files, mut skipped) = walk(src_dir)?;
+    let mut out = Collected { dir, artifacts: Vec::new(), skipped: Vec::new() };
+    let mut total: u64 = 0;
+    let mut stopped = false;
+    for (rel, size) in files {
+        let reason = if size > limits.max_file_bytes {
+            Some(SkipReason::FileTooLarge { size })
+        } else if stopped || out.artifacts.len() >= limits.max_files || total.saturating_add(size) > limits.max_total_bytes {
+            stopped = true;
+            Some(SkipReason::TotalLimit)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            skipped.push(Skipped { path: rel, reason });
+            continue;
+        }
+        let from = src_dir.join(&rel);
+        let to = out.dir.join(&rel);
+        let (size, sha256) = move_file(&from, &to)?;
+        total = total.saturating_add(size);
+        out.artifacts.push(Artifact { path: rel, size, sha256, stored_at: to });
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    out.skipped = skipped;
+    Ok(out)
+}
+
+/// Regular files (relative path, size) and skipped entries.
+type Walked = (Vec<(String, u64)>, Vec<Skipped>);
+
+/// Regular files (relative path, size) and skipped entries under `root`,
+/// both sorted, found without following any symbolic link.
+fn walk(root: &Path) -> Result<Walked> {
+    let read_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ArtifactError::ReadDir { path, source }
+    };
+    let meta = fs::symlink_metadata(root).map_err(read_err(root))?;
+    if meta.file_type().is_symlink() {
+        return Err(ArtifactError::SourceIsSymlink { path: root.to_owned() });
+    }
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    // An explicit stack: a handler can nest folders deeply.
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        let abs = root.join(&rel_dir);
+        for entry in fs::read_dir(&abs).map_err(read_err(&abs))? {
+            let entry = entry.map_err(read_err(&abs))?;
+            let rel = rel_dir.join(entry.file_name());
+            // DirEntry::file_type does not follow links (lstat / d_type).
+            let ty = entry.file_type().map_err(read_err(&abs))?;
+            let Some(name) = rel.to_str().map(str::to_owned) else {
+                skipped.push(Skipped { path: rel.to_string_lossy().into_owned(), reason: SkipReason::NonUtf8Name });
+                continue;
+            };
+            if ty.is_symlink() {
+                skipped.push(Skipped { path: name, reason: SkipReason::Symlink });
+            } else if ty.is_dir() {
+                stack.push(rel);
+            } else if ty.is_file() {
+                let size = entry.metadata().map_err(read_err(&abs))?.len();
+                files.push((name, size));
+            } else {
+                skipped.push(Skipped { path: name, reason: SkipReason::NotRegularFile });
+            }
+        }
+    }
+    files.sort();
+    Ok((files, skipped))
+}
+
+/// Moves one file, returning its size and SHA-256. Renames when source and
+/// store share a filesystem, copies and removes otherwise.
+fn move_file(from: &Path, to: &Path) -> Result<(u64, String)> {
+    let move_err = |source| ArtifactError::Move { from: from.to_owned(), to: to.to_owned(), source };
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|source| ArtifactError::CreateDir { path: parent.to_owned(), source })?;
+    }
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(ArtifactError::Exists { path: to.to_owned() });
+    }
+    match fs::rename(from, to) {
+        Ok(()) => {
+            // Hash what arrived; the open refuses a symbolic link.
+            let mut file = open_no_follow(to).map_err(move_err)?;
+            // The store is the operator's: drop set-id and exec bits the
+            // handler may have set.
+            file.set_permissions(fs::Permissions::from_mode(0o644)).map_err(move_err)?;
+            hash_copy(&mut file, &mut io::sink()).map_err(move_err)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_then_remove(from, to).map_err(move_err),
+        Err(e) => Err(move_err(e)),
+    }
+}
+
+/// The cross-filesystem half of [`move_file`].
+fn copy_then_remove(from: &Path, to: &Path) -> io::Result<(u64, String)> {
+    let mut src = open_no_follow(from)?;
+    if !src.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut dst = OpenOptions::new().write(true).create_new(true).mode(0o644).open(to)?;
+    let copied = hash_copy(&mut src, &mut dst);
+    let (size, sha) = match copied {
+        Ok(done) => done,
+        Err(e) => {
+            // Leave no half-copied artifact behind.
+            let _ = fs::remove_file(to);
+            return Err(e);
+        }
+    };
+    dst.flush()?;
+    fs::remove_file(from)?;
+    Ok((size, sha))
+}
+
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+}
+
+fn hash_copy(src: &mut File, dst: &mut impl Write) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size: u64 = 0;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
+
+/// Whether two paths are on the same filesystem (for tests and callers
+/// that want to predict copy costs).
+pub fn same_filesystem(a: &Path, b: &Path) -> io::Result<bool> {
+    Ok(fs::metadata(a)?.dev() == fs::metadata(b)?.dev())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+use super::*;
+use crate::testdir::TempDir;
+use std::io::BufRead;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+fn record(n: usize) -> AuditRecord {
+    let mut r = AuditRecord::new(&format!("REQ{n:04}"), "4bf92f3577b34da6a3ce929d0e0e4736", "process");
+    r.plugin = Some(if n.is_multiple_of(2) { "@acme/even" } else { "@acme/odd" }.to_string());
+    r.outcome = if n.is_multiple_of(3) { "TIMEOUT".into() } else { OUTCOME_OK.into() };
+    r.duration_ms = n as f64;
+    r
+}
+
+fn log_with(dir: &TempDir, n: usize) -> AuditLog {
+    let log = AuditLog::open(&dir.path().join("state/cordon/audit.jsonl")).unwrap();
+    for i in 1..=n {
+        log.append(record(i)).unwrap();
+    }
+    log
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+#[test]
+fn records_are_chained_lines() {
+    let dir = TempDir::new("audit-chain");
+    let log = log_with(&dir, 3);
+    let l = lines(log.path());
+    assert_eq!(l.len(), 3);
+    let first: AuditRecord = serde_json::from_str(&l[0]).unwrap();
+    assert_eq!(first.prev, sha256_hex(b""));
+    let second: AuditRecord = serde_json::from_str(&l[1]).unwrap();
+    assert_eq!(second.prev, sha256_hex(l[0].as_bytes()));
+    assert_eq!(second.request_id, "REQ0002");
+    assert_eq!(verify(log.path()).unwrap(), 3);
+}
+
+#[test]
+fn open_creates_private_folders_and_file() {
+    let dir = TempDir::new("audit-perms");
+    let path = dir.path().join("a/b/audit.jsonl");
+    AuditLog::open(&path).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("a")), 0o700);
+    assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(verify(&path).unwrap(), 0);
+}
+
+#[test]
+fn default_path_follows_xdg() {
+    let p = |x: Option<&str>, h: Option<&str>| default_path_from(x.map(Into::into), h.map(Into::into));
+    assert_eq!(p(Some("/s"), Some("/h")), Some(PathBuf::from("/s/cordon/audit.jsonl")));
+    assert_eq!(p(Some("relative"), Some("/h")), Some(PathBuf::from("/h/.local/state/cordon/audit.jsonl")));
+    assert_eq!(p(None, Some("/h")), Some(PathBuf::from("/h/.local/state/cordon/audit.jsonl")));
+    assert_eq!(p(None, None), None);
+    assert_eq!(p(Some(""), Some("")), None);
+}
+
+#[test]
+fn a_record_stays_on_one_line() {
+    let dir = TempDir::new("audit-newline");
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let mut r = record(1);
+    r.error = Some("line one\nline two\r\n".into());
+    log.append(r).unwrap();
+    assert_eq!(lines(log.path()).len(), 1);
+    assert_eq!(filter(log.path(), &Filter::default()).unwrap().records[0].error.as_deref(), Some("line one\nline two\r\n"));
+}
+
+#[test]
+fn verify_finds_an_edited_record() {
+    let dir = TempDir::new("audit-edit");
+    let log = log_with(&dir, 4);
+    let mut l = lines(log.path());
+    l[1] = l[1].replace("\"outcome\":\"ok\"", "\"outcome\":\"TIMEOUT\"");
+    write_lines(log.path(), &l);
+    let e = verify(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Broken { line: 3, .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("{}:3: hash chain broken: line 2 was edited, or records between lines 2 and 3 were removed", log.path().display())
+    );
+}
+
+#[test]
+fn verify_finds_a_removed_record() {
+    let dir = TempDir::new("audit-remove");
+    let log = log_with(&dir, 4);
+    let mut l = lines(log.path());
+    l.remove(2);
+    write_lines(log.path(), &l);
+    assert!(matches!(verify(log.path()), Err(VerifyError::Broken { line: 3, .. })));
+}
+
+#[test]
+fn verify_finds_removed_first_records() {
+    let dir = TempDir::new("audit-head");
+    let log = log_with(&dir, 3);
+    let mut l = lines(log.path());
+    l.remove(0);
+    write_lines(log.path(), &l);
+    let e = verify(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::HeadRemoved { .. }), "{e:?}");
+    assert_eq!(e.line(), Some(1));
+}
+
+#[test]
+fn verify_finds_reordered_records() {
+    let dir = TempDir::new("audit-reorder");
+    let log = log_with(&dir, 4);
+    let mut l = lines(log.path());
+    l.swap(1, 2);
+    write_lines(log.path(), &l);
+    // Line 2 now holds the third record, which was written after the
+    // second, now on line 3.
+    let e = verify(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Reordered { line: 2, after: 3, .. }), "{e:?}");
+    assert!(e.to_string().ends_with(":2: record out of order: it was written right after the record now on line 3"), "{e}");
+}
+
+#[test]
+fn verify_finds_a_torn_last_line_and_append_recovers() {
+    let dir = TempDir::new("audit-torn");
+    let log = log_with(&dir, 3);
+    let full = fs::read(log.path()).unwrap();
+    // Cut the last record in the middle, as a crash during write would.
+    fs::write(log.path(), &full[..full.len() - 20]).unwrap();
+    let e = verify(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Torn { line: 3, .. }), "{e:?}");
+
+    // The next append starts on a fresh line; the torn one stays reported,
+    // and every other record is still readable.
+    log.append(record(4)).unwrap();
+    let e = verify(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Malformed { line: 3, .. }), "{e:?}");
+    let f = filter(log.path(), &Filter::default()).unwrap();
+    assert_eq!(f.records.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["REQ0001", "REQ0002", "REQ0004"]);
+    assert_eq!(f.malformed_lines, [3]);
+    // The new record chains onto the torn line's bytes, so nothing after it
+    // can be slipped in unnoticed either.
+    let l = lines(log.path());
+    let last: AuditRecord = serde_json::from_str(&l[3]).unwrap();
+    assert_eq!(last.prev, sha256_hex(l[2].as_bytes()));
+}
+
+#[test]
+fn verify_of_a_missing_log_names_it() {
+    let e = verify(Path::new("/nonexistent/audit.jsonl")).unwrap_err();
+    assert_eq!(e.to_string(), "cannot read audit log /nonexistent/audit.jsonl");
+}
+
+#[test]
+fn concurrent_threads_do_not_fork_the_chain() {
+    let dir = TempDir::new("audit-threads");
+    let path = dir.path().join("audit.jsonl");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                // Each thread has its own handle, as separate processes would.
+                let log = AuditLog::open(&path).unwrap();
+                for i in 0..25 {
+                    log.append(record(t * 100 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(verify(&path).unwrap(), 100);
+}
+
+/// Runs [`child_helper`] in a new process of this test binary.
+fn child(mode: &str, log: &Path, arg: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "audit::tests::child_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("CORDON_AUDIT_CHILD", mode)
+        .env("CORDON_AUDIT_LOG", log)
+        .env("CORDON_AUDIT_ARG", arg)
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+#[ignore = "helper: run in a child process by other tests"]
+fn child_helper() {
+    let mode = std::env::var("CORDON_AUDIT_CHILD").expect("run by child()");
+    let log = AuditLog::open(Path::new(&std::env::var("CORDON_AUDIT_LOG").unwrap())).unwrap();
+    let arg = std::env::var("CORDON_AUDIT_ARG").unwrap();
+    match mode.as_str() {
+        "append" => {
+            let tag: usize = arg.parse().unwrap();
+            for i in 0..30 {
+                log.append(record(tag * 1000 + i)).unwrap();
+            }
+        }
+        "begin-and-hang" => {
+            let mut draft = record(7);
+            draft.request_id = arg;
+            draft.handler = Some("forecast".into());
+            let _pending = log.begin(&draft).unwrap();
+            // libtest prints "test NAME ... " before the output, on the same line.
+            println!("<child-ready>");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+#[test]
+fn concurrent_processes_do_not_fork_the_chain() {
+    let dir = TempDir::new("audit-procs");
+    let path = dir.path().join("audit.jsonl");
+    let children: Vec<_> = (1..=3).map(|t| child("append", &path, &t.to_string()).stdout(Stdio::null()).spawn().unwrap()).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(verify(&path).unwrap(), 90);
+}
+
+#[test]
+fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
+    let dir = TempDir::new("audit-sigkill");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    log.append(record(1)).unwrap();
+    let mut c = child("begin-and-hang", &path, "RUN-KILLED").stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let ready = out.lines().map_while(Result::ok).any(|l| l.contains("<child-ready>"));
+    if !ready {
+        let _ = c.kill();
+        panic!("the child never started its run");
+    }
+    // While the owner lives, its run is not lost.
+    assert_eq!(recover_lost(&log).unwrap(), 0);
+    c.kill().unwrap(); // SIGKILL
+    c.wait().unwrap();
+
+    assert_eq!(recover_lost(&log).unwrap(), 1);
+    let records = filter(&path, &Filter { outcome: Some("LOST".into()), ..Filter::default() }).unwrap().records;
+    assert_eq!(records.len(), 1);
+    let lost = &records[0];
+    assert!(lost.lost);
+    assert_eq!(lost.request_id, "RUN-KILLED");
+    assert_eq!(lost.handler.as_deref(), Some("forecast"));
+    assert!(lost.error.as_deref().unwrap().contains("ended before recording the outcome"), "{:?}", lost.error);
+    assert_eq!(verify(&path).unwrap(), 2);
+    // Exactly once.
+    assert_eq!(recover_lost(&log).unwrap(), 0);
+    assert_eq!(verify(&path).unwrap(), 2);
+}
+
+#[test]
+fn complete_appends_once_and_removes_the_marker() {
+    let dir = TempDir::new("audit-pending");
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let draft = record(1);
+    let pending = log.begin(&draft).unwrap();
+    let marker = pending.marker_path().to_owned();
+    assert!(marker.starts_with(dir.path().join(PENDING_DIR)));
+    assert!(marker.exists());
+    // A live owner's run is not lost.
+    assert_eq!(recover_lost(&log).unwrap(), 0);
+    pending.complete(draft).unwrap();
+    assert!(!marker.exists());
+    assert_eq!(recover_lost(&log).unwrap(), 0);
+    assert_eq!(verify(log.path()).unwrap(), 1);
+}
+
+/// A marker as a cordon process that has since died would have left it.
+fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let marker = Marker { log: log.path().to_owned(), pid, pid_start: Some(1), record: AuditRecord { request_id: request_id.into(), ..record(5) } };
+    let dir = log.pending_dir();
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{request_id}.json"));
+    fs::write(&path, serde_json::to_vec(&marker).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
+    let dir = TempDir::new("audit-twice");
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let marker = plant_marker(&log, "REQ0005");
+    log.append(record(5)).unwrap(); // appended, then killed before unlinking
+    assert_eq!(recover_lost(&log).unwrap(), 0);
+    assert!(!marker.exists());
+    assert_eq!(verify(log.path()).unwrap(), 1);
+}
+
+#[test]
+fn markers_of_another_log_are_left_alone() {
+    let dir = TempDir::new("audit-other");
+    let a = AuditLog::open(&dir.path().join("a.jsonl")).unwrap();
+    let b = AuditLog::open(&dir.path().join("b.jsonl")).unwrap();
+    let marker = plant_marker(&a, "FOR-A");
+    assert_eq!(recover_lost(&b).unwrap(), 0);
+    assert!(marker.exists());
+    assert_eq!(recover_lost(&a).unwrap(), 1);
+}
+
+#[test]
+fn begin_refuses_request_ids_that_are_not_file_names() {
+    let dir = TempDir::new("audit-ids");
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    for bad in ["", "../x", ".hidden", "a/b", "a b"] {
+        let draft = AuditRecord { request_id: bad.into(), ..record(1) };
+        assert_eq!(log.begin(&draft).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+    }
+}
+
+#[test]
+fn filter_by_plugin_outcome_and_time() {
+    let dir = TempDir::new("audit-filter");
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let times = ["2024-05-01T10:00:00.000Z", "2024-05-01T11:00:00.000Z", "2024-05-01T12:00:00.000Z", "2024-05-02T00:00:00.000Z"];
+    for (i, t) in times.iter().enumerate() {
+        log.append(AuditRecord { time: t.to_string(), ..record(i + 1) }).unwrap();
+    }
+    let ids = |f: Filter| -> Vec<String> { filter(log.path(), &f).unwrap().records.into_iter().map(|r| r.request_id).collect() };
+    assert_eq!(ids(Filter::default()).len(), 4);
+    assert_eq!(ids(Filter { plugin: Some("@acme/even".into()), ..Filter::default() }), ["REQ0002", "REQ0004"]);
+    assert_eq!(ids(Filter { outcome: Some("timeout".into()), ..Filter::default() }), ["REQ0003"]);
+    assert_eq!(ids(Filter { outcome: Some("error".into()), ..Filter::default() }), ["REQ0003"]);
+    assert_eq!(ids(Filter { outcome: Some("ok".into()), ..Filter::default() }), ["REQ0001", "REQ0002", "REQ0004"]);
+    let at = |s: &str| parse_time(s, SystemTime::now()).unwrap();
+    assert_eq!(
+        ids(Filter { since: Some(at("2024-05-01T11:00:00Z")), until: Some(at("2024-05-02")), ..Filter::default() }),
+        ["REQ0002", "REQ0003"]
+    );
+}
+
+#[test]
+fn times_on_the_command_line() {
+    let now = humantime::parse_rfc3339("2024-05-02T12:00:00Z").unwrap();
+    let show = |s: &str| humantime::format_rfc3339_seconds(parse_time(s, now).unwrap()).to_string();
+    assert_eq!(show("2024-05-01T10:30:00Z"), "2024-05-01T10:30:00Z");
+    assert_eq!(show("2024-05-01 10:30:00"), "2024-05-01T10:30:00Z");
+    assert_eq!(show("2024-05-01"), "2024-05-01T00:00:00Z");
+    assert_eq!(show("2h"), "2024-05-02T10:00:00Z");
+    assert_eq!(show("1day 30m"), "2024-05-01T11:30:00Z");
+    let e = parse_time("yesterday", now).unwrap_err();
+    assert!(e.to_string().starts_with("invalid time `yesterday`; use an RFC 3339 UTC time"), "{e}");
+}
+
+#[test]
+fn secrets_are_redacted_from_free_text() {
+    let mut r = record(1);
+    r.error = Some("auth failed with ghp_secret123".into());
+    r.command = Some(vec!["curl".into(), "-H".into(), "Authorization: ghp_secret123".into()]);
+    r.network = Some(serde_json::json!({"denied": ["x.com?token=ghp_secret123"], "ghp_secret123": 1}));
+    r.policy_digest = "ghp_secret123".into(); // generated fields stay as they are
+    redact(&mut r, &["ghp_secret123".into(), String::new()]);
+    let json = serde_json::to_string(&r).unwrap();
+    assert_eq!(json.matches("ghp_secret123").count(), 1, "{json}");
+    assert_eq!(r.error.as_deref(), Some("auth failed with ***"));
+    assert_eq!(r.command.unwrap()[2], "Authorization: ***");
+    assert_eq!(r.network.unwrap(), serde_json::json!({"denied": ["x.com?token=***"], "***": 1}));
+}
+
+#[test]
+fn policy_digest_is_stable_and_tells_policies_apart() {
+    let a = Policy::default();
+    let mut b = Policy::default();
+    b.limits.pids = Some(10);
+    assert_eq!(policy_digest(&a), policy_digest(&Policy::default()));
+    assert_ne!(policy_digest(&a), policy_digest(&b));
+    assert_eq!(policy_digest(&a).len(), 64);
+}
+
+#[test]
+fn record_times_are_rfc3339_utc() {
+    let r = AuditRecord::new("R", "T", "dev");
+    assert!(humantime::parse_rfc3339(&r.time).is_ok(), "{}", r.time);
+    assert!(r.time.ends_with('Z'));
+    assert_eq!(r.outcome, "ok");
+}
