@@ -24,4 +24,4 @@ pub use cordon_core::policy::{self, EnvPattern, Limits, Mode, NetPattern, PathRu
 pub use cordon_core::probe::{CgroupDir, KernelSupport, ProbeError};
 pub use ids::new_request_id;
 pub use result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
-pub use runner::{resolve_program, run, Capture, ResolveError, RunRequest};
+pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, Output, SpawnError};
+use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, SpawnError, Stdio};
 use cordon_core::plan::{Plan, Tmp};
 use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
@@ -28,6 +28,27 @@ pub enum Capture {
     /// Captured, bounded by `limits.output_bytes`, into `logs`.
     Logs,
 }
+
+/// What the command reads on stdin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Input {
+    /// cordon's own stdin.
+    #[default]
+    Inherit,
+    /// These bytes, then end of file (a plugin handler's JSON input).
+    Bytes(Vec<u8>),
+}
+
+/// The result channel of a plugin handler: a pipe the command gets as fd 3
+/// (named in `CORDON_RESULT_FD`), read into `ExecutionResult::data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultChannel {
+    /// Results larger than this are refused (`INVALID_RESULT`).
+    pub max_bytes: usize,
+}
+
+/// The fd number the result channel has inside the sandbox.
+pub const RESULT_FD: i32 = 3;
 
 /// Everything one run needs.
 #[derive(Clone, Debug)]
@@ -50,6 +71,10 @@ pub struct RunRequest {
     pub warnings: Vec<String>,
     /// What the kernel supports, if the caller probed already; probed when `None`.
     pub support: Option<KernelSupport>,
+    /// stdin.
+    pub stdin: Input,
+    /// A result channel, for plugin handlers.
+    pub result: Option<ResultChannel>,
 }
 
 impl RunRequest {
@@ -66,6 +91,8 @@ impl RunRequest {
             request_id: None,
             warnings: vec![],
             support: None,
+            stdin: Input::Inherit,
+            result: None,
         }
     }
 }
@@ -215,7 +242,10 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the scratch directory {}: {e}", scratch_dir.display())),
     };
     started.enforcement = plan.ledger.clone();
-    let env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
+    let mut env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
+    if req.result.is_some() {
+        env.push(("CORDON_RESULT_FD".into(), RESULT_FD.to_string()));
+    }
     let secrets = req.policy.env.secret_values(&env);
     let path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let Some(program) = req.argv.first() else {
@@ -227,11 +257,14 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
     };
     let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
-    let output = if req.capture == Capture::Logs { Output::Capture } else { Output::Inherit };
+    let (stdio, ours) = match Pipes::create(req) {
+        Ok(p) => p,
+        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the command's pipes: {e}")),
+    };
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
     let signals = sys::block_termination_signals().ok();
-    let running = match enforce::spawn(&plan, &cmd, &started.request_id, output) {
+    let running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
         Ok(r) => r,
         Err(e) => {
             let (code, msg) = match &e {
@@ -244,7 +277,38 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             return started.fail(mode, code, format!("{msg}{cause}{hint}"));
         }
     };
-    supervise(req, &plan, running, started, signals, &secrets)
+    supervise(req, &plan, running, ours, started, signals, &secrets)
+}
+
+/// cordon's ends of the command's pipes.
+struct Pipes {
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    result: Option<OwnedFd>,
+    stdin: Option<(OwnedFd, Vec<u8>)>,
+}
+
+impl Pipes {
+    fn create(req: &RunRequest) -> io::Result<(Stdio, Pipes)> {
+        let mut stdio = Stdio::default();
+        let mut ours = Pipes { stdout: None, stderr: None, result: None, stdin: None };
+        if req.capture == Capture::Logs {
+            let (r, w) = sys::pipe()?;
+            (ours.stdout, stdio.stdout) = (Some(r), Some(w));
+            let (r, w) = sys::pipe()?;
+            (ours.stderr, stdio.stderr) = (Some(r), Some(w));
+        }
+        if req.result.is_some() {
+            let (r, w) = sys::pipe()?;
+            (ours.result, stdio.fd3) = (Some(r), Some(w));
+        }
+        if let Input::Bytes(bytes) = &req.stdin {
+            let (r, w) = sys::pipe()?;
+            stdio.stdin = Some(r);
+            ours.stdin = Some((w, bytes.clone()));
+        }
+        Ok((stdio, ours))
+    }
 }
 
 /// Line assembly and the output budget.
@@ -324,7 +388,8 @@ enum Ending {
 fn supervise(
     req: &RunRequest,
     plan: &Plan,
-    mut running: enforce::Running,
+    running: enforce::Running,
+    ours: Pipes,
     started: Started,
     signals: Option<OwnedFd>,
     secrets: &[String],
@@ -334,7 +399,19 @@ fn supervise(
     let grace = Duration::from_millis(limits.grace_ms);
     let cpu_budget_ns = limits.cpu_ms.filter(|_| plan.cgroup.cpuacct.is_some()).map(|ms| ms * 1_000_000);
     let mut cap = Capturer { logs: Logs::default(), budget: limits.output_bytes, used: 0, partial: [vec![], vec![]], start: started.start, exceeded: false };
-    let mut pipes: [Option<OwnedFd>; 2] = [running.stdout.take(), running.stderr.take()];
+    // The input goes in from a thread: a handler may read it slowly, or not
+    // at all, and the loop below must keep draining its output meanwhile.
+    let writer = ours.stdin.map(|(fd, bytes)| {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // A handler that exits without reading its input closes the pipe; that is its business.
+            let _ = std::fs::File::from(fd).write_all(&bytes);
+        })
+    });
+    let max_result = req.result.map_or(0, |r| r.max_bytes);
+    let mut result_bytes: Vec<u8> = vec![];
+    let mut result_too_large = false;
+    let mut pipes: [Option<OwnedFd>; 3] = [ours.stdout, ours.stderr, ours.result];
     let mut ending = Ending::Running;
     let mut kill_at: Option<Instant> = None;
     // After a kill request, init gets this long to reap everything before
@@ -373,7 +450,7 @@ fn supervise(
         }
         let timeout = wake.map_or(-1, |w| i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
         let mut fds = vec![(running.pidfd.as_fd(), libc::POLLIN)];
-        let pipe_slots: Vec<usize> = (0..2).filter(|i| pipes[*i].is_some()).collect();
+        let pipe_slots: Vec<usize> = (0..3).filter(|i| pipes[*i].is_some()).collect();
         for i in &pipe_slots {
             fds.push((pipes[*i].as_ref().expect("filtered").as_fd(), libc::POLLIN));
         }
@@ -386,6 +463,7 @@ fn supervise(
             if rev[k + 1] != 0 {
                 match pipes[*i].as_ref().map(|p| read_some(p, &mut buf)) {
                     Some(Ok(0)) | Some(Err(_)) => pipes[*i] = None,
+                    Some(Ok(n)) if *i == 2 => keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n]),
                     Some(Ok(n)) => cap.push(*i, &buf[..n], secrets),
                     None => {}
                 }
@@ -410,12 +488,64 @@ fn supervise(
         while let Some(fd) = p.as_ref() {
             match read_some(fd, &mut buf) {
                 Ok(0) | Err(_) => *p = None,
+                Ok(n) if i == 2 => keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n]),
                 Ok(n) => cap.push(i, &buf[..n], secrets),
             }
         }
     }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let logs = cap.finish(secrets);
-    finish_result(req, plan, started, ending, finished, cgroup_stats, logs)
+    let mut result = finish_result(req, plan, started, ending, finished, cgroup_stats, logs);
+    if req.result.is_some() {
+        read_result(&mut result, &result_bytes, result_too_large, max_result, secrets);
+    }
+    result
+}
+
+fn redact_json(v: &mut serde_json::Value, secrets: &[String]) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => *s = redact(s, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_json(i, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|i| redact_json(i, secrets)),
+        _ => {}
+    }
+}
+
+fn keep_result(kept: &mut Vec<u8>, too_large: &mut bool, max: usize, data: &[u8]) {
+    if kept.len() + data.len() > max {
+        *too_large = true;
+    } else {
+        kept.extend_from_slice(data);
+    }
+}
+
+/// Puts the handler's result into `data`, or marks the run `INVALID_RESULT`
+/// when it ended well but its result is missing, malformed or too large.
+fn read_result(result: &mut ExecutionResult, bytes: &[u8], too_large: bool, max: usize, secrets: &[String]) {
+    let problem = if too_large {
+        Some(format!("the handler's result exceeds {max} bytes"))
+    } else if bytes.iter().all(u8::is_ascii_whitespace) {
+        Some(format!("the handler wrote no result to fd {RESULT_FD} (CORDON_RESULT_FD)"))
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(mut v) => {
+                // Secrets are redacted in data as in logs.
+                redact_json(&mut v, secrets);
+                result.data = Some(v);
+                None
+            }
+            Err(e) => Some(format!("the handler's result is not one JSON value: {e}")),
+        }
+    };
+    if let Some(message) = problem {
+        if result.error.is_none() {
+            result.ok = false;
+            result.error = Some(ResultError { code: ErrorCode::InvalidResult, message });
+        }
+    }
 }
 
 fn running_reap(running: enforce::Running) -> Option<enforce::Finished> {

@@ -47,13 +47,19 @@ pub struct Command {
     pub cwd: PathBuf,
 }
 
-/// Whether the command's stdout and stderr go to cordon's or into pipes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Inherit cordon's stdout and stderr.
-    Inherit,
-    /// Pipes that the supervisor reads.
-    Capture,
+/// Descriptors the command gets instead of cordon's own: stdin, stdout,
+/// stderr, and an optional fd 3. `None` inherits cordon's (nothing, for 3).
+/// The caller keeps the other ends.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// fd 0.
+    pub stdin: Option<OwnedFd>,
+    /// fd 1.
+    pub stdout: Option<OwnedFd>,
+    /// fd 2.
+    pub stderr: Option<OwnedFd>,
+    /// fd 3 (a plugin handler's result channel).
+    pub fd3: Option<OwnedFd>,
 }
 
 /// Setting up the sandbox failed before the command started.
@@ -141,10 +147,6 @@ pub struct Running {
     pub pid: libc::pid_t,
     /// pidfd of that child.
     pub pidfd: OwnedFd,
-    /// Read ends of the captured stdout and stderr.
-    pub stdout: Option<OwnedFd>,
-    /// See `stdout`.
-    pub stderr: Option<OwnedFd>,
     /// The run's cgroups.
     pub cgroups: RunCgroups,
     /// The listening socket inside the sandbox's network namespace, for the
@@ -275,7 +277,7 @@ fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
 
 /// Applies `plan` to a new child and starts `cmd` in it. Returns once the
 /// command has been exec'd, or with the step that failed.
-pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result<Running, SpawnError> {
+pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Running, SpawnError> {
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     let landlock = match &plan.landlock {
         Some(l) => {
@@ -331,15 +333,6 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         }
         None => (None, None),
     };
-    let (mut stdout, mut stderr, mut stdio) = (None, None, [None, None, None]);
-    if output == Output::Capture {
-        let (or, ow) = sys::pipe().map_err(os("create the stdout pipe"))?;
-        let (er, ew) = sys::pipe().map_err(os("create the stderr pipe"))?;
-        stdio[1] = Some(ow);
-        stdio[2] = Some(ew);
-        stdout = Some(or);
-        stderr = Some(er);
-    }
     let cwd = cmd.cwd.clone();
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
@@ -363,7 +356,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         landlock,
         landlock_flags: 0,
         seccomp,
-        stdio,
+        stdio: [stdio.stdin, stdio.stdout, stdio.stderr, stdio.fd3],
         report: report_w,
         status: status_w,
         lifeline: Some(lifeline_r),
@@ -401,8 +394,6 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, output: Output) -> Result
         proxy_listener,
         pid: child.pid,
         pidfd: child.pidfd,
-        stdout,
-        stderr,
         cgroups,
         status: status_r,
         supervision,

@@ -253,8 +253,9 @@ pub struct ChildSpec {
     pub landlock_flags: u32,
     /// seccomp filters, loaded in order.
     pub seccomp: Vec<BpfProgram>,
-    /// Replacement stdin/stdout/stderr, `None` to inherit.
-    pub stdio: [Option<OwnedFd>; 3],
+    /// Replacement stdin/stdout/stderr, `None` to inherit; and a descriptor
+    /// the command gets as fd 3 (a plugin handler's result channel).
+    pub stdio: [Option<OwnedFd>; 4],
     /// Write end of the report pipe (close-on-exec).
     pub report: OwnedFd,
     /// Write end of the status pipe, for init.
@@ -645,11 +646,20 @@ fn exec_command(spec: &ChildSpec) -> ! {
     if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
         fail(spec, ChildStage::Signals, 0);
     }
+    // Targets in order 0..=3: every source is >= 3 (0-2 are open in cordon
+    // when it makes the pipes), so only the source of fd 3 can already sit
+    // at its target; dup2 would keep its close-on-exec flag, so clear it.
     for (target, fd) in spec.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             let target = c_int::try_from(target).unwrap_or(0);
-            // SAFETY: dup2 onto 0/1/2 from a descriptor the spec owns.
-            check!(spec, ChildStage::Stdio, 0, unsafe { libc::dup2(fd.as_raw_fd(), target) });
+            let rc = if fd.as_raw_fd() == target {
+                // SAFETY: F_SETFD on a descriptor the spec owns.
+                unsafe { libc::fcntl(target, libc::F_SETFD, 0) }
+            } else {
+                // SAFETY: dup2 onto 0..=3 from a descriptor the spec owns.
+                unsafe { libc::dup2(fd.as_raw_fd(), target) }
+            };
+            check!(spec, ChildStage::Stdio, 0, rc);
         }
     }
     if let Some(cwd) = &spec.cwd {
@@ -675,10 +685,12 @@ fn exec_command(spec: &ChildSpec) -> ! {
         let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), spec.landlock_flags) };
         check!(spec, ChildStage::LandlockRestrict, 0, rc);
     }
-    // Only 0, 1 and 2 reach the command, whatever cordon inherited. The report
-    // pipe stays open until the exec succeeds.
+    // Only 0, 1 and 2 (and 3 when the spec gives one) reach the command,
+    // whatever cordon inherited. The report pipe stays open until the exec
+    // succeeds.
+    let first_closed: u32 = if spec.stdio[3].is_some() { 4 } else { 3 };
     // SAFETY: close_range with integer arguments.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     check!(spec, ChildStage::CloseFds, 0, rc);
     for (i, prog) in spec.seccomp.iter().enumerate() {
         load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0));
