@@ -1,0 +1,682 @@
+//! The pure decision: may a destination be reached, and may one of its
+//! resolved addresses be connected to. No I/O happens here; the server calls
+//! [`check`] before resolving a name and [`check_addr`] on every address the
+//! resolver returned, and connects only to an address that passed.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use cordon_core::policy::{NetPattern, NetPolicy};
+use serde::Serialize;
+
+/// The host part of a [`Destination`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A DNS name, lower-case, without a trailing dot.
+    Name(String),
+    /// An IP address literal.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(name) => f.write_str(name),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Where a client asked to go: a host (name or IP literal) and a port.
+///
+/// Built with [`Destination::new`], which normalises the host so that pattern
+/// matching compares like with like: names are lower-cased and lose a
+/// trailing dot, `[v6]` brackets are removed, IP literals are parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Destination {
+    host: Host,
+    port: u16,
+}
+
+/// Why a host and port do not form a [`Destination`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseDestinationError {
+    /// The host is empty, too long, or has characters no host name has.
+    #[error("`{host}` is not a host name or IP address; {reason}")]
+    InvalidHost {
+        /// The host as given (truncated to 256 bytes).
+        host: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Port 0 cannot be connected to.
+    #[error("port 0 cannot be connected to")]
+    ZeroPort,
+}
+
+/// Longest DNS name (RFC 1035), without the trailing dot.
+const MAX_NAME_LEN: usize = 253;
+/// Longest DNS label (RFC 1035).
+const MAX_LABEL_LEN: usize = 63;
+
+impl Destination {
+    /// Normalises `host` (a DNS name, an IPv4 literal, or an IPv6 literal with
+    /// or without brackets) and pairs it with `port`.
+    ///
+    /// Names may contain ASCII letters, digits, `-` and `_` in non-empty dot
+    /// separated labels; anything else (spaces, `%` zone ids, `@`, non-ASCII)
+    /// is refused, so a name that reaches the resolver is one the policy
+    /// could have named.
+    pub fn new(host: &str, port: u16) -> Result<Self, ParseDestinationError> {
+        let invalid = |reason| ParseDestinationError::InvalidHost { host: truncate(host, 256), reason };
+        if port == 0 {
+            return Err(ParseDestinationError::ZeroPort);
+        }
+        if let Some(inner) = host.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or_else(|| invalid("unclosed `[`"))?;
+            let ip = inner.parse::<Ipv6Addr>().map_err(|_| invalid("brackets must hold an IPv6 address"))?;
+            return Ok(Destination { host: Host::Ip(IpAddr::V6(ip)), port });
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Destination { host: Host::Ip(ip), port });
+        }
+        let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(invalid("empty host"));
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(invalid("longer than 253 characters"));
+        }
+        for label in name.split('.') {
+            if label.is_empty() {
+                return Err(invalid("empty label"));
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(invalid("a label is longer than 63 characters"));
+            }
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(invalid("only letters, digits, `-`, `_` and `.` may appear in a host name"));
+            }
+        }
+        Ok(Destination { host: Host::Name(name), port })
+    }
+
+    /// A destination that is an IP address.
+    pub fn from_ip(ip: IpAddr, port: u16) -> Self {
+        Destination { host: Host::Ip(ip), port }
+    }
+
+    /// The normalised host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The allow pattern that let a destination through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// The matching pattern; the most specific one when several match.
+    pub rule: NetPattern,
+}
+
+impl Allowed {
+    /// The pattern as written on the command line (`api.example.com:443`).
+    pub fn rule_text(&self) -> String {
+        pattern_text(&self.rule)
+    }
+}
+
+/// Address ranges that are refused unless a pattern names the host or the
+/// address literally (see [`check_addr`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AddrClass {
+    /// `127.0.0.0/8`, `::1`.
+    Loopback,
+    /// `10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, and the deprecated
+    /// IPv6 site-local `fec0::/10`.
+    Private,
+    /// `169.254.0.0/16`, `fe80::/10`.
+    LinkLocal,
+    /// `100.64.0.0/10`, carrier-grade NAT, also used for cloud-internal services.
+    SharedCgnat,
+    /// `fc00::/7`.
+    UniqueLocal,
+    /// `0.0.0.0/8` ("this network"; Linux routes `0.0.0.0` to the local host) and `::`.
+    Unspecified,
+    /// `224.0.0.0/4`, `ff00::/8`.
+    Multicast,
+    /// `255.255.255.255`.
+    Broadcast,
+    /// Not routable on the internet: `240.0.0.0/4`, `192.0.0.0/24`,
+    /// `198.18.0.0/15`, IPv4-compatible IPv6 (`::a.b.c.d`), the IPv6 discard
+    /// prefix `100::/64`, and the local-use NAT64 prefix `64:ff9b:1::/48`.
+    Reserved,
+    /// Instance metadata services that hand out cloud credentials:
+    /// `169.254.169.254`, `fd00:ec2::254`, `100.100.100.200`.
+    CloudMetadata,
+}
+
+impl fmt::Display for AddrClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddrClass::Loopback => "loopback",
+            AddrClass::Private => "private",
+            AddrClass::LinkLocal => "link-local",
+            AddrClass::SharedCgnat => "shared (carrier-grade NAT)",
+            AddrClass::UniqueLocal => "unique-local",
+            AddrClass::Unspecified => "unspecified",
+            AddrClass::Multicast => "multicast",
+            AddrClass::Broadcast => "broadcast",
+            AddrClass::Reserved => "reserved",
+            AddrClass::CloudMetadata => "cloud metadata",
+        })
+    }
+}
+
+/// Why a destination or address is refused. Every variant names the
+/// destination; the message says what to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// No allow pattern matches.
+    #[error("{dest} is not allowed by the network policy; add --net {dest} to allow it")]
+    NotAllowed {
+        /// The destination refused.
+        dest: Destination,
+    },
+    /// A deny pattern matches; deny beats allow.
+    #[error("{dest} is refused by the deny rule `{rule}`")]
+    DenyRule {
+        /// The destination refused.
+        dest: Destination,
+        /// The deny pattern that matched.
+        rule: String,
+    },
+    /// The destination is, or resolves to, an address in an [`AddrClass`]
+    /// and no allow pattern names it literally.
+    #[error("{}", special_address_message(.dest, .addr, *.class))]
+    SpecialAddress {
+        /// The destination refused.
+        dest: Destination,
+        /// The address it is or resolved to.
+        addr: IpAddr,
+        /// Why that address is guarded.
+        class: AddrClass,
+    },
+}
+
+fn special_address_message(dest: &Destination, addr: &IpAddr, class: AddrClass) -> String {
+    let what = match dest.host() {
+        Host::Ip(_) => format!("{dest} is a {class} address"),
+        Host::Name(_) => format!("{dest} resolves to a {class} address ({addr})"),
+    };
+    format!("{what}; name it literally to allow: add --net {dest} (a wildcard never unlocks such addresses)")
+}
+
+impl Denied {
+    /// The destination that was refused.
+    pub fn dest(&self) -> &Destination {
+        match self {
+            Denied::NotAllowed { dest } | Denied::DenyRule { dest, .. } | Denied::SpecialAddress { dest, .. } => dest,
+        }
+    }
+
+    /// The deny pattern that matched, if a pattern (rather than the default
+    /// deny or the address guard) made the decision.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Denied::DenyRule { rule, .. } => Some(rule),
+            Denied::NotAllowed { .. } | Denied::SpecialAddress { .. } => None,
+        }
+    }
+
+    /// The `--net` pattern that would allow the destination, when adding one
+    /// would (a deny rule cannot be overridden by an allow pattern).
+    pub fn suggestion(&self) -> Option<String> {
+        match self {
+            Denied::NotAllowed { dest } | Denied::SpecialAddress { dest, .. } => Some(dest.to_string()),
+            Denied::DenyRule { .. } => None,
+        }
+    }
+}
+
+/// Renders a pattern the way `--net` takes it: `host`, `host:port`,
+/// `[v6]:port`.
+pub fn pattern_text(pattern: &NetPattern) -> String {
+    match pattern.port {
+        None => pattern.host.clone(),
+        Some(port) if pattern.host.contains(':') => format!("[{}]:{port}", pattern.host),
+        Some(port) => format!("{}:{port}", pattern.host),
+    }
+}
+
+/// Decides whether `dest` may be reached under `policy`, before any name is
+/// resolved.
+///
+/// - An exact pattern matches that host only; `*.example.com` matches every
+///   subdomain of `example.com` but not `example.com` itself; `*` matches
+///   everything, IP literals included.
+/// - A pattern with a port matches that port only; without one, every port.
+/// - Deny patterns are checked first and win over any allow pattern.
+/// - With no matching allow pattern the answer is [`Denied::NotAllowed`]:
+///   the default is deny.
+///
+/// Passing this check is not enough to connect: every address the host
+/// resolves to must also pass [`check_addr`].
+pub fn check(policy: &NetPolicy, dest: &Destination) -> Result<Allowed, Denied> {
+    if let Some(rule) = policy.deny.iter().find(|p| matches(p, dest, IpCompare::Canonical)) {
+        return Err(Denied::DenyRule { dest: dest.clone(), rule: pattern_text(rule) });
+    }
+    policy
+        .allow
+        .iter()
+        .filter(|p| matches(p, dest, IpCompare::Exact))
+        .max_by_key(|p| specificity(p))
+        .map(|rule| Allowed { rule: rule.clone() })
+        .ok_or_else(|| Denied::NotAllowed { dest: dest.clone() })
+}
+
+/// Decides whether the proxy may connect to `addr`, one of the addresses
+/// `dest` resolved to (or `dest`'s own IP literal).
+///
+/// Addresses in an [`AddrClass`] (loopback, private, link-local, CGNAT,
+/// unique-local, unspecified, multicast, broadcast, reserved, cloud metadata,
+/// and IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6 forms of those) are
+/// refused unless an allow pattern with a matching port names the host
+/// (`localhost:8080`) or the address (`127.0.0.1:8080`) literally. Wildcard
+/// patterns never unlock them: `*` must not turn into a way to reach the
+/// host's own services or the cloud metadata endpoint.
+///
+/// Deny patterns that name an IP address apply to resolved addresses too, so
+/// a name cannot be used to reach a denied address.
+pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Result<(), Denied> {
+    let port_ok = |p: &NetPattern| p.port.is_none_or(|port| port == dest.port);
+    if let Some(rule) = policy
+        .deny
+        .iter()
+        .find(|p| port_ok(p) && pattern_ip(p).is_some_and(|ip| ip.to_canonical() == addr.to_canonical()))
+    {
+        return Err(Denied::DenyRule { dest: dest.clone(), rule: pattern_text(rule) });
+    }
+    let Some(class) = classify(addr) else {
+        return Ok(());
+    };
+    let named_literally = policy.allow.iter().any(|p| {
+        port_ok(p)
+            && !is_wildcard(p)
+            && (host_matches(p, dest.host(), IpCompare::Exact) || pattern_ip(p) == Some(addr))
+    });
+    if named_literally {
+        Ok(())
+    } else {
+        Err(Denied::SpecialAddress { dest: dest.clone(), addr, class })
+    }
+}
+
+/// The guarded range `addr` falls in, or `None` for an ordinary public
+/// address.
+pub fn classify(addr: IpAddr) -> Option<AddrClass> {
+    match addr {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<AddrClass> {
+    let [a, b, c, _] = ip.octets();
+    let in_net = |net: [u8; 4], bits: u32| {
+        let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
+    };
+    Some(match () {
+        // Checked before the ranges that contain them, for the message.
+        _ if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(100, 100, 100, 200) => {
+            AddrClass::CloudMetadata
+        }
+        _ if ip.is_broadcast() => AddrClass::Broadcast,
+        _ if a == 0 => AddrClass::Unspecified,
+        _ if a == 127 => AddrClass::Loopback,
+        _ if a == 10 || in_net([172, 16, 0, 0], 12) || (a == 192 && b == 168) => AddrClass::Private,
+        _ if a == 169 && b == 254 => AddrClass::LinkLocal,
+        _ if in_net([100, 64, 0, 0], 10) => AddrClass::SharedCgnat,
+        _ if in_net([224, 0, 0, 0], 4) => AddrClass::Multicast,
+        _ if in_net([240, 0, 0, 0], 4) || (a == 192 && b == 0 && c == 0) || in_net([198, 18, 0, 0], 15) => {
+            AddrClass::Reserved
+        }
+        _ => return None,
+    })
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<AddrClass> {
+    let seg = ip.segments();
+    let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if ip.is_unspecified() {
+        return Some(AddrClass::Unspecified);
+    }
+    if ip.is_loopback() {
+        return Some(AddrClass::Loopback);
+    }
+    // IPv4-mapped (::ffff:a.b.c.d): the kernel connects to the IPv4 address.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    // IPv4-compatible (::a.b.c.d), deprecated since RFC 4291: never a
+    // legitimate destination, and a way to spell a private IPv4 address.
+    if seg[..6] == [0; 6] {
+        return Some(classify_v4(embedded_v4(seg[6], seg[7])).unwrap_or(AddrClass::Reserved));
+    }
+    // NAT64 well-known prefix (RFC 6052): a NAT64 gateway forwards to the
+    // embedded IPv4 address.
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return classify_v4(embedded_v4(seg[6], seg[7]));
+    }
+    // 6to4 (RFC 3056) embeds an IPv4 address in bits 16..48.
+    if seg[0] == 0x2002 {
+        return classify_v4(embedded_v4(seg[1], seg[2]));
+    }
+    Some(match seg[0] {
+        _ if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => AddrClass::CloudMetadata,
+        s if s & 0xfe00 == 0xfc00 => AddrClass::UniqueLocal,
+        s if s & 0xffc0 == 0xfe80 => AddrClass::LinkLocal,
+        s if s & 0xffc0 == 0xfec0 => AddrClass::Private,
+        s if s & 0xff00 == 0xff00 => AddrClass::Multicast,
+        0x64 if seg[1] == 0xff9b && seg[2] == 1 => AddrClass::Reserved,
+        0x100 if seg[1..4] == [0; 3] => AddrClass::Reserved,
+        _ => return None,
+    })
+}
+
+/// How an IP literal in a pattern is compared with an IP destination. Deny
+/// patterns compare canonical forms (`::ffff:1.2.3.4` is `1.2.3.4`) so a
+/// different spelling cannot dodge them; allow patterns compare exactly, so
+/// only the spelling the operator wrote is let through.
+#[derive(Clone, Copy)]
+enum IpCompare {
+    Exact,
+    Canonical,
+}
+
+fn matches(pattern: &NetPattern, dest: &Destination, ips: IpCompare) -> bool {
+    pattern.port.is_none_or(|port| port == dest.port) && host_matches(pattern, dest.host(), ips)
+}
+
+fn pattern_host(pattern: &NetPattern) -> &str {
+    pattern.host.strip_suffix('.').unwrap_or(&pattern.host)
+}
+
+fn pattern_ip(pattern: &NetPattern) -> Option<IpAddr> {
+    let host = pattern_host(pattern);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.parse().ok()
+}
+
+fn is_wildcard(pattern: &NetPattern) -> bool {
+    pattern.host.starts_with('*')
+}
+
+fn host_matches(pattern: &NetPattern, host: &Host, ips: IpCompare) -> bool {
+    let p = pattern_host(pattern);
+    if p == "*" {
+        return true;
+    }
+    match host {
+        Host::Name(name) => match p.strip_prefix("*.") {
+            Some(suffix) => name
+                .strip_suffix(suffix)
+                .and_then(|sub| sub.strip_suffix('.'))
+                .is_some_and(|sub| !sub.is_empty()),
+            None => name.eq_ignore_ascii_case(p),
+        },
+        Host::Ip(ip) => pattern_ip(pattern).is_some_and(|pip| match ips {
+            IpCompare::Exact => pip == *ip,
+            IpCompare::Canonical => pip.to_canonical() == ip.to_canonical(),
+        }),
+    }
+}
+
+/// Orders matching allow patterns so the record names the narrowest one:
+/// exact before `*.suffix` (longer suffix first) before `*`, and a pattern
+/// with a port before the same without.
+fn specificity(pattern: &NetPattern) -> (u8, usize, bool) {
+    let host = pattern_host(pattern);
+    let kind = if host == "*" {
+        0
+    } else if host.starts_with("*.") {
+        1
+    } else {
+        2
+    };
+    (kind, host.len(), pattern.port.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> NetPolicy {
+        let parse = |list: &[&str]| list.iter().map(|p| NetPattern::parse(p).unwrap()).collect();
+        NetPolicy { allow: parse(allow), deny: parse(deny) }
+    }
+
+    fn dest(host: &str, port: u16) -> Destination {
+        Destination::new(host, port).unwrap()
+    }
+
+    /// What the check answered, in a form a table can spell.
+    fn outcome(policy: &NetPolicy, d: &Destination) -> String {
+        match check(policy, d) {
+            Ok(allowed) => format!("allow {}", allowed.rule_text()),
+            Err(Denied::NotAllowed { .. }) => "not-allowed".into(),
+            Err(Denied::DenyRule { rule, .. }) => format!("deny {rule}"),
+            Err(other) => format!("unexpected {other}"),
+        }
+    }
+
+    /// allow, deny, host, port, expected outcome.
+    type CheckCase<'a> = (&'a [&'a str], &'a [&'a str], &'a str, u16, &'a str);
+    /// allow, destination host, port, resolved address, refused as.
+    type AddrCase<'a> = (&'a [&'a str], &'a str, u16, &'a str, Option<AddrClass>);
+
+    #[test]
+    fn check_table() {
+        #[rustfmt::skip]
+        let cases: &[CheckCase<'_>] = &[
+            // allow, deny, host, port, expected
+            (&["api.example.com"], &[], "api.example.com", 443, "allow api.example.com"),
+            (&["api.example.com"], &[], "API.Example.COM", 443, "allow api.example.com"),
+            (&["api.example.com"], &[], "api.example.com.", 80, "allow api.example.com"),
+            (&["api.example.com"], &[], "example.com", 443, "not-allowed"),
+            (&["api.example.com"], &[], "x.api.example.com", 443, "not-allowed"),
+            (&["api.example.com"], &[], "api.example.com.evil.net", 443, "not-allowed"),
+            (&["api.example.com"], &[], "evilapi.example.com", 443, "not-allowed"),
+            (&["api.example.com:443"], &[], "api.example.com", 443, "allow api.example.com:443"),
+            (&["api.example.com:443"], &[], "api.example.com", 80, "not-allowed"),
+            (&["*.example.com"], &[], "a.example.com", 443, "allow *.example.com"),
+            (&["*.example.com"], &[], "a.b.example.com", 443, "allow *.example.com"),
+            (&["*.example.com"], &[], "example.com", 443, "not-allowed"),
+            (&["*.example.com"], &[], "badexample.com", 443, "not-allowed"),
+            (&["*.example.com"], &[], "example.com.evil.net", 443, "not-allowed"),
+            (&["*.example.com:8443"], &[], "a.example.com", 443, "not-allowed"),
+            (&["*.example.com:8443"], &[], "a.example.com", 8443, "allow *.example.com:8443"),
+            (&["*"], &[], "anything.at.all", 1, "allow *"),
+            (&["*"], &[], "127.0.0.1", 80, "allow *"),
+            (&["*:443"], &[], "x.org", 443, "allow *:443"),
+            (&["*:443"], &[], "x.org", 80, "not-allowed"),
+            (&[], &[], "x.org", 80, "not-allowed"),
+            (&["*"], &["evil.com"], "evil.com", 443, "deny evil.com"),
+            (&["*"], &["evil.com"], "sub.evil.com", 443, "allow *"),
+            (&["*"], &["*.evil.com"], "sub.evil.com", 443, "deny *.evil.com"),
+            (&["api.example.com"], &["api.example.com"], "api.example.com", 443, "deny api.example.com"),
+            (&["api.example.com"], &["*:25"], "api.example.com", 25, "deny *:25"),
+            (&["api.example.com"], &["*:25"], "api.example.com", 443, "allow api.example.com"),
+            (&["api.example.com:443"], &["api.example.com:80"], "api.example.com", 443, "allow api.example.com:443"),
+            (&["*", "*.example.com", "api.example.com"], &[], "api.example.com", 443, "allow api.example.com"),
+            (&["*", "*.example.com"], &[], "api.example.com", 443, "allow *.example.com"),
+            (&["api.example.com", "api.example.com:443"], &[], "api.example.com", 443, "allow api.example.com:443"),
+            (&["127.0.0.1:8080"], &[], "127.0.0.1", 8080, "allow 127.0.0.1:8080"),
+            (&["127.0.0.1:8080"], &[], "127.0.0.2", 8080, "not-allowed"),
+            (&["[::1]:8080"], &[], "[::1]", 8080, "allow [::1]:8080"),
+            (&["[::1]:8080"], &[], "0:0:0:0:0:0:0:1", 8080, "allow [::1]:8080"),
+            (&["127.0.0.1"], &[], "::ffff:127.0.0.1", 80, "not-allowed"),
+            (&["*"], &["127.0.0.1"], "::ffff:127.0.0.1", 80, "deny 127.0.0.1"),
+            (&["*.0.0.1"], &[], "127.0.0.1", 80, "not-allowed"),
+            (&["localhost"], &[], "127.0.0.1", 80, "not-allowed"),
+            (&["xn--bcher-kva.example"], &[], "xn--bcher-kva.example", 443, "allow xn--bcher-kva.example"),
+        ];
+        for (allow, deny, host, port, expected) in cases {
+            let got = outcome(&policy(allow, deny), &dest(host, *port));
+            assert_eq!(&got, expected, "allow {allow:?} deny {deny:?} -> {host}:{port}");
+        }
+        assert!(cases.len() >= 30);
+    }
+
+    #[test]
+    fn check_addr_table() {
+        #[rustfmt::skip]
+        let cases: &[AddrCase<'_>] = &[
+            // allow, destination host, port, resolved address, refused as
+            (&["*"], "example.com", 443, "93.184.216.34", None),
+            (&["*"], "example.com", 443, "2606:2800:220:1:248:1893:25c8:1946", None),
+            (&["*"], "localhost", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["*"], "localhost", 80, "127.255.0.9", Some(AddrClass::Loopback)),
+            (&["*"], "localhost", 80, "::1", Some(AddrClass::Loopback)),
+            (&["*"], "x.test", 80, "10.1.2.3", Some(AddrClass::Private)),
+            (&["*"], "x.test", 80, "172.16.0.1", Some(AddrClass::Private)),
+            (&["*"], "x.test", 80, "172.31.255.255", Some(AddrClass::Private)),
+            (&["*"], "x.test", 80, "172.32.0.1", None),
+            (&["*"], "x.test", 80, "192.168.1.1", Some(AddrClass::Private)),
+            (&["*"], "x.test", 80, "169.254.1.1", Some(AddrClass::LinkLocal)),
+            (&["*"], "x.test", 80, "169.254.169.254", Some(AddrClass::CloudMetadata)),
+            (&["*"], "x.test", 80, "100.64.0.1", Some(AddrClass::SharedCgnat)),
+            (&["*"], "x.test", 80, "100.127.255.255", Some(AddrClass::SharedCgnat)),
+            (&["*"], "x.test", 80, "100.128.0.1", None),
+            (&["*"], "x.test", 80, "100.100.100.200", Some(AddrClass::CloudMetadata)),
+            (&["*"], "x.test", 80, "0.0.0.0", Some(AddrClass::Unspecified)),
+            (&["*"], "x.test", 80, "0.1.2.3", Some(AddrClass::Unspecified)),
+            (&["*"], "x.test", 80, "224.0.0.1", Some(AddrClass::Multicast)),
+            (&["*"], "x.test", 80, "255.255.255.255", Some(AddrClass::Broadcast)),
+            (&["*"], "x.test", 80, "240.0.0.1", Some(AddrClass::Reserved)),
+            (&["*"], "x.test", 80, "::", Some(AddrClass::Unspecified)),
+            (&["*"], "x.test", 80, "fe80::1", Some(AddrClass::LinkLocal)),
+            (&["*"], "x.test", 80, "fc00::1", Some(AddrClass::UniqueLocal)),
+            (&["*"], "x.test", 80, "fd12:3456::1", Some(AddrClass::UniqueLocal)),
+            (&["*"], "x.test", 80, "fd00:ec2::254", Some(AddrClass::CloudMetadata)),
+            (&["*"], "x.test", 80, "ff02::1", Some(AddrClass::Multicast)),
+            (&["*"], "x.test", 80, "::ffff:127.0.0.1", Some(AddrClass::Loopback)),
+            (&["*"], "x.test", 80, "::ffff:169.254.169.254", Some(AddrClass::CloudMetadata)),
+            (&["*"], "x.test", 80, "::ffff:8.8.8.8", None),
+            (&["*"], "x.test", 80, "::127.0.0.1", Some(AddrClass::Loopback)),
+            (&["*"], "x.test", 80, "::8.8.8.8", Some(AddrClass::Reserved)),
+            (&["*"], "x.test", 80, "64:ff9b::7f00:1", Some(AddrClass::Loopback)),
+            (&["*"], "x.test", 80, "64:ff9b::a9fe:a9fe", Some(AddrClass::CloudMetadata)),
+            (&["*"], "x.test", 80, "64:ff9b::808:808", None),
+            (&["*"], "x.test", 80, "2002:c0a8:0101::1", Some(AddrClass::Private)),
+            // Literal names and addresses unlock, wildcards never do.
+            (&["localhost:8080"], "localhost", 8080, "127.0.0.1", None),
+            (&["localhost:8080"], "localhost", 8080, "::1", None),
+            (&["localhost:8080"], "localhost", 9090, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["localhost"], "localhost", 9090, "127.0.0.1", None),
+            (&["127.0.0.1:8080"], "127.0.0.1", 8080, "127.0.0.1", None),
+            (&["127.0.0.1:8080", "*"], "rebind.test", 8080, "127.0.0.1", None),
+            (&["127.0.0.1:8080", "*"], "rebind.test", 8081, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["*.localhost"], "a.localhost", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["*:8080"], "localhost", 8080, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["169.254.169.254"], "169.254.169.254", 80, "169.254.169.254", None),
+            (&["127.0.0.1"], "::ffff:127.0.0.1", 80, "::ffff:127.0.0.1", Some(AddrClass::Loopback)),
+            (&["[::1]:8080"], "[::1]", 8080, "::1", None),
+        ];
+        for (allow, host, port, addr, expected) in cases {
+            let p = policy(allow, &[]);
+            let got = check_addr(&p, &dest(host, *port), addr.parse().unwrap());
+            let got_class = match got {
+                Ok(()) => None,
+                Err(Denied::SpecialAddress { class, .. }) => Some(class),
+                Err(other) => panic!("{other}"),
+            };
+            assert_eq!(got_class, *expected, "allow {allow:?} -> {host}:{port} at {addr}");
+        }
+        assert!(cases.len() >= 30);
+    }
+
+    #[test]
+    fn deny_patterns_apply_to_resolved_addresses() {
+        let p = policy(&["*"], &["93.184.216.34:443"]);
+        let d = dest("example.com", 443);
+        assert!(check(&p, &d).is_ok());
+        let err = check_addr(&p, &d, "93.184.216.34".parse().unwrap()).unwrap_err();
+        assert_eq!(err.rule(), Some("93.184.216.34:443"));
+        let err = check_addr(&p, &d, "::ffff:93.184.216.34".parse().unwrap()).unwrap_err();
+        assert_eq!(err.rule(), Some("93.184.216.34:443"));
+        assert!(check_addr(&p, &dest("example.com", 80), "93.184.216.34".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn denials_explain_themselves() {
+        let p = policy(&["localhost:8080"], &["*.evil.com"]);
+        let e = check(&p, &dest("api.example.com", 443)).unwrap_err();
+        assert_eq!(e.to_string(), "api.example.com:443 is not allowed by the network policy; add --net api.example.com:443 to allow it");
+        assert_eq!(e.suggestion().as_deref(), Some("api.example.com:443"));
+        let e = check(&p, &dest("x.evil.com", 443)).unwrap_err();
+        assert_eq!(e.to_string(), "x.evil.com:443 is refused by the deny rule `*.evil.com`");
+        assert_eq!(e.suggestion(), None);
+        let e = check_addr(&policy(&["*"], &[]), &dest("localhost", 9000), "127.0.0.1".parse().unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "localhost:9000 resolves to a loopback address (127.0.0.1); name it literally to allow: add --net localhost:9000 (a wildcard never unlocks such addresses)"
+        );
+        let e = check_addr(&policy(&["*"], &[]), &dest("::1", 9000), "::1".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().starts_with("[::1]:9000 is a loopback address; name it literally to allow: add --net [::1]:9000"), "{e}");
+    }
+
+    #[test]
+    fn destinations_normalise_and_refuse_junk() {
+        assert_eq!(dest("Example.COM.", 1).to_string(), "example.com:1");
+        assert_eq!(dest("[::1]", 8080).to_string(), "[::1]:8080");
+        assert_eq!(dest("::1", 8080).host(), &Host::Ip("::1".parse().unwrap()));
+        assert_eq!(dest("10.0.0.1", 1).host(), &Host::Ip("10.0.0.1".parse().unwrap()));
+        for bad in [
+            "", ".", "a..b", "a b", "a@b", "fe80::1%eth0", "[::1", "[1.2.3.4]", "bücher.example", "a/b", "a:b",
+            &"a".repeat(64), &["a"; 200].join("."), "\0", "*.example.com",
+        ] {
+            assert!(Destination::new(bad, 80).is_err(), "{bad:?}");
+        }
+        assert_eq!(Destination::new("a.com", 0), Err(ParseDestinationError::ZeroPort));
+        // Forms that inet_aton would read as 127.0.0.1 are names to us; they
+        // are refused after resolution by the address guard, not matched by a
+        // literal `127.0.0.1` pattern.
+        assert_eq!(dest("2130706433", 80).host(), &Host::Name("2130706433".into()));
+        assert_eq!(dest("127.1", 80).host(), &Host::Name("127.1".into()));
+    }
+
+    #[test]
+    fn pattern_text_round_trips() {
+        for raw in ["api.example.com", "api.example.com:443", "*", "*:443", "*.example.com", "[::1]:8080", "::1", "10.0.0.1:22"] {
+            assert_eq!(pattern_text(&NetPattern::parse(raw).unwrap()), raw);
+        }
+    }
+}

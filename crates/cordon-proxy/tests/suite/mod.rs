@@ -1,0 +1,7 @@
+mod connect;
+mod http_forward;
+mod python;
+mod robustness;
+mod socks;
+mod ssrf;
+mod support;
