@@ -238,9 +238,10 @@ pub enum PlanError {
         /// Why not.
         why: &'static str,
     },
-    /// Network allow-lists are not available yet.
-    #[error("network access (--net {pattern}) is not available yet: the filtering proxy has not landed, and cordon will not open the network unfiltered")]
-    Network {
+    /// Network allow-lists need the sandbox's own network namespace, which
+    /// dev mode does not have.
+    #[error("network rules (--net {pattern}) cannot be enforced in dev mode, which has no network isolation")]
+    NetworkInDevMode {
         /// The first pattern.
         pattern: String,
     },
@@ -254,13 +255,16 @@ impl PlanError {
             PlanError::Seccomp { .. } => "use a kernel built with CONFIG_SECCOMP_FILTER=y",
             PlanError::UserNamespaces { .. } => "run `cordon doctor`; allow user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns), run as root, or use --mode process",
             PlanError::Quota { .. } => "run `cordon doctor` to see which cgroup controllers this process may use; delegate one to cordon's cgroup, or drop the quota",
-            PlanError::Network { .. } => "drop --net; network allow-lists arrive with the filtering proxy",
+            PlanError::NetworkInDevMode { .. } => "use --mode process or --mode container, or drop --net (dev mode reaches the network directly)",
         }
     }
 }
 
 /// Size of the container's `/tmp` when no memory limit says otherwise.
 pub const DEFAULT_TMP_MB: u64 = 512;
+
+/// Where the filtering proxy listens on the sandbox's own loopback.
+pub const PROXY_PORT: u16 = 3128;
 
 /// Landlock ABI with `TRUNCATE`, below which read-only grants could be truncated.
 const FS_ABI: u32 = 3;
@@ -278,9 +282,6 @@ impl Plan {
     /// `scratch` is where a host scratch directory goes when the plan needs
     /// one (see [`Tmp`]); the plan does not create it.
     pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
-        if let Some(p) = policy.net.allow.first() {
-            return Err(PlanError::Network { pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()) });
-        }
         let mut plan = Plan {
             mode,
             namespaces: vec![],
@@ -296,6 +297,9 @@ impl Plan {
             ledger: vec![],
         };
         if mode == Mode::Dev {
+            if let Some(p) = policy.net.allow.first() {
+                return Err(PlanError::NetworkInDevMode { pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()) });
+            }
             plan.rlimits.clear();
             plan.ledger_dev(policy);
             return Ok(plan);
@@ -340,6 +344,9 @@ impl Plan {
         plan.landlock = Some(landlock_plan(policy, mode, support, &plan.tmp));
         if mode == Mode::Container {
             plan.root = Some(root_plan(policy));
+        }
+        if !policy.net.allow.is_empty() {
+            plan.proxy_port = Some(PROXY_PORT);
         }
         plan.plan_limits(policy, support)?;
         plan.ledger_sandbox(policy, support);
@@ -413,7 +420,17 @@ impl Plan {
             };
             push(format!("fs.deny {}", r.path.display()), mech, e);
         }
-        push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
+        if policy.net.allow.is_empty() {
+            push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
+        } else {
+            let proxy = format!("filtering proxy on the sandbox's 127.0.0.1:{PROXY_PORT} (HTTP, CONNECT, SOCKS5); no other route");
+            for p in &policy.net.allow {
+                push(format!("net.allow {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()), proxy.clone(), Enforcement::Full);
+            }
+            for p in &policy.net.deny {
+                push(format!("net.deny {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()), proxy.clone(), Enforcement::Full);
+            }
+        }
         push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
         push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
         if !container {
@@ -593,10 +610,17 @@ mod tests {
     }
 
     #[test]
-    fn network_is_refused_until_the_proxy_lands() {
+    fn allowed_hosts_get_the_proxy_except_in_dev_mode() {
         let mut policy = Policy::default();
         policy.net.allow.push(NetPattern::parse("example.com").unwrap());
-        let e = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap_err();
+        for mode in [Mode::Process, Mode::Container] {
+            let p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+            assert_eq!(p.proxy_port, Some(PROXY_PORT));
+            assert!(p.namespaces.contains(&Namespace::Net));
+            assert!(p.ledger.iter().any(|e| e.rule == "net.allow example.com"));
+        }
+        assert!(build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap().proxy_port.is_none());
+        let e = build(&policy, Mode::Dev, &KernelSupport::fixture_full()).unwrap_err();
         assert!(e.to_string().contains("--net example.com"), "{e}");
     }
 

@@ -120,6 +120,10 @@ pub struct ExecutionResult {
     pub warnings: Vec<String>,
     /// What enforced each policy entry.
     pub enforcement: Vec<LedgerEntry>,
+    /// One entry per connection the command made through the filtering
+    /// proxy: host, port, allowed or denied and by which rule, bytes up and
+    /// down. Empty when the policy allows no host.
+    pub network: Vec<cordon_proxy::ConnectionRecord>,
 }
 
 impl ExecutionResult {
@@ -154,6 +158,7 @@ mod tests {
             logs: Logs { lines: vec![LogLine { stream: Stream::Stdout, ts_ms: 0.5, text: "hi".into() }], dropped_bytes: 0 },
             warnings: vec![],
             enforcement: vec![],
+            network: vec![],
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["exit"], serde_json::json!({"signal": 9}));

@@ -157,6 +157,7 @@ impl Started {
             logs: Logs::default(),
             warnings: self.warnings,
             enforcement: self.enforcement,
+            network: vec![],
         }
     }
 }
@@ -246,6 +247,10 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     if req.result.is_some() {
         env.push(("CORDON_RESULT_FD".into(), RESULT_FD.to_string()));
     }
+    if let Some(port) = plan.proxy_port {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        env.extend(cordon_proxy::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
+    }
     let secrets = req.policy.env.secret_values(&env);
     let path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let Some(program) = req.argv.first() else {
@@ -264,7 +269,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
     let signals = sys::block_termination_signals().ok();
-    let running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
+    let mut running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
         Ok(r) => r,
         Err(e) => {
             let (code, msg) = match &e {
@@ -277,7 +282,25 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             return started.fail(mode, code, format!("{msg}{cause}{hint}"));
         }
     };
-    supervise(req, &plan, running, ours, started, signals, &secrets)
+    // The listener lives in the sandbox's network namespace; the proxy
+    // serves it from ours. Connections made before this point wait in its
+    // backlog.
+    let proxy = match running.proxy_listener.take() {
+        None => None,
+        Some(fd) => match cordon_proxy::spawn(std::net::TcpListener::from(fd), cordon_proxy::ProxyConfig::new(req.policy.net.clone())) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let _ = running.signal(libc::SIGKILL);
+                let _ = running.reap();
+                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot start the filtering proxy: {e}"));
+            }
+        },
+    };
+    let mut result = supervise(req, &plan, running, ours, started, signals, &secrets);
+    if let Some(p) = proxy {
+        result.network = p.shutdown();
+    }
+    result
 }
 
 /// cordon's ends of the command's pipes.
@@ -607,6 +630,7 @@ fn finish_result(
         logs,
         warnings: started.warnings,
         enforcement: started.enforcement,
+        network: vec![],
     }
 }
 

@@ -174,5 +174,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
             render::message(kind, &format!("{code}: {}", err.message));
         }
     }
+    for c in result.network.iter().filter(|c| !c.allowed) {
+        let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
+        render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));
+    }
     Ok(result.exit_status())
 }

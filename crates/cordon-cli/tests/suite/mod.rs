@@ -16,6 +16,7 @@ mod exit_codes;
 mod fds;
 mod fs;
 mod json;
+mod net_proxy;
 mod network;
 mod processes;
 mod quotas;
