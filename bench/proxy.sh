@@ -8,9 +8,12 @@
 #        RUNS small requests per path (default 101), DOWNLOADS 256 MiB
 #        downloads per path (default 5; the median is reported)
 # needs: curl; builds the cordon-proxy example `bench_proxy` in release.
+#        With socat installed, a plain TCP relay (no policy, no protocol)
+#        is measured too, as a reference for what any userspace relay costs.
 # The server and the proxy run as separate processes, like cordon's
-# supervisor and a remote server; on a 2-core machine curl, proxy and
-# server share the cores, so the proxy's copy competes with both.
+# supervisor and a remote server. On a 2-core machine curl, proxy and
+# server share the cores, so loopback throughput through any relay is far
+# below direct; the proxy's CPU time per MiB says what it costs on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-101}
@@ -49,28 +52,57 @@ forward=(curl -s -o /dev/null -x "http://127.0.0.1:$PROXY")
 connect=(curl -s -o /dev/null -p -x "http://127.0.0.1:$PROXY")
 socks=(curl -s -o /dev/null --socks5-hostname "127.0.0.1:$PROXY")
 calc() { awk "BEGIN { print $1 }"; }
+# CPU time (user + system, in clock ticks) used so far by a process.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "server 127.0.0.1:$SRV, proxy 127.0.0.1:$PROXY ($(nproc) CPUs)"
 echo
 echo "256 MiB download, median of $DOWNLOADS (curl speed_download):"
-for path in direct forward connect; do : >"$OUT/tp.$path"; done
+paths=(direct forward connect)
+SOCAT_PID=
+if command -v socat >/dev/null; then
+    socat -b 1048576 TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork "TCP:127.0.0.1:$SRV" &
+    SOCAT_PID=$!
+    for _ in $(seq 100); do
+        RELAY=$(ss -ltnpH 2>/dev/null | awk -v pid="pid=$SOCAT_PID," 'index($0, pid) { n = split($4, a, ":"); print a[n] }')
+        [ -n "$RELAY" ] && break
+        sleep 0.05
+    done
+    relay=(curl -s -o /dev/null --connect-to "127.0.0.1:$SRV:127.0.0.1:$RELAY")
+    paths+=(relay)
+fi
+for path in "${paths[@]}"; do : >"$OUT/tp.$path"; echo 0 >"$OUT/cpu.$path"; done
 for _ in $(seq "$DOWNLOADS"); do
     # Interleaved, so drift in machine load hits every path alike.
-    for path in direct forward connect; do
+    for path in "${paths[@]}"; do
         declare -n cmd=$path
+        before=$(ticks "$PROXY_PID")
         "${cmd[@]}" -w '%{speed_download} %{size_download}\n' "http://127.0.0.1:$SRV/bytes/$SIZE" >>"$OUT/tp.$path"
+        echo $(( $(cat "$OUT/cpu.$path") + $(ticks "$PROXY_PID") - before )) >"$OUT/cpu.$path"
     done
 done
-for path in direct forward connect; do
+[ -n "$SOCAT_PID" ] && kill "$SOCAT_PID"
+for path in "${paths[@]}"; do
     awk -v want=$SIZE '$2 != want { print "short download: " $0 > "/dev/stderr"; exit 1 }' "$OUT/tp.$path"
 done
 TP_DIRECT=$(cut -d' ' -f1 "$OUT/tp.direct" | median)
 printf '  %-34s %8.0f MiB/s\n' "direct" "$(calc "$TP_DIRECT / 1048576")"
-for path in forward connect; do
+for path in "${paths[@]:1}"; do
     tp=$(cut -d' ' -f1 "$OUT/tp.$path" | median)
-    label=$([ $path = forward ] && echo "through proxy, HTTP forward" || echo "through proxy, CONNECT")
-    printf '  %-34s %8.0f MiB/s   %5.1f%% of direct\n' "$label" "$(calc "$tp / 1048576")" "$(calc "100 * $tp / $TP_DIRECT")"
+    case $path in
+        forward) label="through proxy, HTTP forward" ;;
+        connect) label="through proxy, CONNECT" ;;
+        relay) label="reference: socat TCP relay" ;;
+    esac
+    printf '  %-34s %8.0f MiB/s   %5.1f%% of direct' "$label" "$(calc "$tp / 1048576")" "$(calc "100 * $tp / $TP_DIRECT")"
+    if [ "$path" != relay ]; then
+        # Proxy CPU per MiB relayed, and the rate one core could relay at.
+        ms=$(calc "1000 * $(cat "$OUT/cpu.$path") / $HZ / ($DOWNLOADS * 256)")
+        printf '   proxy CPU %.3f ms/MiB (one core relays %.0f MiB/s)' "$ms" "$(calc "1000 / $ms")"
+    fi
+    echo
 done
 
 echo

@@ -52,11 +52,8 @@
 //! 300 s. Connections at once: 256. Records: 100 000. These are fields of
 //! [`ProxyConfig`] (the head limit is [`MAX_HEAD_BYTES`]).
 //!
-//! Payload moves socket to socket with `splice(2)` through one pipe per
-//! direction (up to 1 MiB of kernel buffer each, two descriptors each);
-//! when the process has no descriptors left for a pipe, through a 128 KiB
-//! userspace buffer instead. Chunked request bodies always go through the
-//! buffer, because the proxy must find where they end.
+//! Relay buffers start at 16 KiB and grow to 1 MiB per direction for
+//! transfers that keep them full, so a connection holds at most 2 MiB.
 //!
 //! # Current limitations
 //!
@@ -85,7 +82,6 @@ mod record;
 mod relay;
 mod server;
 mod socks;
-mod splice;
 
 pub use http::MAX_HEAD_BYTES;
 pub use policy::{

@@ -10,16 +10,47 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 use crate::http::{self, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, MAX_HEAD_BYTES};
 use crate::record::Counters;
-use crate::splice::{self, Pipe, PumpError};
 
-/// Size of each userspace relay buffer (chunked bodies, and bulk transfers
-/// when no pipe for `splice` can be had). Large enough that a transfer
-/// costs few syscalls per megabyte.
-pub(crate) const RELAY_BUF: usize = 128 * 1024;
+/// First size of a relay buffer: a request/response exchange never
+/// allocates more.
+const RELAY_BUF_MIN: usize = 16 * 1024;
+/// Largest size of a relay buffer, reached by transfers whose reads keep
+/// filling it. On a loopback download, 1 MiB reads and writes are about 15%
+/// faster than 128 KiB ones and about 10% faster than `splice(2)` through a
+/// pipe (the client then copies from pages the proxy just wrote, still in
+/// cache, rather than from the server's older ones).
+const RELAY_BUF_MAX: usize = 1024 * 1024;
+
+/// A relay buffer that starts at [`RELAY_BUF_MIN`] and grows fourfold, up to
+/// [`RELAY_BUF_MAX`], after each read that fills it: small exchanges stay
+/// cheap, bulk transfers get large reads and writes. At most
+/// `RELAY_BUF_MAX` per direction per connection.
+pub(crate) struct RelayBuf {
+    buf: Vec<u8>,
+    grow: bool,
+}
+
+impl RelayBuf {
+    pub fn new() -> Self {
+        RelayBuf { buf: vec![0; RELAY_BUF_MIN], grow: false }
+    }
+
+    /// Reads once from `src`, at most `max` bytes; returns what was read
+    /// (empty at end of stream).
+    pub async fn read_from<R: AsyncRead + Unpin>(&mut self, src: &mut R, max: usize) -> io::Result<&[u8]> {
+        if self.grow {
+            self.grow = false;
+            self.buf.resize((self.buf.len() * 4).min(RELAY_BUF_MAX), 0);
+        }
+        let want = self.buf.len().min(max);
+        let n = src.read(&mut self.buf[..want]).await?;
+        self.grow = n == self.buf.len() && n < RELAY_BUF_MAX;
+        Ok(&self.buf[..n])
+    }
+}
 
 /// Most `1xx` heads relayed before the final response.
 const MAX_INTERIM_RESPONSES: usize = 16;
@@ -46,11 +77,6 @@ pub(crate) struct Counted<S> {
 impl<S> Counted<S> {
     pub fn new(inner: S, counters: Arc<Counters>, direction: Direction) -> Self {
         Counted { inner, counters, direction }
-    }
-
-    /// The stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 
     /// The counter this stream's writes go to.
@@ -136,12 +162,16 @@ pub(crate) enum ExchangeError {
 /// bytes that arrived with the head (`early`), then from the client. Bytes
 /// after the body (a pipelined second request) are not relayed: the proxy
 /// answers one request per connection.
-pub(crate) async fn relay_request_body(
-    client: &mut ReadHalf<'_>,
-    upstream: &mut Counted<WriteHalf<'_>>,
+pub(crate) async fn relay_request_body<R, W>(
+    client: &mut R,
+    upstream: &mut W,
     early: &[u8],
     framing: BodyFraming,
-) -> Result<(), ExchangeError> {
+) -> Result<(), ExchangeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut left = match framing {
         BodyFraming::None => return Ok(()),
         BodyFraming::Length(n) => Remaining::Length(n),
@@ -150,65 +180,78 @@ pub(crate) async fn relay_request_body(
     let used = left.consume(early)?;
     upstream.write_all(&early[..used]).await.map_err(ExchangeError::WriteUpstream)?;
     if let Remaining::Length(n) = left {
-        let moved = bulk(client, upstream, Some(n)).await.map_err(|e| match e {
-            PumpError::Read(e) => ExchangeError::ReadClient(e),
-            PumpError::Write(e) => ExchangeError::WriteUpstream(e),
+        let moved = copy(client, upstream, Some(n)).await.map_err(|e| match e {
+            CopyError::Read(e) => ExchangeError::ReadClient(e),
+            CopyError::Write(e) => ExchangeError::WriteUpstream(e),
         })?;
         return if moved == n { Ok(()) } else { Err(ExchangeError::ClientClosedInBody) };
     }
-    let mut buf = vec![0; RELAY_BUF];
+    let mut buf = RelayBuf::new();
     while !left.is_done() {
-        let n = client.read(&mut buf).await.map_err(ExchangeError::ReadClient)?;
-        if n == 0 {
+        let data = buf.read_from(client, usize::MAX).await.map_err(ExchangeError::ReadClient)?;
+        if data.is_empty() {
             return Err(ExchangeError::ClientClosedInBody);
         }
-        let used = left.consume(&buf[..n])?;
-        upstream.write_all(&buf[..used]).await.map_err(ExchangeError::WriteUpstream)?;
+        let used = left.consume(data)?;
+        upstream.write_all(&data[..used]).await.map_err(ExchangeError::WriteUpstream)?;
     }
     Ok(())
 }
 
-/// Relays up to `limit` bytes (all, without one) from `src` to `dst`, in
-/// the kernel with `splice(2)` when a pipe can be had, through a buffer
-/// otherwise. Returns the number of bytes relayed; fewer than `limit` means
-/// `src` reached end of stream.
-async fn bulk(src: &mut ReadHalf<'_>, dst: &mut Counted<WriteHalf<'_>>, limit: Option<u64>) -> Result<u64, PumpError> {
-    if limit == Some(0) {
-        return Ok(0);
+/// Which side of a copy failed.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// Reading from the source.
+    Read(io::Error),
+    /// Writing to the destination.
+    Write(io::Error),
+}
+
+impl CopyError {
+    pub fn into_inner(self) -> io::Error {
+        match self {
+            CopyError::Read(e) | CopyError::Write(e) => e,
+        }
     }
-    if let Ok(pipe) = Pipe::new() {
-        return splice::pump(src.as_ref(), dst.get_ref().as_ref(), &pipe, limit, dst.counter()).await;
-    }
-    // Out of descriptors for a pipe: copy through userspace instead.
-    let mut buf = vec![0; RELAY_BUF];
+}
+
+/// Copies up to `limit` bytes (all, without one) from `src` to `dst`.
+/// Returns the number of bytes copied; fewer than `limit` means `src`
+/// reached end of stream.
+pub(crate) async fn copy<R, W>(src: &mut R, dst: &mut W, limit: Option<u64>) -> Result<u64, CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = RelayBuf::new();
     let mut moved = 0u64;
     loop {
         let want = match limit {
-            Some(limit) => usize::try_from(limit - moved).unwrap_or(usize::MAX).min(buf.len()),
-            None => buf.len(),
+            Some(limit) => usize::try_from(limit - moved).unwrap_or(usize::MAX),
+            None => usize::MAX,
         };
         if want == 0 {
             return Ok(moved);
         }
-        let n = src.read(&mut buf[..want]).await.map_err(PumpError::Read)?;
-        if n == 0 {
+        let data = buf.read_from(src, want).await.map_err(CopyError::Read)?;
+        if data.is_empty() {
             return Ok(moved);
         }
-        dst.write_all(&buf[..n]).await.map_err(PumpError::Write)?;
-        moved += n as u64;
+        dst.write_all(data).await.map_err(CopyError::Write)?;
+        moved += data.len() as u64;
     }
 }
 
 /// Relays the upstream response to the client: each head rewritten (see
 /// [`http::rewrite_response`]), then the body as its framing delimits it,
 /// or until the upstream closes when it has none.
-pub(crate) async fn relay_response(
-    upstream: &mut ReadHalf<'_>,
-    client: &mut Counted<WriteHalf<'_>>,
-    method: &str,
-) -> Result<(), ExchangeError> {
+pub(crate) async fn relay_response<R, W>(upstream: &mut R, client: &mut W, method: &str) -> Result<(), ExchangeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0; RELAY_BUF];
+    let mut chunk = RelayBuf::new();
     let mut interim = 0;
     let mut left = loop {
         let len = loop {
@@ -218,12 +261,11 @@ pub(crate) async fn relay_response(
             if buf.len() > MAX_HEAD_BYTES {
                 return Err(ExchangeError::ResponseHeadTooLarge);
             }
-            let room = (MAX_HEAD_BYTES + 1 - buf.len()).min(chunk.len());
-            let n = upstream.read(&mut chunk[..room]).await.map_err(ExchangeError::ReadUpstream)?;
-            if n == 0 {
+            let data = chunk.read_from(upstream, MAX_HEAD_BYTES + 1 - buf.len()).await.map_err(ExchangeError::ReadUpstream)?;
+            if data.is_empty() {
                 return Err(ExchangeError::UpstreamClosed);
             }
-            buf.extend_from_slice(&chunk[..n]);
+            buf.extend_from_slice(data);
         };
         if len > MAX_HEAD_BYTES {
             return Err(ExchangeError::ResponseHeadTooLarge);
@@ -245,34 +287,32 @@ pub(crate) async fn relay_response(
     let used = left.consume(&buf)?;
     client.write_all(&buf[..used]).await.map_err(ExchangeError::WriteClient)?;
     drop(buf);
-    let pump_error = |e| match e {
-        PumpError::Read(e) => ExchangeError::ReadUpstream(e),
-        PumpError::Write(e) => ExchangeError::WriteClient(e),
+    let copy_error = |e| match e {
+        CopyError::Read(e) => ExchangeError::ReadUpstream(e),
+        CopyError::Write(e) => ExchangeError::WriteClient(e),
     };
     match left {
         Remaining::Length(n) => {
-            let moved = bulk(upstream, client, Some(n)).await.map_err(pump_error)?;
-            return if moved == n { Ok(()) } else { Err(ExchangeError::UpstreamClosed) };
+            let moved = copy(upstream, client, Some(n)).await.map_err(copy_error)?;
+            if moved == n {
+                Ok(())
+            } else {
+                Err(ExchangeError::UpstreamClosed)
+            }
         }
-        Remaining::UntilClose => {
-            bulk(upstream, client, None).await.map_err(pump_error)?;
-            return Ok(());
+        Remaining::UntilClose => copy(upstream, client, None).await.map(drop).map_err(copy_error),
+        Remaining::Chunked(mut decoder) => {
+            while !decoder.is_done() {
+                let data = chunk.read_from(upstream, usize::MAX).await.map_err(ExchangeError::ReadUpstream)?;
+                if data.is_empty() {
+                    return Err(ExchangeError::UpstreamClosed);
+                }
+                let used = decoder.feed(data)?;
+                client.write_all(&data[..used]).await.map_err(ExchangeError::WriteClient)?;
+            }
+            Ok(())
         }
-        Remaining::Chunked(_) => {}
     }
-    while !left.is_done() {
-        let want = left.want(chunk.len());
-        let n = upstream.read(&mut chunk[..want]).await.map_err(ExchangeError::ReadUpstream)?;
-        if n == 0 {
-            return match left {
-                Remaining::UntilClose => Ok(()),
-                _ => Err(ExchangeError::UpstreamClosed),
-            };
-        }
-        let used = left.consume(&chunk[..n])?;
-        client.write_all(&chunk[..used]).await.map_err(ExchangeError::WriteClient)?;
-    }
-    Ok(())
 }
 
 /// How much of a message body is still to come.
@@ -302,15 +342,6 @@ impl Remaining {
             Remaining::Length(n) => *n == 0,
             Remaining::Chunked(d) => d.is_done(),
             Remaining::UntilClose => false,
-        }
-    }
-
-    /// How many bytes to read at most: never past a known end, so nothing
-    /// after the message is read off the socket.
-    fn want(&self, buf: usize) -> usize {
-        match self {
-            Remaining::Length(n) => usize::try_from(*n).unwrap_or(usize::MAX).min(buf),
-            Remaining::Chunked(_) | Remaining::UntilClose => buf,
         }
     }
 

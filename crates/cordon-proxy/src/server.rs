@@ -25,9 +25,8 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::http::{self, HeadError, Target, MAX_HEAD_BYTES};
 use crate::policy::{check, check_addr, Denied, Destination, Host, ParseDestinationError};
 use crate::record::{ConnectionRecord, Ledger, Protocol, Tracker};
-use crate::relay::{self, Counted, Direction, ExchangeError, RELAY_BUF};
+use crate::relay::{self, CopyError, Counted, Direction, ExchangeError};
 use crate::socks::{self, Reply, SocksError, SocksHost};
-use crate::splice::{self, Pipe, PumpError};
 
 /// How the proxy behaves. [`ProxyConfig::new`] gives the defaults; the
 /// fields are public so a caller can tighten them.
@@ -635,8 +634,10 @@ async fn connect(dest: &Destination, addrs: &[SocketAddr], budget: Duration) -> 
     Err(last.unwrap_or(ServeError::ConnectTimeout { dest: dest.to_string(), timeout: budget }))
 }
 
-/// Splices client and upstream until both sides close, after sending the
-/// bytes that arrived with the request (`early`).
+/// Relays both ways between client and upstream until both sides have
+/// closed, after sending the bytes that arrived with the request (`early`).
+/// End of stream in one direction is passed on as a half-close, so
+/// protocols that close their sending side first still get their answer.
 async fn tunnel(
     client: &mut TcpStream,
     mut upstream: TcpStream,
@@ -645,37 +646,25 @@ async fn tunnel(
     tracker: &Tracker,
 ) -> Result<(), ServeError> {
     let counters = Arc::clone(&tracker.counters);
-    let relay = async {
-        upstream.write_all(early).await?;
-        counters.up.fetch_add(early.len() as u64, Ordering::Relaxed);
-        match (Pipe::new(), Pipe::new()) {
-            (Ok(up_pipe), Ok(down_pipe)) => {
-                let (client, upstream) = (&*client, &upstream);
-                // Each direction ends with end of stream, passed on as a
-                // half-close, like copy_bidirectional does. A peer that is
-                // already gone makes the shutdown fail; nothing is lost then.
-                let up = async {
-                    splice::pump(client, upstream, &up_pipe, None, &counters.up).await?;
-                    let _ = splice::shutdown_write(upstream);
-                    Ok::<_, PumpError>(())
-                };
-                let down = async {
-                    splice::pump(upstream, client, &down_pipe, None, &counters.down).await?;
-                    let _ = splice::shutdown_write(client);
-                    Ok::<_, PumpError>(())
-                };
-                tokio::try_join!(up, down).map(drop).map_err(|(PumpError::Read(e) | PumpError::Write(e))| e)
-            }
-            // Out of descriptors for pipes: relay through buffers instead.
-            _ => {
-                let mut up = Counted::new(&mut upstream, Arc::clone(&counters), Direction::Up);
-                let mut down = Counted::new(&mut *client, Arc::clone(&counters), Direction::Down);
-                tokio::io::copy_bidirectional_with_sizes(&mut down, &mut up, RELAY_BUF, RELAY_BUF).await.map(drop)
-            }
-        }
+    let (mut client_rx, client_tx) = client.split();
+    let mut client_tx = Counted::new(client_tx, Arc::clone(&counters), Direction::Down);
+    let (mut upstream_rx, upstream_tx) = upstream.split();
+    let mut upstream_tx = Counted::new(upstream_tx, Arc::clone(&counters), Direction::Up);
+    let up = async {
+        upstream_tx.write_all(early).await.map_err(CopyError::Write)?;
+        relay::copy(&mut client_rx, &mut upstream_tx, None).await?;
+        // A peer that is already gone makes the shutdown fail; nothing is
+        // lost then.
+        let _ = upstream_tx.shutdown().await;
+        Ok::<_, CopyError>(())
+    };
+    let down = async {
+        relay::copy(&mut upstream_rx, &mut client_tx, None).await?;
+        let _ = client_tx.shutdown().await;
+        Ok::<_, CopyError>(())
     };
     tokio::select! {
-        result = relay => result.map_err(ServeError::Tunnel),
+        result = async { tokio::try_join!(up, down) } => result.map(drop).map_err(|e| ServeError::Tunnel(e.into_inner())),
         () = relay::idle(&counters, config.idle_timeout) => Err(ServeError::Idle(config.idle_timeout)),
     }
 }
