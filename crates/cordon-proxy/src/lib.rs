@@ -53,7 +53,8 @@
 //! [`ProxyConfig`] (the head limit is [`MAX_HEAD_BYTES`]).
 //!
 //! Relay buffers start at 16 KiB and grow to 1 MiB per direction for
-//! transfers that keep them full, so a connection holds at most 2 MiB.
+//! transfers that keep them full: at most about 2 MiB per connection, so
+//! 512 MiB at the default 256 connections if every one is a bulk transfer.
 //!
 //! # Current limitations
 //!
