@@ -6,7 +6,7 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new ULID: 48 bits of milliseconds since the epoch, 80 random bits.
 pub fn new_request_id() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) as u128;
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let mut rand = [0u8; 10];
     if cordon_core::sys::random_bytes(&mut rand).is_err() {
         // getrandom cannot fail on Linux >= 3.17 once the pool is ready;

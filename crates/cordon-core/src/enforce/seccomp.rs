@@ -222,8 +222,8 @@ const TIOCLINUX: u32 = 0x541C;
 pub enum Verdict {
     /// Run the syscall.
     Allow,
-    /// Fail it with this errno.
-    Errno(u16),
+    /// Fail it with this errno (the kernel keeps its low 16 bits).
+    Errno(u32),
     /// Kill the process (foreign architecture).
     Kill,
 }
@@ -232,7 +232,7 @@ impl Verdict {
     fn ret(self) -> u32 {
         match self {
             Verdict::Allow => libc::SECCOMP_RET_ALLOW,
-            Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | u32::from(e),
+            Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
             Verdict::Kill => libc::SECCOMP_RET_KILL_PROCESS,
         }
     }
@@ -287,8 +287,8 @@ pub struct RuleSet {
     pub default: Verdict,
 }
 
-const EPERM: Verdict = Verdict::Errno(libc::EPERM as u16);
-const ENOSYS: Verdict = Verdict::Errno(libc::ENOSYS as u16);
+const EPERM: Verdict = Verdict::Errno(libc::EPERM as u32);
+const ENOSYS: Verdict = Verdict::Errno(libc::ENOSYS as u32);
 
 fn plain(v: Verdict) -> SyscallRule {
     SyscallRule { when: vec![], otherwise: v }
@@ -485,7 +485,7 @@ mod tests {
 
     /// A classic-BPF interpreter for the instructions `compile` emits.
     fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let mut data = vec![0u8; 64];
+        let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
         for (i, a) in args.iter().enumerate() {
@@ -516,7 +516,7 @@ mod tests {
     }
 
     fn verdict(prog: &[SockFilter], nr: i64, args: [u64; 6]) -> u32 {
-        run(prog, AUDIT_ARCH, nr as u32, args)
+        run(prog, AUDIT_ARCH, u32::try_from(nr).expect("syscall numbers fit in u32"), args)
     }
 
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;

@@ -13,8 +13,9 @@ impl EnvPattern {
     /// Parses `NAME` or `PREFIX*`.
     pub fn parse(raw: &str) -> Result<Self> {
         let name = raw.strip_suffix('*').unwrap_or(raw);
-        let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !(name.is_empty() && !raw.ends_with('*'));
+        // `PREFIX*` may have an empty prefix (`*`: every variable); a plain
+        // name may not be empty.
+        let valid = (raw.ends_with('*') || !name.is_empty()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid || name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(PolicyError::EnvPattern(raw.to_owned()));
         }
@@ -70,11 +71,7 @@ impl EnvPolicy {
 
     /// Builds the environment from `host` (cordon's own), with `home` as
     /// `HOME` and `TMPDIR`. Later entries win.
-    pub fn build<'a>(
-        &self,
-        host: impl IntoIterator<Item = (String, String)>,
-        home: &'a str,
-    ) -> Vec<(String, String)> {
+    pub fn build(&self, host: impl IntoIterator<Item = (String, String)>, home: &str) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = vec![
             ("PATH".into(), DEFAULT_PATH.into()),
             ("HOME".into(), home.into()),

@@ -521,12 +521,15 @@ fn loopback_up(spec: &ChildSpec) {
     check!(spec, ChildStage::Loopback, 1, unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) });
     // SAFETY: reading the union member SIOCGIFFLAGS just wrote.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: as above, setting the flags.
     check!(spec, ChildStage::Loopback, 2, unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) });
     // SAFETY: our own socket.
     unsafe { libc::close(sock) };
 }
+
+/// Size of one descriptor in a control message.
+const INT_BYTES: u32 = 4;
 
 fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     let st = ChildStage::ProxyListener;
@@ -534,12 +537,12 @@ fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     check!(spec, st, 0, sock);
     let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(2),
         sin_port: port.to_be(),
         sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
         sin_zero: [0; 8],
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap_or(16);
     // SAFETY: `addr` is a live sockaddr_in of `len` bytes.
     check!(spec, st, 1, unsafe { libc::bind(sock, (&addr as *const libc::sockaddr_in).cast(), len) });
     // SAFETY: integer arguments.
@@ -555,19 +558,26 @@ fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is a pure computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(INT_BYTES) };
+    msg.msg_controllen = usize::try_from(space).unwrap_or(0);
     // SAFETY: msg_control points at `control`, large enough for one header.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     // SAFETY: `cmsg` points into `control` (non-null: the buffer has room).
     unsafe { (*cmsg).cmsg_level = libc::SOL_SOCKET };
     // SAFETY: as above.
     unsafe { (*cmsg).cmsg_type = libc::SCM_RIGHTS };
-    // SAFETY: as above; CMSG_LEN is a pure computation.
-    unsafe { (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as usize };
-    // SAFETY: CMSG_DATA points at room for one int inside `control`.
-    unsafe { std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), sock) };
+    // SAFETY: CMSG_LEN is a pure computation.
+    let len = unsafe { libc::CMSG_LEN(INT_BYTES) };
+    // SAFETY: as above.
+    unsafe { (*cmsg).cmsg_len = usize::try_from(len).unwrap_or(0) };
+    // SAFETY: `cmsg` points at the header inside `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: `data` points at room for one int inside `control`.
+    unsafe { std::ptr::write_unaligned(data.cast::<c_int>(), sock) };
     // SAFETY: `msg` and everything it points at are live locals.
-    check!(spec, st, 3, unsafe { libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) } as c_int);
+    if unsafe { libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) } == -1 {
+        fail(spec, st, 3);
+    }
     // SAFETY: cordon holds its own copy now; ours goes.
     unsafe { libc::close(sock) };
 }

@@ -257,13 +257,16 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     if cmsg.is_null() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no descriptor in the proxy channel message"));
     }
-    // SAFETY: `cmsg` is non-null and points into `control`.
-    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+    // SAFETY: `cmsg` is non-null and points at a header inside `control`.
+    let header: libc::cmsghdr = unsafe { std::ptr::read_unaligned(cmsg) };
+    let (level, kind) = (header.cmsg_level, header.cmsg_type);
     if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected control message in the proxy channel"));
     }
-    // SAFETY: an SCM_RIGHTS header carries at least one int.
-    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
+    // SAFETY: `cmsg` is non-null and points into `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: an SCM_RIGHTS header carries at least one int at `data`.
+    let fd = unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>()) };
     // SAFETY: the kernel installed this descriptor for us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
