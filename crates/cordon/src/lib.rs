@@ -5,6 +5,18 @@
 //! capture, CPU polling, signal forwarding) and produces one
 //! [`ExecutionResult`] per run, also when the run never started.
 //!
+//! On top of that:
+//!
+//! - [`plugin`]: run a handler of a plugin folder under its `cordon.toml`
+//!   ([`run_handler`], what `cordon exec` does) and show how each declared
+//!   permission is enforced here ([`check_plugin`], `cordon check`).
+//! - [`audit`]: one hash-chained audit record per execution, also for runs
+//!   that fail to start, hit a limit, or whose cordon is killed.
+//! - [`check_fs`], [`check_net`], [`check_env`]: what a policy allows, for
+//!   host applications that decide before they run anything;
+//!   [`check_capabilities`] and [`validate_capability_name`] for the named
+//!   capabilities a host grants.
+//!
 //! ```no_run
 //! use cordon::{Mode, Policy, RunRequest};
 //! let req = RunRequest::new(Policy::default(), Mode::Process, vec!["/bin/echo".into(), "hi".into()]);
@@ -15,7 +27,10 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
+mod checks;
 mod ids;
+pub mod plugin;
 mod result;
 mod runner;
 
@@ -25,3 +40,6 @@ pub use cordon_core::probe::{CgroupDir, KernelSupport, ProbeError};
 pub use ids::new_request_id;
 pub use result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};
+pub use checks::{check_env, check_fs, check_net, Access, Allowed, Denied};
+pub use cordon_plugin::capabilities::{check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError};
+pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};

@@ -1,0 +1,1040 @@
+//! Plugins: run a handler of a plugin folder under its manifest's policy.
+//!
+//! A plugin is a folder with a `cordon.toml` ([`Manifest`]) that declares
+//! handlers, permissions and quotas. [`run_handler`] is what `cordon exec`
+//! does, and [`check_plugin`] what `cordon check` does; both go through the
+//! same preparation, so `check` answers exactly what `exec` would refuse.
+//!
+//! # What a handler gets
+//!
+//! - The manifest's policy, narrowed by the host's ([`HandlerRequest::host`]:
+//!   the host may narrow a manifest, never widen it), plus read access to
+//!   the plugin folder and, with `extends = ["platform"]`, its data folder
+//!   writable and named in `CORDON_DATA_DIR`.
+//! - The input JSON on stdin; a pipe named in `CORDON_RESULT_FD` (fd 3) for
+//!   its one JSON result, which lands in `data`.
+//! - `CORDON_ARTIFACTS`: an empty writable folder, fresh for the run, under
+//!   [`HandlerRequest::run_root`]. After the run its regular files are moved
+//!   into the artifact store ([`ArtifactStore`]) and listed in the result
+//!   with size and SHA-256; symbolic links are never followed.
+//! - `TRACEPARENT`: the caller's W3C trace with a new parent id, or a new
+//!   trace.
+//! - When the policy allows a host: `HTTP_PROXY` and friends (set by the
+//!   runner) and `NODE_OPTIONS=--require <preload>`, a file cordon ships
+//!   that makes Node's global `fetch` use the proxy (Node ignores the proxy
+//!   variables). The preload is written into the run's folder and granted
+//!   read-only.
+//! - `CORDON_CAPABILITIES`: the granted capabilities, comma-separated, when
+//!   the manifest requires any.
+//!
+//! Output is always captured (bounded by `output_bytes`, secrets
+//! redacted) into the result's `logs`.
+//!
+//! # Refusals
+//!
+//! Nothing runs, and the result is `SETUP_FAILED` (exit status 125), when
+//! the manifest is invalid (the message has file, line and column), the
+//! handler is unknown, a required capability is not granted, or an entry of
+//! the policy cannot be enforced in the chosen mode on this host (see
+//! [`PluginCheck`]). An exec allow-list (`permissions.exec`) is such an
+//! entry for now: the sandbox does not enforce it yet, and cordon never runs
+//! silently weaker.
+//!
+//! # Ambient authority
+//!
+//! [`HandlerRequest::host_env`] is the source of `env.allow`; the data
+//! folder and the artifact store are host folders the plugin writes to.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use cordon_core::plan::{Enforcement, Plan, PlanError};
+use cordon_core::policy::{Mode, PathRule, Policy};
+use cordon_core::probe::{KernelSupport, ProbeError};
+
+pub use cordon_plugin::artifacts::{Artifact, CollectLimits, Skipped, Template, DEFAULT_TEMPLATE};
+pub use cordon_plugin::builder::PolicyBuilder;
+pub use cordon_plugin::capabilities::{check_capabilities, CapabilityCheck};
+pub use cordon_plugin::manifest::{
+    Handler, HandlerError, Manifest, ManifestError, PluginId, Preset, DATA_DIR_ENV, MANIFEST_FILE,
+};
+
+use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
+use crate::result::ExecutionResult;
+use crate::runner::{Capture, Input, ResultChannel, RunRequest};
+
+/// Results larger than this are refused by default (`INVALID_RESULT`): 1 MiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 20;
+
+/// Inputs larger than this are refused before anything runs: 16 MiB.
+pub const MAX_INPUT_BYTES: usize = 16 << 20;
+
+/// The variable naming the artifact folder inside the sandbox.
+pub const ARTIFACTS_ENV: &str = cordon_plugin::artifacts::ENV;
+
+/// The variable naming the granted capabilities inside the sandbox.
+pub const CAPABILITIES_ENV: &str = "CORDON_CAPABILITIES";
+
+/// The preload that routes Node's global `fetch` through the proxy.
+const NODE_FETCH_PRELOAD: &str = include_str!("../preload/node-fetch-proxy.cjs");
+
+/// Where the artifacts of runs go.
+#[derive(Clone, Debug)]
+pub struct ArtifactStore {
+    /// The store's root; `None`: artifacts are not kept (a warning says so).
+    pub root: Option<PathBuf>,
+    /// The layout below the root.
+    pub template: Template,
+    /// Caps per run.
+    pub limits: CollectLimits,
+}
+
+impl ArtifactStore {
+    /// `$XDG_DATA_HOME/cordon/artifacts`, else
+    /// `~/.local/share/cordon/artifacts`.
+    pub fn default_root() -> Option<PathBuf> {
+        data_home().map(|d| d.join("artifacts"))
+    }
+}
+
+impl Default for ArtifactStore {
+    fn default() -> Self {
+        ArtifactStore { root: ArtifactStore::default_root(), template: Template::default(), limits: CollectLimits::default() }
+    }
+}
+
+/// cordon's data folder: `$XDG_DATA_HOME/cordon` or `~/.local/share/cordon`.
+fn data_home() -> Option<PathBuf> {
+    let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    abs(std::env::var_os("XDG_DATA_HOME"))
+        .map(|d| d.join("cordon"))
+        .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon")))
+}
+
+/// The data folder the `platform` preset grants plugin `id` by default:
+/// `$XDG_DATA_HOME/cordon/data/@scope/name` (or under
+/// `~/.local/share/cordon`).
+pub fn default_data_dir(id: &PluginId) -> Option<PathBuf> {
+    data_home().map(|d| d.join("data").join(format!("@{}", id.scope())).join(id.name()))
+}
+
+/// One handler execution (or, for [`check_plugin`], one plugin check; the
+/// handler and input are then unused).
+#[derive(Clone, Debug)]
+pub struct HandlerRequest {
+    /// The plugin folder (holding `cordon.toml`).
+    pub plugin_dir: PathBuf,
+    /// The handler's name.
+    pub handler: String,
+    /// The input JSON, given to the handler on stdin. Default `{}`.
+    pub input: Vec<u8>,
+    /// The tier; `None`: container where this host supports the policy,
+    /// else process (with a warning).
+    pub mode: Option<Mode>,
+    /// The host's policy, intersected with the manifest's. Default
+    /// [`PolicyBuilder::unrestricted`]: no narrowing.
+    pub host: Policy,
+    /// The handler's working directory; default the plugin folder. It must
+    /// be readable under the effective policy.
+    pub workdir: Option<PathBuf>,
+    /// cordon's own environment, the source for `env.allow`.
+    pub host_env: Vec<(String, String)>,
+    /// Request id; generated when `None`.
+    pub request_id: Option<String>,
+    /// The caller's W3C `traceparent`; an invalid or missing one starts a
+    /// new trace.
+    pub traceparent: Option<String>,
+    /// On whose behalf (audit only).
+    pub tenant: Option<String>,
+    /// The data folder for the `platform` preset; `None`:
+    /// [`default_data_dir`]. Created if missing.
+    pub data_dir: Option<PathBuf>,
+    /// Where artifacts go.
+    pub store: ArtifactStore,
+    /// Capabilities the host application grants.
+    pub capabilities: Vec<String>,
+    /// The largest result accepted.
+    pub max_result_bytes: usize,
+    /// Where the run's own folder (artifacts, preload) is created. Default
+    /// `/var/tmp`: not `/tmp`, which container mode replaces.
+    pub run_root: PathBuf,
+    /// What the kernel supports, if the caller probed already.
+    pub support: Option<KernelSupport>,
+    /// The audit trail; `None`: no record is written.
+    pub audit: Option<AuditTrail>,
+}
+
+impl HandlerRequest {
+    /// A request with the defaults documented on each field, cordon's own
+    /// environment, and no audit trail.
+    pub fn new(plugin_dir: impl Into<PathBuf>, handler: impl Into<String>) -> Self {
+        HandlerRequest {
+            plugin_dir: plugin_dir.into(),
+            handler: handler.into(),
+            input: b"{}".to_vec(),
+            mode: None,
+            host: PolicyBuilder::unrestricted(),
+            workdir: None,
+            host_env: std::env::vars().collect(),
+            request_id: None,
+            traceparent: None,
+            tenant: None,
+            data_dir: None,
+            store: ArtifactStore::default(),
+            capabilities: vec![],
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            run_root: PathBuf::from("/var/tmp"),
+            support: None,
+            audit: None,
+        }
+    }
+}
+
+/// Why a handler did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin folder cannot be opened.
+    #[error("cannot open the plugin folder {}", path.display())]
+    PluginDir {
+        /// The folder as given.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The manifest is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The handler is unknown or its program is missing.
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+    /// The `platform` preset needs a data folder and there is none.
+    #[error("plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset")]
+    NoDataDir {
+        /// The plugin.
+        plugin: String,
+    },
+    /// The data folder cannot be created.
+    #[error("cannot create the data folder {}", path.display())]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel probe failed.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// The working directory is unusable.
+    #[error("invalid working directory {}: {reason}", path.display())]
+    Workdir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The input is too large or not JSON.
+    #[error("invalid input: {reason}")]
+    Input {
+        /// Why.
+        reason: String,
+    },
+    /// Part of the policy cannot be enforced here, or a capability is missing.
+    #[error("plugin {plugin} cannot run in {mode} mode on this host:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused {
+        /// The plugin.
+        plugin: String,
+        /// The mode.
+        mode: &'static str,
+        /// Each problem, as in [`PluginCheck::problems`].
+        problems: Vec<String>,
+    },
+    /// The run's own folder cannot be created.
+    #[error("cannot create the run folder {}", path.display())]
+    RunDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl PluginError {
+    /// What to do about it, where there is a suggestion.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PluginError::PluginDir { .. } => Some("give the folder that holds the plugin's cordon.toml".into()),
+            PluginError::Manifest(e) => e.hint().map(str::to_owned),
+            PluginError::Handler(HandlerError::Unknown { .. }) => Some("run `cordon check PLUGIN` to list its handlers".into()),
+            PluginError::Handler(_) => Some("`command[0]` is looked up in the plugin folder, then on the sandbox's PATH".into()),
+            PluginError::NoDataDir { .. } => Some("pass --data-dir DIR".into()),
+            PluginError::DataDir { .. } => Some("pass --data-dir with a folder you can write".into()),
+            PluginError::Probe(_) => Some("run `cordon doctor`".into()),
+            PluginError::Workdir { .. } => {
+                Some("use a folder the manifest grants (fs.read, fs.write, the plugin folder or the data folder)".into())
+            }
+            PluginError::Input { .. } => Some("--input takes a file holding one JSON value, or `-` for stdin".into()),
+            PluginError::Refused { .. } => Some("run `cordon check PLUGIN` for the whole ledger; `cordon doctor` shows what this host can enforce".into()),
+            PluginError::RunDir { .. } => None,
+            PluginError::Audit(e) => Some(e.hint().into()),
+        }
+    }
+
+    /// The message, its causes, the manifest excerpt and the hint, one per
+    /// line, for a result or a terminal.
+    pub fn render(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        if matches!(self, PluginError::Manifest(_) | PluginError::Handler(_) | PluginError::Probe(_) | PluginError::Audit(_)) {
+            // `transparent`: the first source is the error itself.
+            cause = cause.and_then(std::error::Error::source);
+        }
+        while let Some(c) = cause {
+            out.push_str(&format!("\ncaused by: {c}"));
+            cause = c.source();
+        }
+        if let PluginError::Manifest(e) = self {
+            if let Some(ex) = e.excerpt() {
+                out.push('\n');
+                out.push_str(&ex);
+            }
+        }
+        if let Some(h) = self.hint() {
+            out.push_str(&format!("\nhint: {h}"));
+        }
+        out
+    }
+}
+
+/// Where an entry of the effective policy comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Source {
+    /// Declared in the manifest (possibly narrowed by the host).
+    Manifest,
+    /// Granted by a preset the manifest extends.
+    Preset,
+    /// Implied: the plugin folder must be readable for its code to run.
+    Implied,
+    /// Set by the host's flags.
+    Host,
+    /// cordon's baseline for every run (system set, syscalls, defaults).
+    Baseline,
+}
+
+/// One line of a plugin's ledger.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckEntry {
+    /// The entry, e.g. `fs.read /srv/plugin/data`, `quota memory_mb=256`,
+    /// `capability llm`.
+    pub permission: String,
+    /// Where it comes from.
+    pub source: Source,
+    /// What enforces it here; `None` when nothing can.
+    pub mechanism: Option<String>,
+    /// How completely; `None` when nothing can.
+    pub enforcement: Option<Enforcement>,
+    /// Why it cannot be enforced or granted here; `exec` refuses the plugin
+    /// while any entry has one.
+    pub problem: Option<String>,
+}
+
+/// A handler, as listed by [`check_plugin`].
+#[derive(Clone, Debug, Serialize)]
+pub struct HandlerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its argv as declared.
+    pub command: Vec<String>,
+    /// For people.
+    pub description: Option<String>,
+}
+
+/// What [`check_plugin`] found: the effective policy as an enforcement
+/// ledger, and whether `exec` would run the plugin here.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginCheck {
+    /// Plugin id.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+    /// Description.
+    pub description: Option<String>,
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// The handlers.
+    pub handlers: Vec<HandlerInfo>,
+    /// The mode the check was made for.
+    pub mode: Mode,
+    /// [`audit::policy_digest`] of the effective policy (what audit records
+    /// carry).
+    pub policy_digest: String,
+    /// One entry per permission, quota and baseline rule.
+    pub entries: Vec<CheckEntry>,
+    /// Everything that stops `exec`, one sentence each.
+    pub problems: Vec<String>,
+    /// Things to know that do not stop it (mode fallback, dev mode).
+    pub warnings: Vec<String>,
+    /// Whether `exec` would run it: no problems.
+    pub runnable: bool,
+}
+
+/// Everything known before a handler starts.
+struct Prepared {
+    manifest: Manifest,
+    plugin_dir: PathBuf,
+    policy: Policy,
+    mode: Mode,
+    support: KernelSupport,
+    check: PluginCheck,
+}
+
+/// Loads and validates the plugin, builds its effective policy and ledger
+/// for the chosen mode on this host. Returns an error only when the plugin
+/// cannot be checked at all (bad folder or manifest, failed probe); a
+/// plugin that cannot be enforced here is a check with `runnable: false`.
+pub fn check_plugin(req: &HandlerRequest) -> Result<PluginCheck, PluginError> {
+    prepare(req).map(|p| p.check)
+}
+
+fn prepare(req: &HandlerRequest) -> Result<Prepared, PluginError> {
+    let plugin_dir =
+        std::fs::canonicalize(&req.plugin_dir).map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
+    let manifest = Manifest::load(&plugin_dir)?;
+    let data_dir = if manifest.extends.contains(&Preset::Platform) {
+        let dir = req
+            .data_dir
+            .clone()
+            .or_else(|| default_data_dir(&manifest.id))
+            .ok_or_else(|| PluginError::NoDataDir { plugin: manifest.id.to_string() })?;
+        create_private_dir(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
+        Some(std::fs::canonicalize(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?)
+    } else {
+        None
+    };
+    let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host);
+    let support = match &req.support {
+        Some(s) => s.clone(),
+        None => KernelSupport::detect()?,
+    };
+    let (mode, fallback) = choose_mode(req.mode, &policy, &support);
+    let mut check = ledger(&manifest, &policy, mode, &support, &req.capabilities, &plugin_dir, data_dir.as_deref(), &req.host);
+    check.warnings.extend(fallback);
+    Ok(Prepared { manifest, plugin_dir, policy, mode, support, check })
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// The manifest's policy (with the plugin folder and the preset's data
+/// folder) narrowed by `host`. The plugin folder stays readable whatever
+/// the host's path grants are: without it nothing can run, and the manifest
+/// already has it, so keeping it widens nothing.
+pub fn effective_policy(manifest: &Manifest, plugin_dir: &Path, data_dir: Option<&Path>, host: &Policy) -> Policy {
+    let mut host = host.clone();
+    let covered = host.fs.read.iter().chain(&host.fs.write).any(|r| plugin_dir.starts_with(&r.path));
+    if !covered {
+        host.fs.read.push(PathRule { path: plugin_dir.to_owned() });
+    }
+    manifest.builder(plugin_dir, data_dir).narrow(&host).build()
+}
+
+/// The mode to run `policy` in: `flag`, else container where it can be
+/// planned here, else process with a warning saying why.
+pub fn choose_mode(flag: Option<Mode>, policy: &Policy, support: &KernelSupport) -> (Mode, Option<String>) {
+    if let Some(m) = flag {
+        return (m, None);
+    }
+    match Plan::build(policy, Mode::Container, support, Path::new("/tmp")) {
+        Ok(_) => (Mode::Container, None),
+        Err(e) => (Mode::Process, Some(format!("container mode is not available here ({e}); running in process mode"))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ledger(
+    manifest: &Manifest,
+    policy: &Policy,
+    mode: Mode,
+    support: &KernelSupport,
+    granted: &[String],
+    plugin_dir: &Path,
+    data_dir: Option<&Path>,
+    host: &Policy,
+) -> PluginCheck {
+    let mut entries: Vec<CheckEntry> = vec![];
+    let mut problems: Vec<String> = vec![];
+    let mut warnings: Vec<String> = vec![];
+    let dev = mode == Mode::Dev;
+    let quota_declared = |name: &str| {
+        let q = &manifest.quotas;
+        match name {
+            "timeout_ms" => q.timeout_ms.is_some(),
+            "grace_ms" => q.grace_ms.is_some(),
+            "memory_mb" => q.memory_mb.is_some(),
+            "cpu_ms" => q.cpu_ms.is_some(),
+            "pids" => q.pids.is_some(),
+            "output_bytes" => q.output_bytes.is_some(),
+            "file_size_mb" => q.file_size_mb.is_some(),
+            _ => false,
+        }
+    };
+    let host_quota = |name: &str| {
+        let (h, u) = (&host.limits, crate::plugin::PolicyBuilder::unrestricted().limits);
+        match name {
+            "timeout_ms" => h.timeout_ms != u.timeout_ms,
+            "grace_ms" => h.grace_ms != u.grace_ms,
+            "memory_mb" => h.memory_mb != u.memory_mb,
+            "cpu_ms" => h.cpu_ms != u.cpu_ms,
+            "pids" => h.pids != u.pids,
+            "output_bytes" => h.output_bytes != u.output_bytes,
+            "file_size_mb" => h.file_size_mb != u.file_size_mb,
+            _ => false,
+        }
+    };
+    let source_of = |rule: &str| -> Source {
+        for kind in ["fs.read ", "fs.write "] {
+            if let Some(path) = rule.strip_prefix(kind) {
+                let path = Path::new(path);
+                return if path == plugin_dir {
+                    Source::Implied
+                } else if Some(path) == data_dir {
+                    Source::Preset
+                } else {
+                    Source::Manifest
+                };
+            }
+        }
+        if let Some(q) = rule.strip_prefix("quota ") {
+            let name = q.split('=').next().unwrap_or("");
+            return if quota_declared(name) {
+                Source::Manifest
+            } else if host_quota(name) {
+                Source::Host
+            } else {
+                Source::Baseline
+            };
+        }
+        if ["fs.deny ", "net.allow ", "net.deny "].iter().any(|k| rule.starts_with(k)) {
+            return Source::Manifest;
+        }
+        Source::Baseline
+    };
+    let mut env_mechanism = Some("supervisor builds the environment".to_owned());
+    match Plan::build(policy, mode, support, Path::new("/tmp/cordon-check")) {
+        Ok(plan) => {
+            for e in plan.ledger {
+                if e.rule == "env" {
+                    env_mechanism = Some(e.mechanism.clone());
+                }
+                let problem = (e.enforcement == Enforcement::NotEnforced && !dev)
+                    .then(|| format!("{} is not enforced by {}", e.rule, e.mechanism));
+                problems.extend(problem.clone());
+                entries.push(CheckEntry {
+                    source: source_of(&e.rule),
+                    permission: e.rule,
+                    mechanism: Some(e.mechanism),
+                    enforcement: Some(e.enforcement),
+                    problem,
+                });
+            }
+        }
+        Err(e) => {
+            let quota = match &e {
+                PlanError::Quota { quota, .. } => Some(*quota),
+                _ => None,
+            };
+            problems.push(format!("{e} (hint: {})", e.hint()));
+            env_mechanism = None;
+            for rule in declared_rules(policy) {
+                let hit = quota.is_some_and(|q| rule.starts_with(&format!("quota {q}=")));
+                entries.push(CheckEntry {
+                    source: source_of(&rule),
+                    permission: rule,
+                    mechanism: None,
+                    enforcement: None,
+                    problem: Some(if hit { e.to_string() } else { format!("not planned: {e}") }),
+                });
+            }
+        }
+    }
+    if dev {
+        warnings.push("dev mode: nothing but the timeout is enforced; use it for trusted code only".into());
+    }
+    for p in &policy.env.allow {
+        let text = serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let (mechanism, enforcement) = match (&env_mechanism, dev) {
+            (_, true) => (Some("none (dev mode)".to_owned()), Some(Enforcement::NotEnforced)),
+            (Some(m), false) => (Some(m.clone()), Some(Enforcement::Full)),
+            (None, false) => (None, None),
+        };
+        entries.push(CheckEntry { permission: format!("env.allow {text}"), source: Source::Manifest, mechanism, enforcement, problem: None });
+    }
+    if policy.limits.timeout_ms.is_some() && !dev {
+        entries.push(CheckEntry {
+            permission: format!("quota grace_ms={}", policy.limits.grace_ms),
+            source: source_of("quota grace_ms="),
+            mechanism: Some("supervisor (SIGTERM at the timeout, SIGKILL after grace_ms)".into()),
+            enforcement: Some(Enforcement::Full),
+            problem: None,
+        });
+    }
+    if let Some(exec) = &policy.exec {
+        let list: Vec<String> = exec.iter().map(|p| p.display().to_string()).collect();
+        let permission = format!("exec [{}]", list.join(", "));
+        if dev {
+            entries.push(CheckEntry {
+                permission,
+                source: Source::Manifest,
+                mechanism: Some("none (dev mode)".into()),
+                enforcement: Some(Enforcement::NotEnforced),
+                problem: None,
+            });
+        } else {
+            let problem = "exec allow-lists are not enforced by this version of cordon (the sandbox grants execute with read); remove `permissions.exec` to run the plugin with any readable program executable".to_owned();
+            problems.push(problem.clone());
+            entries.push(CheckEntry { permission, source: Source::Manifest, mechanism: None, enforcement: None, problem: Some(problem) });
+        }
+    }
+    let caps = check_capabilities(&manifest.permissions.capabilities, granted);
+    for c in &caps.granted {
+        entries.push(CheckEntry {
+            permission: format!("capability {c}"),
+            source: Source::Manifest,
+            mechanism: Some(format!("granted by the host application (named in {CAPABILITIES_ENV})")),
+            enforcement: Some(Enforcement::Full),
+            problem: None,
+        });
+    }
+    for c in &caps.missing {
+        let problem = format!("capability `{c}` is required but not granted; pass --capability {c} if the host application provides it");
+        problems.push(problem.clone());
+        entries.push(CheckEntry { permission: format!("capability {c}"), source: Source::Manifest, mechanism: None, enforcement: None, problem: Some(problem) });
+    }
+    let handlers = manifest
+        .handlers
+        .iter()
+        .map(|(name, h)| HandlerInfo { name: name.clone(), command: h.command.clone(), description: h.description.clone() })
+        .collect();
+    PluginCheck {
+        plugin: manifest.id.to_string(),
+        version: manifest.version.to_string(),
+        description: manifest.description.clone(),
+        manifest: manifest.path.clone(),
+        handlers,
+        mode,
+        policy_digest: audit::policy_digest(policy),
+        runnable: problems.is_empty(),
+        entries,
+        problems,
+        warnings,
+    }
+}
+
+/// The policy's entries in the ledger's words, for when no plan exists.
+fn declared_rules(policy: &Policy) -> Vec<String> {
+    let mut out = vec![];
+    let fs = &policy.fs;
+    for (kind, rules) in [("fs.read", &fs.read), ("fs.write", &fs.write), ("fs.deny", &fs.deny)] {
+        out.extend(rules.iter().map(|r| format!("{kind} {}", r.path.display())));
+    }
+    for (kind, pats) in [("net.allow", &policy.net.allow), ("net.deny", &policy.net.deny)] {
+        out.extend(pats.iter().map(|p| format!("{kind} {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default())));
+    }
+    let l = &policy.limits;
+    for (name, v) in [
+        ("timeout_ms", l.timeout_ms),
+        ("memory_mb", l.memory_mb),
+        ("cpu_ms", l.cpu_ms),
+        ("pids", l.pids),
+        ("file_size_mb", l.file_size_mb),
+        ("output_bytes", Some(l.output_bytes)),
+    ] {
+        out.extend(v.map(|v| format!("quota {name}={v}")));
+    }
+    out
+}
+
+/// What a plugin run returns: the [`ExecutionResult`] and, beside its
+/// fields in the JSON form, the plugin, the trace and the stored artifacts.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandlerResult {
+    /// The run's result.
+    #[serde(flatten)]
+    pub result: ExecutionResult,
+    /// Plugin id, version and handler, once the manifest was read.
+    pub plugin: Option<PluginRef>,
+    /// The W3C trace id the run belongs to (also in the audit record).
+    pub trace_id: String,
+    /// [`audit::policy_digest`] of the effective policy, once it was built.
+    pub policy_digest: Option<String>,
+    /// Files the handler left in `CORDON_ARTIFACTS`, now in the store.
+    pub artifacts: Vec<Artifact>,
+    /// Entries of `CORDON_ARTIFACTS` that were not stored, and why.
+    pub artifacts_skipped: Vec<Skipped>,
+}
+
+/// Which plugin and handler ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginRef {
+    /// `@scope/name`.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// The handler.
+    pub handler: String,
+}
+
+impl std::ops::Deref for HandlerResult {
+    type Target = ExecutionResult;
+    fn deref(&self) -> &ExecutionResult {
+        &self.result
+    }
+}
+
+impl HandlerResult {
+    /// The exit status of `cordon exec`: that of `cordon run`
+    /// ([`ExecutionResult::exit_status`]), except that a handler that
+    /// exited 0 without a valid result (`INVALID_RESULT`) gives 1.
+    pub fn exit_status(&self) -> i32 {
+        let status = self.result.exit_status();
+        match &self.result.error {
+            Some(e) if e.code == crate::ErrorCode::InvalidResult && status == 0 => 1,
+            _ => status,
+        }
+    }
+}
+
+/// The run's own host folder, `cordon-exec-<request id>` under the run
+/// root: the artifact folder and the Node preload. Removed on drop. A flock
+/// marks it live, so a folder left by a killed cordon is swept by the next
+/// run that creates one.
+struct RunDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+const RUN_DIR_PREFIX: &str = "cordon-exec-";
+
+impl RunDir {
+    fn create(root: &Path, request_id: &str) -> io::Result<RunDir> {
+        sweep_run_dirs(root);
+        let path = root.join(format!("{RUN_DIR_PREFIX}{request_id}"));
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let lock = std::fs::File::open(&path)?;
+        cordon_core::sys::try_lock_exclusive(&lock)?;
+        std::fs::DirBuilder::new().mode(0o700).create(path.join("artifacts"))?;
+        Ok(RunDir { path, _lock: lock })
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        self.path.join("artifacts")
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn sweep_run_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let ours = name.to_str().is_some_and(|n| n.starts_with(RUN_DIR_PREFIX) && n.len() == RUN_DIR_PREFIX.len() + 26);
+        if !ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            if cordon_core::sys::try_lock_exclusive(&f).is_ok() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Everything a run needs, once nothing can refuse it any more.
+struct Ready {
+    run: RunRequest,
+    digest: String,
+    run_dir: RunDir,
+    plugin: PluginRef,
+    command: Vec<String>,
+}
+
+/// Runs one handler; see the module docs. Never panics on user error:
+/// every failure is a result with an error code, and with
+/// [`HandlerRequest::audit`] set, every call leaves exactly one record.
+pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
+    let request_id = req.request_id.clone().unwrap_or_else(crate::new_request_id);
+    let trace = TraceParent::from_caller_or_new(req.traceparent.as_deref());
+    let mut subject = Subject {
+        trace_id: trace.trace_id_hex(),
+        tenant: req.tenant.clone(),
+        handler: Some(req.handler.clone()),
+        ..Subject::default()
+    };
+    let mut out = HandlerResult {
+        result: audit::unstarted_result(&request_id, req.mode.unwrap_or(Mode::Container), String::new()),
+        plugin: None,
+        trace_id: trace.trace_id_hex(),
+        policy_digest: None,
+        artifacts: vec![],
+        artifacts_skipped: vec![],
+    };
+    let secrets_of = |p: &Policy| audit::secret_values(p, &req.host_env);
+    let known_mode = std::cell::Cell::new(None);
+    let ready = match get_ready(req, &request_id, &trace, &mut subject, &mut out, &known_mode) {
+        Ok(r) => r,
+        Err((e, policy)) => {
+            let secrets = policy.as_ref().map(secrets_of).unwrap_or_default();
+            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
+            audit::redact_result(&mut out.result, &secrets);
+            if let Some(trail) = &req.audit {
+                let digest = out.policy_digest.clone().unwrap_or_default();
+                let mode = known_mode.get().or(req.mode);
+                if let Err(e) = trail.record_unstarted(&subject, &out.result, mode, &digest, &secrets) {
+                    out.result.warnings.push(PluginError::from(e).render());
+                }
+            }
+            return out;
+        }
+    };
+    let secrets = secrets_of(&ready.run.policy);
+    subject.command = Some(ready.command.clone());
+    let started = match req.audit.as_ref().map(|t| t.begin(&subject, &request_id, Some(ready.run.mode))).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: PluginError::from(e).render() });
+            audit::redact_result(&mut out.result, &secrets);
+            return out;
+        }
+    };
+    let mut result = crate::run(&ready.run);
+    let warnings = std::mem::take(&mut out.result.warnings);
+    result.warnings.splice(0..0, warnings);
+    let vars = cordon_plugin::artifacts::TemplateVars {
+        plugin: ready.plugin.id.clone(),
+        version: ready.plugin.version.clone(),
+        handler: ready.plugin.handler.clone(),
+        request_id: request_id.clone(),
+        tenant: req.tenant.clone(),
+    };
+    match &req.store.root {
+        Some(root) => match cordon_plugin::artifacts::collect(&ready.run_dir.artifacts(), root, &req.store.template, &vars, &req.store.limits) {
+            Ok(c) => {
+                out.artifacts = c.artifacts;
+                out.artifacts_skipped = c.skipped;
+            }
+            Err(e) => {
+                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                result.warnings.push(format!("artifacts were not stored: {e}{cause}{hint}"));
+            }
+        },
+        None => {
+            if std::fs::read_dir(ready.run_dir.artifacts()).is_ok_and(|mut d| d.next().is_some()) {
+                result.warnings.push("artifacts were discarded: there is no artifact store (set HOME, or pass --artifact-store DIR)".into());
+            }
+        }
+    }
+    drop(ready.run_dir);
+    audit::redact_result(&mut result, &secrets);
+    if let Some(started) = started {
+        if let Err(e) = started.complete(&result, &ready.digest, &secrets) {
+            result.warnings.push(PluginError::from(e).render());
+        }
+    }
+    out.result = result;
+    out
+}
+
+/// Everything up to the start; an error comes with the policy, if one was
+/// built (for redaction).
+fn get_ready(
+    req: &HandlerRequest,
+    request_id: &str,
+    trace: &TraceParent,
+    subject: &mut Subject,
+    out: &mut HandlerResult,
+    known_mode: &std::cell::Cell<Option<Mode>>,
+) -> Result<Ready, (PluginError, Option<Policy>)> {
+    if req.input.len() > MAX_INPUT_BYTES {
+        let reason = format!("it is {} bytes; at most {MAX_INPUT_BYTES} are accepted", req.input.len());
+        return Err((PluginError::Input { reason }, None));
+    }
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&req.input) {
+        return Err((PluginError::Input { reason: format!("not one JSON value: {e}") }, None));
+    }
+    let prepared = prepare(req).map_err(|e| (e, None))?;
+    let Prepared { manifest, plugin_dir, mut policy, mode, support, check } = prepared;
+    subject.plugin = Some(manifest.id.to_string());
+    subject.plugin_version = Some(manifest.version.to_string());
+    let plugin = PluginRef { id: manifest.id.to_string(), version: manifest.version.to_string(), handler: req.handler.clone() };
+    out.plugin = Some(plugin.clone());
+    out.result.mode = mode;
+    known_mode.set(Some(mode));
+    out.result.warnings.extend(check.warnings.iter().cloned());
+    let digest = check.policy_digest.clone();
+    out.policy_digest = Some(digest.clone());
+    let fail = |e: PluginError, p: &Policy| Err((e, Some(p.clone())));
+    if !check.runnable {
+        return fail(PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems }, &policy);
+    }
+    let resolved = match manifest.resolve_handler(&req.handler, &plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
+        Ok(r) => r,
+        Err(e) => return fail(e.into(), &policy),
+    };
+    // Arguments naming a file of the plugin folder become absolute, so the
+    // handler may run in another working directory.
+    let mut argv = vec![resolved.program.to_string_lossy().into_owned()];
+    argv.extend(resolved.argv.iter().skip(1).map(|a| {
+        let p = plugin_dir.join(a);
+        if !a.starts_with('-') && !Path::new(a).is_absolute() && p.exists() {
+            p.to_string_lossy().into_owned()
+        } else {
+            a.clone()
+        }
+    }));
+    let cwd = match &req.workdir {
+        None => plugin_dir.clone(),
+        Some(w) => {
+            let abs = match std::fs::canonicalize(w) {
+                Ok(p) if p.is_dir() => p,
+                Ok(_) => return fail(PluginError::Workdir { path: w.clone(), reason: "not a directory".into() }, &policy),
+                Err(e) => return fail(PluginError::Workdir { path: w.clone(), reason: e.to_string() }, &policy),
+            };
+            if let Err(d) = crate::check_fs(&policy, &abs, crate::Access::Read) {
+                return fail(PluginError::Workdir { path: abs, reason: d.reason }, &policy);
+            }
+            abs
+        }
+    };
+    let run_dir = match RunDir::create(&req.run_root, request_id) {
+        Ok(d) => d,
+        Err(source) => {
+            let path = req.run_root.join(format!("{RUN_DIR_PREFIX}{request_id}"));
+            return fail(PluginError::RunDir { path, source }, &policy);
+        }
+    };
+    // Per-run grants and variables come after the digest: the digest names
+    // the approved policy, the same for every run of it.
+    policy.fs.write.push(PathRule { path: run_dir.artifacts() });
+    policy.env.set.push((ARTIFACTS_ENV.into(), run_dir.artifacts().to_string_lossy().into_owned()));
+    policy.env.set.push((cordon_plugin::traceparent::ENV.into(), trace.child().to_string()));
+    if !manifest.permissions.capabilities.is_empty() {
+        let granted = check_capabilities(&manifest.permissions.capabilities, &req.capabilities).granted;
+        policy.env.set.push((CAPABILITIES_ENV.into(), granted.join(",")));
+    }
+    if !policy.net.allow.is_empty() {
+        let preload = run_dir.path.join("node-fetch-proxy.cjs");
+        if let Err(source) = std::fs::write(&preload, NODE_FETCH_PRELOAD) {
+            return fail(PluginError::RunDir { path: preload, source }, &policy);
+        }
+        let inherited = req
+            .host_env
+            .iter()
+            .find(|(k, _)| k == "NODE_OPTIONS")
+            .filter(|_| crate::check_env(&policy, "NODE_OPTIONS").is_ok())
+            .map(|(_, v)| format!("{v} "))
+            .unwrap_or_default();
+        policy.fs.read.push(PathRule { path: preload.clone() });
+        policy.env.set.push(("NODE_OPTIONS".into(), format!("{inherited}--require {}", preload.display())));
+    }
+    // The input reaches stdin through a file and `sh -c 'exec ... <file'`,
+    // not a pipe: the sandbox's init process keeps inherited copies of
+    // cordon's descriptors (the pipe's write end among them) open, so a
+    // handler reading stdin to its end would never see it. The redirect goes
+    // away once init closes what it inherited (cordon-core, sys/child.rs).
+    let input = run_dir.path.join("input.json");
+    if let Err(source) = std::fs::write(&input, &req.input) {
+        return fail(PluginError::RunDir { path: input, source }, &policy);
+    }
+    policy.fs.read.push(PathRule { path: input.clone() });
+    let mut launch: Vec<String> = vec!["/bin/sh".into(), "-c".into(), "exec \"$@\" <\"$0\"".into(), input.to_string_lossy().into_owned()];
+    launch.extend(argv.iter().cloned());
+    let run = RunRequest {
+        policy,
+        mode,
+        argv: launch,
+        cwd,
+        capture: Capture::Logs,
+        host_env: req.host_env.clone(),
+        request_id: Some(request_id.to_owned()),
+        warnings: vec![],
+        support: Some(support),
+        stdin: Input::Bytes(vec![]),
+        result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
+    };
+    Ok(Ready { run, digest, run_dir, plugin, command: argv })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(text, Path::new("/p/cordon.toml")).unwrap()
+    }
+
+    const BASE: &str = "id = \"@t/p\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = [\"./run.sh\"]\n";
+
+    #[test]
+    fn host_flags_narrow_but_the_plugin_folder_stays_readable() {
+        let m = manifest(&format!("{BASE}[permissions]\nfs.write = [\"/srv/out\"]\nnet.allow = [\"*.example.com\"]\n"));
+        let mut host = PolicyBuilder::unrestricted();
+        host.fs.read = vec![PathRule { path: "/srv".into() }];
+        host.fs.write = vec![];
+        host.net.allow = vec![cordon_core::policy::NetPattern::parse("api.example.com:443").unwrap()];
+        let p = effective_policy(&m, Path::new("/p"), None, &host);
+        assert!(p.fs.write.is_empty(), "write needs write on both sides");
+        assert!(p.fs.read.iter().any(|r| r.path == Path::new("/p")));
+        assert!(p.fs.read.iter().any(|r| r.path == Path::new("/srv/out")));
+        assert_eq!(p.net.allow.len(), 1);
+        assert_eq!(p.net.allow[0].host, "api.example.com");
+    }
+
+    #[test]
+    fn ledger_lists_every_declared_entry_and_refuses_what_cannot_be_enforced() {
+        let m = manifest(&format!(
+            "{BASE}[permissions]\nfs.read = [\"data\"]\nenv.allow = [\"TOKEN\"]\nexec = [\"/bin/sh\"]\ncapabilities = [\"llm\", \"cache:x\"]\n[quotas]\ntimeout_ms = 500\nmemory_mb = 64\n"
+        ));
+        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let check = ledger(&m, &policy, Mode::Process, &KernelSupport::fixture_full(), &["cache:x".into()], Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let find = |p: &str| check.entries.iter().find(|e| e.permission == p).unwrap_or_else(|| panic!("no entry {p}: {:#?}", check.entries));
+        assert_eq!(find("fs.read /p").source, Source::Implied);
+        assert_eq!(find("fs.read /p/data").source, Source::Manifest);
+        assert_eq!(find("env.allow TOKEN").enforcement, Some(Enforcement::Full));
+        assert_eq!(find("quota timeout_ms=500").source, Source::Manifest);
+        assert!(find("quota memory_mb=64").mechanism.is_some());
+        assert!(find("quota grace_ms=1000").mechanism.is_some());
+        assert!(find("capability cache:x").problem.is_none());
+        assert!(find("capability llm").problem.as_deref().unwrap().contains("--capability llm"));
+        assert!(find("exec [/bin/sh]").problem.is_some());
+        assert!(!check.runnable);
+        assert_eq!(check.problems.len(), 2, "{:#?}", check.problems);
+    }
+
+    #[test]
+    fn an_unplannable_quota_is_named() {
+        let m = manifest(&format!("{BASE}[quotas]\npids = 8\n"));
+        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let check = ledger(&m, &policy, Mode::Process, &KernelSupport { cgroups: Default::default(), ..KernelSupport::fixture_full() }, &[], Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        assert!(!check.runnable);
+        let pids = check.entries.iter().find(|e| e.permission == "quota pids=8").expect("pids entry");
+        assert!(pids.problem.as_deref().unwrap().contains("quota pids cannot be enforced"), "{pids:?}");
+    }
+}
