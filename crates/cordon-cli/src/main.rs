@@ -4,7 +4,10 @@
 //! Exit status (DESIGN.md): the command's own; 128+N when a signal ended it;
 //! 124 at the wall-clock timeout; 125 when cordon failed before the command
 //! started (bad flags included); 126/127 when the command could not be
-//! executed / was not found. `cordon doctor` exits 0.
+//! executed / was not found. `cordon exec` adds 1 for a handler that
+//! exited 0 without a valid result; `cordon check` exits 125 when the
+//! plugin cannot run here; `cordon audit --verify` exits 1 when the log's
+//! hash chain is broken. `cordon doctor` exits 0.
 
 mod cmd;
 mod render;
@@ -24,6 +27,12 @@ struct Cli {
 enum Command {
     /// Run one command in a sandbox.
     Run(cmd::run::RunArgs),
+    /// Run a handler of a plugin folder under its manifest's policy.
+    Exec(cmd::exec::ExecArgs),
+    /// Validate a plugin and show how this host enforces each permission and quota.
+    Check(cmd::check::CheckArgs),
+    /// List or verify the audit log.
+    Audit(cmd::audit::AuditArgs),
     /// Show what this host can enforce, per mode.
     Doctor(cmd::doctor::DoctorArgs),
 }
@@ -42,6 +51,9 @@ fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Run(args) => cmd::run::run(args),
+        Command::Exec(args) => cmd::exec::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
     };
     match status {

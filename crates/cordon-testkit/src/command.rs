@@ -3,7 +3,9 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -17,16 +19,56 @@ const WATCHDOG: Duration = Duration::from_secs(180);
 /// A program to run with captured output. Stdin is empty unless
 /// [`stdin`](Self::stdin) is called; the environment is inherited unless
 /// changed with [`env`](Self::env) / [`env_remove`](Self::env_remove).
+///
+/// # cordon's state stays in the test
+///
+/// Every command gets a state folder of its own,
+/// `/var/tmp/cordon-test-state-<pid>-<n>` (removed when the command is
+/// dropped): `CORDON_AUDIT_LOG` names `audit.jsonl` in it, and
+/// `XDG_STATE_HOME` / `XDG_DATA_HOME` point into it, so no test writes to
+/// the real audit log, artifact store or plugin data folders of the user
+/// running the suite.
+///
+/// # Every execution leaves exactly one audit record
+///
+/// [`run`](Self::run) checks the audit log the command wrote to (its own,
+/// or the one `--audit-log` or [`env`](Self::env) named): every line must
+/// be a record and the hash chain must verify; a `cordon run` or
+/// `cordon exec` must have appended exactly one record, carrying the
+/// request id of its `--json` result when it printed one; any other
+/// `cordon` subcommand must have appended none. Commands that cordon itself
+/// rejected as unparsable (clap's `error:` messages, `--help`) are not
+/// executions and append nothing. The records are in [`Outcome::audit`].
 #[derive(Debug)]
 pub struct TestCommand {
     cmd: Command,
     stdin: Option<Vec<u8>>,
+    state: PathBuf,
+    audit_log: PathBuf,
 }
+
+static NEXT_STATE: AtomicU32 = AtomicU32::new(0);
 
 impl TestCommand {
     /// A command running `program` with no arguments yet.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        TestCommand { cmd: Command::new(program), stdin: None }
+        let n = NEXT_STATE.fetch_add(1, Ordering::Relaxed);
+        let state = PathBuf::from(format!("/var/tmp/cordon-test-state-{}-{n}", std::process::id()));
+        let audit_log = state.join("audit.jsonl");
+        let mut cmd = Command::new(program);
+        cmd.env("CORDON_AUDIT_LOG", &audit_log).env("XDG_STATE_HOME", state.join("state")).env("XDG_DATA_HOME", state.join("data"));
+        TestCommand { cmd, stdin: None, state, audit_log }
+    }
+
+    /// The audit log this command writes to unless `--audit-log` says
+    /// otherwise.
+    pub fn audit_log(&self) -> &Path {
+        &self.audit_log
+    }
+
+    /// The folder `XDG_DATA_HOME` points into (artifact store, data folders).
+    pub fn data_home(&self) -> PathBuf {
+        self.state.join("data")
     }
 
     /// Appends one argument.
@@ -47,6 +89,9 @@ impl TestCommand {
 
     /// Sets a variable in the program's environment.
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        if key.as_ref() == "CORDON_AUDIT_LOG" {
+            self.audit_log = PathBuf::from(value.as_ref());
+        }
         self.cmd.env(key, value);
         self
     }
@@ -82,6 +127,80 @@ impl TestCommand {
     /// When the program cannot be started, or is still running after the
     /// watchdog (minutes); it is killed first.
     pub fn run(&mut self) -> Outcome {
+        let log = self.effective_audit_log();
+        let before = count_lines(&log);
+        let mut outcome = self.run_unchecked();
+        outcome.audit = self.check_audit(&log, before, &outcome);
+        outcome
+    }
+
+    /// `--audit-log PATH` from the arguments, else the log in the
+    /// environment.
+    fn effective_audit_log(&self) -> PathBuf {
+        let args: Vec<&OsStr> = self.cmd.get_args().collect();
+        for (i, a) in args.iter().enumerate() {
+            if *a == "--" {
+                break;
+            }
+            if *a == "--audit-log" {
+                if let Some(v) = args.get(i + 1) {
+                    return PathBuf::from(v);
+                }
+            }
+            if let Some(v) = a.to_str().and_then(|a| a.strip_prefix("--audit-log=")) {
+                return PathBuf::from(v);
+            }
+        }
+        self.audit_log.clone()
+    }
+
+    /// The `cordon` subcommand this runs, when the program (or, behind
+    /// `setpriv` and the like, an argument) is a `cordon` binary.
+    fn cordon_subcommand(&self) -> Option<String> {
+        let program = self.cmd.get_program();
+        let words: Vec<&OsStr> = std::iter::once(program).chain(self.cmd.get_args()).collect();
+        let at = words.iter().position(|w| Path::new(w).file_name().is_some_and(|n| n == "cordon"))?;
+        words.get(at + 1).map(|s| s.to_string_lossy().into_owned())
+    }
+
+    fn check_audit(&self, log: &Path, before: usize, outcome: &Outcome) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit log {} line {} is not JSON ({e}): {l}\n{outcome}", log.display(), i + 1))
+            })
+            .collect();
+        if !text.is_empty() {
+            if let Err(e) = cordon::audit::verify(log) {
+                panic!("audit log {} does not verify: {e}\n{outcome}", log.display());
+            }
+        }
+        let new: Vec<serde_json::Value> = records.iter().skip(before).cloned().collect();
+        let Some(sub) = self.cordon_subcommand() else { return new };
+        let args: Vec<String> = self.cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let help = args.iter().take_while(|a| *a != "--").any(|a| ["-h", "--help", "-V", "--version"].contains(&a.as_str()));
+        let rejected_by_parser = outcome.stderr.starts_with("error:") || help;
+        let expected = usize::from(matches!(sub.as_str(), "run" | "exec") && !rejected_by_parser);
+        if new.len() != expected {
+            panic!(
+                "`cordon {sub}` appended {} audit records to {}, expected {expected}:\n{}\n{outcome}",
+                new.len(),
+                log.display(),
+                new.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
+            );
+        }
+        if let (Some(record), Ok(result)) = (new.first(), serde_json::from_str::<serde_json::Value>(&outcome.stdout)) {
+            if let Some(id) = result.get("request_id").filter(|_| result.get("metrics").is_some()) {
+                assert_eq!(&record["request_id"], id, "the audit record and the --json result name different runs\n{outcome}");
+            }
+        }
+        new
+    }
+
+    fn run_unchecked(&mut self) -> Outcome {
         let command = self.display();
         let stdin = if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
         self.cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -110,6 +229,7 @@ impl TestCommand {
             status: status.expect("finished means a status"),
             stdout: stdout.join().expect("stdout reader panicked"),
             stderr: stderr.join().expect("stderr reader panicked"),
+            audit: vec![],
         }
     }
 
@@ -118,6 +238,16 @@ impl TestCommand {
         parts.extend(self.cmd.get_args().map(|a| quote(&a.to_string_lossy())));
         parts.join(" ")
     }
+}
+
+impl Drop for TestCommand {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
 }
 
 fn quote(arg: &str) -> String {
@@ -146,6 +276,8 @@ pub struct Outcome {
     pub stdout: String,
     /// Everything it wrote to stderr (lossy UTF-8).
     pub stderr: String,
+    /// The audit records it appended (see [`TestCommand`]).
+    pub audit: Vec<serde_json::Value>,
 }
 
 impl Outcome {

@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// Capture output and print one ExecutionResult JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
     /// The command and its arguments (after `--`).
     #[arg(required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -139,7 +142,15 @@ fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> 
     }
 }
 
+/// Runs the command with its audit record; a bad flag is recorded too.
 pub fn run(a: RunArgs) -> Result<i32> {
+    let subject = cordon::audit::Subject { command: Some(a.command.clone()), ..Default::default() };
+    let traceparent = std::env::var(cordon::audit::TRACEPARENT_ENV).ok();
+    let session = crate::cmd::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
+    session.finish(execute(a, &session))
+}
+
+fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
     let cwd = match &a.cwd {
         Some(c) => std::fs::canonicalize(here.join(c)).with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
@@ -159,7 +170,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
     req.warnings.extend(notice);
     req.support = Some(support);
-    let result = cordon::run(&req);
+    let result = session.run(&mut req);
     if a.json {
         println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);
     }

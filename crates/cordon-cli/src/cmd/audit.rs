@@ -1,0 +1,196 @@
+//! `cordon audit`: list and verify the audit log; and the audit session
+//! `run` and `exec` keep, so that every invocation leaves one record.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cordon::audit::{self, AuditRecord, AuditTrail, Filter, Subject, TraceParent};
+use cordon::plugin::{HandlerRequest, HandlerResult, PluginId};
+use cordon::{ExecutionResult, Mode, RunRequest};
+
+use crate::render;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Exit status: 0; with --verify, 1 when the log's hash chain is broken; 125 on bad flags.")]
+pub struct AuditArgs {
+    /// Only records of this plugin (`@scope/name`).
+    #[arg(long, value_name = "ID")]
+    plugin: Option<String>,
+    /// Only records at or after T: an RFC 3339 time, a date, or a duration ago (`2h`, `7days`).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only records before T (same forms as --since).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Only records with this outcome: ok, error (anything not ok), LOST, or an error code such as TIMEOUT.
+    #[arg(long, value_name = "OUTCOME")]
+    outcome: Option<String>,
+    /// Print one JSON array of records.
+    #[arg(long)]
+    json: bool,
+    /// Check every record and the hash chain instead of listing.
+    #[arg(long, conflicts_with_all = ["plugin", "since", "until", "outcome"])]
+    verify: bool,
+    /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+}
+
+/// Outcomes `--outcome` accepts besides `ok` and `error`.
+const OUTCOMES: &[&str] = &[
+    "LOST",
+    "TIMEOUT",
+    "MEMORY_LIMIT",
+    "CPU_LIMIT",
+    "PIDS_LIMIT",
+    "OUTPUT_LIMIT",
+    "SETUP_FAILED",
+    "NOT_FOUND",
+    "NOT_EXECUTABLE",
+    "NONZERO_EXIT",
+    "KILLED",
+    "INVALID_RESULT",
+];
+
+pub fn run(a: AuditArgs) -> Result<i32> {
+    let path = audit::log_path(a.audit_log.as_deref()).map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))?;
+    if a.verify {
+        return match audit::verify(&path) {
+            Ok(n) => {
+                println!("{}: {n} records, hash chain intact", path.display());
+                Ok(0)
+            }
+            Err(e) => {
+                render::message("error", &format!("{e}"));
+                if let Some(cause) = std::error::Error::source(&e) {
+                    eprintln!("  caused by: {cause}");
+                }
+                Ok(1)
+            }
+        };
+    }
+    let now = SystemTime::now();
+    let time = |flag: &str, raw: &Option<String>| -> Result<Option<SystemTime>> {
+        raw.as_deref().map(|t| audit::parse_time(t, now).with_context(|| format!("invalid --{flag} {t}"))).transpose()
+    };
+    if let Some(p) = &a.plugin {
+        p.parse::<PluginId>().with_context(|| format!("invalid --plugin {p}"))?;
+    }
+    if let Some(o) = &a.outcome {
+        let known = ["ok", "error"].contains(&o.to_ascii_lowercase().as_str()) || OUTCOMES.iter().any(|k| k.eq_ignore_ascii_case(o));
+        if !known {
+            bail!("invalid --outcome {o}\n  hint: use ok, error, or one of {}", OUTCOMES.join(", "));
+        }
+    }
+    let filter = Filter { plugin: a.plugin.clone(), since: time("since", &a.since)?, until: time("until", &a.until)?, outcome: a.outcome.clone() };
+    let found = match audit::filter(&path, &filter) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("cordon: notice: no audit log at {} yet: nothing has been recorded there", path.display());
+            cordon::audit::Filtered::default()
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read the audit log {}", path.display())),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&found.records).context("cannot serialise the records")?);
+    } else {
+        for r in &found.records {
+            println!("{}", line(r));
+        }
+    }
+    if !found.malformed_lines.is_empty() {
+        let lines: Vec<String> = found.malformed_lines.iter().map(usize::to_string).collect();
+        render::message("warning", &format!("lines {} of {} are not audit records\nhint: run `cordon audit --verify`", lines.join(", "), path.display()));
+    }
+    Ok(0)
+}
+
+/// One record for people: time, outcome, what ran, mode, duration, id.
+fn line(r: &AuditRecord) -> String {
+    let what = match (&r.plugin, &r.handler, &r.command) {
+        (Some(p), h, _) => format!("{p}@{} {}", r.plugin_version.as_deref().unwrap_or("?"), h.as_deref().unwrap_or("")),
+        (None, Some(h), _) => format!("(plugin not loaded) {h}"),
+        (None, None, Some(c)) => c.join(" "),
+        (None, None, None) => "(no command)".into(),
+    };
+    let tenant = r.tenant.as_deref().map(|t| format!(" tenant={t}")).unwrap_or_default();
+    format!("{}  {:<14} {:<9} {:>9.1} ms  {}  {what}{tenant}", r.time, r.outcome, r.mode, r.duration_ms, r.request_id)
+}
+
+/// The audit log of one `run` or `exec` invocation: opened (recording
+/// runs an earlier cordon left unfinished) before anything else, so that
+/// even a bad flag leaves a record.
+pub struct Session {
+    trail: AuditTrail,
+    subject: Subject,
+    trace: TraceParent,
+    request_id: String,
+    mode: Option<Mode>,
+    recorded: Cell<bool>,
+}
+
+impl Session {
+    /// Opens the log named by `flag` (else `$CORDON_AUDIT_LOG`, else the
+    /// default). `traceparent` is the caller's, if any.
+    pub fn open(flag: Option<&Path>, mode: Option<&str>, traceparent: Option<&str>, mut subject: Subject) -> Result<Session> {
+        let hinted = |e: cordon::audit::AuditError| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            anyhow::anyhow!("{e}{cause}\n  hint: {}", e.hint())
+        };
+        let path = audit::log_path(flag).map_err(hinted)?;
+        let trail = AuditTrail::open(&path).map_err(hinted)?;
+        if trail.recovered() > 0 {
+            eprintln!(
+                "cordon: notice: recorded {} run(s) as LOST in {}: an earlier cordon was killed before it could record them",
+                trail.recovered(),
+                path.display()
+            );
+        }
+        let trace = TraceParent::from_caller_or_new(traceparent);
+        subject.trace_id = trace.trace_id_hex();
+        Ok(Session {
+            trail,
+            subject,
+            trace,
+            request_id: cordon::new_request_id(),
+            mode: mode.and_then(|m| m.parse().ok()),
+            recorded: Cell::new(false),
+        })
+    }
+
+    /// Runs `req` with its record (`cordon run`).
+    pub fn run(&self, req: &mut RunRequest) -> ExecutionResult {
+        req.request_id = Some(self.request_id.clone());
+        self.recorded.set(true);
+        audit::run_audited(req, &self.trail, &self.subject)
+    }
+
+    /// Runs a handler, which records itself (`cordon exec`).
+    pub fn handler(&self, req: &mut HandlerRequest) -> HandlerResult {
+        req.request_id = Some(self.request_id.clone());
+        req.traceparent = Some(self.trace.to_string());
+        req.audit = Some(self.trail.clone());
+        self.recorded.set(true);
+        cordon::run_handler(req)
+    }
+
+    /// Passes `outcome` through; an error that came before the run (a bad
+    /// flag, an unreadable input) is recorded as `SETUP_FAILED` first.
+    pub fn finish(&self, outcome: Result<i32>) -> Result<i32> {
+        if let Err(e) = &outcome {
+            if !self.recorded.get() {
+                let message = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+                let result = audit::unstarted_result(&self.request_id, self.mode.unwrap_or(Mode::Container), message);
+                let host_env: Vec<(String, String)> = std::env::vars().collect();
+                let secrets = audit::host_secret_values(&host_env);
+                if let Err(ae) = self.trail.record_unstarted(&self.subject, &result, self.mode, "", &secrets) {
+                    render::message("warning", &format!("{ae}\nhint: {}", ae.hint()));
+                }
+            }
+        }
+        outcome
+    }
+}

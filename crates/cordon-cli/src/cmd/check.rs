@@ -1,0 +1,95 @@
+//! `cordon check`: validate a plugin and show how this host enforces each
+//! permission and quota it declares.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cordon::plugin::{CheckEntry, PluginCheck};
+use cordon::Enforcement;
+
+use super::exec::{NarrowArgs, PluginArgs};
+use crate::render;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Exit status: 0 when `cordon exec` would run the plugin here; 125 when the manifest is invalid \
+or an entry cannot be enforced or granted on this host (the ledger says which and why).")]
+pub struct CheckArgs {
+    /// The plugin folder (holding cordon.toml).
+    #[arg(value_name = "PLUGIN")]
+    plugin: PathBuf,
+    /// Check for this tier. Default: the one `cordon exec` would choose.
+    #[arg(long, value_name = "container|process|dev")]
+    mode: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    plugin_opts: PluginArgs,
+    #[command(flatten)]
+    narrow: NarrowArgs,
+}
+
+pub fn run(a: CheckArgs) -> Result<i32> {
+    let req = super::exec::request(&a.plugin, "", a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    let check = match cordon::check_plugin(&req) {
+        Ok(c) => c,
+        Err(e) => {
+            render::message("error", &e.render());
+            return Ok(125);
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&check).context("cannot serialise the check")?);
+    } else {
+        print_table(&check);
+    }
+    if !check.runnable {
+        render::message("error", &format!("{} cannot run in {} mode on this host: {}", check.plugin, check.mode.as_str(), check.problems.join("; ")));
+    }
+    Ok(if check.runnable { 0 } else { 125 })
+}
+
+fn enforcement(e: &CheckEntry) -> &'static str {
+    match (e.enforcement, &e.problem) {
+        (_, Some(_)) => "REFUSED",
+        (Some(Enforcement::Full), None) => "full",
+        (Some(Enforcement::Partial), None) => "partial",
+        (Some(Enforcement::NotEnforced), None) => "none",
+        (None, None) => "-",
+    }
+}
+
+fn print_table(c: &PluginCheck) {
+    println!("plugin     {} {}", c.plugin, c.version);
+    if let Some(d) = &c.description {
+        println!("           {d}");
+    }
+    println!("manifest   {}", c.manifest.display());
+    println!("mode       {}", c.mode.as_str());
+    println!("digest     {}", c.policy_digest);
+    println!("handlers");
+    for h in &c.handlers {
+        let desc = h.description.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+        println!("  {:<16} {}{desc}", h.name, h.command.join(" "));
+    }
+    println!();
+    let width = c.entries.iter().map(|e| e.permission.chars().count()).max().unwrap_or(10).clamp(10, 60);
+    println!("{:<width$}  {:<8}  {:<8}  mechanism", "permission", "source", "enforced");
+    for e in &c.entries {
+        let source = serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let how = match (&e.problem, &e.mechanism) {
+            (Some(p), _) => p.clone(),
+            (None, Some(m)) => m.clone(),
+            (None, None) => "-".into(),
+        };
+        println!("{:<width$}  {source:<8}  {:<8}  {how}", e.permission, enforcement(e));
+    }
+    for w in &c.warnings {
+        println!("\nnote: {w}");
+    }
+    println!();
+    if c.runnable {
+        println!("ok: `cordon exec` runs this plugin in {} mode on this host", c.mode.as_str());
+    }
+}

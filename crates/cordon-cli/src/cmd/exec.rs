@@ -1,0 +1,296 @@
+//! `cordon exec`: run one handler of a plugin folder, and the flags it
+//! shares with `cordon check`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cordon::audit::Subject;
+use cordon::plugin::{HandlerRequest, HandlerResult, PolicyBuilder, Template, MAX_INPUT_BYTES};
+use cordon::{EnvPattern, ErrorCode, Mode, NetPattern, PathRule, Policy, SystemSet, WriteXorExecute};
+
+use crate::render;
+
+#[derive(Args, Debug)]
+#[command(after_help = "The handler's result (the JSON it writes to fd 3) is printed on stdout; its own output is \
+printed on stderr after the run, secrets redacted. With --json, one result object is printed instead.\n\n\
+Exit status: the handler's own; 128+N if signal N ended it (memory, CPU and pids kills included); 124 at the \
+timeout; 125 if cordon refused to start it (bad flags, invalid manifest, unknown handler, a permission this host \
+cannot enforce); 126 not executable; 127 not found; 1 if it exited 0 without a valid result (INVALID_RESULT).")]
+pub struct ExecArgs {
+    /// The plugin folder (holding cordon.toml).
+    #[arg(value_name = "PLUGIN")]
+    plugin: PathBuf,
+    /// The handler to run.
+    #[arg(value_name = "HANDLER")]
+    handler: String,
+    /// The input JSON: a file, or `-` for stdin. Default: `{}`.
+    #[arg(long, value_name = "FILE|-")]
+    input: Option<PathBuf>,
+    /// The handler's working directory (default: the plugin folder); the policy must grant it.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Isolation tier. Default: container where this host supports the policy, else process (with a notice).
+    #[arg(long, value_name = "container|process|dev")]
+    mode: Option<String>,
+    /// Capture everything and print one result object (ExecutionResult plus plugin, trace and artifacts) on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The tenant the run is on behalf of (recorded in the audit log).
+    #[arg(long, value_name = "T")]
+    tenant: Option<String>,
+    /// The caller's W3C traceparent (default: $TRACEPARENT, else a new trace).
+    #[arg(long, value_name = "V")]
+    traceparent: Option<String>,
+    /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    plugin_opts: PluginArgs,
+    #[command(flatten)]
+    narrow: NarrowArgs,
+}
+
+/// Host-side settings of a plugin run, shared with `cordon check`.
+#[derive(Args, Debug)]
+pub struct PluginArgs {
+    /// The data folder of a plugin that extends the platform preset (default: $XDG_DATA_HOME/cordon/data/@scope/name).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The artifact store (default: $CORDON_ARTIFACT_STORE, else $XDG_DATA_HOME/cordon/artifacts).
+    #[arg(long, value_name = "DIR")]
+    artifact_store: Option<PathBuf>,
+    /// Layout of the store (default: {plugin}/{version}/{handler}/{request_id}).
+    #[arg(long, value_name = "TEMPLATE")]
+    artifact_template: Option<String>,
+    /// A capability this host grants the plugin (`llm`, `cache:results`, ...). Repeatable.
+    #[arg(long = "capability", value_name = "NAME")]
+    capabilities: Vec<String>,
+}
+
+/// The `run` flags that narrow a manifest's policy. They never widen it:
+/// each one is intersected with what the manifest declares.
+#[derive(Args, Debug)]
+pub struct NarrowArgs {
+    /// Keep only manifest paths within these trees (read access). Repeatable.
+    #[arg(long = "read", value_name = "PATH")]
+    read: Vec<String>,
+    /// Keep write access only within these trees. Repeatable.
+    #[arg(long = "write", value_name = "PATH")]
+    write: Vec<String>,
+    /// Carve a path out of the manifest's grants. Repeatable.
+    #[arg(long = "deny", value_name = "PATH")]
+    deny: Vec<String>,
+    /// Keep only manifest hosts matching these patterns. Repeatable.
+    #[arg(long = "net", value_name = "PATTERN")]
+    net: Vec<String>,
+    /// Keep only manifest variables matching these patterns. Repeatable.
+    #[arg(long = "env", value_name = "PATTERN")]
+    env: Vec<String>,
+    /// Drop the read-only system set.
+    #[arg(long)]
+    no_system: bool,
+    /// Lower the wall-clock limit (ms).
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Lower the time between SIGTERM and SIGKILL (ms).
+    #[arg(long, value_name = "N")]
+    grace_ms: Option<u64>,
+    /// Lower the memory limit (MiB).
+    #[arg(long, value_name = "N")]
+    memory_mb: Option<u64>,
+    /// Lower the CPU time limit (ms).
+    #[arg(long, value_name = "N")]
+    cpu_ms: Option<u64>,
+    /// Lower the process limit.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// Lower the largest file size (MiB).
+    #[arg(long, value_name = "N")]
+    file_size_mb: Option<u64>,
+    /// Lower the captured output limit (bytes).
+    #[arg(long, value_name = "N")]
+    output_bytes: Option<u64>,
+    /// Refuse memory that is writable and executable at once.
+    #[arg(long)]
+    deny_wx: bool,
+}
+
+impl NarrowArgs {
+    /// The host policy: [`PolicyBuilder::unrestricted`] with the parts these
+    /// flags set replaced. Errors name the flag.
+    pub fn host_policy(&self, cwd: &Path) -> Result<Policy> {
+        let mut p = PolicyBuilder::unrestricted();
+        if !self.read.is_empty() || !self.write.is_empty() {
+            p.fs.read = paths("read", &self.read, cwd)?;
+            p.fs.write = paths("write", &self.write, cwd)?;
+        }
+        p.fs.deny = paths("deny", &self.deny, cwd)?;
+        if self.no_system {
+            p.fs.system = SystemSet::Exclude;
+        }
+        if !self.net.is_empty() {
+            p.net.allow = self.net.iter().map(|n| NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))).collect::<Result<_>>()?;
+        }
+        if !self.env.is_empty() {
+            p.env.allow = self.env.iter().map(|e| EnvPattern::parse(e).with_context(|| format!("invalid --env {e}"))).collect::<Result<_>>()?;
+        }
+        let l = &mut p.limits;
+        l.timeout_ms = self.timeout_ms.or(l.timeout_ms);
+        l.memory_mb = self.memory_mb.or(l.memory_mb);
+        l.cpu_ms = self.cpu_ms.or(l.cpu_ms);
+        l.pids = self.pids.or(l.pids);
+        l.file_size_mb = self.file_size_mb.or(l.file_size_mb);
+        l.grace_ms = self.grace_ms.unwrap_or(l.grace_ms);
+        l.output_bytes = self.output_bytes.unwrap_or(l.output_bytes);
+        // The quota ranges of `run` apply to what the flags set.
+        let mut probe = Policy::default();
+        probe.limits = cordon::Limits {
+            timeout_ms: self.timeout_ms,
+            grace_ms: self.grace_ms.unwrap_or(probe.limits.grace_ms),
+            memory_mb: self.memory_mb,
+            cpu_ms: self.cpu_ms,
+            pids: self.pids,
+            output_bytes: self.output_bytes.unwrap_or(probe.limits.output_bytes),
+            file_size_mb: self.file_size_mb,
+        };
+        probe.validate().context("invalid quota flag")?;
+        if self.deny_wx {
+            p.wx = WriteXorExecute::Deny;
+        }
+        Ok(p)
+    }
+}
+
+fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
+    raw.iter()
+        .map(|r| {
+            let hinted = |e: cordon::PolicyError| match e.hint() {
+                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+                None => anyhow::anyhow!("{e}"),
+            };
+            let rule = PathRule::parse(r, base).map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
+            rule.require_exists().map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
+            let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
+            Ok(PathRule { path })
+        })
+        .collect()
+}
+
+/// The variable naming the artifact store when `--artifact-store` is not given.
+pub const ARTIFACT_STORE_ENV: &str = "CORDON_ARTIFACT_STORE";
+
+/// A request for `plugin` with the shared flags applied.
+pub fn request(plugin: &Path, handler: &str, mode: Option<&str>, opts: &PluginArgs, narrow: &NarrowArgs) -> Result<HandlerRequest> {
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let mut req = HandlerRequest::new(plugin, handler);
+    req.mode = mode.map(|m| m.parse::<Mode>().with_context(|| format!("invalid --mode {m}"))).transpose()?;
+    req.host = narrow.host_policy(&here)?;
+    req.data_dir = opts.data_dir.as_ref().map(|d| here.join(d));
+    if let Some(store) = opts.artifact_store.clone().or_else(|| std::env::var_os(ARTIFACT_STORE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)) {
+        req.store.root = Some(here.join(store));
+    }
+    if let Some(t) = &opts.artifact_template {
+        req.store.template = t.parse::<Template>().map_err(|e| match e.hint() {
+            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+            None => anyhow::anyhow!("{e}"),
+        }).with_context(|| format!("invalid --artifact-template {t}"))?;
+    }
+    for c in &opts.capabilities {
+        cordon::validate_capability_name(c).map_err(|e| match e.hint() {
+            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+            None => anyhow::anyhow!("{e}"),
+        }).with_context(|| format!("invalid --capability {c}"))?;
+    }
+    req.capabilities.clone_from(&opts.capabilities);
+    Ok(req)
+}
+
+fn read_input(flag: &Path) -> Result<Vec<u8>> {
+    let limit = MAX_INPUT_BYTES as u64;
+    let mut bytes = vec![];
+    if flag == Path::new("-") {
+        std::io::stdin().lock().take(limit + 1).read_to_end(&mut bytes).context("cannot read --input - (stdin)")?;
+    } else {
+        let f = std::fs::File::open(flag).with_context(|| format!("invalid --input {}: cannot open it", flag.display()))?;
+        f.take(limit + 1).read_to_end(&mut bytes).with_context(|| format!("invalid --input {}: cannot read it", flag.display()))?;
+    }
+    if bytes.len() as u64 > limit {
+        bail!("invalid --input {}: more than {MAX_INPUT_BYTES} bytes\n  hint: pass large data as a file the manifest grants, not as input", flag.display());
+    }
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        bail!("invalid --input {}: not one JSON value ({e})\n  hint: the input is one JSON value, e.g. {{\"name\": \"Ada\"}}", flag.display());
+    }
+    Ok(bytes)
+}
+
+pub fn run(a: ExecArgs) -> Result<i32> {
+    let traceparent = a.traceparent.clone().or_else(|| std::env::var(cordon::audit::TRACEPARENT_ENV).ok());
+    let subject = Subject { tenant: a.tenant.clone(), handler: Some(a.handler.clone()), ..Subject::default() };
+    let session = super::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
+    session.finish(execute(&a, &session))
+}
+
+fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
+    if let Some(t) = &a.traceparent {
+        t.parse::<cordon::audit::TraceParent>()
+            .with_context(|| format!("invalid --traceparent {t}"))
+            .map_err(|e| e.context("a traceparent looks like 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))?;
+    }
+    let mut req = request(&a.plugin, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    if let Some(input) = &a.input {
+        req.input = read_input(input)?;
+    }
+    req.workdir = a.workdir.clone();
+    req.tenant = a.tenant.clone();
+    let result = session.handler(&mut req);
+    if a.json {
+        println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);
+    } else {
+        // The handler's stdout and stderr are its logs; stdout is kept for
+        // its result.
+        for l in &result.logs.lines {
+            eprintln!("{}", l.text);
+        }
+        if let Some(data) = &result.data {
+            println!("{}", serde_json::to_string(data).context("cannot serialise the handler's result")?);
+        }
+    }
+    summarize(&result, &a.plugin);
+    Ok(result.exit_status())
+}
+
+/// Lines that read like the sandbox refusing something.
+const DENIAL_MARKERS: &[&str] = &["Permission denied", "Operation not permitted", "Read-only file system", "EACCES", "EPERM", "EROFS"];
+
+/// On stderr, for people: why the run failed (which limit, which denial).
+fn summarize(r: &HandlerResult, plugin: &Path) {
+    for w in r.warnings.iter().filter(|w| !w.starts_with("dev mode:")) {
+        render::message("notice", w);
+    }
+    let Some(err) = &r.error else { return };
+    let code = cordon::audit::error_code_name(err.code);
+    let kind = match err.code {
+        ErrorCode::SetupFailed | ErrorCode::NotFound | ErrorCode::NotExecutable => "error",
+        ErrorCode::NonzeroExit | ErrorCode::InvalidResult => "failed",
+        _ => "stopped",
+    };
+    let message = if err.code == ErrorCode::SetupFailed { err.message.clone() } else { format!("{code}: {}", err.message) };
+    render::message(kind, &message);
+    for c in r.network.iter().filter(|c| !c.allowed) {
+        let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
+        render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));
+    }
+    let denials: Vec<&str> = r
+        .logs
+        .lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .filter(|t| DENIAL_MARKERS.iter().any(|m| t.contains(m)))
+        .take(3)
+        .collect();
+    for d in denials {
+        render::message("denied?", &format!("the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants", plugin.display()));
+    }
+}
