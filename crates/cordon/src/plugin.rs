@@ -891,13 +891,13 @@ fn get_ready(
     let digest = check.policy_digest.clone();
     out.policy_digest = Some(digest.clone());
     let fail = |e: PluginError, p: &Policy| Err((e, Some(p.clone())));
-    if !check.runnable {
-        return fail(PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems }, &policy);
-    }
     let resolved = match manifest.resolve_handler(&req.handler, &plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
         Ok(r) => r,
         Err(e) => return fail(e.into(), &policy),
     };
+    if !check.runnable {
+        return fail(PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems }, &policy);
+    }
     // Arguments naming a file of the plugin folder become absolute, so the
     // handler may run in another working directory.
     let mut argv = vec![resolved.program.to_string_lossy().into_owned()];

@@ -8,7 +8,9 @@
 //! `container`, each reported on its own.
 
 mod attacker;
+mod audit;
 mod capabilities;
+mod check;
 mod dev_mode;
 mod env;
 mod escape;
@@ -18,6 +20,7 @@ mod fs;
 mod json;
 mod net_proxy;
 mod network;
+mod plugins;
 mod processes;
 mod quotas;
 mod real_programs;

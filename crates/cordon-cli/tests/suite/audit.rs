@@ -1,0 +1,179 @@
+//! The audit trail (issue 5): one record per execution whatever its end
+//! (ok, limit, crash, setup failure, cordon SIGKILLed), filtering, and the
+//! hash chain. Every `cordon run`/`exec` in the whole suite is also checked
+//! by `TestCommand` for exactly one well-formed record.
+
+use std::time::Duration;
+
+use cordon_testkit::{each_mode, kernel_support, poll_until, processes_mentioning, sandbox_modes, Dir, TestCommand};
+use serde_json::Value;
+
+use super::plugins::{example, exec};
+use super::{cordon, run_in, unique_sleep_marker};
+
+fn records(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn every_ending_leaves_exactly_one_record() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            ("ok", vec!["--", "true"]),
+            ("NONZERO_EXIT", vec!["--", "sh", "-c", "exit 3"]),
+            ("KILLED", vec!["--", "sh", "-c", "kill -SEGV $$"]),
+            ("TIMEOUT", vec!["--timeout-ms", "200", "--", "sleep", "5"]),
+            ("MEMORY_LIMIT", vec!["--memory-mb", "32", "--", "python3", "-c", "b = bytearray(256 << 20); print(len(b))"]),
+            ("NOT_FOUND", vec!["--", "no-such-command-xyz"]),
+            ("SETUP_FAILED", vec!["--read", "/no/such/path", "--", "true"]),
+        ];
+        for (outcome, args) in cases {
+            let out = run_in(mode).arg("--json").args(&args).run();
+            let ctx = format!("[{} {outcome}]\n{out}", mode.as_str());
+            assert_eq!(out.audit.len(), 1, "{ctx}");
+            let r = &out.audit[0];
+            assert_eq!(r["outcome"], outcome, "{ctx}");
+            assert_eq!(r["trace_id"].as_str().map(str::len), Some(32), "{ctx}");
+            assert_eq!(r["lost"], false);
+            for field in ["time", "request_id", "mode", "policy_digest", "duration_ms", "prev"] {
+                assert!(r.get(field).is_some(), "{field} missing {ctx}");
+            }
+            if outcome == "SETUP_FAILED" {
+                assert!(r["error"].as_str().unwrap().contains("--read /no/such/path"), "{ctx}");
+            } else {
+                assert_eq!(r["mode"], mode.as_str(), "{ctx}");
+                assert_eq!(r["policy_digest"].as_str().map(str::len), Some(64), "{ctx}");
+                assert!(r["peak_rss_kb"].is_u64() || outcome == "NOT_FOUND", "{ctx}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_network_summary_is_recorded() {
+    let support = kernel_support();
+    let port = super::plugins::serve();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = exec(mode, &example("node-fetch"), "fetch", &format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#)).run();
+        out.assert_success();
+        let net = &out.audit[0]["network"];
+        assert_eq!(net["allowed"], 1, "{out}");
+        assert_eq!(net["denied"], 0, "{out}");
+        assert_eq!(net["hosts"], serde_json::json!([format!("127.0.0.1:{port}")]), "{out}");
+        assert!(net["bytes_down"].as_u64().unwrap() > super::plugins::BODY.len() as u64, "{out}");
+        // No connection, no summary.
+        let quiet = exec(mode, &example("hello-sh"), "greet", "{}").run();
+        assert!(quiet.audit[0]["network"].is_null(), "{quiet}");
+    });
+}
+
+#[test]
+fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let state = Dir::new("lost-run");
+        let log = state.join("audit.jsonl");
+        let plugin = Dir::new("sleeper");
+        let marker = unique_sleep_marker();
+        plugin.create(
+            "cordon.toml",
+            format!("id = \"@t/sleeper\"\nversion = \"1.0.0\"\n[handlers.nap]\ncommand = [\"sleep\", \"{marker}\"]\n"),
+        );
+        let mut cmd = cordon();
+        cmd.arg("exec").arg(plugin.path()).args(["nap", "--mode", mode.as_str()]).env("CORDON_AUDIT_LOG", &log);
+        let mut child = cmd.spawn_without_output();
+        let started = poll_until(Duration::from_secs(20), || !processes_mentioning(&marker).is_empty());
+        assert!(started, "[{}] the handler never started", mode.as_str());
+        let pending = state.join("pending");
+        assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 1, "a start marker while it runs");
+        assert!(records(&log).is_empty(), "no record before the end");
+
+        child.kill().expect("SIGKILL cordon");
+        child.wait().expect("reap cordon");
+        let gone = poll_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty());
+        for pid in processes_mentioning(&marker) {
+            TestCommand::new("kill").args(["-KILL", &pid.to_string()]).run();
+        }
+        assert!(gone, "[{}] the handler outlived its cordon", mode.as_str());
+        assert!(records(&log).is_empty(), "a killed cordon writes nothing");
+
+        // The next cordon on this log records the run as lost, then its own.
+        let next = cordon().args(["run", "--mode", mode.as_str(), "--", "true"]).env("CORDON_AUDIT_LOG", &log).run();
+        next.assert_success().assert_stderr_contains("recorded 1 run(s) as LOST");
+        let all = records(&log);
+        assert_eq!(all.len(), 2, "{all:#?}");
+        let lost = &all[0];
+        assert_eq!(lost["outcome"], "LOST");
+        assert_eq!(lost["lost"], true);
+        assert_eq!(lost["plugin"], "@t/sleeper");
+        assert_eq!(lost["handler"], "nap");
+        assert!(lost["error"].as_str().unwrap().contains("ended before recording the outcome"), "{lost}");
+        assert_eq!(all[1]["outcome"], "ok");
+        assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the marker is gone");
+        // Once only: a third run records no second LOST.
+        cordon().args(["run", "--mode", mode.as_str(), "--", "true"]).env("CORDON_AUDIT_LOG", &log).run().assert_success();
+        assert_eq!(records(&log).iter().filter(|r| r["outcome"] == "LOST").count(), 1);
+    });
+}
+
+#[test]
+fn audit_lists_filters_and_verifies() {
+    let state = Dir::new("audit-list");
+    let log = state.join("audit.jsonl");
+    let with_log = |cmd: &mut TestCommand| {
+        cmd.env("CORDON_AUDIT_LOG", &log);
+    };
+    let hello = example("hello-sh");
+    for input in [r#"{"name": "A"}"#, r#"{"name": "B"}"#] {
+        let mut c = exec(cordon_testkit::Mode::Process, &hello, "greet", input);
+        with_log(&mut c);
+        c.run().assert_success();
+    }
+    let mut t = cordon();
+    t.args(["run", "--mode", "process", "--timeout-ms", "100", "--", "sleep", "5"]);
+    with_log(&mut t);
+    t.run().assert_code(124);
+
+    let audit = |args: &[&str]| {
+        let mut c = cordon();
+        c.arg("audit").args(args);
+        with_log(&mut c);
+        c.run()
+    };
+    let all = audit(&["--json"]);
+    all.assert_success();
+    assert_eq!(all.json().as_array().unwrap().len(), 3, "{all}");
+    let count = |args: &[&str]| {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = audit(&a);
+        out.assert_success();
+        out.json().as_array().unwrap().len()
+    };
+    assert_eq!(count(&["--plugin", "@examples/hello-sh"]), 2);
+    assert_eq!(count(&["--plugin", "@examples/py-notes"]), 0);
+    assert_eq!(count(&["--outcome", "TIMEOUT"]), 1);
+    assert_eq!(count(&["--outcome", "timeout"]), 1);
+    assert_eq!(count(&["--outcome", "error"]), 1);
+    assert_eq!(count(&["--outcome", "ok"]), 2);
+    assert_eq!(count(&["--since", "1h"]), 3);
+    assert_eq!(count(&["--until", "2000-01-01"]), 0);
+    assert_eq!(count(&["--since", "2000-01-01T00:00:00Z", "--outcome", "ok", "--plugin", "@examples/hello-sh"]), 2);
+    let table = audit(&["--outcome", "ok"]);
+    table.assert_success().assert_stdout_contains("@examples/hello-sh@1.0.0 greet");
+    audit(&["--outcome", "nope"]).assert_code(125).assert_stderr_contains("invalid --outcome nope");
+    audit(&["--since", "yesterday-ish"]).assert_code(125).assert_stderr_contains("invalid --since yesterday-ish");
+    audit(&["--plugin", "hello"]).assert_code(125).assert_stderr_contains("invalid --plugin hello");
+
+    audit(&["--verify"]).assert_success().assert_stdout_contains("3 records, hash chain intact");
+    // Remove the first record: the head is gone.
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    audit(&["--verify"]).assert_code(1).assert_stderr_contains(":1: the first record does not start the chain");
+    // Edit the first record: the chain breaks at the next line.
+    let edited = text.replacen("greet", "greeT", 1);
+    assert_ne!(text, edited);
+    std::fs::write(&log, edited).unwrap();
+    audit(&["--verify"]).assert_code(1).assert_stderr_contains(":2: hash chain broken");
+}
