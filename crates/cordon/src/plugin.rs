@@ -799,7 +799,8 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
     let known_mode = std::cell::Cell::new(None);
     let ready = match get_ready(req, &request_id, &trace, &mut subject, &mut out, &known_mode) {
         Ok(r) => r,
-        Err((e, policy)) => {
+        Err(failed) => {
+            let (e, policy) = *failed;
             let secrets = policy.as_ref().map(secrets_of).unwrap_or_default();
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
             audit::redact_result(&mut out.result, &secrets);
@@ -871,15 +872,15 @@ fn get_ready(
     subject: &mut Subject,
     out: &mut HandlerResult,
     known_mode: &std::cell::Cell<Option<Mode>>,
-) -> Result<Ready, (PluginError, Option<Policy>)> {
+) -> Result<Ready, Box<(PluginError, Option<Policy>)>> {
     if req.input.len() > MAX_INPUT_BYTES {
         let reason = format!("it is {} bytes; at most {MAX_INPUT_BYTES} are accepted", req.input.len());
-        return Err((PluginError::Input { reason }, None));
+        return Err(Box::new((PluginError::Input { reason }, None)));
     }
     if let Err(e) = serde_json::from_slice::<serde_json::Value>(&req.input) {
-        return Err((PluginError::Input { reason: format!("not one JSON value: {e}") }, None));
+        return Err(Box::new((PluginError::Input { reason: format!("not one JSON value: {e}") }, None)));
     }
-    let prepared = prepare(req).map_err(|e| (e, None))?;
+    let prepared = prepare(req).map_err(|e| Box::new((e, None)))?;
     let Prepared { manifest, plugin_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());
     subject.plugin_version = Some(manifest.version.to_string());
@@ -890,7 +891,7 @@ fn get_ready(
     out.result.warnings.extend(check.warnings.iter().cloned());
     let digest = check.policy_digest.clone();
     out.policy_digest = Some(digest.clone());
-    let fail = |e: PluginError, p: &Policy| Err((e, Some(p.clone())));
+    let fail = |e: PluginError, p: &Policy| Err(Box::new((e, Some(p.clone()))));
     let resolved = match manifest.resolve_handler(&req.handler, &plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
         Ok(r) => r,
         Err(e) => return fail(e.into(), &policy),

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What `cordon exec` costs over `cordon run` of the same command: a trivial
+# shell handler (`sh -c 'echo {} >&$CORDON_RESULT_FD'`, which under `run`
+# writes to stdout), median of each side by side in one hyperfine run, per
+# mode. Target: exec adds at most 2 ms.
+#
+# exec does on top of run: read and validate cordon.toml, resolve the
+# handler, narrow the policy, plan once more for the ledger check, create
+# the run folder (artifacts, input file), collect artifacts, and start the
+# handler through `sh -c 'exec "$@" <input'` (the input redirect; see
+# crates/cordon/src/plugin.rs). Both sides write their audit record
+# (fdatasync) to a temporary log.
+#
+# usage: bench/exec.sh [RUNS]            (default 300 runs per command)
+# needs: hyperfine (apt-get install hyperfine) and a release build
+#        (cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-300}
+CORDON=${CORDON:-$PWD/target/release/cordon}
+for tool in hyperfine "$CORDON"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install hyperfine; cargo build --release)" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /var/tmp/cordon-bench-exec.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/plugin"
+cat > "$WORK/plugin/cordon.toml" <<'TOML'
+id = "@bench/trivial"
+version = "1.0.0"
+[handlers.main]
+command = ["sh", "-c", "echo {} >&${CORDON_RESULT_FD:-1}"]
+TOML
+export CORDON_AUDIT_LOG=$WORK/audit.jsonl CORDON_ARTIFACT_STORE=$WORK/artifacts
+CMD=(sh -c 'echo {} >&${CORDON_RESULT_FD:-1}')
+
+hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$WORK/r.json" \
+    -n run-process "$CORDON run --mode process --cwd $WORK/plugin --read $WORK/plugin -- ${CMD[0]} ${CMD[1]} '${CMD[2]}'" \
+    -n exec-process "$CORDON exec $WORK/plugin main --mode process" \
+    -n run-container "$CORDON run --mode container --cwd $WORK/plugin --read $WORK/plugin -- ${CMD[0]} ${CMD[1]} '${CMD[2]}'" \
+    -n exec-container "$CORDON exec $WORK/plugin main --mode container" >&2
+
+python3 - "$WORK/r.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+med = {k: v["median"] * 1000 for k, v in r.items()}
+print(f"{'command':<16} {'median ms':>10} {'mean ms':>10} {'stddev':>8}")
+for k, v in r.items():
+    print(f"{k:<16} {med[k]:>10.3f} {v['mean']*1000:>10.3f} {v['stddev']*1000:>8.3f}")
+print()
+for mode in ("process", "container"):
+    d = med[f"exec-{mode}"] - med[f"run-{mode}"]
+    print(f"exec over run, {mode:<9}: {d:+.3f} ms (target <= 2.0 ms) {'ok' if d <= 2.0 else 'OVER'}")
+PY
