@@ -46,7 +46,42 @@ pub struct TestCommand {
     cmd: Command,
     stdin: Option<Vec<u8>>,
     state: PathBuf,
+    /// The state folder while this command still owns it (removed on drop).
+    state_owned: Option<PathBuf>,
     audit_log: PathBuf,
+}
+
+/// A process started by [`TestCommand::spawn_without_output`]: a
+/// [`Child`] (through `Deref`) that owns the command's state folder and
+/// removes it when dropped.
+#[derive(Debug)]
+pub struct Spawned {
+    child: Child,
+    state: Option<PathBuf>,
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            // A process still running would recreate the folder; wait for it
+            // only briefly, the test may have left it to be killed later.
+            let _ = poll_until(Duration::from_secs(2), || matches!(self.child.try_wait(), Ok(Some(_))));
+            let _ = std::fs::remove_dir_all(state);
+        }
+    }
 }
 
 static NEXT_STATE: AtomicU32 = AtomicU32::new(0);
@@ -59,7 +94,7 @@ impl TestCommand {
         let audit_log = state.join("audit.jsonl");
         let mut cmd = Command::new(program);
         cmd.env("CORDON_AUDIT_LOG", &audit_log).env("XDG_STATE_HOME", state.join("state")).env("XDG_DATA_HOME", state.join("data"));
-        TestCommand { cmd, stdin: None, state, audit_log }
+        TestCommand { cmd, stdin: None, state_owned: Some(state.clone()), state, audit_log }
     }
 
     /// The audit log this command writes to unless `--audit-log` says
@@ -116,10 +151,13 @@ impl TestCommand {
     }
 
     /// Starts the program with stdin, stdout and stderr on `/dev/null`, for
-    /// tests that watch or signal the running process itself.
-    pub fn spawn_without_output(&mut self) -> Child {
+    /// tests that watch or signal the running process itself. The command's
+    /// state folder now belongs to the returned [`Spawned`], so it outlives
+    /// this `TestCommand` as long as the process may use it.
+    pub fn spawn_without_output(&mut self) -> Spawned {
         self.cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.display()))
+        let child = self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.display()));
+        Spawned { child, state: self.state_owned.take() }
     }
 
     /// Runs the program to completion and captures its status and output.
@@ -247,7 +285,9 @@ impl TestCommand {
 
 impl Drop for TestCommand {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
+        if let Some(state) = self.state_owned.take() {
+            let _ = std::fs::remove_dir_all(state);
+        }
     }
 }
 
