@@ -402,11 +402,23 @@ struct Prepared {
 /// for the chosen mode on this host. Returns an error only when the plugin
 /// cannot be checked at all (bad folder or manifest, failed probe); a
 /// plugin that cannot be enforced here is a check with `runnable: false`.
+///
+/// A check changes nothing on the host: a data folder that does not exist
+/// yet is shown where it would be created.
 pub fn check_plugin(req: &HandlerRequest) -> Result<PluginCheck, PluginError> {
-    prepare(req).map(|p| p.check)
+    prepare(req, DataDir::Leave).map(|p| p.check)
 }
 
-fn prepare(req: &HandlerRequest) -> Result<Prepared, PluginError> {
+/// Whether preparing a run creates a missing data folder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DataDir {
+    /// Create it (a run is about to use it).
+    Create,
+    /// Leave the host as it is (a check).
+    Leave,
+}
+
+fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError> {
     let plugin_dir =
         std::fs::canonicalize(&req.plugin_dir).map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
     let manifest = Manifest::load(&plugin_dir)?;
@@ -416,8 +428,12 @@ fn prepare(req: &HandlerRequest) -> Result<Prepared, PluginError> {
             .clone()
             .or_else(|| default_data_dir(&manifest.id))
             .ok_or_else(|| PluginError::NoDataDir { plugin: manifest.id.to_string() })?;
-        create_private_dir(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
-        Some(std::fs::canonicalize(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?)
+        let dir = std::path::absolute(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
+        if data == DataDir::Create {
+            create_private_dir(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
+        }
+        // Grants name resolved paths; a folder not created yet is taken as written.
+        Some(std::fs::canonicalize(&dir).unwrap_or(dir))
     } else {
         None
     };
@@ -880,7 +896,7 @@ fn get_ready(
     if let Err(e) = serde_json::from_slice::<serde_json::Value>(&req.input) {
         return Err(Box::new((PluginError::Input { reason: format!("not one JSON value: {e}") }, None)));
     }
-    let prepared = prepare(req).map_err(|e| Box::new((e, None)))?;
+    let prepared = prepare(req, DataDir::Create).map_err(|e| Box::new((e, None)))?;
     let Prepared { manifest, plugin_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());
     subject.plugin_version = Some(manifest.version.to_string());

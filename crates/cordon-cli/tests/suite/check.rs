@@ -50,6 +50,11 @@ fn check_prints_the_ledger_of_every_example() {
         let data = Dir::new("check-data");
         let notes = cordon().arg("check").arg(example("py-notes")).args(["--json", "--mode", mode.as_str(), "--data-dir"]).arg(data.path()).run().json();
         assert_eq!(entry(&notes, &format!("fs.write {}", data.path().display()))["source"], "preset");
+        // A check changes nothing: a data folder that does not exist yet is not created.
+        let later = data.join("not-yet");
+        let out = cordon().arg("check").arg(example("py-notes")).args(["--json", "--mode", mode.as_str(), "--data-dir"]).arg(&later).run();
+        assert_eq!(entry(&out.json(), &format!("fs.write {}", later.display()))["source"], "preset");
+        assert!(!later.exists(), "check created {}", later.display());
     }
     // The table names the same things for people.
     let out = cordon().arg("check").arg(example("node-fetch")).run();
