@@ -993,7 +993,9 @@ fn get_ready(
         request_id: Some(request_id.to_owned()),
         warnings: vec![],
         support: Some(support),
-        stdin: Input::Bytes(vec![]),
+        // The launcher replaces fd 0 before the handler starts; passing
+        // cordon's own saves the runner a pipe and a writer thread.
+        stdin: Input::Inherit,
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })

@@ -150,6 +150,9 @@ fn py_notes_keeps_state_in_its_data_folder_and_lists_it_as_an_artifact() {
         let r = out.json();
         assert_eq!(r["data"]["notes"], serde_json::json!(["buy milk", "call Ada"]), "{out}");
         assert_eq!(artifact(&r, "notes.md"), "- buy milk\n- call Ada\n");
+        // It may work in its data folder too: `notes.py` is passed as an absolute path.
+        let out = with_data("list", "{}").arg("--workdir").arg(data.path()).run();
+        out.assert_success().assert_stdout_eq("{\"notes\":[\"buy milk\",\"call Ada\"]}\n");
     });
 }
 
