@@ -971,31 +971,17 @@ fn get_ready(
         policy.fs.read.push(PathRule { path: preload.clone() });
         policy.env.set.push(("NODE_OPTIONS".into(), format!("{inherited}--require {}", preload.display())));
     }
-    // The input reaches stdin through a file and `sh -c 'exec ... <file'`,
-    // not a pipe: the sandbox's init process keeps inherited copies of
-    // cordon's descriptors (the pipe's write end among them) open, so a
-    // handler reading stdin to its end would never see it. The redirect goes
-    // away once init closes what it inherited (cordon-core, sys/child.rs).
-    let input = run_dir.path.join("input.json");
-    if let Err(source) = std::fs::write(&input, &req.input) {
-        return fail(PluginError::RunDir { path: input, source }, &policy);
-    }
-    policy.fs.read.push(PathRule { path: input.clone() });
-    let mut launch: Vec<String> = vec!["/bin/sh".into(), "-c".into(), "exec \"$@\" <\"$0\"".into(), input.to_string_lossy().into_owned()];
-    launch.extend(argv.iter().cloned());
     let run = RunRequest {
         policy,
         mode,
-        argv: launch,
+        argv: argv.clone(),
         cwd,
         capture: Capture::Logs,
         host_env: req.host_env.clone(),
         request_id: Some(request_id.to_owned()),
         warnings: vec![],
         support: Some(support),
-        // The launcher replaces fd 0 before the handler starts; passing
-        // cordon's own saves the runner a pipe and a writer thread.
-        stdin: Input::Inherit,
+        stdin: Input::Bytes(req.input.clone()),
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })

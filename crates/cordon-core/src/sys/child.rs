@@ -393,15 +393,33 @@ fn init_main(spec: &ChildSpec) -> ! {
     if cmd == -1 {
         fail(spec, ChildStage::Fork, 0);
     }
-    // Init keeps no copy of the report pipe: the parent sees EOF there once
-    // the command has exec'd (close-on-exec), or a failure record.
-    // SAFETY: closing our copy of a descriptor the spec owns; we never use it again.
-    unsafe { libc::close(spec.report.as_raw_fd()) };
-    for fd in spec.stdio.iter().flatten() {
-        // SAFETY: as above; init writes nothing to the command's stdio.
-        unsafe { libc::close(fd.as_raw_fd()) };
-    }
+    // From here init needs only its status pipe. Everything else it
+    // inherited from cordon goes: the report pipe (so cordon sees EOF there
+    // once the command has exec'd), the command's stdio, and cordon's own
+    // ends of the pipes (a stdin writer init kept open would keep a command
+    // reading its input to the end waiting forever).
+    let keep = spec.status.as_ref().map_or(-1, |s| s.as_raw_fd());
+    close_all_from(3, keep);
     init_loop(spec, cmd)
+}
+
+/// Closes every descriptor >= `first` except `keep` (-1: none).
+fn close_all_from(first: c_int, keep: c_int) {
+    let first = u32::try_from(first).unwrap_or(3);
+    match u32::try_from(keep) {
+        Ok(k) if k >= first => {
+            if k > first {
+                // SAFETY: close_range with integer arguments.
+                unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0u32) };
+            }
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_close_range, k + 1, u32::MAX, 0u32) };
+        }
+        _ => {
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+        }
+    }
 }
 
 /// Entry of the command's process (see `init_main`).
