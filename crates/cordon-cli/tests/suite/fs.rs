@@ -179,3 +179,30 @@ fn missing_path_is_rejected_naming_the_flag() {
             .assert_stderr_contains("does not exist");
     }
 }
+
+/// Grants of host paths under `/tmp` show through the sandbox's private
+/// `/tmp` (container mode mounts them on top of it; process mode keeps the
+/// host's `/tmp` and uses a scratch directory instead).
+#[test]
+fn grants_under_tmp_are_visible_through_the_private_tmp() {
+    let support = kernel_support();
+    let base = std::path::PathBuf::from(format!("/tmp/cordon-test-tmpgrant-{}", std::process::id()));
+    std::fs::create_dir_all(base.join("ro")).unwrap();
+    std::fs::create_dir_all(base.join("rw")).unwrap();
+    std::fs::write(base.join("ro/file.txt"), "from host /tmp\n").unwrap();
+    let (ro, rw) = (base.join("ro"), base.join("rw"));
+    let (ro, rw) = (ro.to_str().unwrap(), rw.to_str().unwrap());
+    let script = format!("cat {ro}/file.txt && echo written > {rw}/out && echo private > \"$TMPDIR/own\" && cat \"$TMPDIR/own\"");
+    let outs = std::cell::RefCell::new(vec![]);
+    each_mode(sandbox_modes!(support), |mode| {
+        let _ = std::fs::remove_file(base.join("rw/out"));
+        let out = run_in(mode).args(["--read", ro, "--write", rw, "--", "sh", "-c", &script]).run();
+        let written = std::fs::read_to_string(base.join("rw/out")).unwrap_or_default();
+        outs.borrow_mut().push((mode, out, written));
+    });
+    std::fs::remove_dir_all(&base).unwrap();
+    for (mode, out, written) in outs.into_inner() {
+        out.assert_success().assert_stdout_eq("from host /tmp\nprivate\n");
+        assert_eq!(written, "written\n", "[{}] the write grant under /tmp must reach the host", mode.as_str());
+    }
+}

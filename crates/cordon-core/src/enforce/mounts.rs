@@ -123,6 +123,32 @@ pub fn process_mode_ops(tmp_size_mb: Option<u64>, cwd: &Path) -> Vec<MountOp> {
     ops.0
 }
 
+/// Mount points (or links) for `entries` in `/newroot`.
+fn mountpoints(ops: &mut Ops, entries: &[Entry]) {
+    for e in entries {
+        match e {
+            Entry::Bind { inside, is_dir, .. } => ops.mountpoint(&under("/newroot", inside), *is_dir),
+            Entry::Link { inside, target } => {
+                if let Some(parent) = inside.parent() {
+                    ops.mkdir_p(&under("/newroot", parent));
+                }
+                ops.symlink(target, under("/newroot", inside));
+            }
+        }
+    }
+}
+
+/// Read-write binds of the writable `entries`.
+fn bind_writable(ops: &mut Ops, entries: &[Entry]) {
+    for e in entries {
+        if let Entry::Bind { inside, source, access: FsAccess::Write | FsAccess::Device, .. } = e {
+            let target = under("/newroot", inside);
+            ops.bind(under("/oldroot", source), &target);
+            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+        }
+    }
+}
+
 /// Turns the root plan into mount steps, reading the host to tell files,
 /// directories and symbolic links apart. Paths that do not exist are skipped.
 /// `cwd` is created (empty) when no grant provides it, so the command starts
@@ -139,11 +165,12 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     ops.0.push(MountOp::Chdir { path: cs("/") });
     ops.mount("tmpfs", "/newroot", "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
 
-    let entries: Vec<Entry> = root
+    // Grants under /tmp are mounted after the private /tmp, on top of it.
+    let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) = root
         .binds
         .iter()
         .filter_map(|b| resolve(&b.path, b.access, system.contains(&b.path.to_str().unwrap_or(""))))
-        .collect();
+        .partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
         ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
@@ -152,20 +179,10 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     if !cwd_in_tmp {
         ops.mkdir_p(&under("/newroot", cwd));
     }
-    for e in &entries {
-        match e {
-            Entry::Bind { inside, is_dir, .. } => ops.mountpoint(&under("/newroot", inside), *is_dir),
-            Entry::Link { inside, target } => {
-                if let Some(parent) = inside.parent() {
-                    ops.mkdir_p(&under("/newroot", parent));
-                }
-                ops.symlink(target, under("/newroot", inside));
-            }
-        }
-    }
+    mountpoints(&mut ops, &entries);
     let denied: Vec<(PathBuf, bool)> =
         root.deny.iter().filter_map(|d| std::fs::canonicalize(d).ok()).map(|d| { let dir = d.is_dir(); (d, dir) }).collect();
-    let deny_in = |ops: &mut Ops, access: FsAccess| {
+    let deny_in = |ops: &mut Ops, entries: &[Entry], access: FsAccess| {
         for (d, is_dir) in &denied {
             let inside_of = |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
             if !entries.iter().any(inside_of) {
@@ -185,16 +202,10 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
             ops.bind(under("/oldroot", source), under("/newroot", inside));
         }
     }
-    deny_in(&mut ops, FsAccess::Read);
+    deny_in(&mut ops, &entries, FsAccess::Read);
     ops.setattr("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
-    for e in &entries {
-        if let Entry::Bind { inside, source, access: FsAccess::Write | FsAccess::Device, .. } = e {
-            let target = under("/newroot", inside);
-            ops.bind(under("/oldroot", source), &target);
-            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
-        }
-    }
-    deny_in(&mut ops, FsAccess::Write);
+    bind_writable(&mut ops, &entries);
+    deny_in(&mut ops, &entries, FsAccess::Write);
 
     // A minimal /dev.
     ops.mount("tmpfs", "/newroot/dev", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
@@ -231,6 +242,17 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     if cwd_in_tmp {
         ops.mkdir_p(&under("/newroot", cwd));
     }
+    mountpoints(&mut ops, &in_tmp);
+    for e in &in_tmp {
+        if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
+            let target = under("/newroot", inside);
+            ops.bind(under("/oldroot", source), &target);
+            ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+        }
+    }
+    deny_in(&mut ops, &in_tmp, FsAccess::Read);
+    bind_writable(&mut ops, &in_tmp);
+    deny_in(&mut ops, &in_tmp, FsAccess::Write);
 
     ops.0.push(MountOp::Chdir { path: cs("/newroot") });
     ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs(".") });
