@@ -15,6 +15,7 @@ CORDON=${CORDON:-$PWD/target/release/cordon}
 cargo build --release -q -p cordon-proxy --example bench_proxy
 BIN=target/release/examples/bench_proxy
 OUT=$(mktemp -d)
+export CORDON_AUDIT_LOG=$OUT/audit.jsonl # keep the runs out of the user's audit log
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$OUT"' EXIT
 "$BIN" serve >"$OUT/port" &
