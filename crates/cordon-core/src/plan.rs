@@ -23,6 +23,8 @@ pub enum FsAccess {
     List,
     /// Read and execute.
     Read,
+    /// Read and execute a file named by an exec allow-list.
+    Exec,
     /// Read and write an existing character device.
     Device,
     /// Everything: read, write, create, remove, rename.
@@ -42,6 +44,10 @@ pub struct LandlockPlan {
     pub deny: Vec<PathBuf>,
     /// Paths inside the container, added by the child.
     pub late: Vec<(PathBuf, FsAccess)>,
+    /// With an exec allow-list: `Read` and `Write` grants lose the execute
+    /// right, which only the `Exec` rules (the list, the command itself and
+    /// the ELF loader) keep.
+    pub exec_restricted: bool,
 }
 
 /// A kernel namespace the sandbox gets its own instance of.
@@ -263,6 +269,14 @@ impl PlanError {
 /// Size of the container's `/tmp` when no memory limit says otherwise.
 pub const DEFAULT_TMP_MB: u64 = 512;
 
+/// ELF interpreters (dynamic loaders) that an exec allow-list implies.
+pub const ELF_LOADERS: &[&str] = &[
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/ld-linux-aarch64.so.1",
+    "/lib/ld-musl-x86_64.so.1",
+    "/lib/ld-musl-aarch64.so.1",
+];
+
 /// Where the filtering proxy listens on the sandbox's own loopback.
 pub const PROXY_PORT: u16 = 3128;
 
@@ -421,7 +435,15 @@ impl Plan {
             push(format!("fs.deny {}", r.path.display()), mech, e);
         }
         if policy.net.allow.is_empty() {
-            push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
+            if let Some(list) = &policy.exec {
+            let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+            push(
+                format!("exec [{}]", names.join(", ")),
+                format!("landlock ABI {ll}: execute right only on these files, the command itself and the ELF loader"),
+                Enforcement::Full,
+            );
+        }
+        push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
         } else {
             let proxy = format!("filtering proxy on the sandbox's 127.0.0.1:{PROXY_PORT} (HTTP, CONNECT, SOCKS5); no other route");
             for p in &policy.net.allow {
@@ -507,12 +529,18 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
             rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
     }
+    if let Some(list) = &policy.exec {
+        rules.extend(list.iter().map(|p| (p.clone(), FsAccess::Exec)));
+        // The kernel opens a dynamic executable's interpreter as an exec too.
+        rules.extend(ELF_LOADERS.iter().map(|p| (PathBuf::from(p), FsAccess::Exec)));
+    }
     LandlockPlan {
         abi,
         scopes: support.landlock_abi >= LandlockAbi::SCOPES,
         rules,
         deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(),
         late,
+        exec_restricted: policy.exec.is_some(),
     }
 }
 
@@ -536,6 +564,16 @@ mod tests {
 
     fn build(policy: &Policy, mode: Mode, s: &KernelSupport) -> Result<Plan, PlanError> {
         Plan::build(policy, mode, s, Path::new("/tmp/scratch"))
+    }
+
+    #[test]
+    fn an_exec_list_takes_execute_away_from_the_other_grants() {
+        let policy = Policy { exec: Some(vec![PathBuf::from("/usr/bin/cat")]), ..Policy::default() };
+        let ll = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap().landlock.unwrap();
+        assert!(ll.exec_restricted);
+        assert!(ll.rules.contains(&(PathBuf::from("/usr/bin/cat"), FsAccess::Exec)));
+        assert!(ll.rules.contains(&(PathBuf::from("/lib64/ld-linux-x86-64.so.2"), FsAccess::Exec)));
+        assert!(!build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap().landlock.unwrap().exec_restricted);
     }
 
     #[test]

@@ -36,9 +36,10 @@
 //! the manifest is invalid (the message has file, line and column), the
 //! handler is unknown, a required capability is not granted, or an entry of
 //! the policy cannot be enforced in the chosen mode on this host (see
-//! [`PluginCheck`]). An exec allow-list (`permissions.exec`) is such an
-//! entry for now: the sandbox does not enforce it yet, and cordon never runs
-//! silently weaker.
+//! [`PluginCheck`]). An exec allow-list (`permissions.exec`) is enforced by
+//! Landlock: grants keep read access but lose the execute right, which only
+//! the listed files, the handler and the ELF loader have (a script handler
+//! needs its interpreter listed).
 //!
 //! # Ambient authority
 //!
@@ -618,9 +619,13 @@ fn ledger(
                 problem: None,
             });
         } else {
-            let problem = "exec allow-lists are not enforced by this version of cordon (the sandbox grants execute with read); remove `permissions.exec` to run the plugin with any readable program executable".to_owned();
-            problems.push(problem.clone());
-            entries.push(CheckEntry { permission, source: Source::Manifest, mechanism: None, enforcement: None, problem: Some(problem) });
+            entries.push(CheckEntry {
+                permission,
+                source: Source::Manifest,
+                mechanism: Some("landlock: execute right only on these files, the handler and the ELF loader".into()),
+                enforcement: Some(Enforcement::Full),
+                problem: None,
+            });
         }
     }
     let caps = check_capabilities(&manifest.permissions.capabilities, granted);
@@ -1028,7 +1033,7 @@ mod tests {
         assert!(find("quota grace_ms=1000").mechanism.is_some());
         assert!(find("capability cache:x").problem.is_none());
         assert!(find("capability llm").problem.as_deref().unwrap().contains("--capability llm"));
-        assert!(find("exec [/bin/sh]").problem.is_some());
+        assert!(find("exec [/bin/sh]").problem.is_none());
         assert!(!check.runnable);
         assert_eq!(check.problems.len(), 2, "{:#?}", check.problems);
     }

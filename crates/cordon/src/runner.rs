@@ -233,8 +233,30 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
     };
+    // The program is found before planning: an exec allow-list always
+    // includes the command itself. PATH does not depend on HOME.
+    let path_env = req.policy.env.build(req.host_env.iter().cloned(), "/tmp");
+    let path = path_env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let Some(program) = req.argv.first() else {
+        return started.fail(mode, ErrorCode::SetupFailed, "no command given".into());
+    };
+    let program = match resolve_program(program, path, &req.cwd) {
+        Ok(p) => p,
+        Err(e @ ResolveError::NotFound(_)) => return started.fail(mode, ErrorCode::NotFound, e.to_string()),
+        Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
+    };
+    let with_command;
+    let policy = match &req.policy.exec {
+        Some(list) if !list.contains(&program) => {
+            let mut p = req.policy.clone();
+            p.exec.get_or_insert_with(Vec::new).push(program.clone());
+            with_command = p;
+            &with_command
+        }
+        _ => &req.policy,
+    };
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
-    let plan = match Plan::build(&req.policy, mode, &support, &scratch_dir) {
+    let plan = match Plan::build(policy, mode, &support, &scratch_dir) {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
     };
@@ -252,15 +274,6 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         env.extend(cordon_proxy::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
     let secrets = req.policy.env.secret_values(&env);
-    let path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-    let Some(program) = req.argv.first() else {
-        return started.fail(mode, ErrorCode::SetupFailed, "no command given".into());
-    };
-    let program = match resolve_program(program, path, &req.cwd) {
-        Ok(p) => p,
-        Err(e @ ResolveError::NotFound(_)) => return started.fail(mode, ErrorCode::NotFound, e.to_string()),
-        Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
-    };
     let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
     let (stdio, ours) = match Pipes::create(req) {
         Ok(p) => p,

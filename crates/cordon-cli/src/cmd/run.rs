@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Captured output limit with --json, in bytes. Default 1048576.
     #[arg(long, value_name = "N")]
     output_bytes: Option<u64>,
+    /// Allow executing only this file (and the command itself); repeatable. Scripts need their interpreter listed too.
+    #[arg(long = "exec", value_name = "PATH")]
+    exec: Vec<String>,
     /// Refuse memory that is writable and executable at once (for runtimes without a JIT).
     #[arg(long)]
     deny_wx: bool,
@@ -123,6 +126,9 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
     };
     if a.deny_wx {
         p.wx = WriteXorExecute::Deny;
+    }
+    if !a.exec.is_empty() {
+        p.exec = Some(paths("exec", &a.exec, cwd)?.into_iter().map(|r| r.path).collect());
     }
     p.validate().context("invalid quota")?;
     Ok(p)

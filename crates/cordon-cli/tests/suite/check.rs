@@ -66,21 +66,41 @@ fn check_and_exec_refuse_what_this_host_cannot_enforce() {
     let dir = Dir::new("unenforceable");
     dir.create(
         "cordon.toml",
-        "id = \"@t/strict\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = [\"true\"]\n[permissions]\nexec = [\"/bin/true\"]\n",
+        "id = \"@t/strict\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = [\"true\"]\n[permissions]\nnet.allow = [\"example.com\"]\n",
     );
-    let out = cordon().arg("check").arg(dir.path()).args(["--mode", "process"]).run();
-    out.assert_code(125).assert_stdout_contains("REFUSED").assert_stderr_contains("exec allow-lists are not enforced");
-    let json = cordon().arg("check").arg(dir.path()).args(["--mode", "process", "--json"]).run();
+    // Dev mode has no network isolation, so a host allow-list cannot hold there.
+    let out = cordon().arg("check").arg(dir.path()).args(["--mode", "dev"]).run();
+    out.assert_code(125).assert_stderr_contains("dev mode");
+    let json = cordon().arg("check").arg(dir.path()).args(["--mode", "dev", "--json"]).run();
     json.assert_code(125);
-    let c = json.json();
-    assert_eq!(c["runnable"], false);
-    assert!(entry(&c, "exec [/bin/true]")["problem"].as_str().unwrap().contains("not enforced"));
-    let exec = cordon().arg("exec").arg(dir.path()).args(["main", "--mode", "process"]).run();
-    exec.assert_code(125).assert_stderr_contains("cannot run in process mode on this host").assert_stderr_contains("exec allow-lists");
-    // Control: dev mode enforces nothing and says so; nothing is refused there.
-    let dev = cordon().arg("check").arg(dir.path()).args(["--mode", "dev", "--json"]).run();
-    dev.assert_success();
-    assert!(dev.json()["warnings"][0].as_str().unwrap().starts_with("dev mode"), "{dev}");
+    assert_eq!(json.json()["runnable"], false);
+    let exec = cordon().arg("exec").arg(dir.path()).args(["main", "--mode", "dev"]).run();
+    exec.assert_code(125).assert_stderr_contains("dev mode");
+    // Control: where the proxy can enforce it, the same plugin is runnable.
+    let support = cordon_testkit::kernel_support();
+    for mode in cordon_testkit::sandbox_modes_for("check_and_exec_refuse_what_this_host_cannot_enforce", &support) {
+        cordon().arg("check").arg(dir.path()).args(["--mode", mode.as_str()]).run().assert_success();
+    }
+}
+
+#[test]
+fn an_exec_allow_list_is_enforced() {
+    let dir = Dir::new("exec-list");
+    dir.create(
+        "cordon.toml",
+        "id = \"@t/exec\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = [\"/bin/sh\", \"-c\", \"cat /etc/os-release >/dev/null && echo cat=ok; ls / >/dev/null 2>&1; echo ls=$?; echo '{}' >&3\"]\n[permissions]\nexec = [\"/usr/bin/cat\"]\n",
+    );
+    let support = cordon_testkit::kernel_support();
+    for mode in cordon_testkit::sandbox_modes_for("an_exec_allow_list_is_enforced", &support) {
+        let check = cordon().arg("check").arg(dir.path()).args(["--mode", mode.as_str(), "--json"]).run();
+        check.assert_success();
+        assert!(entry(&check.json(), "exec [/usr/bin/cat]")["mechanism"].as_str().unwrap().contains("landlock"));
+        let out = cordon().arg("exec").arg(dir.path()).args(["main", "--mode", mode.as_str(), "--json"]).run();
+        let r = out.json();
+        let text: Vec<&str> = r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
+        // The listed program runs; anything else gets EACCES (exit 126).
+        assert!(text.contains(&"cat=ok") && text.contains(&"ls=126"), "[{}] {text:?}", mode.as_str());
+    }
 }
 
 /// One kind of mistake: the manifest, where it is, what the message says.

@@ -56,6 +56,13 @@ pub enum LandlockError {
     },
 }
 
+impl LandlockPlan {
+    /// Which rules carry the execute right.
+    pub fn exec_right(&self) -> ExecRight {
+        if self.exec_restricted { ExecRight::ListedOnly } else { ExecRight::WithGrants }
+    }
+}
+
 fn abi_of(v: u32) -> ABI {
     match v {
         0 => ABI::Unsupported,
@@ -69,13 +76,24 @@ fn abi_of(v: u32) -> ABI {
     }
 }
 
+/// Whether grants keep the execute right (see `LandlockPlan::exec_restricted`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecRight {
+    /// `Read` and `Write` include execute.
+    WithGrants,
+    /// Only `Exec` rules carry execute.
+    ListedOnly,
+}
+
 /// The Landlock access bits for `access`, for the given ABI.
-pub fn access_bits(access: FsAccess, abi: u32) -> landlock::BitFlags<AccessFs> {
+pub fn access_bits(access: FsAccess, abi: u32, exec: ExecRight) -> landlock::BitFlags<AccessFs> {
     let abi = abi_of(abi);
+    let strip = |bits: landlock::BitFlags<AccessFs>| if exec == ExecRight::ListedOnly { bits & !AccessFs::Execute } else { bits };
     match access {
         FsAccess::List => AccessFs::ReadDir.into(),
-        FsAccess::Read => AccessFs::from_read(abi),
-        FsAccess::Write => AccessFs::from_all(abi),
+        FsAccess::Read => strip(AccessFs::from_read(abi)),
+        FsAccess::Exec => AccessFs::Execute | AccessFs::ReadFile,
+        FsAccess::Write => strip(AccessFs::from_all(abi)),
         FsAccess::Device => {
             let mut a = AccessFs::ReadFile | AccessFs::WriteFile;
             if AccessFs::from_all(abi).contains(AccessFs::Truncate) {
@@ -102,7 +120,7 @@ pub fn build_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
     for (path, access) in expand_denies(&plan.rules, &plan.deny)? {
         let Ok(fd) = PathFd::new(&path) else { continue }; // vanished or unreadable: grant nothing
         let is_dir = path.is_dir();
-        let mut bits = access_bits(access, plan.abi);
+        let mut bits = access_bits(access, plan.abi, plan.exec_right());
         if !is_dir {
             bits &= AccessFs::from_file(abi);
         }

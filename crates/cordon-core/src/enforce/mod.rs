@@ -285,7 +285,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
             let late = l
                 .late
                 .iter()
-                .map(|(p, a)| Ok(LateRule { path: cstring("path", p.as_os_str().as_bytes())?, access: landlock::access_bits(*a, l.abi).bits() }))
+                .map(|(p, a)| Ok(LateRule { path: cstring("path", p.as_os_str().as_bytes())?, access: landlock::access_bits(*a, l.abi, l.exec_right()).bits() }))
                 .collect::<Result<Vec<_>, SpawnError>>()?;
             Some((fd, late))
         }
