@@ -1033,9 +1033,9 @@ mod tests {
         assert!(find("quota grace_ms=1000").mechanism.is_some());
         assert!(find("capability cache:x").problem.is_none());
         assert!(find("capability llm").problem.as_deref().unwrap().contains("--capability llm"));
-        assert!(find("exec [/bin/sh]").problem.is_none());
+        assert_eq!(find("exec [/bin/sh]").enforcement, Some(Enforcement::Full));
         assert!(!check.runnable);
-        assert_eq!(check.problems.len(), 2, "{:#?}", check.problems);
+        assert_eq!(check.problems.len(), 1, "{:#?}", check.problems);
     }
 
     #[test]
