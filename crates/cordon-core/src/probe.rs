@@ -115,10 +115,25 @@ pub struct ProbeError {
     pub source: io::Error,
 }
 
+/// Whether [`KernelSupport::detect_with`] looks for usable cgroups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupProbe {
+    /// Read `/proc/self/cgroup` and `/proc/self/mountinfo`.
+    Probe,
+    /// Leave `cgroups` empty: the caller needs no quota a cgroup enforces
+    /// (this saves every `cordon run` without quotas two `/proc` reads).
+    Skip,
+}
+
 impl KernelSupport {
     /// Probes the running kernel. Only reads: no namespace, cgroup or rule is
     /// created. Fails only on answers that mean "broken", not "unsupported".
     pub fn detect() -> Result<Self, ProbeError> {
+        Self::detect_with(CgroupProbe::Probe)
+    }
+
+    /// [`detect`](Self::detect), with or without the cgroup probe.
+    pub fn detect_with(cgroups: CgroupProbe) -> Result<Self, ProbeError> {
         let landlock_abi = match sys::landlock_abi() {
             Ok(v) => LandlockAbi(v),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EOPNOTSUPP)) => LandlockAbi(0),
@@ -136,7 +151,10 @@ impl KernelSupport {
             seccomp,
             user_namespaces: Availability::from_bool(user_namespaces_allowed(root)),
             root,
-            cgroups: CgroupSupport::detect(),
+            cgroups: match cgroups {
+                CgroupProbe::Probe => CgroupSupport::detect(),
+                CgroupProbe::Skip => CgroupSupport::default(),
+            },
         })
     }
 

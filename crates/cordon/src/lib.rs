@@ -36,7 +36,7 @@ mod runner;
 
 pub use cordon_core::plan::{Enforcement, LedgerEntry, Plan, PlanError};
 pub use cordon_core::policy::{self, EnvPattern, Limits, Mode, NetPattern, PathRule, Policy, PolicyError, SystemSet, WriteXorExecute};
-pub use cordon_core::probe::{CgroupDir, KernelSupport, ProbeError};
+pub use cordon_core::probe::{CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use ids::new_request_id;
 pub use result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cordon::{Capture, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest, SystemSet, WriteXorExecute};
+use cordon::{CgroupProbe, Capture, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest, SystemSet, WriteXorExecute};
 
 use crate::render;
 
@@ -166,7 +166,8 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
         bail!("invalid --cwd {}: not a directory", cwd.display());
     }
     let policy = policy(&a, &cwd)?;
-    let support = KernelSupport::detect().context("cannot probe the kernel")?;
+    let probe = if policy.wants_cgroups() { CgroupProbe::Probe } else { CgroupProbe::Skip };
+    let support = KernelSupport::detect_with(probe).context("cannot probe the kernel")?;
     let (mode, notice) = choose_mode(a.mode.as_deref(), &policy, &support)?;
     if let Some(n) = &notice {
         eprintln!("cordon: notice: {n}");

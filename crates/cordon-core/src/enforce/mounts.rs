@@ -214,8 +214,8 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         if host.exists() {
             let target = under("/newroot", &host);
             ops.0.push(MountOp::Touch { path: c(&target) });
+            // No nosuid/noexec needed on a character device: neither applies.
             ops.bind(under("/oldroot", &host), &target);
-            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
         }
     }
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });

@@ -86,6 +86,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether a quota of this policy may need a cgroup (memory, pids, CPU).
+    pub fn wants_cgroups(&self) -> bool {
+        self.limits.memory_mb.is_some() || self.limits.pids.is_some() || self.limits.cpu_ms.is_some()
+    }
+
     /// Checks the policy for mistakes a user can fix, naming the field.
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
