@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
 use crate::enforce::seccomp::{SeccompPlan, UnixSockets};
+use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
 use crate::policy::{Mode, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 
@@ -312,7 +312,9 @@ impl Plan {
         };
         if mode == Mode::Dev {
             if let Some(p) = policy.net.allow.first() {
-                return Err(PlanError::NetworkInDevMode { pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()) });
+                return Err(PlanError::NetworkInDevMode {
+                    pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
+                });
             }
             plan.rlimits.clear();
             plan.ledger_dev(policy);
@@ -326,14 +328,27 @@ impl Plan {
         match mode {
             Mode::Container => {
                 if !userns {
-                    return Err(PlanError::UserNamespaces { mode: name, why: "the container root is built inside one" });
+                    return Err(PlanError::UserNamespaces {
+                        mode: name,
+                        why: "the container root is built inside one",
+                    });
                 }
-                plan.namespaces =
-                    vec![Namespace::User, Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc, Namespace::Uts, Namespace::Cgroup];
+                plan.namespaces = vec![
+                    Namespace::User,
+                    Namespace::Mount,
+                    Namespace::Pid,
+                    Namespace::Net,
+                    Namespace::Ipc,
+                    Namespace::Uts,
+                    Namespace::Cgroup,
+                ];
             }
             _ => {
                 if !userns && !support.root {
-                    return Err(PlanError::UserNamespaces { mode: name, why: "an unprivileged user needs one for the empty network namespace" });
+                    return Err(PlanError::UserNamespaces {
+                        mode: name,
+                        why: "an unprivileged user needs one for the empty network namespace",
+                    });
                 }
                 plan.namespaces = if userns { vec![Namespace::User] } else { vec![] };
                 // IPC: uid 0 would otherwise reach the host's SysV segments;
@@ -344,14 +359,20 @@ impl Plan {
         }
         let needed = if mode == Mode::Process { LandlockAbi::SCOPES.0 } else { FS_ABI };
         if support.landlock_abi.0 < needed {
-            let why = if mode == Mode::Process { "filesystem rules, and scopes for signals and abstract unix sockets" } else { "filesystem rules with truncate control" };
+            let why = if mode == Mode::Process {
+                "filesystem rules, and scopes for signals and abstract unix sockets"
+            } else {
+                "filesystem rules with truncate control"
+            };
             return Err(PlanError::LandlockAbi { mode: name, needed, found: support.landlock_abi, why });
         }
         plan.drop_capabilities = true;
         let unix = if mode == Mode::Container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly };
         plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix });
         let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
-        let grant_in_tmp = [&policy.fs.read, &policy.fs.write, &policy.fs.deny].iter().any(|rules| rules.iter().any(|r| r.path.starts_with("/tmp")));
+        let grant_in_tmp = [&policy.fs.read, &policy.fs.write, &policy.fs.deny]
+            .iter()
+            .any(|rules| rules.iter().any(|r| r.path.starts_with("/tmp")));
         if mode == Mode::Container || !grant_in_tmp {
             plan.tmp = Tmp::Private { size_mb: tmp_size_mb };
         }
@@ -386,12 +407,11 @@ impl Plan {
                 None if !support.root && self.namespaces.contains(&Namespace::User) => {
                     self.rlimits.push(Rlimit { kind: RlimitKind::Nproc, soft: n, hard: n })
                 }
-                None => {
-                    return Err(PlanError::Quota {
-                        quota: "pids",
-                        why: "no pids cgroup controller is usable below cordon's cgroup, and RLIMIT_NPROC does not bind root",
-                    })
-                }
+                None => return Err(PlanError::Quota {
+                    quota: "pids",
+                    why:
+                        "no pids cgroup controller is usable below cordon's cgroup, and RLIMIT_NPROC does not bind root",
+                }),
             }
         }
         if let Some(ms) = l.cpu_ms {
@@ -406,18 +426,29 @@ impl Plan {
     }
 
     fn ledger_dev(&mut self, policy: &Policy) {
-        let none = |rule: String| LedgerEntry { rule, mechanism: "none (dev mode)".into(), enforcement: Enforcement::NotEnforced };
+        let none = |rule: String| LedgerEntry {
+            rule,
+            mechanism: "none (dev mode)".into(),
+            enforcement: Enforcement::NotEnforced,
+        };
         self.ledger.push(none("fs, net, env, syscalls, quotas".into()));
         if let Some(t) = policy.limits.timeout_ms {
-            self.ledger.push(LedgerEntry { rule: format!("quota timeout_ms={t}"), mechanism: "supervisor".into(), enforcement: Enforcement::Full });
+            self.ledger.push(LedgerEntry {
+                rule: format!("quota timeout_ms={t}"),
+                mechanism: "supervisor".into(),
+                enforcement: Enforcement::Full,
+            });
         }
     }
 
     fn ledger_sandbox(&mut self, policy: &Policy, support: &KernelSupport) {
         let container = self.mode == Mode::Container;
         let ll = self.landlock.as_ref().map(|l| l.abi).unwrap_or(0);
-        let fs_mech = if container { format!("mount namespace + landlock ABI {ll}") } else { format!("landlock ABI {ll}") };
-        let mut push = |rule: String, mechanism: String, enforcement| self.ledger.push(LedgerEntry { rule, mechanism, enforcement });
+        let fs_mech =
+            if container { format!("mount namespace + landlock ABI {ll}") } else { format!("landlock ABI {ll}") };
+        let mut push = |rule: String, mechanism: String, enforcement| {
+            self.ledger.push(LedgerEntry { rule, mechanism, enforcement })
+        };
         if policy.fs.system == SystemSet::Include {
             push("fs.system (read-only system set)".into(), fs_mech.clone(), Enforcement::Full);
         }
@@ -430,33 +461,53 @@ impl Plan {
             let (mech, e) = if container {
                 (fs_mech.clone(), Enforcement::Full)
             } else {
-                (format!("{fs_mech} (the directories above it cannot be listed or written directly)"), Enforcement::Partial)
+                (
+                    format!("{fs_mech} (the directories above it cannot be listed or written directly)"),
+                    Enforcement::Partial,
+                )
             };
             push(format!("fs.deny {}", r.path.display()), mech, e);
         }
         if policy.net.allow.is_empty() {
             if let Some(list) = &policy.exec {
-            let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
-            push(
-                format!("exec [{}]", names.join(", ")),
-                format!("landlock ABI {ll}: execute right only on these files, the command itself and the ELF loader"),
-                Enforcement::Full,
-            );
-        }
-        push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
+                let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+                push(
+                    format!("exec [{}]", names.join(", ")),
+                    format!(
+                        "landlock ABI {ll}: execute right only on these files, the command itself and the ELF loader"
+                    ),
+                    Enforcement::Full,
+                );
+            }
+            push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
         } else {
-            let proxy = format!("filtering proxy on the sandbox's 127.0.0.1:{PROXY_PORT} (HTTP, CONNECT, SOCKS5); no other route");
+            let proxy = format!(
+                "filtering proxy on the sandbox's 127.0.0.1:{PROXY_PORT} (HTTP, CONNECT, SOCKS5); no other route"
+            );
             for p in &policy.net.allow {
-                push(format!("net.allow {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()), proxy.clone(), Enforcement::Full);
+                push(
+                    format!("net.allow {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
+                    proxy.clone(),
+                    Enforcement::Full,
+                );
             }
             for p in &policy.net.deny {
-                push(format!("net.deny {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()), proxy.clone(), Enforcement::Full);
+                push(
+                    format!("net.deny {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
+                    proxy.clone(),
+                    Enforcement::Full,
+                );
             }
         }
         push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
         push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
         if !container {
-            push("host unix sockets".into(), "seccomp: socket(AF_UNIX) refused, socketpair allowed (landlock ABI < 9 cannot scope socket paths)".into(), Enforcement::Full);
+            push(
+                "host unix sockets".into(),
+                "seccomp: socket(AF_UNIX) refused, socketpair allowed (landlock ABI < 9 cannot scope socket paths)"
+                    .into(),
+                Enforcement::Full,
+            );
         }
         let scopes = self.landlock.as_ref().is_some_and(|l| l.scopes);
         push(
@@ -467,24 +518,52 @@ impl Plan {
         push("capabilities (none)".into(), "capset + bounding set + no_new_privs".into(), Enforcement::Full);
         let l = &policy.limits;
         if let Some(t) = l.timeout_ms {
-            push(format!("quota timeout_ms={t}"), "supervisor (SIGTERM, then SIGKILL after grace_ms)".into(), Enforcement::Full);
+            push(
+                format!("quota timeout_ms={t}"),
+                "supervisor (SIGTERM, then SIGKILL after grace_ms)".into(),
+                Enforcement::Full,
+            );
         }
         if let Some(mb) = l.memory_mb {
             match &self.cgroup.memory {
-                Some((d, _)) => push(format!("quota memory_mb={mb}"), format!("cgroup {:?} memory", d.version).to_lowercase(), Enforcement::Full),
-                None => push(format!("quota memory_mb={mb}"), "RLIMIT_DATA per process (counts writable mappings, not only used memory)".into(), Enforcement::Partial),
+                Some((d, _)) => push(
+                    format!("quota memory_mb={mb}"),
+                    format!("cgroup {:?} memory", d.version).to_lowercase(),
+                    Enforcement::Full,
+                ),
+                None => push(
+                    format!("quota memory_mb={mb}"),
+                    "RLIMIT_DATA per process (counts writable mappings, not only used memory)".into(),
+                    Enforcement::Partial,
+                ),
             }
         }
         if let Some(n) = l.pids {
             match &self.cgroup.pids {
-                Some((d, _)) => push(format!("quota pids={n}"), format!("cgroup {:?} pids", d.version).to_lowercase(), Enforcement::Full),
-                None => push(format!("quota pids={n}"), "RLIMIT_NPROC in the run's user namespace".into(), Enforcement::Full),
+                Some((d, _)) => push(
+                    format!("quota pids={n}"),
+                    format!("cgroup {:?} pids", d.version).to_lowercase(),
+                    Enforcement::Full,
+                ),
+                None => push(
+                    format!("quota pids={n}"),
+                    "RLIMIT_NPROC in the run's user namespace".into(),
+                    Enforcement::Full,
+                ),
             }
         }
         if let Some(ms) = l.cpu_ms {
             match &self.cgroup.cpuacct {
-                Some(_) => push(format!("quota cpu_ms={ms}"), "cgroup cpu accounting polled by the supervisor + RLIMIT_CPU".into(), Enforcement::Full),
-                None => push(format!("quota cpu_ms={ms}"), "RLIMIT_CPU per process, whole seconds".into(), Enforcement::Partial),
+                Some(_) => push(
+                    format!("quota cpu_ms={ms}"),
+                    "cgroup cpu accounting polled by the supervisor + RLIMIT_CPU".into(),
+                    Enforcement::Full,
+                ),
+                None => push(
+                    format!("quota cpu_ms={ms}"),
+                    "RLIMIT_CPU per process, whole seconds".into(),
+                    Enforcement::Partial,
+                ),
             }
         }
         if let Some(mb) = l.file_size_mb {
@@ -573,7 +652,13 @@ mod tests {
         assert!(ll.exec_restricted);
         assert!(ll.rules.contains(&(PathBuf::from("/usr/bin/cat"), FsAccess::Exec)));
         assert!(ll.rules.contains(&(PathBuf::from("/lib64/ld-linux-x86-64.so.2"), FsAccess::Exec)));
-        assert!(!build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap().landlock.unwrap().exec_restricted);
+        assert!(
+            !build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full())
+                .unwrap()
+                .landlock
+                .unwrap()
+                .exec_restricted
+        );
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub struct LandlockAbi(pub u32);
 
 impl std::fmt::Display for LandlockAbi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 == 0 { f.write_str("unsupported") } else { write!(f, "{}", self.0) }
+        if self.0 == 0 {
+            f.write_str("unsupported")
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
@@ -48,7 +52,11 @@ pub enum Availability {
 
 impl Availability {
     fn from_bool(b: bool) -> Self {
-        if b { Availability::Available } else { Availability::Unavailable }
+        if b {
+            Availability::Available
+        } else {
+            Availability::Unavailable
+        }
     }
     /// Whether it is available.
     pub fn is_available(self) -> bool {
@@ -161,7 +169,8 @@ impl KernelSupport {
     /// A current kernel with everything: Landlock ABI 7, seccomp, user
     /// namespaces, root, cgroup v1 memory/pids/cpuacct. For plan tests.
     pub fn fixture_full() -> Self {
-        let v1 = |c: &str| Some(CgroupDir { version: CgroupVersion::V1, path: PathBuf::from("/sys/fs/cgroup").join(c) });
+        let v1 =
+            |c: &str| Some(CgroupDir { version: CgroupVersion::V1, path: PathBuf::from("/sys/fs/cgroup").join(c) });
         KernelSupport {
             kernel: "6.18.0".into(),
             landlock_abi: LandlockAbi(7),
@@ -211,7 +220,8 @@ impl CgroupSupport {
         let Ok(own) = fs::read_to_string("/proc/self/cgroup") else { return Self::default() };
         let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else { return Self::default() };
         let mut out = CgroupSupport::default();
-        for (controller, slot) in [("memory", &mut out.memory), ("pids", &mut out.pids), ("cpuacct", &mut out.cpuacct)] {
+        for (controller, slot) in [("memory", &mut out.memory), ("pids", &mut out.pids), ("cpuacct", &mut out.cpuacct)]
+        {
             *slot = find_v1(&own, &mounts, controller).or_else(|| find_v2(&own, &mounts, controller));
         }
         out
@@ -229,7 +239,8 @@ fn find_v1(own: &str, mounts: &str, controller: &str) -> Option<CgroupDir> {
         let (left, right) = l.split_once(" - ")?;
         let mut r = right.split_whitespace();
         let (fstype, _src, opts) = (r.next()?, r.next()?, r.next()?);
-        (fstype == "cgroup" && opts.split(',').any(|o| o == controller)).then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+        (fstype == "cgroup" && opts.split(',').any(|o| o == controller))
+            .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
     })?;
     usable(CgroupVersion::V1, Path::new(&mount), &rel)
 }

@@ -369,7 +369,10 @@ pub fn collect(
     for (rel, size) in files {
         let reason = if size > limits.max_file_bytes {
             Some(SkipReason::FileTooLarge { size })
-        } else if stopped || out.artifacts.len() >= limits.max_files || total.saturating_add(size) > limits.max_total_bytes {
+        } else if stopped
+            || out.artifacts.len() >= limits.max_files
+            || total.saturating_add(size) > limits.max_total_bytes
+        {
             stopped = true;
             Some(SkipReason::TotalLimit)
         } else {

@@ -250,7 +250,10 @@ impl AuditLog {
             && !id.starts_with('.')
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !valid {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("request id `{id}` cannot name a marker file")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("request id `{id}` cannot name a marker file"),
+            ));
         }
         let dir = self.pending_dir();
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
@@ -582,9 +585,11 @@ pub fn verify(path: &Path) -> Result<usize, VerifyError> {
     let mut expected = sha256_hex(b"");
     for (i, (hash, prev)) in lines.iter().enumerate() {
         let line = i + 1;
-        let prev = prev
-            .as_ref()
-            .map_err(|reason| VerifyError::Malformed { path: path.to_owned(), line, reason: reason.clone() })?;
+        let prev = prev.as_ref().map_err(|reason| VerifyError::Malformed {
+            path: path.to_owned(),
+            line,
+            reason: reason.clone(),
+        })?;
         if *prev != expected {
             if let Some(&after) = by_hash.get(prev.as_str()) {
                 return Err(VerifyError::Reordered { path: path.to_owned(), line, after });

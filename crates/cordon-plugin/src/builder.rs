@@ -62,7 +62,12 @@ impl PolicyBuilder {
     pub fn unrestricted() -> Policy {
         let everything = PathRule { path: PathBuf::from("/") };
         Policy {
-            fs: FsPolicy { read: vec![everything.clone()], write: vec![everything], deny: vec![], system: SystemSet::Include },
+            fs: FsPolicy {
+                read: vec![everything.clone()],
+                write: vec![everything],
+                deny: vec![],
+                system: SystemSet::Include,
+            },
             net: NetPolicy { allow: vec![NetPattern { host: "*".into(), port: None }], deny: vec![] },
             env: cordon_core::policy::EnvPolicy {
                 allow: vec![EnvPattern::parse("*").expect("`*` is a valid pattern")],
@@ -355,7 +360,9 @@ fn intersect_net(a: &NetPattern, b: &NetPattern) -> Option<NetPattern> {
 
 fn intersect_host(a: &str, b: &str) -> Option<String> {
     // `*.s` matches proper subdomains of `s`, not `s` itself.
-    let under = |name: &str, suffix: &str| name.len() > suffix.len() + 1 && name.ends_with(suffix) && name[..name.len() - suffix.len()].ends_with('.');
+    let under = |name: &str, suffix: &str| {
+        name.len() > suffix.len() + 1 && name.ends_with(suffix) && name[..name.len() - suffix.len()].ends_with('.')
+    };
     match (a, b) {
         ("*", other) | (other, "*") => Some(other.to_owned()),
         _ => match (a.strip_prefix("*."), b.strip_prefix("*.")) {
@@ -426,7 +433,10 @@ mod tests {
     #[test]
     fn union_adds_grants_and_keeps_carve_outs() {
         let a = PolicyBuilder::new().read(rule("/a")).deny(rule("/a/secret")).allow_host(net("x.com"));
-        let b = PolicyBuilder::new().write(rule("/b")).read(rule("/a")).limits(Limits { memory_mb: Some(64), ..Limits::default() });
+        let b = PolicyBuilder::new()
+            .write(rule("/b"))
+            .read(rule("/a"))
+            .limits(Limits { memory_mb: Some(64), ..Limits::default() });
         let p = a.union(b.policy()).build();
         assert_eq!(p.fs.read, [rule("/a")]);
         assert_eq!(p.fs.write, [rule("/b")]);
@@ -446,7 +456,8 @@ mod tests {
     #[test]
     fn narrow_keeps_the_deeper_tree_and_downgrades_write() {
         let m = PolicyBuilder::new().write(rule("/srv/data")).read(rule("/srv/plugin")).read(rule("/etc/other"));
-        let host = PolicyBuilder::new().read(rule("/srv")).write(rule("/srv/data/out")).deny(rule("/srv/plugin/.git")).build();
+        let host =
+            PolicyBuilder::new().read(rule("/srv")).write(rule("/srv/data/out")).deny(rule("/srv/plugin/.git")).build();
         let p = m.narrow(&host).build();
         assert_eq!(p.fs.write, [rule("/srv/data/out")]);
         assert_eq!(p.fs.read, [rule("/srv/plugin"), rule("/srv/data")]);

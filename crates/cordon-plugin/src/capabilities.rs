@@ -75,9 +75,9 @@ impl CapabilityError {
     /// A suggestion for the user.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            CapabilityError::Syntax { .. } => {
-                Some("capability names are lowercase segments separated by `:`, such as `fs:read`, `llm` or `cache:results`")
-            }
+            CapabilityError::Syntax { .. } => Some(
+                "capability names are lowercase segments separated by `:`, such as `fs:read`, `llm` or `cache:results`",
+            ),
             CapabilityError::Unknown { namespace, .. } => match namespace.as_str() {
                 "fs" => Some("the `fs` capabilities are `fs:read` and `fs:write`"),
                 "net" => Some("the `net` capability is `net:fetch`"),
@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn exact_and_nested_grants() {
-        let c = check_capabilities(&s(&["llm", "llm:big", "cache:a:b", "cache:a", "net:fetch"]), &s(&["llm", "cache:a"]));
+        let c =
+            check_capabilities(&s(&["llm", "llm:big", "cache:a:b", "cache:a", "net:fetch"]), &s(&["llm", "cache:a"]));
         assert_eq!(c.granted, ["llm", "cache:a:b", "cache:a"]);
         assert_eq!(c.missing, ["llm:big", "net:fetch"]);
     }

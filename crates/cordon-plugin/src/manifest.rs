@@ -41,11 +41,12 @@
 //! variables, no quotas beyond [`Limits::default`]. Presets named in
 //! `extends` add grants: see [`Preset`].
 
+use cordon_core::policy::fs::normalize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cordon_core::policy::{EnvPattern, Limits, NetPattern, PathRule, Policy, PolicyError};
@@ -465,17 +466,13 @@ impl Manifest {
         let plugin_dir = absolute(plugin_dir);
         let p = &self.permissions;
         let rule = |m: &ManifestPath| PathRule { path: m.resolve(&plugin_dir) };
-        let mut b = PolicyBuilder::new()
-            .read(PathRule { path: plugin_dir.clone() })
-            .limits(self.quotas.to_limits());
+        let mut b = PolicyBuilder::new().read(PathRule { path: plugin_dir.clone() }).limits(self.quotas.to_limits());
         for preset in &self.extends {
             match preset {
                 Preset::Platform => {
                     if let Some(data) = data_dir {
                         let data = absolute(data);
-                        b = b
-                            .write(PathRule { path: data.clone() })
-                            .set_env(DATA_DIR_ENV, &data.to_string_lossy());
+                        b = b.write(PathRule { path: data.clone() }).set_env(DATA_DIR_ENV, &data.to_string_lossy());
                     }
                 }
             }
@@ -535,30 +532,11 @@ fn find_program(name: &str, plugin_dir: &Path, search_path: &str) -> Option<Path
     if local.is_file() {
         return Some(local);
     }
-    search_path
-        .split(':')
-        .filter(|d| d.starts_with('/'))
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    search_path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 fn absolute(p: &Path) -> PathBuf {
     normalize(&std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
-}
-
-/// Removes `.` and resolves `..` lexically (as `PathRule::parse` does).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -742,9 +720,7 @@ impl RawPermissions {
             list.iter().map(|s| manifest_path(s, key, src)).collect()
         };
         let nets = |list: &SpannedList| -> Result<Vec<NetPattern>> {
-            list.iter()
-                .map(|s| NetPattern::parse(s.get_ref()).map_err(|e| src.policy_error(s.span(), &e)))
-                .collect()
+            list.iter().map(|s| NetPattern::parse(s.get_ref()).map_err(|e| src.policy_error(s.span(), &e))).collect()
         };
         let env_allow = self
             .env
@@ -752,7 +728,8 @@ impl RawPermissions {
             .iter()
             .map(|s| {
                 EnvPattern::parse(s.get_ref()).map_err(|e| {
-                    let hint = "env.allow entries are variable names (`GITHUB_TOKEN`) or prefixes ending in `*` (`MY_*`)";
+                    let hint =
+                        "env.allow entries are variable names (`GITHUB_TOKEN`) or prefixes ending in `*` (`MY_*`)";
                     src.error(s.span(), e.to_string(), Some(hint.into()))
                 })
             })
@@ -770,9 +747,8 @@ impl RawPermissions {
         };
         let mut capabilities = Vec::new();
         for s in &self.capabilities {
-            capabilities::validate_name(s.get_ref()).map_err(|e| {
-                src.error(s.span(), e.to_string(), e.hint().map(str::to_owned))
-            })?;
+            capabilities::validate_name(s.get_ref())
+                .map_err(|e| src.error(s.span(), e.to_string(), e.hint().map(str::to_owned)))?;
             capabilities.push(s.get_ref().clone());
         }
         Ok(Permissions {
@@ -899,11 +875,7 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     let mut names = message.split('`').skip(1).step_by(2);
     let unknown = names.next()?;
     let expected: Vec<&str> = names.collect();
-    let best = expected
-        .iter()
-        .map(|e| (edit_distance(unknown, e), *e))
-        .filter(|(d, e)| *d <= 2.max(e.len() / 3))
-        .min();
+    let best = expected.iter().map(|e| (edit_distance(unknown, e), *e)).filter(|(d, e)| *d <= 2.max(e.len() / 3)).min();
     if let Some((_, name)) = best {
         return Some(format!("did you mean `{name}`?"));
     }

@@ -52,7 +52,8 @@ fn respond(mut stream: TcpStream) -> std::io::Result<()> {
         head.extend_from_slice(&byte[..n]);
     }
     let head = String::from_utf8_lossy(&head);
-    let size: usize = head.split(' ').nth(1).and_then(|p| p.strip_prefix("/bytes/")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let size: usize =
+        head.split(' ').nth(1).and_then(|p| p.strip_prefix("/bytes/")).and_then(|n| n.parse().ok()).unwrap_or(0);
     stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let block = vec![b'x'; 1 << 20];
     let mut left = size;

@@ -22,8 +22,16 @@ const MAX_HEADERS: usize = 256;
 /// section 7.6.1, plus the `Proxy-*` fields meant for this proxy and
 /// `Upgrade`, because the proxy relays one request and never switches
 /// protocols on a forwarded request).
-const HOP_BY_HOP: &[&str] =
-    &["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// Why a message head could not be used. Each variant maps to one status
 /// code in [`HeadError::status`].
@@ -200,7 +208,8 @@ pub fn parse_request(head: &[u8]) -> Result<RequestHead<'_>> {
     let (first, rest) = lines.split_first().ok_or(HeadError::Malformed("empty request"))?;
     let line = ascii_line(first, "the request line is not printable ASCII")?;
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(HeadError::Malformed("the request line is not `METHOD TARGET HTTP/1.1`"));
     };
     if method.is_empty() || !method.bytes().all(is_tchar) {
@@ -212,11 +221,8 @@ pub fn parse_request(head: &[u8]) -> Result<RequestHead<'_>> {
     if version != "HTTP/1.1" && version != "HTTP/1.0" {
         return Err(HeadError::Version);
     }
-    let target = if method == "CONNECT" {
-        Target::Connect(parse_authority(target, None)?)
-    } else {
-        parse_absolute(target)?
-    };
+    let target =
+        if method == "CONNECT" { Target::Connect(parse_authority(target, None)?) } else { parse_absolute(target)? };
     let fields = parse_fields(rest)?;
     let body = body_framing(&fields)?;
     Ok(RequestHead { method, target, version, fields, body })
@@ -231,7 +237,9 @@ fn parse_absolute(target: &str) -> Result<Target> {
     };
     let (scheme, rest) = (&target[..scheme_end], &target[scheme_end + 3..]);
     if scheme.eq_ignore_ascii_case("https") {
-        return Err(HeadError::Unsupported("https:// URLs go through a CONNECT tunnel; this proxy does not originate TLS"));
+        return Err(HeadError::Unsupported(
+            "https:// URLs go through a CONNECT tunnel; this proxy does not originate TLS",
+        ));
     }
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(HeadError::Unsupported("only http:// URLs are forwarded (https goes through CONNECT)"));
@@ -644,7 +652,10 @@ mod tests {
         let body = |raw| req(raw).unwrap().body;
         assert_eq!(body("GET http://a/ HTTP/1.1\r\n\r\n"), BodyFraming::None);
         assert_eq!(body("POST http://a/ HTTP/1.1\r\ncontent-length: 12\r\n\r\n"), BodyFraming::Length(12));
-        assert_eq!(body("POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"), BodyFraming::Length(3));
+        assert_eq!(
+            body("POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+            BodyFraming::Length(3)
+        );
         assert_eq!(body("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"), BodyFraming::Chunked);
         // Framing fields survive even when `Connection` lists them.
         let r = req("POST http://a/ HTTP/1.1\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n").unwrap();
@@ -664,7 +675,13 @@ mod tests {
         assert!(is_interim(r.status));
         assert_eq!(rewrite_response(&r), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert_eq!(parse_response(b"HTTP/1.0 204\r\n\r\n").unwrap().status, 204);
-        for bad in [&b"HTTP/1.1 20 OK\r\n\r\n"[..], b"HTTP/1.1 abc OK\r\n\r\n", b"ICY 200 OK\r\n\r\n", b"\r\n", b"HTTP/1.1\r\n\r\n"] {
+        for bad in [
+            &b"HTTP/1.1 20 OK\r\n\r\n"[..],
+            b"HTTP/1.1 abc OK\r\n\r\n",
+            b"ICY 200 OK\r\n\r\n",
+            b"\r\n",
+            b"HTTP/1.1\r\n\r\n",
+        ] {
             assert!(parse_response(bad).is_err(), "{bad:?}");
         }
     }

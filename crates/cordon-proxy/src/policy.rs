@@ -327,9 +327,7 @@ pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Resul
         return Ok(());
     };
     let named_literally = policy.allow.iter().any(|p| {
-        port_ok(p)
-            && !is_wildcard(p)
-            && (host_matches(p, dest.host(), IpCompare::Exact) || pattern_ip(p) == Some(addr))
+        port_ok(p) && !is_wildcard(p) && (host_matches(p, dest.host(), IpCompare::Exact) || pattern_ip(p) == Some(addr))
     });
     if named_literally {
         Ok(())
@@ -446,10 +444,9 @@ fn host_matches(pattern: &NetPattern, host: &Host, ips: IpCompare) -> bool {
     }
     match host {
         Host::Name(name) => match p.strip_prefix("*.") {
-            Some(suffix) => name
-                .strip_suffix(suffix)
-                .and_then(|sub| sub.strip_suffix('.'))
-                .is_some_and(|sub| !sub.is_empty()),
+            Some(suffix) => {
+                name.strip_suffix(suffix).and_then(|sub| sub.strip_suffix('.')).is_some_and(|sub| !sub.is_empty())
+            }
             None => name.eq_ignore_ascii_case(p),
         },
         Host::Ip(ip) => pattern_ip(pattern).is_some_and(|pip| match ips {
@@ -639,7 +636,10 @@ mod tests {
     fn denials_explain_themselves() {
         let p = policy(&["localhost:8080"], &["*.evil.com"]);
         let e = check(&p, &dest("api.example.com", 443)).unwrap_err();
-        assert_eq!(e.to_string(), "api.example.com:443 is not allowed by the network policy; add --net api.example.com:443 to allow it");
+        assert_eq!(
+            e.to_string(),
+            "api.example.com:443 is not allowed by the network policy; add --net api.example.com:443 to allow it"
+        );
         assert_eq!(e.suggestion().as_deref(), Some("api.example.com:443"));
         let e = check(&p, &dest("x.evil.com", 443)).unwrap_err();
         assert_eq!(e.to_string(), "x.evil.com:443 is refused by the deny rule `*.evil.com`");
@@ -650,7 +650,11 @@ mod tests {
             "localhost:9000 resolves to a loopback address (127.0.0.1); name it literally to allow: add --net localhost:9000 (a wildcard never unlocks such addresses)"
         );
         let e = check_addr(&policy(&["*"], &[]), &dest("::1", 9000), "::1".parse().unwrap()).unwrap_err();
-        assert!(e.to_string().starts_with("[::1]:9000 is a loopback address; name it literally to allow: add --net [::1]:9000"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("[::1]:9000 is a loopback address; name it literally to allow: add --net [::1]:9000"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -660,8 +664,21 @@ mod tests {
         assert_eq!(dest("::1", 8080).host(), &Host::Ip("::1".parse().unwrap()));
         assert_eq!(dest("10.0.0.1", 1).host(), &Host::Ip("10.0.0.1".parse().unwrap()));
         for bad in [
-            "", ".", "a..b", "a b", "a@b", "fe80::1%eth0", "[::1", "[1.2.3.4]", "bücher.example", "a/b", "a:b",
-            &"a".repeat(64), &["a"; 200].join("."), "\0", "*.example.com",
+            "",
+            ".",
+            "a..b",
+            "a b",
+            "a@b",
+            "fe80::1%eth0",
+            "[::1",
+            "[1.2.3.4]",
+            "bücher.example",
+            "a/b",
+            "a:b",
+            &"a".repeat(64),
+            &["a"; 200].join("."),
+            "\0",
+            "*.example.com",
         ] {
             assert!(Destination::new(bad, 80).is_err(), "{bad:?}");
         }
@@ -675,7 +692,16 @@ mod tests {
 
     #[test]
     fn pattern_text_round_trips() {
-        for raw in ["api.example.com", "api.example.com:443", "*", "*:443", "*.example.com", "[::1]:8080", "::1", "10.0.0.1:22"] {
+        for raw in [
+            "api.example.com",
+            "api.example.com:443",
+            "*",
+            "*:443",
+            "*.example.com",
+            "[::1]:8080",
+            "::1",
+            "10.0.0.1:22",
+        ] {
             assert_eq!(pattern_text(&NetPattern::parse(raw).unwrap()), raw);
         }
     }

@@ -261,7 +261,8 @@ where
             if buf.len() > MAX_HEAD_BYTES {
                 return Err(ExchangeError::ResponseHeadTooLarge);
             }
-            let data = chunk.read_from(upstream, MAX_HEAD_BYTES + 1 - buf.len()).await.map_err(ExchangeError::ReadUpstream)?;
+            let data =
+                chunk.read_from(upstream, MAX_HEAD_BYTES + 1 - buf.len()).await.map_err(ExchangeError::ReadUpstream)?;
             if data.is_empty() {
                 return Err(ExchangeError::UpstreamClosed);
             }
@@ -272,11 +273,7 @@ where
         }
         let head = http::parse_response(&buf[..len]).map_err(ExchangeError::BadResponse)?;
         client.write_all(&http::rewrite_response(&head)).await.map_err(ExchangeError::WriteClient)?;
-        let next = if http::is_interim(head.status) {
-            None
-        } else {
-            Some(Remaining::of_response(method, &head))
-        };
+        let next = if http::is_interim(head.status) { None } else { Some(Remaining::of_response(method, &head)) };
         buf.drain(..len);
         match next {
             Some(left) => break left,

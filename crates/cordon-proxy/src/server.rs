@@ -192,7 +192,11 @@ pub fn proxy_env(addr: SocketAddr) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn serve(listener: TcpListener, config: Arc<ProxyConfig>, mut stop: oneshot::Receiver<()>) -> Vec<ConnectionRecord> {
+async fn serve(
+    listener: TcpListener,
+    config: Arc<ProxyConfig>,
+    mut stop: oneshot::Receiver<()>,
+) -> Vec<ConnectionRecord> {
     let ledger = Ledger::new(config.max_records);
     let mut tasks = JoinSet::new();
     loop {
@@ -571,7 +575,11 @@ fn truncated(host: &str) -> String {
 
 /// The policy decision and the connection, with the record filled in as
 /// each step passes.
-async fn open_upstream(config: &ProxyConfig, dest: &Destination, tracker: &mut Tracker) -> Result<TcpStream, ServeError> {
+async fn open_upstream(
+    config: &ProxyConfig,
+    dest: &Destination,
+    tracker: &mut Tracker,
+) -> Result<TcpStream, ServeError> {
     tracker.record.host = dest.host().to_string();
     let allowed = check(&config.policy, dest).inspect_err(|denied| {
         tracker.record.rule = denied.rule().map(str::to_owned);
@@ -621,7 +629,11 @@ async fn resolve(dest: &Destination, budget: Duration) -> Result<Vec<SocketAddr>
 }
 
 /// Connects to the first of `addrs` that accepts, all within `budget`.
-async fn connect(dest: &Destination, addrs: &[SocketAddr], budget: Duration) -> Result<(TcpStream, SocketAddr), ServeError> {
+async fn connect(
+    dest: &Destination,
+    addrs: &[SocketAddr],
+    budget: Duration,
+) -> Result<(TcpStream, SocketAddr), ServeError> {
     let deadline = Instant::now() + budget;
     let mut last = None;
     for &addr in addrs {

@@ -3,10 +3,10 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::procs::poll_until;
@@ -93,7 +93,9 @@ impl TestCommand {
         let state = PathBuf::from(format!("/var/tmp/cordon-test-state-{}-{n}", std::process::id()));
         let audit_log = state.join("audit.jsonl");
         let mut cmd = Command::new(program);
-        cmd.env("CORDON_AUDIT_LOG", &audit_log).env("XDG_STATE_HOME", state.join("state")).env("XDG_DATA_HOME", state.join("data"));
+        cmd.env("CORDON_AUDIT_LOG", &audit_log)
+            .env("XDG_STATE_HOME", state.join("state"))
+            .env("XDG_DATA_HOME", state.join("data"));
         TestCommand { cmd, stdin: None, state_owned: Some(state.clone()), state, audit_log }
     }
 
@@ -209,8 +211,9 @@ impl TestCommand {
             .lines()
             .enumerate()
             .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("audit log {} line {} is not JSON ({e}): {l}\n{outcome}", log.display(), i + 1))
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("audit log {} line {} is not JSON ({e}): {l}\n{outcome}", log.display(), i + 1)
+                })
             })
             .collect();
         // Records of runs an earlier cordon left unfinished (`lost`) are
@@ -224,7 +227,8 @@ impl TestCommand {
         }
         let Some(sub) = self.cordon_subcommand() else { return new };
         let args: Vec<String> = self.cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        let help = args.iter().take_while(|a| *a != "--").any(|a| ["-h", "--help", "-V", "--version"].contains(&a.as_str()));
+        let help =
+            args.iter().take_while(|a| *a != "--").any(|a| ["-h", "--help", "-V", "--version"].contains(&a.as_str()));
         let rejected_by_parser = outcome.stderr.starts_with("error:") || help;
         let expected = usize::from(matches!(sub.as_str(), "run" | "exec") && !rejected_by_parser);
         if new.len() != expected {
@@ -237,7 +241,10 @@ impl TestCommand {
         }
         if let (Some(record), Ok(result)) = (new.first(), serde_json::from_str::<serde_json::Value>(&outcome.stdout)) {
             if let Some(id) = result.get("request_id").filter(|_| result.get("metrics").is_some()) {
-                assert_eq!(&record["request_id"], id, "the audit record and the --json result name different runs\n{outcome}");
+                assert_eq!(
+                    &record["request_id"], id,
+                    "the audit record and the --json result name different runs\n{outcome}"
+                );
             }
         }
         new
@@ -297,7 +304,11 @@ fn count_lines(path: &Path) -> usize {
 
 fn quote(arg: &str) -> String {
     let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c));
-    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {

@@ -26,9 +26,11 @@ impl Dir {
     /// Creates `/var/tmp/cordon-test-<label>-<pid>-<n>`. `label` names the
     /// test in the path, so leftovers are easy to attribute.
     pub fn new(label: &str) -> Dir {
-        let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+        let label: String =
+            label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = fs::canonicalize(FIXTURE_ROOT).unwrap_or_else(|e| panic!("fixture root {FIXTURE_ROOT} is unusable: {e}"));
+        let base =
+            fs::canonicalize(FIXTURE_ROOT).unwrap_or_else(|e| panic!("fixture root {FIXTURE_ROOT} is unusable: {e}"));
         let root = base.join(format!("cordon-test-{label}-{}-{n}", std::process::id()));
         fs::create_dir(&root).unwrap_or_else(|e| panic!("cannot create fixture directory {}: {e}", root.display()));
         Dir { root }

@@ -43,5 +43,8 @@ mod procs;
 pub use command::{Outcome, Spawned, TestCommand};
 pub use cordon::{KernelSupport, Mode};
 pub use dir::Dir;
-pub use gate::{ci_requires_kernel_features, each_mode, kernel_support, mode_unavailable_reason, report_unmet_requirement, sandbox_modes_for, short_test_name};
+pub use gate::{
+    ci_requires_kernel_features, each_mode, kernel_support, mode_unavailable_reason, report_unmet_requirement,
+    sandbox_modes_for, short_test_name,
+};
 pub use procs::{poll_until, processes_mentioning, processes_with_argv};

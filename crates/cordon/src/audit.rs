@@ -225,7 +225,12 @@ pub struct AuditedRun {
 impl AuditedRun {
     /// Appends the run's record: outcome, error, duration, CPU, peak
     /// memory and network summary from `result`, with `secrets` redacted.
-    pub fn complete(self, result: &ExecutionResult, policy_digest: &str, secrets: &[String]) -> Result<AuditRecord, AuditError> {
+    pub fn complete(
+        self,
+        result: &ExecutionResult,
+        policy_digest: &str,
+        secrets: &[String],
+    ) -> Result<AuditRecord, AuditError> {
         let record = finish(self.draft, result, policy_digest, secrets);
         self.pending.complete(record.clone()).map_err(|source| AuditError::Append {
             path: self.path,

@@ -7,10 +7,10 @@
 //! granted host name may still be refused by the proxy at connect time when
 //! it resolves to a private address the policy does not name literally.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use cordon_core::policy::env::BASIC_VARS;
-use cordon_core::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
+use cordon_core::policy::fs::{normalize, SYSTEM_DEVICES, SYSTEM_READ};
 use cordon_core::policy::{Policy, SystemSet};
 
 /// The access [`check_fs`] asks about.
@@ -134,8 +134,11 @@ pub fn check_fs(policy: &Policy, path: &Path, access: Access) -> Result<Allowed,
 /// ```
 pub fn check_net(policy: &Policy, host: &str, port: u16) -> Result<Allowed, Denied> {
     let subject = format!("{host}:{port}");
-    let dest = cordon_proxy::Destination::new(host, port)
-        .map_err(|e| Denied { subject: subject.clone(), reason: e.to_string(), rule: None })?;
+    let dest = cordon_proxy::Destination::new(host, port).map_err(|e| Denied {
+        subject: subject.clone(),
+        reason: e.to_string(),
+        rule: None,
+    })?;
     let from_proxy = |d: cordon_proxy::Denied| Denied {
         subject: dest.to_string(),
         reason: d.to_string(),
@@ -178,21 +181,11 @@ pub fn check_env(policy: &Policy, name: &str) -> Result<Allowed, Denied> {
     if BASIC_VARS.contains(&name) {
         return Ok(Allowed { rule: format!("basic variable ({name})") });
     }
-    Err(Denied { subject: name.to_owned(), reason: format!("not passed; add env.allow `{name}` (--env {name})"), rule: None })
-}
-
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    Err(Denied {
+        subject: name.to_owned(),
+        reason: format!("not passed; add env.allow `{name}` (--env {name})"),
+        rule: None,
+    })
 }
 
 #[cfg(test)]
@@ -214,7 +207,10 @@ mod tests {
         assert_eq!(ok("/srv/plugin/main.py", Access::Read).unwrap(), "fs.read /srv/plugin");
         assert!(ok("/srv/plugin/main.py", Access::Write).unwrap_err().reason.contains("read-only"));
         assert_eq!(ok("/srv/data/x", Access::Read).unwrap(), "fs.write /srv/data");
-        assert_eq!(ok("/srv/plugin/.git/config", Access::Read).unwrap_err().rule.as_deref(), Some("fs.deny /srv/plugin/.git"));
+        assert_eq!(
+            ok("/srv/plugin/.git/config", Access::Read).unwrap_err().rule.as_deref(),
+            Some("fs.deny /srv/plugin/.git")
+        );
         assert!(ok("/srv/plugin/../data/x", Access::Write).is_ok(), "`..` is resolved");
         assert!(ok("/srv/pluginx", Access::Read).is_err(), "prefixes are compared by component");
         assert_eq!(ok("/dev/null", Access::Write).unwrap(), "fs.system /dev/null");

@@ -34,12 +34,16 @@ pub mod plugin;
 mod result;
 mod runner;
 
-pub use cordon_core::plan::{Enforcement, LedgerEntry, Plan, PlanError};
-pub use cordon_core::policy::{self, EnvPattern, Limits, Mode, NetPattern, PathRule, Policy, PolicyError, SystemSet, WriteXorExecute};
-pub use cordon_core::probe::{CgroupDir, CgroupProbe, KernelSupport, ProbeError};
-pub use ids::new_request_id;
-pub use result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
-pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};
 pub use checks::{check_env, check_fs, check_net, Access, Allowed, Denied};
-pub use cordon_plugin::capabilities::{check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError};
+pub use cordon_core::plan::{Enforcement, LedgerEntry, Plan, PlanError};
+pub use cordon_core::policy::{
+    self, EnvPattern, Limits, Mode, NetPattern, PathRule, Policy, PolicyError, SystemSet, WriteXorExecute,
+};
+pub use cordon_core::probe::{CgroupDir, CgroupProbe, KernelSupport, ProbeError};
+pub use cordon_plugin::capabilities::{
+    check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError,
+};
+pub use ids::new_request_id;
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
+pub use result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
+pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};

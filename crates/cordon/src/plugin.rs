@@ -102,7 +102,11 @@ impl ArtifactStore {
 
 impl Default for ArtifactStore {
     fn default() -> Self {
-        ArtifactStore { root: ArtifactStore::default_root(), template: Template::default(), limits: CollectLimits::default() }
+        ArtifactStore {
+            root: ArtifactStore::default_root(),
+            template: Template::default(),
+            limits: CollectLimits::default(),
+        }
     }
 }
 
@@ -213,7 +217,9 @@ pub enum PluginError {
     #[error(transparent)]
     Handler(#[from] HandlerError),
     /// The `platform` preset needs a data folder and there is none.
-    #[error("plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset")]
+    #[error(
+        "plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset"
+    )]
     NoDataDir {
         /// The plugin.
         plugin: String,
@@ -274,16 +280,23 @@ impl PluginError {
         match self {
             PluginError::PluginDir { .. } => Some("give the folder that holds the plugin's cordon.toml".into()),
             PluginError::Manifest(e) => e.hint().map(str::to_owned),
-            PluginError::Handler(HandlerError::Unknown { .. }) => Some("run `cordon check PLUGIN` to list its handlers".into()),
-            PluginError::Handler(_) => Some("`command[0]` is looked up in the plugin folder, then on the sandbox's PATH".into()),
+            PluginError::Handler(HandlerError::Unknown { .. }) => {
+                Some("run `cordon check PLUGIN` to list its handlers".into())
+            }
+            PluginError::Handler(_) => {
+                Some("`command[0]` is looked up in the plugin folder, then on the sandbox's PATH".into())
+            }
             PluginError::NoDataDir { .. } => Some("pass --data-dir DIR".into()),
             PluginError::DataDir { .. } => Some("pass --data-dir with a folder you can write".into()),
             PluginError::Probe(_) => Some("run `cordon doctor`".into()),
-            PluginError::Workdir { .. } => {
-                Some("use a folder the manifest grants (fs.read, fs.write, the plugin folder or the data folder)".into())
-            }
+            PluginError::Workdir { .. } => Some(
+                "use a folder the manifest grants (fs.read, fs.write, the plugin folder or the data folder)".into(),
+            ),
             PluginError::Input { .. } => Some("--input takes a file holding one JSON value, or `-` for stdin".into()),
-            PluginError::Refused { .. } => Some("run `cordon check PLUGIN` for the whole ledger; `cordon doctor` shows what this host can enforce".into()),
+            PluginError::Refused { .. } => Some(
+                "run `cordon check PLUGIN` for the whole ledger; `cordon doctor` shows what this host can enforce"
+                    .into(),
+            ),
             PluginError::RunDir { .. } => None,
             PluginError::Audit(e) => Some(e.hint().into()),
         }
@@ -294,7 +307,10 @@ impl PluginError {
     pub fn render(&self) -> String {
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
-        if matches!(self, PluginError::Manifest(_) | PluginError::Handler(_) | PluginError::Probe(_) | PluginError::Audit(_)) {
+        if matches!(
+            self,
+            PluginError::Manifest(_) | PluginError::Handler(_) | PluginError::Probe(_) | PluginError::Audit(_)
+        ) {
             // `transparent`: the first source is the error itself.
             cause = cause.and_then(std::error::Error::source);
         }
@@ -420,8 +436,8 @@ enum DataDir {
 }
 
 fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError> {
-    let plugin_dir =
-        std::fs::canonicalize(&req.plugin_dir).map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
+    let plugin_dir = std::fs::canonicalize(&req.plugin_dir)
+        .map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
     let manifest = Manifest::load(&plugin_dir)?;
     let data_dir = if manifest.extends.contains(&Preset::Platform) {
         let dir = req
@@ -444,7 +460,8 @@ fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError>
         None => KernelSupport::detect()?,
     };
     let (mode, fallback) = choose_mode(req.mode, &policy, &support);
-    let mut check = ledger(&manifest, &policy, mode, &support, &req.capabilities, &plugin_dir, data_dir.as_deref(), &req.host);
+    let mut check =
+        ledger(&manifest, &policy, mode, &support, &req.capabilities, &plugin_dir, data_dir.as_deref(), &req.host);
     check.warnings.extend(fallback);
     Ok(Prepared { manifest, plugin_dir, policy, mode, support, check })
 }
@@ -596,7 +613,13 @@ fn ledger(
             (Some(m), false) => (Some(m.clone()), Some(Enforcement::Full)),
             (None, false) => (None, None),
         };
-        entries.push(CheckEntry { permission: format!("env.allow {text}"), source: Source::Manifest, mechanism, enforcement, problem: None });
+        entries.push(CheckEntry {
+            permission: format!("env.allow {text}"),
+            source: Source::Manifest,
+            mechanism,
+            enforcement,
+            problem: None,
+        });
     }
     if policy.limits.timeout_ms.is_some() && !dev {
         entries.push(CheckEntry {
@@ -639,14 +662,26 @@ fn ledger(
         });
     }
     for c in &caps.missing {
-        let problem = format!("capability `{c}` is required but not granted; pass --capability {c} if the host application provides it");
+        let problem = format!(
+            "capability `{c}` is required but not granted; pass --capability {c} if the host application provides it"
+        );
         problems.push(problem.clone());
-        entries.push(CheckEntry { permission: format!("capability {c}"), source: Source::Manifest, mechanism: None, enforcement: None, problem: Some(problem) });
+        entries.push(CheckEntry {
+            permission: format!("capability {c}"),
+            source: Source::Manifest,
+            mechanism: None,
+            enforcement: None,
+            problem: Some(problem),
+        });
     }
     let handlers = manifest
         .handlers
         .iter()
-        .map(|(name, h)| HandlerInfo { name: name.clone(), command: h.command.clone(), description: h.description.clone() })
+        .map(|(name, h)| HandlerInfo {
+            name: name.clone(),
+            command: h.command.clone(),
+            description: h.description.clone(),
+        })
         .collect();
     PluginCheck {
         plugin: manifest.id.to_string(),
@@ -671,7 +706,9 @@ fn declared_rules(policy: &Policy) -> Vec<String> {
         out.extend(rules.iter().map(|r| format!("{kind} {}", r.path.display())));
     }
     for (kind, pats) in [("net.allow", &policy.net.allow), ("net.deny", &policy.net.deny)] {
-        out.extend(pats.iter().map(|p| format!("{kind} {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default())));
+        out.extend(
+            pats.iter().map(|p| format!("{kind} {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default())),
+        );
     }
     let l = &policy.limits;
     for (name, v) in [
@@ -840,7 +877,10 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
     let started = match req.audit.as_ref().map(|t| t.begin(&subject, &request_id, Some(ready.run.mode))).transpose() {
         Ok(s) => s,
         Err(e) => {
-            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: PluginError::from(e).render() });
+            out.result.error = Some(crate::ResultError {
+                code: crate::ErrorCode::SetupFailed,
+                message: PluginError::from(e).render(),
+            });
             audit::redact_result(&mut out.result, &secrets);
             return out;
         }
@@ -856,7 +896,13 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         tenant: req.tenant.clone(),
     };
     match &req.store.root {
-        Some(root) => match cordon_plugin::artifacts::collect(&ready.run_dir.artifacts(), root, &req.store.template, &vars, &req.store.limits) {
+        Some(root) => match cordon_plugin::artifacts::collect(
+            &ready.run_dir.artifacts(),
+            root,
+            &req.store.template,
+            &vars,
+            &req.store.limits,
+        ) {
             Ok(c) => {
                 out.artifacts = c.artifacts;
                 out.artifacts_skipped = c.skipped;
@@ -869,7 +915,10 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         },
         None => {
             if std::fs::read_dir(ready.run_dir.artifacts()).is_ok_and(|mut d| d.next().is_some()) {
-                result.warnings.push("artifacts were discarded: there is no artifact store (set HOME, or pass --artifact-store DIR)".into());
+                result.warnings.push(
+                    "artifacts were discarded: there is no artifact store (set HOME, or pass --artifact-store DIR)"
+                        .into(),
+                );
             }
         }
     }
@@ -905,7 +954,8 @@ fn get_ready(
     let Prepared { manifest, plugin_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());
     subject.plugin_version = Some(manifest.version.to_string());
-    let plugin = PluginRef { id: manifest.id.to_string(), version: manifest.version.to_string(), handler: req.handler.clone() };
+    let plugin =
+        PluginRef { id: manifest.id.to_string(), version: manifest.version.to_string(), handler: req.handler.clone() };
     out.plugin = Some(plugin.clone());
     out.result.mode = mode;
     known_mode.set(Some(mode));
@@ -918,7 +968,10 @@ fn get_ready(
         Err(e) => return fail(e.into(), &policy),
     };
     if !check.runnable {
-        return fail(PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems }, &policy);
+        return fail(
+            PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems },
+            &policy,
+        );
     }
     // Arguments naming a file of the plugin folder become absolute, so the
     // handler may run in another working directory.
@@ -936,7 +989,9 @@ fn get_ready(
         Some(w) => {
             let abs = match std::fs::canonicalize(w) {
                 Ok(p) if p.is_dir() => p,
-                Ok(_) => return fail(PluginError::Workdir { path: w.clone(), reason: "not a directory".into() }, &policy),
+                Ok(_) => {
+                    return fail(PluginError::Workdir { path: w.clone(), reason: "not a directory".into() }, &policy)
+                }
                 Err(e) => return fail(PluginError::Workdir { path: w.clone(), reason: e.to_string() }, &policy),
             };
             if let Err(d) = crate::check_fs(&policy, &abs, crate::Access::Read) {
@@ -1023,8 +1078,23 @@ mod tests {
             "{BASE}[permissions]\nfs.read = [\"data\"]\nenv.allow = [\"TOKEN\"]\nexec = [\"/bin/sh\"]\ncapabilities = [\"llm\", \"cache:x\"]\n[quotas]\ntimeout_ms = 500\nmemory_mb = 64\n"
         ));
         let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
-        let check = ledger(&m, &policy, Mode::Process, &KernelSupport::fixture_full(), &["cache:x".into()], Path::new("/p"), None, &PolicyBuilder::unrestricted());
-        let find = |p: &str| check.entries.iter().find(|e| e.permission == p).unwrap_or_else(|| panic!("no entry {p}: {:#?}", check.entries));
+        let check = ledger(
+            &m,
+            &policy,
+            Mode::Process,
+            &KernelSupport::fixture_full(),
+            &["cache:x".into()],
+            Path::new("/p"),
+            None,
+            &PolicyBuilder::unrestricted(),
+        );
+        let find = |p: &str| {
+            check
+                .entries
+                .iter()
+                .find(|e| e.permission == p)
+                .unwrap_or_else(|| panic!("no entry {p}: {:#?}", check.entries))
+        };
         assert_eq!(find("fs.read /p").source, Source::Implied);
         assert_eq!(find("fs.read /p/data").source, Source::Manifest);
         assert_eq!(find("env.allow TOKEN").enforcement, Some(Enforcement::Full));
@@ -1042,7 +1112,16 @@ mod tests {
     fn an_unplannable_quota_is_named() {
         let m = manifest(&format!("{BASE}[quotas]\npids = 8\n"));
         let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
-        let check = ledger(&m, &policy, Mode::Process, &KernelSupport { cgroups: Default::default(), ..KernelSupport::fixture_full() }, &[], Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let check = ledger(
+            &m,
+            &policy,
+            Mode::Process,
+            &KernelSupport { cgroups: Default::default(), ..KernelSupport::fixture_full() },
+            &[],
+            Path::new("/p"),
+            None,
+            &PolicyBuilder::unrestricted(),
+        );
         assert!(!check.runnable);
         let pids = check.entries.iter().find(|e| e.permission == "quota pids=8").expect("pids entry");
         assert!(pids.problem.as_deref().unwrap().contains("quota pids cannot be enforced"), "{pids:?}");

@@ -155,7 +155,10 @@ mod tests {
             error: Some(ResultError { code: ErrorCode::MemoryLimit, message: "m".into() }),
             data: None,
             metrics: Metrics::default(),
-            logs: Logs { lines: vec![LogLine { stream: Stream::Stdout, ts_ms: 0.5, text: "hi".into() }], dropped_bytes: 0 },
+            logs: Logs {
+                lines: vec![LogLine { stream: Stream::Stdout, ts_ms: 0.5, text: "hi".into() }],
+                dropped_bytes: 0,
+            },
             warnings: vec![],
             enforcement: vec![],
             network: vec![],

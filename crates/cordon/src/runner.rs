@@ -18,7 +18,7 @@ use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
 use cordon_core::sys;
 
-use crate::result::{ErrorCode, Exit, ExecutionResult, LogLine, Logs, Metrics, ResultError, Stream};
+use crate::result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 
 /// Whether output is passed through or captured into the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,11 @@ pub fn resolve_program(program: &str, path: &str, cwd: &Path) -> Result<PathBuf,
             Err(_) => {}
         }
     }
-    if found_non_exec { Err(ResolveError::NotExecutable(program.into())) } else { Err(ResolveError::NotFound(program.into())) }
+    if found_non_exec {
+        Err(ResolveError::NotExecutable(program.into()))
+    } else {
+        Err(ResolveError::NotFound(program.into()))
+    }
 }
 
 struct Started {
@@ -262,7 +266,13 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     };
     let _scratch = match Scratch::create(&plan) {
         Ok(s) => s,
-        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the scratch directory {}: {e}", scratch_dir.display())),
+        Err(e) => {
+            return started.fail(
+                mode,
+                ErrorCode::SetupFailed,
+                format!("cannot create the scratch directory {}: {e}", scratch_dir.display()),
+            )
+        }
     };
     started.enforcement = plan.ledger.clone();
     let mut env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
@@ -286,7 +296,9 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Ok(r) => r,
         Err(e) => {
             let (code, msg) = match &e {
-                SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => (ErrorCode::NotFound, e.to_string()),
+                SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+                    (ErrorCode::NotFound, e.to_string())
+                }
                 SpawnError::Exec { .. } => (ErrorCode::NotExecutable, e.to_string()),
                 _ => (ErrorCode::SetupFailed, e.to_string()),
             };
@@ -300,7 +312,10 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     // backlog.
     let proxy = match running.proxy_listener.take() {
         None => None,
-        Some(fd) => match cordon_proxy::spawn(std::net::TcpListener::from(fd), cordon_proxy::ProxyConfig::new(req.policy.net.clone())) {
+        Some(fd) => match cordon_proxy::spawn(
+            std::net::TcpListener::from(fd),
+            cordon_proxy::ProxyConfig::new(req.policy.net.clone()),
+        ) {
             Ok(h) => Some(h),
             Err(e) => {
                 let _ = running.signal(libc::SIGKILL);
@@ -434,7 +449,14 @@ fn supervise(
     let deadline = limits.timeout_ms.map(|t| started.start + Duration::from_millis(t));
     let grace = Duration::from_millis(limits.grace_ms);
     let cpu_budget_ns = limits.cpu_ms.filter(|_| plan.cgroup.cpuacct.is_some()).map(|ms| ms * 1_000_000);
-    let mut cap = Capturer { logs: Logs::default(), budget: limits.output_bytes, used: 0, partial: [vec![], vec![]], start: started.start, exceeded: false };
+    let mut cap = Capturer {
+        logs: Logs::default(),
+        budget: limits.output_bytes,
+        used: 0,
+        partial: [vec![], vec![]],
+        start: started.start,
+        exceeded: false,
+    };
     // The input goes in from a thread: a handler may read it slowly, or not
     // at all, and the loop below must keep draining its output meanwhile.
     let writer = ours.stdin.map(|(fd, bytes)| {
@@ -479,12 +501,14 @@ fn supervise(
             let _ = running.signal(libc::SIGKILL);
             hard_kill_at = None;
         }
-        let mut wake = [deadline.filter(|_| ending == Ending::Running), kill_at, hard_kill_at].into_iter().flatten().min();
+        let mut wake =
+            [deadline.filter(|_| ending == Ending::Running), kill_at, hard_kill_at].into_iter().flatten().min();
         if cpu_budget_ns.is_some() && ending == Ending::Running {
             let tick = now + Duration::from_millis(20);
             wake = Some(wake.map_or(tick, |w| w.min(tick)));
         }
-        let timeout = wake.map_or(-1, |w| i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
+        let timeout =
+            wake.map_or(-1, |w| i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
         let mut fds = vec![(running.pidfd.as_fd(), libc::POLLIN)];
         let pipe_slots: Vec<usize> = (0..3).filter(|i| pipes[*i].is_some()).collect();
         for i in &pipe_slots {
@@ -499,7 +523,9 @@ fn supervise(
             if rev[k + 1] != 0 {
                 match pipes[*i].as_ref().map(|p| read_some(p, &mut buf)) {
                     Some(Ok(0)) | Some(Err(_)) => pipes[*i] = None,
-                    Some(Ok(n)) if *i == 2 => keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n]),
+                    Some(Ok(n)) if *i == 2 => {
+                        keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n])
+                    }
                     Some(Ok(n)) => cap.push(*i, &buf[..n], secrets),
                     None => {}
                 }
@@ -611,13 +637,30 @@ fn finish_result(
     };
     let cpu_ms = usage.map_or(0.0, |u| (u.user_us + u.sys_us) as f64 / 1000.0);
     let cpu_hit = ending == Ending::Cpu
-        || (matches!(exit, Some(Exit::Signal(libc::SIGXCPU | libc::SIGKILL))) && limits.cpu_ms.is_some_and(|l| cpu_ms >= l as f64 * 0.9));
+        || (matches!(exit, Some(Exit::Signal(libc::SIGXCPU | libc::SIGKILL)))
+            && limits.cpu_ms.is_some_and(|l| cpu_ms >= l as f64 * 0.9));
     let error = match ending {
-        Ending::Timeout => Some((ErrorCode::Timeout, format!("timed out after {} ms (timeout_ms)", limits.timeout_ms.unwrap_or(0)))),
-        Ending::Output => Some((ErrorCode::OutputLimit, format!("output exceeded {} bytes (output_bytes); the run was stopped", limits.output_bytes))),
-        _ if cpu_hit => Some((ErrorCode::CpuLimit, format!("CPU time limit of {} ms reached (cpu_ms)", limits.cpu_ms.unwrap_or(0)))),
-        _ if cg.oom_killed => Some((ErrorCode::MemoryLimit, format!("memory limit of {} MiB reached (memory_mb); the kernel killed the process", limits.memory_mb.unwrap_or(0)))),
-        _ if cg.pids_limit_hit => Some((ErrorCode::PidsLimit, format!("process limit of {} reached (pids); a fork failed", limits.pids.unwrap_or(0)))),
+        Ending::Timeout => {
+            Some((ErrorCode::Timeout, format!("timed out after {} ms (timeout_ms)", limits.timeout_ms.unwrap_or(0))))
+        }
+        Ending::Output => Some((
+            ErrorCode::OutputLimit,
+            format!("output exceeded {} bytes (output_bytes); the run was stopped", limits.output_bytes),
+        )),
+        _ if cpu_hit => {
+            Some((ErrorCode::CpuLimit, format!("CPU time limit of {} ms reached (cpu_ms)", limits.cpu_ms.unwrap_or(0))))
+        }
+        _ if cg.oom_killed => Some((
+            ErrorCode::MemoryLimit,
+            format!(
+                "memory limit of {} MiB reached (memory_mb); the kernel killed the process",
+                limits.memory_mb.unwrap_or(0)
+            ),
+        )),
+        _ if cg.pids_limit_hit => Some((
+            ErrorCode::PidsLimit,
+            format!("process limit of {} reached (pids); a fork failed", limits.pids.unwrap_or(0)),
+        )),
         _ => match exit {
             Some(Exit::Code(0)) => None,
             Some(Exit::Code(c)) => Some((ErrorCode::NonzeroExit, format!("exited with code {c}"))),
@@ -655,13 +698,26 @@ mod tests {
     fn resolve_finds_programs_in_path_and_reports_missing_ones() {
         let p = resolve_program("sh", DEFAULT_PATH, Path::new("/")).unwrap();
         assert!(p.ends_with("sh"));
-        assert!(matches!(resolve_program("no-such-cmd-xyz", DEFAULT_PATH, Path::new("/")), Err(ResolveError::NotFound(_))));
-        assert!(matches!(resolve_program("/etc/passwd", DEFAULT_PATH, Path::new("/")), Err(ResolveError::NotExecutable(_))));
+        assert!(matches!(
+            resolve_program("no-such-cmd-xyz", DEFAULT_PATH, Path::new("/")),
+            Err(ResolveError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve_program("/etc/passwd", DEFAULT_PATH, Path::new("/")),
+            Err(ResolveError::NotExecutable(_))
+        ));
     }
 
     #[test]
     fn capture_splits_lines_and_respects_the_budget() {
-        let mut c = Capturer { logs: Logs::default(), budget: 10, used: 0, partial: [vec![], vec![]], start: Instant::now(), exceeded: false };
+        let mut c = Capturer {
+            logs: Logs::default(),
+            budget: 10,
+            used: 0,
+            partial: [vec![], vec![]],
+            start: Instant::now(),
+            exceeded: false,
+        };
         c.push(0, b"ab\ncd", &[]);
         c.push(1, b"secret!\nxyz", &["secret".into()]);
         assert!(c.exceeded);

@@ -80,12 +80,18 @@ pub fn run(a: AuditArgs) -> Result<i32> {
         p.parse::<PluginId>().with_context(|| format!("invalid --plugin {p}"))?;
     }
     if let Some(o) = &a.outcome {
-        let known = ["ok", "error"].contains(&o.to_ascii_lowercase().as_str()) || OUTCOMES.iter().any(|k| k.eq_ignore_ascii_case(o));
+        let known = ["ok", "error"].contains(&o.to_ascii_lowercase().as_str())
+            || OUTCOMES.iter().any(|k| k.eq_ignore_ascii_case(o));
         if !known {
             bail!("invalid --outcome {o}\n  hint: use ok, error, or one of {}", OUTCOMES.join(", "));
         }
     }
-    let filter = Filter { plugin: a.plugin.clone(), since: time("since", &a.since)?, until: time("until", &a.until)?, outcome: a.outcome.clone() };
+    let filter = Filter {
+        plugin: a.plugin.clone(),
+        since: time("since", &a.since)?,
+        until: time("until", &a.until)?,
+        outcome: a.outcome.clone(),
+    };
     let found = match audit::filter(&path, &filter) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -103,7 +109,14 @@ pub fn run(a: AuditArgs) -> Result<i32> {
     }
     if !found.malformed_lines.is_empty() {
         let lines: Vec<String> = found.malformed_lines.iter().map(usize::to_string).collect();
-        render::message("warning", &format!("lines {} of {} are not audit records\nhint: run `cordon audit --verify`", lines.join(", "), path.display()));
+        render::message(
+            "warning",
+            &format!(
+                "lines {} of {} are not audit records\nhint: run `cordon audit --verify`",
+                lines.join(", "),
+                path.display()
+            ),
+        );
     }
     Ok(0)
 }
@@ -135,7 +148,12 @@ pub struct Session {
 impl Session {
     /// Opens the log named by `flag` (else `$CORDON_AUDIT_LOG`, else the
     /// default). `traceparent` is the caller's, if any.
-    pub fn open(flag: Option<&Path>, mode: Option<&str>, traceparent: Option<&str>, mut subject: Subject) -> Result<Session> {
+    pub fn open(
+        flag: Option<&Path>,
+        mode: Option<&str>,
+        traceparent: Option<&str>,
+        mut subject: Subject,
+    ) -> Result<Session> {
         let hinted = |e: cordon::audit::AuditError| {
             let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
             anyhow::anyhow!("{e}{cause}\n  hint: {}", e.hint())

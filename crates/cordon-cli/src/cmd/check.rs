@@ -12,8 +12,10 @@ use super::exec::{NarrowArgs, PluginArgs};
 use crate::render;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Exit status: 0 when `cordon exec` would run the plugin here; 125 when the manifest is invalid \
-or an entry cannot be enforced or granted on this host (the ledger says which and why).")]
+#[command(
+    after_help = "Exit status: 0 when `cordon exec` would run the plugin here; 125 when the manifest is invalid \
+or an entry cannot be enforced or granted on this host (the ledger says which and why)."
+)]
 pub struct CheckArgs {
     /// The plugin folder (holding cordon.toml).
     #[arg(value_name = "PLUGIN")]
@@ -45,7 +47,15 @@ pub fn run(a: CheckArgs) -> Result<i32> {
         print_table(&check);
     }
     if !check.runnable {
-        render::message("error", &format!("{} cannot run in {} mode on this host: {}", check.plugin, check.mode.as_str(), check.problems.join("; ")));
+        render::message(
+            "error",
+            &format!(
+                "{} cannot run in {} mode on this host: {}",
+                check.plugin,
+                check.mode.as_str(),
+                check.problems.join("; ")
+            ),
+        );
     }
     Ok(if check.runnable { 0 } else { 125 })
 }
@@ -77,7 +87,8 @@ fn print_table(c: &PluginCheck) {
     let width = c.entries.iter().map(|e| e.permission.chars().count()).max().unwrap_or(10).clamp(10, 60);
     println!("{:<width$}  {:<8}  {:<8}  mechanism", "permission", "source", "enforced");
     for e in &c.entries {
-        let source = serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let source =
+            serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let how = match (&e.problem, &e.mechanism) {
             (Some(p), _) => p.clone(),
             (None, Some(m)) => m.clone(),

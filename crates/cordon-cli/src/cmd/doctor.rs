@@ -19,7 +19,9 @@ fn mode_report(support: &KernelSupport, mode: Mode) -> serde_json::Value {
         ..Policy::default()
     };
     match Plan::build(&Policy::default(), mode, support, Path::new("/tmp")) {
-        Err(e) => serde_json::json!({"mode": mode.as_str(), "available": false, "reason": e.to_string(), "hint": e.hint()}),
+        Err(e) => {
+            serde_json::json!({"mode": mode.as_str(), "available": false, "reason": e.to_string(), "hint": e.hint()})
+        }
         Ok(_) => {
             let limits = match Plan::build(&with_limits, mode, support, Path::new("/tmp")) {
                 Ok(p) => p.ledger.iter().filter(|e| e.rule.starts_with("quota")).map(|e| serde_json::json!({"quota": e.rule, "mechanism": e.mechanism, "enforcement": e.enforcement})).collect(),
@@ -58,7 +60,11 @@ pub fn run(a: DoctorArgs) -> Result<i32> {
             println!("{:<10} available", m["mode"].as_str().unwrap_or(""));
             for q in m["quotas"].as_array().into_iter().flatten() {
                 if let Some(quota) = q["quota"].as_str() {
-                    println!("           {quota:<22} {} ({})", q["mechanism"].as_str().unwrap_or(""), q["enforcement"].as_str().unwrap_or(""));
+                    println!(
+                        "           {quota:<22} {} ({})",
+                        q["mechanism"].as_str().unwrap_or(""),
+                        q["enforcement"].as_str().unwrap_or("")
+                    );
                 } else {
                     println!("           {}", q["error"].as_str().unwrap_or(""));
                 }
@@ -71,4 +77,3 @@ pub fn run(a: DoctorArgs) -> Result<i32> {
     println!("\ndefault mode: {default}");
     Ok(0)
 }
-

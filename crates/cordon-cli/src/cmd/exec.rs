@@ -131,10 +131,18 @@ impl NarrowArgs {
             p.fs.system = SystemSet::Exclude;
         }
         if !self.net.is_empty() {
-            p.net.allow = self.net.iter().map(|n| NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))).collect::<Result<_>>()?;
+            p.net.allow = self
+                .net
+                .iter()
+                .map(|n| NetPattern::parse(n).with_context(|| format!("invalid --net {n}")))
+                .collect::<Result<_>>()?;
         }
         if !self.env.is_empty() {
-            p.env.allow = self.env.iter().map(|e| EnvPattern::parse(e).with_context(|| format!("invalid --env {e}"))).collect::<Result<_>>()?;
+            p.env.allow = self
+                .env
+                .iter()
+                .map(|e| EnvPattern::parse(e).with_context(|| format!("invalid --env {e}")))
+                .collect::<Result<_>>()?;
         }
         let l = &mut p.limits;
         l.timeout_ms = self.timeout_ms.or(l.timeout_ms);
@@ -182,26 +190,41 @@ fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
 pub const ARTIFACT_STORE_ENV: &str = "CORDON_ARTIFACT_STORE";
 
 /// A request for `plugin` with the shared flags applied.
-pub fn request(plugin: &Path, handler: &str, mode: Option<&str>, opts: &PluginArgs, narrow: &NarrowArgs) -> Result<HandlerRequest> {
+pub fn request(
+    plugin: &Path,
+    handler: &str,
+    mode: Option<&str>,
+    opts: &PluginArgs,
+    narrow: &NarrowArgs,
+) -> Result<HandlerRequest> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
     let mut req = HandlerRequest::new(plugin, handler);
     req.mode = mode.map(|m| m.parse::<Mode>().with_context(|| format!("invalid --mode {m}"))).transpose()?;
     req.host = narrow.host_policy(&here)?;
     req.data_dir = opts.data_dir.as_ref().map(|d| here.join(d));
-    if let Some(store) = opts.artifact_store.clone().or_else(|| std::env::var_os(ARTIFACT_STORE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)) {
+    if let Some(store) = opts
+        .artifact_store
+        .clone()
+        .or_else(|| std::env::var_os(ARTIFACT_STORE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+    {
         req.store.root = Some(here.join(store));
     }
     if let Some(t) = &opts.artifact_template {
-        req.store.template = t.parse::<Template>().map_err(|e| match e.hint() {
-            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
-            None => anyhow::anyhow!("{e}"),
-        }).with_context(|| format!("invalid --artifact-template {t}"))?;
+        req.store.template = t
+            .parse::<Template>()
+            .map_err(|e| match e.hint() {
+                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+                None => anyhow::anyhow!("{e}"),
+            })
+            .with_context(|| format!("invalid --artifact-template {t}"))?;
     }
     for c in &opts.capabilities {
-        cordon::validate_capability_name(c).map_err(|e| match e.hint() {
-            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
-            None => anyhow::anyhow!("{e}"),
-        }).with_context(|| format!("invalid --capability {c}"))?;
+        cordon::validate_capability_name(c)
+            .map_err(|e| match e.hint() {
+                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+                None => anyhow::anyhow!("{e}"),
+            })
+            .with_context(|| format!("invalid --capability {c}"))?;
     }
     req.capabilities.clone_from(&opts.capabilities);
     Ok(req)
@@ -213,8 +236,11 @@ fn read_input(flag: &Path) -> Result<Vec<u8>> {
     if flag == Path::new("-") {
         std::io::stdin().lock().take(limit + 1).read_to_end(&mut bytes).context("cannot read --input - (stdin)")?;
     } else {
-        let f = std::fs::File::open(flag).with_context(|| format!("invalid --input {}: cannot open it", flag.display()))?;
-        f.take(limit + 1).read_to_end(&mut bytes).with_context(|| format!("invalid --input {}: cannot read it", flag.display()))?;
+        let f =
+            std::fs::File::open(flag).with_context(|| format!("invalid --input {}: cannot open it", flag.display()))?;
+        f.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("invalid --input {}: cannot read it", flag.display()))?;
     }
     if bytes.len() as u64 > limit {
         bail!("invalid --input {}: more than {MAX_INPUT_BYTES} bytes\n  hint: pass large data as a file the manifest grants, not as input", flag.display());
@@ -228,15 +254,16 @@ fn read_input(flag: &Path) -> Result<Vec<u8>> {
 pub fn run(a: ExecArgs) -> Result<i32> {
     let traceparent = a.traceparent.clone().or_else(|| std::env::var(cordon::audit::TRACEPARENT_ENV).ok());
     let subject = Subject { tenant: a.tenant.clone(), handler: Some(a.handler.clone()), ..Subject::default() };
-    let session = super::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
+    let session =
+        super::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
     session.finish(execute(&a, &session))
 }
 
 fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
     if let Some(t) = &a.traceparent {
-        t.parse::<cordon::audit::TraceParent>()
-            .with_context(|| format!("invalid --traceparent {t}"))
-            .map_err(|e| e.context("a traceparent looks like 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))?;
+        t.parse::<cordon::audit::TraceParent>().with_context(|| format!("invalid --traceparent {t}")).map_err(|e| {
+            e.context("a traceparent looks like 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        })?;
     }
     let mut req = request(&a.plugin, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
     if let Some(input) = &a.input {
@@ -262,7 +289,8 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
 }
 
 /// Lines that read like the sandbox refusing something.
-const DENIAL_MARKERS: &[&str] = &["Permission denied", "Operation not permitted", "Read-only file system", "EACCES", "EPERM", "EROFS"];
+const DENIAL_MARKERS: &[&str] =
+    &["Permission denied", "Operation not permitted", "Read-only file system", "EACCES", "EPERM", "EROFS"];
 
 /// On stderr, for people: why the run failed (which limit, which denial).
 fn summarize(r: &HandlerResult, plugin: &Path) {
@@ -276,7 +304,8 @@ fn summarize(r: &HandlerResult, plugin: &Path) {
         ErrorCode::NonzeroExit | ErrorCode::InvalidResult => "failed",
         _ => "stopped",
     };
-    let message = if err.code == ErrorCode::SetupFailed { err.message.clone() } else { format!("{code}: {}", err.message) };
+    let message =
+        if err.code == ErrorCode::SetupFailed { err.message.clone() } else { format!("{code}: {}", err.message) };
     render::message(kind, &message);
     for c in r.network.iter().filter(|c| !c.allowed) {
         let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
@@ -291,6 +320,12 @@ fn summarize(r: &HandlerResult, plugin: &Path) {
         .take(3)
         .collect();
     for d in denials {
-        render::message("denied?", &format!("the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants", plugin.display()));
+        render::message(
+            "denied?",
+            &format!(
+                "the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants",
+                plugin.display()
+            ),
+        );
     }
 }

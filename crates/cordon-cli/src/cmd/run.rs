@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cordon::{CgroupProbe, Capture, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest, SystemSet, WriteXorExecute};
+use cordon::{
+    Capture, CgroupProbe, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest,
+    SystemSet, WriteXorExecute,
+};
 
 use crate::render;
 
@@ -83,8 +86,12 @@ pub struct RunArgs {
 fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
     raw.iter()
         .map(|r| {
-            let rule = PathRule::parse(r, base).map_err(|e| hinted(e.to_string(), e.hint())).with_context(|| format!("invalid --{flag} {r}"))?;
-            rule.require_exists().map_err(|e| hinted(e.to_string(), e.hint())).with_context(|| format!("invalid --{flag} {r}"))?;
+            let rule = PathRule::parse(r, base)
+                .map_err(|e| hinted(e.to_string(), e.hint()))
+                .with_context(|| format!("invalid --{flag} {r}"))?;
+            rule.require_exists()
+                .map_err(|e| hinted(e.to_string(), e.hint()))
+                .with_context(|| format!("invalid --{flag} {r}"))?;
             let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
             Ok(PathRule { path })
         })
@@ -112,7 +119,9 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
         p.env.allow.push(EnvPattern::parse(e).with_context(|| format!("invalid --env {e}"))?);
     }
     for kv in &a.set_env {
-        p.env.set.push(cordon::policy::EnvPolicy::parse_assignment(kv).with_context(|| format!("invalid --set-env {kv}"))?);
+        p.env
+            .set
+            .push(cordon::policy::EnvPolicy::parse_assignment(kv).with_context(|| format!("invalid --set-env {kv}"))?);
     }
     let d = Limits::default();
     p.limits = Limits {
@@ -152,14 +161,16 @@ fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> 
 pub fn run(a: RunArgs) -> Result<i32> {
     let subject = cordon::audit::Subject { command: Some(a.command.clone()), ..Default::default() };
     let traceparent = std::env::var(cordon::audit::TRACEPARENT_ENV).ok();
-    let session = crate::cmd::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
+    let session =
+        crate::cmd::audit::Session::open(a.audit_log.as_deref(), a.mode.as_deref(), traceparent.as_deref(), subject)?;
     session.finish(execute(a, &session))
 }
 
 fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
     let cwd = match &a.cwd {
-        Some(c) => std::fs::canonicalize(here.join(c)).with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
+        Some(c) => std::fs::canonicalize(here.join(c))
+            .with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
         None => here,
     };
     if !cwd.is_dir() {
@@ -188,7 +199,8 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
             _ => Some("stopped"),
         };
         if let Some(kind) = kind {
-            let code = serde_json::to_value(err.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let code =
+                serde_json::to_value(err.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             render::message(kind, &format!("{code}: {}", err.message));
         }
     }

@@ -114,7 +114,12 @@ fn host_dev_shm_is_private() {
     let control = run_in(Mode::Dev).args(["--", "cat", &name]).run();
     let outs = RefCell::new(vec![]);
     each_mode(sandbox_modes!(support), |mode| {
-        outs.borrow_mut().push((mode, run_in(mode).args(["--", "sh", "-c", &format!("cat {name}; echo new > /dev/shm/mine && cat /dev/shm/mine")]).run()))
+        outs.borrow_mut().push((
+            mode,
+            run_in(mode)
+                .args(["--", "sh", "-c", &format!("cat {name}; echo new > /dev/shm/mine && cat /dev/shm/mine")])
+                .run(),
+        ))
     });
     let leaked = std::path::Path::new("/dev/shm/mine").exists();
     std::fs::remove_file(&name).unwrap();
@@ -135,7 +140,12 @@ fn the_i386_syscall_entry_kills_the_process() {
         "int80.c",
         "#include <stdio.h>\nint main(void) { long r; __asm__ volatile (\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\"); printf(\"getpid via int 0x80: %ld\\n\", r); return 0; }\n",
     );
-    cordon_testkit::TestCommand::new(gcc).arg("-o").arg(dir.join("int80")).arg(dir.join("int80.c")).run().assert_success();
+    cordon_testkit::TestCommand::new(gcc)
+        .arg("-o")
+        .arg(dir.join("int80"))
+        .arg(dir.join("int80.c"))
+        .run()
+        .assert_success();
     let bin = dir.join("int80");
     let bin = bin.to_str().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -157,7 +167,10 @@ fn open_by_handle_at_is_refused() {
         out.stdout.trim().to_owned()
     };
     let control = answer(Mode::Dev);
-    assert!(control != "EPERM" && control != "ok", "control: the kernel looks at the handle outside a sandbox ({control})");
+    assert!(
+        control != "EPERM" && control != "ok",
+        "control: the kernel looks at the handle outside a sandbox ({control})"
+    );
     each_mode(sandbox_modes!(support), |mode| assert_eq!(answer(mode), "EPERM", "[{}]", mode.as_str()));
 }
 
@@ -172,7 +185,11 @@ fn links_cannot_carry_a_file_out_of_its_grant() {
     let s = secret.path().to_str().unwrap();
     each_mode(sandbox_modes!(support), |mode| {
         // Control: with the secret's folder granted, the symlink leads there.
-        run_in(mode).args(["--write", w, "--read", s, "--cwd", w, "--", "cat", "via-symlink"]).run().assert_success().assert_stdout_eq("secret\n");
+        run_in(mode)
+            .args(["--write", w, "--read", s, "--cwd", w, "--", "cat", "via-symlink"])
+            .run()
+            .assert_success()
+            .assert_stdout_eq("secret\n");
         // Without it, the symlink leads nowhere readable.
         run_in(mode).args(["--write", w, "--cwd", w, "--", "cat", "via-symlink"]).run().assert_code(1);
         // A hard link from the read-only system set into a writable grant

@@ -24,7 +24,10 @@ fn every_ending_leaves_exactly_one_record() {
             ("NONZERO_EXIT", vec!["--", "sh", "-c", "exit 3"]),
             ("KILLED", vec!["--", "sh", "-c", "kill -SEGV $$"]),
             ("TIMEOUT", vec!["--timeout-ms", "200", "--", "sleep", "5"]),
-            ("MEMORY_LIMIT", vec!["--memory-mb", "32", "--", "python3", "-c", "b = bytearray(256 << 20); print(len(b))"]),
+            (
+                "MEMORY_LIMIT",
+                vec!["--memory-mb", "32", "--", "python3", "-c", "b = bytearray(256 << 20); print(len(b))"],
+            ),
             ("NOT_FOUND", vec!["--", "no-such-command-xyz"]),
             ("SETUP_FAILED", vec!["--read", "/no/such/path", "--", "true"]),
         ];
@@ -55,7 +58,8 @@ fn a_network_summary_is_recorded() {
     let support = kernel_support();
     let port = super::plugins::serve();
     each_mode(sandbox_modes!(support), |mode| {
-        let out = exec(mode, &example("node-fetch"), "fetch", &format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#)).run();
+        let out =
+            exec(mode, &example("node-fetch"), "fetch", &format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#)).run();
         out.assert_success();
         let net = &out.audit[0]["network"];
         assert_eq!(net["allowed"], 1, "{out}");
@@ -112,7 +116,11 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
         assert_eq!(all[1]["outcome"], "ok");
         assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the marker is gone");
         // Once only: a third run records no second LOST.
-        cordon().args(["run", "--mode", mode.as_str(), "--", "true"]).env("CORDON_AUDIT_LOG", &log).run().assert_success();
+        cordon()
+            .args(["run", "--mode", mode.as_str(), "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .run()
+            .assert_success();
         assert_eq!(records(&log).iter().filter(|r| r["outcome"] == "LOST").count(), 1);
     });
 }

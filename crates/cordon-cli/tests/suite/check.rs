@@ -43,22 +43,36 @@ fn check_prints_the_ledger_of_every_example() {
                 assert!(e["enforcement"] == "full" || e["enforcement"] == "partial", "{e}");
             }
         }
-        let node = cordon().arg("check").arg(example("node-fetch")).args(["--json", "--mode", mode.as_str()]).run().json();
+        let node =
+            cordon().arg("check").arg(example("node-fetch")).args(["--json", "--mode", mode.as_str()]).run().json();
         let net = entry(&node, "net.allow 127.0.0.1");
         assert_eq!(net["source"], "manifest");
         assert!(net["mechanism"].as_str().unwrap().contains("filtering proxy"), "{net}");
         let data = Dir::new("check-data");
-        let notes = cordon().arg("check").arg(example("py-notes")).args(["--json", "--mode", mode.as_str(), "--data-dir"]).arg(data.path()).run().json();
+        let notes = cordon()
+            .arg("check")
+            .arg(example("py-notes"))
+            .args(["--json", "--mode", mode.as_str(), "--data-dir"])
+            .arg(data.path())
+            .run()
+            .json();
         assert_eq!(entry(&notes, &format!("fs.write {}", data.path().display()))["source"], "preset");
         // A check changes nothing: a data folder that does not exist yet is not created.
         let later = data.join("not-yet");
-        let out = cordon().arg("check").arg(example("py-notes")).args(["--json", "--mode", mode.as_str(), "--data-dir"]).arg(&later).run();
+        let out = cordon()
+            .arg("check")
+            .arg(example("py-notes"))
+            .args(["--json", "--mode", mode.as_str(), "--data-dir"])
+            .arg(&later)
+            .run();
         assert_eq!(entry(&out.json(), &format!("fs.write {}", later.display()))["source"], "preset");
         assert!(!later.exists(), "check created {}", later.display());
     }
     // The table names the same things for people.
     let out = cordon().arg("check").arg(example("node-fetch")).run();
-    out.assert_success().assert_stdout_contains("net.allow 127.0.0.1").assert_stdout_contains("ok: `cordon exec` runs this plugin");
+    out.assert_success()
+        .assert_stdout_contains("net.allow 127.0.0.1")
+        .assert_stdout_contains("ok: `cordon exec` runs this plugin");
 }
 
 #[test]
@@ -97,7 +111,8 @@ fn an_exec_allow_list_is_enforced() {
         assert!(entry(&check.json(), "exec [/usr/bin/cat]")["mechanism"].as_str().unwrap().contains("landlock"));
         let out = cordon().arg("exec").arg(dir.path()).args(["main", "--mode", mode.as_str(), "--json"]).run();
         let r = out.json();
-        let text: Vec<&str> = r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
+        let text: Vec<&str> =
+            r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
         // The listed program runs; anything else gets EACCES (exit 126).
         assert!(text.contains(&"cat=ok") && text.contains(&"ls=126"), "[{}] {text:?}", mode.as_str());
     }
@@ -117,28 +132,103 @@ fn bad_manifests() -> Vec<Bad> {
     let b = |kind, manifest, at, says| Bad { kind, manifest, at, says };
     vec![
         b("syntax error", "id = \"@t/a\"\nversion = \"1.0.0\n", (2, 17), "invalid basic string"),
-        b("unknown top-level key", "id = \"@t/a\"\nversion = \"1.0.0\"\nauthor = \"me\"\n", (3, 1), "unknown field `author`"),
-        b("misspelt quota", "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\nmemroy_mb = 64\n", (4, 1), "did you mean `memory_mb`?"),
+        b(
+            "unknown top-level key",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\nauthor = \"me\"\n",
+            (3, 1),
+            "unknown field `author`",
+        ),
+        b(
+            "misspelt quota",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\nmemroy_mb = 64\n",
+            (4, 1),
+            "did you mean `memory_mb`?",
+        ),
         b("missing id", "version = \"1.0.0\"\n", (1, 1), "missing field `id`"),
         b("id without scope", "id = \"plugin\"\nversion = \"1.0.0\"\n", (1, 6), "it must start with `@`"),
         b("uppercase id", "id = \"@T/a\"\nversion = \"1.0.0\"\n", (1, 6), "invalid plugin id `@T/a`"),
         b("version not semver", "id = \"@t/a\"\nversion = \"1.0\"\n", (2, 11), "invalid version `1.0`"),
-        b("unknown preset", "id = \"@t/a\"\nversion = \"1.0.0\"\nextends = [\"plaform\"]\n", (3, 12), "unknown preset `plaform`"),
+        b(
+            "unknown preset",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\nextends = [\"plaform\"]\n",
+            (3, 12),
+            "unknown preset `plaform`",
+        ),
         b("no handlers", "id = \"@t/a\"\nversion = \"1.0.0\"\n", (1, 1), "the manifest declares no handlers"),
-        b("empty command", "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = []\n", (4, 11), "has an empty command"),
-        b("command as a string", "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = \"true\"\n", (4, 11), "expected a sequence"),
-        b("bad handler name", "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.Main]\ncommand = [\"true\"]\n", (3, 11), "invalid handler name `Main`"),
-        b("wildcard path", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nfs.read = [\"logs/*.txt\"]\n", (4, 12), "has a wildcard"),
-        b("path leaving the folder", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"../x\"]\n", (4, 13), "leaves the plugin folder"),
-        b("net pattern with a path", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nnet.allow = [\"api.x.com/v1\"]\n", (4, 14), "path-level rules cannot be enforced"),
-        b("net pattern with a bad port", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nnet.allow = [\"x.com:99999\"]\n", (4, 14), "port must be 1 to 65535"),
-        b("bad env pattern", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nenv.allow = [\"MY-VAR\"]\n", (4, 14), "environment pattern `MY-VAR` is invalid"),
-        b("unknown capability", "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\ncapabilities = [\"fs:raed\"]\n", (4, 17), "unknown capability `fs:raed`"),
-        b("quota out of range", "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\nmemory_mb = 1\n", (4, 13), "quotas.memory_mb = 1 is out of range"),
+        b(
+            "empty command",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = []\n",
+            (4, 11),
+            "has an empty command",
+        ),
+        b(
+            "command as a string",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = \"true\"\n",
+            (4, 11),
+            "expected a sequence",
+        ),
+        b(
+            "bad handler name",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[handlers.Main]\ncommand = [\"true\"]\n",
+            (3, 11),
+            "invalid handler name `Main`",
+        ),
+        b(
+            "wildcard path",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nfs.read = [\"logs/*.txt\"]\n",
+            (4, 12),
+            "has a wildcard",
+        ),
+        b(
+            "path leaving the folder",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"../x\"]\n",
+            (4, 13),
+            "leaves the plugin folder",
+        ),
+        b(
+            "net pattern with a path",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nnet.allow = [\"api.x.com/v1\"]\n",
+            (4, 14),
+            "path-level rules cannot be enforced",
+        ),
+        b(
+            "net pattern with a bad port",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nnet.allow = [\"x.com:99999\"]\n",
+            (4, 14),
+            "port must be 1 to 65535",
+        ),
+        b(
+            "bad env pattern",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\nenv.allow = [\"MY-VAR\"]\n",
+            (4, 14),
+            "environment pattern `MY-VAR` is invalid",
+        ),
+        b(
+            "unknown capability",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[permissions]\ncapabilities = [\"fs:raed\"]\n",
+            (4, 17),
+            "unknown capability `fs:raed`",
+        ),
+        b(
+            "quota out of range",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\nmemory_mb = 1\n",
+            (4, 13),
+            "quotas.memory_mb = 1 is out of range",
+        ),
         b("negative quota", "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\npids = -1\n", (4, 8), "expected u64"),
-        b("quota as a string", "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\ntimeout_ms = \"5s\"\n", (4, 14), "invalid type: string"),
+        b(
+            "quota as a string",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\n[quotas]\ntimeout_ms = \"5s\"\n",
+            (4, 14),
+            "invalid type: string",
+        ),
         b("duplicate key", "id = \"@t/a\"\nid = \"@t/b\"\nversion = \"1.0.0\"\n", (2, 1), "duplicate key `id`"),
-        b("permission outside [permissions]", "id = \"@t/a\"\nversion = \"1.0.0\"\nread = [\"x\"]\n", (3, 1), "permissions go under `[permissions]`"),
+        b(
+            "permission outside [permissions]",
+            "id = \"@t/a\"\nversion = \"1.0.0\"\nread = [\"x\"]\n",
+            (3, 1),
+            "permissions go under `[permissions]`",
+        ),
     ]
 }
 

@@ -6,7 +6,10 @@ use serde_json::Value;
 use super::run_in;
 
 fn warnings(result: &Value) -> Vec<String> {
-    result["warnings"].as_array().map(|w| w.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    result["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 #[test]

@@ -72,7 +72,8 @@ fn set_env_sets_a_variable() {
 #[test]
 fn secret_looking_variable_is_redacted_in_json_logs() {
     let support = kernel_support();
-    let probe = r#"test "$MY_API_TOKEN" = s3cr3t-value && echo "token=$MY_API_TOKEN" && echo "again $MY_API_TOKEN" >&2"#;
+    let probe =
+        r#"test "$MY_API_TOKEN" = s3cr3t-value && echo "token=$MY_API_TOKEN" && echo "again $MY_API_TOKEN" >&2"#;
     each_mode(sandbox_modes!(support), |mode| {
         // Control: a plain name with the same value is logged as is, so the
         // command really prints the value and only the name decides.
@@ -91,7 +92,11 @@ fn secret_looking_variable_is_redacted_in_json_logs() {
         let json = out.json();
         let text_of = |stream: &str| {
             let lines = json["logs"]["lines"].as_array().unwrap_or_else(|| panic!("logs.lines is not an array\n{out}"));
-            lines.iter().filter(|l| l["stream"] == stream).map(|l| l["text"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+            lines
+                .iter()
+                .filter(|l| l["stream"] == stream)
+                .map(|l| l["text"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
         };
         assert_eq!(text_of("stdout"), ["token=***"], "{out}");
         assert_eq!(text_of("stderr"), ["again ***"], "{out}");

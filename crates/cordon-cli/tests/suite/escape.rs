@@ -40,7 +40,8 @@ fn corpus(mode: Mode, exceptions: &[(&str, &str)]) {
         mode.as_str()
     );
     let out = TestCommand::new("bash").arg(&runner).arg("--out").arg(&tsv).arg(&template).run();
-    let results = std::fs::read_to_string(&tsv).unwrap_or_else(|e| panic!("no results from the runner ({e}):\n{}\n{}", out.stdout, out.stderr));
+    let results = std::fs::read_to_string(&tsv)
+        .unwrap_or_else(|e| panic!("no results from the runner ({e}):\n{}\n{}", out.stdout, out.stderr));
     let mut failed = vec![];
     let mut seen = 0;
     for line in results.lines().filter(|l| !l.starts_with("case\t")) {

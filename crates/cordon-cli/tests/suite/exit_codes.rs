@@ -34,7 +34,11 @@ fn killed_by_signal_is_128_plus_n() {
 fn missing_command_is_127_not_found() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
-        run_in(mode).args(["--", "cordon-test-no-such-command"]).run().assert_code(127).assert_stderr_contains("cordon-test-no-such-command");
+        run_in(mode)
+            .args(["--", "cordon-test-no-such-command"])
+            .run()
+            .assert_code(127)
+            .assert_stderr_contains("cordon-test-no-such-command");
         let out = run_in(mode).args(["--json", "--", "cordon-test-no-such-command"]).run();
         out.assert_code(127);
         assert_eq!(out.json()["error"]["code"], "NOT_FOUND", "{out}");
@@ -60,7 +64,11 @@ fn non_executable_file_is_126() {
 
 #[test]
 fn unknown_flag_is_125() {
-    cordon().args(["run", "--no-such-flag", "--", "true"]).run().assert_code(125).assert_stderr_contains("--no-such-flag");
+    cordon()
+        .args(["run", "--no-such-flag", "--", "true"])
+        .run()
+        .assert_code(125)
+        .assert_stderr_contains("--no-such-flag");
 }
 
 #[test]

@@ -12,7 +12,8 @@ fn with_extra_fds(argv: &[&str]) -> Outcome {
 
 fn fd_numbers(out: &Outcome) -> Vec<u32> {
     out.assert_success();
-    let mut fds: Vec<u32> = out.stdout.split_whitespace().map(|f| f.parse().unwrap_or_else(|_| panic!("not an fd: {f}\n{out}"))).collect();
+    let mut fds: Vec<u32> =
+        out.stdout.split_whitespace().map(|f| f.parse().unwrap_or_else(|_| panic!("not an fd: {f}\n{out}"))).collect();
     fds.sort_unstable();
     fds
 }

@@ -12,9 +12,23 @@ fn read_grant_opens_the_granted_file_and_nothing_else() {
     let granted = dir.create("granted/a.txt", "granted\n");
     let ungranted = dir.create("ungranted.txt", "ungranted\n");
     each_mode(sandbox_modes!(support), |mode| {
-        run_in(mode).arg("--read").arg(dir.join("granted")).arg("--").arg("cat").arg(&granted).run().assert_stdout_eq("granted\n");
+        run_in(mode)
+            .arg("--read")
+            .arg(dir.join("granted"))
+            .arg("--")
+            .arg("cat")
+            .arg(&granted)
+            .run()
+            .assert_stdout_eq("granted\n");
         // Control: with its own grant, the other file is readable too.
-        run_in(mode).arg("--read").arg(&ungranted).arg("--").arg("cat").arg(&ungranted).run().assert_stdout_eq("ungranted\n");
+        run_in(mode)
+            .arg("--read")
+            .arg(&ungranted)
+            .arg("--")
+            .arg("cat")
+            .arg(&ungranted)
+            .run()
+            .assert_stdout_eq("ungranted\n");
 
         run_in(mode)
             .arg("--read")
@@ -71,7 +85,15 @@ fn deny_carves_a_subtree_out_of_a_read_grant_and_leaves_siblings_readable() {
         run_in(mode).arg("--read").arg(&tree).arg("--").arg("cat").arg(&secret).run().assert_stdout_eq("secret\n");
 
         let deny = |path: &std::path::Path| {
-            run_in(mode).arg("--read").arg(&tree).arg("--deny").arg(dir.join("tree/private")).arg("--").arg("cat").arg(path).run()
+            run_in(mode)
+                .arg("--read")
+                .arg(&tree)
+                .arg("--deny")
+                .arg(dir.join("tree/private"))
+                .arg("--")
+                .arg("cat")
+                .arg(path)
+                .run()
         };
         deny(&sibling).assert_stdout_eq("public\n");
         deny(&secret).assert_code(1).assert_stderr_contains(&format!("{}: Permission denied", secret.display()));
@@ -158,8 +180,21 @@ fn trailing_double_star_grants_the_tree() {
     let dir = Dir::new("fs-doublestar");
     let file = dir.create("x/deep/a.txt", "deep\n");
     each_mode(sandbox_modes!(support), |mode| {
-        run_in(mode).arg("--read").arg(format!("{}/x/**", dir.path().display())).arg("--").arg("cat").arg(&file).run().assert_stdout_eq("deep\n");
-        run_in(mode).arg("--cwd").arg(dir.path()).args(["--read", "x/**", "--", "cat"]).arg(&file).run().assert_stdout_eq("deep\n");
+        run_in(mode)
+            .arg("--read")
+            .arg(format!("{}/x/**", dir.path().display()))
+            .arg("--")
+            .arg("cat")
+            .arg(&file)
+            .run()
+            .assert_stdout_eq("deep\n");
+        run_in(mode)
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--read", "x/**", "--", "cat"])
+            .arg(&file)
+            .run()
+            .assert_stdout_eq("deep\n");
     });
 }
 
@@ -192,7 +227,9 @@ fn grants_under_tmp_are_visible_through_the_private_tmp() {
     std::fs::write(base.join("ro/file.txt"), "from host /tmp\n").unwrap();
     let (ro, rw) = (base.join("ro"), base.join("rw"));
     let (ro, rw) = (ro.to_str().unwrap(), rw.to_str().unwrap());
-    let script = format!("cat {ro}/file.txt && echo written > {rw}/out && echo private > \"$TMPDIR/own\" && cat \"$TMPDIR/own\"");
+    let script = format!(
+        "cat {ro}/file.txt && echo written > {rw}/out && echo private > \"$TMPDIR/own\" && cat \"$TMPDIR/own\""
+    );
     let outs = std::cell::RefCell::new(vec![]);
     each_mode(sandbox_modes!(support), |mode| {
         let _ = std::fs::remove_file(base.join("rw/out"));
@@ -215,6 +252,10 @@ fn exec_allow_list_limits_what_can_be_executed() {
         // Control: without the list, anything readable runs.
         run_in(mode).args(["--", "sh", "-c", script]).run().assert_success().assert_stdout_eq("cat-ran\n0\n");
         // With it, the command itself and the listed file run; ls gets EACCES (126).
-        run_in(mode).args(["--exec", "/usr/bin/cat", "--", "sh", "-c", script]).run().assert_success().assert_stdout_eq("cat-ran\n126\n");
+        run_in(mode)
+            .args(["--exec", "/usr/bin/cat", "--", "sh", "-c", script])
+            .run()
+            .assert_success()
+            .assert_stdout_eq("cat-ran\n126\n");
     });
 }

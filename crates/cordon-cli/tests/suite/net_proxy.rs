@@ -79,7 +79,10 @@ fn an_allowed_host_is_reached_and_accounted_for_exactly() {
         let net = r["network"].as_array().expect("network list");
         assert_eq!(net.len(), 1, "{net:?}");
         let c = &net[0];
-        assert_eq!((c["host"].as_str(), c["port"].as_u64(), c["allowed"].as_bool()), (Some("127.0.0.1"), Some(u64::from(server.port)), Some(true)));
+        assert_eq!(
+            (c["host"].as_str(), c["port"].as_u64(), c["allowed"].as_bool()),
+            (Some("127.0.0.1"), Some(u64::from(server.port)), Some(true))
+        );
         assert_eq!(c["rule"], allow.as_str());
         assert_eq!(c["protocol"], "connect");
         let up = server.received.load(Ordering::SeqCst) - before;
@@ -93,7 +96,10 @@ fn python_urllib_uses_the_proxy_from_the_environment() {
     let support = kernel_support();
     let server = Server::start();
     let allow = format!("127.0.0.1:{}", server.port);
-    let script = format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{}/').read().decode(), end='')", server.port);
+    let script = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{}/').read().decode(), end='')",
+        server.port
+    );
     each_mode(sandbox_modes!(support), |mode| {
         run_in(mode)
             .args(["--net", &allow, "--", tool("/usr/bin/python3"), "-c", &script])
@@ -116,7 +122,11 @@ fn refusals_are_explained_and_recorded() {
         // A name that resolves to loopback is refused unless named literally.
         (format!("http://localhost:{port}/"), vec!["*".into()], "localhost"),
         // The right host on another port.
-        (format!("http://127.0.0.1:{port}/"), vec![format!("127.0.0.1:{}", port.wrapping_add(1))], "not allowed by the network policy"),
+        (
+            format!("http://127.0.0.1:{port}/"),
+            vec![format!("127.0.0.1:{}", port.wrapping_add(1))],
+            "not allowed by the network policy",
+        ),
     ];
     each_mode(sandbox_modes!(support), |mode| {
         for (i, (url, net, says)) in cases.iter().enumerate() {
@@ -127,9 +137,14 @@ fn refusals_are_explained_and_recorded() {
             }
             let out = cmd.args(["--", tool("/usr/bin/curl"), "-s", "-w", "\\n%{http_code}", url]).run();
             let r = out.json();
-            let text: Vec<&str> = r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
+            let text: Vec<&str> =
+                r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
             assert_eq!(text.last().copied(), Some("403"), "[{}] case {i} {url} {net:?}: {r}", mode.as_str());
-            assert!(text.iter().any(|t| t.contains(says)), "[{}] case {i}: body should mention `{says}`: {text:?}", mode.as_str());
+            assert!(
+                text.iter().any(|t| t.contains(says)),
+                "[{}] case {i}: body should mention `{says}`: {text:?}",
+                mode.as_str()
+            );
             let conn = &r["network"][0];
             assert_eq!(conn["allowed"], false, "[{}] case {i}: {r}", mode.as_str());
         }
@@ -164,5 +179,9 @@ fn nothing_but_the_proxy_is_reachable() {
 
 #[test]
 fn dev_mode_refuses_network_rules() {
-    run_in(Mode::Dev).args(["--net", "example.com", "--", "true"]).run().assert_code(125).assert_stderr_contains("dev mode");
+    run_in(Mode::Dev)
+        .args(["--net", "example.com", "--", "true"])
+        .run()
+        .assert_code(125)
+        .assert_stderr_contains("dev mode");
 }

@@ -25,12 +25,17 @@ fn host_loopback_listener_is_unreachable() {
 
     // Controls: the test process connects, and so does the same probe
     // without a sandbox (dev mode).
-    TcpStream::connect(("127.0.0.1", listener.local_addr().unwrap().port())).expect("control connect from the test process");
+    TcpStream::connect(("127.0.0.1", listener.local_addr().unwrap().port()))
+        .expect("control connect from the test process");
     run_in(Mode::Dev).args(["--", python, "-c", CONNECT_PROBE, &port]).run().assert_stdout_eq("connected\n");
 
     each_mode(sandbox_modes!(support), |mode| {
         // The sandbox has a loopback of its own with nothing listening.
-        run_in(mode).args(["--", python, "-c", CONNECT_PROBE, &port]).run().assert_success().assert_stdout_eq("ECONNREFUSED\n");
+        run_in(mode)
+            .args(["--", python, "-c", CONNECT_PROBE, &port])
+            .run()
+            .assert_success()
+            .assert_stdout_eq("ECONNREFUSED\n");
     });
     drop(listener);
 }

@@ -43,7 +43,8 @@ pub fn serve() -> u16 {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len());
+                let reply =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len());
                 let _ = conn.write_all(reply.as_bytes());
             });
         }
@@ -63,7 +64,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn artifact(r: &Value, path: &str) -> String {
     let a = r["artifacts"].as_array().unwrap_or_else(|| panic!("no artifacts in {r}"));
     let a = a.iter().find(|a| a["path"] == path).unwrap_or_else(|| panic!("no artifact {path} in {r}"));
-    let stored = std::fs::read(a["stored_at"].as_str().unwrap()).unwrap_or_else(|e| panic!("artifact {path} not in the store ({e}): {r}"));
+    let stored = std::fs::read(a["stored_at"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("artifact {path} not in the store ({e}): {r}"));
     assert_eq!(a["size"], stored.len(), "{r}");
     assert_eq!(a["sha256"], sha256_hex(&stored), "{r}");
     String::from_utf8(stored).unwrap()
@@ -87,12 +89,18 @@ fn hello_sh_greets_and_leaves_a_card() {
         assert!(r["logs"]["lines"].as_array().unwrap().iter().any(|l| l["text"] == "greeting Ada"), "{out}");
         assert_eq!(artifact(&r, "card.txt"), "Hello, Ada!\n");
         let stored = r["artifacts"][0]["stored_at"].as_str().unwrap();
-        let expected = store.join("@examples/hello-sh/1.0.0/greet").join(r["request_id"].as_str().unwrap()).join("card.txt");
-        assert_eq!(PathBuf::from(stored), expected, "default store layout {{plugin}}/{{version}}/{{handler}}/{{request_id}}");
+        let expected =
+            store.join("@examples/hello-sh/1.0.0/greet").join(r["request_id"].as_str().unwrap()).join("card.txt");
+        assert_eq!(
+            PathBuf::from(stored),
+            expected,
+            "default store layout {{plugin}}/{{version}}/{{handler}}/{{request_id}}"
+        );
         // Without --json: the result alone on stdout, the logs on stderr.
         let plain = exec(mode, &plugin, "greet", r#"{"name": "Bo"}"#).run();
         plain.assert_success();
-        let data: Value = serde_json::from_str(&plain.stdout).unwrap_or_else(|e| panic!("stdout is not the data ({e}): {plain}"));
+        let data: Value =
+            serde_json::from_str(&plain.stdout).unwrap_or_else(|e| panic!("stdout is not the data ({e}): {plain}"));
         assert_eq!(data["greeting"], "Hello, Bo!");
         plain.assert_stderr_contains("greeting Bo");
     });
@@ -118,7 +126,12 @@ fn hello_sh_reads_its_own_folder_and_is_refused_the_rest_of_the_host() {
         let data: Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(data["ok"], false, "{out}");
         let error = data["error"].as_str().unwrap();
-        assert!(error.contains(not_granted_error(mode)), "[{}] expected {:?}: {out}", mode.as_str(), not_granted_error(mode));
+        assert!(
+            error.contains(not_granted_error(mode)),
+            "[{}] expected {:?}: {out}",
+            mode.as_str(),
+            not_granted_error(mode)
+        );
         out.assert_stderr_contains("cordon: failed: NONZERO_EXIT");
         if mode == Mode::Process {
             out.assert_stderr_contains("cordon: denied?: the handler reported:");
@@ -220,7 +233,9 @@ fn node_fetch_to_an_undeclared_host_is_refused_and_the_host_can_only_narrow() {
         // Control: narrowed to that very port, it works.
         exec(mode, &plugin, "fetch", &allowed).args(["--net", &format!("127.0.0.1:{port}")]).run().assert_success();
         // A host flag cannot widen: allowing localhost on the command line does not help.
-        let widened = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://localhost:{port}/"}}"#)).args(["--net", "localhost"]).run();
+        let widened = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://localhost:{port}/"}}"#))
+            .args(["--net", "localhost"])
+            .run();
         widened.assert_code(1);
     });
 }
@@ -258,14 +273,31 @@ fn secrets_never_appear_in_logs_results_or_audit_records() {
         plain.assert_code(3);
         // A secret in a run's argv never reaches its record either.
         let run = cordon()
-            .args(["run", "--mode", mode.as_str(), "--env", "DEMO_TOKEN", "--json", "--", "sh", "-c", "echo $DEMO_TOKEN; exit 2", SECRET])
+            .args([
+                "run",
+                "--mode",
+                mode.as_str(),
+                "--env",
+                "DEMO_TOKEN",
+                "--json",
+                "--",
+                "sh",
+                "-c",
+                "echo $DEMO_TOKEN; exit 2",
+                SECRET,
+            ])
             .env("DEMO_TOKEN", SECRET)
             .run();
         run.assert_code(2);
-        let bad_flag = cordon().args(["run", "--read", "/no/such/path", "--", "echo", SECRET]).env("DEMO_TOKEN", SECRET).run();
+        let bad_flag =
+            cordon().args(["run", "--read", "/no/such/path", "--", "echo", SECRET]).env("DEMO_TOKEN", SECRET).run();
         bad_flag.assert_code(125);
         for out in [&json, &plain, &run, &bad_flag] {
-            assert!(!out.stdout.contains(SECRET) && !out.stderr.contains(SECRET), "[{}] secret shown\n{out}", mode.as_str());
+            assert!(
+                !out.stdout.contains(SECRET) && !out.stderr.contains(SECRET),
+                "[{}] secret shown\n{out}",
+                mode.as_str()
+            );
             assert_eq!(out.audit.len(), 1, "{out}");
             let record = out.audit[0].to_string();
             assert!(!record.contains(SECRET), "[{}] secret in the audit record {record}", mode.as_str());
@@ -290,7 +322,9 @@ fn handler_contract_input_result_traceparent_and_environment() {
     );
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     each_mode(sandbox_modes!(support), |mode| {
-        let out = exec(mode, plugin.path(), "echo", r#"{"n": [1, 2]}"#).args(["--json", "--traceparent", trace, "--tenant", "acme"]).run();
+        let out = exec(mode, plugin.path(), "echo", r#"{"n": [1, 2]}"#)
+            .args(["--json", "--traceparent", trace, "--tenant", "acme"])
+            .run();
         out.assert_success();
         let r = out.json();
         let d = &r["data"];
@@ -299,7 +333,10 @@ fn handler_contract_input_result_traceparent_and_environment() {
         assert_eq!(d["arg"], plugin.join("data.txt").to_str().unwrap(), "plugin files in argv are absolute: {out}");
         assert_eq!(d["cwd"], plugin.path().to_str().unwrap(), "the handler runs in its folder by default: {out}");
         let child = d["trace"].as_str().unwrap();
-        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !child.contains("00f067aa0ba902b7"), "a child of the caller's trace: {child}");
+        assert!(
+            child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !child.contains("00f067aa0ba902b7"),
+            "a child of the caller's trace: {child}"
+        );
         assert_eq!(r["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         let record = &out.audit[0];
         assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{record}");
@@ -333,12 +370,32 @@ fn exec_refuses_before_starting_with_exit_125() {
         (vec!["main".into()], "{}", "capability `llm` is required but not granted"),
         (vec!["main".into(), "--capability".into(), "LLM!".into()], "{}", "invalid --capability LLM!"),
         (vec!["main".into(), "--capability".into(), "llm".into()], "not json", "invalid --input -: not one JSON value"),
-        (vec!["main".into(), "--capability".into(), "llm".into(), "--workdir".into(), "/etc".into()], "{}", "invalid working directory /etc"),
-        (vec!["main".into(), "--capability".into(), "llm".into(), "--traceparent".into(), "xyz".into()], "{}", "invalid --traceparent xyz"),
-        (vec!["main".into(), "--capability".into(), "llm".into(), "--memory-mb".into(), "1".into()], "{}", "invalid quota flag"),
+        (
+            vec!["main".into(), "--capability".into(), "llm".into(), "--workdir".into(), "/etc".into()],
+            "{}",
+            "invalid working directory /etc",
+        ),
+        (
+            vec!["main".into(), "--capability".into(), "llm".into(), "--traceparent".into(), "xyz".into()],
+            "{}",
+            "invalid --traceparent xyz",
+        ),
+        (
+            vec!["main".into(), "--capability".into(), "llm".into(), "--memory-mb".into(), "1".into()],
+            "{}",
+            "invalid quota flag",
+        ),
     ];
     for (args, input, message) in cases {
-        let out = cordon().arg("exec").arg(plugin.path()).args(&args).args(["--mode", "process"]).arg("--input").arg("-").stdin(input).run();
+        let out = cordon()
+            .arg("exec")
+            .arg(plugin.path())
+            .args(&args)
+            .args(["--mode", "process"])
+            .arg("--input")
+            .arg("-")
+            .stdin(input)
+            .run();
         out.assert_code(125).assert_stderr_contains(message);
         assert_eq!(out.audit[0]["outcome"], "SETUP_FAILED", "{out}");
     }
@@ -358,6 +415,20 @@ fn capabilities_reach_the_handler() {
         &[],
     );
     // `cache:results` covers `cache:results:v2`; the handler sees what it asked for.
-    let out = cordon().arg("exec").arg(plugin.path()).args(["main", "--mode", "process", "--capability", "cache:results", "--capability", "llm", "--capability", "queue:jobs"]).run();
+    let out = cordon()
+        .arg("exec")
+        .arg(plugin.path())
+        .args([
+            "main",
+            "--mode",
+            "process",
+            "--capability",
+            "cache:results",
+            "--capability",
+            "llm",
+            "--capability",
+            "queue:jobs",
+        ])
+        .run();
     out.assert_success().assert_stdout_eq("\"cache:results:v2,llm\"\n");
 }

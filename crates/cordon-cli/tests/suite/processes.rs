@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use cordon_testkit::{each_mode, kernel_support, poll_until, processes_mentioning, processes_with_argv, sandbox_modes, Mode, TestCommand};
+use cordon_testkit::{
+    each_mode, kernel_support, poll_until, processes_mentioning, processes_with_argv, sandbox_modes, Mode, TestCommand,
+};
 
 use super::{run_in, unique_sleep_marker};
 
@@ -41,7 +43,11 @@ fn host_process_details_are_not_readable() {
             .assert_code(1)
             .assert_stderr_contains(&format!("{cmdline}' for reading: No such file or directory"));
         // Init (pid 1, a fork of cordon) is hidden too: its argv is cordon's.
-        run_in(mode).args(["--", "cat", "/proc/1/cmdline"]).run().assert_code(1).assert_stderr_contains("No such file or directory");
+        run_in(mode)
+            .args(["--", "cat", "/proc/1/cmdline"])
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains("No such file or directory");
     });
 }
 
@@ -93,7 +99,11 @@ fn descendants_die_when_cordon_is_sigkilled() {
         cordon.wait().expect("reap cordon");
         poll_until(Duration::from_secs(2), || processes_mentioning(&marker).is_empty());
         let leftovers = kill_leftovers(&marker);
-        assert!(leftovers.is_empty(), "[{}] after SIGKILL of cordon, `sleep {marker}` still ran: pids {leftovers:?}", mode.as_str());
+        assert!(
+            leftovers.is_empty(),
+            "[{}] after SIGKILL of cordon, `sleep {marker}` still ran: pids {leftovers:?}",
+            mode.as_str()
+        );
     });
 }
 

@@ -74,7 +74,9 @@ fn cpu_limit_kills_a_busy_loop() {
         let control = run_in(mode).args(["--json", "--timeout-ms", "1500", "--", python, "-c", BUSY_LOOP]).run();
         assert_eq!(error_code(&control.json()), "TIMEOUT", "[{}] control\n{control}", mode.as_str());
 
-        let out = run_in(mode).args(["--json", "--cpu-ms", "300", "--timeout-ms", "60000", "--", python, "-c", BUSY_LOOP]).run();
+        let out = run_in(mode)
+            .args(["--json", "--cpu-ms", "300", "--timeout-ms", "60000", "--", python, "-c", BUSY_LOOP])
+            .run();
         let result = out.json();
         assert_eq!(error_code(&result), "CPU_LIMIT", "[{}]\n{out}", mode.as_str());
         let signal = result["exit"]["signal"].as_i64().unwrap_or_else(|| panic!("exit is not a signal\n{out}"));
@@ -87,10 +89,13 @@ fn cpu_limit_result_reports_the_cpu_time_used() {
     let support = kernel_support();
     let python = tool("/usr/bin/python3");
     each_mode(sandbox_modes!(support), |mode| {
-        let out = run_in(mode).args(["--json", "--cpu-ms", "300", "--timeout-ms", "60000", "--", python, "-c", BUSY_LOOP]).run();
+        let out = run_in(mode)
+            .args(["--json", "--cpu-ms", "300", "--timeout-ms", "60000", "--", python, "-c", BUSY_LOOP])
+            .run();
         let result = out.json();
         assert_eq!(error_code(&result), "CPU_LIMIT", "[{}]\n{out}", mode.as_str());
-        let used = result["metrics"]["cpu_user_ms"].as_f64().unwrap_or(0.0) + result["metrics"]["cpu_sys_ms"].as_f64().unwrap_or(0.0);
+        let used = result["metrics"]["cpu_user_ms"].as_f64().unwrap_or(0.0)
+            + result["metrics"]["cpu_sys_ms"].as_f64().unwrap_or(0.0);
         // Generous: the limit fired, so at least half of it was used.
         assert!(used >= 150.0, "[{}] CPU_LIMIT at 300 ms, but metrics report {used} ms of CPU\n{out}", mode.as_str());
     });
@@ -104,7 +109,12 @@ fn file_size_limit_stops_a_large_write() {
         let file = dir.join(format!("{}.bin", mode.as_str()));
         let dd = format!("of={}", file.display());
         // Control: without the limit, 4 MiB are written.
-        run_in(mode).arg("--write").arg(dir.path()).args(["--", "dd", "if=/dev/zero", &dd, "bs=1M", "count=4"]).run().assert_success();
+        run_in(mode)
+            .arg("--write")
+            .arg(dir.path())
+            .args(["--", "dd", "if=/dev/zero", &dd, "bs=1M", "count=4"])
+            .run()
+            .assert_success();
         assert_eq!(std::fs::metadata(&file).expect("control file").len(), 4 << 20);
 
         // SIGXFSZ (25) ends dd at the 1 MiB boundary.
@@ -123,7 +133,8 @@ fn output_limit_stops_a_flood_and_counts_dropped_bytes() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
         // Control: output under the limit is kept whole.
-        let small = run_in(mode).args(["--json", "--output-bytes", "1000", "--", "sh", "-c", "yes | head -n 100"]).run();
+        let small =
+            run_in(mode).args(["--json", "--output-bytes", "1000", "--", "sh", "-c", "yes | head -n 100"]).run();
         small.assert_success();
         let result = small.json();
         assert_eq!(result["logs"]["dropped_bytes"], 0, "{small}");

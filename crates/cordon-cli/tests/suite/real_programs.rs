@@ -27,7 +27,11 @@ fn shell_pipeline() {
 fn coreutils_sort() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
-        run_in(mode).args(["--", tool("/usr/bin/sort")]).stdin("pear\napple\nfig\n").run().assert_stdout_eq("apple\nfig\npear\n");
+        run_in(mode)
+            .args(["--", tool("/usr/bin/sort")])
+            .stdin("pear\napple\nfig\n")
+            .run()
+            .assert_stdout_eq("apple\nfig\npear\n");
     });
 }
 
@@ -74,8 +78,12 @@ fn java_compiles_and_runs_hello() {
     each_mode(sandbox_modes!(support), |mode| {
         run_in(mode).args(["--", java, "-version"]).run().assert_success().assert_stderr_contains("version");
         let dir = Dir::new("real-java");
-        dir.create("Hello.java", "public class Hello { public static void main(String[] a) { System.out.println(\"hello from java\"); } }\n");
-        in_write_dir(mode, &dir, &format!("{javac} Hello.java && {java} -cp . Hello")).assert_stdout_eq("hello from java\n");
+        dir.create(
+            "Hello.java",
+            "public class Hello { public static void main(String[] a) { System.out.println(\"hello from java\"); } }\n",
+        );
+        in_write_dir(mode, &dir, &format!("{javac} Hello.java && {java} -cp . Hello"))
+            .assert_stdout_eq("hello from java\n");
     });
 }
 

@@ -96,6 +96,9 @@ fn deny_wx_refuses_writable_executable_memory() {
     each_mode(sandbox_modes!(support), |mode| {
         // Control: without the flag, W+X memory is allowed (JITs need it).
         run_in(mode).args(["--", python, "-c", WX_MMAP_PROBE]).run().assert_stdout_eq("mapped\n");
-        run_in(mode).args(["--deny-wx", "--", python, "-c", WX_MMAP_PROBE]).run().assert_stdout_eq("Operation not permitted\n");
+        run_in(mode)
+            .args(["--deny-wx", "--", python, "-c", WX_MMAP_PROBE])
+            .run()
+            .assert_stdout_eq("Operation not permitted\n");
     });
 }

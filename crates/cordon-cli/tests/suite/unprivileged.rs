@@ -66,7 +66,9 @@ fn an_ordinary_user_gets_the_same_sandbox() {
         let denied = if mode == Mode::Container { "No such file or directory" } else { "Permission denied" };
         user.run(mode, &["--", "cat", file]).assert_code(1).assert_stderr_contains(denied);
         // No capabilities, here either.
-        user.run(mode, &["--", "grep", "CapEff", "/proc/self/status"]).assert_success().assert_stdout_contains("0000000000000000");
+        user.run(mode, &["--", "grep", "CapEff", "/proc/self/status"])
+            .assert_success()
+            .assert_stdout_contains("0000000000000000");
     });
 }
 
@@ -89,6 +91,8 @@ fn an_ordinary_user_gets_rlimit_quotas_where_no_cgroup_is_delegated() {
         // memory: the allocation fails (RLIMIT_DATA), control without the limit succeeds.
         let alloc = "bytearray(256 << 20); print('allocated')";
         user.run(mode, &["--", python, "-c", alloc]).assert_success().assert_stdout_eq("allocated\n");
-        user.run(mode, &["--memory-mb", "64", "--", python, "-c", alloc]).assert_code(1).assert_stderr_contains("MemoryError");
+        user.run(mode, &["--memory-mb", "64", "--", python, "-c", alloc])
+            .assert_code(1)
+            .assert_stderr_contains("MemoryError");
     });
 }

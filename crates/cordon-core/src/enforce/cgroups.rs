@@ -60,7 +60,10 @@ impl RunCgroups {
     /// their limits.
     pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<Self, CgroupError> {
         let mut out = RunCgroups::default();
-        for dir in [plan.memory.as_ref().map(|(d, _)| d), plan.pids.as_ref().map(|(d, _)| d), plan.cpuacct.as_ref()].into_iter().flatten() {
+        for dir in [plan.memory.as_ref().map(|(d, _)| d), plan.pids.as_ref().map(|(d, _)| d), plan.cpuacct.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             sweep(&dir.path);
         }
         let mut procs = vec![];
@@ -153,14 +156,17 @@ impl RunCgroups {
 
 impl Drop for RunCgroups {
     fn drop(&mut self) {
-        let mut dirs: Vec<&PathBuf> = [&self.memory, &self.pids, &self.cpuacct].into_iter().flatten().map(|(_, d)| d).collect();
+        let mut dirs: Vec<&PathBuf> =
+            [&self.memory, &self.pids, &self.cpuacct].into_iter().flatten().map(|(_, d)| d).collect();
         dirs.dedup();
         for d in dirs {
             // The last process may still be leaving the group right after the
             // reap; retry briefly on EBUSY.
             for _ in 0..50 {
                 match fs::remove_dir(d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(2))
+                    }
                     _ => break,
                 }
             }
@@ -176,7 +182,9 @@ fn sweep(parent: &Path) {
     let now = std::time::SystemTime::now();
     for e in entries.flatten() {
         let stale = e.file_name().to_str().is_some_and(|n| n.starts_with("cordon-"))
-            && e.metadata().and_then(|m| m.modified()).is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age.as_secs() >= 10))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age.as_secs() >= 10))
             && fs::read_to_string(e.path().join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
         if stale {
             let _ = fs::remove_dir(e.path());

@@ -18,7 +18,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+    ABI,
 };
 
 use crate::plan::{FsAccess, LandlockPlan};
@@ -59,7 +60,11 @@ pub enum LandlockError {
 impl LandlockPlan {
     /// Which rules carry the execute right.
     pub fn exec_right(&self) -> ExecRight {
-        if self.exec_restricted { ExecRight::ListedOnly } else { ExecRight::WithGrants }
+        if self.exec_restricted {
+            ExecRight::ListedOnly
+        } else {
+            ExecRight::WithGrants
+        }
     }
 }
 
@@ -88,7 +93,13 @@ pub enum ExecRight {
 /// The Landlock access bits for `access`, for the given ABI.
 pub fn access_bits(access: FsAccess, abi: u32, exec: ExecRight) -> landlock::BitFlags<AccessFs> {
     let abi = abi_of(abi);
-    let strip = |bits: landlock::BitFlags<AccessFs>| if exec == ExecRight::ListedOnly { bits & !AccessFs::Execute } else { bits };
+    let strip = |bits: landlock::BitFlags<AccessFs>| {
+        if exec == ExecRight::ListedOnly {
+            bits & !AccessFs::Execute
+        } else {
+            bits
+        }
+    };
     match access {
         FsAccess::List => AccessFs::ReadDir.into(),
         FsAccess::Read => strip(AccessFs::from_read(abi)),
@@ -156,7 +167,12 @@ fn merge(out: &mut BTreeMap<PathBuf, FsAccess>, path: PathBuf, access: FsAccess)
     *slot = (*slot).max(access);
 }
 
-fn carve(dir: &Path, access: FsAccess, denies: &[&PathBuf], out: &mut BTreeMap<PathBuf, FsAccess>) -> Result<(), LandlockError> {
+fn carve(
+    dir: &Path,
+    access: FsAccess,
+    denies: &[&PathBuf],
+    out: &mut BTreeMap<PathBuf, FsAccess>,
+) -> Result<(), LandlockError> {
     if denies.iter().any(|d| d.as_path() == dir) || !dir.is_dir() {
         return Ok(());
     }

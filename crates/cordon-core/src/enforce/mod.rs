@@ -168,7 +168,11 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     fn from_raw(status: libc::c_int) -> Self {
-        if libc::WIFSIGNALED(status) { ExitStatus::Signal(libc::WTERMSIG(status)) } else { ExitStatus::Code(libc::WEXITSTATUS(status)) }
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        }
     }
 }
 
@@ -285,7 +289,12 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
             let late = l
                 .late
                 .iter()
-                .map(|(p, a)| Ok(LateRule { path: cstring("path", p.as_os_str().as_bytes())?, access: landlock::access_bits(*a, l.abi, l.exec_right()).bits() }))
+                .map(|(p, a)| {
+                    Ok(LateRule {
+                        path: cstring("path", p.as_os_str().as_bytes())?,
+                        access: landlock::access_bits(*a, l.abi, l.exec_right()).bits(),
+                    })
+                })
                 .collect::<Result<Vec<_>, SpawnError>>()?;
             Some((fd, late))
         }
@@ -337,7 +346,9 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
         argv: CStringArray::new(cmd.args.iter().map(|a| cstring("argument", a.as_bytes())).collect::<Result<_, _>>()?),
-        envp: CStringArray::new(cmd.env.iter().map(|(k, v)| cstring("environment", format!("{k}={v}"))).collect::<Result<_, _>>()?),
+        envp: CStringArray::new(
+            cmd.env.iter().map(|(k, v)| cstring("environment", format!("{k}={v}"))).collect::<Result<_, _>>()?,
+        ),
         cwd: Some(cstring("working directory", cwd.as_os_str().as_bytes())?),
         id_maps,
         go: go_r,
@@ -436,7 +447,9 @@ fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
         Some(ChildStage::Exec) | None => "an unknown step",
     };
     let detail = match stage {
-        Some(ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp) => format!(" (step {})", f.index),
+        Some(ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp) => {
+            format!(" (step {})", f.index)
+        }
         _ => String::new(),
     };
     Err(SpawnError::Child { stage: name, detail, source })

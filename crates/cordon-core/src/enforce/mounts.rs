@@ -57,7 +57,13 @@ impl Ops {
         self.0.push(MountOp::Mount { src: cs(src), target: c(target), fstype: cs(fstype), flags, data: cs(data) });
     }
     fn bind(&mut self, src: impl AsRef<Path>, target: impl AsRef<Path>) {
-        self.0.push(MountOp::Mount { src: c(src), target: c(target), fstype: cs(""), flags: libc::MS_BIND | libc::MS_REC, data: cs("") });
+        self.0.push(MountOp::Mount {
+            src: c(src),
+            target: c(target),
+            fstype: cs(""),
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: cs(""),
+        });
     }
     fn setattr(&mut self, path: impl AsRef<Path>, attr: u64, recursive: bool) {
         self.0.push(MountOp::SetAttr { path: c(path), attr, recursive });
@@ -180,20 +186,38 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         ops.mkdir_p(&under("/newroot", cwd));
     }
     mountpoints(&mut ops, &entries);
-    let denied: Vec<(PathBuf, bool)> =
-        root.deny.iter().filter_map(|d| std::fs::canonicalize(d).ok()).map(|d| { let dir = d.is_dir(); (d, dir) }).collect();
+    let denied: Vec<(PathBuf, bool)> = root
+        .deny
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .map(|d| {
+            let dir = d.is_dir();
+            (d, dir)
+        })
+        .collect();
     let deny_in = |ops: &mut Ops, entries: &[Entry], access: FsAccess| {
         for (d, is_dir) in &denied {
-            let inside_of = |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
+            let inside_of =
+                |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
             if !entries.iter().any(inside_of) {
                 continue;
             }
             let target = under("/newroot", d);
             if *is_dir {
-                ops.mount("tmpfs", &target, "tmpfs", libc::MS_RDONLY | nosuid_nodev | libc::MS_NOEXEC, "mode=000,size=4k,nr_inodes=1");
+                ops.mount(
+                    "tmpfs",
+                    &target,
+                    "tmpfs",
+                    libc::MS_RDONLY | nosuid_nodev | libc::MS_NOEXEC,
+                    "mode=000,size=4k,nr_inodes=1",
+                );
             } else {
                 ops.bind("/oldroot/dev/null", &target);
-                ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
+                ops.setattr(
+                    &target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                    false,
+                );
             }
         }
     };
@@ -219,11 +243,22 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         }
     }
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
-    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    ops.mount(
+        "devpts",
+        "/newroot/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    );
     ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
     ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev, "mode=1777,size=64m");
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         ops.symlink(target, Path::new("/newroot/dev").join(name));
     }
     ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY, false);

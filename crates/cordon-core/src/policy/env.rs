@@ -15,7 +15,8 @@ impl EnvPattern {
         let name = raw.strip_suffix('*').unwrap_or(raw);
         // `PREFIX*` may have an empty prefix (`*`: every variable); a plain
         // name may not be empty.
-        let valid = (raw.ends_with('*') || !name.is_empty()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            (raw.ends_with('*') || !name.is_empty()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid || name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(PolicyError::EnvPattern(raw.to_owned()));
         }
@@ -58,9 +59,7 @@ impl EnvPolicy {
     /// Parses a `NAME=VALUE` pair.
     pub fn parse_assignment(raw: &str) -> Result<(String, String)> {
         match raw.split_once('=') {
-            Some((k, v)) if EnvPattern::parse(k).is_ok() && !k.ends_with('*') => {
-                Ok((k.to_owned(), v.to_owned()))
-            }
+            Some((k, v)) if EnvPattern::parse(k).is_ok() && !k.ends_with('*') => Ok((k.to_owned(), v.to_owned())),
             _ => Err(PolicyError::EnvAssignment(raw.to_owned())),
         }
     }
@@ -72,11 +71,8 @@ impl EnvPolicy {
     /// Builds the environment from `host` (cordon's own), with `home` as
     /// `HOME` and `TMPDIR`. Later entries win.
     pub fn build(&self, host: impl IntoIterator<Item = (String, String)>, home: &str) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = vec![
-            ("PATH".into(), DEFAULT_PATH.into()),
-            ("HOME".into(), home.into()),
-            ("TMPDIR".into(), home.into()),
-        ];
+        let mut out: Vec<(String, String)> =
+            vec![("PATH".into(), DEFAULT_PATH.into()), ("HOME".into(), home.into()), ("TMPDIR".into(), home.into())];
         for (k, v) in host {
             if BASIC_VARS.contains(&k.as_str()) || self.allow.iter().any(|p| p.matches(&k)) {
                 out.push((k, v));
@@ -101,9 +97,7 @@ impl EnvPolicy {
     /// those of passed variables whose names look secret or are marked so.
     pub fn secret_values(&self, env: &[(String, String)]) -> Vec<String> {
         env.iter()
-            .filter(|(k, v)| {
-                v.len() >= 4 && (looks_secret(k) || self.secret.iter().any(|s| s == k))
-            })
+            .filter(|(k, v)| v.len() >= 4 && (looks_secret(k) || self.secret.iter().any(|s| s == k)))
             .map(|(_, v)| v.clone())
             .collect()
     }
@@ -113,9 +107,7 @@ impl EnvPolicy {
 /// `TOKEN`, `SECRET`, `KEY`, `PASSWORD` (any case), `PASSWD` or `CREDENTIAL`.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL"]
-        .iter()
-        .any(|w| upper.contains(w))
+    ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL"].iter().any(|w| upper.contains(w))
 }
 
 /// Replaces every occurrence of each secret in `text` with `***`.
@@ -134,10 +126,17 @@ mod tests {
     use super::*;
 
     fn host() -> Vec<(String, String)> {
-        [("LANG", "de_DE.UTF-8"), ("AWS_SECRET", "hunter22"), ("GH_TOKEN", "ghp_x1"), ("PATH", "/evil"), ("MY_A", "1"), ("MY_B", "2")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("LANG", "de_DE.UTF-8"),
+            ("AWS_SECRET", "hunter22"),
+            ("GH_TOKEN", "ghp_x1"),
+            ("PATH", "/evil"),
+            ("MY_A", "1"),
+            ("MY_B", "2"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     #[test]

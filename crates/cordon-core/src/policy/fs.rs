@@ -28,11 +28,7 @@ impl PathRule {
         if trimmed.contains(['*', '?', '[']) {
             return Err(PolicyError::Wildcard(raw.to_owned()));
         }
-        let joined = if Path::new(trimmed).is_absolute() {
-            PathBuf::from(trimmed)
-        } else {
-            base.join(trimmed)
-        };
+        let joined = if Path::new(trimmed).is_absolute() { PathBuf::from(trimmed) } else { base.join(trimmed) };
         Ok(PathRule { path: normalize(&joined) })
     }
 
@@ -47,8 +43,9 @@ impl PathRule {
     }
 }
 
-/// Removes `.` and resolves `..` lexically, as `cd` in a shell would.
-fn normalize(path: &Path) -> PathBuf {
+/// Removes `.` and resolves `..` lexically, as `cd` in a shell would; the
+/// result is absolute (a relative input is taken from `/`).
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in path.components() {
         match c {
@@ -148,8 +145,7 @@ pub const SYSTEM_READ: &[&str] = &[
 ];
 
 /// Character devices of the system set, readable and writable.
-pub const SYSTEM_DEVICES: &[&str] =
-    &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+pub const SYSTEM_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
 #[cfg(test)]
 mod tests {

@@ -11,10 +11,10 @@ pub mod net;
 
 use serde::Serialize;
 
-pub use env::{EnvPolicy, EnvPattern};
+pub use env::{EnvPattern, EnvPolicy};
 pub use fs::{FsPolicy, PathRule, SystemSet};
 pub use limits::Limits;
-pub use net::{NetPolicy, NetPattern};
+pub use net::{NetPattern, NetPolicy};
 
 /// The isolation tier an execution runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -148,9 +148,13 @@ impl PolicyError {
     /// A suggestion for the user, where there is one.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            PolicyError::Wildcard(_) => Some("grant the directory itself (`dir` or `dir/**`) and use --deny for carve-outs"),
+            PolicyError::Wildcard(_) => {
+                Some("grant the directory itself (`dir` or `dir/**`) and use --deny for carve-outs")
+            }
             PolicyError::PathMissing { .. } => Some("check the spelling, or create the path before the run"),
-            PolicyError::NetPattern { .. } => Some("patterns look like `api.example.com`, `*.example.com`, `*`, each with an optional `:port`"),
+            PolicyError::NetPattern { .. } => {
+                Some("patterns look like `api.example.com`, `*.example.com`, `*`, each with an optional `:port`")
+            }
             _ => None,
         }
     }

@@ -24,7 +24,9 @@ impl NetPattern {
             return Err(bad("drop the scheme; patterns name hosts, not URLs"));
         }
         if raw.contains('/') {
-            return Err(bad("path-level rules cannot be enforced for HTTPS without TLS interception; name the host only"));
+            return Err(bad(
+                "path-level rules cannot be enforced for HTTPS without TLS interception; name the host only",
+            ));
         }
         let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
             let (h, tail) = rest.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
@@ -68,7 +70,10 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert_eq!(NetPattern::parse("API.example.com:443").unwrap(), NetPattern { host: "api.example.com".into(), port: Some(443) });
+        assert_eq!(
+            NetPattern::parse("API.example.com:443").unwrap(),
+            NetPattern { host: "api.example.com".into(), port: Some(443) }
+        );
         assert_eq!(NetPattern::parse("*.example.com").unwrap().port, None);
         assert_eq!(NetPattern::parse("[::1]:8080").unwrap().host, "::1");
         for bad in ["https://x.com", "x.com/path", "a.*.com", "x.com:0", "x.com:99999", ":80", "**"] {

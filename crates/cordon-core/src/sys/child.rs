@@ -24,8 +24,8 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use libc::{c_char, c_int, c_ulong};
 use crate::enforce::seccomp::{BpfProgram, SockFilter};
+use libc::{c_char, c_int, c_ulong};
 
 /// The step of the child setup that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +77,25 @@ impl ChildStage {
     pub fn from_u32(v: u32) -> Option<Self> {
         use ChildStage::*;
         const ALL: [ChildStage; 19] = [
-            Lifeline, IdMaps, CgroupNamespace, Mount, Loopback, Hostname, Fork, Stdio, Chdir, Rlimit,
-            Capabilities, NoNewPrivs, LandlockAddRule, LandlockRestrict, CloseFds, Seccomp, Exec, Signals, ProxyListener,
+            Lifeline,
+            IdMaps,
+            CgroupNamespace,
+            Mount,
+            Loopback,
+            Hostname,
+            Fork,
+            Stdio,
+            Chdir,
+            Rlimit,
+            Capabilities,
+            NoNewPrivs,
+            LandlockAddRule,
+            LandlockRestrict,
+            CloseFds,
+            Seccomp,
+            Exec,
+            Signals,
+            ProxyListener,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -104,7 +121,11 @@ impl ChildFailure {
     /// Parses the bytes the child wrote.
     pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        ChildFailure { stage: u32::from_ne_bytes(word(0)), errno: i32::from_ne_bytes(word(4)), index: u32::from_ne_bytes(word(8)) }
+        ChildFailure {
+            stage: u32::from_ne_bytes(word(0)),
+            errno: i32::from_ne_bytes(word(4)),
+            index: u32::from_ne_bytes(word(8)),
+        }
     }
 }
 
@@ -621,7 +642,14 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
             let flags = if *recursive { libc::AT_RECURSIVE } else { 0 };
             // SAFETY: `path` is a valid C string and `a` a live mount_attr of the size passed.
             let rc = unsafe {
-                libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, path.as_ptr(), flags, &a as *const MountAttr, std::mem::size_of::<MountAttr>())
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    flags,
+                    &a as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                )
             };
             check!(spec, st, i, rc);
         }
@@ -638,7 +666,9 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
                 -1 if errno() != libc::EEXIST && errno() != libc::EROFS => fail(spec, st, i),
                 -1 => {}
                 // SAFETY: our own descriptor.
-                fd => unsafe { libc::close(fd); },
+                fd => unsafe {
+                    libc::close(fd);
+                },
             }
         }
         MountOp::Symlink { target, path } => {
@@ -768,7 +798,15 @@ fn add_late_rule(spec: &ChildSpec, ruleset: RawFd, rule: &LateRule, i: u32) {
     check!(spec, ChildStage::LandlockAddRule, i, fd);
     let attr = PathBeneath { allowed_access: rule.access, parent_fd: fd };
     // SAFETY: `attr` is a live landlock_path_beneath_attr.
-    let rc = unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr as *const PathBeneath, 0u32) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneath,
+            0u32,
+        )
+    };
     // SAFETY: our own descriptor.
     unsafe { libc::close(fd) };
     check!(spec, ChildStage::LandlockAddRule, i, rc);
@@ -783,6 +821,7 @@ fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
     let fprog = SockFprog { len: libc::c_ushort::try_from(prog.len()).unwrap_or(0), filter: prog.as_ptr() };
     // SAFETY: `fprog` points at a live BPF program of `len` instructions; the
     // kernel copies it.
-    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const SockFprog) };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const SockFprog) };
     check!(spec, ChildStage::Seccomp, i, rc);
 }

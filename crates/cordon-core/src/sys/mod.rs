@@ -13,7 +13,11 @@ use std::path::Path;
 
 /// Converts a `-1`-on-error return value into an `io::Result`.
 fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
-    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the
@@ -23,7 +27,12 @@ pub fn landlock_abi() -> io::Result<u32> {
     // SAFETY: a NULL attribute pointer with size 0 is the documented way to
     // ask for the version; the kernel reads no memory.
     let rc = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
     };
     cvt(rc).map(|v| u32::try_from(v).unwrap_or(0))
 }
@@ -105,7 +114,14 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
     // lives across the call. The child never returns from this function: it
     // runs `child_main`, which only execs or _exits.
     let rc = unsafe {
-        libc::syscall(libc::SYS_clone, flags, std::ptr::null_mut::<u8>(), &mut pidfd as *mut libc::c_int, std::ptr::null_mut::<u8>(), 0usize)
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<u8>(),
+            &mut pidfd as *mut libc::c_int,
+            std::ptr::null_mut::<u8>(),
+            0usize,
+        )
     };
     match cvt(rc)? {
         0 => child::child_main(spec),
@@ -120,7 +136,8 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
 /// Sends `signal` to the process behind `pidfd`.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: a NULL siginfo means "as kill() would"; no memory is read.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0u32) };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0u32) };
     cvt(rc).map(drop)
 }
 
@@ -158,8 +175,14 @@ pub fn wait4(pid: libc::pid_t) -> io::Result<Reaped> {
             Err(e) => return Err(e),
         }
     }
-    let us = |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
-    Ok(Reaped { status, user_us: us(ru.ru_utime), sys_us: us(ru.ru_stime), max_rss_kb: u64::try_from(ru.ru_maxrss).unwrap_or(0) })
+    let us =
+        |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
+    Ok(Reaped {
+        status,
+        user_us: us(ru.ru_utime),
+        sys_us: us(ru.ru_stime),
+        max_rss_kb: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+    })
 }
 
 /// `poll(2)` over `fds` (fd, events) for at most `timeout_ms` (-1: forever).
@@ -178,10 +201,7 @@ pub fn poll(fds: &[(BorrowedFd<'_>, libc::c_short)], timeout_ms: libc::c_int) ->
 
 /// The highest capability number this kernel knows.
 pub fn last_capability() -> libc::c_int {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(63)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP for this thread and returns a signalfd

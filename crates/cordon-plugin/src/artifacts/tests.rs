@@ -104,7 +104,11 @@ fn per_file_and_total_caps() {
     // after it is not stored either.
     assert_eq!(
         skipped,
-        [("b-big", SkipReason::FileTooLarge { size: 100 }), ("d", SkipReason::TotalLimit), ("e", SkipReason::TotalLimit)]
+        [
+            ("b-big", SkipReason::FileTooLarge { size: 100 }),
+            ("d", SkipReason::TotalLimit),
+            ("e", SkipReason::TotalLimit)
+        ]
     );
     assert!(src.path().join("b-big").exists() && src.path().join("d").exists(), "skipped files stay in place");
     assert_eq!(

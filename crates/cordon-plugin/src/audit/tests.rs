@@ -72,7 +72,10 @@ fn a_record_stays_on_one_line() {
     r.error = Some("line one\nline two\r\n".into());
     log.append(r).unwrap();
     assert_eq!(lines(log.path()).len(), 1);
-    assert_eq!(filter(log.path(), &Filter::default()).unwrap().records[0].error.as_deref(), Some("line one\nline two\r\n"));
+    assert_eq!(
+        filter(log.path(), &Filter::default()).unwrap().records[0].error.as_deref(),
+        Some("line one\nline two\r\n")
+    );
 }
 
 #[test]
@@ -86,7 +89,10 @@ fn verify_finds_an_edited_record() {
     assert!(matches!(e, VerifyError::Broken { line: 3, .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
-        format!("{}:3: hash chain broken: line 2 was edited, or records between lines 2 and 3 were removed", log.path().display())
+        format!(
+            "{}:3: hash chain broken: line 2 was edited, or records between lines 2 and 3 were removed",
+            log.path().display()
+        )
     );
 }
 
@@ -123,7 +129,10 @@ fn verify_finds_reordered_records() {
     // second, now on line 3.
     let e = verify(log.path()).unwrap_err();
     assert!(matches!(e, VerifyError::Reordered { line: 2, after: 3, .. }), "{e:?}");
-    assert!(e.to_string().ends_with(":2: record out of order: it was written right after the record now on line 3"), "{e}");
+    assert!(
+        e.to_string().ends_with(":2: record out of order: it was written right after the record now on line 3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -218,7 +227,8 @@ fn child_helper() {
 fn concurrent_processes_do_not_fork_the_chain() {
     let dir = TempDir::new("audit-procs");
     let path = dir.path().join("audit.jsonl");
-    let children: Vec<_> = (1..=3).map(|t| child("append", &path, &t.to_string()).stdout(Stdio::null()).spawn().unwrap()).collect();
+    let children: Vec<_> =
+        (1..=3).map(|t| child("append", &path, &t.to_string()).stdout(Stdio::null()).spawn().unwrap()).collect();
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
@@ -279,7 +289,12 @@ fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();
-    let marker = Marker { log: log.path().to_owned(), pid, pid_start: Some(1), record: AuditRecord { request_id: request_id.into(), ..record(5) } };
+    let marker = Marker {
+        log: log.path().to_owned(),
+        pid,
+        pid_start: Some(1),
+        record: AuditRecord { request_id: request_id.into(), ..record(5) },
+    };
     let dir = log.pending_dir();
     fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{request_id}.json"));
@@ -323,11 +338,18 @@ fn begin_refuses_request_ids_that_are_not_file_names() {
 fn filter_by_plugin_outcome_and_time() {
     let dir = TempDir::new("audit-filter");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-    let times = ["2024-05-01T10:00:00.000Z", "2024-05-01T11:00:00.000Z", "2024-05-01T12:00:00.000Z", "2024-05-02T00:00:00.000Z"];
+    let times = [
+        "2024-05-01T10:00:00.000Z",
+        "2024-05-01T11:00:00.000Z",
+        "2024-05-01T12:00:00.000Z",
+        "2024-05-02T00:00:00.000Z",
+    ];
     for (i, t) in times.iter().enumerate() {
         log.append(AuditRecord { time: t.to_string(), ..record(i + 1) }).unwrap();
     }
-    let ids = |f: Filter| -> Vec<String> { filter(log.path(), &f).unwrap().records.into_iter().map(|r| r.request_id).collect() };
+    let ids = |f: Filter| -> Vec<String> {
+        filter(log.path(), &f).unwrap().records.into_iter().map(|r| r.request_id).collect()
+    };
     assert_eq!(ids(Filter::default()).len(), 4);
     assert_eq!(ids(Filter { plugin: Some("@acme/even".into()), ..Filter::default() }), ["REQ0002", "REQ0004"]);
     assert_eq!(ids(Filter { outcome: Some("timeout".into()), ..Filter::default() }), ["REQ0003"]);

@@ -348,7 +348,11 @@ fn oversized_manifest_is_refused_before_parsing() {
     assert_eq!(err.location(), None);
     assert_eq!(
         err.to_string(),
-        format!("{} is {} bytes; a manifest may have at most 65536 bytes", dir.path().join(MANIFEST_FILE).display(), text.len())
+        format!(
+            "{} is {} bytes; a manifest may have at most 65536 bytes",
+            dir.path().join(MANIFEST_FILE).display(),
+            text.len()
+        )
     );
     assert!(matches!(parse(&text), Err(ManifestError::TooLarge { .. })));
 }
@@ -437,7 +441,10 @@ fn handlers_resolve_in_the_plugin_folder_then_on_path() {
     assert_eq!(m.resolve_handler("slash", dir.path(), search).unwrap().program, dir.path().join("bin/run"));
     assert_eq!(m.resolve_handler("onpath", dir.path(), search).unwrap().program, bin.path().join("tool"));
     let e = m.resolve_handler("nowhere", dir.path(), search).unwrap_err();
-    assert!(e.to_string().starts_with("program `no-such-program-xyz` of handler `nowhere` is not in the plugin folder"), "{e}");
+    assert!(
+        e.to_string().starts_with("program `no-such-program-xyz` of handler `nowhere` is not in the plugin folder"),
+        "{e}"
+    );
     let e = m.resolve_handler("nope", dir.path(), search).unwrap_err();
     assert_eq!(e.to_string(), "plugin @a/b has no handler `nope`; it has: local, nowhere, onpath, slash");
 }
@@ -488,4 +495,3 @@ fn locate_counts_lines_and_characters() {
     assert_eq!(locate("", 0), (1, 1, String::new()));
     assert_eq!(locate("x\r\ny", 3), (2, 1, "y".to_string()));
 }
-

@@ -12,7 +12,12 @@ use super::support::{curl, only_record, proxy, raw, raw_keep_open, Echo, Origin}
 fn tunnel_counts_exactly_the_tunnelled_bytes() {
     let origin = Origin::start();
     let proxy = proxy(&[&format!("localhost:{}", origin.port())], &[]);
-    let out = curl(&["-p", "-x", &format!("http://{}", proxy.local_addr()), &format!("http://localhost:{}/bytes/300000", origin.port())]);
+    let out = curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", proxy.local_addr()),
+        &format!("http://localhost:{}/bytes/300000", origin.port()),
+    ]);
     assert_eq!((out.exit, out.connect_status, out.status, out.body.len()), (0, 200, 200, 300_000), "{}", out.stderr);
     let exchange = origin.wait_for(1).remove(0);
     // Through a tunnel the origin sees curl's own request, untouched.
@@ -27,10 +32,15 @@ fn tunnel_counts_exactly_the_tunnelled_bytes() {
 fn denied_connect_gets_403() {
     let origin = Origin::start();
     let proxy = proxy(&["localhost:1"], &[]);
-    let out = curl(&["-p", "-x", &format!("http://{}", proxy.local_addr()), &format!("http://localhost:{}/", origin.port())]);
+    let out =
+        curl(&["-p", "-x", &format!("http://{}", proxy.local_addr()), &format!("http://localhost:{}/", origin.port())]);
     assert_ne!(out.exit, 0);
     assert_eq!(out.connect_status, 403, "{out:?}");
-    let response = String::from_utf8(raw(proxy.local_addr(), format!("CONNECT localhost:{} HTTP/1.1\r\n\r\n", origin.port()).as_bytes())).unwrap();
+    let response = String::from_utf8(raw(
+        proxy.local_addr(),
+        format!("CONNECT localhost:{} HTTP/1.1\r\n\r\n", origin.port()).as_bytes(),
+    ))
+    .unwrap();
     assert!(response.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{response}");
     assert!(response.ends_with(&format!("add --net localhost:{} to allow it\n", origin.port())), "{response}");
     let records = proxy.shutdown();
@@ -44,7 +54,10 @@ fn bytes_sent_with_the_connect_request_are_relayed() {
     let echo = Echo::start();
     let proxy = proxy(&[&format!("127.0.0.1:{}", echo.port())], &[]);
     let mut client = TcpStream::connect(proxy.local_addr()).unwrap();
-    let head = raw_keep_open(&mut client, format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\nHost: x\r\n\r\nearly", echo.port()).as_bytes());
+    let head = raw_keep_open(
+        &mut client,
+        format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\nHost: x\r\n\r\nearly", echo.port()).as_bytes(),
+    );
     assert_eq!(head, "HTTP/1.1 200 Connection established\r\n\r\n");
     client.write_all(b" and late").unwrap();
     let mut echoed = [0u8; 14];
@@ -58,7 +71,8 @@ fn bytes_sent_with_the_connect_request_are_relayed() {
 #[test]
 fn idle_tunnel_is_closed_and_recorded() {
     let echo = Echo::start();
-    let mut config = cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
+    let mut config =
+        cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
     config.idle_timeout = Duration::from_millis(200);
     let proxy = super::support::proxy_with(config);
     let mut client = TcpStream::connect(proxy.local_addr()).unwrap();
@@ -77,7 +91,8 @@ fn idle_tunnel_is_closed_and_recorded() {
 #[test]
 fn shutdown_cuts_off_open_tunnels_and_records_them() {
     let echo = Echo::start();
-    let mut config = cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
+    let mut config =
+        cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
     config.shutdown_grace = Duration::from_millis(100);
     let proxy = super::support::proxy_with(config);
     let mut client = TcpStream::connect(proxy.local_addr()).unwrap();

@@ -9,7 +9,11 @@ fn allowed_request_reaches_the_origin_and_counts_are_exact() {
     let origin = Origin::start();
     let pattern = format!("localhost:{}", origin.port());
     let proxy = proxy(&[&pattern], &[]);
-    let out = curl(&["-x", &format!("http://{}", proxy.local_addr()), &format!("http://localhost:{}/hello?x=1", origin.port())]);
+    let out = curl(&[
+        "-x",
+        &format!("http://{}", proxy.local_addr()),
+        &format!("http://localhost:{}/hello?x=1", origin.port()),
+    ]);
     assert_eq!((out.exit, out.status), (0, 200), "{out:?}");
     assert_eq!(out.body_text(), "hello from origin\n");
 
@@ -43,7 +47,8 @@ fn downloads_and_uploads_are_counted_exactly() {
 
     let big = curl(&["-x", &via, &format!("http://127.0.0.1:{}/bytes/10000000", origin.port())]);
     assert_eq!((big.exit, big.status, big.body.len()), (0, 200, 10_000_000), "{}", big.stderr);
-    let post = curl(&["-x", &via, "--data-binary", &upload, &format!("http://127.0.0.1:{}/echo-length", origin.port())]);
+    let post =
+        curl(&["-x", &via, "--data-binary", &upload, &format!("http://127.0.0.1:{}/echo-length", origin.port())]);
     assert_eq!(post.body_text(), "received 1000003 body bytes\n", "{}", post.stderr);
     let chunked = curl(&[
         "-x",
@@ -69,7 +74,10 @@ fn downloads_and_uploads_are_counted_exactly() {
     // Requests reached the origin in order; match them by what they carry.
     let by_head = |needle: &str| exchanges.iter().find(|e| e.head.contains(needle)).unwrap().received;
     assert_eq!(records[0].bytes_up, by_head("/bytes/"));
-    assert_eq!(records[1].bytes_up, exchanges.iter().find(|e| e.head.contains("Content-Length: 1000003")).unwrap().received);
+    assert_eq!(
+        records[1].bytes_up,
+        exchanges.iter().find(|e| e.head.contains("Content-Length: 1000003")).unwrap().received
+    );
     assert_eq!(records[2].bytes_up, by_head("chunked"));
     assert!(records[1].bytes_up > 1_000_003 && records[2].bytes_up > 1_000_003);
 }
@@ -78,7 +86,12 @@ fn downloads_and_uploads_are_counted_exactly() {
 fn head_request_ends_without_waiting_for_the_origin_to_close() {
     let origin = Origin::start();
     let proxy = proxy(&[&format!("localhost:{}", origin.port())], &[]);
-    let out = curl(&["-I", "-x", &format!("http://{}", proxy.local_addr()), &format!("http://localhost:{}/bytes/99", origin.port())]);
+    let out = curl(&[
+        "-I",
+        "-x",
+        &format!("http://{}", proxy.local_addr()),
+        &format!("http://localhost:{}/bytes/99", origin.port()),
+    ]);
     assert_eq!((out.exit, out.status), (0, 200), "{out:?}");
     let record = only_record(proxy);
     assert_eq!(record.error, None);
@@ -116,7 +129,10 @@ fn disallowed_host_gets_403_naming_the_pattern() {
         "cordon proxy: example.com:80 is not allowed by the network policy; add --net example.com:80 to allow it\n"
     );
     let record = only_record(proxy);
-    assert_eq!((record.host.as_str(), record.port, record.allowed, record.rule.as_deref()), ("example.com", 80, false, None));
+    assert_eq!(
+        (record.host.as_str(), record.port, record.allowed, record.rule.as_deref()),
+        ("example.com", 80, false, None)
+    );
     assert_eq!((record.bytes_up, record.bytes_down), (0, 0));
     assert!(record.error.unwrap().contains("add --net example.com:80"));
 }
@@ -145,7 +161,10 @@ fn deny_beats_allow() {
     let denied = proxy(&["localhost"], &[&deny]);
     let out = curl(&["-x", &format!("http://{}", denied.local_addr()), &url]);
     assert_eq!(out.status, 403, "{out:?}");
-    assert_eq!(out.body_text(), format!("cordon proxy: localhost:{0} is refused by the deny rule `localhost:{0}`\n", origin.port()));
+    assert_eq!(
+        out.body_text(),
+        format!("cordon proxy: localhost:{0} is refused by the deny rule `localhost:{0}`\n", origin.port())
+    );
     let record = only_record(denied);
     assert_eq!((record.allowed, record.rule.as_deref()), (false, Some(deny.as_str())));
 

@@ -33,7 +33,10 @@ fn python_urllib_through_the_proxy() {
         "403 cordon proxy: api.example.com:8080 is not allowed by the network policy; add --net api.example.com:8080 to allow it\n"
     );
     let records = proxy.shutdown();
-    assert_eq!(records.iter().map(|r| (r.host.as_str(), r.allowed)).collect::<Vec<_>>(), [("localhost", true), ("api.example.com", false)]);
+    assert_eq!(
+        records.iter().map(|r| (r.host.as_str(), r.allowed)).collect::<Vec<_>>(),
+        [("localhost", true), ("api.example.com", false)]
+    );
     assert_eq!(records[0].bytes_up, origin.wait_for(1)[0].received);
 }
 

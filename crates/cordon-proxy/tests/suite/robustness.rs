@@ -78,7 +78,9 @@ fn malformed_requests_do_not_crash_the_proxy() {
         if response.starts_with(b"HTTP/") {
             let text = String::from_utf8_lossy(&response);
             assert!(
-                ["HTTP/1.1 400 ", "HTTP/1.1 403 ", "HTTP/1.1 431 ", "HTTP/1.1 502 ", "HTTP/1.1 505 "].iter().any(|s| text.starts_with(s)),
+                ["HTTP/1.1 400 ", "HTTP/1.1 403 ", "HTTP/1.1 431 ", "HTTP/1.1 502 ", "HTTP/1.1 505 "]
+                    .iter()
+                    .any(|s| text.starts_with(s)),
                 "{input:?} -> {text}"
             );
         }

@@ -12,7 +12,11 @@ use super::support::{curl, only_record, proxy, Echo, Origin};
 fn socks5_hostname_is_checked_and_counted() {
     let origin = Origin::start();
     let proxy = proxy(&[&format!("localhost:{}", origin.port())], &[]);
-    let out = curl(&["--socks5-hostname", &proxy.local_addr().to_string(), &format!("http://localhost:{}/bytes/123456", origin.port())]);
+    let out = curl(&[
+        "--socks5-hostname",
+        &proxy.local_addr().to_string(),
+        &format!("http://localhost:{}/bytes/123456", origin.port()),
+    ]);
     assert_eq!((out.exit, out.status, out.body.len()), (0, 200, 123_456), "{}", out.stderr);
     let exchange = origin.wait_for(1).remove(0);
     let record = only_record(proxy);

@@ -75,7 +75,9 @@ fn other_spellings_of_internal_addresses_are_denied() {
         "192.168.0.1".to_owned(),
     ];
     for target in &targets {
-        let response = String::from_utf8(raw(proxy.local_addr(), format!("GET http://{target}/ HTTP/1.1\r\n\r\n").as_bytes())).unwrap();
+        let response =
+            String::from_utf8(raw(proxy.local_addr(), format!("GET http://{target}/ HTTP/1.1\r\n\r\n").as_bytes()))
+                .unwrap();
         assert!(response.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{target}: {response}");
         assert!(response.contains("name it literally to allow"), "{target}: {response}");
     }

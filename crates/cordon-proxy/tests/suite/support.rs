@@ -148,7 +148,8 @@ fn serve_origin(mut stream: TcpStream) -> Option<Exchange> {
         b"hello from origin\n".to_vec()
     };
     let is_head = head.starts_with("HEAD ");
-    let response_head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
+    let response_head =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
     let mut sent = 0;
     stream.write_all(response_head.as_bytes()).ok()?;
     sent += response_head.len() as u64;
@@ -302,6 +303,11 @@ pub fn python(script: &str, env: &[(&str, String)]) -> String {
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "python3 failed: {}\nstdout: {stdout}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3 failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
