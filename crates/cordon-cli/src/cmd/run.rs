@@ -210,3 +210,23 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     }
     Ok(result.exit_status())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_mode_cordon_prefers_container_and_falls_back_to_process_with_a_notice() {
+        let full = KernelSupport::fixture_full();
+        assert_eq!(choose_mode(None, &Policy::default(), &full).unwrap(), (Mode::Container, None));
+        // No user namespaces (root may still run process mode): a notice, not an error.
+        let mut no_userns = KernelSupport::fixture_full();
+        no_userns.user_namespaces = cordon::Availability::Unavailable;
+        let (mode, notice) = choose_mode(None, &Policy::default(), &no_userns).unwrap();
+        assert_eq!(mode, Mode::Process);
+        assert!(notice.unwrap().contains("container mode is not available here"));
+        // An explicit mode is taken as asked; the runner then refuses it with 125.
+        assert_eq!(choose_mode(Some("container"), &Policy::default(), &no_userns).unwrap().0, Mode::Container);
+        assert!(choose_mode(Some("bogus"), &Policy::default(), &full).is_err());
+    }
+}
