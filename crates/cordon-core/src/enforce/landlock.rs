@@ -15,11 +15,11 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
-    ABI,
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 
 use crate::plan::{FsAccess, LandlockPlan};
@@ -129,8 +129,12 @@ pub fn build_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
     }
     let mut created = ruleset.create().map_err(err)?;
     for (path, access) in expand_denies(&plan.rules, &plan.deny)? {
-        let Ok(fd) = PathFd::new(&path) else { continue }; // vanished or unreadable: grant nothing
-        let is_dir = path.is_dir();
+        // O_PATH, as the kernel wants for a rule; its fstat says file or
+        // directory without a second lookup by path.
+        let Ok(fd) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&path) else {
+            continue; // vanished or unreadable: grant nothing
+        };
+        let is_dir = fd.metadata().is_ok_and(|m| m.is_dir());
         let mut bits = access_bits(access, plan.abi, plan.exec_right());
         if !is_dir {
             bits &= AccessFs::from_file(abi);

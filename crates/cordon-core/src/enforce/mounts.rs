@@ -50,7 +50,8 @@ fn under(root: &str, p: &Path) -> PathBuf {
     Path::new(root).join(p.strip_prefix("/").unwrap_or(p))
 }
 
-struct Ops(Vec<MountOp>);
+/// The steps, and the directories already made (many grants share parents).
+struct Ops(Vec<MountOp>, std::collections::BTreeSet<PathBuf>);
 
 impl Ops {
     fn mount(&mut self, src: &str, target: impl AsRef<Path>, fstype: &str, flags: libc::c_ulong, data: &str) {
@@ -72,7 +73,9 @@ impl Ops {
         let mut acc = PathBuf::from("/");
         for comp in path.components().skip(1) {
             acc.push(comp);
-            self.0.push(MountOp::Mkdir { path: c(&acc), mode: 0o755 });
+            if self.1.insert(acc.clone()) {
+                self.0.push(MountOp::Mkdir { path: c(&acc), mode: 0o755 });
+            }
         }
     }
     fn mountpoint(&mut self, path: &Path, is_dir: bool) {
@@ -98,11 +101,18 @@ enum Entry {
 
 fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    if system && meta.file_type().is_symlink() {
-        return Some(Entry::Link { inside: path.to_owned(), target: std::fs::read_link(path).ok()? });
+    if system {
+        // System entries are recreated as links when they are links, and
+        // bound where they are otherwise: their parents (`/`, `/etc`, ...)
+        // are real directories, so resolving each component again (a
+        // readlink per component, for ~50 entries) would buy nothing.
+        if meta.file_type().is_symlink() {
+            return Some(Entry::Link { inside: path.to_owned(), target: std::fs::read_link(path).ok()? });
+        }
+        return Some(Entry::Bind { inside: path.to_owned(), source: path.to_owned(), is_dir: meta.is_dir(), access });
     }
     let source = std::fs::canonicalize(path).ok()?;
-    let is_dir = source.is_dir();
+    let is_dir = if source == path { meta.is_dir() } else { source.is_dir() };
     Some(Entry::Bind { inside: source.clone(), source, is_dir, access })
 }
 
@@ -114,7 +124,7 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
 /// With `tmp_size_mb`, also a private tmpfs on `/tmp` (and the working
 /// directory inside it, when it lies there and no grant provides it).
 pub fn process_mode_ops(tmp_size_mb: Option<u64>, cwd: &Path) -> Vec<MountOp> {
-    let mut ops = Ops(vec![]);
+    let mut ops = Ops(vec![], Default::default());
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
     ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
     if Path::new("/dev/shm").is_dir() {
@@ -161,7 +171,7 @@ fn bind_writable(ops: &mut Ops, entries: &[Entry]) {
 /// where it was asked to and relative grants below it resolve.
 pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<MountOp> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
-    let mut ops = Ops(vec![]);
+    let mut ops = Ops(vec![], Default::default());
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
     ops.mount("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=0755,size=64k,nr_inodes=64");
     ops.0.push(MountOp::Chdir { path: cs("/tmp") });
