@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cordon::audit::Subject;
 use cordon::plugin::{HandlerRequest, HandlerResult, PolicyBuilder, Template, MAX_INPUT_BYTES};
-use cordon::{EnvPattern, ErrorCode, Mode, NetPattern, PathRule, Policy, SystemSet, WriteXorExecute};
+use cordon::{EnvPattern, ErrorCode, Mode, NetPattern, Policy, SystemSet, WriteXorExecute};
 
 use crate::render;
 
@@ -123,10 +123,10 @@ impl NarrowArgs {
     pub fn host_policy(&self, cwd: &Path) -> Result<Policy> {
         let mut p = PolicyBuilder::unrestricted();
         if !self.read.is_empty() || !self.write.is_empty() {
-            p.fs.read = paths("read", &self.read, cwd)?;
-            p.fs.write = paths("write", &self.write, cwd)?;
+            p.fs.read = super::path_flags("read", &self.read, cwd)?;
+            p.fs.write = super::path_flags("write", &self.write, cwd)?;
         }
-        p.fs.deny = paths("deny", &self.deny, cwd)?;
+        p.fs.deny = super::path_flags("deny", &self.deny, cwd)?;
         if self.no_system {
             p.fs.system = SystemSet::Exclude;
         }
@@ -169,21 +169,6 @@ impl NarrowArgs {
         }
         Ok(p)
     }
-}
-
-fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
-    raw.iter()
-        .map(|r| {
-            let hinted = |e: cordon::PolicyError| match e.hint() {
-                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
-                None => anyhow::anyhow!("{e}"),
-            };
-            let rule = PathRule::parse(r, base).map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
-            rule.require_exists().map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
-            let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
-            Ok(PathRule { path })
-        })
-        .collect()
 }
 
 /// The variable naming the artifact store when `--artifact-store` is not given.

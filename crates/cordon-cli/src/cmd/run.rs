@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cordon::{
-    Capture, CgroupProbe, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, PathRule, Policy, RunRequest,
+    Capture, CgroupProbe, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, Policy, RunRequest,
     SystemSet, WriteXorExecute,
 };
 
@@ -83,34 +83,12 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn paths(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
-    raw.iter()
-        .map(|r| {
-            let rule = PathRule::parse(r, base)
-                .map_err(|e| hinted(e.to_string(), e.hint()))
-                .with_context(|| format!("invalid --{flag} {r}"))?;
-            rule.require_exists()
-                .map_err(|e| hinted(e.to_string(), e.hint()))
-                .with_context(|| format!("invalid --{flag} {r}"))?;
-            let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
-            Ok(PathRule { path })
-        })
-        .collect()
-}
-
-fn hinted(msg: String, hint: Option<&str>) -> anyhow::Error {
-    match hint {
-        Some(h) => anyhow::anyhow!("{msg}\n  hint: {h}"),
-        None => anyhow::anyhow!(msg),
-    }
-}
-
 /// Builds the policy from the flags. Errors name the flag.
 fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
     let mut p = Policy::default();
-    p.fs.read = paths("read", &a.read, cwd)?;
-    p.fs.write = paths("write", &a.write, cwd)?;
-    p.fs.deny = paths("deny", &a.deny, cwd)?;
+    p.fs.read = super::path_flags("read", &a.read, cwd)?;
+    p.fs.write = super::path_flags("write", &a.write, cwd)?;
+    p.fs.deny = super::path_flags("deny", &a.deny, cwd)?;
     p.fs.system = if a.no_system { SystemSet::Exclude } else { SystemSet::Include };
     for n in &a.net {
         p.net.allow.push(NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))?);
@@ -137,7 +115,7 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
         p.wx = WriteXorExecute::Deny;
     }
     if !a.exec.is_empty() {
-        p.exec = Some(paths("exec", &a.exec, cwd)?.into_iter().map(|r| r.path).collect());
+        p.exec = Some(super::path_flags("exec", &a.exec, cwd)?.into_iter().map(|r| r.path).collect());
     }
     p.validate().context("invalid quota")?;
     Ok(p)
