@@ -38,6 +38,7 @@
 mod command;
 mod dir;
 mod gate;
+mod http;
 mod procs;
 
 pub use command::{Outcome, Spawned, TestCommand};
@@ -47,4 +48,5 @@ pub use gate::{
     ci_requires_kernel_features, each_mode, kernel_support, mode_unavailable_reason, report_unmet_requirement,
     sandbox_modes_for, short_test_name,
 };
+pub use http::HttpServer;
 pub use procs::{poll_until, processes_mentioning, processes_with_argv};

@@ -3,55 +3,17 @@
 //! The sandbox keeps its empty network namespace; the proxy is its only way
 //! out, and `network` in the result accounts for every connection.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::UdpSocket;
 
-use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Mode};
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, HttpServer, Mode};
 
 use super::{run_in, tool};
 
 const BODY: &str = "hello from the host server\n";
 
-/// A one-response-per-connection HTTP server on 127.0.0.1 that counts the
-/// request bytes it received.
-struct Server {
-    port: u16,
-    received: Arc<AtomicU64>,
-    sent: u64,
-}
-
-fn response() -> String {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len())
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(AtomicU64::new(0));
-        let counter = received.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut conn = conn;
-                    let mut head = vec![];
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    counter.fetch_add(head.len() as u64, Ordering::SeqCst);
-                    let _ = conn.write_all(response().as_bytes());
-                });
-            }
-        });
-        Server { port, received, sent: response().len() as u64 }
-    }
+/// The test server, answering with [`BODY`].
+fn start_server() -> HttpServer {
+    HttpServer::start(BODY)
 }
 
 fn curl(mode: Mode, net: &[&str], url: &str, extra: &[&str]) -> cordon_testkit::Outcome {
@@ -66,12 +28,12 @@ fn curl(mode: Mode, net: &[&str], url: &str, extra: &[&str]) -> cordon_testkit::
 #[test]
 fn an_allowed_host_is_reached_and_accounted_for_exactly() {
     let support = kernel_support();
-    let server = Server::start();
+    let server = start_server();
     let allow = format!("127.0.0.1:{}", server.port);
     each_mode(sandbox_modes!(support), |mode| {
         // Through CONNECT (-p), the tunnel carries exactly what client and
         // server exchanged.
-        let before = server.received.load(Ordering::SeqCst);
+        let before = server.received();
         let out = curl(mode, &[&allow], &format!("http://127.0.0.1:{}/x", server.port), &["-p"]);
         let r = out.json();
         assert_eq!(r["ok"], true, "[{}] {r}", mode.as_str());
@@ -85,16 +47,16 @@ fn an_allowed_host_is_reached_and_accounted_for_exactly() {
         );
         assert_eq!(c["rule"], allow.as_str());
         assert_eq!(c["protocol"], "connect");
-        let up = server.received.load(Ordering::SeqCst) - before;
+        let up = server.received() - before;
         assert_eq!(c["bytes_up"].as_u64(), Some(up), "bytes up must be what the server received");
-        assert_eq!(c["bytes_down"].as_u64(), Some(server.sent), "bytes down must be what the server sent");
+        assert_eq!(c["bytes_down"].as_u64(), Some(server.response_len()), "bytes down must be what the server sent");
     });
 }
 
 #[test]
 fn python_urllib_uses_the_proxy_from_the_environment() {
     let support = kernel_support();
-    let server = Server::start();
+    let server = start_server();
     let allow = format!("127.0.0.1:{}", server.port);
     let script = format!(
         "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{}/').read().decode(), end='')",
@@ -112,7 +74,7 @@ fn python_urllib_uses_the_proxy_from_the_environment() {
 #[test]
 fn refusals_are_explained_and_recorded() {
     let support = kernel_support();
-    let server = Server::start();
+    let server = start_server();
     let port = server.port;
     let cases: Vec<(String, Vec<String>, &str)> = vec![
         // (url, --net patterns, what the 403 body says)
@@ -154,7 +116,7 @@ fn refusals_are_explained_and_recorded() {
 #[test]
 fn nothing_but_the_proxy_is_reachable() {
     let support = kernel_support();
-    let server = Server::start();
+    let server = start_server();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
     let udp_port = udp.local_addr().unwrap().port();

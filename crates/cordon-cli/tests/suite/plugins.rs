@@ -4,8 +4,6 @@
 //! did not declare; plus the handler contract (input, result channel,
 //! artifacts, traceparent, capabilities) and secret redaction.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 
 use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, TestCommand};
@@ -29,27 +27,7 @@ pub const BODY: &str = "hello from the host's loopback\n";
 
 /// An HTTP server on 127.0.0.1 answering every request with [`BODY`].
 pub fn serve() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut conn = conn;
-                let mut head = vec![];
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let reply =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len());
-                let _ = conn.write_all(reply.as_bytes());
-            });
-        }
-    });
-    port
+    cordon_testkit::HttpServer::start(BODY).port
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -425,32 +425,7 @@ fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
     if stage == Some(ChildStage::Exec) {
         return Err(SpawnError::Exec { program: program.to_owned(), source });
     }
-    let name = match stage {
-        Some(ChildStage::Lifeline) => "lifeline",
-        Some(ChildStage::IdMaps) => "uid/gid maps",
-        Some(ChildStage::CgroupNamespace) => "cgroup namespace",
-        Some(ChildStage::Mount) => "mount",
-        Some(ChildStage::Loopback) => "loopback interface",
-        Some(ChildStage::Hostname) => "hostname",
-        Some(ChildStage::Fork) => "fork",
-        Some(ChildStage::Stdio) => "stdio",
-        Some(ChildStage::Chdir) => "chdir to the working directory",
-        Some(ChildStage::Rlimit) => "setrlimit",
-        Some(ChildStage::Capabilities) => "dropping capabilities",
-        Some(ChildStage::NoNewPrivs) => "no_new_privs",
-        Some(ChildStage::LandlockAddRule) => "landlock rule inside the sandbox",
-        Some(ChildStage::LandlockRestrict) => "landlock_restrict_self",
-        Some(ChildStage::CloseFds) => "close_range",
-        Some(ChildStage::Seccomp) => "seccomp",
-        Some(ChildStage::Signals) => "signal dispositions",
-        Some(ChildStage::ProxyListener) => "proxy listener inside the sandbox",
-        Some(ChildStage::Exec) | None => "an unknown step",
-    };
-    let detail = match stage {
-        Some(ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp) => {
-            format!(" (step {})", f.index)
-        }
-        _ => String::new(),
-    };
+    let name = stage.map_or("an unknown step", ChildStage::name);
+    let detail = if stage.is_some_and(ChildStage::has_index) { format!(" (step {})", f.index) } else { String::new() };
     Err(SpawnError::Child { stage: name, detail, source })
 }

@@ -72,32 +72,44 @@ pub enum ChildStage {
     ProxyListener,
 }
 
+/// Every stage with the words an error message uses for it.
+const STAGES: [(ChildStage, &str); 19] = [
+    (ChildStage::Lifeline, "lifeline"),
+    (ChildStage::IdMaps, "uid/gid maps"),
+    (ChildStage::CgroupNamespace, "cgroup namespace"),
+    (ChildStage::Mount, "mount"),
+    (ChildStage::Loopback, "loopback interface"),
+    (ChildStage::Hostname, "hostname"),
+    (ChildStage::Fork, "fork"),
+    (ChildStage::Stdio, "stdio"),
+    (ChildStage::Chdir, "chdir to the working directory"),
+    (ChildStage::Rlimit, "setrlimit"),
+    (ChildStage::Capabilities, "dropping capabilities"),
+    (ChildStage::NoNewPrivs, "no_new_privs"),
+    (ChildStage::LandlockAddRule, "landlock rule inside the sandbox"),
+    (ChildStage::LandlockRestrict, "landlock_restrict_self"),
+    (ChildStage::CloseFds, "close_range"),
+    (ChildStage::Seccomp, "seccomp"),
+    (ChildStage::Exec, "execve"),
+    (ChildStage::Signals, "signal dispositions"),
+    (ChildStage::ProxyListener, "proxy listener inside the sandbox"),
+];
+
 impl ChildStage {
     /// Decodes the wire value.
     pub fn from_u32(v: u32) -> Option<Self> {
-        use ChildStage::*;
-        const ALL: [ChildStage; 19] = [
-            Lifeline,
-            IdMaps,
-            CgroupNamespace,
-            Mount,
-            Loopback,
-            Hostname,
-            Fork,
-            Stdio,
-            Chdir,
-            Rlimit,
-            Capabilities,
-            NoNewPrivs,
-            LandlockAddRule,
-            LandlockRestrict,
-            CloseFds,
-            Seccomp,
-            Exec,
-            Signals,
-            ProxyListener,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
+        STAGES.iter().map(|(s, _)| *s).find(|s| *s as u32 == v)
+    }
+
+    /// What the step is, for error messages.
+    pub fn name(self) -> &'static str {
+        STAGES.iter().find(|(s, _)| *s == self).map_or("an unknown step", |(_, n)| n)
+    }
+
+    /// Whether a failure of this stage names a step index (which mount,
+    /// rule, limit or filter).
+    pub fn has_index(self) -> bool {
+        matches!(self, ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp)
     }
 }
 
@@ -824,4 +836,20 @@ fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
     let rc =
         unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const SockFprog) };
     check!(spec, ChildStage::Seccomp, i, rc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_survives_the_wire_and_has_a_name() {
+        for (i, (stage, name)) in STAGES.iter().enumerate() {
+            assert_eq!(*stage as usize, i + 1, "stages are numbered from 1 in declaration order");
+            assert_eq!(ChildStage::from_u32(*stage as u32), Some(*stage));
+            assert_eq!(stage.name(), *name);
+        }
+        assert_eq!(ChildStage::from_u32(0), None);
+        assert_eq!(ChildStage::from_u32(STAGES.len() as u32 + 1), None);
+    }
 }
