@@ -850,6 +850,6 @@ mod tests {
             assert_eq!(stage.name(), *name);
         }
         assert_eq!(ChildStage::from_u32(0), None);
-        assert_eq!(ChildStage::from_u32(STAGES.len() as u32 + 1), None);
+        assert_eq!(ChildStage::from_u32(u32::try_from(STAGES.len()).unwrap() + 1), None);
     }
 }
