@@ -4,8 +4,11 @@
 # 1. Startup: bare /bin/true; a static C launcher (floors/ns_floor.c) that
 #    only clones and starts /bin/true; the same launcher creating the
 #    namespaces process mode needs (user, pid, net with loopback up, mount
-#    with /proc, /tmp and /dev/shm, ipc) and nothing else; and
-#    `cordon run --mode process -- /bin/true`.
+#    with /proc, /tmp and /dev/shm, ipc) and nothing else; a static client
+#    of a warm server that starts /bin/true for it (floors/warm_floor.c, the
+#    floor of any zygote design); `cordon run --mode process -- /bin/true`;
+#    and the cost of one audit-sized O_APPEND write + fdatasync next to the
+#    audit log, which every run pays.
 # 2. Relaying: a 256 MiB loopback download with curl directly, through a
 #    C relay with read/write and with splice(2) (floors/relay_floor.c, no
 #    protocol, no policy), and through cordon's proxy (CONNECT), with how
@@ -34,13 +37,20 @@ cleanup() {
 trap cleanup EXIT
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl
 cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c 2>/dev/null
+cc -O2 -static -o "$OUT/warm_floor" bench/floors/warm_floor.c 2>/dev/null
 cc -O2 -pthread -o "$OUT/relay_floor" bench/floors/relay_floor.c
+
+wait_for() { for _ in $(seq 200); do [ -s "$1" ] && return; sleep 0.05; done; echo "timed out: $1" >&2; exit 1; }
+"$OUT/warm_floor" serve "$OUT/warm.sock" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -S "$OUT/warm.sock" ] && break; sleep 0.05; done
 
 echo "== startup ($(nproc) CPUs, $RUNS runs each)"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/start.json" \
     -n bare /bin/true \
     -n launcher "$OUT/ns_floor" \
     -n launcher+namespaces "$OUT/ns_floor upnmi" \
+    -n warm-server-client "$OUT/warm_floor $OUT/warm.sock" \
     -n cordon-process "$CORDON run --mode process -- /bin/true" >/dev/null 2>&1
 python3 - "$OUT/start.json" <<'PY'
 import json, sys
@@ -48,8 +58,16 @@ r = {x["command"]: x["median"] * 1000 for x in json.load(open(sys.argv[1]))["res
 for k, v in r.items():
     print(f"{k:<22} {v:7.3f} ms   {v - r['bare']:+.3f} ms over bare")
 PY
-
-wait_for() { for _ in $(seq 200); do [ -s "$1" ] && return; sleep 0.05; done; echo "timed out: $1" >&2; exit 1; }
+python3 - "$OUT/sync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+line, n = b"x" * 511 + b"\n", 200
+t = time.perf_counter()
+for _ in range(n):
+    os.write(fd, line)
+    os.fdatasync(fd)
+print(f"{'append+fdatasync':<22} {(time.perf_counter() - t) / n * 1000:7.3f} ms   (one audit record, on the disk of $TMPDIR)")
+PY
 start() { # $1 output file, rest: command printing its port
     local out=$1; shift
     "$@" >"$out" &
