@@ -579,9 +579,6 @@ fn loopback_up(spec: &ChildSpec) {
     unsafe { libc::close(sock) };
 }
 
-/// Size of one descriptor in a control message.
-const INT_BYTES: u32 = 4;
-
 fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     let st = ChildStage::ProxyListener;
     // SAFETY: socket with integer arguments.
@@ -598,35 +595,7 @@ fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     check!(spec, st, 1, unsafe { libc::bind(sock, (&addr as *const libc::sockaddr_in).cast(), len) });
     // SAFETY: integer arguments.
     check!(spec, st, 2, unsafe { libc::listen(sock, 128) });
-    // One byte of payload carrying the descriptor as SCM_RIGHTS.
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // Room for one cmsghdr with one int, aligned as the kernel wants.
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; the fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(INT_BYTES) };
-    msg.msg_controllen = usize::try_from(space).unwrap_or(0);
-    // SAFETY: msg_control points at `control`, large enough for one header.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: `cmsg` points into `control` (non-null: the buffer has room).
-    unsafe { (*cmsg).cmsg_level = libc::SOL_SOCKET };
-    // SAFETY: as above.
-    unsafe { (*cmsg).cmsg_type = libc::SCM_RIGHTS };
-    // SAFETY: CMSG_LEN is a pure computation.
-    let len = unsafe { libc::CMSG_LEN(INT_BYTES) };
-    // SAFETY: as above.
-    unsafe { (*cmsg).cmsg_len = usize::try_from(len).unwrap_or(0) };
-    // SAFETY: `cmsg` points at the header inside `control`.
-    let data = unsafe { libc::CMSG_DATA(cmsg) };
-    // SAFETY: `data` points at room for one int inside `control`.
-    unsafe { std::ptr::write_unaligned(data.cast::<c_int>(), sock) };
-    // SAFETY: `msg` and everything it points at are live locals.
-    if unsafe { libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) } == -1 {
+    if super::send_byte_with_fd(channel, sock) == -1 {
         fail(spec, st, 3);
     }
     // SAFETY: cordon holds its own copy now; ours goes.

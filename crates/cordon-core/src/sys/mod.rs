@@ -256,6 +256,45 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((a, b))
 }
 
+/// Size of one descriptor in a control message.
+const INT_BYTES: u32 = 4;
+
+/// Sends one byte on `sock` with `fd` attached as `SCM_RIGHTS`.
+/// Async-signal-safe (the child uses it between clone and exec): only stack
+/// buffers and one syscall. Returns what `sendmsg` returned.
+pub(crate) fn send_byte_with_fd(sock: RawFd, fd: RawFd) -> isize {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one cmsghdr with one int, aligned as the kernel wants.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(INT_BYTES) };
+    msg.msg_controllen = usize::try_from(space).unwrap_or(0);
+    // SAFETY: msg_control points at `control`, large enough for one header.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: CMSG_LEN is a pure computation.
+    let len = unsafe { libc::CMSG_LEN(INT_BYTES) };
+    // SAFETY: cmsghdr is plain data; the fields are set below.
+    let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+    header.cmsg_len = usize::try_from(len).unwrap_or(0);
+    header.cmsg_level = libc::SOL_SOCKET;
+    header.cmsg_type = libc::SCM_RIGHTS;
+    // SAFETY: `cmsg` points at the header inside `control` (non-null: the
+    // buffer has room for one).
+    unsafe { std::ptr::write_unaligned(cmsg, header) };
+    // SAFETY: `cmsg` points at the header inside `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: `data` points at room for one int inside `control`.
+    unsafe { std::ptr::write_unaligned(data.cast::<libc::c_int>(), fd) };
+    // SAFETY: `msg` and everything it points at are live locals.
+    unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) }
+}
+
 /// Receives one descriptor sent with `SCM_RIGHTS` on `sock` (blocking).
 pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
