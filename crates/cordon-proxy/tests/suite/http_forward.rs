@@ -1,8 +1,10 @@
 //! Plain HTTP through the forward proxy, driven by curl.
 
-use cordon_proxy::Protocol;
+use std::time::Duration;
 
-use super::support::{closed_port, curl, only_record, proxy, raw, Origin};
+use cordon_proxy::{Protocol, ProxyConfig};
+
+use super::support::{closed_port, curl, only_record, policy, proxy, proxy_with, raw, Blackhole, Origin};
 
 #[test]
 fn allowed_request_reaches_the_origin_and_counts_are_exact() {
@@ -199,4 +201,27 @@ fn unreachable_upstream_gets_502() {
     let record = only_record(proxy);
     assert!(record.allowed, "the policy allowed it; the connection failed");
     assert!(record.error.unwrap().contains("refused"));
+}
+
+#[test]
+fn upstream_that_never_answers_gets_504_at_the_connect_timeout() {
+    let hole = Blackhole::start();
+    let mut config = ProxyConfig::new(policy(&[&format!("127.0.0.1:{}", hole.port())], &[]));
+    config.connect_timeout = Duration::from_millis(300);
+    let proxy = proxy_with(config);
+    let proxy_url = format!("http://{}", proxy.local_addr());
+    let target = format!("http://127.0.0.1:{}/", hole.port());
+    // Bounded, so a proxy that does not time out fails the test instead of hanging it.
+    let forward = curl(&["-m", "20", "-x", &proxy_url, &target]);
+    assert_eq!(forward.status, 504, "{forward:?}");
+    assert!(forward.body_text().contains("timed out after 300ms"), "{}", forward.body_text());
+    let tunnel = curl(&["-m", "20", "-p", "-x", &proxy_url, &target]);
+    assert_eq!(tunnel.connect_status, 504, "{tunnel:?}");
+    let records = proxy.shutdown();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for r in &records {
+        assert!(r.allowed, "the policy allowed it; the connection timed out: {r:?}");
+        assert_eq!((r.bytes_up, r.bytes_down), (0, 0), "{r:?}");
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("timed out")), "{r:?}");
+    }
 }

@@ -203,6 +203,38 @@ pub fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A loopback port whose connections hang: a listener that never accepts,
+/// with its accept queue filled. The kernel drops further SYNs, so a
+/// connect there times out instead of being refused. Keep the value alive
+/// while it is needed.
+pub struct Blackhole {
+    listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind blackhole");
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        // The queue holds the listen backlog plus one; std asks for 128.
+        for _ in 0..4096 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => queued.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Blackhole { listener, _queued: queued };
+                }
+                Err(e) => panic!("filling the blackhole's accept queue: {e}"),
+            }
+        }
+        panic!("the accept queue of {addr} never filled");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().unwrap().port()
+    }
+}
+
 /// Polls `probe` until it returns something, for at most 10 s.
 pub fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
