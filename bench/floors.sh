@@ -6,7 +6,8 @@
 #    namespaces process mode needs (user, pid, net with loopback up, mount
 #    with /proc, /tmp and /dev/shm, ipc) and nothing else; a static client
 #    of a warm server that starts /bin/true for it (floors/warm_floor.c, the
-#    floor of any zygote design); `cordon run --mode process -- /bin/true`;
+#    floor of any zygote design), and the same client in Rust
+#    (floors/warm_client.rs); `cordon run --mode process -- /bin/true`;
 #    and the cost of one audit-sized O_APPEND write + fdatasync next to the
 #    audit log, which every run pays.
 # 2. Relaying: a 256 MiB loopback download with curl directly, through a
@@ -15,7 +16,7 @@
 #    busy the CPUs were during the direct download.
 #
 # usage: bench/floors.sh [RUNS] [DOWNLOADS]   (default 300 launches, 7 downloads)
-# needs: cc with static glibc (libc6-dev), hyperfine, curl, a release build.
+# needs: cc with static glibc (libc6-dev), rustc, hyperfine, curl, a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
@@ -38,6 +39,7 @@ trap cleanup EXIT
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl
 cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c 2>/dev/null
 cc -O2 -static -o "$OUT/warm_floor" bench/floors/warm_floor.c 2>/dev/null
+rustc --edition 2021 -C opt-level=3 -C panic=abort -o "$OUT/warm_client" bench/floors/warm_client.rs
 cc -O2 -pthread -o "$OUT/relay_floor" bench/floors/relay_floor.c
 
 wait_for() { for _ in $(seq 200); do [ -s "$1" ] && return; sleep 0.05; done; echo "timed out: $1" >&2; exit 1; }
@@ -51,12 +53,13 @@ hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/start.json" \
     -n launcher "$OUT/ns_floor" \
     -n launcher+namespaces "$OUT/ns_floor upnmi" \
     -n warm-server-client "$OUT/warm_floor $OUT/warm.sock" \
+    -n warm-server-rust-client "$OUT/warm_client $OUT/warm.sock" \
     -n cordon-process "$CORDON run --mode process -- /bin/true" >/dev/null 2>&1
 python3 - "$OUT/start.json" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
 for k, v in r.items():
-    print(f"{k:<22} {v:7.3f} ms   {v - r['bare']:+.3f} ms over bare")
+    print(f"{k:<24} {v:7.3f} ms   {v - r['bare']:+.3f} ms over bare")
 PY
 python3 - "$OUT/sync-probe" <<'PY'
 import os, sys, time
@@ -66,7 +69,7 @@ t = time.perf_counter()
 for _ in range(n):
     os.write(fd, line)
     os.fdatasync(fd)
-print(f"{'append+fdatasync':<22} {(time.perf_counter() - t) / n * 1000:7.3f} ms   (one audit record, on the disk of $TMPDIR)")
+print(f"{'append+fdatasync':<24} {(time.perf_counter() - t) / n * 1000:7.3f} ms   (one audit record, on the disk of $TMPDIR)")
 PY
 start() { # $1 output file, rest: command printing its port
     local out=$1; shift
