@@ -37,15 +37,16 @@ cleanup() {
 }
 trap cleanup EXIT
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl
-cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c 2>/dev/null
-cc -O2 -static -o "$OUT/warm_floor" bench/floors/warm_floor.c 2>/dev/null
+cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c
+cc -O2 -static -o "$OUT/warm_floor" bench/floors/warm_floor.c
 rustc --edition 2021 -C opt-level=3 -C panic=abort -o "$OUT/warm_client" bench/floors/warm_client.rs
 cc -O2 -pthread -o "$OUT/relay_floor" bench/floors/relay_floor.c
 
-wait_for() { for _ in $(seq 200); do [ -s "$1" ] && return; sleep 0.05; done; echo "timed out: $1" >&2; exit 1; }
+# $1 a test(1) flag, $2 a path: waits until `test $1 $2` holds.
+wait_for() { for _ in $(seq 200); do test "$1" "$2" && return; sleep 0.05; done; echo "timed out: $2" >&2; exit 1; }
 "$OUT/warm_floor" serve "$OUT/warm.sock" &
 PIDS+=($!)
-for _ in $(seq 200); do [ -S "$OUT/warm.sock" ] && break; sleep 0.05; done
+wait_for -S "$OUT/warm.sock"
 
 echo "== startup ($(nproc) CPUs, $RUNS runs each)"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/start.json" \
@@ -75,7 +76,7 @@ start() { # $1 output file, rest: command printing its port
     local out=$1; shift
     "$@" >"$out" &
     PIDS+=($!)
-    wait_for "$out"
+    wait_for -s "$out"
 }
 start "$OUT/server" "$BIN" serve
 SRV=$(cat "$OUT/server")
@@ -85,7 +86,7 @@ mkfifo "$OUT/proxy.in"
 "$BIN" proxy "127.0.0.1:$SRV" <"$OUT/proxy.in" >"$OUT/proxy" 2>/dev/null &
 PIDS+=($!)
 exec 3>"$OUT/proxy.in"
-wait_for "$OUT/proxy"
+wait_for -s "$OUT/proxy"
 PROXY=$(cat "$OUT/proxy")
 
 URL=/bytes/$((256 * 1024 * 1024))

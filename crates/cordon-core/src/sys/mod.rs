@@ -259,19 +259,28 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Size of one descriptor in a control message.
 const INT_BYTES: u32 = 4;
 
+/// A message header for the one-byte payload `iov` and the control buffer
+/// `control` (room for one header with one descriptor, aligned as the
+/// kernel wants). It points at both, so they must outlive its use.
+/// Async-signal-safe.
+fn one_byte_msghdr(iov: &mut libc::iovec, control: &mut [u64; 4]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(control);
+    msg
+}
+
 /// Sends one byte on `sock` with `fd` attached as `SCM_RIGHTS`.
 /// Async-signal-safe (the child uses it between clone and exec): only stack
 /// buffers and one syscall. Returns what `sendmsg` returned.
 pub(crate) fn send_byte_with_fd(sock: RawFd, fd: RawFd) -> isize {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // Room for one cmsghdr with one int, aligned as the kernel wants.
     let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; the fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
+    let mut msg = one_byte_msghdr(&mut iov, &mut control);
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(INT_BYTES) };
     msg.msg_controllen = usize::try_from(space).unwrap_or(0);
@@ -300,12 +309,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
     let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; the fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    let mut msg = one_byte_msghdr(&mut iov, &mut control);
     // SAFETY: `msg` points at live locals; MSG_CMSG_CLOEXEC marks the new fd.
     let n = cvt(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_long)?;
     if n == 0 {
