@@ -10,7 +10,8 @@
 //! - [`plugin`]: run a handler of a plugin folder under its `cordon.toml`
 //!   ([`run_handler`], what `cordon exec` does) and show how each declared
 //!   permission is enforced here ([`check_plugin`], `cordon check`).
-//! - [`audit`]: one hash-chained audit record per execution, also for runs
+//! - [`audit`]: one hash-chained audit record per execution (`cordon-audit`,
+//!   re-exported, and [`audit::run_audited`]), also for runs
 //!   that fail to start, hit a limit, or whose cordon is killed.
 //! - [`check_fs`], [`check_net`], [`check_env`]: what a policy allows, for
 //!   host applications that decide before they run anything;

@@ -169,6 +169,11 @@ pub struct HandlerRequest {
     pub support: Option<KernelSupport>,
     /// The audit trail; `None`: no record is written.
     pub audit: Option<AuditTrail>,
+    /// What the host knows about the run for its audit record (principal,
+    /// token id, the caller's whole `traceparent`, worker, attempt, package
+    /// provenance). [`run_handler`] sets the trace id, tenant, plugin,
+    /// version, handler and command itself. Default: nothing more.
+    pub audit_subject: Subject,
 }
 
 impl HandlerRequest {
@@ -193,6 +198,7 @@ impl HandlerRequest {
             run_root: PathBuf::from("/var/tmp"),
             support: None,
             audit: None,
+            audit_subject: Subject::default(),
         }
     }
 }
@@ -843,10 +849,10 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         trace_id: trace.trace_id_hex(),
         tenant: req.tenant.clone(),
         handler: Some(req.handler.clone()),
-        ..Subject::default()
+        ..req.audit_subject.clone()
     };
     let mut out = HandlerResult {
-        result: audit::unstarted_result(&request_id, req.mode.unwrap_or(Mode::Container), String::new()),
+        result: ExecutionResult::unstarted(&request_id, req.mode.unwrap_or(Mode::Container), String::new()),
         plugin: None,
         trace_id: trace.trace_id_hex(),
         policy_digest: None,
@@ -861,11 +867,11 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
             let (e, policy) = *failed;
             let secrets = policy.as_ref().map(secrets_of).unwrap_or_default();
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
-            audit::redact_result(&mut out.result, &secrets);
+            out.result.redact(&secrets);
             if let Some(trail) = &req.audit {
-                let digest = out.policy_digest.clone().unwrap_or_default();
+                let ending = out.result.audit_ending(out.policy_digest.as_deref().unwrap_or_default());
                 let mode = known_mode.get().or(req.mode);
-                if let Err(e) = trail.record_unstarted(&subject, &out.result, mode, &digest, &secrets) {
+                if let Err(e) = trail.record_unstarted(&subject, &request_id, mode, ending, &secrets) {
                     out.result.warnings.push(PluginError::from(e).render());
                 }
             }
@@ -881,7 +887,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
                 code: crate::ErrorCode::SetupFailed,
                 message: PluginError::from(e).render(),
             });
-            audit::redact_result(&mut out.result, &secrets);
+            out.result.redact(&secrets);
             return out;
         }
     };
@@ -923,9 +929,9 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         }
     }
     drop(ready.run_dir);
-    audit::redact_result(&mut result, &secrets);
+    result.redact(&secrets);
     if let Some(started) = started {
-        if let Err(e) = started.complete(&result, &ready.digest, &secrets) {
+        if let Err(e) = started.complete(result.audit_ending(&ready.digest), &secrets) {
             result.warnings.push(PluginError::from(e).render());
         }
     }

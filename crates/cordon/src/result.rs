@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+pub use cordon_audit::ErrorCode;
 use cordon_core::plan::LedgerEntry;
 use cordon_core::policy::Mode;
 
@@ -14,35 +15,6 @@ pub enum Exit {
     Code(i32),
     /// A signal ended it.
     Signal(i32),
-}
-
-/// Machine-readable reason a run is not `ok`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// The wall-clock limit ended it.
-    Timeout,
-    /// The memory limit ended it.
-    MemoryLimit,
-    /// The CPU limit ended it.
-    CpuLimit,
-    /// The process limit was reached.
-    PidsLimit,
-    /// The output capture limit was reached.
-    OutputLimit,
-    /// cordon failed before the command started.
-    SetupFailed,
-    /// The command was not found.
-    NotFound,
-    /// The command could not be executed.
-    NotExecutable,
-    /// It exited with a non-zero code.
-    NonzeroExit,
-    /// A signal killed it.
-    Killed,
-    /// The handler's result was missing or malformed.
-    InvalidResult,
 }
 
 /// Why a run is not `ok`.
@@ -127,6 +99,55 @@ pub struct ExecutionResult {
 }
 
 impl ExecutionResult {
+    /// A result for a run that did not start: `SETUP_FAILED` with `message`.
+    pub fn unstarted(request_id: &str, mode: Mode, message: String) -> ExecutionResult {
+        ExecutionResult {
+            ok: false,
+            request_id: request_id.to_owned(),
+            mode,
+            exit: None,
+            error: Some(ResultError { code: ErrorCode::SetupFailed, message }),
+            data: None,
+            metrics: Metrics::default(),
+            logs: Logs::default(),
+            warnings: vec![],
+            enforcement: vec![],
+            network: vec![],
+        }
+    }
+
+    /// Replaces secrets in the parts of a result the runner does not redact
+    /// (error message, warnings). Logs and `data` are redacted by the runner.
+    pub fn redact(&mut self, secrets: &[String]) {
+        if secrets.is_empty() {
+            return;
+        }
+        let redact = cordon_core::policy::env::redact;
+        if let Some(e) = &mut self.error {
+            e.message = redact(&e.message, secrets);
+        }
+        for w in &mut self.warnings {
+            *w = redact(w, secrets);
+        }
+    }
+
+    /// How the run ended, for its audit record.
+    pub fn audit_ending(&self, policy_digest: &str) -> cordon_audit::Ending {
+        let started = self.exit.is_some();
+        let network = serde_json::to_value(&self.network).ok();
+        let connections = network.as_ref().and_then(|v| v.as_array()).map_or(&[][..], Vec::as_slice);
+        cordon_audit::Ending {
+            mode: self.mode,
+            outcome: self.error.as_ref().map_or(cordon_audit::Outcome::Ok, |e| e.code.into()),
+            error: self.error.as_ref().map(|e| e.message.clone()),
+            duration_ms: self.metrics.wall_ms,
+            cpu_ms: started.then(|| ((self.metrics.cpu_user_ms + self.metrics.cpu_sys_ms) * 1000.0).round() / 1000.0),
+            peak_rss_kb: started.then_some(self.metrics.peak_rss_kb),
+            network: cordon_audit::network_summary(connections),
+            policy_digest: policy_digest.to_owned(),
+        }
+    }
+
     /// The exit status of `cordon run` for this result (DESIGN.md).
     pub fn exit_status(&self) -> i32 {
         match (self.error.as_ref().map(|e| e.code), self.exit) {
@@ -172,5 +193,17 @@ mod tests {
             assert!(v["metrics"].get(k).is_some(), "{k}");
         }
         assert_eq!(r.exit_status(), 137);
+    }
+
+    #[test]
+    fn an_unstarted_run_ends_without_cpu_or_memory() {
+        let mut r = ExecutionResult::unstarted("01JTEST", Mode::Process, "no such file: hunter22-token".into());
+        r.metrics.wall_ms = 4.5;
+        r.redact(&["hunter22-token".into()]);
+        assert_eq!(r.error.as_ref().unwrap().message, "no such file: ***");
+        let e = r.audit_ending("abc");
+        assert_eq!(e.outcome, cordon_audit::Outcome::Error(ErrorCode::SetupFailed));
+        assert_eq!((e.cpu_ms, e.peak_rss_kb, e.network), (None, None, None));
+        assert_eq!(e.duration_ms, 4.5);
     }
 }

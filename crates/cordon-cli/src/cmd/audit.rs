@@ -7,9 +7,9 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cordon::audit::{self, AuditRecord, AuditTrail, Filter, Subject, TraceParent};
+use cordon::audit::{self, AuditError, AuditRecord, AuditTrail, Filter, Outcome, Subject, TraceParent};
 use cordon::plugin::{HandlerRequest, HandlerResult, PluginId};
-use cordon::{ExecutionResult, Mode, RunRequest};
+use cordon::{ErrorCode, ExecutionResult, Mode, RunRequest};
 
 use crate::render;
 
@@ -39,24 +39,8 @@ pub struct AuditArgs {
     audit_log: Option<PathBuf>,
 }
 
-/// Outcomes `--outcome` accepts besides `ok` and `error`.
-const OUTCOMES: &[&str] = &[
-    "LOST",
-    "TIMEOUT",
-    "MEMORY_LIMIT",
-    "CPU_LIMIT",
-    "PIDS_LIMIT",
-    "OUTPUT_LIMIT",
-    "SETUP_FAILED",
-    "NOT_FOUND",
-    "NOT_EXECUTABLE",
-    "NONZERO_EXIT",
-    "KILLED",
-    "INVALID_RESULT",
-];
-
 pub fn run(a: AuditArgs) -> Result<i32> {
-    let path = audit::log_path(a.audit_log.as_deref()).map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))?;
+    let path = audit::log_path(a.audit_log.as_deref()).map_err(hinted)?;
     if a.verify {
         return match audit::verify(&path) {
             Ok(n) => {
@@ -80,10 +64,9 @@ pub fn run(a: AuditArgs) -> Result<i32> {
         p.parse::<PluginId>().with_context(|| format!("invalid --plugin {p}"))?;
     }
     if let Some(o) = &a.outcome {
-        let known = ["ok", "error"].contains(&o.to_ascii_lowercase().as_str())
-            || OUTCOMES.iter().any(|k| k.eq_ignore_ascii_case(o));
-        if !known {
-            bail!("invalid --outcome {o}\n  hint: use ok, error, or one of {}", OUTCOMES.join(", "));
+        if !o.eq_ignore_ascii_case("error") && o.parse::<Outcome>().is_err() {
+            let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+            bail!("invalid --outcome {o}\n  hint: use ok, error, or one of {}", codes.join(", "));
         }
     }
     let filter = Filter {
@@ -123,13 +106,14 @@ pub fn run(a: AuditArgs) -> Result<i32> {
 
 /// One record for people: time, outcome, what ran, mode, duration, id.
 fn line(r: &AuditRecord) -> String {
-    let what = match (&r.plugin, &r.handler, &r.command) {
-        (Some(p), h, _) => format!("{p}@{} {}", r.plugin_version.as_deref().unwrap_or("?"), h.as_deref().unwrap_or("")),
+    let s = &r.subject;
+    let what = match (&s.plugin, &s.handler, &s.command) {
+        (Some(p), h, _) => format!("{p}@{} {}", s.plugin_version.as_deref().unwrap_or("?"), h.as_deref().unwrap_or("")),
         (None, Some(h), _) => format!("(plugin not loaded) {h}"),
         (None, None, Some(c)) => c.join(" "),
         (None, None, None) => "(no command)".into(),
     };
-    let tenant = r.tenant.as_deref().map(|t| format!(" tenant={t}")).unwrap_or_default();
+    let tenant = s.tenant.as_deref().map(|t| format!(" tenant={t}")).unwrap_or_default();
     format!("{}  {:<14} {:<9} {:>9.1} ms  {}  {what}{tenant}", r.time, r.outcome, r.mode, r.duration_ms, r.request_id)
 }
 
@@ -154,10 +138,6 @@ impl Session {
         traceparent: Option<&str>,
         mut subject: Subject,
     ) -> Result<Session> {
-        let hinted = |e: cordon::audit::AuditError| {
-            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
-            anyhow::anyhow!("{e}{cause}\n  hint: {}", e.hint())
-        };
         let path = audit::log_path(flag).map_err(hinted)?;
         let trail = AuditTrail::open(&path).map_err(hinted)?;
         if trail.recovered() > 0 {
@@ -201,14 +181,24 @@ impl Session {
         if let Err(e) = &outcome {
             if !self.recorded.get() {
                 let message = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
-                let result = audit::unstarted_result(&self.request_id, self.mode.unwrap_or(Mode::Container), message);
+                let result =
+                    ExecutionResult::unstarted(&self.request_id, self.mode.unwrap_or(Mode::Container), message);
                 let host_env: Vec<(String, String)> = std::env::vars().collect();
                 let secrets = audit::host_secret_values(&host_env);
-                if let Err(ae) = self.trail.record_unstarted(&self.subject, &result, self.mode, "", &secrets) {
-                    render::message("warning", &format!("{ae}\nhint: {}", ae.hint()));
+                let ending = result.audit_ending("");
+                if let Err(ae) =
+                    self.trail.record_unstarted(&self.subject, &self.request_id, self.mode, ending, &secrets)
+                {
+                    render::message("warning", &ae.render());
                 }
             }
         }
         outcome
     }
+}
+
+/// An audit error as the CLI shows it: message, cause, indented hint.
+fn hinted(e: AuditError) -> anyhow::Error {
+    let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+    anyhow::anyhow!("{e}{cause}\n  hint: {}", e.hint())
 }

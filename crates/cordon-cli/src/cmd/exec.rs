@@ -283,7 +283,7 @@ fn summarize(r: &HandlerResult, plugin: &Path) {
         render::message("notice", w);
     }
     let Some(err) = &r.error else { return };
-    let code = cordon::audit::error_code_name(err.code);
+    let code = err.code.as_str();
     let kind = match err.code {
         ErrorCode::SetupFailed | ErrorCode::NotFound | ErrorCode::NotExecutable => "error",
         ErrorCode::NonzeroExit | ErrorCode::InvalidResult => "failed",

@@ -177,9 +177,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
             _ => Some("stopped"),
         };
         if let Some(kind) = kind {
-            let code =
-                serde_json::to_value(err.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            render::message(kind, &format!("{code}: {}", err.message));
+            render::message(kind, &format!("{}: {}", err.code.as_str(), err.message));
         }
     }
     for c in result.network.iter().filter(|c| !c.allowed) {

@@ -1,18 +1,29 @@
-use super::*;
-use crate::testdir::TempDir;
-use std::io::BufRead;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, BufRead};
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use cordon_core::policy::{Mode, Policy};
+use cordon_testkit::Dir;
+
+use super::*;
+use crate::log::default_path_from;
+use crate::pending::Marker;
+use crate::record::sha256_hex;
+use crate::trail::log_path_from;
 
 fn record(n: usize) -> AuditRecord {
     let mut r = AuditRecord::new(&format!("REQ{n:04}"), "4bf92f3577b34da6a3ce929d0e0e4736", "process");
-    r.plugin = Some(if n.is_multiple_of(2) { "@acme/even" } else { "@acme/odd" }.to_string());
-    r.outcome = if n.is_multiple_of(3) { "TIMEOUT".into() } else { OUTCOME_OK.into() };
+    r.subject.plugin = Some(if n.is_multiple_of(2) { "@acme/even" } else { "@acme/odd" }.to_string());
+    r.outcome = if n.is_multiple_of(3) { "TIMEOUT".into() } else { Outcome::Ok.as_str().into() };
     r.duration_ms = n as f64;
     r
 }
 
-fn log_with(dir: &TempDir, n: usize) -> AuditLog {
+fn log_with(dir: &Dir, n: usize) -> AuditLog {
     let log = AuditLog::open(&dir.path().join("state/cordon/audit.jsonl")).unwrap();
     for i in 1..=n {
         log.append(record(i)).unwrap();
@@ -30,7 +41,7 @@ fn write_lines(path: &Path, lines: &[String]) {
 
 #[test]
 fn records_are_chained_lines() {
-    let dir = TempDir::new("audit-chain");
+    let dir = Dir::new("audit-chain");
     let log = log_with(&dir, 3);
     let l = lines(log.path());
     assert_eq!(l.len(), 3);
@@ -44,7 +55,7 @@ fn records_are_chained_lines() {
 
 #[test]
 fn open_creates_private_folders_and_file() {
-    let dir = TempDir::new("audit-perms");
+    let dir = Dir::new("audit-perms");
     let path = dir.path().join("a/b/audit.jsonl");
     AuditLog::open(&path).unwrap();
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -66,7 +77,7 @@ fn default_path_follows_xdg() {
 
 #[test]
 fn a_record_stays_on_one_line() {
-    let dir = TempDir::new("audit-newline");
+    let dir = Dir::new("audit-newline");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let mut r = record(1);
     r.error = Some("line one\nline two\r\n".into());
@@ -80,7 +91,7 @@ fn a_record_stays_on_one_line() {
 
 #[test]
 fn verify_finds_an_edited_record() {
-    let dir = TempDir::new("audit-edit");
+    let dir = Dir::new("audit-edit");
     let log = log_with(&dir, 4);
     let mut l = lines(log.path());
     l[1] = l[1].replace("\"outcome\":\"ok\"", "\"outcome\":\"TIMEOUT\"");
@@ -98,7 +109,7 @@ fn verify_finds_an_edited_record() {
 
 #[test]
 fn verify_finds_a_removed_record() {
-    let dir = TempDir::new("audit-remove");
+    let dir = Dir::new("audit-remove");
     let log = log_with(&dir, 4);
     let mut l = lines(log.path());
     l.remove(2);
@@ -108,7 +119,7 @@ fn verify_finds_a_removed_record() {
 
 #[test]
 fn verify_finds_removed_first_records() {
-    let dir = TempDir::new("audit-head");
+    let dir = Dir::new("audit-head");
     let log = log_with(&dir, 3);
     let mut l = lines(log.path());
     l.remove(0);
@@ -120,7 +131,7 @@ fn verify_finds_removed_first_records() {
 
 #[test]
 fn verify_finds_reordered_records() {
-    let dir = TempDir::new("audit-reorder");
+    let dir = Dir::new("audit-reorder");
     let log = log_with(&dir, 4);
     let mut l = lines(log.path());
     l.swap(1, 2);
@@ -137,7 +148,7 @@ fn verify_finds_reordered_records() {
 
 #[test]
 fn verify_finds_a_torn_last_line_and_append_recovers() {
-    let dir = TempDir::new("audit-torn");
+    let dir = Dir::new("audit-torn");
     let log = log_with(&dir, 3);
     let full = fs::read(log.path()).unwrap();
     // Cut the last record in the middle, as a crash during write would.
@@ -168,7 +179,7 @@ fn verify_of_a_missing_log_names_it() {
 
 #[test]
 fn concurrent_threads_do_not_fork_the_chain() {
-    let dir = TempDir::new("audit-threads");
+    let dir = Dir::new("audit-threads");
     let path = dir.path().join("audit.jsonl");
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -189,7 +200,7 @@ fn concurrent_threads_do_not_fork_the_chain() {
 /// Runs [`child_helper`] in a new process of this test binary.
 fn child(mode: &str, log: &Path, arg: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "audit::tests::child_helper", "--ignored", "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", "tests::child_helper", "--ignored", "--nocapture", "--test-threads=1"])
         .env("CORDON_AUDIT_CHILD", mode)
         .env("CORDON_AUDIT_LOG", log)
         .env("CORDON_AUDIT_ARG", arg)
@@ -213,7 +224,7 @@ fn child_helper() {
         "begin-and-hang" => {
             let mut draft = record(7);
             draft.request_id = arg;
-            draft.handler = Some("forecast".into());
+            draft.subject.handler = Some("forecast".into());
             let _pending = log.begin(&draft).unwrap();
             // libtest prints "test NAME ... " before the output, on the same line.
             println!("<child-ready>");
@@ -225,7 +236,7 @@ fn child_helper() {
 
 #[test]
 fn concurrent_processes_do_not_fork_the_chain() {
-    let dir = TempDir::new("audit-procs");
+    let dir = Dir::new("audit-procs");
     let path = dir.path().join("audit.jsonl");
     let children: Vec<_> =
         (1..=3).map(|t| child("append", &path, &t.to_string()).stdout(Stdio::null()).spawn().unwrap()).collect();
@@ -237,7 +248,7 @@ fn concurrent_processes_do_not_fork_the_chain() {
 
 #[test]
 fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
-    let dir = TempDir::new("audit-sigkill");
+    let dir = Dir::new("audit-sigkill");
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     log.append(record(1)).unwrap();
@@ -259,7 +270,7 @@ fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
     let lost = &records[0];
     assert!(lost.lost);
     assert_eq!(lost.request_id, "RUN-KILLED");
-    assert_eq!(lost.handler.as_deref(), Some("forecast"));
+    assert_eq!(lost.subject.handler.as_deref(), Some("forecast"));
     assert!(lost.error.as_deref().unwrap().contains("ended before recording the outcome"), "{:?}", lost.error);
     assert_eq!(verify(&path).unwrap(), 2);
     // Exactly once.
@@ -269,7 +280,7 @@ fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
 
 #[test]
 fn complete_appends_once_and_removes_the_marker() {
-    let dir = TempDir::new("audit-pending");
+    let dir = Dir::new("audit-pending");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let draft = record(1);
     let pending = log.begin(&draft).unwrap();
@@ -304,7 +315,7 @@ fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
 
 #[test]
 fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
-    let dir = TempDir::new("audit-twice");
+    let dir = Dir::new("audit-twice");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let marker = plant_marker(&log, "REQ0005");
     log.append(record(5)).unwrap(); // appended, then killed before unlinking
@@ -315,7 +326,7 @@ fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
 
 #[test]
 fn markers_of_another_log_are_left_alone() {
-    let dir = TempDir::new("audit-other");
+    let dir = Dir::new("audit-other");
     let a = AuditLog::open(&dir.path().join("a.jsonl")).unwrap();
     let b = AuditLog::open(&dir.path().join("b.jsonl")).unwrap();
     let marker = plant_marker(&a, "FOR-A");
@@ -326,7 +337,7 @@ fn markers_of_another_log_are_left_alone() {
 
 #[test]
 fn begin_refuses_request_ids_that_are_not_file_names() {
-    let dir = TempDir::new("audit-ids");
+    let dir = Dir::new("audit-ids");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     for bad in ["", "../x", ".hidden", "a/b", "a b"] {
         let draft = AuditRecord { request_id: bad.into(), ..record(1) };
@@ -336,7 +347,7 @@ fn begin_refuses_request_ids_that_are_not_file_names() {
 
 #[test]
 fn filter_by_plugin_outcome_and_time() {
-    let dir = TempDir::new("audit-filter");
+    let dir = Dir::new("audit-filter");
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let times = [
         "2024-05-01T10:00:00.000Z",
@@ -379,14 +390,16 @@ fn times_on_the_command_line() {
 fn secrets_are_redacted_from_free_text() {
     let mut r = record(1);
     r.error = Some("auth failed with ghp_secret123".into());
-    r.command = Some(vec!["curl".into(), "-H".into(), "Authorization: ghp_secret123".into()]);
+    r.subject.command = Some(vec!["curl".into(), "-H".into(), "Authorization: ghp_secret123".into()]);
+    r.subject.principal = Some("client ghp_secret123".into());
     r.network = Some(serde_json::json!({"denied": ["x.com?token=ghp_secret123"], "ghp_secret123": 1}));
     r.policy_digest = "ghp_secret123".into(); // generated fields stay as they are
     redact(&mut r, &["ghp_secret123".into(), String::new()]);
     let json = serde_json::to_string(&r).unwrap();
     assert_eq!(json.matches("ghp_secret123").count(), 1, "{json}");
     assert_eq!(r.error.as_deref(), Some("auth failed with ***"));
-    assert_eq!(r.command.unwrap()[2], "Authorization: ***");
+    assert_eq!(r.subject.command.unwrap()[2], "Authorization: ***");
+    assert_eq!(r.subject.principal.as_deref(), Some("client ***"));
     assert_eq!(r.network.unwrap(), serde_json::json!({"denied": ["x.com?token=***"], "***": 1}));
 }
 
@@ -406,4 +419,101 @@ fn record_times_are_rfc3339_utc() {
     assert!(humantime::parse_rfc3339(&r.time).is_ok(), "{}", r.time);
     assert!(r.time.ends_with('Z'));
     assert_eq!(r.outcome, "ok");
+}
+
+#[test]
+fn flag_beats_variable_beats_default() {
+    let flag = Path::new("/a/flag.jsonl");
+    let env = Some(OsString::from("/b/env.jsonl"));
+    let default = Some(PathBuf::from("/c/default.jsonl"));
+    assert_eq!(log_path_from(Some(flag), env.clone(), default.clone()).unwrap(), flag);
+    assert_eq!(log_path_from(None, env, default.clone()).unwrap(), Path::new("/b/env.jsonl"));
+    assert_eq!(log_path_from(None, Some(OsString::new()), default.clone()).unwrap(), Path::new("/c/default.jsonl"));
+    assert!(matches!(log_path_from(None, None, None), Err(AuditError::NoLocation)));
+}
+
+fn failed_setup(message: &str) -> Ending {
+    Ending {
+        mode: Mode::Process,
+        outcome: Outcome::Error(ErrorCode::SetupFailed),
+        error: Some(message.into()),
+        duration_ms: 4.5,
+        cpu_ms: None,
+        peak_rss_kb: None,
+        network: None,
+        policy_digest: "abc".into(),
+    }
+}
+
+#[test]
+fn a_record_carries_the_outcome_and_no_secret() {
+    let subject = Subject {
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        command: Some(vec!["cat".into(), "hunter22-token".into()]),
+        ..Subject::default()
+    };
+    let r = AuditRecord::draft(&subject, "01JTEST", None)
+        .finish(failed_setup("no such file: hunter22-token"), &["hunter22-token".into()]);
+    assert_eq!(r.outcome, "SETUP_FAILED");
+    assert_eq!(r.mode, "process");
+    assert_eq!(r.duration_ms, 4.5);
+    assert_eq!(r.cpu_ms, None, "a run that never started used no CPU of its own");
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("hunter22"), "{json}");
+}
+
+#[test]
+fn an_unstarted_run_is_recorded_with_the_mode_asked_for() {
+    let dir = Dir::new("audit-unstarted");
+    let trail = AuditTrail::open(&dir.path().join("audit.jsonl")).unwrap();
+    let r = trail.record_unstarted(&Subject::default(), "01JNOMODE", None, failed_setup("bad flag"), &[]).unwrap();
+    assert_eq!(r.mode, "", "no mode was known");
+    let r = trail.record_unstarted(&Subject::default(), "01JDEV", Some(Mode::Dev), failed_setup("x"), &[]).unwrap();
+    assert_eq!(r.mode, "dev");
+    assert_eq!(verify(trail.log().path()).unwrap(), 2);
+}
+
+#[test]
+fn fields_added_later_are_left_out_when_unset_and_old_lines_still_read() {
+    // A line written before principal, token_jti, traceparent, package
+    // provenance, worker and attempt existed.
+    let old = r#"{"time":"2024-05-01T10:00:00.000Z","request_id":"R1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","tenant":null,"plugin":null,"plugin_version":null,"handler":null,"command":["true"],"mode":"dev","policy_digest":"d","outcome":"ok","error":null,"duration_ms":1.0,"cpu_ms":0.1,"peak_rss_kb":10,"network":null,"lost":false,"prev":"p"}"#;
+    let r: AuditRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(r.subject.command.as_deref(), Some(&["true".to_string()][..]));
+    assert_eq!(r.subject.principal, None);
+    // Unset, the new fields are not written: the record reads as before.
+    assert_eq!(serde_json::to_string(&r).unwrap(), old);
+    // Set, they are.
+    let mut set = r.clone();
+    set.subject.principal = Some("ci".into());
+    set.subject.token_jti = Some("01JJTI".into());
+    set.subject.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    set.subject.package_tree_hash = Some("sha256:00".into());
+    set.subject.signer_key_id = Some("ABCD".into());
+    set.subject.signature_state = Some("signed".into());
+    set.subject.worker = Some("w1".into());
+    set.subject.attempt = Some(2);
+    let json: serde_json::Value = serde_json::to_value(&set).unwrap();
+    for field in
+        ["principal", "token_jti", "traceparent", "package_tree_hash", "signer_key_id", "signature_state", "worker"]
+    {
+        assert!(json[field].is_string(), "{field} missing: {json}");
+    }
+    assert_eq!(json["attempt"], 2);
+    assert_eq!(serde_json::from_value::<AuditRecord>(json).unwrap(), set);
+}
+
+#[test]
+fn outcomes_parse_case_insensitively_and_spell_like_error_codes() {
+    assert_eq!("timeout".parse::<Outcome>().unwrap(), Outcome::Error(ErrorCode::Timeout));
+    assert_eq!("LOST".parse::<Outcome>().unwrap(), Outcome::Error(ErrorCode::Lost));
+    assert_eq!("ok".parse::<Outcome>().unwrap(), Outcome::Ok);
+    assert_eq!("Cancelled".parse::<Outcome>().unwrap().as_str(), "CANCELLED");
+    assert_eq!("nope".parse::<Outcome>().unwrap_err().to_string(), "unknown outcome `nope`");
+    for code in ErrorCode::ALL {
+        // Serialised (results) and spelled (records) the same way.
+        assert_eq!(serde_json::to_value(code).unwrap(), code.as_str(), "{code:?}");
+        assert_eq!(serde_json::from_value::<ErrorCode>(code.as_str().into()).unwrap(), code);
+        assert_eq!(code.as_str().parse::<Outcome>().unwrap(), Outcome::Error(code));
+    }
 }
