@@ -25,7 +25,7 @@ CORDON=${CORDON:-$PWD/target/release/cordon}
 for tool in cc hyperfine curl "$CORDON"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install gcc libc6-dev hyperfine curl; cargo build --release)" >&2; exit 2; }
 done
-cargo build --release -q -p cordon-proxy --example bench_proxy
+cargo build --release -q -p cordon-egress --example bench_proxy
 BIN=target/release/examples/bench_proxy
 OUT=$(mktemp -d)
 PIDS=()

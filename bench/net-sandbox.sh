@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-9}
 SMALL=51
 CORDON=${CORDON:-$PWD/target/release/cordon}
-cargo build --release -q -p cordon-proxy --example bench_proxy
+cargo build --release -q -p cordon-egress --example bench_proxy
 BIN=target/release/examples/bench_proxy
 OUT=$(mktemp -d)
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl # keep the runs out of the user's audit log

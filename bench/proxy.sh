@@ -7,7 +7,7 @@
 # usage: bench/proxy.sh [RUNS] [DOWNLOADS]
 #        RUNS small requests per path (default 101), DOWNLOADS 256 MiB
 #        downloads per path (default 5; the median is reported)
-# needs: curl; builds the cordon-proxy example `bench_proxy` in release.
+# needs: curl; builds the cordon-egress example `bench_proxy` in release.
 #        With socat installed, a plain TCP relay (no policy, no protocol)
 #        is measured too, as a reference for what any userspace relay costs.
 # The server and the proxy run as separate processes, like cordon's
@@ -20,7 +20,7 @@ RUNS=${1:-101}
 DOWNLOADS=${2:-5}
 SIZE=$((256 * 1024 * 1024))
 command -v curl >/dev/null || { echo "missing curl (apt-get install curl)" >&2; exit 2; }
-cargo build --release -q -p cordon-proxy --example bench_proxy
+cargo build --release -q -p cordon-egress --example bench_proxy
 BIN=target/release/examples/bench_proxy
 
 OUT=$(mktemp -d)

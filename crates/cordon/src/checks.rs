@@ -134,19 +134,19 @@ pub fn check_fs(policy: &Policy, path: &Path, access: Access) -> Result<Allowed,
 /// ```
 pub fn check_net(policy: &Policy, host: &str, port: u16) -> Result<Allowed, Denied> {
     let subject = format!("{host}:{port}");
-    let dest = cordon_proxy::Destination::new(host, port).map_err(|e| Denied {
+    let dest = cordon_egress::Destination::new(host, port).map_err(|e| Denied {
         subject: subject.clone(),
         reason: e.to_string(),
         rule: None,
     })?;
-    let from_proxy = |d: cordon_proxy::Denied| Denied {
+    let from_proxy = |d: cordon_egress::Denied| Denied {
         subject: dest.to_string(),
         reason: d.to_string(),
         rule: d.rule().map(|r| format!("net.deny {r}")),
     };
-    let allowed = cordon_proxy::check(&policy.net, &dest).map_err(from_proxy)?;
-    if let cordon_proxy::Host::Ip(ip) = dest.host() {
-        cordon_proxy::check_addr(&policy.net, &dest, *ip).map_err(from_proxy)?;
+    let allowed = cordon_egress::check(&policy.net, &dest).map_err(from_proxy)?;
+    if let cordon_egress::Host::Ip(ip) = dest.host() {
+        cordon_egress::check_addr(&policy.net, &dest, *ip).map_err(from_proxy)?;
     }
     Ok(Allowed { rule: format!("net.allow {}", allowed.rule_text()) })
 }

@@ -95,7 +95,7 @@ pub struct ExecutionResult {
     /// One entry per connection the command made through the filtering
     /// proxy: host, port, allowed or denied and by which rule, bytes up and
     /// down. Empty when the policy allows no host.
-    pub network: Vec<cordon_proxy::ConnectionRecord>,
+    pub network: Vec<cordon_egress::ConnectionRecord>,
 }
 
 impl ExecutionResult {

@@ -281,7 +281,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     }
     if let Some(port) = plan.proxy_port {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        env.extend(cordon_proxy::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env.extend(cordon_egress::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
     let secrets = req.policy.env.secret_values(&env);
     let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
@@ -312,9 +312,9 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     // backlog.
     let proxy = match running.proxy_listener.take() {
         None => None,
-        Some(fd) => match cordon_proxy::spawn(
+        Some(fd) => match cordon_egress::spawn(
             std::net::TcpListener::from(fd),
-            cordon_proxy::ProxyConfig::new(req.policy.net.clone()),
+            cordon_egress::ProxyConfig::new(req.policy.net.clone()),
         ) {
             Ok(h) => Some(h),
             Err(e) => {

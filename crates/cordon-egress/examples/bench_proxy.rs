@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 
 use cordon_core::policy::{NetPattern, NetPolicy};
-use cordon_proxy::ProxyConfig;
+use cordon_egress::ProxyConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,7 +73,7 @@ fn proxy(patterns: &[String]) {
     let allow = patterns.iter().map(|p| NetPattern::parse(p).expect("pattern")).collect();
     let policy = NetPolicy { allow, deny: Vec::new() };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let handle = cordon_proxy::spawn(listener, ProxyConfig::new(policy)).expect("spawn proxy");
+    let handle = cordon_egress::spawn(listener, ProxyConfig::new(policy)).expect("spawn proxy");
     println!("{}", handle.local_addr().port());
     std::io::stdout().flush().expect("flush");
     // Run until the benchmark closes our stdin.

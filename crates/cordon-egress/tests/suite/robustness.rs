@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use cordon_proxy::{ProxyConfig, MAX_HEAD_BYTES};
+use cordon_egress::{ProxyConfig, MAX_HEAD_BYTES};
 
 use super::support::{curl, policy, proxy, proxy_with, raw, Origin};
 

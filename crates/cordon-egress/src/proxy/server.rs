@@ -22,11 +22,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::http::{self, HeadError, Target, MAX_HEAD_BYTES};
+use super::http::{self, HeadError, Target, MAX_HEAD_BYTES};
+use super::relay::{self, CopyError, Counted, Direction, ExchangeError};
+use super::socks::{self, Reply, SocksError, SocksHost};
 use crate::policy::{check, check_addr, Denied, Destination, Host, ParseDestinationError};
 use crate::record::{ConnectionRecord, Ledger, Protocol, Tracker};
-use crate::relay::{self, CopyError, Counted, Direction, ExchangeError};
-use crate::socks::{self, Reply, SocksError, SocksHost};
 
 /// How the proxy behaves. [`ProxyConfig::new`] gives the defaults; the
 /// fields are public so a caller can tighten them.

@@ -1,5 +1,12 @@
-//! cordon-proxy: the filtering egress proxy that is a sandbox's only way
-//! out to the network.
+//! cordon-egress: a sandbox's way out to the network, and the allow-list
+//! decisions every way out shares.
+//!
+//! The decisions ([`check`], [`check_addr`], [`classify`]) are pure and
+//! shared by every egress path, so a destination is judged the same way
+//! whichever route a program takes. [`ConnectionRecord`] is what every path
+//! reports per connection.
+//!
+//! # The filtering proxy
 //!
 //! A sandboxed command has an empty network namespace. Cordon's supervisor
 //! starts this proxy on a listener the sandbox can reach, sets
@@ -77,16 +84,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod http;
 mod policy;
+pub mod proxy;
 mod record;
-mod relay;
-mod server;
-mod socks;
 
-pub use http::MAX_HEAD_BYTES;
 pub use policy::{
     check, check_addr, classify, pattern_text, AddrClass, Allowed, Denied, Destination, Host, ParseDestinationError,
 };
+pub use proxy::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError, MAX_HEAD_BYTES};
 pub use record::{ConnectionRecord, Protocol};
-pub use server::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError};

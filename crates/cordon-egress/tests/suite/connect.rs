@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use cordon_proxy::Protocol;
+use cordon_egress::Protocol;
 
 use super::support::{curl, only_record, proxy, raw, raw_keep_open, Echo, Origin};
 
@@ -72,7 +72,7 @@ fn bytes_sent_with_the_connect_request_are_relayed() {
 fn idle_tunnel_is_closed_and_recorded() {
     let echo = Echo::start();
     let mut config =
-        cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
+        cordon_egress::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
     config.idle_timeout = Duration::from_millis(200);
     let proxy = super::support::proxy_with(config);
     let mut client = TcpStream::connect(proxy.local_addr()).unwrap();
@@ -92,7 +92,7 @@ fn idle_tunnel_is_closed_and_recorded() {
 fn shutdown_cuts_off_open_tunnels_and_records_them() {
     let echo = Echo::start();
     let mut config =
-        cordon_proxy::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
+        cordon_egress::ProxyConfig::new(super::support::policy(&[&format!("127.0.0.1:{}", echo.port())], &[]));
     config.shutdown_grace = Duration::from_millis(100);
     let proxy = super::support::proxy_with(config);
     let mut client = TcpStream::connect(proxy.local_addr()).unwrap();

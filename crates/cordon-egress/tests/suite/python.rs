@@ -45,7 +45,7 @@ fn proxy_env_routes_python_through_the_proxy() {
     let origin = Origin::start();
     let proxy = proxy(&[&format!("localhost:{}", origin.port())], &[]);
     // No explicit handler: urllib reads http_proxy from the environment.
-    let env = cordon_proxy::proxy_env(proxy.local_addr());
+    let env = cordon_egress::proxy_env(proxy.local_addr());
     let ok = fetch("", &format!("http://localhost:{}/", origin.port()), &env);
     assert_eq!(ok, "200 hello from origin\n");
     let record = only_record(proxy);

@@ -231,11 +231,15 @@ pub enum Denied {
 }
 
 fn special_address_message(dest: &Destination, addr: &IpAddr, class: AddrClass) -> String {
-    let what = match dest.host() {
-        Host::Ip(_) => format!("{dest} is a {class} address"),
-        Host::Name(_) => format!("{dest} resolves to a {class} address ({addr})"),
-    };
-    format!("{what}; name it literally to allow: add --net {dest} (a wildcard never unlocks such addresses)")
+    let literal = Destination::from_ip(*addr, dest.port());
+    match dest.host() {
+        Host::Ip(_) => format!(
+            "{dest} is a {class} address; name it literally to allow: add --net {literal} (a wildcard never unlocks such addresses)"
+        ),
+        Host::Name(_) => format!(
+            "{dest} resolves to a {class} address ({addr}); a name never unlocks such addresses: add --net {literal} to allow that address"
+        ),
+    }
 }
 
 impl Denied {
@@ -256,10 +260,12 @@ impl Denied {
     }
 
     /// The `--net` pattern that would allow the destination, when adding one
-    /// would (a deny rule cannot be overridden by an allow pattern).
+    /// would (a deny rule cannot be overridden by an allow pattern). For a
+    /// special address that is the address itself, never a name.
     pub fn suggestion(&self) -> Option<String> {
         match self {
-            Denied::NotAllowed { dest } | Denied::SpecialAddress { dest, .. } => Some(dest.to_string()),
+            Denied::NotAllowed { dest } => Some(dest.to_string()),
+            Denied::SpecialAddress { dest, addr, .. } => Some(Destination::from_ip(*addr, dest.port()).to_string()),
             Denied::DenyRule { .. } => None,
         }
     }
@@ -301,16 +307,23 @@ pub fn check(policy: &NetPolicy, dest: &Destination) -> Result<Allowed, Denied> 
         .ok_or_else(|| Denied::NotAllowed { dest: dest.clone() })
 }
 
-/// Decides whether the proxy may connect to `addr`, one of the addresses
-/// `dest` resolved to (or `dest`'s own IP literal).
+/// Decides whether a connection may go to `addr`, one of the addresses
+/// `dest` resolved to (or `dest`'s own IP literal). Every egress path calls
+/// it on every address before connecting.
 ///
 /// Addresses in an [`AddrClass`] (loopback, private, link-local, CGNAT,
 /// unique-local, unspecified, multicast, broadcast, reserved, cloud metadata,
 /// and IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6 forms of those) are
-/// refused unless an allow pattern with a matching port names the host
-/// (`localhost:8080`) or the address (`127.0.0.1:8080`) literally. Wildcard
-/// patterns never unlock them: `*` must not turn into a way to reach the
-/// host's own services or the cloud metadata endpoint.
+/// refused unless an allow pattern with a matching port names the address
+/// literally: an IP literal equal to it (`127.0.0.1:8080`), or `localhost`
+/// for `127.0.0.1` and `::1`. A DNS name never unlocks them, whatever it
+/// resolves to: a plugin's own domain re-pointed at `127.0.0.1` or
+/// `169.254.169.254` by its owner, or a host name that `/etc/hosts` maps to
+/// loopback, stays refused. Numeric spellings that are not IP literals to
+/// [`Destination::new`] (`2130706433`, `0x7f.1`, `127.1`) are names, so they
+/// unlock nothing either. Wildcard patterns never unlock: `*` must not turn
+/// into a way to reach the host's own services or the cloud metadata
+/// endpoint.
 ///
 /// Deny patterns that name an IP address apply to resolved addresses too, so
 /// a name cannot be used to reach a denied address.
@@ -326,9 +339,10 @@ pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Resul
     let Some(class) = classify(addr) else {
         return Ok(());
     };
-    let named_literally = policy.allow.iter().any(|p| {
-        port_ok(p) && !is_wildcard(p) && (host_matches(p, dest.host(), IpCompare::Exact) || pattern_ip(p) == Some(addr))
-    });
+    let named_literally = policy
+        .allow
+        .iter()
+        .any(|p| port_ok(p) && (pattern_ip(p) == Some(addr) || (is_localhost(p) && LOCALHOST.contains(&addr))));
     if named_literally {
         Ok(())
     } else {
@@ -419,6 +433,15 @@ enum IpCompare {
     Canonical,
 }
 
+impl IpCompare {
+    fn same(self, a: IpAddr, b: IpAddr) -> bool {
+        match self {
+            IpCompare::Exact => a == b,
+            IpCompare::Canonical => a.to_canonical() == b.to_canonical(),
+        }
+    }
+}
+
 fn matches(pattern: &NetPattern, dest: &Destination, ips: IpCompare) -> bool {
     pattern.port.is_none_or(|port| port == dest.port) && host_matches(pattern, dest.host(), ips)
 }
@@ -433,8 +456,13 @@ fn pattern_ip(pattern: &NetPattern) -> Option<IpAddr> {
     host.parse().ok()
 }
 
-fn is_wildcard(pattern: &NetPattern) -> bool {
-    pattern.host.starts_with('*')
+/// The addresses the name `localhost` stands for in a pattern.
+const LOCALHOST: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+
+/// Whether the pattern's host is `localhost`, which names the loopback
+/// addresses in [`LOCALHOST`] literally.
+fn is_localhost(pattern: &NetPattern) -> bool {
+    pattern_host(pattern).eq_ignore_ascii_case("localhost")
 }
 
 fn host_matches(pattern: &NetPattern, host: &Host, ips: IpCompare) -> bool {
@@ -449,10 +477,12 @@ fn host_matches(pattern: &NetPattern, host: &Host, ips: IpCompare) -> bool {
             }
             None => name.eq_ignore_ascii_case(p),
         },
-        Host::Ip(ip) => pattern_ip(pattern).is_some_and(|pip| match ips {
-            IpCompare::Exact => pip == *ip,
-            IpCompare::Canonical => pip.to_canonical() == ip.to_canonical(),
-        }),
+        Host::Ip(ip) => match pattern_ip(pattern) {
+            Some(pip) => ips.same(pip, *ip),
+            // `localhost` is a name for the loopback addresses, so a program
+            // that resolved it itself (from `/etc/hosts`) still matches.
+            None => is_localhost(pattern) && LOCALHOST.iter().any(|l| ips.same(*l, *ip)),
+        },
     }
 }
 
@@ -542,7 +572,11 @@ mod tests {
             (&["127.0.0.1"], &[], "::ffff:127.0.0.1", 80, "not-allowed"),
             (&["*"], &["127.0.0.1"], "::ffff:127.0.0.1", 80, "deny 127.0.0.1"),
             (&["*.0.0.1"], &[], "127.0.0.1", 80, "not-allowed"),
-            (&["localhost"], &[], "127.0.0.1", 80, "not-allowed"),
+            (&["localhost"], &[], "127.0.0.1", 80, "allow localhost"),
+            (&["localhost:8080"], &[], "::1", 8080, "allow localhost:8080"),
+            (&["localhost"], &[], "127.0.0.2", 80, "not-allowed"),
+            (&["localhost"], &[], "::ffff:127.0.0.1", 80, "not-allowed"),
+            (&["*"], &["localhost"], "::ffff:127.0.0.1", 80, "deny localhost"),
             (&["xn--bcher-kva.example"], &[], "xn--bcher-kva.example", 443, "allow xn--bcher-kva.example"),
         ];
         for (allow, deny, host, port, expected) in cases {
@@ -598,6 +632,30 @@ mod tests {
             (&["localhost:8080"], "localhost", 8080, "::1", None),
             (&["localhost:8080"], "localhost", 9090, "127.0.0.1", Some(AddrClass::Loopback)),
             (&["localhost"], "localhost", 9090, "127.0.0.1", None),
+            (&["localhost"], "localhost", 9090, "127.0.0.2", Some(AddrClass::Loopback)),
+            (&["localhost"], "localhost", 9090, "10.0.0.1", Some(AddrClass::Private)),
+            // Issue 9 finding 10: a name pattern never unlocks a special
+            // address, whatever the name resolves to.
+            (&["evil.test"], "evil.test", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["evil.test:80"], "evil.test", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["evil.test"], "evil.test", 80, "169.254.169.254", Some(AddrClass::CloudMetadata)),
+            (&["evil.test"], "evil.test", 80, "10.1.2.3", Some(AddrClass::Private)),
+            (&["evil.test"], "evil.test", 80, "100.64.0.1", Some(AddrClass::SharedCgnat)),
+            (&["evil.test"], "evil.test", 80, "fd00::1", Some(AddrClass::UniqueLocal)),
+            (&["evil.test"], "evil.test", 80, "::ffff:127.0.0.1", Some(AddrClass::Loopback)),
+            (&["evil.test"], "evil.test", 80, "64:ff9b::a9fe:a9fe", Some(AddrClass::CloudMetadata)),
+            (&["evil.test"], "evil.test", 80, "2002:7f00:1::", Some(AddrClass::Loopback)),
+            (&["evil.test"], "evil.test", 80, "::7f00:1", Some(AddrClass::Loopback)),
+            (&["2130706433:80"], "2130706433", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["0x7f.1"], "0x7f.1", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["0177.0.0.1"], "0177.0.0.1", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["127.1"], "127.1", 80, "127.0.0.1", Some(AddrClass::Loopback)),
+            (&["metadata.google.internal"], "metadata.google.internal", 80, "169.254.169.254", Some(AddrClass::CloudMetadata)),
+            // An IP literal or `localhost` names the address, for any name
+            // that resolves to it (the operator allowed the address itself).
+            (&["evil.test", "127.0.0.1:80"], "evil.test", 80, "127.0.0.1", None),
+            (&["evil.test", "localhost:80"], "evil.test", 80, "127.0.0.1", None),
+            (&["evil.test", "localhost:80"], "evil.test", 80, "::1", None),
             (&["127.0.0.1:8080"], "127.0.0.1", 8080, "127.0.0.1", None),
             (&["127.0.0.1:8080", "*"], "rebind.test", 8080, "127.0.0.1", None),
             (&["127.0.0.1:8080", "*"], "rebind.test", 8081, "127.0.0.1", Some(AddrClass::Loopback)),
@@ -647,7 +705,14 @@ mod tests {
         let e = check_addr(&policy(&["*"], &[]), &dest("localhost", 9000), "127.0.0.1".parse().unwrap()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "localhost:9000 resolves to a loopback address (127.0.0.1); name it literally to allow: add --net localhost:9000 (a wildcard never unlocks such addresses)"
+            "localhost:9000 resolves to a loopback address (127.0.0.1); a name never unlocks such addresses: add --net 127.0.0.1:9000 to allow that address"
+        );
+        assert_eq!(e.suggestion().as_deref(), Some("127.0.0.1:9000"));
+        let e = check_addr(&policy(&["evil.test"], &[]), &dest("evil.test", 80), "169.254.169.254".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "evil.test:80 resolves to a cloud metadata address (169.254.169.254); a name never unlocks such addresses: add --net 169.254.169.254:80 to allow that address"
         );
         let e = check_addr(&policy(&["*"], &[]), &dest("::1", 9000), "::1".parse().unwrap()).unwrap_err();
         assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::http::{self, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, MAX_HEAD_BYTES};
+use super::http::{self, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, MAX_HEAD_BYTES};
 use crate::record::Counters;
 
 /// First size of a relay buffer: a request/response exchange never

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cordon_core::policy::{NetPattern, NetPolicy};
-use cordon_proxy::{ConnectionRecord, ProxyConfig, ProxyHandle};
+use cordon_egress::{ConnectionRecord, ProxyConfig, ProxyHandle};
 
 pub const CURL: &str = "/usr/bin/curl";
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -33,7 +33,7 @@ pub fn proxy(allow: &[&str], deny: &[&str]) -> ProxyHandle {
 
 pub fn proxy_with(config: ProxyConfig) -> ProxyHandle {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy listener");
-    cordon_proxy::spawn(listener, config).expect("spawn proxy")
+    cordon_egress::spawn(listener, config).expect("spawn proxy")
 }
 
 /// The only record a proxy wrote, after shutting it down.

@@ -41,7 +41,7 @@ fn name_resolving_to_loopback_is_denied_unless_named() {
         assert_eq!(out.status, 403, "{allow}: {out:?}");
         let body = out.body_text();
         assert!(body.contains(&format!("localhost:{} resolves to a loopback address", origin.port())), "{body}");
-        assert!(body.contains("name it literally to allow"), "{body}");
+        assert!(body.contains("a name never unlocks such addresses"), "{body}");
         let record = only_record(wildcard);
         assert_eq!((record.allowed, record.rule.as_deref()), (false, None));
     }
@@ -79,7 +79,7 @@ fn other_spellings_of_internal_addresses_are_denied() {
             String::from_utf8(raw(proxy.local_addr(), format!("GET http://{target}/ HTTP/1.1\r\n\r\n").as_bytes()))
                 .unwrap();
         assert!(response.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{target}: {response}");
-        assert!(response.contains("name it literally to allow"), "{target}: {response}");
+        assert!(response.contains("never unlocks such addresses"), "{target}: {response}");
     }
     let metadata = String::from_utf8(raw(proxy.local_addr(), b"CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n")).unwrap();
     assert!(metadata.contains("is a cloud metadata address"), "{metadata}");
@@ -87,4 +87,41 @@ fn other_spellings_of_internal_addresses_are_denied() {
     assert_eq!(records.len(), targets.len() + 1);
     assert!(records.iter().all(|r| !r.allowed && r.addr.is_none() && r.bytes_up == 0), "{records:#?}");
     assert!(origin.exchanges().is_empty());
+}
+
+/// Issue 9 finding 10: a name pattern never unlocks a special address, even
+/// when it is exactly the name the client asked for. The names here are
+/// numeric spellings the host's resolver (`getaddrinfo`, via `inet_aton`)
+/// turns into 127.0.0.1 without any DNS server or `/etc/hosts` entry.
+#[test]
+fn a_name_pattern_never_unlocks_loopback() {
+    let origin = Origin::start();
+    let port = origin.port();
+    for name in ["2130706433", "0x7f.1", "127.1", "0177.0.0.1", "0x7f000001"] {
+        let pattern = format!("{name}:{port}");
+        let proxy = proxy(&[&pattern], &[]);
+        let response =
+            String::from_utf8(raw(proxy.local_addr(), format!("GET http://{pattern}/ HTTP/1.1\r\n\r\n").as_bytes()))
+                .unwrap();
+        assert!(response.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{pattern}: {response}");
+        assert!(
+            response.contains(&format!(
+                "{pattern} resolves to a loopback address (127.0.0.1); a name never unlocks such addresses: add --net 127.0.0.1:{port}"
+            )),
+            "{pattern}: {response}"
+        );
+        let record = only_record(proxy);
+        assert_eq!((record.allowed, record.addr), (false, None), "{pattern}");
+    }
+    assert!(origin.exchanges().is_empty(), "a name pattern reached the loopback server");
+
+    // Control: the address named literally is reached, through the same proxy code.
+    let literal = format!("127.0.0.1:{port}");
+    let proxy = proxy(&[&literal], &[]);
+    let response =
+        String::from_utf8(raw(proxy.local_addr(), format!("GET http://{literal}/ HTTP/1.1\r\n\r\n").as_bytes()))
+            .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(only_record(proxy).allowed);
+    assert_eq!(origin.exchanges().len(), 1);
 }

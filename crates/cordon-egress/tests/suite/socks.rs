@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use cordon_proxy::Protocol;
+use cordon_egress::Protocol;
 
 use super::support::{curl, only_record, proxy, Echo, Origin};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cordon_proxy::{Protocol, ProxyConfig};
+use cordon_egress::{Protocol, ProxyConfig};
 
 use super::support::{closed_port, curl, only_record, policy, proxy, proxy_with, raw, Blackhole, Origin};
 

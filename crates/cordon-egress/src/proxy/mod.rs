@@ -1,0 +1,10 @@
+//! The filtering proxy: HTTP forward, HTTPS `CONNECT` and SOCKS5 on one
+//! listener, for `--net-via proxy` (see the crate documentation).
+
+mod http;
+mod relay;
+mod server;
+mod socks;
+
+pub use http::MAX_HEAD_BYTES;
+pub use server::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError};
