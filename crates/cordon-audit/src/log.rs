@@ -63,12 +63,7 @@ impl AuditLog {
 }
 
 pub(crate) fn default_path_from(xdg_state: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
-    // The XDG spec says relative values are invalid and must be ignored.
-    if let Some(state) = xdg_state.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        return Some(state.join("cordon").join(LOG_FILE));
-    }
-    let home = home.map(PathBuf::from).filter(|p| p.is_absolute())?;
-    Some(home.join(".local/state/cordon").join(LOG_FILE))
+    cordon_core::state::state_dir_from(xdg_state, home).map(|d| d.join(LOG_FILE))
 }
 
 /// The log opened for reading and appending (created `0600` if missing).

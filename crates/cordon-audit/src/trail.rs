@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use cordon_core::policy::Mode;
+use cordon_core::state::Protected;
 
 use crate::log::AuditLog;
 use crate::pending::{recover_lost, Pending};
@@ -127,6 +128,12 @@ impl AuditTrail {
     /// The log.
     pub fn log(&self) -> &AuditLog {
         &self.log
+    }
+
+    /// The log's files, which no sandbox may reach (see
+    /// `cordon_core::state`).
+    pub fn protected(&self) -> Vec<Protected> {
+        self.log.protected()
     }
 
     /// Marks run `request_id` as started. Until [`AuditedRun::complete`],

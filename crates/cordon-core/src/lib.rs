@@ -19,7 +19,9 @@
 //! - privileges: all capabilities dropped (bounding set included) and
 //!   `no_new_privs`;
 //! - quotas: per-run cgroups where this process may create them, rlimits
-//!   otherwise; the wall clock is the supervisor's job.
+//!   otherwise; the wall clock is the supervisor's job;
+//! - cordon's own state (audit log, keys, registry): carved out of every
+//!   grant before planning ([`state`]).
 //!
 //! # What is not
 //!
@@ -50,5 +52,6 @@ pub mod enforce;
 pub mod plan;
 pub mod policy;
 pub mod probe;
+pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -19,6 +19,7 @@ use crate::runner::RunRequest;
 /// and the run is recorded as lost later.
 pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> ExecutionResult {
     let mut req = req.clone();
+    req.protect.extend(trail.protected());
     let request_id = req.request_id.get_or_insert_with(crate::new_request_id).clone();
     let secrets = secret_values(&req.policy, &req.host_env);
     let digest = policy_digest(&req.policy);

@@ -96,7 +96,7 @@ impl ArtifactStore {
     /// `$XDG_DATA_HOME/cordon/artifacts`, else
     /// `~/.local/share/cordon/artifacts`.
     pub fn default_root() -> Option<PathBuf> {
-        data_home().map(|d| d.join("artifacts"))
+        cordon_core::state::data_dir().map(|d| d.join("artifacts"))
     }
 }
 
@@ -110,19 +110,11 @@ impl Default for ArtifactStore {
     }
 }
 
-/// cordon's data folder: `$XDG_DATA_HOME/cordon` or `~/.local/share/cordon`.
-fn data_home() -> Option<PathBuf> {
-    let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
-    abs(std::env::var_os("XDG_DATA_HOME"))
-        .map(|d| d.join("cordon"))
-        .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon")))
-}
-
 /// The data folder the `platform` preset grants plugin `id` by default:
 /// `$XDG_DATA_HOME/cordon/data/@scope/name` (or under
 /// `~/.local/share/cordon`).
 pub fn default_data_dir(id: &PluginId) -> Option<PathBuf> {
-    data_home().map(|d| d.join("data").join(format!("@{}", id.scope())).join(id.name()))
+    cordon_core::state::data_dir().map(|d| d.join("data").join(format!("@{}", id.scope())).join(id.name()))
 }
 
 /// One handler execution (or, for [`check_plugin`], one plugin check; the
@@ -415,6 +407,7 @@ pub struct PluginCheck {
 struct Prepared {
     manifest: Manifest,
     plugin_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     policy: Policy,
     mode: Mode,
     support: KernelSupport,
@@ -469,7 +462,7 @@ fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError>
     let mut check =
         ledger(&manifest, &policy, mode, &support, &req.capabilities, &plugin_dir, data_dir.as_deref(), &req.host);
     check.warnings.extend(fallback);
-    Ok(Prepared { manifest, plugin_dir, policy, mode, support, check })
+    Ok(Prepared { manifest, plugin_dir, data_dir, policy, mode, support, check })
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -957,7 +950,7 @@ fn get_ready(
         return Err(Box::new((PluginError::Input { reason: format!("not one JSON value: {e}") }, None)));
     }
     let prepared = prepare(req, DataDir::Create).map_err(|e| Box::new((e, None)))?;
-    let Prepared { manifest, plugin_dir, mut policy, mode, support, check } = prepared;
+    let Prepared { manifest, plugin_dir, data_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());
     subject.plugin_version = Some(manifest.version.to_string());
     let plugin =
@@ -1049,6 +1042,8 @@ fn get_ready(
         support: Some(support),
         stdin: Input::Bytes(req.input.clone()),
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
+        protect: req.audit.as_ref().map(AuditTrail::protected).unwrap_or_default(),
+        own_folders: std::iter::once(plugin_dir.clone()).chain(data_dir).collect(),
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

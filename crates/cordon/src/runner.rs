@@ -16,6 +16,7 @@ use cordon_core::plan::{Plan, Tmp};
 use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
+use cordon_core::state::{self, Protected};
 use cordon_core::sys;
 
 use crate::result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
@@ -75,6 +76,14 @@ pub struct RunRequest {
     pub stdin: Input,
     /// A result channel, for plugin handlers.
     pub result: Option<ResultChannel>,
+    /// cordon's own files this run must not reach besides those of
+    /// [`cordon_core::state::protected_paths`]: the audit log it records to,
+    /// when that is elsewhere. Every protected path is carved out of the
+    /// grants (see [`cordon_core::state`]).
+    pub protect: Vec<Protected>,
+    /// Folders inside cordon's state that this run needs (a plugin's own
+    /// folder and data folder): their grants are kept.
+    pub own_folders: Vec<PathBuf>,
 }
 
 impl RunRequest {
@@ -93,6 +102,8 @@ impl RunRequest {
             support: None,
             stdin: Input::Inherit,
             result: None,
+            protect: vec![],
+            own_folders: vec![],
         }
     }
 }
@@ -233,6 +244,24 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     if let Err(e) = req.policy.validate() {
         return started.fail(mode, ErrorCode::SetupFailed, e.to_string());
     }
+    let carved;
+    let granted = if mode == Mode::Dev {
+        &req.policy
+    } else {
+        let mut protected = state::protected_paths();
+        protected.extend(req.protect.iter().cloned());
+        match state::carve_out(&req.policy, &protected, &req.own_folders) {
+            Ok(c) => {
+                for note in &c.notes {
+                    eprintln!("cordon: notice: {note}");
+                    started.warnings.push(note.clone());
+                }
+                carved = c.policy;
+                &carved
+            }
+            Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
+        }
+    };
     let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
@@ -250,14 +279,14 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
     };
     let with_command;
-    let policy = match &req.policy.exec {
+    let policy = match &granted.exec {
         Some(list) if !list.contains(&program) => {
-            let mut p = req.policy.clone();
+            let mut p = granted.clone();
             p.exec.get_or_insert_with(Vec::new).push(program.clone());
             with_command = p;
             &with_command
         }
-        _ => &req.policy,
+        _ => granted,
     };
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
     let plan = match Plan::build(policy, mode, &support, &scratch_dir) {

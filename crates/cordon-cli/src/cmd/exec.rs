@@ -279,7 +279,7 @@ const DENIAL_MARKERS: &[&str] =
 
 /// On stderr, for people: why the run failed (which limit, which denial).
 fn summarize(r: &HandlerResult, plugin: &Path) {
-    for w in r.warnings.iter().filter(|w| !w.starts_with("dev mode:")) {
+    for w in r.warnings.iter().filter(|w| !w.starts_with("dev mode:") && !w.starts_with(cordon::state::NOTE_PREFIX)) {
         render::message("notice", w);
     }
     let Some(err) = &r.error else { return };

@@ -25,6 +25,7 @@ mod processes;
 mod quotas;
 mod real_programs;
 mod seccomp;
+mod state;
 mod unprivileged;
 
 use std::path::Path;

@@ -1,0 +1,372 @@
+//! cordon's own state is out of every sandbox's reach, whatever the grants
+//! (issue 9 finding 9): the state folder (audit log, run journal, audit
+//! key), cordon's home (registry: lock file, trust store, installed
+//! plugins) and an audit log kept anywhere else. Each probe does the
+//! forbidden thing from inside a run whose grant covers the state, then
+//! checks the host side; the same probes on a file beside it succeed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, TestCommand};
+
+use super::{cordon, plugins::exec, run_in, tool};
+
+/// Every way a sandbox could damage a file: read it, truncate, append,
+/// chmod, rename, replace by a symlink, hard-link it out, delete it. Prints
+/// `op: ok` or `op: <strerror>` per operation. argv: the file, a writable
+/// folder for the hard link.
+const FILE_PROBE: &str = r#"
+import os, sys
+t, out = sys.argv[1], sys.argv[2]
+def op(name, f):
+    try:
+        f()
+        print(name + ": ok")
+    except OSError as e:
+        print(name + ": " + e.strerror)
+op("read", lambda: open(t, "rb").read())
+op("truncate", lambda: os.truncate(t, 0))
+op("append", lambda: open(t, "ab").write(b"forged\n"))
+op("chmod", lambda: os.chmod(t, 0o666))
+op("hardlink", lambda: os.link(t, os.path.join(out, "stolen")))
+op("rename", lambda: os.rename(t, t + ".moved"))
+def swap():
+    os.symlink("/etc/hostname", t + ".swap")
+    os.rename(t + ".swap", t)
+op("symlink-swap", swap)
+op("delete", lambda: os.unlink(t))
+"#;
+
+/// What a sandbox could do to a folder: list it, create in it, rename it
+/// away, replace it by a symlink. argv: the folder.
+const FOLDER_PROBE: &str = r#"
+import os, sys
+d = sys.argv[1]
+def op(name, f):
+    try:
+        f()
+        print(name + ": ok")
+    except OSError as e:
+        print(name + ": " + e.strerror)
+op("list", lambda: os.listdir(d))
+op("create", lambda: open(os.path.join(d, "planted"), "w").write("x"))
+op("rename", lambda: os.rename(d, d + ".old"))
+def swap():
+    os.symlink("/tmp", d + ".swap")
+    os.rename(d + ".swap", d)
+op("symlink-swap", swap)
+"#;
+
+const FILE_OPS: [&str; 8] = ["read", "truncate", "append", "chmod", "hardlink", "rename", "symlink-swap", "delete"];
+const FOLDER_OPS: [&str; 4] = ["list", "create", "rename", "symlink-swap"];
+
+/// A home folder with cordon's state at its default places, and a file of
+/// the user's beside it.
+struct Home {
+    _dir: Dir,
+    home: PathBuf,
+}
+
+impl Home {
+    fn new(tag: &str) -> Home {
+        let dir = Dir::new(tag);
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join("work")).unwrap();
+        std::fs::write(home.join("work/notes.txt"), "the user's own file\n").unwrap();
+        Home { _dir: dir, home }
+    }
+    fn state(&self) -> PathBuf {
+        self.home.join(".local/state/cordon")
+    }
+    fn log(&self) -> PathBuf {
+        self.state().join("audit.jsonl")
+    }
+    fn key(&self) -> PathBuf {
+        self.state().join("audit.key")
+    }
+    fn cordon_home(&self) -> PathBuf {
+        self.home.join(".local/share/cordon")
+    }
+    /// `cmd` with HOME and XDG pointing here, and the default audit log.
+    fn env(&self, cmd: &mut TestCommand) {
+        cmd.env("HOME", &self.home)
+            .env("XDG_STATE_HOME", self.home.join(".local/state"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env_remove("CORDON_HOME")
+            .env("CORDON_AUDIT_LOG", self.log());
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// `op: result` lines of a probe's output, checked against `expected`.
+#[track_caller]
+fn assert_ops(out: &cordon_testkit::Outcome, ops: &[&str], expected: impl Fn(&str) -> &'static str, ctx: &str) {
+    for op in ops {
+        let want = format!("{op}: {}", expected(op));
+        assert!(out.stdout.lines().any(|l| l == want), "{ctx}: expected `{want}`\n{out}");
+    }
+}
+
+/// What a probe may get on a protected path: Landlock refuses it (both
+/// modes; container mode also hides it). chmod is not a Landlock right:
+/// in process mode it is refused by the read-only host view (issue 9
+/// finding 1), which the `harden` work adds.
+/// A hard link between two Landlock rules' trees is refused with `EXDEV`.
+fn refused(mode: Mode, op: &str) -> Option<&'static str> {
+    match (mode, op) {
+        (Mode::Process, "chmod") => None,
+        (Mode::Process, "hardlink") => Some("Invalid cross-device link"),
+        _ => Some("Permission denied"),
+    }
+}
+
+#[test]
+fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        for grant in ["home", "/"] {
+            let h = Home::new("state-home");
+            let ctx = format!("[{} --write {grant}]", mode.as_str());
+            // cordon's state as an earlier run and the registry left it.
+            let mut first = run_in(mode);
+            h.env(&mut first);
+            first.args(["--", "true"]).run().assert_success();
+            std::fs::write(h.key(), "stand-in for the audit key\n").unwrap();
+            std::fs::set_permissions(h.key(), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::create_dir_all(h.cordon_home()).unwrap();
+            std::fs::write(h.cordon_home().join("registry.lock"), "{}\n").unwrap();
+            let log_before = std::fs::read(h.log()).unwrap();
+            let grant = if grant == "home" { s(&h.home).to_owned() } else { grant.to_owned() };
+
+            let probe = |script: &str, args: &[&Path]| {
+                let mut cmd = run_in(mode);
+                h.env(&mut cmd);
+                cmd.args(["--write", &grant, "--", python, "-c", script]).args(args.iter().map(|p| s(p)));
+                cmd.run()
+            };
+            // Control: the same probes on the user's own file succeed.
+            let notes = h.home.join("work/notes.txt");
+            let out = probe(FILE_PROBE, &[&notes, &h.home.join("work")]);
+            out.assert_success();
+            assert_ops(&out, &FILE_OPS, |_| "ok", &format!("{ctx} control"));
+            assert!(!notes.exists() && h.home.join("work/stolen").exists(), "{ctx} control ran on the host\n{out}");
+            std::fs::remove_file(h.home.join("work/stolen")).unwrap();
+
+            for target in [h.log(), h.key(), h.cordon_home().join("registry.lock")] {
+                let out = probe(FILE_PROBE, &[&target, &h.home.join("work")]);
+                out.assert_success();
+                for op in FILE_OPS {
+                    if let Some(e) = refused(mode, op) {
+                        assert_ops(&out, &[op], |_| e, &format!("{ctx} {}", target.display()));
+                    }
+                }
+            }
+            for folder in [h.state(), h.cordon_home(), h.home.join(".local")] {
+                let out = probe(FOLDER_PROBE, &[&folder]);
+                out.assert_success();
+                // The folders above the state can still be listed in
+                // container mode; nothing can be created or moved.
+                let ops: &[&str] = if folder.ends_with(".local") { &FOLDER_OPS[1..] } else { &FOLDER_OPS };
+                assert_ops(&out, ops, |_| "Permission denied", &format!("{ctx} {}", folder.display()));
+            }
+            // Planting what the registry has not written yet.
+            let out = probe(FILE_PROBE, &[&h.cordon_home().join("trust.json"), &h.home.join("work")]);
+            assert_ops(&out, &["append"], |_| "Permission denied", &ctx);
+
+            // The host side: everything as it was, plus this run's records.
+            let log_after = std::fs::read(h.log()).unwrap();
+            assert_eq!(&log_after[..log_before.len()], &log_before[..], "{ctx} the log was rewritten");
+            assert_eq!(std::fs::read_to_string(h.key()).unwrap(), "stand-in for the audit key\n", "{ctx}");
+            if refused(mode, "chmod").is_some() {
+                assert_eq!(mode_of(&h.log()), 0o600, "{ctx} the log's mode changed");
+                assert_eq!(mode_of(&h.key()), 0o600, "{ctx} the key's mode changed");
+            }
+            assert!(std::fs::symlink_metadata(h.state()).unwrap().is_dir(), "{ctx}");
+            assert_eq!(std::fs::read_to_string(h.cordon_home().join("registry.lock")).unwrap(), "{}\n", "{ctx}");
+            for gone in [
+                h.state().with_extension("old"),
+                h.log().with_extension("jsonl.moved"),
+                h.cordon_home().join("trust.json"),
+                h.state().join("planted"),
+                h.home.join("work/stolen"),
+            ] {
+                assert!(!gone.exists(), "{ctx} {} exists on the host", gone.display());
+            }
+            let mut verify = cordon();
+            h.env(&mut verify);
+            verify.args(["audit", "--verify"]).run().assert_success();
+        }
+    });
+}
+
+#[test]
+fn the_user_is_told_once_which_state_is_carved_out_and_why() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let h = Home::new("state-told");
+        let mut cmd = run_in(mode);
+        h.env(&mut cmd);
+        let out = cmd.args(["--json", "--write", s(&h.home), "--", "true"]).run();
+        out.assert_success();
+        let note = format!(
+            "{} (cordon's state folder: audit log, run journal, audit signing key) lies inside fs.write {}, so it is carved out",
+            h.state().display(),
+            h.home.display()
+        );
+        assert_eq!(out.stderr.matches(&note).count(), 1, "told once on stderr\n{out}");
+        let warnings = out.json()["warnings"].clone();
+        let in_result: Vec<&serde_json::Value> =
+            warnings.as_array().unwrap().iter().filter(|w| w.as_str().unwrap().contains(&note)).collect();
+        assert_eq!(in_result.len(), 1, "once in the result's warnings\n{out}");
+        assert!(out.stderr.contains(&format!("{} (cordon's home", h.cordon_home().display())), "{out}");
+        // Control: a grant that does not cover the state says nothing.
+        let mut quiet = run_in(mode);
+        h.env(&mut quiet);
+        let out = quiet.args(["--write", s(&h.home.join("work")), "--", "true"]).run();
+        out.assert_success();
+        assert!(!out.stderr.contains("kept out of every sandbox"), "{out}");
+    });
+}
+
+#[test]
+fn an_audit_log_inside_a_write_grant_is_out_of_reach() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        let w = Dir::new("state-log-in-grant");
+        let log = w.join("audit.jsonl");
+        let beside = w.create("beside.txt", "the user's own file\n");
+        std::fs::create_dir(w.join("out")).unwrap();
+        let probe = |target: &Path| {
+            let out = run_in(mode)
+                .args(["--write", s(w.path()), "--audit-log", s(&log), "--", python, "-c", FILE_PROBE])
+                .args([s(target), s(&w.join("out"))])
+                .run();
+            out.assert_success();
+            out
+        };
+        let out = probe(&beside);
+        assert_ops(&out, &["read", "truncate", "append", "chmod"], |_| "ok", "control");
+        let before = std::fs::read(&log).unwrap();
+        let out = probe(&log);
+        out.assert_stderr_contains(&format!(
+            "{} (the audit log) lies inside fs.write {}",
+            log.display(),
+            w.path().display()
+        ));
+        for op in FILE_OPS {
+            // Container mode hides a file by binding /dev/null read-only on it.
+            let e = match (mode, op) {
+                (Mode::Container, "truncate") => Some("Invalid argument"),
+                (Mode::Container, "chmod") => Some("Read-only file system"),
+                (Mode::Container, "hardlink") => Some("Invalid cross-device link"),
+                _ => refused(mode, op),
+            };
+            if let Some(e) = e {
+                assert_ops(&out, &[op], |_| e, &format!("[{}] {op}", mode.as_str()));
+            }
+        }
+        if refused(mode, "chmod").is_some() {
+            assert_eq!(mode_of(&log), 0o600, "[{}] the log's mode changed", mode.as_str());
+        }
+        let after = std::fs::read(&log).unwrap();
+        assert_eq!(&after[..before.len()], &before[..], "[{}] the log was rewritten", mode.as_str());
+        assert!(!w.join("out/stolen").exists() && !log.with_extension("jsonl.moved").exists());
+        cordon().args(["audit", "--verify", "--audit-log", s(&log)]).run().assert_success();
+    });
+}
+
+#[test]
+fn a_grant_inside_cordon_state_is_not_granted() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let h = Home::new("state-inside");
+        let mut first = run_in(mode);
+        h.env(&mut first);
+        first.args(["--", "true"]).run().assert_success();
+        std::fs::create_dir_all(h.cordon_home()).unwrap();
+        for (flag, target) in [("--read", h.log()), ("--write", h.state()), ("--read", h.cordon_home())] {
+            let mut cmd = run_in(mode);
+            h.env(&mut cmd);
+            let out = cmd.args([flag, s(&target), "--", "cat", s(&h.log())]).run();
+            let ctx = format!("[{} {flag} {}]", mode.as_str(), target.display());
+            out.assert_code(1);
+            out.assert_stderr_contains(&format!(
+                "lies inside {}",
+                if target == h.cordon_home() { h.cordon_home() } else { h.state() }.display()
+            ));
+            assert!(out.stdout.is_empty(), "{ctx} the log was read\n{out}");
+        }
+    });
+}
+
+#[test]
+fn a_manifest_write_grant_covering_the_state_is_carved_too() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        let h = Home::new("state-manifest");
+        let plugin = Dir::new("state-plugin");
+        plugin.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/greedy\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.wipe]\ncommand = [\"{python}\", \"-c\", \"import os,sys; os.truncate(sys.argv[1], 0)\", \"{}\"]\n",
+                h.home.display(),
+                h.log().display()
+            ),
+        );
+        let mut first = run_in(mode);
+        h.env(&mut first);
+        first.args(["--", "true"]).run().assert_success();
+        let before = std::fs::read(h.log()).unwrap();
+        let mut cmd = exec(mode, plugin.path(), "wipe", "{}");
+        h.env(&mut cmd);
+        let out = cmd.run();
+        out.assert_code(1).assert_stderr_contains("PermissionError");
+        assert_eq!(&std::fs::read(h.log()).unwrap()[..before.len()], &before[..], "[{}]", mode.as_str());
+    });
+}
+
+#[test]
+fn a_grant_covering_the_plugins_own_data_folder_inside_cordon_home_is_refused() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let h = Home::new("state-own");
+        let plugin = Dir::new("state-own-plugin");
+        let manifest = |write: &Path| {
+            format!(
+                "id = \"@t/keeper\"\nversion = \"1.0.0\"\nextends = [\"platform\"]\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.noop]\ncommand = [\"sh\", \"-c\", \"echo '{{}}' >&3\"]\n",
+                write.display()
+            )
+        };
+        // Control: a grant beside cordon's home runs, with the data folder.
+        plugin.create("cordon.toml", manifest(&h.home.join("work")));
+        let mut ok = exec(mode, plugin.path(), "noop", "{}");
+        h.env(&mut ok);
+        ok.run().assert_success();
+        assert!(h.cordon_home().join("data/@t/keeper").is_dir());
+        // A grant of the whole home would cover the data folder's parent.
+        plugin.create("cordon.toml", manifest(&h.home));
+        let mut refused = exec(mode, plugin.path(), "noop", "{}");
+        h.env(&mut refused);
+        let out = refused.run();
+        out.assert_code(125).assert_stderr_contains(&format!(
+            "fs.write {} covers {} (cordon's home: plugin registry, trust store, installed plugins), which holds {}",
+            h.home.display(),
+            h.cordon_home().display(),
+            h.cordon_home().join("data/@t/keeper").display()
+        ));
+        assert_eq!(out.audit[0]["outcome"], "SETUP_FAILED");
+    });
+}

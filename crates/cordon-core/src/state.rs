@@ -1,0 +1,425 @@
+//! Where cordon keeps its own state, and keeping it out of every sandbox.
+//!
+//! cordon's state is what makes its records and its trust decisions worth
+//! anything, so no sandbox may reach it, whatever its grants:
+//!
+//! - the state folder, [`state_dir`] (`$XDG_STATE_HOME/cordon`, else
+//!   `~/.local/state/cordon`): the default audit log, its run journal and
+//!   pending markers, the audit signing key and its latest checkpoints;
+//! - cordon's home, [`home_dir`] (`$CORDON_HOME`, else
+//!   `$XDG_DATA_HOME/cordon`, else `~/.local/share/cordon`): the plugin
+//!   registry (lock file, installed plugins, trust store), plugin data
+//!   folders and the artifact store;
+//! - wherever else the audit log of a run is (`--audit-log`), with its
+//!   companion files: the caller names them ([`Protected`]).
+//!
+//! [`protected_paths`] lists the first two; [`carve_out`] takes every
+//! protected path out of a policy's grants before it is planned: a grant
+//! that covers one gets a `deny` for it (created first when missing, so a
+//! sandbox cannot plant it), a grant inside one is dropped, and each change
+//! comes back as a sentence for the user.
+//!
+//! # Guarantees and limits
+//!
+//! Paths are compared after resolving symbolic links, and a carve-out is
+//! added both as resolved and as seen through the grant's own spelling, so a
+//! grant through a link is carved too. A `deny` is enforced as every `deny`
+//! is (see `enforce::landlock`): the protected path gets no access, and the
+//! folders between it and the grant cannot get new, removed or renamed
+//! entries during the run (which is also what stops a sandbox from renaming
+//! a folder above the state away). Another path to the same inode (a host
+//! bind mount, a hard link made outside cordon) is not recognised. Dev mode
+//! has no sandbox, so nothing is carved there.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::policy::fs::SYSTEM_READ;
+use crate::policy::{PathRule, Policy, SystemSet};
+
+/// How every note of [`carve_out`] starts (runners that print a note
+/// themselves can tell it from other warnings).
+pub const NOTE_PREFIX: &str = "cordon's own state is kept out of every sandbox: ";
+
+/// The variable naming cordon's home (the plugin registry).
+pub const HOME_ENV: &str = "CORDON_HOME";
+
+fn absolute(v: Option<OsString>) -> Option<PathBuf> {
+    v.map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// cordon's state folder: `$XDG_STATE_HOME/cordon`, else
+/// `~/.local/state/cordon` (relative values are ignored, as the XDG spec
+/// says). `None` without either.
+pub fn state_dir() -> Option<PathBuf> {
+    state_dir_from(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`state_dir`] from the values of `XDG_STATE_HOME` and `HOME`.
+pub fn state_dir_from(xdg_state: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    absolute(xdg_state).map(|s| s.join("cordon")).or_else(|| absolute(home).map(|h| h.join(".local/state/cordon")))
+}
+
+/// cordon's data folder: `$XDG_DATA_HOME/cordon`, else
+/// `~/.local/share/cordon`. Plugin data folders and the artifact store
+/// live here by default.
+pub fn data_dir() -> Option<PathBuf> {
+    absolute(std::env::var_os("XDG_DATA_HOME"))
+        .map(|d| d.join("cordon"))
+        .or_else(|| absolute(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon")))
+}
+
+/// cordon's home, where the plugin registry lives: `$CORDON_HOME`, else
+/// [`data_dir`].
+pub fn home_dir() -> Option<PathBuf> {
+    absolute(std::env::var_os(HOME_ENV)).or_else(data_dir)
+}
+
+/// Whether a protected path is a folder (created when missing, so that no
+/// sandbox can create it first) or a file (left alone when missing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A folder.
+    Folder,
+    /// A file.
+    File,
+}
+
+/// A path no sandbox may reach, and what it holds (for the message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protected {
+    /// The path.
+    pub path: PathBuf,
+    /// What it is, e.g. `cordon's state folder (audit log, run journal, audit key)`.
+    pub what: String,
+    /// Folder or file.
+    pub kind: Kind,
+}
+
+impl Protected {
+    /// A protected folder.
+    pub fn folder(path: impl Into<PathBuf>, what: impl Into<String>) -> Protected {
+        Protected { path: path.into(), what: what.into(), kind: Kind::Folder }
+    }
+
+    /// A protected file.
+    pub fn file(path: impl Into<PathBuf>, what: impl Into<String>) -> Protected {
+        Protected { path: path.into(), what: what.into(), kind: Kind::File }
+    }
+}
+
+/// cordon's own state that every sandbox is kept out of: [`state_dir`] and
+/// [`home_dir`], where they can be named. Callers add the files of an audit
+/// log kept elsewhere.
+pub fn protected_paths() -> Vec<Protected> {
+    let mut out = vec![];
+    if let Some(d) = state_dir() {
+        out.push(Protected::folder(d, "cordon's state folder: audit log, run journal, audit signing key"));
+    }
+    if let Some(d) = home_dir() {
+        out.push(Protected::folder(d, "cordon's home: plugin registry, trust store, installed plugins"));
+    }
+    out
+}
+
+/// A policy with cordon's state carved out, and what changed.
+#[derive(Clone, Debug)]
+pub struct Carving {
+    /// The policy to plan.
+    pub policy: Policy,
+    /// One sentence per change, for stderr and the result's warnings.
+    pub notes: Vec<String>,
+}
+
+/// cordon's state cannot be kept out of a grant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A protected folder that a grant covers could not be created.
+    #[error("cannot create {} ({what}) before carving it out of fs.{kind} {}", path.display(), grant.display())]
+    Create {
+        /// The folder.
+        path: PathBuf,
+        /// What it holds.
+        what: String,
+        /// `read` or `write`.
+        kind: &'static str,
+        /// The grant covering it.
+        grant: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A grant covers protected state that holds a folder the run itself
+    /// needs (a plugin's own folder or data folder).
+    #[error(
+        "fs.{kind} {} covers {} ({what}), which holds {}, a folder this run needs; cordon cannot carve out the one and keep the other",
+        grant.display(), path.display(), own.display()
+    )]
+    OwnFolderCovered {
+        /// `read` or `write`.
+        kind: &'static str,
+        /// The covering grant.
+        grant: PathBuf,
+        /// The protected path.
+        path: PathBuf,
+        /// What it holds.
+        what: String,
+        /// The folder the run needs.
+        own: PathBuf,
+    },
+}
+
+impl StateError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StateError::Create { .. } => "check the folder's permissions, or set XDG_STATE_HOME / CORDON_HOME elsewhere",
+            StateError::OwnFolderCovered { .. } => {
+                "narrow the grant so that it does not contain cordon's state, or keep the plugin's data folder elsewhere (--data-dir)"
+            }
+        }
+    }
+}
+
+/// One grant, as written and as resolved.
+struct Grant {
+    kind: &'static str,
+    path: PathBuf,
+    resolved: PathBuf,
+    system: bool,
+}
+
+fn resolve(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Takes every `protected` path out of `policy`'s grants (see the module
+/// docs). `own` are folders the run itself needs even when they lie inside
+/// protected state (a plugin's own folder and data folder): grants of them
+/// are kept, and a grant that covers the protected path around them is an
+/// error, because carving that path out would take them away too.
+///
+/// Creates protected folders that a grant covers and that do not exist
+/// yet, `0700`; reads nothing else.
+pub fn carve_out(policy: &Policy, protected: &[Protected], own: &[PathBuf]) -> Result<Carving, StateError> {
+    let mut out = policy.clone();
+    let mut notes = vec![];
+    let own: Vec<PathBuf> = own.iter().map(|p| resolve(p)).collect();
+    let mut grants: Vec<Grant> = vec![];
+    if policy.fs.system == SystemSet::Include {
+        grants.extend(SYSTEM_READ.iter().map(|p| Grant {
+            kind: "read",
+            path: PathBuf::from(p),
+            resolved: resolve(Path::new(p)),
+            system: true,
+        }));
+    }
+    for (kind, rules) in [("read", &policy.fs.read), ("write", &policy.fs.write)] {
+        grants.extend(rules.iter().map(|r| Grant {
+            kind,
+            path: r.path.clone(),
+            resolved: resolve(&r.path),
+            system: false,
+        }));
+    }
+    let mut done: Vec<PathBuf> = vec![];
+    for p in protected {
+        let lexical = crate::policy::fs::normalize(&p.path);
+        if done.iter().any(|d| resolve(&lexical).starts_with(d)) {
+            continue; // inside protected state already handled
+        }
+        let covering =
+            grants.iter().find(|g| lexical.starts_with(&g.path) || resolve(&lexical).starts_with(&g.resolved));
+        if let (Some(g), Kind::Folder, false) = (covering, p.kind, lexical.exists()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&lexical).map_err(|source| {
+                StateError::Create {
+                    path: lexical.clone(),
+                    what: p.what.clone(),
+                    kind: g.kind,
+                    grant: g.path.clone(),
+                    source,
+                }
+            })?;
+        }
+        let resolved = resolve(&lexical);
+        done.push(resolved.clone());
+        // Grants inside protected state: dropped, unless the run needs them.
+        for g in grants.iter().filter(|g| !g.system && g.resolved.starts_with(&resolved)) {
+            if own.contains(&g.resolved) {
+                continue;
+            }
+            let rules = if g.kind == "read" { &mut out.fs.read } else { &mut out.fs.write };
+            rules.retain(|r| r.path != g.path);
+            notes.push(format!(
+                "{NOTE_PREFIX}fs.{} {} lies inside {} ({}) and is not granted",
+                g.kind,
+                g.path.display(),
+                resolved.display(),
+                p.what
+            ));
+        }
+        // Grants around it: carved out.
+        let around: Vec<&Grant> =
+            grants.iter().filter(|g| resolved.starts_with(&g.resolved) && resolved != g.resolved).collect();
+        let Some(first) = around.first() else { continue };
+        if let Some(inner) = own.iter().find(|o| o.starts_with(&resolved)) {
+            return Err(StateError::OwnFolderCovered {
+                kind: first.kind,
+                grant: first.path.clone(),
+                path: resolved,
+                what: p.what.clone(),
+                own: inner.clone(),
+            });
+        }
+        let mut denies = vec![resolved.clone()];
+        for g in &around {
+            if let Ok(rel) = resolved.strip_prefix(&g.resolved) {
+                denies.push(g.path.join(rel));
+            }
+        }
+        for d in denies {
+            if !out.fs.deny.iter().any(|r| d.starts_with(&r.path)) {
+                out.fs.deny.push(PathRule { path: d });
+            }
+        }
+        notes.push(format!(
+            "{NOTE_PREFIX}{} ({}) lies inside fs.{} {}, so it is carved out (no access), and the folders between them cannot get new, removed or renamed entries during this run",
+            resolved.display(),
+            p.what,
+            first.kind,
+            first.path.display()
+        ));
+    }
+    Ok(Carving { policy: out, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tmp(PathBuf);
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("cordon-core-state-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Tmp(std::fs::canonicalize(p).unwrap())
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rule(p: &Path) -> PathRule {
+        PathRule { path: p.to_owned() }
+    }
+
+    fn no_system() -> Policy {
+        let mut p = Policy::default();
+        p.fs.system = SystemSet::Exclude;
+        p
+    }
+
+    #[test]
+    fn state_and_home_follow_xdg_and_cordon_home() {
+        let s = |x: Option<&str>, h: Option<&str>| state_dir_from(x.map(Into::into), h.map(Into::into));
+        assert_eq!(s(Some("/s"), Some("/h")), Some(PathBuf::from("/s/cordon")));
+        assert_eq!(s(Some("relative"), Some("/h")), Some(PathBuf::from("/h/.local/state/cordon")));
+        assert_eq!(s(None, None), None);
+    }
+
+    #[test]
+    fn a_grant_around_protected_state_gets_a_deny_and_a_note() {
+        let t = Tmp::new("around");
+        let state = t.0.join("home/.local/state/cordon");
+        let mut policy = no_system();
+        policy.fs.write.push(rule(&t.0.join("home")));
+        let c = carve_out(&policy, &[Protected::folder(&state, "the state")], &[]).unwrap();
+        assert!(state.is_dir(), "a missing protected folder is created before the run");
+        assert_eq!(c.policy.fs.deny, [rule(&state)]);
+        assert_eq!(c.policy.fs.write, policy.fs.write, "the grant itself stays");
+        assert_eq!(c.notes.len(), 1);
+        assert!(
+            c.notes[0].contains(&format!(
+                "{} (the state) lies inside fs.write {}",
+                state.display(),
+                t.0.join("home").display()
+            )),
+            "{}",
+            c.notes[0]
+        );
+        // Control: a policy that does not reach the state is left alone.
+        let mut elsewhere = no_system();
+        elsewhere.fs.write.push(rule(&t.0.join("work")));
+        let c = carve_out(&elsewhere, &[Protected::folder(&state, "the state")], &[]).unwrap();
+        assert!(c.policy.fs.deny.is_empty() && c.notes.is_empty());
+    }
+
+    #[test]
+    fn a_grant_inside_protected_state_is_dropped_unless_the_run_needs_it() {
+        let t = Tmp::new("inside");
+        let home = t.0.join("cordon-home");
+        std::fs::create_dir_all(home.join("data/@a/b")).unwrap();
+        std::fs::write(home.join("trust.json"), "{}").unwrap();
+        let mut policy = no_system();
+        policy.fs.read.push(rule(&home.join("trust.json")));
+        policy.fs.write.push(rule(&home.join("data/@a/b")));
+        let c = carve_out(&policy, &[Protected::folder(&home, "home")], &[home.join("data/@a/b")]).unwrap();
+        assert!(c.policy.fs.read.is_empty());
+        assert_eq!(c.policy.fs.write, [rule(&home.join("data/@a/b"))]);
+        assert_eq!(c.notes.len(), 1);
+        assert!(
+            c.notes[0].contains(&format!("fs.read {} lies inside", home.join("trust.json").display())),
+            "{}",
+            c.notes[0]
+        );
+        // The protected folder itself, asked for by name, is dropped too.
+        let mut whole = no_system();
+        whole.fs.write.push(rule(&home));
+        let c = carve_out(&whole, &[Protected::folder(&home, "home")], &[]).unwrap();
+        assert!(c.policy.fs.write.is_empty() && c.policy.fs.deny.is_empty());
+    }
+
+    #[test]
+    fn a_grant_covering_a_folder_the_run_needs_is_refused() {
+        let t = Tmp::new("own");
+        let home = t.0.join("cordon-home");
+        let data = home.join("data/@a/b");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut policy = no_system();
+        policy.fs.write.push(rule(&t.0));
+        policy.fs.write.push(rule(&data));
+        let e = carve_out(&policy, &[Protected::folder(&home, "home")], std::slice::from_ref(&data)).unwrap_err();
+        assert!(matches!(e, StateError::OwnFolderCovered { .. }), "{e}");
+        assert!(e.to_string().contains(&format!("which holds {}", data.display())), "{e}");
+    }
+
+    #[test]
+    fn a_grant_through_a_symlink_is_carved_in_both_spellings() {
+        let t = Tmp::new("link");
+        let real = t.0.join("real");
+        std::fs::create_dir_all(real.join("state")).unwrap();
+        std::os::unix::fs::symlink(&real, t.0.join("link")).unwrap();
+        let mut policy = no_system();
+        policy.fs.write.push(rule(&t.0.join("link")));
+        let c = carve_out(&policy, &[Protected::folder(real.join("state"), "s")], &[]).unwrap();
+        assert_eq!(c.policy.fs.deny, [rule(&real.join("state")), rule(&t.0.join("link/state"))]);
+    }
+
+    #[test]
+    fn the_system_set_counts_as_a_grant_but_is_never_dropped() {
+        let mut policy = Policy::default();
+        policy.fs.system = SystemSet::Include;
+        let c = carve_out(&policy, &[Protected::file("/etc/hosts", "a file")], &[]).unwrap();
+        assert!(c.policy.fs.deny.is_empty(), "a system entry that is itself protected stays: nothing around it");
+        let c = carve_out(&policy, &[Protected::file("/usr/share/cordon-protected-test", "a file")], &[]).unwrap();
+        assert_eq!(c.policy.fs.deny, [rule(Path::new("/usr/share/cordon-protected-test"))]);
+        assert!(c.notes[0].contains("fs.read /usr"), "{}", c.notes[0]);
+    }
+}
