@@ -12,19 +12,22 @@ use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, TestCo
 
 use super::{cordon, plugins::exec, run_in, tool};
 
-/// Every way a sandbox could damage a file: read it, truncate, append,
-/// chmod, rename, replace by a symlink, hard-link it out, delete it. Prints
-/// `op: ok` or `op: <strerror>` per operation. argv: the file, a writable
-/// folder for the hard link.
-const FILE_PROBE: &str = r#"
+/// Runs each operation and prints `op: ok` or `op: <strerror>`.
+const PRELUDE: &str = r#"
 import os, sys
-t, out = sys.argv[1], sys.argv[2]
 def op(name, f):
     try:
         f()
         print(name + ": ok")
     except OSError as e:
         print(name + ": " + e.strerror)
+"#;
+
+/// Every way a sandbox could damage a file: read it, truncate, append,
+/// chmod, rename, replace by a symlink, hard-link it out, delete it. argv:
+/// the file, a writable folder for the hard link.
+const FILE_PROBE: &str = r#"
+t, out = sys.argv[1], sys.argv[2]
 op("read", lambda: open(t, "rb").read())
 op("truncate", lambda: os.truncate(t, 0))
 op("append", lambda: open(t, "ab").write(b"forged\n"))
@@ -41,14 +44,7 @@ op("delete", lambda: os.unlink(t))
 /// What a sandbox could do to a folder: list it, create in it, rename it
 /// away, replace it by a symlink. argv: the folder.
 const FOLDER_PROBE: &str = r#"
-import os, sys
 d = sys.argv[1]
-def op(name, f):
-    try:
-        f()
-        print(name + ": ok")
-    except OSError as e:
-        print(name + ": " + e.strerror)
 op("list", lambda: os.listdir(d))
 op("create", lambda: open(os.path.join(d, "planted"), "w").write("x"))
 op("rename", lambda: os.rename(d, d + ".old"))
@@ -89,12 +85,17 @@ impl Home {
         self.home.join(".local/share/cordon")
     }
     /// `cmd` with HOME and XDG pointing here, and the default audit log.
-    fn env(&self, cmd: &mut TestCommand) {
+    fn with(&self, mut cmd: TestCommand) -> TestCommand {
         cmd.env("HOME", &self.home)
             .env("XDG_STATE_HOME", self.home.join(".local/state"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env_remove("CORDON_HOME")
             .env("CORDON_AUDIT_LOG", self.log());
+        cmd
+    }
+    /// One run that leaves cordon's state as a first run does.
+    fn first_run(&self, mode: Mode) {
+        self.with(run_in(mode)).args(["--", "true"]).run().assert_success();
     }
 }
 
@@ -137,9 +138,7 @@ fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
             let h = Home::new("state-home");
             let ctx = format!("[{} --write {grant}]", mode.as_str());
             // cordon's state as an earlier run and the registry left it.
-            let mut first = run_in(mode);
-            h.env(&mut first);
-            first.args(["--", "true"]).run().assert_success();
+            h.first_run(mode);
             std::fs::write(h.key(), "stand-in for the audit key\n").unwrap();
             std::fs::set_permissions(h.key(), std::fs::Permissions::from_mode(0o600)).unwrap();
             std::fs::create_dir_all(h.cordon_home()).unwrap();
@@ -148,9 +147,9 @@ fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
             let grant = if grant == "home" { s(&h.home).to_owned() } else { grant.to_owned() };
 
             let probe = |script: &str, args: &[&Path]| {
-                let mut cmd = run_in(mode);
-                h.env(&mut cmd);
-                cmd.args(["--write", &grant, "--", python, "-c", script]).args(args.iter().map(|p| s(p)));
+                let mut cmd = h.with(run_in(mode));
+                cmd.args(["--write", &grant, "--", python, "-c", &format!("{PRELUDE}{script}")])
+                    .args(args.iter().map(|p| s(p)));
                 cmd.run()
             };
             // Control: the same probes on the user's own file succeed.
@@ -201,8 +200,7 @@ fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
             ] {
                 assert!(!gone.exists(), "{ctx} {} exists on the host", gone.display());
             }
-            let mut verify = cordon();
-            h.env(&mut verify);
+            let mut verify = h.with(cordon());
             verify.args(["audit", "--verify"]).run().assert_success();
         }
     });
@@ -213,8 +211,7 @@ fn the_user_is_told_once_which_state_is_carved_out_and_why() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
         let h = Home::new("state-told");
-        let mut cmd = run_in(mode);
-        h.env(&mut cmd);
+        let mut cmd = h.with(run_in(mode));
         let out = cmd.args(["--json", "--write", s(&h.home), "--", "true"]).run();
         out.assert_success();
         let note = format!(
@@ -229,8 +226,7 @@ fn the_user_is_told_once_which_state_is_carved_out_and_why() {
         assert_eq!(in_result.len(), 1, "once in the result's warnings\n{out}");
         assert!(out.stderr.contains(&format!("{} (cordon's home", h.cordon_home().display())), "{out}");
         // Control: a grant that does not cover the state says nothing.
-        let mut quiet = run_in(mode);
-        h.env(&mut quiet);
+        let mut quiet = h.with(run_in(mode));
         let out = quiet.args(["--write", s(&h.home.join("work")), "--", "true"]).run();
         out.assert_success();
         assert!(!out.stderr.contains("kept out of every sandbox"), "{out}");
@@ -248,7 +244,16 @@ fn an_audit_log_inside_a_write_grant_is_out_of_reach() {
         std::fs::create_dir(w.join("out")).unwrap();
         let probe = |target: &Path| {
             let out = run_in(mode)
-                .args(["--write", s(w.path()), "--audit-log", s(&log), "--", python, "-c", FILE_PROBE])
+                .args([
+                    "--write",
+                    s(w.path()),
+                    "--audit-log",
+                    s(&log),
+                    "--",
+                    python,
+                    "-c",
+                    &format!("{PRELUDE}{FILE_PROBE}"),
+                ])
                 .args([s(target), s(&w.join("out"))])
                 .run();
             out.assert_success();
@@ -290,13 +295,10 @@ fn a_grant_inside_cordon_state_is_not_granted() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
         let h = Home::new("state-inside");
-        let mut first = run_in(mode);
-        h.env(&mut first);
-        first.args(["--", "true"]).run().assert_success();
+        h.first_run(mode);
         std::fs::create_dir_all(h.cordon_home()).unwrap();
         for (flag, target) in [("--read", h.log()), ("--write", h.state()), ("--read", h.cordon_home())] {
-            let mut cmd = run_in(mode);
-            h.env(&mut cmd);
+            let mut cmd = h.with(run_in(mode));
             let out = cmd.args([flag, s(&target), "--", "cat", s(&h.log())]).run();
             let ctx = format!("[{} {flag} {}]", mode.as_str(), target.display());
             out.assert_code(1);
@@ -325,12 +327,9 @@ fn a_manifest_write_grant_covering_the_state_is_carved_too() {
                 h.log().display()
             ),
         );
-        let mut first = run_in(mode);
-        h.env(&mut first);
-        first.args(["--", "true"]).run().assert_success();
+        h.first_run(mode);
         let before = std::fs::read(h.log()).unwrap();
-        let mut cmd = exec(mode, plugin.path(), "wipe", "{}");
-        h.env(&mut cmd);
+        let mut cmd = h.with(exec(mode, plugin.path(), "wipe", "{}"));
         let out = cmd.run();
         out.assert_code(1).assert_stderr_contains("PermissionError");
         assert_eq!(&std::fs::read(h.log()).unwrap()[..before.len()], &before[..], "[{}]", mode.as_str());
@@ -352,14 +351,12 @@ fn a_grant_covering_the_plugins_own_data_folder_inside_cordon_home_is_refused() 
         };
         // Control: a grant beside cordon's home runs, with the data folder.
         plugin.create("cordon.toml", manifest(&h.home.join("work")));
-        let mut ok = exec(mode, plugin.path(), "noop", "{}");
-        h.env(&mut ok);
+        let mut ok = h.with(exec(mode, plugin.path(), "noop", "{}"));
         ok.run().assert_success();
         assert!(h.cordon_home().join("data/@t/keeper").is_dir());
         // A grant of the whole home would cover the data folder's parent.
         plugin.create("cordon.toml", manifest(&h.home));
-        let mut refused = exec(mode, plugin.path(), "noop", "{}");
-        h.env(&mut refused);
+        let mut refused = h.with(exec(mode, plugin.path(), "noop", "{}"));
         let out = refused.run();
         out.assert_code(125).assert_stderr_contains(&format!(
             "fs.write {} covers {} (cordon's home: plugin registry, trust store, installed plugins), which holds {}",
