@@ -7,7 +7,9 @@
 //! executed / was not found. `cordon exec` adds 1 for a handler that
 //! exited 0 without a valid result; `cordon check` exits 125 when the
 //! plugin cannot run here; `cordon audit --verify` exits 1 when the log's
-//! hash chain is broken. `cordon doctor` exits 0.
+//! hash chain is broken. `cordon doctor` exits 0. `cordon plugin`, `key`
+//! and `trust` exit 0 when done, 1 when refused (verification, consent,
+//! hostile package, disabled plugin) and 2 on a usage error.
 
 mod cmd;
 mod render;
@@ -35,7 +37,16 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Show what this host can enforce, per mode.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Package, sign, install and manage plugins.
+    Plugin(cmd::plugin::PluginArgs),
+    /// Generate a signing key.
+    Key(cmd::key::KeyArgs),
+    /// Manage the publisher keys this host trusts.
+    Trust(cmd::trust::TrustArgs),
 }
+
+/// Subcommands with the registry's exit statuses: 2 for a usage error.
+const REGISTRY_COMMANDS: &[&str] = &["plugin", "key", "trust"];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -47,6 +58,9 @@ fn main() -> ExitCode {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+                _ if std::env::args().nth(1).is_some_and(|a| REGISTRY_COMMANDS.contains(&a.as_str())) => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::from(125),
             };
         }
@@ -57,6 +71,9 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Plugin(args) => Ok(cmd::plugin::run(args)),
+        Command::Key(args) => Ok(cmd::key::run(args)),
+        Command::Trust(args) => Ok(cmd::trust::run(args)),
     };
     match status {
         Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(125)),

@@ -384,7 +384,7 @@ fn intersect_host(a: &str, b: &str) -> Option<String> {
 
 /// The text of an environment pattern. cordon-core keeps it private; its
 /// serde form is the text itself.
-fn env_text(p: &EnvPattern) -> String {
+pub fn env_text(p: &EnvPattern) -> String {
     match serde_json::to_value(p) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
@@ -409,6 +409,16 @@ fn intersect_env(a: &EnvPattern, b: &EnvPattern) -> Option<EnvPattern> {
         }
     };
     narrower.cloned()
+}
+
+/// Whether every host `inner` matches, `outer` matches too.
+pub fn net_covers(outer: &NetPattern, inner: &NetPattern) -> bool {
+    intersect_net(outer, inner).as_ref() == Some(inner)
+}
+
+/// Whether every variable `inner` matches, `outer` matches too.
+pub fn env_covers(outer: &EnvPattern, inner: &EnvPattern) -> bool {
+    intersect_env(outer, inner).as_ref() == Some(inner)
 }
 
 /// Whether `path` lies in a tree of `rules` (component-wise).

@@ -4,7 +4,10 @@ pub mod audit;
 pub mod check;
 pub mod doctor;
 pub mod exec;
+pub mod key;
+pub mod plugin;
 pub mod run;
+pub mod trust;
 
 use std::path::Path;
 
@@ -27,4 +30,42 @@ pub fn path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRul
             Ok(PathRule { path })
         })
         .collect()
+}
+
+/// The exit status of a registry command (DESIGN.md): 0 done, 1 refused
+/// (the reason and a hint on stderr), 2 usage error (a malformed id).
+pub fn registry_status<T>(result: Result<T, cordon_registry::RegistryError>) -> i32 {
+    match result {
+        Ok(_) => 0,
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            // `transparent` variants: the first source is the error itself.
+            if cause.is_some_and(|c| c.to_string() == text) {
+                cause = cause.and_then(std::error::Error::source);
+            }
+            while let Some(c) = cause {
+                text.push_str(&format!("\ncaused by: {c}"));
+                cause = c.source();
+            }
+            if let Some(h) = e.hint() {
+                text.push_str(&format!("\nhint: {h}"));
+            }
+            let usage = matches!(e, cordon_registry::RegistryError::Id(_));
+            crate::render::message(if usage { "usage" } else { "refused" }, &text);
+            if usage {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// Prints one JSON value on its own line.
+pub fn json_line<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => crate::render::message("error", &format!("cannot serialise the output: {e}")),
+    }
 }

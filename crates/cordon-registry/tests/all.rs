@@ -1,0 +1,3 @@
+//! The registry driven through its library type against real files.
+
+mod suite;
