@@ -485,11 +485,16 @@ impl Registry {
         Registry::open(&Registry::default_home().ok_or(RegistryError::NoHome)?)
     }
 
-    /// Opens (creating the folder if needed) the registry at `home`.
+    /// Opens (creating the folder and its staging folder if needed) the
+    /// registry at `home`.
     pub fn open(home: &Path) -> Result<Registry> {
         use std::os::unix::fs::DirBuilderExt;
         let io = |source| RegistryError::Io { action: "create", path: home.to_owned(), source };
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(home).map_err(io)?;
+        // Staging lives in the store (same filesystem, so moving a plugin
+        // into place is a rename) and exists from the start, so a refused
+        // package leaves the store exactly as it was.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(home.join(store::STAGING_DIR)).map_err(io)?;
         let home = std::fs::canonicalize(home).map_err(io)?;
         Ok(Registry { home })
     }
@@ -561,6 +566,10 @@ impl Registry {
         let tree_hash = statement.tree;
         let listing = unpacked.tree.listing();
 
+        // Durable before the lock file can name it; outside the lock, so
+        // concurrent installs overlap their I/O.
+        package::sync_tree(&tree_dir, &unpacked.tree).map_err(io("sync", &tree_dir))?;
+
         let _guard = self.acquire()?;
         let mut lock = self.lock_file()?;
         let version = statement.version.clone();
@@ -607,7 +616,6 @@ impl Registry {
         let parent = final_dir.parent().expect("plugins/@scope/name");
         std::fs::create_dir_all(parent).map_err(io("create", parent))?;
         store::remove_any(&final_dir).map_err(io("clear", &final_dir))?;
-        store::sync_dir(&tree_dir).map_err(io("sync", &tree_dir))?;
         std::fs::rename(&tree_dir, &final_dir).map_err(io("move the plugin into", &final_dir))?;
         let listing_path = store::listing_path(&self.home, &dir);
         store::write_atomic(&listing_path, listing.as_bytes()).map_err(io("write", &listing_path))?;

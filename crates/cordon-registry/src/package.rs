@@ -436,6 +436,9 @@ impl<R: Read> Read for Capped<R> {
 /// Checks `package` entry by entry and, with `dest`, writes its tree into
 /// `dest` (an empty folder the caller created). Without `dest` nothing is
 /// written: the package is only checked and hashed. See the module docs.
+///
+/// Nothing is synced to disk here, so a refused package costs no fsync;
+/// [`sync_tree`] makes an accepted one durable.
 pub fn unpack(package: &Path, dest: Option<&Path>) -> Result<Unpacked, UnpackError> {
     let read_err = |source| UnpackError::Read { path: package.to_owned(), source };
     let file = File::open(package).map_err(read_err)?;
@@ -566,7 +569,6 @@ pub fn unpack(package: &Path, dest: Option<&Path>) -> Result<Unpacked, UnpackErr
             use std::os::unix::fs::PermissionsExt;
             // Explicit: the umask must not change the mode the tree records.
             f.set_permissions(std::fs::Permissions::from_mode(executable.mode()))
-                .and_then(|()| f.sync_data())
                 .map_err(|source| UnpackError::Write { path: p, source })?;
         }
         if let Some(k) = keep {
@@ -595,6 +597,22 @@ pub fn unpack(package: &Path, dest: Option<&Path>) -> Result<Unpacked, UnpackErr
         package_bytes: tee.count,
         unpacked_bytes: declared_total,
     })
+}
+
+/// fsyncs every file and folder of an unpacked tree (folders after what
+/// they hold), so that it is complete on disk before a lock file names it.
+pub fn sync_tree(dir: &Path, tree: &Tree) -> io::Result<()> {
+    for (path, entry) in tree.iter() {
+        if let Entry::File { .. } = entry {
+            File::open(dir.join(path))?.sync_all()?;
+        }
+    }
+    let mut dirs: Vec<&String> = tree.iter().filter(|(_, e)| matches!(e, Entry::Dir)).map(|(p, _)| p).collect();
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for d in dirs {
+        File::open(dir.join(d))?.sync_all()?;
+    }
+    File::open(dir)?.sync_all()
 }
 
 /// The bookkeeping of one pass over the entries.
