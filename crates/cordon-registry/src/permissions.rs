@@ -52,7 +52,9 @@ pub struct Permissions {
     pub quotas: Quotas,
 }
 
-/// `[quotas]` as declared.
+/// `[quotas]` as declared. A copy of the manifest's fields rather than the
+/// manifest's type: the digest must not change when that type changes
+/// shape. A test fails when the manifest gains a quota this lacks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct Quotas {
@@ -331,6 +333,14 @@ mod tests {
         let text =
             format!("id = \"@t/p\"\nversion = \"1.0.0\"\n{top}[handlers.main]\ncommand = [\"./run.sh\"]\n{rest}");
         Permissions::of(&Manifest::parse(&text, Path::new("cordon.toml")).unwrap())
+    }
+
+    #[test]
+    fn every_manifest_quota_is_covered() {
+        let theirs = serde_json::to_value(cordon_plugin::manifest::Quotas::default()).unwrap();
+        let ours = serde_json::to_value(Quotas::default()).unwrap();
+        let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&theirs), keys(&ours));
     }
 
     #[test]

@@ -33,6 +33,9 @@ fn outside(f: &Fixture, name: &str) -> PathBuf {
     f.dir.join(name)
 }
 
+/// Name, package bytes, the expected error, a part of its message.
+type Case = (&'static str, Vec<u8>, Box<dyn Fn(&UnpackError) -> bool>, &'static str);
+
 #[test]
 fn crafted_archives_are_refused_each_with_its_own_error() {
     let f = Fixture::new("hostile");
@@ -44,7 +47,7 @@ fn crafted_archives_are_refused_each_with_its_own_error() {
     let evil_abs = outside(&f, "evil-absolute");
     let staging = f.reg.home().join("staging");
 
-    let mut cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&UnpackError) -> bool>, &str)> = vec![];
+    let mut cases: Vec<Case> = vec![];
     let mut t = base();
     t.entry(b"../../../evil-dotdot", b'0', 0o644, b"", b"x");
     cases.push((
