@@ -7,7 +7,6 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use cordon_core::state::Protected;
 use serde::{Deserialize, Serialize};
 
 use crate::log::{append_locked, open_file, AuditLog};
@@ -44,15 +43,6 @@ impl AuditLog {
         fs::write(&tmp, json)?;
         fs::rename(&tmp, &path)?;
         Ok(Pending { log: self.clone(), marker: path })
-    }
-
-    /// The log's files, which no sandbox may reach: the log and its
-    /// pending markers.
-    pub fn protected(&self) -> Vec<Protected> {
-        vec![
-            Protected::file(self.path(), "the audit log"),
-            Protected::folder(self.pending_dir(), "the audit log's pending runs"),
-        ]
     }
 
     pub(crate) fn pending_dir(&self) -> PathBuf {
@@ -174,7 +164,7 @@ pub fn recover_lost(log: &AuditLog) -> io::Result<usize> {
                 marker.pid
             ));
             record.duration_ms = 0.0;
-            append_locked(&file, &mut record)?;
+            append_locked(&file, &mut record, log.signer())?;
             appended += 1;
         }
         remove_if_present(&path)?;

@@ -52,6 +52,13 @@ pub struct AuditRecord {
     /// True for a record written on a dead cordon's behalf (outcome `LOST`).
     #[serde(default)]
     pub lost: bool,
+    /// The record's line number in the log, from 1; set when appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Every `CHECKPOINT_EVERY` records: a signed checkpoint (C2SP signed
+    /// note) of the lines before this one; set when appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// SHA-256 of the previous line; set when the record is appended.
     #[serde(default)]
     pub prev: String,

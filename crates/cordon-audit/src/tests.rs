@@ -1,6 +1,6 @@
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use cordon_core::policy::{Mode, Policy};
 use cordon_testkit::Dir;
+use sha2::Digest;
 
 use super::*;
 use crate::log::default_path_from;
@@ -23,8 +24,27 @@ fn record(n: usize) -> AuditRecord {
     r
 }
 
+/// The key folder of the test log at `path`: beside it.
+fn keys_for(path: &Path) -> KeyFolder {
+    KeyFolder::At(path.parent().unwrap().join("keys"))
+}
+
+/// Opens a log signing with a key beside it (never the real state folder).
+fn open(path: &Path) -> AuditLog {
+    AuditLog::open_with(path, &keys_for(path)).unwrap()
+}
+
+/// Verifies with the keys and latest checkpoint beside the log.
+fn check(path: &Path) -> Result<Verified, VerifyError> {
+    verify(path, &Trust::for_log(path, &keys_for(path)))
+}
+
+fn records_in(path: &Path) -> usize {
+    check(path).unwrap().records
+}
+
 fn log_with(dir: &Dir, n: usize) -> AuditLog {
-    let log = AuditLog::open(&dir.path().join("state/cordon/audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("state/cordon/audit.jsonl"));
     for i in 1..=n {
         log.append(record(i)).unwrap();
     }
@@ -50,19 +70,19 @@ fn records_are_chained_lines() {
     let second: AuditRecord = serde_json::from_str(&l[1]).unwrap();
     assert_eq!(second.prev, sha256_hex(l[0].as_bytes()));
     assert_eq!(second.request_id, "REQ0002");
-    assert_eq!(verify(log.path()).unwrap(), 3);
+    assert_eq!(records_in(log.path()), 3);
 }
 
 #[test]
 fn open_creates_private_folders_and_file() {
     let dir = Dir::new("audit-perms");
     let path = dir.path().join("a/b/audit.jsonl");
-    AuditLog::open(&path).unwrap();
+    open(&path);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.path().join("a")), 0o700);
     assert_eq!(mode(&dir.path().join("a/b")), 0o700);
     assert_eq!(mode(&path), 0o600);
-    assert_eq!(verify(&path).unwrap(), 0);
+    assert_eq!(records_in(&path), 0);
 }
 
 #[test]
@@ -78,7 +98,7 @@ fn default_path_follows_xdg() {
 #[test]
 fn a_record_stays_on_one_line() {
     let dir = Dir::new("audit-newline");
-    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("audit.jsonl"));
     let mut r = record(1);
     r.error = Some("line one\nline two\r\n".into());
     log.append(r).unwrap();
@@ -96,7 +116,7 @@ fn verify_finds_an_edited_record() {
     let mut l = lines(log.path());
     l[1] = l[1].replace("\"outcome\":\"ok\"", "\"outcome\":\"TIMEOUT\"");
     write_lines(log.path(), &l);
-    let e = verify(log.path()).unwrap_err();
+    let e = check(log.path()).unwrap_err();
     assert!(matches!(e, VerifyError::Broken { line: 3, .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -114,7 +134,7 @@ fn verify_finds_a_removed_record() {
     let mut l = lines(log.path());
     l.remove(2);
     write_lines(log.path(), &l);
-    assert!(matches!(verify(log.path()), Err(VerifyError::Broken { line: 3, .. })));
+    assert!(matches!(check(log.path()), Err(VerifyError::Broken { line: 3, .. })));
 }
 
 #[test]
@@ -124,7 +144,7 @@ fn verify_finds_removed_first_records() {
     let mut l = lines(log.path());
     l.remove(0);
     write_lines(log.path(), &l);
-    let e = verify(log.path()).unwrap_err();
+    let e = check(log.path()).unwrap_err();
     assert!(matches!(e, VerifyError::HeadRemoved { .. }), "{e:?}");
     assert_eq!(e.line(), Some(1));
 }
@@ -138,7 +158,7 @@ fn verify_finds_reordered_records() {
     write_lines(log.path(), &l);
     // Line 2 now holds the third record, which was written after the
     // second, now on line 3.
-    let e = verify(log.path()).unwrap_err();
+    let e = check(log.path()).unwrap_err();
     assert!(matches!(e, VerifyError::Reordered { line: 2, after: 3, .. }), "{e:?}");
     assert!(
         e.to_string().ends_with(":2: record out of order: it was written right after the record now on line 3"),
@@ -147,20 +167,22 @@ fn verify_finds_reordered_records() {
 }
 
 #[test]
-fn verify_finds_a_torn_last_line_and_append_recovers() {
+fn a_torn_last_line_is_reported_as_torn_and_append_recovers() {
     let dir = Dir::new("audit-torn");
-    let log = log_with(&dir, 3);
-    let full = fs::read(log.path()).unwrap();
-    // Cut the last record in the middle, as a crash during write would.
-    fs::write(log.path(), &full[..full.len() - 20]).unwrap();
-    let e = verify(log.path()).unwrap_err();
-    assert!(matches!(e, VerifyError::Torn { line: 3, .. }), "{e:?}");
+    let log = log_with(&dir, 2);
+    // A third record cut short by a crash: its bytes, without the end.
+    let mut third = serde_json::to_vec(&record(3)).unwrap();
+    third.truncate(third.len() - 20);
+    fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(&third).unwrap();
+    let v = check(log.path()).unwrap();
+    assert_eq!((v.records, v.torn.clone()), (2, vec![3]), "torn, not tampered: {v:?}");
+    assert_eq!(v.latest.as_ref().map(|l| l.0), Some(2));
 
     // The next append starts on a fresh line; the torn one stays reported,
     // and every other record is still readable.
     log.append(record(4)).unwrap();
-    let e = verify(log.path()).unwrap_err();
-    assert!(matches!(e, VerifyError::Malformed { line: 3, .. }), "{e:?}");
+    let v = check(log.path()).unwrap();
+    assert_eq!((v.records, v.torn), (3, vec![3]));
     let f = filter(log.path(), &Filter::default()).unwrap();
     assert_eq!(f.records.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["REQ0001", "REQ0002", "REQ0004"]);
     assert_eq!(f.malformed_lines, [3]);
@@ -169,11 +191,18 @@ fn verify_finds_a_torn_last_line_and_append_recovers() {
     let l = lines(log.path());
     let last: AuditRecord = serde_json::from_str(&l[3]).unwrap();
     assert_eq!(last.prev, sha256_hex(l[2].as_bytes()));
+    assert_eq!(last.seq, Some(4));
+    // A malformed line that nothing chains over is an edit, not a crash.
+    let mut edited = lines(log.path());
+    edited[1] = "{ not a record".into();
+    edited.truncate(2);
+    write_lines(log.path(), &edited);
+    assert!(matches!(verify(log.path(), &Trust::default()), Err(VerifyError::Malformed { line: 2, .. })));
 }
 
 #[test]
 fn verify_of_a_missing_log_names_it() {
-    let e = verify(Path::new("/nonexistent/audit.jsonl")).unwrap_err();
+    let e = verify(Path::new("/nonexistent/audit.jsonl"), &Trust::default()).unwrap_err();
     assert_eq!(e.to_string(), "cannot read audit log /nonexistent/audit.jsonl");
 }
 
@@ -186,7 +215,7 @@ fn concurrent_threads_do_not_fork_the_chain() {
             let path = path.clone();
             std::thread::spawn(move || {
                 // Each thread has its own handle, as separate processes would.
-                let log = AuditLog::open(&path).unwrap();
+                let log = open(&path);
                 for i in 0..25 {
                     log.append(record(t * 100 + i)).unwrap();
                 }
@@ -194,7 +223,7 @@ fn concurrent_threads_do_not_fork_the_chain() {
         })
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
-    assert_eq!(verify(&path).unwrap(), 100);
+    assert_eq!(records_in(&path), 100);
 }
 
 /// Runs [`child_helper`] in a new process of this test binary.
@@ -212,7 +241,7 @@ fn child(mode: &str, log: &Path, arg: &str) -> Command {
 #[ignore = "helper: run in a child process by other tests"]
 fn child_helper() {
     let mode = std::env::var("CORDON_AUDIT_CHILD").expect("run by child()");
-    let log = AuditLog::open(Path::new(&std::env::var("CORDON_AUDIT_LOG").unwrap())).unwrap();
+    let log = open(Path::new(&std::env::var("CORDON_AUDIT_LOG").unwrap()));
     let arg = std::env::var("CORDON_AUDIT_ARG").unwrap();
     match mode.as_str() {
         "append" => {
@@ -243,14 +272,14 @@ fn concurrent_processes_do_not_fork_the_chain() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    assert_eq!(verify(&path).unwrap(), 90);
+    assert_eq!(records_in(&path), 90);
 }
 
 #[test]
 fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
     let dir = Dir::new("audit-sigkill");
     let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    let log = open(&path);
     log.append(record(1)).unwrap();
     let mut c = child("begin-and-hang", &path, "RUN-KILLED").stdout(Stdio::piped()).spawn().unwrap();
     let out = std::io::BufReader::new(c.stdout.take().unwrap());
@@ -272,16 +301,16 @@ fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
     assert_eq!(lost.request_id, "RUN-KILLED");
     assert_eq!(lost.subject.handler.as_deref(), Some("forecast"));
     assert!(lost.error.as_deref().unwrap().contains("ended before recording the outcome"), "{:?}", lost.error);
-    assert_eq!(verify(&path).unwrap(), 2);
+    assert_eq!(records_in(&path), 2);
     // Exactly once.
     assert_eq!(recover_lost(&log).unwrap(), 0);
-    assert_eq!(verify(&path).unwrap(), 2);
+    assert_eq!(records_in(&path), 2);
 }
 
 #[test]
 fn complete_appends_once_and_removes_the_marker() {
     let dir = Dir::new("audit-pending");
-    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("audit.jsonl"));
     let draft = record(1);
     let pending = log.begin(&draft).unwrap();
     let marker = pending.marker_path().to_owned();
@@ -292,7 +321,7 @@ fn complete_appends_once_and_removes_the_marker() {
     pending.complete(draft).unwrap();
     assert!(!marker.exists());
     assert_eq!(recover_lost(&log).unwrap(), 0);
-    assert_eq!(verify(log.path()).unwrap(), 1);
+    assert_eq!(records_in(log.path()), 1);
 }
 
 /// A marker as a cordon process that has since died would have left it.
@@ -316,19 +345,19 @@ fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
 #[test]
 fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
     let dir = Dir::new("audit-twice");
-    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("audit.jsonl"));
     let marker = plant_marker(&log, "REQ0005");
     log.append(record(5)).unwrap(); // appended, then killed before unlinking
     assert_eq!(recover_lost(&log).unwrap(), 0);
     assert!(!marker.exists());
-    assert_eq!(verify(log.path()).unwrap(), 1);
+    assert_eq!(records_in(log.path()), 1);
 }
 
 #[test]
 fn markers_of_another_log_are_left_alone() {
     let dir = Dir::new("audit-other");
-    let a = AuditLog::open(&dir.path().join("a.jsonl")).unwrap();
-    let b = AuditLog::open(&dir.path().join("b.jsonl")).unwrap();
+    let a = open(&dir.path().join("a.jsonl"));
+    let b = open(&dir.path().join("b.jsonl"));
     let marker = plant_marker(&a, "FOR-A");
     assert_eq!(recover_lost(&b).unwrap(), 0);
     assert!(marker.exists());
@@ -338,7 +367,7 @@ fn markers_of_another_log_are_left_alone() {
 #[test]
 fn begin_refuses_request_ids_that_are_not_file_names() {
     let dir = Dir::new("audit-ids");
-    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("audit.jsonl"));
     for bad in ["", "../x", ".hidden", "a/b", "a b"] {
         let draft = AuditRecord { request_id: bad.into(), ..record(1) };
         assert_eq!(log.begin(&draft).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
@@ -348,7 +377,7 @@ fn begin_refuses_request_ids_that_are_not_file_names() {
 #[test]
 fn filter_by_plugin_outcome_and_time() {
     let dir = Dir::new("audit-filter");
-    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let log = open(&dir.path().join("audit.jsonl"));
     let times = [
         "2024-05-01T10:00:00.000Z",
         "2024-05-01T11:00:00.000Z",
@@ -465,12 +494,13 @@ fn a_record_carries_the_outcome_and_no_secret() {
 #[test]
 fn an_unstarted_run_is_recorded_with_the_mode_asked_for() {
     let dir = Dir::new("audit-unstarted");
-    let trail = AuditTrail::open(&dir.path().join("audit.jsonl")).unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let trail = AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
     let r = trail.record_unstarted(&Subject::default(), "01JNOMODE", None, failed_setup("bad flag"), &[]).unwrap();
     assert_eq!(r.mode, "", "no mode was known");
     let r = trail.record_unstarted(&Subject::default(), "01JDEV", Some(Mode::Dev), failed_setup("x"), &[]).unwrap();
     assert_eq!(r.mode, "dev");
-    assert_eq!(verify(trail.log().path()).unwrap(), 2);
+    assert_eq!(records_in(trail.log().path()), 2);
 }
 
 #[test]
@@ -516,4 +546,143 @@ fn outcomes_parse_case_insensitively_and_spell_like_error_codes() {
         assert_eq!(serde_json::from_value::<ErrorCode>(code.as_str().into()).unwrap(), code);
         assert_eq!(code.as_str().parse::<Outcome>().unwrap(), Outcome::Error(code));
     }
+}
+
+/// Re-chains `lines` as someone who can write the log but has no key
+/// would: every `prev` and `seq` made right again; with
+/// [`Checkpoints::Strip`], the signed checkpoints dropped too.
+fn rechain(lines: &[String], checkpoints: Checkpoints) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for (i, l) in lines.iter().enumerate() {
+        let mut r: AuditRecord = serde_json::from_str(l).unwrap();
+        r.prev = sha256_hex(out.last().map_or(&b""[..], |p: &String| p.as_bytes()));
+        r.seq = Some(i as u64 + 1);
+        if checkpoints == Checkpoints::Strip {
+            r.checkpoint = None;
+        }
+        out.push(serde_json::to_string(&r).unwrap());
+    }
+    out
+}
+
+#[derive(PartialEq)]
+enum Checkpoints {
+    Keep,
+    Strip,
+}
+
+#[test]
+fn records_carry_checkpoints_and_the_latest_is_kept_outside_the_log() {
+    let dir = Dir::new("audit-cp");
+    let log = log_with(&dir, 205);
+    let v = check(log.path()).unwrap();
+    assert_eq!((v.records, v.checkpoints), (205, 2), "{v:?}");
+    let l = lines(log.path());
+    for (i, line) in l.iter().enumerate() {
+        let r: AuditRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(r.seq, Some(i as u64 + 1));
+        assert_eq!(r.checkpoint.is_some(), i == 100 || i == 200, "line {}", i + 1);
+    }
+    // The checkpoint on line 101 is a C2SP signed note of the first 100 lines.
+    let r: AuditRecord = serde_json::from_str(&l[100]).unwrap();
+    let note = r.checkpoint.unwrap();
+    let mut body = note.lines();
+    assert_eq!(body.next(), Some(Checkpoint::origin_of(l[0].as_bytes()).as_str()));
+    assert_eq!(body.next(), Some("100"));
+    let (latest, key) = v.latest.unwrap();
+    assert_eq!(latest, 205);
+    assert!(key.starts_with("cordon-audit"), "{key}");
+}
+
+#[test]
+fn deleting_a_middle_record_and_rechaining_is_detected() {
+    let dir = Dir::new("audit-rechain");
+    let log = log_with(&dir, 150);
+    let mut l = lines(log.path());
+    l.remove(49);
+    // The chain alone is fooled; the checkpoint on (now) line 100 is not.
+    write_lines(log.path(), &rechain(&l, Checkpoints::Keep));
+    let e = check(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Rechained { line: 100, .. }), "{e}");
+    // Without the checkpoints in the log, the latest one kept outside it
+    // still covers all 150 lines.
+    write_lines(log.path(), &rechain(&l, Checkpoints::Strip));
+    let e = check(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Truncated { size: 150, lines: 149, .. }), "{e}");
+    // Control: the chain alone says intact.
+    assert_eq!(verify(log.path(), &Trust::default()).unwrap().records, 149);
+}
+
+#[test]
+fn truncating_the_tail_is_detected() {
+    let dir = Dir::new("audit-trunc");
+    let log = log_with(&dir, 10);
+    let mut l = lines(log.path());
+    l.truncate(7);
+    write_lines(log.path(), &l);
+    let e = check(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Truncated { size: 10, lines: 7, .. }), "{e}");
+    assert!(e.to_string().contains("truncated: the latest checkpoint"), "{e}");
+    // Control: without the latest checkpoint the shorter log looks intact.
+    let keys_only = Trust { anchor: None, ..Trust::for_log(log.path(), &keys_for(log.path())) };
+    assert_eq!(verify(log.path(), &keys_only).unwrap().records, 7);
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_detected() {
+    let dir = Dir::new("audit-forged");
+    let log = log_with(&dir, 10);
+    let trust = Trust::for_log(log.path(), &keys_for(log.path()));
+    let mut l = lines(log.path());
+    l.truncate(7);
+    write_lines(log.path(), &l);
+    // The forger replaces the latest checkpoint by one of their own key
+    // that matches the shortened log.
+    let forger = AuditKey::load_or_create(&dir.join("forger"), "cordon-audit").unwrap();
+    let cp = Checkpoint {
+        origin: Checkpoint::origin_of(l[0].as_bytes()),
+        size: 7,
+        hash: sha2::Sha256::digest(l[6].as_bytes()).into(),
+    };
+    fs::write(trust.anchor.as_ref().unwrap(), forger.sign(&cp)).unwrap();
+    let e = check(log.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::BadCheckpoint { reason: NoteError::UnknownKey(_), .. }), "{e}");
+    // Control: with the forger's key trusted, the forgery would pass.
+    let fooled = Trust { verifiers: vec![forger.verifier().clone()], ..trust.clone() };
+    assert_eq!(verify(log.path(), &fooled).unwrap().latest.unwrap().0, 7);
+    // An in-log checkpoint replaced the same way is caught too.
+    let dir2 = Dir::new("audit-forged-inlog");
+    let log2 = log_with(&dir2, 101);
+    let mut l = lines(log2.path());
+    let mut r: AuditRecord = serde_json::from_str(&l[100]).unwrap();
+    let mut cp = Checkpoint::parse(r.checkpoint.as_deref().unwrap().split("\n\n").next().unwrap()).unwrap();
+    cp.size = 100;
+    r.checkpoint = Some(forger.sign(&cp));
+    l[100] = serde_json::to_string(&r).unwrap();
+    write_lines(log2.path(), &l);
+    let e = check(log2.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::BadCheckpoint { line: Some(101), .. }), "{e}");
+}
+
+#[test]
+fn checkpoints_of_a_rotated_key_still_verify_and_a_missing_key_is_no_pass() {
+    let dir = Dir::new("audit-rotate");
+    let path = dir.path().join("audit.jsonl");
+    let log = open(&path);
+    for i in 1..=120 {
+        log.append(record(i)).unwrap();
+    }
+    let KeyFolder::At(keys) = keys_for(&path) else { unreachable!() };
+    fs::rename(keys.join("audit.key"), keys.join("retired.key")).unwrap();
+    let log = open(&path);
+    for i in 121..=205 {
+        log.append(record(i)).unwrap();
+    }
+    let v = check(&path).unwrap();
+    assert_eq!((v.records, v.checkpoints), (205, 2));
+    // No verifier key at all: the checkpoints cannot be checked, which is
+    // not a pass.
+    let e = verify(&path, &Trust { verifiers: vec![], ..Trust::for_log(&path, &keys_for(&path)) }).unwrap_err();
+    assert!(matches!(e, VerifyError::NoKey { .. }), "{e}");
+    assert!(e.to_string().contains("cannot check the checkpoint on line 101: no verifier key"), "{e}");
 }

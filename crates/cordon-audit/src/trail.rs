@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use cordon_core::policy::Mode;
 use cordon_core::state::Protected;
 
-use crate::log::AuditLog;
+use crate::log::{AuditLog, KeyFolder};
 use crate::pending::{recover_lost, Pending};
 use crate::record::{AuditRecord, Ending, Subject};
 
@@ -115,7 +115,14 @@ impl AuditTrail {
     /// an earlier cordon left unfinished on it as lost (see the crate
     /// docs). [`AuditTrail::recovered`] says how many.
     pub fn open(path: &Path) -> Result<AuditTrail, AuditError> {
-        let log = AuditLog::open(path).map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
+        AuditTrail::open_with(path, &KeyFolder::State)
+    }
+
+    /// [`AuditTrail::open`] with the audit key and latest checkpoints in
+    /// `keys`.
+    pub fn open_with(path: &Path, keys: &KeyFolder) -> Result<AuditTrail, AuditError> {
+        let log =
+            AuditLog::open_with(path, keys).map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
         let recovered = recover_lost(&log).map_err(|source| AuditError::Recover { path: path.to_owned(), source })?;
         Ok(AuditTrail { log, recovered })
     }

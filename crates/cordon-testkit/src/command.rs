@@ -33,7 +33,8 @@ const WATCHDOG: Duration = Duration::from_secs(180);
 ///
 /// [`run`](Self::run) checks the audit log the command wrote to (its own,
 /// or the one `--audit-log` or [`env`](Self::env) named): every line must
-/// be JSON and, when it appended to the log, the hash chain must verify; a
+/// be JSON and, when it appended to the log, the hash chain, its
+/// checkpoints and its latest checkpoint must verify; a
 /// `cordon run` or
 /// `cordon exec` must have appended exactly one record of its own (besides
 /// `lost` records of earlier runs it recovered), carrying the
@@ -49,6 +50,9 @@ pub struct TestCommand {
     /// The state folder while this command still owns it (removed on drop).
     state_owned: Option<PathBuf>,
     audit_log: PathBuf,
+    /// cordon's state folder for this command (its audit key and latest
+    /// checkpoints): `$XDG_STATE_HOME/cordon`.
+    key_folder: PathBuf,
 }
 
 /// A process started by [`TestCommand::spawn_without_output`]: a
@@ -96,7 +100,8 @@ impl TestCommand {
         cmd.env("CORDON_AUDIT_LOG", &audit_log)
             .env("XDG_STATE_HOME", state.join("state"))
             .env("XDG_DATA_HOME", state.join("data"));
-        TestCommand { cmd, stdin: None, state_owned: Some(state.clone()), state, audit_log }
+        let key_folder = state.join("state/cordon");
+        TestCommand { cmd, stdin: None, state_owned: Some(state.clone()), state, audit_log, key_folder }
     }
 
     /// The audit log this command writes to unless `--audit-log` says
@@ -130,6 +135,9 @@ impl TestCommand {
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
         if key.as_ref() == "CORDON_AUDIT_LOG" {
             self.audit_log = PathBuf::from(value.as_ref());
+        }
+        if key.as_ref() == "XDG_STATE_HOME" {
+            self.key_folder = Path::new(value.as_ref()).join("cordon");
         }
         self.cmd.env(key, value);
         self
@@ -207,13 +215,16 @@ impl TestCommand {
 
     fn check_audit(&self, log: &Path, before: usize, outcome: &Outcome) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
+        // A last line without its newline is a record a crash cut short
+        // (torn), which verification reports as such; any other line must
+        // be a record.
         let records: Vec<serde_json::Value> = text
-            .lines()
+            .split_inclusive('\n')
             .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).unwrap_or_else(|e| {
-                    panic!("audit log {} line {} is not JSON ({e}): {l}\n{outcome}", log.display(), i + 1)
-                })
+            .filter_map(|(i, l)| match serde_json::from_str(l) {
+                Ok(v) => Some(v),
+                Err(_) if !l.ends_with('\n') => None,
+                Err(e) => panic!("audit log {} line {} is not JSON ({e}): {l}\n{outcome}", log.display(), i + 1),
             })
             .collect();
         // Records of runs an earlier cordon left unfinished (`lost`) are
@@ -221,7 +232,8 @@ impl TestCommand {
         // command's.
         let new: Vec<serde_json::Value> = records.iter().skip(before).filter(|r| r["lost"] != true).cloned().collect();
         if records.len() > before {
-            if let Err(e) = cordon::audit::verify(log) {
+            let trust = cordon::audit::Trust::for_log(log, &cordon::audit::KeyFolder::At(self.key_folder.clone()));
+            if let Err(e) = cordon::audit::verify(log, &trust) {
                 panic!("audit log {} does not verify: {e}\n{outcome}", log.display());
             }
         }

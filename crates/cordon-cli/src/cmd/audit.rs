@@ -7,14 +7,21 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cordon::audit::{self, AuditError, AuditRecord, AuditTrail, Filter, Outcome, Subject, TraceParent};
+use cordon::audit::{
+    self, AuditError, AuditRecord, AuditTrail, Filter, KeyFolder, Outcome, Subject, TraceParent, Trust, Verifier,
+    VerifyError,
+};
 use cordon::plugin::{HandlerRequest, HandlerResult, PluginId};
 use cordon::{ErrorCode, ExecutionResult, Mode, RunRequest};
 
 use crate::render;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Exit status: 0; with --verify, 1 when the log's hash chain is broken; 125 on bad flags.")]
+#[command(after_help = "With --verify, the hash chain, every signed checkpoint in the log and the latest checkpoint \
+kept in cordon's state folder are checked: an edited, removed, reordered or re-chained record, a truncated tail and a \
+checkpoint not signed by a known key are found. A record cut short by a crash is reported as torn, not as tampering.\n\n\
+Exit status: 0; with --verify, 0 when nothing was tampered with (torn records are listed on stderr), 1 when \
+something was or the checkpoints cannot be checked (no verifier key); 125 on bad flags.")]
 pub struct AuditArgs {
     /// Only records of this plugin (`@scope/name`).
     #[arg(long, value_name = "ID")]
@@ -28,12 +35,16 @@ pub struct AuditArgs {
     /// Only records with this outcome: ok, error (anything not ok), LOST, or an error code such as TIMEOUT.
     #[arg(long, value_name = "OUTCOME")]
     outcome: Option<String>,
-    /// Print one JSON array of records.
+    /// Print one JSON array of records (with --verify: one JSON object).
     #[arg(long)]
     json: bool,
-    /// Check every record and the hash chain instead of listing.
+    /// Check every record, the hash chain and the signed checkpoints instead of listing.
     #[arg(long, conflicts_with_all = ["plugin", "since", "until", "outcome"])]
     verify: bool,
+    /// With --verify: also accept checkpoints signed by this verifier key (a file holding
+    /// `<name>+<key id>+<key>`, as in audit-keys/*.pub of the host that wrote the log). Repeatable.
+    #[arg(long = "key", value_name = "FILE", requires = "verify")]
+    keys: Vec<PathBuf>,
     /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
     #[arg(long, value_name = "PATH")]
     audit_log: Option<PathBuf>,
@@ -42,19 +53,7 @@ pub struct AuditArgs {
 pub fn run(a: AuditArgs) -> Result<i32> {
     let path = audit::log_path(a.audit_log.as_deref()).map_err(hinted)?;
     if a.verify {
-        return match audit::verify(&path) {
-            Ok(n) => {
-                println!("{}: {n} records, hash chain intact", path.display());
-                Ok(0)
-            }
-            Err(e) => {
-                render::message("error", &format!("{e}"));
-                if let Some(cause) = std::error::Error::source(&e) {
-                    eprintln!("  caused by: {cause}");
-                }
-                Ok(1)
-            }
-        };
+        return verify(&path, &a.keys, a.json);
     }
     let now = SystemTime::now();
     let time = |flag: &str, raw: &Option<String>| -> Result<Option<SystemTime>> {
@@ -102,6 +101,73 @@ pub fn run(a: AuditArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `--verify`: checks the log, prints what was found, returns 0 or 1.
+fn verify(path: &Path, keys: &[PathBuf], json: bool) -> Result<i32> {
+    let mut trust = Trust::for_log(path, &KeyFolder::State);
+    for k in keys {
+        let text = std::fs::read_to_string(k).with_context(|| format!("invalid --key {}", k.display()))?;
+        trust.verifiers.push(Verifier::parse(&text).with_context(|| format!("invalid --key {}", k.display()))?);
+    }
+    let result = audit::verify(path, &trust);
+    if json {
+        let v = result.as_ref().ok();
+        let out = serde_json::json!({
+            "log": path,
+            "intact": result.is_ok(),
+            "lines": v.map(|v| v.lines),
+            "records": v.map(|v| v.records),
+            "torn_lines": v.map(|v| v.torn.clone()),
+            "checkpoints": v.map(|v| v.checkpoints),
+            "latest_checkpoint": v.and_then(|v| v.latest.as_ref()).map(|(size, key)| serde_json::json!({"lines": size, "key": key})),
+            "error": result.as_ref().err().map(|e| serde_json::json!({"line": e.line(), "message": e.to_string()})),
+        });
+        println!("{out}");
+    }
+    match result {
+        Ok(v) => {
+            for line in &v.torn {
+                render::message(
+                    "notice",
+                    &format!("{}:{line}: a record cut short by a crash (torn), not an edit", path.display()),
+                );
+            }
+            let latest = match (&v.latest, &trust.anchor) {
+                (Some((size, key)), _) => format!(", latest checkpoint ({size} lines, {key}) matches"),
+                (None, Some(anchor)) => {
+                    render::message(
+                        "notice",
+                        &format!(
+                            "no latest checkpoint of this log is kept at {}: a truncated tail cannot be detected here",
+                            anchor.display()
+                        ),
+                    );
+                    String::new()
+                }
+                (None, None) => String::new(),
+            };
+            if !json {
+                println!(
+                    "{}: {} records, hash chain intact, {} checkpoints verified{latest}",
+                    path.display(),
+                    v.records,
+                    v.checkpoints
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            render::message("error", &format!("{e}"));
+            if let Some(cause) = std::error::Error::source(&e) {
+                eprintln!("  caused by: {cause}");
+            }
+            if matches!(e, VerifyError::NoKey { .. }) {
+                eprintln!("  hint: pass --key FILE with the verifier key of the host that wrote the log (its audit-keys/*.pub)");
+            }
+            Ok(1)
+        }
+    }
 }
 
 /// One record for people: time, outcome, what ran, mode, duration, id.

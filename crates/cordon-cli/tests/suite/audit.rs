@@ -185,3 +185,113 @@ fn audit_lists_filters_and_verifies() {
     std::fs::write(&log, edited).unwrap();
     audit(&["--verify"]).assert_code(1).assert_stderr_contains(":2: hash chain broken");
 }
+
+/// `cordon audit --verify` on a log written by `runs` dev-mode runs in `state`.
+fn state_with_runs(tag: &str, runs: usize) -> (Dir, std::path::PathBuf) {
+    let state = Dir::new(tag);
+    let log = state.join("audit.jsonl");
+    for _ in 0..runs {
+        cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"))
+            .run()
+            .assert_success();
+    }
+    (state, log)
+}
+
+fn verify_cmd(state: &Dir, log: &std::path::Path) -> TestCommand {
+    let mut c = cordon();
+    c.args(["audit", "--verify"]).env("CORDON_AUDIT_LOG", log).env("XDG_STATE_HOME", state.join("xdg"));
+    c
+}
+
+fn write_lines(log: &std::path::Path, lines: &[String]) {
+    std::fs::write(log, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+#[test]
+fn verify_checks_the_signed_checkpoints_and_catches_truncation_and_rechaining() {
+    let (state, log) = state_with_runs("audit-signed", 4);
+    let ok = verify_cmd(&state, &log).run();
+    ok.assert_success().assert_stdout_contains(
+        "4 records, hash chain intact, 0 checkpoints verified, latest checkpoint (4 lines, cordon-audit",
+    );
+    let json = verify_cmd(&state, &log).arg("--json").run();
+    json.assert_success();
+    assert_eq!(json.json()["intact"], true);
+    assert_eq!(json.json()["latest_checkpoint"]["lines"], 4);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+
+    // Truncate the tail: the chain is intact, the latest checkpoint is not.
+    write_lines(&log, &lines[..3]);
+    verify_cmd(&state, &log).run().assert_code(1).assert_stderr_contains("truncated: the latest checkpoint");
+    let json = verify_cmd(&state, &log).arg("--json").run();
+    json.assert_code(1);
+    assert_eq!(json.json()["intact"], false);
+
+    // Delete a middle record and re-chain the rest, as someone without the
+    // key would.
+    let mut kept: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    kept.remove(1);
+    let mut rechained: Vec<String> = vec![];
+    for (i, r) in kept.iter_mut().enumerate() {
+        let prev = rechained.last().map_or(String::new(), |p: &String| p.clone());
+        r["prev"] = Value::String(cordon_testkit_sha256(prev.as_bytes()));
+        r["seq"] = Value::from(i + 1);
+        rechained.push(r.to_string());
+    }
+    write_lines(&log, &rechained);
+    verify_cmd(&state, &log).run().assert_code(1).assert_stderr_contains("truncated");
+
+    // A torn last line (a write a crash cut short) is reported as such.
+    let mut torn = text.clone();
+    torn.push_str(&lines[3][..40]);
+    std::fs::write(&log, &torn).unwrap();
+    verify_cmd(&state, &log)
+        .run()
+        .assert_success()
+        .assert_stderr_contains(":5: a record cut short by a crash (torn), not an edit")
+        .assert_stdout_contains("4 records, hash chain intact");
+
+    // No verifier key: the checkpoint cannot be checked, which is no pass.
+    std::fs::write(&log, &text).unwrap();
+    std::fs::remove_dir_all(state.join("xdg/cordon/audit-keys")).unwrap();
+    verify_cmd(&state, &log).run().assert_code(1).assert_stderr_contains("no verifier key is known");
+}
+
+#[test]
+fn verify_refuses_a_checkpoint_signed_by_another_key() {
+    let (state, log) = state_with_runs("audit-forged", 3);
+    let before = std::fs::read_to_string(&log).unwrap();
+    // Someone with their own key (another state folder) appends to the log;
+    // then their latest checkpoint is put where cordon keeps its own.
+    cordon()
+        .args(["run", "--mode", "dev", "--", "true"])
+        .env("CORDON_AUDIT_LOG", &log)
+        .env("XDG_STATE_HOME", state.join("forger"))
+        .run()
+        .assert_success();
+    let anchors = |xdg: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(state.join(xdg).join("cordon/audit-checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let (ours, theirs) = (anchors("xdg"), anchors("forger"));
+    assert_eq!((ours.len(), theirs.len()), (1, 1));
+    std::fs::copy(&theirs[0], &ours[0]).unwrap();
+    verify_cmd(&state, &log).run().assert_code(1).assert_stderr_contains("does not verify: signed by an unknown key");
+    // Control: our own latest checkpoint, with the log as it was, verifies.
+    std::fs::write(&log, before).unwrap();
+    std::fs::remove_file(&ours[0]).unwrap();
+    verify_cmd(&state, &log).run().assert_success().assert_stderr_contains("no latest checkpoint of this log is kept");
+}
+
+fn cordon_testkit_sha256(bytes: &[u8]) -> String {
+    let out = TestCommand::new("sha256sum").stdin(bytes.to_vec()).run();
+    out.assert_success();
+    out.stdout.split_whitespace().next().unwrap().to_owned()
+}

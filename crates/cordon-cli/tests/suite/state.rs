@@ -137,10 +137,10 @@ fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
         for grant in ["home", "/"] {
             let h = Home::new("state-home");
             let ctx = format!("[{} --write {grant}]", mode.as_str());
-            // cordon's state as an earlier run and the registry left it.
+            // cordon's state as an earlier run (log, audit key) and the
+            // registry left it.
             h.first_run(mode);
-            std::fs::write(h.key(), "stand-in for the audit key\n").unwrap();
-            std::fs::set_permissions(h.key(), std::fs::Permissions::from_mode(0o600)).unwrap();
+            let key_before = std::fs::read(h.key()).unwrap();
             std::fs::create_dir_all(h.cordon_home()).unwrap();
             std::fs::write(h.cordon_home().join("registry.lock"), "{}\n").unwrap();
             let log_before = std::fs::read(h.log()).unwrap();
@@ -184,7 +184,7 @@ fn a_grant_of_home_or_root_cannot_reach_the_audit_log_key_or_registry() {
             // The host side: everything as it was, plus this run's records.
             let log_after = std::fs::read(h.log()).unwrap();
             assert_eq!(&log_after[..log_before.len()], &log_before[..], "{ctx} the log was rewritten");
-            assert_eq!(std::fs::read_to_string(h.key()).unwrap(), "stand-in for the audit key\n", "{ctx}");
+            assert_eq!(std::fs::read(h.key()).unwrap(), key_before, "{ctx} the audit key changed");
             if refused(mode, "chmod").is_some() {
                 assert_eq!(mode_of(&h.log()), 0o600, "{ctx} the log's mode changed");
                 assert_eq!(mode_of(&h.key()), 0o600, "{ctx} the key's mode changed");
