@@ -208,6 +208,9 @@ pub enum ErrorCode {
     NonzeroExit,
     /// A signal killed it.
     Killed,
+    /// `SIGINT` ended it: a Ctrl-C on the caller's terminal (relayed through
+    /// the run's pty, or forwarded by cordon) or an interrupt sent to cordon.
+    Interrupted,
     /// The handler's result was missing or malformed.
     InvalidResult,
     /// The caller cancelled the run (a gateway's `DELETE`); never set by a
@@ -223,7 +226,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::Timeout,
         ErrorCode::MemoryLimit,
         ErrorCode::CpuLimit,
@@ -234,6 +237,7 @@ impl ErrorCode {
         ErrorCode::NotExecutable,
         ErrorCode::NonzeroExit,
         ErrorCode::Killed,
+        ErrorCode::Interrupted,
         ErrorCode::InvalidResult,
         ErrorCode::Cancelled,
         ErrorCode::Lost,
@@ -253,6 +257,7 @@ impl ErrorCode {
             ErrorCode::NotExecutable => "NOT_EXECUTABLE",
             ErrorCode::NonzeroExit => "NONZERO_EXIT",
             ErrorCode::Killed => "KILLED",
+            ErrorCode::Interrupted => "INTERRUPTED",
             ErrorCode::InvalidResult => "INVALID_RESULT",
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Lost => "LOST",

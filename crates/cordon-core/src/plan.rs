@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::enforce::seccomp::{SeccompPlan, UnixSockets};
+use crate::enforce::seccomp::{SeccompPlan, TtyIoctls, UnixSockets};
 use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
 use crate::policy::{Mode, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
@@ -27,6 +27,9 @@ pub enum FsAccess {
     Exec,
     /// Read and write an existing character device.
     Device,
+    /// A terminal of the sandbox's own: a device, plus its `ioctl`s (modes,
+    /// window size, job control).
+    Terminal,
     /// Everything: read, write, create, remove, rename.
     Write,
 }
@@ -201,8 +204,53 @@ pub struct Plan {
     /// Port of the filtering proxy on the sandbox's loopback, when the
     /// policy allows any host.
     pub proxy_port: Option<u16>,
+    /// The command's terminal; see [`Plan::attach_terminal`].
+    pub terminal: TerminalPlan,
     /// What enforces each policy entry.
     pub ledger: Vec<LedgerEntry>,
+}
+
+/// What the command's stdin, stdout and stderr are, as far as terminals go:
+/// the input of [`Plan::attach_terminal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminalUse {
+    /// cordon allocates a pty for the command and relays it to the caller
+    /// (`--tty`).
+    Pty,
+    /// The command gets cordon's own descriptors; `true` marks those of
+    /// fds 0, 1, 2 that are the caller's terminal.
+    Caller([bool; 3]),
+}
+
+/// How the command's terminal is handled.
+///
+/// Whatever the mode, the sandbox runs in a session of its own with no
+/// controlling terminal (a pty's session has that pty), so a key typed on
+/// the caller's terminal signals cordon alone, and `/dev/tty` never reaches
+/// the caller's terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminalPlan {
+    /// None of the command's descriptors is a terminal.
+    None,
+    /// A pty of the sandbox's own devpts instance, allocated inside it;
+    /// cordon relays it to the caller's terminal, so the sandbox never
+    /// holds the caller's.
+    Pty,
+    /// The caller's terminal is on these of fds 0..=2. The command reopens
+    /// each inside its Landlock domain (ABI 5, `IOCTL_DEV` not granted): it
+    /// may read and write the terminal, but no `ioctl` (modes, window size,
+    /// process groups, `TIOCSTI`) reaches it, and `isatty` is false.
+    Reopen {
+        /// fds 0, 1, 2.
+        fds: [bool; 3],
+    },
+    /// The caller's terminal is passed, and Landlock (below ABI 5) cannot
+    /// scope ioctls: seccomp refuses every terminal-changing `ioctl` on
+    /// every descriptor, the sandbox's own ptys included.
+    IoctlFilter,
+    /// Dev mode: the caller's terminal is passed as it is.
+    Unrestricted,
 }
 
 /// A policy that this host cannot enforce. Every variant names the missing
@@ -307,6 +355,7 @@ impl Plan {
             private_proc: false,
             drop_capabilities: false,
             proxy_port: None,
+            terminal: TerminalPlan::None,
             tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
         };
@@ -368,7 +417,7 @@ impl Plan {
         }
         plan.drop_capabilities = true;
         let unix = if mode == Mode::Container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly };
-        plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix });
+        plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix, tty: TtyIoctls::Allow });
         let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
         let grant_in_tmp = [&policy.fs.read, &policy.fs.write, &policy.fs.deny]
             .iter()
@@ -386,6 +435,57 @@ impl Plan {
         plan.plan_limits(policy, support)?;
         plan.ledger_sandbox(policy, support);
         Ok(plan)
+    }
+
+    /// Decides how the command's terminal is handled (see [`TerminalPlan`])
+    /// and records it in the ledger. Pure, like [`Plan::build`].
+    pub fn attach_terminal(&mut self, terminal: TerminalUse) {
+        let ll = self.landlock.as_ref().map_or(0, |l| l.abi);
+        self.terminal = match terminal {
+            TerminalUse::Pty => TerminalPlan::Pty,
+            TerminalUse::Caller(fds) if !fds.contains(&true) => TerminalPlan::None,
+            TerminalUse::Caller(_) if self.mode == Mode::Dev => TerminalPlan::Unrestricted,
+            TerminalUse::Caller(fds) if ll >= LandlockAbi::IOCTL_DEV.0 => TerminalPlan::Reopen { fds },
+            TerminalUse::Caller(_) => TerminalPlan::IoctlFilter,
+        };
+        if let Some(sc) = &mut self.seccomp {
+            sc.tty = if self.terminal == TerminalPlan::IoctlFilter { TtyIoctls::ReadOnly } else { TtyIoctls::Allow };
+        }
+        self.ledger.retain(|e| !e.rule.starts_with("terminal"));
+        let (rule, mechanism, enforcement) = match self.terminal {
+            TerminalPlan::None => return,
+            TerminalPlan::Pty if self.mode == Mode::Dev => (
+                "terminal (a pty of its own)".to_owned(),
+                "pty from the host's devpts, relayed by cordon".to_owned(),
+                Enforcement::Full,
+            ),
+            TerminalPlan::Pty => (
+                "terminal (a pty of its own)".to_owned(),
+                "pty from the sandbox's own devpts instance, relayed by cordon; the caller's terminal is not passed in"
+                    .to_owned(),
+                Enforcement::Full,
+            ),
+            TerminalPlan::Reopen { fds } => (
+                format!("terminal (the caller's, on fd {})", fd_list(fds)),
+                format!(
+                    "reopened under landlock ABI {ll} without IOCTL_DEV: read and write only, no ioctl; \
+                     new session without a controlling terminal"
+                ),
+                Enforcement::Full,
+            ),
+            TerminalPlan::IoctlFilter => (
+                "terminal (the caller's)".to_owned(),
+                format!(
+                    "seccomp refuses terminal-changing ioctls on every descriptor, the sandbox's own ptys included \
+                     (landlock ABI {ll} < 5 cannot scope ioctls to one file); new session without a controlling terminal"
+                ),
+                Enforcement::Full,
+            ),
+            TerminalPlan::Unrestricted => {
+                ("terminal (the caller's)".to_owned(), "none (dev mode)".to_owned(), Enforcement::NotEnforced)
+            }
+        };
+        self.ledger.push(LedgerEntry { rule, mechanism, enforcement });
     }
 
     fn plan_limits(&mut self, policy: &Policy, support: &KernelSupport) -> Result<(), PlanError> {
@@ -574,6 +674,11 @@ impl Plan {
     }
 }
 
+/// `0, 2` for the marked fds.
+fn fd_list(fds: [bool; 3]) -> String {
+    (0..3).filter(|i| fds[*i]).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp) -> LandlockPlan {
     let abi = support.landlock_abi.0.min(7);
     let mut rules: Vec<(PathBuf, FsAccess)> = vec![];
@@ -591,8 +696,11 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         late.push((PathBuf::from("/tmp"), FsAccess::Write));
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         late.push((PathBuf::from("/proc"), FsAccess::Read));
-        late.push((PathBuf::from("/dev/pts"), FsAccess::Device));
-        late.push((PathBuf::from("/dev/tty"), FsAccess::Device));
+        // The run's own devpts instance (/dev/ptmx links into it), and
+        // /dev/tty, which opens the opener's controlling terminal: a pty of
+        // the run, or nothing (ENXIO) in its terminal-less session.
+        late.push((PathBuf::from("/dev/pts"), FsAccess::Terminal));
+        late.push((PathBuf::from("/dev/tty"), FsAccess::Terminal));
         if policy.fs.system == SystemSet::Exclude {
             late.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
@@ -604,6 +712,12 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         // The run's own /proc, mounted by init: only its processes are listed.
         late.push((PathBuf::from("/proc"), FsAccess::Read));
+        // The run's own devpts instance, mounted on /dev/pts by init with
+        // its ptmx bound on /dev/ptmx (a rule of its own: a file bind is
+        // not beneath /dev/pts), and /dev/tty as in container mode.
+        late.push((PathBuf::from("/dev/pts"), FsAccess::Terminal));
+        late.push((PathBuf::from("/dev/ptmx"), FsAccess::Terminal));
+        late.push((PathBuf::from("/dev/tty"), FsAccess::Terminal));
         if policy.fs.system == SystemSet::Exclude {
             rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
@@ -745,6 +859,54 @@ mod tests {
         assert!(build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap().proxy_port.is_none());
         let e = build(&policy, Mode::Dev, &KernelSupport::fixture_full()).unwrap_err();
         assert!(e.to_string().contains("--net example.com"), "{e}");
+    }
+
+    #[test]
+    fn the_callers_terminal_is_reopened_without_ioctls_or_filtered_where_landlock_cannot() {
+        let stdin_only = TerminalUse::Caller([true, false, false]);
+        for mode in [Mode::Process, Mode::Container] {
+            let mut p = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap();
+            p.attach_terminal(stdin_only);
+            assert_eq!(p.terminal, TerminalPlan::Reopen { fds: [true, false, false] });
+            assert_eq!(p.seccomp.unwrap().tty, TtyIoctls::Allow, "the sandbox's own ptys keep their ioctls");
+            let entry = p.ledger.iter().find(|e| e.rule.starts_with("terminal")).unwrap();
+            assert_eq!(entry.rule, "terminal (the caller's, on fd 0)");
+            assert!(entry.mechanism.contains("without IOCTL_DEV"), "{}", entry.mechanism);
+        }
+        // Landlock ABI 3 and 4 (container mode) cannot scope ioctls: seccomp
+        // refuses terminal control everywhere, and the ledger says so.
+        for abi in [3, 4] {
+            let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(abi)).unwrap();
+            p.attach_terminal(stdin_only);
+            assert_eq!(p.terminal, TerminalPlan::IoctlFilter);
+            assert_eq!(p.seccomp.unwrap().tty, TtyIoctls::ReadOnly);
+            let entry = p.ledger.iter().find(|e| e.rule.starts_with("terminal")).unwrap();
+            assert!(entry.mechanism.contains("the sandbox's own ptys included"), "{}", entry.mechanism);
+        }
+        let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(5)).unwrap();
+        p.attach_terminal(stdin_only);
+        assert!(matches!(p.terminal, TerminalPlan::Reopen { .. }), "ABI 5 has IOCTL_DEV");
+        // A pty of its own, no terminal at all, and dev mode.
+        let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(3)).unwrap();
+        p.attach_terminal(TerminalUse::Pty);
+        assert_eq!((p.terminal, p.seccomp.unwrap().tty), (TerminalPlan::Pty, TtyIoctls::Allow));
+        p.attach_terminal(TerminalUse::Caller([false; 3]));
+        assert_eq!(p.terminal, TerminalPlan::None);
+        assert!(!p.ledger.iter().any(|e| e.rule.starts_with("terminal")), "no stale terminal entry");
+        let mut p = build(&Policy::default(), Mode::Dev, &KernelSupport::fixture_full()).unwrap();
+        p.attach_terminal(stdin_only);
+        assert_eq!(p.terminal, TerminalPlan::Unrestricted);
+    }
+
+    #[test]
+    fn both_modes_grant_their_own_devpts_with_ioctls_and_dev_tty() {
+        for mode in [Mode::Process, Mode::Container] {
+            let ll = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap().landlock.unwrap();
+            for path in ["/dev/pts", "/dev/tty"] {
+                assert!(ll.late.contains(&(PathBuf::from(path), FsAccess::Terminal)), "{} {path}", mode.as_str());
+            }
+            assert!(!ll.rules.iter().any(|(p, _)| p.starts_with("/dev/pts")), "never the host's ptys");
+        }
     }
 
     #[test]

@@ -184,6 +184,46 @@ impl TestCommand {
         outcome
     }
 
+    /// Runs the program with `pty`'s slave as its stdin, stdout and stderr
+    /// and calls `interact` with the pty and the program's pid while it runs
+    /// (type keys, wait for output, send signals),
+    /// then waits for it like [`run`](Self::run), with the same audit
+    /// checks. The outcome's stdout is the pty's transcript (everything it
+    /// showed, `\r\n` line ends); its stderr is empty. To make the pty the
+    /// program's controlling terminal, run it under `setsid --ctty`.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_on_pty(&mut self, pty: &crate::Pty, interact: impl FnOnce(&crate::Pty, u32)) -> Outcome {
+        let log = self.effective_audit_log();
+        let before = count_lines(&log);
+        let command = self.display();
+        self.cmd.stdin(pty.stdio()).stdout(pty.stdio()).stderr(pty.stdio());
+        let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+        interact(pty, child.id());
+        let mut status = None;
+        let finished = poll_until(WATCHDOG, || {
+            status = child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
+            status.is_some()
+        });
+        if !finished {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command} still ran after {WATCHDOG:?}; killed it\n{}", pty.transcript());
+        }
+        pty.settle();
+        let mut outcome = Outcome {
+            command,
+            status: status.expect("finished means a status"),
+            stdout: pty.transcript(),
+            stderr: String::new(),
+            audit: vec![],
+        };
+        outcome.audit = self.check_audit(&log, before, &outcome);
+        outcome
+    }
+
     /// `--audit-log PATH` from the arguments, else the log in the
     /// environment.
     fn effective_audit_log(&self) -> PathBuf {

@@ -19,6 +19,9 @@
 //! - [`TestCommand`] and [`Outcome`]: run a program, capture its status,
 //!   stdout and stderr, parse cordon's `--json` result, and panic with the
 //!   whole transcript when an assertion fails.
+//! - [`Pty`]: a real pseudo-terminal to run cordon on
+//!   ([`TestCommand::run_on_pty`]), type keys into and read back, with its
+//!   modes and window size checked from the host side.
 //! - [`processes_with_argv`], [`processes_mentioning`] and [`poll_until`]:
 //!   find host processes by their command line and wait for a condition
 //!   without fixed sleeps.
@@ -40,6 +43,7 @@ mod dir;
 mod gate;
 mod http;
 mod procs;
+mod pty;
 
 pub use command::{Outcome, Spawned, TestCommand};
 pub use cordon::{KernelSupport, Mode};
@@ -50,3 +54,4 @@ pub use gate::{
 };
 pub use http::HttpServer;
 pub use procs::{poll_until, processes_mentioning, processes_with_argv};
+pub use pty::{Modes, Pty, WindowSize};

@@ -34,6 +34,7 @@ mod ids;
 pub mod plugin;
 mod result;
 mod runner;
+mod tty;
 
 pub use checks::{check_env, check_fs, check_net, Access, Allowed, Denied};
 pub use cordon_core::plan::{Enforcement, LedgerEntry, Plan, PlanError};
@@ -49,3 +50,4 @@ pub use ids::new_request_id;
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};
+pub use tty::{Tty, RELAY_BUFFER};

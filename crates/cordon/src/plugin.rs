@@ -1044,6 +1044,7 @@ fn get_ready(
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
         protect: req.audit.as_ref().map(AuditTrail::protected).unwrap_or_default(),
         own_folders: std::iter::once(plugin_dir.clone()).chain(data_dir).collect(),
+        tty: crate::Tty::Off,
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

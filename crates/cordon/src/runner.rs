@@ -1,10 +1,15 @@
 //! One run: plan, spawn, supervise, account.
 //!
 //! The supervisor is a single-threaded `poll` loop over the child's pidfd,
-//! the captured output pipes and a signalfd for cordon's own SIGINT/SIGTERM/
-//! SIGHUP (forwarded to the run). It owns the wall clock (SIGTERM, then
-//! SIGKILL after the grace period), the output budget and, where a cgroup
-//! counts it, the CPU budget.
+//! the captured output pipes, the pty relay ([`crate::tty`]) and a signalfd
+//! for cordon's own signals ([`sys::SUPERVISED_SIGNALS`]): termination
+//! requests are forwarded to the run once (its init passes each to every
+//! process), `SIGTSTP` stops the run and then cordon, `SIGCONT` resumes
+//! both, `SIGWINCH` resizes the run's pty. The sandbox lives in a session of
+//! its own, so a key typed on the caller's terminal (Ctrl-C) signals cordon
+//! alone, and the command receives it exactly once. It owns the wall clock
+//! (SIGTERM, then SIGKILL after the grace period), the output budget and,
+//! where a cgroup counts it, the CPU budget.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, SpawnError, Stdio};
+use cordon_core::plan::TerminalPlan;
 use cordon_core::plan::{Plan, Tmp};
 use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
@@ -20,6 +26,7 @@ use cordon_core::state::{self, Protected};
 use cordon_core::sys;
 
 use crate::result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
+use crate::tty::{self, RawMode, Relay, Tty};
 
 /// Whether output is passed through or captured into the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +91,8 @@ pub struct RunRequest {
     /// Folders inside cordon's state that this run needs (a plugin's own
     /// folder and data folder): their grants are kept.
     pub own_folders: Vec<PathBuf>,
+    /// A terminal of the command's own, relayed to cordon's (`--tty`).
+    pub tty: Tty,
 }
 
 impl RunRequest {
@@ -104,6 +113,7 @@ impl RunRequest {
             result: None,
             protect: vec![],
             own_folders: vec![],
+            tty: Tty::Off,
         }
     }
 }
@@ -262,6 +272,14 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
         }
     };
+    if req.tty == Tty::Relay && (req.capture != Capture::PassThrough || req.stdin != Input::Inherit) {
+        let what = if req.capture != Capture::PassThrough { "captured output (--json)" } else { "given input" };
+        return started.fail(
+            mode,
+            ErrorCode::SetupFailed,
+            format!("a pty of its own (--tty) cannot be combined with {what}\nhint: drop --tty, or --json"),
+        );
+    }
     let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
@@ -289,10 +307,11 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         _ => granted,
     };
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
-    let plan = match Plan::build(policy, mode, &support, &scratch_dir) {
+    let mut plan = match Plan::build(policy, mode, &support, &scratch_dir) {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
     };
+    plan.attach_terminal(tty::terminal_use(req));
     let _scratch = match Scratch::create(&plan) {
         Ok(s) => s,
         Err(e) => {
@@ -314,13 +333,13 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     }
     let secrets = req.policy.env.secret_values(&env);
     let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
-    let (stdio, ours) = match Pipes::create(req) {
+    let (stdio, ours) = match Pipes::create(req, &plan) {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the command's pipes: {e}")),
     };
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
-    let signals = sys::block_termination_signals().ok();
+    let signals = sys::block_supervised_signals().ok();
     let mut running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
         Ok(r) => r,
         Err(e) => {
@@ -353,7 +372,28 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             }
         },
     };
-    let mut result = supervise(req, &plan, running, ours, started, signals, &secrets);
+    // The caller's terminal goes raw only now, so that every setup error
+    // above is printed in its usual modes.
+    let relay = match running.pty_master.take().map(Relay::new).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = running.signal(libc::SIGKILL);
+            let _ = running.reap();
+            return started.fail(mode, ErrorCode::SetupFailed, format!("cannot relay the command's pty: {e}"));
+        }
+    };
+    let raw = match &relay {
+        Some(_) => match RawMode::enter() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = running.signal(libc::SIGKILL);
+                let _ = running.reap();
+                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot put the terminal in raw mode: {e}"));
+            }
+        },
+        None => None,
+    };
+    let mut result = supervise(req, &plan, running, ours, started, signals, &secrets, Terminal { relay, raw });
     if let Some(p) = proxy {
         result.network = p.shutdown();
     }
@@ -369,8 +409,11 @@ struct Pipes {
 }
 
 impl Pipes {
-    fn create(req: &RunRequest) -> io::Result<(Stdio, Pipes)> {
+    fn create(req: &RunRequest, plan: &Plan) -> io::Result<(Stdio, Pipes)> {
         let mut stdio = Stdio::default();
+        if plan.terminal == TerminalPlan::Pty {
+            stdio.pty = Some(tty::pty_request());
+        }
         let mut ours = Pipes { stdout: None, stderr: None, result: None, stdin: None };
         if req.capture == Capture::Logs {
             let (r, w) = sys::pipe()?;
@@ -465,6 +508,48 @@ enum Ending {
     Output,
 }
 
+/// The run's pty relay and the caller's terminal in raw mode, when the
+/// command has a pty ([`Tty::Relay`]).
+struct Terminal {
+    relay: Option<Relay>,
+    raw: Option<RawMode>,
+}
+
+impl Terminal {
+    /// Handles one of [`sys::SUPERVISED_SIGNALS`] cordon received.
+    fn on_signal(&self, running: &enforce::Running, sig: i32) {
+        match sig {
+            libc::SIGWINCH => {
+                if let Some(r) = &self.relay {
+                    r.follow_window_size();
+                }
+            }
+            libc::SIGTSTP => {
+                // Job control on the caller's side: the run stops, then
+                // cordon, with the terminal's modes given back meanwhile.
+                let _ = running.signal(libc::SIGTSTP);
+                if let Some(raw) = &self.raw {
+                    raw.suspend();
+                }
+                let _ = sys::stop_self();
+            }
+            libc::SIGCONT => {
+                if let Some(raw) = &self.raw {
+                    raw.resume();
+                }
+                if let Some(r) = &self.relay {
+                    r.follow_window_size();
+                }
+                let _ = running.signal(libc::SIGCONT);
+            }
+            other => {
+                let _ = running.signal(other);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn supervise(
     req: &RunRequest,
     plan: &Plan,
@@ -473,6 +558,7 @@ fn supervise(
     started: Started,
     signals: Option<OwnedFd>,
     secrets: &[String],
+    mut term: Terminal,
 ) -> ExecutionResult {
     let limits = &req.policy.limits;
     let deadline = limits.timeout_ms.map(|t| started.start + Duration::from_millis(t));
@@ -543,11 +629,30 @@ fn supervise(
         for i in &pipe_slots {
             fds.push((pipes[*i].as_ref().expect("filtered").as_fd(), libc::POLLIN));
         }
+        let relay_input = term.relay.as_ref().and_then(|r| r.input_fd()).map(|fd| {
+            fds.push((fd, libc::POLLIN));
+            fds.len() - 1
+        });
+        let relay_master = term.relay.as_ref().and_then(|r| r.master_poll()).map(|p| {
+            fds.push(p);
+            fds.len() - 1
+        });
         if let Some(s) = &signals {
             fds.push((s.as_fd(), libc::POLLIN));
         }
         let Ok(rev) = sys::poll(&fds, timeout) else { continue };
         drop(fds);
+        if let Some(relay) = &mut term.relay {
+            if relay_input.is_some_and(|k| rev[k] != 0) {
+                relay.read_input(&mut buf);
+            }
+            if let Some(k) = relay_master.filter(|k| rev[*k] != 0) {
+                if rev[k] & libc::POLLOUT != 0 {
+                    relay.write_pending();
+                }
+                relay.read_output(&mut buf);
+            }
+        }
         for (k, i) in pipe_slots.iter().enumerate() {
             if rev[k + 1] != 0 {
                 match pipes[*i].as_ref().map(|p| read_some(p, &mut buf)) {
@@ -563,7 +668,7 @@ fn supervise(
         if let Some(s) = &signals {
             if rev.last().is_some_and(|r| *r != 0) {
                 while let Some(sig) = sys::read_signalfd(s.as_fd()) {
-                    let _ = running.signal(sig);
+                    term.on_signal(&running, sig);
                 }
             }
         }
@@ -572,9 +677,15 @@ fn supervise(
         }
     }
     // The run is over. Init killed every process before exiting, so the
-    // pipes reach EOF; drain what is still buffered.
+    // pipes reach EOF (and the pty hangs up); drain what is still buffered.
     let cgroup_stats = running.cgroups.stats();
     let finished = running_reap(running);
+    if let Some(relay) = &mut term.relay {
+        relay.read_output(&mut buf);
+    }
+    // The caller's terminal gets its modes back before anything else is
+    // printed.
+    drop(term);
     for (i, p) in pipes.iter_mut().enumerate() {
         while let Some(fd) = p.as_ref() {
             match read_some(fd, &mut buf) {
@@ -693,6 +804,9 @@ fn finish_result(
         _ => match exit {
             Some(Exit::Code(0)) => None,
             Some(Exit::Code(c)) => Some((ErrorCode::NonzeroExit, format!("exited with code {c}"))),
+            Some(Exit::Signal(libc::SIGINT)) => {
+                Some((ErrorCode::Interrupted, "interrupted: SIGINT (Ctrl-C) ended it".to_owned()))
+            }
             Some(Exit::Signal(s)) => Some((ErrorCode::Killed, format!("killed by signal {s}"))),
             None => Some((ErrorCode::SetupFailed, "lost track of the sandbox process".to_owned())),
         },

@@ -6,15 +6,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cordon::{
     Capture, CgroupProbe, EnvPattern, ErrorCode, KernelSupport, Limits, Mode, NetPattern, Policy, RunRequest,
-    SystemSet, WriteXorExecute,
+    SystemSet, Tty, WriteXorExecute,
 };
 
 use crate::render;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit status: the command's own; 128+N if signal N ended it (memory, CPU and pids kills included); \
-124 at --timeout-ms; 125 if cordon failed before the command started; 126 not executable; 127 not found.",
+    after_help = "Exit status: the command's own; 128+N if signal N ended it (memory, CPU and pids kills included; 130 \
+for a Ctrl-C); 124 at --timeout-ms; 125 if cordon failed before the command started; 126 not executable; 127 not found.",
     trailing_var_arg = true
 )]
 pub struct RunArgs {
@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// Capture output and print one ExecutionResult JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Give the command a terminal of its own (a pty relayed to cordon's stdin and stdout). Default: when stdin and stdout are terminals and --json is not given.
+    #[arg(long, conflicts_with_all = ["no_tty", "json"])]
+    tty: bool,
+    /// Never give the command a terminal: it gets cordon's stdin, stdout and stderr, which it may read and write but not control.
+    #[arg(long)]
+    no_tty: bool,
     /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
     #[arg(long, value_name = "PATH")]
     audit_log: Option<PathBuf>,
@@ -121,6 +127,18 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
     Ok(p)
 }
 
+/// `--tty`, `--no-tty`, or a pty when stdin and stdout are terminals and
+/// the output is not captured (as `ssh` decides).
+fn tty(a: &RunArgs) -> Tty {
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if a.tty || (interactive && !a.no_tty && !a.json) {
+        Tty::Relay
+    } else {
+        Tty::Off
+    }
+}
+
 /// Picks the mode: the flag, or container where it can run, else process.
 fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> Result<(Mode, Option<String>)> {
     if let Some(m) = flag {
@@ -164,6 +182,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let mut req = RunRequest::new(policy, mode, a.command.clone());
     req.cwd = cwd;
     req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
+    req.tty = tty(&a);
     req.warnings.extend(notice);
     req.support = Some(support);
     let result = session.run(&mut req);
@@ -173,7 +192,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     if let Some(err) = &result.error {
         let kind = match err.code {
             ErrorCode::SetupFailed | ErrorCode::NotFound | ErrorCode::NotExecutable => Some("error"),
-            ErrorCode::NonzeroExit => None,
+            ErrorCode::NonzeroExit | ErrorCode::Interrupted => None,
             _ => Some("stopped"),
         };
         if let Some(kind) = kind {

@@ -26,6 +26,7 @@ mod quotas;
 mod real_programs;
 mod seccomp;
 mod state;
+mod terminal;
 mod unprivileged;
 
 use std::path::Path;

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -105,19 +105,33 @@ pub fn access_bits(access: FsAccess, abi: u32, exec: ExecRight) -> landlock::Bit
         FsAccess::Read => strip(AccessFs::from_read(abi)),
         FsAccess::Exec => AccessFs::Execute | AccessFs::ReadFile,
         FsAccess::Write => strip(AccessFs::from_all(abi)),
-        FsAccess::Device => {
+        FsAccess::Device | FsAccess::Terminal => {
             let mut a = AccessFs::ReadFile | AccessFs::WriteFile;
             if AccessFs::from_all(abi).contains(AccessFs::Truncate) {
                 a |= AccessFs::Truncate;
+            }
+            if access == FsAccess::Terminal {
+                // Its own devpts: listing it reveals only the run's ptys.
+                a |= AccessFs::ReadDir;
+                if AccessFs::from_all(abi).contains(AccessFs::IoctlDev) {
+                    a |= AccessFs::IoctlDev;
+                }
             }
             a
         }
     }
 }
 
-/// Creates the ruleset with every rule of `plan`; the child restricts itself
-/// with the returned descriptor.
-pub fn build_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
+/// The rights the kernel accepts on a file (not a directory) for `abi`.
+pub fn file_rights(abi: u32) -> landlock::BitFlags<AccessFs> {
+    AccessFs::from_file(abi_of(abi))
+}
+
+/// Creates the ruleset with every rule of `plan`, plus read and write (no
+/// `IOCTL_DEV`) on each of `terminals`, the caller's terminal the command
+/// reopens inside the domain; the child restricts itself with the returned
+/// descriptor.
+pub fn build_ruleset(plan: &LandlockPlan, terminals: &[BorrowedFd<'_>]) -> Result<OwnedFd, LandlockError> {
     let abi = abi_of(plan.abi);
     let err = |source| LandlockError::CreateRuleset { abi: plan.abi, source };
     let mut ruleset = Ruleset::default()
@@ -142,6 +156,12 @@ pub fn build_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
         created = created
             .add_rule(PathBeneath::new(fd, bits))
             .map_err(|source| LandlockError::AddRule { path: path.clone(), source })?;
+    }
+    for t in terminals {
+        let bits = access_bits(FsAccess::Device, plan.abi, plan.exec_right()) & AccessFs::from_file(abi);
+        created = created
+            .add_rule(PathBeneath::new(t, bits))
+            .map_err(|source| LandlockError::AddRule { path: PathBuf::from("the caller's terminal"), source })?;
     }
     let fd: Option<OwnedFd> = created.into();
     fd.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))
@@ -209,6 +229,19 @@ mod tests {
         let paths: Vec<_> = got.iter().map(|(p, _)| p.strip_prefix(&dir).unwrap().to_owned()).collect();
         assert_eq!(paths, [PathBuf::from("a/ok"), PathBuf::from("b")]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_terminal_of_the_run_gets_ioctls() {
+        let device = access_bits(FsAccess::Device, 7, ExecRight::WithGrants);
+        let terminal = access_bits(FsAccess::Terminal, 7, ExecRight::WithGrants);
+        assert!(!device.contains(AccessFs::IoctlDev), "/dev/null and the caller's terminal: no ioctl");
+        assert!(terminal.contains(AccessFs::IoctlDev | AccessFs::ReadFile | AccessFs::WriteFile));
+        assert!(
+            !access_bits(FsAccess::Terminal, 4, ExecRight::WithGrants).contains(AccessFs::IoctlDev),
+            "ABI 4 has none"
+        );
+        assert!(!(terminal & file_rights(7)).contains(AccessFs::ReadDir), "a file rule has no directory rights");
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! clone(user, pid, net, mount, ipc, uts namespaces)   // one syscall, all at once
-//! init:    write id maps; join the run's cgroups, then unshare the cgroup
-//!          namespace (so it is rooted there); bring up loopback; set the host
-//!          name; build the container root and pivot into it; fork the command
-//! command: stdio; chdir; rlimits; drop capabilities; no_new_privs;
-//!          landlock (late rules, restrict_self); close fds; seccomp; execve
+//! init:    new session; write id maps; join the run's cgroups, then unshare
+//!          the cgroup namespace (so it is rooted there); bring up loopback;
+//!          set the host name; build the container root and pivot into it;
+//!          allocate the pty (from the run's own devpts); fork the command
+//! command: stdio (the pty as controlling terminal of a new session); chdir;
+//!          rlimits; drop capabilities; no_new_privs; landlock (late rules,
+//!          restrict_self); reopen the caller's terminal; close fds;
+//!          seccomp; execve
 //! ```
 //!
 //! cgroups come before the root is built (the cgroup files are opened by the
@@ -22,14 +25,18 @@ pub mod seccomp;
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Namespace, Plan, RlimitKind, Tmp};
+use crate::plan::{Namespace, Plan, RlimitKind, TerminalPlan, Tmp};
 use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
-use crate::sys::child::{CStringArray, ChildFailure, ChildSpec, ChildStage, LateRule, Supervision};
+pub use crate::sys::child::PtyStderr;
+use crate::sys::child::{
+    CStringArray, ChildFailure, ChildSpec, ChildStage, ChildTerminal, LateRule, Supervision, TerminalStep,
+};
+pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
 
 pub use cgroups::{CgroupStats, RunCgroups};
@@ -60,6 +67,19 @@ pub struct Stdio {
     pub stderr: Option<OwnedFd>,
     /// fd 3 (a plugin handler's result channel).
     pub fd3: Option<OwnedFd>,
+    /// The command's pty, when the plan has one ([`TerminalPlan::Pty`]): it
+    /// replaces stdin and stdout (and stderr, per [`PtyRequest::stderr`]).
+    pub pty: Option<PtyRequest>,
+}
+
+/// A pty for the command; the caller relays its master
+/// ([`Running::pty_master`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PtyRequest {
+    /// Its initial window size.
+    pub size: WindowSize,
+    /// Where the command's stderr goes.
+    pub stderr: PtyStderr,
 }
 
 /// Setting up the sandbox failed before the command started.
@@ -124,6 +144,7 @@ impl SpawnError {
             SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
                 Some("the program (or its interpreter or libraries) is not visible inside the sandbox; grant its folder with --read".into())
             }
+            SpawnError::Child { stage: "terminal", .. } => Some("run with --tty (a pty of the run's own), or redirect the command's stdin, stdout and stderr away from the terminal".into()),
             SpawnError::Child { stage: "mount", .. } => Some("run `cordon doctor`; the host may forbid mounts in user namespaces (e.g. a masked /proc)".into()),
             SpawnError::Cgroup(_) => Some("run `cordon doctor` to see which cgroup controllers are usable".into()),
             _ => None,
@@ -152,6 +173,8 @@ pub struct Running {
     /// The listening socket inside the sandbox's network namespace, for the
     /// proxy to serve.
     pub proxy_listener: Option<OwnedFd>,
+    /// The master of the command's pty, for the caller to relay.
+    pub pty_master: Option<OwnedFd>,
     status: Option<OwnedFd>,
     supervision: Supervision,
     _lifeline: Option<OwnedFd>,
@@ -283,16 +306,28 @@ fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
 /// command has been exec'd, or with the step that failed.
 pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Running, SpawnError> {
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
+    // The caller's terminal the command reopens inside its domain.
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
+        TerminalPlan::Reopen { fds } => [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+            .into_iter()
+            .zip(fds)
+            .filter_map(|(fd, reopen)| reopen.then_some(fd))
+            .collect(),
+        _ => vec![],
+    };
     let landlock = match &plan.landlock {
         Some(l) => {
-            let fd = landlock::build_ruleset(l)?;
+            let fd = landlock::build_ruleset(l, &terminals)?;
             let late = l
                 .late
                 .iter()
                 .map(|(p, a)| {
+                    let access = landlock::access_bits(*a, l.abi, l.exec_right());
                     Ok(LateRule {
                         path: cstring("path", p.as_os_str().as_bytes())?,
-                        access: landlock::access_bits(*a, l.abi, l.exec_right()).bits(),
+                        access: access.bits(),
+                        file_access: (access & landlock::file_rights(l.abi)).bits(),
                     })
                 })
                 .collect::<Result<Vec<_>, SpawnError>>()?;
@@ -342,6 +377,26 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         }
         None => (None, None),
     };
+    let mut stdio_fds = [stdio.stdin, stdio.stdout, stdio.stderr, stdio.fd3];
+    let (terminal, pty_ours, mut pty_master) = match (plan.terminal, stdio.pty) {
+        (TerminalPlan::Pty, Some(req)) if supervision == Supervision::Direct => {
+            // Dev mode has no devpts of its own: the pair comes from ours.
+            let (master, slave) = sys::tty::open_pty().map_err(os("allocate a pty"))?;
+            sys::tty::set_window_size(master.as_fd(), req.size).map_err(os("set the pty's window size"))?;
+            let targets = if req.stderr == PtyStderr::Pty { 0..3 } else { 0..2 };
+            for t in targets {
+                stdio_fds[t] = Some(slave.try_clone().map_err(os("duplicate the pty"))?);
+            }
+            (ChildTerminal::Given, None, Some(master))
+        }
+        (TerminalPlan::Pty, Some(req)) => {
+            let (ours, theirs) = sys::socketpair().map_err(os("create the pty channel"))?;
+            let size = (req.size.rows, req.size.cols);
+            (ChildTerminal::Allocate { channel: theirs, size, stderr: req.stderr }, Some(ours), None)
+        }
+        (TerminalPlan::Reopen { fds }, _) => (ChildTerminal::Detached { reopen: fds }, None, None),
+        _ => (ChildTerminal::Detached { reopen: [false; 3] }, None, None),
+    };
     let cwd = cmd.cwd.clone();
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
@@ -367,7 +422,8 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         landlock,
         landlock_flags: 0,
         seccomp,
-        stdio: [stdio.stdin, stdio.stdout, stdio.stderr, stdio.fd3],
+        stdio: stdio_fds,
+        terminal,
         report: report_w,
         status: status_w,
         lifeline: Some(lifeline_r),
@@ -401,8 +457,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         Some(ch) => Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the proxy listener from the sandbox"))?),
         None => None,
     };
+    // Likewise the pty's master.
+    if let Some(ch) = &pty_ours {
+        pty_master = Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the pty from the sandbox"))?);
+    }
     Ok(Running {
         proxy_listener,
+        pty_master,
         pid: child.pid,
         pidfd: child.pidfd,
         cgroups,
@@ -426,6 +487,10 @@ fn wait_for_exec(report: &OwnedFd, program: &Path) -> Result<(), SpawnError> {
         return Err(SpawnError::Exec { program: program.to_owned(), source });
     }
     let name = stage.map_or("an unknown step", ChildStage::name);
-    let detail = if stage.is_some_and(ChildStage::has_index) { format!(" (step {})", f.index) } else { String::new() };
+    let detail = match stage {
+        Some(ChildStage::Terminal) => format!(" ({})", TerminalStep::describe(f.index)),
+        Some(s) if s.has_index() => format!(" (step {})", f.index),
+        _ => String::new(),
+    };
     Err(SpawnError::Child { stage: name, detail, source })
 }

@@ -35,6 +35,11 @@ const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 /// (root's group by default), which the sandbox's processes may well be.
 const HIDE_INIT: &str = "hidepid=ptraceable";
 
+/// Options of the run's own devpts instance: `newinstance` (never the
+/// host's ptys), a `ptmx` anyone in the run may open, slaves private to
+/// their owner and group.
+const DEVPTS: &str = "newinstance,ptmxmode=0666,mode=0620";
+
 /// Devices bound from the host into the minimal `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -118,8 +123,10 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
 
 /// Process mode's mounts, after making every mount private so nothing
 /// propagates to the host: the run's own `/proc` (its pid namespace only:
-/// other processes are not listed), and a private tmpfs on `/dev/shm`
-/// (POSIX semaphores and shared memory live there).
+/// other processes are not listed), a private tmpfs on `/dev/shm`
+/// (POSIX semaphores and shared memory live there), and a devpts instance
+/// of its own on `/dev/pts` with its `ptmx` bound on `/dev/ptmx`, so
+/// `openpty` works and allocates nowhere but there.
 ///
 /// With `tmp_size_mb`, also a private tmpfs on `/tmp` (and the working
 /// directory inside it, when it lies there and no grant provides it).
@@ -129,6 +136,10 @@ pub fn process_mode_ops(tmp_size_mb: Option<u64>, cwd: &Path) -> Vec<MountOp> {
     ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
     if Path::new("/dev/shm").is_dir() {
         ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+    }
+    if Path::new("/dev/pts").is_dir() && Path::new("/dev/ptmx").exists() {
+        ops.mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
+        ops.mount("/dev/pts/ptmx", "/dev/ptmx", "", libc::MS_BIND, "");
     }
     if let Some(mb) = tmp_size_mb {
         ops.mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, &format!("mode=1777,size={mb}m"));
@@ -253,13 +264,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         }
     }
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
-    ops.mount(
-        "devpts",
-        "/newroot/dev/pts",
-        "devpts",
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620",
-    );
+    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
     ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
     ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev, "mode=1777,size=64m");

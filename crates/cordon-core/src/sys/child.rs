@@ -12,14 +12,18 @@
 //! # Shape
 //!
 //! With [`Supervision::Init`] the cloned process is pid 1 of a new pid
-//! namespace. It finishes the namespace setup (id maps, cgroup, mounts,
-//! loopback, hostname), forks the command, and then only reaps children and
-//! forwards signals. When the command exits, init kills every process left in
+//! namespace, and the leader of a new session without a controlling
+//! terminal: a key the caller types (Ctrl-C) signals cordon alone, which
+//! forwards it once. It finishes the namespace setup (id maps, cgroup,
+//! mounts, loopback, hostname), allocates the command's pty when asked
+//! ([`ChildTerminal::Allocate`]), forks the command, and then only reaps
+//! children and forwards signals. When the command exits, init kills every process left in
 //! the namespace, reports the command's wait status on the status pipe and
 //! exits; the kernel then tears the namespace down. Init dies with cordon
 //! (`PR_SET_PDEATHSIG`), and with it every process of the run.
 //!
-//! With [`Supervision::Direct`] (dev mode) the cloned process is the command.
+//! With [`Supervision::Direct`] (dev mode) the cloned process is the command,
+//! in a session of its own.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -70,10 +74,15 @@ pub enum ChildStage {
     Signals,
     /// Creating or handing over the proxy listener.
     ProxyListener,
+    /// `setsid`.
+    Session,
+    /// Allocating the pty, making it the controlling terminal, or reopening
+    /// the caller's terminal.
+    Terminal,
 }
 
 /// Every stage with the words an error message uses for it.
-const STAGES: [(ChildStage, &str); 19] = [
+const STAGES: [(ChildStage, &str); 21] = [
     (ChildStage::Lifeline, "lifeline"),
     (ChildStage::IdMaps, "uid/gid maps"),
     (ChildStage::CgroupNamespace, "cgroup namespace"),
@@ -93,6 +102,8 @@ const STAGES: [(ChildStage, &str); 19] = [
     (ChildStage::Exec, "execve"),
     (ChildStage::Signals, "signal dispositions"),
     (ChildStage::ProxyListener, "proxy listener inside the sandbox"),
+    (ChildStage::Session, "new session"),
+    (ChildStage::Terminal, "terminal"),
 ];
 
 impl ChildStage {
@@ -109,7 +120,14 @@ impl ChildStage {
     /// Whether a failure of this stage names a step index (which mount,
     /// rule, limit or filter).
     pub fn has_index(self) -> bool {
-        matches!(self, ChildStage::Mount | ChildStage::LandlockAddRule | ChildStage::Rlimit | ChildStage::Seccomp)
+        matches!(
+            self,
+            ChildStage::Mount
+                | ChildStage::LandlockAddRule
+                | ChildStage::Rlimit
+                | ChildStage::Seccomp
+                | ChildStage::Terminal
+        )
     }
 }
 
@@ -122,7 +140,7 @@ pub struct ChildFailure {
     /// The errno of the failed call.
     pub errno: i32,
     /// For [`ChildStage::Mount`]: which [`MountOp`]; for the Landlock rules,
-    /// which rule.
+    /// which rule; for [`ChildStage::Terminal`], the [`TerminalStep`].
     pub index: u32,
 }
 
@@ -232,14 +250,86 @@ pub enum MountOp {
     },
 }
 
+/// Where the command's stderr goes when it gets a pty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PtyStderr {
+    /// To the pty, like stdout.
+    Pty,
+    /// To cordon's own stderr (which is not a terminal).
+    Inherit,
+}
+
+/// The command's terminal, prepared by the parent.
+#[derive(Debug)]
+pub enum ChildTerminal {
+    /// None of its own. With init, the command shares init's session, which
+    /// has no controlling terminal. Each `true` in `reopen` marks one of fds
+    /// 0..=2 that is the caller's terminal: the command reopens it through
+    /// `/proc/self/fd` after Landlock restricted it, so the descriptor it
+    /// keeps carries the domain's access (read and write, no `IOCTL_DEV`)
+    /// and the inherited one, which could control the terminal, is gone.
+    Detached {
+        /// fds 0, 1, 2.
+        reopen: [bool; 3],
+    },
+    /// Init allocates a pty pair from the sandbox's own `/dev/ptmx`, sizes
+    /// it, sends the master to cordon over `channel` (`SCM_RIGHTS`) and gives
+    /// the command the slave on fds 0 and 1 (and 2, per `stderr`) as the
+    /// controlling terminal of a session of its own.
+    Allocate {
+        /// cordon's end receives the master.
+        channel: OwnedFd,
+        /// Initial window size: rows, columns.
+        size: (u16, u16),
+        /// Where stderr goes.
+        stderr: PtyStderr,
+    },
+    /// The slave of a pair cordon allocated is already the command's fd 0
+    /// (dev mode): the command makes it its controlling terminal.
+    Given,
+}
+
+/// Which part of [`ChildStage::Terminal`] failed (the failure's index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TerminalStep {
+    /// Opening `/dev/ptmx`.
+    OpenPtmx = 0,
+    /// Unlocking the slave, sizing the pty or opening the slave.
+    SetUp = 1,
+    /// Sending the master to cordon.
+    SendMaster = 2,
+    /// `TIOCSCTTY`.
+    ControllingTerminal = 3,
+    /// Reopening the caller's terminal under Landlock.
+    Reopen = 4,
+}
+
+impl TerminalStep {
+    /// What the step is, for error messages.
+    pub fn describe(index: u32) -> &'static str {
+        match index {
+            0 => "opening the sandbox's /dev/ptmx",
+            1 => "setting up the pty",
+            2 => "handing the pty to cordon",
+            3 => "making the pty the controlling terminal",
+            4 => "reopening the caller's terminal without terminal control",
+            _ => "an unknown terminal step",
+        }
+    }
+}
+
 /// A Landlock rule added inside the sandbox, for paths that exist only there
 /// (the container's own `/tmp` and `/proc`).
 #[derive(Debug)]
 pub struct LateRule {
     /// Path inside the sandbox.
     pub path: CString,
-    /// `LANDLOCK_ACCESS_FS_*` bits.
+    /// `LANDLOCK_ACCESS_FS_*` bits, for a directory.
     pub access: u64,
+    /// The same, for a file (without the directory-only rights, which the
+    /// kernel refuses on a file): whether the path is one shows only inside.
+    pub file_access: u64,
 }
 
 /// Everything the child needs, prepared by the parent before `clone`.
@@ -289,6 +379,8 @@ pub struct ChildSpec {
     /// Replacement stdin/stdout/stderr, `None` to inherit; and a descriptor
     /// the command gets as fd 3 (a plugin handler's result channel).
     pub stdio: [Option<OwnedFd>; 4],
+    /// The command's terminal.
+    pub terminal: ChildTerminal,
     /// Write end of the report pipe (close-on-exec).
     pub report: OwnedFd,
     /// Write end of the status pipe, for init.
@@ -330,16 +422,18 @@ macro_rules! check {
 pub(super) fn child_main(spec: &ChildSpec) -> ! {
     match spec.supervision {
         Supervision::Direct => {
-            // SAFETY: setpgid(0, 0) makes this process a group leader so the
-            // supervisor can signal the whole group; no memory involved.
-            unsafe { libc::setpgid(0, 0) };
+            // A session of its own, so keys typed on the caller's terminal
+            // signal cordon alone; it is also the process group the
+            // supervisor signals. No memory involved.
+            // SAFETY: setsid takes no arguments.
+            check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
             // SAFETY: plain data, then a valid pointer.
             let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
             // SAFETY: valid sigset pointer.
             unsafe { libc::sigemptyset(&mut empty) };
             // SAFETY: valid sigset pointer.
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
-            exec_command(spec)
+            exec_command(spec, -1)
         }
         Supervision::Init => init_main(spec),
     }
@@ -360,6 +454,8 @@ fn init_main(spec: &ChildSpec) -> ! {
             unsafe { libc::_exit(1) }
         }
     }
+    // SAFETY: setsid takes no arguments.
+    check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
     if let Some((uid_map, gid_map)) = &spec.id_maps {
         write_file(spec, c"/proc/self/setgroups", b"deny");
         write_file(spec, c"/proc/self/uid_map", uid_map);
@@ -396,6 +492,11 @@ fn init_main(spec: &ChildSpec) -> ! {
         // SAFETY: unshare with a flag only.
         check!(spec, ChildStage::CgroupNamespace, 0, unsafe { libc::unshare(libc::CLONE_NEWCGROUP) });
     }
+    // The mounts are done: /dev/ptmx is the sandbox's own.
+    let tty = match &spec.terminal {
+        ChildTerminal::Allocate { channel, size, .. } => allocate_pty(spec, channel.as_raw_fd(), *size),
+        _ => -1,
+    };
 
     // Block every signal: init takes them with sigwaitinfo, so none can
     // interrupt it, and none is lost between fork and the wait loop.
@@ -411,16 +512,17 @@ fn init_main(spec: &ChildSpec) -> ! {
     // no copy-on-write faults, and init waits until the exec is done. It runs
     // on its own stack from the spec, and only makes syscalls.
     let top = spec.command_stack.as_ptr_range().end as usize & !15;
+    let start = CommandStart { spec, tty };
     // SAFETY: `command_entry` never returns into init's frames (it execs or
     // _exits); `top` is the 16-byte-aligned end of a live stack buffer owned
-    // by the spec; `spec` outlives the child's use of it, since init is
-    // suspended until the child execs or exits.
+    // by the spec; `start` (and the spec it points to) outlives the child's
+    // use of it, since init is suspended until the child execs or exits.
     let cmd = unsafe {
         libc::clone(
             command_entry,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (spec as *const ChildSpec).cast_mut().cast(),
+            (&start as *const CommandStart<'_>).cast_mut().cast(),
         )
     };
     if cmd == -1 {
@@ -430,7 +532,8 @@ fn init_main(spec: &ChildSpec) -> ! {
     // inherited from cordon goes: the report pipe (so cordon sees EOF there
     // once the command has exec'd), the command's stdio, and cordon's own
     // ends of the pipes (a stdin writer init kept open would keep a command
-    // reading its input to the end waiting forever).
+    // reading its input to the end waiting forever), and the pty's slave
+    // (the pty hangs up when the command's processes are gone).
     let keep = spec.status.as_ref().map_or(-1, |s| s.as_raw_fd());
     close_all_from(3, keep);
     init_loop(spec, cmd)
@@ -455,11 +558,44 @@ fn close_all_from(first: c_int, keep: c_int) {
     }
 }
 
+/// What init hands the command's process: the spec, and the pty slave it
+/// allocated (-1: none).
+struct CommandStart<'a> {
+    spec: &'a ChildSpec,
+    tty: c_int,
+}
+
+/// Opens a pty pair from the sandbox's `/dev/ptmx`, sizes it, sends the
+/// master to cordon and returns the slave (close-on-exec).
+fn allocate_pty(spec: &ChildSpec, channel: RawFd, (rows, cols): (u16, u16)) -> c_int {
+    let st = ChildStage::Terminal;
+    // SAFETY: a valid C string; integer flags.
+    let master = unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    check!(spec, st, TerminalStep::OpenPtmx as u32, master);
+    let unlock: c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a live local.
+    check!(spec, st, TerminalStep::SetUp as u32, unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &unlock) });
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from a live local.
+    check!(spec, st, TerminalStep::SetUp as u32, unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) });
+    // TIOCGPTPEER opens the slave of this very master, with no path lookup.
+    // SAFETY: integer arguments; it returns a new descriptor.
+    let slave = unsafe { libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    check!(spec, st, TerminalStep::SetUp as u32, slave);
+    if super::send_byte_with_fd(channel, master) == -1 {
+        fail(spec, st, TerminalStep::SendMaster as u32);
+    }
+    // SAFETY: cordon holds its own copy now; ours goes.
+    unsafe { libc::close(master) };
+    slave
+}
+
 /// Entry of the command's process (see `init_main`).
 extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
-    // SAFETY: `arg` is the `&ChildSpec` init passed to clone; init is
-    // suspended (CLONE_VFORK) and the spec lives in its memory, which we share.
-    let spec = unsafe { &*(arg as *const ChildSpec) };
+    // SAFETY: `arg` is the `&CommandStart` init passed to clone; init is
+    // suspended (CLONE_VFORK) and it lives in init's memory, which we share.
+    let start = unsafe { &*(arg as *const CommandStart<'_>) };
+    let spec = start.spec;
     // The command starts with no blocked signal, whatever cordon blocked.
     // SAFETY: plain data, initialised by sigemptyset before use.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -467,7 +603,7 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
     unsafe { libc::sigemptyset(&mut empty) };
     // SAFETY: valid sigset pointer.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
-    exec_command(spec)
+    exec_command(spec, start.tty)
 }
 
 fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
@@ -494,8 +630,9 @@ fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
                 }
             },
             s if s == spec.kill_request => kill_all_and_finish(spec, cmd),
-            // Termination requests go to every process of the run.
-            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
+            // Termination requests and job control go to every process of
+            // the run, once each, as a terminal signals its foreground group.
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT | libc::SIGTSTP | libc::SIGCONT => {
                 // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
                 unsafe { libc::kill(-1, sig) };
             }
@@ -675,11 +812,14 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
 }
 
 /// Applies the per-process restrictions in order and execs the command.
+/// `tty` is the pty slave init allocated (-1: none).
 ///
 /// Order matters: capabilities go before `no_new_privs` and Landlock (which
-/// needs one of the two), descriptors are marked close-on-exec before
-/// seccomp, and seccomp comes last so it may deny anything used above.
-fn exec_command(spec: &ChildSpec) -> ! {
+/// needs one of the two), the caller's terminal is reopened after Landlock
+/// (so the new descriptor is opened inside the domain), descriptors are
+/// marked close-on-exec before seccomp, and seccomp comes last so it may
+/// deny anything used above.
+fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
     // Rust ignores SIGPIPE; an ignored disposition survives exec.
     // SAFETY: resetting a disposition to default, no handler involved.
     if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
@@ -700,6 +840,11 @@ fn exec_command(spec: &ChildSpec) -> ! {
             };
             check!(spec, ChildStage::Stdio, 0, rc);
         }
+    }
+    match &spec.terminal {
+        ChildTerminal::Allocate { stderr, .. } if tty >= 0 => attach_pty(spec, tty, *stderr),
+        ChildTerminal::Given => make_controlling_terminal(spec),
+        _ => {}
     }
     if let Some(cwd) = &spec.cwd {
         // SAFETY: valid C string.
@@ -724,6 +869,9 @@ fn exec_command(spec: &ChildSpec) -> ! {
         let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), spec.landlock_flags) };
         check!(spec, ChildStage::LandlockRestrict, 0, rc);
     }
+    if let ChildTerminal::Detached { reopen } = &spec.terminal {
+        reopen_terminals(spec, reopen);
+    }
     // Only 0, 1 and 2 (and 3 when the spec gives one) reach the command,
     // whatever cordon inherited. The report pipe stays open until the exec
     // succeeds.
@@ -737,6 +885,54 @@ fn exec_command(spec: &ChildSpec) -> ! {
     // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
     unsafe { libc::execve(spec.exe.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr()) };
     fail(spec, ChildStage::Exec, 0)
+}
+
+/// Puts the pty slave on fds 0, 1 (and 2) and makes it the controlling
+/// terminal of a new session, whose only process group is then the pty's
+/// foreground group.
+fn attach_pty(spec: &ChildSpec, tty: c_int, stderr: PtyStderr) {
+    // SAFETY: setsid takes no arguments; this process is no group leader.
+    check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
+    let targets: &[c_int] = if stderr == PtyStderr::Pty { &[0, 1, 2] } else { &[0, 1] };
+    for target in targets {
+        // SAFETY: dup2 of the slave init opened onto 0..=2.
+        check!(spec, ChildStage::Stdio, 0, unsafe { libc::dup2(tty, *target) });
+    }
+    make_controlling_terminal(spec);
+}
+
+/// `TIOCSCTTY` on fd 0: the terminal there becomes this session's.
+fn make_controlling_terminal(spec: &ChildSpec) {
+    // SAFETY: TIOCSCTTY takes an integer (0: do not steal it from another session).
+    let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    check!(spec, ChildStage::Terminal, TerminalStep::ControllingTerminal as u32, rc);
+}
+
+/// Reopens each marked fd (the caller's terminal) through
+/// `/proc/self/fd/N` and puts the new descriptor in its place. Landlock
+/// computes a file's ioctl rights when it is opened: the new one, opened
+/// inside the domain, may be read and written but not controlled (the
+/// parent's rule for that terminal has no `IOCTL_DEV`).
+fn reopen_terminals(spec: &ChildSpec, reopen: &[bool; 3]) {
+    let paths = [c"/proc/self/fd/0", c"/proc/self/fd/1", c"/proc/self/fd/2"];
+    for (fd, path) in paths.iter().enumerate() {
+        if !reopen[fd] {
+            continue;
+        }
+        let fd = c_int::try_from(fd).unwrap_or(0);
+        let step = TerminalStep::Reopen as u32;
+        // SAFETY: F_GETFL on a descriptor we hold; no pointers.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        check!(spec, ChildStage::Terminal, step, flags);
+        let keep = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK);
+        // SAFETY: a valid C string; integer flags.
+        let new = unsafe { libc::open(path.as_ptr(), keep | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        check!(spec, ChildStage::Terminal, step, new);
+        // SAFETY: dup2 between descriptors we hold.
+        check!(spec, ChildStage::Terminal, step, unsafe { libc::dup2(new, fd) });
+        // SAFETY: our own descriptor, now duplicated onto `fd`.
+        unsafe { libc::close(new) };
+    }
 }
 
 fn drop_capabilities(spec: &ChildSpec) {
@@ -776,8 +972,17 @@ fn add_late_rule(spec: &ChildSpec, ruleset: RawFd, rule: &LateRule, i: u32) {
     const LANDLOCK_RULE_PATH_BENEATH: c_int = 1;
     // SAFETY: valid C string.
     let fd = unsafe { libc::open(rule.path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd == -1 && errno() == libc::ENOENT {
+        return; // not on this host (e.g. no /dev/pts): nothing to grant
+    }
     check!(spec, ChildStage::LandlockAddRule, i, fd);
-    let attr = PathBeneath { allowed_access: rule.access, parent_fd: fd };
+    // SAFETY: stat is plain data; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live local; `fd` is ours.
+    check!(spec, ChildStage::LandlockAddRule, i, unsafe { libc::fstat(fd, &mut st) });
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let access = if is_dir { rule.access } else { rule.file_access };
+    let attr = PathBeneath { allowed_access: access, parent_fd: fd };
     // SAFETY: `attr` is a live landlock_path_beneath_attr.
     let rc = unsafe {
         libc::syscall(

@@ -6,6 +6,7 @@
 //! module contains `unsafe`.
 
 pub mod child;
+pub mod tty;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -204,14 +205,21 @@ pub fn last_capability() -> libc::c_int {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63)
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP for this thread and returns a signalfd
-/// that reads them, so the supervisor can forward them to the run.
-pub fn block_termination_signals() -> io::Result<OwnedFd> {
+/// The signals the supervisor takes over while a run lasts: the requests to
+/// end it (forwarded to every process of the run), job control (`SIGTSTP`
+/// stops the run and then cordon; `SIGCONT` resumes both) and `SIGWINCH`
+/// (the caller's terminal changed size: the run's pty follows).
+pub const SUPERVISED_SIGNALS: [libc::c_int; 7] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGTSTP, libc::SIGCONT, libc::SIGWINCH];
+
+/// Blocks [`SUPERVISED_SIGNALS`] for this thread and returns a signalfd that
+/// reads them, so the supervisor can handle them in its loop.
+pub fn block_supervised_signals() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a live sigset.
     unsafe { libc::sigemptyset(&mut set) };
-    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for s in SUPERVISED_SIGNALS {
         // SAFETY: valid pointer, valid signal number.
         unsafe { libc::sigaddset(&mut set, s) };
     }
@@ -221,6 +229,13 @@ pub fn block_termination_signals() -> io::Result<OwnedFd> {
     let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }.into())?;
     // SAFETY: signalfd succeeded; the descriptor is ours alone.
     Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
+}
+
+/// Stops this process (`SIGSTOP` to itself) until a `SIGCONT`.
+pub fn stop_self() -> io::Result<()> {
+    let me = libc::pid_t::try_from(std::process::id()).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: kill with integer arguments; `me` is this process.
+    cvt(unsafe { libc::kill(me, libc::SIGSTOP) }.into()).map(drop)
 }
 
 /// Reads one pending signal number from a signalfd, if any.

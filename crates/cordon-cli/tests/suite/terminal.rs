@@ -1,0 +1,450 @@
+//! Terminals (issue 10 items 1–3, issue 9's terminal ioctls): one SIGINT per
+//! Ctrl-C, ptys inside the sandbox, interactive runs on a pty of the run's
+//! own, and what a sandbox can do to the caller's terminal with `--no-tty`.
+//! Every test drives cordon through a real pty ([`Pty`]) and checks the
+//! terminal from the host side.
+
+use std::time::Duration;
+
+use cordon_testkit::{
+    each_mode, kernel_support, poll_until, processes_with_argv, sandbox_modes, Mode, Pty, TestCommand,
+};
+
+use super::{cordon_bin, run_in, tool, unique_sleep_marker};
+
+/// Long enough for a loaded machine; returns as soon as the text shows.
+const SHOWS: Duration = Duration::from_secs(60);
+
+/// `setsid --ctty PROGRAM`: the program leads a new session whose
+/// controlling terminal is the pty on its stdin, as a login shell does.
+fn on_pty(program: &str) -> TestCommand {
+    let mut cmd = TestCommand::new(tool("/usr/bin/setsid"));
+    cmd.args(["--ctty", program]);
+    cmd
+}
+
+/// `cordon run --mode MODE` on a pty.
+fn cordon_on_pty(mode: Mode) -> TestCommand {
+    let mut cmd = on_pty(cordon_bin().to_str().expect("UTF-8 path"));
+    cmd.args(["run", "--mode", mode.as_str()]);
+    cmd
+}
+
+/// Counts the SIGINTs it receives, on the terminal on its fd 0 (which
+/// every variant has: the pty, or the run's own pty): `got N` as they
+/// come, then, once none came for half a second, `sigints N`, and it dies
+/// of SIGINT as an uncaught Ctrl-C would. Python's C-level handler writes
+/// one byte per delivery to the wakeup pipe, and the probe spins rather
+/// than sleeps: a signal to a running process is delivered at once, so
+/// duplicates sent microseconds apart are not merged into one pending
+/// signal while it sleeps.
+const SIGINT_COUNTER: &str = r#"
+import os, signal, time
+r, w = os.pipe()
+os.set_blocking(r, False)
+os.set_blocking(w, False)
+signal.signal(signal.SIGINT, lambda sig, frame: None)
+signal.set_wakeup_fd(w)
+n = 0
+def count():
+    global n
+    try:
+        n += len(os.read(r, 64))
+    except BlockingIOError:
+        return False
+    os.write(0, b"got %d\n" % n)
+    return True
+os.write(0, b"ready\n")
+while n == 0:
+    count()
+quiet_until = time.monotonic() + 0.5
+while time.monotonic() < quiet_until:
+    if count():
+        quiet_until = time.monotonic() + 0.5
+os.write(0, b"sigints %d\n" % n)
+signal.set_wakeup_fd(-1)
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.kill(os.getpid(), signal.SIGINT)
+"#;
+
+#[test]
+fn one_ctrl_c_delivers_one_sigint_and_ends_the_run_interrupted() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    // Control: without cordon, one Ctrl-C is one SIGINT...
+    let pty = Pty::open(24, 80);
+    let out = on_pty(python).args(["-c", SIGINT_COUNTER]).run_on_pty(&pty, |pty, _| {
+        assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+        pty.type_keys(b"\x03");
+    });
+    assert!(out.stdout.contains("sigints 1\r\n"), "control: {out}");
+    // ...and the counter does count a second one.
+    let pty = Pty::open(24, 80);
+    let out = on_pty(python).args(["-c", SIGINT_COUNTER]).run_on_pty(&pty, |pty, pid| {
+        assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+        let kill = || std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+        assert!(kill().success());
+        assert!(pty.wait_for("got 1", SHOWS), "{}", pty.transcript());
+        assert!(kill().success());
+    });
+    assert!(out.stdout.contains("sigints 2\r\n"), "control: two SIGINTs are counted as two\n{out}");
+
+    each_mode(sandbox_modes!(support), |mode| {
+        // The run's own pty (the default on a terminal), the caller's
+        // terminal without a pty, and captured output.
+        for extra in [&[][..], &["--no-tty"], &["--json"]] {
+            let pty = Pty::open(24, 80);
+            let out = cordon_on_pty(mode).args(extra).args(["--", python, "-c", SIGINT_COUNTER]).run_on_pty(
+                &pty,
+                |pty, _| {
+                    assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+                    pty.type_keys(b"\x03");
+                },
+            );
+            let what = format!("[{} {extra:?}]", mode.as_str());
+            assert!(out.stdout.contains("sigints 1\r\n"), "{what} one Ctrl-C must be one SIGINT\n{out}");
+            out.assert_code(130);
+            assert_eq!(out.audit[0]["outcome"], "INTERRUPTED", "{what}\n{out}");
+            if extra == ["--json"] {
+                let line = out.stdout.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{what} {out}"));
+                let result: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+                assert_eq!(result["error"]["code"], "INTERRUPTED", "{what}");
+                assert_eq!(result["exit"], serde_json::json!({"signal": 2}), "{what}");
+            }
+        }
+    });
+}
+
+/// The session and the controlling terminal (`tty_nr`, as encoded in
+/// `/proc/<pid>/stat`) of a host process.
+fn session_and_terminal(pid: u32) -> (u32, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    (fields[3].parse().unwrap(), fields[4].parse().unwrap())
+}
+
+#[test]
+fn the_sandbox_is_outside_the_callers_session_and_terminal() {
+    let support = kernel_support();
+    // Control: a program started from a shell on the pty is in the shell's
+    // session, with the pty as its controlling terminal; keys typed there
+    // signal it directly.
+    let marker = unique_sleep_marker();
+    let pty = Pty::open(24, 80);
+    on_pty("/bin/sh").args(["-c", &format!("sleep {marker}; true")]).run_on_pty(&pty, |pty, sh| {
+        let sleep = wait_for_process(&["sleep", &marker]);
+        assert_eq!(session_and_terminal(sleep), (sh, pty.device()), "control");
+        assert!(std::process::Command::new("kill").arg(sleep.to_string()).status().unwrap().success());
+    });
+    each_mode(sandbox_modes!(support), |mode| {
+        for extra in [&[][..], &["--no-tty"]] {
+            let marker = unique_sleep_marker();
+            let pty = Pty::open(24, 80);
+            let out = cordon_on_pty(mode).args(extra).args(["--", "sleep", &marker]).run_on_pty(&pty, |_, cordon| {
+                let sleep = wait_for_process(&["sleep", &marker]);
+                let (session, terminal) = session_and_terminal(sleep);
+                let what = format!("[{} {extra:?}]", mode.as_str());
+                // A terminal belongs to one session: in another one, the
+                // caller's cannot be the command's controlling terminal.
+                // (Device numbers do not tell devpts instances apart.)
+                assert_ne!(session, cordon, "{what} the command is in a session of its own");
+                if extra.is_empty() {
+                    assert_ne!(terminal, 0, "{what} its own pty is its controlling terminal");
+                } else {
+                    assert_eq!(terminal, 0, "{what} no controlling terminal at all");
+                }
+                assert!(std::process::Command::new("kill").arg(cordon.to_string()).status().unwrap().success());
+            });
+            out.assert_code(143);
+        }
+    });
+}
+
+/// The one host process whose argv is `argv`, once it exists.
+fn wait_for_process(argv: &[&str]) -> u32 {
+    let mut found = vec![];
+    poll_until(SHOWS, || {
+        found = processes_with_argv(argv);
+        found.len() == 1
+    });
+    assert_eq!(found.len(), 1, "{argv:?}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn a_plain_program_ended_by_ctrl_c_exits_130() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let pty = Pty::open(24, 80);
+        let out =
+            cordon_on_pty(mode).args(["--", "sh", "-c", "echo ready; exec sleep 60"]).run_on_pty(&pty, |pty, _| {
+                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+                pty.type_keys(b"\x03");
+            });
+        out.assert_code(130);
+        assert_eq!(out.audit[0]["outcome"], "INTERRUPTED", "[{}]\n{out}", mode.as_str());
+    });
+}
+
+#[test]
+fn on_a_terminal_the_command_gets_a_pty_of_the_run_and_with_no_tty_none() {
+    let support = kernel_support();
+    let probe = "tty; if [ -t 0 ] && [ -t 1 ]; then echo interactive; else echo not-interactive; fi";
+    // Control: without cordon, the program sees the pty it runs on.
+    let pty = Pty::open(24, 80);
+    let out = on_pty("/bin/sh").args(["-c", probe]).run_on_pty(&pty, |_, _| {});
+    assert!(out.stdout.contains("/dev/pts/") && out.stdout.contains("\r\ninteractive"), "control: {out}");
+    each_mode(sandbox_modes!(support), |mode| {
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(mode).args(["--", "sh", "-c", probe]).run_on_pty(&pty, |_, _| {});
+        out.assert_success();
+        // The first pty of the run's own devpts instance.
+        assert!(out.stdout.starts_with("/dev/pts/0\r\ninteractive\r\n"), "[{}] {out}", mode.as_str());
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(mode).args(["--no-tty", "--", "sh", "-c", probe]).run_on_pty(&pty, |_, _| {});
+        assert!(out.stdout.starts_with("not a tty\r\nnot-interactive\r\n"), "[{}] {out}", mode.as_str());
+    });
+}
+
+#[test]
+fn tty_forces_a_pty_with_piped_input_and_conflicts_with_json() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out =
+            run_in(mode).args(["--tty", "--", "sh", "-c", "tty; read line; echo got $line"]).stdin("hello\n").run();
+        out.assert_success();
+        // The pty echoes the input it is given, as a terminal does, before
+        // or after `tty` prints.
+        assert!(out.stdout.lines().any(|l| l == "/dev/pts/0"), "[{}] {out}", mode.as_str());
+        assert!(out.stdout.contains("got hello\r\n"), "[{}] {out}", mode.as_str());
+        // Control: without --tty, piped stdio is no terminal.
+        run_in(mode).args(["--", "tty"]).run().assert_code(1).assert_stdout_eq("not a tty\n");
+    });
+    super::cordon()
+        .args(["run", "--tty", "--json", "--", "true"])
+        .run()
+        .assert_code(125)
+        .assert_stderr_contains("'--tty' cannot be used with '--json'");
+}
+
+/// Prints its window size, then again after the first `SIGWINCH`.
+const WINDOW_SIZE: &str = r#"
+import fcntl, os, signal, struct, termios
+def size():
+    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(1, termios.TIOCGWINSZ, bytes(8)))
+    return b"%d %d" % (rows, cols)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
+os.write(1, b"start " + size() + b"\n")
+signal.sigwait({signal.SIGWINCH})
+os.write(1, b"resized " + size() + b"\n")
+"#;
+
+#[test]
+fn the_window_size_propagates_and_follows_resizes() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    // Control: without cordon, on the pty itself.
+    let pty = Pty::open(33, 101);
+    let out = on_pty(python).args(["-c", WINDOW_SIZE]).run_on_pty(&pty, |pty, _| {
+        assert!(pty.wait_for("start 33 101", SHOWS), "{}", pty.transcript());
+        pty.resize(40, 120);
+    });
+    assert!(out.stdout.contains("resized 40 120"), "control: {out}");
+    each_mode(sandbox_modes!(support), |mode| {
+        let pty = Pty::open(33, 101);
+        let out = cordon_on_pty(mode).args(["--", python, "-c", WINDOW_SIZE]).run_on_pty(&pty, |pty, _| {
+            assert!(pty.wait_for("start 33 101", SHOWS), "{}", pty.transcript());
+            pty.resize(40, 120);
+        });
+        out.assert_success();
+        assert!(out.stdout.contains("resized 40 120"), "[{}] {out}", mode.as_str());
+    });
+}
+
+#[test]
+fn the_callers_terminal_is_raw_during_a_tty_run_and_restored_however_it_ends() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        // Ended by the command itself; at the timeout; by a SIGTERM to cordon.
+        let endings: [(&[&str], i32); 3] = [(&[], 0), (&["--timeout-ms", "500"], 124), (&[], 143)];
+        for (i, (flags, code)) in endings.into_iter().enumerate() {
+            let pty = Pty::open(24, 80);
+            let before = pty.modes();
+            assert!(before.echoes(), "control: a fresh pty echoes");
+            let script = if i == 0 { "echo ready; read x" } else { "echo ready; exec sleep 60" };
+            let out = cordon_on_pty(mode).args(flags).args(["--", "sh", "-c", script]).run_on_pty(&pty, |pty, pid| {
+                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+                assert!(!pty.modes().echoes(), "[{m}] the caller's terminal is raw while the pty is relayed");
+                match i {
+                    0 => pty.type_keys(b"done\r"),
+                    2 => assert!(std::process::Command::new("kill").arg(pid.to_string()).status().unwrap().success()),
+                    _ => {}
+                }
+            });
+            out.assert_code(code);
+            assert_eq!(pty.modes(), before, "[{m}] ending {i}: the terminal's modes are restored\n{out}");
+        }
+    });
+}
+
+#[test]
+fn inside_a_pty_the_command_has_job_control_and_colours() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(mode)
+            .args([
+                "--",
+                tool("/usr/bin/bash"),
+                "--norc",
+                "-ic",
+                "echo flags=$-; sleep 0 & wait; ls --color=auto -d /usr",
+            ])
+            .run_on_pty(&pty, |_, _| {});
+        out.assert_success();
+        let flags = out.stdout.split("flags=").nth(1).unwrap_or_default().lines().next().unwrap_or_default();
+        assert!(flags.contains('m'), "[{}] job control (set -m) is on: {out}", mode.as_str());
+        assert!(!out.stdout.contains("no job control"), "[{}] {out}", mode.as_str());
+        assert!(out.stdout.contains("\x1b["), "[{}] ls colours its output on a terminal: {out}", mode.as_str());
+        // Control: with --no-tty, no terminal, no colours.
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(mode)
+            .args(["--no-tty", "--", "ls", "--color=auto", "-d", "/usr"])
+            .run_on_pty(&pty, |_, _| {});
+        assert!(out.stdout.contains("/usr") && !out.stdout.contains("\x1b["), "[{}] {out}", mode.as_str());
+    });
+}
+
+#[test]
+fn ptys_inside_the_sandbox_work_and_come_from_its_own_devpts() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let script = tool("/usr/bin/script");
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        run_in(mode).args(["--", python, "-c", "import pty; pty.spawn('/bin/true')"]).run().assert_success();
+        run_in(mode).args(["--", script, "-qc", "true", "/dev/null"]).run().assert_success();
+        run_in(mode)
+            .args(["--", script, "-qc", "echo inside a pty", "/dev/null"])
+            .run()
+            .assert_success()
+            .assert_stdout_contains("inside a pty");
+        // Its own instance: none of the host's ptys is there, and the
+        // first one it opens is number 0.
+        let out = run_in(mode)
+            .args([
+                "--",
+                python,
+                "-c",
+                "import os; print(os.listdir('/dev/pts')); m, s = os.openpty(); print(os.ttyname(s))",
+            ])
+            .run();
+        out.assert_success().assert_stdout_eq("['ptmx']\n/dev/pts/0\n");
+        assert!(std::fs::read_dir("/dev/pts").unwrap().count() > 1, "[{m}] control: the host has ptys of its own");
+    });
+}
+
+#[test]
+fn with_no_tty_the_callers_terminal_can_be_read_and_written() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(mode)
+            .args(["--no-tty", "--", "sh", "-c", "echo ready; read x; echo got $x >&2"])
+            .run_on_pty(&pty, |pty, _| {
+                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+                pty.type_keys(b"hello\n");
+            });
+        out.assert_success();
+        assert!(out.stdout.contains("got hello"), "[{}] {out}", mode.as_str());
+    });
+}
+
+/// Tries to change the terminal on fds 0–2 and to reach it other ways;
+/// prints one `name result` line per attempt (`ok` or the errno name).
+const TERMINAL_ATTACKS: &str = r##"
+import errno, fcntl, os, struct, termios
+no_echo = struct.pack("<IIIIB19s", termios.ICRNL, termios.OPOST | termios.ONLCR,
+                      termios.B38400 | termios.CS8 | termios.CREAD, termios.ISIG, 0,
+                      bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0]))
+def attempt(name, f):
+    try:
+        f()
+        result = "ok"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    os.write(2, b"%s %s\n" % (name.encode(), result.encode()))
+for fd in (0, 1, 2):
+    attempt("fd%d-TIOCSTI" % fd, lambda: fcntl.ioctl(fd, termios.TIOCSTI, b"#"))
+    attempt("fd%d-TCSETS" % fd, lambda: fcntl.ioctl(fd, termios.TCSETS, no_echo))
+    attempt("fd%d-TIOCSWINSZ" % fd, lambda: fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 1, 1, 0, 0)))
+    attempt("fd%d-TIOCSPGRP" % fd, lambda: fcntl.ioctl(fd, termios.TIOCSPGRP, struct.pack("i", os.getpgrp())))
+    attempt("fd%d-TIOCEXCL" % fd, lambda: fcntl.ioctl(fd, termios.TIOCEXCL))
+    attempt("fd%d-TCFLSH" % fd, lambda: fcntl.ioctl(fd, termios.TCFLSH, termios.TCIFLUSH))
+    attempt("fd%d-TCGETS" % fd, lambda: fcntl.ioctl(fd, termios.TCGETS, bytes(60)))
+def reopened(path):
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 2, 2, 0, 0))
+attempt("dev-tty", lambda: reopened("/dev/tty"))
+attempt("proc-self-fd", lambda: reopened("/proc/self/fd/0"))
+attempt("proc-init-fd", lambda: reopened("/proc/1/fd/0"))
+attempt("TIOCSCTTY", lambda: (os.setsid(), fcntl.ioctl(0, termios.TIOCSCTTY, 0)))
+"##;
+
+fn attack_results(transcript: &str) -> Vec<(String, String)> {
+    transcript
+        .lines()
+        .filter_map(|l| l.trim_end().split_once(' '))
+        .filter(|(name, _)| {
+            name.starts_with("fd") || ["dev-tty", "proc-self-fd", "proc-init-fd", "TIOCSCTTY"].contains(name)
+        })
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect()
+}
+
+#[test]
+fn with_no_tty_the_sandbox_cannot_change_the_callers_terminal() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    // Control: a program holding the terminal changes it (modes, size,
+    // exclusive mode, pushed input), and /dev/tty reaches it.
+    let pty = Pty::open(24, 80);
+    let out = on_pty(python).args(["-c", TERMINAL_ATTACKS]).run_on_pty(&pty, |_, _| {});
+    let results = attack_results(&out.stdout);
+    for name in ["fd0-TCSETS", "fd0-TIOCSWINSZ", "fd0-TIOCEXCL", "dev-tty"] {
+        assert!(results.contains(&(name.into(), "ok".into())), "control: {name}\n{out}");
+    }
+    assert!(!pty.modes().echoes() && pty.window_size().rows == 2 && pty.is_exclusive(), "control: {out}");
+
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let pty = Pty::open(24, 80);
+        let (modes, size) = (pty.modes(), pty.window_size());
+        let out =
+            cordon_on_pty(mode).args(["--no-tty", "--", python, "-c", TERMINAL_ATTACKS]).run_on_pty(&pty, |_, _| {});
+        out.assert_success();
+        // Host side: nothing changed.
+        assert_eq!(pty.modes(), modes, "[{m}] the terminal's modes\n{out}");
+        assert_eq!(pty.window_size(), size, "[{m}] the terminal's size\n{out}");
+        assert!(!pty.is_exclusive(), "[{m}] exclusive mode\n{out}");
+        assert_eq!(pty.input_pending(), 0, "[{m}] input pushed into the terminal\n{out}");
+        // And what the sandbox saw: seccomp refuses TIOCSTI first; every
+        // other ioctl on the reopened terminal meets Landlock's missing
+        // IOCTL_DEV; the other ways to the terminal do not exist there.
+        let results = attack_results(&out.stdout);
+        assert_eq!(results.len(), 25, "[{m}] {out}");
+        for (name, result) in &results {
+            let expected = match name.as_str() {
+                n if n.ends_with("TIOCSTI") => "EPERM",
+                n if n.starts_with("fd") => "EACCES",
+                "dev-tty" => "ENXIO",
+                "proc-self-fd" => "EACCES",
+                "proc-init-fd" => "ENOENT",
+                _ => "EACCES", // TIOCSCTTY, from a new session
+            };
+            assert_eq!(result, expected, "[{m}] {name}\n{out}");
+        }
+    });
+}

@@ -1,0 +1,145 @@
+//! Terminals: pseudo-terminal pairs, terminal modes and window sizes, for
+//! cordon's side of an interactive run (the pty relay) and for tests that
+//! drive cordon through a real pty.
+//!
+//! The sandbox's own pty is allocated by init inside the sandbox (see
+//! [`super::child`]); [`open_pty`] here allocates from the caller's
+//! `/dev/ptmx`, which only dev mode and tests use.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::cvt;
+
+/// A terminal's size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl WindowSize {
+    /// The size a terminal gets when no other is known.
+    pub const DEFAULT: WindowSize = WindowSize { rows: 24, cols: 80 };
+}
+
+/// `TIOCGWINSZ`: the window size of the terminal `fd`.
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<WindowSize> {
+    // SAFETY: winsize is plain data; the kernel fills it.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) }.into())?;
+    Ok(WindowSize { rows: ws.ws_row, cols: ws.ws_col })
+}
+
+/// `TIOCSWINSZ`: sets the window size of the terminal `fd` (on a pty
+/// master, the kernel then sends `SIGWINCH` to the slave's foreground
+/// process group).
+pub fn set_window_size(fd: BorrowedFd<'_>, size: WindowSize) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }.into()).map(drop)
+}
+
+/// A terminal's modes (`struct termios`).
+#[derive(Clone, Copy)]
+pub struct Modes(libc::termios);
+
+impl std::fmt::Debug for Modes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Modes")
+            .field("iflag", &self.0.c_iflag)
+            .field("oflag", &self.0.c_oflag)
+            .field("cflag", &self.0.c_cflag)
+            .field("lflag", &self.0.c_lflag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Modes {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        (a.c_iflag, a.c_oflag, a.c_cflag, a.c_lflag, a.c_line, a.c_cc)
+            == (b.c_iflag, b.c_oflag, b.c_cflag, b.c_lflag, b.c_line, b.c_cc)
+    }
+}
+
+impl Modes {
+    /// `tcgetattr`: the modes of the terminal `fd`; `ENOTTY` when it is none.
+    pub fn of(fd: BorrowedFd<'_>) -> io::Result<Modes> {
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a live local of the right type.
+        cvt(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }.into())?;
+        Ok(Modes(t))
+    }
+
+    /// These modes made raw (`cfmakeraw`): no echo, no line editing, no
+    /// signals from keys, no output processing.
+    pub fn raw(&self) -> Modes {
+        let mut t = self.0;
+        // SAFETY: cfmakeraw only edits the structure it is given.
+        unsafe { libc::cfmakeraw(&mut t) };
+        Modes(t)
+    }
+
+    /// Whether the terminal echoes input (`ECHO`).
+    pub fn echoes(&self) -> bool {
+        self.0.c_lflag & libc::ECHO != 0
+    }
+
+    /// `tcsetattr(TCSADRAIN)`: applies these modes to `fd` once its pending
+    /// output is written.
+    pub fn apply(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: reads the live termios behind `self`.
+        cvt(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSADRAIN, &self.0) }.into()).map(drop)
+    }
+}
+
+/// A new pseudo-terminal pair from this mount namespace's `/dev/ptmx`:
+/// `(master, slave)`, both close-on-exec, the slave not made anyone's
+/// controlling terminal.
+pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: a valid C string; the flags are plain integers.
+    let fd = cvt(unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) }.into())?;
+    // SAFETY: open succeeded; the descriptor is ours alone.
+    let master = unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(fd).unwrap_or(-1)) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a live local.
+    cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) }.into())?;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor.
+    let peer =
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let peer = cvt(peer.into())?;
+    // SAFETY: the ioctl returned a new descriptor that is ours alone.
+    let slave = unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(peer).unwrap_or(-1)) };
+    Ok((master, slave))
+}
+
+/// The number of the pty behind a master (`TIOCGPTN`): its slave is
+/// `/dev/pts/<n>` in the devpts instance it came from.
+pub fn pty_number(master: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int to a live local.
+    cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) }.into())?;
+    Ok(n)
+}
+
+/// `TIOCGEXCL`: whether the terminal is in exclusive mode (`TIOCEXCL`:
+/// further opens fail with `EBUSY`, except for root).
+pub fn is_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: TIOCGEXCL writes one int to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGEXCL, &mut v) }.into())?;
+    Ok(v != 0)
+}
+
+/// `FIONREAD` on a terminal: bytes of input waiting to be read.
+pub fn input_pending(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut v) }.into())?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}

@@ -1,0 +1,230 @@
+//! Interactive runs: the command's own pty, relayed to the caller's
+//! terminal (as `docker run -t` and `ssh -t` do), and the caller's terminal
+//! put in raw mode meanwhile and always restored.
+//!
+//! The pty is allocated inside the sandbox, from its own devpts instance
+//! (see `cordon_core::sys::child`); cordon holds only the master. Keys reach
+//! the command as bytes: Ctrl-C becomes a `SIGINT` from the pty's line
+//! discipline to the command's foreground process group, once. The caller's
+//! terminal is never passed into the sandbox, so nothing inside can change
+//! its modes, its size or its foreground process group, or push input into
+//! it (`TIOCSTI`).
+//!
+//! # Bounds
+//!
+//! Input waiting for the pty is at most [`RELAY_BUFFER`] bytes (cordon stops
+//! reading its stdin until the pty takes them); output is written to
+//! cordon's stdout as it arrives, blocking while the caller's terminal (or
+//! whatever reads cordon's stdout) is not ready.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use cordon_core::enforce::{PtyRequest, PtyStderr, WindowSize};
+use cordon_core::plan::TerminalUse;
+use cordon_core::sys;
+use cordon_core::sys::tty::Modes;
+
+use crate::runner::{Capture, Input, RunRequest};
+
+/// Whether the command gets a terminal of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tty {
+    /// No: it gets cordon's stdin, stdout and stderr as they are. Where one
+    /// of them is the caller's terminal, the command may read and write it
+    /// but not control it (see `cordon_core::plan::TerminalPlan`).
+    #[default]
+    Off,
+    /// A pty of the sandbox's own on its stdin and stdout (and stderr, when
+    /// cordon's stderr is a terminal), relayed to cordon's stdin and stdout;
+    /// the caller's terminal, if stdin is one, is in raw mode meanwhile.
+    /// Needs [`Capture::PassThrough`] and [`Input::Inherit`].
+    Relay,
+}
+
+/// Most bytes of input cordon holds for the pty.
+pub const RELAY_BUFFER: usize = 64 * 1024;
+
+/// What the plan needs to know about the command's stdio.
+pub(crate) fn terminal_use(req: &RunRequest) -> TerminalUse {
+    match req.tty {
+        Tty::Relay => TerminalUse::Pty,
+        Tty::Off => TerminalUse::Caller([
+            req.stdin == Input::Inherit && io::stdin().is_terminal(),
+            req.capture == Capture::PassThrough && io::stdout().is_terminal(),
+            req.capture == Capture::PassThrough && io::stderr().is_terminal(),
+        ]),
+    }
+}
+
+/// The pty the command gets: the caller's window size, stderr on the pty
+/// only when cordon's own stderr is a terminal (so `2>file` still works).
+pub(crate) fn pty_request() -> PtyRequest {
+    let stderr = if io::stderr().is_terminal() { PtyStderr::Pty } else { PtyStderr::Inherit };
+    PtyRequest { size: caller_window_size().unwrap_or(WindowSize::DEFAULT), stderr }
+}
+
+/// The size of the caller's terminal: the first of cordon's stdin, stdout
+/// and stderr that is one.
+fn caller_window_size() -> Option<WindowSize> {
+    let size = |fd: std::os::fd::BorrowedFd<'_>| sys::tty::window_size(fd).ok();
+    size(io::stdin().as_fd()).or_else(|| size(io::stdout().as_fd())).or_else(|| size(io::stderr().as_fd()))
+}
+
+/// The modes of cordon's stdin before it went raw, for the panic hook.
+static SAVED: Mutex<Option<Modes>> = Mutex::new(None);
+
+fn restore_saved() {
+    let saved = SAVED.lock().map(|s| *s).unwrap_or_else(|p| *p.into_inner());
+    if let Some(modes) = saved {
+        let _ = modes.apply(io::stdin().as_fd());
+    }
+}
+
+/// cordon's stdin (a terminal) in raw mode; its modes come back when this
+/// is dropped, when cordon stops for job control ([`RawMode::suspend`]),
+/// and when cordon panics (a hook restores them before the panic is
+/// reported; release builds then abort without unwinding).
+pub(crate) struct RawMode {
+    saved: Modes,
+}
+
+impl RawMode {
+    /// Puts stdin in raw mode, when it is a terminal.
+    pub(crate) fn enter() -> io::Result<Option<RawMode>> {
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return Ok(None);
+        }
+        let saved = Modes::of(stdin.as_fd())?;
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_saved();
+                previous(info);
+            }));
+        });
+        *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved);
+        saved.raw().apply(stdin.as_fd())?;
+        Ok(Some(RawMode { saved }))
+    }
+
+    /// Gives the terminal its modes back (before cordon stops).
+    pub(crate) fn suspend(&self) {
+        let _ = self.saved.apply(io::stdin().as_fd());
+    }
+
+    /// Raw again (after cordon continued).
+    pub(crate) fn resume(&self) {
+        let _ = self.saved.raw().apply(io::stdin().as_fd());
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        self.suspend();
+        *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The relay between cordon's stdin/stdout and the pty's master.
+pub(crate) struct Relay {
+    master: File,
+    input: Option<File>,
+    output: File,
+    /// Input not yet taken by the pty.
+    pending: Vec<u8>,
+    master_open: bool,
+}
+
+impl Relay {
+    /// Relays `master` (made non-blocking) to duplicates of cordon's stdin
+    /// and stdout.
+    pub(crate) fn new(master: OwnedFd) -> io::Result<Relay> {
+        sys::set_nonblocking(master.as_fd())?;
+        Ok(Relay {
+            master: File::from(master),
+            input: Some(File::from(io::stdin().as_fd().try_clone_to_owned()?)),
+            output: File::from(io::stdout().as_fd().try_clone_to_owned()?),
+            pending: vec![],
+            master_open: true,
+        })
+    }
+
+    /// cordon's stdin, while the relay wants to read it.
+    pub(crate) fn input_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.input.as_ref().filter(|_| self.pending.len() < RELAY_BUFFER && self.master_open).map(|f| f.as_fd())
+    }
+
+    /// The master and the events to wait for on it.
+    pub(crate) fn master_poll(&self) -> Option<(std::os::fd::BorrowedFd<'_>, libc::c_short)> {
+        let events = if self.pending.is_empty() { libc::POLLIN } else { libc::POLLIN | libc::POLLOUT };
+        self.master_open.then(|| (self.master.as_fd(), events))
+    }
+
+    /// Reads cordon's stdin into the pending input. At its end: a terminal
+    /// hung up, so nothing more is read; anything else (`--tty` with piped
+    /// input) gets the pty's end-of-file character (`^D`), which a program
+    /// reading the pty in canonical mode sees as the end of its input.
+    pub(crate) fn read_input(&mut self, buf: &mut [u8]) {
+        let Some(input) = &mut self.input else { return };
+        let room = RELAY_BUFFER.saturating_sub(self.pending.len()).min(buf.len());
+        match input.read(&mut buf[..room]) {
+            Ok(0) | Err(_) => {
+                if !input.is_terminal() {
+                    self.pending.push(0x04);
+                }
+                self.input = None;
+            }
+            Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+        }
+        self.write_pending();
+    }
+
+    /// Moves pending input into the pty, as far as it takes it.
+    pub(crate) fn write_pending(&mut self) {
+        while !self.pending.is_empty() {
+            match self.master.write(&self.pending) {
+                Ok(n) => drop(self.pending.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Copies what the pty has to cordon's stdout. Returns false once the
+    /// pty hung up (every process of the run closed it).
+    pub(crate) fn read_output(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            match self.master.read(buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if self.output.write_all(&buf[..n]).is_err() {
+                        // Nobody reads cordon's stdout any more; keep
+                        // draining so the command is not blocked on it.
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break, // EIO: the slave side is closed everywhere
+            }
+        }
+        self.master_open = false;
+        false
+    }
+
+    /// Gives the pty the caller's window size; the kernel sends `SIGWINCH`
+    /// to the command's foreground process group when it changed.
+    pub(crate) fn follow_window_size(&self) {
+        if let Some(size) = caller_window_size() {
+            let _ = sys::tty::set_window_size(self.master.as_fd(), size);
+        }
+    }
+}
