@@ -202,24 +202,9 @@ impl TestCommand {
         self.cmd.stdin(pty.stdio()).stdout(pty.stdio()).stderr(pty.stdio());
         let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
         interact(pty, child.id());
-        let mut status = None;
-        let finished = poll_until(WATCHDOG, || {
-            status = child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
-            status.is_some()
-        });
-        if !finished {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command} still ran after {WATCHDOG:?}; killed it\n{}", pty.transcript());
-        }
+        let status = wait_or_kill(&mut child, &command, || pty.transcript());
         pty.settle();
-        let mut outcome = Outcome {
-            command,
-            status: status.expect("finished means a status"),
-            stdout: pty.transcript(),
-            stderr: String::new(),
-            audit: vec![],
-        };
+        let mut outcome = Outcome { command, status, stdout: pty.transcript(), stderr: String::new(), audit: vec![] };
         outcome.audit = self.check_audit(&log, before, &outcome);
         outcome
     }
@@ -313,22 +298,13 @@ impl TestCommand {
         });
         let stdout = drain(child.stdout.take().expect("stdout is piped"));
         let stderr = drain(child.stderr.take().expect("stderr is piped"));
-        let mut status = None;
-        let finished = poll_until(WATCHDOG, || {
-            status = child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
-            status.is_some()
-        });
-        if !finished {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command} still ran after {WATCHDOG:?}; killed it (is the sandbox hung?)");
-        }
+        let status = wait_or_kill(&mut child, &command, String::new);
         if let Some(feeder) = feeder {
             let _ = feeder.join();
         }
         Outcome {
             command,
-            status: status.expect("finished means a status"),
+            status,
             stdout: stdout.join().expect("stdout reader panicked"),
             stderr: stderr.join().expect("stderr reader panicked"),
             audit: vec![],
@@ -348,6 +324,22 @@ impl Drop for TestCommand {
             let _ = std::fs::remove_dir_all(state);
         }
     }
+}
+
+/// Waits for `child` up to the watchdog; past it, kills it and panics with
+/// `seen` (what it printed so far, where the caller has it).
+fn wait_or_kill(child: &mut Child, command: &str, seen: impl Fn() -> String) -> ExitStatus {
+    let mut status = None;
+    let finished = poll_until(WATCHDOG, || {
+        status = child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
+        status.is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command} still ran after {WATCHDOG:?}; killed it (is the sandbox hung?)\n{}", seen());
+    }
+    status.expect("finished means a status")
 }
 
 fn count_lines(path: &Path) -> usize {

@@ -63,6 +63,30 @@ impl Pty {
         f.write_all(keys).unwrap_or_else(|e| panic!("cannot type on the pty: {e}"));
     }
 
+    /// Waits (up to a minute) until `shown` is on the screen, then types
+    /// `keys`.
+    ///
+    /// # Panics
+    ///
+    /// When `shown` never shows, with the transcript.
+    pub fn type_after(&self, shown: &str, keys: &[u8]) {
+        self.expect(shown);
+        self.type_keys(keys);
+    }
+
+    /// Waits (up to a minute) until `shown` is on the screen.
+    ///
+    /// # Panics
+    ///
+    /// When it never shows, with the transcript.
+    pub fn expect(&self, shown: &str) {
+        assert!(
+            self.wait_for(shown, Duration::from_secs(60)),
+            "{shown:?} never showed on the pty:\n{}",
+            self.transcript()
+        );
+    }
+
     /// Everything printed on the pty so far (lossy UTF-8).
     pub fn transcript(&self) -> String {
         String::from_utf8_lossy(&self.seen.lock().unwrap_or_else(|p| p.into_inner())).into_owned()

@@ -73,18 +73,15 @@ fn one_ctrl_c_delivers_one_sigint_and_ends_the_run_interrupted() {
     let python = tool("/usr/bin/python3");
     // Control: without cordon, one Ctrl-C is one SIGINT...
     let pty = Pty::open(24, 80);
-    let out = on_pty(python).args(["-c", SIGINT_COUNTER]).run_on_pty(&pty, |pty, _| {
-        assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
-        pty.type_keys(b"\x03");
-    });
+    let out = on_pty(python).args(["-c", SIGINT_COUNTER]).run_on_pty(&pty, |pty, _| pty.type_after("ready", b"\x03"));
     assert!(out.stdout.contains("sigints 1\r\n"), "control: {out}");
     // ...and the counter does count a second one.
     let pty = Pty::open(24, 80);
     let out = on_pty(python).args(["-c", SIGINT_COUNTER]).run_on_pty(&pty, |pty, pid| {
-        assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+        pty.expect("ready");
         let kill = || std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
         assert!(kill().success());
-        assert!(pty.wait_for("got 1", SHOWS), "{}", pty.transcript());
+        pty.expect("got 1");
         assert!(kill().success());
     });
     assert!(out.stdout.contains("sigints 2\r\n"), "control: two SIGINTs are counted as two\n{out}");
@@ -94,13 +91,10 @@ fn one_ctrl_c_delivers_one_sigint_and_ends_the_run_interrupted() {
         // terminal without a pty, and captured output.
         for extra in [&[][..], &["--no-tty"], &["--json"]] {
             let pty = Pty::open(24, 80);
-            let out = cordon_on_pty(mode).args(extra).args(["--", python, "-c", SIGINT_COUNTER]).run_on_pty(
-                &pty,
-                |pty, _| {
-                    assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
-                    pty.type_keys(b"\x03");
-                },
-            );
+            let out = cordon_on_pty(mode)
+                .args(extra)
+                .args(["--", python, "-c", SIGINT_COUNTER])
+                .run_on_pty(&pty, |pty, _| pty.type_after("ready", b"\x03"));
             let what = format!("[{} {extra:?}]", mode.as_str());
             assert!(out.stdout.contains("sigints 1\r\n"), "{what} one Ctrl-C must be one SIGINT\n{out}");
             out.assert_code(130);
@@ -177,11 +171,9 @@ fn a_plain_program_ended_by_ctrl_c_exits_130() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
         let pty = Pty::open(24, 80);
-        let out =
-            cordon_on_pty(mode).args(["--", "sh", "-c", "echo ready; exec sleep 60"]).run_on_pty(&pty, |pty, _| {
-                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
-                pty.type_keys(b"\x03");
-            });
+        let out = cordon_on_pty(mode)
+            .args(["--", "sh", "-c", "echo ready; exec sleep 60"])
+            .run_on_pty(&pty, |pty, _| pty.type_after("ready", b"\x03"));
         out.assert_code(130);
         assert_eq!(out.audit[0]["outcome"], "INTERRUPTED", "[{}]\n{out}", mode.as_str());
     });
@@ -247,14 +239,14 @@ fn the_window_size_propagates_and_follows_resizes() {
     // Control: without cordon, on the pty itself.
     let pty = Pty::open(33, 101);
     let out = on_pty(python).args(["-c", WINDOW_SIZE]).run_on_pty(&pty, |pty, _| {
-        assert!(pty.wait_for("start 33 101", SHOWS), "{}", pty.transcript());
+        pty.expect("start 33 101");
         pty.resize(40, 120);
     });
     assert!(out.stdout.contains("resized 40 120"), "control: {out}");
     each_mode(sandbox_modes!(support), |mode| {
         let pty = Pty::open(33, 101);
         let out = cordon_on_pty(mode).args(["--", python, "-c", WINDOW_SIZE]).run_on_pty(&pty, |pty, _| {
-            assert!(pty.wait_for("start 33 101", SHOWS), "{}", pty.transcript());
+            pty.expect("start 33 101");
             pty.resize(40, 120);
         });
         out.assert_success();
@@ -275,7 +267,7 @@ fn the_callers_terminal_is_raw_during_a_tty_run_and_restored_however_it_ends() {
             assert!(before.echoes(), "control: a fresh pty echoes");
             let script = if i == 0 { "echo ready; read x" } else { "echo ready; exec sleep 60" };
             let out = cordon_on_pty(mode).args(flags).args(["--", "sh", "-c", script]).run_on_pty(&pty, |pty, pid| {
-                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
+                pty.expect("ready");
                 assert!(!pty.modes().echoes(), "[{m}] the caller's terminal is raw while the pty is relayed");
                 match i {
                     0 => pty.type_keys(b"done\r"),
@@ -353,10 +345,7 @@ fn with_no_tty_the_callers_terminal_can_be_read_and_written() {
         let pty = Pty::open(24, 80);
         let out = cordon_on_pty(mode)
             .args(["--no-tty", "--", "sh", "-c", "echo ready; read x; echo got $x >&2"])
-            .run_on_pty(&pty, |pty, _| {
-                assert!(pty.wait_for("ready", SHOWS), "{}", pty.transcript());
-                pty.type_keys(b"hello\n");
-            });
+            .run_on_pty(&pty, |pty, _| pty.type_after("ready", b"hello\n"));
         out.assert_success();
         assert!(out.stdout.contains("got hello"), "[{}] {out}", mode.as_str());
     });
