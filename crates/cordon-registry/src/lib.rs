@@ -88,7 +88,7 @@ use trust::TrustStore;
 use verify::StampCache;
 
 /// The variable naming cordon's home (state and installed plugins).
-pub const HOME_ENV: &str = "CORDON_HOME";
+pub const HOME_ENV: &str = cordon_core::state::HOME_ENV;
 
 /// Whether an update that widens permissions is approved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -472,12 +472,11 @@ pub struct Registry {
 
 impl Registry {
     /// `$CORDON_HOME`, else `$XDG_DATA_HOME/cordon`, else
-    /// `~/.local/share/cordon` (absolute values only).
+    /// `~/.local/share/cordon` (absolute values only): cordon's home, which
+    /// every sandbox is kept out of (`cordon_core::state`), except for a
+    /// plugin's own folder while it runs.
     pub fn default_home() -> Option<PathBuf> {
-        let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
-        abs(std::env::var_os(HOME_ENV))
-            .or_else(|| abs(std::env::var_os("XDG_DATA_HOME")).map(|d| d.join("cordon")))
-            .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon")))
+        cordon_core::state::home_dir()
     }
 
     /// Opens the registry at [`Registry::default_home`].

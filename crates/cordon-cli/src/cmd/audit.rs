@@ -188,7 +188,7 @@ fn line(r: &AuditRecord) -> String {
 /// even a bad flag leaves a record.
 pub struct Session {
     trail: AuditTrail,
-    subject: Subject,
+    subject: std::cell::RefCell<Subject>,
     trace: TraceParent,
     request_id: String,
     mode: Option<Mode>,
@@ -217,7 +217,7 @@ impl Session {
         subject.trace_id = trace.trace_id_hex();
         Ok(Session {
             trail,
-            subject,
+            subject: std::cell::RefCell::new(subject),
             trace,
             request_id: cordon::new_request_id(),
             mode: mode.and_then(|m| m.parse().ok()),
@@ -229,7 +229,7 @@ impl Session {
     pub fn run(&self, req: &mut RunRequest) -> ExecutionResult {
         req.request_id = Some(self.request_id.clone());
         self.recorded.set(true);
-        audit::run_audited(req, &self.trail, &self.subject)
+        audit::run_audited(req, &self.trail, &self.subject.borrow())
     }
 
     /// Runs a handler, which records itself (`cordon exec`).
@@ -237,6 +237,7 @@ impl Session {
         req.request_id = Some(self.request_id.clone());
         req.traceparent = Some(self.trace.to_string());
         req.audit = Some(self.trail.clone());
+        req.audit_subject = self.subject.borrow().clone();
         self.recorded.set(true);
         cordon::run_handler(req)
     }
@@ -246,20 +247,32 @@ impl Session {
     pub fn finish(&self, outcome: Result<i32>) -> Result<i32> {
         if let Err(e) = &outcome {
             if !self.recorded.get() {
-                let message = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
-                let result =
-                    ExecutionResult::unstarted(&self.request_id, self.mode.unwrap_or(Mode::Container), message);
-                let host_env: Vec<(String, String)> = std::env::vars().collect();
-                let secrets = audit::host_secret_values(&host_env);
-                let ending = result.audit_ending("");
-                if let Err(ae) =
-                    self.trail.record_unstarted(&self.subject, &self.request_id, self.mode, ending, &secrets)
-                {
-                    render::message("warning", &ae.render());
-                }
+                self.record_unstarted(e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
             }
         }
         outcome
+    }
+
+    /// Adds what became known before the run (an installed plugin's id
+    /// and provenance) to the record.
+    pub fn amend_subject(&self, f: impl FnOnce(&mut Subject)) {
+        f(&mut self.subject.borrow_mut());
+    }
+
+    /// Records a run that was refused before it started (`SETUP_FAILED`,
+    /// with `message`) and returns its result.
+    pub fn record_unstarted(&self, message: String) -> ExecutionResult {
+        self.recorded.set(true);
+        let result = ExecutionResult::unstarted(&self.request_id, self.mode.unwrap_or(Mode::Container), message);
+        let host_env: Vec<(String, String)> = std::env::vars().collect();
+        let secrets = audit::host_secret_values(&host_env);
+        let ending = result.audit_ending("");
+        if let Err(ae) =
+            self.trail.record_unstarted(&self.subject.borrow(), &self.request_id, self.mode, ending, &secrets)
+        {
+            render::message("warning", &ae.render());
+        }
+        result
     }
 }
 

@@ -1,8 +1,6 @@
 //! `cordon check`: validate a plugin and show how this host enforces each
 //! permission and quota it declares.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use clap::Args;
 use cordon::plugin::{CheckEntry, PluginCheck};
@@ -14,12 +12,13 @@ use crate::render;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Exit status: 0 when `cordon exec` would run the plugin here; 125 when the manifest is invalid \
-or an entry cannot be enforced or granted on this host (the ledger says which and why)."
+or an entry cannot be enforced or granted on this host (the ledger says which and why); 1 when the registry \
+refuses an installed plugin (not installed, disabled, invalid or modified)."
 )]
 pub struct CheckArgs {
-    /// The plugin folder (holding cordon.toml).
-    #[arg(value_name = "PLUGIN")]
-    plugin: PathBuf,
+    /// An installed plugin (`@scope/name`, verified first) or a plugin folder (holding cordon.toml).
+    #[arg(value_name = "ID|DIR")]
+    plugin: String,
     /// Check for this tier. Default: the one `cordon exec` would choose.
     #[arg(long, value_name = "container|process|dev")]
     mode: Option<String>,
@@ -33,7 +32,16 @@ pub struct CheckArgs {
 }
 
 pub fn run(a: CheckArgs) -> Result<i32> {
-    let req = super::exec::request(&a.plugin, "", a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    let dir = match super::exec::resolve(&a.plugin) {
+        Ok(super::exec::Target::Folder(dir)) => dir,
+        Ok(super::exec::Target::Installed(loaded)) => loaded.dir,
+        Err(e) => {
+            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+            render::message("refused", &format!("cannot check {}: {e}{hint}", a.plugin));
+            return Ok(1);
+        }
+    };
+    let req = super::exec::request(&dir, "", a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
     let check = match cordon::check_plugin(&req) {
         Ok(c) => c,
         Err(e) => {

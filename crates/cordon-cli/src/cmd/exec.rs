@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cordon::audit::Subject;
-use cordon::plugin::{HandlerRequest, HandlerResult, PolicyBuilder, Template, MAX_INPUT_BYTES};
+use cordon::plugin::{HandlerRequest, HandlerResult, PluginId, PolicyBuilder, Template, MAX_INPUT_BYTES};
 use cordon::{EnvPattern, ErrorCode, Mode, NetPattern, Policy, SystemSet, WriteXorExecute};
 
 use crate::render;
@@ -17,11 +17,12 @@ use crate::render;
 printed on stderr after the run, secrets redacted. With --json, one result object is printed instead.\n\n\
 Exit status: the handler's own; 128+N if signal N ended it (memory, CPU and pids kills included); 124 at the \
 timeout; 125 if cordon refused to start it (bad flags, invalid manifest, unknown handler, a permission this host \
-cannot enforce); 126 not executable; 127 not found; 1 if it exited 0 without a valid result (INVALID_RESULT).")]
+cannot enforce); 126 not executable; 127 not found; 1 if it exited 0 without a valid result (INVALID_RESULT), \
+and 1 if the registry refused an installed plugin (not installed, disabled, invalid or modified signature state).")]
 pub struct ExecArgs {
-    /// The plugin folder (holding cordon.toml).
-    #[arg(value_name = "PLUGIN")]
-    plugin: PathBuf,
+    /// An installed plugin (`@scope/name`, verified before it runs) or a plugin folder (holding cordon.toml).
+    #[arg(value_name = "ID|DIR")]
+    plugin: String,
     /// The handler to run.
     #[arg(value_name = "HANDLER")]
     handler: String,
@@ -250,7 +251,15 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
             e.context("a traceparent looks like 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         })?;
     }
-    let mut req = request(&a.plugin, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    let dir = match resolve(&a.plugin) {
+        Ok(Target::Folder(dir)) => dir,
+        Ok(Target::Installed(loaded)) => {
+            session.amend_subject(|s| provenance(s, &loaded));
+            loaded.dir
+        }
+        Err(refusal) => return Ok(refuse(a, session, &refusal)),
+    };
+    let mut req = request(&dir, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
     if let Some(input) = &a.input {
         req.input = read_input(input)?;
     }
@@ -273,12 +282,68 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
     Ok(result.exit_status())
 }
 
+/// What `ID|DIR` names.
+pub enum Target {
+    /// An installed plugin, verified just now.
+    Installed(cordon_registry::Loaded),
+    /// A plugin folder (development; nothing is verified).
+    Folder(PathBuf),
+}
+
+/// Resolves `ID|DIR`: a valid plugin id (`@scope/name`) names an installed
+/// plugin, which is verified now (signature, then every file); anything
+/// else is a folder. A folder whose path looks like an id is given as
+/// `./@scope/name`.
+pub fn resolve(arg: &str) -> Result<Target, cordon_registry::RegistryError> {
+    if arg.parse::<PluginId>().is_err() {
+        return Ok(Target::Folder(PathBuf::from(arg)));
+    }
+    cordon_registry::Registry::from_env()?.load(arg).map(Target::Installed)
+}
+
+/// The audit fields of an installed plugin's run.
+fn provenance(s: &mut Subject, loaded: &cordon_registry::Loaded) {
+    s.plugin = Some(loaded.id.clone());
+    s.plugin_version = Some(loaded.version.clone());
+    s.package_tree_hash = Some(loaded.tree_hash.to_string());
+    s.signer_key_id = loaded.signer_key_id.map(|k| k.to_string());
+    s.signature_state = Some(loaded.state.as_str().to_owned());
+}
+
+/// An installed plugin the registry refused: recorded (with what the lock
+/// file says of it), explained on stderr, exit status 1.
+fn refuse(a: &ExecArgs, session: &super::audit::Session, e: &cordon_registry::RegistryError) -> i32 {
+    let installed = cordon_registry::Registry::from_env()
+        .and_then(|r| r.lock_file())
+        .ok()
+        .and_then(|mut l| l.plugins.remove(&a.plugin));
+    session.amend_subject(|s| {
+        s.plugin = Some(a.plugin.clone());
+        if let Some(i) = &installed {
+            s.plugin_version = Some(i.version.to_string());
+            s.package_tree_hash = Some(i.tree_hash.to_string());
+            s.signer_key_id = i.signer_key_id.map(|k| k.to_string());
+        }
+        s.signature_state = e.state().map(|st| st.as_str().to_owned());
+    });
+    let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+    let message = format!("cannot run {}: {e}", a.plugin);
+    let result = session.record_unstarted(message.clone());
+    if a.json {
+        if let Ok(s) = serde_json::to_string(&result) {
+            println!("{s}");
+        }
+    }
+    render::message("refused", &format!("{message}{hint}"));
+    1
+}
+
 /// Lines that read like the sandbox refusing something.
 const DENIAL_MARKERS: &[&str] =
     &["Permission denied", "Operation not permitted", "Read-only file system", "EACCES", "EPERM", "EROFS"];
 
 /// On stderr, for people: why the run failed (which limit, which denial).
-fn summarize(r: &HandlerResult, plugin: &Path) {
+fn summarize(r: &HandlerResult, plugin: &str) {
     for w in r.warnings.iter().filter(|w| !w.starts_with("dev mode:") && !w.starts_with(cordon::state::NOTE_PREFIX)) {
         render::message("notice", w);
     }
@@ -307,10 +372,7 @@ fn summarize(r: &HandlerResult, plugin: &Path) {
     for d in denials {
         render::message(
             "denied?",
-            &format!(
-                "the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants",
-                plugin.display()
-            ),
+            &format!("the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants", plugin),
         );
     }
 }
