@@ -24,6 +24,7 @@ mod plugins;
 mod processes;
 mod quotas;
 mod real_programs;
+mod registry;
 mod seccomp;
 mod state;
 mod terminal;

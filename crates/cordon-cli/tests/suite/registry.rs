@@ -1,0 +1,232 @@
+//! Issue 13 through the CLI: an example plugin published, trusted,
+//! installed, run by id and disabled; refusals with exit status 1 and a
+//! record; usage errors with 2; `cordon plugin install` killed with SIGKILL
+//! at many points leaves the old or the new state; two installs at once
+//! both land.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use cordon_registry::{Cache, Registry, State};
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, TestCommand};
+
+use super::cordon;
+use super::plugins::example;
+
+/// `cordon ARGS` with `CORDON_HOME` set to `home`.
+fn at(home: &Path, args: &[&str]) -> TestCommand {
+    let mut c = cordon();
+    c.env("CORDON_HOME", home).args(args);
+    c
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn an_example_plugin_is_published_trusted_installed_run_and_disabled() {
+    let dir = Dir::new("registry-e2e");
+    let home = dir.join("home");
+    let key = dir.join("acme.key");
+    let pkg = dir.join("hello-sh.tar.gz");
+    // Publish.
+    let out = at(&home, &["key", "gen", "--out", s(&key)]).run();
+    out.assert_success();
+    let key_id = out.stdout.trim().to_owned();
+    assert_eq!(key_id.len(), 16, "{out}");
+    let out = at(&home, &["plugin", "pack", s(&example("hello-sh")), "--out", s(&pkg)]).run();
+    out.assert_success();
+    let sha = cordon_registry::Digest256::of(&std::fs::read(&pkg).unwrap());
+    assert_eq!(out.stdout, format!("{sha}  {}\n", pkg.display()));
+    at(&home, &["plugin", "sign", s(&pkg), "--key", s(&key)]).run().assert_success();
+    // Install: refused until the key is trusted.
+    let out = at(&home, &["plugin", "install", s(&pkg)]).run();
+    out.assert_code(1).assert_stderr_contains(&format!("signed by key {key_id}, which is not trusted here"));
+    at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", "acme", "--scope", "@examples/*"])
+        .run()
+        .assert_success();
+    let out = at(&home, &["plugin", "install", s(&pkg), "--json"]).run();
+    out.assert_success();
+    let r = out.json();
+    assert_eq!(r["change"], "installed", "{out}");
+    assert_eq!(r["plugin"]["state"], "signed", "{out}");
+    assert_eq!(r["plugin"]["signer_key_id"], key_id.as_str(), "{out}");
+    let tree = r["plugin"]["tree_hash"].as_str().unwrap().to_owned();
+    // Run it by id, in each sandbox mode; the record names the package.
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let mut c =
+            at(&home, &["exec", "@examples/hello-sh", "greet", "--json", "--mode", mode.as_str(), "--input", "-"]);
+        let out = c.stdin(r#"{"name": "Ada"}"#).run();
+        out.assert_success();
+        assert_eq!(out.json()["data"]["greeting"], "Hello, Ada!", "{out}");
+        let rec = &out.audit[0];
+        assert_eq!(rec["plugin"], "@examples/hello-sh", "{out}");
+        assert_eq!(rec["package_tree_hash"], tree.as_str(), "{out}");
+        assert_eq!(rec["signer_key_id"], key_id.as_str(), "{out}");
+        assert_eq!(rec["signature_state"], "signed", "{out}");
+    });
+    // Incident response: disable takes effect at the next execution.
+    at(&home, &["plugin", "disable", "@examples/hello-sh"]).run().assert_success();
+    let out = at(&home, &["exec", "@examples/hello-sh", "greet"]).run();
+    out.assert_code(1).assert_stderr_contains("@examples/hello-sh is disabled");
+    assert_eq!(out.audit[0]["outcome"], "SETUP_FAILED", "{out}");
+    let list = at(&home, &["plugin", "list", "--json"]).run();
+    list.assert_success();
+    assert_eq!(list.json()[0]["enabled"], false, "{list}");
+    at(&home, &["plugin", "enable", "@examples/hello-sh"]).run().assert_success();
+    // A changed byte: Modified, refused, named with both hashes.
+    let installed = PathBuf::from(r["plugin"]["path"].as_str().unwrap());
+    let script = installed.join("greet.sh");
+    let original = std::fs::read(&script).unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"\n# changed\n");
+    std::fs::write(&script, &changed).unwrap();
+    let out = at(&home, &["exec", "@examples/hello-sh", "greet"]).run();
+    out.assert_code(1).assert_stderr_contains(&format!(
+        "greet.sh has {}, the signed tree has {}",
+        cordon_registry::Digest256::of(&changed),
+        cordon_registry::Digest256::of(&original)
+    ));
+    assert_eq!(out.audit[0]["signature_state"], "modified", "{out}");
+    let out = at(&home, &["plugin", "verify", "--json"]).run();
+    out.assert_code(1);
+    assert_eq!(out.json()[0]["state"], "modified", "{out}");
+    std::fs::write(&script, &original).unwrap();
+    at(&home, &["plugin", "verify"]).run().assert_success();
+    // Removing the key: Invalid at once.
+    at(&home, &["trust", "remove", "acme"]).run().assert_success();
+    let out = at(&home, &["exec", "@examples/hello-sh", "greet"]).run();
+    out.assert_code(1).assert_stderr_contains("which is not trusted here");
+    assert_eq!(out.audit[0]["signature_state"], "invalid", "{out}");
+    // A folder path still runs without the registry.
+    at(&home, &["exec", s(&example("hello-sh")), "greet"]).run().assert_success();
+}
+
+#[test]
+fn registry_commands_exit_2_on_usage_errors() {
+    let dir = Dir::new("registry-usage");
+    let home = dir.join("home");
+    at(&home, &["plugin", "info", "not-an-id"]).run().assert_code(2).assert_stderr_contains("invalid plugin id");
+    at(&home, &["plugin", "install"]).run().assert_code(2);
+    at(&home, &["trust", "frobnicate"]).run().assert_code(2);
+    at(&home, &["key", "gen"]).run().assert_code(2);
+    // Control: a well-formed command that is refused exits 1, not 2.
+    at(&home, &["plugin", "info", "@t/missing"])
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains("@t/missing is not installed");
+}
+
+/// A plugin of `files` files in `dir/src-<version>`, packed and signed.
+fn generated(dir: &Dir, key: &Path, version: &str, files: usize) -> PathBuf {
+    let src = dir.create_dir(format!("src-{version}"));
+    std::fs::write(
+        src.join("cordon.toml"),
+        format!("id = \"@t/big\"\nversion = \"{version}\"\n[handlers.main]\ncommand = [\"./run.sh\"]\n"),
+    )
+    .unwrap();
+    for i in 0..files {
+        std::fs::create_dir_all(src.join(format!("d{}", i % 10))).unwrap();
+        std::fs::write(src.join(format!("d{}/f{i}.txt", i % 10)), format!("{version} {i}\n").repeat(200)).unwrap();
+    }
+    let pkg = dir.join(format!("big-{version}.tar.gz"));
+    cordon_registry::pack(&src, Some(&pkg)).unwrap();
+    cordon_registry::sign(&pkg, key).unwrap();
+    pkg
+}
+
+fn install_cmd(home: &Path, pkg: &Path) -> Command {
+    let mut c = Command::new(super::cordon_bin());
+    c.env("CORDON_HOME", home)
+        .args(["plugin", "install", "--allow-downgrade", "--approve"])
+        .arg(pkg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// The store is consistent: the lock file parses, names only complete,
+/// verified plugins, and `@t/big` is one of the versions offered.
+#[track_caller]
+fn assert_consistent(reg: &Registry, versions: &[&str]) {
+    let all = reg.verify(None, Cache::Off).unwrap();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let p = &all[0];
+    assert_eq!(p.state, State::Signed, "torn state: {p:#?}");
+    assert!(versions.contains(&p.version.as_str()), "{p:#?}");
+}
+
+#[test]
+fn sigkill_during_install_leaves_the_old_or_the_new_state() {
+    let dir = Dir::new("registry-sigkill");
+    let home = dir.join("home");
+    let key = dir.join("k");
+    cordon_registry::generate_key(&key).unwrap();
+    let reg = Registry::open(&home).unwrap();
+    reg.trust_add(&PathBuf::from(format!("{}.pub", key.display())), Some("k"), &[], None).unwrap();
+    let v1 = generated(&dir, &key, "1.0.0", 300);
+    let v2 = generated(&dir, &key, "2.0.0", 300);
+    assert!(install_cmd(&home, &v1).status().unwrap().success());
+    // How long one install takes here, to spread the kills over it.
+    let t = Instant::now();
+    assert!(install_cmd(&home, &v2).status().unwrap().success());
+    let full = t.elapsed();
+    assert_consistent(&reg, &["2.0.0"]);
+    let mut killed_running = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..16u32 {
+        let target = if i % 2 == 0 { &v1 } else { &v2 };
+        let delay = full * i / 14;
+        let mut child = install_cmd(&home, target).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed_running += 1;
+        }
+        child.wait().unwrap();
+        assert_consistent(&reg, &["1.0.0", "2.0.0"]);
+        seen.insert(reg.info("@t/big", Cache::On).unwrap().version);
+    }
+    assert!(killed_running >= 8, "only {killed_running} kills hit a running install (install takes {full:?})");
+    // The next install sweeps what killed ones left behind.
+    assert!(install_cmd(&home, &v1).status().unwrap().success());
+    assert_consistent(&reg, &["1.0.0"]);
+    let staged = std::fs::read_dir(home.join("staging")).unwrap().count();
+    let kept = std::fs::read_dir(home.join("plugins/@t/big")).unwrap().count();
+    assert_eq!((staged, kept), (0, 2), "garbage left after a sweep (seen versions: {seen:?})");
+}
+
+#[test]
+fn two_concurrent_installs_are_both_recorded() {
+    let dir = Dir::new("registry-concurrent");
+    let home = dir.join("home");
+    let key = dir.join("k");
+    cordon_registry::generate_key(&key).unwrap();
+    let reg = Registry::open(&home).unwrap();
+    reg.trust_add(&PathBuf::from(format!("{}.pub", key.display())), Some("k"), &[], None).unwrap();
+    let mut pkgs = vec![];
+    for i in 0..6 {
+        let src = dir.create_dir(format!("p{i}"));
+        std::fs::write(
+            src.join("cordon.toml"),
+            format!("id = \"@t/p{i}\"\nversion = \"1.0.0\"\n[handlers.main]\ncommand = [\"./run.sh\"]\n"),
+        )
+        .unwrap();
+        std::fs::write(src.join("run.sh"), "#!/bin/sh\n").unwrap();
+        let pkg = dir.join(format!("p{i}.tar.gz"));
+        cordon_registry::pack(&src, Some(&pkg)).unwrap();
+        cordon_registry::sign(&pkg, &key).unwrap();
+        pkgs.push(pkg);
+    }
+    for pair in pkgs.chunks(2) {
+        let mut a = install_cmd(&home, &pair[0]).spawn().unwrap();
+        let mut b = install_cmd(&home, &pair[1]).spawn().unwrap();
+        assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    }
+    let ids: Vec<String> = reg.list(Cache::Off).unwrap().into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, (0..6).map(|i| format!("@t/p{i}")).collect::<Vec<_>>());
+}
