@@ -601,12 +601,22 @@ pub fn unpack(package: &Path, dest: Option<&Path>) -> Result<Unpacked, UnpackErr
 
 /// fsyncs every file and folder of an unpacked tree (folders after what
 /// they hold), so that it is complete on disk before a lock file names it.
+///
+/// Files are synced from a few threads at once: a filesystem with a
+/// journal commits concurrent fsyncs together, which for a tree of many
+/// small files is several times faster than one after the other.
 pub fn sync_tree(dir: &Path, tree: &Tree) -> io::Result<()> {
-    for (path, entry) in tree.iter() {
-        if let Entry::File { .. } = entry {
-            File::open(dir.join(path))?.sync_all()?;
-        }
-    }
+    const THREADS: usize = 8;
+    let files: Vec<PathBuf> =
+        tree.iter().filter(|(_, e)| matches!(e, Entry::File { .. })).map(|(p, _)| dir.join(p)).collect();
+    let chunk = files.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().try_for_each(|f| File::open(f)?.sync_all())))
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(io::Error::other("sync thread panicked"))))
+    })?;
     let mut dirs: Vec<&String> = tree.iter().filter(|(_, e)| matches!(e, Entry::Dir)).map(|(p, _)| p).collect();
     dirs.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
     for d in dirs {

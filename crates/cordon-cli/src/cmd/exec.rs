@@ -298,8 +298,17 @@ pub fn resolve(arg: &str) -> Result<Target, cordon_registry::RegistryError> {
     if arg.parse::<PluginId>().is_err() {
         return Ok(Target::Folder(PathBuf::from(arg)));
     }
-    cordon_registry::Registry::from_env()?.load(arg).map(Target::Installed)
+    let cache = match std::env::var(VERIFY_CACHE_ENV).as_deref() {
+        Ok("off") => cordon_registry::Cache::Off,
+        _ => cordon_registry::Cache::On,
+    };
+    cordon_registry::Registry::from_env()?.load_with(arg, cache).map(Target::Installed)
 }
+
+/// `CORDON_VERIFY_CACHE=off` makes every load hash every file of an
+/// installed plugin (see `cordon_registry::verify` for what the cache
+/// trusts).
+pub const VERIFY_CACHE_ENV: &str = "CORDON_VERIFY_CACHE";
 
 /// The audit fields of an installed plugin's run.
 fn provenance(s: &mut Subject, loaded: &cordon_registry::Loaded) {
