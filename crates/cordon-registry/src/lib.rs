@@ -576,6 +576,8 @@ impl Registry {
         let highest = lock.highest_seen.get(&id).cloned();
         if let Some(e) = &existing {
             if e.version == version && e.tree_hash == tree_hash {
+                // Nothing to change but what killed installs left behind.
+                store::sweep(&self.home, &lock);
                 return Ok(InstallReport {
                     plugin: self.status(e, &trust, Cache::On),
                     change: InstallChange::Unchanged,
