@@ -325,6 +325,9 @@ fn ptys_inside_the_sandbox_work_and_come_from_its_own_devpts() {
             .assert_stdout_contains("inside a pty");
         // Its own instance: none of the host's ptys is there, and the
         // first one it opens is number 0.
+        // Control: the host has a pty of its own while the probe runs (one
+        // this test holds, so it does not depend on a terminal being there).
+        let host_pty = Pty::open(24, 80);
         let out = run_in(mode)
             .args([
                 "--",
@@ -335,6 +338,7 @@ fn ptys_inside_the_sandbox_work_and_come_from_its_own_devpts() {
             .run();
         out.assert_success().assert_stdout_eq("['ptmx']\n/dev/pts/0\n");
         assert!(std::fs::read_dir("/dev/pts").unwrap().count() > 1, "[{m}] control: the host has ptys of its own");
+        drop(host_pty);
     });
 }
 
