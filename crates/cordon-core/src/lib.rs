@@ -8,7 +8,13 @@
 //! a new process:
 //!
 //! - filesystem: Landlock rules (read = read + execute, write = everything,
-//!   deny = carve-outs), and in container mode a fresh root of bind mounts;
+//!   deny = carve-outs), and mounts: in container mode a fresh root of bind
+//!   mounts, in process mode the host's mounts made read-only with the write
+//!   grants bound on top; either way nothing outside the write grants can
+//!   change, its metadata included (see [`enforce::mounts`]);
+//! - file privileges: no set-id modes, no extended attributes (file
+//!   capabilities, ACLs) are set, by seccomp; with an exec allow-list,
+//!   unlisted trees are `noexec` and memfds are not executable;
 //! - processes: a pid namespace with a minimal init and its own `/proc`;
 //!   every process of the run dies with it, and it dies with cordon
 //!   (`PR_SET_PDEATHSIG`);
@@ -26,10 +32,13 @@
 //! # What is not
 //!
 //! Process mode does not hide the host's filesystem layout: names outside
-//! the grants can be looked up, not opened. Landlock below ABI 9 does not
-//! check unix socket paths, so process mode refuses `socket(AF_UNIX)`
-//! (`socketpair` works). Covert channels, CPU side channels and kernel bugs
-//! are out of scope.
+//! the grants can be looked up and `stat`ed, not opened or changed; inotify
+//! is refused there, since a watch names a path no rule checks. Landlock
+//! below ABI 9 does not check unix socket paths, so process mode refuses
+//! `socket(AF_UNIX)` (`socketpair` works). An exec allow-list does not
+//! confine what a listed program does, nor the ELF loader's start of files
+//! in the system library folders ([`plan::EXEC_LIST_GAP`]). Covert channels,
+//! CPU side channels and kernel bugs are out of scope.
 //!
 //! # Compatibility
 //!

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::enforce::seccomp::{SeccompPlan, TtyIoctls, UnixSockets};
-use crate::policy::fs::{SYSTEM_DEVICES, SYSTEM_READ};
+use crate::enforce::seccomp::{FileWatches, MemfdExec, SeccompPlan, TtyIoctls, UnixSockets};
+use crate::policy::fs::{LIBRARY_TREES, SYSTEM_DEVICES, SYSTEM_READ};
 use crate::policy::{Mode, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 
@@ -118,38 +118,81 @@ impl CgroupPlan {
     }
 }
 
-/// A bind mount in the container root.
+/// A bind mount: a host path shown at the same path inside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Bind {
     /// Host path, shown at the same path inside.
     pub path: PathBuf,
-    /// Read-only or read-write.
+    /// `Read`: read-only; `Write`: read-write; `Exec`: read-only and
+    /// executable where [`ExecMounts::ListedOnly`] makes the rest `noexec`.
     pub access: FsAccess,
 }
 
-/// The container's filesystem view.
+/// Which mounts let files be executed (or mapped executable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecMounts {
+    /// Every file tree the sandbox sees (Landlock decides what runs).
+    Everywhere,
+    /// With an exec allow-list: every tree is `noexec` but the system library
+    /// folders ([`LIBRARY_TREES`]) and the `Exec` binds (the listed files,
+    /// the command), so the ELF loader (`ld.so FILE`) cannot map an unlisted
+    /// program, and nothing written to a write grant, `/tmp` or `/dev/shm`
+    /// can run. Shared objects outside the library folders must be listed.
+    ListedOnly,
+}
+
+/// The sandbox's file system view, built by init in the run's mount
+/// namespace. Every bind that is not a write grant is read-only; device
+/// nodes are bound read-only too (they stay writable, but their mode,
+/// owner and times cannot change).
 #[derive(Clone, Debug, Serialize)]
 pub struct RootPlan {
-    /// Binds, shallowest first.
+    /// Binds, shallowest first. Container mode binds everything granted
+    /// into a fresh root; process mode keeps the host's mounts, made
+    /// read-only (recursively, with propagation from the host cut), and binds
+    /// on top only what differs: write grants, grants under `/tmp` (which the
+    /// private `/tmp` hides) and `Exec` binds.
     pub binds: Vec<Bind>,
-    /// Paths hidden inside the binds.
+    /// Carve-outs. Container mode hides them; process mode hides those under
+    /// `/tmp` and makes those inside write grants read-only (Landlock
+    /// refuses access to their content).
     pub deny: Vec<PathBuf>,
     /// Size cap of the private `/tmp`, MiB.
     pub tmp_size_mb: u64,
+    /// Which mounts are executable.
+    pub exec: ExecMounts,
+}
+
+/// A sysctl of the run's own namespaces, written by init before the
+/// command starts (it needs init's capabilities in the run's user
+/// namespace). Never a host-wide setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NamespaceSysctl {
+    /// Path below `/proc/sys`.
+    pub key: &'static str,
+    /// Value written.
+    pub value: &'static str,
+}
+
+impl NamespaceSysctl {
+    /// `vm.memfd_noexec = 2` (per pid namespace since 6.3): every memfd of
+    /// the run is sealed non-executable and `MFD_EXEC` is refused.
+    pub const MEMFD_NOEXEC: NamespaceSysctl = NamespaceSysctl { key: "vm/memfd_noexec", value: "2" };
 }
 
 /// Where the command's `/tmp`, `HOME` and `TMPDIR` live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tmp {
-    /// A tmpfs mounted on `/tmp` inside the sandbox, capped at this many MiB.
+    /// A tmpfs mounted on `/tmp` inside the sandbox, capped at this many MiB;
+    /// grants under the host's `/tmp` are mounted on top of it.
     Private {
         /// Size cap.
         size_mb: u64,
     },
-    /// A host directory the runner creates, grants and removes: process mode
-    /// when a grant lies under the host's `/tmp` (a private `/tmp` would hide
-    /// it), and dev mode.
+    /// A host directory the runner creates and removes: dev mode, which
+    /// has no mount namespace.
     Scratch(PathBuf),
 }
 
@@ -193,10 +236,14 @@ pub struct Plan {
     pub rlimits: Vec<Rlimit>,
     /// The container root, in container mode.
     pub root: Option<RootPlan>,
-    /// Process mode: the run's own `/proc` (only its pid namespace is
-    /// listed) and a private tmpfs on `/dev/shm` (POSIX semaphores and shared
-    /// memory live there; the host's is shared by every process).
-    pub private_proc: bool,
+    /// Process mode's view of the host: every inherited mount read-only,
+    /// the grants bound on top, the run's own `/proc` (only its pid
+    /// namespace is listed), private tmpfs on `/tmp` and `/dev/shm` (POSIX
+    /// semaphores and shared memory live there; the host's is shared by
+    /// every process).
+    pub host_view: Option<RootPlan>,
+    /// Sysctls of the run's own namespaces.
+    pub sysctls: Vec<NamespaceSysctl>,
     /// Whether every capability is dropped.
     pub drop_capabilities: bool,
     /// The command's `/tmp`.
@@ -325,6 +372,12 @@ pub const ELF_LOADERS: &[&str] = &[
     "/lib/ld-musl-aarch64.so.1",
 ];
 
+/// What an exec allow-list does not stop, as the ledger, `cordon check` and
+/// the README say it.
+pub const EXEC_LIST_GAP: &str = "the ELF loader (ld.so FILE) still starts ELF files that lie in the system library \
+folders (/usr/lib, /lib*, /usr/local/lib) or in a memfd, and a listed program that runs code of its own (an \
+interpreter, a JIT, ctypes) is not confined by the list";
+
 /// Where the filtering proxy listens on the sandbox's own loopback.
 pub const PROXY_PORT: u16 = 3128;
 
@@ -352,7 +405,8 @@ impl Plan {
             cgroup: CgroupPlan::default(),
             rlimits: vec![Rlimit { kind: RlimitKind::Core, soft: 0, hard: 0 }],
             root: None,
-            private_proc: false,
+            host_view: None,
+            sysctls: vec![],
             drop_capabilities: false,
             proxy_port: None,
             terminal: TerminalPlan::None,
@@ -401,9 +455,9 @@ impl Plan {
                 }
                 plan.namespaces = if userns { vec![Namespace::User] } else { vec![] };
                 // IPC: uid 0 would otherwise reach the host's SysV segments;
-                // mount: for the run's own /proc and /dev/shm.
+                // mount: the read-only host view, the run's own /proc, /tmp
+                // and /dev/shm.
                 plan.namespaces.extend([Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
-                plan.private_proc = true;
             }
         }
         let needed = if mode == Mode::Process { LandlockAbi::SCOPES.0 } else { FS_ABI };
@@ -416,18 +470,29 @@ impl Plan {
             return Err(PlanError::LandlockAbi { mode: name, needed, found: support.landlock_abi, why });
         }
         plan.drop_capabilities = true;
-        let unix = if mode == Mode::Container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly };
-        plan.seccomp = Some(SeccompPlan { wx: policy.wx, unix, tty: TtyIoctls::Allow });
-        let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
-        let grant_in_tmp = [&policy.fs.read, &policy.fs.write, &policy.fs.deny]
-            .iter()
-            .any(|rules| rules.iter().any(|r| r.path.starts_with("/tmp")));
-        if mode == Mode::Container || !grant_in_tmp {
-            plan.tmp = Tmp::Private { size_mb: tmp_size_mb };
-        }
+        let container = mode == Mode::Container;
+        let memfd = match policy.exec {
+            None => MemfdExec::Allow,
+            Some(_) if support.root && support.memfd_noexec.is_available() => {
+                plan.sysctls.push(NamespaceSysctl::MEMFD_NOEXEC);
+                MemfdExec::Allow
+            }
+            Some(_) => MemfdExec::RequireNoexecSeal,
+        };
+        plan.seccomp = Some(SeccompPlan {
+            wx: policy.wx,
+            unix: if container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly },
+            watches: if container { FileWatches::Allow } else { FileWatches::Refuse },
+            memfd,
+            tty: TtyIoctls::Allow,
+        });
+        let root = root_plan(policy, mode);
+        plan.tmp = Tmp::Private { size_mb: root.tmp_size_mb };
         plan.landlock = Some(landlock_plan(policy, mode, support, &plan.tmp));
-        if mode == Mode::Container {
-            plan.root = Some(root_plan(policy));
+        if container {
+            plan.root = Some(root);
+        } else {
+            plan.host_view = Some(root);
         }
         if !policy.net.allow.is_empty() {
             plan.proxy_port = Some(PROXY_PORT);
@@ -544,8 +609,11 @@ impl Plan {
     fn ledger_sandbox(&mut self, policy: &Policy, support: &KernelSupport) {
         let container = self.mode == Mode::Container;
         let ll = self.landlock.as_ref().map(|l| l.abi).unwrap_or(0);
-        let fs_mech =
-            if container { format!("mount namespace + landlock ABI {ll}") } else { format!("landlock ABI {ll}") };
+        let fs_mech = if container {
+            format!("mount namespace + landlock ABI {ll}")
+        } else {
+            format!("landlock ABI {ll} + read-only host mounts")
+        };
         let mut push = |rule: String, mechanism: String, enforcement| {
             self.ledger.push(LedgerEntry { rule, mechanism, enforcement })
         };
@@ -568,17 +636,24 @@ impl Plan {
             };
             push(format!("fs.deny {}", r.path.display()), mech, e);
         }
+        if let Some(list) = &policy.exec {
+            let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+            let memfd = if self.sysctls.contains(&NamespaceSysctl::MEMFD_NOEXEC) {
+                "vm.memfd_noexec=2 in the run's pid namespace"
+            } else {
+                "seccomp: memfd_create needs MFD_NOEXEC_SEAL"
+            };
+            push(
+                format!("exec [{}]", names.join(", ")),
+                format!(
+                    "landlock ABI {ll}: execute right only on these files, the command itself and the ELF loader; \
+                     every other mount noexec but the system library folders; memfds not executable ({memfd}). \
+                     Gap: {EXEC_LIST_GAP}"
+                ),
+                Enforcement::Partial,
+            );
+        }
         if policy.net.allow.is_empty() {
-            if let Some(list) = &policy.exec {
-                let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
-                push(
-                    format!("exec [{}]", names.join(", ")),
-                    format!(
-                        "landlock ABI {ll}: execute right only on these files, the command itself and the ELF loader"
-                    ),
-                    Enforcement::Full,
-                );
-            }
             push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
         } else {
             let proxy = format!(
@@ -601,6 +676,28 @@ impl Plan {
         }
         push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
         push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
+        push(
+            "file metadata outside write grants (mode, owner, times, xattrs)".into(),
+            if container {
+                "read-only binds, device nodes included"
+            } else {
+                "read-only host mounts (mount namespace)"
+            }
+            .into(),
+            Enforcement::Full,
+        );
+        push(
+            "setuid/setgid files, file capabilities, ACLs".into(),
+            "seccomp: S_ISUID/S_ISGID modes refused (EPERM), extended attributes cannot be set (EOPNOTSUPP)".into(),
+            Enforcement::Full,
+        );
+        if !container {
+            push(
+                "file watches".into(),
+                "seccomp: inotify refused (ENOSYS) and fanotify (EPERM): the host's folders are in view".into(),
+                Enforcement::Full,
+            );
+        }
         if !container {
             push(
                 "host unix sockets".into(),
@@ -737,17 +834,31 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
     }
 }
 
-fn root_plan(policy: &Policy) -> RootPlan {
+fn root_plan(policy: &Policy, mode: Mode) -> RootPlan {
     let mut binds: Vec<Bind> = vec![];
-    if policy.fs.system == SystemSet::Include {
+    let system = policy.fs.system == SystemSet::Include;
+    // Process mode sees the host's mounts, read-only: the system set and
+    // the read grants are already there (those under /tmp are re-bound by
+    // the mount builder, which tells them apart by their resolved path).
+    if mode == Mode::Container && system {
         binds.extend(SYSTEM_READ.iter().map(|p| Bind { path: PathBuf::from(p), access: FsAccess::Read }));
     }
     binds.extend(policy.fs.read.iter().map(|r| Bind { path: r.path.clone(), access: FsAccess::Read }));
     binds.extend(policy.fs.write.iter().map(|r| Bind { path: r.path.clone(), access: FsAccess::Write }));
+    let exec = match &policy.exec {
+        None => ExecMounts::Everywhere,
+        Some(list) => {
+            if system {
+                binds.extend(LIBRARY_TREES.iter().map(|p| Bind { path: PathBuf::from(p), access: FsAccess::Exec }));
+            }
+            binds.extend(list.iter().map(|p| Bind { path: p.clone(), access: FsAccess::Exec }));
+            ExecMounts::ListedOnly
+        }
+    };
     // Shallow first, so deeper grants are mounted on top of broader ones.
     binds.sort_by_key(|b| b.path.components().count());
     let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
-    RootPlan { binds, deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(), tmp_size_mb }
+    RootPlan { binds, deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(), tmp_size_mb, exec }
 }
 
 #[cfg(test)]
@@ -779,7 +890,7 @@ mod tests {
     fn full_kernel_process_mode_uses_every_mechanism() {
         let p = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap();
         assert_eq!(p.namespaces, [Namespace::User, Namespace::Mount, Namespace::Pid, Namespace::Net, Namespace::Ipc]);
-        assert!(p.private_proc);
+        assert!(p.host_view.is_some() && p.root.is_none());
         assert_eq!(p.seccomp.unwrap().unix, UnixSockets::SocketpairOnly);
         let ll = p.landlock.unwrap();
         assert!(ll.scopes && ll.abi == 7);
@@ -789,14 +900,42 @@ mod tests {
     }
 
     #[test]
-    fn a_grant_under_tmp_keeps_the_host_tmp_and_uses_a_scratch_dir() {
+    fn process_mode_always_has_a_private_tmp_with_tmp_grants_bound_on_top() {
         let mut policy = Policy::default();
         policy.fs.write.push(crate::policy::PathRule::parse("/tmp/work", Path::new("/")).unwrap());
-        let p = build(&policy, Mode::Process, &KernelSupport::fixture_full()).unwrap();
-        assert_eq!(p.tmp, Tmp::Scratch(PathBuf::from("/tmp/scratch")));
-        assert!(p.landlock.unwrap().rules.contains(&(PathBuf::from("/tmp/scratch"), FsAccess::Write)));
-        let p = build(&policy, Mode::Container, &KernelSupport::fixture_full()).unwrap();
-        assert!(matches!(p.tmp, Tmp::Private { .. }));
+        for mode in [Mode::Process, Mode::Container] {
+            let p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+            assert_eq!(p.tmp, Tmp::Private { size_mb: DEFAULT_TMP_MB }, "{mode:?}");
+            let view = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
+            assert!(view.binds.contains(&Bind { path: "/tmp/work".into(), access: FsAccess::Write }));
+        }
+    }
+
+    #[test]
+    fn an_exec_list_makes_unlisted_trees_noexec_and_memfds_sealed_and_says_where_it_stops() {
+        let policy = Policy { exec: Some(vec![PathBuf::from("/usr/bin/cat")]), ..Policy::default() };
+        for mode in [Mode::Process, Mode::Container] {
+            let p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+            let view = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
+            assert_eq!(view.exec, ExecMounts::ListedOnly);
+            for exec in ["/usr/bin/cat", "/usr/lib", "/lib64"] {
+                assert!(view.binds.contains(&Bind { path: exec.into(), access: FsAccess::Exec }), "{exec}");
+            }
+            // Root: the run's pid namespace gets vm.memfd_noexec=2.
+            assert_eq!(p.sysctls, [NamespaceSysctl::MEMFD_NOEXEC]);
+            assert_eq!(p.seccomp.unwrap().memfd, MemfdExec::Allow);
+            let e = p.ledger.iter().find(|e| e.rule == "exec [/usr/bin/cat]").unwrap();
+            assert_eq!(e.enforcement, Enforcement::Partial);
+            assert!(e.mechanism.contains(EXEC_LIST_GAP), "{}", e.mechanism);
+        }
+        // Not root: the sysctl is out of reach; seccomp requires sealed memfds.
+        let s = KernelSupport { root: false, ..KernelSupport::fixture_full() };
+        let p = build(&policy, Mode::Process, &s).unwrap();
+        assert!(p.sysctls.is_empty());
+        assert_eq!(p.seccomp.unwrap().memfd, MemfdExec::RequireNoexecSeal);
+        let p = build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap();
+        assert_eq!(p.host_view.unwrap().exec, ExecMounts::Everywhere);
+        assert!(p.sysctls.is_empty());
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub struct KernelSupport {
     pub root: bool,
     /// Cgroup controllers usable below our own cgroup.
     pub cgroups: CgroupSupport,
+    /// The per-pid-namespace `vm.memfd_noexec` sysctl (Linux 6.3), with
+    /// which a run's init makes every memfd non-executable.
+    pub memfd_noexec: Availability,
 }
 
 /// A probe gave an answer that is not one of the documented "unsupported"
@@ -159,6 +162,7 @@ impl KernelSupport {
             seccomp,
             user_namespaces: Availability::from_bool(user_namespaces_allowed(root)),
             root,
+            memfd_noexec: Availability::from_bool(Path::new("/proc/sys/vm/memfd_noexec").exists()),
             cgroups: match cgroups {
                 CgroupProbe::Probe => CgroupSupport::detect(),
                 CgroupProbe::Skip => CgroupSupport::default(),
@@ -178,6 +182,7 @@ impl KernelSupport {
             user_namespaces: Availability::Available,
             root: true,
             cgroups: CgroupSupport { memory: v1("memory"), pids: v1("pids"), cpuacct: v1("cpuacct") },
+            memfd_noexec: Availability::Available,
         }
     }
 

@@ -559,7 +559,7 @@ fn ledger(
                 Source::Baseline
             };
         }
-        if ["fs.deny ", "net.allow ", "net.deny "].iter().any(|k| rule.starts_with(k)) {
+        if ["fs.deny ", "net.allow ", "net.deny ", "exec ["].iter().any(|k| rule.starts_with(k)) {
             return Source::Manifest;
         }
         Source::Baseline
@@ -629,26 +629,16 @@ fn ledger(
             problem: None,
         });
     }
-    if let Some(exec) = &policy.exec {
+    // Outside dev mode the plan's ledger has the exec entry, gap included.
+    if let (Some(exec), true) = (&policy.exec, dev) {
         let list: Vec<String> = exec.iter().map(|p| p.display().to_string()).collect();
-        let permission = format!("exec [{}]", list.join(", "));
-        if dev {
-            entries.push(CheckEntry {
-                permission,
-                source: Source::Manifest,
-                mechanism: Some("none (dev mode)".into()),
-                enforcement: Some(Enforcement::NotEnforced),
-                problem: None,
-            });
-        } else {
-            entries.push(CheckEntry {
-                permission,
-                source: Source::Manifest,
-                mechanism: Some("landlock: execute right only on these files, the handler and the ELF loader".into()),
-                enforcement: Some(Enforcement::Full),
-                problem: None,
-            });
-        }
+        entries.push(CheckEntry {
+            permission: format!("exec [{}]", list.join(", ")),
+            source: Source::Manifest,
+            mechanism: Some("none (dev mode)".into()),
+            enforcement: Some(Enforcement::NotEnforced),
+            problem: None,
+        });
     }
     let caps = check_capabilities(&manifest.permissions.capabilities, granted);
     for c in &caps.granted {
@@ -1105,7 +1095,10 @@ mod tests {
         assert!(find("quota grace_ms=1000").mechanism.is_some());
         assert!(find("capability cache:x").problem.is_none());
         assert!(find("capability llm").problem.as_deref().unwrap().contains("--capability llm"));
-        assert_eq!(find("exec [/bin/sh]").enforcement, Some(Enforcement::Full));
+        let exec = find("exec [/bin/sh]");
+        assert_eq!(exec.enforcement, Some(Enforcement::Partial));
+        assert!(exec.mechanism.as_deref().unwrap().contains(cordon_core::plan::EXEC_LIST_GAP));
+        assert_eq!(check.entries.iter().filter(|e| e.permission.starts_with("exec ")).count(), 1);
         assert!(!check.runnable);
         assert_eq!(check.problems.len(), 1, "{:#?}", check.problems);
     }

@@ -6,8 +6,10 @@
 //! clone(user, pid, net, mount, ipc, uts namespaces)   // one syscall, all at once
 //! init:    new session; write id maps; join the run's cgroups, then unshare
 //!          the cgroup namespace (so it is rooted there); bring up loopback;
-//!          set the host name; build the container root and pivot into it;
-//!          allocate the pty (from the run's own devpts); fork the command
+//!          set the host name; write the run's namespace sysctls; build the
+//!          container root and pivot into it (process mode: make the host's
+//!          mounts read-only and bind the grants on top); allocate the pty
+//!          (from the run's own devpts); fork the command
 //! command: stdio (the pty as controlling terminal of a new session); chdir;
 //!          rlimits; drop capabilities; no_new_privs; landlock (late rules,
 //!          restrict_self); reopen the caller's terminal; close fds;
@@ -29,12 +31,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Namespace, Plan, RlimitKind, TerminalPlan, Tmp};
+use crate::plan::{Namespace, Plan, RlimitKind, TerminalPlan};
 use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
 use crate::sys::child::{
-    CStringArray, ChildFailure, ChildSpec, ChildStage, ChildTerminal, LateRule, Supervision, TerminalStep,
+    CStringArray, ChildFailure, ChildSpec, ChildStage, ChildTerminal, LateRule, MountOp, Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -343,17 +345,21 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
     });
-    let mounts = match &plan.root {
-        Some(root) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd),
-        None if plan.private_proc => {
-            let tmp = match plan.tmp {
-                Tmp::Private { size_mb } => Some(size_mb),
-                Tmp::Scratch(_) => None,
-            };
-            mounts::process_mode_ops(tmp, &cmd.cwd)
-        }
-        None => vec![],
+    let mounts = match (&plan.root, &plan.host_view) {
+        (Some(root), _) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd),
+        (None, Some(view)) => mounts::host_view_ops(view, &cmd.cwd),
+        (None, None) => vec![],
     };
+    let tree_slots = mounts
+        .iter()
+        .filter(|m| matches!(m, MountOp::CloneTree { .. }))
+        .map(|_| std::sync::atomic::AtomicI32::new(-1))
+        .collect();
+    let sysctls = plan
+        .sysctls
+        .iter()
+        .map(|s| Ok((cstring("sysctl", format!("/proc/sys/{}", s.key))?, cstring("sysctl", s.value)?)))
+        .collect::<Result<Vec<_>, SpawnError>>()?;
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;
     let (status_r, status_w) = match supervision {
         Supervision::Init => {
@@ -409,6 +415,8 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         go: go_r,
         cgroup_namespace: plan.namespaces.contains(&Namespace::Cgroup),
         mounts,
+        tree_slots,
+        sysctls,
         loopback_up: plan.namespaces.contains(&Namespace::Net),
         proxy_listener: proxy_theirs,
         hostname: plan.namespaces.contains(&Namespace::Uts).then(|| c"cordon".to_owned()),

@@ -1,9 +1,11 @@
-//! The container root: a tmpfs with read-only binds of the system set and the
-//! `read` paths, read-write binds of the `write` paths, carve-outs for `deny`,
-//! a private `/proc`, a minimal `/dev`, a size-capped `/tmp`; `nosuid` and
-//! `nodev` everywhere but on the device binds.
+//! The sandbox's mounts, built by init in the run's mount namespace.
 //!
-//! The steps run in init, inside the new user and mount namespaces:
+//! Container mode gets a fresh root: a tmpfs with read-only binds of the
+//! system set and the `read` paths, read-write binds of the `write` paths,
+//! carve-outs for `deny`, a private `/proc`, a minimal `/dev`, a size-capped
+//! `/tmp`; `nosuid` and `nodev` everywhere but on the device binds, which
+//! are read-only (a device node stays writable on a read-only mount, but its
+//! mode, owner and times cannot change). The steps:
 //!
 //! 1. make every mount private, so nothing propagates back to the host;
 //! 2. mount a staging tmpfs on `/tmp` and `pivot_root` into it, the host root
@@ -15,12 +17,25 @@
 //!
 //! Sources are `/oldroot` plus the host path with symlinks resolved, because
 //! an absolute link would otherwise resolve against the staging root.
+//!
+//! Process mode keeps the host's mounts in view ([`host_view_ops`]), because
+//! Landlock alone cannot stop `chmod`, `chown`, `utimes` or `setxattr`
+//! (Landlock up to ABI 7 has no rights for them): propagation from the host
+//! is cut, every inherited mount is made read-only with one recursive
+//! `mount_setattr` (mounts the host adds later cannot propagate in, so they
+//! cannot bring a writable tree), and the write grants are bound read-write
+//! on top. In a user namespace the inherited mounts are locked, which forbids
+//! clearing a read-only flag the host set but not setting one.
+//!
+//! With an exec allow-list ([`ExecMounts::ListedOnly`]) both modes mount
+//! every tree `noexec` except the system library folders and the listed
+//! files, so the ELF loader cannot map an unlisted program.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{FsAccess, RootPlan};
+use crate::plan::{ExecMounts, FsAccess, RootPlan};
 use crate::sys::child::MountOp;
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -74,6 +89,22 @@ impl Ops {
     fn setattr(&mut self, path: impl AsRef<Path>, attr: u64, recursive: bool) {
         self.0.push(MountOp::SetAttr { path: c(path), attr, recursive });
     }
+    /// Hides a denied path: an empty, read-only tmpfs (mode 000) on a
+    /// directory, `/dev/null` read-only on a file (`null` is where that is).
+    fn hide(&mut self, target: &Path, is_dir: bool, null: &str) {
+        if is_dir {
+            self.mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                "mode=000,size=4k,nr_inodes=1",
+            );
+        } else {
+            self.bind(null, target);
+            self.setattr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
+        }
+    }
     fn mkdir_p(&mut self, path: &Path) {
         let mut acc = PathBuf::from("/");
         for comp in path.components().skip(1) {
@@ -121,33 +152,147 @@ fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
     Some(Entry::Bind { inside: source.clone(), source, is_dir, access })
 }
 
-/// Process mode's mounts, after making every mount private so nothing
-/// propagates to the host: the run's own `/proc` (its pid namespace only:
-/// other processes are not listed), a private tmpfs on `/dev/shm`
-/// (POSIX semaphores and shared memory live there), and a devpts instance
-/// of its own on `/dev/pts` with its `ptmx` bound on `/dev/ptmx`, so
-/// `openpty` works and allocates nowhere but there.
-///
-/// With `tmp_size_mb`, also a private tmpfs on `/tmp` (and the working
-/// directory inside it, when it lies there and no grant provides it).
-pub fn process_mode_ops(tmp_size_mb: Option<u64>, cwd: &Path) -> Vec<MountOp> {
-    let mut ops = Ops(vec![], Default::default());
-    ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
-    ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
-    if Path::new("/dev/shm").is_dir() {
-        ops.mount("tmpfs", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777,size=64m");
+/// The `MOUNT_ATTR_*` bits `exec` adds to mounts that hold no listed file.
+fn noexec(exec: ExecMounts) -> u64 {
+    match exec {
+        ExecMounts::Everywhere => 0,
+        ExecMounts::ListedOnly => MOUNT_ATTR_NOEXEC,
     }
+}
+
+/// `MS_NOEXEC` when `exec` makes unlisted trees non-executable.
+fn ms_noexec(exec: ExecMounts) -> libc::c_ulong {
+    match exec {
+        ExecMounts::Everywhere => 0,
+        ExecMounts::ListedOnly => libc::MS_NOEXEC,
+    }
+}
+
+/// `MOUNT_ATTR_*` bits a bind with `access` gets: only write grants are
+/// writable; only `Exec` binds stay executable under an exec allow-list.
+/// Binds are copies of the host's mounts (taken before anything was made
+/// read-only or `noexec`), so nothing needs clearing: clearing a flag the
+/// host locked on a submount would fail.
+fn bind_attrs(access: FsAccess, exec: ExecMounts) -> u64 {
+    let base = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    match access {
+        FsAccess::Write => base | noexec(exec),
+        FsAccess::Exec => base | MOUNT_ATTR_RDONLY,
+        FsAccess::List | FsAccess::Read | FsAccess::Device | FsAccess::Terminal => {
+            base | MOUNT_ATTR_RDONLY | noexec(exec)
+        }
+    }
+}
+
+/// A bind of process mode: its resolved path, whether it is a directory,
+/// and its access.
+struct Resolved {
+    path: PathBuf,
+    is_dir: bool,
+    access: FsAccess,
+}
+
+/// Resolves `binds` (symlinks included) and drops those that do not exist
+/// or repeat an earlier resolved path with the same access.
+fn resolve_all(binds: &[crate::plan::Bind]) -> Vec<Resolved> {
+    let mut out: Vec<Resolved> = vec![];
+    for b in binds {
+        let Ok(path) = std::fs::canonicalize(&b.path) else { continue };
+        if out.iter().any(|r| r.path == path && r.access == b.access) {
+            continue;
+        }
+        out.push(Resolved { is_dir: path.is_dir(), path, access: b.access });
+    }
+    out
+}
+
+/// Process mode's mounts (see the module docs): after making every mount
+/// private and cloning the grants under `/tmp` (which the private `/tmp`
+/// will hide), every inherited mount becomes read-only; write grants are
+/// bound read-write on top, carve-outs inside them read-only; then the
+/// run's own `/proc` (its pid namespace only), a private tmpfs on
+/// `/dev/shm` (POSIX semaphores and shared memory live there), a devpts
+/// instance of its own, a private tmpfs on `/tmp` (with the working
+/// directory inside it, when it lies there and no grant provides it), and
+/// the cloned `/tmp` grants on top of it, with carve-outs inside them
+/// hidden.
+pub fn host_view_ops(view: &RootPlan, cwd: &Path) -> Vec<MountOp> {
+    let mut ops = Ops(vec![], Default::default());
+    let exec = view.exec;
+    ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
+    // A write grant of `/` leaves the host's mounts writable: a tree
+    // mounted on top of `/` would not be seen (the process's root stays
+    // the mount below).
+    let root_writable = view.binds.iter().any(|b| b.access == FsAccess::Write && b.path == Path::new("/"));
+    // The host's mounts already show read grants outside /tmp, read-only.
+    let binds: Vec<Resolved> = resolve_all(&view.binds)
+        .into_iter()
+        .filter(|r| r.access != FsAccess::Read || r.path.starts_with("/tmp"))
+        .filter(|r| r.path != Path::new("/"))
+        .collect();
+    // Copies of the grants' mounts as the host has them, before the
+    // recursive read-only below (and the private /tmp) reaches them.
+    for (slot, r) in binds.iter().enumerate() {
+        ops.0.push(MountOp::CloneTree { path: c(&r.path), slot });
+    }
+    let root_attr = if root_writable { 0 } else { MOUNT_ATTR_RDONLY } | noexec(exec);
+    if root_attr != 0 {
+        ops.setattr("/", root_attr, true);
+    }
+    let attach = |ops: &mut Ops, slot: usize, r: &Resolved| {
+        ops.0.push(MountOp::AttachTree { slot, target: c(&r.path), attr: bind_attrs(r.access, exec) });
+    };
+    let in_tmp = |r: &&Resolved| r.path.starts_with("/tmp");
+    for (slot, r) in binds.iter().enumerate().filter(|(_, r)| !in_tmp(r)) {
+        attach(&mut ops, slot, r);
+    }
+    let denied = resolve_denies(&view.deny);
+    let writable =
+        |d: &Path| root_writable || binds.iter().any(|r| r.access == FsAccess::Write && d.starts_with(&r.path));
+    for (d, _) in denied.iter().filter(|(d, _)| !d.starts_with("/tmp") && writable(d)) {
+        // Landlock refuses the content; the mount refuses metadata changes.
+        ops.bind(d, d);
+        ops.setattr(d, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(exec), true);
+    }
+    ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
+    let tmpfs = libc::MS_NOSUID | libc::MS_NODEV | ms_noexec(exec);
+    if Path::new("/dev/shm").is_dir() {
+        ops.mount("tmpfs", "/dev/shm", "tmpfs", tmpfs, "mode=1777,size=64m");
+    }
+    // A devpts instance of its own, its `ptmx` bound on `/dev/ptmx`, so
+    // `openpty` works and allocates nowhere but there.
     if Path::new("/dev/pts").is_dir() && Path::new("/dev/ptmx").exists() {
         ops.mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
         ops.mount("/dev/pts/ptmx", "/dev/ptmx", "", libc::MS_BIND, "");
     }
-    if let Some(mb) = tmp_size_mb {
-        ops.mount("tmpfs", "/tmp", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, &format!("mode=1777,size={mb}m"));
-        if cwd.starts_with("/tmp") {
-            ops.mkdir_p(cwd);
-        }
+    ops.mount("tmpfs", "/tmp", "tmpfs", tmpfs, &format!("mode=1777,size={}m", view.tmp_size_mb));
+    if cwd.starts_with("/tmp") {
+        ops.mkdir_p(cwd);
+    }
+    for (slot, r) in binds.iter().enumerate().filter(|(_, r)| in_tmp(r)) {
+        ops.mountpoint(&r.path, r.is_dir);
+        attach(&mut ops, slot, r);
+    }
+    // The private /tmp is granted writable as a whole (a Landlock rule on
+    // its root covers the trees mounted on it), so carve-outs there are
+    // hidden by mounts.
+    for (d, is_dir) in
+        denied.iter().filter(|(d, _)| d.starts_with("/tmp") && binds.iter().any(|r| d.starts_with(&r.path)))
+    {
+        ops.hide(d, *is_dir, "/dev/null");
     }
     ops.0
+}
+
+/// The carve-outs that exist, resolved, and whether each is a directory.
+fn resolve_denies(deny: &[PathBuf]) -> Vec<(PathBuf, bool)> {
+    deny.iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .map(|d| {
+            let dir = d.is_dir();
+            (d, dir)
+        })
+        .collect()
 }
 
 /// Mount points (or links) for `entries` in `/newroot`.
@@ -165,13 +310,18 @@ fn mountpoints(ops: &mut Ops, entries: &[Entry]) {
     }
 }
 
-/// Read-write binds of the writable `entries`.
-fn bind_writable(ops: &mut Ops, entries: &[Entry]) {
-    for e in entries {
-        if let Entry::Bind { inside, source, access: FsAccess::Write | FsAccess::Device, .. } = e {
-            let target = under("/newroot", inside);
-            ops.bind(under("/oldroot", source), &target);
-            ops.setattr(&target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+/// Binds of the writable and `Exec` `entries`, after the root went
+/// read-only: write grants read-write, then the executable ones.
+fn bind_on_top(ops: &mut Ops, entries: &[Entry], exec: ExecMounts) {
+    for wanted in [FsAccess::Write, FsAccess::Exec] {
+        for e in entries {
+            if let Entry::Bind { inside, source, access, .. } = e {
+                if *access == wanted {
+                    let target = under("/newroot", inside);
+                    ops.bind(under("/oldroot", source), &target);
+                    ops.setattr(&target, bind_attrs(*access, exec), true);
+                }
+            }
         }
     }
 }
@@ -193,11 +343,20 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     ops.mount("tmpfs", "/newroot", "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
 
     // Grants under /tmp are mounted after the private /tmp, on top of it.
-    let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) = root
-        .binds
-        .iter()
-        .filter_map(|b| resolve(&b.path, b.access, system.contains(&b.path.to_str().unwrap_or(""))))
-        .partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
+    let mut resolved: Vec<Entry> = vec![];
+    for b in &root.binds {
+        let is_system = b.access == FsAccess::Read && system.contains(&b.path.to_str().unwrap_or(""));
+        let Some(e) = resolve(&b.path, b.access, is_system) else { continue };
+        let repeated = |o: &Entry| match (o, &e) {
+            (Entry::Bind { inside: a, access: x, .. }, Entry::Bind { inside: b, access: y, .. }) => a == b && x == y,
+            _ => false,
+        };
+        if !resolved.iter().any(repeated) {
+            resolved.push(e);
+        }
+    }
+    let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) =
+        resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
         ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
@@ -207,38 +366,13 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         ops.mkdir_p(&under("/newroot", cwd));
     }
     mountpoints(&mut ops, &entries);
-    let denied: Vec<(PathBuf, bool)> = root
-        .deny
-        .iter()
-        .filter_map(|d| std::fs::canonicalize(d).ok())
-        .map(|d| {
-            let dir = d.is_dir();
-            (d, dir)
-        })
-        .collect();
+    let denied = resolve_denies(&root.deny);
     let deny_in = |ops: &mut Ops, entries: &[Entry], access: FsAccess| {
         for (d, is_dir) in &denied {
             let inside_of =
                 |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
-            if !entries.iter().any(inside_of) {
-                continue;
-            }
-            let target = under("/newroot", d);
-            if *is_dir {
-                ops.mount(
-                    "tmpfs",
-                    &target,
-                    "tmpfs",
-                    libc::MS_RDONLY | nosuid_nodev | libc::MS_NOEXEC,
-                    "mode=000,size=4k,nr_inodes=1",
-                );
-            } else {
-                ops.bind("/oldroot/dev/null", &target);
-                ops.setattr(
-                    &target,
-                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-                    false,
-                );
+            if entries.iter().any(inside_of) {
+                ops.hide(&under("/newroot", d), *is_dir, "/oldroot/dev/null");
             }
         }
     };
@@ -248,8 +382,8 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         }
     }
     deny_in(&mut ops, &entries, FsAccess::Read);
-    ops.setattr("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
-    bind_writable(&mut ops, &entries);
+    ops.setattr("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
+    bind_on_top(&mut ops, &entries, root.exec);
     deny_in(&mut ops, &entries, FsAccess::Write);
 
     // A minimal /dev.
@@ -259,15 +393,17 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         if host.exists() {
             let target = under("/newroot", &host);
             ops.0.push(MountOp::Touch { path: c(&target) });
-            // No nosuid/noexec needed on a character device: neither applies.
             ops.bind(under("/oldroot", &host), &target);
+            // Still writable (a device ignores the flag for I/O), but its
+            // mode, owner and times are the host's and must not change.
+            ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
         }
     }
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
     ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
     ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
-    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev, "mode=1777,size=64m");
+    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -288,7 +424,13 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         ops.bind(&knob, &knob);
         ops.setattr(&knob, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true);
     }
-    ops.mount("tmpfs", "/newroot/tmp", "tmpfs", nosuid_nodev, &format!("mode=1777,size={}m", root.tmp_size_mb));
+    ops.mount(
+        "tmpfs",
+        "/newroot/tmp",
+        "tmpfs",
+        nosuid_nodev | ms_noexec(root.exec),
+        &format!("mode=1777,size={}m", root.tmp_size_mb),
+    );
     if cwd_in_tmp {
         ops.mkdir_p(&under("/newroot", cwd));
     }
@@ -297,11 +439,11 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
             let target = under("/newroot", inside);
             ops.bind(under("/oldroot", source), &target);
-            ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+            ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
         }
     }
     deny_in(&mut ops, &in_tmp, FsAccess::Read);
-    bind_writable(&mut ops, &in_tmp);
+    bind_on_top(&mut ops, &in_tmp, root.exec);
     deny_in(&mut ops, &in_tmp, FsAccess::Write);
 
     ops.0.push(MountOp::Chdir { path: cs("/newroot") });

@@ -24,6 +24,25 @@
 //! - `clone3` takes its flags in memory a filter cannot read: it gets `ENOSYS`
 //!   and libc falls back to `clone`, whose flags are checked.
 //! - `io_uring` performs I/O without the filtered syscalls: it is denied.
+//! - setuid/setgid files: a file the sandbox creates in a write grant is
+//!   owned by the invoking user (root, when cordon runs as root), and
+//!   `nosuid` holds only inside the sandbox, so the mode arguments of
+//!   `chmod`, `fchmod`, `fchmodat`, `fchmodat2`, `creat`, `open`/`openat`
+//!   (with `O_CREAT` or `O_TMPFILE`), `mkdir`/`mkdirat` and
+//!   `mknod`/`mknodat` may not carry `S_ISUID` or `S_ISGID` ([`SETID_MODE`]):
+//!   `EPERM`. `openat2` carries its mode in a struct a filter cannot read:
+//!   it gets `ENOSYS`, as on kernels before 5.6, and callers fall back to
+//!   `openat`.
+//! - extended attributes: their names are pointers a filter cannot read, and
+//!   they carry file capabilities (`security.capability`) and POSIX ACLs
+//!   (`system.posix_acl_*`). Setting or removing any is answered
+//!   `EOPNOTSUPP`, as by a filesystem without them ([`UNSUPPORTED`]);
+//!   `cp -a`, `tar --xattrs` and Python's `shutil.copystat` carry on.
+//!   Reading them stays allowed.
+//!
+//! Argument rules make the kernel run the filter for those syscalls (the
+//! action cache holds only verdicts that ignore arguments): `open` and
+//! `openat` cost a few more BPF instructions each.
 
 use crate::policy::WriteXorExecute;
 
@@ -67,6 +86,8 @@ mod nr {
     pub const FUTEX_WAKE: i64 = 454;
     pub const FUTEX_WAIT: i64 = 455;
     pub const FUTEX_REQUEUE: i64 = 456;
+    pub const SETXATTRAT: i64 = 463;
+    pub const REMOVEXATTRAT: i64 = 466;
 }
 
 /// Syscalls allowed with any arguments (some are narrowed by [`DENIED`]-style
@@ -91,7 +112,6 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_lseek, "I/O"),
     (libc::SYS_open, "files; Landlock decides which"),
     (libc::SYS_openat, "files"),
-    (libc::SYS_openat2, "files"),
     (libc::SYS_creat, "files"),
     (libc::SYS_close, "files"),
     (libc::SYS_close_range, "files"),
@@ -163,15 +183,9 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_listxattr, "xattrs"),
     (libc::SYS_llistxattr, "xattrs"),
     (libc::SYS_flistxattr, "xattrs"),
-    (libc::SYS_setxattr, "xattrs"),
-    (libc::SYS_lsetxattr, "xattrs"),
-    (libc::SYS_fsetxattr, "xattrs"),
-    (libc::SYS_removexattr, "xattrs"),
-    (libc::SYS_lremovexattr, "xattrs"),
-    (libc::SYS_fremovexattr, "xattrs"),
     (libc::SYS_name_to_handle_at, "file handles (opening one is denied)"),
-    (libc::SYS_inotify_init, "watches"),
-    (libc::SYS_inotify_init1, "watches"),
+    (libc::SYS_inotify_init, "watches; refused in process mode (see `FileWatches`)"),
+    (libc::SYS_inotify_init1, "watches; refused in process mode"),
     (libc::SYS_inotify_add_watch, "watches"),
     (libc::SYS_inotify_rm_watch, "watches"),
     (libc::SYS_mmap, "memory; W^X rule optional"),
@@ -187,7 +201,7 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_munlock, "memory"),
     (libc::SYS_mlockall, "memory"),
     (libc::SYS_munlockall, "memory"),
-    (libc::SYS_memfd_create, "memory"),
+    (libc::SYS_memfd_create, "memory; executable ones refused with an exec allow-list (see `MemfdExec`)"),
     (libc::SYS_memfd_secret, "memory"),
     (libc::SYS_membarrier, "memory"),
     (libc::SYS_mbind, "NUMA"),
@@ -436,6 +450,45 @@ pub const DENIED: &[(i64, &str)] = &[
     (libc::SYS_set_mempolicy_home_node, "NUMA of other processes"),
 ];
 
+/// Syscalls answered with `EOPNOTSUPP`, as a filesystem without extended
+/// attributes answers (see the module docs: the attribute's name cannot be
+/// read by a filter, and file capabilities and ACLs are among them).
+#[cfg(target_arch = "x86_64")]
+pub const UNSUPPORTED: &[(i64, &str)] = &[
+    (libc::SYS_setxattr, "xattrs: file capabilities, ACLs"),
+    (libc::SYS_lsetxattr, "xattrs"),
+    (libc::SYS_fsetxattr, "xattrs"),
+    (nr::SETXATTRAT, "xattrs (6.13)"),
+    (libc::SYS_removexattr, "xattrs"),
+    (libc::SYS_lremovexattr, "xattrs"),
+    (libc::SYS_fremovexattr, "xattrs"),
+    (nr::REMOVEXATTRAT, "xattrs (6.13)"),
+];
+
+/// Syscalls that take a file mode: (syscall, mode argument, flags argument
+/// when the mode only counts with `O_CREAT` or `O_TMPFILE` there). The mode
+/// may not carry `S_ISUID` or `S_ISGID`.
+#[cfg(target_arch = "x86_64")]
+pub const SETID_MODE: &[(i64, u8, Option<u8>)] = &[
+    (libc::SYS_chmod, 1, None),
+    (libc::SYS_fchmod, 1, None),
+    (libc::SYS_fchmodat, 2, None),
+    (libc::SYS_fchmodat2, 2, None),
+    (libc::SYS_creat, 1, None),
+    (libc::SYS_open, 2, Some(1)),
+    (libc::SYS_openat, 3, Some(2)),
+    (libc::SYS_mkdir, 1, None),
+    (libc::SYS_mkdirat, 2, None),
+    (libc::SYS_mknod, 1, None),
+    (libc::SYS_mknodat, 2, None),
+];
+
+/// `O_CREAT`, and the bit of `O_TMPFILE` that `O_DIRECTORY` does not have.
+const CREATING_FLAGS: [u32; 2] = [libc::O_CREAT as u32, (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32];
+
+/// `memfd_create`'s flag that makes the memfd non-executable for good.
+const MFD_NOEXEC_SEAL: u32 = 0x8;
+
 /// Namespace flags `clone` and `unshare` may not carry.
 const NAMESPACE_FLAGS: [u32; 8] = [
     libc::CLONE_NEWNS as u32,
@@ -581,6 +634,8 @@ pub struct RuleSet {
 
 const EPERM: Verdict = Verdict::Errno(libc::EPERM as u32);
 const ENOSYS: Verdict = Verdict::Errno(libc::ENOSYS as u32);
+const EACCES: Verdict = Verdict::Errno(libc::EACCES as u32);
+const EOPNOTSUPP: Verdict = Verdict::Errno(libc::EOPNOTSUPP as u32);
 
 fn plain(v: Verdict) -> SyscallRule {
     SyscallRule { when: vec![], otherwise: v }
@@ -603,6 +658,42 @@ pub enum UnixSockets {
     SocketpairOnly,
 }
 
+/// Whether the sandbox may create inotify instances.
+///
+/// A watch is added by path, which a filter cannot read, and Landlock does
+/// not check watches: in process mode, where the host's folders stay in view,
+/// a watch on a folder outside the grants would report the names of files
+/// created, opened and changed there by anyone. Process mode therefore
+/// answers `inotify_init`/`inotify_init1` with `ENOSYS`, as a kernel without
+/// inotify does; tools fall back to polling (`tail -f`) or report that
+/// watching is unavailable. Container mode shows only the granted paths, so
+/// watches stay allowed there. fanotify is denied in both modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileWatches {
+    /// inotify allowed.
+    Allow,
+    /// `inotify_init`/`inotify_init1` answer `ENOSYS`.
+    Refuse,
+}
+
+/// Whether `memfd_create` must make non-executable memfds.
+///
+/// With an exec allow-list, a memfd is a file that no Landlock rule covers:
+/// `memfd_create` + `execveat(AT_EMPTY_PATH)` (or `fexecve`) would start any
+/// program. Where cordon runs as root, init sets `vm.memfd_noexec = 2` in
+/// the run's own pid namespace (a per-namespace sysctl since 6.3), so every
+/// memfd is sealed non-executable and `MFD_EXEC` is refused; elsewhere the
+/// filter refuses (`EACCES`) a `memfd_create` without `MFD_NOEXEC_SEAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemfdExec {
+    /// Any memfd.
+    Allow,
+    /// `memfd_create` without `MFD_NOEXEC_SEAL` answers `EACCES`.
+    RequireNoexecSeal,
+}
+
 /// The seccomp choices a plan makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SeccompPlan {
@@ -612,6 +703,10 @@ pub struct SeccompPlan {
     pub unix: UnixSockets,
     /// Terminal ioctls.
     pub tty: TtyIoctls,
+    /// inotify.
+    pub watches: FileWatches,
+    /// Executable memfds.
+    pub memfd: MemfdExec,
 }
 
 /// cordon's rule set.
@@ -621,6 +716,36 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
     let mut rules: std::collections::BTreeMap<u32, SyscallRule> =
         ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
     rules.extend(DENIED.iter().map(|(n, _)| (nr(*n), plain(EPERM))));
+    rules.extend(UNSUPPORTED.iter().map(|(n, _)| (nr(*n), plain(EOPNOTSUPP))));
+    for (n, mode, flags) in SETID_MODE {
+        let mut when = vec![];
+        for bit in [libc::S_ISUID, libc::S_ISGID] {
+            let setid = ArgTest::Masked { arg: *mode, mask: bit, value: bit };
+            match flags {
+                None => when.push((vec![setid], EPERM)),
+                Some(f) => when.extend(
+                    CREATING_FLAGS
+                        .iter()
+                        .map(|c| (vec![ArgTest::Masked { arg: *f, mask: *c, value: *c }, setid], EPERM)),
+                ),
+            }
+        }
+        rules.insert(nr(*n), SyscallRule { when, otherwise: Verdict::Allow });
+    }
+    if plan.watches == FileWatches::Refuse {
+        for n in [libc::SYS_inotify_init, libc::SYS_inotify_init1] {
+            rules.insert(nr(n), plain(ENOSYS));
+        }
+    }
+    if plan.memfd == MemfdExec::RequireNoexecSeal {
+        rules.insert(
+            nr(libc::SYS_memfd_create),
+            SyscallRule {
+                when: vec![(vec![ArgTest::Masked { arg: 1, mask: MFD_NOEXEC_SEAL, value: 0 }], EACCES)],
+                otherwise: Verdict::Allow,
+            },
+        );
+    }
     let ns: Vec<(Vec<ArgTest>, Verdict)> =
         NAMESPACE_FLAGS.iter().map(|f| (vec![ArgTest::Masked { arg: 0, mask: *f, value: *f }], EPERM)).collect();
     rules.insert(nr(libc::SYS_clone), SyscallRule { when: ns.clone(), otherwise: Verdict::Allow });
@@ -820,7 +945,13 @@ mod tests {
     }
 
     fn plan(wx: WriteXorExecute) -> SeccompPlan {
-        SeccompPlan { wx, unix: UnixSockets::Allow, tty: TtyIoctls::Allow }
+        SeccompPlan {
+            wx,
+            unix: UnixSockets::Allow,
+            tty: TtyIoctls::Allow,
+            watches: FileWatches::Allow,
+            memfd: MemfdExec::Allow,
+        }
     }
 
     fn verdict(prog: &[SockFilter], nr: i64, args: [u64; 6]) -> u32 {
@@ -830,6 +961,58 @@ mod tests {
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
     const DENY: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
     const NOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+    const NOTSUP: u32 = libc::SECCOMP_RET_ERRNO | libc::EOPNOTSUPP as u32;
+    const ACCES: u32 = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+
+    #[test]
+    fn setuid_and_setgid_modes_are_refused_wherever_a_mode_is_given() {
+        let prog = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
+        let with_mode = |nr: i64, mode_arg: u8, mode: u64, flags: Option<(u8, u64)>| {
+            let mut args = [0u64; 6];
+            args[usize::from(mode_arg)] = mode;
+            if let Some((f, v)) = flags {
+                args[usize::from(f)] = v;
+            }
+            verdict(&prog, nr, args)
+        };
+        let creat = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+        let tmpfile = libc::O_TMPFILE as u64 | libc::O_RDWR as u64;
+        for (nr, mode_arg, flags_arg) in SETID_MODE {
+            let flags = |v| flags_arg.map(|f| (f, v));
+            for bad in [0o4755, 0o2755, 0o6777, 0o104755, 0xffff_0000_0000_0800] {
+                assert_eq!(with_mode(*nr, *mode_arg, bad, flags(creat)), DENY, "syscall {nr} mode {bad:o}");
+            }
+            for ok in [0o755, 0o1777, 0o644, 0o100644] {
+                assert_eq!(with_mode(*nr, *mode_arg, ok, flags(creat)), ALLOW, "syscall {nr} mode {ok:o}");
+            }
+            if flags_arg.is_some() {
+                assert_eq!(with_mode(*nr, *mode_arg, 0o4755, flags(tmpfile)), DENY, "O_TMPFILE {nr}");
+                // Without O_CREAT/O_TMPFILE the kernel ignores the mode.
+                assert_eq!(with_mode(*nr, *mode_arg, 0o4755, flags(libc::O_RDONLY as u64)), ALLOW, "{nr}");
+            }
+        }
+        // openat2's mode is in memory: the whole call is refused, so libc uses openat.
+        assert_eq!(verdict(&prog, libc::SYS_openat2, [0; 6]), NOSYS);
+    }
+
+    #[test]
+    fn process_mode_refuses_inotify_and_an_exec_list_refuses_executable_memfds() {
+        let open = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
+        assert_eq!(verdict(&open, libc::SYS_inotify_init1, [0; 6]), ALLOW);
+        assert_eq!(verdict(&open, libc::SYS_memfd_create, [0, 1, 0, 0, 0, 0]), ALLOW);
+        let strict = compile(&rules(SeccompPlan {
+            watches: FileWatches::Refuse,
+            memfd: MemfdExec::RequireNoexecSeal,
+            ..plan(WriteXorExecute::Allow)
+        }))
+        .unwrap();
+        assert_eq!(verdict(&strict, libc::SYS_inotify_init, [0; 6]), NOSYS);
+        assert_eq!(verdict(&strict, libc::SYS_inotify_init1, [0o2000000, 0, 0, 0, 0, 0]), NOSYS);
+        for flags in [0, 1, 0x10, 0x11] {
+            assert_eq!(verdict(&strict, libc::SYS_memfd_create, [0, flags, 0, 0, 0, 0]), ACCES, "flags {flags:#x}");
+        }
+        assert_eq!(verdict(&strict, libc::SYS_memfd_create, [0, 0x9, 0, 0, 0, 0]), ALLOW);
+    }
 
     #[test]
     fn every_listed_syscall_gets_its_verdict_and_everything_else_enosys() {
@@ -844,7 +1027,11 @@ mod tests {
         for (nr, why) in DENIED {
             assert_eq!(verdict(&prog, *nr, [0; 6]), DENY, "{nr} ({why})");
         }
-        let listed: std::collections::BTreeSet<i64> = ALLOWED.iter().chain(DENIED).map(|(n, _)| *n).collect();
+        for (nr, why) in UNSUPPORTED {
+            assert_eq!(verdict(&prog, *nr, [0; 6]), NOTSUP, "{nr} ({why})");
+        }
+        let listed: std::collections::BTreeSet<i64> =
+            ALLOWED.iter().chain(DENIED).chain(UNSUPPORTED).map(|(n, _)| *n).collect();
         for nr in 0..600 {
             if !listed.contains(&nr) {
                 assert_eq!(verdict(&prog, nr, [0; 6]), NOSYS, "{nr}");

@@ -144,6 +144,13 @@ pub const SYSTEM_READ: &[&str] = &[
     "/etc/subgid",
 ];
 
+/// The system library folders: with an exec allow-list they stay
+/// executable (shared libraries are mapped executable) while every other
+/// tree is mounted `noexec`. Executables inside them can still be started
+/// through the ELF loader: the allow-list's documented gap.
+pub const LIBRARY_TREES: &[&str] =
+    &["/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32", "/usr/local/lib"];
+
 /// Character devices of the system set, readable and writable.
 pub const SYSTEM_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 

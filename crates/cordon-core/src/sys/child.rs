@@ -79,10 +79,12 @@ pub enum ChildStage {
     /// Allocating the pty, making it the controlling terminal, or reopening
     /// the caller's terminal.
     Terminal,
+    /// Writing a sysctl of the run's own namespaces (index in `sysctls`).
+    Sysctl,
 }
 
 /// Every stage with the words an error message uses for it.
-const STAGES: [(ChildStage, &str); 21] = [
+const STAGES: [(ChildStage, &str); 22] = [
     (ChildStage::Lifeline, "lifeline"),
     (ChildStage::IdMaps, "uid/gid maps"),
     (ChildStage::CgroupNamespace, "cgroup namespace"),
@@ -104,6 +106,7 @@ const STAGES: [(ChildStage, &str); 21] = [
     (ChildStage::ProxyListener, "proxy listener inside the sandbox"),
     (ChildStage::Session, "new session"),
     (ChildStage::Terminal, "terminal"),
+    (ChildStage::Sysctl, "sysctl of the run's namespaces"),
 ];
 
 impl ChildStage {
@@ -127,6 +130,7 @@ impl ChildStage {
                 | ChildStage::Rlimit
                 | ChildStage::Seccomp
                 | ChildStage::Terminal
+                | ChildStage::Sysctl
         )
     }
 }
@@ -211,6 +215,26 @@ pub enum MountOp {
         attr: u64,
         /// Whether submounts are included.
         recursive: bool,
+    },
+    /// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of
+    /// the mounts at `path`, kept in [`ChildSpec::tree_slots`]`[slot]` until
+    /// an [`MountOp::AttachTree`] mounts it (after a mount hid `path`).
+    CloneTree {
+        /// What to copy.
+        path: CString,
+        /// Where the descriptor is kept.
+        slot: usize,
+    },
+    /// Sets `attr` on every mount of the tree in `slot`
+    /// (`mount_setattr(AT_EMPTY_PATH | AT_RECURSIVE)`), then `move_mount`s
+    /// it onto `target`.
+    AttachTree {
+        /// The slot a [`MountOp::CloneTree`] filled.
+        slot: usize,
+        /// Mount point.
+        target: CString,
+        /// `MOUNT_ATTR_*` bits to set.
+        attr: u64,
     },
     /// `mkdir(path, mode)`; an existing path is fine.
     Mkdir {
@@ -353,8 +377,16 @@ pub struct ChildSpec {
     /// Enter a new cgroup namespace (after the "go", so it is rooted in the
     /// run's cgroup).
     pub cgroup_namespace: bool,
-    /// Steps that build the container root, run by init.
+    /// Steps that build the sandbox's mounts, run by init.
     pub mounts: Vec<MountOp>,
+    /// One slot per [`MountOp::CloneTree`] (`-1` until filled). Init has its
+    /// own copy of the parent's memory, so it writes here without
+    /// allocating.
+    pub tree_slots: Vec<std::sync::atomic::AtomicI32>,
+    /// `(path, value)`: sysctls of the run's own namespaces (full paths
+    /// below `/proc/sys`), written by init before the mounts, while it holds
+    /// every capability in the run's user namespace.
+    pub sysctls: Vec<(CString, CString)>,
     /// Bring `lo` up in the new network namespace.
     pub loopback_up: bool,
     /// Init listens on `127.0.0.1:port` inside the sandbox's network
@@ -457,9 +489,9 @@ fn init_main(spec: &ChildSpec) -> ! {
     // SAFETY: setsid takes no arguments.
     check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
     if let Some((uid_map, gid_map)) = &spec.id_maps {
-        write_file(spec, c"/proc/self/setgroups", b"deny");
-        write_file(spec, c"/proc/self/uid_map", uid_map);
-        write_file(spec, c"/proc/self/gid_map", gid_map);
+        write_file(spec, c"/proc/self/setgroups", b"deny", ChildStage::IdMaps, 0);
+        write_file(spec, c"/proc/self/uid_map", uid_map, ChildStage::IdMaps, 0);
+        write_file(spec, c"/proc/self/gid_map", gid_map, ChildStage::IdMaps, 0);
     }
     if spec.loopback_up {
         loopback_up(spec);
@@ -470,6 +502,9 @@ fn init_main(spec: &ChildSpec) -> ! {
     if let Some(name) = &spec.hostname {
         // SAFETY: `name` is a valid C string; length excludes the NUL.
         check!(spec, ChildStage::Hostname, 0, unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) });
+    }
+    for (i, (path, value)) in spec.sysctls.iter().enumerate() {
+        write_file(spec, path, value.as_bytes(), ChildStage::Sysctl, u32::try_from(i).unwrap_or(u32::MAX));
     }
     for (i, op) in spec.mounts.iter().enumerate() {
         apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
@@ -685,15 +720,17 @@ fn finish(spec: &ChildSpec, status: c_int) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-fn write_file(spec: &ChildSpec, path: &std::ffi::CStr, data: &[u8]) {
+/// Writes `data` to the `/proc` file `path`, failing the step `stage`
+/// (index `i`).
+fn write_file(spec: &ChildSpec, path: &std::ffi::CStr, data: &[u8], stage: ChildStage, i: u32) {
     // SAFETY: `path` is a valid C string.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    check!(spec, ChildStage::IdMaps, 0, fd);
+    check!(spec, stage, i, fd);
     // SAFETY: `data` is a live slice.
     let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
     // SAFETY: `fd` was opened above and is ours.
     unsafe { libc::close(fd) };
-    check!(spec, ChildStage::IdMaps, 0, n);
+    check!(spec, stage, i, n);
 }
 
 fn loopback_up(spec: &ChildSpec) {
@@ -749,27 +786,39 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
             check!(spec, st, i, rc);
         }
         MountOp::SetAttr { path, attr, recursive } => {
-            #[repr(C)]
-            struct MountAttr {
-                set: u64,
-                clr: u64,
-                propagation: u64,
-                userns_fd: u64,
-            }
-            let a = MountAttr { set: *attr, clr: 0, propagation: 0, userns_fd: 0 };
             let flags = if *recursive { libc::AT_RECURSIVE } else { 0 };
-            // SAFETY: `path` is a valid C string and `a` a live mount_attr of the size passed.
+            check!(spec, st, i, mount_setattr(libc::AT_FDCWD, path, flags, *attr));
+        }
+        MountOp::CloneTree { path, slot } => {
+            const OPEN_TREE_CLONE: libc::c_uint = 1;
+            let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+            // SAFETY: `path` is a valid C string; the flags are plain integers.
+            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+            check!(spec, st, i, fd);
+            if let Some(s) = spec.tree_slots.get(*slot) {
+                s.store(libc::c_int::try_from(fd).unwrap_or(-1), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        MountOp::AttachTree { slot, target, attr } => {
+            const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+            let fd = spec.tree_slots.get(*slot).map_or(-1, |s| s.load(std::sync::atomic::Ordering::Relaxed));
+            let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
+            check!(spec, st, i, mount_setattr(fd, c"", flags, *attr));
+            // SAFETY: `fd` is the detached tree open_tree returned; both
+            // paths are valid C strings.
             let rc = unsafe {
                 libc::syscall(
-                    libc::SYS_mount_setattr,
+                    libc::SYS_move_mount,
+                    fd,
+                    c"".as_ptr(),
                     libc::AT_FDCWD,
-                    path.as_ptr(),
-                    flags,
-                    &a as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
+                    target.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
                 )
             };
             check!(spec, st, i, rc);
+            // SAFETY: the tree is attached; its descriptor is ours to close.
+            unsafe { libc::close(fd) };
         }
         MountOp::Mkdir { path, mode } => {
             // SAFETY: valid C string.
@@ -808,6 +857,29 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
             // SAFETY: valid C string.
             check!(spec, st, i, unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) });
         }
+    }
+}
+
+/// `mount_setattr(dfd, path, flags)` setting `set`.
+fn mount_setattr(dfd: c_int, path: &std::ffi::CStr, flags: c_int, set: u64) -> libc::c_long {
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let a = MountAttr { set, clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: `path` is a valid C string and `a` a live mount_attr of the size passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dfd,
+            path.as_ptr(),
+            flags,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     }
 }
 
