@@ -26,11 +26,20 @@ impl Dir {
     /// Creates `/var/tmp/cordon-test-<label>-<pid>-<n>`. `label` names the
     /// test in the path, so leftovers are easy to attribute.
     pub fn new(label: &str) -> Dir {
+        Self::new_in(FIXTURE_ROOT, label)
+    }
+
+    /// Like [`Dir::new`], under the host's `/tmp`: for tests of grants that
+    /// lie there, which the sandbox's private `/tmp` must not hide.
+    pub fn new_in_host_tmp(label: &str) -> Dir {
+        Self::new_in("/tmp", label)
+    }
+
+    fn new_in(root: &str, label: &str) -> Dir {
         let label: String =
             label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base =
-            fs::canonicalize(FIXTURE_ROOT).unwrap_or_else(|e| panic!("fixture root {FIXTURE_ROOT} is unusable: {e}"));
+        let base = fs::canonicalize(root).unwrap_or_else(|e| panic!("fixture root {root} is unusable: {e}"));
         let root = base.join(format!("cordon-test-{label}-{}-{n}", std::process::id()));
         fs::create_dir(&root).unwrap_or_else(|e| panic!("cannot create fixture directory {}: {e}", root.display()));
         Dir { root }

@@ -17,6 +17,7 @@ mod escape;
 mod exit_codes;
 mod fds;
 mod fs;
+mod hardening;
 mod json;
 mod net_proxy;
 mod network;
@@ -60,14 +61,11 @@ pub fn not_granted_error(mode: Mode) -> &'static str {
     }
 }
 
-/// The message for a write under a read-only grant. Container mode binds
-/// the tree read-only; process mode's Landlock rule lacks write access.
-pub fn read_only_error(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Container => "Read-only file system",
-        _ => "Permission denied",
-    }
-}
+/// The message for a write under a read-only grant, or anywhere outside
+/// the write grants: container mode binds the tree read-only, and process
+/// mode makes every inherited mount read-only (Landlock alone cannot stop
+/// metadata changes), so both refuse before any Landlock check.
+pub const READ_ONLY_ERROR: &str = "Read-only file system";
 
 /// A program the suite runs, by absolute path. Tools are part of the test
 /// machine, not kernel features, so a missing one fails the test.

@@ -96,3 +96,43 @@ fn an_ordinary_user_gets_rlimit_quotas_where_no_cgroup_is_delegated() {
             .assert_stderr_contains("MemoryError");
     });
 }
+
+/// Issue #9 for an ordinary user: its own file outside the grants keeps its
+/// mode (the read-only mounts hold in its user namespace too, where the
+/// inherited mounts are locked), and under an exec list no memfd or
+/// `O_TMPFILE` program runs (the pid-namespace sysctl is root's to set, so
+/// seccomp requires `MFD_NOEXEC_SEAL` instead).
+#[test]
+fn an_ordinary_user_cannot_change_its_files_outside_the_grants_or_run_memfds() {
+    use std::os::unix::fs::MetadataExt;
+    let support = kernel_support();
+    require!(support.user_namespaces.is_available(), "user namespaces for unprivileged users");
+    let user = AsUser::new();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("unpriv-meta");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.create("mine", "mine\n");
+    if support.root {
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    }
+    let (d, f) = (dir.path().to_str().unwrap(), file.to_str().unwrap());
+    let mode_of = || std::fs::metadata(&file).unwrap().mode() & 0o777;
+    each_mode(sandbox_modes!(support), |mode| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        user.run(mode, &["--read", d, "--", "chmod", "600", f])
+            .assert_code(1)
+            .assert_stderr_contains("Read-only file system");
+        assert_eq!(mode_of(), 0o644, "[{}] the user's file changed outside the grants", mode.as_str());
+        // Control: where writing is granted, the owner may chmod.
+        user.run(mode, &["--write", d, "--", "chmod", "600", f]).assert_success();
+        assert_eq!(mode_of(), 0o600, "[{}] control", mode.as_str());
+
+        let free = user.run(mode, &["--", python, "-c", super::hardening::FD_EXEC_PROBE]);
+        assert_eq!(free.stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count(), 4, "control\n{free}");
+        let listed = user.run(mode, &["--exec", python, "--", python, "-c", super::hardening::FD_EXEC_PROBE]);
+        listed.assert_success();
+        for route in ["memfd EACCES", "memfd-exec EACCES", "o-tmpfile EACCES", "execv-unlisted EACCES"] {
+            listed.assert_stdout_contains(route);
+        }
+    });
+}

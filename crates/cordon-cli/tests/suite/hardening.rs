@@ -1,0 +1,606 @@
+//! Issue #9 ("hardening"): the classes an attacker's review got through,
+//! each with the review's probe and the variants it did not try. Every test
+//! checks the host side (mode, owner, times and extended attributes of the
+//! host file, what exists on the host) after the attempt, and has a control
+//! that shows the same probe working where nothing stops it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, Outcome, TestCommand};
+
+use super::{run_in, tool};
+
+/// Python's name for `EOPNOTSUPP` (95), which it calls `ENOTSUP`.
+const NOT_SUPPORTED: &str = "ENOTSUP";
+
+/// Performs named operations on a path and prints `<name> ok` or
+/// `<name> <ERRNO>` for each: `python3 -c PROBE PATH OP...`.
+const METADATA_PROBE: &str = r#"
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+path = sys.argv[1]
+def fchmodat2_empty_path():
+    fd = os.open(path, os.O_PATH)
+    if libc.syscall(452, fd, b"", 0o600, 0x1000) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+ops = {
+    "chmod": lambda: os.chmod(path, 0o600),
+    "chown": lambda: os.chown(path, os.stat(path).st_uid, os.stat(path).st_gid),
+    "utime": lambda: os.utime(path, (1e9, 1e9)),
+    "setxattr": lambda: os.setxattr(path, "user.cordon", b"1"),
+    "chmod-via-proc-fd": lambda: os.chmod("/proc/self/fd/%d" % os.open(path, os.O_PATH), 0o600),
+    "utime-via-proc-fd": lambda: os.utime("/proc/self/fd/%d" % os.open(path, os.O_PATH), (1e9, 1e9)),
+    "fchmodat2-empty-path": fchmodat2_empty_path,
+}
+for name in sys.argv[2:]:
+    try:
+        ops[name]()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+"#;
+
+const METADATA_OPS: [&str; 7] =
+    ["chmod", "chown", "utime", "setxattr", "chmod-via-proc-fd", "utime-via-proc-fd", "fchmodat2-empty-path"];
+
+/// What the host shows of a file: mode, owner, group, mtime and ctime
+/// (seconds and nanoseconds), and its extended attributes.
+#[derive(Debug, PartialEq, Eq)]
+struct HostView {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    xattrs: String,
+}
+
+fn host_view(path: &Path) -> HostView {
+    let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    HostView {
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        xattrs: xattrs(path),
+    }
+}
+
+/// Every extended attribute of `path` (and below, for a directory), as
+/// `getfattr` on the host prints them.
+fn xattrs(path: &Path) -> String {
+    let out = TestCommand::new(tool("/usr/bin/getfattr"))
+        .args(["--absolute-names", "-R", "-d", "-m", "-", "-h"])
+        .arg(path)
+        .run();
+    out.assert_success();
+    out.stdout
+}
+
+/// The probe's verdict per operation, e.g. `{"chmod": "EROFS"}`.
+fn verdicts(out: &Outcome) -> std::collections::BTreeMap<String, String> {
+    out.assert_success();
+    out.stdout.lines().filter_map(|l| l.split_once(' ')).map(|(op, v)| (op.to_owned(), v.to_owned())).collect()
+}
+
+fn metadata_probe(mode: Mode, grants: &[&str], path: &Path, ops: &[&str]) -> Outcome {
+    run_in(mode).args(grants).args(["--", tool("/usr/bin/python3"), "-c", METADATA_PROBE]).arg(path).args(ops).run()
+}
+
+/// Finding 1: process mode changed the mode, owner, times and extended
+/// attributes of host files it was never granted (Landlock up to ABI 7 has
+/// no rights for them), and so did a path carved out of a write grant.
+/// Variants: through `/proc/self/fd` of an `O_PATH` descriptor, and
+/// `fchmodat2(AT_EMPTY_PATH)`, a directory, and a carve-out.
+#[test]
+fn metadata_of_host_files_outside_the_write_grants_cannot_change() {
+    let support = kernel_support();
+    let dir = Dir::new("meta");
+    let d = dir.path().to_str().unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        let victim = dir.create(format!("{}/victim", mode.as_str()), "host file\n");
+        let folder = dir.create_dir(format!("{}/folder", mode.as_str()));
+        let own = dir.create(format!("{}/grant/own", mode.as_str()), "granted\n");
+        let secret = dir.create(format!("{}/grant/secret/file", mode.as_str()), "carved out\n");
+        let grant = own.parent().unwrap().to_str().unwrap().to_owned();
+        let carve = secret.parent().unwrap().to_str().unwrap().to_owned();
+        let grants = ["--read", d, "--write", &grant, "--deny", &carve];
+        // Control: in the write grant every operation works (xattrs aside,
+        // which no sandbox may set).
+        let control = verdicts(&metadata_probe(mode, &grants, &own, &METADATA_OPS));
+        for op in METADATA_OPS {
+            let expected = if op == "setxattr" { NOT_SUPPORTED } else { "ok" };
+            assert_eq!(control[op], expected, "[{}] control {op} in the write grant", mode.as_str());
+        }
+        assert_eq!(host_view(&own).mode & 0o777, 0o600, "[{}] control: the grant's file changed", mode.as_str());
+        for target in [&victim, &folder, &secret] {
+            let before = host_view(target);
+            let got = verdicts(&metadata_probe(mode, &grants, target, &METADATA_OPS));
+            let carved_in_container = mode == Mode::Container && target == &secret;
+            for op in METADATA_OPS {
+                let expected = match op {
+                    // Refused by the filter before the path is looked up.
+                    "setxattr" => NOT_SUPPORTED,
+                    // Container mode hides a carve-out behind an empty mode-000 folder.
+                    _ if carved_in_container => "EACCES",
+                    _ => "EROFS",
+                };
+                assert_eq!(got[op], expected, "[{}] {op} {}", mode.as_str(), target.display());
+            }
+            assert_eq!(host_view(target), before, "[{}] {} changed on the host", mode.as_str(), target.display());
+        }
+    });
+}
+
+/// Finding 4: container mode changed the host's device nodes through their
+/// binds (`chmod 000 /dev/null` breaks the host). Both modes now show the
+/// devices on read-only mounts: still readable and writable, but their mode,
+/// owner and times are the host's. The probe sets each device's current
+/// mode, so even a failure of this test leaves the host's devices working.
+#[test]
+fn device_nodes_keep_their_mode_owner_and_times() {
+    let support = kernel_support();
+    let devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom"];
+    let script = devices
+        .iter()
+        .map(|d| {
+            let mode = std::fs::metadata(d).unwrap().mode() & 0o7777;
+            format!("chmod {mode:o} {d}; chown 0:0 {d}; touch {d}; ")
+        })
+        .collect::<String>()
+        + "echo still-writable > /dev/null && head -c 4 /dev/zero | wc -c";
+    each_mode(sandbox_modes!(support), |mode| {
+        let before: Vec<HostView> = devices.iter().map(|d| host_view(Path::new(d))).collect();
+        let out = run_in(mode).args(["--", "sh", "-c", &script]).run();
+        out.assert_success().assert_stdout_eq("4\n");
+        for d in devices {
+            for what in ["chmod: changing permissions of", "chown: changing ownership of", "touch: setting times of"] {
+                out.assert_stderr_contains(&format!("{what} '{d}': Read-only file system"));
+            }
+        }
+        let after: Vec<HostView> = devices.iter().map(|d| host_view(Path::new(d))).collect();
+        assert_eq!(after, before, "[{}] a host device node changed", mode.as_str());
+    });
+    // Control: the same commands change a file where writing is granted.
+    let dir = Dir::new("dev-control");
+    let f = dir.create("f", "");
+    let before = host_view(&f);
+    run_in(Mode::Process)
+        .arg("--write")
+        .arg(dir.path())
+        .args(["--", "sh", "-c", &format!("chmod 600 {0} && touch -d 2001-01-01 {0}", f.display())])
+        .run()
+        .assert_success();
+    assert_ne!(host_view(&f), before, "control: chmod and touch work in a write grant");
+}
+
+/// Creates files with set-id modes (and capabilities, ACLs, other owners)
+/// in the current folder, one way per line: `<name> ok` or `<name> ERRNO`.
+const SETID_PROBE: &str = r#"
+import ctypes, errno, os, shutil, struct, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def check(rc):
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+shutil.copy("/usr/bin/true", "prog")
+os.mkdir("plain-dir")
+dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+def tool(*argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise OSError(errno.EOPNOTSUPP if "not supported" in r.stderr else errno.EPERM, r.stderr.strip())
+ops = [
+    ("chmod-4755", lambda: os.chmod("prog", 0o4755)),
+    ("chmod-2755", lambda: os.chmod("prog", 0o2755)),
+    ("fchmod-4755", lambda: os.fchmod(os.open("prog", os.O_RDONLY), 0o4755)),
+    ("fchmodat-6755", lambda: os.chmod("prog", 0o6755, dir_fd=dfd)),
+    ("fchmodat2-4755", lambda: check(libc.syscall(452, dfd, b"prog", 0o4755, 0))),
+    ("open-creat-4755", lambda: os.close(os.open("created", os.O_CREAT | os.O_WRONLY, 0o4755))),
+    ("openat-creat-2755", lambda: os.close(os.open("created-at", os.O_CREAT | os.O_WRONLY, 0o2755, dir_fd=dfd))),
+    ("creat-4755", lambda: check(libc.creat(b"creat", 0o4755))),
+    ("o-tmpfile-4755", lambda: check(libc.linkat(-100, b"/proc/self/fd/%d" % os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o4755), -100, b"tmpfile", 0x400))),
+    ("mkdir-2755", lambda: os.mkdir("setgid-dir", 0o2755)),
+    ("chmod-dir-g+s", lambda: os.chmod("plain-dir", 0o2775)),
+    ("mknod-4755", lambda: os.mknod("node", 0o100000 | 0o4755)),
+    # VFS_CAP_REVISION_2 | effective, CAP_NET_RAW permitted.
+    ("security.capability", lambda: os.setxattr("prog", "security.capability", struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0))),
+    ("setcap-tool", lambda: tool("/usr/sbin/setcap", "cap_net_raw+ep", "prog")),
+    ("setfacl", lambda: tool("/usr/bin/setfacl", "-m", "u:65534:rwx", "prog")),
+    ("setfacl-default", lambda: tool("/usr/bin/setfacl", "-d", "-m", "u:65534:rwx", "plain-dir")),
+    ("user-xattr", lambda: os.setxattr("prog", "user.cordon", b"1")),
+    ("chgrp-other", lambda: os.chown("prog", -1, 65534)),
+    ("chown-other", lambda: os.chown("prog", 65534, -1)),
+]
+for name, f in ops:
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+"#;
+
+/// Finding 2 and the ACL item: a file created in a write grant belongs to
+/// the invoking user (root here), and `nosuid` holds only inside the
+/// sandbox, so a set-id mode, a file capability or an ACL there is a
+/// privilege on the host. Every way to give a mode, and both xattr tools,
+/// are refused; the host shows no set-id bit, no capability, no ACL, and
+/// no file given away. Control: outside a sandbox every probe works.
+#[test]
+fn setuid_files_capabilities_and_acls_cannot_be_planted_in_a_write_grant() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    tool("/usr/sbin/setcap");
+    tool("/usr/bin/setfacl");
+    let control = Dir::new("setid-control");
+    let out = run_in(Mode::Dev).arg("--cwd").arg(control.path()).args(["--", python, "-c", SETID_PROBE]).run();
+    for (op, v) in verdicts(&out) {
+        assert_eq!(v, "ok", "control: {op} works outside a sandbox\n{out}");
+    }
+    // (The later chown cleared setcap's capability, as the kernel does.)
+    assert!(xattrs(control.path()).contains("system.posix_acl_default"), "control: setfacl left an ACL");
+    assert_eq!(std::fs::metadata(control.join("prog")).unwrap().uid(), 65534, "control: chown gave the file away");
+    // The run's user namespace maps only the invoking user; without one,
+    // the dropped capabilities refuse.
+    let unmapped = if support.user_namespaces.is_available() { "EINVAL" } else { "EPERM" };
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("setid");
+        let out = run_in(mode)
+            .arg("--write")
+            .arg(dir.path())
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--", python, "-c", SETID_PROBE])
+            .run();
+        let got = verdicts(&out);
+        for (op, v) in &got {
+            let expected = match op.as_str() {
+                "security.capability" | "setfacl" | "setfacl-default" | "user-xattr" => NOT_SUPPORTED,
+                // The tool first asks for CAP_SETFCAP, which the sandbox lacks.
+                "setcap-tool" => "EPERM",
+                "chgrp-other" | "chown-other" => unmapped,
+                _ => "EPERM",
+            };
+            assert_eq!(v, expected, "[{}] {op}\n{out}", mode.as_str());
+        }
+        assert_eq!(got.len(), 19, "[{}] every probe ran\n{out}", mode.as_str());
+        let owner = std::fs::metadata(dir.path()).unwrap();
+        for entry in walk(dir.path()) {
+            let m = std::fs::symlink_metadata(&entry).unwrap();
+            assert_eq!(m.mode() & 0o6000, 0, "[{}] {} has a set-id bit on the host", mode.as_str(), entry.display());
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (owner.uid(), owner.gid()),
+                "[{}] {} was given away",
+                mode.as_str(),
+                entry.display()
+            );
+        }
+        assert_eq!(xattrs(dir.path()), "", "[{}] extended attributes were set on the host", mode.as_str());
+    });
+}
+
+/// Every path below `dir`, depth first.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Finding 2, the other ways in: a hard link of a host setuid program into
+/// a write grant (the kernel refuses links across mounts), and the calls a
+/// filter cannot inspect: `openat2` (its mode is in a struct: `ENOSYS`, so
+/// libc falls back to `openat`) and the 6.13 `setxattrat`/`removexattrat`.
+#[test]
+fn setuid_links_and_uninspectable_calls_are_refused() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let setuid = ["/usr/bin/gpasswd", "/usr/bin/chfn", "/usr/bin/newgrp"]
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o4000 != 0))
+        .expect("a setuid program of the base system");
+    let probe = |mode: Mode, args: &[&str]| {
+        let out = run_in(mode).args(["--", python, "-c", super::SYSCALL_PROBE]).args(args).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    // Bad arguments: where the call exists, the kernel looks at them.
+    let calls: [(&str, &[&str]); 3] = [
+        ("openat2", &["437", "-100", "0", "0", "24"]),
+        ("setxattrat", &["463", "-1", "0", "0", "0", "0", "0"]),
+        ("removexattrat", &["466", "-1", "0", "0", "0"]),
+    ];
+    for (name, args) in calls {
+        let control = probe(Mode::Dev, args);
+        assert!(!["ok", "ENOSYS", NOT_SUPPORTED, "EPERM"].contains(&control.as_str()), "control: {name} ({control})");
+    }
+    each_mode(sandbox_modes!(support), |mode| {
+        assert_eq!(probe(mode, calls[0].1), "ENOSYS", "[{}] openat2", mode.as_str());
+        assert_eq!(probe(mode, calls[1].1), NOT_SUPPORTED, "[{}] setxattrat", mode.as_str());
+        assert_eq!(probe(mode, calls[2].1), NOT_SUPPORTED, "[{}] removexattrat", mode.as_str());
+        let dir = Dir::new("setid-link");
+        let w = dir.path().to_str().unwrap();
+        let out = run_in(mode).args(["--write", w, "--cwd", w, "--", "ln", setuid, "linked"]).run();
+        out.assert_code(1).assert_stderr_contains("Invalid cross-device link");
+        assert!(!dir.join("linked").exists(), "[{}] a setuid program was linked into the grant", mode.as_str());
+        // Control: a link inside the grant works.
+        run_in(mode).args(["--write", w, "--cwd", w, "--", "sh", "-c", "echo x > a && ln a b"]).run().assert_success();
+        assert!(dir.join("b").exists());
+    });
+}
+
+/// Watches a folder and prints `watching`, or the errno of the step that failed.
+const WATCH_PROBE: &str = r#"
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+how, path = sys.argv[1], sys.argv[2]
+def fail():
+    print(errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())); sys.exit(0)
+if how == "inotify":
+    fd = libc.inotify_init1(0)
+    if fd < 0: fail()
+    if libc.inotify_add_watch(fd, path.encode(), 0xfff) < 0: fail()
+elif how == "inotify-legacy":
+    fd = libc.syscall(253)
+    if fd < 0: fail()
+    if libc.inotify_add_watch(fd, path.encode(), 0xfff) < 0: fail()
+elif how == "fanotify":
+    # FAN_CLASS_NOTIF | FAN_REPORT_FID: the unprivileged flavour (5.13+).
+    fd = libc.fanotify_init(0x200, 0)
+    if fd < 0: fail()
+    if libc.fanotify_mark(fd, 1, ctypes.c_uint64(0x20), -100, path.encode()) < 0: fail()
+elif how == "dnotify":
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_CREATE | fcntl.DN_MULTISHOT)
+    except OSError as e:
+        print(errno.errorcode[e.errno]); sys.exit(0)
+print("watching")
+"#;
+
+/// Finding 6: process mode watched host folders it was not granted and
+/// learnt file names and access patterns. Process mode refuses inotify
+/// (`ENOSYS`, as a kernel without it; tools fall back to polling), fanotify
+/// is refused in both modes, and dnotify needs the folder opened, which
+/// Landlock refuses. Container mode shows only granted paths, where
+/// watching stays allowed. Control: outside a sandbox every way watches.
+#[test]
+fn host_folders_outside_the_grants_cannot_be_watched() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("watch");
+    let d = dir.path().to_str().unwrap();
+    let probe = |mode: Mode, grants: &[&str], how: &str| {
+        let out = run_in(mode).args(grants).args(["--", python, "-c", WATCH_PROBE, how, d]).run();
+        out.assert_success();
+        out.stdout.trim().to_owned()
+    };
+    for how in ["inotify", "inotify-legacy", "fanotify", "dnotify"] {
+        assert_eq!(probe(Mode::Dev, &[], how), "watching", "control: {how} outside a sandbox");
+    }
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let (inotify, dnotify) = match mode {
+            Mode::Container => ("ENOENT", "ENOENT"),
+            _ => ("ENOSYS", "EACCES"),
+        };
+        assert_eq!(probe(mode, &[], "inotify"), inotify, "[{m}] inotify");
+        assert_eq!(probe(mode, &[], "inotify-legacy"), inotify, "[{m}] inotify_init");
+        assert_eq!(probe(mode, &[], "fanotify"), "EPERM", "[{m}] fanotify");
+        assert_eq!(probe(mode, &[], "dnotify"), dnotify, "[{m}] dnotify");
+        // A granted folder: container mode may watch it (it shows nothing
+        // else); process mode refuses inotify as such.
+        let granted = if mode == Mode::Container { "watching" } else { "ENOSYS" };
+        assert_eq!(probe(mode, &["--read", d], "inotify"), granted, "[{m}] inotify on a granted folder");
+    });
+}
+
+/// Finding 6, what a program sees: `tail -f` falls back to polling in
+/// process mode and still follows the file.
+#[test]
+fn tail_follow_still_works_without_inotify() {
+    let support = kernel_support();
+    let dir = Dir::new("tail");
+    let f = dir.create("log", "first line\n");
+    let script = format!(
+        "tail -f {} > /tmp/out 2>/dev/null & t=$!; until grep -q first /tmp/out; do sleep 0.05; done; kill $t; cat /tmp/out",
+        f.display()
+    );
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_in(mode).arg("--read").arg(dir.path()).args(["--", "sh", "-c", &script]).run();
+        out.assert_success().assert_stdout_eq("first line\n");
+    });
+}
+
+/// Issue #10 item 5 (the same code as finding 1): process mode always has a
+/// private `/tmp`; grants under the host's `/tmp` are mounted on top of it,
+/// with their own access, and carve-outs inside them are hidden.
+#[test]
+fn grants_under_the_host_tmp_sit_on_a_private_tmp() {
+    let support = kernel_support();
+    let host = Dir::new_in_host_tmp("tmp-grants");
+    let w = host.create_dir("work");
+    let r = host.create("ro/data", "read only\n");
+    let secret = host.create("work/secret/key", "secret\n");
+    let (w, ro) = (w.to_str().unwrap(), r.parent().unwrap().to_str().unwrap());
+    let carve = secret.parent().unwrap().to_str().unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        let marker = format!("/tmp/cordon-private-{}-{}", std::process::id(), mode.as_str());
+        let script = format!(
+            "echo private > {marker} && cat {marker} && echo granted > {w}/out && cat {ro}/data; \
+             echo x > {ro}/new; chmod 600 {ro}/data; cat {carve}/key; chmod 600 {carve}/key; true"
+        );
+        let out = run_in(mode)
+            .args(["--write", w, "--read", ro, "--deny", carve, "--cwd", w, "--", "sh", "-c", &script])
+            .run();
+        out.assert_success().assert_stdout_eq("private\nread only\n");
+        out.assert_stderr_contains(&format!("{ro}/new: Read-only file system"));
+        out.assert_stderr_contains(&format!("changing permissions of '{ro}/data': Read-only file system"));
+        assert!(!Path::new(&marker).exists(), "[{}] the sandbox's /tmp is the host's", mode.as_str());
+        assert_eq!(host.read("work/out"), "granted\n", "[{}] the write grant under /tmp", mode.as_str());
+        assert_eq!(host_view(&r).mode & 0o777, 0o644);
+        assert_eq!(host_view(&secret).mode & 0o777, 0o644, "[{}] the carve-out changed", mode.as_str());
+        assert!(!out.stdout.contains("secret"), "[{}] the carve-out was read", mode.as_str());
+    });
+}
+
+/// Runs `script` under an exec allow-list of `sh`, `cp` and `grep`, with
+/// `dir` writable.
+fn with_exec_list(mode: Mode, dir: &Dir, extra: &[&str], script: &str) -> Outcome {
+    run_in(mode)
+        .args(["--exec", "/bin/sh", "--exec", "/usr/bin/cp", "--exec", "/usr/bin/grep"])
+        .args(extra)
+        .arg("--write")
+        .arg(dir.path())
+        .arg("--cwd")
+        .arg(dir.path())
+        .args(["--", "sh", "-c", script])
+        .run()
+}
+
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// Finding 5, the loader route: `ld.so PROGRAM` maps an unlisted program
+/// without `execve`ing it. With an exec list, every tree but the system
+/// library folders and the listed files is mounted `noexec`, which forbids
+/// the loader's executable mappings. Variants: a program copied to `/tmp`,
+/// `/dev/shm` or the write grant, through the loader or directly.
+#[test]
+fn the_elf_loader_does_not_bypass_an_exec_list() {
+    let support = kernel_support();
+    tool(LOADER);
+    let dir = Dir::new("exec-loader");
+    let script = format!(
+        "for p in /usr/bin/id /tmp/id /dev/shm/id ./id; do \
+           [ $p = /usr/bin/id ] || cp /usr/bin/id $p; \
+           echo \"$p $({LOADER} $p -u 2>&1 >/dev/null | grep -o 'failed to map segment' || echo ran)\"; \
+           echo \"$p direct $($p -u 2>&1 >/dev/null | grep -o 'Permission denied' || echo ran)\"; \
+         done"
+    );
+    each_mode(sandbox_modes!(support), |mode| {
+        // Control: without an exec list every route runs the program.
+        let free = run_in(mode)
+            .arg("--write")
+            .arg(dir.path())
+            .arg("--cwd")
+            .arg(dir.path())
+            .args(["--", "sh", "-c", &script])
+            .run();
+        free.assert_success();
+        assert_eq!(free.stdout.matches(" ran").count(), 8, "[{}] control\n{free}", mode.as_str());
+        let out = with_exec_list(mode, &dir, &[], &script);
+        out.assert_success();
+        for p in ["/usr/bin/id", "/tmp/id", "/dev/shm/id", "./id"] {
+            out.assert_stdout_contains(&format!("{p} failed to map segment\n"));
+            out.assert_stdout_contains(&format!("{p} direct Permission denied\n"));
+        }
+        // Listed programs still run, directly and through the loader.
+        let listed = with_exec_list(
+            mode,
+            &dir,
+            &["--exec", "/usr/bin/id"],
+            &format!("/usr/bin/id -u && {LOADER} /usr/bin/id -u"),
+        );
+        listed.assert_success();
+        assert_eq!(listed.stdout.lines().count(), 2, "[{}]\n{listed}", mode.as_str());
+    });
+}
+
+/// Starts a copy of `/usr/bin/id` from a file no path names, and prints
+/// `<route> ran` or `<route> ERRNO`: a memfd (plain, `MFD_EXEC`) with
+/// `fexecve`, an `O_TMPFILE` in `/tmp` with `execveat(AT_EMPTY_PATH)`, and
+/// `os.execv` of an unlisted program (the interpreter route).
+pub(super) const FD_EXEC_PROBE: &str = r#"
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+code = open("/usr/bin/id", "rb").read()
+def check(rc):
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+def memfd(flags):
+    fd = check(libc.memfd_create(b"prog", flags))
+    os.write(fd, code)
+    os.execve(fd, ["id", "-u"], {})
+def tmpfile():
+    writer = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o755)
+    os.write(writer, code)
+    # A file open for writing cannot be executed (ETXTBSY): keep a reader.
+    fd = os.open("/proc/self/fd/%d" % writer, os.O_RDONLY)
+    os.close(writer)
+    argv = (ctypes.c_char_p * 3)(b"id", b"-u", None)
+    envp = (ctypes.c_char_p * 1)(None)
+    check(libc.syscall(322, fd, b"", argv, envp, 0x1000))
+routes = [
+    ("memfd", lambda: memfd(0)),
+    ("memfd-exec", lambda: memfd(0x10)),
+    ("o-tmpfile", tmpfile),
+    ("execv-unlisted", lambda: os.execv("/usr/bin/id", ["id", "-u"])),
+]
+for route, start in routes:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            start()
+        except OSError as e:
+            print(route, errno.errorcode.get(e.errno, e.errno), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+"#;
+
+/// Finding 5, the descriptor routes: `memfd_create` + `fexecve`, an
+/// `O_TMPFILE` + `execveat(AT_EMPTY_PATH)`, and an interpreter's
+/// `os.execv`. Each started an unlisted program; with an exec list none
+/// does (the run's pid namespace has `vm.memfd_noexec = 2`, `/tmp` is
+/// `noexec`, Landlock refuses the unlisted file). Control: without a list,
+/// every route runs the program.
+#[test]
+fn descriptor_and_interpreter_routes_do_not_bypass_an_exec_list() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        let free = run_in(mode).args(["--", python, "-c", FD_EXEC_PROBE]).run();
+        free.assert_success();
+        // Each route ran `id -u`, which printed a number; none printed an errno.
+        let ran = free.stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count();
+        assert_eq!(ran, 4, "[{}] control\n{free}", mode.as_str());
+        let out = run_in(mode).args(["--exec", python, "--", python, "-c", FD_EXEC_PROBE]).run();
+        let got = verdicts(&out);
+        for route in ["memfd", "memfd-exec", "o-tmpfile", "execv-unlisted"] {
+            assert_eq!(got.get(route).map(String::as_str), Some("EACCES"), "[{}] {route}\n{out}", mode.as_str());
+        }
+    });
+}
+
+/// Finding 5: where the list stops is said, in the result's ledger and by
+/// `cordon check`'s source (the plan): `Partial`, the gap named.
+#[test]
+fn the_exec_list_says_where_it_stops() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_in(mode).args(["--json", "--exec", "/usr/bin/true", "--", "/usr/bin/true"]).run();
+        out.assert_success();
+        let v = out.json();
+        let entry = v["enforcement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["rule"].as_str().is_some_and(|r| r.starts_with("exec [")))
+            .unwrap_or_else(|| panic!("no exec entry\n{out}"));
+        assert_eq!(entry["enforcement"], "partial", "[{}]", mode.as_str());
+        let mech = entry["mechanism"].as_str().unwrap();
+        assert!(mech.contains(cordon::EXEC_LIST_GAP), "[{}] {mech}", mode.as_str());
+        assert!(mech.contains("vm.memfd_noexec=2") || mech.contains("MFD_NOEXEC_SEAL"), "{mech}");
+    });
+}
