@@ -49,6 +49,7 @@ enum Command {
 const REGISTRY_COMMANDS: &[&str] = &["plugin", "key", "trust"];
 
 fn main() -> ExitCode {
+    cordon::trace::step("cli: start");
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    cordon::trace::step("cli: arguments parsed");
     let status = match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Exec(args) => cmd::exec::run(args),

@@ -64,3 +64,4 @@ pub mod probe;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod trace;

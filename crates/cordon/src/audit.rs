@@ -9,6 +9,8 @@
 pub use cordon_audit::*;
 pub use cordon_plugin::traceparent::{TraceParent, TraceParentError, ENV as TRACEPARENT_ENV};
 
+use cordon_core::trace;
+
 use crate::result::ExecutionResult;
 use crate::runner::RunRequest;
 
@@ -23,7 +25,9 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
     let request_id = req.request_id.get_or_insert_with(crate::new_request_id).clone();
     let secrets = secret_values(&req.policy, &req.host_env);
     let digest = policy_digest(&req.policy);
-    let started = match trail.begin(subject, &request_id, Some(req.mode)) {
+    let started = trail.begin(subject, &request_id, Some(req.mode));
+    trace::step("audit: begin");
+    let started = match started {
         Ok(s) => s,
         Err(e) => {
             let mut r = ExecutionResult::unstarted(&request_id, req.mode, e.render());
@@ -36,5 +40,6 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
     if let Err(e) = started.complete(result.audit_ending(&digest), &secrets) {
         result.warnings.push(e.render());
     }
+    trace::step("audit: complete");
     result
 }

@@ -23,7 +23,7 @@ use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
-use cordon_core::sys;
+use cordon_core::{sys, trace};
 
 use crate::result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 use crate::tty::{self, RawMode, Relay, Tty};
@@ -280,6 +280,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             format!("a pty of its own (--tty) cannot be combined with {what}\nhint: drop --tty, or --json"),
         );
     }
+    trace::step("runner: cordon's state carved out");
     let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
         Ok(s) => s,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
@@ -306,6 +307,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         }
         _ => granted,
     };
+    trace::step("runner: command resolved");
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
     let mut plan = match Plan::build(policy, mode, &support, &scratch_dir) {
         Ok(p) => p,
@@ -322,6 +324,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             )
         }
     };
+    trace::step("runner: plan built, scratch made");
     started.enforcement = plan.ledger.clone();
     let mut env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
     if req.result.is_some() {
@@ -355,6 +358,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             return started.fail(mode, code, format!("{msg}{cause}{hint}"));
         }
     };
+    trace::step("runner: spawned");
     // The listener lives in the sandbox's network namespace; the proxy
     // serves it from ours. Connections made before this point wait in its
     // backlog.
@@ -394,6 +398,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         None => None,
     };
     let mut result = supervise(req, &plan, running, ours, started, signals, &secrets, Terminal { relay, raw });
+    trace::step("runner: reaped");
     if let Some(p) = proxy {
         result.network = p.shutdown();
     }

@@ -206,6 +206,7 @@ impl Session {
     ) -> Result<Session> {
         let path = audit::log_path(flag).map_err(hinted)?;
         let trail = AuditTrail::open(&path).map_err(hinted)?;
+        cordon::trace::step("audit: log opened, lost runs recovered");
         if trail.recovered() > 0 {
             eprintln!(
                 "cordon: notice: recorded {} run(s) as LOST in {}: an earlier cordon was killed before it could record them",

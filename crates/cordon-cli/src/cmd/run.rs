@@ -175,6 +175,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let policy = policy(&a, &cwd)?;
     let probe = if policy.wants_cgroups() { CgroupProbe::Probe } else { CgroupProbe::Skip };
     let support = KernelSupport::detect_with(probe).context("cannot probe the kernel")?;
+    cordon::trace::step("cli: policy built, kernel probed");
     let (mode, notice) = choose_mode(a.mode.as_deref(), &policy, &support)?;
     if let Some(n) = &notice {
         eprintln!("cordon: notice: {n}");
