@@ -216,8 +216,8 @@ impl std::fmt::Debug for AuditKey {
 impl AuditKey {
     /// Loads `dir/audit.key`, creating it (and its verifier key in
     /// `dir/audit-keys/`) on first use. `name` names a new key (no spaces
-    /// or `+`).
-    pub fn load_or_create(dir: &Path, name: &str) -> Result<AuditKey, KeyError> {
+    /// or `+`); it is asked only when a key is made.
+    pub fn load_or_create(dir: &Path, name: impl FnOnce() -> String) -> Result<AuditKey, KeyError> {
         let path = dir.join(KEY_FILE);
         match AuditKey::load(&path) {
             Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
@@ -230,7 +230,7 @@ impl AuditKey {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create the folder of", dir))?;
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
-        let key = AuditKey::from_seed(name, &seed);
+        let key = AuditKey::from_seed(&name(), &seed);
         let pubs = dir.join(PUBLIC_KEYS_DIR);
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&pubs).map_err(io("create the folder of", &pubs))?;
         let pub_path = pubs.join(format!("{}.pub", hex(&key.verifier.id)));
@@ -379,17 +379,70 @@ pub fn anchor_path(dir: &Path, log: &Path) -> PathBuf {
     dir.join(ANCHORS_DIR).join(format!("{}.note", &id[..32]))
 }
 
-/// Replaces the latest checkpoint at `path` with `note`: written under a
-/// unique name and renamed over it, so a reader sees the old note or the
-/// new one. Not synced: after a machine crash the previous note may come
-/// back, which makes verification check less, never wrongly.
-pub fn write_anchor(path: &Path, note: &str) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+/// Bytes per slot of an anchor file.
+const SLOT: usize = 4096;
+
+/// The file that keeps a log's latest checkpoint: two slots of 4 KiB, each
+/// one signed note padded with NUL bytes, written in turn (by the parity of
+/// the size they cover) with one `pwrite` each. A process killed mid-write
+/// cannot tear a write within one page; a machine crash that tears one
+/// slot leaves the other, one record older. Not synced: after a machine
+/// crash an older note may come back, which makes verification check less,
+/// never wrongly.
+#[derive(Debug)]
+pub struct Anchor {
+    path: PathBuf,
+    file: File,
+}
+
+impl Anchor {
+    /// Opens (creating it and its folder, `0700`/`0600`) the anchor at `path`.
+    pub fn open(path: &Path) -> io::Result<Anchor> {
+        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                }
+                open()?
+            }
+            other => other?,
+        };
+        Ok(Anchor { path: path.to_owned(), file })
     }
-    let tmp = path.with_extension(format!("{}.tmp", unique()));
-    fs::write(&tmp, note)?;
-    fs::rename(&tmp, path)
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores `note`, the checkpoint of `size` lines, in its slot.
+    pub fn store(&self, size: u64, note: &str) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if note.len() > SLOT {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a checkpoint note longer than 4 KiB"));
+        }
+        let mut buf = vec![0u8; SLOT];
+        buf[..note.len()].copy_from_slice(note.as_bytes());
+        self.file.write_all_at(&buf, (size % 2) * SLOT as u64)
+    }
+}
+
+/// The notes an anchor file holds (one or two; an older, single-note file
+/// reads as one). `None` when there is no such file.
+pub fn read_anchor(path: &Path) -> io::Result<Option<Vec<String>>> {
+    let mut bytes = vec![];
+    match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(f) => f.take(2 * SLOT as u64).read_to_end(&mut bytes)?,
+    };
+    let notes = bytes
+        .chunks(SLOT)
+        .map(|slot| String::from_utf8_lossy(slot).trim_end_matches('\0').to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    Ok(Some(notes))
 }
 
 #[cfg(test)]
@@ -435,15 +488,15 @@ mod tests {
     fn the_key_is_created_once_private_and_reloads() {
         use std::os::unix::fs::PermissionsExt;
         let dir = cordon_testkit::Dir::new("audit-key");
-        let a = AuditKey::load_or_create(dir.path(), "n").unwrap();
-        let b = AuditKey::load_or_create(dir.path(), "n").unwrap();
+        let a = AuditKey::load_or_create(dir.path(), || "n".into()).unwrap();
+        let b = AuditKey::load_or_create(dir.path(), || "n".into()).unwrap();
         assert_eq!(a.verifier(), b.verifier());
         let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(known_verifiers(dir.path()), [a.verifier().clone()]);
         // Rotation: the old key moved away, a new one is made; both verify.
         fs::rename(dir.join(KEY_FILE), dir.join("old.key")).unwrap();
-        let c = AuditKey::load_or_create(dir.path(), "n").unwrap();
+        let c = AuditKey::load_or_create(dir.path(), || "n".into()).unwrap();
         assert_ne!(c.verifier(), a.verifier());
         assert_eq!(known_verifiers(dir.path()).len(), 2);
         fs::write(dir.join(KEY_FILE), "PRIVATE+KEY+n+00000000+AQ==\n").unwrap();

@@ -57,25 +57,61 @@
 //!   `SETUP_FAILED`, ...), or `LOST`.
 //! - A run whose start cannot be recorded must not start: `begin` returns an
 //!   error and the caller refuses the run.
-//! - If cordon is killed (SIGKILL included) between the start and the
-//!   record, the run's marker stays in `pending/` next to the log and the
-//!   next [`AuditTrail::open`] on that log appends a `lost: true` record with
-//!   outcome `LOST` for it (the marker names the owner's pid and its start
-//!   time, so a reused pid is not taken for the live owner). Records are
-//!   never written from a signal handler.
+//! - If cordon is killed (SIGKILL included) at any point between the start
+//!   and the record, the next [`AuditTrail::open`] on that log appends a
+//!   `lost: true` record with outcome `LOST` for the run, unless its record
+//!   made it into the log first. Records are never written from a signal
+//!   handler.
+//! - The log is never torn by concurrent writers, and its chain never
+//!   forks.
 //! - Secret values are replaced by `***` in every free-text field of the
 //!   record ([`redact`]), as in logs and results.
 //!
-//! # Durability and concurrency
+//! # One durable write per run
 //!
-//! [`AuditLog::append`] takes an exclusive `flock` on the log, reads the last
-//! line, writes the new line with a single `write(2)` on an `O_APPEND`
-//! descriptor and `fdatasync`s it before unlocking. The lock keeps two
-//! processes (or two threads, each append opens its own descriptor) from
-//! chaining onto the same predecessor. A cut-short write (disk full, power
-//! loss) leaves a line without its newline; the next append terminates it
-//! first, so later records stay readable and [`verify`] reports the torn
-//! line by number.
+//! A run costs exactly one `fdatasync`: its record's. Everything else is a
+//! `write(2)` that only has to outlive the *process*, not the machine:
+//!
+//! - [`AuditTrail::begin`] writes one line to the run journal,
+//!   `<log>.inflight` (the draft record, the log's size, the runs open
+//!   after it), under an exclusive `flock` of the journal, and locks the
+//!   first byte of that line with an open-file-description lock that the
+//!   kernel releases when the process dies, however it dies. Not synced.
+//! - [`AuditedRun::complete`] appends the record under an exclusive `flock`
+//!   of the log (one `write(2)` on an `O_APPEND` descriptor held since the
+//!   open), `fdatasync`s it, keeps the signed latest checkpoint (one
+//!   `pwrite`, not synced), then ends the journal line: the last open run's
+//!   end truncates the journal to nothing, so it is empty between runs.
+//! - [`AuditTrail::open`] reads nothing more than the journal's size when it
+//!   is empty. Otherwise it reads the journal's last line (the open runs)
+//!   and asks the kernel, per run, whether its byte lock is still held; a
+//!   run whose lock is gone and whose record is not in the log after the
+//!   size the log had at its begin gets its `LOST` record.
+//!
+//! What this guarantees, precisely:
+//!
+//! - **cordon killed** (SIGKILL, OOM kill, crash of the process) at any
+//!   point: nothing written is lost, because the page cache outlives the
+//!   process. A begin line written means `LOST` later unless the record
+//!   follows; a record written is found, so no second record is added. The
+//!   kernel copies a write page by page and a kill can land between two
+//!   pages, so a record that spans a page boundary can be cut short: that
+//!   leaves a torn line, which the next append ends and [`verify`]
+//!   reports as torn; the run is then recorded `LOST`.
+//! - **machine crash** (power loss, kernel panic): the run dies with the
+//!   machine. A run whose `complete` returned has its record on disk. A run
+//!   in flight has a `LOST` record after the reboot if its begin line
+//!   reached the disk (the kernel wrote it back), and no record otherwise;
+//!   the same holds for anything the run itself wrote without syncing.
+//!   Checkpoints and the journal may come back older, which makes `verify`
+//!   check less, never wrongly.
+//! - **concurrent writers** (processes, or threads sharing one
+//!   [`AuditLog`]): the `flock` (and, within a process, a mutex) serialises
+//!   appends, so each record chains onto the one before it; one `write(2)`
+//!   per record on an `O_APPEND` descriptor keeps records whole.
+//!
+//! The first run on a new log also syncs the new folder entry and creates
+//! the audit key (a synced file): once per log and key, not per run.
 //!
 //! # Where the log is
 //!
@@ -85,8 +121,8 @@
 //!
 //! # Current limitations
 //!
-//! Markers are not fsynced (they protect against cordon being killed, not
-//! against power loss). Times are UTC.
+//! Times are UTC. Pending markers of an older cordon (`pending/`) are still
+//! recorded as `LOST`; nothing writes them any more.
 //!
 //! Time stamps are formatted and parsed with `humantime`: a dependency-free
 //! crate of a few hundred lines that does exactly RFC 3339 in UTC both ways
@@ -97,7 +133,8 @@
 //!
 //! Everything here is file-based and unit-tested with temporary folders:
 //! logs edited, truncated, reordered and appended to by several threads and
-//! processes at once, including a child process SIGKILLed mid-run. The CLI
+//! processes at once, including child processes SIGKILLed mid-run and at
+//! arbitrary points of a stream of runs. The CLI
 //! suite checks that every `cordon run` and `exec` of the whole suite leaves
 //! exactly one record.
 
@@ -106,16 +143,18 @@
 
 mod checkpoint;
 mod filter;
+mod journal;
 mod log;
 mod pending;
 mod record;
 mod trail;
 mod verify;
 
-pub use checkpoint::{AuditKey, Checkpoint, KeyError, NoteError, Verifier};
+pub use checkpoint::{Anchor, AuditKey, Checkpoint, KeyError, NoteError, Verifier};
 pub use filter::{filter, parse_time, Filter, Filtered, TimeError};
-pub use log::{AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
-pub use pending::{recover_lost, Pending, PENDING_DIR};
+pub use journal::JOURNAL_SUFFIX;
+pub use log::{Appended, AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
+pub use pending::PENDING_DIR;
 pub use record::{
     host_secret_values, network_summary, now_rfc3339, policy_digest, redact, secret_values, AuditRecord, Ending,
     ErrorCode, Outcome, Subject, UnknownOutcome,

@@ -5,14 +5,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cordon_core::state::Protected;
+use cordon_core::trace;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{self, AuditKey, Checkpoint};
-use crate::record::{sha256_hex, AuditRecord};
+use crate::checkpoint::{self, Anchor, AuditKey, Checkpoint};
+use crate::record::{hex, AuditRecord};
 
 /// The log's file name under the state directory.
 pub const LOG_FILE: &str = "audit.jsonl";
@@ -49,17 +50,37 @@ impl KeyFolder {
 
 /// The key and where this log's latest checkpoint goes.
 #[derive(Debug)]
-pub(crate) struct Signer {
-    pub(crate) key: AuditKey,
-    pub(crate) dir: PathBuf,
-    pub(crate) anchor: PathBuf,
+struct Signer {
+    key: AuditKey,
+    dir: PathBuf,
+    anchor: Anchor,
 }
 
-/// An append-only, hash-chained audit log.
-#[derive(Clone, Debug)]
-pub struct AuditLog {
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
-    signer: Option<Arc<Signer>>,
+    /// Opened once, `O_APPEND`; `flock` on it keeps other processes out.
+    file: File,
+    /// Keeps this process's threads out of each other's appends (they
+    /// share `file`, and so its `flock`).
+    lock: Mutex<()>,
+    signer: Option<Signer>,
+    /// The log's origin (from its first line), once known.
+    origin: OnceLock<String>,
+}
+
+/// An append-only, hash-chained audit log, open for appending. Clones share
+/// the descriptor.
+#[derive(Clone, Debug)]
+pub struct AuditLog(Arc<Inner>);
+
+/// What [`AuditLog::append`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's line number (its `seq`).
+    pub seq: u64,
+    /// SHA-256 of the line, hex.
+    pub hash: String,
 }
 
 impl AuditLog {
@@ -77,72 +98,200 @@ impl AuditLog {
 
     /// Opens (creating it and its folders) the log at `path`, and the audit
     /// key in `keys` (created on first use). Folders are created `0700`,
-    /// the log `0600`: records name what ran and when.
+    /// the log `0600`: records name what ran and when. A new log's folder
+    /// entry is synced, so a crash cannot lose the file with its records.
     pub fn open_with(path: &Path, keys: &KeyFolder) -> io::Result<AuditLog> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        }
-        match OpenOptions::new().append(true).create_new(true).mode(0o600).open(path) {
-            Ok(_) => {
-                // Make the new directory entry durable, or a crash could lose
-                // the whole file along with its first records.
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    File::open(dir)?.sync_all()?;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                open_file(path)?;
-            }
-            Err(e) => return Err(e),
-        }
+        let file = match open_existing(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create(path)?,
+            other => other?,
+        };
         let signer = match keys.resolve(path) {
             Some(dir) => {
-                let key = AuditKey::load_or_create(&dir, &key_name()).map_err(io::Error::other)?;
-                let anchor = checkpoint::anchor_path(&dir, path);
-                Some(Arc::new(Signer { key, dir, anchor }))
+                let key = AuditKey::load_or_create(&dir, key_name).map_err(io::Error::other)?;
+                let anchor = Anchor::open(&checkpoint::anchor_path(&dir, path))?;
+                Some(Signer { key, dir, anchor })
             }
             None => None,
         };
-        Ok(AuditLog { path: path.to_owned(), signer })
+        Ok(AuditLog(Arc::new(Inner {
+            path: path.to_owned(),
+            file,
+            lock: Mutex::new(()),
+            signer,
+            origin: OnceLock::new(),
+        })))
     }
 
     /// The log's path.
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn signer(&self) -> Option<&Signer> {
-        self.signer.as_deref()
+        &self.0.path
     }
 
     /// The folder of the audit key and latest checkpoints, if the log signs.
     pub fn key_folder(&self) -> Option<&Path> {
-        self.signer.as_deref().map(|s| s.dir.as_path())
+        self.0.signer.as_ref().map(|s| s.dir.as_path())
+    }
+
+    /// The log's size now (for recovery: a run's record lies after the
+    /// size the log had when the run began).
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        Ok(self.0.file.metadata()?.len())
     }
 
     /// Appends `record`, setting its `prev` to the hash of the last line and
-    /// its `seq` to its line number. See the crate docs for the locking,
-    /// durability and checkpoint guarantees.
-    pub fn append(&self, mut record: AuditRecord) -> io::Result<()> {
-        let file = open_file(&self.path)?;
-        file.lock()?;
-        // The lock is released when `file` is closed.
-        append_locked(&file, &mut record, self.signer.as_deref())
+    /// its `seq` to its line number, and makes it durable (one `fdatasync`).
+    /// See the crate docs for the locking, durability and checkpoint
+    /// guarantees.
+    pub fn append(&self, mut record: AuditRecord) -> io::Result<Appended> {
+        let held = self.lock()?;
+        held.append(&mut record)
     }
 
-    /// The log's files, which no sandbox may reach: the log, its pending
-    /// markers, and the audit key and checkpoints.
+    /// Holds the log (this process's threads and, by `flock`, every other
+    /// process) until the guard drops.
+    pub(crate) fn lock(&self) -> io::Result<Held<'_>> {
+        let guard = self.0.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.0.file.lock()?;
+        Ok(Held { log: self, _guard: guard })
+    }
+
+    /// The log's files, which no sandbox may reach: the log, its run
+    /// journal (and the pending markers of an older cordon, if any), and the
+    /// audit key and checkpoints.
     pub fn protected(&self) -> Vec<Protected> {
         let mut out = vec![
             Protected::file(self.path(), "the audit log"),
-            Protected::folder(self.pending_dir(), "the audit log's pending runs"),
+            Protected::file(crate::journal::path_of(self.path()), "the audit log's run journal"),
         ];
-        if let Some(s) = &self.signer {
+        // Markers of an older cordon, while it has some.
+        let pending = crate::pending::pending_dir(self.path());
+        if pending.is_dir() {
+            out.push(Protected::folder(pending, "the audit log's pending runs"));
+        }
+        if let Some(s) = &self.0.signer {
             out.push(Protected::file(s.dir.join(checkpoint::KEY_FILE), "the audit signing key"));
             out.push(Protected::folder(s.dir.join(checkpoint::PUBLIC_KEYS_DIR), "the audit verifier keys"));
             out.push(Protected::folder(s.dir.join(checkpoint::ANCHORS_DIR), "the audit log's latest checkpoints"));
         }
         out
+    }
+}
+
+/// The log held by [`AuditLog::lock`].
+pub(crate) struct Held<'a> {
+    log: &'a AuditLog,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.log.0.file.unlock();
+    }
+}
+
+impl Held<'_> {
+    /// Appends one record (see [`AuditLog::append`]). With a signer, the
+    /// record carries a checkpoint every [`CHECKPOINT_EVERY`] records, and
+    /// the latest checkpoint (covering this record) is stored in the log's
+    /// anchor.
+    pub(crate) fn append(&self, record: &mut AuditRecord) -> io::Result<Appended> {
+        let inner = &*self.log.0;
+        let file = &inner.file;
+        let tail = Tail::read(file)?;
+        let seq = tail.next_seq(file)?;
+        record.prev = hex(&Sha256::digest(&tail.last));
+        record.seq = Some(seq);
+        record.checkpoint = None;
+        let signer = inner.signer.as_ref();
+        if let Some(s) = signer.filter(|_| seq > 1 && (seq - 1) % CHECKPOINT_EVERY == 0) {
+            let cp = Checkpoint { origin: self.origin(None)?, size: seq - 1, hash: Sha256::digest(&tail.last).into() };
+            record.checkpoint = Some(s.key.sign(&cp));
+        }
+        let mut buf = Vec::with_capacity(1024);
+        if tail.torn {
+            // End the cut-short line so this record starts on its own line.
+            buf.push(b'\n');
+        }
+        let start = buf.len();
+        // serde_json escapes newlines in strings: one record is one line.
+        serde_json::to_writer(&mut buf, record).map_err(io::Error::other)?;
+        let line_hash: [u8; 32] = Sha256::digest(&buf[start..]).into();
+        buf.push(b'\n');
+        // One write(2) on an O_APPEND descriptor: the kernel places it at
+        // the end atomically with respect to other appenders.
+        let written = (&*file).write(&buf)?;
+        if written != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write to the audit log: {written} of {} bytes", buf.len()),
+            ));
+        }
+        trace::step("audit: record written");
+        // fdatasync: the data and the size needed to read it back. The only
+        // durable write of a run.
+        file.sync_data()?;
+        trace::step("audit: fdatasync");
+        if let Some(s) = signer {
+            let origin = self.origin(Some(&buf[start..buf.len() - 1]).filter(|_| seq == 1))?;
+            let note = s.key.sign(&Checkpoint { origin, size: seq, hash: line_hash });
+            s.anchor.store(seq, &note).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the record was appended, but its checkpoint could not be kept in {}: {e}",
+                        s.anchor.path().display()
+                    ),
+                )
+            })?;
+            trace::step("audit: latest checkpoint signed and kept");
+        }
+        Ok(Appended { seq, hash: hex(&line_hash) })
+    }
+
+    /// The log's origin: from `first` (the line just written as line 1), or
+    /// from the file's first line.
+    fn origin(&self, first: Option<&[u8]>) -> io::Result<String> {
+        let cell = &self.log.0.origin;
+        if let Some(o) = cell.get() {
+            return Ok(o.clone());
+        }
+        let origin = match first {
+            Some(line) => Checkpoint::origin_of(line),
+            None => Checkpoint::origin_of(&first_line(&self.log.0.file)?),
+        };
+        Ok(cell.get_or_init(|| origin).clone())
+    }
+
+    /// Whether the log holds a record of `request_id` at or after byte
+    /// `from`.
+    pub(crate) fn has_record(&self, request_id: &str, from: u64) -> io::Result<bool> {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            request_id: String,
+        }
+        let file = &self.log.0.file;
+        let len = file.metadata()?.len();
+        let mut pos = from.min(len);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut line: Vec<u8> = vec![];
+        while pos < len {
+            let got = file.read_at(&mut buf, pos)?;
+            if got == 0 {
+                break;
+            }
+            pos += got as u64;
+            for chunk in buf[..got].split_inclusive(|b| *b == b'\n') {
+                line.extend_from_slice(chunk);
+                if line.ends_with(b"\n") {
+                    let found = serde_json::from_slice::<IdOnly>(&line).is_ok_and(|r| r.request_id == request_id);
+                    if found {
+                        return Ok(true);
+                    }
+                    line.clear();
+                }
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -161,74 +310,43 @@ pub(crate) fn default_path_from(xdg_state: Option<OsString>, home: Option<OsStri
     cordon_core::state::state_dir_from(xdg_state, home).map(|d| d.join(LOG_FILE))
 }
 
-/// The log opened for reading and appending (created `0600` if missing).
-pub(crate) fn open_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path)
+fn open_existing(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).append(true).open(path)
 }
 
-/// Appends one record; the caller holds the lock. With a signer, the
-/// record carries a checkpoint every [`CHECKPOINT_EVERY`] records, and the
-/// latest checkpoint (covering this record) replaces the log's anchor.
-pub(crate) fn append_locked(file: &File, record: &mut AuditRecord, signer: Option<&Signer>) -> io::Result<()> {
-    let tail = Tail::read(file)?;
-    let seq = tail.next_seq(file)?;
-    record.prev = sha256_hex(&tail.last);
-    record.seq = Some(seq);
-    record.checkpoint = None;
-    if let Some(s) = signer.filter(|_| seq > 1 && (seq - 1) % CHECKPOINT_EVERY == 0) {
-        let origin = Checkpoint::origin_of(&first_line(file)?);
-        record.checkpoint =
-            Some(s.key.sign(&Checkpoint { origin, size: seq - 1, hash: Sha256::digest(&tail.last).into() }));
+/// Creates the log (and its folders), or opens it when another process
+/// just did.
+fn create(path: &Path) -> io::Result<File> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    let mut buf = Vec::with_capacity(1024);
-    if tail.torn {
-        // End the cut-short line so this record starts on its own line.
-        buf.push(b'\n');
+    match OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(path) {
+        Ok(f) => {
+            // Make the new directory entry durable, or a crash could lose
+            // the whole file along with its first records.
+            if let Some(dir) = dir {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing(path),
+        Err(e) => Err(e),
     }
-    let start = buf.len();
-    // serde_json escapes newlines in strings: one record is one line.
-    serde_json::to_writer(&mut buf, record).map_err(io::Error::other)?;
-    let line_hash: [u8; 32] = Sha256::digest(&buf[start..]).into();
-    buf.push(b'\n');
-    // One write(2) on an O_APPEND descriptor: the kernel places it at the
-    // end atomically with respect to other appenders.
-    let written = (&*file).write(&buf)?;
-    if written != buf.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write to the audit log: {written} of {} bytes", buf.len()),
-        ));
-    }
-    // fdatasync: the data and the size needed to read it back.
-    file.sync_data()?;
-    if let Some(s) = signer {
-        let origin = if seq == 1 {
-            Checkpoint::origin_of(&buf[start..buf.len() - 1])
-        } else {
-            Checkpoint::origin_of(&first_line(file)?)
-        };
-        let note = s.key.sign(&Checkpoint { origin, size: seq, hash: line_hash });
-        checkpoint::write_anchor(&s.anchor, &note).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("the record was appended, but its checkpoint {} could not be written: {e}", s.anchor.display()),
-            )
-        })?;
-    }
-    Ok(())
 }
 
-/// The end of the log: the last line and whether it lacks its newline.
-struct Tail {
-    last: Vec<u8>,
-    torn: bool,
+/// The end of a file of lines: the last line and whether it lacks its
+/// newline.
+pub(crate) struct Tail {
+    pub(crate) last: Vec<u8>,
+    pub(crate) torn: bool,
     /// The file's size.
-    len: u64,
+    pub(crate) len: u64,
 }
 
 impl Tail {
     /// Reads backwards in chunks until the line before the last.
-    fn read(file: &File) -> io::Result<Tail> {
+    pub(crate) fn read(file: &File) -> io::Result<Tail> {
         let len = file.metadata()?.len();
         if len == 0 {
             return Ok(Tail { last: vec![], torn: false, len });
@@ -237,22 +355,7 @@ impl Tail {
         file.read_exact_at(&mut end_byte, len - 1)?;
         let torn = end_byte[0] != b'\n';
         let end = if torn { len } else { len - 1 };
-        let mut tail: Vec<u8> = Vec::new();
-        let mut pos = end;
-        while pos > 0 {
-            let step = pos.min(4096);
-            let mut chunk = vec![0u8; usize::try_from(step).map_err(io::Error::other)?];
-            file.read_exact_at(&mut chunk, pos - step)?;
-            if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
-                chunk.drain(..=i);
-                chunk.extend_from_slice(&tail);
-                return Ok(Tail { last: chunk, torn, len });
-            }
-            chunk.extend_from_slice(&tail);
-            tail = chunk;
-            pos -= step;
-        }
-        Ok(Tail { last: tail, torn, len })
+        Ok(Tail { last: line_before(file, end)?, torn, len })
     }
 
     /// The line number of the next line: one more than the last record's
@@ -273,6 +376,26 @@ impl Tail {
         }
         Ok(count_lines(file, self.len)? + 1)
     }
+}
+
+/// The bytes between the newline before `end` (or the start) and `end`.
+fn line_before(file: &File, end: u64) -> io::Result<Vec<u8>> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut pos = end;
+    while pos > 0 {
+        let step = pos.min(4096);
+        let mut chunk = vec![0u8; usize::try_from(step).map_err(io::Error::other)?];
+        file.read_exact_at(&mut chunk, pos - step)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            chunk.drain(..=i);
+            chunk.extend_from_slice(&tail);
+            return Ok(chunk);
+        }
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        pos -= step;
+    }
+    Ok(tail)
 }
 
 /// Lines in the first `len` bytes, a last line without newline included.

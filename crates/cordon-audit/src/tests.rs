@@ -1,6 +1,6 @@
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,7 +12,6 @@ use sha2::Digest;
 
 use super::*;
 use crate::log::default_path_from;
-use crate::pending::Marker;
 use crate::record::sha256_hex;
 use crate::trail::log_path_from;
 
@@ -250,14 +249,31 @@ fn child_helper() {
                 log.append(record(tag * 1000 + i)).unwrap();
             }
         }
-        "begin-and-hang" => {
-            let mut draft = record(7);
-            draft.request_id = arg;
-            draft.subject.handler = Some("forecast".into());
-            let _pending = log.begin(&draft).unwrap();
+        "begin-and-hang" | "begin-record-and-hang" => {
+            let path = log.path().to_owned();
+            let trail = AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
+            let subject = Subject { handler: Some("forecast".into()), ..Subject::default() };
+            let _started = trail.begin(&subject, &arg, Some(Mode::Process)).unwrap();
+            if mode == "begin-record-and-hang" {
+                // Killed between its record and the end of its journal entry.
+                trail.log().append(AuditRecord { request_id: arg.clone(), ..record(5) }).unwrap();
+            }
             // libtest prints "test NAME ... " before the output, on the same line.
             println!("<child-ready>");
             std::thread::sleep(Duration::from_secs(120));
+        }
+        "runs" => {
+            // Runs one after another, saying when each began and ended.
+            let path = log.path().to_owned();
+            let trail = AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
+            for i in 0..40 {
+                let id = format!("{arg}-{i}");
+                let run = trail.begin(&Subject::default(), &id, Some(Mode::Dev)).unwrap();
+                println!("<began {id}>");
+                let ok = Ending { outcome: Outcome::Ok, error: None, ..failed_setup("") };
+                run.complete(ok, &[]).unwrap();
+                println!("<done {id}>");
+            }
         }
         other => panic!("unknown mode {other}"),
     }
@@ -275,6 +291,16 @@ fn concurrent_processes_do_not_fork_the_chain() {
     assert_eq!(records_in(&path), 90);
 }
 
+/// Opens the trail of the log at `path` (recording lost runs) and says how
+/// many it recorded.
+fn recover(path: &Path) -> usize {
+    AuditTrail::open_with(path, &keys_for(path)).unwrap().recovered()
+}
+
+fn journal_len(path: &Path) -> u64 {
+    fs::metadata(crate::journal::path_of(path)).map(|m| m.len()).unwrap_or(0)
+}
+
 #[test]
 fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
     let dir = Dir::new("audit-sigkill");
@@ -289,53 +315,86 @@ fn a_sigkilled_run_is_recorded_as_lost_on_the_next_start() {
         panic!("the child never started its run");
     }
     // While the owner lives, its run is not lost.
-    assert_eq!(recover_lost(&log).unwrap(), 0);
+    assert_eq!(recover(&path), 0);
+    assert!(journal_len(&path) > 0, "the run is in the journal");
     c.kill().unwrap(); // SIGKILL
     c.wait().unwrap();
 
-    assert_eq!(recover_lost(&log).unwrap(), 1);
+    assert_eq!(recover(&path), 1);
     let records = filter(&path, &Filter { outcome: Some("LOST".into()), ..Filter::default() }).unwrap().records;
     assert_eq!(records.len(), 1);
     let lost = &records[0];
     assert!(lost.lost);
     assert_eq!(lost.request_id, "RUN-KILLED");
     assert_eq!(lost.subject.handler.as_deref(), Some("forecast"));
+    assert_eq!(lost.mode, "process");
     assert!(lost.error.as_deref().unwrap().contains("ended before recording the outcome"), "{:?}", lost.error);
     assert_eq!(records_in(&path), 2);
+    assert_eq!(journal_len(&path), 0, "nothing is open any more");
     // Exactly once.
-    assert_eq!(recover_lost(&log).unwrap(), 0);
+    assert_eq!(recover(&path), 0);
     assert_eq!(records_in(&path), 2);
 }
 
 #[test]
-fn complete_appends_once_and_removes_the_marker() {
-    let dir = Dir::new("audit-pending");
-    let log = open(&dir.path().join("audit.jsonl"));
-    let draft = record(1);
-    let pending = log.begin(&draft).unwrap();
-    let marker = pending.marker_path().to_owned();
-    assert!(marker.starts_with(dir.path().join(PENDING_DIR)));
-    assert!(marker.exists());
-    // A live owner's run is not lost.
-    assert_eq!(recover_lost(&log).unwrap(), 0);
-    pending.complete(draft).unwrap();
-    assert!(!marker.exists());
-    assert_eq!(recover_lost(&log).unwrap(), 0);
-    assert_eq!(records_in(log.path()), 1);
+fn complete_appends_once_and_empties_the_journal() {
+    let dir = Dir::new("audit-journal");
+    let path = dir.path().join("audit.jsonl");
+    let trail = AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
+    let a = trail.begin(&Subject::default(), "RUN-A", Some(Mode::Dev)).unwrap();
+    let b = trail.begin(&Subject::default(), "RUN-B", Some(Mode::Dev)).unwrap();
+    // Both open: the journal's last line lists them.
+    let last = fs::read_to_string(crate::journal::path_of(&path)).unwrap().lines().last().unwrap().to_owned();
+    assert!(last.contains("RUN-A") && last.contains("RUN-B"), "{last}");
+    // A live owner's runs are not lost.
+    assert_eq!(recover(&path), 0);
+    let ended = |id: &str| failed_setup(id);
+    a.complete(ended("a"), &[]).unwrap();
+    assert!(journal_len(&path) > 0, "RUN-B is still open");
+    b.complete(ended("b"), &[]).unwrap();
+    assert_eq!(journal_len(&path), 0, "the last end empties the journal");
+    assert_eq!(recover(&path), 0);
+    assert_eq!(records_in(&path), 2);
 }
 
-/// A marker as a cordon process that has since died would have left it.
-fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
+/// A run begun by a process that has since been SIGKILLed, after it
+/// appended the run's record or before (`recorded`).
+fn dead_run(path: &Path, id: &str, recorded: bool) {
+    let mode = if recorded { "begin-record-and-hang" } else { "begin-and-hang" };
+    let mut c = child(mode, path, id).stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let ready = out.lines().map_while(Result::ok).any(|l| l.contains("<child-ready>"));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(ready, "the child never began its run");
+}
+
+#[test]
+fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
+    let dir = Dir::new("audit-twice");
+    let path = dir.path().join("audit.jsonl");
+    dead_run(&path, "REQ0005", true);
+    assert_eq!(recover(&path), 0);
+    assert_eq!(records_in(&path), 1);
+    assert_eq!(journal_len(&path), 0);
+    // Control: not recorded, it is recorded as lost.
+    dead_run(&path, "REQ0006", false);
+    assert_eq!(recover(&path), 1);
+    assert_eq!(records_in(&path), 2);
+}
+
+/// A marker as an older cordon that has since died would have left it.
+fn plant_marker(log: &Path, request_id: &str) -> PathBuf {
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();
-    let marker = Marker {
-        log: log.path().to_owned(),
-        pid,
-        pid_start: Some(1),
-        record: AuditRecord { request_id: request_id.into(), ..record(5) },
-    };
-    let dir = log.pending_dir();
+    let marker = serde_json::json!({
+        "log": log,
+        "pid": pid,
+        "pid_start": 1,
+        "record": AuditRecord { request_id: request_id.into(), ..record(5) },
+    });
+    let dir = crate::pending::pending_dir(log);
     fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{request_id}.json"));
     fs::write(&path, serde_json::to_vec(&marker).unwrap()).unwrap();
@@ -343,35 +402,18 @@ fn plant_marker(log: &AuditLog, request_id: &str) -> PathBuf {
 }
 
 #[test]
-fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
-    let dir = Dir::new("audit-twice");
-    let log = open(&dir.path().join("audit.jsonl"));
-    let marker = plant_marker(&log, "REQ0005");
-    log.append(record(5)).unwrap(); // appended, then killed before unlinking
-    assert_eq!(recover_lost(&log).unwrap(), 0);
-    assert!(!marker.exists());
-    assert_eq!(records_in(log.path()), 1);
-}
-
-#[test]
-fn markers_of_another_log_are_left_alone() {
-    let dir = Dir::new("audit-other");
-    let a = open(&dir.path().join("a.jsonl"));
-    let b = open(&dir.path().join("b.jsonl"));
+fn markers_an_older_cordon_left_are_still_recorded_and_only_for_their_log() {
+    let dir = Dir::new("audit-markers");
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
     let marker = plant_marker(&a, "FOR-A");
-    assert_eq!(recover_lost(&b).unwrap(), 0);
-    assert!(marker.exists());
-    assert_eq!(recover_lost(&a).unwrap(), 1);
-}
-
-#[test]
-fn begin_refuses_request_ids_that_are_not_file_names() {
-    let dir = Dir::new("audit-ids");
-    let log = open(&dir.path().join("audit.jsonl"));
-    for bad in ["", "../x", ".hidden", "a/b", "a b"] {
-        let draft = AuditRecord { request_id: bad.into(), ..record(1) };
-        assert_eq!(log.begin(&draft).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
-    }
+    assert_eq!(recover(&b), 0);
+    assert!(marker.exists(), "another log's marker is left alone");
+    assert_eq!(recover(&a), 1);
+    assert!(!marker.exists());
+    assert_eq!(recover(&a), 0);
+    let lost = filter(&a, &Filter::default()).unwrap().records;
+    assert_eq!((lost.len(), lost[0].request_id.as_str(), lost[0].lost), (1, "FOR-A", true));
 }
 
 #[test]
@@ -638,7 +680,7 @@ fn a_checkpoint_signed_by_another_key_is_detected() {
     write_lines(log.path(), &l);
     // The forger replaces the latest checkpoint by one of their own key
     // that matches the shortened log.
-    let forger = AuditKey::load_or_create(&dir.join("forger"), "cordon-audit").unwrap();
+    let forger = AuditKey::load_or_create(&dir.join("forger"), || "cordon-audit".into()).unwrap();
     let cp = Checkpoint {
         origin: Checkpoint::origin_of(l[0].as_bytes()),
         size: 7,
@@ -685,4 +727,57 @@ fn checkpoints_of_a_rotated_key_still_verify_and_a_missing_key_is_no_pass() {
     let e = verify(&path, &Trust { verifiers: vec![], ..Trust::for_log(&path, &keys_for(&path)) }).unwrap_err();
     assert!(matches!(e, VerifyError::NoKey { .. }), "{e}");
     assert!(e.to_string().contains("cannot check the checkpoint on line 101: no verifier key"), "{e}");
+}
+
+#[test]
+fn runs_of_processes_killed_at_any_point_end_with_exactly_one_record_each() {
+    use std::collections::HashMap;
+    let dir = Dir::new("audit-kill-any");
+    let path = dir.path().join("audit.jsonl");
+    open(&path);
+    // Six writers at once; writer k is SIGKILLed right after it says it
+    // began run 3k+1 (so somewhere between that begin and a later point),
+    // the last one runs to the end.
+    let mut began: Vec<String> = vec![];
+    let mut done: Vec<String> = vec![];
+    let children: Vec<_> =
+        (0..6).map(|k| (k, child("runs", &path, &format!("W{k}")).stdout(Stdio::piped()).spawn().unwrap())).collect();
+    for (k, mut c) in children {
+        let out = std::io::BufReader::new(c.stdout.take().unwrap());
+        let kill_after = (k < 5).then(|| format!("W{k}-{}", 3 * k + 1));
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(id) = line.split("<began ").nth(1).map(|r| r.trim_end_matches('>').to_owned()) {
+                began.push(id.clone());
+                if kill_after.as_deref() == Some(id.as_str()) {
+                    c.kill().unwrap();
+                }
+            }
+            if let Some(id) = line.split("<done ").nth(1) {
+                done.push(id.trim_end_matches('>').to_owned());
+            }
+        }
+        c.wait().unwrap();
+    }
+    recover(&path);
+    let v = check(&path).unwrap();
+    let records = filter(&path, &Filter::default()).unwrap().records;
+    assert_eq!(v.records, records.len());
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for r in &records {
+        *count.entry(r.request_id.as_str()).or_default() += 1;
+    }
+    assert!(count.values().all(|n| *n == 1), "a run recorded twice: {count:?}");
+    for id in &began {
+        assert_eq!(count.get(id.as_str()), Some(&1), "run {id} began and has no record");
+    }
+    for id in &done {
+        let r = records.iter().find(|r| &r.request_id == id).unwrap();
+        assert_eq!(r.outcome, "ok", "{id} completed and was still recorded as {}", r.outcome);
+    }
+    // A killed writer leaves at most its one run in flight, recorded LOST.
+    let lost: Vec<&str> = records.iter().filter(|r| r.lost).map(|r| r.request_id.as_str()).collect();
+    assert!(lost.len() <= 5, "{lost:?}");
+    assert!(lost.iter().all(|id| !done.iter().any(|d| d == id)), "a completed run recorded as LOST: {lost:?}");
+    assert_eq!(records.iter().filter(|r| r.request_id.starts_with("W5-")).count(), 40);
+    assert_eq!(journal_len(&path), 0, "every writer is gone, so nothing is open");
 }

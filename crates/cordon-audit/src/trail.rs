@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use cordon_core::policy::Mode;
 use cordon_core::state::Protected;
 
+use std::sync::Arc;
+
+use crate::journal::Journal;
 use crate::log::{AuditLog, KeyFolder};
-use crate::pending::{recover_lost, Pending};
+use crate::pending::{lost, recover_markers};
 use crate::record::{AuditRecord, Ending, Subject};
 
 /// The variable naming the audit log when no `--audit-log` is given.
@@ -70,7 +73,7 @@ impl AuditError {
     pub fn hint(&self) -> &'static str {
         match self {
             AuditError::Append { .. } => {
-                "the run's start marker stays in the log's pending/ folder; the next cordon that can write the log records the run as LOST"
+                "the run stays in the log's run journal; the next cordon that can write the log records it as LOST"
             }
             _ => "pass --audit-log PATH or set CORDON_AUDIT_LOG to a file in a folder you can write",
         }
@@ -107,13 +110,15 @@ pub(crate) fn log_path_from(
 #[derive(Clone, Debug)]
 pub struct AuditTrail {
     log: AuditLog,
+    journal: Arc<Journal>,
     recovered: usize,
 }
 
 impl AuditTrail {
-    /// Opens (creating it if needed) the log at `path` and records every run
-    /// an earlier cordon left unfinished on it as lost (see the crate
-    /// docs). [`AuditTrail::recovered`] says how many.
+    /// Opens (creating it if needed) the log at `path`, with the audit key
+    /// in cordon's state folder, and records every run an earlier cordon
+    /// left unfinished on it as lost (see the crate docs).
+    /// [`AuditTrail::recovered`] says how many.
     pub fn open(path: &Path) -> Result<AuditTrail, AuditError> {
         AuditTrail::open_with(path, &KeyFolder::State)
     }
@@ -121,10 +126,14 @@ impl AuditTrail {
     /// [`AuditTrail::open`] with the audit key and latest checkpoints in
     /// `keys`.
     pub fn open_with(path: &Path, keys: &KeyFolder) -> Result<AuditTrail, AuditError> {
-        let log =
-            AuditLog::open_with(path, keys).map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
-        let recovered = recover_lost(&log).map_err(|source| AuditError::Recover { path: path.to_owned(), source })?;
-        Ok(AuditTrail { log, recovered })
+        let open_err = |source| AuditError::Open { path: path.to_owned(), source };
+        let log = AuditLog::open_with(path, keys).map_err(open_err)?;
+        cordon_core::trace::step("audit: log and key opened");
+        let journal = Arc::new(Journal::open(path).map_err(open_err)?);
+        let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
+        let mut recovered = recover_markers(&log).map_err(recover_err)?;
+        recovered += recover_journal(&log, &journal).map_err(recover_err)?;
+        Ok(AuditTrail { log, journal, recovered })
     }
 
     /// How many lost runs [`AuditTrail::open`] recorded.
@@ -143,17 +152,23 @@ impl AuditTrail {
         self.log.protected()
     }
 
-    /// Marks run `request_id` as started. Until [`AuditedRun::complete`],
-    /// a cordon that dies leaves the run to be recorded as lost. An error
-    /// means the run must not start.
+    /// Marks run `request_id` as started: one unsynced line in the run
+    /// journal. Until [`AuditedRun::complete`], a cordon that dies leaves
+    /// the run to be recorded as lost by the next open. An error means the
+    /// run must not start.
     pub fn begin(&self, subject: &Subject, request_id: &str, mode: Option<Mode>) -> Result<AuditedRun, AuditError> {
         let draft = AuditRecord::draft(subject, request_id, mode);
-        let pending = self.log.begin(&draft).map_err(|source| AuditError::Begin {
+        let begin = || -> io::Result<u64> {
+            let log_len = self.log.len()?;
+            let l = self.journal.lock()?;
+            l.begin(&draft, log_len)
+        };
+        let at = begin().map_err(|source| AuditError::Begin {
             path: self.log.path().to_owned(),
             request_id: request_id.to_owned(),
             source,
         })?;
-        Ok(AuditedRun { pending, draft, path: self.log.path().to_owned() })
+        Ok(AuditedRun { log: self.log.clone(), journal: self.journal.clone(), draft, at })
     }
 
     /// Records how a run ended that never got as far as
@@ -179,26 +194,64 @@ impl AuditTrail {
     }
 }
 
+/// Records as `LOST` the runs of the journal whose owner is gone, unless the
+/// log already has their record (the owner died between the two). Holds the
+/// journal, then the log, so concurrent recoveries record a run once.
+fn recover_journal(log: &AuditLog, journal: &Journal) -> io::Result<usize> {
+    if journal.is_empty()? {
+        return Ok(0);
+    }
+    let held_journal = journal.lock()?;
+    let dead = held_journal.take_dead()?;
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let held_log = log.lock()?;
+    let mut appended = 0;
+    let mut ids = vec![];
+    for d in dead {
+        if !held_log.has_record(&d.draft.request_id, d.log_len)? {
+            held_log.append(&mut lost(d.draft.clone(), d.pid))?;
+            appended += 1;
+        }
+        ids.push(d.draft.request_id);
+    }
+    drop(held_log);
+    held_journal.forget(&ids)?;
+    Ok(appended)
+}
+
 /// A run between [`AuditTrail::begin`] and its record.
+///
+/// Dropping it without completing leaves its journal entry: once this
+/// process has exited, the next open records the run as lost.
 #[derive(Debug)]
 #[must_use = "a started run is recorded as lost unless completed"]
 pub struct AuditedRun {
-    pending: Pending,
+    log: AuditLog,
+    journal: Arc<Journal>,
     draft: AuditRecord,
-    path: PathBuf,
+    /// Where its journal entry is.
+    at: u64,
 }
 
 impl AuditedRun {
-    /// Appends the run's record: its draft finished with `ending`, with
-    /// `secrets` redacted. Returns the record as written (without `prev`).
+    /// Appends the run's record (its draft finished with `ending`, with
+    /// `secrets` redacted; the run's one durable write), then ends its
+    /// journal entry. Returns the record as written. A journal entry that
+    /// cannot be ended is harmless: the record is found by the next open.
     pub fn complete(self, ending: Ending, secrets: &[String]) -> Result<AuditRecord, AuditError> {
         let request_id = self.draft.request_id.clone();
-        let record = self.draft.finish(ending, secrets);
-        self.pending.complete(record.clone()).map_err(|source| AuditError::Append {
-            path: self.path,
-            request_id,
+        let mut record = self.draft.finish(ending, secrets);
+        let appended = self.log.append(record.clone()).map_err(|source| AuditError::Append {
+            path: self.log.path().to_owned(),
+            request_id: request_id.clone(),
             source,
         })?;
+        record.seq = Some(appended.seq);
+        if let Ok(j) = self.journal.lock() {
+            let _ = j.end(&request_id, self.at);
+        }
         Ok(record)
     }
 

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -250,34 +250,48 @@ pub fn verify(path: &Path, trust: &Trust) -> Result<Verified, VerifyError> {
         expected.clone_from(&hexes[i]);
     }
     if let Some(anchor) = &trust.anchor {
-        let mut note = String::new();
-        let read = File::open(anchor).and_then(|f| f.take(64 << 10).read_to_string(&mut note));
-        match read {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(VerifyError::Read { path: anchor.clone(), source }),
-            Ok(_) => {
-                let where_ = format!("kept in {}", anchor.display());
-                let mut covered = 0;
-                let size = check_note(path, &note, trust, &where_, None, &origin, |size| {
-                    covered = size;
-                    let s = usize::try_from(size).ok()?;
-                    if s == 0 {
-                        return Some(Sha256::digest(b"").into());
+        let notes =
+            checkpoint::read_anchor(anchor).map_err(|source| VerifyError::Read { path: anchor.clone(), source })?;
+        let where_ = format!("kept in {}", anchor.display());
+        let mut damaged = None;
+        for note in notes.unwrap_or_default() {
+            let mut covered = 0;
+            let checked = check_note(path, &note, trust, &where_, None, &origin, |size| {
+                covered = size;
+                let s = usize::try_from(size).ok()?;
+                if s == 0 {
+                    return Some(Sha256::digest(b"").into());
+                }
+                lines.get(s - 1).map(|l| l.hash)
+            });
+            match checked {
+                Ok(size) => {
+                    if out.latest.as_ref().is_none_or(|(s, _)| size > *s) {
+                        let key = checkpoint::open(&note, &trust.verifiers).map(|(_, v)| v.label()).unwrap_or_default();
+                        out.latest = Some((size, key));
                     }
-                    lines.get(s - 1).map(|l| l.hash)
-                })
-                .map_err(|e| match e {
-                    VerifyError::Rechained { .. } if covered > lines.len() as u64 => VerifyError::Truncated {
+                }
+                // A slot a crash tore: the other one stands for it.
+                Err(
+                    e @ VerifyError::BadCheckpoint {
+                        reason: NoteError::Malformed(_) | NoteError::BadSignature(_), ..
+                    },
+                ) => {
+                    damaged.get_or_insert(e);
+                }
+                Err(VerifyError::Rechained { .. }) if covered > lines.len() as u64 => {
+                    return Err(VerifyError::Truncated {
                         path: path.to_owned(),
                         anchor: anchor.clone(),
                         size: covered,
                         lines: lines.len(),
-                    },
-                    e => e,
-                })?;
-                let key = checkpoint::open(&note, &trust.verifiers).map(|(_, v)| v.label()).unwrap_or_default();
-                out.latest = Some((size, key));
+                    })
+                }
+                Err(e) => return Err(e),
             }
+        }
+        if let (None, Some(e)) = (&out.latest, damaged) {
+            return Err(e);
         }
     }
     Ok(out)

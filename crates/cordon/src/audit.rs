@@ -36,6 +36,7 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
         }
     };
     let mut result = crate::run(&req);
+    trace::step("audit: run returned");
     result.redact(&secrets);
     if let Err(e) = started.complete(result.audit_ending(&digest), &secrets) {
         result.warnings.push(e.render());

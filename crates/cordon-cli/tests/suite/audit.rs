@@ -89,8 +89,9 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
         let mut child = cmd.spawn_without_output();
         let started = poll_until(Duration::from_secs(20), || !processes_mentioning(&marker).is_empty());
         assert!(started, "[{}] the handler never started", mode.as_str());
-        let pending = state.join("pending");
-        assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 1, "a start marker while it runs");
+        let journal = state.join("audit.jsonl.inflight");
+        let journal_len = || std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+        assert!(journal_len() > 0, "the run is in the run journal while it runs");
         assert!(records(&log).is_empty(), "no record before the end");
 
         child.kill().expect("SIGKILL cordon");
@@ -114,7 +115,7 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
         assert_eq!(lost["handler"], "nap");
         assert!(lost["error"].as_str().unwrap().contains("ended before recording the outcome"), "{lost}");
         assert_eq!(all[1]["outcome"], "ok");
-        assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the marker is gone");
+        assert_eq!(journal_len(), 0, "nothing is open any more");
         // Once only: a third run records no second LOST.
         cordon()
             .args(["run", "--mode", mode.as_str(), "--", "true"])

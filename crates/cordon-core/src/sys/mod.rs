@@ -354,3 +354,51 @@ pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: flock on a descriptor the caller keeps open; no pointers.
     cvt(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }.into()).map(drop)
 }
+
+/// What [`ofd_lock_byte`] does with the byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteLock {
+    /// Take a write lock on it; fails with `EAGAIN` when another open file
+    /// holds one.
+    Hold,
+    /// Let it go.
+    Release,
+}
+
+fn ofd_flock(l_type: libc::c_int, offset: u64) -> io::Result<libc::flock> {
+    let overflow = |_| io::Error::from_raw_os_error(libc::EOVERFLOW);
+    let start = libc::off_t::try_from(offset).map_err(overflow)?;
+    // SAFETY: `flock` is plain data; all-zero is a valid value (l_pid must
+    // be 0 for open-file-description locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::c_short::try_from(l_type).map_err(overflow)?;
+    fl.l_whence = libc::c_short::try_from(libc::SEEK_SET).map_err(overflow)?;
+    fl.l_start = start;
+    fl.l_len = 1;
+    Ok(fl)
+}
+
+/// An open-file-description lock (`F_OFD_SETLK`) on byte `offset` of
+/// `file`: held until released, or until every descriptor of that open
+/// file is closed, which the kernel does when the process dies however it
+/// dies (SIGKILL included). Independent of `flock`, so a file can carry
+/// both. The byte need not exist.
+pub fn ofd_lock_byte(file: BorrowedFd<'_>, offset: u64, op: ByteLock) -> io::Result<()> {
+    let l_type = match op {
+        ByteLock::Hold => libc::F_WRLCK,
+        ByteLock::Release => libc::F_UNLCK,
+    };
+    let fl = ofd_flock(l_type, offset)?;
+    // SAFETY: `fl` lives across the call and is what F_OFD_SETLK reads.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) }.into()).map(drop)
+}
+
+/// Whether an open file other than `file`'s holds a lock on byte `offset`
+/// (`F_OFD_GETLK`).
+pub fn ofd_byte_locked(file: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    let mut fl = ofd_flock(libc::F_WRLCK, offset)?;
+    // SAFETY: `fl` is valid for reads and writes for the call; F_OFD_GETLK
+    // overwrites it with the conflicting lock, or sets l_type to F_UNLCK.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) }.into())?;
+    Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+}

@@ -1,0 +1,253 @@
+//! The run journal: which runs have started and have no record yet.
+//!
+//! `<log>.inflight` holds one JSON line per change: a run beginning (its
+//! draft record, its owner's pid, start time and boot id, and the log's size
+//! at that moment) or ending, each followed by the set of runs still open
+//! after it. So the last complete line says which runs are open, and
+//! finding them reads only the end of the file. When the last open run
+//! ends, the journal is truncated to nothing: with one run at a time it
+//! holds at most one line, and its common state is empty.
+//!
+//! Every change is one `write(2)` under an exclusive `flock` of the
+//! journal, and none is synced: a write survives the death of the process
+//! that made it (it is in the page cache), which is what the journal is
+//! for. A run's begin line is written before the run starts.
+//!
+//! Whether a run's owner lives is a lock, not a pid: the owner holds an
+//! open-file-description lock on the first byte of the run's begin line
+//! until the run ends, and the kernel drops it when the owner dies, however
+//! it dies. So a reused pid or a reboot cannot pass for the owner, and no
+//! `/proc` file is read. A run whose lock is gone ([`Locked::take_dead`])
+//! and that has no record in the log after the size the log had at its
+//! begin is recorded as `LOST`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use cordon_core::sys::{self, ByteLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::Tail;
+use crate::record::AuditRecord;
+
+/// What follows the log's file name in its journal's.
+pub const JOURNAL_SUFFIX: &str = ".inflight";
+
+/// The journal of the log at `log`.
+pub fn path_of(log: &Path) -> PathBuf {
+    let mut name = log.file_name().unwrap_or_default().to_owned();
+    name.push(JOURNAL_SUFFIX);
+    log.with_file_name(name)
+}
+
+/// A run that has begun and has no record yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Open {
+    /// Its request id.
+    pub(crate) id: String,
+    /// The pid of the process that began it (for messages).
+    pub(crate) pid: u32,
+    /// The offset of its begin line in the journal; its owner holds a lock
+    /// on that byte.
+    pub(crate) at: u64,
+    /// The log's size when it began: its record, if any, lies after.
+    pub(crate) log_len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    /// A run beginning: its draft record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    begin: Option<AuditRecord>,
+    /// A run ending, or given up as lost: its request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
+    /// The runs open after this line.
+    open: Vec<Open>,
+}
+
+/// A begun run whose owner is gone, as [`Journal::take_dead`] found it.
+#[derive(Debug)]
+pub(crate) struct Dead {
+    pub(crate) draft: AuditRecord,
+    pub(crate) pid: u32,
+    pub(crate) log_len: u64,
+}
+
+/// The journal of one log, open.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    file: File,
+    lock: Mutex<()>,
+}
+
+/// The journal held by [`Journal::lock`].
+pub(crate) struct Locked<'a> {
+    journal: &'a Journal,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.journal.file.unlock();
+    }
+}
+
+impl Journal {
+    /// Opens (creating it, `0600`) the journal of the log at `log`.
+    pub(crate) fn open(log: &Path) -> io::Result<Journal> {
+        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path_of(log))?;
+        Ok(Journal { file, lock: Mutex::new(()) })
+    }
+
+    /// Whether no run is open (the common state: one syscall to tell).
+    pub(crate) fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.file.metadata()?.len() == 0)
+    }
+
+    /// Holds the journal against this process's threads and, by `flock`,
+    /// every other process.
+    pub(crate) fn lock(&self) -> io::Result<Locked<'_>> {
+        let guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.file.lock()?;
+        Ok(Locked { journal: self, _guard: guard })
+    }
+}
+
+impl Locked<'_> {
+    fn file(&self) -> &File {
+        &self.journal.file
+    }
+
+    /// The runs open now: the open set of the last complete line (a line
+    /// cut short by a killed writer is skipped: its change never
+    /// happened).
+    pub(crate) fn open_runs(&self) -> io::Result<Vec<Open>> {
+        let tail = Tail::read(self.file())?;
+        if tail.len == 0 {
+            return Ok(vec![]);
+        }
+        if !tail.torn {
+            if let Ok(l) = serde_json::from_slice::<Line>(&tail.last) {
+                return Ok(l.open);
+            }
+        }
+        // Rare: the last line was cut short (its writer was killed before
+        // its change happened) or is not ours. Read it all.
+        let mut all = vec![0u8; usize::try_from(tail.len).map_err(io::Error::other)?];
+        self.file().read_exact_at(&mut all, 0)?;
+        let last = all.split(|b| *b == b'\n').rev().find_map(|l| serde_json::from_slice::<Line>(l).ok());
+        Ok(last.map(|l| l.open).unwrap_or_default())
+    }
+
+    /// Writes the begin line of `draft` with `log_len`, the log's size
+    /// now, and locks its first byte for as long as this process runs it.
+    /// Returns the line's offset, which [`Locked::end`] takes.
+    pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64) -> io::Result<u64> {
+        let mut open = self.open_runs()?;
+        let at = self.next_line_at()?;
+        open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
+        self.write(&Line { begin: Some(draft.clone()), end: None, open })?;
+        // Under the journal's flock, so no recovery looks before it holds.
+        sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
+        Ok(at)
+    }
+
+    /// Ends run `id`, begun at `at`: it has its record. The last open run's
+    /// end empties the journal.
+    pub(crate) fn end(&self, id: &str, at: u64) -> io::Result<()> {
+        let mut open = self.open_runs()?;
+        open.retain(|o| o.id != id);
+        self.end_all(open, id)?;
+        sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Release)
+    }
+
+    fn end_all(&self, open: Vec<Open>, id: &str) -> io::Result<()> {
+        if open.is_empty() {
+            return self.file().set_len(0);
+        }
+        self.write(&Line { begin: None, end: Some(id.to_owned()), open })
+    }
+
+    /// The open runs whose owner is gone, with their drafts; the caller
+    /// records each, then calls [`Locked::forget`].
+    pub(crate) fn take_dead(&self) -> io::Result<Vec<Dead>> {
+        let mut dead = vec![];
+        for o in self.open_runs()? {
+            if sys::ofd_byte_locked(self.file().as_fd(), o.at)? {
+                continue;
+            }
+            let line = read_line_at(self.file(), o.at)?;
+            let draft = match serde_json::from_slice::<Line>(&line).ok().and_then(|l| l.begin) {
+                Some(d) if d.request_id == o.id => d,
+                // The begin line is not where the set says: keep what the
+                // set knows (the request id).
+                _ => AuditRecord { request_id: o.id.clone(), ..AuditRecord::default() },
+            };
+            dead.push(Dead { draft, pid: o.pid, log_len: o.log_len });
+        }
+        Ok(dead)
+    }
+
+    /// Drops the runs `ids` from the open set (they were recorded).
+    pub(crate) fn forget(&self, ids: &[String]) -> io::Result<()> {
+        let mut open = self.open_runs()?;
+        open.retain(|o| !ids.contains(&o.id));
+        self.end_all(open, ids.first().map_or("", String::as_str))
+    }
+
+    /// Where the next line starts: the end, after the newline that a torn
+    /// last line gets.
+    fn next_line_at(&self) -> io::Result<u64> {
+        let tail = Tail::read(self.file())?;
+        Ok(tail.len + u64::from(tail.torn))
+    }
+
+    fn write(&self, line: &Line) -> io::Result<()> {
+        let tail = Tail::read(self.file())?;
+        let mut buf = Vec::with_capacity(512);
+        if tail.torn {
+            buf.push(b'\n');
+        }
+        serde_json::to_writer(&mut buf, line).map_err(io::Error::other)?;
+        buf.push(b'\n');
+        (&self.journal.file).write_all(&buf)
+    }
+}
+
+/// The bytes of the line starting at `at`.
+fn read_line_at(file: &File, at: u64) -> io::Result<Vec<u8>> {
+    let mut out = vec![];
+    let mut buf = [0u8; 4096];
+    let mut pos = at;
+    loop {
+        let got = file.read_at(&mut buf, pos)?;
+        if got == 0 {
+            return Ok(out);
+        }
+        if let Some(i) = buf[..got].iter().position(|b| *b == b'\n') {
+            out.extend_from_slice(&buf[..i]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..got]);
+        pos += got as u64;
+    }
+}
+
+/// Start time of `pid`, or `None` if it is not running (or is a zombie).
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: split after the
+    // last `)`. Then field 3 (state) is at index 0, field 22 at index 19.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
