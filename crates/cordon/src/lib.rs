@@ -34,6 +34,7 @@ mod ids;
 pub mod plugin;
 mod result;
 mod runner;
+pub mod text;
 mod tty;
 
 pub use checks::{check_env, check_fs, check_net, Access, Allowed, Denied};

@@ -83,10 +83,10 @@ pub fn run(a: AuditArgs) -> Result<i32> {
         Err(e) => return Err(e).with_context(|| format!("cannot read the audit log {}", path.display())),
     };
     if a.json {
-        println!("{}", serde_json::to_string(&found.records).context("cannot serialise the records")?);
+        println!("{}", render::json(&found.records).context("cannot serialise the records")?);
     } else {
         for r in &found.records {
-            println!("{}", line(r));
+            render::line(&line(r));
         }
     }
     if !found.malformed_lines.is_empty() {
@@ -123,7 +123,7 @@ fn verify(path: &Path, keys: &[PathBuf], json: bool) -> Result<i32> {
             "latest_checkpoint": v.and_then(|v| v.latest.as_ref()).map(|(size, key)| serde_json::json!({"lines": size, "key": key})),
             "error": result.as_ref().err().map(|e| serde_json::json!({"line": e.line(), "message": e.to_string()})),
         });
-        println!("{out}");
+        println!("{}", render::json(&out)?);
     }
     match result {
         Ok(v) => {

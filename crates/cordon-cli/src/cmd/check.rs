@@ -50,7 +50,7 @@ pub fn run(a: CheckArgs) -> Result<i32> {
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&check).context("cannot serialise the check")?);
+        println!("{}", render::json_pretty(&check).context("cannot serialise the check")?);
     } else {
         print_table(&check);
     }
@@ -78,22 +78,25 @@ fn enforcement(e: &CheckEntry) -> &'static str {
     }
 }
 
+/// The check for people. Names, commands, descriptions and paths come from
+/// the plugin's manifest, so every line goes through `render::line`.
 fn print_table(c: &PluginCheck) {
-    println!("plugin     {} {}", c.plugin, c.version);
+    let line = |s: String| render::line(&s);
+    line(format!("plugin     {} {}", c.plugin, c.version));
     if let Some(d) = &c.description {
-        println!("           {d}");
+        line(format!("           {d}"));
     }
-    println!("manifest   {}", c.manifest.display());
-    println!("mode       {}", c.mode.as_str());
-    println!("digest     {}", c.policy_digest);
-    println!("handlers");
+    line(format!("manifest   {}", c.manifest.display()));
+    line(format!("mode       {}", c.mode.as_str()));
+    line(format!("digest     {}", c.policy_digest));
+    line("handlers".into());
     for h in &c.handlers {
         let desc = h.description.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
-        println!("  {:<16} {}{desc}", h.name, h.command.join(" "));
+        line(format!("  {:<16} {}{desc}", h.name, h.command.join(" ")));
     }
     println!();
     let width = c.entries.iter().map(|e| e.permission.chars().count()).max().unwrap_or(10).clamp(10, 60);
-    println!("{:<width$}  {:<8}  {:<8}  mechanism", "permission", "source", "enforced");
+    line(format!("{:<width$}  {:<8}  {:<8}  mechanism", "permission", "source", "enforced"));
     for e in &c.entries {
         let source =
             serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -102,13 +105,14 @@ fn print_table(c: &PluginCheck) {
             (None, Some(m)) => m.clone(),
             (None, None) => "-".into(),
         };
-        println!("{:<width$}  {source:<8}  {:<8}  {how}", e.permission, enforcement(e));
+        line(format!("{:<width$}  {source:<8}  {:<8}  {how}", e.permission, enforcement(e)));
     }
     for w in &c.warnings {
-        println!("\nnote: {w}");
+        println!();
+        line(format!("note: {w}"));
     }
     println!();
     if c.runnable {
-        println!("ok: `cordon exec` runs this plugin in {} mode on this host", c.mode.as_str());
+        line(format!("ok: `cordon exec` runs this plugin in {} mode on this host", c.mode.as_str()));
     }
 }

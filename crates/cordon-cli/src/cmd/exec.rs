@@ -267,15 +267,15 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
     req.tenant = a.tenant.clone();
     let result = session.handler(&mut req);
     if a.json {
-        println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);
+        println!("{}", render::json(&result).context("cannot serialise the result")?);
     } else {
         // The handler's stdout and stderr are its logs; stdout is kept for
-        // its result.
+        // its result. Both are the handler's text: escaped (see `render`).
         for l in &result.logs.lines {
-            eprintln!("{}", l.text);
+            render::log_line(&l.text);
         }
         if let Some(data) = &result.data {
-            println!("{}", serde_json::to_string(data).context("cannot serialise the handler's result")?);
+            println!("{}", render::json(data).context("cannot serialise the handler's result")?);
         }
     }
     summarize(&result, &a.plugin);
@@ -339,7 +339,7 @@ fn refuse(a: &ExecArgs, session: &super::audit::Session, e: &cordon_registry::Re
     let message = format!("cannot run {}: {e}", a.plugin);
     let result = session.record_unstarted(message.clone());
     if a.json {
-        if let Ok(s) = serde_json::to_string(&result) {
+        if let Ok(s) = render::json(&result) {
             println!("{s}");
         }
     }

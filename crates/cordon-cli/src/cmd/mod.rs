@@ -64,7 +64,7 @@ pub fn registry_status<T>(result: Result<T, cordon_registry::RegistryError>) -> 
 
 /// Prints one JSON value on its own line.
 pub fn json_line<T: serde::Serialize>(value: &T) {
-    match serde_json::to_string(value) {
+    match crate::render::json(value) {
         Ok(s) => println!("{s}"),
         Err(e) => crate::render::message("error", &format!("cannot serialise the output: {e}")),
     }

@@ -148,7 +148,7 @@ pub fn run(a: PluginArgs) -> i32 {
                 } else if report.change == InstallChange::Installed {
                     println!("permissions:");
                     for l in &p.permissions {
-                        println!("  {l}");
+                        render::line(&format!("  {l}"));
                     }
                 }
             })
@@ -230,7 +230,7 @@ fn print_info(p: &PluginStatus) {
     println!("highest      {}", p.highest_version);
     println!("permissions  {}", p.approved_permissions);
     for l in &p.permissions {
-        println!("  {l}");
+        render::line(&format!("  {l}"));
     }
     if let Some(h) = &p.hint {
         println!("hint: {h}");

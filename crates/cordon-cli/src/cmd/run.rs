@@ -178,7 +178,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     cordon::trace::step("cli: policy built, kernel probed");
     let (mode, notice) = choose_mode(a.mode.as_deref(), &policy, &support)?;
     if let Some(n) = &notice {
-        eprintln!("cordon: notice: {n}");
+        render::message("notice", n);
     }
     let mut req = RunRequest::new(policy, mode, a.command.clone());
     req.cwd = cwd;
@@ -188,7 +188,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     req.support = Some(support);
     let result = session.run(&mut req);
     if a.json {
-        println!("{}", serde_json::to_string(&result).context("cannot serialise the result")?);
+        println!("{}", render::json(&result).context("cannot serialise the result")?);
     }
     if let Some(err) = &result.error {
         let kind = match err.code {

@@ -604,3 +604,111 @@ fn the_exec_list_says_where_it_stops() {
         assert!(mech.contains("vm.memfd_noexec=2") || mech.contains("MFD_NOEXEC_SEAL"), "{mech}");
     });
 }
+
+/// Characters a terminal acts on, as a handler might print them: a title
+/// change, clear screen, `\r` + a fake cordon message, a C1 `CSI`, a
+/// right-to-left override, `DEL`, `BEL`.
+const HOSTILE: [char; 7] = ['\x1b', '\r', '\x07', '\u{9b}', '\u{202e}', '\x7f', '\u{200b}'];
+
+#[track_caller]
+fn assert_no_terminal_controls(what: &str, text: &str) {
+    for c in HOSTILE {
+        assert!(!text.contains(c), "{what} holds {c:?} unescaped:\n{text:?}");
+    }
+}
+
+/// A plugin whose handler prints every kind of terminal control, writes
+/// them into its result and an artifact's name, and whose manifest carries
+/// them in its descriptions.
+fn noisy_plugin() -> Dir {
+    let dir = Dir::new("escapes");
+    dir.create(
+        "cordon.toml",
+        "id = \"@t/escapes\"\nversion = \"1.0.0\"\ndescription = \"desc\\u001b[2J\\u009b31m\\u202efdp.exe\"\n\
+         [handlers.noisy]\ncommand = [\"./noisy.sh\"]\ndescription = \"title\\u001b]0;owned\\u0007\"\n\
+         [handlers.fail]\ncommand = [\"./fail.sh\"]\n",
+    );
+    dir.create_executable(
+        "noisy.sh",
+        "#!/bin/sh\nprintf '\\033]0;pwned\\007title\\n'\nprintf 'wipe\\033[2J\\n'\n\
+         printf 'progress\\rcordon: run ok\\n'\nprintf 'csi\\302\\23331mred\\n'\n\
+         printf 'bidi\\342\\200\\256txt.exe\\n'\nprintf 'del\\177x zero\\342\\200\\213width\\n' >&2\n\
+         : > \"$CORDON_ARTIFACTS/$(printf 'evil\\033[2Jname.txt')\"\n\
+         printf '{\"msg\":\"\\\\u001b[2Jdata\\\\u009b\\\\u202e\"}' >&3\n",
+    );
+    dir.create_executable(
+        "fail.sh",
+        "#!/bin/sh\nprintf 'cat: x: Permission denied\\r\\033[2Kcordon: run ok\\n' >&2\nexit 1\n",
+    );
+    dir
+}
+
+/// Finding 8: `cordon exec` re-printed a handler's terminal controls
+/// verbatim. Everything cordon prints on a sandbox's (or a manifest's)
+/// behalf is escaped: the re-printed log lines, the result, the failure
+/// summary quoting a log line, `cordon check`'s listing, `--json` output,
+/// and `cordon audit`'s listing. Control: a command's own output in
+/// pass-through mode is its own and stays raw.
+#[test]
+fn terminal_controls_from_a_sandbox_are_escaped_wherever_cordon_prints_them() {
+    let support = kernel_support();
+    let plugin = noisy_plugin();
+    let raw = run_in(Mode::Process).args(["--", "printf", "\\033[2J"]).run();
+    raw.assert_success();
+    assert_eq!(raw.stdout, "\x1b[2J", "control: pass-through output is the command's own");
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let out = super::plugins::exec(mode, plugin.path(), "noisy", "{}").run();
+        out.assert_success();
+        assert_no_terminal_controls(&format!("[{m}] exec stdout"), &out.stdout);
+        assert_no_terminal_controls(&format!("[{m}] exec stderr"), &out.stderr);
+        for escaped in [
+            "\\x1b]0;pwned\\x07title",
+            "wipe\\x1b[2J",
+            "progress\\rcordon: run ok",
+            "csi\\u{009b}31mred",
+            "bidi\\u{202e}txt.exe",
+            "del\\x7fx zero\\u{200b}width",
+        ] {
+            out.assert_stderr_contains(escaped);
+        }
+        let data: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(data["msg"], "\x1b[2Jdata\u{9b}\u{202e}", "[{m}] the result keeps its value");
+
+        let json = super::plugins::exec(mode, plugin.path(), "noisy", "{}").arg("--json").run();
+        assert_no_terminal_controls(&format!("[{m}] exec --json"), &json.stdout);
+        let v = json.json();
+        assert!(v["artifacts"].to_string().contains("evil\\u001b[2Jname.txt"), "[{m}] {v}");
+        assert!(v["logs"]["lines"].as_array().unwrap().iter().any(|l| l["text"] == "bidi\u{202e}txt.exe"), "{v}");
+
+        let fail = super::plugins::exec(mode, plugin.path(), "fail", "{}").run();
+        fail.assert_code(1);
+        assert_no_terminal_controls(&format!("[{m}] failure summary"), &fail.stderr);
+        fail.assert_stderr_contains("the handler reported: cat: x: Permission denied\\r\\x1b[2Kcordon: run ok");
+    });
+    let check = super::cordon().arg("check").arg(plugin.path()).run();
+    assert_no_terminal_controls("check", &check.stdout);
+    check.assert_stdout_contains("desc\\x1b[2J\\u{009b}31m\\u{202e}fdp.exe");
+    check.assert_stdout_contains("title\\x1b]0;owned\\x07");
+    let check_json = super::cordon().arg("check").arg(plugin.path()).arg("--json").run();
+    assert_no_terminal_controls("check --json", &check_json.stdout);
+}
+
+/// Finding 8, the audit listing: a command line chosen by whoever ran it
+/// (or a plugin's handler) is one line of the listing, escaped.
+#[test]
+fn the_audit_listing_escapes_what_the_records_quote() {
+    let dir = Dir::new("audit-escapes");
+    let log = dir.join("audit.jsonl");
+    let log = log.to_str().unwrap();
+    let hostile = "x\x1b]0;pwned\x07\nfake record\u{202e}";
+    run_in(Mode::Process).args(["--audit-log", log, "--", "true", hostile]).run().assert_success();
+    let listing = super::cordon().args(["audit", "--audit-log", log]).run();
+    listing.assert_success();
+    assert_no_terminal_controls("audit listing", &listing.stdout);
+    assert_eq!(listing.stdout.lines().count(), 1, "one record, one line\n{listing}");
+    listing.assert_stdout_contains("true x\\x1b]0;pwned\\x07\\nfake record\\u{202e}");
+    let json = super::cordon().args(["audit", "--audit-log", log, "--json"]).run();
+    assert_no_terminal_controls("audit --json", &json.stdout);
+    assert_eq!(json.json()[0]["command"][1], hostile, "the record keeps its value");
+}
