@@ -7,7 +7,8 @@
 //! executed / was not found. `cordon exec` adds 1 for a handler that
 //! exited 0 without a valid result; `cordon check` exits 125 when the
 //! plugin cannot run here; `cordon audit --verify` exits 1 when the log's
-//! hash chain is broken. `cordon doctor` exits 0. `cordon plugin`, `key`
+//! hash chain is broken. `cordon doctor` exits 0. `cordon` alone prints its
+//! usage and exits 2. `cordon plugin`, `key`
 //! and `trust` exit 0 when done, 1 when refused (verification, consent,
 //! hostile package, disabled plugin) and 2 on a usage error.
 
@@ -56,9 +57,9 @@ fn main() -> ExitCode {
             use clap::error::ErrorKind;
             let _ = e.print();
             return match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                // `cordon` alone, or a command group without its command: usage.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::from(2),
                 _ if std::env::args().nth(1).is_some_and(|a| REGISTRY_COMMANDS.contains(&a.as_str())) => {
                     ExitCode::from(2)
                 }

@@ -674,7 +674,7 @@ impl Plan {
                 );
             }
         }
-        push("env".into(), "supervisor builds the environment".into(), Enforcement::Full);
+        push("env".into(), env_mechanism(), Enforcement::Full);
         push("syscalls".into(), "seccomp-bpf allow-list, dangerous families EPERM".into(), Enforcement::Full);
         push(
             "file metadata outside write grants (mode, owner, times, xattrs)".into(),
@@ -695,6 +695,13 @@ impl Plan {
             push(
                 "file watches".into(),
                 "seccomp: inotify refused (ENOSYS) and fanotify (EPERM): the host's folders are in view".into(),
+                Enforcement::Full,
+            );
+        }
+        if policy.wx == crate::policy::WriteXorExecute::Deny {
+            push(
+                "memory W^X (deny_wx)".into(),
+                "seccomp: mmap, mprotect and pkey_mprotect with PROT_WRITE and PROT_EXEC together refused".into(),
                 Enforcement::Full,
             );
         }
@@ -769,6 +776,17 @@ impl Plan {
         push(format!("quota output_bytes={}", l.output_bytes), "supervisor capture buffer".into(), Enforcement::Full);
         let _ = support;
     }
+}
+
+/// What builds the command's environment and what is in it by default (the
+/// ledger's `env` entry).
+pub fn env_mechanism() -> String {
+    format!(
+        "supervisor builds it: {} passed from the caller (when set), {} set to the run's own; \
+         nothing else unless env.allow passes or env.set sets it",
+        crate::policy::env::BASIC_VARS.join(", "),
+        crate::policy::env::SET_BY_CORDON.join(" and ")
+    )
 }
 
 /// `0, 2` for the marked fds.

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use cordon_core::policy::env::BASIC_VARS;
+use cordon_core::policy::env::{BASIC_VARS, SET_BY_CORDON};
 use cordon_core::policy::fs::{normalize, SYSTEM_DEVICES, SYSTEM_READ};
 use cordon_core::policy::{Policy, SystemSet};
 
@@ -168,7 +168,7 @@ pub fn check_net(policy: &Policy, host: &str, port: u16) -> Result<Allowed, Deni
 /// assert!(check_env(&policy, "AWS_SECRET_ACCESS_KEY").is_err());
 /// ```
 pub fn check_env(policy: &Policy, name: &str) -> Result<Allowed, Denied> {
-    if ["PATH", "HOME", "TMPDIR"].contains(&name) {
+    if SET_BY_CORDON.contains(&name) {
         return Ok(Allowed { rule: format!("set by cordon ({name})") });
     }
     if let Some((k, _)) = policy.env.set.iter().rev().find(|(k, _)| k == name) {
@@ -179,7 +179,7 @@ pub fn check_env(policy: &Policy, name: &str) -> Result<Allowed, Denied> {
         return Ok(Allowed { rule: format!("env.allow {text}") });
     }
     if BASIC_VARS.contains(&name) {
-        return Ok(Allowed { rule: format!("basic variable ({name})") });
+        return Ok(Allowed { rule: format!("passed from the caller ({name})") });
     }
     Err(Denied {
         subject: name.to_owned(),

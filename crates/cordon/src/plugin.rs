@@ -564,7 +564,7 @@ fn ledger(
         }
         Source::Baseline
     };
-    let mut env_mechanism = Some("supervisor builds the environment".to_owned());
+    let mut env_mechanism = Some(cordon_core::plan::env_mechanism());
     match Plan::build(policy, mode, support, Path::new("/tmp/cordon-check")) {
         Ok(plan) => {
             for e in plan.ledger {

@@ -96,6 +96,20 @@ pub struct ExecutionResult {
     /// proxy: host, port, allowed or denied and by which rule, bytes up and
     /// down. Empty when the policy allows no host.
     pub network: Vec<cordon_egress::ConnectionRecord>,
+    /// The names (never the values) of the command's environment, and
+    /// where each came from. Empty when the run never started.
+    pub env: EnvNames,
+}
+
+/// The names of a run's environment variables, by origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EnvNames {
+    /// With the caller's value: `PATH` and the basics (`LANG`, `LC_ALL`,
+    /// `LC_CTYPE`, `TERM`, `TZ`) when set, and what `env.allow` matches.
+    pub passed: Vec<String>,
+    /// Set by cordon (`HOME`, `TMPDIR`, a default `LANG`, the proxy's
+    /// variables, `CORDON_RESULT_FD`) or by `env.set`.
+    pub set: Vec<String>,
 }
 
 impl ExecutionResult {
@@ -113,6 +127,7 @@ impl ExecutionResult {
             warnings: vec![],
             enforcement: vec![],
             network: vec![],
+            env: EnvNames::default(),
         }
     }
 
@@ -183,8 +198,10 @@ mod tests {
             warnings: vec![],
             enforcement: vec![],
             network: vec![],
+            env: EnvNames { passed: vec!["PATH".into()], set: vec!["HOME".into()] },
         };
         let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["env"], serde_json::json!({"passed": ["PATH"], "set": ["HOME"]}));
         assert_eq!(v["exit"], serde_json::json!({"signal": 9}));
         assert_eq!(v["error"]["code"], "MEMORY_LIMIT");
         assert_eq!(v["mode"], "container");

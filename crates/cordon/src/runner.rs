@@ -25,7 +25,7 @@ use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
 use cordon_core::{sys, trace};
 
-use crate::result::{ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
+use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 use crate::tty::{self, RawMode, Relay, Tty};
 
 /// Whether output is passed through or captured into the result.
@@ -122,43 +122,106 @@ impl RunRequest {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
-    /// No such file in `PATH` or at the path given.
-    #[error("command not found: {0}")]
-    NotFound(String),
+    /// No such file in `PATH` (in the folders the sandbox sees) or at the
+    /// path given.
+    #[error("command not found: {program}")]
+    NotFound {
+        /// The name as given.
+        program: String,
+        /// Where it is on `PATH` in a folder the sandbox does not see.
+        hidden: Option<PathBuf>,
+    },
     /// Found, but not an executable file.
-    #[error("command is not executable: {0}")]
-    NotExecutable(String),
+    #[error("command is not executable: {program}")]
+    NotExecutable {
+        /// The name as given.
+        program: String,
+        /// The file found.
+        path: PathBuf,
+    },
+}
+
+impl ResolveError {
+    /// What to do about it, where cordon can tell.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::NotFound { hidden: Some(p), .. } => Some(format!(
+                "{} is on PATH, in a folder the sandbox does not see; grant it (--read {})",
+                p.display(),
+                p.parent().unwrap_or(Path::new("/")).display()
+            )),
+            ResolveError::NotFound { .. } => None,
+            ResolveError::NotExecutable { program, path } => {
+                let interpreter = script_interpreter(path);
+                Some(match interpreter {
+                    Some(i) => {
+                        format!("make it executable (chmod +x {program}), or name its interpreter: {i} {program}")
+                    }
+                    None => {
+                        format!("make it executable (chmod +x {program}), or name its interpreter (e.g. sh {program})")
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// The interpreter a script's `#!` line names (its file name, as typed on
+/// a command line: `python3`, `sh`), or `None` for anything else.
+fn script_interpreter(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 128];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next()?).into_owned();
+    let mut words = line.split_whitespace();
+    let first = Path::new(words.next()?).file_name()?.to_str()?.to_owned();
+    // `#!/usr/bin/env python3` names its interpreter second.
+    match (first.as_str(), words.next()) {
+        ("env", Some(second)) => Some(second.to_owned()),
+        _ => Some(first),
+    }
 }
 
 /// Finds `program` as `execvp` would, in `path` (colon-separated), relative
-/// names against `cwd`.
-pub fn resolve_program(program: &str, path: &str, cwd: &Path) -> Result<PathBuf, ResolveError> {
+/// names against `cwd`, looking only in the folders `sees` (what the
+/// sandbox can read): `PATH` is the caller's, and a folder the sandbox
+/// does not see would resolve to a file it cannot execute. A name given
+/// with a `/` is taken as it is.
+pub fn resolve_program(
+    program: &str,
+    path: &str,
+    cwd: &Path,
+    sees: impl Fn(&Path) -> bool,
+) -> Result<PathBuf, ResolveError> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let not_found = |hidden| ResolveError::NotFound { program: program.into(), hidden };
     if program.is_empty() {
-        return Err(ResolveError::NotFound(program.into()));
+        return Err(not_found(None));
     }
     if program.contains('/') {
         let p = cwd.join(program);
         return match executable(&p) {
             Ok(true) => Ok(p),
-            Ok(false) => Err(ResolveError::NotExecutable(program.into())),
-            Err(_) => Err(ResolveError::NotFound(program.into())),
+            Ok(false) => Err(ResolveError::NotExecutable { program: program.into(), path: p }),
+            Err(_) => Err(not_found(None)),
         };
     }
-    let mut found_non_exec = false;
+    let mut non_exec = None;
+    let mut hidden = None;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let p = cwd.join(dir).join(program);
         match executable(&p) {
-            Ok(true) => return Ok(p),
-            Ok(false) => found_non_exec = true,
-            Err(_) => {}
+            Ok(true) if sees(&p) => return Ok(p),
+            Ok(true) => hidden = hidden.or(Some(p)),
+            Ok(false) if sees(&p) => non_exec = non_exec.or(Some(p)),
+            Ok(false) | Err(_) => {}
         }
     }
-    if found_non_exec {
-        Err(ResolveError::NotExecutable(program.into()))
-    } else {
-        Err(ResolveError::NotFound(program.into()))
+    match non_exec {
+        Some(p) => Err(ResolveError::NotExecutable { program: program.into(), path: p }),
+        None => Err(not_found(hidden)),
     }
 }
 
@@ -167,6 +230,7 @@ struct Started {
     start: Instant,
     warnings: Vec<String>,
     enforcement: Vec<cordon_core::plan::LedgerEntry>,
+    env: EnvNames,
 }
 
 impl Started {
@@ -183,6 +247,7 @@ impl Started {
             warnings: self.warnings,
             enforcement: self.enforcement,
             network: vec![],
+            env: self.env,
         }
     }
 }
@@ -244,6 +309,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         start: Instant::now(),
         warnings: req.warnings.clone(),
         enforcement: vec![],
+        env: EnvNames::default(),
     };
     if req.mode == Mode::Dev {
         let w = "dev mode: no isolation at all; only the timeout is enforced. Use it for trusted code only.";
@@ -292,10 +358,17 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     let Some(program) = req.argv.first() else {
         return started.fail(mode, ErrorCode::SetupFailed, "no command given".into());
     };
-    let program = match resolve_program(program, path, &req.cwd) {
+    let sees = |p: &Path| mode == Mode::Dev || crate::check_fs(granted, p, crate::Access::Read).is_ok();
+    let program = match resolve_program(program, path, &req.cwd, sees) {
         Ok(p) => p,
-        Err(e @ ResolveError::NotFound(_)) => return started.fail(mode, ErrorCode::NotFound, e.to_string()),
-        Err(e @ ResolveError::NotExecutable(_)) => return started.fail(mode, ErrorCode::NotExecutable, e.to_string()),
+        Err(e) => {
+            let code = match e {
+                ResolveError::NotFound { .. } => ErrorCode::NotFound,
+                ResolveError::NotExecutable { .. } => ErrorCode::NotExecutable,
+            };
+            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+            return started.fail(mode, code, format!("{e}{hint}"));
+        }
     };
     let with_command;
     let policy = match &granted.exec {
@@ -334,6 +407,9 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         env.extend(cordon_egress::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
+    let passed = req.policy.env.passed_names(&req.host_env);
+    started.env =
+        EnvNames { set: env.iter().map(|(k, _)| k.clone()).filter(|k| !passed.contains(k)).collect(), passed };
     let secrets = req.policy.env.secret_values(&env);
     let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
     let (stdio, ours) = match Pipes::create(req, &plan) {
@@ -835,6 +911,7 @@ fn finish_result(
         warnings: started.warnings,
         enforcement: started.enforcement,
         network: vec![],
+        env: started.env,
     }
 }
 
@@ -844,16 +921,44 @@ mod tests {
 
     #[test]
     fn resolve_finds_programs_in_path_and_reports_missing_ones() {
-        let p = resolve_program("sh", DEFAULT_PATH, Path::new("/")).unwrap();
+        let all = |_: &Path| true;
+        let p = resolve_program("sh", DEFAULT_PATH, Path::new("/"), all).unwrap();
         assert!(p.ends_with("sh"));
         assert!(matches!(
-            resolve_program("no-such-cmd-xyz", DEFAULT_PATH, Path::new("/")),
-            Err(ResolveError::NotFound(_))
+            resolve_program("no-such-cmd-xyz", DEFAULT_PATH, Path::new("/"), all),
+            Err(ResolveError::NotFound { hidden: None, .. })
         ));
-        assert!(matches!(
-            resolve_program("/etc/passwd", DEFAULT_PATH, Path::new("/")),
-            Err(ResolveError::NotExecutable(_))
-        ));
+        let e = resolve_program("/etc/passwd", DEFAULT_PATH, Path::new("/"), all).unwrap_err();
+        assert!(matches!(e, ResolveError::NotExecutable { .. }));
+        assert_eq!(
+            e.hint().unwrap(),
+            "make it executable (chmod +x /etc/passwd), or name its interpreter (e.g. sh /etc/passwd)"
+        );
+        // A folder the sandbox does not see is skipped, and named in the hint.
+        let only_bin = |p: &Path| p.starts_with("/bin");
+        let e = resolve_program("sh", "/usr/bin:/bin", Path::new("/"), only_bin).unwrap();
+        assert_eq!(e, Path::new("/bin/sh"));
+        let e = resolve_program("sh", "/usr/bin", Path::new("/"), only_bin).unwrap_err();
+        assert_eq!(
+            e.hint().unwrap(),
+            "/usr/bin/sh is on PATH, in a folder the sandbox does not see; grant it (--read /usr/bin)"
+        );
+    }
+
+    #[test]
+    fn a_scripts_interpreter_comes_from_its_first_line() {
+        let dir = std::env::temp_dir().join(format!("cordon-shebang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (body, expected) in [
+            ("#!/usr/bin/env python3\nprint(1)\n", Some("python3")),
+            ("#! /bin/sh -e\n", Some("sh")),
+            ("\x7fELF", None),
+        ] {
+            let f = dir.join("s");
+            std::fs::write(&f, body).unwrap();
+            assert_eq!(script_interpreter(&f).as_deref(), expected, "{body:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

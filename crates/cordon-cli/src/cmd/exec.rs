@@ -1,7 +1,7 @@
 //! `cordon exec`: run one handler of a plugin folder, and the flags it
 //! shares with `cordon check`.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -26,7 +26,7 @@ pub struct ExecArgs {
     /// The handler to run.
     #[arg(value_name = "HANDLER")]
     handler: String,
-    /// The input JSON: a file, or `-` for stdin. Default: `{}`.
+    /// The input JSON: a file, or `-` for stdin. Default: stdin when it is not a terminal (empty: `{}`), else `{}`.
     #[arg(long, value_name = "FILE|-")]
     input: Option<PathBuf>,
     /// The handler's working directory (default: the plugin folder); the policy must grant it.
@@ -216,6 +216,8 @@ pub fn request(
     Ok(req)
 }
 
+/// The input from `--input FILE|-`. Empty stdin (`/dev/null`, a closed
+/// pipe) is `{}`, so that `cordon exec` without `--input` works anywhere.
 fn read_input(flag: &Path) -> Result<Vec<u8>> {
     let limit = MAX_INPUT_BYTES as u64;
     let mut bytes = vec![];
@@ -227,6 +229,9 @@ fn read_input(flag: &Path) -> Result<Vec<u8>> {
         f.take(limit + 1)
             .read_to_end(&mut bytes)
             .with_context(|| format!("invalid --input {}: cannot read it", flag.display()))?;
+    }
+    if flag == Path::new("-") && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(b"{}".to_vec());
     }
     if bytes.len() as u64 > limit {
         bail!("invalid --input {}: more than {MAX_INPUT_BYTES} bytes\n  hint: pass large data as a file the manifest grants, not as input", flag.display());
@@ -260,8 +265,10 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
         Err(refusal) => return Ok(refuse(a, session, &refusal)),
     };
     let mut req = request(&dir, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
-    if let Some(input) = &a.input {
-        req.input = read_input(input)?;
+    match &a.input {
+        Some(input) => req.input = read_input(input)?,
+        None if !std::io::stdin().is_terminal() => req.input = read_input(Path::new("-"))?,
+        None => {}
     }
     req.workdir = a.workdir.clone();
     req.tenant = a.tenant.clone();

@@ -139,6 +139,19 @@ fn tty(a: &RunArgs) -> Tty {
     }
 }
 
+/// A note when the working directory is not granted: the command starts
+/// there, but sees nothing of it (container mode makes it an empty folder;
+/// process mode cannot read it).
+fn cwd_note(policy: &Policy, mode: Mode, cwd: &Path) -> Option<String> {
+    // Container mode's `/` is the root it builds from the grants.
+    let root = mode == Mode::Container && cwd == Path::new("/");
+    if mode == Mode::Dev || root || cordon::check_fs(policy, cwd, cordon::Access::Read).is_ok() {
+        return None;
+    }
+    let inside = if mode == Mode::Container { "inside it is empty" } else { "inside it cannot be read" };
+    Some(format!("the working directory is not granted; {inside} — add --read . or --write ."))
+}
+
 /// Picks the mode: the flag, or container where it can run, else process.
 fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> Result<(Mode, Option<String>)> {
     if let Some(m) = flag {
@@ -180,8 +193,13 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     if let Some(n) = &notice {
         render::message("notice", n);
     }
+    let cwd_note = cwd_note(&policy, mode, &cwd);
+    if let Some(n) = &cwd_note {
+        eprintln!("cordon: note: {n}");
+    }
     let mut req = RunRequest::new(policy, mode, a.command.clone());
     req.cwd = cwd;
+    req.warnings.extend(cwd_note);
     req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
     req.tty = tty(&a);
     req.warnings.extend(notice);

@@ -11,6 +11,7 @@ mod attacker;
 mod audit;
 mod capabilities;
 mod check;
+mod defaults;
 mod dev_mode;
 mod env;
 mod escape;

@@ -17,9 +17,11 @@ const SHOWS: Duration = Duration::from_secs(60);
 
 /// `setsid --ctty PROGRAM`: the program leads a new session whose
 /// controlling terminal is the pty on its stdin, as a login shell does.
+/// It starts in `/usr`, which the system set grants, so nothing but the
+/// program prints on the pty.
 fn on_pty(program: &str) -> TestCommand {
     let mut cmd = TestCommand::new(tool("/usr/bin/setsid"));
-    cmd.args(["--ctty", program]);
+    cmd.args(["--ctty", program]).command().current_dir("/usr");
     cmd
 }
 

@@ -32,8 +32,9 @@ impl EnvPattern {
     }
 }
 
-/// The command's environment. Default: only [`BASIC_VARS`] (with `HOME` and
-/// `TMPDIR` pointing at the scratch directory), nothing inherited.
+/// The command's environment. Default: only [`BASIC_VARS`] from the caller
+/// (`PATH` among them), `HOME` and `TMPDIR` pointing at the scratch
+/// directory, nothing else inherited.
 ///
 /// # Ambient authority
 ///
@@ -48,12 +49,18 @@ pub struct EnvPolicy {
     pub secret: Vec<String>,
 }
 
-/// Variables passed from the host when set there; everything else starts
-/// empty. `PATH`, `HOME` and `TMPDIR` are always set by cordon itself.
-pub const BASIC_VARS: &[&str] = &["LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ"];
+/// Variables passed from the caller when set there; everything else starts
+/// empty. `PATH` is not secret, and its entries that are not visible inside
+/// the sandbox are harmless (a lookup there fails and goes on), so tools
+/// the caller picked (pyenv, nvm, `~/.cargo/bin`) are found once their
+/// folder is granted. `HOME` and `TMPDIR` are always set by cordon itself.
+pub const BASIC_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ"];
 
-/// The default `PATH` inside the sandbox.
+/// The `PATH` inside the sandbox when the caller has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables cordon sets itself (the run's scratch directory).
+pub const SET_BY_CORDON: &[&str] = &["HOME", "TMPDIR"];
 
 impl EnvPolicy {
     /// Parses a `NAME=VALUE` pair.
@@ -68,16 +75,30 @@ impl EnvPolicy {
         Ok(())
     }
 
+    /// Whether a variable of cordon's own environment passes: a basic one,
+    /// or one `allow` matches (an empty `PATH` does not: it would find
+    /// nothing).
+    fn passes(&self, name: &str, value: &str) -> bool {
+        (BASIC_VARS.contains(&name) || self.allow.iter().any(|p| p.matches(name)))
+            && !(name == "PATH" && value.is_empty())
+    }
+
+    /// The names of `host`'s variables that reach the command with the
+    /// caller's value (the rest of the environment is set by cordon or by
+    /// `set`), in `host`'s order.
+    pub fn passed_names(&self, host: &[(String, String)]) -> Vec<String> {
+        host.iter()
+            .filter(|(k, v)| self.passes(k, v) && !self.set.iter().any(|(s, _)| s == k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Builds the environment from `host` (cordon's own), with `home` as
     /// `HOME` and `TMPDIR`. Later entries win.
     pub fn build(&self, host: impl IntoIterator<Item = (String, String)>, home: &str) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> =
             vec![("PATH".into(), DEFAULT_PATH.into()), ("HOME".into(), home.into()), ("TMPDIR".into(), home.into())];
-        for (k, v) in host {
-            if BASIC_VARS.contains(&k.as_str()) || self.allow.iter().any(|p| p.matches(&k)) {
-                out.push((k, v));
-            }
-        }
+        out.extend(host.into_iter().filter(|(k, v)| self.passes(k, v)));
         if !out.iter().any(|(k, _)| k == "LANG") {
             out.push(("LANG".into(), "C.UTF-8".into()));
         }
@@ -140,11 +161,18 @@ mod tests {
     }
 
     #[test]
-    fn default_environment_is_only_the_basics() {
+    fn default_environment_is_only_the_basics_with_the_callers_path() {
         let env = EnvPolicy::default().build(host(), "/tmp/s");
         let names: Vec<_> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["PATH", "HOME", "TMPDIR", "LANG"]);
-        assert_eq!(env[0].1, DEFAULT_PATH, "host PATH must not leak");
+        assert_eq!(env[0].1, "/evil", "PATH passes from the caller");
+        assert_eq!(EnvPolicy::default().passed_names(&host()), ["LANG", "PATH"]);
+        // No PATH, or an empty one: the default.
+        let no_path: Vec<_> = host().into_iter().filter(|(k, _)| k != "PATH").collect();
+        assert_eq!(EnvPolicy::default().build(no_path, "/h")[0].1, DEFAULT_PATH);
+        let empty = vec![("PATH".to_owned(), String::new())];
+        assert_eq!(EnvPolicy::default().build(empty.clone(), "/h")[0].1, DEFAULT_PATH);
+        assert!(EnvPolicy::default().passed_names(&empty).is_empty());
     }
 
     #[test]
@@ -155,6 +183,7 @@ mod tests {
             secret: vec![],
         };
         let env = p.build(host(), "/h");
+        assert_eq!(p.passed_names(&host()), ["LANG", "GH_TOKEN", "PATH", "MY_B"], "MY_A is set, not passed");
         assert!(env.contains(&("MY_A".into(), "override".into())));
         assert!(env.contains(&("MY_B".into(), "2".into())));
         assert!(!env.iter().any(|(k, _)| k == "AWS_SECRET"));
