@@ -20,7 +20,11 @@ impl AsUser {
     fn new() -> Self {
         let dir = Dir::new("unpriv");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::copy(cordon_bin(), dir.join("cordon")).unwrap();
+        // Copied by `cp`, not in this process: a sibling test forking while
+        // our write descriptor is open would hold it until its exec, and
+        // executing the copy meanwhile fails with ETXTBSY.
+        let copied = std::process::Command::new(tool("/bin/cp")).arg(cordon_bin()).arg(dir.join("cordon")).status();
+        assert!(copied.is_ok_and(|s| s.success()), "cannot copy the cordon binary");
         std::fs::set_permissions(dir.join("cordon"), std::fs::Permissions::from_mode(0o755)).unwrap();
         AsUser { dir }
     }
