@@ -1,4 +1,4 @@
-//! Reading the log back: records by plugin, outcome and time.
+//! Reading the log back: records by plugin, package, signer, outcome and time.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -19,6 +19,30 @@ pub struct Filter {
     /// `ok`, `error` (anything not ok), or an outcome code such as
     /// `TIMEOUT` or `LOST` (case-insensitive).
     pub outcome: Option<String>,
+    /// A package tree hash, whole (`sha256:<hex>`) or its first hex digits
+    /// (at least [`MIN_HASH_PREFIX`]; see [`package_prefix`]).
+    pub package: Option<String>,
+    /// The id of the key that signed the package (case-insensitive).
+    pub signer: Option<String>,
+}
+
+/// The fewest hex digits `--package` takes: fewer would match by accident.
+pub const MIN_HASH_PREFIX: usize = 8;
+
+/// A tree hash given on the command line that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tree hash `{0}`; give `sha256:` and hex digits, or at least 8 hex digits of it, as `cordon plugin info ID` prints it")]
+pub struct HashError(pub String);
+
+/// Normalises `--package`: `sha256:<hex>` or bare hex, at least
+/// [`MIN_HASH_PREFIX`] digits, to the lowercase `sha256:<hex>` prefix that
+/// records start with.
+pub fn package_prefix(raw: &str) -> Result<String, HashError> {
+    let hex = raw.trim().strip_prefix("sha256:").unwrap_or(raw.trim());
+    if hex.len() < MIN_HASH_PREFIX || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(HashError(raw.to_owned()));
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
 impl Filter {
@@ -26,6 +50,16 @@ impl Filter {
     pub fn matches(&self, record: &AuditRecord) -> bool {
         if let Some(plugin) = &self.plugin {
             if record.subject.plugin.as_deref() != Some(plugin.as_str()) {
+                return false;
+            }
+        }
+        if let Some(package) = &self.package {
+            if !record.subject.package_tree_hash.as_deref().is_some_and(|h| h.starts_with(package.as_str())) {
+                return false;
+            }
+        }
+        if let Some(signer) = &self.signer {
+            if !record.subject.signer_key_id.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(signer)) {
                 return false;
             }
         }

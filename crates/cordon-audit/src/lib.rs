@@ -151,7 +151,7 @@ mod trail;
 mod verify;
 
 pub use checkpoint::{Anchor, AuditKey, Checkpoint, KeyError, NoteError, Verifier};
-pub use filter::{filter, parse_time, Filter, Filtered, TimeError};
+pub use filter::{filter, package_prefix, parse_time, Filter, Filtered, HashError, TimeError, MIN_HASH_PREFIX};
 pub use journal::JOURNAL_SUFFIX;
 pub use log::{Appended, AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
 pub use pending::PENDING_DIR;

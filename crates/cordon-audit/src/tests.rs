@@ -445,6 +445,46 @@ fn filter_by_plugin_outcome_and_time() {
 }
 
 #[test]
+fn filter_by_package_and_signer() {
+    let dir = Dir::new("audit-filter-package");
+    let log = open(&dir.path().join("audit.jsonl"));
+    let v1 = format!("sha256:{}", "ab".repeat(32));
+    let v2 = format!("sha256:{}", "cd".repeat(32));
+    let provenance = [
+        (Some(&v1), Some("1A2B3C4D5E6F7081")),
+        (Some(&v2), Some("1A2B3C4D5E6F7081")),
+        (Some(&v1), Some("FFFF000011112222")),
+        (None, None),
+    ];
+    for (i, (hash, key)) in provenance.iter().enumerate() {
+        let mut r = record(i + 1);
+        r.subject.package_tree_hash = hash.cloned();
+        r.subject.signer_key_id = key.map(str::to_owned);
+        log.append(r).unwrap();
+    }
+    let ids = |f: Filter| -> Vec<String> {
+        filter(log.path(), &f).unwrap().records.into_iter().map(|r| r.request_id).collect()
+    };
+    let package = |raw: &str| Filter { package: Some(package_prefix(raw).unwrap()), ..Filter::default() };
+    assert_eq!(ids(package(&v1)), ["REQ0001", "REQ0003"]);
+    assert_eq!(ids(package("ABABABAB")), ["REQ0001", "REQ0003"], "a prefix, any case, without sha256:");
+    assert_eq!(ids(package("sha256:cdcdcdcdcd")), ["REQ0002"]);
+    assert_eq!(ids(package("0123456789")), Vec::<String>::new(), "a hash no record has");
+    assert_eq!(ids(Filter { signer: Some("1a2b3c4d5e6f7081".into()), ..Filter::default() }), ["REQ0001", "REQ0002"]);
+    assert_eq!(
+        ids(Filter {
+            signer: Some("FFFF000011112222".into()),
+            package: Some(package_prefix(&v1).unwrap()),
+            ..Filter::default()
+        }),
+        ["REQ0003"]
+    );
+    for bad in ["abc", "sha256:", "sha256:xyz12345", "sha1:abababab", &format!("{v1}00")] {
+        assert_eq!(package_prefix(bad), Err(HashError(bad.to_owned())), "{bad}");
+    }
+}
+
+#[test]
 fn times_on_the_command_line() {
     let now = humantime::parse_rfc3339("2024-05-02T12:00:00Z").unwrap();
     let show = |s: &str| humantime::format_rfc3339_seconds(parse_time(s, now).unwrap()).to_string();

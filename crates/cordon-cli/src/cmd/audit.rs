@@ -26,6 +26,12 @@ pub struct AuditArgs {
     /// Only records of this plugin (`@scope/name`).
     #[arg(long, value_name = "ID")]
     plugin: Option<String>,
+    /// Only records of this package version: its tree hash (`sha256:…`, as `cordon plugin info` shows it) or its first 8+ hex digits.
+    #[arg(long, value_name = "HASH")]
+    package: Option<String>,
+    /// Only records of packages signed by this key id (as `cordon trust list` shows it).
+    #[arg(long, value_name = "KEY_ID")]
+    signer: Option<String>,
     /// Only records at or after T: an RFC 3339 time, a date, or a duration ago (`2h`, `7days`).
     #[arg(long, value_name = "T")]
     since: Option<String>,
@@ -39,7 +45,7 @@ pub struct AuditArgs {
     #[arg(long)]
     json: bool,
     /// Check every record, the hash chain and the signed checkpoints instead of listing.
-    #[arg(long, conflicts_with_all = ["plugin", "since", "until", "outcome"])]
+    #[arg(long, conflicts_with_all = ["plugin", "package", "signer", "since", "until", "outcome"])]
     verify: bool,
     /// With --verify: also accept checkpoints signed by this verifier key (a file holding
     /// `<name>+<key id>+<key>`, as in audit-keys/*.pub of the host that wrote the log). Repeatable.
@@ -68,8 +74,15 @@ pub fn run(a: AuditArgs) -> Result<i32> {
             bail!("invalid --outcome {o}\n  hint: use ok, error, or one of {}", codes.join(", "));
         }
     }
+    let package = a
+        .package
+        .as_deref()
+        .map(|p| audit::package_prefix(p).with_context(|| format!("invalid --package {p}")))
+        .transpose()?;
     let filter = Filter {
         plugin: a.plugin.clone(),
+        package,
+        signer: a.signer.clone(),
         since: time("since", &a.since)?,
         until: time("until", &a.until)?,
         outcome: a.outcome.clone(),

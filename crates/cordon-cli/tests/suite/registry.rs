@@ -56,9 +56,13 @@ fn an_example_plugin_is_published_trusted_installed_run_and_disabled() {
     let tree = r["plugin"]["tree_hash"].as_str().unwrap().to_owned();
     // Run it by id, in each sandbox mode; the record names the package.
     let support = kernel_support();
-    each_mode(sandbox_modes!(support), |mode| {
+    let log = dir.join("audit.jsonl");
+    let modes = sandbox_modes!(support);
+    let runs = modes.len();
+    each_mode(modes, |mode| {
         let mut c =
             at(&home, &["exec", "@examples/hello-sh", "greet", "--json", "--mode", mode.as_str(), "--input", "-"]);
+        c.env("CORDON_AUDIT_LOG", &log);
         let out = c.stdin(r#"{"name": "Ada"}"#).run();
         out.assert_success();
         assert_eq!(out.json()["data"]["greeting"], "Hello, Ada!", "{out}");
@@ -68,6 +72,25 @@ fn an_example_plugin_is_published_trusted_installed_run_and_disabled() {
         assert_eq!(rec["signer_key_id"], key_id.as_str(), "{out}");
         assert_eq!(rec["signature_state"], "signed", "{out}");
     });
+    // "What did this package version do" is one filter away: by tree hash
+    // (whole or a prefix), by signer; a run of the folder is not counted.
+    let mut c = at(&home, &["exec", s(&example("hello-sh")), "greet"]);
+    c.env("CORDON_AUDIT_LOG", &log).run().assert_success();
+    let count = |args: &[&str]| {
+        let out = at(&home, &[&["audit", "--json", "--audit-log", s(&log)], args].concat()).run();
+        out.assert_success();
+        out.json().as_array().unwrap().len()
+    };
+    assert_eq!(count(&[]), runs + 1, "the control: every run is in the log");
+    assert_eq!(count(&["--package", &tree]), runs);
+    let hex = tree.strip_prefix("sha256:").unwrap();
+    assert_eq!(count(&["--package", &hex[..12]]), runs, "a prefix without sha256:");
+    assert_eq!(count(&["--signer", &key_id.to_ascii_lowercase()]), runs);
+    assert_eq!(count(&["--package", &format!("sha256:{}", "0".repeat(64))]), 0);
+    at(&home, &["audit", "--package", "abc", "--audit-log", s(&log)])
+        .run()
+        .assert_code(125)
+        .assert_stderr_contains("invalid --package abc");
     // Incident response: disable takes effect at the next execution.
     at(&home, &["plugin", "disable", "@examples/hello-sh"]).run().assert_success();
     let out = at(&home, &["exec", "@examples/hello-sh", "greet"]).run();
