@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         Command::Key(args) => Ok(cmd::key::run(args)),
         Command::Trust(args) => Ok(cmd::trust::run(args)),
     };
+    cordon::trace::step("cli: done");
     match status {
         Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(125)),
         Err(e) => {

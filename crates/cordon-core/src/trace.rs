@@ -13,22 +13,25 @@
 //! the variable is read once, then each mark is one atomic load. The first
 //! mark is the clock's zero, so a binary should mark as early as it can (the
 //! CLI marks at the top of `main`). Marks are never made between clone and
-//! exec (they allocate).
+//! exec (they allocate): the sandbox's own setup steps are timed there with
+//! `clock_gettime` into a pipe (`sys::child::ChildMark`), and the parent
+//! prints them once the command has started ([`steps_at`]).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+
+use crate::sys;
 
 /// The variable that turns tracing on.
 pub const ENV: &str = "CORDON_TRACE";
 
-/// The clock's zero, or `None` when tracing is off.
-fn start() -> Option<Instant> {
-    static START: OnceLock<Option<Instant>> = OnceLock::new();
+/// The clock's zero (`CLOCK_MONOTONIC`, ns), or `None` when tracing is off.
+fn start() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
     *START.get_or_init(|| {
         let on = std::env::var_os(ENV).is_some_and(|v| !v.is_empty() && v != "0");
-        on.then(Instant::now)
+        on.then(sys::monotonic_ns)
     })
 }
 
@@ -41,9 +44,27 @@ pub fn enabled() -> bool {
 pub fn step(name: &str) {
     static LAST_NS: AtomicU64 = AtomicU64::new(0);
     let Some(zero) = start() else { return };
-    let now = u64::try_from(zero.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let now = sys::monotonic_ns().saturating_sub(zero);
     let last = LAST_NS.swap(now, Ordering::Relaxed);
+    print(name, now, now.saturating_sub(last));
+}
+
+/// Marks steps that another process timed (the sandbox's own setup, see
+/// `sys::child::ChildMark`): each `(name, at)` with `at` a
+/// `CLOCK_MONOTONIC` time in ns, its duration counted from the previous
+/// one, the first from `since`. Printed as they come, after the parent's
+/// marks around them.
+pub fn steps_at(marks: &[(&str, u64)], since: u64) {
+    let Some(zero) = start() else { return };
+    let mut last = since;
+    for (name, at) in marks {
+        print(name, at.saturating_sub(zero), at.saturating_sub(last));
+        last = *at;
+    }
+}
+
+fn print(name: &str, at: u64, took: u64) {
     let ms = |ns: u64| ns as f64 / 1e6;
-    let line = format!("cordon: trace: {:>8.3} ms  {:>+9.3} ms  {name}\n", ms(now), ms(now.saturating_sub(last)));
+    let line = format!("cordon: trace: {:>8.3} ms  {:>+9.3} ms  {name}\n", ms(at), ms(took));
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

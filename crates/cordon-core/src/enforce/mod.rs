@@ -36,7 +36,8 @@ use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
 use crate::sys::child::{
-    CStringArray, ChildFailure, ChildSpec, ChildStage, ChildTerminal, LateRule, MountOp, Supervision, TerminalStep,
+    CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, LateRule, MarkRecord, MountOp,
+    Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -337,10 +338,12 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         }
         None => None,
     };
+    crate::trace::step("spawn: landlock ruleset built");
     let seccomp = match plan.seccomp {
         Some(sp) => seccomp::build_filters(sp)?,
         None => vec![],
     };
+    crate::trace::step("spawn: seccomp compiled");
     let id_maps = plan.namespaces.contains(&Namespace::User).then(|| {
         let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
@@ -360,6 +363,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         .iter()
         .map(|s| Ok((cstring("sysctl", format!("/proc/sys/{}", s.key))?, cstring("sysctl", s.value)?)))
         .collect::<Result<Vec<_>, SpawnError>>()?;
+    crate::trace::step("spawn: mount steps prepared");
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;
     let (status_r, status_w) = match supervision {
         Supervision::Init => {
@@ -403,6 +407,13 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         (TerminalPlan::Reopen { fds }, _) => (ChildTerminal::Detached { reopen: fds }, None, None),
         _ => (ChildTerminal::Detached { reopen: [false; 3] }, None, None),
     };
+    let (trace_r, trace_w) = match crate::trace::enabled() {
+        true => {
+            let (r, w) = sys::pipe().map_err(os("create the trace pipe"))?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
     let cwd = cmd.cwd.clone();
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
@@ -438,8 +449,12 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         supervision,
         kill_request: KILL_REQUEST,
         command_stack: vec![0; COMMAND_STACK_BYTES],
+        trace: trace_w,
     };
+    crate::trace::step("spawn: child spec prepared");
+    let cloned_at = sys::monotonic_ns();
     let child = sys::spawn(clone_flags(&plan.namespaces), &spec).map_err(os("clone the sandbox process"))?;
+    crate::trace::step("spawn: cloned");
     // Our copies of the child's ends must go now: the report pipe reaches EOF
     // only when every write end is closed, and the lifeline is meant to hang
     // up only when *we* go.
@@ -455,11 +470,16 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
             return Err(e.into());
         }
     };
+    crate::trace::step("spawn: cgroups made and joined");
     if let Some(go) = go_w {
         use std::io::Write;
         std::fs::File::from(go).write_all(b"g").map_err(os("start the command"))?;
     }
     wait_for_exec(&report_r, &cmd.program)?;
+    crate::trace::step("spawn: command exec'd");
+    if let Some(r) = trace_r {
+        crate::trace::steps_at(&read_marks(r), cloned_at);
+    }
     // Init sent the listener before it forked the command, so it is queued.
     let proxy_listener = match &proxy_ours {
         Some(ch) => Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the proxy listener from the sandbox"))?),
@@ -479,6 +499,21 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         supervision,
         _lifeline: Some(lifeline_w),
     })
+}
+
+/// Reads the sandbox's setup marks until every writer has closed the trace
+/// pipe (the command's copy closes at exec, init's right after).
+fn read_marks(fd: OwnedFd) -> Vec<(&'static str, u64)> {
+    use std::io::Read;
+    let mut bytes = vec![];
+    let _ = std::fs::File::from(fd).read_to_end(&mut bytes);
+    bytes
+        .chunks_exact(MarkRecord::SIZE)
+        .map(|c| {
+            let r = MarkRecord::from_bytes(c.try_into().expect("chunks of SIZE"));
+            (ChildMark::name_of(r.mark), r.at_ns)
+        })
+        .collect()
 }
 
 /// Blocks until the report pipe reaches EOF (the exec succeeded) or carries

@@ -135,6 +135,93 @@ impl ChildStage {
     }
 }
 
+/// A point in the sandbox's setup that `CORDON_TRACE` reports: the child
+/// writes a [`MarkRecord`] to [`ChildSpec::trace`] as it passes each (see
+/// `crate::trace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ChildMark {
+    /// Init runs: death signal set, lifeline checked, session made.
+    Started = 1,
+    /// The uid/gid maps are written.
+    IdMaps,
+    /// Loopback is up, the proxy listener handed over, the host name and
+    /// the sysctls set.
+    Network,
+    /// The container root (or process mode's mounts) is built.
+    Mounts,
+    /// cordon has put init into the run's cgroups (the "go" byte).
+    Go,
+    /// The cgroup namespace is entered and the pty allocated.
+    Namespaces,
+    /// The command's process runs: stdio, working directory, rlimits.
+    CommandStdio,
+    /// Capabilities dropped, `no_new_privs` set.
+    Privileges,
+    /// Landlock restricts the command.
+    Landlock,
+    /// Descriptors closed, seccomp loaded: `execve` is next.
+    Seccomp,
+}
+
+/// Every mark with its name in the trace.
+const MARKS: [(ChildMark, &str); 10] = [
+    (ChildMark::Started, "sandbox: init started"),
+    (ChildMark::IdMaps, "sandbox: uid/gid maps"),
+    (ChildMark::Network, "sandbox: loopback, proxy listener, host name, sysctls"),
+    (ChildMark::Mounts, "sandbox: mounts"),
+    (ChildMark::Go, "sandbox: go (cgroups joined)"),
+    (ChildMark::Namespaces, "sandbox: cgroup namespace, pty"),
+    (ChildMark::CommandStdio, "sandbox: command forked, stdio, cwd, rlimits"),
+    (ChildMark::Privileges, "sandbox: capabilities dropped, no_new_privs"),
+    (ChildMark::Landlock, "sandbox: landlock"),
+    (ChildMark::Seccomp, "sandbox: fds closed, seccomp (execve next)"),
+];
+
+impl ChildMark {
+    /// The mark's name in the trace, from its wire value.
+    pub fn name_of(v: u32) -> &'static str {
+        MARKS.iter().find(|(m, _)| *m as u32 == v).map_or("sandbox: unknown mark", |(_, n)| n)
+    }
+}
+
+/// What the child writes to the trace pipe at each [`ChildMark`]: 16 bytes,
+/// one `write(2)` (atomic on a pipe).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct MarkRecord {
+    /// [`ChildMark`] as `u32`.
+    pub mark: u32,
+    /// Unused, zero.
+    pub pad: u32,
+    /// `CLOCK_MONOTONIC` when the mark was passed, ns.
+    pub at_ns: u64,
+}
+
+impl MarkRecord {
+    /// Size on the wire.
+    pub const SIZE: usize = std::mem::size_of::<MarkRecord>();
+
+    /// Parses the bytes the child wrote.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&b[0..4]);
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&b[8..16]);
+        MarkRecord { mark: u32::from_ne_bytes(word), pad: 0, at_ns: u64::from_ne_bytes(at) }
+    }
+}
+
+/// Writes `m` with the current time to the trace pipe, when there is one.
+fn mark(spec: &ChildSpec, m: ChildMark) {
+    let Some(fd) = &spec.trace else { return };
+    let r = MarkRecord { mark: m as u32, pad: 0, at_ns: super::monotonic_ns() };
+    // SAFETY: `r` is a plain repr(C) value of SIZE bytes; write only reads it.
+    // A failed write only loses a trace line.
+    unsafe { libc::write(fd.as_raw_fd(), (&r as *const MarkRecord).cast(), MarkRecord::SIZE) };
+}
+
 /// What the child writes to the report pipe when a step fails.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -423,6 +510,9 @@ pub struct ChildSpec {
     pub supervision: Supervision,
     /// Stack for the command's process between its `clone` and `execve`.
     pub command_stack: Vec<u8>,
+    /// Write end of the trace pipe (`CORDON_TRACE`): the child writes a
+    /// [`MarkRecord`] at each [`ChildMark`].
+    pub trace: Option<OwnedFd>,
     /// The signal that asks init to end the run: kill every process, reap
     /// them (so their CPU time reaches init's rusage), report, exit.
     pub kill_request: c_int,
@@ -488,10 +578,12 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     // SAFETY: setsid takes no arguments.
     check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
+    mark(spec, ChildMark::Started);
     if let Some((uid_map, gid_map)) = &spec.id_maps {
         write_file(spec, c"/proc/self/setgroups", b"deny", ChildStage::IdMaps, 0);
         write_file(spec, c"/proc/self/uid_map", uid_map, ChildStage::IdMaps, 0);
         write_file(spec, c"/proc/self/gid_map", gid_map, ChildStage::IdMaps, 0);
+        mark(spec, ChildMark::IdMaps);
     }
     if spec.loopback_up {
         loopback_up(spec);
@@ -506,9 +598,11 @@ fn init_main(spec: &ChildSpec) -> ! {
     for (i, (path, value)) in spec.sysctls.iter().enumerate() {
         write_file(spec, path, value.as_bytes(), ChildStage::Sysctl, u32::try_from(i).unwrap_or(u32::MAX));
     }
+    mark(spec, ChildMark::Network);
     for (i, op) in spec.mounts.iter().enumerate() {
         apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
     }
+    mark(spec, ChildMark::Mounts);
     if let Some(go) = &spec.go {
         let mut byte = 0u8;
         let n = loop {
@@ -522,6 +616,7 @@ fn init_main(spec: &ChildSpec) -> ! {
             // SAFETY: _exit never returns. cordon reports its own error.
             unsafe { libc::_exit(1) }
         }
+        mark(spec, ChildMark::Go);
     }
     if spec.cgroup_namespace {
         // SAFETY: unshare with a flag only.
@@ -532,6 +627,7 @@ fn init_main(spec: &ChildSpec) -> ! {
         ChildTerminal::Allocate { channel, size, .. } => allocate_pty(spec, channel.as_raw_fd(), *size),
         _ => -1,
     };
+    mark(spec, ChildMark::Namespaces);
 
     // Block every signal: init takes them with sigwaitinfo, so none can
     // interrupt it, and none is lost between fork and the wait loop.
@@ -928,11 +1024,13 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
         let rc = unsafe { libc::setrlimit(*resource as _, limit) };
         check!(spec, ChildStage::Rlimit, u32::try_from(i).unwrap_or(0), rc);
     }
+    mark(spec, ChildMark::CommandStdio);
     if spec.drop_capabilities {
         drop_capabilities(spec);
     }
     // SAFETY: prctl with integer arguments.
     check!(spec, ChildStage::NoNewPrivs, 0, unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) });
+    mark(spec, ChildMark::Privileges);
     if let Some((ruleset, late)) = &spec.landlock {
         for (i, rule) in late.iter().enumerate() {
             add_late_rule(spec, ruleset.as_raw_fd(), rule, u32::try_from(i).unwrap_or(0));
@@ -940,6 +1038,7 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
         // SAFETY: the ruleset fd is open; flags are plain integers.
         let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), spec.landlock_flags) };
         check!(spec, ChildStage::LandlockRestrict, 0, rc);
+        mark(spec, ChildMark::Landlock);
     }
     if let ChildTerminal::Detached { reopen } = &spec.terminal {
         reopen_terminals(spec, reopen);
@@ -954,6 +1053,7 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
     for (i, prog) in spec.seccomp.iter().enumerate() {
         load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0));
     }
+    mark(spec, ChildMark::Seccomp);
     // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
     unsafe { libc::execve(spec.exe.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr()) };
     fail(spec, ChildStage::Exec, 0)
@@ -1096,6 +1196,21 @@ mod tests {
             assert_eq!(stage.name(), *name);
         }
         assert_eq!(ChildStage::from_u32(0), None);
+    }
+
+    #[test]
+    fn every_mark_has_a_name_and_survives_the_wire() {
+        for (i, (m, name)) in MARKS.iter().enumerate() {
+            assert_eq!(*m as usize, i + 1, "marks are numbered from 1 in declaration order");
+            assert_eq!(ChildMark::name_of(*m as u32), *name);
+            let r = MarkRecord { mark: *m as u32, pad: 0, at_ns: 0x0102_0304_0506_0708 };
+            let mut bytes = [0u8; MarkRecord::SIZE];
+            bytes[0..4].copy_from_slice(&r.mark.to_ne_bytes());
+            bytes[8..16].copy_from_slice(&r.at_ns.to_ne_bytes());
+            let back = MarkRecord::from_bytes(&bytes);
+            assert_eq!((back.mark, back.at_ns), (r.mark, r.at_ns));
+        }
+        assert_eq!(ChildMark::name_of(0), "sandbox: unknown mark");
         assert_eq!(ChildStage::from_u32(u32::try_from(STAGES.len()).unwrap() + 1), None);
     }
 }

@@ -57,6 +57,15 @@ pub fn effective_gid() -> u32 {
     unsafe { libc::getegid() }
 }
 
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds: the clock `Instant`
+/// reads. Async-signal-safe (the vDSO, or one syscall).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live local that clock_gettime fills.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 /// `uname -r`.
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
