@@ -228,12 +228,14 @@ pub fn carve_out(policy: &Policy, protected: &[Protected], own: &[PathBuf]) -> R
     let mut done: Vec<PathBuf> = vec![];
     for p in protected {
         let lexical = crate::policy::fs::normalize(&p.path);
-        if done.iter().any(|d| resolve(&lexical).starts_with(d)) {
+        // Resolved once: each resolution is a readlink per component.
+        let before = resolve(&lexical);
+        if done.iter().any(|d| before.starts_with(d)) {
             continue; // inside protected state already handled
         }
-        let covering =
-            grants.iter().find(|g| lexical.starts_with(&g.path) || resolve(&lexical).starts_with(&g.resolved));
-        if let (Some(g), Kind::Folder, false) = (covering, p.kind, lexical.exists()) {
+        let covering = grants.iter().find(|g| lexical.starts_with(&g.path) || before.starts_with(&g.resolved));
+        let create = matches!((covering, p.kind), (Some(_), Kind::Folder)) && !lexical.exists();
+        if let (true, Some(g)) = (create, covering) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&lexical).map_err(|source| {
                 StateError::Create {
                     path: lexical.clone(),
@@ -244,7 +246,8 @@ pub fn carve_out(policy: &Policy, protected: &[Protected], own: &[PathBuf]) -> R
                 }
             })?;
         }
-        let resolved = resolve(&lexical);
+        // A folder just created resolves only now.
+        let resolved = if create { resolve(&lexical) } else { before };
         done.push(resolved.clone());
         // Grants inside protected state: dropped, unless the run needs them.
         for g in grants.iter().filter(|g| !g.system && g.resolved.starts_with(&resolved)) {
