@@ -44,6 +44,7 @@ pub use cordon_core::policy::{
 };
 pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use cordon_core::state::{self, Protected};
+pub use cordon_core::sys::runtime_init;
 pub use cordon_core::trace;
 pub use cordon_plugin::capabilities::{
     check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError,
