@@ -143,12 +143,24 @@ pub struct Spawned {
     pub pidfd: OwnedFd,
 }
 
-/// `clone(flags | CLONE_PIDFD | SIGCHLD)` without a new stack (fork
-/// semantics), then runs [`child::child_main`] in the child.
+/// Starts the child that runs [`child::child_main`]: `clone(flags |
+/// CLONE_PIDFD | SIGCHLD)`.
+///
+/// With [`child::Supervision::Init`], without a new stack (fork semantics):
+/// init outlives the exec of the command and keeps running cordon's code,
+/// so it needs memory of its own. With [`child::Supervision::Direct`] (dev
+/// mode, no namespaces) the child is the command itself and only execs, so
+/// it shares our memory until then on its own stack (`CLONE_VM |
+/// CLONE_VFORK`, as `posix_spawn` does): no page tables to copy, no
+/// copy-on-write faults on either side, and we are suspended until the exec
+/// is done, which we would wait for anyway.
 ///
 /// The child only runs async-signal-safe code on memory prepared in `spec`,
 /// so this is sound even when other threads of the caller hold locks.
 pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spawned> {
+    if spec.supervision == child::Supervision::Direct && namespaces == 0 {
+        return spawn_shared(spec);
+    }
     let flags = libc::c_ulong::try_from(namespaces | libc::CLONE_PIDFD | libc::SIGCHLD).unwrap_or(0);
     let mut pidfd: libc::c_int = -1;
     // SAFETY: raw clone with a NULL stack duplicates the calling thread like
@@ -173,6 +185,39 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         }),
     }
+}
+
+/// [`spawn`] for a child that only execs: `CLONE_VM | CLONE_VFORK` on the
+/// spec's own stack.
+fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
+    extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&ChildSpec` passed to clone below; we are
+        // suspended (CLONE_VFORK) in that call while the child uses it.
+        let spec = unsafe { &*(arg as *const child::ChildSpec) };
+        child::child_main(spec)
+    }
+    let top = spec.command_stack.as_ptr_range().end as usize & !15;
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: the child runs `entry` on the 16-byte-aligned end of a live
+    // stack buffer the spec owns, never returns into our frames (it execs or
+    // _exits) and only makes syscalls; the spec outlives its use because we
+    // are suspended until the child execs or exits. With CLONE_PIDFD, glibc
+    // passes `&mut pidfd` as the parent_tid argument the kernel writes.
+    let rc = unsafe {
+        libc::clone(
+            entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            (spec as *const child::ChildSpec).cast_mut().cast(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let pid = cvt(rc.into())?;
+    Ok(Spawned {
+        pid: libc::pid_t::try_from(pid).unwrap_or(-1),
+        // SAFETY: the kernel just gave us this pidfd; nobody else owns it.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+    })
 }
 
 /// Sends `signal` to the process behind `pidfd`.
