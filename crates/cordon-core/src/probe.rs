@@ -281,6 +281,14 @@ mod tests {
     }
 
     #[test]
+    fn syscall_probes_say_what_proc_says() {
+        // The files are the reference; the syscalls are what cordon uses.
+        let proc = |p: &str| fs::read_to_string(p).expect(p).trim().to_owned();
+        assert_eq!(sys::kernel_release(), proc("/proc/sys/kernel/osrelease"));
+        assert_eq!(sys::last_capability().to_string(), proc("/proc/sys/kernel/cap_last_cap"));
+    }
+
+    #[test]
     fn v1_lookup_joins_mount_and_own_path() {
         let own = "4:memory:/a/b\n1:cpu:/\n0::/\n";
         let mounts = "30 25 0:27 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n";
