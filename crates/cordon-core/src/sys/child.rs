@@ -549,12 +549,7 @@ pub(super) fn child_main(spec: &ChildSpec) -> ! {
             // supervisor signals. No memory involved.
             // SAFETY: setsid takes no arguments.
             check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
-            // SAFETY: plain data, then a valid pointer.
-            let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
-            // SAFETY: valid sigset pointer.
-            unsafe { libc::sigemptyset(&mut empty) };
-            // SAFETY: valid sigset pointer.
-            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+            unblock_signals_with_default_handlers();
             exec_command(spec, -1)
         }
         Supervision::Init => init_main(spec),
@@ -727,14 +722,44 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
     // suspended (CLONE_VFORK) and it lives in init's memory, which we share.
     let start = unsafe { &*(arg as *const CommandStart<'_>) };
     let spec = start.spec;
-    // The command starts with no blocked signal, whatever cordon blocked.
+    unblock_signals_with_default_handlers();
+    exec_command(spec, start.tty)
+}
+
+/// The command starts with no blocked signal, whatever cordon blocked. A
+/// process that shares its parent's memory until `execve` (`CLONE_VM`, both
+/// ways cordon starts a command) is entered with every signal blocked and
+/// first puts back the default action of each signal the parent handles, as
+/// `posix_spawn` does: a handler of the program that embeds cordon must
+/// never run here, on memory it shares with the process it was written for.
+/// `execve` would reset them anyway; ignored signals stay ignored until
+/// [`exec_command`] sees to `SIGPIPE`. glibc's internal signals (32 and 33)
+/// are left alone, as glibc does.
+fn unblock_signals_with_default_handlers() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == 32 || sig == 33 {
+            continue;
+        }
+        // SAFETY: sigaction is plain data; the kernel fills it.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a NULL new action only reads the current one into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == -1 {
+            continue;
+        }
+        if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+            // SAFETY: plain data, then the default action: no handler code.
+            let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+            dfl.sa_sigaction = libc::SIG_DFL;
+            // SAFETY: a live sigaction value; the old action is not wanted.
+            unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+        }
+    }
     // SAFETY: plain data, initialised by sigemptyset before use.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid sigset pointer.
     unsafe { libc::sigemptyset(&mut empty) };
     // SAFETY: valid sigset pointer.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
-    exec_command(spec, start.tty)
 }
 
 fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
@@ -1195,6 +1220,7 @@ mod tests {
             assert_eq!(stage.name(), *name);
         }
         assert_eq!(ChildStage::from_u32(0), None);
+        assert_eq!(ChildStage::from_u32(u32::try_from(STAGES.len()).unwrap() + 1), None);
     }
 
     #[test]
@@ -1210,6 +1236,5 @@ mod tests {
             assert_eq!((back.mark, back.at_ns), (r.mark, r.at_ns));
         }
         assert_eq!(ChildMark::name_of(0), "sandbox: unknown mark");
-        assert_eq!(ChildStage::from_u32(u32::try_from(STAGES.len()).unwrap() + 1), None);
     }
 }

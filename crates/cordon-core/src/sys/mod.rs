@@ -65,11 +65,25 @@ pub fn effective_gid() -> u32 {
 /// returned by `write`, not a signal that kills cordon; the sandbox's
 /// command gets the default back before its exec).
 ///
-/// Left out, on purpose: the runtime's stack overflow handler, which finds
-/// the main thread's guard page by reading `/proc/self/maps` and maps an
-/// alternate signal stack on every start (about 0.1 ms, a tenth of what a
-/// `cordon run` of a trivial command costs beyond the command itself). A
-/// stack overflow is then a plain `SIGSEGV` instead of a message.
+/// Left out, on purpose, and what that costs:
+///
+/// - The stack overflow *handler* (a `SIGSEGV`/`SIGBUS` handler on an
+///   alternate signal stack, which finds the main thread's guard range with
+///   `pthread_getattr_np`, i.e. by reading `/proc/self/maps`, on every
+///   start: about 0.1 ms). Overflow *detection* is not lost: on Linux the
+///   runtime never guarded the main thread's stack itself, the kernel's
+///   stack guard gap does, and the compiler's stack probes still touch every
+///   page of a large frame; threads made with `std::thread` keep glibc's
+///   guard page. An overflow still kills the process before it writes past
+///   its stack; it is a plain `SIGSEGV` instead of "has overflowed its
+///   stack" and `SIGABRT`.
+/// - The main thread's name: a panic message says `thread '<unnamed>'`
+///   instead of `thread 'main'`.
+///
+/// Kept by other means: `std::env::args` (glibc hands argc/argv to the
+/// standard library's initialiser in `.init_array`, with or without the
+/// runtime); stdout's flush at exit and status 101 for a panic that
+/// unwinds (the caller's `main` sees to both).
 pub fn runtime_init() {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
     // SAFETY: `fds` is a live array of three pollfds; a zero timeout never blocks.
@@ -205,6 +219,17 @@ fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
         child::child_main(spec)
     }
     let top = spec.command_stack.as_ptr_range().end as usize & !15;
+    // The child starts with every signal blocked, as under posix_spawn: until
+    // it has put back the default actions, a handler of ours must not run in
+    // it, on our memory (see `child::unblock_signals_with_default_handlers`).
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, for the mask we put back.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: valid sigset pointers; only this thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before) };
     let mut pidfd: libc::c_int = -1;
     // SAFETY: the child runs `entry` on the 16-byte-aligned end of a live
     // stack buffer the spec owns, never returns into our frames (it execs or
@@ -220,7 +245,10 @@ fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
             &mut pidfd as *mut libc::c_int,
         )
     };
-    let pid = cvt(rc.into())?;
+    let cloned = cvt(rc.into());
+    // SAFETY: the mask saved above; the old one is not needed.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    let pid = cloned?;
     Ok(Spawned {
         pid: libc::pid_t::try_from(pid).unwrap_or(-1),
         // SAFETY: the kernel just gave us this pidfd; nobody else owns it.
