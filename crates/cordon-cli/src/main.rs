@@ -64,7 +64,10 @@ const REGISTRY_COMMANDS: &[&str] = &["plugin", "key", "trust"];
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     cordon::trace::step("cli: start");
     cordon::runtime_init();
-    let code = run();
+    // As the runtime's `lang_start`: a panic that unwinds (debug builds; the
+    // release profile aborts) ends with status 101, not an abort at the C
+    // boundary.
+    let code = std::panic::catch_unwind(run).unwrap_or(101);
     // What the runtime does on the way out: stdout is line-buffered, and a
     // last line without its newline must not be lost.
     let _ = std::io::stdout().flush();
