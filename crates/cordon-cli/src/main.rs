@@ -14,7 +14,8 @@
 
 #![deny(unsafe_code)]
 // The program starts at the C `main` below, not at Rust's `fn main`: see it.
-#![no_main]
+// Not under `cargo test`, whose harness brings its own `main`.
+#![cfg_attr(not(test), no_main)]
 
 mod cmd;
 mod render;
@@ -60,7 +61,7 @@ const REGISTRY_COMMANDS: &[&str] = &["plugin", "key", "trust"];
 /// initialiser); the exit status is the same as `ExitCode` would give.
 // `no_mangle` names the symbol the C runtime calls; nothing unsafe happens here.
 #[allow(unsafe_code)]
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     cordon::trace::step("cli: start");
     cordon::runtime_init();
