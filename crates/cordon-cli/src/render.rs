@@ -52,3 +52,57 @@ pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
 pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
     Ok(cordon::text::to_json(value, Layout::Pretty)?)
 }
+
+/// Where a fix goes: `cordon run`'s flags, or the plugin's manifest
+/// (`cordon exec`, whose flags only narrow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixIn {
+    /// `cordon run --flag`.
+    Flags,
+    /// `cordon.toml`.
+    Manifest,
+}
+
+/// The flag and manifest key that raise the limit a run hit.
+pub fn limit_hint(code: cordon::ErrorCode, fix: FixIn) -> Option<String> {
+    use cordon::ErrorCode;
+    let (flag, key) = match code {
+        ErrorCode::Timeout => ("--timeout-ms", "timeout_ms"),
+        ErrorCode::MemoryLimit => ("--memory-mb", "memory_mb"),
+        ErrorCode::CpuLimit => ("--cpu-ms", "cpu_ms"),
+        ErrorCode::PidsLimit => ("--pids", "pids"),
+        ErrorCode::OutputLimit => ("--output-bytes", "output_bytes"),
+        _ => return None,
+    };
+    Some(match fix {
+        FixIn::Flags => format!("raise it with {flag} N"),
+        FixIn::Manifest => {
+            format!("raise {key} under [quotas] in cordon.toml ({flag} here can only lower it)")
+        }
+    })
+}
+
+/// The paths a failed run reported missing or refused that exist on the
+/// host but are not granted, with the grant that would allow each.
+pub fn not_granted(found: &[cordon::explain::NotGranted], fix: FixIn) {
+    for n in found {
+        let path = n.path.display();
+        let (flag, key) = if n.access == "write" { ("--write", "fs.write") } else { ("--read", "fs.read") };
+        let what = match n.reported {
+            "No such file or directory" => "reported missing",
+            "Read-only file system" => "reported read-only",
+            _ => "refused",
+        };
+        let hint = match fix {
+            FixIn::Flags => format!("add {flag} {path} (or a folder above it) if the command should {} it", n.access),
+            FixIn::Manifest => format!("add \"{path}\" to {key} in cordon.toml if the plugin should {} it", n.access),
+        };
+        message(
+            "note",
+            &format!(
+                "{path} was {what} ({}): it exists on the host, but no grant lets the sandbox {} it\nhint: {hint}",
+                n.reported, n.access
+            ),
+        );
+    }
+}

@@ -30,6 +30,7 @@
 
 pub mod audit;
 mod checks;
+pub mod explain;
 mod ids;
 pub mod plugin;
 mod result;

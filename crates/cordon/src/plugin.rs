@@ -399,6 +399,10 @@ pub struct PluginCheck {
     pub problems: Vec<String>,
     /// Things to know that do not stop it (mode fallback, dev mode).
     pub warnings: Vec<String>,
+    /// Entries the manifest declares that the host's flags removed or
+    /// narrowed (`net.allow *.example.com` when `--net api.example.com`
+    /// kept only that host), in the ledger's words.
+    pub narrowed_by_host: Vec<String>,
     /// Whether `exec` would run it: no problems.
     pub runnable: bool,
 }
@@ -672,7 +676,12 @@ fn ledger(
             description: h.description.clone(),
         })
         .collect();
+    // What the manifest asks for, before the host narrowed it.
+    let declared = manifest.builder(plugin_dir, data_dir).build();
+    let kept = rules_with_env(policy);
+    let narrowed_by_host = rules_with_env(&declared).into_iter().filter(|r| !kept.contains(r)).collect();
     PluginCheck {
+        narrowed_by_host,
         plugin: manifest.id.to_string(),
         version: manifest.version.to_string(),
         description: manifest.description.clone(),
@@ -685,6 +694,16 @@ fn ledger(
         problems,
         warnings,
     }
+}
+
+/// [`declared_rules`] and the `env.allow` entries, in the ledger's words.
+fn rules_with_env(policy: &Policy) -> Vec<String> {
+    let mut out = declared_rules(policy);
+    for p in &policy.env.allow {
+        let text = serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        out.push(format!("env.allow {text}"));
+    }
+    out
 }
 
 /// The policy's entries in the ledger's words, for when no plan exists.

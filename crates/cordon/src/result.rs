@@ -99,6 +99,10 @@ pub struct ExecutionResult {
     /// The names (never the values) of the command's environment, and
     /// where each came from. Empty when the run never started.
     pub env: EnvNames,
+    /// Paths the command's captured output reported missing or refused
+    /// that exist on the host outside the grants (a failed run only; see
+    /// [`crate::explain`]). Empty when output was not captured.
+    pub not_granted: Vec<crate::explain::NotGranted>,
 }
 
 /// The names of a run's environment variables, by origin.
@@ -128,6 +132,7 @@ impl ExecutionResult {
             enforcement: vec![],
             network: vec![],
             env: EnvNames::default(),
+            not_granted: vec![],
         }
     }
 
@@ -199,6 +204,7 @@ mod tests {
             enforcement: vec![],
             network: vec![],
             env: EnvNames { passed: vec!["PATH".into()], set: vec!["HOME".into()] },
+            not_granted: vec![],
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["env"], serde_json::json!({"passed": ["PATH"], "set": ["HOME"]}));

@@ -248,6 +248,7 @@ impl Started {
             enforcement: self.enforcement,
             network: vec![],
             env: self.env,
+            not_granted: vec![],
         }
     }
 }
@@ -811,7 +812,15 @@ fn read_result(result: &mut ExecutionResult, bytes: &[u8], too_large: bool, max:
     let problem = if too_large {
         Some(format!("the handler's result exceeds {max} bytes"))
     } else if bytes.iter().all(u8::is_ascii_whitespace) {
-        Some(format!("the handler wrote no result to fd {RESULT_FD} (CORDON_RESULT_FD)"))
+        let mut m = format!("the handler wrote no result to fd {RESULT_FD} (CORDON_RESULT_FD)");
+        if stdout_held_json(&result.logs) {
+            m.push_str(&format!(
+                ", but its stdout held JSON: write the result to the descriptor named in CORDON_RESULT_FD \
+                 (e.g. `>&{RESULT_FD}` in a shell, os.fdopen(int(os.environ[\"CORDON_RESULT_FD\"]), \"w\") in Python); \
+                 stdout is the handler's log"
+            ));
+        }
+        Some(m)
     } else {
         match serde_json::from_slice::<serde_json::Value>(bytes) {
             Ok(mut v) => {
@@ -820,7 +829,10 @@ fn read_result(result: &mut ExecutionResult, bytes: &[u8], too_large: bool, max:
                 result.data = Some(v);
                 None
             }
-            Err(e) => Some(format!("the handler's result is not one JSON value: {e}")),
+            Err(e) => Some(format!(
+                "the handler's result is not one JSON value ({e}); it begins {}",
+                first_bytes(bytes, secrets)
+            )),
         }
     };
     if let Some(message) = problem {
@@ -829,6 +841,29 @@ fn read_result(result: &mut ExecutionResult, bytes: &[u8], too_large: bool, max:
             result.error = Some(ResultError { code: ErrorCode::InvalidResult, message });
         }
     }
+}
+
+/// How many bytes of a bad result a message shows.
+const RESULT_EXCERPT_BYTES: usize = 64;
+
+/// The first bytes of a bad result, quoted and escaped (`\n`, `\x1b`…), so
+/// that a message shows what the handler wrote without a terminal acting
+/// on it; secrets redacted.
+fn first_bytes(bytes: &[u8], secrets: &[String]) -> String {
+    let cut = bytes.len().min(RESULT_EXCERPT_BYTES);
+    let text = redact(&String::from_utf8_lossy(&bytes[..cut]), secrets);
+    let more = if bytes.len() > cut { format!(" … ({} bytes in all)", bytes.len()) } else { String::new() };
+    format!("\"{}\"{more}", text.escape_debug())
+}
+
+/// Whether the handler's stdout, taken whole, is one JSON object or
+/// array: the usual mistake of printing the result instead of writing it
+/// to `CORDON_RESULT_FD`.
+fn stdout_held_json(logs: &Logs) -> bool {
+    let stdout: Vec<&str> = logs.lines.iter().filter(|l| l.stream == Stream::Stdout).map(|l| l.text.as_str()).collect();
+    let text = stdout.join("\n");
+    let text = text.trim();
+    (text.starts_with('{') || text.starts_with('[')) && serde_json::from_str::<serde_json::Value>(text).is_ok()
 }
 
 fn running_reap(running: enforce::Running) -> Option<enforce::Finished> {
@@ -894,6 +929,11 @@ fn finish_result(
     };
     let _ = plan;
     let peak = cg.memory_peak.map(|b| b / 1024).unwrap_or(0).max(usage.map_or(0, |u| u.max_rss_kb));
+    // Dev mode grants everything: nothing there is "not granted".
+    let not_granted = match (&error, req.mode) {
+        (Some(_), Mode::Container | Mode::Process) => crate::explain::not_granted(&req.policy, &req.cwd, &logs),
+        _ => vec![],
+    };
     ExecutionResult {
         ok: error.is_none(),
         request_id: started.request_id,
@@ -912,6 +952,7 @@ fn finish_result(
         enforcement: started.enforcement,
         network: vec![],
         env: started.env,
+        not_granted,
     }
 }
 

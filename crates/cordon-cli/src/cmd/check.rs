@@ -107,6 +107,13 @@ fn print_table(c: &PluginCheck) {
         };
         line(format!("{:<width$}  {source:<8}  {:<8}  {how}", e.permission, enforcement(e)));
     }
+    if !c.narrowed_by_host.is_empty() {
+        println!();
+        println!("narrowed or removed by the host's flags (the manifest declares them; a run here does not get them):");
+        for r in &c.narrowed_by_host {
+            line(format!("  {r}"));
+        }
+    }
     for w in &c.warnings {
         println!();
         line(format!("note: {w}"));

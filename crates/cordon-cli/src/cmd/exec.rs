@@ -284,6 +284,17 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
         if let Some(data) = &result.data {
             println!("{}", render::json(data).context("cannot serialise the handler's result")?);
         }
+        // Where the handler's files went (they are in the JSON result too).
+        for f in &result.artifacts {
+            render::message("artifact", &format!("{} ({} bytes) stored at {}", f.path, f.size, f.stored_at.display()));
+        }
+        for f in &result.artifacts_skipped {
+            let why = serde_json::to_value(f.reason).ok().and_then(|v| v["reason"].as_str().map(str::to_owned));
+            render::message(
+                "artifact",
+                &format!("{} not stored: {}", f.path, why.unwrap_or_default().replace('_', " ")),
+            );
+        }
     }
     summarize(&result, &a.plugin);
     Ok(result.exit_status())
@@ -370,25 +381,37 @@ fn summarize(r: &HandlerResult, plugin: &str) {
         ErrorCode::NonzeroExit | ErrorCode::InvalidResult => "failed",
         _ => "stopped",
     };
-    let message =
+    let mut message =
         if err.code == ErrorCode::SetupFailed { err.message.clone() } else { format!("{code}: {}", err.message) };
+    if let Some(h) = render::limit_hint(err.code, render::FixIn::Manifest) {
+        message.push_str(&format!("\nhint: {h}"));
+    }
     render::message(kind, &message);
+    render::not_granted(&r.not_granted, render::FixIn::Manifest);
     for c in r.network.iter().filter(|c| !c.allowed) {
         let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
         render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));
     }
-    let denials: Vec<&str> = r
-        .logs
-        .lines
-        .iter()
-        .map(|l| l.text.as_str())
-        .filter(|t| DENIAL_MARKERS.iter().any(|m| t.contains(m)))
-        .take(3)
-        .collect();
-    for d in denials {
+    // Each distinct line once, with how often it came; lines about a path
+    // named just above are left out.
+    let mut denials: Vec<(&str, usize)> = vec![];
+    for t in r.logs.lines.iter().map(|l| l.text.as_str()) {
+        if !DENIAL_MARKERS.iter().any(|m| t.contains(m))
+            || r.not_granted.iter().any(|n| t.contains(&*n.path.to_string_lossy()))
+        {
+            continue;
+        }
+        if let Some((_, n)) = denials.iter_mut().find(|(d, _)| *d == t) {
+            *n += 1;
+        } else if denials.len() < 3 {
+            denials.push((t, 1));
+        }
+    }
+    for (d, n) in denials {
+        let times = if n > 1 { format!(" ({n} times)") } else { String::new() };
         render::message(
             "denied?",
-            &format!("the handler reported: {d}\nhint: `cordon check {}` shows what the policy grants", plugin),
+            &format!("the handler reported{times}: {d}\nhint: `cordon check {plugin}` shows what the policy grants"),
         );
     }
 }

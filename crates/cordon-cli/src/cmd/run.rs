@@ -215,9 +215,11 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
             _ => Some("stopped"),
         };
         if let Some(kind) = kind {
-            render::message(kind, &format!("{}: {}", err.code.as_str(), err.message));
+            let hint = render::limit_hint(err.code, render::FixIn::Flags).map(|h| format!("\nhint: {h}"));
+            render::message(kind, &format!("{}: {}{}", err.code.as_str(), err.message, hint.unwrap_or_default()));
         }
     }
+    render::not_granted(&result.not_granted, render::FixIn::Flags);
     for c in result.network.iter().filter(|c| !c.allowed) {
         let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
         render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));

@@ -20,6 +20,7 @@ mod fds;
 mod fs;
 mod hardening;
 mod json;
+mod messages;
 mod net_proxy;
 mod network;
 mod plugins;
