@@ -82,11 +82,18 @@ fn candidates<'a>(line: &'a str, marker: &str) -> Vec<&'a str> {
     for quote in ['\'', '"', '`'] {
         out.extend(line.split(quote).skip(1).step_by(2));
     }
-    out.extend(line.split_whitespace().filter(|w| w.starts_with('/') || w.starts_with("./") || w.starts_with("../")));
+    out.extend(
+        line.split_whitespace().map(trim).filter(|w| w.starts_with('/') || w.starts_with("./") || w.starts_with("../")),
+    );
     out.into_iter()
-        .map(|c| c.trim_matches(|ch: char| matches!(ch, ':' | ',' | ';' | '(' | ')' | '[' | ']' | '\'' | '"' | '`')))
+        .map(trim)
         .filter(|c| !c.is_empty() && !c.contains(char::is_control) && c.len() < 4096 && !c.contains(marker))
         .collect()
+}
+
+/// `word` without the punctuation and quotes messages put around paths.
+fn trim(word: &str) -> &str {
+    word.trim_matches(|ch: char| matches!(ch, ':' | ',' | ';' | '(' | ')' | '[' | ']' | '\'' | '"' | '`'))
 }
 
 #[cfg(test)]
