@@ -111,9 +111,13 @@ fn hello_sh_reads_its_own_folder_and_is_refused_the_rest_of_the_host() {
             not_granted_error(mode)
         );
         out.assert_stderr_contains("cordon: failed: NONZERO_EXIT");
-        if mode == Mode::Process {
-            out.assert_stderr_contains("cordon: denied?: the handler reported:");
-        }
+        // The summary names the path and the manifest entry that would allow it.
+        out.assert_stderr_contains(&format!(
+            "cordon: note: {} was {}: it exists on the host, but no grant lets the sandbox read it\n  hint: add \"{}\" to fs.read in cordon.toml",
+            secret.display(),
+            if mode == Mode::Process { "refused (Permission denied)" } else { "reported missing (No such file or directory)" },
+            secret.display()
+        ));
     });
 }
 
