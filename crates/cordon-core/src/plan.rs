@@ -51,6 +51,9 @@ pub struct LandlockPlan {
     /// right, which only the `Exec` rules (the list, the command itself and
     /// the ELF loader) keep.
     pub exec_restricted: bool,
+    /// Trees whose rules are opened without following symbolic links
+    /// ([`FsPolicy::pinned`](crate::policy::FsPolicy::pinned)).
+    pub pinned: Vec<PathBuf>,
 }
 
 /// A kernel namespace the sandbox gets its own instance of.
@@ -162,6 +165,10 @@ pub struct RootPlan {
     pub tmp_size_mb: u64,
     /// Which mounts are executable.
     pub exec: ExecMounts,
+    /// Trees whose binds are taken as resolved already
+    /// ([`FsPolicy::pinned`](crate::policy::FsPolicy::pinned)): not
+    /// resolved again, and bound without following links.
+    pub pinned: Vec<PathBuf>,
 }
 
 /// A sysctl of the run's own namespaces, written by init before the
@@ -849,6 +856,7 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(),
         late,
         exec_restricted: policy.exec.is_some(),
+        pinned: policy.fs.pinned.clone(),
     }
 }
 
@@ -876,7 +884,8 @@ fn root_plan(policy: &Policy, mode: Mode) -> RootPlan {
     // Shallow first, so deeper grants are mounted on top of broader ones.
     binds.sort_by_key(|b| b.path.components().count());
     let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
-    RootPlan { binds, deny: policy.fs.deny.iter().map(|r| r.path.clone()).collect(), tmp_size_mb, exec }
+    let deny = policy.fs.deny.iter().map(|r| r.path.clone()).collect();
+    RootPlan { binds, deny, tmp_size_mb, exec, pinned: policy.fs.pinned.clone() }
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ impl PolicyBuilder {
                 write: vec![everything],
                 deny: vec![],
                 system: SystemSet::Include,
+                pinned: vec![],
             },
             net: NetPolicy { allow: vec![NetPattern { host: "*".into(), port: None }], deny: vec![] },
             env: cordon_core::policy::EnvPolicy {

@@ -28,9 +28,14 @@
 //! # Paths
 //!
 //! `fs.*` and `exec` entries are relative to the plugin folder. A relative
-//! entry may not climb out of the folder with `..`; an absolute entry names a
-//! host path outright, so the operator sees it in `cordon check`. Only a
-//! trailing `/**` is accepted as a wildcard (enforcement is per path tree).
+//! entry may not climb out of the folder with `..`, nor lead out of it
+//! through a symbolic link at any component (a shipped `data ->
+//! /var/tmp/secret`): the policy names the path with its links resolved,
+//! and an entry resolving outside the folder is [`OutsidePlugin`], refused
+//! by `check` and `exec` alike. The same holds for a handler's program and
+//! `exec` entries found in the folder. An absolute entry names a host path
+//! outright, so the operator sees it in `cordon check`. Only a trailing
+//! `/**` is accepted as a wildcard (enforcement is per path tree).
 //!
 //! # Defaults
 //!
@@ -103,6 +108,79 @@ pub enum ManifestError {
         /// The offending line of the file.
         source_line: String,
     },
+}
+
+/// A path of the manifest, relative to the plugin folder, that leads out of
+/// the folder once symbolic links are resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("{entry} resolves to {}, outside the plugin folder {}", resolved.display(), plugin_dir.display())]
+pub struct OutsidePlugin {
+    /// The entry, e.g. ``fs.read `data` `` or ``program `./run` of handler `go` ``.
+    pub entry: String,
+    /// Where it leads, links resolved.
+    pub resolved: PathBuf,
+    /// The plugin folder, links resolved.
+    pub plugin_dir: PathBuf,
+}
+
+impl OutsidePlugin {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "a relative path in a manifest stays inside the plugin folder, symbolic links included: ship the files \
+         instead of a link, or ask for the host path with an absolute entry so the operator sees it in `cordon check`"
+    }
+}
+
+/// `path` (absolute) with every symbolic link resolved, component by
+/// component, the way the kernel resolves it now; a part that does not
+/// exist is kept as written, and a dangling link is followed to where it
+/// points. Gives up following after 40 links, as the kernel does (ELOOP).
+pub fn resolve_links(path: &Path) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let mut done = PathBuf::from("/");
+    let mut todo: VecDeque<OsString> = path.iter().skip(1).map(OsString::from).collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = done.join(&c);
+        let link = std::fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+        match std::fs::read_link(&next) {
+            Ok(target) if link && hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    done = PathBuf::from("/");
+                }
+                for part in target.iter().rev().filter(|p| *p != "/") {
+                    todo.push_front(part.to_owned());
+                }
+            }
+            _ => done = next,
+        }
+    }
+    done
+}
+
+/// `plugin_dir.join(rel)` with links resolved, refused when it leaves
+/// `plugin_dir` (itself resolved). `entry` names it in the error.
+fn confine(
+    plugin_dir: &Path,
+    rel: &Path,
+    entry: impl FnOnce() -> String,
+) -> std::result::Result<PathBuf, OutsidePlugin> {
+    let resolved = resolve_links(&normalize(&plugin_dir.join(rel)));
+    if resolved.starts_with(plugin_dir) {
+        Ok(resolved)
+    } else {
+        Err(OutsidePlugin { entry: entry(), resolved, plugin_dir: plugin_dir.to_owned() })
+    }
 }
 
 impl ManifestError {
@@ -258,11 +336,17 @@ pub enum ManifestPath {
 }
 
 impl ManifestPath {
-    /// The absolute path for a plugin installed in `plugin_dir`.
-    pub fn resolve(&self, plugin_dir: &Path) -> PathBuf {
+    /// The absolute path for a plugin installed in `plugin_dir` (links
+    /// resolved already): an entry inside the folder with its symbolic links
+    /// resolved, refused when they lead out of the folder (`key` names the
+    /// entry's list in the error); a host path as declared (enforcement
+    /// resolves its links, as for the operator's own flags).
+    pub fn resolve(&self, plugin_dir: &Path, key: &str) -> std::result::Result<PathBuf, OutsidePlugin> {
         match self {
-            ManifestPath::InPlugin(rel) => normalize(&plugin_dir.join(rel)),
-            ManifestPath::Host(abs) => abs.clone(),
+            ManifestPath::InPlugin(rel) => confine(plugin_dir, rel, || {
+                format!("{key} `{}`", if rel.as_os_str().is_empty() { Path::new(".") } else { rel }.display())
+            }),
+            ManifestPath::Host(abs) => Ok(abs.clone()),
         }
     }
 }
@@ -402,6 +486,9 @@ pub enum HandlerError {
         /// Where it was looked for first.
         plugin_dir: PathBuf,
     },
+    /// `command[0]` names a file of the plugin folder that leads out of it.
+    #[error(transparent)]
+    OutsidePlugin(#[from] OutsidePlugin),
 }
 
 impl Manifest {
@@ -456,16 +543,24 @@ impl Manifest {
     /// manifest's permissions and quotas, its presets, and read access to
     /// the plugin folder. `data_dir` is granted writable only when a preset
     /// asks for it. `plugin_dir` should be absolute; a relative one is made
-    /// absolute against the current directory.
-    pub fn policy(&self, plugin_dir: &Path, data_dir: Option<&Path>) -> Policy {
-        self.builder(plugin_dir, data_dir).build()
+    /// absolute against the current directory. Paths inside the folder are
+    /// named with their symbolic links resolved; one leading out of it (a
+    /// grant, an `exec` entry, or a handler's program) is [`OutsidePlugin`].
+    pub fn policy(&self, plugin_dir: &Path, data_dir: Option<&Path>) -> std::result::Result<Policy, OutsidePlugin> {
+        Ok(self.builder(plugin_dir, data_dir)?.build())
     }
 
     /// Like [`Manifest::policy`], as a builder to combine further.
-    pub fn builder(&self, plugin_dir: &Path, data_dir: Option<&Path>) -> PolicyBuilder {
-        let plugin_dir = absolute(plugin_dir);
+    pub fn builder(
+        &self,
+        plugin_dir: &Path,
+        data_dir: Option<&Path>,
+    ) -> std::result::Result<PolicyBuilder, OutsidePlugin> {
+        let plugin_dir = resolve_links(&absolute(plugin_dir));
         let p = &self.permissions;
-        let rule = |m: &ManifestPath| PathRule { path: m.resolve(&plugin_dir) };
+        let rules = |key: &str, list: &[ManifestPath]| -> std::result::Result<Vec<PathRule>, OutsidePlugin> {
+            list.iter().map(|m| Ok(PathRule { path: m.resolve(&plugin_dir, key)? })).collect()
+        };
         let mut b = PolicyBuilder::new().read(PathRule { path: plugin_dir.clone() }).limits(self.quotas.to_limits());
         for preset in &self.extends {
             match preset {
@@ -477,9 +572,9 @@ impl Manifest {
                 }
             }
         }
-        b = p.fs_read.iter().fold(b, |b, m| b.read(rule(m)));
-        b = p.fs_write.iter().fold(b, |b, m| b.write(rule(m)));
-        b = p.fs_deny.iter().fold(b, |b, m| b.deny(rule(m)));
+        b = rules("fs.read", &p.fs_read)?.into_iter().fold(b, PolicyBuilder::read);
+        b = rules("fs.write", &p.fs_write)?.into_iter().fold(b, PolicyBuilder::write);
+        b = rules("fs.deny", &p.fs_deny)?.into_iter().fold(b, PolicyBuilder::deny);
         b = p.net_allow.iter().fold(b, |b, n| b.allow_host(n.clone()));
         b = p.net_deny.iter().fold(b, |b, n| b.deny_host(n.clone()));
         b = p.env_allow.iter().fold(b, |b, e| b.inherit_env(e.clone()));
@@ -488,12 +583,20 @@ impl Manifest {
             for entry in exec {
                 // A name found nowhere is left out: the allow-list only
                 // shrinks, so this fails closed (execve gets EACCES).
-                if let Some(path) = find_program(entry, &plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
+                let search = cordon_core::policy::env::DEFAULT_PATH;
+                if let Some(path) = find_program(entry, &plugin_dir, search, || format!("exec `{entry}`"))? {
                     b = b.allow_exec(path);
                 }
             }
         }
-        b
+        // Not part of the policy, but checked with it so that `check`
+        // refuses what `exec` would: a program in the folder that is a link
+        // out of it.
+        for (name, h) in &self.handlers {
+            let argv0 = &h.command[0];
+            find_program(argv0, &plugin_dir, "", || format!("program `{argv0}` of handler `{name}`"))?;
+        }
+        Ok(b)
     }
 
     /// Finds handler `name`'s program. `command[0]` is taken from the plugin
@@ -512,27 +615,38 @@ impl Manifest {
             name: name.to_owned(),
             known: self.handlers.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
-        let plugin_dir = absolute(plugin_dir);
+        let plugin_dir = resolve_links(&absolute(plugin_dir));
         let argv0 = &handler.command[0];
-        let program = find_program(argv0, &plugin_dir, search_path).ok_or_else(|| HandlerError::ProgramNotFound {
-            name: name.to_owned(),
-            program: argv0.clone(),
-            plugin_dir: plugin_dir.clone(),
-        })?;
+        let entry = || format!("program `{argv0}` of handler `{name}`");
+        let program =
+            find_program(argv0, &plugin_dir, search_path, entry)?.ok_or_else(|| HandlerError::ProgramNotFound {
+                name: name.to_owned(),
+                program: argv0.clone(),
+                plugin_dir: plugin_dir.clone(),
+            })?;
         Ok(ResolvedCommand { program, argv: handler.command.clone() })
     }
 }
 
-/// `command[0]` / `exec` lookup; see [`Manifest::resolve_handler`].
-fn find_program(name: &str, plugin_dir: &Path, search_path: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Some(normalize(&plugin_dir.join(name)));
+/// `command[0]` / `exec` lookup; see [`Manifest::resolve_handler`]. A
+/// program of the plugin folder comes with its links resolved, and is
+/// refused when they lead out of the folder.
+fn find_program(
+    name: &str,
+    plugin_dir: &Path,
+    search_path: &str,
+    entry: impl FnOnce() -> String,
+) -> std::result::Result<Option<PathBuf>, OutsidePlugin> {
+    if Path::new(name).is_absolute() {
+        return Ok(Some(normalize(Path::new(name))));
     }
-    let local = plugin_dir.join(name);
-    if local.is_file() {
-        return Some(local);
+    if name.contains('/') || std::fs::symlink_metadata(plugin_dir.join(name)).is_ok() {
+        let path = confine(plugin_dir, Path::new(name), entry)?;
+        if name.contains('/') || path.is_file() {
+            return Ok(Some(path));
+        }
     }
-    search_path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+    Ok(search_path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(name)).find(|p| p.is_file()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -59,7 +59,7 @@ pub use cordon_plugin::artifacts::{Artifact, CollectLimits, Skipped, Template, D
 pub use cordon_plugin::builder::PolicyBuilder;
 pub use cordon_plugin::capabilities::{check_capabilities, CapabilityCheck};
 pub use cordon_plugin::manifest::{
-    Handler, HandlerError, Manifest, ManifestError, PluginId, Preset, DATA_DIR_ENV, MANIFEST_FILE,
+    Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, Preset, DATA_DIR_ENV, MANIFEST_FILE,
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
@@ -214,6 +214,9 @@ pub enum PluginError {
     /// The handler is unknown or its program is missing.
     #[error(transparent)]
     Handler(#[from] HandlerError),
+    /// A path of the manifest leads out of the plugin folder.
+    #[error(transparent)]
+    OutsidePlugin(#[from] OutsidePlugin),
     /// The `platform` preset needs a data folder and there is none.
     #[error(
         "plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset"
@@ -281,6 +284,9 @@ impl PluginError {
             PluginError::Handler(HandlerError::Unknown { .. }) => {
                 Some("run `cordon check PLUGIN` to list its handlers".into())
             }
+            PluginError::Handler(HandlerError::OutsidePlugin(e)) | PluginError::OutsidePlugin(e) => {
+                Some(e.hint().into())
+            }
             PluginError::Handler(_) => {
                 Some("`command[0]` is looked up in the plugin folder, then on the sandbox's PATH".into())
             }
@@ -307,7 +313,11 @@ impl PluginError {
         let mut cause = std::error::Error::source(self);
         if matches!(
             self,
-            PluginError::Manifest(_) | PluginError::Handler(_) | PluginError::Probe(_) | PluginError::Audit(_)
+            PluginError::Manifest(_)
+                | PluginError::Handler(_)
+                | PluginError::OutsidePlugin(_)
+                | PluginError::Probe(_)
+                | PluginError::Audit(_)
         ) {
             // `transparent`: the first source is the error itself.
             cause = cause.and_then(std::error::Error::source);
@@ -457,7 +467,7 @@ fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError>
     } else {
         None
     };
-    let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host);
+    let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host)?;
     let support = match &req.support {
         Some(s) => s.clone(),
         None => KernelSupport::detect()?,
@@ -478,13 +488,25 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// folder) narrowed by `host`. The plugin folder stays readable whatever
 /// the host's path grants are: without it nothing can run, and the manifest
 /// already has it, so keeping it widens nothing.
-pub fn effective_policy(manifest: &Manifest, plugin_dir: &Path, data_dir: Option<&Path>, host: &Policy) -> Policy {
+///
+/// The plugin folder's paths were resolved (links included) here, so the
+/// folder is [pinned](cordon_core::policy::FsPolicy::pinned): enforcement
+/// opens grants inside it without following links, and a link made there
+/// after this point refuses the run instead of redirecting a grant.
+pub fn effective_policy(
+    manifest: &Manifest,
+    plugin_dir: &Path,
+    data_dir: Option<&Path>,
+    host: &Policy,
+) -> Result<Policy, OutsidePlugin> {
     let mut host = host.clone();
     let covered = host.fs.read.iter().chain(&host.fs.write).any(|r| plugin_dir.starts_with(&r.path));
     if !covered {
         host.fs.read.push(PathRule { path: plugin_dir.to_owned() });
     }
-    manifest.builder(plugin_dir, data_dir).narrow(&host).build()
+    let mut policy = manifest.builder(plugin_dir, data_dir)?.narrow(&host).build();
+    policy.fs.pinned.push(plugin_dir.to_owned());
+    Ok(policy)
 }
 
 /// The mode to run `policy` in: `flag`, else container where it can be
@@ -1075,7 +1097,7 @@ mod tests {
         host.fs.read = vec![PathRule { path: "/srv".into() }];
         host.fs.write = vec![];
         host.net.allow = vec![cordon_core::policy::NetPattern::parse("api.example.com:443").unwrap()];
-        let p = effective_policy(&m, Path::new("/p"), None, &host);
+        let p = effective_policy(&m, Path::new("/p"), None, &host).unwrap();
         assert!(p.fs.write.is_empty(), "write needs write on both sides");
         assert!(p.fs.read.iter().any(|r| r.path == Path::new("/p")));
         assert!(p.fs.read.iter().any(|r| r.path == Path::new("/srv/out")));
@@ -1088,7 +1110,7 @@ mod tests {
         let m = manifest(&format!(
             "{BASE}[permissions]\nfs.read = [\"data\"]\nenv.allow = [\"TOKEN\"]\nexec = [\"/bin/sh\"]\ncapabilities = [\"llm\", \"cache:x\"]\n[quotas]\ntimeout_ms = 500\nmemory_mb = 64\n"
         ));
-        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted()).unwrap();
         let check = ledger(
             &m,
             &policy,
@@ -1125,7 +1147,7 @@ mod tests {
     #[test]
     fn an_unplannable_quota_is_named() {
         let m = manifest(&format!("{BASE}[quotas]\npids = 8\n"));
-        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted());
+        let policy = effective_policy(&m, Path::new("/p"), None, &PolicyBuilder::unrestricted()).unwrap();
         let check = ledger(
             &m,
             &policy,

@@ -712,3 +712,406 @@ fn the_audit_listing_escapes_what_the_records_quote() {
     assert_no_terminal_controls("audit --json", &json.stdout);
     assert_eq!(json.json()[0]["command"][1], hostile, "the record keeps its value");
 }
+
+/// A plugin folder with `manifest` (its `[permissions]` and handlers after
+/// the id), a `show` handler printing the file named by its argument, and
+/// whatever `setup` adds (symbolic links, mostly).
+fn plugin_with(label: &str, body: &str, setup: impl FnOnce(&Dir)) -> Dir {
+    let dir = Dir::new(label);
+    dir.create("cordon.toml", format!("id = \"@t/links\"\nversion = \"1.0.0\"\n{body}"));
+    setup(&dir);
+    dir
+}
+
+const SECRET: &str = "the host's secret\n";
+
+/// Finding 3: a plugin's relative grant could be a symbolic link it ships
+/// (`data -> /var/tmp/secret`), so `fs.read = ["data/**"]` read a host
+/// folder while `cordon check` showed `<plugin>/data`. Every path relative
+/// to the plugin folder must lead inside it, links included, at every
+/// component: `check` and `exec` refuse (125) naming where it leads. The
+/// variants: a link deeper down the path, a write grant, an exec entry, a
+/// handler's program, and the host's own narrowing flag through the link.
+/// Control: the same plugins with the link leading inside the folder run,
+/// and the ledger shows the resolved path.
+#[test]
+fn plugin_paths_that_lead_out_of_the_plugin_folder_are_refused() {
+    let support = kernel_support();
+    let host = Dir::new("links-secret");
+    let key = host.create("secret/key", SECRET);
+    let secret = key.parent().unwrap().to_owned();
+    let link = |to: &Path, at: &Path| std::os::unix::fs::symlink(to, at).unwrap();
+    let show = "[handlers.show]\ncommand = [\"sh\", \"-c\", \"cat \\\"$0\\\"; echo '{}' >&3\"";
+    // (label, manifest body, where the link is)
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("data", format!("[permissions]\nfs.read = [\"data/**\"]\n{show}, \"data/key\"]\n"), "data"),
+        ("deep", format!("[permissions]\nfs.read = [\"a/b/key\"]\n{show}, \"a/b/key\"]\n"), "a/b"),
+        ("write", format!("[permissions]\nfs.write = [\"out\"]\n{show}, \"out/key\"]\n"), "out"),
+        (
+            "exec",
+            format!("[permissions]\nexec = [\"bin/key\", \"/bin/sh\", \"/usr/bin/cat\"]\n{show}, \"bin/key\"]\n"),
+            "bin",
+        ),
+        ("program", "[handlers.show]\ncommand = [\"./run\"]\n".to_owned(), "run"),
+    ];
+    for (label, body, at) in &cases {
+        let to_secret = plugin_with(&format!("links-{label}"), body, |d| {
+            d.create_dir("a");
+            let target = if *label == "program" { key.clone() } else { secret.clone() };
+            link(&target, &d.join(at));
+        });
+        let check = super::cordon().arg("check").arg(to_secret.path()).run();
+        check.assert_code(125);
+        // Where the entry leads: the folder, or the file inside it it names.
+        let leads = if ["data", "write"].contains(label) { secret.display() } else { key.display() }.to_string();
+        let words = format!("resolves to {leads}, outside the plugin folder {}", to_secret.path().display());
+        assert!(check.stdout.contains(&words) || check.stderr.contains(&words), "[{label}] check\n{check}");
+        each_mode(sandbox_modes!(support), |mode| {
+            let out = super::plugins::exec(mode, to_secret.path(), "show", "{}").run();
+            out.assert_code(125).assert_stderr_contains(&words);
+            assert!(!out.stdout.contains("secret") && !out.stderr.contains(SECRET.trim()), "[{label}]\n{out}");
+        });
+    }
+    // The host's narrowing flag names a path through the link: refused too.
+    let narrowed =
+        plugin_with("links-narrow", &format!("[permissions]\nfs.read = [\"data\"]\n{show}, \"data/key\"]\n"), |d| {
+            d.create_dir("data");
+        });
+    std::fs::remove_dir(narrowed.join("data")).unwrap();
+    link(&secret, &narrowed.join("data"));
+    let flag = narrowed.join("data").to_str().unwrap().to_owned();
+    let out = super::cordon().arg("check").arg(narrowed.path()).args(["--read", &flag]).run();
+    out.assert_code(125);
+    // Control: a link that stays inside the folder is fine, shown resolved.
+    let inside =
+        plugin_with("links-inside", &format!("[permissions]\nfs.read = [\"data/**\"]\n{show}, \"data/key\"]\n"), |d| {
+            d.create("real-data/key", "the plugin's own\n");
+            link(&d.join("real-data"), &d.join("data"));
+        });
+    let check = super::cordon().arg("check").arg(inside.path()).run();
+    check.assert_success().assert_stdout_contains(&format!("fs.read {}", inside.join("real-data").display()));
+    each_mode(sandbox_modes!(support), |mode| {
+        super::plugins::exec(mode, inside.path(), "show", "{}")
+            .run()
+            .assert_success()
+            .assert_stderr_contains("the plugin's own");
+    });
+}
+
+/// Finding 3, the time between check and run: a link made after `cordon
+/// check` passed (the path did not exist yet) is caught when `exec`
+/// prepares the run. Within one run, the rule is made from the path the
+/// check resolved, and enforcement refuses it if a link appeared on it by
+/// then (`a_pinned_grant_whose_path_became_a_link_refuses_the_run`).
+#[test]
+fn a_link_made_after_the_check_is_refused_at_run_time() {
+    let support = kernel_support();
+    let host = Dir::new("late-secret");
+    let key = host.create("secret/key", SECRET);
+    let show = "[handlers.show]\ncommand = [\"sh\", \"-c\", \"cat data/key; echo '{}' >&3\"]\n";
+    let plugin = plugin_with("late-link", &format!("[permissions]\nfs.read = [\"data\"]\n{show}"), |_| {});
+    super::cordon().arg("check").arg(plugin.path()).run().assert_success();
+    std::os::unix::fs::symlink(key.parent().unwrap(), plugin.join("data")).unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = super::plugins::exec(mode, plugin.path(), "show", "{}").run();
+        out.assert_code(125).assert_stderr_contains("outside the plugin folder");
+        assert!(!out.stderr.contains(SECRET.trim()), "{out}");
+    });
+}
+
+/// Finding 3's class in a carve-out: with `--deny` inside a granted folder,
+/// process mode grants the folder's entries one by one, and a symbolic link
+/// among them was granted as its target. Links are not part of the tree
+/// they sit in. Control: granting the target itself shows the probe works.
+#[test]
+fn a_carve_out_does_not_grant_what_a_link_beside_it_points_to() {
+    let support = kernel_support();
+    let host = Dir::new("carve-secret");
+    let key = host.create("secret/key", SECRET);
+    let tree = Dir::new("carve-tree");
+    tree.create("sub/hidden", "carved\n");
+    tree.create("open/file", "open\n");
+    std::os::unix::fs::symlink(key.parent().unwrap(), tree.join("link")).unwrap();
+    let (t, sub) = (tree.path().to_str().unwrap(), tree.join("sub"));
+    let via = tree.join("link/key");
+    each_mode(sandbox_modes!(support), |mode| {
+        let s = key.parent().unwrap().to_str().unwrap();
+        run_in(mode)
+            .args(["--read", t, "--read", s, "--deny"])
+            .arg(&sub)
+            .args(["--", "cat"])
+            .arg(&via)
+            .run()
+            .assert_success()
+            .assert_stdout_eq(SECRET);
+        let out = run_in(mode)
+            .args(["--read", t, "--deny"])
+            .arg(&sub)
+            .args(["--", "cat"])
+            .arg(&via)
+            .arg(tree.join("open/file"))
+            .run();
+        out.assert_code(1).assert_stdout_eq("open\n");
+        let refused = if mode == Mode::Container { "No such file or directory" } else { "Permission denied" };
+        out.assert_stderr_contains(&format!("{}: {refused}", via.display()));
+    });
+}
+
+/// A policy granting `read` and `write` trees, pinned to `pinned` or not.
+fn pinned_policy(read: &[&Path], write: &[&Path], pinned: Option<&Path>) -> cordon::Policy {
+    let mut b = cordon::PolicyBuilder::new();
+    for r in read {
+        b = b.read(cordon::PathRule { path: r.to_path_buf() });
+    }
+    for w in write {
+        b = b.write(cordon::PathRule { path: w.to_path_buf() });
+    }
+    let mut policy = b.build();
+    policy.fs.pinned.extend(pinned.map(Path::to_path_buf));
+    policy
+}
+
+/// Runs `script` under `policy` through the library, output captured.
+fn run_policy(policy: cordon::Policy, mode: Mode, script: &str) -> cordon::ExecutionResult {
+    let mut req = cordon::RunRequest::new(policy, mode, vec!["sh".into(), "-c".into(), script.into()]);
+    req.capture = cordon::Capture::Logs;
+    req.cwd = "/".into();
+    cordon::run(&req)
+}
+
+fn logs(r: &cordon::ExecutionResult) -> String {
+    r.logs.lines.iter().map(|l| format!("{}\n", l.text)).collect()
+}
+
+/// Finding 3, between the check and the enforcement: the plugin folder's
+/// grants are resolved when the policy is made and the folder is pinned;
+/// enforcement then opens them without following any link, so a link that
+/// appeared on the path since (final component, intermediate component, a
+/// write grant) refuses the run (125, naming the path) instead of granting
+/// where it points. Controls: the real folder runs, and the same policy
+/// unpinned (how the operator's own flags behave) follows the link, which
+/// shows the probe would read the secret.
+#[test]
+fn a_pinned_grant_whose_path_became_a_link_refuses_the_run() {
+    let support = kernel_support();
+    let host = Dir::new("pin-secret");
+    let key = host.create("secret/key", SECRET);
+    let secret = key.parent().unwrap().to_owned();
+    let plugin = Dir::new("pin-plugin");
+    plugin.create("real/key", "own\n");
+    let root = std::fs::canonicalize(plugin.path()).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("data")).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("mid")).unwrap();
+    let (real, data, deep) = (root.join("real"), root.join("data"), root.join("mid/key"));
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let ok = run_policy(pinned_policy(&[&real], &[], Some(&root)), mode, &format!("cat {}/key", real.display()));
+        assert_eq!((ok.exit_status(), logs(&ok).as_str()), (0, "own\n"), "[{m}] control: {ok:?}");
+        // (Container mode binds the link's target at its own path.)
+        let followed = run_policy(pinned_policy(&[&data], &[], None), mode, &format!("cat {}", key.display()));
+        assert_eq!(logs(&followed), SECRET, "[{m}] control: unpinned rules follow links: {followed:?}");
+        for (read, write, probe) in [
+            (vec![data.as_path()], vec![], format!("cat {}/key", data.display())),
+            (vec![deep.as_path()], vec![], format!("cat {}", deep.display())),
+            (vec![], vec![data.as_path()], format!("chmod 0777 {0}/key; touch {0}/planted", data.display())),
+        ] {
+            let r = run_policy(pinned_policy(&read, &write, Some(&root)), mode, &probe);
+            let message = r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            assert_eq!(r.exit_status(), 125, "[{m}] {probe}: {r:?}");
+            let path = if read.is_empty() { &data } else { read[0] };
+            let words = format!(
+                "refusing the grant on {}: a symbolic link was made on its path after the check",
+                path.display()
+            );
+            assert!(message.contains(&words), "[{m}] {probe}: {message}");
+            assert!(!logs(&r).contains(SECRET.trim()), "[{m}] {probe}");
+        }
+        let meta = std::fs::metadata(&key).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o644, "[{m}] the host's file kept its mode");
+        assert!(!secret.join("planted").exists(), "[{m}] nothing was created in the host folder");
+    });
+}
+
+/// Finding 3, the race itself: while another process flips a granted
+/// folder of the plugin between its real self and a link to a host folder,
+/// `cordon exec` runs again and again. Whatever the interleaving, a run
+/// reads the plugin's own file, fails to find it, or is refused; the host
+/// folder is never read, written or re-moded. (On the code before the fix
+/// the link was followed at every step; with resolution at check time only,
+/// about one run in four granted the link's target.)
+#[test]
+fn a_link_flipped_in_and_out_during_exec_never_redirects_a_grant() {
+    let support = kernel_support();
+    let host = Dir::new("flip-secret");
+    let key = host.create("secret/key", SECRET);
+    let secret = key.parent().unwrap().to_owned();
+    let plugin = plugin_with(
+        "flip",
+        "[permissions]\nfs.read = [\"data\"]\nfs.write = [\"out\"]\n[handlers.go]\ncommand = [\"sh\", \"-c\", \
+         \"cat data/key; chmod 0777 out/f; touch out/planted; echo '{}' >&3\"]\n",
+        |d| {
+            d.create("data/key", "own\n");
+            d.create("out/f", "");
+        },
+    );
+    let root = std::fs::canonicalize(plugin.path()).unwrap();
+    for name in ["data", "out"] {
+        std::os::unix::fs::symlink(&secret, root.join(format!("{name}.evil"))).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, root) = (stop.clone(), root.clone());
+        std::thread::spawn(move || {
+            let mv = |a: &str, b: &str| std::fs::rename(root.join(a), root.join(b)).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for name in ["data", "out"] {
+                    mv(name, &format!("{name}.real"));
+                    mv(&format!("{name}.evil"), name);
+                }
+                std::thread::yield_now();
+                for name in ["data", "out"] {
+                    mv(name, &format!("{name}.evil"));
+                    mv(&format!("{name}.real"), name);
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    each_mode(sandbox_modes!(support), |mode| {
+        for _ in 0..12 {
+            let out = super::plugins::exec(mode, plugin.path(), "go", "{}").run();
+            assert!(!out.stdout.contains(SECRET.trim()) && !out.stderr.contains(SECRET.trim()), "{out}");
+            seen.lock().unwrap().insert(out.code());
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    let seen = seen.into_inner().unwrap();
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o644, "the host's file kept its mode (codes seen: {seen:?})");
+    assert!(!secret.join("planted").exists(), "nothing was created in the host folder (codes seen: {seen:?})");
+    assert!(seen.iter().all(|c| [Some(0), Some(1), Some(125)].contains(c)), "{seen:?}");
+}
+
+/// More ways into the metadata and planting classes (findings 1, 2, 4),
+/// each with a host file the run was not granted and the setuid program
+/// of the base system: a file handle, io_uring, `renameat2(RENAME_EXCHANGE)`
+/// and `rename`/`link` of the host file into the grant, `copy_file_range`
+/// out of it, a `/proc/self/fd` link of a setuid program, a device node and
+/// a FIFO, `chown` to another uid, and `chmod`/`fchmodat2`/`utime`/
+/// `setxattr`/`chown` through an `O_PATH` descriptor (which Landlock does
+/// not check). Prints `<name> ok` or `<name> ERRNO`.
+const MORE_WAYS_PROBE: &str = r#"
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+host, setuid = sys.argv[1], sys.argv[2]
+def check(rc):
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+with open("mine", "w") as f:
+    f.write("x")
+def handle():
+    buf = ctypes.create_string_buffer(8 + 128)
+    ctypes.memmove(buf, (128).to_bytes(4, "little"), 4)
+    mnt = ctypes.c_int()
+    check(libc.syscall(303, -100, b".", buf, ctypes.byref(mnt), 0))
+    check(libc.syscall(304, os.open(".", os.O_RDONLY), buf, os.O_RDONLY))
+def uring():
+    params = ctypes.create_string_buffer(120)
+    check(libc.syscall(425, 1, params))
+def host_path_fd():
+    return os.open(host, os.O_PATH)
+ops = [
+    ("open_by_handle_at", handle),
+    ("io_uring_setup", uring),
+    ("link-host-into-grant", lambda: os.link(host, "stolen-link")),
+    ("copy_file_range-host", lambda: os.copy_file_range(os.open(host, os.O_RDONLY), os.open("mine", os.O_WRONLY), 64)),
+    ("link-setuid-via-procfd", lambda: check(libc.linkat(-100, b"/proc/self/fd/%d" % os.open(setuid, os.O_PATH), -100, b"linked", 0x400))),
+    ("mknod-chr", lambda: os.mknod("dev", 0o020666, os.makedev(1, 3))),
+    ("mknod-fifo", lambda: os.mkfifo("fifo")),
+    ("fchown-other", lambda: os.fchown(os.open("mine", os.O_RDONLY), 65534, -1)),
+    ("chmod-setuid-via-procfd", lambda: os.chmod("/proc/self/fd/%d" % os.open("mine", os.O_RDONLY), 0o4755)),
+    ("chmod-host-via-opath", lambda: os.chmod("/proc/self/fd/%d" % host_path_fd(), 0o666)),
+    ("fchmodat2-host-empty-path", lambda: check(libc.syscall(452, host_path_fd(), b"", 0o666, 0x1000))),
+    ("utime-host-via-opath", lambda: os.utime("/proc/self/fd/%d" % host_path_fd(), (0, 0))),
+    ("setxattr-host-via-opath", lambda: os.setxattr("/proc/self/fd/%d" % host_path_fd(), "user.x", b"1")),
+    ("chown-host-via-opath", lambda: os.chown("/proc/self/fd/%d" % host_path_fd(), os.getuid(), os.getgid())),
+    ("renameat2-exchange", lambda: check(libc.syscall(316, -100, b"mine", -100, host.encode(), 2))),
+    ("rename-host-into-grant", lambda: os.rename(host, "stolen")),
+]
+for name, f in ops:
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+"#;
+
+#[test]
+fn more_ways_to_reach_host_metadata_or_plant_files_are_refused() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let setuid = ["/usr/bin/gpasswd", "/usr/bin/chfn", "/usr/bin/newgrp"]
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o4000 != 0))
+        .expect("a setuid program of the base system");
+    let probe = |mode: Mode, grant: &Dir, host: &Path| {
+        let g = grant.path().to_str().unwrap();
+        let mut cmd = run_in(mode);
+        if mode != Mode::Dev {
+            cmd.args(["--write", g]);
+        }
+        let out = cmd.args(["--cwd", g, "--", python, "-c", MORE_WAYS_PROBE]).arg(host).arg(setuid).run();
+        out.assert_success();
+        verdicts(&out)
+    };
+    // Control: outside a sandbox (root) every way works.
+    let (host, grant) = (Dir::new("more-host"), Dir::new("more-grant"));
+    let got = probe(Mode::Dev, &grant, &host.create("key", SECRET));
+    let uring_off = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").is_ok_and(|v| v.trim() != "0");
+    for (op, v) in &got {
+        if !(op == "io_uring_setup" && uring_off) {
+            assert_eq!(v, "ok", "control: {op} works outside a sandbox");
+        }
+    }
+    assert_eq!(got.len(), 16, "{got:?}");
+    let unmapped = if support.user_namespaces.is_available() { "EINVAL" } else { "EPERM" };
+    each_mode(sandbox_modes!(support), |mode| {
+        let (host, grant) = (Dir::new("more-host"), Dir::new("more-grant"));
+        let key = host.create("key", SECRET);
+        let before = host_view(&key);
+        let got = probe(mode, &grant, &key);
+        let container = mode == Mode::Container;
+        for (op, v) in &got {
+            let expected = match op.as_str() {
+                "mknod-fifo" => "ok",
+                "open_by_handle_at" | "io_uring_setup" | "mknod-chr" | "chmod-setuid-via-procfd" => "EPERM",
+                "fchown-other" => unmapped,
+                "link-setuid-via-procfd" => "EXDEV",
+                // Container mode: the host file is not there at all.
+                _ if container => "ENOENT",
+                "copy_file_range-host" => "EACCES",
+                "link-host-into-grant" | "renameat2-exchange" | "rename-host-into-grant" => "EXDEV",
+                "setxattr-host-via-opath" => NOT_SUPPORTED,
+                _ => "EROFS",
+            };
+            assert_eq!(v, expected, "[{}] {op}", mode.as_str());
+        }
+        assert_eq!(got.len(), 16, "[{}] every probe ran: {got:?}", mode.as_str());
+        assert_eq!(host_view(&key), before, "[{}] the host file changed", mode.as_str());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), SECRET);
+        let mut names: Vec<String> =
+            std::fs::read_dir(grant.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["fifo", "mine"], "[{}] only the run's own files are in the grant", mode.as_str());
+        assert_eq!(
+            std::fs::read_to_string(grant.join("mine")).unwrap(),
+            "x",
+            "[{}] nothing was copied in",
+            mode.as_str()
+        );
+    });
+}

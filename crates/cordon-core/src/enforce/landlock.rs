@@ -46,6 +46,17 @@ pub enum LandlockError {
         #[source]
         source: landlock::RulesetError,
     },
+    /// A rule inside a pinned tree (a plugin folder) no longer opens without
+    /// following a symbolic link: a link was made on its path after the
+    /// policy was resolved.
+    #[error("refusing the grant on {path}: a symbolic link was made on its path after the check")]
+    LinkAppeared {
+        /// The path of the rule, as resolved when the policy was made.
+        path: PathBuf,
+        /// The cause (`ELOOP`).
+        #[source]
+        source: io::Error,
+    },
     /// A directory on the way to a denied path could not be listed.
     #[error("failed to list {path} to carve out a denied path")]
     ListDir {
@@ -144,8 +155,20 @@ pub fn build_ruleset(plan: &LandlockPlan, terminals: &[BorrowedFd<'_>]) -> Resul
     let mut created = ruleset.create().map_err(err)?;
     for (path, access) in expand_denies(&plan.rules, &plan.deny)? {
         // O_PATH, as the kernel wants for a rule; its fstat says file or
-        // directory without a second lookup by path.
-        let Ok(fd) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&path) else {
+        // directory without a second lookup by path. Inside a pinned tree
+        // no link is followed: its rules were resolved when the policy was
+        // made, so a link there now was made since, to redirect the grant.
+        let opened = if plan.pinned.iter().any(|p| path.starts_with(p)) {
+            match crate::sys::open_path_without_links(&path) {
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(LandlockError::LinkAppeared { path, source: e });
+                }
+                other => other.map(std::fs::File::from),
+            }
+        } else {
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&path)
+        };
+        let Ok(fd) = opened else {
             continue; // vanished or unreadable: grant nothing
         };
         let is_dir = fd.metadata().is_ok_and(|m| m.is_dir());
@@ -203,6 +226,11 @@ fn carve(
     let entries = std::fs::read_dir(dir).map_err(|source| LandlockError::ListDir { path: dir.to_owned(), source })?;
     for entry in entries {
         let entry = entry.map_err(|source| LandlockError::ListDir { path: dir.to_owned(), source })?;
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            // A link is not part of the tree it sits in: a rule on it would
+            // grant wherever it points.
+            continue;
+        }
         let child = entry.path();
         let below: Vec<&PathBuf> = denies.iter().copied().filter(|d| d.starts_with(&child)).collect();
         if below.is_empty() {

@@ -150,6 +150,9 @@ impl SpawnError {
             SpawnError::Child { stage: "terminal", .. } => Some("run with --tty (a pty of the run's own), or redirect the command's stdin, stdout and stderr away from the terminal".into()),
             SpawnError::Child { stage: "mount", .. } => Some("run `cordon doctor`; the host may forbid mounts in user namespaces (e.g. a masked /proc)".into()),
             SpawnError::Cgroup(_) => Some("run `cordon doctor` to see which cgroup controllers are usable".into()),
+            SpawnError::Landlock(landlock::LandlockError::LinkAppeared { .. }) => Some(
+                "the plugin folder changed after its paths were resolved; see where the link points, remove it, and run `cordon check` again".into(),
+            ),
             _ => None,
         }
     }

@@ -17,6 +17,12 @@
 //!
 //! Sources are `/oldroot` plus the host path with symlinks resolved, because
 //! an absolute link would otherwise resolve against the staging root.
+//! Having been resolved, a grant's source and mount point are opened in the
+//! child without following any link (`RESOLVE_NO_SYMLINKS`, then
+//! `open_tree` + `move_mount` on the descriptors), in both modes: a link
+//! made on the path after it was resolved fails the run rather than bind
+//! another tree. Paths inside a pinned tree (a plugin folder, resolved when
+//! its policy was made) are not resolved again.
 //!
 //! Process mode keeps the host's mounts in view ([`host_view_ops`]), because
 //! Landlock alone cannot stop `chmod`, `chown`, `utimes` or `setxattr`
@@ -86,6 +92,14 @@ impl Ops {
             data: cs(""),
         });
     }
+    /// A recursive bind of a path cordon resolved (no links left on it),
+    /// made without following links at either end: a link made on the path
+    /// since it was resolved fails the run instead of redirecting the bind.
+    fn bind_resolved(&mut self, src: impl AsRef<Path>, target: impl AsRef<Path>) {
+        let slot = self.0.iter().filter(|op| matches!(op, MountOp::CloneTree { .. })).count();
+        self.0.push(MountOp::CloneTree { path: c(src), slot });
+        self.0.push(MountOp::AttachTree { slot, target: c(target), attr: 0 });
+    }
     fn setattr(&mut self, path: impl AsRef<Path>, attr: u64, recursive: bool) {
         self.0.push(MountOp::SetAttr { path: c(path), attr, recursive });
     }
@@ -135,8 +149,17 @@ enum Entry {
     Link { inside: PathBuf, target: PathBuf },
 }
 
-fn resolve(path: &Path, access: FsAccess, system: bool) -> Option<Entry> {
+/// `path` as it will be bound. A path inside a `pinned` tree was resolved
+/// when the policy was made and is taken as it is (a link on it now means it
+/// changed since: it is not bound, and Landlock refuses the run).
+fn resolve(path: &Path, access: FsAccess, system: bool, pinned: &[PathBuf]) -> Option<Entry> {
     let meta = std::fs::symlink_metadata(path).ok()?;
+    if pinned.iter().any(|p| path.starts_with(p)) {
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+        return Some(Entry::Bind { inside: path.to_owned(), source: path.to_owned(), is_dir: meta.is_dir(), access });
+    }
     if system {
         // System entries are recreated as links when they are links, and
         // bound where they are otherwise: their parents (`/`, `/etc`, ...)
@@ -192,12 +215,21 @@ struct Resolved {
     access: FsAccess,
 }
 
-/// Resolves `binds` (symlinks included) and drops those that do not exist
-/// or repeat an earlier resolved path with the same access.
-fn resolve_all(binds: &[crate::plan::Bind]) -> Vec<Resolved> {
+/// Resolves `binds` (symlinks included; those inside `pinned` trees were
+/// resolved already and are taken as they are) and drops those that do not
+/// exist or repeat an earlier resolved path with the same access.
+fn resolve_all(binds: &[crate::plan::Bind], pinned: &[PathBuf]) -> Vec<Resolved> {
     let mut out: Vec<Resolved> = vec![];
     for b in binds {
-        let Ok(path) = std::fs::canonicalize(&b.path) else { continue };
+        let path = if pinned.iter().any(|p| b.path.starts_with(p)) {
+            match std::fs::symlink_metadata(&b.path) {
+                Ok(m) if !m.file_type().is_symlink() => b.path.clone(),
+                _ => continue,
+            }
+        } else {
+            let Ok(path) = std::fs::canonicalize(&b.path) else { continue };
+            path
+        };
         if out.iter().any(|r| r.path == path && r.access == b.access) {
             continue;
         }
@@ -225,7 +257,7 @@ pub fn host_view_ops(view: &RootPlan, cwd: &Path) -> Vec<MountOp> {
     // the mount below).
     let root_writable = view.binds.iter().any(|b| b.access == FsAccess::Write && b.path == Path::new("/"));
     // The host's mounts already show read grants outside /tmp, read-only.
-    let binds: Vec<Resolved> = resolve_all(&view.binds)
+    let binds: Vec<Resolved> = resolve_all(&view.binds, &view.pinned)
         .into_iter()
         .filter(|r| r.access != FsAccess::Read || r.path.starts_with("/tmp"))
         .filter(|r| r.path != Path::new("/"))
@@ -318,7 +350,7 @@ fn bind_on_top(ops: &mut Ops, entries: &[Entry], exec: ExecMounts) {
             if let Entry::Bind { inside, source, access, .. } = e {
                 if *access == wanted {
                     let target = under("/newroot", inside);
-                    ops.bind(under("/oldroot", source), &target);
+                    ops.bind_resolved(under("/oldroot", source), &target);
                     ops.setattr(&target, bind_attrs(*access, exec), true);
                 }
             }
@@ -346,7 +378,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     let mut resolved: Vec<Entry> = vec![];
     for b in &root.binds {
         let is_system = b.access == FsAccess::Read && system.contains(&b.path.to_str().unwrap_or(""));
-        let Some(e) = resolve(&b.path, b.access, is_system) else { continue };
+        let Some(e) = resolve(&b.path, b.access, is_system, &root.pinned) else { continue };
         let repeated = |o: &Entry| match (o, &e) {
             (Entry::Bind { inside: a, access: x, .. }, Entry::Bind { inside: b, access: y, .. }) => a == b && x == y,
             _ => false,
@@ -378,7 +410,12 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     };
     for e in &entries {
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
-            ops.bind(under("/oldroot", source), under("/newroot", inside));
+            if system.iter().any(|s| Path::new(s) == inside) {
+                // Taken as it is (see `resolve`): its parents are the host's own.
+                ops.bind(under("/oldroot", source), under("/newroot", inside));
+            } else {
+                ops.bind_resolved(under("/oldroot", source), under("/newroot", inside));
+            }
         }
     }
     deny_in(&mut ops, &entries, FsAccess::Read);
@@ -438,7 +475,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     for e in &in_tmp {
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
             let target = under("/newroot", inside);
-            ops.bind(under("/oldroot", source), &target);
+            ops.bind_resolved(under("/oldroot", source), &target);
             ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
         }
     }

@@ -82,6 +82,14 @@ pub struct FsPolicy {
     pub deny: Vec<PathRule>,
     /// The read-only system set.
     pub system: SystemSet,
+    /// Trees whose rules were resolved, symbolic links included, when the
+    /// policy was made (a plugin folder). Enforcement opens the rules inside
+    /// them without following any link, so a link made there after the
+    /// check cannot redirect a grant: it refuses the run instead. Rules
+    /// elsewhere follow links when enforced, as documented on [`PathRule`].
+    /// Default: none. Not part of the policy's digest (the paths are).
+    #[serde(skip)]
+    pub pinned: Vec<PathBuf>,
 }
 
 /// Directories and files that ordinary programs need to start: loader and

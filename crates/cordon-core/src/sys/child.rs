@@ -306,15 +306,17 @@ pub enum MountOp {
     /// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of
     /// the mounts at `path`, kept in [`ChildSpec::tree_slots`]`[slot]` until
     /// an [`MountOp::AttachTree`] mounts it (after a mount hid `path`).
+    /// `path` is resolved already and opened without following links
+    /// (`ELOOP` fails the run).
     CloneTree {
         /// What to copy.
         path: CString,
         /// Where the descriptor is kept.
         slot: usize,
     },
-    /// Sets `attr` on every mount of the tree in `slot`
+    /// Sets `attr` (unless 0) on every mount of the tree in `slot`
     /// (`mount_setattr(AT_EMPTY_PATH | AT_RECURSIVE)`), then `move_mount`s
-    /// it onto `target`.
+    /// it onto `target`, opened without following links.
     AttachTree {
         /// The slot a [`MountOp::CloneTree`] filled.
         slot: usize,
@@ -912,9 +914,17 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
         }
         MountOp::CloneTree { path, slot } => {
             const OPEN_TREE_CLONE: libc::c_uint = 1;
-            let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-            // SAFETY: `path` is a valid C string; the flags are plain integers.
-            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+            let flags = OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | libc::AT_RECURSIVE as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint;
+            let src = super::open_without_links(path);
+            check!(spec, st, i, src);
+            // SAFETY: `src` is the descriptor just opened; the path is empty
+            // (AT_EMPTY_PATH); the flags are plain integers.
+            let fd = unsafe { libc::syscall(libc::SYS_open_tree, src, c"".as_ptr(), flags) };
+            // SAFETY: our own descriptor, no longer needed.
+            unsafe { libc::close(src) };
             check!(spec, st, i, fd);
             if let Some(s) = spec.tree_slots.get(*slot) {
                 s.store(libc::c_int::try_from(fd).unwrap_or(-1), std::sync::atomic::Ordering::Relaxed);
@@ -922,21 +932,28 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
         }
         MountOp::AttachTree { slot, target, attr } => {
             const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+            const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
             let fd = spec.tree_slots.get(*slot).map_or(-1, |s| s.load(std::sync::atomic::Ordering::Relaxed));
-            let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
-            check!(spec, st, i, mount_setattr(fd, c"", flags, *attr));
-            // SAFETY: `fd` is the detached tree open_tree returned; both
-            // paths are valid C strings.
+            if *attr != 0 {
+                let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
+                check!(spec, st, i, mount_setattr(fd, c"", flags, *attr));
+            }
+            let to = super::open_without_links(target);
+            check!(spec, st, i, to);
+            // SAFETY: `fd` is the detached tree open_tree returned, `to` the
+            // mount point just opened; both paths are empty.
             let rc = unsafe {
                 libc::syscall(
                     libc::SYS_move_mount,
                     fd,
                     c"".as_ptr(),
-                    libc::AT_FDCWD,
-                    target.as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH,
+                    to,
+                    c"".as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
                 )
             };
+            // SAFETY: our own descriptor, no longer needed.
+            unsafe { libc::close(to) };
             check!(spec, st, i, rc);
             // SAFETY: the tree is attached; its descriptor is ours to close.
             unsafe { libc::close(fd) };

@@ -133,6 +133,48 @@ pub fn can_write(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(path, O_PATH | O_CLOEXEC, RESOLVE_NO_SYMLINKS)`: a descriptor,
+/// or -1 with errno set (`ELOOP` when a component of `path` is a symbolic
+/// link). Async-signal-safe: the child uses it between clone and exec.
+fn open_without_links(path: &std::ffi::CStr) -> libc::c_int {
+    let how = OpenHow { flags: (libc::O_PATH | libc::O_CLOEXEC) as u64, mode: 0, resolve: libc::RESOLVE_NO_SYMLINKS };
+    // SAFETY: `path` is a valid C string and `how` a live open_how of the
+    // size passed; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    libc::c_int::try_from(fd).unwrap_or(-1)
+}
+
+/// A descriptor (`O_PATH`) for `path` only if no component of it is a
+/// symbolic link (`ELOOP` otherwise). For paths whose links were resolved
+/// earlier, so that a link made since cannot redirect the open.
+pub fn open_path_without_links(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fd = open_without_links(&c);
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 succeeded, so `fd` is open and ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A pipe with both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];

@@ -385,7 +385,7 @@ fn load_reads_the_folder_manifest() {
 fn policy_resolves_paths_against_the_plugin_folder() {
     let m = parse(GOOD).unwrap();
     let plugin = Path::new("/srv/plugins/weather");
-    let p = m.policy(plugin, Some(Path::new("/var/lib/cordon/data/weather")));
+    let p = m.policy(plugin, Some(Path::new("/var/lib/cordon/data/weather"))).unwrap();
     let paths = |rules: &[PathRule]| rules.iter().map(|r| r.path.display().to_string()).collect::<Vec<_>>();
     assert_eq!(paths(&p.fs.read), ["/srv/plugins/weather", "/srv/plugins/weather/data", "/srv/shared"]);
     assert_eq!(paths(&p.fs.write), ["/var/lib/cordon/data/weather", "/srv/plugins/weather/out"]);
@@ -405,7 +405,7 @@ fn policy_resolves_paths_against_the_plugin_folder() {
 #[test]
 fn without_the_platform_preset_there_is_no_data_folder() {
     let m = parse(HEAD).unwrap();
-    let p = m.policy(Path::new("/p"), Some(Path::new("/data")));
+    let p = m.policy(Path::new("/p"), Some(Path::new("/data"))).unwrap();
     assert_eq!(p.fs.read, [PathRule { path: "/p".into() }]);
     assert!(p.fs.write.is_empty());
     assert!(p.env.set.is_empty());
@@ -417,7 +417,7 @@ fn without_the_platform_preset_there_is_no_data_folder() {
 #[test]
 fn platform_preset_without_a_data_folder_grants_no_write() {
     let m = parse(&HEAD.replace("version = \"1.0.0\"\n", "version = \"1.0.0\"\nextends = [\"platform\"]\n")).unwrap();
-    assert!(m.policy(Path::new("/p"), None).fs.write.is_empty());
+    assert!(m.policy(Path::new("/p"), None).unwrap().fs.write.is_empty());
 }
 
 #[test]
