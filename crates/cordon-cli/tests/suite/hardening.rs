@@ -296,6 +296,14 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A setuid program of the base system.
+fn setuid_program() -> &'static str {
+    ["/usr/bin/gpasswd", "/usr/bin/chfn", "/usr/bin/newgrp"]
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o4000 != 0))
+        .expect("a setuid program of the base system")
+}
+
 /// Finding 2, the other ways in: a hard link of a host setuid program into
 /// a write grant (the kernel refuses links across mounts), and the calls a
 /// filter cannot inspect: `openat2` (its mode is in a struct: `ENOSYS`, so
@@ -304,10 +312,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn setuid_links_and_uninspectable_calls_are_refused() {
     let support = kernel_support();
     let python = tool("/usr/bin/python3");
-    let setuid = ["/usr/bin/gpasswd", "/usr/bin/chfn", "/usr/bin/newgrp"]
-        .into_iter()
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o4000 != 0))
-        .expect("a setuid program of the base system");
+    let setuid = setuid_program();
     let probe = |mode: Mode, args: &[&str]| {
         let out = run_in(mode).args(["--", python, "-c", super::SYSCALL_PROBE]).args(args).run();
         out.assert_success();
@@ -747,6 +752,8 @@ fn plugin_paths_that_lead_out_of_the_plugin_folder_are_refused() {
         ("data", format!("[permissions]\nfs.read = [\"data/**\"]\n{show}, \"data/key\"]\n"), "data"),
         ("deep", format!("[permissions]\nfs.read = [\"a/b/key\"]\n{show}, \"a/b/key\"]\n"), "a/b"),
         ("write", format!("[permissions]\nfs.write = [\"out\"]\n{show}, \"out/key\"]\n"), "out"),
+        // A relative link that climbs out with `..`.
+        ("climb", format!("[permissions]\nfs.read = [\"up/**\"]\n{show}, \"up/key\"]\n"), "up"),
         (
             "exec",
             format!("[permissions]\nexec = [\"bin/key\", \"/bin/sh\", \"/usr/bin/cat\"]\n{show}, \"bin/key\"]\n"),
@@ -757,13 +764,21 @@ fn plugin_paths_that_lead_out_of_the_plugin_folder_are_refused() {
     for (label, body, at) in &cases {
         let to_secret = plugin_with(&format!("links-{label}"), body, |d| {
             d.create_dir("a");
-            let target = if *label == "program" { key.clone() } else { secret.clone() };
+            let target = match *label {
+                "program" => key.clone(),
+                // Both folders are in /var/tmp: `../<host folder>/secret`.
+                "climb" => {
+                    Path::new("..").join(secret.strip_prefix(secret.parent().unwrap().parent().unwrap()).unwrap())
+                }
+                _ => secret.clone(),
+            };
             link(&target, &d.join(at));
         });
         let check = super::cordon().arg("check").arg(to_secret.path()).run();
         check.assert_code(125);
         // Where the entry leads: the folder, or the file inside it it names.
-        let leads = if ["data", "write"].contains(label) { secret.display() } else { key.display() }.to_string();
+        let leads =
+            if ["data", "write", "climb"].contains(label) { secret.display() } else { key.display() }.to_string();
         let words = format!("resolves to {leads}, outside the plugin folder {}", to_secret.path().display());
         assert!(check.stdout.contains(&words) || check.stderr.contains(&words), "[{label}] check\n{check}");
         each_mode(sandbox_modes!(support), |mode| {
@@ -1054,10 +1069,7 @@ for name, f in ops:
 fn more_ways_to_reach_host_metadata_or_plant_files_are_refused() {
     let support = kernel_support();
     let python = tool("/usr/bin/python3");
-    let setuid = ["/usr/bin/gpasswd", "/usr/bin/chfn", "/usr/bin/newgrp"]
-        .into_iter()
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o4000 != 0))
-        .expect("a setuid program of the base system");
+    let setuid = setuid_program();
     let probe = |mode: Mode, grant: &Dir, host: &Path| {
         let g = grant.path().to_str().unwrap();
         let mut cmd = run_in(mode);
