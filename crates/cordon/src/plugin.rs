@@ -698,8 +698,9 @@ fn ledger(
             description: h.description.clone(),
         })
         .collect();
-    // What the manifest asks for, before the host narrowed it.
-    let declared = manifest.builder(plugin_dir, data_dir).build();
+    // What the manifest asks for, before the host narrowed it. (Its paths
+    // resolved when the effective policy was made, so this cannot fail.)
+    let declared = manifest.builder(plugin_dir, data_dir).map_or_else(|_| policy.clone(), PolicyBuilder::build);
     let kept = rules_with_env(policy);
     let narrowed_by_host = rules_with_env(&declared).into_iter().filter(|r| !kept.contains(r)).collect();
     PluginCheck {
