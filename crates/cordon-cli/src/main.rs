@@ -10,7 +10,8 @@
 //! hash chain is broken. `cordon doctor` exits 0. `cordon` alone prints its
 //! usage and exits 2. `cordon plugin`, `key`
 //! and `trust` exit 0 when done, 1 when refused (verification, consent,
-//! hostile package, disabled plugin) and 2 on a usage error.
+//! hostile package, disabled plugin) and 2 on a usage error; `completions`
+//! and `man` exit 0, or 2 on a usage error.
 
 #![deny(unsafe_code)]
 // The program starts at the C `main` below, not at Rust's `fn main`: see it.
@@ -22,7 +23,7 @@ mod render;
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "cordon", version, about = "Run a command under a kernel-enforced policy", long_about = None)]
@@ -49,10 +50,15 @@ enum Command {
     Key(cmd::key::KeyArgs),
     /// Manage the publisher keys this host trusts.
     Trust(cmd::trust::TrustArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print a man page, or write them all with --out.
+    Man(cmd::docs::ManArgs),
 }
 
-/// Subcommands with the registry's exit statuses: 2 for a usage error.
-const REGISTRY_COMMANDS: &[&str] = &["plugin", "key", "trust"];
+/// Subcommands that exit 2 on a usage error (the registry's, and those
+/// that only print); `run`, `exec` and `check` exit 125, as DESIGN.md says.
+const USAGE_EXIT_2_COMMANDS: &[&str] = &["plugin", "key", "trust", "completions", "man"];
 
 /// The program's entry point: the C `main`, so Rust's runtime set-up is
 /// skipped (it reads `/proc/self/maps` and maps a signal stack on every
@@ -85,7 +91,7 @@ fn run() -> std::ffi::c_int {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
                 // `cordon` alone, or a command group without its command: usage.
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 2,
-                _ if std::env::args().nth(1).is_some_and(|a| REGISTRY_COMMANDS.contains(&a.as_str())) => 2,
+                _ if std::env::args().nth(1).is_some_and(|a| USAGE_EXIT_2_COMMANDS.contains(&a.as_str())) => 2,
                 _ => 125,
             };
         }
@@ -100,6 +106,8 @@ fn run() -> std::ffi::c_int {
         Command::Plugin(args) => Ok(cmd::plugin::run(args)),
         Command::Key(args) => Ok(cmd::key::run(args)),
         Command::Trust(args) => Ok(cmd::trust::run(args)),
+        Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
+        Command::Man(args) => cmd::docs::man(args, Cli::command()),
     };
     cordon::trace::step("cli: done");
     match status {
