@@ -1015,7 +1015,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// 1-based line and column (in characters) of byte `offset`, and the line.
-fn locate(text: &str, offset: usize) -> (usize, usize, String) {
+/// Line (1-based), column (1-based, in characters) and the text of the line
+/// at byte `offset` of `text`: for errors that point into a TOML file.
+pub fn locate(text: &str, offset: usize) -> (usize, usize, String) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

@@ -53,5 +53,7 @@ pub use cordon_plugin::capabilities::{
 pub use ids::new_request_id;
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
-pub use runner::{resolve_program, run, Capture, Input, ResolveError, ResultChannel, RunRequest, RESULT_FD};
+pub use runner::{
+    resolve_program, run, Cancel, Capture, Input, ResolveError, ResultChannel, RunRequest, Signals, RESULT_FD,
+};
 pub use tty::{Tty, RELAY_BUFFER};

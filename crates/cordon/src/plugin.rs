@@ -59,7 +59,8 @@ pub use cordon_plugin::artifacts::{Artifact, CollectLimits, Skipped, Template, D
 pub use cordon_plugin::builder::PolicyBuilder;
 pub use cordon_plugin::capabilities::{check_capabilities, CapabilityCheck};
 pub use cordon_plugin::manifest::{
-    Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, Preset, DATA_DIR_ENV, MANIFEST_FILE,
+    locate, Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, Preset, DATA_DIR_ENV,
+    MANIFEST_FILE,
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
@@ -145,6 +146,10 @@ pub struct HandlerRequest {
     pub traceparent: Option<String>,
     /// On whose behalf (audit only).
     pub tenant: Option<String>,
+    /// Ends the run early when cancelled (result `CANCELLED`).
+    pub cancel: Option<crate::runner::Cancel>,
+    /// What cordon's own termination signals do to the run.
+    pub signals: crate::runner::Signals,
     /// The data folder for the `platform` preset; `None`:
     /// [`default_data_dir`]. Created if missing.
     pub data_dir: Option<PathBuf>,
@@ -183,6 +188,8 @@ impl HandlerRequest {
             request_id: None,
             traceparent: None,
             tenant: None,
+            cancel: None,
+            signals: crate::runner::Signals::Forward,
             data_dir: None,
             store: ArtifactStore::default(),
             capabilities: vec![],
@@ -1077,6 +1084,8 @@ fn get_ready(
         protect: req.audit.as_ref().map(AuditTrail::protected).unwrap_or_default(),
         own_folders: std::iter::once(plugin_dir.clone()).chain(data_dir).collect(),
         tty: crate::Tty::Off,
+        cancel: req.cancel.clone(),
+        signals: req.signals,
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

@@ -58,6 +58,47 @@ pub struct ResultChannel {
 /// The fd number the result channel has inside the sandbox.
 pub const RESULT_FD: i32 = 3;
 
+/// Ends a run early from another thread: [`Cancel::cancel`] makes the
+/// supervisor kill the whole sandbox (as at the timeout, without the
+/// grace period), and the result is `CANCELLED`. A run cancelled before it
+/// started never starts. Clones share one handle; cancelling twice is the
+/// same as once.
+#[derive(Clone, Debug)]
+pub struct Cancel(std::sync::Arc<CancelInner>);
+
+#[derive(Debug)]
+struct CancelInner {
+    cancelled: std::sync::atomic::AtomicBool,
+    /// Readable once cancelled: the supervisor polls it beside the pidfd.
+    read: OwnedFd,
+    write: std::fs::File,
+}
+
+impl Cancel {
+    /// A handle not cancelled yet. Fails only when no pipe can be created.
+    pub fn new() -> io::Result<Cancel> {
+        let (read, write) = sys::pipe()?;
+        let write = std::fs::File::from(write);
+        Ok(Cancel(std::sync::Arc::new(CancelInner { cancelled: false.into(), read, write })))
+    }
+
+    /// Cancels the run; returns whether this call was the first.
+    pub fn cancel(&self) -> bool {
+        use std::io::Write;
+        let first = !self.0.cancelled.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first {
+            // One byte wakes the supervisor's poll; the pipe never fills.
+            let _ = (&self.0.write).write(&[1]);
+        }
+        first
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Everything one run needs.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
@@ -93,6 +134,23 @@ pub struct RunRequest {
     pub own_folders: Vec<PathBuf>,
     /// A terminal of the command's own, relayed to cordon's (`--tty`).
     pub tty: Tty,
+    /// Ends the run early when cancelled; `None`: only the limits end it.
+    pub cancel: Option<Cancel>,
+    /// What cordon's own SIGINT/SIGTERM/SIGHUP do to the run.
+    pub signals: Signals,
+}
+
+/// What the calling process's termination signals do to a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Signals {
+    /// SIGINT, SIGTERM and SIGHUP are blocked on the supervising thread and
+    /// forwarded to the run (`cordon run`, `cordon exec`).
+    #[default]
+    Forward,
+    /// Left alone: the host process handles them itself (the gateway drains
+    /// its runs on SIGTERM instead of passing it on). The supervising
+    /// thread's signal mask is not changed.
+    Leave,
 }
 
 impl RunRequest {
@@ -114,6 +172,8 @@ impl RunRequest {
             protect: vec![],
             own_folders: vec![],
             tty: Tty::Off,
+            cancel: None,
+            signals: Signals::Forward,
         }
     }
 }
@@ -417,9 +477,15 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the command's pipes: {e}")),
     };
+    if req.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+        return started.fail(mode, ErrorCode::Cancelled, "cancelled before it started".into());
+    }
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
-    let signals = sys::block_supervised_signals().ok();
+    let signals = match req.signals {
+        Signals::Forward => sys::block_supervised_signals().ok(),
+        Signals::Leave => None,
+    };
     let mut running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
         Ok(r) => r,
         Err(e) => {
@@ -588,6 +654,7 @@ enum Ending {
     Timeout,
     Cpu,
     Output,
+    Cancelled,
 }
 
 /// The run's pty relay and the caller's terminal in raw mode, when the
@@ -687,6 +754,9 @@ fn supervise(
             } else if cap.exceeded {
                 ending = Ending::Output;
                 kill_at = Some(now);
+            } else if req.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                ending = Ending::Cancelled;
+                kill_at = Some(now);
             }
         }
         if kill_at.is_some_and(|k| now >= k) {
@@ -719,8 +789,14 @@ fn supervise(
             fds.push(p);
             fds.len() - 1
         });
-        if let Some(s) = &signals {
+        let signal_slot = signals.as_ref().map(|s| {
             fds.push((s.as_fd(), libc::POLLIN));
+            fds.len() - 1
+        });
+        // Only wakes the loop, which checks the flag; polled only until it
+        // fires, since it stays readable.
+        if let Some(c) = req.cancel.as_ref().filter(|_| ending == Ending::Running) {
+            fds.push((c.0.read.as_fd(), libc::POLLIN));
         }
         let Ok(rev) = sys::poll(&fds, timeout) else { continue };
         drop(fds);
@@ -747,8 +823,8 @@ fn supervise(
                 }
             }
         }
-        if let Some(s) = &signals {
-            if rev.last().is_some_and(|r| *r != 0) {
+        if let (Some(s), Some(k)) = (&signals, signal_slot) {
+            if rev[k] != 0 {
                 while let Some(sig) = sys::read_signalfd(s.as_fd()) {
                     term.on_signal(&running, sig);
                 }
@@ -899,6 +975,7 @@ fn finish_result(
         Ending::Timeout => {
             Some((ErrorCode::Timeout, format!("timed out after {} ms (timeout_ms)", limits.timeout_ms.unwrap_or(0))))
         }
+        Ending::Cancelled => Some((ErrorCode::Cancelled, "cancelled by the caller; the sandbox was killed".to_owned())),
         Ending::Output => Some((
             ErrorCode::OutputLimit,
             format!("output exceeded {} bytes (output_bytes); the run was stopped", limits.output_bytes),
