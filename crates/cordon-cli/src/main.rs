@@ -54,6 +54,8 @@ enum Command {
     Completions(cmd::docs::CompletionsArgs),
     /// Print a man page, or write them all with --out.
     Man(cmd::docs::ManArgs),
+    /// Serve the HTTP API: authenticated, multi-tenant plugin executions.
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// Subcommands that exit 2 on a usage error (the registry's, and those
@@ -108,6 +110,7 @@ fn run() -> std::ffi::c_int {
         Command::Trust(args) => Ok(cmd::trust::run(args)),
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
         Command::Man(args) => cmd::docs::man(args, Cli::command()),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     cordon::trace::step("cli: done");
     match status {

@@ -7,7 +7,9 @@
 //! with [`ExecutionResult::audit_ending`].
 
 pub use cordon_audit::*;
-pub use cordon_plugin::traceparent::{TraceParent, TraceParentError, ENV as TRACEPARENT_ENV, HEADER as TRACEPARENT_HEADER};
+pub use cordon_plugin::traceparent::{
+    TraceParent, TraceParentError, ENV as TRACEPARENT_ENV, HEADER as TRACEPARENT_HEADER,
+};
 
 use cordon_core::trace;
 

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod key;
 pub mod plugin;
 pub mod run;
+pub mod serve;
 pub mod trust;
 
 use std::path::Path;

@@ -31,6 +31,7 @@ mod real_programs;
 mod registry;
 mod schemas;
 mod seccomp;
+mod serve;
 mod state;
 mod terminal;
 mod unprivileged;

@@ -1,0 +1,90 @@
+//! `cordon serve`: the gateway (crate `cordon-gateway`) on a socket.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cordon_gateway::{AppState, Config, Secrets, Strictness};
+
+use crate::render;
+
+/// The default listen address: loopback only.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Secrets come from CORDON_JWT_SECRET and CORDON_INTERNAL_SECRET (or CORDON_JWT_SECRET_FILE and \
+CORDON_INTERNAL_SECRET_FILE): at least 32 bytes each, different from each other and from every value shown in \
+cordon's documentation. The service refuses to start otherwise, unless --insecure-dev.\n\n\
+SIGTERM or SIGINT: stop accepting, let in-flight executions finish (server.shutdown_timeout_ms, then cancel them), \
+record every one, exit 0. Exit status 125 when the service cannot start."
+)]
+pub struct ServeArgs {
+    /// The configuration (TOML: [server], [tenants.NAME] with clients, tokens and quotas).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to listen on (port 0 picks a free port, printed on start).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// For a developer's machine: start with missing or weak secrets (with a warning on every start and in /readyz); loopback only.
+    #[arg(long)]
+    insecure_dev: bool,
+}
+
+pub fn run(a: ServeArgs) -> Result<i32> {
+    let listen: SocketAddr = a
+        .listen
+        .parse()
+        .with_context(|| format!("invalid --listen {}: expected IP:PORT, e.g. {DEFAULT_LISTEN}", a.listen))?;
+    let strictness = if a.insecure_dev { Strictness::InsecureDev } else { Strictness::Refuse };
+    if a.insecure_dev && !listen.ip().is_loopback() {
+        bail!(
+            "--insecure-dev listens on loopback only, not {listen}\n  hint: use --listen 127.0.0.1:PORT, or drop --insecure-dev and set real secrets"
+        );
+    }
+    let config = match &a.config {
+        Some(path) => Config::load(path).map_err(|e| {
+            let hint = e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+            anyhow::anyhow!("{e}{hint}")
+        })?,
+        None => Config::empty(),
+    };
+    let secrets = Secrets::load(&|k| std::env::var(k).ok(), strictness)
+        .map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))
+        .context("cordon serve refuses to start")?;
+    let mut insecure = vec![];
+    if a.insecure_dev {
+        insecure.push("started with --insecure-dev: for a developer's machine only".to_owned());
+        insecure.extend(secrets.warnings.iter().cloned());
+        for w in &insecure {
+            render::message("warning", &format!("insecure-dev: {w}"));
+        }
+    }
+    if config.tenants.is_empty() {
+        render::message(
+            "notice",
+            "no tenants are configured: only /internal/dispatch can run executions (pass --config FILE)",
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cordon-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let state = AppState::start(config, &secrets, insecure).map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            anyhow::anyhow!("{e}{cause}")
+        })?;
+        cordon_gateway::serve(state, listen, |addr| {
+            render::message("serve", &format!("listening on http://{addr}"));
+        })
+        .await
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            anyhow::anyhow!("{e}{cause}")
+        })
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,343 @@
+//! `cordon serve` driven as a running service: spawned on a free loopback
+//! port, talked to over real sockets, signalled by pid.
+//!
+//! [`Service`] owns one service (its folder, config, secrets, plugins and
+//! audit log) and SIGKILLs it when dropped. [`http`] is a minimal HTTP/1.1
+//! client (one request per connection), so the tests see exactly what goes
+//! over the wire.
+
+mod auth;
+mod executions;
+mod lifecycle;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cordon_testkit::{poll_until, Dir};
+use sha2::{Digest, Sha256};
+
+use super::cordon_bin;
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnopqrstuvwx";
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdefghijklmnopqrs";
+/// Client `ci` of tenant `acme`, `ops` of tenant `beta`.
+pub const CLIENT_SECRET: &str = "client-secret-of-acme-ci-0123456789";
+pub const BETA_SECRET: &str = "client-secret-of-beta-ops-0123456789";
+/// The static service token `deploy` of tenant `acme`.
+pub const SERVICE_TOKEN: &str = "service-token-acme-deploy-0123456789";
+/// The plugin every service has.
+pub const PLUGIN: &str = "@test/gw";
+
+pub fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// `error.code` and `error.message` of an error body.
+    #[track_caller]
+    pub fn error(&self) -> (String, String) {
+        let v = self.json();
+        let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error.code: {self:?}")).to_owned();
+        let message = v["error"]["message"].as_str().unwrap_or_else(|| panic!("no error.message: {self:?}")).to_owned();
+        (code, message)
+    }
+}
+
+/// One request on its own connection; `headers` are added to `Host` and
+/// `Connection: close`.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(120))).expect("read timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send head");
+    // The server may answer (413) before reading all of a large body.
+    let _ = s.write_all(body);
+    read_response(&mut s)
+}
+
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut raw = vec![];
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no complete response: {text:?}"));
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    Resp { status, headers, body: body.to_owned() }
+}
+
+/// Settings a test changes.
+#[derive(Clone)]
+pub struct Options {
+    pub server: String,
+    pub acme: String,
+    pub jwt_secret: String,
+    pub internal_secret: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            server: String::new(),
+            acme: "max_concurrent = 8\nrate_per_sec = 1000\n".into(),
+            jwt_secret: JWT_SECRET.into(),
+            internal_secret: INTERNAL_SECRET.into(),
+            extra_args: vec![],
+        }
+    }
+}
+
+/// A running `cordon serve`.
+pub struct Service {
+    pub dir: Dir,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    opts: Options,
+}
+
+/// The test plugin's handlers. `empty` writes `{}`; `echo` its input;
+/// `sleep` sleeps for the marker given as `{"s": "31.xxx"}` then writes `{}`;
+/// `nap` sleeps 1 s then writes `{}`.
+fn write_plugin(dir: &Dir) {
+    dir.create(
+        "plugins/gw/cordon.toml",
+        format!("id = \"{PLUGIN}\"\nversion = \"2.0.0\"\n[handlers.empty]\ncommand = [\"./empty.sh\"]\n[handlers.echo]\ncommand = [\"./echo.sh\"]\n[handlers.sleep]\ncommand = [\"./sleep.sh\"]\n[handlers.nap]\ncommand = [\"./nap.sh\"]\n[quotas]\ntimeout_ms = 60000\n"),
+    );
+    dir.create_executable("plugins/gw/empty.sh", "#!/bin/sh\nprintf '{}' >&3\n");
+    dir.create_executable("plugins/gw/echo.sh", "#!/bin/sh\ncat >&3\n");
+    dir.create_executable(
+        "plugins/gw/sleep.sh",
+        "#!/bin/sh\nread -r line\ns=$(printf %s \"$line\" | sed 's/.*\"s\": *\"\\([0-9.]*\\)\".*/\\1/')\nsleep \"$s\" || exit 3\nprintf '{}' >&3\n",
+    );
+    dir.create_executable("plugins/gw/nap.sh", "#!/bin/sh\nsleep 1\nprintf '{\"napped\": true}' >&3\n");
+    dir.create(
+        "plugins/off/cordon.toml",
+        "id = \"@test/off\"\nversion = \"1.0.0\"\n[handlers.empty]\ncommand = [\"./empty.sh\"]\n",
+    );
+    dir.create_executable("plugins/off/empty.sh", "#!/bin/sh\nprintf '{}' >&3\n");
+}
+
+impl Service {
+    pub fn start(label: &str) -> Service {
+        Service::start_with(label, Options::default())
+    }
+
+    pub fn start_with(label: &str, opts: Options) -> Service {
+        let dir = Dir::new(label);
+        write_plugin(&dir);
+        let mut s =
+            Service::spawn(dir, opts).unwrap_or_else(|(code, err)| panic!("service did not start ({code:?}):\n{err}"));
+        s.wait_ready();
+        s
+    }
+
+    fn config(dir: &Dir, opts: &Options) -> PathBuf {
+        let text = format!(
+            "[server]\nplugins = \"{plugins}\"\naudit_log = \"{log}\"\nrun_root = \"{root}\"\ndisabled = [\"@test/off\"]\n{server}\n\
+             [tenants.acme]\n{acme}\n[tenants.acme.clients.ci]\nsecret_sha256 = \"{ci}\"\n[tenants.acme.tokens.deploy]\nsha256 = \"{deploy}\"\n\
+             [tenants.beta]\nmax_concurrent = 8\nrate_per_sec = 1000\n[tenants.beta.clients.ops]\nsecret_sha256 = \"{ops}\"\n",
+            plugins = dir.join("plugins").display(),
+            log = dir.join("audit.jsonl").display(),
+            root = dir.path().display(),
+            server = opts.server,
+            acme = opts.acme,
+            ci = sha256_hex(CLIENT_SECRET),
+            deploy = sha256_hex(SERVICE_TOKEN),
+            ops = sha256_hex(BETA_SECRET),
+        );
+        dir.create("config.toml", text)
+    }
+
+    /// Starts the service; on failure, its exit code and stderr.
+    pub fn spawn(dir: Dir, opts: Options) -> Result<Service, (Option<i32>, String)> {
+        let config = Service::config(&dir, &opts);
+        let mut cmd = Command::new(cordon_bin());
+        cmd.args(["serve", "--config"]).arg(&config);
+        if !opts.extra_args.iter().any(|a| a.starts_with("--listen")) {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(&opts.extra_args);
+        cmd.env_remove("CORDON_JWT_SECRET_FILE").env_remove("CORDON_INTERNAL_SECRET_FILE");
+        cmd.env("CORDON_JWT_SECRET", &opts.jwt_secret).env("CORDON_INTERNAL_SECRET", &opts.internal_secret);
+        cmd.env("HOME", dir.path()).env_remove("XDG_DATA_HOME").env_remove("CORDON_AUDIT_LOG");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn cordon serve");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+                sink.lock().expect("log lock").push_str(&format!("{line}\n"));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => {
+                let addr = addr.parse().expect("listening address");
+                Ok(Service { dir, addr, child: Some(child), stderr: log, opts })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok().and_then(|s| s.code());
+                // The pipe is closed now: the reader has everything.
+                let _ = reader.join();
+                let text = log.lock().expect("log lock").clone();
+                Err((status, text))
+            }
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let addr = self.addr;
+        let ready = poll_until(Duration::from_secs(30), || http(addr, "GET", "/readyz", &[], b"").status == 200);
+        assert!(ready, "the service never became ready: {:?}", http(addr, "GET", "/readyz", &[], b""));
+    }
+
+    /// Starts the same service again (same folder, config, audit log).
+    pub fn restart(mut self) -> Service {
+        self.kill();
+        let opts = self.opts.clone();
+        let dir = std::mem::replace(&mut self.dir, Dir::new("serve-placeholder"));
+        let mut s = Service::spawn(dir, opts).unwrap_or_else(|(c, e)| panic!("restart failed ({c:?}): {e}"));
+        s.wait_ready();
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// SIGKILLs the service (if running) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the service to exit by itself; its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take().expect("running");
+        c.wait().expect("wait").code()
+    }
+
+    pub fn get(&self, path: &str, bearer: &str) -> Resp {
+        http(self.addr, "GET", path, &[("Authorization", &format!("Bearer {bearer}"))], b"")
+    }
+
+    pub fn delete(&self, path: &str, bearer: &str) -> Resp {
+        http(self.addr, "DELETE", path, &[("Authorization", &format!("Bearer {bearer}"))], b"")
+    }
+
+    pub fn post_json(&self, path: &str, bearer: &str, body: &serde_json::Value) -> Resp {
+        let auth = format!("Bearer {bearer}");
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    pub fn post_form(&self, path: &str, form: &str) -> Resp {
+        http(self.addr, "POST", path, &[("Content-Type", "application/x-www-form-urlencoded")], form.as_bytes())
+    }
+
+    /// A client-credentials token pair for `ci` of `acme`.
+    pub fn sign_in(&self) -> serde_json::Value {
+        self.sign_in_as("ci", CLIENT_SECRET)
+    }
+
+    pub fn sign_in_as(&self, client: &str, secret: &str) -> serde_json::Value {
+        let r = self.post_form(
+            "/v1/token",
+            &format!("grant_type=client_credentials&client_id={client}&client_secret={secret}"),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()
+    }
+
+    pub fn access_token(&self) -> String {
+        self.sign_in()["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Runs `handler` of the test plugin; the response.
+    pub fn execute(&self, bearer: &str, handler: &str, input: serde_json::Value, wait_ms: Option<u64>) -> Resp {
+        let mut body = serde_json::json!({"plugin": PLUGIN, "handler": handler, "input": input});
+        if let Some(w) = wait_ms {
+            body["wait_ms"] = w.into();
+        }
+        self.post_json("/v1/executions", bearer, &body)
+    }
+
+    /// The audit log's records.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit record"))
+            .collect()
+    }
+
+    /// The records of execution `id`.
+    pub fn records_of(&self, id: &str) -> Vec<serde_json::Value> {
+        self.audit_records().into_iter().filter(|r| r["request_id"] == id).collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,587 @@
+//! The execution seam: where accepted executions are queued, run, cancelled
+//! and looked up.
+//!
+//! [`Backend`] is what the routes call. Today it has one implementation,
+//! [`LocalBackend`]: a bounded in-memory queue served by a fixed set of
+//! worker threads, each running one execution at a time through the
+//! library ([`cordon::plugin::run_handler`]), each in a fresh sandbox. A
+//! NATS JetStream queue (`SCALE-OUT.md` §1) and the warm pool are further
+//! variants of [`Backend`] behind the same five operations: submit, status,
+//! wait, cancel, drain.
+//!
+//! # Guarantees (local backend)
+//!
+//! - **One audit record per accepted execution.** Accepting writes the
+//!   run's start marker next to the audit log, so a service that is
+//!   SIGKILLed while the execution is queued or running leaves it to be
+//!   recorded as `LOST` by the next start ([`cordon::audit::AuditTrail::open`]).
+//!   A run records its outcome (fdatasync) before its result is published;
+//!   an execution cancelled while queued is recorded `CANCELLED`.
+//! - **Sandboxes die with the service.** Sandboxes are cloned from the
+//!   worker threads, which live until the backend is drained: the
+//!   sandbox's `PR_SET_PDEATHSIG` fires when the cloning *thread* exits, so
+//!   a short-lived thread (a tokio blocking-pool thread is retired after
+//!   10 s idle) must never start one. When the service dies, its threads
+//!   die and every sandbox is killed.
+//! - **Bounded.** At most `queue` executions wait; more are refused
+//!   ([`SubmitError::QueueFull`], 503). A tenant has at most its
+//!   `max_concurrent` executions queued or running ([`SubmitError::TenantBusy`], 429).
+//!   At most `results_per_tenant` finished results are kept, each for
+//!   `result_ttl_s`; the oldest go first.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cordon::audit::{AuditRecord, AuditTrail, Pending, Subject, TraceParent};
+use cordon::plugin::{run_handler, HandlerRequest};
+use cordon::{Cancel, KernelSupport, Mode, Signals};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::catalog::Runnable;
+use crate::metrics::Metrics;
+
+/// One accepted execution.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The execution id (also the run's request id).
+    pub id: String,
+    /// On whose behalf.
+    pub tenant: String,
+    /// Who asked.
+    pub principal: String,
+    /// The access token's `jti`.
+    pub jti: String,
+    /// The caller's `traceparent`.
+    pub traceparent: Option<String>,
+    /// The HTTP request's id.
+    pub http_request_id: String,
+    /// The plugin, verified.
+    pub plugin: Runnable,
+    /// The handler.
+    pub handler: String,
+    /// The input JSON.
+    pub input: Vec<u8>,
+}
+
+/// Where an execution is.
+#[derive(Clone, Debug)]
+pub enum Status {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// In its sandbox.
+    Running,
+    /// Finished: the result as sent to the caller (ExecutionResult plus `id`).
+    Done(Arc<serde_json::Value>),
+}
+
+impl Status {
+    /// `queued`, `running` or `done`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done(_) => "done",
+        }
+    }
+}
+
+/// Why an execution was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue holds its maximum.
+    #[error("the execution queue is full ({0} waiting)")]
+    QueueFull(usize),
+    /// The tenant has `max_concurrent` executions queued or running.
+    #[error("tenant `{tenant}` has {active} executions queued or running, its max_concurrent")]
+    TenantBusy {
+        /// The tenant.
+        tenant: String,
+        /// How many.
+        active: u32,
+    },
+    /// The service is shutting down.
+    #[error("the service is shutting down")]
+    Draining,
+    /// The start could not be recorded, so the execution was not accepted.
+    #[error("cannot record the execution's start in the audit log: {0}")]
+    Audit(String),
+}
+
+/// Whether `/readyz` may say ready.
+#[derive(Clone, Debug, Serialize)]
+pub struct Readiness {
+    /// Every worker is started and idle or running, the kernel was probed,
+    /// and the service is not draining.
+    pub warm: bool,
+    /// Workers started.
+    pub workers: usize,
+    /// Workers running an execution now.
+    pub busy: usize,
+    /// Executions waiting.
+    pub queued: usize,
+    /// Why not warm, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The execution backend the routes use.
+pub enum Backend {
+    /// Worker threads in this process.
+    Local(LocalBackend),
+}
+
+impl Backend {
+    /// Accepts `job`, or says why not. `max_concurrent` is the tenant's.
+    pub fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+        match self {
+            Backend::Local(b) => b.submit(job, max_concurrent),
+        }
+    }
+
+    /// Where `id` of `tenant` is; `None` for an unknown id or another
+    /// tenant's (the caller answers 404 to both).
+    pub fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+        match self {
+            Backend::Local(b) => b.status(tenant, id),
+        }
+    }
+
+    /// Waits up to `timeout` for `id` to finish; returns where it is then.
+    pub async fn wait(&self, tenant: &str, id: &str, timeout: Duration) -> Option<Status> {
+        match self {
+            Backend::Local(b) => b.wait(tenant, id, timeout).await,
+        }
+    }
+
+    /// Cancels `id`: a queued execution never runs, a running one is
+    /// killed; both are recorded `CANCELLED`. Returns its status after the
+    /// request (a finished one is left as it is).
+    pub fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+        match self {
+            Backend::Local(b) => b.cancel(tenant, id),
+        }
+    }
+
+    /// Readiness for `/readyz`.
+    pub fn readiness(&self) -> Readiness {
+        match self {
+            Backend::Local(b) => b.readiness(),
+        }
+    }
+
+    /// Stops accepting, lets queued and running executions finish for up to
+    /// `grace`, then cancels what is left and waits for every record.
+    pub async fn drain(&self, grace: Duration) {
+        match self {
+            Backend::Local(b) => b.drain(grace).await,
+        }
+    }
+}
+
+/// Settings of the local backend.
+#[derive(Clone, Debug)]
+pub struct LocalSettings {
+    /// Worker threads (executions at once).
+    pub workers: u32,
+    /// Queue capacity.
+    pub queue: u32,
+    /// Forced mode, or container where possible.
+    pub mode: Option<Mode>,
+    /// Where runs create their folders.
+    pub run_root: PathBuf,
+    /// Results kept per tenant.
+    pub results_per_tenant: u32,
+    /// How long results are kept.
+    pub result_ttl: Duration,
+}
+
+enum Phase {
+    /// The job, the start marker written when it was accepted, and when.
+    Queued(Box<Job>, Pending, Instant),
+    Running(Cancel),
+    Done(Arc<serde_json::Value>),
+}
+
+struct Entry {
+    tenant: String,
+    phase: Phase,
+    watch: watch::Sender<u8>,
+    finished: Option<Instant>,
+}
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    /// Per tenant: queued or running.
+    active: HashMap<String, u32>,
+    /// Per tenant: finished ids, oldest first.
+    finished: HashMap<String, VecDeque<String>>,
+}
+
+struct Shared {
+    table: Mutex<Table>,
+    settings: LocalSettings,
+    trail: AuditTrail,
+    support: KernelSupport,
+    metrics: Metrics,
+    started_workers: AtomicUsize,
+    busy: AtomicU32,
+    queued: AtomicUsize,
+    /// The environment handed to runs as `host_env`.
+    env: Vec<(String, String)>,
+}
+
+/// Worker threads in this process; see the module docs.
+pub struct LocalBackend {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<SyncSender<String>>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The only variables of the service's environment a run may see (through
+/// a manifest's `env.allow`): never the service's secrets.
+const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
+
+impl LocalBackend {
+    /// Starts the workers.
+    pub fn start(settings: LocalSettings, trail: AuditTrail, support: KernelSupport, metrics: Metrics) -> LocalBackend {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(settings.queue as usize);
+        let env = std::env::vars().filter(|(k, _)| PASSED_ENV.contains(&k.as_str())).collect();
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table::default()),
+            trail,
+            support,
+            metrics,
+            started_workers: AtomicUsize::new(0),
+            busy: AtomicU32::new(0),
+            queued: AtomicUsize::new(0),
+            env,
+            settings,
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..shared.settings.workers)
+            .map(|i| {
+                let shared = shared.clone();
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("cordon-worker-{i}"))
+                    .spawn(move || worker(&shared, &rx))
+                    .expect("a worker thread can be spawned")
+            })
+            .collect();
+        LocalBackend { shared, sender: Mutex::new(Some(tx)), workers: Mutex::new(workers) }
+    }
+
+    fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+        let sender = self.sender.lock().expect("sender lock").clone().ok_or(SubmitError::Draining)?;
+        let s = &self.shared;
+        let mut table = s.table.lock().expect("execution table lock");
+        expire(&mut table, s.settings.result_ttl);
+        let active = table.active.get(&job.tenant).copied().unwrap_or(0);
+        if active >= max_concurrent {
+            return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
+        }
+        // The marker first: an execution is accepted only once a crash
+        // would leave it to be recorded as lost.
+        let subject = subject_of(&job);
+        let pending = s
+            .trail
+            .log()
+            .begin(&AuditRecord::draft(&subject, &job.id, None))
+            .map_err(|e| SubmitError::Audit(format!("{}: {e}", s.trail.log().path().display())))?;
+        match sender.try_send(job.id.clone()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let _ = std::fs::remove_file(pending.marker_path());
+                let full = s.queued.load(Ordering::SeqCst);
+                return Err(if self.sender.lock().expect("sender lock").is_none() {
+                    SubmitError::Draining
+                } else {
+                    SubmitError::QueueFull(full)
+                });
+            }
+        }
+        *table.active.entry(job.tenant.clone()).or_default() += 1;
+        s.queued.fetch_add(1, Ordering::SeqCst);
+        s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+        let (watch, _) = watch::channel(QUEUED);
+        let tenant = job.tenant.clone();
+        let id = job.id.clone();
+        let phase = Phase::Queued(Box::new(job), pending, Instant::now());
+        table.entries.insert(id, Entry { tenant, phase, watch, finished: None });
+        Ok(())
+    }
+
+    fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+        let table = self.shared.table.lock().expect("execution table lock");
+        let e = table.entries.get(id).filter(|e| e.tenant == tenant)?;
+        Some(status_of(e))
+    }
+
+    async fn wait(&self, tenant: &str, id: &str, timeout: Duration) -> Option<Status> {
+        let mut rx = {
+            let table = self.shared.table.lock().expect("execution table lock");
+            table.entries.get(id).filter(|e| e.tenant == tenant)?.watch.subscribe()
+        };
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|p| *p == DONE)).await;
+        self.status(tenant, id)
+    }
+
+    fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+        let s = &self.shared;
+        let mut table = s.table.lock().expect("execution table lock");
+        let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
+        match &entry.phase {
+            Phase::Running(cancel) => {
+                cancel.cancel();
+                return Some(Status::Running);
+            }
+            Phase::Done(v) => return Some(Status::Done(v.clone())),
+            Phase::Queued(..) => {}
+        }
+        // Queued: it never runs. Recorded here, under the table lock, so
+        // the worker that dequeues it finds it done.
+        let Phase::Queued(job, pending, _) = std::mem::replace(&mut entry.phase, Phase::Running(Cancel::new().ok()?))
+        else {
+            unreachable!("matched above")
+        };
+        drop(table);
+        let value = record_unstarted(s, &job, pending, cordon::ErrorCode::Cancelled, "cancelled before it started");
+        s.queued.fetch_sub(1, Ordering::SeqCst);
+        s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+        finish(s, &job.id, &job.tenant, value.clone(), "CANCELLED");
+        Some(Status::Done(value))
+    }
+
+    fn readiness(&self) -> Readiness {
+        let s = &self.shared;
+        let started = s.started_workers.load(Ordering::SeqCst);
+        let draining = self.sender.lock().expect("sender lock").is_none();
+        let want = s.settings.workers as usize;
+        let reason = if draining {
+            Some("draining: the service is shutting down".to_owned())
+        } else if started < want {
+            Some(format!("{started} of {want} workers started"))
+        } else {
+            None
+        };
+        Readiness {
+            warm: reason.is_none(),
+            workers: started,
+            busy: s.busy.load(Ordering::SeqCst) as usize,
+            queued: s.queued.load(Ordering::SeqCst),
+            reason,
+        }
+    }
+
+    async fn drain(&self, grace: Duration) {
+        // Closing the channel: workers finish what is queued, then exit.
+        self.sender.lock().expect("sender lock").take();
+        let deadline = Instant::now() + grace;
+        let shared = self.shared.clone();
+        let idle = move || shared.busy.load(Ordering::SeqCst) == 0 && shared.queued.load(Ordering::SeqCst) == 0;
+        while !idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !idle() {
+            // Out of time: cancel everything still queued or running.
+            let ids: Vec<(String, String)> = {
+                let table = self.shared.table.lock().expect("execution table lock");
+                table
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| !matches!(e.phase, Phase::Done(_)))
+                    .map(|(id, e)| (e.tenant.clone(), id.clone()))
+                    .collect()
+            };
+            for (tenant, id) in ids {
+                self.cancel(&tenant, &id);
+            }
+        }
+        let workers = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn status_of(e: &Entry) -> Status {
+    match &e.phase {
+        Phase::Queued(..) => Status::Queued,
+        Phase::Running(_) => Status::Running,
+        Phase::Done(v) => Status::Done(v.clone()),
+    }
+}
+
+fn subject_of(job: &Job) -> Subject {
+    Subject {
+        trace_id: TraceParent::from_caller_or_new(job.traceparent.as_deref()).trace_id_hex(),
+        tenant: Some(job.tenant.clone()),
+        principal: Some(job.principal.clone()),
+        token_jti: Some(job.jti.clone()),
+        traceparent: job.traceparent.clone(),
+        plugin: Some(job.plugin.id.clone()),
+        plugin_version: Some(job.plugin.version.clone()),
+        handler: Some(job.handler.clone()),
+        ..Subject::default()
+    }
+}
+
+/// Drops finished results older than `ttl`.
+fn expire(table: &mut Table, ttl: Duration) {
+    let Table { entries, finished, .. } = table;
+    for ids in finished.values_mut() {
+        while let Some(id) = ids.front() {
+            let old = entries.get(id).and_then(|e| e.finished).is_none_or(|t| t.elapsed() >= ttl);
+            if !old {
+                break;
+            }
+            entries.remove(id);
+            ids.pop_front();
+        }
+    }
+}
+
+/// Records an execution that never started, completing its accepted marker.
+fn record_unstarted(
+    s: &Shared,
+    job: &Job,
+    pending: Pending,
+    code: cordon::ErrorCode,
+    message: &str,
+) -> Arc<serde_json::Value> {
+    let mode = s.settings.mode.unwrap_or(Mode::Container);
+    let mut result = cordon::ExecutionResult::unstarted(&job.id, mode, message.to_owned());
+    if let Some(e) = &mut result.error {
+        e.code = code;
+    }
+    let mut record = AuditRecord::draft(&subject_of(job), &job.id, None).finish(result.audit_ending(""), &[]);
+    // Never started: no mode ran.
+    record.mode = String::new();
+    if let Err(e) = pending.complete(record) {
+        // The marker stays: the next start records the execution as lost.
+        result.warnings.push(format!("the audit record could not be written: {e}"));
+    }
+    Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), None))
+}
+
+/// The JSON a caller gets: the run's result with `id` (and the gateway's
+/// timing breakdown).
+fn response_value(id: &str, result: &serde_json::Value, timing: Option<serde_json::Value>) -> serde_json::Value {
+    let mut v = result.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("id".into(), serde_json::Value::String(id.to_owned()));
+        if let Some(t) = timing {
+            o.insert("timing".into(), t);
+        }
+    }
+    v
+}
+
+fn finish(s: &Shared, id: &str, tenant: &str, value: Arc<serde_json::Value>, outcome: &str) {
+    let mut table = s.table.lock().expect("execution table lock");
+    if let Some(a) = table.active.get_mut(tenant) {
+        *a = a.saturating_sub(1);
+    }
+    if let Some(e) = table.entries.get_mut(id) {
+        e.phase = Phase::Done(value);
+        e.finished = Some(Instant::now());
+        e.watch.send_replace(DONE);
+    }
+    let cap = s.settings.results_per_tenant as usize;
+    let Table { entries, finished, .. } = &mut *table;
+    let ids = finished.entry(tenant.to_owned()).or_default();
+    ids.push_back(id.to_owned());
+    while ids.len() > cap {
+        if let Some(old) = ids.pop_front() {
+            entries.remove(&old);
+        }
+    }
+    s.metrics.execution_done(tenant, outcome);
+}
+
+fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
+    s.started_workers.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let next = rx.lock().expect("queue lock").recv();
+        let Ok(id) = next else { break };
+        let claimed = {
+            let mut table = s.table.lock().expect("execution table lock");
+            match table.entries.get_mut(&id) {
+                Some(e) if matches!(e.phase, Phase::Queued(..)) => match Cancel::new() {
+                    Ok(cancel) => {
+                        let Phase::Queued(job, pending, accepted) =
+                            std::mem::replace(&mut e.phase, Phase::Running(cancel.clone()))
+                        else {
+                            unreachable!("matched above")
+                        };
+                        e.watch.send_replace(RUNNING);
+                        Some((job, pending, accepted, cancel))
+                    }
+                    Err(_) => None,
+                },
+                // Cancelled while queued: already recorded.
+                _ => None,
+            }
+        };
+        let Some((job, pending, accepted, cancel)) = claimed else { continue };
+        s.queued.fetch_sub(1, Ordering::SeqCst);
+        s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+        s.busy.fetch_add(1, Ordering::SeqCst);
+        s.metrics.running.inc();
+        run_one(s, *job, pending, accepted, cancel);
+        s.metrics.running.dec();
+        s.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn run_one(s: &Shared, job: Job, pending: Pending, accepted: Instant, cancel: Cancel) {
+    let t0 = Instant::now();
+    let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
+    req.input = job.input.clone();
+    req.mode = s.settings.mode;
+    req.host_env = s.env.clone();
+    req.request_id = Some(job.id.clone());
+    req.traceparent = job.traceparent.clone();
+    req.tenant = Some(job.tenant.clone());
+    req.audit_subject = Subject {
+        principal: Some(job.principal.clone()),
+        token_jti: Some(job.jti.clone()),
+        traceparent: job.traceparent.clone(),
+        worker: std::thread::current().name().map(str::to_owned),
+        ..Subject::default()
+    };
+    req.run_root = s.settings.run_root.clone();
+    req.support = Some(s.support.clone());
+    req.audit = Some(s.trail.clone());
+    req.cancel = Some(cancel);
+    req.signals = Signals::Leave;
+    let result = run_handler(&req);
+    // run_handler's own begin replaced the accepted marker and its record
+    // removed it; a run refused before its begin recorded itself without
+    // touching the marker, which goes now.
+    let _ = std::fs::remove_file(pending.marker_path());
+    let handler_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let outcome = result.error.as_ref().map_or("ok", |e| e.code.as_str());
+    s.metrics.observe_run(handler_ms / 1e3, result.metrics.wall_ms / 1e3);
+    let timing = serde_json::json!({
+        "queued_ms": ((t0 - accepted).as_secs_f64() * 1e6).round() / 1e3,
+        "handler_ms": (handler_ms * 1e3).round() / 1e3,
+        "sandbox_wall_ms": result.metrics.wall_ms,
+    });
+    let value = Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), Some(timing)));
+    finish(s, &job.id, &job.tenant, value, outcome);
+}

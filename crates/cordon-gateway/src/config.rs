@@ -1,0 +1,445 @@
+//! The service's configuration file: tenants, their clients, service tokens
+//! and quotas (DESIGN.md "Gateway contract"), plus the service's own limits
+//! under `[server]`.
+//!
+//! Parsing is strict: an unknown key, a value of the wrong type, a quota out
+//! of range or a hash that is not 64 hex digits is an error naming the file,
+//! the line and the column, with a hint. Every `[server]` key has a default,
+//! listed on [`Server`].
+//!
+//! ```toml
+//! [server]
+//! plugins = "/var/lib/cordon/plugins"
+//!
+//! [tenants.acme]
+//! max_concurrent = 4
+//! rate_per_sec = 50
+//! [tenants.acme.clients.ci]
+//! secret_sha256 = "<64 hex digits>"
+//! [tenants.acme.tokens.deploy]
+//! sha256 = "<64 hex digits>"
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key or value is wrong.
+    #[error("{}:{line}:{column}: {message}\n  {line} | {source_line}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+        /// The offending line.
+        source_line: String,
+        /// What to do.
+        hint: Option<String>,
+    },
+}
+
+impl ConfigError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => Some("pass --config FILE with a readable TOML file"),
+            ConfigError::Invalid { hint, .. } => hint.as_deref(),
+        }
+    }
+}
+
+/// A tenant's quotas and credentials.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// Its name (the key under `[tenants]`).
+    pub name: String,
+    /// Executions queued or running at once; more are answered 429.
+    pub max_concurrent: u32,
+    /// Requests per second (token bucket; the bucket holds one second's worth).
+    pub rate_per_sec: u32,
+    /// Client credentials: name and SHA-256 of the secret.
+    pub clients: Vec<(String, [u8; 32])>,
+    /// Static service tokens: name and SHA-256 of the token.
+    pub tokens: Vec<(String, [u8; 32])>,
+}
+
+/// The service's own settings (`[server]`). Every field has a default.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// The folder of plugin folders (each holding a `cordon.toml`) the
+    /// service runs. Default `$XDG_DATA_HOME/cordon/plugins`.
+    pub plugins: PathBuf,
+    /// Plugin ids that are installed but refused (`enabled: false`).
+    pub disabled: Vec<String>,
+    /// The audit log. Default: as `cordon exec` (`$CORDON_AUDIT_LOG`, else
+    /// the state directory).
+    pub audit_log: Option<PathBuf>,
+    /// Where runs create their own folders. Default `/var/tmp`.
+    pub run_root: PathBuf,
+    /// The sandbox tier; default: container where the host supports the
+    /// plugin's policy, else process.
+    pub mode: Option<cordon::Mode>,
+    /// Executions running at once, service-wide (worker threads). Default 4.
+    pub workers: u32,
+    /// Accepted executions waiting for a worker; beyond it, 503. Default 256.
+    pub queue: u32,
+    /// `iss` and `aud` of the access tokens. Default `cordon`.
+    pub issuer: String,
+    /// `aud` of the access tokens. Default `cordon`.
+    pub audience: String,
+    /// Access token lifetime, seconds, at most 3600. Default 900.
+    pub access_ttl_s: u64,
+    /// Absolute lifetime of a refresh-token family, seconds; rotation never
+    /// extends it. Default 86400.
+    pub refresh_ttl_s: u64,
+    /// How long a rotated refresh token still returns its successor
+    /// (a client retrying a lost response), ms; at most 10000, the default.
+    pub refresh_grace_ms: u64,
+    /// Largest request body, bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes; beyond it,
+    /// 431. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// A client must send its whole request head within this, ms; also the
+    /// idle time of a kept-alive connection. Default 10000.
+    pub header_timeout_ms: u64,
+    /// Longest `wait_ms` a request may ask for. Default 60000.
+    pub max_wait_ms: u64,
+    /// Results kept per tenant; the oldest finished ones go first. Default 1000.
+    pub results_per_tenant: u32,
+    /// How long a finished result is kept, seconds. Default 3600.
+    pub result_ttl_s: u64,
+    /// How long SIGTERM waits for in-flight executions before cancelling
+    /// them, ms. Default 30000.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub path: Option<PathBuf>,
+    /// `[server]`.
+    pub server: Server,
+    /// `[tenants.*]`, sorted by name.
+    pub tenants: Vec<Tenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: Option<RawServer>,
+    #[serde(default)]
+    tenants: BTreeMap<Spanned<String>, RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    plugins: Option<PathBuf>,
+    #[serde(default)]
+    disabled: Vec<String>,
+    audit_log: Option<PathBuf>,
+    run_root: Option<PathBuf>,
+    mode: Option<Spanned<String>>,
+    workers: Option<Spanned<u64>>,
+    queue: Option<Spanned<u64>>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    access_ttl_s: Option<Spanned<u64>>,
+    refresh_ttl_s: Option<Spanned<u64>>,
+    refresh_grace_ms: Option<Spanned<u64>>,
+    max_body_bytes: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<u64>>,
+    header_timeout_ms: Option<Spanned<u64>>,
+    max_wait_ms: Option<Spanned<u64>>,
+    results_per_tenant: Option<Spanned<u64>>,
+    result_ttl_s: Option<Spanned<u64>>,
+    shutdown_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    max_concurrent: Spanned<u64>,
+    rate_per_sec: Spanned<u64>,
+    #[serde(default)]
+    clients: BTreeMap<Spanned<String>, RawClient>,
+    #[serde(default)]
+    tokens: BTreeMap<Spanned<String>, RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    secret_sha256: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sha256: Spanned<String>,
+}
+
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>, hint: Option<&str>) -> ConfigError {
+        let (line, column, source_line) = cordon::plugin::locate(self.text, span.start);
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            source_line,
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    fn ranged(
+        &self,
+        v: &Option<Spanned<u64>>,
+        name: &str,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => Err(self.error(
+                s.span(),
+                format!("{name} = {} is out of range", s.get_ref()),
+                Some(&format!("{name} accepts {min} to {max}")),
+            )),
+        }
+    }
+}
+
+/// The longest access token lifetime RFC 9700 practice and DESIGN.md allow.
+pub const MAX_ACCESS_TTL_S: u64 = 3600;
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// A configuration with no tenants and every default (only
+    /// `/internal/dispatch` and the open endpoints are useful with it).
+    pub fn empty() -> Config {
+        Config::parse("", Path::new("(defaults)")).expect("the empty configuration is valid")
+    }
+
+    /// Validates `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            let hint = if message.starts_with("unknown field") {
+                Some("remove it, or check its spelling against the keys listed")
+            } else if message.starts_with("missing field") {
+                Some("each [tenants.NAME] needs max_concurrent and rate_per_sec; clients need secret_sha256, tokens sha256")
+            } else {
+                None
+            };
+            src.error(e.span().unwrap_or(0..0), message, hint)
+        })?;
+        let s = raw.server.unwrap_or_else(|| toml::from_str("").expect("all [server] keys are optional"));
+        let mode = match &s.mode {
+            None => None,
+            Some(m) => Some(m.get_ref().parse::<cordon::Mode>().map_err(|_| {
+                src.error(
+                    m.span(),
+                    format!("mode = \"{}\" is not a mode", m.get_ref()),
+                    Some("use \"container\" or \"process\""),
+                )
+            })?),
+        };
+        if mode == Some(cordon::Mode::Dev) {
+            let m = s.mode.as_ref().expect("set");
+            return Err(src.error(
+                m.span(),
+                "mode = \"dev\" enforces nothing and is refused for a service",
+                Some("use \"container\" or \"process\""),
+            ));
+        }
+        let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let server = Server {
+            plugins: s.plugins.clone().unwrap_or_else(default_plugins),
+            disabled: s.disabled.clone(),
+            audit_log: s.audit_log.clone(),
+            run_root: s.run_root.clone().unwrap_or_else(|| PathBuf::from("/var/tmp")),
+            mode,
+            workers: u32::try_from(src.ranged(&s.workers, "workers", 1, 256, 4)?).unwrap_or(4),
+            queue: u32::try_from(src.ranged(&s.queue, "queue", 1, 1_000_000, 256)?).unwrap_or(256),
+            issuer: s.issuer.clone().unwrap_or_else(|| "cordon".into()),
+            audience: s.audience.clone().unwrap_or_else(|| "cordon".into()),
+            access_ttl_s: src.ranged(&s.access_ttl_s, "access_ttl_s", 1, MAX_ACCESS_TTL_S, 900)?,
+            refresh_ttl_s: src.ranged(&s.refresh_ttl_s, "refresh_ttl_s", 1, 90 * 86400, 86400)?,
+            refresh_grace_ms: src.ranged(&s.refresh_grace_ms, "refresh_grace_ms", 0, 10_000, 10_000)?,
+            max_body_bytes: usize_of(src.ranged(&s.max_body_bytes, "max_body_bytes", 1024, 64 << 20, 1 << 20)?),
+            max_header_bytes: usize_of(src.ranged(&s.max_header_bytes, "max_header_bytes", 8192, 1 << 20, 16 << 10)?),
+            header_timeout_ms: src.ranged(&s.header_timeout_ms, "header_timeout_ms", 100, 600_000, 10_000)?,
+            max_wait_ms: src.ranged(&s.max_wait_ms, "max_wait_ms", 0, 3_600_000, 60_000)?,
+            results_per_tenant: u32::try_from(src.ranged(
+                &s.results_per_tenant,
+                "results_per_tenant",
+                1,
+                10_000_000,
+                1000,
+            )?)
+            .unwrap_or(1000),
+            result_ttl_s: src.ranged(&s.result_ttl_s, "result_ttl_s", 1, 30 * 86400, 3600)?,
+            shutdown_timeout_ms: src.ranged(&s.shutdown_timeout_ms, "shutdown_timeout_ms", 0, 3_600_000, 30_000)?,
+        };
+        let mut tenants = vec![];
+        let mut client_names: BTreeMap<String, String> = BTreeMap::new();
+        for (name, t) in raw.tenants {
+            check_name(&src, &name, "tenant")?;
+            let max_concurrent =
+                u32::try_from(src.ranged(&Some(t.max_concurrent), "max_concurrent", 1, 100_000, 1)?).unwrap_or(1);
+            let rate_per_sec =
+                u32::try_from(src.ranged(&Some(t.rate_per_sec), "rate_per_sec", 1, 1_000_000, 1)?).unwrap_or(1);
+            let mut clients = vec![];
+            for (cname, c) in t.clients {
+                check_name(&src, &cname, "client")?;
+                if let Some(other) = client_names.insert(cname.get_ref().clone(), name.get_ref().clone()) {
+                    return Err(src.error(
+                        cname.span(),
+                        format!("client `{}` is already a client of tenant `{other}`", cname.get_ref()),
+                        Some("client ids are unique across tenants: they are what `client_id` names"),
+                    ));
+                }
+                clients.push((cname.into_inner(), parse_hash(&src, &c.secret_sha256, "secret_sha256")?));
+            }
+            let mut tokens = vec![];
+            for (tname, tok) in t.tokens {
+                check_name(&src, &tname, "token")?;
+                tokens.push((tname.into_inner(), parse_hash(&src, &tok.sha256, "sha256")?));
+            }
+            tenants.push(Tenant { name: name.into_inner(), max_concurrent, rate_per_sec, clients, tokens });
+        }
+        Ok(Config { path: Some(path.to_owned()), server, tenants })
+    }
+
+    /// The tenant called `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+fn default_plugins() -> PathBuf {
+    let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    abs(std::env::var_os("XDG_DATA_HOME"))
+        .map(|d| d.join("cordon/plugins"))
+        .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon/plugins")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/cordon/plugins"))
+}
+
+fn check_name(src: &Source<'_>, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    let n = name.get_ref();
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(src.error(
+            name.span(),
+            format!("{what} name `{n}` is not allowed"),
+            Some("names are 1 to 64 characters of a-z, A-Z, 0-9, `-`, `_` and `.`"),
+        ))
+    }
+}
+
+fn parse_hash(src: &Source<'_>, v: &Spanned<String>, key: &str) -> Result<[u8; 32], ConfigError> {
+    let s = v.get_ref();
+    let mut out = [0u8; 32];
+    let valid = s.len() == 64
+        && s.as_bytes().chunks(2).zip(out.iter_mut()).all(|(pair, o)| {
+            let hex = std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok());
+            hex.map(|b| *o = b).is_some()
+        });
+    if valid {
+        Ok(out)
+    } else {
+        Err(src.error(
+            v.span(),
+            format!("{key} must be 64 hex digits (a SHA-256), not `{s}`"),
+            Some("compute it with `printf %s \"$SECRET\" | sha256sum`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn the_design_example_parses_with_defaults() {
+        let text = format!(
+            "[tenants.acme]\nmax_concurrent = 4\nrate_per_sec = 50\n[tenants.acme.clients.ci]\nsecret_sha256 = \"{HASH}\"\n[tenants.acme.tokens.deploy]\nsha256 = \"{HASH}\"\n"
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let t = c.tenant("acme").unwrap();
+        assert_eq!((t.max_concurrent, t.rate_per_sec), (4, 50));
+        assert_eq!(t.clients[0].0, "ci");
+        assert_eq!(t.tokens[0].0, "deploy");
+        assert_eq!(c.server.access_ttl_s, 900);
+        assert_eq!(c.server.workers, 4);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let err = |text: &str| match Config::parse(text, Path::new("c.toml")) {
+            Err(ConfigError::Invalid { line, column, message, .. }) => (line, column, message),
+            other => panic!("expected an error for {text:?}, got {other:?}"),
+        };
+        let (line, col, msg) = err("[tenants.a]\nmax_concurrent = 4\nrate_per_sec = 5\nrate = 1\n");
+        assert_eq!((line, col), (4, 1), "{msg}");
+        assert!(msg.contains("unknown field `rate`"), "{msg}");
+        let (line, col, msg) =
+            err("[tenants.a]\nmax_concurrent = 4\nrate_per_sec = 5\n[tenants.a.clients.c]\nsecret_sha256 = \"abc\"\n");
+        assert_eq!((line, col), (5, 17), "{msg}");
+        assert!(msg.contains("64 hex digits"), "{msg}");
+        let (line, _, msg) = err("[server]\naccess_ttl_s = 7200\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("access_ttl_s = 7200 is out of range"), "{msg}");
+        let (_, _, msg) = err("[server]\nmode = \"dev\"\n");
+        assert!(msg.contains("refused"), "{msg}");
+        let dup = format!(
+            "[tenants.a]\nmax_concurrent = 1\nrate_per_sec = 1\n[tenants.a.clients.c]\nsecret_sha256 = \"{HASH}\"\n[tenants.b]\nmax_concurrent = 1\nrate_per_sec = 1\n[tenants.b.clients.c]\nsecret_sha256 = \"{HASH}\"\n"
+        );
+        let (line, _, msg) = err(&dup);
+        assert_eq!(line, 9);
+        assert!(msg.contains("already a client of tenant `a`"), "{msg}");
+    }
+}

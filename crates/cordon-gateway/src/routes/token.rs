@@ -1,0 +1,114 @@
+//! `POST /v1/token` (client credentials, refresh rotation) and
+//! `POST /v1/token/revoke` (RFC 7009).
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::auth::{Refresh, TokenResponse};
+use crate::error::ApiError;
+use crate::extract::{FormOrJson, RequestContext};
+use crate::state::AppState;
+
+/// The token routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/token", post(token)).route("/v1/token/revoke", post(revoke))
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+fn no_store(body: TokenResponse) -> Response {
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    FormOrJson(req): FormOrJson<TokenRequest>,
+) -> Result<Response, ApiError> {
+    let missing = |field: &str| ApiError::oauth("invalid_request", format!("`{field}` is required"));
+    match req.grant_type.as_deref() {
+        None => Err(missing("grant_type")),
+        Some("client_credentials") => {
+            let id = req.client_id.ok_or_else(|| missing("client_id"))?;
+            let secret = req.client_secret.ok_or_else(|| missing("client_secret"))?;
+            let Some(tenant) = state.keys.check_client(&id, &secret) else {
+                state.metrics.auth_failure();
+                return Err(ApiError::invalid_client("unknown client_id or wrong client_secret"));
+            };
+            let pair =
+                state.refresh.start(&state.keys, &tenant, &format!("client:{id}"), state.config.server.refresh_ttl_s);
+            Ok(no_store(pair))
+        }
+        Some("refresh_token") => {
+            let token = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
+            match state.refresh.refresh(&state.keys, &token) {
+                Refresh::Rotated(pair) => Ok(no_store(pair)),
+                Refresh::Invalid(reason) => Err(ApiError::oauth("invalid_grant", reason)),
+                Refresh::ReuseDetected { family, tenant, principal } => {
+                    state.metrics.refresh_reuse();
+                    record_reuse(&state, &ctx, &family, &tenant, &principal).await?;
+                    Err(ApiError::oauth(
+                        "invalid_grant",
+                        "this refresh token was already used; its session and every token issued in it are revoked",
+                    ))
+                }
+            }
+        }
+        Some(other) => Err(ApiError::oauth(
+            "unsupported_grant_type",
+            format!("grant_type `{other}` is not supported; use client_credentials or refresh_token"),
+        )),
+    }
+}
+
+/// The one audit record of a family revoked for reuse.
+async fn record_reuse(
+    state: &AppState,
+    ctx: &RequestContext,
+    family: &str,
+    tenant: &str,
+    principal: &str,
+) -> Result<(), ApiError> {
+    let trace = cordon::audit::TraceParent::from_caller_or_new(ctx.traceparent.as_deref());
+    let mut r = cordon::audit::AuditRecord::new(&ctx.request_id, &trace.trace_id_hex(), "");
+    r.subject.tenant = Some(tenant.to_owned());
+    r.subject.principal = Some(principal.to_owned());
+    r.subject.token_jti = Some(format!("family:{family}"));
+    r.subject.traceparent.clone_from(&ctx.traceparent);
+    r.outcome = "REFRESH_REUSE".into();
+    r.error = Some(format!(
+        "a rotated refresh token of family {family} was presented after the grace window; the family and its access tokens were revoked"
+    ));
+    let log = state.trail.log().clone();
+    tokio::task::spawn_blocking(move || log.append(r))
+        .await
+        .map_err(|e| ApiError::internal(format!("audit task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("cannot append the refresh-reuse record: {e}")))
+}
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    token: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    FormOrJson(req): FormOrJson<RevokeRequest>,
+) -> Result<StatusCode, ApiError> {
+    let token = req.token.ok_or_else(|| ApiError::oauth("invalid_request", "`token` is required"))?;
+    // RFC 7009 §2.2: 200 whether or not the token was known.
+    state.refresh.revoke(&state.keys, &token);
+    Ok(StatusCode::OK)
+}

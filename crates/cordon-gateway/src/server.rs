@@ -1,0 +1,164 @@
+//! The HTTP/1.1 server around the router: connection limits (request head
+//! size → 431, head read timeout → the connection is closed, which also
+//! ends idle kept-alive connections), a per-request time limit, request
+//! ids, metrics and the log of 5xx details, and the shutdown sequence.
+//!
+//! # Shutdown (SIGTERM or SIGINT)
+//!
+//! The listener is closed at once (new connections are refused); requests
+//! already received are answered; new executions are refused (503
+//! `shutting_down`); queued and running executions are given
+//! `shutdown_timeout_ms` to finish, then cancelled (recorded `CANCELLED`);
+//! every record is written before [`serve`] returns `Ok`, and the process
+//! exits 0.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
+use crate::error::{ApiError, Internal};
+use crate::state::AppState;
+
+/// The id of one HTTP request, in its extensions and its `x-request-id`
+/// response header.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// The response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Request ids, the time limit, metrics, and the log line of every 5xx
+/// (whose body stays generic).
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = cordon::new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let route = req.extensions().get::<MatchedPath>().map_or("(unmatched)".to_owned(), |m| m.as_str().to_owned());
+    let limit = Duration::from_millis(state.config.server.max_wait_ms) + Duration::from_secs(30);
+    let start = Instant::now();
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = (
+                StatusCode::REQUEST_TIMEOUT,
+                axum::Json(serde_json::json!({"error": {
+                    "code": "request_timeout",
+                    "message": format!("the request took longer than {} ms", limit.as_millis()),
+                }})),
+            )
+                .into_response();
+            r.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    };
+    if let Some(Internal(detail)) = resp.extensions_mut().remove::<Internal>() {
+        eprintln!("cordon serve: request {id} {route}: {detail}");
+        let status = resp.status();
+        resp = (
+            status,
+            axum::Json(serde_json::json!({"error": {
+                "code": "internal",
+                "message": format!("internal error; the service log has the details under request id {id}"),
+            }})),
+        )
+            .into_response();
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    state.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; GET /v1/openapi.json lists them")
+}
+
+/// The service cannot start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signal handlers cannot be installed.
+    #[error("cannot install the SIGTERM/SIGINT handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Serves `state` on `addr` until SIGTERM or SIGINT, then shuts down as
+/// the module docs say. `on_listening` is called with the bound address
+/// (useful with port 0).
+pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    on_listening(local);
+    let s = &state.config.server;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(s.header_timeout_ms))
+        .max_buf_size(s.max_header_bytes)
+        .keep_alive(true);
+    let app = crate::app(state.clone());
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.refresh.sweep();
+            }
+        })
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, usually: wait a little rather than spin.
+                        eprintln!("cordon serve: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drop(listener);
+    sweeper.abort();
+    eprintln!("cordon serve: shutting down; draining in-flight executions");
+    let grace = Duration::from_millis(state.config.server.shutdown_timeout_ms);
+    let connections = async {
+        // Connections close once their current request is answered; sync
+        // waiters are answered when their execution ends or is cancelled.
+        let _ = tokio::time::timeout(grace + Duration::from_secs(15), graceful.shutdown()).await;
+    };
+    tokio::join!(state.backend.drain(grace), connections);
+    eprintln!("cordon serve: stopped; every execution is recorded");
+    Ok(())
+}

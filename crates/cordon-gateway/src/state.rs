@@ -1,0 +1,93 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cordon::audit::AuditTrail;
+
+use crate::auth::{Keys, RefreshStore};
+use crate::backend::{Backend, LocalBackend, LocalSettings};
+use crate::catalog::{Catalog, FolderCatalog};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::secrets::Secrets;
+use crate::tenancy::Tenancy;
+
+/// The service's state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// See [`AppState`].
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Keys and static credentials.
+    pub keys: Keys,
+    /// Refresh-token families.
+    pub refresh: RefreshStore,
+    /// Rate buckets and limits.
+    pub tenancy: Tenancy,
+    /// Where executions run.
+    pub backend: Backend,
+    /// Where plugins come from.
+    pub catalog: Box<dyn Catalog>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The audit trail.
+    pub trail: AuditTrail,
+    /// What `--insecure-dev` let through; shown by `/readyz`.
+    pub insecure: Vec<String>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The service cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The audit log cannot be opened (or earlier lost runs recorded).
+    #[error(transparent)]
+    Audit(#[from] cordon::audit::AuditError),
+    /// The kernel probe failed.
+    #[error("cannot probe what this kernel enforces")]
+    Probe(#[from] cordon::ProbeError),
+}
+
+impl AppState {
+    /// Opens the audit trail (recording the executions a killed service
+    /// left unfinished as `LOST`), probes the kernel once and starts the
+    /// workers. `insecure` lists what `--insecure-dev` let through.
+    pub fn start(config: Config, secrets: &Secrets, insecure: Vec<String>) -> Result<AppState, StartError> {
+        let path = cordon::audit::log_path(config.server.audit_log.as_deref())?;
+        let trail = AuditTrail::open(&path)?;
+        let support = cordon::KernelSupport::detect()?;
+        let metrics = Metrics::new();
+        let s = &config.server;
+        let settings = LocalSettings {
+            workers: s.workers,
+            queue: s.queue,
+            mode: s.mode,
+            run_root: s.run_root.clone(),
+            results_per_tenant: s.results_per_tenant,
+            result_ttl: Duration::from_secs(s.result_ttl_s),
+        };
+        let backend = Backend::Local(LocalBackend::start(settings, trail.clone(), support, metrics.clone()));
+        let catalog = Box::new(FolderCatalog::new(&s.plugins, &s.disabled));
+        Ok(AppState(Arc::new(Shared {
+            keys: Keys::new(&secrets.jwt, &secrets.internal, &config),
+            refresh: RefreshStore::new(Duration::from_millis(config.server.refresh_grace_ms)),
+            tenancy: Tenancy::new(&config),
+            backend,
+            catalog,
+            metrics,
+            trail,
+            insecure,
+            config,
+        })))
+    }
+}

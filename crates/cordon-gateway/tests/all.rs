@@ -1,0 +1,4 @@
+//! The gateway's in-process tests: the router driven with `oneshot`, for
+//! what needs no socket, signal or sandbox.
+
+mod suite;
