@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# `cordon serve` under load, next to the same work done by a loop of
+# `cordon exec`, in the same run: a handler that only writes `{}` to its
+# result descriptor, in container mode (the default), on loopback.
+#
+# For each of the alternating ROUNDS:
+#   1. wrk, CONNS connections for SECONDS: sandboxed executions per second
+#      (every response a 200 with a result), latency p50/p90/p99;
+#   2. wrk, 1 connection for SECONDS: latency when nothing queues;
+#   3. a shell loop of `cordon exec` for SECONDS: executions per second.
+# Then the gateway's own breakdown of where an execution's time goes
+# (accept -> worker, worker -> sandbox, sandbox wall, audit and the rest),
+# from the `timing` block every result carries, and a check that the audit
+# log holds exactly one record per 200 answered.
+#
+# usage: bench/gateway.sh [SECONDS] [ROUNDS] [CONNS]   (default 10 s, 2 rounds, 8 connections)
+# needs: wrk (apt-get install wrk), curl, python3, a release build (cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER=${1:-10}
+ROUNDS=${2:-2}
+CONNS=${3:-8}
+WORKERS=${WORKERS:-$(nproc)}
+CORDON=${CORDON:-$PWD/target/release/cordon}
+for tool in wrk curl python3 "$CORDON"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl python3; cargo build --release)" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /var/tmp/cordon-bench-gateway.XXXXXX)
+SERVE_PID=
+cleanup() {
+    [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/plugins/empty"
+cat > "$WORK/plugins/empty/cordon.toml" <<'TOML'
+id = "@bench/empty"
+version = "1.0.0"
+[handlers.main]
+command = ["sh", "-c", "echo {} >&$CORDON_RESULT_FD"]
+TOML
+CLIENT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+cat > "$WORK/config.toml" <<TOML
+[server]
+plugins = "$WORK/plugins"
+audit_log = "$WORK/audit.jsonl"
+run_root = "$WORK"
+workers = $WORKERS
+queue = 1024
+[tenants.bench]
+max_concurrent = 1024
+rate_per_sec = 1000000
+[tenants.bench.clients.wrk]
+secret_sha256 = "$(printf %s "$CLIENT_SECRET" | sha256sum | cut -d' ' -f1)"
+TOML
+export CORDON_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+export CORDON_INTERNAL_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+export CORDON_AUDIT_LOG=$WORK/exec-audit.jsonl CORDON_ARTIFACT_STORE=$WORK/artifacts
+
+"$CORDON" serve --config "$WORK/config.toml" --listen 127.0.0.1:0 2> "$WORK/serve.log" &
+SERVE_PID=$!
+for _ in $(seq 200); do
+    ADDR=$(grep -o 'listening on http://[0-9.:]*' "$WORK/serve.log" | sed 's|.*http://||' || true)
+    [ -n "$ADDR" ] && break
+    sleep 0.05
+done
+[ -n "$ADDR" ] || { cat "$WORK/serve.log" >&2; exit 1; }
+TOKEN=$(curl -sf -d grant_type=client_credentials -d client_id=wrk -d "client_secret=$CLIENT_SECRET" "http://$ADDR/v1/token" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+cat > "$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"plugin": "@bench/empty", "handler": "main"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+done = function(summary, latency, requests)
+    io.write(string.format("RESULT requests=%d seconds=%.3f p50=%.3f p90=%.3f p99=%.3f errors=%d\n",
+        summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(90) / 1e3,
+        latency:percentile(99) / 1e3, summary.errors.connect + summary.errors.read + summary.errors.write
+        + summary.errors.timeout + summary.errors.status))
+end
+LUA
+# One sample response, for its timing block.
+curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"plugin": "@bench/empty", "handler": "main"}' "http://$ADDR/v1/executions" > "$WORK/sample.json"
+
+exec_loop() {
+    local end=$((SECONDS + SECONDS_PER)) n=0
+    while [ $SECONDS -lt $end ]; do
+        "$CORDON" exec "$WORK/plugins/empty" main --mode container >/dev/null 2>&1
+        n=$((n + 1))
+    done
+    echo "$n"
+}
+
+: > "$WORK/results.txt"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    wrk -t 2 -c "$CONNS" -d "${SECONDS_PER}s" --timeout 30s -s "$WORK/post.lua" "http://$ADDR/v1/executions" \
+        | grep '^RESULT' | sed "s/^RESULT/load/" >> "$WORK/results.txt"
+    wrk -t 1 -c 1 -d "${SECONDS_PER}s" --timeout 30s -s "$WORK/post.lua" "http://$ADDR/v1/executions" \
+        | grep '^RESULT' | sed "s/^RESULT/single/" >> "$WORK/results.txt"
+    start=$(date +%s.%N)
+    n=$(exec_loop)
+    end=$(date +%s.%N)
+    echo "exec requests=$n seconds=$(python3 -c "print($end - $start)")" >> "$WORK/results.txt"
+done
+
+# The service drains and records everything before it exits.
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID" || true
+SERVE_PID=
+
+python3 - "$WORK" "$CONNS" "$WORKERS" <<'PY'
+import json, statistics, sys, os
+work, conns, workers = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = {}
+for line in open(os.path.join(work, "results.txt")):
+    kind, *kv = line.split()
+    rows.setdefault(kind, []).append({k: float(v) for k, v in (x.split("=") for x in kv)})
+def rate(r): return r["requests"] / r["seconds"]
+print(f"gateway: {workers} workers, container mode, handler writes {{}} to its result fd; medians over {len(rows['load'])} rounds")
+print(f"{'what':<34} {'exec/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
+for kind, label in [("load", f"cordon serve, wrk {conns} connections"), ("single", "cordon serve, wrk 1 connection"), ("exec", "loop of `cordon exec`")]:
+    rs = rows.get(kind, [])
+    if not rs: continue
+    med = lambda k: statistics.median(r[k] for r in rs) if k in rs[0] else float("nan")
+    print(f"{label:<34} {statistics.median(rate(r) for r in rs):8.1f} {med('p50'):8.2f} {med('p90'):8.2f} {med('p99'):8.2f} {int(sum(r.get('errors', 0) for r in rs)):7d}")
+serve = statistics.median(rate(r) for r in rows["load"])
+single = statistics.median(rate(r) for r in rows["single"])
+exe = statistics.median(rate(r) for r in rows["exec"])
+print(f"ratio serve/exec-loop: {serve / exe:.2f}x under load, {single / exe:.2f}x one at a time")
+t = json.load(open(os.path.join(work, "sample.json")))["timing"]
+other = t["handler_ms"] - t["sandbox_wall_ms"]
+print(f"one execution (sample): queued {t['queued_ms']:.2f} ms, in its worker {t['handler_ms']:.2f} ms = sandbox wall "
+      f"{t['sandbox_wall_ms']:.2f} ms + setup, plan, audit record (fdatasync) and artifacts {other:.2f} ms")
+records = [json.loads(l) for l in open(os.path.join(work, "audit.jsonl"))]
+ids = {r["request_id"] for r in records}
+answered = int(sum(r["requests"] for k in ("load", "single") for r in rows[k])) + 1
+print(f"audit: {len(records)} records of {len(ids)} distinct executions for {answered} answered requests "
+      f"(more records than answers: requests in flight when wrk stopped); outcomes {sorted({r['outcome'] for r in records})}")
+PY
