@@ -32,6 +32,7 @@ pub mod audit;
 mod checks;
 pub mod explain;
 mod ids;
+mod locked_dir;
 pub mod plugin;
 mod result;
 mod runner;

@@ -64,6 +64,7 @@ pub use cordon_plugin::manifest::{
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
+use crate::locked_dir::LockedDir;
 use crate::result::ExecutionResult;
 use crate::runner::{Capture, Input, ResultChannel, RunRequest};
 
@@ -813,52 +814,27 @@ impl HandlerResult {
 }
 
 /// The run's own host folder, `cordon-exec-<request id>` under the run
-/// root: the artifact folder and the Node preload. Removed on drop. A flock
-/// marks it live, so a folder left by a killed cordon is swept by the next
+/// root: the artifact folder and the Node preload. Held and removed as a
+/// [`LockedDir`], so a folder left by a killed cordon is swept by the next
 /// run that creates one.
 struct RunDir {
     path: PathBuf,
-    _lock: std::fs::File,
+    _held: LockedDir,
 }
 
 const RUN_DIR_PREFIX: &str = "cordon-exec-";
 
 impl RunDir {
     fn create(root: &Path, request_id: &str) -> io::Result<RunDir> {
-        sweep_run_dirs(root);
-        let path = root.join(format!("{RUN_DIR_PREFIX}{request_id}"));
+        let held = LockedDir::create(root, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"))?;
+        let path = held.path().to_owned();
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let lock = std::fs::File::open(&path)?;
-        cordon_core::sys::try_lock_exclusive(&lock)?;
         std::fs::DirBuilder::new().mode(0o700).create(path.join("artifacts"))?;
-        Ok(RunDir { path, _lock: lock })
+        Ok(RunDir { path, _held: held })
     }
 
     fn artifacts(&self) -> PathBuf {
         self.path.join("artifacts")
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn sweep_run_dirs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let ours = name.to_str().is_some_and(|n| n.starts_with(RUN_DIR_PREFIX) && n.len() == RUN_DIR_PREFIX.len() + 26);
-        if !ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Ok(f) = std::fs::File::open(e.path()) {
-            if cordon_core::sys::try_lock_exclusive(&f).is_ok() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
     }
 }
 

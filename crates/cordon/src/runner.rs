@@ -25,6 +25,7 @@ use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
 use cordon_core::{sys, trace};
 
+use crate::locked_dir::LockedDir;
 use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 use crate::tty::{self, RawMode, Relay, Tty};
 
@@ -317,48 +318,20 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// The host scratch directory of a plan that needs one ([`Tmp::Scratch`]);
-/// removed on drop. The run holds an exclusive `flock` on it, so a scratch
-/// directory nobody holds belongs to a cordon that was killed: the next run
-/// that creates one removes those ([`sweep_scratch`]).
-struct Scratch(Option<(PathBuf, std::fs::File)>);
+/// The host scratch directory of a plan that needs one ([`Tmp::Scratch`]),
+/// held for the run and removed with it; see [`LockedDir`] for how folders
+/// of killed runs are swept.
+struct Scratch {
+    _held: Option<LockedDir>,
+}
 
 impl Scratch {
     fn create(plan: &Plan) -> io::Result<Self> {
-        let Tmp::Scratch(dir) = &plan.tmp else { return Ok(Scratch(None)) };
-        use std::os::unix::fs::DirBuilderExt;
-        if let Some(parent) = dir.parent() {
-            sweep_scratch(parent);
-        }
-        std::fs::DirBuilder::new().mode(0o700).create(dir)?;
-        let lock = std::fs::File::open(dir)?;
-        sys::try_lock_exclusive(&lock)?;
-        Ok(Scratch(Some((dir.clone(), lock))))
-    }
-}
-
-/// Removes `cordon-*` scratch directories in `parent` whose run is gone.
-fn sweep_scratch(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let is_ours = name.to_str().is_some_and(|n| n.starts_with("cordon-") && n.len() == "cordon-".len() + 26);
-        if !is_ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Ok(f) = std::fs::File::open(e.path()) {
-            if sys::try_lock_exclusive(&f).is_ok() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some((d, _lock)) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let Tmp::Scratch(dir) = &plan.tmp else { return Ok(Scratch { _held: None }) };
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the scratch directory has no parent or name"));
+        };
+        LockedDir::create(parent, "cordon-", name).map(|d| Scratch { _held: Some(d) })
     }
 }
 
