@@ -430,12 +430,22 @@ fn subject_of(job: &Job) -> Subject {
     Subject {
         trace_id: TraceParent::from_caller_or_new(job.traceparent.as_deref()).trace_id_hex(),
         tenant: Some(job.tenant.clone()),
-        principal: Some(job.principal.clone()),
-        token_jti: Some(job.jti.clone()),
-        traceparent: job.traceparent.clone(),
         plugin: Some(job.plugin.id.clone()),
         plugin_version: Some(job.plugin.version.clone()),
         handler: Some(job.handler.clone()),
+        ..provenance(job)
+    }
+}
+
+/// What the audit record says about the package that ran, and who asked.
+fn provenance(job: &Job) -> Subject {
+    Subject {
+        principal: Some(job.principal.clone()),
+        token_jti: Some(job.jti.clone()),
+        traceparent: job.traceparent.clone(),
+        package_tree_hash: job.plugin.tree_hash.clone(),
+        signer_key_id: job.plugin.signer_key_id.clone(),
+        signature_state: Some(job.plugin.state.clone()),
         ..Subject::default()
     }
 }
@@ -557,13 +567,7 @@ fn run_one(s: &Shared, job: Job, pending: Pending, accepted: Instant, cancel: Ca
     req.request_id = Some(job.id.clone());
     req.traceparent = job.traceparent.clone();
     req.tenant = Some(job.tenant.clone());
-    req.audit_subject = Subject {
-        principal: Some(job.principal.clone()),
-        token_jti: Some(job.jti.clone()),
-        traceparent: job.traceparent.clone(),
-        worker: std::thread::current().name().map(str::to_owned),
-        ..Subject::default()
-    };
+    req.audit_subject = Subject { worker: std::thread::current().name().map(str::to_owned), ..provenance(&job) };
     req.run_root = s.settings.run_root.clone();
     req.support = Some(s.support.clone());
     req.audit = Some(s.trail.clone());

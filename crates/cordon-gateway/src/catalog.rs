@@ -1,9 +1,13 @@
-//! Which plugins the service runs: the [`Catalog`] interface, and today's
-//! implementation over a folder of plugin folders ([`FolderCatalog`]).
+//! Which plugins the service runs: the [`Catalog`] interface and its two
+//! implementations. The routes only see the trait.
 //!
-//! The registry (`cordon-registry`: installed, signed, verified plugins with
-//! an enabled flag) becomes a second implementation of [`Catalog`]; the
-//! routes only see the trait.
+//! - [`RegistryCatalog`] (the default): the plugins installed with `cordon
+//!   plugin install` under `CORDON_HOME`, each verified by
+//!   [`cordon_registry::Registry::load`] (signature, then the installed
+//!   tree) before every run; a disabled, modified or badly signed plugin is
+//!   refused at once.
+//! - [`FolderCatalog`] (`[server] plugins = "DIR"`): the sub-folders of one
+//!   folder, unsigned, for development and tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,6 +44,12 @@ pub struct Runnable {
     pub version: String,
     /// Its handlers.
     pub handlers: Vec<String>,
+    /// `signed` or `unsigned` (DESIGN.md), for the audit record.
+    pub state: String,
+    /// The verified tree hash (`sha256:<hex>`), when installed.
+    pub tree_hash: Option<String>,
+    /// The id of the key that signed it.
+    pub signer_key_id: Option<String>,
 }
 
 /// Why a plugin cannot run.
@@ -178,6 +188,9 @@ impl Catalog for FolderCatalog {
             id: id.into(),
             version: m.version.to_string(),
             handlers: m.handlers.keys().cloned().collect(),
+            state: "unsigned".into(),
+            tree_hash: None,
+            signer_key_id: None,
         })
     }
 
@@ -185,5 +198,70 @@ impl Catalog for FolderCatalog {
         std::fs::read_dir(&self.root)
             .map(|_| ())
             .map_err(|source| CatalogError::Read { path: self.root.clone(), source })
+    }
+}
+
+/// The plugins installed in a registry (`CORDON_HOME`); see the module docs.
+pub struct RegistryCatalog {
+    registry: cordon_registry::Registry,
+}
+
+impl RegistryCatalog {
+    /// The registry under `home`.
+    pub fn open(home: &Path) -> Result<RegistryCatalog, CatalogError> {
+        let registry = cordon_registry::Registry::open(home)
+            .map_err(|e| CatalogError::Read { path: home.to_owned(), source: std::io::Error::other(e.to_string()) })?;
+        Ok(RegistryCatalog { registry })
+    }
+
+    fn handlers(dir: &Path) -> Vec<String> {
+        Manifest::load(dir).map(|m| m.handlers.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn read_error(&self, e: &cordon_registry::RegistryError) -> CatalogError {
+        CatalogError::Read { path: self.registry.home().to_owned(), source: std::io::Error::other(e.to_string()) }
+    }
+}
+
+impl Catalog for RegistryCatalog {
+    fn list(&self) -> Result<Vec<PluginInfo>, CatalogError> {
+        let plugins = self.registry.list(cordon_registry::Cache::On).map_err(|e| self.read_error(&e))?;
+        Ok(plugins
+            .into_iter()
+            .map(|p| PluginInfo {
+                handlers: Self::handlers(&p.path),
+                id: p.id,
+                version: p.version,
+                state: p.state.as_str().to_owned(),
+                enabled: p.enabled,
+            })
+            .collect())
+    }
+
+    fn resolve(&self, id: &str) -> Result<Runnable, CatalogError> {
+        use cordon_registry::RegistryError as E;
+        match self.registry.load(id) {
+            Ok(l) => Ok(Runnable {
+                handlers: Self::handlers(&l.dir),
+                dir: l.dir,
+                id: l.id,
+                version: l.version,
+                state: l.state.as_str().to_owned(),
+                tree_hash: Some(l.tree_hash.to_string()),
+                signer_key_id: l.signer_key_id.map(|k| k.to_string()),
+            }),
+            Err(E::NotInstalled { .. }) => Err(CatalogError::NotFound(id.to_owned())),
+            Err(E::Disabled { .. }) => Err(CatalogError::Disabled(id.to_owned())),
+            Err(e) if e.state().is_some() => {
+                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                Err(CatalogError::Invalid { id: id.to_owned(), reason: format!("{e}{hint}") })
+            }
+            Err(e @ E::Id(_)) => Err(CatalogError::NotFound(format!("{id} ({e})"))),
+            Err(e) => Err(self.read_error(&e)),
+        }
+    }
+
+    fn check(&self) -> Result<(), CatalogError> {
+        self.registry.lock_file().map(|_| ()).map_err(|e| self.read_error(&e))
     }
 }

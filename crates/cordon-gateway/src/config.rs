@@ -9,7 +9,7 @@
 //!
 //! ```toml
 //! [server]
-//! plugins = "/var/lib/cordon/plugins"
+//! home = "/var/lib/cordon"        # plugins installed with `cordon plugin install`
 //!
 //! [tenants.acme]
 //! max_concurrent = 4
@@ -86,10 +86,14 @@ pub struct Tenant {
 /// The service's own settings (`[server]`). Every field has a default.
 #[derive(Clone, Debug)]
 pub struct Server {
-    /// The folder of plugin folders (each holding a `cordon.toml`) the
-    /// service runs. Default `$XDG_DATA_HOME/cordon/plugins`.
-    pub plugins: PathBuf,
-    /// Plugin ids that are installed but refused (`enabled: false`).
+    /// Where installed plugins come from: cordon's home (`cordon plugin
+    /// install`), default `$CORDON_HOME`, else `$XDG_DATA_HOME/cordon`.
+    pub home: Option<PathBuf>,
+    /// Instead of the registry: a folder of plugin folders (each holding a
+    /// `cordon.toml`), run unsigned; for development and tests.
+    pub plugins: Option<PathBuf>,
+    /// With `plugins`: ids that are listed but refused (`enabled: false`).
+    /// Registry plugins are disabled with `cordon plugin disable`.
     pub disabled: Vec<String>,
     /// The audit log. Default: as `cordon exec` (`$CORDON_AUDIT_LOG`, else
     /// the state directory).
@@ -157,6 +161,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
+    home: Option<PathBuf>,
     plugins: Option<PathBuf>,
     #[serde(default)]
     disabled: Vec<String>,
@@ -291,7 +296,8 @@ impl Config {
         }
         let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let server = Server {
-            plugins: s.plugins.clone().unwrap_or_else(default_plugins),
+            home: s.home.clone(),
+            plugins: s.plugins.clone(),
             disabled: s.disabled.clone(),
             audit_log: s.audit_log.clone(),
             run_root: s.run_root.clone().unwrap_or_else(|| PathBuf::from("/var/tmp")),
@@ -352,14 +358,6 @@ impl Config {
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
     }
-}
-
-fn default_plugins() -> PathBuf {
-    let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
-    abs(std::env::var_os("XDG_DATA_HOME"))
-        .map(|d| d.join("cordon/plugins"))
-        .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".local/share/cordon/plugins")))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/cordon/plugins"))
 }
 
 fn check_name(src: &Source<'_>, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {

@@ -7,7 +7,7 @@ use cordon::audit::AuditTrail;
 
 use crate::auth::{Keys, RefreshStore};
 use crate::backend::{Backend, LocalBackend, LocalSettings};
-use crate::catalog::{Catalog, FolderCatalog};
+use crate::catalog::{Catalog, CatalogError, FolderCatalog, RegistryCatalog};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
@@ -56,6 +56,12 @@ pub enum StartError {
     /// The kernel probe failed.
     #[error("cannot probe what this kernel enforces")]
     Probe(#[from] cordon::ProbeError),
+    /// The plugin registry cannot be opened.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// No registry location.
+    #[error("no plugin registry: neither [server] home, [server] plugins, CORDON_HOME, XDG_DATA_HOME nor HOME is set")]
+    NoRegistry,
 }
 
 impl AppState {
@@ -77,7 +83,14 @@ impl AppState {
             result_ttl: Duration::from_secs(s.result_ttl_s),
         };
         let backend = Backend::Local(LocalBackend::start(settings, trail.clone(), support, metrics.clone()));
-        let catalog = Box::new(FolderCatalog::new(&s.plugins, &s.disabled));
+        let catalog: Box<dyn Catalog> = match (&s.plugins, &s.home) {
+            (Some(dir), _) => Box::new(FolderCatalog::new(dir, &s.disabled)),
+            (None, Some(home)) => Box::new(RegistryCatalog::open(home)?),
+            (None, None) => {
+                let home = cordon_registry::Registry::default_home().ok_or(StartError::NoRegistry)?;
+                Box::new(RegistryCatalog::open(&home)?)
+            }
+        };
         Ok(AppState(Arc::new(Shared {
             keys: Keys::new(&secrets.jwt, &secrets.internal, &config),
             refresh: RefreshStore::new(Duration::from_millis(config.server.refresh_grace_ms)),

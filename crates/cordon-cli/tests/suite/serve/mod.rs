@@ -9,6 +9,7 @@
 mod auth;
 mod executions;
 mod lifecycle;
+mod registry;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -107,6 +108,9 @@ pub struct Options {
     pub jwt_secret: String,
     pub internal_secret: String,
     pub extra_args: Vec<String>,
+    /// Plugins from a registry at `DIR/home` (installed by the test) instead
+    /// of the plugin folder.
+    pub registry: bool,
 }
 
 impl Default for Options {
@@ -117,6 +121,7 @@ impl Default for Options {
             jwt_secret: JWT_SECRET.into(),
             internal_secret: INTERNAL_SECRET.into(),
             extra_args: vec![],
+            registry: false,
         }
     }
 }
@@ -168,10 +173,14 @@ impl Service {
 
     fn config(dir: &Dir, opts: &Options) -> PathBuf {
         let text = format!(
-            "[server]\nplugins = \"{plugins}\"\naudit_log = \"{log}\"\nrun_root = \"{root}\"\ndisabled = [\"@test/off\"]\n{server}\n\
+            "[server]\n{catalog}\naudit_log = \"{log}\"\nrun_root = \"{root}\"\n{server}\n\
              [tenants.acme]\n{acme}\n[tenants.acme.clients.ci]\nsecret_sha256 = \"{ci}\"\n[tenants.acme.tokens.deploy]\nsha256 = \"{deploy}\"\n\
              [tenants.beta]\nmax_concurrent = 8\nrate_per_sec = 1000\n[tenants.beta.clients.ops]\nsecret_sha256 = \"{ops}\"\n",
-            plugins = dir.join("plugins").display(),
+            catalog = if opts.registry {
+                format!("home = \"{}\"", dir.join("home").display())
+            } else {
+                format!("plugins = \"{}\"\ndisabled = [\"@test/off\"]", dir.join("plugins").display())
+            },
             log = dir.join("audit.jsonl").display(),
             root = dir.path().display(),
             server = opts.server,
