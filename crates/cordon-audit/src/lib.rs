@@ -156,8 +156,8 @@ pub use journal::JOURNAL_SUFFIX;
 pub use log::{Appended, AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
 pub use pending::PENDING_DIR;
 pub use record::{
-    host_secret_values, network_summary, now_rfc3339, policy_digest, redact, secret_values, AuditRecord, Ending,
-    ErrorCode, Outcome, Subject, UnknownOutcome,
+    host_secret_values, network_summary, now_rfc3339, policy_digest, redact, redacted_subject, secret_values,
+    AuditRecord, Ending, ErrorCode, Outcome, Subject, UnknownOutcome,
 };
 pub use trail::{log_path, AuditError, AuditTrail, AuditedRun, LOG_ENV};
 pub use verify::{verify, Trust, Verified, VerifyError};

@@ -366,14 +366,31 @@ pub fn redact(record: &mut AuditRecord, secrets: &[String]) {
     if secrets.is_empty() {
         return;
     }
-    let r = |s: &mut String| *s = cordon_core::policy::env::redact(s, &secrets);
-    let s = &mut record.subject;
-    let fields = [&mut record.error, &mut s.tenant, &mut s.principal, &mut s.handler];
-    fields.into_iter().flatten().for_each(r);
-    s.command.iter_mut().flatten().for_each(r);
+    if let Some(e) = &mut record.error {
+        *e = cordon_core::policy::env::redact(e, &secrets);
+    }
+    redact_subject(&mut record.subject, &secrets);
     if let Some(net) = &mut record.network {
         redact_json(net, &secrets);
     }
+}
+
+/// `subject` with each secret replaced by `***` in its free-text fields
+/// (`tenant`, `principal`, `handler`, `command`), as [`redact`] does.
+pub fn redacted_subject(subject: &Subject, secrets: &[String]) -> Subject {
+    let mut s = subject.clone();
+    redact_subject(&mut s, secrets);
+    s
+}
+
+fn redact_subject(s: &mut Subject, secrets: &[String]) {
+    let secrets: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
+    if secrets.is_empty() {
+        return;
+    }
+    let r = |v: &mut String| *v = cordon_core::policy::env::redact(v, &secrets);
+    [&mut s.tenant, &mut s.principal, &mut s.handler].into_iter().flatten().for_each(r);
+    s.command.iter_mut().flatten().for_each(r);
 }
 
 fn redact_json(value: &mut serde_json::Value, secrets: &[String]) {

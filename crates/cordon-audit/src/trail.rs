@@ -259,4 +259,11 @@ impl AuditedRun {
     pub fn request_id(&self) -> &str {
         &self.draft.request_id
     }
+
+    /// Who and what the record names. What becomes known after the begin
+    /// (the worker, the command) goes here; a run recorded as `LOST` names
+    /// only what its begin knew.
+    pub fn subject_mut(&mut self) -> &mut Subject {
+        &mut self.draft.subject
+    }
 }

@@ -11,8 +11,8 @@
 //!
 //! # Guarantees (local backend)
 //!
-//! - **One audit record per accepted execution.** Accepting writes the
-//!   run's start marker next to the audit log, so a service that is
+//! - **One audit record per accepted execution.** Accepting begins the
+//!   run in the audit trail's journal, so a service that is
 //!   SIGKILLed while the execution is queued or running leaves it to be
 //!   recorded as `LOST` by the next start ([`cordon::audit::AuditTrail::open`]).
 //!   A run records its outcome (fdatasync) before its result is published;
@@ -32,11 +32,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cordon::audit::{AuditRecord, AuditTrail, Pending, Subject, TraceParent};
+use cordon::audit::{AuditTrail, AuditedRun, Subject, TraceParent};
 use cordon::plugin::{run_handler, HandlerRequest};
 use cordon::{Cancel, KernelSupport, Mode, Signals};
 use serde::Serialize;
@@ -58,6 +58,8 @@ pub struct Job {
     pub jti: String,
     /// The caller's `traceparent`.
     pub traceparent: Option<String>,
+    /// The trace the execution belongs to: the caller's, or a new one.
+    pub trace: TraceParent,
     /// The HTTP request's id.
     pub http_request_id: String,
     /// The plugin, verified.
@@ -202,8 +204,8 @@ pub struct LocalSettings {
 }
 
 enum Phase {
-    /// The job, the start marker written when it was accepted, and when.
-    Queued(Box<Job>, Pending, Instant),
+    /// The job, its audit run begun when it was accepted, and when.
+    Queued(Box<Job>, Box<AuditedRun>, Instant),
     Running(Cancel),
     Done(Arc<serde_json::Value>),
 }
@@ -244,7 +246,7 @@ struct Shared {
 /// Worker threads in this process; see the module docs.
 pub struct LocalBackend {
     shared: Arc<Shared>,
-    sender: Mutex<Option<SyncSender<String>>>,
+    sender: Mutex<Option<Sender<String>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -255,7 +257,9 @@ const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
 impl LocalBackend {
     /// Starts the workers.
     pub fn start(settings: LocalSettings, trail: AuditTrail, support: KernelSupport, metrics: Metrics) -> LocalBackend {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(settings.queue as usize);
+        // Unbounded: the bound is `queued`, counted under the table lock, so a
+        // refusal never needs to undo a begun audit run.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let env = std::env::vars().filter(|(k, _)| PASSED_ENV.contains(&k.as_str())).collect();
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
@@ -291,25 +295,18 @@ impl LocalBackend {
         if active >= max_concurrent {
             return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
         }
-        // The marker first: an execution is accepted only once a crash
-        // would leave it to be recorded as lost.
-        let subject = subject_of(&job);
-        let pending = s
-            .trail
-            .log()
-            .begin(&AuditRecord::draft(&subject, &job.id, None))
-            .map_err(|e| SubmitError::Audit(format!("{}: {e}", s.trail.log().path().display())))?;
-        match sender.try_send(job.id.clone()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let _ = std::fs::remove_file(pending.marker_path());
-                let full = s.queued.load(Ordering::SeqCst);
-                return Err(if self.sender.lock().expect("sender lock").is_none() {
-                    SubmitError::Draining
-                } else {
-                    SubmitError::QueueFull(full)
-                });
-            }
+        let waiting = s.queued.load(Ordering::SeqCst);
+        if waiting >= s.settings.queue as usize {
+            return Err(SubmitError::QueueFull(waiting));
+        }
+        // Begun first: an execution is accepted only once a crash would
+        // leave it to be recorded as lost. Its record is completed by the
+        // worker (or the cancel), never by `run_handler`.
+        let audited = s.trail.begin(&subject_of(&job), &job.id, None).map_err(|e| SubmitError::Audit(e.render()))?;
+        if sender.send(job.id.clone()).is_err() {
+            // The workers are gone (only while draining): record the refusal.
+            let _ = record_unstarted(s, &job, audited, cordon::ErrorCode::Cancelled, "the service is shutting down");
+            return Err(SubmitError::Draining);
         }
         *table.active.entry(job.tenant.clone()).or_default() += 1;
         s.queued.fetch_add(1, Ordering::SeqCst);
@@ -317,7 +314,7 @@ impl LocalBackend {
         let (watch, _) = watch::channel(QUEUED);
         let tenant = job.tenant.clone();
         let id = job.id.clone();
-        let phase = Phase::Queued(Box::new(job), pending, Instant::now());
+        let phase = Phase::Queued(Box::new(job), Box::new(audited), Instant::now());
         table.entries.insert(id, Entry { tenant, phase, watch, finished: None });
         Ok(())
     }
@@ -351,12 +348,12 @@ impl LocalBackend {
         }
         // Queued: it never runs. Recorded here, under the table lock, so
         // the worker that dequeues it finds it done.
-        let Phase::Queued(job, pending, _) = std::mem::replace(&mut entry.phase, Phase::Running(Cancel::new().ok()?))
+        let Phase::Queued(job, audited, _) = std::mem::replace(&mut entry.phase, Phase::Running(Cancel::new().ok()?))
         else {
             unreachable!("matched above")
         };
         drop(table);
-        let value = record_unstarted(s, &job, pending, cordon::ErrorCode::Cancelled, "cancelled before it started");
+        let value = record_unstarted(s, &job, *audited, cordon::ErrorCode::Cancelled, "cancelled before it started");
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
         finish(s, &job.id, &job.tenant, value.clone(), "CANCELLED");
@@ -428,7 +425,7 @@ fn status_of(e: &Entry) -> Status {
 
 fn subject_of(job: &Job) -> Subject {
     Subject {
-        trace_id: TraceParent::from_caller_or_new(job.traceparent.as_deref()).trace_id_hex(),
+        trace_id: job.trace.trace_id_hex(),
         tenant: Some(job.tenant.clone()),
         plugin: Some(job.plugin.id.clone()),
         plugin_version: Some(job.plugin.version.clone()),
@@ -465,11 +462,11 @@ fn expire(table: &mut Table, ttl: Duration) {
     }
 }
 
-/// Records an execution that never started, completing its accepted marker.
+/// Records an execution that never started, completing its audit run.
 fn record_unstarted(
     s: &Shared,
     job: &Job,
-    pending: Pending,
+    audited: AuditedRun,
     code: cordon::ErrorCode,
     message: &str,
 ) -> Arc<serde_json::Value> {
@@ -478,12 +475,9 @@ fn record_unstarted(
     if let Some(e) = &mut result.error {
         e.code = code;
     }
-    let mut record = AuditRecord::draft(&subject_of(job), &job.id, None).finish(result.audit_ending(""), &[]);
-    // Never started: no mode ran.
-    record.mode = String::new();
-    if let Err(e) = pending.complete(record) {
-        // The marker stays: the next start records the execution as lost.
-        result.warnings.push(format!("the audit record could not be written: {e}"));
+    if let Err(e) = audited.complete(result.audit_ending(""), &[]) {
+        // Its journal entry stays: the next start records it as lost.
+        result.warnings.push(e.render());
     }
     Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), None))
 }
@@ -533,13 +527,13 @@ fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
             match table.entries.get_mut(&id) {
                 Some(e) if matches!(e.phase, Phase::Queued(..)) => match Cancel::new() {
                     Ok(cancel) => {
-                        let Phase::Queued(job, pending, accepted) =
+                        let Phase::Queued(job, audited, accepted) =
                             std::mem::replace(&mut e.phase, Phase::Running(cancel.clone()))
                         else {
                             unreachable!("matched above")
                         };
                         e.watch.send_replace(RUNNING);
-                        Some((job, pending, accepted, cancel))
+                        Some((job, audited, accepted, cancel))
                     }
                     Err(_) => None,
                 },
@@ -547,37 +541,43 @@ fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
                 _ => None,
             }
         };
-        let Some((job, pending, accepted, cancel)) = claimed else { continue };
+        let Some((job, audited, accepted, cancel)) = claimed else { continue };
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
         s.busy.fetch_add(1, Ordering::SeqCst);
         s.metrics.running.inc();
-        run_one(s, *job, pending, accepted, cancel);
+        run_one(s, *job, *audited, accepted, cancel);
         s.metrics.running.dec();
         s.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn run_one(s: &Shared, job: Job, pending: Pending, accepted: Instant, cancel: Cancel) {
+fn run_one(s: &Shared, job: Job, mut audited: AuditedRun, accepted: Instant, cancel: Cancel) {
     let t0 = Instant::now();
     let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
     req.input = job.input.clone();
     req.mode = s.settings.mode;
     req.host_env = s.env.clone();
     req.request_id = Some(job.id.clone());
-    req.traceparent = job.traceparent.clone();
+    req.traceparent = Some(job.trace.to_string());
     req.tenant = Some(job.tenant.clone());
     req.audit_subject = Subject { worker: std::thread::current().name().map(str::to_owned), ..provenance(&job) };
     req.run_root = s.settings.run_root.clone();
     req.support = Some(s.support.clone());
-    req.audit = Some(s.trail.clone());
+    // No trail: the run was begun at acceptance, and is completed here;
+    // the log stays out of the sandbox's reach all the same.
+    req.audit = None;
+    req.protect = s.trail.protected();
     req.cancel = Some(cancel);
     req.signals = Signals::Leave;
-    let result = run_handler(&req);
-    // run_handler's own begin replaced the accepted marker and its record
-    // removed it; a run refused before its begin recorded itself without
-    // touching the marker, which goes now.
-    let _ = std::fs::remove_file(pending.marker_path());
+    let mut result = run_handler(&req);
+    let digest = result.policy_digest.clone().unwrap_or_default();
+    // The command and worker are known now.
+    *audited.subject_mut() = result.subject.clone();
+    // The run's one durable write, before anyone sees the result.
+    if let Err(e) = audited.complete(result.result.audit_ending(&digest), &[]) {
+        result.result.warnings.push(e.render());
+    }
     let handler_ms = t0.elapsed().as_secs_f64() * 1e3;
     let outcome = result.error.as_ref().map_or("ok", |e| e.code.as_str());
     s.metrics.observe_run(handler_ms / 1e3, result.metrics.wall_ms / 1e3);

@@ -54,6 +54,7 @@ use serde::Serialize;
 use cordon_core::plan::{Enforcement, Plan, PlanError};
 use cordon_core::policy::{Mode, PathRule, Policy};
 use cordon_core::probe::{KernelSupport, ProbeError};
+use cordon_core::state::Protected;
 
 pub use cordon_plugin::artifacts::{Artifact, CollectLimits, Skipped, Template, DEFAULT_TEMPLATE};
 pub use cordon_plugin::builder::PolicyBuilder;
@@ -165,8 +166,13 @@ pub struct HandlerRequest {
     pub run_root: PathBuf,
     /// What the kernel supports, if the caller probed already.
     pub support: Option<KernelSupport>,
-    /// The audit trail; `None`: no record is written.
+    /// The audit trail; `None`: no record is written (a host that records
+    /// runs itself writes [`HandlerResult::subject`] with the result).
     pub audit: Option<AuditTrail>,
+    /// Files of the host no sandbox may reach, besides the trail's: the
+    /// audit log of a host that records runs itself. Carved out of every
+    /// grant like cordon's own state.
+    pub protect: Vec<Protected>,
     /// What the host knows about the run for its audit record (principal,
     /// token id, the caller's whole `traceparent`, worker, attempt, package
     /// provenance). [`run_handler`] sets the trace id, tenant, plugin,
@@ -198,6 +204,7 @@ impl HandlerRequest {
             run_root: PathBuf::from("/var/tmp"),
             support: None,
             audit: None,
+            protect: vec![],
             audit_subject: Subject::default(),
         }
     }
@@ -778,6 +785,12 @@ pub struct HandlerResult {
     pub policy_digest: Option<String>,
     /// Files the handler left in `CORDON_ARTIFACTS`, now in the store.
     pub artifacts: Vec<Artifact>,
+    /// Who and what the run's audit record names, as [`run_handler`]
+    /// completed [`HandlerRequest::audit_subject`] (trace id, tenant,
+    /// plugin, handler, command), with the run's secrets redacted: what a
+    /// host that records runs itself puts in its record.
+    #[serde(skip)]
+    pub subject: Subject,
     /// Entries of `CORDON_ARTIFACTS` that were not stored, and why.
     pub artifacts_skipped: Vec<Skipped>,
 }
@@ -866,6 +879,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         policy_digest: None,
         artifacts: vec![],
         artifacts_skipped: vec![],
+        subject: Subject::default(),
     };
     let secrets_of = |p: &Policy| audit::secret_values(p, &req.host_env);
     let known_mode = std::cell::Cell::new(None);
@@ -876,6 +890,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
             let secrets = policy.as_ref().map(secrets_of).unwrap_or_default();
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
             out.result.redact(&secrets);
+            out.subject = audit::redacted_subject(&subject, &secrets);
             if let Some(trail) = &req.audit {
                 let ending = out.result.audit_ending(out.policy_digest.as_deref().unwrap_or_default());
                 let mode = known_mode.get().or(req.mode);
@@ -888,6 +903,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
     };
     let secrets = secrets_of(&ready.run.policy);
     subject.command = Some(ready.command.clone());
+    out.subject = audit::redacted_subject(&subject, &secrets);
     let started = match req.audit.as_ref().map(|t| t.begin(&subject, &request_id, Some(ready.run.mode))).transpose() {
         Ok(s) => s,
         Err(e) => {
@@ -1057,7 +1073,14 @@ fn get_ready(
         support: Some(support),
         stdin: Input::Bytes(req.input.clone()),
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
-        protect: req.audit.as_ref().map(AuditTrail::protected).unwrap_or_default(),
+        protect: req
+            .audit
+            .as_ref()
+            .map(AuditTrail::protected)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(req.protect.iter().cloned())
+            .collect(),
         own_folders: std::iter::once(plugin_dir.clone()).chain(data_dir).collect(),
         tty: crate::Tty::Off,
         cancel: req.cancel.clone(),

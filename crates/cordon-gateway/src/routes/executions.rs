@@ -95,6 +95,7 @@ pub async fn submit_and_wait(
         tenant: caller.tenant.clone(),
         principal: caller.principal,
         jti: caller.jti,
+        trace: cordon::audit::TraceParent::from_caller_or_new(ctx.traceparent.as_deref()),
         traceparent: ctx.traceparent,
         http_request_id: ctx.request_id,
         plugin,

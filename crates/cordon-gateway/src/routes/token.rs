@@ -95,6 +95,7 @@ async fn record_reuse(
     tokio::task::spawn_blocking(move || log.append(r))
         .await
         .map_err(|e| ApiError::internal(format!("audit task failed: {e}")))?
+        .map(drop)
         .map_err(|e| ApiError::internal(format!("cannot append the refresh-reuse record: {e}")))
 }
 
