@@ -416,6 +416,11 @@ impl Anchor {
         &self.path
     }
 
+    /// Makes what is stored durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
     /// Stores `note`, the checkpoint of `size` lines, in its slot.
     pub fn store(&self, size: u64, note: &str) -> io::Result<()> {
         use std::os::unix::fs::FileExt;

@@ -59,16 +59,27 @@ pub(crate) struct Open {
     pub(crate) log_len: u64,
 }
 
+/// One line. Runs begun by `AuditTrail` write the open set after each
+/// change (`open`), so the last line tells it; a group writer, which owns
+/// the journal, writes only the change (`begin` with `pid` and `log_len`,
+/// or `end`), and the open set is what replaying its lines leaves.
 #[derive(Serialize, Deserialize)]
-struct Line {
+pub(crate) struct Line {
     /// A run beginning: its draft record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    begin: Option<AuditRecord>,
+    pub(crate) begin: Option<AuditRecord>,
     /// A run ending, or given up as lost: its request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<String>,
+    pub(crate) end: Option<String>,
+    /// With `begin`, when there is no `open`: the beginner's pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pid: Option<u32>,
+    /// With `begin`, when there is no `open`: the log's size then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) log_len: Option<u64>,
     /// The runs open after this line.
-    open: Vec<Open>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) open: Option<Vec<Open>>,
 }
 
 /// A begun run whose owner is gone, as [`Journal::take_dead`] found it.
@@ -105,6 +116,11 @@ impl Journal {
         Ok(Journal { file, lock: Mutex::new(()) })
     }
 
+    /// The file, for a writer that owns it from now on.
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+
     /// Whether no run is open (the common state: one syscall to tell).
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
         Ok(self.file.metadata()?.len() == 0)
@@ -133,16 +149,13 @@ impl Locked<'_> {
             return Ok(vec![]);
         }
         if !tail.torn {
-            if let Ok(l) = serde_json::from_slice::<Line>(&tail.last) {
-                return Ok(l.open);
+            if let Ok(Line { open: Some(open), .. }) = serde_json::from_slice::<Line>(&tail.last) {
+                return Ok(open);
             }
         }
-        // Rare: the last line was cut short (its writer was killed before
-        // its change happened) or is not ours. Read it all.
-        let mut all = vec![0u8; usize::try_from(tail.len).map_err(io::Error::other)?];
-        self.file().read_exact_at(&mut all, 0)?;
-        let last = all.split(|b| *b == b'\n').rev().find_map(|l| serde_json::from_slice::<Line>(l).ok());
-        Ok(last.map(|l| l.open).unwrap_or_default())
+        // A group writer's journal, or a last line cut short (its writer
+        // was killed before its change happened): replay it all.
+        replay(self.file(), tail.len)
     }
 
     /// Writes the begin line of `draft` with `log_len`, the log's size
@@ -152,7 +165,7 @@ impl Locked<'_> {
         let mut open = self.open_runs()?;
         let at = self.next_line_at()?;
         open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
-        self.write(&Line { begin: Some(draft.clone()), end: None, open })?;
+        self.write(&Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) })?;
         // Under the journal's flock, so no recovery looks before it holds.
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
         Ok(at)
@@ -171,7 +184,7 @@ impl Locked<'_> {
         if open.is_empty() {
             return self.file().set_len(0);
         }
-        self.write(&Line { begin: None, end: Some(id.to_owned()), open })
+        self.write(&Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) })
     }
 
     /// The open runs whose owner is gone, with their drafts; the caller
@@ -192,6 +205,11 @@ impl Locked<'_> {
             dead.push(Dead { draft, pid: o.pid, log_len: o.log_len });
         }
         Ok(dead)
+    }
+
+    /// Empties the journal: no run is open.
+    pub(crate) fn truncate(&self) -> io::Result<()> {
+        self.file().set_len(0)
     }
 
     /// Drops the runs `ids` from the open set (they were recorded).
@@ -218,6 +236,33 @@ impl Locked<'_> {
         buf.push(b'\n');
         (&self.journal.file).write_all(&buf)
     }
+}
+
+/// The open runs that replaying the first `len` bytes of `file` leaves: an
+/// `open` set replaces what came before it, a `begin` adds a run, an `end`
+/// drops one; a line that does not parse (cut short) changes nothing.
+pub(crate) fn replay(file: &File, len: u64) -> io::Result<Vec<Open>> {
+    let mut all = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+    file.read_exact_at(&mut all, 0)?;
+    let mut open: Vec<Open> = vec![];
+    let mut at = 0u64;
+    for raw in all.split_inclusive(|b| *b == b'\n') {
+        let start = at;
+        at += raw.len() as u64;
+        let Ok(line) = serde_json::from_slice::<Line>(raw) else { continue };
+        match line {
+            Line { open: Some(set), .. } => open = set,
+            Line { begin: Some(draft), pid, log_len, .. } => open.push(Open {
+                id: draft.request_id,
+                pid: pid.unwrap_or(0),
+                at: start,
+                log_len: log_len.unwrap_or(0),
+            }),
+            Line { end: Some(id), .. } => open.retain(|o| o.id != id),
+            _ => {}
+        }
+    }
+    Ok(open)
 }
 
 /// The bytes of the line starting at `at`.

@@ -6,7 +6,11 @@
 //! trail around a run ([`AuditTrail::begin`], [`AuditedRun::complete`]) and
 //! the recovery of runs a dead cordon left unfinished ([`recover_lost`]),
 //! verification ([`verify`]) and filtering ([`filter`]). The CLI (`cordon
-//! run`, `exec`, `audit`) and the gateway use it; it runs nothing itself.
+//! run`, `exec`, `audit`) records through [`AuditTrail`], one commit per
+//! run; a long-running service (the gateway, a scale-out worker) through
+//! [`GroupWriter`], many records per `fdatasync`, answering each caller once
+//! its own begin or record is durable (see its module docs, with an
+//! example). It runs nothing itself.
 //!
 //! # Format
 //!
@@ -143,6 +147,7 @@
 
 mod checkpoint;
 mod filter;
+mod group;
 mod journal;
 mod log;
 mod pending;
@@ -152,6 +157,7 @@ mod verify;
 
 pub use checkpoint::{Anchor, AuditKey, Checkpoint, KeyError, NoteError, Verifier};
 pub use filter::{filter, package_prefix, parse_time, Filter, Filtered, HashError, TimeError, MIN_HASH_PREFIX};
+pub use group::{BeginCommit, Commit, GroupOptions, GroupRun, GroupStats, GroupWriter};
 pub use journal::JOURNAL_SUFFIX;
 pub use log::{Appended, AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
 pub use pending::PENDING_DIR;

@@ -7,13 +7,20 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use std::os::fd::AsFd;
+
 use cordon_core::state::Protected;
+use cordon_core::sys::{self, ByteLock};
 use cordon_core::trace;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, Anchor, AuditKey, Checkpoint};
 use crate::record::{hex, AuditRecord};
+
+/// The byte a writer that owns the log locks (see
+/// [`AuditLog::take_ownership`]): the last one a file offset can name.
+const OWNER_BYTE: u64 = i64::MAX as u64 - 1;
 
 /// The log's file name under the state directory.
 pub const LOG_FILE: &str = "audit.jsonl";
@@ -132,6 +139,27 @@ impl AuditLog {
         self.0.signer.as_ref().map(|s| s.dir.as_path())
     }
 
+    /// Takes the log for this writer alone, for as long as it is open: an
+    /// open-file-description lock far past any content, which the kernel
+    /// drops when the process dies. `EAGAIN` when another writer has it.
+    pub(crate) fn take_ownership(&self) -> io::Result<()> {
+        sys::ofd_lock_byte(self.0.file.as_fd(), OWNER_BYTE, ByteLock::Hold)
+    }
+
+    /// Whether another writer took the log with
+    /// [`AuditLog::take_ownership`].
+    pub(crate) fn owned_by_another(&self) -> io::Result<bool> {
+        sys::ofd_byte_locked(self.0.file.as_fd(), OWNER_BYTE)
+    }
+
+    /// Makes the latest checkpoint durable (a writer's shutdown).
+    pub(crate) fn sync_anchor(&self) -> io::Result<()> {
+        match &self.0.signer {
+            Some(s) => s.anchor.sync(),
+            None => Ok(()),
+        }
+    }
+
     /// The log's size now (for recovery: a run's record lies after the
     /// size the log had when the run began).
     pub(crate) fn len(&self) -> io::Result<u64> {
@@ -177,6 +205,16 @@ impl AuditLog {
     }
 }
 
+/// Whether the first of the records appended together carries a checkpoint
+/// whatever its `seq` (a long-running writer's time-based checkpoint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InLogCheckpoint {
+    /// Only every [`CHECKPOINT_EVERY`] records.
+    OnCadence,
+    /// On the first record too.
+    Now,
+}
+
 /// The log held by [`AuditLog::lock`].
 pub(crate) struct Held<'a> {
     log: &'a AuditLog,
@@ -190,33 +228,58 @@ impl Drop for Held<'_> {
 }
 
 impl Held<'_> {
-    /// Appends one record (see [`AuditLog::append`]). With a signer, the
-    /// record carries a checkpoint every [`CHECKPOINT_EVERY`] records, and
-    /// the latest checkpoint (covering this record) is stored in the log's
-    /// anchor.
+    /// Appends one record (see [`AuditLog::append`]).
     pub(crate) fn append(&self, record: &mut AuditRecord) -> io::Result<Appended> {
+        let mut appended = self.append_all(std::slice::from_mut(record), InLogCheckpoint::OnCadence)?;
+        Ok(appended.remove(0))
+    }
+
+    /// Appends `records` with one `write(2)` and one `fdatasync`, chaining
+    /// each onto the one before. With a signer, a record carries a
+    /// checkpoint of the lines before it every [`CHECKPOINT_EVERY`] records
+    /// (and the first one does with [`InLogCheckpoint::Now`]), and the
+    /// latest checkpoint, covering the last record, is stored in the log's
+    /// anchor. Nothing is written for no records.
+    pub(crate) fn append_all(&self, records: &mut [AuditRecord], first: InLogCheckpoint) -> io::Result<Vec<Appended>> {
+        if records.is_empty() {
+            return Ok(vec![]);
+        }
         let inner = &*self.log.0;
         let file = &inner.file;
-        let tail = Tail::read(file)?;
-        let seq = tail.next_seq(file)?;
-        record.prev = hex(&Sha256::digest(&tail.last));
-        record.seq = Some(seq);
-        record.checkpoint = None;
         let signer = inner.signer.as_ref();
-        if let Some(s) = signer.filter(|_| seq > 1 && (seq - 1) % CHECKPOINT_EVERY == 0) {
-            let cp = Checkpoint { origin: self.origin(None)?, size: seq - 1, hash: Sha256::digest(&tail.last).into() };
-            record.checkpoint = Some(s.key.sign(&cp));
-        }
-        let mut buf = Vec::with_capacity(1024);
+        let tail = Tail::read(file)?;
+        let mut seq = tail.next_seq(file)?;
+        let mut prev: [u8; 32] = Sha256::digest(&tail.last).into();
+        let mut buf = Vec::with_capacity(1024 * records.len());
         if tail.torn {
             // End the cut-short line so this record starts on its own line.
             buf.push(b'\n');
         }
-        let start = buf.len();
-        // serde_json escapes newlines in strings: one record is one line.
-        serde_json::to_writer(&mut buf, record).map_err(io::Error::other)?;
-        let line_hash: [u8; 32] = Sha256::digest(&buf[start..]).into();
-        buf.push(b'\n');
+        let mut out = Vec::with_capacity(records.len());
+        let mut first_line: Option<(usize, usize)> = None;
+        for (i, record) in records.iter_mut().enumerate() {
+            record.prev = hex(&prev);
+            record.seq = Some(seq);
+            record.checkpoint = None;
+            let due =
+                (seq > 1 && (seq - 1) % CHECKPOINT_EVERY == 0) || (i == 0 && first == InLogCheckpoint::Now && seq > 1);
+            if let Some(s) = signer.filter(|_| due) {
+                // The first line may be in this very batch.
+                let origin = self.origin(first_line.map(|(a, b)| &buf[a..b]))?;
+                let cp = Checkpoint { origin, size: seq - 1, hash: prev };
+                record.checkpoint = Some(s.key.sign(&cp));
+            }
+            let start = buf.len();
+            // serde_json escapes newlines in strings: one record is one line.
+            serde_json::to_writer(&mut buf, record).map_err(io::Error::other)?;
+            prev = Sha256::digest(&buf[start..]).into();
+            if seq == 1 {
+                first_line = Some((start, buf.len()));
+            }
+            buf.push(b'\n');
+            out.push(Appended { seq, hash: hex(&prev) });
+            seq += 1;
+        }
         // One write(2) on an O_APPEND descriptor: the kernel places it at
         // the end atomically with respect to other appenders.
         let written = (&*file).write(&buf)?;
@@ -228,13 +291,14 @@ impl Held<'_> {
         }
         trace::step("audit: record written");
         // fdatasync: the data and the size needed to read it back. The only
-        // durable write of a run.
+        // durable write of a run (of a group of them, for a group commit).
         file.sync_data()?;
         trace::step("audit: fdatasync");
         if let Some(s) = signer {
-            let origin = self.origin(Some(&buf[start..buf.len() - 1]).filter(|_| seq == 1))?;
-            let note = s.key.sign(&Checkpoint { origin, size: seq, hash: line_hash });
-            s.anchor.store(seq, &note).map_err(|e| {
+            let origin = self.origin(first_line.map(|(a, b)| &buf[a..b]))?;
+            let size = seq - 1;
+            let note = s.key.sign(&Checkpoint { origin, size, hash: prev });
+            s.anchor.store(size, &note).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!(
@@ -245,7 +309,7 @@ impl Held<'_> {
             })?;
             trace::step("audit: latest checkpoint signed and kept");
         }
-        Ok(Appended { seq, hash: hex(&line_hash) })
+        Ok(out)
     }
 
     /// The log's origin: from `first` (the line just written as line 1), or

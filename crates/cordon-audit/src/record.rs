@@ -144,6 +144,21 @@ impl AuditRecord {
         }
     }
 
+    /// The record of a request that never began a run (a bad flag,
+    /// manifest or input): `mode` is the mode asked for, if one was known;
+    /// the record's `mode` is empty otherwise.
+    pub fn unstarted(
+        subject: &Subject,
+        request_id: &str,
+        mode: Option<Mode>,
+        ending: Ending,
+        secrets: &[String],
+    ) -> AuditRecord {
+        let mut record = AuditRecord::draft(subject, request_id, mode).finish(ending, secrets);
+        record.mode = mode.map_or("", Mode::as_str).to_owned();
+        record
+    }
+
     /// Fills in how the run ended, with `secrets` redacted.
     pub fn finish(mut self, ending: Ending, secrets: &[String]) -> AuditRecord {
         let Ending { mode, outcome, error, duration_ms, cpu_ms, peak_rss_kb, network, policy_digest } = ending;

@@ -275,6 +275,43 @@ fn child_helper() {
                 println!("<done {id}>");
             }
         }
+        "group" => {
+            // A service with four request threads, killed by the parent.
+            let path = log.path().to_owned();
+            let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+            std::thread::scope(|scope| {
+                for t in 0..4 {
+                    let w = &w;
+                    scope.spawn(move || {
+                        for i in 0.. {
+                            let id = format!("G{t}-{i}");
+                            let run = w.begin(&Subject::default(), &id, Some(Mode::Dev)).wait().unwrap();
+                            println!("<accepted {id}>");
+                            run.complete(ok_ending(), &[]).wait().unwrap();
+                            println!("<durable {id}>");
+                        }
+                    });
+                }
+            });
+        }
+        "group-compact" => {
+            // Five runs begun, two completed, the journal compacted.
+            let path = log.path().to_owned();
+            let opts = GroupOptions { compact_at: 1, ..GroupOptions::default() };
+            let w = GroupWriter::open(&path, &keys_for(&path), opts).unwrap();
+            let runs: Vec<GroupRun> = (0..5)
+                .map(|i| w.begin(&Subject::default(), &format!("C{i}"), Some(Mode::Dev)).wait().unwrap())
+                .collect();
+            let mut runs = runs.into_iter();
+            for r in runs.by_ref().take(2) {
+                r.complete(ok_ending(), &[]).wait().unwrap();
+            }
+            // One more commit, so the journal is compacted after the ends.
+            w.record_unstarted(&Subject::default(), "C-unstarted", None, failed_setup("x"), &[]).wait().unwrap();
+            println!("<child-ready>");
+            let _keep: Vec<GroupRun> = runs.collect();
+            std::thread::sleep(Duration::from_secs(120));
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -820,4 +857,182 @@ fn runs_of_processes_killed_at_any_point_end_with_exactly_one_record_each() {
     assert!(lost.iter().all(|id| !done.iter().any(|d| d == id)), "a completed run recorded as LOST: {lost:?}");
     assert_eq!(records.iter().filter(|r| r.request_id.starts_with("W5-")).count(), 40);
     assert_eq!(journal_len(&path), 0, "every writer is gone, so nothing is open");
+}
+
+fn ok_ending() -> Ending {
+    Ending { outcome: Outcome::Ok, error: None, ..failed_setup("") }
+}
+
+fn ids_once(path: &Path) -> std::collections::HashMap<String, AuditRecord> {
+    let mut out = std::collections::HashMap::new();
+    for r in filter(path, &Filter::default()).unwrap().records {
+        let id = r.request_id.clone();
+        assert!(out.insert(id.clone(), r).is_none(), "{id} recorded twice");
+    }
+    out
+}
+
+#[test]
+fn group_commit_records_every_run_once_with_many_records_per_sync() {
+    let dir = Dir::new("audit-group");
+    let path = dir.path().join("audit.jsonl");
+    let opts = GroupOptions { linger: Duration::from_millis(20), ..GroupOptions::default() };
+    let w = GroupWriter::open(&path, &keys_for(&path), opts).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let w = &w;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let run = w.begin(&Subject::default(), &format!("T{t}-{i}"), Some(Mode::Dev)).wait().unwrap();
+                    let r = run.complete(ok_ending(), &[]).wait().unwrap();
+                    assert_eq!(r.request_id, format!("T{t}-{i}"));
+                    assert!(r.seq.is_some());
+                }
+            });
+        }
+    });
+    let stats = w.shutdown().unwrap();
+    assert_eq!((stats.begins, stats.records), (200, 200));
+    assert!(stats.log_syncs < stats.records, "no record shared a sync: {stats:?}");
+    assert!(stats.journal_syncs < stats.begins, "no begin shared a sync: {stats:?}");
+    let v = check(&path).unwrap();
+    assert_eq!((v.records, v.latest.map(|l| l.0)), (200, Some(200)));
+    assert_eq!(ids_once(&path).len(), 200);
+    assert_eq!(journal_len(&path), 0);
+}
+
+#[test]
+fn a_service_owns_its_log_while_it_runs() {
+    let dir = Dir::new("audit-owned");
+    let path = dir.path().join("audit.jsonl");
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    let e = AuditTrail::open_with(&path, &keys_for(&path)).unwrap_err();
+    assert!(matches!(e, AuditError::Owned { .. }), "{e}");
+    assert!(e.to_string().contains("is written by a running service"), "{e}");
+    let e = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap_err();
+    assert!(matches!(e, AuditError::Owned { .. }), "{e}");
+    drop(w);
+    // Control: once it stopped, the log is anyone's again.
+    AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
+    GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap().shutdown().unwrap();
+}
+
+#[test]
+fn a_service_waits_for_no_cli_run_and_records_the_dead_ones() {
+    let dir = Dir::new("audit-busy");
+    let path = dir.path().join("audit.jsonl");
+    open(&path);
+    let mut c = child("begin-and-hang", &path, "CLI-RUN").stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    assert!(out.lines().map_while(Result::ok).any(|l| l.contains("<child-ready>")));
+    let e = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap_err();
+    assert!(matches!(e, AuditError::Busy { .. }), "{e}");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    assert_eq!(w.recovered(), 1);
+    w.shutdown().unwrap();
+    assert_eq!(ids_once(&path)["CLI-RUN"].outcome, "LOST");
+}
+
+#[test]
+fn a_killed_service_leaves_every_accepted_run_with_exactly_one_record() {
+    let dir = Dir::new("audit-group-kill");
+    let path = dir.path().join("audit.jsonl");
+    open(&path);
+    let mut c = child("group", &path, "").stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let (mut accepted, mut durable) = (vec![], vec![]);
+    for line in out.lines().map_while(Result::ok) {
+        if let Some(id) = line.split("<accepted ").nth(1) {
+            accepted.push(id.trim_end_matches('>').to_owned());
+        }
+        if let Some(id) = line.split("<durable ").nth(1) {
+            durable.push(id.trim_end_matches('>').to_owned());
+            if durable.len() == 60 {
+                c.kill().unwrap(); // SIGKILL, mid-commit or between
+            }
+        }
+    }
+    c.wait().unwrap();
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    let recovered = w.recovered();
+    w.shutdown().unwrap();
+    check(&path).unwrap();
+    let records = ids_once(&path);
+    for id in &accepted {
+        assert!(records.contains_key(id), "{id} was accepted and has no record");
+    }
+    for id in &durable {
+        assert_eq!(records[id].outcome, "ok", "{id} was durable and is recorded as {}", records[id].outcome);
+    }
+    // Four request threads: at most four runs were in flight.
+    let lost = records.values().filter(|r| r.lost).count();
+    assert_eq!(lost, recovered);
+    assert!(lost <= 4, "{lost} LOST");
+    assert_eq!(journal_len(&path), 0);
+}
+
+#[test]
+fn runs_open_in_a_compacted_journal_are_recovered() {
+    let dir = Dir::new("audit-compact");
+    let path = dir.path().join("audit.jsonl");
+    open(&path);
+    let mut c = child("group-compact", &path, "").stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    assert!(out.lines().map_while(Result::ok).any(|l| l.contains("<child-ready>")));
+    let journal = fs::read_to_string(crate::journal::path_of(&path)).unwrap();
+    assert_eq!(journal.lines().count(), 3, "compacted to the three open runs:\n{journal}");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    assert_eq!(w.recovered(), 3);
+    w.shutdown().unwrap();
+    let records = ids_once(&path);
+    assert_eq!(records.len(), 6);
+    assert_eq!(records.values().filter(|r| r.lost).count(), 3);
+}
+
+#[test]
+fn shutdown_records_runs_never_completed_and_keeps_a_time_based_checkpoint() {
+    let dir = Dir::new("audit-shutdown");
+    let path = dir.path().join("audit.jsonl");
+    let opts = GroupOptions { checkpoint_interval: Duration::ZERO, ..GroupOptions::default() };
+    let w = GroupWriter::open(&path, &keys_for(&path), opts).unwrap();
+    let a = w.begin(&Subject::default(), "DONE", Some(Mode::Dev)).wait().unwrap();
+    let b = w.begin(&Subject::default(), "NEVER", Some(Mode::Dev)).wait().unwrap();
+    a.complete(ok_ending(), &[]).wait().unwrap();
+    w.record_unstarted(&Subject::default(), "REFUSED", None, failed_setup("bad input"), &[]).wait().unwrap();
+    drop(b);
+    let stats = w.shutdown().unwrap();
+    assert_eq!(stats.records, 3);
+    let records = ids_once(&path);
+    assert_eq!(records["NEVER"].outcome, "LOST");
+    assert!(records["NEVER"].error.as_deref().unwrap().contains("service shut down"));
+    assert_eq!(records["REFUSED"].outcome, "SETUP_FAILED");
+    // Every commit's first record after the first line carries a checkpoint.
+    let v = check(&path).unwrap();
+    assert!(v.checkpoints >= 2, "{v:?}");
+    assert_eq!(v.latest.unwrap().0, 3);
+    assert_eq!(journal_len(&path), 0);
+}
+
+#[test]
+fn commits_are_futures_for_async_callers() {
+    let dir = Dir::new("audit-async");
+    let path = dir.path().join("audit.jsonl");
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let record = rt.block_on(async {
+        let run = w.begin(&Subject::default(), "ASYNC", Some(Mode::Dev)).await.unwrap();
+        run.complete(ok_ending(), &[]).await.unwrap()
+    });
+    assert_eq!((record.request_id.as_str(), record.seq), ("ASYNC", Some(1)));
+    w.shutdown().unwrap();
+    // A writer that is gone answers with an error, not a hang.
+    let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+    let run = w.begin(&Subject::default(), "LATE", Some(Mode::Dev)).wait().unwrap();
+    w.shutdown().unwrap();
+    let e = run.complete(ok_ending(), &[]).wait().unwrap_err();
+    assert!(matches!(e, AuditError::WriterGone { .. }), "{e}");
 }

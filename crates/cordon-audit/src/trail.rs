@@ -55,6 +55,28 @@ pub enum AuditError {
         #[source]
         source: io::Error,
     },
+    /// A group writer (`cordon serve`) records into this log; nothing else
+    /// may.
+    #[error("the audit log {} is written by a running service (cordon serve), which records only its own runs", path.display())]
+    Owned {
+        /// The log.
+        path: PathBuf,
+    },
+    /// Runs of other cordon processes are in flight on this log, so a group
+    /// writer cannot take it.
+    #[error("cordon run or exec (pid {pid}) is still recording into the audit log {}", path.display())]
+    Busy {
+        /// The log.
+        path: PathBuf,
+        /// One of the processes.
+        pid: u32,
+    },
+    /// The group writer's thread is gone (shut down, or it panicked).
+    #[error("the audit writer of {} has stopped", path.display())]
+    WriterGone {
+        /// The log.
+        path: PathBuf,
+    },
     /// The record could not be appended.
     #[error("cannot append the record of run {request_id} to the audit log {}", path.display())]
     Append {
@@ -75,6 +97,8 @@ impl AuditError {
             AuditError::Append { .. } => {
                 "the run stays in the log's run journal; the next cordon that can write the log records it as LOST"
             }
+            AuditError::Owned { .. } => "give this command a log of its own (--audit-log PATH or CORDON_AUDIT_LOG)",
+            AuditError::Busy { .. } => "wait for it to finish, or give the service a log of its own",
             _ => "pass --audit-log PATH or set CORDON_AUDIT_LOG to a file in a folder you can write",
         }
     }
@@ -128,6 +152,9 @@ impl AuditTrail {
     pub fn open_with(path: &Path, keys: &KeyFolder) -> Result<AuditTrail, AuditError> {
         let open_err = |source| AuditError::Open { path: path.to_owned(), source };
         let log = AuditLog::open_with(path, keys).map_err(open_err)?;
+        if log.owned_by_another().map_err(open_err)? {
+            return Err(AuditError::Owned { path: path.to_owned() });
+        }
         cordon_core::trace::step("audit: log and key opened");
         let journal = Arc::new(Journal::open(path).map_err(open_err)?);
         let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
@@ -158,16 +185,22 @@ impl AuditTrail {
     /// run must not start.
     pub fn begin(&self, subject: &Subject, request_id: &str, mode: Option<Mode>) -> Result<AuditedRun, AuditError> {
         let draft = AuditRecord::draft(subject, request_id, mode);
-        let begin = || -> io::Result<u64> {
+        let begin = || -> io::Result<Option<u64>> {
             let log_len = self.log.len()?;
             let l = self.journal.lock()?;
-            l.begin(&draft, log_len)
+            // Under the journal's lock, as a group writer takes the log.
+            if self.log.owned_by_another()? {
+                return Ok(None);
+            }
+            l.begin(&draft, log_len).map(Some)
         };
-        let at = begin().map_err(|source| AuditError::Begin {
-            path: self.log.path().to_owned(),
-            request_id: request_id.to_owned(),
-            source,
-        })?;
+        let at = begin()
+            .map_err(|source| AuditError::Begin {
+                path: self.log.path().to_owned(),
+                request_id: request_id.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| AuditError::Owned { path: self.log.path().to_owned() })?;
         Ok(AuditedRun { log: self.log.clone(), journal: self.journal.clone(), draft, at })
     }
 
@@ -183,8 +216,7 @@ impl AuditTrail {
         ending: Ending,
         secrets: &[String],
     ) -> Result<AuditRecord, AuditError> {
-        let mut record = AuditRecord::draft(subject, request_id, mode).finish(ending, secrets);
-        record.mode = mode.map_or("", Mode::as_str).to_owned();
+        let record = AuditRecord::unstarted(subject, request_id, mode, ending, secrets);
         self.log.append(record.clone()).map_err(|source| AuditError::Append {
             path: self.log.path().to_owned(),
             request_id: request_id.to_owned(),
