@@ -96,7 +96,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -199,8 +199,9 @@ enum Begun {
 /// A group-committing audit writer for a long-running service; see the
 /// module docs.
 pub struct GroupWriter {
-    tx: Option<mpsc::Sender<Op>>,
-    thread: Option<JoinHandle<()>>,
+    /// `None` once shut down.
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     log: AuditLog,
     recovered: usize,
@@ -260,6 +261,13 @@ impl GroupRun {
     pub fn request_id(&self) -> &str {
         &self.draft.request_id
     }
+
+    /// Who and what the record names. What becomes known after the begin
+    /// (the worker, the command) goes here; a run recorded as `LOST` names
+    /// only what its begin knew.
+    pub fn subject_mut(&mut self) -> &mut Subject {
+        &mut self.draft.subject
+    }
 }
 
 fn send<T>(tx: &mpsc::Sender<Op>, path: &Path, op: impl FnOnce(Reply<T>) -> Op) -> Commit<T> {
@@ -302,7 +310,14 @@ impl GroupWriter {
         };
         let thread =
             std::thread::Builder::new().name("cordon-audit".into()).spawn(move || state.serve(rx)).map_err(open_err)?;
-        Ok(GroupWriter { tx: Some(tx), thread: Some(thread), path: path.to_owned(), log, recovered, counters })
+        Ok(GroupWriter {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            path: path.to_owned(),
+            log,
+            recovered,
+            counters,
+        })
     }
 
     /// How many runs of an earlier writer [`GroupWriter::open`] recorded as
@@ -314,6 +329,11 @@ impl GroupWriter {
     /// The log's files, which no sandbox may reach.
     pub fn protected(&self) -> Vec<Protected> {
         self.log.protected()
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// What the writer has done so far.
@@ -346,34 +366,45 @@ impl GroupWriter {
 
     /// Commits what is queued, records runs begun and never completed as
     /// `LOST`, syncs the latest checkpoint, empties the run journal, and
-    /// stops the writer. The shutdown hook of a service.
-    pub fn shutdown(mut self) -> Result<GroupStats, AuditError> {
-        self.stop().unwrap_or_else(|| Err(AuditError::WriterGone { path: self.path.clone() }))
-    }
-
-    fn stop(&mut self) -> Option<Result<GroupStats, AuditError>> {
-        let tx = self.tx.take()?;
+    /// stops the writer. The shutdown hook of a service, through a shared
+    /// reference (request handlers hold the writer too): what is asked of
+    /// it afterwards fails with [`AuditError::WriterGone`]. Blocks (not on
+    /// an async runtime's thread); a second call says `WriterGone`.
+    pub fn shutdown(&self) -> Result<GroupStats, AuditError> {
+        let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some(tx) = tx else { return Err(AuditError::WriterGone { path: self.path.clone() }) };
         let commit = send(&tx, &self.path, |reply| Op::Shutdown { reply });
         drop(tx);
         let answer = commit.wait();
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = t.join();
         }
-        Some(answer)
+        answer
     }
 
     fn sender(&self) -> mpsc::Sender<Op> {
-        match &self.tx {
+        match &*self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
             Some(tx) => tx.clone(),
-            // Only `shutdown` takes it, and it consumes the writer.
+            // Shut down: a channel nobody reads, so the answer is WriterGone.
             None => mpsc::channel().0,
         }
     }
 }
 
 impl Drop for GroupWriter {
+    /// Shuts the writer down. On an async runtime's thread, where it must
+    /// not block, it only asks: the writer thread finishes on its own (and
+    /// if the process exits first, the next open records what was left
+    /// open as `LOST`).
     fn drop(&mut self) {
-        let _ = self.stop();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if let Some(tx) = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                let (reply, _) = oneshot::channel();
+                let _ = tx.send(Op::Shutdown { reply });
+            }
+            return;
+        }
+        let _ = self.shutdown();
     }
 }
 

@@ -1036,3 +1036,31 @@ fn commits_are_futures_for_async_callers() {
     let e = run.complete(ok_ending(), &[]).wait().unwrap_err();
     assert!(matches!(e, AuditError::WriterGone { .. }), "{e}");
 }
+
+#[test]
+fn a_writer_dropped_on_an_async_runtime_stops_without_blocking_it() {
+    let dir = Dir::new("audit-async-drop");
+    let path = dir.path().join("audit.jsonl");
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+        let run = w.begin(&Subject::default(), "DONE", Some(Mode::Dev)).await.unwrap();
+        run.complete(ok_ending(), &[]).await.unwrap();
+        // A blocking wait here would panic (it is the runtime's thread).
+        drop(w);
+    });
+    // The writer thread finishes on its own and lets go of the log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let trail = loop {
+        match AuditTrail::open_with(&path, &keys_for(&path)) {
+            Ok(t) => break t,
+            Err(AuditError::Owned { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(trail.recovered(), 0);
+    assert_eq!(ids_once(&path)["DONE"].outcome, "ok");
+    assert_eq!(journal_len(&path), 0);
+}
