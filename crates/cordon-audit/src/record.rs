@@ -237,11 +237,15 @@ pub enum ErrorCode {
     /// The run waited in a host's queue past its deadline and never
     /// started; never set by a run on its own.
     Expired,
+    /// Not a run: a gateway saw a rotated refresh token presented again
+    /// after its grace window and revoked the token's whole family (a
+    /// security event, one record per family).
+    RefreshReuse,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Timeout,
         ErrorCode::MemoryLimit,
         ErrorCode::CpuLimit,
@@ -257,6 +261,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::Lost,
         ErrorCode::Expired,
+        ErrorCode::RefreshReuse,
     ];
 
     /// The spelling in results and records (as serialised).
@@ -277,6 +282,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Lost => "LOST",
             ErrorCode::Expired => "EXPIRED",
+            ErrorCode::RefreshReuse => "REFRESH_REUSE",
         }
     }
 }

@@ -656,6 +656,7 @@ fn fields_added_later_are_left_out_when_unset_and_old_lines_still_read() {
 fn outcomes_parse_case_insensitively_and_spell_like_error_codes() {
     assert_eq!("timeout".parse::<Outcome>().unwrap(), Outcome::Error(ErrorCode::Timeout));
     assert_eq!("LOST".parse::<Outcome>().unwrap(), Outcome::Error(ErrorCode::Lost));
+    assert_eq!("refresh_reuse".parse::<Outcome>().unwrap(), Outcome::Error(ErrorCode::RefreshReuse));
     assert_eq!("ok".parse::<Outcome>().unwrap(), Outcome::Ok);
     assert_eq!("Cancelled".parse::<Outcome>().unwrap().as_str(), "CANCELLED");
     assert_eq!("nope".parse::<Outcome>().unwrap_err().to_string(), "unknown outcome `nope`");
