@@ -11,12 +11,15 @@
 //!
 //! # Guarantees (local backend)
 //!
-//! - **One audit record per accepted execution.** Accepting begins the
-//!   run in the audit trail's journal, so a service that is
-//!   SIGKILLed while the execution is queued or running leaves it to be
-//!   recorded as `LOST` by the next start ([`cordon::audit::AuditTrail::open`]).
-//!   A run records its outcome (fdatasync) before its result is published;
-//!   an execution cancelled while queued is recorded `CANCELLED`.
+//! - **One audit record per accepted execution**, written through the
+//!   service's group-commit writer ([`cordon::audit::GroupWriter`]): an
+//!   execution is accepted once its begin is durable in the run journal,
+//!   so a service that is SIGKILLed while the execution is queued or
+//!   running leaves it to be recorded as `LOST` by the next start. A
+//!   result is published only once its record is durable; the worker does
+//!   not wait for that (the wait is a task on the runtime), so it starts
+//!   the next execution while the record shares an `fdatasync` with
+//!   others. An execution cancelled while queued is recorded `CANCELLED`.
 //! - **Sandboxes die with the service.** Sandboxes are cloned from the
 //!   worker threads, which live until the backend is drained: the
 //!   sandbox's `PR_SET_PDEATHSIG` fires when the cloning *thread* exits, so
@@ -36,7 +39,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cordon::audit::{AuditTrail, AuditedRun, Subject, TraceParent};
+use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
 use cordon::plugin::{run_handler, HandlerRequest};
 use cordon::{Cancel, KernelSupport, Mode, Signals};
 use serde::Serialize;
@@ -139,10 +142,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Accepts `job`, or says why not. `max_concurrent` is the tenant's.
-    pub fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+    /// Accepts `job` (once its begin is durable), or says why not.
+    /// `max_concurrent` is the tenant's.
+    pub async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
         match self {
-            Backend::Local(b) => b.submit(job, max_concurrent),
+            Backend::Local(b) => b.submit(job, max_concurrent).await,
         }
     }
 
@@ -164,9 +168,9 @@ impl Backend {
     /// Cancels `id`: a queued execution never runs, a running one is
     /// killed; both are recorded `CANCELLED`. Returns its status after the
     /// request (a finished one is left as it is).
-    pub fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
         match self {
-            Backend::Local(b) => b.cancel(tenant, id),
+            Backend::Local(b) => b.cancel(tenant, id).await,
         }
     }
 
@@ -178,7 +182,8 @@ impl Backend {
     }
 
     /// Stops accepting, lets queued and running executions finish for up to
-    /// `grace`, then cancels what is left and waits for every record.
+    /// `grace`, then cancels what is left and waits for every record to be
+    /// durable. The audit writer stays open (the caller shuts it down).
     pub async fn drain(&self, grace: Duration) {
         match self {
             Backend::Local(b) => b.drain(grace).await,
@@ -205,8 +210,11 @@ pub struct LocalSettings {
 
 enum Phase {
     /// The job, its audit run begun when it was accepted, and when.
-    Queued(Box<Job>, Box<AuditedRun>, Instant),
+    Queued(Box<Job>, Box<GroupRun>, Instant),
+    /// In its sandbox, or over with its record being committed.
     Running(Cancel),
+    /// Cancelled while queued, its record being committed.
+    Recording,
     Done(Arc<serde_json::Value>),
 }
 
@@ -233,7 +241,11 @@ struct Table {
 struct Shared {
     table: Mutex<Table>,
     settings: LocalSettings,
-    trail: AuditTrail,
+    audit: Arc<GroupWriter>,
+    /// Where the waits for records run, off the workers.
+    runtime: tokio::runtime::Handle,
+    /// Records asked for and not yet durable.
+    recording: AtomicUsize,
     support: KernelSupport,
     metrics: Metrics,
     started_workers: AtomicUsize,
@@ -255,15 +267,23 @@ pub struct LocalBackend {
 const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
 
 impl LocalBackend {
-    /// Starts the workers.
-    pub fn start(settings: LocalSettings, trail: AuditTrail, support: KernelSupport, metrics: Metrics) -> LocalBackend {
-        // Unbounded: the bound is `queued`, counted under the table lock, so a
-        // refusal never needs to undo a begun audit run.
+    /// Starts the workers. Call it on the tokio runtime that serves the
+    /// routes (results are published from tasks on it).
+    pub fn start(
+        settings: LocalSettings,
+        audit: Arc<GroupWriter>,
+        support: KernelSupport,
+        metrics: Metrics,
+    ) -> LocalBackend {
+        // Unbounded: the bound is `queued`, reserved under the table lock
+        // before the begin, so a refusal never needs to undo a begun run.
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let env = std::env::vars().filter(|(k, _)| PASSED_ENV.contains(&k.as_str())).collect();
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
-            trail,
+            audit,
+            runtime: tokio::runtime::Handle::current(),
+            recording: AtomicUsize::new(0),
             support,
             metrics,
             started_workers: AtomicUsize::new(0),
@@ -286,36 +306,55 @@ impl LocalBackend {
         LocalBackend { shared, sender: Mutex::new(Some(tx)), workers: Mutex::new(workers) }
     }
 
-    fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+    async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
         let sender = self.sender.lock().expect("sender lock").clone().ok_or(SubmitError::Draining)?;
         let s = &self.shared;
-        let mut table = s.table.lock().expect("execution table lock");
-        expire(&mut table, s.settings.result_ttl);
-        let active = table.active.get(&job.tenant).copied().unwrap_or(0);
-        if active >= max_concurrent {
-            return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
+        {
+            // A place in the tenant's count and in the queue, reserved
+            // before the begin.
+            let mut table = s.table.lock().expect("execution table lock");
+            expire(&mut table, s.settings.result_ttl);
+            let active = table.active.get(&job.tenant).copied().unwrap_or(0);
+            if active >= max_concurrent {
+                return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
+            }
+            let waiting = s.queued.load(Ordering::SeqCst);
+            if waiting >= s.settings.queue as usize {
+                return Err(SubmitError::QueueFull(waiting));
+            }
+            *table.active.entry(job.tenant.clone()).or_default() += 1;
+            s.queued.fetch_add(1, Ordering::SeqCst);
         }
-        let waiting = s.queued.load(Ordering::SeqCst);
-        if waiting >= s.settings.queue as usize {
-            return Err(SubmitError::QueueFull(waiting));
-        }
-        // Begun first: an execution is accepted only once a crash would
-        // leave it to be recorded as lost. Its record is completed by the
-        // worker (or the cancel), never by `run_handler`.
-        let audited = s.trail.begin(&subject_of(&job), &job.id, None).map_err(|e| SubmitError::Audit(e.render()))?;
-        if sender.send(job.id.clone()).is_err() {
-            // The workers are gone (only while draining): record the refusal.
-            let _ = record_unstarted(s, &job, audited, cordon::ErrorCode::Cancelled, "the service is shutting down");
-            return Err(SubmitError::Draining);
-        }
-        *table.active.entry(job.tenant.clone()).or_default() += 1;
-        s.queued.fetch_add(1, Ordering::SeqCst);
+        // Begun (durable) first: an execution is accepted only once a crash
+        // would leave it to be recorded as lost. Its record is completed by
+        // the worker (or the cancel), never by `run_handler`.
+        let run = match s.audit.begin(&subject_of(&job), &job.id, None).await {
+            Ok(run) => run,
+            Err(e) => {
+                let mut table = s.table.lock().expect("execution table lock");
+                if let Some(a) = table.active.get_mut(&job.tenant) {
+                    *a = a.saturating_sub(1);
+                }
+                s.queued.fetch_sub(1, Ordering::SeqCst);
+                return Err(SubmitError::Audit(e.render()));
+            }
+        };
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
         let (watch, _) = watch::channel(QUEUED);
         let tenant = job.tenant.clone();
         let id = job.id.clone();
-        let phase = Phase::Queued(Box::new(job), Box::new(audited), Instant::now());
-        table.entries.insert(id, Entry { tenant, phase, watch, finished: None });
+        let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now());
+        s.table
+            .lock()
+            .expect("execution table lock")
+            .entries
+            .insert(id.clone(), Entry { tenant: tenant.clone(), phase, watch, finished: None });
+        if sender.send(id.clone()).is_err() {
+            // The workers are gone (draining began meanwhile): recorded
+            // as cancelled, like any execution the drain leaves queued.
+            self.cancel(&tenant, &id).await;
+            return Err(SubmitError::Draining);
+        }
         Ok(())
     }
 
@@ -334,28 +373,30 @@ impl LocalBackend {
         self.status(tenant, id)
     }
 
-    fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+    async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
         let s = &self.shared;
-        let mut table = s.table.lock().expect("execution table lock");
-        let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
-        match &entry.phase {
-            Phase::Running(cancel) => {
-                cancel.cancel();
-                return Some(Status::Running);
+        let (job, run) = {
+            let mut table = s.table.lock().expect("execution table lock");
+            let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
+            match &entry.phase {
+                Phase::Running(cancel) => {
+                    cancel.cancel();
+                    return Some(Status::Running);
+                }
+                Phase::Recording => return Some(Status::Running),
+                Phase::Done(v) => return Some(Status::Done(v.clone())),
+                Phase::Queued(..) => {}
             }
-            Phase::Done(v) => return Some(Status::Done(v.clone())),
-            Phase::Queued(..) => {}
-        }
-        // Queued: it never runs. Recorded here, under the table lock, so
-        // the worker that dequeues it finds it done.
-        let Phase::Queued(job, audited, _) = std::mem::replace(&mut entry.phase, Phase::Running(Cancel::new().ok()?))
-        else {
-            unreachable!("matched above")
+            // Queued: it never runs. The worker that dequeues it finds it
+            // no longer queued.
+            let Phase::Queued(job, run, _) = std::mem::replace(&mut entry.phase, Phase::Recording) else {
+                unreachable!("matched above")
+            };
+            (job, run)
         };
-        drop(table);
-        let value = record_unstarted(s, &job, *audited, cordon::ErrorCode::Cancelled, "cancelled before it started");
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+        let value = record_unstarted(s, &job, *run, cordon::ErrorCode::Cancelled, "cancelled before it started").await;
         finish(s, &job.id, &job.tenant, value.clone(), "CANCELLED");
         Some(Status::Done(value))
     }
@@ -386,7 +427,11 @@ impl LocalBackend {
         self.sender.lock().expect("sender lock").take();
         let deadline = Instant::now() + grace;
         let shared = self.shared.clone();
-        let idle = move || shared.busy.load(Ordering::SeqCst) == 0 && shared.queued.load(Ordering::SeqCst) == 0;
+        let idle = move || {
+            shared.busy.load(Ordering::SeqCst) == 0
+                && shared.queued.load(Ordering::SeqCst) == 0
+                && shared.recording.load(Ordering::SeqCst) == 0
+        };
         while !idle() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -402,7 +447,7 @@ impl LocalBackend {
                     .collect()
             };
             for (tenant, id) in ids {
-                self.cancel(&tenant, &id);
+                self.cancel(&tenant, &id).await;
             }
         }
         let workers = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
@@ -412,13 +457,17 @@ impl LocalBackend {
             }
         })
         .await;
+        // Every run has ended: wait for the last records to be durable.
+        while self.shared.recording.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
 fn status_of(e: &Entry) -> Status {
     match &e.phase {
         Phase::Queued(..) => Status::Queued,
-        Phase::Running(_) => Status::Running,
+        Phase::Running(_) | Phase::Recording => Status::Running,
         Phase::Done(v) => Status::Done(v.clone()),
     }
 }
@@ -462,11 +511,12 @@ fn expire(table: &mut Table, ttl: Duration) {
     }
 }
 
-/// Records an execution that never started, completing its audit run.
-fn record_unstarted(
+/// Records an execution that never started, completing its audit run;
+/// returns once the record is durable.
+async fn record_unstarted(
     s: &Shared,
     job: &Job,
-    audited: AuditedRun,
+    run: GroupRun,
     code: cordon::ErrorCode,
     message: &str,
 ) -> Arc<serde_json::Value> {
@@ -475,7 +525,7 @@ fn record_unstarted(
     if let Some(e) = &mut result.error {
         e.code = code;
     }
-    if let Err(e) = audited.complete(result.audit_ending(""), &[]) {
+    if let Err(e) = run.complete(result.audit_ending(""), &[]).await {
         // Its journal entry stays: the next start records it as lost.
         result.warnings.push(e.render());
     }
@@ -517,7 +567,7 @@ fn finish(s: &Shared, id: &str, tenant: &str, value: Arc<serde_json::Value>, out
     s.metrics.execution_done(tenant, outcome);
 }
 
-fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
+fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
     s.started_workers.fetch_add(1, Ordering::SeqCst);
     loop {
         let next = rx.lock().expect("queue lock").recv();
@@ -527,13 +577,13 @@ fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
             match table.entries.get_mut(&id) {
                 Some(e) if matches!(e.phase, Phase::Queued(..)) => match Cancel::new() {
                     Ok(cancel) => {
-                        let Phase::Queued(job, audited, accepted) =
+                        let Phase::Queued(job, run, accepted) =
                             std::mem::replace(&mut e.phase, Phase::Running(cancel.clone()))
                         else {
                             unreachable!("matched above")
                         };
                         e.watch.send_replace(RUNNING);
-                        Some((job, audited, accepted, cancel))
+                        Some((job, run, accepted, cancel))
                     }
                     Err(_) => None,
                 },
@@ -541,18 +591,18 @@ fn worker(s: &Shared, rx: &Mutex<Receiver<String>>) {
                 _ => None,
             }
         };
-        let Some((job, audited, accepted, cancel)) = claimed else { continue };
+        let Some((job, run, accepted, cancel)) = claimed else { continue };
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
         s.busy.fetch_add(1, Ordering::SeqCst);
         s.metrics.running.inc();
-        run_one(s, *job, *audited, accepted, cancel);
+        run_one(s, *job, *run, accepted, cancel);
         s.metrics.running.dec();
         s.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn run_one(s: &Shared, job: Job, mut audited: AuditedRun, accepted: Instant, cancel: Cancel) {
+fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, cancel: Cancel) {
     let t0 = Instant::now();
     let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
     req.input = job.input.clone();
@@ -567,25 +617,36 @@ fn run_one(s: &Shared, job: Job, mut audited: AuditedRun, accepted: Instant, can
     // No trail: the run was begun at acceptance, and is completed here;
     // the log stays out of the sandbox's reach all the same.
     req.audit = None;
-    req.protect = s.trail.protected();
+    req.protect = s.audit.protected();
     req.cancel = Some(cancel);
     req.signals = Signals::Leave;
     let mut result = run_handler(&req);
     let digest = result.policy_digest.clone().unwrap_or_default();
     // The command and worker are known now.
-    *audited.subject_mut() = result.subject.clone();
-    // The run's one durable write, before anyone sees the result.
-    if let Err(e) = audited.complete(result.result.audit_ending(&digest), &[]) {
-        result.result.warnings.push(e.render());
-    }
+    *run.subject_mut() = result.subject.clone();
+    // The run's record, committed with others; the result is published
+    // once it is durable, by a task, so this worker goes on at once.
+    let commit = run.complete(result.result.audit_ending(&digest), &[]);
     let handler_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let outcome = result.error.as_ref().map_or("ok", |e| e.code.as_str());
     s.metrics.observe_run(handler_ms / 1e3, result.metrics.wall_ms / 1e3);
-    let timing = serde_json::json!({
-        "queued_ms": ((t0 - accepted).as_secs_f64() * 1e6).round() / 1e3,
-        "handler_ms": (handler_ms * 1e3).round() / 1e3,
-        "sandbox_wall_ms": result.metrics.wall_ms,
+    s.recording.fetch_add(1, Ordering::SeqCst);
+    let shared = s.clone();
+    s.runtime.spawn(async move {
+        let t1 = Instant::now();
+        if let Err(e) = commit.await {
+            // Its journal entry stays: the next start records it as lost.
+            result.result.warnings.push(e.render());
+        }
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let outcome = result.error.as_ref().map_or("ok", |e| e.code.as_str());
+        let timing = serde_json::json!({
+            "queued_ms": ms(t0 - accepted),
+            "handler_ms": (handler_ms * 1e3).round() / 1e3,
+            "sandbox_wall_ms": result.metrics.wall_ms,
+            "audit_ms": ms(t1.elapsed()),
+        });
+        let value = Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), Some(timing)));
+        finish(&shared, &job.id, &job.tenant, value, outcome);
+        shared.recording.fetch_sub(1, Ordering::SeqCst);
     });
-    let value = Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), Some(timing)));
-    finish(s, &job.id, &job.tenant, value, outcome);
 }

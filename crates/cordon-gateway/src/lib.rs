@@ -3,7 +3,7 @@
 //!
 //! [`app`] builds the router (one `routes()` per file in [`routes`]);
 //! [`serve`] runs it on a socket until SIGTERM; [`AppState::start`] opens
-//! the audit trail and starts the execution backend. The contract (paths,
+//! the audit log (one group-commit writer) and starts the execution backend. The contract (paths,
 //! status codes, error body, token claims, configuration) is DESIGN.md's
 //! "Gateway contract"; `GET /v1/openapi.json` describes it.
 //!

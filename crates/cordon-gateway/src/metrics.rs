@@ -7,7 +7,7 @@
 //! | `cordon_executions_total` | `tenant`, `outcome` | finished executions (`ok` or the error code) |
 //! | `cordon_executions_queued` | | accepted, waiting for a worker |
 //! | `cordon_executions_running` | | in a sandbox now |
-//! | `cordon_execution_handler_seconds` | | one execution in its worker: setup, sandbox, audit |
+//! | `cordon_execution_handler_seconds` | | one execution in its worker: setup and sandbox (its audit record is committed after, off the worker) |
 //! | `cordon_execution_sandbox_seconds` | | the sandbox's wall clock alone |
 //! | `cordon_auth_failures_total` | | refused credentials |
 //! | `cordon_refresh_reuse_total` | | refresh families revoked for reuse |
@@ -86,7 +86,7 @@ impl Metrics {
         r.register("cordon_executions_running", "Executions in a sandbox now", running.clone());
         r.register(
             "cordon_execution_handler_seconds",
-            "One execution in its worker: setup, sandbox and audit record",
+            "One execution in its worker: setup and sandbox (its audit record is committed after, off the worker)",
             handler.clone(),
         );
         r.register("cordon_execution_sandbox_seconds", "The sandbox's wall clock", sandbox.clone());

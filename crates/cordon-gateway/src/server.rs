@@ -159,6 +159,17 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
         let _ = tokio::time::timeout(grace + Duration::from_secs(15), graceful.shutdown()).await;
     };
     tokio::join!(state.backend.drain(grace), connections);
+    // Every record is durable; the writer syncs the latest checkpoint and
+    // empties the run journal.
+    let audit = state.audit.clone();
+    match tokio::task::spawn_blocking(move || audit.shutdown()).await {
+        Ok(Ok(stats)) => eprintln!(
+            "cordon serve: audit log closed: {} records in {} fdatasyncs of the log ({} of the run journal)",
+            stats.records, stats.log_syncs, stats.journal_syncs
+        ),
+        Ok(Err(e)) => eprintln!("cordon serve: {}", e.render()),
+        Err(e) => eprintln!("cordon serve: the audit writer's shutdown failed: {e}"),
+    }
     eprintln!("cordon serve: stopped; every execution is recorded");
     Ok(())
 }

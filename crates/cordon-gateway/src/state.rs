@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cordon::audit::AuditTrail;
+use cordon::audit::{GroupOptions, GroupWriter, KeyFolder};
 
 use crate::auth::{Keys, RefreshStore};
 use crate::backend::{Backend, LocalBackend, LocalSettings};
@@ -33,8 +33,8 @@ pub struct Shared {
     pub catalog: Box<dyn Catalog>,
     /// Metrics.
     pub metrics: Metrics,
-    /// The audit trail.
-    pub trail: AuditTrail,
+    /// The audit log's group-commit writer (the service owns the log).
+    pub audit: Arc<GroupWriter>,
     /// What `--insecure-dev` let through; shown by `/readyz`.
     pub insecure: Vec<String>,
 }
@@ -65,12 +65,13 @@ pub enum StartError {
 }
 
 impl AppState {
-    /// Opens the audit trail (recording the executions a killed service
-    /// left unfinished as `LOST`), probes the kernel once and starts the
-    /// workers. `insecure` lists what `--insecure-dev` let through.
+    /// Opens the audit log for this service alone (recording the
+    /// executions a killed service left unfinished as `LOST`), probes the
+    /// kernel once and starts the workers. `insecure` lists what
+    /// `--insecure-dev` let through. Call it on the runtime that serves.
     pub fn start(config: Config, secrets: &Secrets, insecure: Vec<String>) -> Result<AppState, StartError> {
         let path = cordon::audit::log_path(config.server.audit_log.as_deref())?;
-        let trail = AuditTrail::open(&path)?;
+        let audit = Arc::new(GroupWriter::open(&path, &KeyFolder::State, GroupOptions::default())?);
         let support = cordon::KernelSupport::detect()?;
         let metrics = Metrics::new();
         let s = &config.server;
@@ -82,7 +83,7 @@ impl AppState {
             results_per_tenant: s.results_per_tenant,
             result_ttl: Duration::from_secs(s.result_ttl_s),
         };
-        let backend = Backend::Local(LocalBackend::start(settings, trail.clone(), support, metrics.clone()));
+        let backend = Backend::Local(LocalBackend::start(settings, audit.clone(), support, metrics.clone()));
         let catalog: Box<dyn Catalog> = match (&s.plugins, &s.home) {
             (Some(dir), _) => Box::new(FolderCatalog::new(dir, &s.disabled)),
             (None, Some(home)) => Box::new(RegistryCatalog::open(home)?),
@@ -98,7 +99,7 @@ impl AppState {
             backend,
             catalog,
             metrics,
-            trail,
+            audit,
             insecure,
             config,
         })))

@@ -102,7 +102,7 @@ pub async fn submit_and_wait(
         handler: req.handler,
         input,
     };
-    state.backend.submit(job, max_concurrent).map_err(|e| match e {
+    state.backend.submit(job, max_concurrent).await.map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::unavailable("queue_full", format!("{e}; retry later"), 1),
         SubmitError::Draining => ApiError::unavailable("shutting_down", e.to_string(), 5),
         SubmitError::TenantBusy { .. } => ApiError::too_many(e.to_string(), 1),
@@ -148,7 +148,7 @@ async fn cancel(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = state.backend.cancel(&caller.tenant, &id).ok_or_else(|| not_found(&id))?;
+    let status = state.backend.cancel(&caller.tenant, &id).await.ok_or_else(|| not_found(&id))?;
     let status = match status {
         Status::Done(_) => status,
         _ => state.backend.wait(&caller.tenant, &id, CANCEL_WAIT).await.ok_or_else(|| not_found(&id))?,

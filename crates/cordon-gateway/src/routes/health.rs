@@ -21,7 +21,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let pool = state.backend.readiness();
-    let log = state.trail.log().path().to_owned();
+    let log = state.audit.path().to_owned();
     let store = tokio::task::spawn_blocking(move || {
         std::fs::OpenOptions::new().append(true).open(&log).map(|_| ()).map_err(|e| format!("{}: {e}", log.display()))
     })

@@ -81,22 +81,34 @@ async fn record_reuse(
     tenant: &str,
     principal: &str,
 ) -> Result<(), ApiError> {
-    let trace = cordon::audit::TraceParent::from_caller_or_new(ctx.traceparent.as_deref());
-    let mut r = cordon::audit::AuditRecord::new(&ctx.request_id, &trace.trace_id_hex(), "");
-    r.subject.tenant = Some(tenant.to_owned());
-    r.subject.principal = Some(principal.to_owned());
-    r.subject.token_jti = Some(format!("family:{family}"));
-    r.subject.traceparent.clone_from(&ctx.traceparent);
-    r.outcome = "REFRESH_REUSE".into();
-    r.error = Some(format!(
-        "a rotated refresh token of family {family} was presented after the grace window; the family and its access tokens were revoked"
-    ));
-    let log = state.trail.log().clone();
-    tokio::task::spawn_blocking(move || log.append(r))
+    use cordon::audit::{Ending, ErrorCode, Subject, TraceParent};
+    let subject = Subject {
+        trace_id: TraceParent::from_caller_or_new(ctx.traceparent.as_deref()).trace_id_hex(),
+        tenant: Some(tenant.to_owned()),
+        principal: Some(principal.to_owned()),
+        token_jti: Some(format!("family:{family}")),
+        traceparent: ctx.traceparent.clone(),
+        ..Subject::default()
+    };
+    let ending = Ending {
+        // No run: the record's mode stays empty.
+        mode: cordon::Mode::Container,
+        outcome: ErrorCode::RefreshReuse.into(),
+        error: Some(format!(
+            "a rotated refresh token of family {family} was presented after the grace window; the family and its access tokens were revoked"
+        )),
+        duration_ms: 0.0,
+        cpu_ms: None,
+        peak_rss_kb: None,
+        network: None,
+        policy_digest: String::new(),
+    };
+    state
+        .audit
+        .record_unstarted(&subject, &ctx.request_id, None, ending, &[])
         .await
-        .map_err(|e| ApiError::internal(format!("audit task failed: {e}")))?
         .map(drop)
-        .map_err(|e| ApiError::internal(format!("cannot append the refresh-reuse record: {e}")))
+        .map_err(|e| ApiError::internal(format!("cannot append the refresh-reuse record: {}", e.render())))
 }
 
 #[derive(Deserialize)]
