@@ -36,7 +36,7 @@
 //! stay valid until they expire, and revocations are forgotten with them —
 //! the reason access tokens live at most an hour, 15 minutes by default).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -151,10 +151,13 @@ pub struct Keys {
     revoked: Mutex<Revoked>,
 }
 
+/// Revoked ids, each with the time (seconds since the epoch) after which
+/// every access token it can match has expired: then `exp` refuses them,
+/// and [`Keys::sweep_revoked`] forgets the id.
 #[derive(Default)]
 struct Revoked {
-    jtis: HashSet<String>,
-    families: HashSet<String>,
+    jtis: HashMap<String, u64>,
+    families: HashMap<String, u64>,
 }
 
 impl Keys {
@@ -342,7 +345,7 @@ impl Keys {
         }
         {
             let revoked = self.revoked.lock().expect("revocation set lock");
-            if revoked.jtis.contains(&jti) || c.fam.as_ref().is_some_and(|f| revoked.families.contains(f)) {
+            if revoked.jtis.contains_key(&jti) || c.fam.as_ref().is_some_and(|f| revoked.families.contains_key(f)) {
                 return deny("token revoked");
             }
         }
@@ -351,9 +354,29 @@ impl Keys {
 
     /// Revokes a refresh family's access tokens (and `jtis` by id).
     pub fn revoke(&self, family: &str, jtis: &[String]) {
+        self.revoke_at(family, jtis, now_s());
+    }
+
+    fn revoke_at(&self, family: &str, jtis: &[String], now: u64) {
+        // Every token of the family was issued by now, so it expires
+        // (leeway included) before this.
+        let forget_after = now + self.access_ttl_s + LEEWAY_S;
         let mut r = self.revoked.lock().expect("revocation set lock");
-        r.families.insert(family.to_owned());
-        r.jtis.extend(jtis.iter().cloned());
+        r.families.insert(family.to_owned(), forget_after);
+        r.jtis.extend(jtis.iter().map(|j| (j.clone(), forget_after)));
+    }
+
+    /// Forgets revocations whose tokens have all expired (the revocation
+    /// set would otherwise grow until a restart). The service calls it
+    /// every minute.
+    pub fn sweep_revoked(&self) {
+        self.sweep_revoked_at(now_s());
+    }
+
+    fn sweep_revoked_at(&self, now: u64) {
+        let mut r = self.revoked.lock().expect("revocation set lock");
+        r.jtis.retain(|_, t| *t >= now);
+        r.families.retain(|_, t| *t >= now);
     }
 }
 
@@ -613,6 +636,25 @@ mod tests {
             store.refresh_at(&k, &r.refresh_token, t0 + 60_000),
             Refresh::Invalid("this session reached its absolute lifetime; sign in again")
         );
+    }
+
+    #[test]
+    fn revocations_are_forgotten_once_every_token_they_match_has_expired() {
+        let k = keys();
+        let t0 = 1_000_000_000;
+        k.revoke_at("early-family", &["early-jti".to_owned()], t0);
+        k.revoke_at("later-family", &["later-jti".to_owned()], t0 + 10);
+        let held = |k: &Keys, jti: &str, fam: &str| {
+            let r = k.revoked.lock().unwrap();
+            (r.jtis.contains_key(jti), r.families.contains_key(fam))
+        };
+        // Not while a token could still pass `exp` (leeway included)...
+        k.sweep_revoked_at(t0 + k.access_ttl_s() + LEEWAY_S);
+        assert_eq!(held(&k, "early-jti", "early-family"), (true, true));
+        // ... then yes, and only the revocations whose tokens all expired.
+        k.sweep_revoked_at(t0 + k.access_ttl_s() + LEEWAY_S + 1);
+        assert_eq!(held(&k, "early-jti", "early-family"), (false, false));
+        assert_eq!(held(&k, "later-jti", "later-family"), (true, true));
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
             loop {
                 tick.tick().await;
                 state.refresh.sweep();
+                state.keys.sweep_revoked();
             }
         })
     };
