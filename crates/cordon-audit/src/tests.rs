@@ -1030,6 +1030,8 @@ fn commits_are_futures_for_async_callers() {
     });
     assert_eq!((record.request_id.as_str(), record.seq), ("ASYNC", Some(1)));
     w.shutdown().unwrap();
+    // The log stays taken until the writer is dropped.
+    drop(w);
     // A writer that is gone answers with an error, not a hang.
     let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
     let run = w.begin(&Subject::default(), "LATE", Some(Mode::Dev)).wait().unwrap();
