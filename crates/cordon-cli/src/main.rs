@@ -56,6 +56,10 @@ enum Command {
     Man(cmd::docs::ManArgs),
     /// Serve the HTTP API: authenticated, multi-tenant plugin executions.
     Serve(cmd::serve::ServeArgs),
+    /// Run executions from the `cordon serve --queue` NATS JetStream queue on this host.
+    Worker(cmd::queue::WorkerArgs),
+    /// Record executions that used up their deliveries as LOST (the queue's dead-letter handler).
+    DeadLetters(cmd::queue::DeadLettersArgs),
 }
 
 /// Subcommands that exit 2 on a usage error (the registry's, and those
@@ -111,6 +115,8 @@ fn run() -> std::ffi::c_int {
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
         Command::Man(args) => cmd::docs::man(args, Cli::command()),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Worker(args) => cmd::queue::worker(args),
+        Command::DeadLetters(args) => cmd::queue::dead_letters(args),
     };
     cordon::trace::step("cli: done");
     match status {

@@ -1,13 +1,14 @@
 //! The execution seam: where accepted executions are queued, run, cancelled
 //! and looked up.
 //!
-//! [`Backend`] is what the routes call. Today it has one implementation,
-//! [`LocalBackend`]: a bounded in-memory queue served by a fixed set of
-//! worker threads, each running one execution at a time through the
-//! library ([`cordon::plugin::run_handler`]), each in a fresh sandbox. A
-//! NATS JetStream queue (`SCALE-OUT.md` §1) and the warm pool are further
-//! variants of [`Backend`] behind the same five operations: submit, status,
-//! wait, cancel, drain.
+//! [`Backend`] is what the routes call. [`LocalBackend`] (the default): a
+//! bounded in-memory queue served by a fixed set of worker threads, each
+//! running one execution at a time through the library
+//! ([`cordon::plugin::run_handler`]), each in a fresh sandbox.
+//! [`NatsBackend`] (`cordon serve --queue`): a NATS JetStream work queue
+//! served by `cordon worker` processes on any number of hosts
+//! ([`crate::queue`]). The warm pool is a further variant behind the same
+//! operations: submit, status, wait, cancel, drain.
 //!
 //! # Guarantees (local backend)
 //!
@@ -47,6 +48,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Runnable;
 use crate::metrics::Metrics;
+pub use crate::queue::backend::NatsBackend;
 
 /// One accepted execution.
 #[derive(Clone, Debug)]
@@ -116,6 +118,21 @@ pub enum SubmitError {
     /// The start could not be recorded, so the execution was not accepted.
     #[error("cannot record the execution's start in the audit log: {0}")]
     Audit(String),
+    /// The tenant has `cap` executions on the shared queue (`--queue`).
+    #[error("tenant `{tenant}` has {cap} executions on the queue, its cap")]
+    TenantQueueFull {
+        /// The tenant.
+        tenant: String,
+        /// The cap.
+        cap: i64,
+    },
+    /// The queue did not answer in time (`--queue`); retrying with the same
+    /// `Idempotency-Key` is safe.
+    #[error("the execution queue is unavailable: {0}")]
+    Unavailable(String),
+    /// The `Idempotency-Key` names another tenant's execution (local backend).
+    #[error("the Idempotency-Key `{0}` is already in use")]
+    KeyInUse(String),
 }
 
 /// Whether `/readyz` may say ready.
@@ -139,22 +156,29 @@ pub struct Readiness {
 pub enum Backend {
     /// Worker threads in this process.
     Local(LocalBackend),
+    /// A NATS JetStream work queue and `cordon worker`s.
+    Nats(Arc<NatsBackend>),
 }
 
 impl Backend {
-    /// Accepts `job` (once its begin is durable), or says why not.
-    /// `max_concurrent` is the tenant's.
+    /// Accepts `job` (once its begin is durable, or it is on the queue),
+    /// or says why not. `max_concurrent` is the tenant's (local backend;
+    /// the queue has its per-tenant cap). A `job.id` already accepted for
+    /// the tenant (an `Idempotency-Key` sent again) is not run again: the
+    /// caller waits for the first one.
     pub async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
         match self {
             Backend::Local(b) => b.submit(job, max_concurrent).await,
+            Backend::Nats(b) => b.submit(job).await,
         }
     }
 
     /// Where `id` of `tenant` is; `None` for an unknown id or another
     /// tenant's (the caller answers 404 to both).
-    pub fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+    pub async fn status(&self, tenant: &str, id: &str) -> Option<Status> {
         match self {
             Backend::Local(b) => b.status(tenant, id),
+            Backend::Nats(b) => b.status(tenant, id).await,
         }
     }
 
@@ -162,6 +186,7 @@ impl Backend {
     pub async fn wait(&self, tenant: &str, id: &str, timeout: Duration) -> Option<Status> {
         match self {
             Backend::Local(b) => b.wait(tenant, id, timeout).await,
+            Backend::Nats(b) => b.wait(tenant, id, timeout).await,
         }
     }
 
@@ -171,6 +196,7 @@ impl Backend {
     pub async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
         match self {
             Backend::Local(b) => b.cancel(tenant, id).await,
+            Backend::Nats(b) => b.cancel(tenant, id).await,
         }
     }
 
@@ -178,6 +204,7 @@ impl Backend {
     pub fn readiness(&self) -> Readiness {
         match self {
             Backend::Local(b) => b.readiness(),
+            Backend::Nats(b) => b.readiness(),
         }
     }
 
@@ -187,6 +214,7 @@ impl Backend {
     pub async fn drain(&self, grace: Duration) {
         match self {
             Backend::Local(b) => b.drain(grace).await,
+            Backend::Nats(b) => b.drain(grace).await,
         }
     }
 }
@@ -264,7 +292,7 @@ pub struct LocalBackend {
 
 /// The only variables of the service's environment a run may see (through
 /// a manifest's `env.allow`): never the service's secrets.
-const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
+pub(crate) const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
 
 impl LocalBackend {
     /// Starts the workers. Call it on the tokio runtime that serves the
@@ -314,6 +342,10 @@ impl LocalBackend {
             // before the begin.
             let mut table = s.table.lock().expect("execution table lock");
             expire(&mut table, s.settings.result_ttl);
+            if let Some(e) = table.entries.get(&job.id) {
+                // The same Idempotency-Key again: wait for the first.
+                return if e.tenant == job.tenant { Ok(()) } else { Err(SubmitError::KeyInUse(job.id)) };
+            }
             let active = table.active.get(&job.tenant).copied().unwrap_or(0);
             if active >= max_concurrent {
                 return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
@@ -472,7 +504,7 @@ fn status_of(e: &Entry) -> Status {
     }
 }
 
-fn subject_of(job: &Job) -> Subject {
+pub(crate) fn subject_of(job: &Job) -> Subject {
     Subject {
         trace_id: job.trace.trace_id_hex(),
         tenant: Some(job.tenant.clone()),
@@ -485,13 +517,18 @@ fn subject_of(job: &Job) -> Subject {
 
 /// What the audit record says about the package that ran, and who asked.
 fn provenance(job: &Job) -> Subject {
+    provenance_of(&job.principal, &job.jti, job.traceparent.as_deref(), &job.plugin)
+}
+
+/// [`provenance`] from its parts (a queue worker has no [`Job`]).
+pub(crate) fn provenance_of(principal: &str, jti: &str, traceparent: Option<&str>, plugin: &Runnable) -> Subject {
     Subject {
-        principal: Some(job.principal.clone()),
-        token_jti: Some(job.jti.clone()),
-        traceparent: job.traceparent.clone(),
-        package_tree_hash: job.plugin.tree_hash.clone(),
-        signer_key_id: job.plugin.signer_key_id.clone(),
-        signature_state: Some(job.plugin.state.clone()),
+        principal: Some(principal.to_owned()),
+        token_jti: Some(jti.to_owned()),
+        traceparent: traceparent.map(str::to_owned),
+        package_tree_hash: plugin.tree_hash.clone(),
+        signer_key_id: plugin.signer_key_id.clone(),
+        signature_state: Some(plugin.state.clone()),
         ..Subject::default()
     }
 }
@@ -534,7 +571,7 @@ async fn record_unstarted(
 
 /// The JSON a caller gets: the run's result with `id` (and the gateway's
 /// timing breakdown).
-fn response_value(id: &str, result: &serde_json::Value, timing: Option<serde_json::Value>) -> serde_json::Value {
+pub(crate) fn response_value(id: &str, result: &serde_json::Value, timing: Option<serde_json::Value>) -> serde_json::Value {
     let mut v = result.clone();
     if let Some(o) = v.as_object_mut() {
         o.insert("id".into(), serde_json::Value::String(id.to_owned()));

@@ -121,7 +121,13 @@ pub struct RequestContext {
     pub request_id: String,
     /// The `traceparent` header, when it parses.
     pub traceparent: Option<String>,
+    /// The `Idempotency-Key` header: the execution's id, so that sending
+    /// the same request again returns the first one's result.
+    pub idempotency_key: Option<String>,
 }
+
+/// The header naming an execution's id chosen by the caller.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = ApiError;
@@ -138,6 +144,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .and_then(|v| v.to_str().ok())
             .filter(|v| v.parse::<cordon::audit::TraceParent>().is_ok())
             .map(str::to_owned);
-        Ok(RequestContext { request_id, traceparent })
+        let idempotency_key = match parts.headers.get(IDEMPOTENCY_KEY_HEADER) {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(k) if crate::queue::is_token(k) => Some(k.to_owned()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "the Idempotency-Key header must be 1-128 of A-Z a-z 0-9 _ - (a UUID works)",
+                    ))
+                }
+            },
+        };
+        Ok(RequestContext { request_id, traceparent, idempotency_key })
     }
 }

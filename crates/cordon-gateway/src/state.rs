@@ -62,6 +62,12 @@ pub enum StartError {
     /// No registry location.
     #[error("no plugin registry: neither [server] home, [server] plugins, CORDON_HOME, XDG_DATA_HOME nor HOME is set")]
     NoRegistry,
+    /// The NATS queue cannot be used (`--queue`).
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    /// A tenant's name cannot be a NATS subject token (`--queue`).
+    #[error("tenant `{0}` cannot be used with --queue: tenant names must be 1-128 of A-Z a-z 0-9 _ -")]
+    TenantName(String),
 }
 
 impl AppState {
@@ -84,14 +90,36 @@ impl AppState {
             result_ttl: Duration::from_secs(s.result_ttl_s),
         };
         let backend = Backend::Local(LocalBackend::start(settings, audit.clone(), support, metrics.clone()));
-        let catalog: Box<dyn Catalog> = match (&s.plugins, &s.home) {
-            (Some(dir), _) => Box::new(FolderCatalog::new(dir, &s.disabled)),
-            (None, Some(home)) => Box::new(RegistryCatalog::open(home)?),
-            (None, None) => {
-                let home = cordon_registry::Registry::default_home().ok_or(StartError::NoRegistry)?;
-                Box::new(RegistryCatalog::open(&home)?)
-            }
-        };
+        AppState::assemble(config, secrets, insecure, backend, audit, metrics)
+    }
+
+    /// [`AppState::start`] with executions on the NATS JetStream queue
+    /// `queue` (`cordon serve --queue`) instead of this process's workers.
+    pub async fn start_queued(
+        config: Config,
+        secrets: &Secrets,
+        insecure: Vec<String>,
+        queue: crate::queue::QueueSettings,
+    ) -> Result<AppState, StartError> {
+        if let Some(t) = config.tenants.iter().find(|t| !crate::queue::is_token(&t.name)) {
+            return Err(StartError::TenantName(t.name.clone()));
+        }
+        let path = cordon::audit::log_path(config.server.audit_log.as_deref())?;
+        let audit = Arc::new(GroupWriter::open(&path, &KeyFolder::State, GroupOptions::default())?);
+        let metrics = Metrics::new();
+        let nats = crate::queue::backend::NatsBackend::start(queue, audit.clone(), metrics.clone()).await?;
+        AppState::assemble(config, secrets, insecure, Backend::Nats(Arc::new(nats)), audit, metrics)
+    }
+
+    fn assemble(
+        config: Config,
+        secrets: &Secrets,
+        insecure: Vec<String>,
+        backend: Backend,
+        audit: Arc<GroupWriter>,
+        metrics: Metrics,
+    ) -> Result<AppState, StartError> {
+        let catalog = catalog_of(&config.server)?;
         Ok(AppState(Arc::new(Shared {
             keys: Keys::new(&secrets.jwt, &secrets.internal, &config),
             refresh: RefreshStore::new(Duration::from_millis(config.server.refresh_grace_ms)),
@@ -104,4 +132,16 @@ impl AppState {
             config,
         })))
     }
+}
+
+/// The plugins `[server]` names: a development folder, or the registry.
+pub fn catalog_of(s: &crate::config::Server) -> Result<Box<dyn Catalog>, StartError> {
+    Ok(match (&s.plugins, &s.home) {
+        (Some(dir), _) => Box::new(FolderCatalog::new(dir, &s.disabled)),
+        (None, Some(home)) => Box::new(RegistryCatalog::open(home)?),
+        (None, None) => {
+            let home = cordon_registry::Registry::default_home().ok_or(StartError::NoRegistry)?;
+            Box::new(RegistryCatalog::open(&home)?)
+        }
+    })
 }

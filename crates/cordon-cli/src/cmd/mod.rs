@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod exec;
 pub mod key;
 pub mod plugin;
+pub mod queue;
 pub mod run;
 pub mod serve;
 pub mod trust;

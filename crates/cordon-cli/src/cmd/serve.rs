@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// For a developer's machine: start with missing or weak secrets (with a warning on every start and in /readyz); loopback only.
     #[arg(long)]
     insecure_dev: bool,
+    /// Put executions on a NATS JetStream queue for `cordon worker`s on any number of hosts, instead of running them in this process.
+    #[command(flatten)]
+    queue: crate::cmd::queue::QueueConn,
+    #[command(flatten)]
+    tuning: crate::cmd::queue::QueueTuning,
 }
 
 pub fn run(a: ServeArgs) -> Result<i32> {
@@ -37,6 +42,13 @@ pub fn run(a: ServeArgs) -> Result<i32> {
         .listen
         .parse()
         .with_context(|| format!("invalid --listen {}: expected IP:PORT, e.g. {DEFAULT_LISTEN}", a.listen))?;
+    let queue = match a.queue.settings()? {
+        Some(mut q) => {
+            a.tuning.apply(&mut q)?;
+            Some(q)
+        }
+        None => None,
+    };
     let strictness = if a.insecure_dev { Strictness::InsecureDev } else { Strictness::Refuse };
     if a.insecure_dev && !listen.ip().is_loopback() {
         bail!(
@@ -73,7 +85,11 @@ pub fn run(a: ServeArgs) -> Result<i32> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let state = AppState::start(config, &secrets, insecure).map_err(|e| {
+        let state = match queue {
+            Some(q) => AppState::start_queued(config, &secrets, insecure, q).await,
+            None => AppState::start(config, &secrets, insecure),
+        };
+        let state = state.map_err(|e| {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
             anyhow::anyhow!("{e}{cause}")
         })?;

@@ -56,7 +56,7 @@ fn make(dir: &Path) -> Result<(), CgroupError> {
 }
 
 impl RunCgroups {
-    /// Creates the cgroups `plan` asks for, named `cordon-{run_id}`, with
+    /// Creates the cgroups `plan` asks for, named `cordon-{run_id}` (the caller makes `run_id` unique on the host), with
     /// their limits.
     pub fn create(plan: &CgroupPlan, run_id: &str) -> Result<Self, CgroupError> {
         let mut out = RunCgroups::default();

@@ -463,8 +463,12 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
     // up only when *we* go.
     drop(spec);
     // While init builds the namespaces, create the run's cgroups and move
-    // init into them; then let it start the command.
-    let cgroups = match RunCgroups::create(&plan.cgroup, run_id).and_then(|c| c.join(child.pid).map(|()| c)) {
+    // init into them; then let it start the command. Named after the run
+    // and init's pid: a run of the same request again on this host (a queue
+    // redelivery after its first worker was killed, whose empty cgroup the
+    // sweep removes only later) gets its own.
+    let cgroup_name = format!("{run_id}-{}", child.pid);
+    let cgroups = match RunCgroups::create(&plan.cgroup, &cgroup_name).and_then(|c| c.join(child.pid).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             drop(go_w); // init sees EOF and exits

@@ -89,7 +89,7 @@ pub async fn submit_and_wait(
         )));
     }
     let max_concurrent = state.tenancy.max_concurrent(&caller.tenant).unwrap_or(0);
-    let id = cordon::new_request_id();
+    let id = ctx.idempotency_key.clone().unwrap_or_else(cordon::new_request_id);
     let job = Job {
         id: id.clone(),
         tenant: caller.tenant.clone(),
@@ -105,7 +105,11 @@ pub async fn submit_and_wait(
     state.backend.submit(job, max_concurrent).await.map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::unavailable("queue_full", format!("{e}; retry later"), 1),
         SubmitError::Draining => ApiError::unavailable("shutting_down", e.to_string(), 5),
-        SubmitError::TenantBusy { .. } => ApiError::too_many(e.to_string(), 1),
+        SubmitError::TenantBusy { .. } | SubmitError::TenantQueueFull { .. } => ApiError::too_many(e.to_string(), 1),
+        SubmitError::Unavailable(_) => {
+            ApiError::unavailable("queue_unavailable", format!("{e}; retry with the same Idempotency-Key"), 1)
+        }
+        SubmitError::KeyInUse(_) => ApiError::conflict("idempotency_key_in_use", e.to_string()),
         SubmitError::Audit(_) => ApiError::internal(e.to_string()),
     })?;
     let status = state.backend.wait(&caller.tenant, &id, Duration::from_millis(wait_ms)).await;
@@ -139,7 +143,7 @@ async fn show(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = state.backend.status(&caller.tenant, &id).ok_or_else(|| not_found(&id))?;
+    let status = state.backend.status(&caller.tenant, &id).await.ok_or_else(|| not_found(&id))?;
     Ok(Json(status_body(&id, &status)))
 }
 

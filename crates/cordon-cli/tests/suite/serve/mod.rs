@@ -9,6 +9,7 @@
 mod auth;
 mod executions;
 mod lifecycle;
+mod queue;
 mod registry;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,478 @@
+//! `cordon serve --queue` with `cordon worker`s and `cordon dead-letters`
+//! on a NATS JetStream server each test starts itself (Debian's
+//! `nats-server`, on 127.0.0.1 with a port it picks, its store in the
+//! test's folder): results by request id, idempotent submits, a worker
+//! SIGKILLed mid-execution, a poison request while the dead-letter handler
+//! is down, and per-tenant admission. Each checks every request's result
+//! and the audit logs of every role against each other.
+//!
+//! Workers stand for hosts: each has its own folder, audit log and run
+//! root; they share the test's plugin folder ("the same package installed
+//! on every host").
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cordon_testkit::{poll_until, processes_mentioning, Dir};
+use serde_json::json;
+
+use super::{http, Options, Resp, Service, INTERNAL_SECRET, PLUGIN};
+use crate::suite::cordon_bin;
+
+/// Debian's nats-server (`.ci/run` installs it).
+fn nats_server_bin() -> &'static str {
+    const PATH: &str = "/usr/sbin/nats-server";
+    assert!(
+        Path::new(PATH).exists(),
+        "{PATH} is missing on this test machine; `.ci/run` installs the Debian package nats-server (tools are never a reason to skip)"
+    );
+    PATH
+}
+
+/// Collects a child's stderr lines; sends the first line containing
+/// `needle` (after it) on the returned channel.
+fn collect(child: &mut Child, needle: &'static str) -> (Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
+    let stderr = child.stderr.take().expect("stderr pipe");
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(needle).nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+            }
+            sink.lock().expect("log lock").push_str(&format!("{line}\n"));
+        }
+    });
+    (log, rx)
+}
+
+/// One nats-server with JetStream, killed (SIGKILL, by pid) when dropped.
+pub struct Nats {
+    dir: Dir,
+    child: Option<Child>,
+    pub port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Nats {
+    pub fn start(label: &str) -> Nats {
+        let dir = Dir::new(label);
+        let mut child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.join("store"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nats-server");
+        let (log, rx) = collect(&mut child, "Listening for client connections on 127.0.0.1:");
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(p) => p.parse().expect("port"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nats-server did not start:\n{}", log.lock().expect("log lock"));
+            }
+        };
+        Nats { dir, child: Some(child), port, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        format!("{} ({}):\n{}", self.url(), self.dir.path().display(), self.log.lock().expect("log lock"))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `cordon worker` (or `cordon dead-letters`) standing for one host:
+/// its own folder, audit log and run root. SIGKILLed when dropped.
+pub struct Role {
+    pub dir: Dir,
+    pub name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Role {
+    fn config(dir: &Dir, plugins: &Path) -> PathBuf {
+        dir.create(
+            "config.toml",
+            format!(
+                "[server]\nplugins = \"{}\"\ndisabled = [\"@test/off\"]\naudit_log = \"{}\"\nrun_root = \"{}\"\n",
+                plugins.display(),
+                dir.join("audit.jsonl").display(),
+                dir.path().display()
+            ),
+        )
+    }
+
+    /// `cordon worker --name NAME --slots SLOTS` on `url`.
+    pub fn worker(name: &str, url: &str, plugins: &Path, slots: u32) -> Role {
+        let dir = Dir::new(&format!("queue-{name}"));
+        let config = Role::config(&dir, plugins);
+        let args = vec![
+            "worker".into(),
+            "--queue".into(),
+            url.into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--slots".into(),
+            slots.to_string(),
+        ];
+        let mut r = Role { dir, name: name.into(), args, child: None, log: Arc::default() };
+        r.spawn("pulling");
+        r
+    }
+
+    /// `cordon dead-letters` on `url`.
+    pub fn dead_letters(url: &str, plugins: &Path) -> Role {
+        let dir = Dir::new("queue-dlq");
+        let config = Role::config(&dir, plugins);
+        let args =
+            vec!["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()];
+        let mut r = Role { dir, name: "dead-letters".into(), args, child: None, log: Arc::default() };
+        r.spawn("watching");
+        r
+    }
+
+    fn spawn(&mut self, ready: &'static str) {
+        let mut child = Command::new(cordon_bin())
+            .args(&self.args)
+            .env("HOME", self.dir.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("CORDON_AUDIT_LOG")
+            .env_remove("CORDON_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cordon worker");
+        let (log, rx) = collect(&mut child, ready);
+        self.log = log;
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cordon {} did not start:\n{}", self.args[0], self.log());
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL (by pid) and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again: same folder, name and audit log.
+    pub fn restart(&mut self) {
+        self.kill();
+        let ready = if self.args[0] == "worker" { "pulling" } else { "watching" };
+        self.spawn(ready);
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        audit_records(&self.dir.join("audit.jsonl"))
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit record"))
+        .collect()
+}
+
+/// A gateway on `nats` with a short AckWait (2 s), so redeliveries come
+/// quickly.
+fn gateway(label: &str, nats: &Nats, extra: &[&str]) -> Service {
+    let mut extra_args = vec!["--queue".to_owned(), nats.url(), "--ack-wait-ms".into(), "2000".into()];
+    extra_args.extend(extra.iter().map(|s| s.to_string()));
+    Service::start_with(label, Options { extra_args, ..Options::default() })
+}
+
+/// `POST /internal/dispatch` for `tenant`, with an `Idempotency-Key`.
+fn submit(s: &Service, tenant: &str, key: Option<&str>, handler: &str, input: serde_json::Value, wait_ms: u64) -> Resp {
+    let body = json!({"tenant": tenant, "plugin": PLUGIN, "handler": handler, "input": input, "wait_ms": wait_ms});
+    let auth = format!("Bearer {INTERNAL_SECRET}");
+    let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    if let Some(k) = key {
+        headers.push(("Idempotency-Key", k));
+    }
+    http(s.addr, "POST", "/internal/dispatch", &headers, body.to_string().as_bytes())
+}
+
+/// Polls `GET /v1/executions/{id}` (tenant acme) until done; the result.
+#[track_caller]
+fn result_of(s: &Service, token: &str, id: &str, within: Duration) -> serde_json::Value {
+    let mut last = None;
+    let done = poll_until(within, || {
+        let r = s.get(&format!("/v1/executions/{id}"), token);
+        let done = r.status == 200 && r.json()["status"] == "done";
+        last = Some(r);
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    assert!(done, "no result for {id} within {within:?}: {last:?}\ngateway log:\n{}", s.log());
+    last.expect("polled").json()["result"].clone()
+}
+
+/// A sleep of about `secs` seconds whose argv is unique to this test process.
+fn sleep_marker(secs: u32) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{secs}.{:07}{:03}", std::process::id() % 10_000_000, n % 1000)
+}
+
+/// The pids whose parent chain reaches `ancestor`.
+fn descendants_of(ancestor: u32, among: &[u32]) -> Vec<u32> {
+    let parent = |pid: u32| -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+    };
+    among
+        .iter()
+        .copied()
+        .filter(|&pid| {
+            let mut p = pid;
+            for _ in 0..64 {
+                match parent(p) {
+                    Some(pp) if pp == ancestor => return true,
+                    Some(pp) if pp > 1 => p = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+/// Every audit record of `id` across `logs`.
+fn records_of(logs: &[Vec<serde_json::Value>], id: &str) -> Vec<serde_json::Value> {
+    logs.iter().flatten().filter(|r| r["request_id"] == id).cloned().collect()
+}
+
+/// The one record of a run that produced `result` (its worker and attempt,
+/// not `LOST`), and every other record of `id` is a `LOST` one.
+#[track_caller]
+fn assert_audit_agrees(logs: &[Vec<serde_json::Value>], id: &str, result: &serde_json::Value) {
+    let records = records_of(logs, id);
+    let (lost, counted): (Vec<_>, Vec<_>) = records.iter().partition(|r| r["outcome"] == "LOST");
+    assert_eq!(counted.len(), 1, "{id}: one record besides LOST ones, got {records:#?}");
+    let r = counted[0];
+    assert_eq!(r["worker"], result["worker"], "{id}: record and result name the same worker: {r} / {result}");
+    assert_eq!(r["attempt"], result["attempt"], "{id}: record and result name the same attempt: {r} / {result}");
+    let outcome = if result["ok"] == true { json!("ok") } else { result["error"]["code"].clone() };
+    assert_eq!(r["outcome"], outcome, "{id}: record and result agree on the outcome: {r} / {result}");
+    for l in lost {
+        assert_ne!(l["attempt"], result["attempt"], "{id}: the counted attempt is not also LOST: {l}");
+    }
+}
+
+#[test]
+fn a_queued_execution_runs_on_a_worker_and_its_result_and_record_name_worker_and_attempt() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-basic", &nats, &[]);
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
+    let token = s.access_token();
+    let r = s.execute(&token, "echo", json!({"n": 7}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}\nworker:\n{}", w.log());
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["data"], json!({"n": 7}), "{v:#}");
+    assert_eq!(v["worker"], "w1", "{v:#}");
+    assert_eq!(v["attempt"], 1, "{v:#}");
+    let id = v["id"].as_str().expect("id");
+    // The run's record is on the worker's host, naming it; the gateway
+    // recorded nothing of its own.
+    let records = w.audit_records();
+    let mine: Vec<_> = records.iter().filter(|r| r["request_id"] == id).collect();
+    assert_eq!(mine.len(), 1, "{records:#?}");
+    assert_eq!(mine[0]["worker"], "w1");
+    assert_eq!(mine[0]["attempt"], 1);
+    assert_eq!(mine[0]["tenant"], "acme");
+    assert_eq!(mine[0]["plugin"], PLUGIN);
+    assert!(s.records_of(id).is_empty(), "{:#?}", s.audit_records());
+    // GET reads the same stored result.
+    let again = result_of(&s, &token, id, Duration::from_secs(10));
+    assert_eq!(again, v);
+}
+
+#[test]
+fn the_same_idempotency_key_runs_once_and_every_response_carries_the_first_result() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-idem", &nats, &[]);
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 4);
+    let key = format!("idem-{}", std::process::id());
+    // Five at once, while the first is running (`nap` takes 1 s).
+    let results: Vec<serde_json::Value> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let s = &s;
+                let key = key.as_str();
+                sc.spawn(move || {
+                    let r = submit(s, "acme", Some(key), "nap", json!({}), 30_000);
+                    assert_eq!(r.status, 200, "{r:?}");
+                    r.json()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("submitter")).collect()
+    });
+    // Five more after it finished.
+    let later: Vec<serde_json::Value> = (0..5)
+        .map(|_| {
+            let r = submit(&s, "acme", Some(&key), "nap", json!({}), 30_000);
+            assert_eq!(r.status, 200, "{r:?}");
+            r.json()
+        })
+        .collect();
+    let first = &results[0];
+    assert_eq!(first["ok"], true, "{first:#}");
+    assert_eq!(first["id"], key.as_str());
+    for r in results.iter().chain(&later) {
+        assert_eq!(r, first, "every response is the one stored result");
+    }
+    let logs = [w.audit_records(), s.audit_records()];
+    assert_eq!(records_of(&logs, &key).len(), 1, "one execution: {:#?}", records_of(&logs, &key));
+    assert_audit_agrees(&logs, &key, first);
+    // Control: another key is another execution; the same key for another
+    // tenant is that tenant's own execution.
+    let other = submit(&s, "acme", Some(&format!("{key}-2")), "nap", json!({}), 30_000);
+    assert_eq!(other.status, 200, "{other:?}");
+    let beta = submit(&s, "beta", Some(&key), "nap", json!({}), 30_000);
+    assert_eq!(beta.status, 200, "{beta:?}");
+    let logs = [w.audit_records(), s.audit_records()];
+    assert_eq!(records_of(&logs, &format!("{key}-2")).len(), 1);
+    assert_eq!(records_of(&logs, &key).len(), 2, "acme's and beta's: {:#?}", records_of(&logs, &key));
+    // A key that cannot be an id is refused, naming the header.
+    let bad = submit(&s, "acme", Some("a.b"), "nap", json!({}), 0);
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.error().1.contains("Idempotency-Key"), "{bad:?}");
+}
+
+#[test]
+fn a_worker_sigkilled_mid_execution_loses_nothing_and_leaves_no_sandbox() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-kill", &nats, &[]);
+    let plugins = s.dir.join("plugins");
+    let mut w1 = Role::worker("w1", &nats.url(), &plugins, 4);
+    let w2 = Role::worker("w2", &nats.url(), &plugins, 4);
+    let token = s.access_token();
+    // Eight runs of ~2 s over two workers with 4 slots each: all 8 run at once.
+    let marker = sleep_marker(2);
+    let ids: Vec<String> = (0..8)
+        .map(|i| {
+            let id = format!("kill-{}-{i}", std::process::id());
+            let r = submit(&s, "acme", Some(&id), "sleep", json!({"s": marker}), 0);
+            assert_eq!(r.status, 202, "{r:?}");
+            id
+        })
+        .collect();
+    let mut on_w1 = vec![];
+    let running = poll_until(Duration::from_secs(30), || {
+        let all = processes_mentioning(&format!("sleep {marker}"));
+        on_w1 = descendants_of(w1.pid(), &all);
+        !on_w1.is_empty() && all.len() >= 8
+    });
+    assert!(running, "8 sandboxes running, some on w1\nw1:\n{}\nw2:\n{}", w1.log(), w2.log());
+    w1.kill();
+    // Its sandboxes die with it.
+    let gone = poll_until(Duration::from_secs(10), || on_w1.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()));
+    assert!(gone, "sandbox processes of the killed worker survive: {on_w1:?}");
+    // Every request ends with exactly one result.
+    let results: Vec<serde_json::Value> =
+        ids.iter().map(|id| result_of(&s, &token, id, Duration::from_secs(90))).collect();
+    // The killed worker, started again, records its interrupted runs LOST.
+    w1.restart();
+    let lost: Vec<String> = w1
+        .audit_records()
+        .iter()
+        .filter(|r| r["outcome"] == "LOST")
+        .map(|r| r["request_id"].as_str().expect("request_id").to_owned())
+        .collect();
+    assert!(!lost.is_empty(), "w1's interrupted runs are recorded LOST: {:#?}", w1.audit_records());
+    let logs = [w1.audit_records(), w2.audit_records(), s.audit_records()];
+    for (id, result) in ids.iter().zip(&results) {
+        assert_eq!(result["ok"], true, "{id}: {result:#}");
+        if lost.contains(id) {
+            assert_eq!(result["attempt"], 2, "{id} was interrupted, so run again: {result:#}");
+            assert_eq!(result["worker"], "w2", "{result:#}");
+        } else {
+            assert_eq!(result["attempt"], 1, "{id}: {result:#}");
+        }
+        assert_audit_agrees(&logs, id, result);
+    }
+    // Nothing of the killed worker's sandboxes is left in a cgroup.
+    for id in &lost {
+        for procs in cgroups_named(&format!("cordon-{id}")) {
+            let pids = std::fs::read_to_string(&procs).unwrap_or_default();
+            assert!(pids.trim().is_empty(), "{} still holds {pids}", procs.display());
+        }
+    }
+}
+
+/// `cgroup.procs` of every cgroup under /sys/fs/cgroup whose name starts
+/// with `prefix` (a bounded walk).
+fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut todo = vec![PathBuf::from("/sys/fs/cgroup")];
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        seen += 1;
+        if seen > 20_000 {
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().starts_with(prefix) {
+                    out.push(e.path().join("cgroup.procs"));
+                }
+                todo.push(e.path());
+            }
+        }
+    }
+    out
+}

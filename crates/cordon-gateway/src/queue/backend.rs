@@ -1,0 +1,294 @@
+//! The gateway's side of the queue: a [`crate::backend::Backend`] variant
+//! that publishes executions to JetStream and reads their results from the
+//! results bucket (SCALE-OUT.md §1, "How the gateway submits and waits").
+//!
+//! # Guarantees
+//!
+//! - **Submit** looks the id up first (an idempotent replay returns the
+//!   stored result), then publishes with `Nats-Msg-Id` and waits for the
+//!   stream's acknowledgement: an accepted execution is on the stream's
+//!   quorum. A tenant at its queue cap gets [`SubmitError::TenantQueueFull`]
+//!   (429); a publish that times out gets [`SubmitError::Unavailable`]
+//!   (503), and the caller may retry with the same `Idempotency-Key`.
+//! - **Waiting** listens to `cordon.done.>` (one subscription for the
+//!   gateway) and reads the result from the bucket's leader; the waiter is
+//!   registered before the lookup, so a result written in between is seen.
+//! - **Deadline.** When an accepted request's deadline passes without a
+//!   result, the gateway cancels it on the workers and records `EXPIRED`
+//!   with a KV `create`: a worker that finished first keeps its result.
+//! - **Cancel** reaches the worker running the request (`cordon.cancel.*`),
+//!   which kills the sandbox and records `CANCELLED`; a request not running
+//!   anywhere is recorded `CANCELLED` by the gateway, and never runs.
+//! - The gateway's audit log records what it decided itself (`EXPIRED`,
+//!   `CANCELLED` before a start); runs are recorded by the worker that ran
+//!   them, `LOST` ones by the dead-letter handler.
+//!
+//! # Not guaranteed
+//!
+//! - `GET /v1/executions/{id}` of a request another gateway accepted says
+//!   404 until its result exists (this gateway does not know it).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use cordon::audit::GroupWriter;
+use cordon::ErrorCode;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::{connect, create_result, ended_without_run, ensure, now_ms, result_key, retry, subject};
+use super::{QueueError, QueueSettings, WireRequest};
+use crate::backend::{subject_of, Job, Readiness, Status, SubmitError};
+use crate::metrics::Metrics;
+
+/// The name in results and records of what the gateway decided itself.
+const GATEWAY: &str = "gateway";
+
+/// See the module docs.
+pub struct NatsBackend {
+    settings: QueueSettings,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    results: kv::Store,
+    audit: Arc<GroupWriter>,
+    metrics: Metrics,
+    /// Bucket key → "done" signal, for waiters on this gateway.
+    waiters: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    /// Requests this gateway accepted and has not seen finish.
+    pending: Arc<Mutex<HashMap<String, Job>>>,
+    draining: AtomicBool,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl NatsBackend {
+    /// Connects, creates the streams, consumer and bucket if needed, and
+    /// starts listening for results.
+    pub async fn start(
+        settings: QueueSettings,
+        audit: Arc<GroupWriter>,
+        metrics: Metrics,
+    ) -> Result<NatsBackend, QueueError> {
+        let (client, js) = connect(&settings, "cordon-gateway").await?;
+        ensure(&js, &settings).await?;
+        let results = super::results(&js).await?;
+        let waiters: Arc<Mutex<HashMap<String, watch::Sender<bool>>>> = Arc::default();
+        let mut done = client
+            .subscribe(subject::DONE_ALL)
+            .await
+            .map_err(|e| QueueError::Setup { what: "the result subscription".into(), detail: e.to_string() })?;
+        let listener = {
+            let waiters = waiters.clone();
+            tokio::spawn(async move {
+                while let Some(m) = done.next().await {
+                    let key = m.subject.as_str().trim_start_matches("cordon.done.");
+                    if let Some(w) = waiters.lock().expect("waiters lock").get(key) {
+                        w.send_replace(true);
+                    }
+                }
+            })
+        };
+        Ok(NatsBackend {
+            settings,
+            client,
+            js,
+            results,
+            audit,
+            metrics,
+            waiters,
+            pending: Arc::default(),
+            draining: AtomicBool::new(false),
+            listener,
+        })
+    }
+
+    /// The stored result of `key`, read from the bucket's leader, retried in
+    /// place through a failover for up to `limit`.
+    async fn lookup(&self, key: &str, limit: Duration) -> Result<Option<Arc<serde_json::Value>>, String> {
+        let got = retry(limit, Duration::from_millis(200), || self.results.get(key.to_owned())).await;
+        match got {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .map(|v| Some(Arc::new(v)))
+                .map_err(|e| format!("the stored result of {key} is not JSON: {e}")),
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("cannot read the result of {key}: {e}")),
+        }
+    }
+
+    fn watcher(&self, key: &str) -> watch::Receiver<bool> {
+        let mut w = self.waiters.lock().expect("waiters lock");
+        w.entry(key.to_owned()).or_insert_with(|| watch::channel(false).0).subscribe()
+    }
+
+    fn forget(&self, key: &str) {
+        self.pending.lock().expect("pending lock").remove(key);
+        let mut w = self.waiters.lock().expect("waiters lock");
+        if w.get(key).is_some_and(|s| s.receiver_count() == 0) {
+            w.remove(key);
+        }
+    }
+
+    /// Publishes `job` (see the module docs).
+    pub(crate) async fn submit(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(SubmitError::Draining);
+        }
+        let key = result_key(&job.tenant, &job.id);
+        let _watch = self.watcher(&key);
+        match self.lookup(&key, Duration::from_secs(2)).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(SubmitError::Unavailable(e)),
+        }
+        let deadline_ms = now_ms() + u64::try_from(self.settings.deadline.as_millis()).unwrap_or(u64::MAX);
+        let wire = WireRequest {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            principal: job.principal.clone(),
+            jti: job.jti.clone(),
+            traceparent: job.traceparent.clone(),
+            plugin: job.plugin.id.clone(),
+            version: job.plugin.version.clone(),
+            tree_hash: job.plugin.tree_hash.clone(),
+            handler: job.handler.clone(),
+            input: serde_json::from_slice(&job.input).unwrap_or_else(|_| serde_json::json!({})),
+            deadline_ms,
+        };
+        let body = serde_json::to_vec(&wire).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", key.as_str());
+        headers.insert(super::TENANT_HEADER, job.tenant.as_str());
+        headers.insert(super::DEADLINE_HEADER, deadline_ms.to_string().as_str());
+        let ack = async {
+            let fut = self.js.publish_with_headers(subject::exec(&job.tenant), headers, body.into()).await?;
+            fut.await
+        };
+        match ack.await {
+            Ok(_) => {}
+            Err(e) => {
+                let text = e.to_string();
+                // err 10077: maximum messages per subject exceeded.
+                if text.contains("10077") || text.contains("maximum messages per subject") {
+                    return Err(SubmitError::TenantQueueFull {
+                        tenant: job.tenant.clone(),
+                        cap: self.settings.tenant_cap,
+                    });
+                }
+                return Err(SubmitError::Unavailable(format!("the queue did not accept the execution: {text}")));
+            }
+        }
+        self.pending.lock().expect("pending lock").insert(key.clone(), job.clone());
+        self.metrics.queued.inc();
+        let this = self.clone();
+        tokio::spawn(async move { this.enforce_deadline(job, deadline_ms).await });
+        Ok(())
+    }
+
+    /// Waits for `job`'s deadline; if no result exists by then, cancels it
+    /// on the workers and records `EXPIRED` (first writer wins).
+    async fn enforce_deadline(self: Arc<Self>, job: Job, deadline_ms: u64) {
+        let key = result_key(&job.tenant, &job.id);
+        let mut rx = self.watcher(&key);
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let finished = tokio::time::timeout(left, rx.wait_for(|d| *d)).await.is_ok();
+        drop(rx);
+        if !finished && !matches!(self.lookup(&key, Duration::from_secs(10)).await, Ok(Some(_))) {
+            let _ = self.client.publish(subject::cancel(&job.tenant, &job.id), bytes::Bytes::new()).await;
+            self.record_unstarted(&job, ErrorCode::Expired, "the deadline passed before a worker finished it").await;
+        }
+        self.metrics.queued.dec();
+        self.forget(&key);
+    }
+
+    /// Records `job` as ended by the gateway with `code`, if no result
+    /// exists yet (KV create); the gateway's audit log gets the record only
+    /// when its result is the one that counts.
+    async fn record_unstarted(&self, job: &Job, code: ErrorCode, message: &str) {
+        let key = result_key(&job.tenant, &job.id);
+        let (result, value) = ended_without_run(&job.id, code, message, GATEWAY, 0);
+        let created = create_result(&self.results, &key, &value, Duration::from_secs(10)).await;
+        match created {
+            Ok(true) => {
+                let subject =
+                    cordon::audit::Subject { worker: Some(GATEWAY.into()), attempt: Some(0), ..subject_of(job) };
+                let recorded = self.audit.record_unstarted(&subject, &job.id, None, result.audit_ending(""), &[]);
+                if let Err(e) = recorded.await {
+                    eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str());
+                }
+                self.metrics.execution_done(&job.tenant, code.as_str());
+                let _ = self.client.publish(subject::done(&job.tenant, &job.id), bytes::Bytes::new()).await;
+            }
+            Ok(false) => {}
+            Err(e) => eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str()),
+        }
+    }
+
+    pub(crate) async fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+        let key = result_key(tenant, id);
+        match self.lookup(&key, Duration::from_secs(2)).await {
+            Ok(Some(v)) => Some(Status::Done(v)),
+            _ if self.pending.lock().expect("pending lock").contains_key(&key) => Some(Status::Queued),
+            _ => None,
+        }
+    }
+
+    pub(crate) async fn wait(&self, tenant: &str, id: &str, timeout: Duration) -> Option<Status> {
+        let key = result_key(tenant, id);
+        let mut rx = self.watcher(&key);
+        if let Ok(Some(v)) = self.lookup(&key, Duration::from_secs(2)).await {
+            return Some(Status::Done(v));
+        }
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|d| *d)).await;
+        drop(rx);
+        self.status(tenant, id).await
+    }
+
+    /// Cancels `id`: the worker running it kills the sandbox and records
+    /// `CANCELLED`; if no worker answers within 2 s, it was not running and
+    /// the gateway records it.
+    pub(crate) async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+        let key = result_key(tenant, id);
+        let known = self.pending.lock().expect("pending lock").get(&key).cloned();
+        if let Ok(Some(v)) = self.lookup(&key, Duration::from_secs(2)).await {
+            return Some(Status::Done(v));
+        }
+        let Some(job) = known else {
+            return None;
+        };
+        let _ = self.client.publish(subject::cancel(tenant, id), bytes::Bytes::new()).await;
+        if let Some(Status::Done(v)) = self.wait(tenant, id, Duration::from_secs(2)).await {
+            return Some(Status::Done(v));
+        }
+        self.record_unstarted(&job, ErrorCode::Cancelled, "cancelled before it started").await;
+        self.status(tenant, id).await
+    }
+
+    pub(crate) fn readiness(&self) -> Readiness {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        let draining = self.draining.load(Ordering::SeqCst);
+        let reason = if draining {
+            Some("draining: the service is shutting down".to_owned())
+        } else if !connected {
+            Some(format!("not connected to NATS ({})", self.settings.servers.join(",")))
+        } else {
+            None
+        };
+        Readiness {
+            warm: reason.is_none(),
+            workers: 0,
+            busy: 0,
+            queued: self.pending.lock().expect("pending lock").len(),
+            reason,
+        }
+    }
+
+    /// Stops accepting. Accepted executions stay on the queue: workers run
+    /// them whether or not this gateway is there.
+    pub(crate) async fn drain(&self, _grace: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = self.client.flush().await;
+        self.listener.abort();
+    }
+}
