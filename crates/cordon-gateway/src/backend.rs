@@ -571,7 +571,11 @@ async fn record_unstarted(
 
 /// The JSON a caller gets: the run's result with `id` (and the gateway's
 /// timing breakdown).
-pub(crate) fn response_value(id: &str, result: &serde_json::Value, timing: Option<serde_json::Value>) -> serde_json::Value {
+pub(crate) fn response_value(
+    id: &str,
+    result: &serde_json::Value,
+    timing: Option<serde_json::Value>,
+) -> serde_json::Value {
     let mut v = result.clone();
     if let Some(o) = v.as_object_mut() {
         o.insert("id".into(), serde_json::Value::String(id.to_owned()));

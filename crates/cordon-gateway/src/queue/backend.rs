@@ -254,9 +254,7 @@ impl NatsBackend {
         if let Ok(Some(v)) = self.lookup(&key, Duration::from_secs(2)).await {
             return Some(Status::Done(v));
         }
-        let Some(job) = known else {
-            return None;
-        };
+        let job = known?;
         let _ = self.client.publish(subject::cancel(tenant, id), bytes::Bytes::new()).await;
         if let Some(Status::Done(v)) = self.wait(tenant, id, Duration::from_secs(2)).await {
             return Some(Status::Done(v));

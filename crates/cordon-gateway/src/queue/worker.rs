@@ -22,6 +22,9 @@
 //!
 //! # Guarantees
 //!
+//! - **Leftovers are removed.** Runs create their folders under
+//!   `RUN_ROOT/cordon-worker-PID`; a worker removes the folders of worker
+//!   processes of this host that are gone when it starts.
 //! - **Sandboxes die with the worker.** Each slot is one long-lived thread
 //!   that clones its sandboxes, so their `PR_SET_PDEATHSIG` fires when the
 //!   worker process dies; a SIGKILLed worker's runs are recorded `LOST` in
@@ -129,6 +132,12 @@ pub async fn run(
             detail: e.to_string(),
         })?;
     let ack_wait = consumer.cached_info().config.ack_wait;
+    let run_root = own_run_root(&settings.run_root).map_err(|e| QueueError::Setup {
+        what: format!("the worker's run folder under {}", settings.run_root.display()),
+        detail: e.to_string(),
+    })?;
+    let mut settings = settings;
+    settings.run_root = run_root.clone();
     let results = retry(Duration::from_secs(60), Duration::from_millis(200), || super::results(&js)).await?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Slot>(settings.slots as usize);
     let rx = Arc::new(Mutex::new(rx));
@@ -236,6 +245,7 @@ pub async fn run(
     cancels.abort();
     drop(threads);
     let _ = client.flush().await;
+    let _ = std::fs::remove_dir_all(&run_root);
     let c = &shared.counters;
     eprintln!(
         "cordon worker: stopped: {} runs, {} skipped (result existed), {} duplicate results refused, {} leases lost, {} NAKs",
@@ -246,6 +256,30 @@ pub async fn run(
         c.naks.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// The prefix of a worker process's own folder under the run root.
+const OWN_ROOT_PREFIX: &str = "cordon-worker-";
+
+/// Removes the run folders of worker processes on this host that are gone
+/// (a SIGKILLed worker cannot clean up; its runs' folders would collide
+/// with a redelivery of the same request), then creates this process's own,
+/// `RUN_ROOT/cordon-worker-PID`, where its runs create their folders.
+fn own_run_root(root: &std::path::Path) -> std::io::Result<PathBuf> {
+    for e in std::fs::read_dir(root)?.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(OWN_ROOT_PREFIX)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let mine = root.join(format!("{OWN_ROOT_PREFIX}{}", std::process::id()));
+    std::fs::DirBuilder::new().recursive(true).create(&mine)?;
+    std::fs::set_permissions(&mine, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(mine)
 }
 
 fn slot_thread(rx: &Mutex<std::sync::mpsc::Receiver<Slot>>) {

@@ -58,6 +58,8 @@ pub struct Nats {
     dir: Dir,
     child: Option<Child>,
     pub port: u16,
+    /// The HTTP monitoring port (`/jsz`).
+    monitor: u16,
     log: Arc<Mutex<String>>,
 }
 
@@ -65,7 +67,7 @@ impl Nats {
     pub fn start(label: &str) -> Nats {
         let dir = Dir::new(label);
         let mut child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd"])
             .arg(dir.join("store"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -81,14 +83,39 @@ impl Nats {
                 panic!("nats-server did not start:\n{}", log.lock().expect("log lock"));
             }
         };
-        Nats { dir, child: Some(child), port, log }
+        // The monitor starts before the client listener.
+        let monitor = log
+            .lock()
+            .expect("log lock")
+            .split("Starting http monitor on 127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .expect("nats-server's monitoring port in its log");
+        Nats { dir, child: Some(child), port, monitor, log }
+    }
+
+    /// Messages stored in stream `name` now (from `/jsz`).
+    pub fn stream_messages(&self, name: &str) -> u64 {
+        let addr = format!("127.0.0.1:{}", self.monitor).parse().expect("addr");
+        let r = http(addr, "GET", "/jsz?streams=true", &[], b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        // The body is chunked: the JSON is between the outer braces.
+        let (start, end) = (r.body.find('{').expect("JSON"), r.body.rfind('}').expect("JSON"));
+        let v: serde_json::Value = serde_json::from_str(&r.body[start..=end]).expect("jsz JSON");
+        v["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|st| st["name"] == name)
+            .map(|st| st["state"]["messages"].as_u64().unwrap_or(0))
+            .unwrap_or_else(|| panic!("no stream {name}: {v:#}"))
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    #[allow(dead_code)]
     pub fn log(&self) -> String {
         format!("{} ({}):\n{}", self.url(), self.dir.path().display(), self.log.lock().expect("log lock"))
     }
@@ -107,7 +134,6 @@ impl Drop for Nats {
 /// its own folder, audit log and run root. SIGKILLed when dropped.
 pub struct Role {
     pub dir: Dir,
-    pub name: String,
     args: Vec<String>,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
@@ -141,7 +167,7 @@ impl Role {
             "--slots".into(),
             slots.to_string(),
         ];
-        let mut r = Role { dir, name: name.into(), args, child: None, log: Arc::default() };
+        let mut r = Role { dir, args, child: None, log: Arc::default() };
         r.spawn("pulling");
         r
     }
@@ -152,7 +178,7 @@ impl Role {
         let config = Role::config(&dir, plugins);
         let args =
             vec!["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()];
-        let mut r = Role { dir, name: "dead-letters".into(), args, child: None, log: Arc::default() };
+        let mut r = Role { dir, args, child: None, log: Arc::default() };
         r.spawn("watching");
         r
     }
@@ -417,6 +443,7 @@ fn a_worker_sigkilled_mid_execution_loses_nothing_and_leaves_no_sandbox() {
         !on_w1.is_empty() && all.len() >= 8
     });
     assert!(running, "8 sandboxes running, some on w1\nw1:\n{}\nw2:\n{}", w1.log(), w2.log());
+    let killed_pid = w1.pid();
     w1.kill();
     // Its sandboxes die with it.
     let gone = poll_until(Duration::from_secs(10), || on_w1.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()));
@@ -444,6 +471,10 @@ fn a_worker_sigkilled_mid_execution_loses_nothing_and_leaves_no_sandbox() {
         }
         assert_audit_agrees(&logs, id, result);
     }
+    // Its run folders went when it started again.
+    let leftover = w1.dir.join(format!("cordon-worker-{killed_pid}"));
+    assert!(!leftover.exists(), "{} is left", leftover.display());
+    assert!(w1.dir.join(format!("cordon-worker-{}", w1.pid())).is_dir());
     // Nothing of the killed worker's sandboxes is left in a cgroup.
     for id in &lost {
         for procs in cgroups_named(&format!("cordon-{id}")) {
@@ -475,4 +506,83 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_tenant_over_its_queue_cap_gets_429_and_never_takes_another_tenants_room() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-cap", &nats, &["--tenant-queue-cap", "3"]);
+    // No worker yet: everything accepted stays queued.
+    let flood: Vec<Resp> = (0..6).map(|_| submit(&s, "acme", None, "empty", json!({}), 0)).collect();
+    let accepted: Vec<&Resp> = flood.iter().filter(|r| r.status == 202).collect();
+    let refused: Vec<&Resp> = flood.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((accepted.len(), refused.len()), (3, 3), "{flood:#?}");
+    for r in &refused {
+        assert!(r.header("Retry-After").is_some(), "{r:?}");
+        assert!(r.error().1.contains("tenant `acme` has 3 executions on the queue"), "{r:?}");
+    }
+    // The other tenant still has all of its room.
+    let beta: Vec<Resp> = (0..3).map(|_| submit(&s, "beta", None, "empty", json!({}), 0)).collect();
+    assert!(beta.iter().all(|r| r.status == 202), "{beta:#?}");
+    assert_eq!(nats.stream_messages("CORDON_EXEC"), 6);
+    // A worker drains the queue; then acme has room again.
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
+    let token = s.access_token();
+    for r in &accepted {
+        let id = r.json()["id"].as_str().expect("id").to_owned();
+        assert_eq!(result_of(&s, &token, &id, Duration::from_secs(60))["ok"], true, "{}", w.log());
+    }
+    let drained = poll_until(Duration::from_secs(60), || nats.stream_messages("CORDON_EXEC") == 0);
+    assert!(drained, "the work stream empties once results are in\n{}", nats.log());
+    let again = submit(&s, "acme", None, "empty", json!({}), 30_000);
+    assert_eq!(again.status, 200, "{again:?}");
+}
+
+#[test]
+fn a_poison_request_ends_lost_in_the_dead_letter_stream_even_when_the_handler_starts_late() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-poison", &nats, &["--max-deliver", "3"]);
+    let plugins = s.dir.join("plugins");
+    let mut w = Role::worker("w1", &nats.url(), &plugins, 1);
+    let token = s.access_token();
+    let marker = sleep_marker(25);
+    let id = format!("poison-{}", std::process::id());
+    let r = submit(&s, "beta", Some(&id), "sleep", json!({"s": marker}), 0);
+    assert_eq!(r.status, 202, "{r:?}");
+    // It "crashes its worker" on every delivery: the worker is SIGKILLed
+    // whenever it runs it, and started again.
+    for delivery in 1..=3 {
+        let running = poll_until(Duration::from_secs(30), || {
+            !descendants_of(w.pid(), &processes_mentioning(&format!("sleep {marker}"))).is_empty()
+        });
+        assert!(running, "delivery {delivery} runs on the worker:\n{}", w.log());
+        w.restart();
+    }
+    // Given up: nothing runs it any more, and the dead-letter handler is
+    // not there yet, so nothing is recorded.
+    let other = submit(&s, "acme", None, "empty", json!({}), 30_000);
+    assert_eq!(other.status, 200, "another tenant's work goes on: {other:?}");
+    assert!(processes_mentioning(&format!("sleep {marker}")).is_empty());
+    assert_eq!(s.get(&format!("/v1/executions/{id}"), &token).status, 404, "acme cannot see beta's execution");
+    // The advisory waited in CORDON_ADV for the handler.
+    let dlq = Role::dead_letters(&nats.url(), &plugins);
+    let beta_token = s.sign_in_as("ops", super::BETA_SECRET)["access_token"].as_str().expect("token").to_owned();
+    let result = result_of(&s, &beta_token, &id, Duration::from_secs(60));
+    assert_eq!(result["ok"], false, "{result:#}");
+    assert_eq!(result["error"]["code"], "LOST", "{result:#}");
+    assert_eq!(result["attempt"], 3, "{result:#}");
+    assert_eq!(result["worker"], "dead-letters", "{result:#}");
+    assert_eq!(nats.stream_messages("CORDON_DLQ"), 1, "the request is kept in cordon.dlq.beta");
+    assert_eq!(nats.stream_messages("CORDON_EXEC"), 0, "the work stream holds nothing afterwards");
+    // The records: three interrupted runs on the worker's host (LOST when
+    // it came back), and the one LOST that counts, by the handler.
+    let runs: Vec<_> = w.audit_records().into_iter().filter(|r| r["request_id"] == id.as_str()).collect();
+    let attempts: Vec<_> = runs.iter().map(|r| (r["outcome"].clone(), r["attempt"].clone())).collect();
+    assert_eq!(attempts, vec![(json!("LOST"), json!(1)), (json!("LOST"), json!(2)), (json!("LOST"), json!(3))]);
+    let given_up: Vec<_> = dlq.audit_records().into_iter().filter(|r| r["request_id"] == id.as_str()).collect();
+    assert_eq!(given_up.len(), 1, "{given_up:#?}");
+    assert_eq!(given_up[0]["outcome"], "LOST");
+    assert_eq!(given_up[0]["worker"], "dead-letters");
+    assert_eq!(given_up[0]["attempt"], 3);
+    assert!(s.records_of(&id).is_empty(), "the gateway decided nothing: {:#?}", s.audit_records());
 }
