@@ -106,3 +106,28 @@ pub fn not_granted(found: &[cordon::explain::NotGranted], fix: FixIn) {
         );
     }
 }
+
+/// The network refusals of a finished run. Transparent egress announced
+/// each one as it happened; only repeats are summed up here. The proxy's
+/// are listed.
+pub fn network_refusals(records: &[cordon::ConnectionRecord]) {
+    use cordon::Protocol;
+    for c in records.iter().filter(|c| !c.allowed) {
+        match c.protocol {
+            Protocol::Tcp | Protocol::Udp | Protocol::Unix | Protocol::Dns => {
+                if c.count > 1 {
+                    let what = match (c.protocol, c.host.as_str()) {
+                        (Protocol::Dns, "") => "name lookups".to_owned(),
+                        (Protocol::Dns, host) => format!("lookup of {host}"),
+                        _ => format!("{}:{}", c.host, c.port),
+                    };
+                    message("network", &format!("refused {what} {} times in all", c.count));
+                }
+            }
+            _ => {
+                let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
+                message("network", &format!("refused {}:{}: {why}", c.host, c.port));
+            }
+        }
+    }
+}

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::enforce::seccomp::{FileWatches, MemfdExec, SeccompPlan, TtyIoctls, UnixSockets};
+use crate::enforce::seccomp::{ConnectRule, FileWatches, MemfdExec, SeccompPlan, TtyIoctls, UnixSockets};
 use crate::policy::fs::{LIBRARY_TREES, SYSTEM_DEVICES, SYSTEM_READ};
-use crate::policy::{Mode, Policy, SystemSet};
+use crate::policy::{Mode, NetVia, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 
 /// Access granted to a path tree. Ordered: a later variant includes the
@@ -255,11 +255,13 @@ pub struct Plan {
     pub drop_capabilities: bool,
     /// The command's `/tmp`.
     pub tmp: Tmp,
-    /// Port of the filtering proxy on the sandbox's loopback, when the
-    /// policy allows any host.
+    /// Port of the filtering proxy on the sandbox's loopback, with
+    /// [`Egress::Proxy`].
     pub proxy_port: Option<u16>,
     /// The command's terminal; see [`Plan::attach_terminal`].
     pub terminal: TerminalPlan,
+    /// How the sandbox reaches the network, if at all.
+    pub egress: Egress,
     /// What enforces each policy entry.
     pub ledger: Vec<LedgerEntry>,
 }
@@ -307,6 +309,23 @@ pub enum TerminalPlan {
     Unrestricted,
 }
 
+/// The sandbox's way out to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Egress {
+    /// No route and no supervisor: the empty network namespace refuses
+    /// every destination and nothing explains it. Dev mode (which has the
+    /// host's network), and sandboxes that allow nothing on a kernel without
+    /// transparent egress.
+    None,
+    /// Transparent egress ([`NetVia::Kernel`]): the supervisor decides every
+    /// `connect()` and name lookup, in both cases explaining refusals.
+    Kernel,
+    /// The filtering proxy ([`NetVia::Proxy`]) on the sandbox's
+    /// 127.0.0.1:[`PROXY_PORT`].
+    Proxy,
+}
+
 /// A policy that this host cannot enforce. Every variant names the missing
 /// feature; [`PlanError::hint`] says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +365,15 @@ pub enum PlanError {
         /// Why not.
         why: &'static str,
     },
+    /// Transparent egress is needed (the policy allows a host) and this
+    /// kernel lacks it.
+    #[error("network rules (--net {pattern}) need transparent egress: seccomp user notification, pidfd_getfd and thread pidfds (PIDFD_THREAD, Linux 6.9), which this kernel ({kernel}) does not offer")]
+    TransparentEgress {
+        /// The first pattern.
+        pattern: String,
+        /// The running kernel.
+        kernel: String,
+    },
     /// Network allow-lists need the sandbox's own network namespace, which
     /// dev mode does not have.
     #[error("network rules (--net {pattern}) cannot be enforced in dev mode, which has no network isolation")]
@@ -363,6 +391,7 @@ impl PlanError {
             PlanError::Seccomp { .. } => "use a kernel built with CONFIG_SECCOMP_FILTER=y",
             PlanError::UserNamespaces { .. } => "run `cordon doctor`; allow user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns), run as root, or use --mode process",
             PlanError::Quota { .. } => "run `cordon doctor` to see which cgroup controllers this process may use; delegate one to cordon's cgroup, or drop the quota",
+            PlanError::TransparentEgress { .. } => "run `cordon doctor`; use Linux 6.9 or later, or --net-via proxy (only programs that honour HTTP_PROXY get out, through a user-space relay)",
             PlanError::NetworkInDevMode { .. } => "use --mode process or --mode container, or drop --net (dev mode reaches the network directly)",
         }
     }
@@ -417,6 +446,7 @@ impl Plan {
             drop_capabilities: false,
             proxy_port: None,
             terminal: TerminalPlan::None,
+            egress: Egress::None,
             tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
         };
@@ -486,12 +516,14 @@ impl Plan {
             }
             Some(_) => MemfdExec::RequireNoexecSeal,
         };
+        plan.egress = plan_egress(policy, support)?;
         plan.seccomp = Some(SeccompPlan {
             wx: policy.wx,
             unix: if container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly },
             watches: if container { FileWatches::Allow } else { FileWatches::Refuse },
             memfd,
             tty: TtyIoctls::Allow,
+            connect: if plan.egress == Egress::Kernel { ConnectRule::Notify } else { ConnectRule::Allow },
         });
         let root = root_plan(policy, mode);
         plan.tmp = Tmp::Private { size_mb: root.tmp_size_mb };
@@ -501,7 +533,7 @@ impl Plan {
         } else {
             plan.host_view = Some(root);
         }
-        if !policy.net.allow.is_empty() {
+        if plan.egress == Egress::Proxy {
             plan.proxy_port = Some(PROXY_PORT);
         }
         plan.plan_limits(policy, support)?;
@@ -660,23 +692,25 @@ impl Plan {
                 Enforcement::Partial,
             );
         }
-        if policy.net.allow.is_empty() {
-            push("net (none)".into(), "empty network namespace".into(), Enforcement::Full);
-        } else {
-            let proxy = format!(
+        let route = match self.egress {
+            Egress::Kernel => "supervisor: every connect() (seccomp user notification) and name lookup (the sandbox's stub DNS); allowed TCP connected from the host's namespace and handed over".to_owned(),
+            Egress::Proxy => format!(
                 "filtering proxy on the sandbox's 127.0.0.1:{PROXY_PORT} (HTTP, CONNECT, SOCKS5); no other route"
-            );
-            for p in &policy.net.allow {
+            ),
+            Egress::None => "empty network namespace".to_owned(),
+        };
+        if policy.net.allow.is_empty() {
+            let how = match self.egress {
+                Egress::Kernel => format!("empty network namespace; refusals explained by the {route}"),
+                _ => route.clone(),
+            };
+            push("net (none)".into(), how, Enforcement::Full);
+        }
+        for (kind, patterns) in [("net.allow", &policy.net.allow), ("net.deny", &policy.net.deny)] {
+            for p in patterns {
                 push(
-                    format!("net.allow {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
-                    proxy.clone(),
-                    Enforcement::Full,
-                );
-            }
-            for p in &policy.net.deny {
-                push(
-                    format!("net.deny {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
-                    proxy.clone(),
+                    format!("{kind} {}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
+                    route.clone(),
                     Enforcement::Full,
                 );
             }
@@ -801,6 +835,23 @@ fn fd_list(fds: [bool; 3]) -> String {
     (0..3).filter(|i| fds[*i]).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// The route out. Transparent egress whenever the kernel offers it, even
+/// when nothing is allowed (so that refusals are explained); without it, a
+/// policy that allows a host cannot be enforced as asked and is refused.
+fn plan_egress(policy: &Policy, support: &KernelSupport) -> Result<Egress, PlanError> {
+    let first =
+        policy.net.allow.first().map(|p| format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()));
+    Ok(match (policy.net.via, first) {
+        (NetVia::Proxy, Some(_)) => Egress::Proxy,
+        (NetVia::Proxy, None) => Egress::None,
+        (NetVia::Kernel, _) if support.transparent_egress.is_available() => Egress::Kernel,
+        (NetVia::Kernel, None) => Egress::None,
+        (NetVia::Kernel, Some(pattern)) => {
+            return Err(PlanError::TransparentEgress { pattern, kernel: support.kernel.clone() })
+        }
+    })
+}
+
 fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp) -> LandlockPlan {
     let abi = support.landlock_abi.0.min(7);
     let mut rules: Vec<(PathBuf, FsAccess)> = vec![];
@@ -891,7 +942,8 @@ fn root_plan(policy: &Policy, mode: Mode) -> RootPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Limits, NetPattern};
+    use crate::policy::{Limits, NetPattern, NetPolicy};
+    use crate::probe::Availability;
 
     fn build(policy: &Policy, mode: Mode, s: &KernelSupport) -> Result<Plan, PlanError> {
         Plan::build(policy, mode, s, Path::new("/tmp/scratch"))
@@ -1013,16 +1065,20 @@ mod tests {
     }
 
     #[test]
-    fn allowed_hosts_get_the_proxy_except_in_dev_mode() {
+    fn allowed_hosts_get_the_proxy_when_asked_except_in_dev_mode() {
         let mut policy = Policy::default();
         policy.net.allow.push(NetPattern::parse("example.com").unwrap());
+        policy.net.via = NetVia::Proxy;
         for mode in [Mode::Process, Mode::Container] {
             let p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
-            assert_eq!(p.proxy_port, Some(PROXY_PORT));
+            assert_eq!((p.egress, p.proxy_port), (Egress::Proxy, Some(PROXY_PORT)));
+            assert_eq!(p.seccomp.unwrap().connect, ConnectRule::Allow);
             assert!(p.namespaces.contains(&Namespace::Net));
-            assert!(p.ledger.iter().any(|e| e.rule == "net.allow example.com"));
+            assert!(p.ledger.iter().any(|e| e.rule == "net.allow example.com" && e.mechanism.contains("proxy")));
         }
-        assert!(build(&Policy::default(), Mode::Process, &KernelSupport::fixture_full()).unwrap().proxy_port.is_none());
+        let nothing = Policy { net: NetPolicy { via: NetVia::Proxy, ..NetPolicy::default() }, ..Policy::default() };
+        let p = build(&nothing, Mode::Process, &KernelSupport::fixture_full()).unwrap();
+        assert_eq!((p.egress, p.proxy_port), (Egress::None, None));
         let e = build(&policy, Mode::Dev, &KernelSupport::fixture_full()).unwrap_err();
         assert!(e.to_string().contains("--net example.com"), "{e}");
     }
@@ -1072,6 +1128,34 @@ mod tests {
                 assert!(ll.late.contains(&(PathBuf::from(path), FsAccess::Terminal)), "{} {path}", mode.as_str());
             }
             assert!(!ll.rules.iter().any(|(p, _)| p.starts_with("/dev/pts")), "never the host's ptys");
+        }
+    }
+
+    #[test]
+    fn transparent_egress_is_the_default_and_fails_closed_without_the_kernel_features() {
+        let mut policy = Policy::default();
+        policy.net.allow.push(NetPattern::parse("example.com:443").unwrap());
+        let without = KernelSupport { transparent_egress: Availability::Unavailable, ..KernelSupport::fixture_full() };
+        for mode in [Mode::Process, Mode::Container] {
+            let p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+            assert_eq!((p.egress, p.proxy_port), (Egress::Kernel, None));
+            assert_eq!(p.seccomp.unwrap().connect, ConnectRule::Notify);
+            assert!(p
+                .ledger
+                .iter()
+                .any(|e| e.rule == "net.allow example.com:443" && e.mechanism.contains("seccomp user notification")));
+            // Nothing allowed: the supervisor still explains refusals.
+            let p = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap();
+            assert_eq!(p.egress, Egress::Kernel);
+            // A kernel without it: nothing allowed still runs (closed, unexplained) ...
+            let p = build(&Policy::default(), mode, &without).unwrap();
+            assert_eq!((p.egress, p.seccomp.unwrap().connect), (Egress::None, ConnectRule::Allow));
+            // ... an allowed host is refused, naming the feature and the way out.
+            let e = build(&policy, mode, &without).unwrap_err();
+            assert!(matches!(e, PlanError::TransparentEgress { .. }), "{e}");
+            assert!(e.to_string().contains("seccomp user notification"), "{e}");
+            assert!(e.to_string().contains("--net example.com:443"), "{e}");
+            assert!(e.hint().contains("--net-via proxy"));
         }
     }
 

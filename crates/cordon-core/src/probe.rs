@@ -107,6 +107,10 @@ pub struct KernelSupport {
     pub user_namespaces: Availability,
     /// Whether the effective uid is 0.
     pub root: bool,
+    /// What transparent egress needs: seccomp user notification
+    /// (`SECCOMP_RET_USER_NOTIF` with `WAIT_KILLABLE_RECV` and `ADDFD`),
+    /// `pidfd_getfd` and thread pidfds (`PIDFD_THREAD`, Linux 6.9).
+    pub transparent_egress: Availability,
     /// Cgroup controllers usable below our own cgroup.
     pub cgroups: CgroupSupport,
     /// The per-pid-namespace `vm.memfd_noexec` sysctl (Linux 6.3), with
@@ -156,7 +160,10 @@ impl KernelSupport {
             Err(source) => return Err(ProbeError { feature: "seccomp", source }),
         };
         let root = sys::effective_uid() == 0;
+        let transparent_egress =
+            if seccomp.is_available() { probe_transparent_egress() } else { Availability::Unavailable };
         Ok(KernelSupport {
+            transparent_egress,
             kernel: sys::kernel_release(),
             landlock_abi,
             seccomp,
@@ -181,6 +188,7 @@ impl KernelSupport {
             seccomp: Availability::Available,
             user_namespaces: Availability::Available,
             root: true,
+            transparent_egress: Availability::Available,
             cgroups: CgroupSupport { memory: v1("memory"), pids: v1("pids"), cpuacct: v1("cpuacct") },
             memfd_noexec: Availability::Available,
         }
@@ -201,6 +209,20 @@ impl KernelSupport {
             ..Self::fixture_full()
         }
     }
+}
+
+/// Transparent egress needs the `user_notif` seccomp action and thread
+/// pidfds; the latter (Linux 6.9) is the newest of its features, so its
+/// presence implies the rest (`pidfd_getfd` 5.6, `ADDFD` 5.9,
+/// `WAIT_KILLABLE_RECV` 5.19). Reads a file, asks the kernel for the
+/// notification structure sizes, and opens and closes a pidfd for this
+/// thread: nothing changes.
+fn probe_transparent_egress() -> Availability {
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    let available = actions.split_whitespace().any(|a| a == "user_notif")
+        && sys::notify::check_notification_sizes().is_ok()
+        && sys::notify::probe_thread_pidfd().is_ok();
+    Availability::from_bool(available)
 }
 
 /// Reads the sysctls that gate user namespaces. Root needs only a non-zero

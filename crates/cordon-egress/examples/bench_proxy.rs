@@ -71,7 +71,7 @@ fn respond(mut stream: TcpStream) -> std::io::Result<()> {
 
 fn proxy(patterns: &[String]) {
     let allow = patterns.iter().map(|p| NetPattern::parse(p).expect("pattern")).collect();
-    let policy = NetPolicy { allow, deny: Vec::new() };
+    let policy = NetPolicy { allow, ..NetPolicy::default() };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let handle = cordon_egress::spawn(listener, ProxyConfig::new(policy)).expect("spawn proxy");
     println!("{}", handle.local_addr().port());

@@ -1,18 +1,23 @@
 //! cordon-egress: a sandbox's way out to the network, and the allow-list
 //! decisions every way out shares.
 //!
-//! The decisions ([`check`], [`check_addr`], [`classify`]) are pure and
-//! shared by every egress path, so a destination is judged the same way
-//! whichever route a program takes. [`ConnectionRecord`] is what every path
-//! reports per connection.
+//! The decisions ([`check`], [`check_addr`], [`check_lookup`],
+//! [`check_lookup_addrs`], [`classify`]) are pure and shared by every egress
+//! path, so a destination is judged the same way whichever route a program
+//! takes. [`ConnectionRecord`] is what every path reports per connection.
 //!
-//! # The filtering proxy
+//! Two routes, against the policy's `net` part
+//! ([`NetPolicy`](cordon_core::policy::NetPolicy)):
 //!
-//! A sandboxed command has an empty network namespace. Cordon's supervisor
-//! starts this proxy on a listener the sandbox can reach, sets
-//! `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` ([`proxy_env`]), and every
-//! connection the command makes goes through [`check`] and [`check_addr`]
-//! against the policy's `net` part ([`NetPolicy`](cordon_core::policy::NetPolicy)).
+//! - [`kernel`]: transparent egress, the default. The supervisor decides
+//!   every `connect()` of the sandbox (seccomp user notification) and every
+//!   name lookup (its stub DNS), connects allowed TCP destinations from the
+//!   host's namespace and hands the established socket to the program. Any
+//!   program works; no byte passes through cordon.
+//! - [`proxy`]: the filtering proxy (`--net-via proxy`) on a listener in
+//!   the sandbox, announced in `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`
+//!   ([`proxy_env`]): for kernels without transparent egress, and for
+//!   programs that should see HTTP-level refusals (`403` with a body).
 //!
 //! # What it protects
 //!
@@ -23,19 +28,26 @@
 //! - **SSRF.** Loopback, private, link-local, CGNAT, unique-local,
 //!   unspecified, multicast, broadcast, reserved and cloud-metadata
 //!   addresses, and their IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6
-//!   spellings, are refused unless an allow pattern names the host or the
-//!   address literally (`localhost:8080`, `127.0.0.1:8080`). `*` never
-//!   unlocks them.
+//!   spellings, are refused unless an allow pattern names the address
+//!   literally (`127.0.0.1:8080`, or `localhost:8080` for `127.0.0.1` and
+//!   `::1`). A DNS name never unlocks them, whatever it resolves to, and
+//!   `*` never does.
 //! - **DNS rebinding.** A name is resolved once; every address is checked;
-//!   the proxy connects to a checked address and never resolves again.
-//! - **Accounting.** Every client connection, allowed or not, ends up as
-//!   one [`ConnectionRecord`] with exact payload byte counts, returned by
-//!   [`ProxyHandle::shutdown`].
-//! - **Explanations.** A refused HTTP client gets `403 Forbidden` with a
-//!   text body naming the destination and the `--net` pattern that would
-//!   allow it; a SOCKS5 client gets reply `0x02` ("not allowed by ruleset").
+//!   connections go to a checked address and nothing resolves again.
+//! - **DNS exfiltration** (transparent egress). A name no pattern allows is
+//!   answered `NXDOMAIN` by the stub and never sent anywhere.
+//! - **Accounting.** Every connection, allowed or not, ends up as one
+//!   [`ConnectionRecord`] with exact payload byte counts (identical
+//!   refusals as one, counted), returned by [`ProxyHandle::shutdown`] or
+//!   [`kernel::KernelEgress::finish`].
+//! - **Explanations.** Transparent egress reports each refusal as it
+//!   happens ([`kernel::Notice`]: what, which process, the fix) and answers
+//!   the program with the errno a refused connection gets. The proxy answers
+//!   a refused HTTP client with `403 Forbidden` and a text body naming the
+//!   destination and the `--net` pattern that would allow it, a SOCKS5
+//!   client with reply `0x02` ("not allowed by ruleset").
 //!
-//! # Protocols
+//! # The proxy's protocols
 //!
 //! One listener serves all three; the first byte tells them apart.
 //!
@@ -76,20 +88,27 @@
 //! # Test strategy
 //!
 //! The decisions are pure and tested in tables ([`check`], [`check_addr`],
-//! the HTTP and SOCKS5 parsers, including garbage input). `tests/` runs
-//! the real proxy against servers the tests start on 127.0.0.1 and drives
-//! it with curl and Python's `urllib`, checking status, body, what the
-//! server received, and that the records' byte counts are exact.
+//! the lookup checks, the connect decision, the DNS, `sock_diag` and
+//! `sockaddr` codecs, the HTTP and SOCKS5 parsers, garbage input included);
+//! the stub DNS is tested with an injected resolver that records what it
+//! was asked. `tests/` runs the real proxy against servers the tests start
+//! on 127.0.0.1 and drives it with curl and Python's `urllib`, checking
+//! status, body, what the server received, and that the records' byte
+//! counts are exact. Transparent egress needs a sandbox: its tests are in
+//! the CLI's suite (`egress.rs`), with every program the issue names and a
+//! probe per rule of EGRESS.md, each with its control.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod kernel;
 mod policy;
 pub mod proxy;
 mod record;
 
 pub use policy::{
-    check, check_addr, classify, pattern_text, AddrClass, Allowed, Denied, Destination, Host, ParseDestinationError,
+    allows_any_name, check, check_addr, check_lookup, check_lookup_addrs, classify, pattern_text, AddrClass, Allowed,
+    Denied, Destination, Host, LookupDenied, ParseDestinationError,
 };
 pub use proxy::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError, MAX_HEAD_BYTES};
 pub use record::{ConnectionRecord, Protocol};

@@ -259,6 +259,18 @@ impl Denied {
         }
     }
 
+    /// What a short notice should add to "refused DEST": why a special
+    /// address is refused, which the fix alone does not say.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Denied::SpecialAddress { dest, addr, class } => Some(match dest.host() {
+                Host::Ip(_) => format!("a {class} address, which only a pattern naming it literally unlocks"),
+                Host::Name(_) => format!("it resolves to a {class} address ({addr}), which a name never unlocks"),
+            }),
+            Denied::NotAllowed { .. } | Denied::DenyRule { .. } => None,
+        }
+    }
+
     /// The `--net` pattern that would allow the destination, when adding one
     /// would (a deny rule cannot be overridden by an allow pattern). For a
     /// special address that is the address itself, never a name.
@@ -339,15 +351,145 @@ pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Resul
     let Some(class) = classify(addr) else {
         return Ok(());
     };
-    let named_literally = policy
-        .allow
-        .iter()
-        .any(|p| port_ok(p) && (pattern_ip(p) == Some(addr) || (is_localhost(p) && LOCALHOST.contains(&addr))));
+    let named_literally = policy.allow.iter().any(|p| port_ok(p) && names_literally(p, addr));
     if named_literally {
         Ok(())
     } else {
         Err(Denied::SpecialAddress { dest: dest.clone(), addr, class })
     }
+}
+
+/// Why a name lookup is refused. The stub DNS of transparent egress
+/// answers such a name with `NXDOMAIN`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupDenied {
+    /// No allow pattern matches the name, at any port.
+    #[error("{name} is not allowed by the network policy; add --net {name} to allow it")]
+    NotAllowed {
+        /// The name looked up.
+        name: String,
+    },
+    /// A deny pattern without a port matches the name.
+    #[error("{name} is refused by the deny rule `{rule}`")]
+    DenyRule {
+        /// The name looked up.
+        name: String,
+        /// The deny pattern.
+        rule: String,
+    },
+    /// Every address the name resolves to is refused: a special address no
+    /// IP-literal pattern names, or one a deny pattern names.
+    #[error("{name} resolves to a {class} address ({addr}); a name never unlocks such addresses: add --net {addr} to allow that address")]
+    SpecialAddress {
+        /// The name looked up.
+        name: String,
+        /// The first address it resolved to.
+        addr: IpAddr,
+        /// Why that address is guarded.
+        class: AddrClass,
+    },
+}
+
+impl LookupDenied {
+    /// The name that was refused.
+    pub fn name(&self) -> &str {
+        match self {
+            LookupDenied::NotAllowed { name }
+            | LookupDenied::DenyRule { name, .. }
+            | LookupDenied::SpecialAddress { name, .. } => name,
+        }
+    }
+
+    /// The deny pattern that matched, if one did.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            LookupDenied::DenyRule { rule, .. } => Some(rule),
+            LookupDenied::NotAllowed { .. } | LookupDenied::SpecialAddress { .. } => None,
+        }
+    }
+
+    /// What a short notice should add to "refused lookup of NAME" (see
+    /// [`Denied::detail`]).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            LookupDenied::SpecialAddress { addr, class, .. } => {
+                Some(format!("it resolves to a {class} address ({addr}), which a name never unlocks"))
+            }
+            LookupDenied::NotAllowed { .. } | LookupDenied::DenyRule { .. } => None,
+        }
+    }
+
+    /// The `--net` pattern that would allow it, when one would.
+    pub fn suggestion(&self) -> Option<String> {
+        match self {
+            LookupDenied::NotAllowed { name } => Some(name.clone()),
+            LookupDenied::SpecialAddress { addr, .. } => Some(addr.to_string()),
+            LookupDenied::DenyRule { .. } => None,
+        }
+    }
+}
+
+/// Decides whether a name may be looked up: whether some port of it could
+/// be allowed. Each connection is then checked with [`check`] and
+/// [`check_addr`] for its port.
+///
+/// `name` must be normalised as [`Destination::new`] does (lower case, no
+/// trailing dot). An allow pattern with or without a port matching the name
+/// lets it through; a deny pattern without a port refuses it.
+pub fn check_lookup(policy: &NetPolicy, name: &str) -> Result<Allowed, LookupDenied> {
+    let host = Host::Name(name.to_owned());
+    if let Some(rule) = policy.deny.iter().find(|p| p.port.is_none() && host_matches(p, &host, IpCompare::Canonical)) {
+        return Err(LookupDenied::DenyRule { name: name.to_owned(), rule: pattern_text(rule) });
+    }
+    policy
+        .allow
+        .iter()
+        // An IP pattern names an address, which needs no lookup.
+        .filter(|p| pattern_ip(p).is_none() && host_matches(p, &host, IpCompare::Exact))
+        .max_by_key(|p| specificity(p))
+        .map(|rule| Allowed { rule: rule.clone() })
+        .ok_or_else(|| LookupDenied::NotAllowed { name: name.to_owned() })
+}
+
+/// Whether any name could be looked up under `policy`: some allow pattern
+/// is not an IP literal (a name, `*.suffix`, `*` or `localhost`). Without
+/// one, the stub DNS does not answer at all.
+pub fn allows_any_name(policy: &NetPolicy) -> bool {
+    policy.allow.iter().any(|p| pattern_ip(p).is_none())
+}
+
+/// Decides whether the addresses a name resolved to leave it worth
+/// answering: refused when no address could be connected to at any port,
+/// because each one is denied by an IP pattern without a port, or is a
+/// special address ([`classify`]) that no allow pattern names literally
+/// (see [`check_addr`]). Each connection is checked again for its port.
+pub fn check_lookup_addrs(policy: &NetPolicy, name: &str, addrs: &[IpAddr]) -> Result<(), LookupDenied> {
+    let mut first_refused = None;
+    for addr in addrs {
+        let denied = policy
+            .deny
+            .iter()
+            .find(|p| p.port.is_none() && pattern_ip(p).is_some_and(|ip| ip.to_canonical() == addr.to_canonical()));
+        if let Some(rule) = denied {
+            first_refused.get_or_insert(LookupDenied::DenyRule { name: name.to_owned(), rule: pattern_text(rule) });
+            continue;
+        }
+        match classify(*addr) {
+            None => return Ok(()),
+            Some(_) if policy.allow.iter().any(|p| names_literally(p, *addr)) => return Ok(()),
+            Some(class) => {
+                first_refused.get_or_insert(LookupDenied::SpecialAddress { name: name.to_owned(), addr: *addr, class });
+            }
+        }
+    }
+    first_refused.map_or(Ok(()), Err)
+}
+
+/// Whether `pattern` names `addr` literally: an IP literal equal to it, or
+/// `localhost` for `127.0.0.1` and `::1`. Ports are the caller's business.
+fn names_literally(pattern: &NetPattern, addr: IpAddr) -> bool {
+    pattern_ip(pattern) == Some(addr) || (is_localhost(pattern) && LOCALHOST.contains(&addr))
 }
 
 /// The guarded range `addr` falls in, or `None` for an ordinary public
@@ -507,7 +649,7 @@ mod tests {
 
     fn policy(allow: &[&str], deny: &[&str]) -> NetPolicy {
         let parse = |list: &[&str]| list.iter().map(|p| NetPattern::parse(p).unwrap()).collect();
-        NetPolicy { allow: parse(allow), deny: parse(deny) }
+        NetPolicy { allow: parse(allow), deny: parse(deny), ..NetPolicy::default() }
     }
 
     fn dest(host: &str, port: u16) -> Destination {
@@ -676,6 +818,58 @@ mod tests {
             assert_eq!(got_class, *expected, "allow {allow:?} -> {host}:{port} at {addr}");
         }
         assert!(cases.len() >= 30);
+    }
+
+    #[test]
+    fn lookups_are_checked_by_name_at_any_port() {
+        let lookup = |allow: &[&str], deny: &[&str], name: &str| match check_lookup(&policy(allow, deny), name) {
+            Ok(a) => format!("allow {}", a.rule_text()),
+            Err(LookupDenied::NotAllowed { .. }) => "not-allowed".into(),
+            Err(LookupDenied::DenyRule { rule, .. }) => format!("deny {rule}"),
+            Err(other) => format!("unexpected {other}"),
+        };
+        assert_eq!(lookup(&["api.example.com:443"], &[], "api.example.com"), "allow api.example.com:443");
+        assert_eq!(lookup(&["*.example.com"], &[], "a.example.com"), "allow *.example.com");
+        assert_eq!(lookup(&["*.example.com"], &[], "example.com"), "not-allowed");
+        assert_eq!(lookup(&["*"], &[], "anything"), "allow *");
+        assert_eq!(lookup(&["*:443"], &[], "anything"), "allow *:443");
+        assert_eq!(lookup(&[], &[], "anything"), "not-allowed");
+        assert_eq!(lookup(&["*"], &["evil.com"], "evil.com"), "deny evil.com");
+        // A deny pattern with a port refuses that port's connections, not
+        // the name.
+        assert_eq!(lookup(&["*"], &["evil.com:25"], "evil.com"), "allow *");
+        assert_eq!(lookup(&["127.0.0.1:80"], &[], "127.0.0.1"), "not-allowed");
+        let e = check_lookup(&policy(&[], &[]), "registry.npmjs.org").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "registry.npmjs.org is not allowed by the network policy; add --net registry.npmjs.org to allow it"
+        );
+        assert_eq!(e.suggestion().as_deref(), Some("registry.npmjs.org"));
+        assert!(!allows_any_name(&policy(&[], &[])));
+        assert!(!allows_any_name(&policy(&["127.0.0.1:80", "[::1]"], &[])));
+        assert!(allows_any_name(&policy(&["127.0.0.1:80", "localhost"], &[])));
+        assert!(allows_any_name(&policy(&["*:443"], &[])));
+    }
+
+    #[test]
+    fn a_lookup_whose_every_address_is_special_is_refused() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = policy(&["evil.test"], &[]);
+        let e = check_lookup_addrs(&p, "evil.test", &[ip("127.0.0.1"), ip("169.254.169.254")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "evil.test resolves to a loopback address (127.0.0.1); a name never unlocks such addresses: add --net 127.0.0.1 to allow that address"
+        );
+        assert_eq!(e.suggestion().as_deref(), Some("127.0.0.1"));
+        assert!(check_lookup_addrs(&p, "evil.test", &[ip("127.0.0.1"), ip("93.184.216.34")]).is_ok());
+        assert!(
+            check_lookup_addrs(&policy(&["evil.test", "127.0.0.1:8080"], &[]), "evil.test", &[ip("127.0.0.1")]).is_ok()
+        );
+        assert!(check_lookup_addrs(&policy(&["evil.test", "localhost"], &[]), "evil.test", &[ip("::1")]).is_ok());
+        assert!(check_lookup_addrs(&policy(&["*"], &[]), "x", &[ip("::ffff:10.0.0.1")]).is_err());
+        let e = check_lookup_addrs(&policy(&["*"], &["93.184.216.34"]), "x", &[ip("93.184.216.34")]).unwrap_err();
+        assert_eq!(e.rule(), Some("93.184.216.34"));
+        assert!(check_lookup_addrs(&policy(&["*"], &["93.184.216.34:25"]), "x", &[ip("93.184.216.34")]).is_ok());
     }
 
     #[test]

@@ -10,11 +10,22 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// How a client spoke to the proxy.
+/// How a client reached the network: through the proxy (`http`,
+/// `connect`, `socks5`, `unknown`) or through transparent egress (`tcp`,
+/// `udp`, `unix`, `dns`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Protocol {
+    /// A TCP `connect()` (transparent egress).
+    Tcp,
+    /// A UDP `connect()` (transparent egress; refused beyond the sandbox).
+    Udp,
+    /// A unix socket `connect()` (transparent egress; refused in process
+    /// mode).
+    Unix,
+    /// A name lookup at the sandbox's stub DNS.
+    Dns,
     /// A plain HTTP request forwarded by the proxy (`GET http://host/...`).
     Http,
     /// An HTTP `CONNECT` tunnel (HTTPS and anything else over it).
@@ -32,9 +43,14 @@ pub enum Protocol {
 pub struct ConnectionRecord {
     /// How the client spoke.
     pub protocol: Protocol,
-    /// The host asked for (normalised when it was valid); empty when the
-    /// request could not be read.
+    /// The host asked for (normalised when it was valid): a name when the
+    /// program used one, else an address; empty when the request could not
+    /// be read.
     pub host: String,
+    /// The DNS name the program looked up, when it connected by name
+    /// (transparent egress: the name behind the stub's synthetic address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The port asked for; 0 when the request could not be read.
     pub port: u16,
     /// Whether the policy let the connection through (the allow check and
@@ -57,15 +73,32 @@ pub struct ConnectionRecord {
     pub bytes_down: u64,
     /// Why the connection was refused or failed, if it was.
     pub error: Option<String>,
-    /// From accept to close.
+    /// From accept to close (proxy), from `connect()` to the socket's end
+    /// (transparent egress).
     pub duration_ms: f64,
+    /// How many identical attempts this record stands for: refusals of the
+    /// same destination for the same reason are counted, not repeated.
+    pub count: u64,
+    /// The process that asked, as `name, pid N` in the sandbox (transparent
+    /// egress). The name is the sandbox's choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// The `--net` pattern that would allow a refused destination, when one
+    /// would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
 }
 
 impl ConnectionRecord {
-    fn new() -> Self {
+    /// An empty record: nothing known yet, counted once.
+    pub(crate) fn new() -> Self {
         ConnectionRecord {
             protocol: Protocol::Unknown,
             host: String::new(),
+            name: None,
+            count: 1,
+            process: None,
+            suggestion: None,
             port: 0,
             allowed: false,
             rule: None,

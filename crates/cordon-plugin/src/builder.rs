@@ -69,7 +69,7 @@ impl PolicyBuilder {
                 system: SystemSet::Include,
                 pinned: vec![],
             },
-            net: NetPolicy { allow: vec![NetPattern { host: "*".into(), port: None }], deny: vec![] },
+            net: NetPolicy { allow: vec![NetPattern { host: "*".into(), port: None }], ..NetPolicy::default() },
             env: cordon_core::policy::EnvPolicy {
                 allow: vec![EnvPattern::parse("*").expect("`*` is a valid pattern")],
                 set: vec![],
@@ -256,6 +256,8 @@ impl PolicyBuilder {
         }
         p.net.allow = allow;
         p.net.deny.extend(host.net.deny.iter().cloned());
+        // The route out is the host's choice, not the plugin's.
+        p.net.via = host.net.via;
 
         let mut env_allow = Vec::new();
         for a in &p.env.allow {

@@ -52,6 +52,6 @@ pub use gate::{
     ci_requires_kernel_features, each_mode, kernel_support, mode_unavailable_reason, report_unmet_requirement,
     sandbox_modes_for, short_test_name,
 };
-pub use http::HttpServer;
+pub use http::{HttpServer, StaticServer};
 pub use procs::{poll_until, processes_mentioning, processes_with_argv};
 pub use pty::{Modes, Pty, WindowSize};

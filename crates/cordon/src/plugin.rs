@@ -1046,7 +1046,9 @@ fn get_ready(
         let granted = check_capabilities(&manifest.permissions.capabilities, &req.capabilities).granted;
         policy.env.set.push((CAPABILITIES_ENV.into(), granted.join(",")));
     }
-    if !policy.net.allow.is_empty() {
+    // Only the proxy needs help: with transparent egress Node's fetch
+    // connects like any other program.
+    if !policy.net.allow.is_empty() && policy.net.via == cordon_core::policy::NetVia::Proxy {
         let preload = run_dir.path.join("node-fetch-proxy.cjs");
         if let Err(source) = std::fs::write(&preload, NODE_FETCH_PRELOAD) {
             return fail(PluginError::RunDir { path: preload, source }, &policy);
@@ -1085,6 +1087,7 @@ fn get_ready(
         tty: crate::Tty::Off,
         cancel: req.cancel.clone(),
         signals: req.signals,
+        net_hints: cordon_egress::kernel::HintStyle::Manifest,
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

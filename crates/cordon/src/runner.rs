@@ -139,6 +139,9 @@ pub struct RunRequest {
     pub cancel: Option<Cancel>,
     /// What cordon's own SIGINT/SIGTERM/SIGHUP do to the run.
     pub signals: Signals,
+    /// How network refusals say what to change: `--net` (the default) or
+    /// the manifest's `net.allow`.
+    pub net_hints: cordon_egress::kernel::HintStyle,
 }
 
 /// What the calling process's termination signals do to a run.
@@ -175,6 +178,7 @@ impl RunRequest {
             tty: Tty::Off,
             cancel: None,
             signals: Signals::Forward,
+            net_hints: cordon_egress::kernel::HintStyle::Flag,
         }
     }
 }
@@ -492,6 +496,18 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
             }
         },
     };
+    let kernel_egress = match running.egress.take() {
+        None => None,
+        Some(egress) => match start_kernel_egress(req, &plan, egress) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let _ = running.signal(libc::SIGKILL);
+                let _ = running.reap();
+                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                return started.fail(mode, ErrorCode::SetupFailed, format!("{e}{cause}"));
+            }
+        },
+    };
     // The caller's terminal goes raw only now, so that every setup error
     // above is printed in its usual modes.
     let relay = match running.pty_master.take().map(Relay::new).transpose() {
@@ -518,7 +534,34 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     if let Some(p) = proxy {
         result.network = p.shutdown();
     }
+    if let Some(k) = kernel_egress {
+        result.network = k.finish();
+    }
     result
+}
+
+/// Starts the supervisor of transparent egress for a sandbox just spawned.
+/// Refusals are printed on cordon's stderr as they happen.
+fn start_kernel_egress(
+    req: &RunRequest,
+    plan: &Plan,
+    egress: enforce::SandboxEgress,
+) -> Result<cordon_egress::kernel::KernelEgress, cordon_egress::kernel::SpawnError> {
+    use cordon_egress::kernel::{self, Endpoints, KernelConfig, UnixConnects};
+    let mut config = KernelConfig::new(req.policy.net.clone());
+    // Container mode's root shows no host socket unless granted; process
+    // mode's view is the host's, which Landlock below ABI 9 cannot guard.
+    config.unix = if plan.mode == Mode::Container { UnixConnects::InSandbox } else { UnixConnects::Refused };
+    config.hints = req.net_hints;
+    let hints = config.hints;
+    config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| eprintln!("{}", notice.render(hints))));
+    let endpoints = Endpoints {
+        listener: egress.listener,
+        helper: egress.helper,
+        dns_udp: egress.dns_udp,
+        dns_tcp: egress.dns_tcp,
+    };
+    kernel::spawn(endpoints, config)
 }
 
 /// cordon's ends of the command's pipes.

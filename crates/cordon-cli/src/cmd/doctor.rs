@@ -167,6 +167,7 @@ pub fn run(a: DoctorArgs) -> Result<i32> {
             "seccomp": s.seccomp,
             "user_namespaces": s.user_namespaces,
             "root": s.root,
+            "transparent_egress": s.transparent_egress,
             "cgroups": s.cgroups,
             "modes": modes,
             "default_mode": default.as_str(),
@@ -186,6 +187,15 @@ pub fn run(a: DoctorArgs) -> Result<i32> {
     println!("  seccomp-bpf       {}", availability(s.seccomp));
     println!("  user namespaces   {}", availability(s.user_namespaces));
     println!("  running as root   {}", if s.root { "yes" } else { "no" });
+    match s.transparent_egress {
+        Availability::Available => {
+            println!("  network egress    transparent (seccomp user notification): --net works for every program")
+        }
+        Availability::Unavailable => println!(
+            "  network egress    no transparent egress (needs seccomp user notification and PIDFD_THREAD, Linux 6.9): \
+             --net is refused; --net-via proxy works for programs that honour HTTP_PROXY"
+        ),
+    }
     let cg = |name: &str, d: &Option<cordon::CgroupDir>| match d {
         Some(d) => {
             let version = serde_json::to_value(d.version).ok().and_then(|v| v.as_str().map(str::to_owned));

@@ -86,6 +86,9 @@ pub struct NarrowArgs {
     /// Keep only manifest hosts matching these patterns. Repeatable.
     #[arg(long = "net", value_name = "PATTERN")]
     net: Vec<String>,
+    /// How allowed hosts are reached: `kernel` (default) or `proxy` (HTTP_PROXY only).
+    #[arg(long = "net-via", value_name = "kernel|proxy")]
+    net_via: Option<String>,
     /// Keep only manifest variables matching these patterns. Repeatable.
     #[arg(long = "env", value_name = "PATTERN")]
     env: Vec<String>,
@@ -137,6 +140,9 @@ impl NarrowArgs {
                 .iter()
                 .map(|n| NetPattern::parse(n).with_context(|| format!("invalid --net {n}")))
                 .collect::<Result<_>>()?;
+        }
+        if let Some(v) = &self.net_via {
+            p.net.via = v.parse().with_context(|| format!("invalid --net-via {v}"))?;
         }
         if !self.env.is_empty() {
             p.env.allow = self
@@ -388,10 +394,7 @@ fn summarize(r: &HandlerResult, plugin: &str) {
     }
     render::message(kind, &message);
     render::not_granted(&r.not_granted, render::FixIn::Manifest);
-    for c in r.network.iter().filter(|c| !c.allowed) {
-        let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
-        render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));
-    }
+    render::network_refusals(&r.network);
     // Each distinct line once, with how often it came; lines about a path
     // named just above are left out.
     let mut denials: Vec<(&str, usize)> = vec![];

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Allow network access to a host pattern (`host`, `*.domain`, `*`, optional `:port`). Repeatable.
     #[arg(long = "net", value_name = "PATTERN")]
     net: Vec<String>,
+    /// How allowed hosts are reached: `kernel` (default: every program, at full speed) or `proxy` (HTTP_PROXY only).
+    #[arg(long = "net-via", value_name = "kernel|proxy")]
+    net_via: Option<String>,
     /// Pass a variable (NAME or PREFIX*) from cordon's environment. Repeatable.
     #[arg(long = "env", value_name = "PATTERN")]
     env: Vec<String>,
@@ -98,6 +101,9 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
     p.fs.system = if a.no_system { SystemSet::Exclude } else { SystemSet::Include };
     for n in &a.net {
         p.net.allow.push(NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))?);
+    }
+    if let Some(v) = &a.net_via {
+        p.net.via = v.parse().with_context(|| format!("invalid --net-via {v}"))?;
     }
     for e in &a.env {
         p.env.allow.push(EnvPattern::parse(e).with_context(|| format!("invalid --env {e}"))?);
@@ -220,10 +226,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
         }
     }
     render::not_granted(&result.not_granted, render::FixIn::Flags);
-    for c in result.network.iter().filter(|c| !c.allowed) {
-        let why = c.error.as_deref().unwrap_or("not allowed by the network policy");
-        render::message("network", &format!("refused {}:{}: {why}", c.host, c.port));
-    }
+    render::network_refusals(&result.network);
     Ok(result.exit_status())
 }
 

@@ -47,7 +47,7 @@ fn check_prints_the_ledger_of_every_example() {
             cordon().arg("check").arg(example("node-fetch")).args(["--json", "--mode", mode.as_str()]).run().json();
         let net = entry(&node, "net.allow 127.0.0.1");
         assert_eq!(net["source"], "manifest");
-        assert!(net["mechanism"].as_str().unwrap().contains("filtering proxy"), "{net}");
+        assert!(net["mechanism"].as_str().unwrap().contains("seccomp user notification"), "{net}");
         let data = Dir::new("check-data");
         let notes = cordon()
             .arg("check")

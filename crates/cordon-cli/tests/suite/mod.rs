@@ -14,6 +14,7 @@ mod check;
 mod defaults;
 mod dev_mode;
 mod docs;
+mod egress;
 mod env;
 mod escape;
 mod exit_codes;

@@ -1,7 +1,8 @@
-//! Network allow-lists through the filtering proxy (issue 4), in both
-//! sandbox modes, against servers this test starts on the host's loopback.
-//! The sandbox keeps its empty network namespace; the proxy is its only way
-//! out, and `network` in the result accounts for every connection.
+//! Network allow-lists through the filtering proxy (issue 4), `--net-via
+//! proxy`, in both sandbox modes, against servers this test starts on the
+//! host's loopback. The sandbox keeps its empty network namespace; the
+//! proxy is its only way out, and `network` in the result accounts for
+//! every connection.
 
 use std::net::UdpSocket;
 
@@ -16,8 +17,15 @@ fn start_server() -> HttpServer {
     HttpServer::start(BODY)
 }
 
-fn curl(mode: Mode, net: &[&str], url: &str, extra: &[&str]) -> cordon_testkit::Outcome {
+/// `cordon run` with the proxy as the route out.
+fn run_via_proxy(mode: Mode) -> cordon_testkit::TestCommand {
     let mut cmd = run_in(mode);
+    cmd.args(["--net-via", "proxy"]);
+    cmd
+}
+
+fn curl(mode: Mode, net: &[&str], url: &str, extra: &[&str]) -> cordon_testkit::Outcome {
+    let mut cmd = run_via_proxy(mode);
     cmd.arg("--json");
     for n in net {
         cmd.args(["--net", n]);
@@ -63,7 +71,7 @@ fn python_urllib_uses_the_proxy_from_the_environment() {
         server.port
     );
     each_mode(sandbox_modes!(support), |mode| {
-        run_in(mode)
+        run_via_proxy(mode)
             .args(["--net", &allow, "--", tool("/usr/bin/python3"), "-c", &script])
             .run()
             .assert_success()
@@ -92,7 +100,7 @@ fn refusals_are_explained_and_recorded() {
     ];
     each_mode(sandbox_modes!(support), |mode| {
         for (i, (url, net, says)) in cases.iter().enumerate() {
-            let mut cmd = run_in(mode);
+            let mut cmd = run_via_proxy(mode);
             cmd.arg("--json");
             for n in net {
                 cmd.args(["--net", n]);
@@ -133,7 +141,7 @@ fn nothing_but_the_proxy_is_reachable() {
     each_mode(sandbox_modes!(support), |mode| {
         // Even with the server allowed, a direct connection has no route: the
         // sandbox's 127.0.0.1 is its own.
-        let out = run_in(mode).args(["--net", &allow, "--", tool("/usr/bin/python3"), "-c", &probe]).run();
+        let out = run_via_proxy(mode).args(["--net", &allow, "--", tool("/usr/bin/python3"), "-c", &probe]).run();
         out.assert_success().assert_stdout_contains("tcp Connection refused");
         assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "[{}] a datagram reached the host", mode.as_str());
     });

@@ -200,12 +200,14 @@ fn node_fetch_to_an_undeclared_host_is_refused_and_the_host_can_only_narrow() {
     let plugin = example("node-fetch");
     let port = serve();
     each_mode(sandbox_modes!(support), |mode| {
-        // `localhost` is not `127.0.0.1`: the manifest did not declare it.
-        let out = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://localhost:{port}/"}}"#)).run();
+        // 192.0.2.1 (TEST-NET) is not 127.0.0.1: the manifest did not
+        // declare it. Refused before any packet leaves, and explained.
+        let out = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://192.0.2.1:{port}/"}}"#)).run();
         out.assert_code(1);
         let d: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-        assert!(d["error"].as_str().unwrap().contains("not allowed by the network policy"), "{out}");
-        out.assert_stderr_contains(&format!("cordon: network: refused localhost:{port}"));
+        assert!(d["error"].as_str().unwrap().contains("ECONNREFUSED"), "{out}");
+        out.assert_stderr_contains(&format!("cordon: network: refused 192.0.2.1:{port} (node, pid "));
+        out.assert_stderr_contains(&format!("— add \"192.0.2.1:{port}\" to net.allow in cordon.toml\n"));
 
         // The host narrows 127.0.0.1 (any port) to another port: refused.
         let allowed = format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#);
@@ -214,11 +216,12 @@ fn node_fetch_to_an_undeclared_host_is_refused_and_the_host_can_only_narrow() {
         narrowed.assert_stderr_contains(&format!("cordon: network: refused 127.0.0.1:{port}"));
         // Control: narrowed to that very port, it works.
         exec(mode, &plugin, "fetch", &allowed).args(["--net", &format!("127.0.0.1:{port}")]).run().assert_success();
-        // A host flag cannot widen: allowing localhost on the command line does not help.
-        let widened = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://localhost:{port}/"}}"#))
-            .args(["--net", "localhost"])
+        // A host flag cannot widen: allowing 192.0.2.1 on the command line does not help.
+        let widened = exec(mode, &plugin, "fetch", &format!(r#"{{"url": "http://192.0.2.1:{port}/"}}"#))
+            .args(["--net", "192.0.2.1"])
             .run();
         widened.assert_code(1);
+        widened.assert_stderr_contains(&format!("cordon: network: refused 192.0.2.1:{port}"));
     });
 }
 

@@ -31,13 +31,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Namespace, Plan, RlimitKind, TerminalPlan};
+use crate::plan::{Egress, FsAccess, Namespace, Plan, RlimitKind, TerminalPlan};
 use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
 use crate::sys::child::{
-    CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, LateRule, MarkRecord, MountOp,
-    Supervision, TerminalStep,
+    CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, EgressChild, LateRule, MarkRecord,
+    MountOp, Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -181,9 +181,26 @@ pub struct Running {
     pub proxy_listener: Option<OwnedFd>,
     /// The master of the command's pty, for the caller to relay.
     pub pty_master: Option<OwnedFd>,
+    /// Transparent egress: what the supervisor serves, with [`Egress::Kernel`].
+    pub egress: Option<SandboxEgress>,
     status: Option<OwnedFd>,
     supervision: Supervision,
     _lifeline: Option<OwnedFd>,
+}
+
+/// The supervisor's ends of transparent egress (see `cordon-egress`).
+#[derive(Debug)]
+pub struct SandboxEgress {
+    /// The seccomp notification listener of the command's filter: every
+    /// `connect()` of the sandbox waits here for an answer.
+    pub listener: OwnedFd,
+    /// The supervisor's end of the connect helper's channel (see
+    /// `sys::helper`): connects that must run in the sandbox's context.
+    pub helper: OwnedFd,
+    /// The stub DNS's UDP socket, bound to the sandbox's 127.0.0.1:53.
+    pub dns_udp: OwnedFd,
+    /// The stub DNS's TCP listener, on the sandbox's 127.0.0.1:53.
+    pub dns_tcp: OwnedFd,
 }
 
 /// How the command ended.
@@ -277,8 +294,15 @@ fn read_exact_or_eof(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The host name inside a UTS namespace.
+const SANDBOX_HOSTNAME: &str = "cordon";
+
 /// Stack of the command's process before exec: a few frames of syscalls.
 const COMMAND_STACK_BYTES: usize = 64 * 1024;
+
+/// Stack of the connect helper: its loop keeps one request (under 200
+/// bytes) and a control buffer.
+const HELPER_STACK_BYTES: usize = 32 * 1024;
 
 /// The real-time signal that asks init to end the run (see `sys::child`).
 const KILL_REQUEST: libc::c_int = 64;
@@ -325,7 +349,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
     let landlock = match &plan.landlock {
         Some(l) => {
             let fd = landlock::build_ruleset(l, &terminals)?;
-            let late = l
+            let mut late = l
                 .late
                 .iter()
                 .map(|(p, a)| {
@@ -337,6 +361,20 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
                     })
                 })
                 .collect::<Result<Vec<_>, SpawnError>>()?;
+            // The generated resolver files are bound from a tmpfs no rule
+            // covers: they get read rules of their own, inside (where they
+            // exist: process mode skips a file the host lacks).
+            if plan.egress == Egress::Kernel {
+                for f in mounts::NET_FILES.iter().filter(|f| plan.root.is_some() || Path::new(f).exists()) {
+                    let access =
+                        landlock::file_rights(l.abi) & landlock::access_bits(FsAccess::Read, l.abi, l.exec_right());
+                    late.push(LateRule {
+                        path: cstring("path", *f)?,
+                        access: access.bits(),
+                        file_access: access.bits(),
+                    });
+                }
+            }
             Some((fd, late))
         }
         None => None,
@@ -351,9 +389,15 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
     });
+    // Transparent egress: the sandbox's resolver points at the stub DNS.
+    let net_files = (plan.egress == Egress::Kernel).then(|| {
+        let hostname =
+            if plan.namespaces.contains(&Namespace::Uts) { SANDBOX_HOSTNAME.to_owned() } else { sys::host_name() };
+        mounts::NetFiles::for_stub(&hostname)
+    });
     let mounts = match (&plan.root, &plan.host_view) {
-        (Some(root), _) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd),
-        (None, Some(view)) => mounts::host_view_ops(view, &cmd.cwd),
+        (Some(root), _) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd, net_files.as_ref()),
+        (None, Some(view)) => mounts::host_view_ops(view, &cmd.cwd, net_files.as_ref()),
         (None, None) => vec![],
     };
     let tree_slots = mounts
@@ -417,6 +461,28 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         }
         false => (None, None),
     };
+    let (dns_ours, dns_theirs) = match plan.egress {
+        Egress::Kernel => {
+            let (a, b) = sys::socketpair().map_err(os("create the stub DNS channel"))?;
+            (Some(a), Some(b))
+        }
+        Egress::None | Egress::Proxy => (None, None),
+    };
+    let (egress_ours, egress_theirs) = match plan.egress {
+        Egress::Kernel => {
+            let (listener_ours, listener_theirs) = sys::socketpair().map_err(os("create the notification channel"))?;
+            let (helper_ours, helper_theirs) =
+                sys::seqpacket_pair().map_err(os("create the connect helper's channel"))?;
+            let child = EgressChild {
+                listener_channel: listener_theirs,
+                helper_channel: helper_theirs,
+                helper_filter: seccomp::helper_filter()?,
+                helper_stack: vec![0; HELPER_STACK_BYTES],
+            };
+            (Some((listener_ours, helper_ours)), Some(child))
+        }
+        Egress::None | Egress::Proxy => (None, None),
+    };
     let cwd = cmd.cwd.clone();
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
@@ -433,7 +499,12 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         sysctls,
         loopback_up: plan.namespaces.contains(&Namespace::Net),
         proxy_listener: proxy_theirs,
-        hostname: plan.namespaces.contains(&Namespace::Uts).then(|| c"cordon".to_owned()),
+        dns_sockets: dns_theirs,
+        hostname: plan
+            .namespaces
+            .contains(&Namespace::Uts)
+            .then(|| cstring("host name", SANDBOX_HOSTNAME))
+            .transpose()?,
         rlimits: plan
             .rlimits
             .iter()
@@ -446,6 +517,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         seccomp,
         stdio: stdio_fds,
         terminal,
+        egress: egress_theirs,
         report: report_w,
         status: status_w,
         lifeline: Some(lifeline_r),
@@ -496,9 +568,21 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
     if let Some(ch) = &pty_ours {
         pty_master = Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the pty from the sandbox"))?);
     }
+    // The command sent its listener before it exec'd, and init the stub
+    // DNS's sockets before it forked the command: both are queued.
+    let egress = match (egress_ours, dns_ours) {
+        (Some((channel, helper)), Some(dns)) => Some(SandboxEgress {
+            listener: sys::recv_fd(channel.as_fd()).map_err(os("receive the seccomp notification listener"))?,
+            helper,
+            dns_udp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
+            dns_tcp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
+        }),
+        _ => None,
+    };
     Ok(Running {
         proxy_listener,
         pty_master,
+        egress,
         pid: child.pid,
         pidfd: child.pidfd,
         cgroups,

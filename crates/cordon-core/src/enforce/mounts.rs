@@ -238,6 +238,69 @@ fn resolve_all(binds: &[crate::plan::Bind], pinned: &[PathBuf]) -> Vec<Resolved>
     out
 }
 
+/// Files cordon writes for a sandbox with transparent egress: its resolver
+/// configuration, pointing at the stub DNS. They are written by init into a
+/// small tmpfs that the run's `/proc` then covers, and bound read-only over
+/// the paths in [`NET_FILES`]: nothing is written to the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetFiles {
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// `/etc/hosts`.
+    pub hosts: String,
+}
+
+/// Where [`NetFiles`] appear inside the sandbox.
+pub const NET_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+impl NetFiles {
+    /// The stub DNS on 127.0.0.1 as the only name server; `localhost` (IPv4
+    /// only, so that programs trying both families do not first knock on
+    /// the sandbox's empty `::1`) and the sandbox's own host name in
+    /// `hosts`; every other name goes through the stub, so the policy sees
+    /// the name rather than an address the host's `/etc/hosts` gave it.
+    pub fn for_stub(hostname: &str) -> Self {
+        NetFiles {
+            resolv_conf: "# Written by cordon: names are answered by cordon's stub DNS, which applies the run's network rules.\nnameserver 127.0.0.1\n".into(),
+            hosts: format!(
+                "# Written by cordon: every other name goes to the stub DNS.\n127.0.0.1\tlocalhost\n::1\tip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            ),
+        }
+    }
+
+    fn contents(&self) -> [(&'static str, &str); 2] {
+        [(NET_FILES[0], &self.resolv_conf), (NET_FILES[1], &self.hosts)]
+    }
+}
+
+impl Ops {
+    /// Writes `files` into a tmpfs on `staging` (a directory that a mount
+    /// covers right after, so they are reachable only through the binds)
+    /// and binds each read-only over its path below `root`. In process mode
+    /// (`root` is `/`) a path the host lacks is skipped: nothing is created
+    /// in the host's `/etc`.
+    fn net_files(&mut self, files: &NetFiles, staging: &str, root: &str) {
+        self.mount(
+            "tmpfs",
+            staging,
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            "mode=0755,size=64k,nr_inodes=8",
+        );
+        for (path, contents) in files.contents() {
+            let target = under(root, Path::new(path));
+            if root == "/" && std::fs::metadata(path).is_err() {
+                continue;
+            }
+            let name = Path::new(path).file_name().map(PathBuf::from).unwrap_or_default();
+            let staged = Path::new(staging).join(name);
+            self.0.push(MountOp::WriteFile { path: c(&staged), contents: contents.as_bytes().to_vec() });
+            self.bind(&staged, &target);
+            self.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false);
+        }
+    }
+}
+
 /// Process mode's mounts (see the module docs): after making every mount
 /// private and cloning the grants under `/tmp` (which the private `/tmp`
 /// will hide), every inherited mount becomes read-only; write grants are
@@ -247,8 +310,9 @@ fn resolve_all(binds: &[crate::plan::Bind], pinned: &[PathBuf]) -> Vec<Resolved>
 /// instance of its own, a private tmpfs on `/tmp` (with the working
 /// directory inside it, when it lies there and no grant provides it), and
 /// the cloned `/tmp` grants on top of it, with carve-outs inside them
-/// hidden.
-pub fn host_view_ops(view: &RootPlan, cwd: &Path) -> Vec<MountOp> {
+/// hidden. With `net_files`, the resolver configuration is bound over the
+/// host's (see [`NetFiles`]).
+pub fn host_view_ops(view: &RootPlan, cwd: &Path, net_files: Option<&NetFiles>) -> Vec<MountOp> {
     let mut ops = Ops(vec![], Default::default());
     let exec = view.exec;
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
@@ -285,6 +349,9 @@ pub fn host_view_ops(view: &RootPlan, cwd: &Path) -> Vec<MountOp> {
         // Landlock refuses the content; the mount refuses metadata changes.
         ops.bind(d, d);
         ops.setattr(d, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(exec), true);
+    }
+    if let Some(files) = net_files {
+        ops.net_files(files, "/proc", "/");
     }
     ops.mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, HIDE_INIT);
     let tmpfs = libc::MS_NOSUID | libc::MS_NODEV | ms_noexec(exec);
@@ -362,7 +429,7 @@ fn bind_on_top(ops: &mut Ops, entries: &[Entry], exec: ExecMounts) {
 /// directories and symbolic links apart. Paths that do not exist are skipped.
 /// `cwd` is created (empty) when no grant provides it, so the command starts
 /// where it was asked to and relative grants below it resolve.
-pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<MountOp> {
+pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: Option<&NetFiles>) -> Vec<MountOp> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mut ops = Ops(vec![], Default::default());
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
@@ -387,11 +454,25 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
             resolved.push(e);
         }
     }
+    // Generated files replace the host's, whatever those are (a symbolic
+    // link into /run, for systemd-resolved).
+    if net_files.is_some() {
+        resolved.retain(|e| match e {
+            Entry::Bind { inside, .. } | Entry::Link { inside, .. } => {
+                !NET_FILES.iter().any(|f| inside == Path::new(f))
+            }
+        });
+    }
     let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) =
         resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
         ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
+    }
+    if net_files.is_some() {
+        for f in NET_FILES {
+            ops.mountpoint(&under("/newroot", Path::new(f)), false);
+        }
     }
     let cwd_in_tmp = cwd.starts_with("/tmp");
     if !cwd_in_tmp {
@@ -451,6 +532,9 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path) -> Vec<Moun
     }
     ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY, false);
 
+    if let Some(files) = net_files {
+        ops.net_files(files, "/newroot/proc", "/newroot");
+    }
     // The pid namespace's own /proc, with the global knobs read-only.
     ops.mount("proc", "/newroot/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, HIDE_INIT);
     for knob in ["sys", "sysrq-trigger", "irq", "bus"] {

@@ -43,6 +43,17 @@
 //! Argument rules make the kernel run the filter for those syscalls (the
 //! action cache holds only verdicts that ignore arguments): `open` and
 //! `openat` cost a few more BPF instructions each.
+//! - socket families: only `AF_UNIX`, `AF_INET`, `AF_INET6` and
+//!   `AF_NETLINK` sockets can be made; the rest get `EAFNOSUPPORT`.
+//!   `AF_VSOCK` in particular is not namespaced: it reaches the hypervisor
+//!   (and whatever listens there) from any network namespace.
+//! - transparent egress ([`ConnectRule::Notify`]): every `connect()` stops
+//!   at cordon's supervisor, which performs it (see `cordon-egress`);
+//!   `MSG_FASTOPEN` on `sendto`/`sendmsg`/`sendmmsg` would connect without
+//!   a `connect()` call and gets `EOPNOTSUPP` (programs fall back to a plain
+//!   connect); `SO_BINDTODEVICE`/`SO_BINDTOIFINDEX` would move a socket the
+//!   supervisor connected onto another of the host's interfaces and get
+//!   `EPERM` (the sandbox's own namespace has only `lo`).
 
 use crate::policy::WriteXorExecute;
 
@@ -567,6 +578,9 @@ pub enum TtyIoctls {
 pub enum Verdict {
     /// Run the syscall.
     Allow,
+    /// Stop the calling thread and ask the supervisor
+    /// (`SECCOMP_RET_USER_NOTIF`).
+    Notify,
     /// Fail it with this errno (the kernel keeps its low 16 bits).
     Errno(u32),
     /// Kill the process (foreign architecture).
@@ -577,6 +591,7 @@ impl Verdict {
     fn ret(self) -> u32 {
         match self {
             Verdict::Allow => libc::SECCOMP_RET_ALLOW,
+            Verdict::Notify => libc::SECCOMP_RET_USER_NOTIF,
             Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
             Verdict::Kill => libc::SECCOMP_RET_KILL_PROCESS,
         }
@@ -636,6 +651,9 @@ const EPERM: Verdict = Verdict::Errno(libc::EPERM as u32);
 const ENOSYS: Verdict = Verdict::Errno(libc::ENOSYS as u32);
 const EACCES: Verdict = Verdict::Errno(libc::EACCES as u32);
 const EOPNOTSUPP: Verdict = Verdict::Errno(libc::EOPNOTSUPP as u32);
+const EAFNOSUPPORT: Verdict = Verdict::Errno(libc::EAFNOSUPPORT as u32);
+/// `SO_BINDTOIFINDEX` (Linux 5.0), which the `libc` crate does not name.
+const SO_BINDTOIFINDEX: i32 = 62;
 
 fn plain(v: Verdict) -> SyscallRule {
     SyscallRule { when: vec![], otherwise: v }
@@ -694,6 +712,17 @@ pub enum MemfdExec {
     RequireNoexecSeal,
 }
 
+/// What happens to `connect()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectRule {
+    /// The kernel connects, in the sandbox's own network namespace.
+    Allow,
+    /// The supervisor decides and performs every connect (transparent
+    /// egress); `MSG_FASTOPEN` and interface binding are refused.
+    Notify,
+}
+
 /// The seccomp choices a plan makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SeccompPlan {
@@ -707,6 +736,8 @@ pub struct SeccompPlan {
     pub watches: FileWatches,
     /// Executable memfds.
     pub memfd: MemfdExec,
+    /// `connect()`.
+    pub connect: ConnectRule,
 }
 
 /// cordon's rule set.
@@ -768,11 +799,52 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             otherwise: Verdict::Allow,
         },
     );
-    if plan.unix == UnixSockets::SocketpairOnly {
+    let unix = match plan.unix {
+        UnixSockets::Allow => Verdict::Allow,
+        UnixSockets::SocketpairOnly => EPERM,
+    };
+    let family = |f: i32, v: Verdict| (vec![ArgTest::Eq { arg: 0, value: f as u32 }], v);
+    rules.insert(
+        nr(libc::SYS_socket),
+        SyscallRule {
+            when: vec![
+                family(libc::AF_UNIX, unix),
+                family(libc::AF_INET, Verdict::Allow),
+                family(libc::AF_INET6, Verdict::Allow),
+                family(libc::AF_NETLINK, Verdict::Allow),
+            ],
+            otherwise: EAFNOSUPPORT,
+        },
+    );
+    rules.insert(
+        nr(libc::SYS_socketpair),
+        SyscallRule { when: vec![family(libc::AF_UNIX, Verdict::Allow)], otherwise: EAFNOSUPPORT },
+    );
+    if plan.connect == ConnectRule::Notify {
+        rules.insert(nr(libc::SYS_connect), plain(Verdict::Notify));
+        let fastopen = libc::MSG_FASTOPEN as u32;
+        for (n, flags_arg) in [(libc::SYS_sendto, 3), (libc::SYS_sendmsg, 2), (libc::SYS_sendmmsg, 3)] {
+            rules.insert(
+                nr(n),
+                SyscallRule {
+                    when: vec![(vec![ArgTest::Masked { arg: flags_arg, mask: fastopen, value: fastopen }], EOPNOTSUPP)],
+                    otherwise: Verdict::Allow,
+                },
+            );
+        }
+        let sockopt = |name: i32| {
+            (
+                vec![
+                    ArgTest::Eq { arg: 1, value: libc::SOL_SOCKET as u32 },
+                    ArgTest::Eq { arg: 2, value: name as u32 },
+                ],
+                EPERM,
+            )
+        };
         rules.insert(
-            nr(libc::SYS_socket),
+            nr(libc::SYS_setsockopt),
             SyscallRule {
-                when: vec![(vec![ArgTest::Eq { arg: 0, value: libc::AF_UNIX as u32 }], EPERM)],
+                when: vec![sockopt(libc::SO_BINDTODEVICE), sockopt(SO_BINDTOIFINDEX)],
                 otherwise: Verdict::Allow,
             },
         );
@@ -912,6 +984,29 @@ pub fn build_filters(plan: SeccompPlan) -> Result<Vec<BpfProgram>, SeccompError>
     Ok(vec![compile(&rules(plan))?])
 }
 
+/// Syscalls the connect helper's loop makes (see `sys::helper`).
+#[cfg(target_arch = "x86_64")]
+const HELPER_ALLOWED: &[(i64, &str)] = &[
+    (libc::SYS_recvmsg, "a request and its descriptors"),
+    (libc::SYS_sendto, "the reply (send)"),
+    (libc::SYS_connect, "the one thing it is for"),
+    (libc::SYS_fchdir, "the caller's working directory, for relative unix socket paths"),
+    (libc::SYS_close, "the descriptors of a served request"),
+    (libc::SYS_exit, "leaving"),
+    (libc::SYS_exit_group, "leaving"),
+    (libc::SYS_rt_sigreturn, "signal return (none is expected: all are blocked)"),
+    (libc::SYS_restart_syscall, "restarting an interrupted call"),
+];
+
+/// The connect helper's filter: its loop's syscalls, and death for any
+/// other. The helper connects in the sandbox's network namespace; nothing
+/// else is its business.
+pub fn helper_filter() -> Result<BpfProgram, SeccompError> {
+    let nr = |n: i64| u32::try_from(n).expect("syscall numbers are small");
+    let rules = HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
+    compile(&RuleSet { rules, default: Verdict::Kill })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -951,6 +1046,7 @@ mod tests {
             tty: TtyIoctls::Allow,
             watches: FileWatches::Allow,
             memfd: MemfdExec::Allow,
+            connect: ConnectRule::Allow,
         }
     }
 
@@ -1085,6 +1181,61 @@ mod tests {
         }
         assert_eq!(verdict(&open, libc::SYS_ioctl, [1, u64::from(TIOCSTI), 0, 0, 0, 0]), DENY);
         assert!(ro.len() < 1000, "{}", ro.len());
+    }
+
+    #[test]
+    fn only_four_socket_families_exist() {
+        let prog = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
+        let afnosupport = libc::SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32;
+        for f in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK] {
+            assert_eq!(verdict(&prog, libc::SYS_socket, [f as u64, 1, 0, 0, 0, 0]), ALLOW, "family {f}");
+        }
+        for f in
+            [libc::AF_VSOCK, libc::AF_PACKET, libc::AF_ALG, libc::AF_KEY, libc::AF_BLUETOOTH, 0xffff_0002_u32 as i32]
+        {
+            assert_eq!(verdict(&prog, libc::SYS_socket, [f as u64, 1, 0, 0, 0, 0]), afnosupport, "family {f}");
+        }
+        // The family is compared on the low 32 bits, as the kernel reads it.
+        assert_eq!(verdict(&prog, libc::SYS_socket, [0xffff_ffff_0000_0002, 1, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(verdict(&prog, libc::SYS_socketpair, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), afnosupport);
+    }
+
+    #[test]
+    fn notified_connects_come_with_fastopen_and_interface_binding_refused() {
+        let notify = SeccompPlan { connect: ConnectRule::Notify, ..plan(WriteXorExecute::Allow) };
+        let prog = compile(&rules(notify)).unwrap();
+        let open = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
+        assert_eq!(verdict(&prog, libc::SYS_connect, [3, 0, 16, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(verdict(&open, libc::SYS_connect, [3, 0, 16, 0, 0, 0]), ALLOW);
+        let eopnotsupp = libc::SECCOMP_RET_ERRNO | libc::EOPNOTSUPP as u32;
+        let fastopen = libc::MSG_FASTOPEN as u64;
+        for (n, arg) in [(libc::SYS_sendto, 3), (libc::SYS_sendmsg, 2), (libc::SYS_sendmmsg, 3)] {
+            let mut args = [3, 0, 0, 0, 0, 0];
+            args[arg] = fastopen | libc::MSG_NOSIGNAL as u64;
+            assert_eq!(verdict(&prog, n, args), eopnotsupp, "{n}");
+            assert_eq!(verdict(&open, n, args), ALLOW, "{n}");
+            args[arg] = libc::MSG_NOSIGNAL as u64 | libc::MSG_DONTWAIT as u64;
+            assert_eq!(verdict(&prog, n, args), ALLOW, "{n}");
+        }
+        let sol = libc::SOL_SOCKET as u64;
+        assert_eq!(verdict(&prog, libc::SYS_setsockopt, [3, sol, libc::SO_BINDTODEVICE as u64, 0, 0, 0]), DENY);
+        assert_eq!(verdict(&prog, libc::SYS_setsockopt, [3, sol, 62, 0, 0, 0]), DENY);
+        assert_eq!(verdict(&prog, libc::SYS_setsockopt, [3, sol, libc::SO_KEEPALIVE as u64, 0, 0, 0]), ALLOW);
+        // TCP_NODELAY (1) at IPPROTO_TCP is not SO_... at SOL_SOCKET.
+        assert_eq!(verdict(&prog, libc::SYS_setsockopt, [3, 6, 25, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn the_connect_helper_may_do_its_job_and_nothing_else() {
+        let prog = helper_filter().unwrap();
+        for (n, why) in HELPER_ALLOWED {
+            assert_eq!(verdict(&prog, *n, [0; 6]), ALLOW, "{why}");
+        }
+        for n in
+            [libc::SYS_socket, libc::SYS_execve, libc::SYS_open, libc::SYS_openat, libc::SYS_ptrace, libc::SYS_bind]
+        {
+            assert_eq!(verdict(&prog, n, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS, "{n}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub use env::{EnvPattern, EnvPolicy};
 pub use fs::{FsPolicy, PathRule, SystemSet};
 pub use limits::Limits;
-pub use net::{NetPattern, NetPolicy};
+pub use net::{NetPattern, NetPolicy, NetVia};
 
 /// The isolation tier an execution runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -106,6 +106,9 @@ pub enum PolicyError {
     /// `--mode` names no tier.
     #[error("unknown mode `{0}`; expected one of container, process, dev")]
     UnknownMode(String),
+    /// `--net-via` names no route.
+    #[error("unknown network route `{0}`; expected kernel or proxy")]
+    UnknownNetVia(String),
     /// A path pattern uses a wildcard other than a trailing `/**`.
     #[error("path `{0}` has a wildcard; only a trailing `/**` (the whole tree) is supported, because access is enforced per path tree")]
     Wildcard(String),

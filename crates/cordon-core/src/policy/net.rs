@@ -1,5 +1,5 @@
-//! Network egress patterns. Until the filtering proxy lands, a policy with
-//! any allowed host is refused at plan time, so the network stays closed.
+//! Network egress: host patterns, and which route the sandbox gets out by.
+//! The decisions themselves are in `cordon-egress` (`check`, `check_addr`).
 
 use serde::Serialize;
 
@@ -55,13 +55,54 @@ impl NetPattern {
     }
 }
 
+/// How allowed destinations are reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetVia {
+    /// Transparent egress (the default): every `connect()` and every name
+    /// lookup of the sandbox is decided by cordon's supervisor, which
+    /// connects allowed destinations from the host's network namespace and
+    /// hands the connected socket to the program. Any program works, proxy
+    /// variables or not; a connection runs at the speed of a direct one.
+    /// Needs seccomp user notification and thread pidfds (Linux 6.9).
+    #[default]
+    Kernel,
+    /// A filtering proxy (HTTP, `CONNECT`, SOCKS5) on the sandbox's
+    /// loopback, announced in `HTTP_PROXY` and friends: only programs that
+    /// honour those variables get out, through a user-space relay.
+    Proxy,
+}
+
+impl NetVia {
+    /// The flag value: `kernel` or `proxy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetVia::Kernel => "kernel",
+            NetVia::Proxy => "proxy",
+        }
+    }
+}
+
+impl std::str::FromStr for NetVia {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "kernel" => Ok(NetVia::Kernel),
+            "proxy" => Ok(NetVia::Proxy),
+            other => Err(PolicyError::UnknownNetVia(other.to_owned())),
+        }
+    }
+}
+
 /// Network egress. Default: nothing (no route out at all).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetPolicy {
-    /// Hosts that may be reached through the proxy.
+    /// Hosts that may be reached.
     pub allow: Vec<NetPattern>,
     /// Hosts that may not, even when `allow` matches (deny wins).
     pub deny: Vec<NetPattern>,
+    /// The route out. Default: [`NetVia::Kernel`].
+    pub via: NetVia,
 }
 
 #[cfg(test)]

@@ -81,10 +81,16 @@ pub enum ChildStage {
     Terminal,
     /// Writing a sysctl of the run's own namespaces (index in `sysctls`).
     Sysctl,
+    /// Starting the connect helper.
+    ConnectHelper,
+    /// Handing the seccomp notification listener to cordon.
+    NotifyListener,
+    /// Creating or handing over the stub DNS's sockets.
+    DnsSockets,
 }
 
 /// Every stage with the words an error message uses for it.
-const STAGES: [(ChildStage, &str); 22] = [
+const STAGES: [(ChildStage, &str); 25] = [
     (ChildStage::Lifeline, "lifeline"),
     (ChildStage::IdMaps, "uid/gid maps"),
     (ChildStage::CgroupNamespace, "cgroup namespace"),
@@ -107,6 +113,9 @@ const STAGES: [(ChildStage, &str); 22] = [
     (ChildStage::Session, "new session"),
     (ChildStage::Terminal, "terminal"),
     (ChildStage::Sysctl, "sysctl of the run's namespaces"),
+    (ChildStage::ConnectHelper, "connect helper"),
+    (ChildStage::NotifyListener, "handing the seccomp notification listener to cordon"),
+    (ChildStage::DnsSockets, "stub DNS sockets inside the sandbox"),
 ];
 
 impl ChildStage {
@@ -344,6 +353,13 @@ pub enum MountOp {
         /// Where the link is made.
         path: CString,
     },
+    /// Creates (or truncates) `path` with mode 0644 and writes `contents`.
+    WriteFile {
+        /// Path.
+        path: CString,
+        /// What the file holds.
+        contents: Vec<u8>,
+    },
     /// `chdir(path)`.
     Chdir {
         /// Path.
@@ -445,6 +461,25 @@ pub struct LateRule {
     pub file_access: u64,
 }
 
+/// Transparent egress, child side: the command's `connect()` calls stop at
+/// cordon (seccomp user notification), and a connect helper serves the
+/// connects that must run in the sandbox's own context (see
+/// [`super::helper`]).
+#[derive(Debug)]
+pub struct EgressChild {
+    /// The command's process sends the notification listener of its
+    /// seccomp filter to cordon over this socket (`SCM_RIGHTS`), then
+    /// closes its own copy before `execve`.
+    pub listener_channel: OwnedFd,
+    /// The helper's end of its channel to cordon.
+    pub helper_channel: OwnedFd,
+    /// The helper's own seccomp filter.
+    pub helper_filter: BpfProgram,
+    /// The helper's stack (it shares init's memory, as the command's
+    /// process does until it execs).
+    pub helper_stack: Vec<u8>,
+}
+
 /// Everything the child needs, prepared by the parent before `clone`.
 #[derive(Debug)]
 pub struct ChildSpec {
@@ -483,6 +518,10 @@ pub struct ChildSpec {
     /// (`SCM_RIGHTS`): the proxy then serves, from the host's namespace, the
     /// only address the sandbox can reach.
     pub proxy_listener: Option<(OwnedFd, u16)>,
+    /// Init binds a UDP socket and a TCP listener to `127.0.0.1:53` inside
+    /// the sandbox's network namespace and sends both to cordon over this
+    /// socket, UDP first: cordon's stub DNS serves them.
+    pub dns_sockets: Option<OwnedFd>,
     /// Host name in the new UTS namespace.
     pub hostname: Option<CString>,
     /// Resource limits for the command.
@@ -495,8 +534,11 @@ pub struct ChildSpec {
     pub landlock: Option<(OwnedFd, Vec<LateRule>)>,
     /// Landlock `restrict_self` flags.
     pub landlock_flags: u32,
-    /// seccomp filters, loaded in order.
+    /// seccomp filters, loaded in order. With `egress`, the first one is
+    /// loaded with a notification listener.
     pub seccomp: Vec<BpfProgram>,
+    /// Transparent egress: the connect helper and the listener's way out.
+    pub egress: Option<EgressChild>,
     /// Replacement stdin/stdout/stderr, `None` to inherit; and a descriptor
     /// the command gets as fd 3 (a plugin handler's result channel).
     pub stdio: [Option<OwnedFd>; 4],
@@ -588,6 +630,9 @@ fn init_main(spec: &ChildSpec) -> ! {
     if let Some((channel, port)) = &spec.proxy_listener {
         send_proxy_listener(spec, channel.as_raw_fd(), *port);
     }
+    if let Some(channel) = &spec.dns_sockets {
+        send_dns_sockets(spec, channel.as_raw_fd());
+    }
     if let Some(name) = &spec.hostname {
         // SAFETY: `name` is a valid C string; length excludes the NUL.
         check!(spec, ChildStage::Hostname, 0, unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) });
@@ -639,17 +684,14 @@ fn init_main(spec: &ChildSpec) -> ! {
     // (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables to copy,
     // no copy-on-write faults, and init waits until the exec is done. It runs
     // on its own stack from the spec, and only makes syscalls.
-    let top = spec.command_stack.as_ptr_range().end as usize & !15;
     let start = CommandStart { spec, tty };
-    // SAFETY: `command_entry` never returns into init's frames (it execs or
-    // _exits); `top` is the 16-byte-aligned end of a live stack buffer owned
-    // by the spec; `start` (and the spec it points to) outlives the child's
-    // use of it, since init is suspended until the child execs or exits.
+    // SAFETY: `start` (and the spec it points to) outlives the child's use
+    // of it, since init is suspended until the child execs or exits.
     let cmd = unsafe {
-        libc::clone(
+        clone_on_stack(
             command_entry,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &spec.command_stack,
+            libc::CLONE_VFORK,
             (&start as *const CommandStart<'_>).cast_mut().cast(),
         )
     };
@@ -716,6 +758,28 @@ fn allocate_pty(spec: &ChildSpec, channel: RawFd, (rows, cols): (u16, u16)) -> c
     // SAFETY: cordon holds its own copy now; ours goes.
     unsafe { libc::close(master) };
     slave
+}
+
+/// `clone(CLONE_VM | extra | SIGCHLD)` running `entry(arg)` on `stack`: a
+/// process sharing this memory, on a stack of its own. Returns what `clone`
+/// returned.
+///
+/// # Safety
+///
+/// `entry` must never return into the caller's frames (it execs or
+/// `_exit`s); `stack` must live as long as the memory the child shares
+/// with the caller (a buffer of the spec, which lives in init's memory);
+/// `arg` must stay valid for as long as the child reads it.
+unsafe fn clone_on_stack(
+    entry: extern "C" fn(*mut libc::c_void) -> c_int,
+    stack: &[u8],
+    extra: c_int,
+    arg: *mut libc::c_void,
+) -> c_int {
+    let top = stack.as_ptr_range().end as usize & !15;
+    // SAFETY: the caller's contract; `top` is the 16-byte-aligned end of
+    // `stack`.
+    unsafe { libc::clone(entry, top as *mut libc::c_void, libc::CLONE_VM | extra | libc::SIGCHLD, arg) }
 }
 
 /// Entry of the command's process (see `init_main`).
@@ -877,9 +941,21 @@ fn loopback_up(spec: &ChildSpec) {
 }
 
 fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
-    let st = ChildStage::ProxyListener;
+    send_loopback_socket(spec, ChildStage::ProxyListener, channel, libc::SOCK_STREAM, port);
+}
+
+/// The stub DNS's sockets: UDP, then a TCP listener, both on 127.0.0.1:53.
+fn send_dns_sockets(spec: &ChildSpec, channel: RawFd) {
+    send_loopback_socket(spec, ChildStage::DnsSockets, channel, libc::SOCK_DGRAM, 53);
+    send_loopback_socket(spec, ChildStage::DnsSockets, channel, libc::SOCK_STREAM, 53);
+}
+
+/// Binds a socket of `kind` to `127.0.0.1:port` in the sandbox's network
+/// namespace (listening, for a stream socket), sends it to cordon over
+/// `channel` and closes init's copy.
+fn send_loopback_socket(spec: &ChildSpec, st: ChildStage, channel: RawFd, kind: c_int, port: u16) {
     // SAFETY: socket with integer arguments.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let sock = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };
     check!(spec, st, 0, sock);
     let addr = libc::sockaddr_in {
         sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(2),
@@ -890,8 +966,10 @@ fn send_proxy_listener(spec: &ChildSpec, channel: RawFd, port: u16) {
     let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap_or(16);
     // SAFETY: `addr` is a live sockaddr_in of `len` bytes.
     check!(spec, st, 1, unsafe { libc::bind(sock, (&addr as *const libc::sockaddr_in).cast(), len) });
-    // SAFETY: integer arguments.
-    check!(spec, st, 2, unsafe { libc::listen(sock, 128) });
+    if kind == libc::SOCK_STREAM {
+        // SAFETY: integer arguments.
+        check!(spec, st, 2, unsafe { libc::listen(sock, 128) });
+    }
     if super::send_byte_with_fd(channel, sock) == -1 {
         fail(spec, st, 3);
     }
@@ -978,6 +1056,20 @@ fn apply_mount_op(spec: &ChildSpec, op: &MountOp, i: u32) {
         MountOp::Symlink { target, path } => {
             // SAFETY: valid C strings.
             if unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) } == -1 && errno() != libc::EEXIST {
+                fail(spec, st, i);
+            }
+        }
+        MountOp::WriteFile { path, contents } => {
+            // SAFETY: valid C string.
+            let fd = unsafe {
+                libc::open(path.as_ptr(), libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | libc::O_CLOEXEC, 0o644)
+            };
+            check!(spec, st, i, fd);
+            // SAFETY: `contents` is a live slice.
+            let n = unsafe { libc::write(fd, contents.as_ptr().cast(), contents.len()) };
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+            if usize::try_from(n).ok() != Some(contents.len()) {
                 fail(spec, st, i);
             }
         }
@@ -1091,8 +1183,16 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
     // SAFETY: close_range with integer arguments.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     check!(spec, ChildStage::CloseFds, 0, rc);
+    // The helper gets every restriction above and none of the seccomp
+    // filters below: its connects must reach the kernel.
+    if let Some(egress) = &spec.egress {
+        spawn_connect_helper(spec, egress);
+    }
     for (i, prog) in spec.seccomp.iter().enumerate() {
-        load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0));
+        match (&spec.egress, i) {
+            (Some(egress), 0) => load_seccomp_with_listener(spec, prog, egress),
+            _ => load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0)),
+        }
     }
     mark(spec, ChildMark::Seccomp);
     // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
@@ -1212,6 +1312,13 @@ fn add_late_rule(spec: &ChildSpec, ruleset: RawFd, rule: &LateRule, i: u32) {
 }
 
 fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
+    let rc = seccomp_set_mode_filter(prog, 0);
+    check!(spec, ChildStage::Seccomp, i, rc);
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`; returns what the
+/// syscall returned (the listener's descriptor with `NEW_LISTENER`).
+fn seccomp_set_mode_filter(prog: &BpfProgram, flags: libc::c_ulong) -> libc::c_long {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
@@ -1220,9 +1327,86 @@ fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
     let fprog = SockFprog { len: libc::c_ushort::try_from(prog.len()).unwrap_or(0), filter: prog.as_ptr() };
     // SAFETY: `fprog` points at a live BPF program of `len` instructions; the
     // kernel copies it.
-    let rc =
-        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const SockFprog) };
-    check!(spec, ChildStage::Seccomp, i, rc);
+    unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog) }
+}
+
+/// Loads the command's filter with a notification listener and hands the
+/// listener to cordon. `WAIT_KILLABLE_RECV`: once cordon has taken a
+/// notification, only a fatal signal interrupts the waiting syscall, so a
+/// signal handler cannot restart a `connect()` cordon is still performing.
+/// The listener is sent before `execve`, so cordon finds it queued.
+fn load_seccomp_with_listener(spec: &ChildSpec, prog: &BpfProgram, egress: &EgressChild) {
+    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+    let fd = seccomp_set_mode_filter(prog, flags);
+    check!(spec, ChildStage::Seccomp, 0, fd);
+    let fd = RawFd::try_from(fd).unwrap_or(-1);
+    if super::send_byte_with_fd(egress.listener_channel.as_raw_fd(), fd) == -1 {
+        fail(spec, ChildStage::NotifyListener, 0);
+    }
+    // SAFETY: cordon holds its own copy now; the command must not keep one.
+    unsafe { libc::close(fd) };
+}
+
+/// Starts the connect helper (see [`super::helper`]): a process sharing
+/// this memory on its own stack, with init as its parent, so the command
+/// never sees it as a child of its own. Called after every restriction but
+/// seccomp.
+fn spawn_connect_helper(spec: &ChildSpec, egress: &EgressChild) {
+    // SAFETY: `helper_entry` serves, then _exits; the stack and the spec
+    // live in init's memory, which the helper shares for its whole life.
+    let pid = unsafe {
+        clone_on_stack(
+            helper_entry,
+            &egress.helper_stack,
+            libc::CLONE_PARENT,
+            (spec as *const ChildSpec).cast_mut().cast(),
+        )
+    };
+    if pid == -1 {
+        fail(spec, ChildStage::ConnectHelper, 0);
+    }
+}
+
+/// Entry of the connect helper. It cannot report a failure (the command
+/// may already run); it exits, and cordon answers the connects it would
+/// have served with an error.
+extern "C" fn helper_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `&ChildSpec` passed to clone; it lives in the
+    // memory we share with init, for as long as init lives.
+    let spec = unsafe { &*(arg as *const ChildSpec) };
+    let Some(egress) = &spec.egress else {
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(1) }
+    };
+    let exit = || -> ! {
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(1) }
+    };
+    // Our parent is init (CLONE_PARENT); die with it.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == -1 {
+        exit();
+    }
+    // Not dumpable: the sandbox can neither ptrace nor open /proc/<pid>/mem
+    // of the helper, and its /proc (hidepid=ptraceable) does not list it.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == -1 {
+        exit();
+    }
+    // SAFETY: a static NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"cordon-connect".as_ptr(), 0, 0, 0) };
+    // SAFETY: plain data, initialised by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: valid sigset pointer; the old mask is not needed.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) };
+    let channel = egress.helper_channel.as_raw_fd();
+    close_all_from(0, channel);
+    if seccomp_set_mode_filter(&egress.helper_filter, 0) == -1 {
+        exit();
+    }
+    super::helper::serve(channel)
 }
 
 #[cfg(test)]

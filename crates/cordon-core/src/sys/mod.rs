@@ -6,6 +6,8 @@
 //! module contains `unsafe`.
 
 pub mod child;
+pub mod helper;
+pub mod notify;
 pub mod tty;
 
 use std::io;
@@ -123,6 +125,11 @@ pub fn kernel_release() -> String {
     }
     let bytes: Vec<u8> = u.release.iter().take_while(|c| **c != 0).map(|c| c.to_ne_bytes()[0]).collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), empty if unreadable.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
 /// Whether this process may write to `path` (`access(W_OK)`).
@@ -443,9 +450,19 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 
 /// A connected pair of `AF_UNIX` datagram sockets, close-on-exec.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(libc::SOCK_DGRAM)
+}
+
+/// A connected pair of `AF_UNIX` `SOCK_SEQPACKET` sockets, close-on-exec:
+/// message boundaries are kept and descriptors travel with their message.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(libc::SOCK_SEQPACKET)
+}
+
+fn unix_pair(kind: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }.into())?;
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }.into())?;
     // SAFETY: socketpair succeeded; both descriptors are ours alone.
     let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     // SAFETY: as above.

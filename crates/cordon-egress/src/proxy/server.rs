@@ -403,7 +403,13 @@ async fn answer_error(stream: &mut TcpStream, err: &ServeError, tracker: &Tracke
             }
             Close::Now
         }
-        Protocol::Http | Protocol::Connect | Protocol::Unknown => {
+        Protocol::Http
+        | Protocol::Connect
+        | Protocol::Unknown
+        | Protocol::Tcp
+        | Protocol::Udp
+        | Protocol::Unix
+        | Protocol::Dns => {
             let response_started = tracker.counters.down.load(Ordering::Relaxed) > 0;
             match (err.http_status(), response_started) {
                 (Some(status), false) => {

@@ -1,0 +1,210 @@
+/* Probes of the rules of transparent egress (EGRESS.md), each breaking one
+ * on purpose. Run inside a sandbox and outside it (the control); the tests
+ * check the host side: which of their servers got connections, which host
+ * ports listen. Output: one `name=value` per step, values are 0 or an errno
+ * name.
+ *
+ *   egress_probe unspec-reconnect ALLOWED FORBIDDEN
+ *   egress_probe shutdown-bind TARGET BIND_PORT  (TARGET's accept queue is full)
+ *   egress_probe fastopen PORT
+ *   egress_probe race-addr ALLOWED FORBIDDEN ITERATIONS
+ *   egress_probe dup2-race ALLOWED FORBIDDEN ITERATIONS
+ *   egress_probe bind-device ALLOWED
+ *   egress_probe vsock
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+static const char *err(int rc) {
+    if (rc >= 0) return "0";
+    switch (errno) {
+    case EINPROGRESS: return "EINPROGRESS";
+    case EISCONN: return "EISCONN";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EINVAL: return "EINVAL";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EALREADY: return "EALREADY";
+    case ENOTCONN: return "ENOTCONN";
+    case EADDRINUSE: return "EADDRINUSE";
+    default: return strerror(errno);
+    }
+}
+
+static struct sockaddr_in loopback(int port) {
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+static int tcp(void) { return socket(AF_INET, SOCK_STREAM, 0); }
+
+/* Rule 2: a handed-over socket disconnected with AF_UNSPEC and connected
+ * again elsewhere. */
+static int unspec_reconnect(int allowed, int forbidden) {
+    int s = tcp();
+    struct sockaddr_in a = loopback(allowed), f = loopback(forbidden);
+    printf("connect=%s\n", err(connect(s, (void *)&a, sizeof a)));
+    struct sockaddr u = {.sa_family = AF_UNSPEC};
+    printf("unspec=%s\n", err(connect(s, &u, sizeof u)));
+    printf("again=%s\n", err(connect(s, (void *)&f, sizeof f)));
+    return 0;
+}
+
+/* Rule 3: a socket handed over in SYN_SENT is returned to the unconnected
+ * state by shutdown() and then bound to a host port. */
+static int shutdown_bind(int target, int bind_port) {
+    int s = tcp();
+    struct timeval one = {.tv_sec = 1};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &one, sizeof one);
+    fcntl(s, F_SETFL, O_NONBLOCK);
+    struct sockaddr_in t = loopback(target);
+    printf("connect=%s\n", err(connect(s, (void *)&t, sizeof t)));
+    printf("shutdown=%s\n", err(shutdown(s, SHUT_RDWR)));
+    struct sockaddr_in b = loopback(bind_port);
+    b.sin_addr.s_addr = htonl(INADDR_ANY);
+    printf("bind=%s\n", err(bind(s, (void *)&b, sizeof b)));
+    printf("listen=%s\n", err(listen(s, 8)));
+    /* Hold the port until the test, which tries it on the host, closes
+     * our stdin. */
+    char c;
+    if (read(0, &c, 1) < 0) {}
+    return 0;
+}
+
+/* Rule 4: MSG_FASTOPEN connects without a connect() call. */
+static int fastopen(int port) {
+    struct sockaddr_in a = loopback(port);
+    int s = tcp();
+    printf("sendto=%s\n", err((int)sendto(s, "x", 1, MSG_FASTOPEN, (void *)&a, sizeof a)));
+    int m = tcp();
+    struct iovec io = {.iov_base = "y", .iov_len = 1};
+    struct msghdr msg = {.msg_name = &a, .msg_namelen = sizeof a, .msg_iov = &io, .msg_iovlen = 1};
+    printf("sendmsg=%s\n", err((int)sendmsg(m, &msg, MSG_FASTOPEN)));
+    return 0;
+}
+
+/* Rule 1: another thread rewrites the address during the connect. */
+static struct sockaddr_in shared_addr;
+static atomic_int stop;
+static int ports[2];
+
+static void *flip(void *unused) {
+    (void)unused;
+    for (unsigned i = 0; !atomic_load(&stop); i++)
+        ((volatile struct sockaddr_in *)&shared_addr)->sin_port = htons(ports[i & 1]);
+    return NULL;
+}
+
+static int race_addr(int allowed, int forbidden, int n) {
+    ports[0] = allowed;
+    ports[1] = forbidden;
+    shared_addr = loopback(allowed);
+    pthread_t t;
+    pthread_create(&t, NULL, flip, NULL);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        int s = tcp();
+        if (connect(s, (void *)&shared_addr, sizeof shared_addr) == 0) ok++;
+        close(s);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+    printf("connected=%d\n", ok);
+    return 0;
+}
+
+/* Rule 1 again: a handed-over socket dup2()ed over a socket whose connect
+ * (AF_UNSPEC, then a forbidden port) is pending. */
+static int held = -1;
+enum { SLOT = 100 };
+
+static void *dup_over(void *unused) {
+    (void)unused;
+    while (!atomic_load(&stop)) {
+        dup2(held, SLOT);
+        int s = tcp();
+        dup2(s, SLOT);
+        close(s);
+    }
+    return NULL;
+}
+
+static int dup2_race(int allowed, int forbidden, int n) {
+    struct sockaddr_in a = loopback(allowed), f = loopback(forbidden);
+    held = tcp();
+    printf("connect=%s\n", err(connect(held, (void *)&a, sizeof a)));
+    int first = tcp();
+    dup2(first, SLOT);
+    close(first);
+    pthread_t t;
+    pthread_create(&t, NULL, dup_over, NULL);
+    struct sockaddr u = {.sa_family = AF_UNSPEC};
+    for (int i = 0; i < n; i++) {
+        connect(SLOT, &u, sizeof u);
+        connect(SLOT, (void *)&f, sizeof f);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int rc = getpeername(held, (void *)&peer, &len);
+    printf("peer=%s\n", rc == 0 && ntohs(peer.sin_port) == allowed ? "allowed" : err(rc));
+    struct sockaddr_in b = loopback(0);
+    printf("bind=%s\n", err(bind(held, (void *)&b, sizeof b)));
+    printf("listen=%s\n", err(listen(held, 8)));
+    return 0;
+}
+
+/* Rule 9: a handed-over socket moved onto another interface. */
+static int bind_device(int allowed) {
+    struct sockaddr_in a = loopback(allowed);
+    int s = tcp();
+    printf("connect=%s\n", err(connect(s, (void *)&a, sizeof a)));
+    printf("bindtodevice=%s\n", err(setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3)));
+    int index = 1;
+    printf("bindtoifindex=%s\n", err(setsockopt(s, SOL_SOCKET, 62 /* SO_BINDTOIFINDEX */, &index, sizeof index)));
+    return 0;
+}
+
+/* AF_VSOCK is not namespaced: it would reach the hypervisor. */
+static int vsock(void) {
+    printf("socket=%s\n", err(socket(AF_VSOCK, SOCK_STREAM, 0)));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 4 && !strcmp(argv[1], "unspec-reconnect")) return unspec_reconnect(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "shutdown-bind")) return shutdown_bind(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 3 && !strcmp(argv[1], "fastopen")) return fastopen(atoi(argv[2]));
+    if (argc >= 5 && !strcmp(argv[1], "race-addr")) return race_addr(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    if (argc >= 5 && !strcmp(argv[1], "dup2-race")) return dup2_race(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    if (argc >= 3 && !strcmp(argv[1], "bind-device")) return bind_device(atoi(argv[2]));
+    if (argc >= 2 && !strcmp(argv[1], "vsock")) return vsock();
+    fprintf(stderr, "usage: see the comment at the top of egress_probe.c\n");
+    return 2;
+}

