@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,11 +110,12 @@ static int fastopen(int port) {
 
 /* Rule 1: another thread rewrites the address during the connect. */
 static struct sockaddr_in shared_addr;
-static atomic_int stop;
+static atomic_int stop, flipping;
 static int ports[2];
 
 static void *flip(void *unused) {
     (void)unused;
+    atomic_store(&flipping, 1);
     for (unsigned i = 0; !atomic_load(&stop); i++)
         ((volatile struct sockaddr_in *)&shared_addr)->sin_port = htons(ports[i & 1]);
     return NULL;
@@ -125,11 +127,13 @@ static int race_addr(int allowed, int forbidden, int n) {
     shared_addr = loopback(allowed);
     pthread_t t;
     pthread_create(&t, NULL, flip, NULL);
+    while (!atomic_load(&flipping)) sched_yield();
     int ok = 0;
     for (int i = 0; i < n; i++) {
         int s = tcp();
         if (connect(s, (void *)&shared_addr, sizeof shared_addr) == 0) ok++;
         close(s);
+        sched_yield();
     }
     atomic_store(&stop, 1);
     pthread_join(t, NULL);

@@ -537,11 +537,11 @@ fn rewriting_the_address_during_the_connect_reaches_nothing_forbidden() {
     let (allowed, forbidden) = (counting_server(), counting_server());
     let (a, f) = (allowed.port.to_string(), forbidden.port.to_string());
     let net = [format!("127.0.0.1:{a}")];
-    run_probe(Mode::Dev, &dir, &bin, &net, &["race-addr", &a, &f, "300"]).assert_success();
+    run_probe(Mode::Dev, &dir, &bin, &net, &["race-addr", &a, &f, "1000"]).assert_success();
     assert!(forbidden.accepted() > 0, "control: the racing thread made connects go to the other port");
     let before = forbidden.accepted();
     each_mode(sandbox_modes!(support), |mode| {
-        let out = run_probe(mode, &dir, &bin, &net, &["race-addr", &a, &f, "300"]);
+        let out = run_probe(mode, &dir, &bin, &net, &["race-addr", &a, &f, "1000"]);
         out.assert_success();
         assert_eq!(
             forbidden.accepted(),

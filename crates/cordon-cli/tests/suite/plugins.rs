@@ -213,7 +213,11 @@ fn node_fetch_to_an_undeclared_host_is_refused_and_the_host_can_only_narrow() {
         let allowed = format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#);
         let narrowed = exec(mode, &plugin, "fetch", &allowed).args(["--net", "127.0.0.1:1"]).run();
         narrowed.assert_code(1);
-        narrowed.assert_stderr_contains(&format!("cordon: network: refused 127.0.0.1:{port}"));
+        // The address is not the host's any more: the sandbox's own loopback.
+        narrowed.assert_stderr_contains(&format!(
+            "cordon: network: 127.0.0.1:{port} is the sandbox's own loopback and nothing listens there (node, pid "
+        ));
+        narrowed.assert_stderr_contains(&format!("— add \"127.0.0.1:{port}\" to net.allow in cordon.toml\n"));
         // Control: narrowed to that very port, it works.
         exec(mode, &plugin, "fetch", &allowed).args(["--net", &format!("127.0.0.1:{port}")]).run().assert_success();
         // A host flag cannot widen: allowing 192.0.2.1 on the command line does not help.
