@@ -554,7 +554,11 @@ fn start_kernel_egress(
     config.unix = if plan.mode == Mode::Container { UnixConnects::InSandbox } else { UnixConnects::Refused };
     config.hints = req.net_hints;
     let hints = config.hints;
-    config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| eprintln!("{}", notice.render(hints))));
+    // A notice quotes names the sandbox chose (process names, looked-up
+    // names): escaped like everything else cordon prints for it.
+    config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| {
+        eprintln!("{}", crate::text::for_terminal(&notice.render(hints), crate::text::Newlines::Escape))
+    }));
     let endpoints = Endpoints {
         listener: egress.listener,
         helper: egress.helper,

@@ -95,6 +95,28 @@ fn a_refusal_is_explained_counted_and_recorded_even_without_any_net_flag() {
 }
 
 #[test]
+fn a_notice_escapes_the_process_name_the_sandbox_chose() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    // The thread's name reversed-text and escape characters: a notice must
+    // not let the sandbox drive cordon's terminal.
+    let script = r#"
+import ctypes, socket
+ctypes.CDLL(None).prctl(15, "x\u202e\x1b]0;t\x07".encode(), 0, 0, 0)
+try:
+    socket.create_connection(("192.0.2.1", 86), timeout=10)
+except OSError as e:
+    print(e.strerror)
+"#;
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_with(mode, &[], &[python, "-c", script]);
+        out.assert_stdout_eq("Connection refused\n");
+        out.assert_stderr_contains("cordon: network: refused 192.0.2.1:86 (x\\u{202e}\\x1b]0;t\\x07, pid ");
+        assert!(!out.stderr.contains(['\u{202e}', '\u{1b}', '\u{7}']), "{out}");
+    });
+}
+
+#[test]
 fn the_sandboxes_own_loopback_stays_its_own_and_the_host_one_needs_a_literal_pattern() {
     let support = kernel_support();
     let curl = tool("/usr/bin/curl");
