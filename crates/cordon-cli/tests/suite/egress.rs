@@ -621,3 +621,50 @@ fn vsock_sockets_cannot_be_made() {
         run_probe(mode, &dir, &bin, &[], &["vsock"]).assert_stdout_eq("socket=EAFNOSUPPORT\n");
     });
 }
+
+/// `tests/probes/before_6_9.c`, built once: runs a command as on a kernel
+/// without thread pidfds (Linux < 6.9), the newest feature transparent
+/// egress needs.
+fn before_6_9() -> (Dir, PathBuf) {
+    let dir = Dir::new("egress-old-kernel");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/probes/before_6_9.c");
+    let bin = dir.join("before_6_9");
+    let out = std::process::Command::new(tool("/usr/bin/gcc")).arg("-o").arg(&bin).arg(&src).output().expect("gcc");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, bin)
+}
+
+#[test]
+fn without_the_kernel_features_doctor_says_so_and_a_run_that_needs_them_fails_closed() {
+    let support = kernel_support();
+    let curl = tool("/usr/bin/curl");
+    let (_dir, old) = before_6_9();
+    let old_kernel = |args: &[&str]| cordon_testkit::TestCommand::new(&old).arg(super::cordon_bin()).args(args).run();
+    // Control: here the features are there.
+    let doctor = super::cordon().args(["doctor", "--json"]).run();
+    assert_eq!(doctor.json()["transparent_egress"], "available", "{doctor}");
+    let doctor = old_kernel(&["doctor", "--json"]);
+    assert_eq!(doctor.json()["transparent_egress"], "unavailable", "{doctor}");
+    old_kernel(&["doctor"]).assert_stdout_contains(
+        "network egress    no transparent egress (needs seccomp user notification and PIDFD_THREAD, Linux 6.9)",
+    );
+    let server = HttpServer::start(BODY);
+    let allow = format!("127.0.0.1:{}", server.port);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let before = server.received();
+        let out = old_kernel(&["run", "--mode", m, "--net", &allow, "--", curl, "-sS", &url]);
+        out.assert_code(125);
+        out.assert_stderr_contains(&format!("network rules (--net {allow}) need transparent egress"));
+        out.assert_stderr_contains("use Linux 6.9 or later, or --net-via proxy");
+        assert_eq!(server.received(), before, "[{m}] the server was reached");
+        // A run that allows nothing does not need it.
+        old_kernel(&["run", "--mode", m, "--", "/bin/true"]).assert_success();
+        // The proxy still works, for programs that honour HTTP_PROXY.
+        old_kernel(&["run", "--mode", m, "--net-via", "proxy", "--net", &allow, "--", curl, "-sS", &url])
+            .assert_stdout_eq(BODY);
+        // Control: the same run on this kernel as it is.
+        run_with(mode, &[&allow], &[curl, "-sS", &url]).assert_stdout_eq(BODY);
+    });
+}
