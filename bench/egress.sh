@@ -16,12 +16,13 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-7}
 CORDON=${CORDON:-$PWD/target/release/cordon}
 OUT=$(mktemp -d /var/tmp/cordon-bench-egress.XXXXXX)
-export CORDON_AUDIT_LOG=$OUT/audit.jsonl # keep the runs out of the user's audit log
+mkdir "$OUT/bin" "$OUT/audit"
+export CORDON_AUDIT_LOG=$OUT/audit/audit.jsonl # keep the runs out of the user's audit log
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$OUT"' EXIT
-cc -O2 -pthread -o "$OUT/server" bench/egress/server.c
-cc -O2 -o "$OUT/client" bench/egress/client.c
-"$OUT/server" >"$OUT/port" &
+cc -O2 -pthread -o "$OUT/bin/server" bench/egress/server.c
+cc -O2 -o "$OUT/bin/client" bench/egress/client.c
+"$OUT/bin/server" >"$OUT/port" &
 SERVER_PID=$!
 for _ in $(seq 100); do [ -s "$OUT/port" ] && break; sleep 0.05; done
 PORT=$(cat "$OUT/port")
@@ -32,10 +33,10 @@ PATHS="direct process container proxy"
 client() {
     local path=$1; shift
     case $path in
-        direct) "$OUT/client" "$@" ;;
+        direct) "$OUT/bin/client" "$@" ;;
         process | container)
-            "$CORDON" run --mode "$path" --read "$OUT" --net "127.0.0.1:$PORT" -- "$OUT/client" "$@" ;;
-        proxy) "$CORDON" run --mode process --net-via proxy --read "$OUT" --net "127.0.0.1:$PORT" -- "$OUT/client" "$@" ;;
+            "$CORDON" run --mode "$path" --read "$OUT/bin" --cwd "$OUT/bin" --net "127.0.0.1:$PORT" -- "$OUT/bin/client" "$@" ;;
+        proxy) "$CORDON" run --mode process --net-via proxy --read "$OUT/bin" --cwd "$OUT/bin" --net "127.0.0.1:$PORT" -- "$OUT/bin/client" "$@" ;;
     esac
 }
 
