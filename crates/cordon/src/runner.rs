@@ -557,7 +557,11 @@ fn start_kernel_egress(
     // A notice quotes names the sandbox chose (process names, looked-up
     // names): escaped like everything else cordon prints for it.
     config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| {
-        eprintln!("{}", crate::text::for_terminal(&notice.render(hints), crate::text::Newlines::Escape))
+        let line = format!("{}\n", crate::text::for_terminal(&notice.render(hints), crate::text::Newlines::Escape));
+        // One write: the sandbox's own output shares this stderr, and
+        // `eprintln!` writes its pieces separately, so a line could be
+        // split by the program's own message.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }));
     let endpoints = Endpoints {
         listener: egress.listener,
