@@ -35,14 +35,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
 use cordon::plugin::{run_handler, HandlerRequest};
-use cordon::{Cancel, KernelSupport, Mode, Signals};
+use cordon::{Cancel, KernelSupport, Mode, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -281,6 +281,10 @@ struct Shared {
     queued: AtomicUsize,
     /// The environment handed to runs as `host_env`.
     env: Vec<(String, String)>,
+    /// The log recovered lost runs at start (the service was killed): the
+    /// next run sweeps the run root of the folders they left at once,
+    /// instead of when the sweep is due.
+    sweep_now: AtomicBool,
 }
 
 /// Worker threads in this process; see the module docs.
@@ -309,6 +313,7 @@ impl LocalBackend {
         let env = std::env::vars().filter(|(k, _)| PASSED_ENV.contains(&k.as_str())).collect();
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
+            sweep_now: AtomicBool::new(audit.recovered() > 0),
             audit,
             runtime: tokio::runtime::Handle::current(),
             recording: AtomicUsize::new(0),
@@ -661,6 +666,9 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
     req.protect = s.audit.protected();
     req.cancel = Some(cancel);
     req.signals = Signals::Leave;
+    if s.sweep_now.swap(false, Ordering::SeqCst) {
+        req.sweep = Sweep::Now;
+    }
     let mut result = run_handler(&req);
     let digest = result.policy_digest.clone().unwrap_or_default();
     // The command and worker are known now.

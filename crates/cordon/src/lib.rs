@@ -53,6 +53,7 @@ pub use cordon_plugin::capabilities::{
     check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError,
 };
 pub use ids::new_request_id;
+pub use locked_dir::{Sweep, SWEEP_INTERVAL};
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{

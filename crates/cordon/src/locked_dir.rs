@@ -8,13 +8,46 @@
 //! two cordons sharing a folder would remove each other's folders between
 //! `mkdir` and `flock`. The lock belongs to the open directory, which the
 //! rename does not change.
+//!
+//! A sweep lists the parent (`/tmp`, with everything else in it) and opens
+//! and tries to lock every folder of the kind, the live ones of other runs
+//! included; on every run that was a good part of what a trivial run cost
+//! beyond its command (issue 12), and of a gateway's per-execution work. So
+//! a run sweeps only:
+//!
+//! - on evidence of a crash ([`Sweep::Now`]): opening the audit trail
+//!   recovered a lost run, i.e. a cordon died during a run;
+//! - otherwise at most once per [`SWEEP_INTERVAL`] per parent and kind, as
+//!   the modification time of a stamp in cordon's state folder says (one
+//!   `statx` per run). Without a state folder, or when the stamp cannot be
+//!   renewed, it sweeps every time, as it always did.
+//!
+//! The stamp only times the look; the lock alone decides what is removed,
+//! so a live run's folder never is. The stamp sits in cordon's state folder,
+//! which every sandbox is kept out of ([`cordon_core::state`]); a dev-mode
+//! command (no isolation) or another local process touching it can postpone
+//! the removal of leftovers, never cause the removal of a live folder.
 
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cordon_core::sys;
+
+/// How often, at most, runs look for leftovers without evidence of a crash.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Whether creating a run's folder looks for leftovers of its kind now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sweep {
+    /// When [`SWEEP_INTERVAL`] has passed since the last look.
+    #[default]
+    WhenDue,
+    /// Now: a cordon died during a run (its audit record was lost).
+    Now,
+}
 
 /// A folder this run holds; removed with everything in it on drop.
 #[derive(Debug)]
@@ -28,11 +61,14 @@ pub(crate) struct LockedDir {
 const ABANDONED_TMP: Duration = Duration::from_secs(60);
 
 impl LockedDir {
-    /// Sweeps `parent` of unlocked `PREFIX<26 characters>` folders, then
-    /// creates, locks and publishes `parent/NAME` (mode 0700). `name` must
-    /// start with `prefix` for a later sweep to find it.
-    pub(crate) fn create(parent: &Path, prefix: &str, name: &str) -> io::Result<LockedDir> {
-        sweep(parent, prefix);
+    /// Sweeps `parent` of unlocked `PREFIX<26 characters>` folders when
+    /// `when` says so (see the module docs), then creates, locks and
+    /// publishes `parent/NAME` (mode 0700). `name` must start with `prefix`
+    /// for a later sweep to find it.
+    pub(crate) fn create(parent: &Path, prefix: &str, name: &str, when: Sweep) -> io::Result<LockedDir> {
+        if when == Sweep::Now || due(parent, prefix) {
+            sweep(parent, prefix);
+        }
         let tmp = parent.join(format!(".{name}.tmp"));
         let path = parent.join(name);
         std::fs::DirBuilder::new().mode(0o700).create(&tmp)?;
@@ -85,6 +121,36 @@ fn sweep(parent: &Path, prefix: &str) {
     }
 }
 
+/// Whether the last look for `prefix` folders in `parent` is older than
+/// [`SWEEP_INTERVAL`]; if so, the stamp is renewed (the caller looks now).
+fn due(parent: &Path, prefix: &str) -> bool {
+    let Some(stamp) = stamp_path(parent, prefix) else { return true };
+    let fresh = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < SWEEP_INTERVAL);
+    if !fresh {
+        let _ = renew(&stamp);
+    }
+    !fresh
+}
+
+fn renew(stamp: &Path) -> io::Result<()> {
+    if let Some(dir) = stamp.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(stamp)?;
+    f.set_modified(SystemTime::now())
+}
+
+/// `<state>/sweeps/<prefix><hash of parent>`: one stamp per kind and parent.
+fn stamp_path(parent: &Path, prefix: &str) -> Option<PathBuf> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parent.hash(&mut h);
+    Some(cordon_core::state::state_dir()?.join("sweeps").join(format!("{prefix}{:016x}", h.finish())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,12 +160,12 @@ mod tests {
         let parent = std::env::temp_dir().join(format!("cordon-locked-dir-test-{}", std::process::id()));
         std::fs::create_dir_all(&parent).unwrap();
         let id = |n: u32| format!("t-{n:026}");
-        let held = LockedDir::create(&parent, "t-", &id(1)).unwrap();
+        let held = LockedDir::create(&parent, "t-", &id(1), Sweep::Now).unwrap();
         // A folder left by a killed run: same shape, nobody holds it.
         std::fs::create_dir(parent.join(id(2))).unwrap();
         // Control: a name of another shape is never touched.
         std::fs::create_dir(parent.join("t-other")).unwrap();
-        let _second = LockedDir::create(&parent, "t-", &id(3)).unwrap();
+        let _second = LockedDir::create(&parent, "t-", &id(3), Sweep::Now).unwrap();
         assert!(held.path().is_dir(), "a held folder must survive a sweep");
         assert!(!parent.join(id(2)).exists(), "an unheld folder is swept");
         assert!(parent.join("t-other").is_dir());
@@ -109,7 +175,7 @@ mod tests {
                 let parent = &parent;
                 s.spawn(move || {
                     for i in 0..50u32 {
-                        let d = LockedDir::create(parent, "t-", &id(1000 + t * 100 + i)).expect("create");
+                        let d = LockedDir::create(parent, "t-", &id(1000 + t * 100 + i), Sweep::Now).expect("create");
                         assert!(d.path().is_dir(), "swept while held");
                     }
                 });

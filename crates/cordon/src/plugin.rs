@@ -65,7 +65,7 @@ pub use cordon_plugin::manifest::{
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
-use crate::locked_dir::LockedDir;
+use crate::locked_dir::{LockedDir, Sweep};
 use crate::result::ExecutionResult;
 use crate::runner::{Capture, Input, ResultChannel, RunRequest};
 
@@ -178,6 +178,13 @@ pub struct HandlerRequest {
     /// provenance). [`run_handler`] sets the trace id, tenant, plugin,
     /// version, handler and command itself. Default: nothing more.
     pub audit_subject: Subject,
+    /// When the run's folder's creation looks for folders of killed runs
+    /// beside it under [`HandlerRequest::run_root`]. Default:
+    /// [`Sweep::WhenDue`]; a host that learns of a crash (its own audit
+    /// writer recovered a lost run) passes [`Sweep::Now`]. With
+    /// [`HandlerRequest::audit`] set, a trail that recovered a lost run
+    /// makes it `Now` too.
+    pub sweep: Sweep,
 }
 
 impl HandlerRequest {
@@ -206,6 +213,7 @@ impl HandlerRequest {
             audit: None,
             protect: vec![],
             audit_subject: Subject::default(),
+            sweep: Sweep::WhenDue,
         }
     }
 }
@@ -828,7 +836,7 @@ impl HandlerResult {
 
 /// The run's own host folder, `cordon-exec-<request id>` under the run
 /// root: the artifact folder and the Node preload. Held and removed as a
-/// [`LockedDir`], so a folder left by a killed cordon is swept by the next
+/// [`LockedDir`], so a folder left by a killed cordon is swept by a later
 /// run that creates one.
 struct RunDir {
     path: PathBuf,
@@ -838,8 +846,8 @@ struct RunDir {
 const RUN_DIR_PREFIX: &str = "cordon-exec-";
 
 impl RunDir {
-    fn create(root: &Path, request_id: &str) -> io::Result<RunDir> {
-        let held = LockedDir::create(root, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"))?;
+    fn create(root: &Path, request_id: &str, when: Sweep) -> io::Result<RunDir> {
+        let held = LockedDir::create(root, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"), when)?;
         let path = held.path().to_owned();
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(path.join("artifacts"))?;
@@ -1030,7 +1038,11 @@ fn get_ready(
             abs
         }
     };
-    let run_dir = match RunDir::create(&req.run_root, request_id) {
+    let sweep = match req.audit.as_ref().is_some_and(|t| t.recovered() > 0) {
+        true => Sweep::Now,
+        false => req.sweep,
+    };
+    let run_dir = match RunDir::create(&req.run_root, request_id, sweep) {
         Ok(d) => d,
         Err(source) => {
             let path = req.run_root.join(format!("{RUN_DIR_PREFIX}{request_id}"));
@@ -1088,6 +1100,7 @@ fn get_ready(
         cancel: req.cancel.clone(),
         signals: req.signals,
         net_hints: cordon_egress::kernel::HintStyle::Manifest,
+        sweep,
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

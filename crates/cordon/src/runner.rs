@@ -25,7 +25,7 @@ use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
 use cordon_core::{sys, trace};
 
-use crate::locked_dir::LockedDir;
+use crate::locked_dir::{LockedDir, Sweep};
 use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 use crate::tty::{self, RawMode, Relay, Tty};
 
@@ -142,6 +142,12 @@ pub struct RunRequest {
     /// How network refusals say what to change: `--net` (the default) or
     /// the manifest's `net.allow`.
     pub net_hints: cordon_egress::kernel::HintStyle,
+    /// When the scratch directory's creation looks for folders of killed
+    /// runs beside it. Default: [`Sweep::WhenDue`]; [`audit::run_audited`]
+    /// makes it [`Sweep::Now`] when its trail recovered a lost run.
+    ///
+    /// [`audit::run_audited`]: crate::audit::run_audited
+    pub sweep: Sweep,
 }
 
 /// What the calling process's termination signals do to a run.
@@ -179,6 +185,7 @@ impl RunRequest {
             cancel: None,
             signals: Signals::Forward,
             net_hints: cordon_egress::kernel::HintStyle::Flag,
+            sweep: Sweep::WhenDue,
         }
     }
 }
@@ -330,12 +337,12 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn create(plan: &Plan) -> io::Result<Self> {
+    fn create(plan: &Plan, when: Sweep) -> io::Result<Self> {
         let Tmp::Scratch(dir) = &plan.tmp else { return Ok(Scratch { _held: None }) };
         let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the scratch directory has no parent or name"));
         };
-        LockedDir::create(parent, "cordon-", name).map(|d| Scratch { _held: Some(d) })
+        LockedDir::create(parent, "cordon-", name, when).map(|d| Scratch { _held: Some(d) })
     }
 }
 
@@ -425,7 +432,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
     };
     plan.attach_terminal(tty::terminal_use(req));
-    let _scratch = match Scratch::create(&plan) {
+    let _scratch = match Scratch::create(&plan, req.sweep) {
         Ok(s) => s,
         Err(e) => {
             return started.fail(

@@ -22,6 +22,7 @@ mod fds;
 mod fs;
 mod hardening;
 mod json;
+mod leftovers;
 mod messages;
 mod net_proxy;
 mod network;

@@ -102,6 +102,8 @@ fn sigkill_leaves_no_sandbox_and_the_next_start_records_lost() {
     }
     assert!(gone, "sandbox processes survived SIGKILL of the service: {leftovers:?}");
     assert!(s.records_of(&running).is_empty() && s.records_of(&queued).is_empty(), "nothing recorded yet");
+    // Control: the killed run's folder stays behind (nobody holds it now).
+    assert_eq!(run_folders(&s), 1, "the killed run's folder should stay until a run sweeps");
     let s = s.restart();
     for id in [&running, &queued] {
         let records = s.records_of(id);
@@ -111,9 +113,23 @@ fn sigkill_leaves_no_sandbox_and_the_next_start_records_lost() {
         assert_eq!(records[0]["tenant"], "acme");
         assert_eq!(records[0]["principal"], "client:ci");
     }
+    // The first run since looked for leftovers at once, evidence of a crash
+    // in hand (the sweep was not due: the killed run looked moments ago).
+    let at = s.access_token();
+    assert_eq!(s.execute(&at, "empty", json!({}), None).status, 200);
+    assert_eq!(run_folders(&s), 0, "the killed run's folder outlived the first run after the restart");
     // A second restart adds nothing.
     let s = s.restart();
-    assert_eq!(s.audit_records().len(), 2, "{:#?}", s.audit_records());
+    assert_eq!(s.audit_records().len(), 3, "{:#?}", s.audit_records());
+}
+
+/// The run folders (`cordon-exec-<request id>`) in the service's run root.
+fn run_folders(s: &Service) -> usize {
+    std::fs::read_dir(s.dir.path())
+        .expect("read the run root")
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("cordon-exec-")))
+        .count()
 }
 
 #[test]
