@@ -17,7 +17,6 @@
 //! ```
 
 use std::fmt;
-use std::io::Read;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -169,14 +168,13 @@ fn take<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-/// 24 random bytes from the kernel. If `/dev/urandom` cannot be read (it
-/// always can on Linux unless the caller's own sandbox hides it), the ids
-/// are derived from the clock, the pid and a counter: unique enough for
+/// 24 random bytes from the kernel (`getrandom(2)`: one syscall, no file).
+/// If that fails (a seccomp filter around the caller, say), the ids are
+/// derived from the clock, the pid and a counter: unique enough for
 /// tracing, which is all they are for.
 fn random_24() -> [u8; 24] {
     let mut out = [0u8; 24];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out));
-    if read.is_err() {
+    if cordon_core::sys::random_bytes(&mut out).is_err() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
