@@ -53,12 +53,14 @@ pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<St
     Ok(cordon::text::to_json(value, Layout::Pretty)?)
 }
 
-/// Where a fix goes: `cordon run`'s flags, or the plugin's manifest
-/// (`cordon exec`, whose flags only narrow).
+/// Where a fix goes: `cordon run`'s flags (or its policy file), or the
+/// plugin's manifest (`cordon exec`, whose flags only narrow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FixIn {
     /// `cordon run --flag`.
     Flags,
+    /// `cordon run --policy FILE`: a flag, or the file.
+    PolicyFile,
     /// `cordon.toml`.
     Manifest,
 }
@@ -76,6 +78,9 @@ pub fn limit_hint(code: cordon::ErrorCode, fix: FixIn) -> Option<String> {
     };
     Some(match fix {
         FixIn::Flags => format!("raise it with {flag} N"),
+        FixIn::PolicyFile => format!(
+            "raise it with {flag} N (it replaces the policy file's value) or {key} under [quotas] in the policy file"
+        ),
         FixIn::Manifest => {
             format!("raise {key} under [quotas] in cordon.toml ({flag} here can only lower it)")
         }
@@ -95,6 +100,10 @@ pub fn not_granted(found: &[cordon::explain::NotGranted], fix: FixIn) {
         };
         let hint = match fix {
             FixIn::Flags => format!("add {flag} {path} (or a folder above it) if the command should {} it", n.access),
+            FixIn::PolicyFile => format!(
+                "add {flag} {path} (or a folder above it), or \"{path}\" to {key} in the policy file, if the command should {} it",
+                n.access
+            ),
             FixIn::Manifest => format!("add \"{path}\" to {key} in cordon.toml if the plugin should {} it", n.access),
         };
         message(

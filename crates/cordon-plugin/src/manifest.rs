@@ -61,6 +61,9 @@ use toml::Spanned;
 use crate::builder::PolicyBuilder;
 use crate::capabilities;
 
+mod policy_file;
+pub use policy_file::PolicyFile;
+
 /// The manifest's file name inside a plugin folder.
 pub const MANIFEST_FILE: &str = "cordon.toml";
 
@@ -71,28 +74,62 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 /// preset grants one.
 pub const DATA_DIR_ENV: &str = "CORDON_DATA_DIR";
 
-/// A manifest that cannot be read or is invalid.
+/// Which kind of file a [`ManifestError`] or an [`OutsidePlugin`] is
+/// about: both are read by the same parser, with the same rules for paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A plugin's `cordon.toml`.
+    Manifest,
+    /// A [`PolicyFile`] (`cordon run --policy FILE`).
+    Policy,
+}
+
+impl FileKind {
+    /// "a manifest", "a policy file".
+    pub fn noun(self) -> &'static str {
+        match self {
+            FileKind::Manifest => "a manifest",
+            FileKind::Policy => "a policy file",
+        }
+    }
+
+    /// The folder relative entries are relative to, and stay in.
+    pub fn folder(self) -> &'static str {
+        match self {
+            FileKind::Manifest => "the plugin folder",
+            FileKind::Policy => "the policy file's folder",
+        }
+    }
+}
+
+/// A manifest or a policy file that cannot be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be opened or read.
     #[error("cannot read {}", path.display())]
     Read {
-        /// The manifest's path.
+        /// The file's path.
         path: PathBuf,
+        /// What the file was to be.
+        kind: FileKind,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The file is over [`MAX_MANIFEST_BYTES`]; it was not parsed.
-    #[error("{} is {size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES} bytes", path.display())]
+    #[error("{} is {size} bytes; {} may have at most {MAX_MANIFEST_BYTES} bytes", path.display(), kind.noun())]
     TooLarge {
-        /// The manifest's path.
+        /// The file's path.
         path: PathBuf,
+        /// What the file was to be.
+        kind: FileKind,
         /// Its size (at least; reading stops after the limit).
         size: u64,
     },
-    /// The manifest is not valid: syntax, schema or value.
+    /// The file is not valid: syntax, schema or value.
     #[error("{}:{line}:{column}: {message}", path.display())]
     Invalid {
         /// The manifest's path.
@@ -110,24 +147,36 @@ pub enum ManifestError {
     },
 }
 
-/// A path of the manifest, relative to the plugin folder, that leads out of
-/// the folder once symbolic links are resolved.
+/// A path of the manifest (or policy file), relative to the plugin folder
+/// (the policy file's folder), that leads out of the folder once symbolic
+/// links are resolved.
 #[derive(Debug, thiserror::Error)]
-#[error("{entry} resolves to {}, outside the plugin folder {}", resolved.display(), plugin_dir.display())]
+#[error("{entry} resolves to {}, outside {} {}", resolved.display(), kind.folder(), plugin_dir.display())]
 pub struct OutsidePlugin {
     /// The entry, e.g. ``fs.read `data` `` or ``program `./run` of handler `go` ``.
     pub entry: String,
     /// Where it leads, links resolved.
     pub resolved: PathBuf,
-    /// The plugin folder, links resolved.
+    /// The plugin folder (the policy file's folder), links resolved.
     pub plugin_dir: PathBuf,
+    /// The file the entry is in.
+    pub kind: FileKind,
 }
 
 impl OutsidePlugin {
     /// What to do about it.
     pub fn hint(&self) -> &'static str {
-        "a relative path in a manifest stays inside the plugin folder, symbolic links included: ship the files \
-         instead of a link, or ask for the host path with an absolute entry so the operator sees it in `cordon check`"
+        match self.kind {
+            FileKind::Manifest => {
+                "a relative path in a manifest stays inside the plugin folder, symbolic links included: ship the \
+                 files instead of a link, or ask for the host path with an absolute entry so the operator sees it \
+                 in `cordon check`"
+            }
+            FileKind::Policy => {
+                "a relative path in a policy file stays inside the file's folder, symbolic links included: write \
+                 the absolute path to grant one elsewhere"
+            }
+        }
     }
 }
 
@@ -172,6 +221,7 @@ pub fn resolve_links(path: &Path) -> PathBuf {
 /// `plugin_dir` (itself resolved). `entry` names it in the error.
 fn confine(
     plugin_dir: &Path,
+    kind: FileKind,
     rel: &Path,
     entry: impl FnOnce() -> String,
 ) -> std::result::Result<PathBuf, OutsidePlugin> {
@@ -179,7 +229,7 @@ fn confine(
     if resolved.starts_with(plugin_dir) {
         Ok(resolved)
     } else {
-        Err(OutsidePlugin { entry: entry(), resolved, plugin_dir: plugin_dir.to_owned() })
+        Err(OutsidePlugin { entry: entry(), resolved, plugin_dir: plugin_dir.to_owned(), kind })
     }
 }
 
@@ -188,10 +238,18 @@ impl ManifestError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             ManifestError::Invalid { hint, .. } => hint.as_deref(),
-            ManifestError::TooLarge { .. } => {
+            ManifestError::TooLarge { kind: FileKind::Manifest, .. } => {
                 Some("a manifest declares handlers and permissions; keep data files next to it, not in it")
             }
-            ManifestError::Read { .. } => Some("a plugin folder needs a `cordon.toml` at its top level"),
+            ManifestError::TooLarge { kind: FileKind::Policy, .. } => {
+                Some("a policy file holds only [permissions] and [quotas]; keep data files next to it, not in it")
+            }
+            ManifestError::Read { kind: FileKind::Manifest, .. } => {
+                Some("a plugin folder needs a `cordon.toml` at its top level")
+            }
+            ManifestError::Read { kind: FileKind::Policy, .. } => {
+                Some("--policy takes a TOML file with [permissions] and [quotas] blocks, as in a plugin's cordon.toml")
+            }
         }
     }
 
@@ -201,6 +259,25 @@ impl ManifestError {
             ManifestError::Invalid { line, column, .. } => Some((*line, *column)),
             _ => None,
         }
+    }
+
+    /// The message, its causes, the offending line with a caret, and the
+    /// hint, one per line: what a terminal shows.
+    pub fn render(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(&format!("\ncaused by: {c}"));
+            cause = c.source();
+        }
+        if let Some(ex) = self.excerpt() {
+            out.push('\n');
+            out.push_str(&ex);
+        }
+        if let Some(h) = self.hint() {
+            out.push_str(&format!("\nhint: {h}"));
+        }
+        out
     }
 
     /// The offending line with a caret under the column, for terminals.
@@ -341,9 +418,10 @@ impl ManifestPath {
     /// resolved, refused when they lead out of the folder (`key` names the
     /// entry's list in the error); a host path as declared (enforcement
     /// resolves its links, as for the operator's own flags).
-    pub fn resolve(&self, plugin_dir: &Path, key: &str) -> std::result::Result<PathBuf, OutsidePlugin> {
+    /// `kind` names the file in the error.
+    pub fn resolve(&self, plugin_dir: &Path, kind: FileKind, key: &str) -> std::result::Result<PathBuf, OutsidePlugin> {
         match self {
-            ManifestPath::InPlugin(rel) => confine(plugin_dir, rel, || {
+            ManifestPath::InPlugin(rel) => confine(plugin_dir, kind, rel, || {
                 format!("{key} `{}`", if rel.as_os_str().is_empty() { Path::new(".") } else { rel }.display())
             }),
             ManifestPath::Host(abs) => Ok(abs.clone()),
@@ -371,6 +449,42 @@ pub struct Permissions {
     pub exec: Option<Vec<String>>,
     /// `capabilities`: named platform capabilities the plugin requires.
     pub capabilities: Vec<String>,
+}
+
+impl Permissions {
+    /// Adds these permissions to `b`: paths relative to `dir` (absolute,
+    /// links resolved), confined to it as described under [Paths](self#paths);
+    /// `exec` names found in `dir`, else on the sandbox's default `PATH`.
+    /// `capabilities` are not part of a policy: the host application checks
+    /// them ([`check_capabilities`](crate::capabilities::check_capabilities)).
+    fn grant(
+        &self,
+        mut b: PolicyBuilder,
+        dir: &Path,
+        kind: FileKind,
+    ) -> std::result::Result<PolicyBuilder, OutsidePlugin> {
+        let rules = |key: &str, list: &[ManifestPath]| -> std::result::Result<Vec<PathRule>, OutsidePlugin> {
+            list.iter().map(|m| Ok(PathRule { path: m.resolve(dir, kind, key)? })).collect()
+        };
+        b = rules("fs.read", &self.fs_read)?.into_iter().fold(b, PolicyBuilder::read);
+        b = rules("fs.write", &self.fs_write)?.into_iter().fold(b, PolicyBuilder::write);
+        b = rules("fs.deny", &self.fs_deny)?.into_iter().fold(b, PolicyBuilder::deny);
+        b = self.net_allow.iter().fold(b, |b, n| b.allow_host(n.clone()));
+        b = self.net_deny.iter().fold(b, |b, n| b.deny_host(n.clone()));
+        b = self.env_allow.iter().fold(b, |b, e| b.inherit_env(e.clone()));
+        if let Some(exec) = &self.exec {
+            b = b.restrict_exec();
+            for entry in exec {
+                // A name found nowhere is left out: the allow-list only
+                // shrinks, so this fails closed (execve gets EACCES).
+                let search = cordon_core::policy::env::DEFAULT_PATH;
+                if let Some(path) = find_program(entry, dir, kind, search, || format!("exec `{entry}`"))? {
+                    b = b.allow_exec(path);
+                }
+            }
+        }
+        Ok(b)
+    }
 }
 
 /// `[quotas]`. `None` keeps cordon's default ([`Limits::default`]).
@@ -496,46 +610,21 @@ impl Manifest {
     /// before parsing them.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let read_err = |source| ManifestError::Read { path: path.clone(), source };
-        let file = std::fs::File::open(&path).map_err(read_err)?;
-        let size = file.metadata().map_err(read_err)?.len();
-        if size > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path, size });
-        }
-        // The file may grow between stat and read: read one byte past the
-        // limit so a grown file is caught too.
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path, size: bytes.len() as u64 });
-        }
+        let bytes = read_bounded(&path, FileKind::Manifest)?;
         Manifest::parse_bytes(&bytes, &path)
     }
 
     /// Parses manifest bytes; `path` is only used in messages and
     /// [`Manifest::path`].
     pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path: path.to_owned(), size: bytes.len() as u64 });
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Manifest::parse(text, path),
-            Err(e) => {
-                let text = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
-                let at = text.len();
-                Err(Source { path, text: &text }.error(at..at, "the file is not valid UTF-8".into(), None))
-            }
-        }
+        with_text(bytes, path, FileKind::Manifest, |text| Manifest::parse(text, path))
     }
 
     /// Parses manifest text; `path` is only used in messages and
     /// [`Manifest::path`].
     pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
-        let src = Source { path, text };
-        if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path: path.to_owned(), size: text.len() as u64 });
-        }
-        let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+        let src = Source { path, text, kind: FileKind::Manifest };
+        let raw: RawManifest = src.deserialize()?;
         raw.validate(&src)
     }
 
@@ -557,10 +646,6 @@ impl Manifest {
         data_dir: Option<&Path>,
     ) -> std::result::Result<PolicyBuilder, OutsidePlugin> {
         let plugin_dir = resolve_links(&absolute(plugin_dir));
-        let p = &self.permissions;
-        let rules = |key: &str, list: &[ManifestPath]| -> std::result::Result<Vec<PathRule>, OutsidePlugin> {
-            list.iter().map(|m| Ok(PathRule { path: m.resolve(&plugin_dir, key)? })).collect()
-        };
         let mut b = PolicyBuilder::new().read(PathRule { path: plugin_dir.clone() }).limits(self.quotas.to_limits());
         for preset in &self.extends {
             match preset {
@@ -572,29 +657,14 @@ impl Manifest {
                 }
             }
         }
-        b = rules("fs.read", &p.fs_read)?.into_iter().fold(b, PolicyBuilder::read);
-        b = rules("fs.write", &p.fs_write)?.into_iter().fold(b, PolicyBuilder::write);
-        b = rules("fs.deny", &p.fs_deny)?.into_iter().fold(b, PolicyBuilder::deny);
-        b = p.net_allow.iter().fold(b, |b, n| b.allow_host(n.clone()));
-        b = p.net_deny.iter().fold(b, |b, n| b.deny_host(n.clone()));
-        b = p.env_allow.iter().fold(b, |b, e| b.inherit_env(e.clone()));
-        if let Some(exec) = &p.exec {
-            b = b.restrict_exec();
-            for entry in exec {
-                // A name found nowhere is left out: the allow-list only
-                // shrinks, so this fails closed (execve gets EACCES).
-                let search = cordon_core::policy::env::DEFAULT_PATH;
-                if let Some(path) = find_program(entry, &plugin_dir, search, || format!("exec `{entry}`"))? {
-                    b = b.allow_exec(path);
-                }
-            }
-        }
+        b = self.permissions.grant(b, &plugin_dir, FileKind::Manifest)?;
         // Not part of the policy, but checked with it so that `check`
         // refuses what `exec` would: a program in the folder that is a link
         // out of it.
         for (name, h) in &self.handlers {
             let argv0 = &h.command[0];
-            find_program(argv0, &plugin_dir, "", || format!("program `{argv0}` of handler `{name}`"))?;
+            let entry = || format!("program `{argv0}` of handler `{name}`");
+            find_program(argv0, &plugin_dir, FileKind::Manifest, "", entry)?;
         }
         Ok(b)
     }
@@ -618,12 +688,13 @@ impl Manifest {
         let plugin_dir = resolve_links(&absolute(plugin_dir));
         let argv0 = &handler.command[0];
         let entry = || format!("program `{argv0}` of handler `{name}`");
-        let program =
-            find_program(argv0, &plugin_dir, search_path, entry)?.ok_or_else(|| HandlerError::ProgramNotFound {
+        let program = find_program(argv0, &plugin_dir, FileKind::Manifest, search_path, entry)?.ok_or_else(|| {
+            HandlerError::ProgramNotFound {
                 name: name.to_owned(),
                 program: argv0.clone(),
                 plugin_dir: plugin_dir.clone(),
-            })?;
+            }
+        })?;
         Ok(ResolvedCommand { program, argv: handler.command.clone() })
     }
 }
@@ -634,6 +705,7 @@ impl Manifest {
 fn find_program(
     name: &str,
     plugin_dir: &Path,
+    kind: FileKind,
     search_path: &str,
     entry: impl FnOnce() -> String,
 ) -> std::result::Result<Option<PathBuf>, OutsidePlugin> {
@@ -641,7 +713,7 @@ fn find_program(
         return Ok(Some(normalize(Path::new(name))));
     }
     if name.contains('/') || std::fs::symlink_metadata(plugin_dir.join(name)).is_ok() {
-        let path = confine(plugin_dir, Path::new(name), entry)?;
+        let path = confine(plugin_dir, kind, Path::new(name), entry)?;
         if name.contains('/') || path.is_file() {
             return Ok(Some(path));
         }
@@ -651,6 +723,40 @@ fn find_program(
 
 fn absolute(p: &Path) -> PathBuf {
     normalize(&std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
+}
+
+/// The bytes of `path`, refused over [`MAX_MANIFEST_BYTES`] before they are
+/// read.
+fn read_bounded(path: &Path, kind: FileKind) -> Result<Vec<u8>> {
+    let read_err = |source| ManifestError::Read { path: path.to_owned(), kind, source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { path: path.to_owned(), kind, size });
+    }
+    // The file may grow between stat and read: read one byte past the
+    // limit so a grown file is caught too.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { path: path.to_owned(), kind, size: bytes.len() as u64 });
+    }
+    Ok(bytes)
+}
+
+/// `parse(text)` when `bytes` are UTF-8 of at most [`MAX_MANIFEST_BYTES`].
+fn with_text<T>(bytes: &[u8], path: &Path, kind: FileKind, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { path: path.to_owned(), kind, size: bytes.len() as u64 });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => {
+            let text = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+            let at = text.len();
+            Err(Source { path, text: &text, kind }.error(at..at, "the file is not valid UTF-8".into(), None))
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -901,8 +1007,11 @@ fn manifest_path(s: &Spanned<String>, key: &str, src: &Source<'_>) -> Result<Man
         Ok(rel) => Ok(ManifestPath::InPlugin(rel.to_owned())),
         Err(_) => Err(src.error(
             s.span(),
-            format!("{key} entry `{raw}` leaves the plugin folder"),
-            Some("relative paths stay inside the plugin folder; write an absolute path to ask for a host path".into()),
+            format!("{key} entry `{raw}` leaves {}", src.kind.folder()),
+            Some(format!(
+                "relative paths stay inside {}; write an absolute path to ask for a host path",
+                src.kind.folder()
+            )),
         )),
     }
 }
@@ -949,9 +1058,20 @@ impl RawQuotas {
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
+    kind: FileKind,
 }
 
 impl Source<'_> {
+    /// The text as `T`, refused over [`MAX_MANIFEST_BYTES`]; a TOML or
+    /// schema error is located.
+    fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        if self.text.len() as u64 > MAX_MANIFEST_BYTES {
+            let size = self.text.len() as u64;
+            return Err(ManifestError::TooLarge { path: self.path.to_owned(), kind: self.kind, size });
+        }
+        toml::from_str(self.text).map_err(|e| self.toml_error(&e))
+    }
+
     /// An `Invalid` error at the start of `span`.
     fn error(&self, span: Range<usize>, message: String, hint: Option<String>) -> ManifestError {
         let (line, column, source_line) = locate(self.text, span.start);
@@ -969,7 +1089,17 @@ impl Source<'_> {
         if message == "duplicate key" && !snippet.is_empty() {
             message = format!("duplicate key `{snippet}`");
         }
-        let hint = if message.starts_with("unknown field") {
+        let manifest_only = (self.kind == FileKind::Policy)
+            .then(|| message.strip_prefix("unknown field `")?.split('`').next())
+            .flatten()
+            .filter(|key| TOP_LEVEL_KEYS.contains(key))
+            .map(str::to_owned);
+        let hint = if let Some(key) = manifest_only {
+            message = format!(
+                "`{key}` belongs in a plugin's cordon.toml; a policy file holds only [permissions] and [quotas]"
+            );
+            Some("remove it; to run a plugin's handler, use `cordon exec DIR HANDLER`".to_owned())
+        } else if message.starts_with("unknown field") {
             unknown_field_hint(&message)
         } else if message.contains("expected u64") {
             Some("quotas are whole, non-negative numbers without quotes".to_owned())

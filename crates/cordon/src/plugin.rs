@@ -60,8 +60,8 @@ pub use cordon_plugin::artifacts::{Artifact, CollectLimits, Skipped, Template, D
 pub use cordon_plugin::builder::PolicyBuilder;
 pub use cordon_plugin::capabilities::{check_capabilities, CapabilityCheck};
 pub use cordon_plugin::manifest::{
-    locate, Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, Preset, DATA_DIR_ENV,
-    MANIFEST_FILE,
+    locate, FileKind, Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, PolicyFile, Preset,
+    DATA_DIR_ENV, MANIFEST_FILE,
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
@@ -332,15 +332,14 @@ impl PluginError {
     /// The message, its causes, the manifest excerpt and the hint, one per
     /// line, for a result or a terminal.
     pub fn render(&self) -> String {
+        if let PluginError::Manifest(e) = self {
+            return e.render();
+        }
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
         if matches!(
             self,
-            PluginError::Manifest(_)
-                | PluginError::Handler(_)
-                | PluginError::OutsidePlugin(_)
-                | PluginError::Probe(_)
-                | PluginError::Audit(_)
+            PluginError::Handler(_) | PluginError::OutsidePlugin(_) | PluginError::Probe(_) | PluginError::Audit(_)
         ) {
             // `transparent`: the first source is the error itself.
             cause = cause.and_then(std::error::Error::source);
@@ -348,12 +347,6 @@ impl PluginError {
         while let Some(c) = cause {
             out.push_str(&format!("\ncaused by: {c}"));
             cause = c.source();
-        }
-        if let PluginError::Manifest(e) = self {
-            if let Some(ex) = e.excerpt() {
-                out.push('\n');
-                out.push_str(&ex);
-            }
         }
         if let Some(h) = self.hint() {
             out.push_str(&format!("\nhint: {h}"));

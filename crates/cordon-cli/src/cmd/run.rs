@@ -18,6 +18,9 @@ for a Ctrl-C); 124 at --timeout-ms; 125 if cordon failed before the command star
     trailing_var_arg = true
 )]
 pub struct RunArgs {
+    /// Start from this policy file: the [permissions] and [quotas] of a cordon.toml, paths relative to the file's folder. List flags add to it, quota flags replace its values, --no-system and --deny-wx tighten it.
+    #[arg(long, value_name = "FILE.toml")]
+    policy: Option<PathBuf>,
     /// Isolation tier. Default: container where this host supports it, else process (with a notice).
     #[arg(long, value_name = "container|process|dev")]
     mode: Option<String>,
@@ -92,13 +95,21 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// Builds the policy from the flags. Errors name the flag.
-fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
-    let mut p = Policy::default();
-    p.fs.read = super::path_flags("read", &a.read, cwd)?;
-    p.fs.write = super::path_flags("write", &a.write, cwd)?;
-    p.fs.deny = super::path_flags("deny", &a.deny, cwd)?;
-    p.fs.system = if a.no_system { SystemSet::Exclude } else { SystemSet::Include };
+/// Builds the policy from the policy file (`--policy`, relative to `here`)
+/// and the flags: list flags add to the file's lists, quota flags replace
+/// its values, `--no-system` and `--deny-wx` tighten it. Errors name the
+/// flag, or the file with line and column.
+fn policy(a: &RunArgs, here: &Path, cwd: &Path) -> Result<Policy> {
+    let mut p = match &a.policy {
+        Some(file) => policy_file(&here.join(file))?,
+        None => Policy::default(),
+    };
+    p.fs.read.extend(super::path_flags("read", &a.read, cwd)?);
+    p.fs.write.extend(super::path_flags("write", &a.write, cwd)?);
+    p.fs.deny.extend(super::path_flags("deny", &a.deny, cwd)?);
+    if a.no_system {
+        p.fs.system = SystemSet::Exclude;
+    }
     for n in &a.net {
         p.net.allow.push(NetPattern::parse(n).with_context(|| format!("invalid --net {n}"))?);
     }
@@ -113,24 +124,33 @@ fn policy(a: &RunArgs, cwd: &Path) -> Result<Policy> {
             .set
             .push(cordon::policy::EnvPolicy::parse_assignment(kv).with_context(|| format!("invalid --set-env {kv}"))?);
     }
-    let d = Limits::default();
+    let file = &p.limits;
     p.limits = Limits {
-        timeout_ms: a.timeout_ms,
-        grace_ms: a.grace_ms.unwrap_or(d.grace_ms),
-        memory_mb: a.memory_mb,
-        cpu_ms: a.cpu_ms,
-        pids: a.pids,
-        output_bytes: a.output_bytes.unwrap_or(d.output_bytes),
-        file_size_mb: a.file_size_mb,
+        timeout_ms: a.timeout_ms.or(file.timeout_ms),
+        grace_ms: a.grace_ms.unwrap_or(file.grace_ms),
+        memory_mb: a.memory_mb.or(file.memory_mb),
+        cpu_ms: a.cpu_ms.or(file.cpu_ms),
+        pids: a.pids.or(file.pids),
+        output_bytes: a.output_bytes.unwrap_or(file.output_bytes),
+        file_size_mb: a.file_size_mb.or(file.file_size_mb),
     };
     if a.deny_wx {
         p.wx = WriteXorExecute::Deny;
     }
     if !a.exec.is_empty() {
-        p.exec = Some(super::path_flags("exec", &a.exec, cwd)?.into_iter().map(|r| r.path).collect());
+        let flags = super::path_flags("exec", &a.exec, cwd)?.into_iter().map(|r| r.path);
+        p.exec.get_or_insert_with(Vec::new).extend(flags);
     }
     p.validate().context("invalid quota")?;
     Ok(p)
+}
+
+/// The policy of a `--policy` file, its errors as `cordon check` shows a
+/// manifest's: the file, line and column, the line with a caret, a hint.
+fn policy_file(path: &Path) -> Result<Policy> {
+    let indent = |text: String| text.replace('\n', "\n  ");
+    let file = cordon::plugin::PolicyFile::load(path).map_err(|e| anyhow::anyhow!(indent(e.render())))?;
+    file.policy().map_err(|e| anyhow::anyhow!("invalid --policy {}: {e}\n  hint: {}", path.display(), e.hint()))
 }
 
 /// `--tty`, `--no-tty`, or a pty when stdin and stdout are terminals and
@@ -186,12 +206,12 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let cwd = match &a.cwd {
         Some(c) => std::fs::canonicalize(here.join(c))
             .with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
-        None => here,
+        None => here.clone(),
     };
     if !cwd.is_dir() {
         bail!("invalid --cwd {}: not a directory", cwd.display());
     }
-    let policy = policy(&a, &cwd)?;
+    let policy = policy(&a, &here, &cwd)?;
     let probe = if policy.wants_cgroups() { CgroupProbe::Probe } else { CgroupProbe::Skip };
     let support = KernelSupport::detect_with(probe).context("cannot probe the kernel")?;
     cordon::trace::step("cli: policy built, kernel probed");
@@ -214,6 +234,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     if a.json {
         println!("{}", render::json(&result).context("cannot serialise the result")?);
     }
+    let fix = if a.policy.is_some() { render::FixIn::PolicyFile } else { render::FixIn::Flags };
     if let Some(err) = &result.error {
         let kind = match err.code {
             ErrorCode::SetupFailed | ErrorCode::NotFound | ErrorCode::NotExecutable => Some("error"),
@@ -221,11 +242,11 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
             _ => Some("stopped"),
         };
         if let Some(kind) = kind {
-            let hint = render::limit_hint(err.code, render::FixIn::Flags).map(|h| format!("\nhint: {h}"));
+            let hint = render::limit_hint(err.code, fix).map(|h| format!("\nhint: {h}"));
             render::message(kind, &format!("{}: {}{}", err.code.as_str(), err.message, hint.unwrap_or_default()));
         }
     }
-    render::not_granted(&result.not_granted, render::FixIn::Flags);
+    render::not_granted(&result.not_granted, fix);
     render::network_refusals(&result.network);
     Ok(result.exit_status())
 }

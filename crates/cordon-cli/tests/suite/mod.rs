@@ -27,6 +27,7 @@ mod messages;
 mod net_proxy;
 mod network;
 mod plugins;
+mod policy_file;
 mod processes;
 mod quotas;
 mod real_programs;
