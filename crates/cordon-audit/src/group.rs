@@ -9,7 +9,7 @@
 //!
 //! # How it works
 //!
-//! The writer owns the log: while it is open, an open-file-description lock
+//! The writer owns the log: until it shuts down, an open-file-description lock
 //! on the log keeps every other writer out ([`AuditError::Owned`] for a
 //! `cordon run` or a second service on it), and the kernel drops that lock
 //! when the service dies. A thread takes operations from a channel and
@@ -365,8 +365,10 @@ impl GroupWriter {
     }
 
     /// Commits what is queued, records runs begun and never completed as
-    /// `LOST`, syncs the latest checkpoint, empties the run journal, and
-    /// stops the writer. The shutdown hook of a service, through a shared
+    /// `LOST`, syncs the latest checkpoint, empties the run journal, stops
+    /// the writer and gives the log back: another writer (a restarted
+    /// service, a `cordon run`) may take it at once, though this value
+    /// lives on. The shutdown hook of a service, through a shared
     /// reference (request handlers hold the writer too): what is asked of
     /// it afterwards fails with [`AuditError::WriterGone`]. Blocks (not on
     /// an async runtime's thread); a second call says `WriterGone`.
@@ -379,6 +381,10 @@ impl GroupWriter {
         if let Some(t) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = t.join();
         }
+        // The thread is gone, so nothing of this writer writes any more.
+        // Unlocking a byte this open file description holds fails only for
+        // a bad descriptor, whose locks the kernel has dropped already.
+        let _ = self.log.release_ownership();
         answer
     }
 

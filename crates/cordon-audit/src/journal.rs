@@ -32,7 +32,7 @@ use cordon_core::sys::{self, ByteLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::Tail;
+use crate::log::{read_line_at, Tail};
 use crate::record::AuditRecord;
 
 /// What follows the log's file name in its journal's.
@@ -263,25 +263,6 @@ pub(crate) fn replay(file: &File, len: u64) -> io::Result<Vec<Open>> {
         }
     }
     Ok(open)
-}
-
-/// The bytes of the line starting at `at`.
-fn read_line_at(file: &File, at: u64) -> io::Result<Vec<u8>> {
-    let mut out = vec![];
-    let mut buf = [0u8; 4096];
-    let mut pos = at;
-    loop {
-        let got = file.read_at(&mut buf, pos)?;
-        if got == 0 {
-            return Ok(out);
-        }
-        if let Some(i) = buf[..got].iter().position(|b| *b == b'\n') {
-            out.extend_from_slice(&buf[..i]);
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..got]);
-        pos += got as u64;
-    }
 }
 
 /// Start time of `pid`, or `None` if it is not running (or is a zombie).

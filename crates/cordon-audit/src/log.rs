@@ -146,6 +146,12 @@ impl AuditLog {
         sys::ofd_lock_byte(self.0.file.as_fd(), OWNER_BYTE, ByteLock::Hold)
     }
 
+    /// Gives the log back after [`AuditLog::take_ownership`], while this
+    /// handle stays open: a writer's shutdown.
+    pub(crate) fn release_ownership(&self) -> io::Result<()> {
+        sys::ofd_lock_byte(self.0.file.as_fd(), OWNER_BYTE, ByteLock::Release)
+    }
+
     /// Whether another writer took the log with
     /// [`AuditLog::take_ownership`].
     pub(crate) fn owned_by_another(&self) -> io::Result<bool> {
@@ -321,7 +327,7 @@ impl Held<'_> {
         }
         let origin = match first {
             Some(line) => Checkpoint::origin_of(line),
-            None => Checkpoint::origin_of(&first_line(&self.log.0.file)?),
+            None => Checkpoint::origin_of(&read_line_at(&self.log.0.file, 0)?),
         };
         Ok(cell.get_or_init(|| origin).clone())
     }
@@ -481,11 +487,13 @@ fn count_lines(file: &File, len: u64) -> io::Result<u64> {
     Ok(if last == b'\n' { n } else { n + 1 })
 }
 
-/// The first line's bytes, without its newline.
-fn first_line(file: &File) -> io::Result<Vec<u8>> {
+/// The bytes of the line starting at byte `at` of `file`, without its
+/// newline (to the end of the file when it has none). The journal reads its
+/// entries with it too.
+pub(crate) fn read_line_at(file: &File, at: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    let mut pos = 0u64;
+    let mut pos = at;
     loop {
         let got = file.read_at(&mut buf, pos)?;
         if got == 0 {

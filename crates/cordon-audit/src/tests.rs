@@ -912,10 +912,12 @@ fn a_service_owns_its_log_while_it_runs() {
     assert!(e.to_string().contains("is written by a running service"), "{e}");
     let e = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap_err();
     assert!(matches!(e, AuditError::Owned { .. }), "{e}");
-    drop(w);
-    // Control: once it stopped, the log is anyone's again.
+    // Control: once it is shut down the log is anyone's again, while the
+    // writer itself still lives (a service's handlers may hold it longer).
+    w.shutdown().unwrap();
     AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
     GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap().shutdown().unwrap();
+    drop(w);
 }
 
 #[test]
@@ -1030,8 +1032,6 @@ fn commits_are_futures_for_async_callers() {
     });
     assert_eq!((record.request_id.as_str(), record.seq), ("ASYNC", Some(1)));
     w.shutdown().unwrap();
-    // The log stays taken until the writer is dropped.
-    drop(w);
     // A writer that is gone answers with an error, not a hang.
     let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
     let run = w.begin(&Subject::default(), "LATE", Some(Mode::Dev)).wait().unwrap();
