@@ -621,18 +621,20 @@ fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
         let claimed = {
             let mut table = s.table.lock().expect("execution table lock");
             match table.entries.get_mut(&id) {
-                Some(e) if matches!(e.phase, Phase::Queued(..)) => match Cancel::new() {
-                    Ok(cancel) => {
-                        let Phase::Queued(job, run, accepted) =
-                            std::mem::replace(&mut e.phase, Phase::Running(cancel.clone()))
-                        else {
-                            unreachable!("matched above")
-                        };
+                Some(e) if matches!(e.phase, Phase::Queued(..)) => {
+                    let cancel = Cancel::new();
+                    let next = match &cancel {
+                        Ok(c) => Phase::Running(c.clone()),
+                        Err(_) => Phase::Recording,
+                    };
+                    let Phase::Queued(job, run, accepted) = std::mem::replace(&mut e.phase, next) else {
+                        unreachable!("matched above")
+                    };
+                    if cancel.is_ok() {
                         e.watch.send_replace(RUNNING);
-                        Some((job, run, accepted, cancel))
                     }
-                    Err(_) => None,
-                },
+                    Some((job, run, accepted, cancel))
+                }
                 // Cancelled while queued: already recorded.
                 _ => None,
             }
@@ -640,12 +642,35 @@ fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
         let Some((job, run, accepted, cancel)) = claimed else { continue };
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+        let cancel = match cancel {
+            Ok(c) => c,
+            Err(e) => {
+                // No cancel handle (eventfd failed: out of descriptors),
+                // so it cannot run: it is recorded and answered as a
+                // setup failure, never left queued.
+                let message = format!("cannot create the execution's cancel handle: {e}");
+                record_setup_failure(s, *job, *run, message);
+                continue;
+            }
+        };
         s.busy.fetch_add(1, Ordering::SeqCst);
         s.metrics.running.inc();
         run_one(s, *job, *run, accepted, cancel);
         s.metrics.running.dec();
         s.busy.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Records and publishes an execution taken off the queue that cannot
+/// start (`SETUP_FAILED` with `message`), by a task like a run's record.
+fn record_setup_failure(s: &Arc<Shared>, job: Job, run: GroupRun, message: String) {
+    s.recording.fetch_add(1, Ordering::SeqCst);
+    let shared = s.clone();
+    s.runtime.spawn(async move {
+        let value = record_unstarted(&shared, &job, run, cordon::ErrorCode::SetupFailed, &message).await;
+        finish(&shared, &job.id, &job.tenant, value, cordon::ErrorCode::SetupFailed.as_str());
+        shared.recording.fetch_sub(1, Ordering::SeqCst);
+    });
 }
 
 fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, cancel: Cancel) {
