@@ -66,10 +66,29 @@ impl Dir {
     }
 
     /// Writes a file with mode 0755 and returns its absolute path.
+    ///
+    /// The file is written by a child process (`install`), never through a
+    /// descriptor of this one. A test binary runs tests on many threads:
+    /// had this thread opened the file for writing, a sibling test forking
+    /// at that moment would copy the write descriptor into its child
+    /// (`O_CLOEXEC` closes it only at that child's `exec`), and running the
+    /// file before then fails with `ETXTBSY` ("Text file busy"). So the
+    /// contents go to a staging file (whose descriptor may leak that way,
+    /// but which is never executed), and `install` copies them into a new
+    /// inode that only it ever opens for writing; it has exited when this
+    /// returns, so no writer of the file is left anywhere.
     pub fn create_executable(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.create(rel, contents);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+        let path = self.join(rel);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staged = self.create(path.with_file_name(format!(".{name}.staged")), contents);
+        let status = std::process::Command::new("/usr/bin/install")
+            .arg("-m0755")
+            .arg(&staged)
+            .arg(&path)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run /usr/bin/install (coreutils) for {}: {e}", path.display()));
+        assert!(status.success(), "install of {} failed: {status}", path.display());
+        fs::remove_file(&staged).unwrap_or_else(|e| panic!("cannot remove {}: {e}", staged.display()));
         path
     }
 
@@ -124,5 +143,52 @@ mod tests {
         assert_eq!(f, root.join("a/b/c.txt"));
         drop(dir);
         assert!(!root.exists());
+    }
+
+    /// What `ETXTBSY` needs: any descriptor open for writing on the file,
+    /// such as the copy a sibling's fork holds until its `exec`.
+    #[test]
+    fn an_executable_is_never_left_with_a_writer() {
+        use std::io::Write;
+        let dir = Dir::new("exec-writer");
+        let script = "#!/bin/sh\necho ran\n";
+        // Control: a copy of the write descriptor outliving the write (as
+        // in a forked child) makes the exec fail with ETXTBSY.
+        let path = dir.join("in-process.sh");
+        let mut f = fs::File::create(&path).unwrap();
+        f.write_all(script.as_bytes()).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let leaked = f.try_clone().unwrap();
+        drop(f);
+        let e = std::process::Command::new(&path).output().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ETXTBSY), "{e}");
+        drop(leaked);
+        // create_executable, with sibling threads forking all along: every
+        // run execs.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forkers: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = std::process::Command::new("/bin/true").status();
+                    }
+                })
+            })
+            .collect();
+        for i in 0..50 {
+            let path = dir.create_executable(format!("s{i}.sh"), script);
+            let out = std::process::Command::new(&path).output().unwrap_or_else(|e| panic!("run {i}: {e}"));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        forkers.into_iter().for_each(|t| t.join().unwrap());
+        // No staging file is left behind.
+        assert!(!fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".staged")));
     }
 }
