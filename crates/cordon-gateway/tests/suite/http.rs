@@ -6,7 +6,7 @@ use std::path::Path;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use cordon_gateway::{AppState, Config, Secrets, Strictness};
+use cordon_gateway::{AppState, Config};
 use cordon_testkit::Dir;
 use tower::ServiceExt;
 
@@ -17,12 +17,7 @@ fn state(dir: &Dir) -> AppState {
         dir.join("audit.jsonl").display()
     );
     let config = Config::parse(&text, Path::new("test.toml")).expect("config");
-    let env = |k: &str| match k {
-        "CORDON_JWT_SECRET" => Some("jwt-secret-for-the-in-process-tests-0123456789".to_owned()),
-        "CORDON_INTERNAL_SECRET" => Some("internal-secret-for-the-in-process-tests-012345".to_owned()),
-        _ => None,
-    };
-    let secrets = Secrets::load(&env, Strictness::Refuse).expect("secrets");
+    let secrets = super::test_secrets();
     AppState::start(config, &secrets, vec![]).expect("state")
 }
 

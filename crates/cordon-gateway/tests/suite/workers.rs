@@ -14,7 +14,7 @@ use std::time::Duration;
 use cordon::audit::TraceParent;
 use cordon_gateway::backend::{Job, Status};
 use cordon_gateway::catalog::Runnable;
-use cordon_gateway::{AppState, Config, Secrets, Strictness};
+use cordon_gateway::{AppState, Config};
 use cordon_testkit::Dir;
 
 /// Set in the child run: the folder the parent made.
@@ -57,12 +57,7 @@ fn child(dir: &Path) {
         dir.join("runs").display()
     );
     let config = Config::parse(&text, Path::new("test.toml")).expect("config");
-    let env = |k: &str| match k {
-        "CORDON_JWT_SECRET" => Some("jwt-secret-for-the-in-process-tests-0123456789".to_owned()),
-        "CORDON_INTERNAL_SECRET" => Some("internal-secret-for-the-in-process-tests-012345".to_owned()),
-        _ => None,
-    };
-    let secrets = Secrets::load(&env, Strictness::Refuse).expect("secrets");
+    let secrets = super::test_secrets();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let state = AppState::start(config, &secrets, vec![]).expect("state");
