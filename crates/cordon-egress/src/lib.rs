@@ -68,12 +68,21 @@
 //!
 //! Request and response heads: 64 KiB (`431` past it for requests).
 //! Handshake: 30 s. Resolving and connecting: 10 s each. Idle connections:
-//! 300 s. Connections at once: 256. Records: 100 000. These are fields of
+//! 300 s. Connections at once: 256; past it a client is refused with a
+//! reason (HTTP `503`, SOCKS5 "general failure") and a record, at most
+//! [`MAX_REFUSING`] at a time. Records: 100 000. These are fields of
 //! [`ProxyConfig`] (the head limit is [`MAX_HEAD_BYTES`]).
 //!
-//! Relay buffers start at 16 KiB and grow to 1 MiB per direction for
-//! transfers that keep them full: at most about 2 MiB per connection, so
-//! 512 MiB at the default 256 connections if every one is a bulk transfer.
+//! Memory: relay buffers start at 16 KiB and grow to 1 MiB per direction
+//! for transfers that keep them full, but only within a [`RelayMemory`]
+//! budget: 8 MiB per proxy, within 64 MiB for the whole process
+//! ([`RelayMemory::process_wide`]). A proxy (one run) therefore holds at
+//! most about 33 MiB however its connections behave (stalled tunnels, a
+//! client that never reads a fast download), and the proxies of one
+//! process (a gateway's runs) never hold more than 64 MiB of grown
+//! buffers together; past the budget, relays keep their 16 KiB buffers
+//! and move data more slowly. The kernel's socket buffers are not counted
+//! (see [`ProxyConfig::max_connections`]).
 //!
 //! # Current limitations
 //!
@@ -110,5 +119,5 @@ pub use policy::{
     allows_any_name, check, check_addr, check_lookup, check_lookup_addrs, classify, pattern_text, AddrClass, Allowed,
     Denied, Destination, Host, LookupDenied, ParseDestinationError,
 };
-pub use proxy::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError, MAX_HEAD_BYTES};
+pub use proxy::{proxy_env, spawn, ProxyConfig, ProxyHandle, RelayMemory, SpawnError, MAX_HEAD_BYTES, MAX_REFUSING};
 pub use record::{ConnectionRecord, Protocol};

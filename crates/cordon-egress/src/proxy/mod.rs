@@ -7,4 +7,5 @@ mod server;
 mod socks;
 
 pub use http::MAX_HEAD_BYTES;
-pub use server::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError};
+pub use relay::RelayMemory;
+pub use server::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError, MAX_REFUSING};

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,18 +24,95 @@ const RELAY_BUF_MIN: usize = 16 * 1024;
 /// cache, rather than from the server's older ones).
 const RELAY_BUF_MAX: usize = 1024 * 1024;
 
+/// Memory that relay buffers may take beyond their first
+/// [`RELAY_BUF_MIN`] bytes, shared by every connection that holds it: a
+/// buffer grows (fourfold, up to [`RELAY_BUF_MAX`]) only while the budget
+/// has room, and gives its share back when it is dropped. A stalled
+/// connection therefore holds at most its grown buffers, and the other
+/// connections stay at [`RELAY_BUF_MIN`] once the budget is spent: slower,
+/// never larger.
+///
+/// A budget made [`within`](Self::within) another one draws on both: a
+/// run's own share of a cap that all runs of a process (a gateway) share.
+#[derive(Debug)]
+pub struct RelayMemory {
+    limit: usize,
+    used: AtomicUsize,
+    parent: Option<Arc<RelayMemory>>,
+}
+
+impl RelayMemory {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(RelayMemory { limit, used: AtomicUsize::new(0), parent: None })
+    }
+
+    /// A budget of `limit` bytes that also takes every byte from `parent`:
+    /// it grants a byte only when both have room.
+    pub fn within(parent: &Arc<RelayMemory>, limit: usize) -> Arc<Self> {
+        Arc::new(RelayMemory { limit, used: AtomicUsize::new(0), parent: Some(Arc::clone(parent)) })
+    }
+
+    /// The budget every [`ProxyConfig::new`](super::ProxyConfig::new)
+    /// draws on, 64 MiB for the whole process: eight runs' worth of fully
+    /// grown buffers. Past it, relays in every run of the process keep
+    /// their 16 KiB buffers.
+    pub fn process_wide() -> &'static Arc<RelayMemory> {
+        static PROCESS: std::sync::OnceLock<Arc<RelayMemory>> = std::sync::OnceLock::new();
+        PROCESS.get_or_init(|| RelayMemory::new(64 << 20))
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from this budget and every budget it is within, or
+    /// nothing.
+    fn take(&self, bytes: usize) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used.saturating_add(bytes) > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(used, used + bytes, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => used = now,
+            }
+        }
+        if self.parent.as_ref().is_some_and(|p| !p.take(bytes)) {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(p) = &self.parent {
+            p.give(bytes);
+        }
+    }
+}
+
 /// A relay buffer that starts at [`RELAY_BUF_MIN`] and grows fourfold, up to
-/// [`RELAY_BUF_MAX`], after each read that fills it: small exchanges stay
-/// cheap, bulk transfers get large reads and writes. At most
-/// `RELAY_BUF_MAX` per direction per connection.
+/// [`RELAY_BUF_MAX`], after each read that fills it, while its
+/// [`RelayMemory`] allows: small exchanges stay cheap, bulk transfers get
+/// large reads and writes.
 pub(crate) struct RelayBuf {
     buf: Vec<u8>,
     grow: bool,
+    memory: Arc<RelayMemory>,
 }
 
 impl RelayBuf {
-    pub fn new() -> Self {
-        RelayBuf { buf: vec![0; RELAY_BUF_MIN], grow: false }
+    pub fn new(memory: &Arc<RelayMemory>) -> Self {
+        RelayBuf { buf: vec![0; RELAY_BUF_MIN], grow: false, memory: Arc::clone(memory) }
     }
 
     /// Reads once from `src`, at most `max` bytes; returns what was read
@@ -43,12 +120,21 @@ impl RelayBuf {
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, src: &mut R, max: usize) -> io::Result<&[u8]> {
         if self.grow {
             self.grow = false;
-            self.buf.resize((self.buf.len() * 4).min(RELAY_BUF_MAX), 0);
+            let larger = (self.buf.len() * 4).min(RELAY_BUF_MAX);
+            if self.memory.take(larger - self.buf.len()) {
+                self.buf.resize(larger, 0);
+            }
         }
         let want = self.buf.len().min(max);
         let n = src.read(&mut self.buf[..want]).await?;
         self.grow = n == self.buf.len() && n < RELAY_BUF_MAX;
         Ok(&self.buf[..n])
+    }
+}
+
+impl Drop for RelayBuf {
+    fn drop(&mut self) {
+        self.memory.give(self.buf.len() - RELAY_BUF_MIN);
     }
 }
 
@@ -167,6 +253,7 @@ pub(crate) async fn relay_request_body<R, W>(
     upstream: &mut W,
     early: &[u8],
     framing: BodyFraming,
+    memory: &Arc<RelayMemory>,
 ) -> Result<(), ExchangeError>
 where
     R: AsyncRead + Unpin,
@@ -180,13 +267,13 @@ where
     let used = left.consume(early)?;
     upstream.write_all(&early[..used]).await.map_err(ExchangeError::WriteUpstream)?;
     if let Remaining::Length(n) = left {
-        let moved = copy(client, upstream, Some(n)).await.map_err(|e| match e {
+        let moved = copy(client, upstream, Some(n), memory).await.map_err(|e| match e {
             CopyError::Read(e) => ExchangeError::ReadClient(e),
             CopyError::Write(e) => ExchangeError::WriteUpstream(e),
         })?;
         return if moved == n { Ok(()) } else { Err(ExchangeError::ClientClosedInBody) };
     }
-    let mut buf = RelayBuf::new();
+    let mut buf = RelayBuf::new(memory);
     while !left.is_done() {
         let data = buf.read_from(client, usize::MAX).await.map_err(ExchangeError::ReadClient)?;
         if data.is_empty() {
@@ -215,15 +302,28 @@ impl CopyError {
     }
 }
 
-/// Copies up to `limit` bytes (all, without one) from `src` to `dst`.
-/// Returns the number of bytes copied; fewer than `limit` means `src`
-/// reached end of stream.
-pub(crate) async fn copy<R, W>(src: &mut R, dst: &mut W, limit: Option<u64>) -> Result<u64, CopyError>
+/// Copies up to `limit` bytes (all, without one) from `src` to `dst`
+/// through a buffer of its own, drawn on `memory`. Returns the number of
+/// bytes copied; fewer than `limit` means `src` reached end of stream.
+pub(crate) async fn copy<R, W>(
+    src: &mut R,
+    dst: &mut W,
+    limit: Option<u64>,
+    memory: &Arc<RelayMemory>,
+) -> Result<u64, CopyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = RelayBuf::new();
+    copy_through(&mut RelayBuf::new(memory), src, dst, limit).await
+}
+
+/// [`copy`] through `buf`.
+async fn copy_through<R, W>(buf: &mut RelayBuf, src: &mut R, dst: &mut W, limit: Option<u64>) -> Result<u64, CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut moved = 0u64;
     loop {
         let want = match limit {
@@ -245,13 +345,18 @@ where
 /// Relays the upstream response to the client: each head rewritten (see
 /// [`http::rewrite_response`]), then the body as its framing delimits it,
 /// or until the upstream closes when it has none.
-pub(crate) async fn relay_response<R, W>(upstream: &mut R, client: &mut W, method: &str) -> Result<(), ExchangeError>
+pub(crate) async fn relay_response<R, W>(
+    upstream: &mut R,
+    client: &mut W,
+    method: &str,
+    memory: &Arc<RelayMemory>,
+) -> Result<(), ExchangeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = RelayBuf::new();
+    let mut chunk = RelayBuf::new(memory);
     let mut interim = 0;
     let mut left = loop {
         let len = loop {
@@ -290,14 +395,14 @@ where
     };
     match left {
         Remaining::Length(n) => {
-            let moved = copy(upstream, client, Some(n)).await.map_err(copy_error)?;
+            let moved = copy_through(&mut chunk, upstream, client, Some(n)).await.map_err(copy_error)?;
             if moved == n {
                 Ok(())
             } else {
                 Err(ExchangeError::UpstreamClosed)
             }
         }
-        Remaining::UntilClose => copy(upstream, client, None).await.map(drop).map_err(copy_error),
+        Remaining::UntilClose => copy_through(&mut chunk, upstream, client, None).await.map(drop).map_err(copy_error),
         Remaining::Chunked(mut decoder) => {
             while !decoder.is_done() {
                 let data = chunk.read_from(upstream, usize::MAX).await.map_err(ExchangeError::ReadUpstream)?;
@@ -353,5 +458,66 @@ impl Remaining {
             Remaining::Chunked(d) => d.feed(input),
             Remaining::UntilClose => Ok(input.len()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `reads` times from a source that always fills the buffer.
+    fn grow(buf: &mut RelayBuf, reads: usize) {
+        let data = vec![7u8; RELAY_BUF_MAX];
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            for _ in 0..reads {
+                let mut src = &data[..];
+                buf.read_from(&mut src, usize::MAX).await.expect("read");
+            }
+        });
+    }
+
+    #[test]
+    fn a_buffer_grows_only_within_its_budget_and_gives_it_back() {
+        // Control: with room, three full reads grow 16 KiB to 256 KiB.
+        let roomy = RelayMemory::new(1 << 20);
+        let mut buf = RelayBuf::new(&roomy);
+        grow(&mut buf, 3);
+        assert_eq!(buf.buf.len(), 256 * 1024);
+        assert_eq!(roomy.used(), 256 * 1024 - RELAY_BUF_MIN);
+        drop(buf);
+        assert_eq!(roomy.used(), 0);
+
+        // 48 KiB pays for the step to 64 KiB and not for the next one.
+        let tight = RelayMemory::new(48 * 1024);
+        let mut buf = RelayBuf::new(&tight);
+        grow(&mut buf, 5);
+        assert_eq!(buf.buf.len(), 64 * 1024);
+        assert_eq!(tight.used(), 48 * 1024);
+        // A second buffer on the spent budget stays at its first size.
+        let mut other = RelayBuf::new(&tight);
+        grow(&mut other, 5);
+        assert_eq!(other.buf.len(), RELAY_BUF_MIN);
+        drop(buf);
+        drop(other);
+        assert_eq!(tight.used(), 0);
+    }
+
+    #[test]
+    fn a_budget_within_another_takes_from_both_or_from_neither() {
+        let shared = RelayMemory::new(100);
+        let (a, b) = (RelayMemory::within(&shared, 80), RelayMemory::within(&shared, 80));
+        assert!(a.take(60));
+        assert_eq!((a.used(), shared.used()), (60, 60));
+        // b has room of its own, but the shared budget has only 40 left.
+        assert!(!b.take(50));
+        assert_eq!((b.used(), shared.used()), (0, 60));
+        assert!(b.take(40));
+        // a's own limit: 60 + 30 > 80, whatever the shared budget says.
+        b.give(40);
+        assert!(!a.take(30));
+        assert_eq!((a.used(), shared.used()), (60, 60));
+        a.give(60);
+        assert_eq!(shared.used(), 0);
     }
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::http::{self, HeadError, Target, MAX_HEAD_BYTES};
-use super::relay::{self, CopyError, Counted, Direction, ExchangeError};
+use super::relay::{self, CopyError, Counted, Direction, ExchangeError, RelayMemory};
 use super::socks::{self, Reply, SocksError, SocksHost};
 use crate::policy::{check, check_addr, Denied, Destination, Host, ParseDestinationError};
 use crate::record::{ConnectionRecord, Ledger, Protocol, Tracker};
@@ -44,9 +44,30 @@ pub struct ProxyConfig {
     /// A connection on which no byte moves either way for this long is
     /// closed (detected within twice this). Default: 300 s.
     pub idle_timeout: Duration,
-    /// Connections served at once; further clients wait in the listen
-    /// backlog. Default: 256.
+    /// Connections served at once. Past it, a client is answered at once
+    /// with a refusal that says so (HTTP `503`, SOCKS5 "general failure"),
+    /// recorded with the destination it asked for; at most
+    /// [`MAX_REFUSING`] refusals are in progress at once, and further
+    /// clients wait in the listen backlog meanwhile. Default: 256.
+    ///
+    /// # Memory
+    ///
+    /// Each connection holds two relay buffers of 16 KiB, and up to 64 KiB
+    /// for a request head while it arrives; buffers grow past 16 KiB only
+    /// within [`relay_memory`](Self::relay_memory). Per proxy (one run) at
+    /// most (`max_connections` + [`MAX_REFUSING`]) × 96 KiB +
+    /// `relay_memory`: about 33 MiB with the defaults, and about 40 KiB per
+    /// stalled tunnel once the budget is spent. Not counted: the kernel's
+    /// socket buffers (bounded per socket by `net.ipv4.tcp_rmem` and
+    /// `tcp_wmem`, host-wide by `net.ipv4.tcp_mem`), charged to the cgroup
+    /// of the process that runs the proxy.
     pub max_connections: usize,
+    /// What relay buffers may grow by, together (see [`RelayMemory`]).
+    /// Default: 8 MiB for this proxy, [`within`](RelayMemory::within)
+    /// [`RelayMemory::process_wide`] (64 MiB shared by every proxy of the
+    /// process that uses the default): a gateway's many runs together
+    /// never hold more.
+    pub relay_memory: Arc<RelayMemory>,
     /// Connections recorded per proxy lifetime. Past it, connections are
     /// closed unserved and counted in one summary record. Default: 100 000.
     pub max_records: usize,
@@ -64,6 +85,7 @@ impl ProxyConfig {
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             max_connections: 256,
+            relay_memory: RelayMemory::within(RelayMemory::process_wide(), 8 << 20),
             max_records: 100_000,
             shutdown_grace: Duration::from_millis(500),
         }
@@ -192,6 +214,21 @@ pub fn proxy_env(addr: SocketAddr) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Refusals of connections past [`ProxyConfig::max_connections`] in
+/// progress at once.
+pub const MAX_REFUSING: usize = 16;
+
+/// How long a client past the cap has to name its destination before it
+/// is cut off without an answer.
+const REFUSAL_HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Whether a connection is served or, past the cap, only told why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    Served,
+    OverCap,
+}
+
 async fn serve(
     listener: TcpListener,
     config: Arc<ProxyConfig>,
@@ -199,15 +236,20 @@ async fn serve(
 ) -> Vec<ConnectionRecord> {
     let ledger = Ledger::new(config.max_records);
     let mut tasks = JoinSet::new();
+    let mut refusing = JoinSet::new();
     loop {
         tokio::select! {
             // A message or a dropped handle: both mean stop.
             _ = &mut stop => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept(), if tasks.len() < config.max_connections => match accepted {
+            Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
+            accepted = listener.accept(), if tasks.len() < config.max_connections || refusing.len() < MAX_REFUSING => match accepted {
                 Ok((stream, _peer)) => match ledger.admit() {
+                    Some(tracker) if tasks.len() < config.max_connections => {
+                        tasks.spawn(serve_connection(stream, Arc::clone(&config), tracker, Admission::Served));
+                    }
                     Some(tracker) => {
-                        tasks.spawn(serve_connection(stream, Arc::clone(&config), tracker));
+                        refusing.spawn(serve_connection(stream, Arc::clone(&config), tracker, Admission::OverCap));
                     }
                     None => drop(stream),
                 },
@@ -218,6 +260,7 @@ async fn serve(
         }
     }
     drop(listener);
+    refusing.shutdown().await;
     let _ = timeout(config.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
     // Aborting drops each task's Tracker, which files its record as cut off.
     tasks.shutdown().await;
@@ -274,6 +317,8 @@ enum ServeError {
     Tunnel(#[source] io::Error),
     #[error("nothing moved in either direction for {0:?}; the proxy closed the connection")]
     Idle(Duration),
+    #[error("refused: the run already has {0} connections open through the proxy, its limit; close one and retry")]
+    TooManyConnections(usize),
 }
 
 impl ServeError {
@@ -288,6 +333,7 @@ impl ServeError {
             ServeError::Denied(_) => 403,
             ServeError::Resolve { .. } | ServeError::NoAddress { .. } | ServeError::Connect { .. } => 502,
             ServeError::ResolveTimeout { .. } | ServeError::ConnectTimeout { .. } | ServeError::Idle(_) => 504,
+            ServeError::TooManyConnections(_) => 503,
             ServeError::Exchange(e) => match e {
                 ExchangeError::Chunked(_) => 400,
                 ExchangeError::WriteUpstream(_)
@@ -315,6 +361,7 @@ impl ServeError {
             ServeError::Socks(e) => return e.reply(),
             ServeError::Destination(_) => Reply::GeneralFailure,
             ServeError::Denied(_) => Reply::NotAllowed,
+            ServeError::TooManyConnections(_) => Reply::GeneralFailure,
             ServeError::Resolve { .. }
             | ServeError::ResolveTimeout { .. }
             | ServeError::NoAddress { .. }
@@ -357,24 +404,35 @@ enum Close {
     Linger,
 }
 
-async fn serve_connection(mut stream: TcpStream, config: Arc<ProxyConfig>, mut tracker: Tracker) {
+/// Serves one client: reads its request, and then either serves it or,
+/// when `admission` is [`Admission::OverCap`], answers why not (the
+/// request is read first, so the refusal is in the client's protocol and
+/// the record names the destination).
+async fn serve_connection(mut stream: TcpStream, config: Arc<ProxyConfig>, mut tracker: Tracker, admission: Admission) {
     // Request/response exchanges are latency-bound; bulk transfers write
     // large buffers anyway, so Nagle only ever adds delay here.
     let _ = stream.set_nodelay(true);
     let mut answer = Answer::Pending;
-    let deadline = Instant::now() + config.handshake_timeout;
+    let budget = match admission {
+        Admission::Served => config.handshake_timeout,
+        Admission::OverCap => config.handshake_timeout.min(REFUSAL_HANDSHAKE),
+    };
+    let deadline = Instant::now() + budget;
     let mut buf = Vec::with_capacity(4096);
-    let result = match read_some(&mut stream, &mut buf, MAX_HEAD_BYTES + 1, deadline, config.handshake_timeout).await {
+    let result = match read_some(&mut stream, &mut buf, MAX_HEAD_BYTES + 1, deadline, budget).await {
         Ok(0) => Err(ServeError::ClosedEarly),
         Err(e) => Err(e),
-        Ok(_) => match buf.first() {
-            Some(&socks::VERSION) => {
-                tracker.record.protocol = Protocol::Socks5;
-                serve_socks(&mut stream, buf, &config, &mut tracker, deadline, &mut answer).await
+        Ok(_) => {
+            let handshake = Handshake { deadline, budget, admission };
+            match buf.first() {
+                Some(&socks::VERSION) => {
+                    tracker.record.protocol = Protocol::Socks5;
+                    serve_socks(&mut stream, buf, &config, &mut tracker, handshake, &mut answer).await
+                }
+                Some(4) => Err(ServeError::Socks4),
+                _ => serve_http(&mut stream, buf, &config, &mut tracker, handshake, &mut answer).await,
             }
-            Some(4) => Err(ServeError::Socks4),
-            _ => serve_http(&mut stream, buf, &config, &mut tracker, deadline, &mut answer).await,
-        },
+        }
     };
     let close = match result {
         Ok(close) => close,
@@ -467,14 +525,23 @@ async fn linger_close(stream: &mut TcpStream) {
     .await;
 }
 
+/// The request's time limit and what happens once it is read.
+#[derive(Clone, Copy)]
+struct Handshake {
+    deadline: Instant,
+    budget: Duration,
+    admission: Admission,
+}
+
 async fn serve_http(
     stream: &mut TcpStream,
     mut buf: Vec<u8>,
     config: &ProxyConfig,
     tracker: &mut Tracker,
-    deadline: Instant,
+    handshake: Handshake,
     answer: &mut Answer,
 ) -> Result<Close, ServeError> {
+    let Handshake { deadline, budget, .. } = handshake;
     let len = loop {
         if let Some(len) = http::head_len(&buf) {
             break len;
@@ -482,7 +549,7 @@ async fn serve_http(
         if buf.len() > MAX_HEAD_BYTES {
             return Err(ServeError::HeadTooLarge);
         }
-        if read_some(stream, &mut buf, MAX_HEAD_BYTES + 1, deadline, config.handshake_timeout).await? == 0 {
+        if read_some(stream, &mut buf, MAX_HEAD_BYTES + 1, deadline, budget).await? == 0 {
             return Err(ServeError::ClosedMidRequest);
         }
     };
@@ -500,17 +567,19 @@ async fn serve_http(
     tracker.record.host = truncated(&authority.host);
     tracker.record.port = authority.port;
     let dest = Destination::new(&authority.host, authority.port)?;
-    let upstream = open_upstream(config, &dest, tracker).await?;
-    let early = &buf[len..];
+    // What came after the head stays; the head's buffer (up to 64 KiB) goes.
+    let early = buf.split_off(len);
+    drop(buf);
+    let upstream = open_upstream(config, &dest, tracker, handshake.admission).await?;
     match forward {
         None => {
             stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ServeError::Reply)?;
             *answer = Answer::Sent;
-            tunnel(stream, upstream, early, config, tracker).await?;
+            tunnel(stream, upstream, &early, config, tracker).await?;
             Ok(Close::Now)
         }
         Some((request_head, framing, method)) => {
-            forward_one(stream, upstream, &request_head, early, framing, &method, config, tracker).await?;
+            forward_one(stream, upstream, &request_head, &early, framing, &method, config, tracker).await?;
             Ok(Close::Linger)
         }
     }
@@ -521,9 +590,10 @@ async fn serve_socks(
     mut buf: Vec<u8>,
     config: &ProxyConfig,
     tracker: &mut Tracker,
-    deadline: Instant,
+    handshake: Handshake,
     answer: &mut Answer,
 ) -> Result<Close, ServeError> {
+    let Handshake { deadline, budget, .. } = handshake;
     // A greeting is at most 257 bytes and a request 262; nothing legitimate
     // comes near this bound.
     const LIMIT: usize = 1024;
@@ -538,7 +608,7 @@ async fn serve_socks(
             }
             Err(err) => return Err(err.into()),
         }
-        if read_some(stream, &mut buf, LIMIT, deadline, config.handshake_timeout).await? == 0 {
+        if read_some(stream, &mut buf, LIMIT, deadline, budget).await? == 0 {
             return Err(ServeError::ClosedMidRequest);
         }
     };
@@ -548,7 +618,7 @@ async fn serve_socks(
         if let Some(request) = socks::parse_request(&buf)? {
             break request;
         }
-        if read_some(stream, &mut buf, LIMIT, deadline, config.handshake_timeout).await? == 0 {
+        if read_some(stream, &mut buf, LIMIT, deadline, budget).await? == 0 {
             return Err(ServeError::ClosedMidRequest);
         }
     };
@@ -566,7 +636,7 @@ async fn serve_socks(
             Destination::from_ip(ip, port)
         }
     };
-    let upstream = open_upstream(config, &dest, tracker).await?;
+    let upstream = open_upstream(config, &dest, tracker, handshake.admission).await?;
     // The bound address is not the client's business: all zeros (clients
     // ignore it for CONNECT) keeps the host's addresses out of the sandbox.
     stream.write_all(&socks::reply(Reply::Succeeded, None)).await.map_err(ServeError::Reply)?;
@@ -580,13 +650,18 @@ fn truncated(host: &str) -> String {
 }
 
 /// The policy decision and the connection, with the record filled in as
-/// each step passes.
+/// each step passes. A connection past the cap is refused before any of
+/// it: it costs no lookup and no upstream socket.
 async fn open_upstream(
     config: &ProxyConfig,
     dest: &Destination,
     tracker: &mut Tracker,
+    admission: Admission,
 ) -> Result<TcpStream, ServeError> {
     tracker.record.host = dest.host().to_string();
+    if admission == Admission::OverCap {
+        return Err(ServeError::TooManyConnections(config.max_connections));
+    }
     let allowed = check(&config.policy, dest).inspect_err(|denied| {
         tracker.record.rule = denied.rule().map(str::to_owned);
     })?;
@@ -670,14 +745,14 @@ async fn tunnel(
     let mut upstream_tx = Counted::new(upstream_tx, Arc::clone(&counters), Direction::Up);
     let up = async {
         upstream_tx.write_all(early).await.map_err(CopyError::Write)?;
-        relay::copy(&mut client_rx, &mut upstream_tx, None).await?;
+        relay::copy(&mut client_rx, &mut upstream_tx, None, &config.relay_memory).await?;
         // A peer that is already gone makes the shutdown fail; nothing is
         // lost then.
         let _ = upstream_tx.shutdown().await;
         Ok::<_, CopyError>(())
     };
     let down = async {
-        relay::copy(&mut upstream_rx, &mut client_tx, None).await?;
+        relay::copy(&mut upstream_rx, &mut client_tx, None, &config.relay_memory).await?;
         let _ = client_tx.shutdown().await;
         Ok::<_, CopyError>(())
     };
@@ -706,8 +781,8 @@ async fn forward_one(
     let mut upstream_tx = Counted::new(upstream_tx, Arc::clone(&counters), Direction::Up);
     let exchange = async {
         upstream_tx.write_all(request_head).await.map_err(ExchangeError::WriteUpstream)?;
-        let upload = relay::relay_request_body(&mut client_rx, &mut upstream_tx, early, framing);
-        let download = relay::relay_response(&mut upstream_rx, &mut client_tx, method);
+        let upload = relay::relay_request_body(&mut client_rx, &mut upstream_tx, early, framing, &config.relay_memory);
+        let download = relay::relay_response(&mut upstream_rx, &mut client_tx, method, &config.relay_memory);
         tokio::pin!(upload, download);
         // The exchange ends with the response; a server may answer before
         // the whole body has arrived (a 413, say).
