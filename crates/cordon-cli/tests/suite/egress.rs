@@ -390,6 +390,30 @@ fn a_name_pattern_never_reaches_the_hosts_loopback_but_an_address_pattern_does()
     });
 }
 
+/// The cloud metadata address, by name and by `*`: refused before any
+/// packet leaves (so the test sends nothing off the host). `2852039166` is
+/// a name the host's resolver turns into 169.254.169.254; control: the same
+/// spelling of a documentation address (192.0.2.1) is answered.
+#[test]
+fn a_name_pattern_never_reaches_the_metadata_address_and_neither_does_star() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let connect = "import socket\ntry:\n    socket.create_connection(('169.254.169.254', 80), timeout=10)\nexcept OSError as e: print(e.strerror)";
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_with(mode, &["2852039166:80"], &[python, "-c", DNS_PROBE, "2852039166"]);
+        out.assert_stdout_eq("rcode=3 answers=0 first=-\n");
+        out.assert_stderr_contains("cordon: network: refused lookup of 2852039166 (python3, pid ");
+        out.assert_stderr_contains("cloud metadata address (169.254.169.254)");
+        // Control: the same kind of name for an ordinary address is answered.
+        let out = run_with(mode, &["3221225985:80"], &[python, "-c", DNS_PROBE, "3221225985"]);
+        assert!(out.stdout.starts_with("rcode=0 answers=1 first=198.18."), "{out}");
+        // `*` does not unlock the literal address either.
+        let out = run_with(mode, &["*"], &[python, "-c", connect]);
+        out.assert_stdout_eq("Connection refused\n");
+        out.assert_stderr_contains("cordon: network: refused 169.254.169.254:80 (python3, pid ");
+    });
+}
+
 #[test]
 fn udp_never_leaves_the_sandbox() {
     let support = kernel_support();
@@ -410,6 +434,53 @@ fn udp_never_leaves_the_sandbox() {
         out.assert_stderr_contains(&format!("cordon: network: refused 192.0.2.1:{port} ("));
         out.assert_stderr_contains("UDP does not leave the sandbox");
         assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "[{}] a datagram reached the host", mode.as_str());
+    });
+}
+
+/// Kernel socket memory (issue 9, "also tighten"): the sockets cordon
+/// connects for a run live outside its memory limit, so a run has at most
+/// 256 open at once. The 257th connect fails with `ENOBUFS` and a notice
+/// that says why and what to do, and never reaches the server. Control:
+/// once one closes, the next connect goes through.
+#[test]
+fn past_its_connection_cap_a_run_is_refused_with_a_reason() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let server = counting_server();
+    let port = server.port.to_string();
+    let script = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(256)]
+try:
+    socket.create_connection(("127.0.0.1", port))
+    print("257th connected")
+except OSError as e:
+    print("257th:", e.strerror)
+held.pop().close()
+for _ in range(200):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", port)))
+        print("after one closed: connected")
+        break
+    except OSError as e:
+        time.sleep(0.05)
+"#;
+    each_mode(sandbox_modes!(support), |mode| {
+        let before = server.accepted();
+        let out = run_with(mode, &[&format!("127.0.0.1:{port}")], &[python, "-c", script, &port]);
+        out.assert_success();
+        out.assert_stdout_eq("257th: No buffer space available\nafter one closed: connected\n");
+        out.assert_stderr_contains(&format!("cordon: network: refused 127.0.0.1:{port} (python3, pid "));
+        out.assert_stderr_contains(" — the run already has 256 connections open, its limit; close one and retry\n");
+        // Host side: the 256 and the one after a close, never the 257th.
+        assert!(
+            cordon_testkit::poll_until(Duration::from_secs(10), || server.accepted() - before >= 257),
+            "[{}] the server accepted {}",
+            mode.as_str(),
+            server.accepted() - before
+        );
+        assert_eq!(server.accepted() - before, 257, "[{}]", mode.as_str());
     });
 }
 

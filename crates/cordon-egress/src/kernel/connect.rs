@@ -317,18 +317,21 @@ async fn hand_over(
         process: process_of(n.tid),
         ..ConnectionRecord::new()
     };
-    let Some(slot) = sh.open_slot() else {
-        let refusal = Refusal {
-            errno: libc::ENOBUFS,
-            target: h.dest.to_string(),
-            name: record.name.clone(),
-            port: h.dest.port(),
-            reason: format!("the run has {} connections open, its limit", sh.config.max_open),
-            suggestion: None,
-            rule: None,
-            detail: None,
-        };
-        return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+    let slot = match sh.open_slot() {
+        Ok(slot) => slot,
+        Err(full) => {
+            let refusal = Refusal {
+                errno: libc::ENOBUFS,
+                target: h.dest.to_string(),
+                name: record.name.clone(),
+                port: h.dest.port(),
+                reason: full.reason(),
+                suggestion: None,
+                rule: None,
+                detail: None,
+            };
+            return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+        }
     };
     let blocking = notify::file_status_flags(sock.as_fd()).map(|f| f & libc::O_NONBLOCK == 0).unwrap_or(true);
     let cloexec = notify::remote_fd_cloexec(n.tid, fd).unwrap_or(CloseOnExec::Clear);

@@ -302,19 +302,40 @@ impl Shared {
         }
     }
 
-    /// A slot for one more open connection, if the caps allow.
-    fn open_slot(&self) -> Option<Slot> {
+    /// A slot for one more open connection, or the cap that is reached.
+    fn open_slot(&self) -> Result<Slot, FullCap> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.config.max_open {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(FullCap::Run(self.config.max_open));
         }
         if let Some(b) = &self.config.budget {
             if !b.take() {
                 self.open.fetch_sub(1, Ordering::AcqRel);
-                return None;
+                return Err(FullCap::Shared(b.limit));
             }
         }
-        Some(Slot { open: Arc::clone(&self.open), budget: self.config.budget.clone() })
+        Ok(Slot { open: Arc::clone(&self.open), budget: self.config.budget.clone() })
+    }
+}
+
+/// Which cap on open connections refused one more.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FullCap {
+    /// The run's own [`KernelConfig::max_open`].
+    Run(usize),
+    /// The [`ConnectionBudget`] the run shares with others.
+    Shared(usize),
+}
+
+impl FullCap {
+    /// Why, and what to do, for a notice.
+    pub fn reason(self) -> String {
+        match self {
+            FullCap::Run(n) => format!("the run already has {n} connections open, its limit; close one and retry"),
+            FullCap::Shared(n) => {
+                format!("the runs of this service have {n} connections open together, their limit; retry later")
+            }
+        }
     }
 }
 
