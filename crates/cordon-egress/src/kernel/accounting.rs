@@ -119,8 +119,10 @@ impl Accounting {
             let Ok(mut guard) = destroyed.readable().await else { return };
             match guard.try_io(|fd| notify::recv_nonblocking(fd.as_fd(), &mut buf)) {
                 Ok(Ok(n)) => self.read_broadcast(&sh, &buf[..n], diag.as_fd()),
-                // ENOBUFS: the host closed sockets faster than we read;
-                // ours among them are looked up at the end.
+                // The host closed sockets faster than we read, and reports
+                // were dropped: ours among them would hold their slots
+                // (and the run's connection cap) for good.
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => self.reconcile(&sh, diag.as_fd()),
                 Ok(Err(_)) => continue,
                 Err(_would_block) => continue,
             }
@@ -137,6 +139,34 @@ impl Accounting {
                 }
             }
         }
+    }
+
+    /// After reports were dropped: asks the kernel for each open connection
+    /// by its addresses and cookie, and closes the books of those it no
+    /// longer has (their final counts went with the dropped report). A
+    /// lookup that fails for another reason leaves the connection open.
+    fn reconcile(&self, sh: &Shared, diag: BorrowedFd<'_>) {
+        let open: Vec<(u64, SocketAddr, SocketAddr)> =
+            self.open().iter().map(|(cookie, o)| (*cookie, o.local, o.peer)).collect();
+        for (cookie, local, peer) in open {
+            if self.is_gone(diag, local, peer, cookie) {
+                if let Some(open) = self.open().remove(&cookie) {
+                    lost_counts(sh, &open, "the connection's final byte counts were lost: the host closed sockets faster than cordon read the kernel's reports");
+                }
+            }
+        }
+    }
+
+    /// Whether the kernel says it has no live socket with these addresses
+    /// and this cookie (`ENOENT`); `false` when it cannot be asked.
+    fn is_gone(&self, diag: BorrowedFd<'_>, local: SocketAddr, peer: SocketAddr, cookie: u64) -> bool {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if notify::send_nonblocking(diag, &diag::lookup_request(seq, local, peer, Want::Counters(cookie))).is_err() {
+            return false;
+        }
+        let mut buf = vec![0u8; 8192];
+        let Ok(n) = notify::recv_nonblocking(diag, &mut buf) else { return false };
+        diag::parse(&buf[..n]).iter().any(|r| matches!(r, DiagReply::Error(e) if *e == libc::ENOENT))
     }
 
     /// At the end of the run: waits up to `grace` for the kernel to report
@@ -159,15 +189,18 @@ impl Accounting {
                         Some("still closing when the run ended"),
                     );
                 }
-                None => {
-                    let mut state = sh.lock();
-                    if let Some(r) = open.index.and_then(|i| state.ledger.get_mut(i)) {
-                        r.duration_ms = open.started.elapsed().as_secs_f64() * 1000.0;
-                        r.error = Some("the connection's final byte counts were lost".into());
-                    }
-                }
+                None => lost_counts(sh, &open, "the connection's final byte counts were lost"),
             }
         }
+    }
+}
+
+/// Completes the record of a connection whose final counts are unknown.
+fn lost_counts(sh: &Shared, open: &Open, why: &str) {
+    let mut state = sh.lock();
+    if let Some(r) = open.index.and_then(|i| state.ledger.get_mut(i)) {
+        r.duration_ms = open.started.elapsed().as_secs_f64() * 1000.0;
+        r.error = Some(why.to_owned());
     }
 }
 

@@ -255,6 +255,9 @@ pub(crate) struct State {
 pub const STUB_ADDR: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 53);
 
+/// Receive queue asked for the destroy broadcast: about 4 000 reports.
+const DESTROY_QUEUE: i32 = 4 << 20;
+
 /// Entries of [`State::resolver_users`] kept at most (then it starts over).
 const MAX_RESOLVER_USERS: usize = 1024;
 
@@ -408,6 +411,13 @@ pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress,
     let sandbox_netns = notify::socket_netns(endpoints.dns_udp.as_fd()).map_err(SpawnError::SandboxNamespace)?;
     let setup = |what| move |source| SpawnError::Setup { what, source };
     let destroyed = notify::sock_diag_destroy_listener().map_err(setup("sock_diag destroy listener"))?;
+    // Every TCP socket the host closes is reported here, not only ours: a
+    // large queue rides out a busy host (`SO_RCVBUFFORCE` needs
+    // CAP_NET_ADMIN; `SO_RCVBUF` is capped by `net.core.rmem_max`). Reports
+    // lost anyway are made up for (see `Accounting::watch`).
+    if notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, DESTROY_QUEUE).is_err() {
+        let _ = notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, DESTROY_QUEUE);
+    }
     let diag = notify::sock_diag_socket().map_err(setup("sock_diag socket"))?;
     // Answers hand the CPU straight back to the waiting thread (6.6+).
     let _ = notify::set_sync_wake_up(endpoints.listener.as_fd());
