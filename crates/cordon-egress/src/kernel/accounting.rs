@@ -157,8 +157,11 @@ impl Accounting {
         }
     }
 
-    /// Whether the kernel says it has no live socket with these addresses
-    /// and this cookie (`ENOENT`); `false` when it cannot be asked.
+    /// Whether the kernel says our socket is gone: no socket with these
+    /// addresses (`ENOENT`), another one with them (`ESTALE`: the cookie
+    /// differs), or only its time-wait remainder, which is never reported
+    /// destroyed on the broadcast, so waiting for that would hold the slot
+    /// for good. `false` when it cannot be asked.
     fn is_gone(&self, diag: BorrowedFd<'_>, local: SocketAddr, peer: SocketAddr, cookie: u64) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if notify::send_nonblocking(diag, &diag::lookup_request(seq, local, peer, Want::Counters(cookie))).is_err() {
@@ -166,7 +169,7 @@ impl Accounting {
         }
         let mut buf = vec![0u8; 8192];
         let Ok(n) = notify::recv_nonblocking(diag, &mut buf) else { return false };
-        diag::parse(&buf[..n]).iter().any(|r| matches!(r, DiagReply::Error(e) if *e == libc::ENOENT))
+        diag::parse(&buf[..n]).iter().any(gone)
     }
 
     /// At the end of the run: waits up to `grace` for the kernel to report
@@ -195,6 +198,16 @@ impl Accounting {
     }
 }
 
+/// Whether a lookup's answer says the socket asked for no longer lives
+/// (see [`Accounting::is_gone`]).
+fn gone(reply: &DiagReply) -> bool {
+    match reply {
+        DiagReply::Error(e) => *e == libc::ENOENT || *e == libc::ESTALE,
+        DiagReply::Socket(s) => s.state == TCP_TIME_WAIT,
+        DiagReply::Other => false,
+    }
+}
+
 /// Completes the record of a connection whose final counts are unknown.
 fn lost_counts(sh: &Shared, open: &Open, why: &str) {
     let mut state = sh.lock();
@@ -213,5 +226,32 @@ fn finish_record(sh: &Shared, open: &Open, c: TcpCounters, peer_fin: bool, note:
         if let Some(note) = note {
             r.error.get_or_insert_with(|| note.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(state: u8) -> DiagReply {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        DiagReply::Socket(diag::DiagSocket { state, local: addr, remote: addr, cookie: 7, counters: None })
+    }
+
+    #[test]
+    fn a_socket_is_gone_when_absent_replaced_or_only_its_time_wait_is_left() {
+        assert!(gone(&DiagReply::Error(libc::ENOENT)));
+        assert!(gone(&DiagReply::Error(libc::ESTALE)), "another socket with the same addresses");
+        // The time-wait remainder is never broadcast as destroyed: waiting
+        // for it held the run's connection slot for good.
+        assert!(gone(&socket(TCP_TIME_WAIT)));
+        // Controls: a live socket, an acknowledgement, a failed question.
+        const TCP_ESTABLISHED: u8 = 1;
+        const TCP_FIN_WAIT2: u8 = 5;
+        assert!(!gone(&socket(TCP_ESTABLISHED)));
+        assert!(!gone(&socket(TCP_FIN_WAIT2)), "a closing socket is still reported when it goes");
+        assert!(!gone(&DiagReply::Error(0)));
+        assert!(!gone(&DiagReply::Error(libc::EINVAL)));
+        assert!(!gone(&DiagReply::Other));
     }
 }
