@@ -16,7 +16,7 @@ use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
 
 /// Access granted to a path tree. Ordered: a later variant includes the
 /// earlier ones' file access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsAccess {
     /// List directories only (the container's own root).

@@ -77,7 +77,7 @@ fn under(root: &str, p: &Path) -> PathBuf {
 }
 
 /// The steps, and the directories already made (many grants share parents).
-struct Ops(Vec<MountOp>, std::collections::BTreeSet<PathBuf>);
+struct Ops(Vec<MountOp>, std::collections::HashSet<PathBuf>);
 
 impl Ops {
     fn mount(&mut self, src: &str, target: impl AsRef<Path>, fstype: &str, flags: libc::c_ulong, data: &str) {
@@ -442,18 +442,23 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: 
     ops.mount("tmpfs", "/newroot", "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
 
     // Grants under /tmp are mounted after the private /tmp, on top of it.
+    // (Sets and string compares rather than `Path` equality in nested
+    // loops: `Path ==` walks components from the back, and ~50 entries
+    // against ~50 system paths made it a good part of a run's set-up.)
     let mut resolved: Vec<Entry> = vec![];
+    let mut bound: std::collections::HashSet<(PathBuf, FsAccess)> = Default::default();
     for b in &root.binds {
         let is_system = b.access == FsAccess::Read && system.contains(&b.path.to_str().unwrap_or(""));
         let Some(e) = resolve(&b.path, b.access, is_system, &root.pinned) else { continue };
-        let repeated = |o: &Entry| match (o, &e) {
-            (Entry::Bind { inside: a, access: x, .. }, Entry::Bind { inside: b, access: y, .. }) => a == b && x == y,
-            _ => false,
-        };
-        if !resolved.iter().any(repeated) {
-            resolved.push(e);
+        if let Entry::Bind { inside, access, .. } = &e {
+            if !bound.insert((inside.clone(), *access)) {
+                continue;
+            }
         }
+        resolved.push(e);
     }
+    // Read binds at a system path are bound as they are (see `resolve`).
+    let at_system_path = |inside: &Path| inside.to_str().is_some_and(|i| system.contains(&i));
     // Generated files replace the host's, whatever those are (a symbolic
     // link into /run, for systemd-resolved).
     if net_files.is_some() {
@@ -491,7 +496,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: 
     };
     for e in &entries {
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
-            if system.iter().any(|s| Path::new(s) == inside) {
+            if at_system_path(inside) {
                 // Taken as it is (see `resolve`): its parents are the host's own.
                 ops.bind(under("/oldroot", source), under("/newroot", inside));
             } else {
@@ -572,4 +577,53 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: 
     ops.0.push(MountOp::Detach { path: cs(".") });
     ops.0.push(MountOp::Chdir { path: cs("/") });
     ops.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Bind;
+
+    /// How many steps mount something on `target`.
+    fn mounts_on(ops: &[MountOp], target: &str) -> usize {
+        ops.iter()
+            .filter(|op| match op {
+                MountOp::Mount { target: t, .. } | MountOp::AttachTree { target: t, .. } => {
+                    t.to_bytes() == target.as_bytes()
+                }
+                _ => false,
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_repeated_grant_is_bound_once_and_a_system_path_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("cordon-mounts-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let bind = |p: &Path, access| Bind { path: p.to_owned(), access };
+        let plan =
+            |binds| RootPlan { binds, deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+        let usr = Path::new("/usr");
+        let inside = format!("/newroot{}", dir.display());
+        let twice = plan(vec![
+            bind(usr, FsAccess::Read),
+            bind(&dir, FsAccess::Read),
+            bind(&dir, FsAccess::Read),
+            bind(usr, FsAccess::Read),
+        ]);
+        let ops = build_mount_ops(&twice, &["/usr"], Path::new("/"), None);
+        assert_eq!(mounts_on(&ops, "/newroot/usr"), 1, "{ops:#?}");
+        assert_eq!(mounts_on(&ops, &inside), 1, "{ops:#?}");
+        // The system path is bound as it is; the grant without following links.
+        let plain = |op: &MountOp| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/oldroot/usr" && target.to_bytes() == b"/newroot/usr");
+        assert!(ops.iter().any(plain), "{ops:#?}");
+        let attached =
+            |op: &MountOp| matches!(op, MountOp::AttachTree { target, .. } if target.to_bytes() == inside.as_bytes());
+        assert!(ops.iter().any(attached), "{ops:#?}");
+        // Control: the same path with another access is a bind of its own.
+        let both = plan(vec![bind(&dir, FsAccess::Read), bind(&dir, FsAccess::Write)]);
+        assert_eq!(mounts_on(&build_mount_ops(&both, &["/usr"], Path::new("/"), None), &inside), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
