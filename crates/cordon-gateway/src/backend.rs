@@ -362,37 +362,15 @@ impl LocalBackend {
             *table.active.entry(job.tenant.clone()).or_default() += 1;
             s.queued.fetch_add(1, Ordering::SeqCst);
         }
-        // Begun (durable) first: an execution is accepted only once a crash
-        // would leave it to be recorded as lost. Its record is completed by
-        // the worker (or the cancel), never by `run_handler`.
-        let run = match s.audit.begin(&subject_of(&job), &job.id, None).await {
-            Ok(run) => run,
-            Err(e) => {
-                let mut table = s.table.lock().expect("execution table lock");
-                if let Some(a) = table.active.get_mut(&job.tenant) {
-                    *a = a.saturating_sub(1);
-                }
-                s.queued.fetch_sub(1, Ordering::SeqCst);
-                return Err(SubmitError::Audit(e.render()));
-            }
-        };
-        s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
-        let (watch, _) = watch::channel(QUEUED);
-        let tenant = job.tenant.clone();
-        let id = job.id.clone();
-        let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now());
-        s.table
-            .lock()
-            .expect("execution table lock")
-            .entries
-            .insert(id.clone(), Entry { tenant: tenant.clone(), phase, watch, finished: None });
-        if sender.send(id.clone()).is_err() {
-            // The workers are gone (draining began meanwhile): recorded
-            // as cancelled, like any execution the drain leaves queued.
-            self.cancel(&tenant, &id).await;
-            return Err(SubmitError::Draining);
-        }
-        Ok(())
+        // From here the acceptance runs to its end in a task of its own: a
+        // client that hangs up while its begin is being committed drops this
+        // future (hyper cancels the handler), which would leave a begun run
+        // that is never queued (recorded `LOST` at shutdown) and a place in
+        // the tenant's count that is never given back (429 for good).
+        let shared = s.clone();
+        tokio::spawn(async move { accept(&shared, sender, job).await })
+            .await
+            .unwrap_or_else(|e| Err(SubmitError::Audit(format!("the acceptance of the execution failed: {e}"))))
     }
 
     fn status(&self, tenant: &str, id: &str) -> Option<Status> {
@@ -411,31 +389,7 @@ impl LocalBackend {
     }
 
     async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
-        let s = &self.shared;
-        let (job, run) = {
-            let mut table = s.table.lock().expect("execution table lock");
-            let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
-            match &entry.phase {
-                Phase::Running(cancel) => {
-                    cancel.cancel();
-                    return Some(Status::Running);
-                }
-                Phase::Recording => return Some(Status::Running),
-                Phase::Done(v) => return Some(Status::Done(v.clone())),
-                Phase::Queued(..) => {}
-            }
-            // Queued: it never runs. The worker that dequeues it finds it
-            // no longer queued.
-            let Phase::Queued(job, run, _) = std::mem::replace(&mut entry.phase, Phase::Recording) else {
-                unreachable!("matched above")
-            };
-            (job, run)
-        };
-        s.queued.fetch_sub(1, Ordering::SeqCst);
-        s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
-        let value = record_unstarted(s, &job, *run, cordon::ErrorCode::Cancelled, "cancelled before it started").await;
-        finish(s, &job.id, &job.tenant, value.clone(), "CANCELLED");
-        Some(Status::Done(value))
+        cancel(&self.shared, tenant, id).await
     }
 
     fn readiness(&self) -> Readiness {
@@ -611,6 +565,70 @@ fn finish(s: &Shared, id: &str, tenant: &str, value: Arc<serde_json::Value>, out
         }
     }
     s.metrics.execution_done(tenant, outcome);
+}
+
+/// Cancels `id` of `tenant` (see [`Backend::cancel`]).
+async fn cancel(s: &Arc<Shared>, tenant: &str, id: &str) -> Option<Status> {
+    let (job, run) = {
+        let mut table = s.table.lock().expect("execution table lock");
+        let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
+        match &entry.phase {
+            Phase::Running(cancel) => {
+                cancel.cancel();
+                return Some(Status::Running);
+            }
+            Phase::Recording => return Some(Status::Running),
+            Phase::Done(v) => return Some(Status::Done(v.clone())),
+            Phase::Queued(..) => {}
+        }
+        // Queued: it never runs. The worker that dequeues it finds it
+        // no longer queued.
+        let Phase::Queued(job, run, _) = std::mem::replace(&mut entry.phase, Phase::Recording) else {
+            unreachable!("matched above")
+        };
+        (job, run)
+    };
+    s.queued.fetch_sub(1, Ordering::SeqCst);
+    s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+    let value = record_unstarted(s, &job, *run, cordon::ErrorCode::Cancelled, "cancelled before it started").await;
+    finish(s, &job.id, &job.tenant, value.clone(), "CANCELLED");
+    Some(Status::Done(value))
+}
+
+/// The acceptance of `job`, its place reserved: begun (durable) first, for
+/// an execution is accepted only once a crash would leave it to be recorded
+/// as lost; then queued. Its record is completed by the worker (or the
+/// cancel), never by `run_handler`. Runs as a task of its own (see
+/// `LocalBackend::submit`).
+async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(), SubmitError> {
+    let run = match s.audit.begin(&subject_of(&job), &job.id, None).await {
+        Ok(run) => run,
+        Err(e) => {
+            let mut table = s.table.lock().expect("execution table lock");
+            if let Some(a) = table.active.get_mut(&job.tenant) {
+                *a = a.saturating_sub(1);
+            }
+            s.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::Audit(e.render()));
+        }
+    };
+    s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+    let (watch, _) = watch::channel(QUEUED);
+    let tenant = job.tenant.clone();
+    let id = job.id.clone();
+    let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now());
+    s.table
+        .lock()
+        .expect("execution table lock")
+        .entries
+        .insert(id.clone(), Entry { tenant: tenant.clone(), phase, watch, finished: None });
+    if sender.send(id.clone()).is_err() {
+        // The workers are gone (draining began meanwhile): recorded
+        // as cancelled, like any execution the drain leaves queued.
+        cancel(s, &tenant, &id).await;
+        return Err(SubmitError::Draining);
+    }
+    Ok(())
 }
 
 fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {

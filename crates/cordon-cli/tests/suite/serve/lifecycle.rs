@@ -198,3 +198,50 @@ fn after_a_load_run_audit_records_equal_accepted_executions() {
     );
     assert!(records.iter().all(|r| r["outcome"] == "ok"), "every drained execution ran: {records:#?}");
 }
+
+#[test]
+fn clients_that_hang_up_while_being_accepted_leave_no_place_taken_and_no_lost_record() {
+    let opts = Options { acme: "max_concurrent = 4\nrate_per_sec = 1000\n".into(), ..Options::default() };
+    let s = Service::start_with("serve-hangup", opts);
+    let at = s.access_token();
+    // Clients that send a request and hang up at once: the service drops
+    // the handler of each, some of them while their begin is committed
+    // (where exactly is up to the scheduler: rounds until some were).
+    let body = json!({"plugin": super::PLUGIN, "handler": "empty", "input": {}}).to_string();
+    let request = format!(
+        "POST /v1/executions HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer {at}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut ours = 0;
+    for _round in 0..20 {
+        for _ in 0..40 {
+            let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
+            std::io::Write::write_all(&mut c, request.as_bytes()).expect("send");
+        }
+        // Every place of the tenant (4) comes back: an execution is
+        // accepted again.
+        let accepted = poll_until(Duration::from_secs(60), || s.execute(&at, "empty", json!({}), None).status == 200);
+        assert!(
+            accepted,
+            "the tenant's places stayed taken: {:?}\n{}",
+            s.execute(&at, "empty", json!({}), None),
+            s.log()
+        );
+        ours += 1;
+        // Records beyond ours: hung-up requests that were accepted ran.
+        if s.audit_records().len() > ours {
+            break;
+        }
+    }
+    let mut s = s;
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(), Some(0), "{}", s.log());
+    let records = s.audit_records();
+    // Control: hung-up requests were accepted (begun) before their clients
+    // left, so the case was exercised.
+    assert!(records.len() > ours, "no hung-up request got as far as its begin in 20 rounds: {records:#?}");
+    let lost: Vec<_> = records.iter().filter(|r| r["outcome"] == "LOST").collect();
+    assert!(lost.is_empty(), "accepted executions never queued: {lost:#?}");
+    assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:#?}");
+}
