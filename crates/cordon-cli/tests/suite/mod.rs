@@ -25,6 +25,7 @@ mod json;
 mod leftovers;
 mod messages;
 mod net_proxy;
+mod netns;
 mod network;
 mod plugins;
 mod policy_file;

@@ -10,6 +10,7 @@ mod auth;
 mod executions;
 mod lifecycle;
 mod queue;
+mod queue_cluster;
 mod registry;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +23,7 @@ use cordon_testkit::{poll_until, Dir};
 use sha2::{Digest, Sha256};
 
 use super::cordon_bin;
+use super::netns::{in_netns, Relay};
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnopqrstuvwx";
 pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdefghijklmnopqrs";
@@ -112,6 +114,10 @@ pub struct Options {
     /// Plugins from a registry at `DIR/home` (installed by the test) instead
     /// of the plugin folder.
     pub registry: bool,
+    /// Runs the service inside the network namespace of this process (a
+    /// test-made [`crate::suite::netns::Netns`]); the test reaches it
+    /// through a [`Relay`].
+    pub netns: Option<u32>,
 }
 
 impl Default for Options {
@@ -123,6 +129,7 @@ impl Default for Options {
             internal_secret: INTERNAL_SECRET.into(),
             extra_args: vec![],
             registry: false,
+            netns: None,
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct Service {
     child: Option<Child>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     opts: Options,
+    /// How the test reaches a service in a network namespace.
+    _relay: Option<Relay>,
 }
 
 /// The test plugin's handlers. `empty` writes `{}`; `echo` its input;
@@ -196,7 +205,10 @@ impl Service {
     /// Starts the service; on failure, its exit code and stderr.
     pub fn spawn(dir: Dir, opts: Options) -> Result<Service, (Option<i32>, String)> {
         let config = Service::config(&dir, &opts);
-        let mut cmd = Command::new(cordon_bin());
+        let mut cmd = match opts.netns {
+            Some(pid) => in_netns(pid, cordon_bin()),
+            None => Command::new(cordon_bin()),
+        };
         cmd.args(["serve", "--config"]).arg(&config);
         if !opts.extra_args.iter().any(|a| a.starts_with("--listen")) {
             cmd.args(["--listen", "127.0.0.1:0"]);
@@ -225,7 +237,9 @@ impl Service {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => {
                 let addr = addr.parse().expect("listening address");
-                Ok(Service { dir, addr, child: Some(child), stderr: log, opts })
+                let relay = opts.netns.map(|pid| Relay::start(pid, addr, dir.path()));
+                let addr = relay.as_ref().map_or(addr, |r| r.addr);
+                Ok(Service { dir, addr, child: Some(child), stderr: log, opts, _relay: relay })
             }
             Err(_) => {
                 let _ = child.kill();

@@ -21,9 +21,10 @@ use serde_json::json;
 
 use super::{http, Options, Resp, Service, INTERNAL_SECRET, PLUGIN};
 use crate::suite::cordon_bin;
+use crate::suite::netns::in_netns;
 
 /// Debian's nats-server (`.ci/run` installs it).
-fn nats_server_bin() -> &'static str {
+pub(super) fn nats_server_bin() -> &'static str {
     const PATH: &str = "/usr/sbin/nats-server";
     assert!(
         Path::new(PATH).exists(),
@@ -34,7 +35,10 @@ fn nats_server_bin() -> &'static str {
 
 /// Collects a child's stderr lines; sends the first line containing
 /// `needle` (after it) on the returned channel.
-fn collect(child: &mut Child, needle: &'static str) -> (Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
+pub(super) fn collect(
+    child: &mut Child,
+    needle: &'static str,
+) -> (Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
     let stderr = child.stderr.take().expect("stderr pipe");
     let log = Arc::new(Mutex::new(String::new()));
     let sink = log.clone();
@@ -137,6 +141,8 @@ pub struct Role {
     args: Vec<String>,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
+    /// Runs in the network namespace of this process (a test-made one).
+    netns: Option<u32>,
 }
 
 impl Role {
@@ -154,6 +160,11 @@ impl Role {
 
     /// `cordon worker --name NAME --slots SLOTS` on `url`.
     pub fn worker(name: &str, url: &str, plugins: &Path, slots: u32) -> Role {
+        Role::worker_in(None, name, url, plugins, slots)
+    }
+
+    /// [`Role::worker`] inside the network namespace of process `netns`.
+    pub fn worker_in(netns: Option<u32>, name: &str, url: &str, plugins: &Path, slots: u32) -> Role {
         let dir = Dir::new(&format!("queue-{name}"));
         let config = Role::config(&dir, plugins);
         let args = vec![
@@ -167,24 +178,33 @@ impl Role {
             "--slots".into(),
             slots.to_string(),
         ];
-        let mut r = Role { dir, args, child: None, log: Arc::default() };
+        let mut r = Role { dir, args, child: None, log: Arc::default(), netns };
         r.spawn("pulling");
         r
     }
 
     /// `cordon dead-letters` on `url`.
     pub fn dead_letters(url: &str, plugins: &Path) -> Role {
+        Role::dead_letters_in(None, url, plugins)
+    }
+
+    /// [`Role::dead_letters`] inside the network namespace of process `netns`.
+    pub fn dead_letters_in(netns: Option<u32>, url: &str, plugins: &Path) -> Role {
         let dir = Dir::new("queue-dlq");
         let config = Role::config(&dir, plugins);
         let args =
             vec!["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()];
-        let mut r = Role { dir, args, child: None, log: Arc::default() };
+        let mut r = Role { dir, args, child: None, log: Arc::default(), netns };
         r.spawn("watching");
         r
     }
 
     fn spawn(&mut self, ready: &'static str) {
-        let mut child = Command::new(cordon_bin())
+        let mut cmd = match self.netns {
+            Some(pid) => in_netns(pid, cordon_bin()),
+            None => Command::new(cordon_bin()),
+        };
+        let mut child = cmd
             .args(&self.args)
             .env("HOME", self.dir.path())
             .env_remove("XDG_DATA_HOME")
@@ -256,7 +276,14 @@ fn gateway(label: &str, nats: &Nats, extra: &[&str]) -> Service {
 }
 
 /// `POST /internal/dispatch` for `tenant`, with an `Idempotency-Key`.
-fn submit(s: &Service, tenant: &str, key: Option<&str>, handler: &str, input: serde_json::Value, wait_ms: u64) -> Resp {
+pub(super) fn submit(
+    s: &Service,
+    tenant: &str,
+    key: Option<&str>,
+    handler: &str,
+    input: serde_json::Value,
+    wait_ms: u64,
+) -> Resp {
     let body = json!({"tenant": tenant, "plugin": PLUGIN, "handler": handler, "input": input, "wait_ms": wait_ms});
     let auth = format!("Bearer {INTERNAL_SECRET}");
     let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "application/json")];
@@ -268,7 +295,7 @@ fn submit(s: &Service, tenant: &str, key: Option<&str>, handler: &str, input: se
 
 /// Polls `GET /v1/executions/{id}` (tenant acme) until done; the result.
 #[track_caller]
-fn result_of(s: &Service, token: &str, id: &str, within: Duration) -> serde_json::Value {
+pub(super) fn result_of(s: &Service, token: &str, id: &str, within: Duration) -> serde_json::Value {
     let mut last = None;
     let done = poll_until(within, || {
         let r = s.get(&format!("/v1/executions/{id}"), token);
@@ -284,7 +311,7 @@ fn result_of(s: &Service, token: &str, id: &str, within: Duration) -> serde_json
 }
 
 /// A sleep of about `secs` seconds whose argv is unique to this test process.
-fn sleep_marker(secs: u32) -> String {
+pub(super) fn sleep_marker(secs: u32) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -292,7 +319,7 @@ fn sleep_marker(secs: u32) -> String {
 }
 
 /// The pids whose parent chain reaches `ancestor`.
-fn descendants_of(ancestor: u32, among: &[u32]) -> Vec<u32> {
+pub(super) fn descendants_of(ancestor: u32, among: &[u32]) -> Vec<u32> {
     let parent = |pid: u32| -> Option<u32> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
@@ -315,7 +342,7 @@ fn descendants_of(ancestor: u32, among: &[u32]) -> Vec<u32> {
 }
 
 /// Every audit record of `id` across `logs`.
-fn records_of(logs: &[Vec<serde_json::Value>], id: &str) -> Vec<serde_json::Value> {
+pub(super) fn records_of(logs: &[Vec<serde_json::Value>], id: &str) -> Vec<serde_json::Value> {
     logs.iter().flatten().filter(|r| r["request_id"] == id).cloned().collect()
 }
 
@@ -486,7 +513,7 @@ fn a_worker_sigkilled_mid_execution_loses_nothing_and_leaves_no_sandbox() {
 
 /// `cgroup.procs` of every cgroup under /sys/fs/cgroup whose name starts
 /// with `prefix` (a bounded walk).
-fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+pub(super) fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     let mut out = vec![];
     let mut todo = vec![PathBuf::from("/sys/fs/cgroup")];
     let mut seen = 0;
@@ -585,4 +612,124 @@ fn a_poison_request_ends_lost_in_the_dead_letter_stream_even_when_the_handler_st
     assert_eq!(given_up[0]["worker"], "dead-letters");
     assert_eq!(given_up[0]["attempt"], 3);
     assert!(s.records_of(&id).is_empty(), "the gateway decided nothing: {:#?}", s.audit_records());
+}
+
+/// A NATS connection speaking the text protocol itself, so a test can act
+/// as any role (its credentials) and read what the server says, including
+/// `-ERR 'Permissions Violation …'`.
+pub struct Wire {
+    stream: std::net::TcpStream,
+    reader: BufReader<std::net::TcpStream>,
+    next_sid: u32,
+}
+
+/// What the server answered.
+#[derive(Debug, PartialEq)]
+pub enum Said {
+    /// `MSG`/`HMSG`: the payload.
+    Msg(Vec<u8>),
+    /// `-ERR '…'`.
+    Err(String),
+    /// `PONG` (to our PING: everything before it was accepted).
+    Pong,
+}
+
+impl Wire {
+    /// Connects to `addr` as `user` (with `pass`), or anonymously.
+    pub fn connect(addr: std::net::SocketAddr, user: Option<(&str, &str)>) -> Result<Wire, String> {
+        let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut w = Wire { stream, reader, next_sid: 1 };
+        let mut info = String::new();
+        w.reader.read_line(&mut info).map_err(|e| format!("INFO: {e}"))?;
+        assert!(info.starts_with("INFO "), "{info}");
+        let mut connect = json!({"verbose": false, "pedantic": false, "headers": true, "no_responders": true});
+        if let Some((u, p)) = user {
+            connect["user"] = json!(u);
+            connect["pass"] = json!(p);
+        }
+        w.send(format!("CONNECT {connect}\r\n").as_bytes());
+        match w.ping() {
+            Said::Pong => Ok(w),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).expect("write to nats-server");
+    }
+
+    /// PING, and what came back first (`Pong` when all before was fine).
+    pub fn ping(&mut self) -> Said {
+        self.send(b"PING\r\n");
+        self.next_said()
+    }
+
+    /// The next `MSG`, `-ERR` or `PONG` (answering the server's PINGs).
+    fn next_said(&mut self) -> Said {
+        use std::io::Read;
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read from nats-server");
+            assert!(n > 0, "nats-server closed the connection");
+            let line = line.trim_end();
+            if line == "PING" {
+                self.send(b"PONG\r\n");
+            } else if line == "PONG" {
+                return Said::Pong;
+            } else if let Some(e) = line.strip_prefix("-ERR ") {
+                return Said::Err(e.trim_matches('\'').to_owned());
+            } else if line.starts_with("MSG ") || line.starts_with("HMSG ") {
+                let total: usize = line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("MSG size");
+                let mut body = vec![0; total + 2];
+                self.reader.read_exact(&mut body).expect("MSG body");
+                body.truncate(total);
+                if line.starts_with("HMSG ") {
+                    // Headers, then the payload.
+                    let head: usize =
+                        line.split(' ').rev().nth(1).and_then(|n| n.parse().ok()).expect("HMSG header size");
+                    body.drain(..head);
+                }
+                return Said::Msg(body);
+            }
+        }
+    }
+
+    /// Subscribes to `subject`; then a PING: `Pong` when allowed.
+    pub fn subscribe(&mut self, subject: &str) -> Said {
+        let sid = self.next_sid;
+        self.next_sid += 1;
+        self.send(format!("SUB {subject} {sid}\r\n").as_bytes());
+        self.ping()
+    }
+
+    /// A request on `subject` with a reply inbox under `inbox`; the reply,
+    /// or the error that came first.
+    pub fn request(&mut self, subject: &str, inbox: &str, payload: &[u8]) -> Said {
+        let reply = format!("{inbox}.{}", self.next_sid);
+        match self.subscribe(&reply) {
+            Said::Pong => {}
+            other => return other,
+        }
+        self.send(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes());
+        self.send(payload);
+        self.send(b"\r\n");
+        self.next_said()
+    }
+
+    /// The stored result of `id` of `tenant` as the results bucket's
+    /// leader has it: the message JSON with its server `time`.
+    pub fn stored_result(&mut self, tenant: &str, id: &str) -> serde_json::Value {
+        let body = json!({"last_by_subj": format!("$KV.cordon_results.{tenant}.{id}")}).to_string();
+        match self.request("$JS.API.STREAM.MSG.GET.KV_cordon_results", "_INBOX.test", body.as_bytes()) {
+            Said::Msg(m) => {
+                let v: serde_json::Value = serde_json::from_slice(&m).expect("JSON");
+                assert!(v["message"].is_object(), "{id}: no stored result: {v}");
+                v["message"].clone()
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
 }
