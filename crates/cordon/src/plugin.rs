@@ -148,7 +148,8 @@ pub struct HandlerRequest {
     pub traceparent: Option<String>,
     /// On whose behalf (audit only).
     pub tenant: Option<String>,
-    /// Ends the run early when cancelled (result `CANCELLED`).
+    /// Ends the run early when cancelled (result `CANCELLED`, or `EXPIRED`
+    /// through [`crate::runner::Cancel::expire`]).
     pub cancel: Option<crate::runner::Cancel>,
     /// What cordon's own termination signals do to the run.
     pub signals: crate::runner::Signals,

@@ -61,18 +61,40 @@ pub const RESULT_FD: i32 = 3;
 
 /// Ends a run early from another thread: [`Cancel::cancel`] makes the
 /// supervisor kill the whole sandbox (as at the timeout, without the
-/// grace period), and the result is `CANCELLED`. A run cancelled before it
-/// started never starts. Clones share one handle; cancelling twice is the
-/// same as once.
+/// grace period), and the result is `CANCELLED`; [`Cancel::expire`] does
+/// the same for a deadline the host enforces, and the result is `EXPIRED`.
+/// A run cancelled before it started never starts. Clones share one
+/// handle; only the first call counts (its reason stays).
 #[derive(Clone, Debug)]
 pub struct Cancel(std::sync::Arc<CancelInner>);
 
+/// Why a run was ended through its [`Cancel`] handle: the error code of
+/// its result and audit record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// The caller gave up (`CANCELLED`).
+    Caller,
+    /// A deadline the host enforces passed (`EXPIRED`).
+    Deadline,
+}
+
 #[derive(Debug)]
 struct CancelInner {
-    cancelled: std::sync::atomic::AtomicBool,
+    /// 0 while running; else the first call's reason ([`CancelInner::code`]).
+    state: std::sync::atomic::AtomicU8,
     /// Readable once cancelled: the supervisor polls it beside the pidfd.
     read: OwnedFd,
     write: std::fs::File,
+}
+
+impl CancelInner {
+    fn code(reason: CancelReason) -> u8 {
+        match reason {
+            CancelReason::Caller => 1,
+            CancelReason::Deadline => 2,
+        }
+    }
 }
 
 impl Cancel {
@@ -80,13 +102,25 @@ impl Cancel {
     pub fn new() -> io::Result<Cancel> {
         let (read, write) = sys::pipe()?;
         let write = std::fs::File::from(write);
-        Ok(Cancel(std::sync::Arc::new(CancelInner { cancelled: false.into(), read, write })))
+        Ok(Cancel(std::sync::Arc::new(CancelInner { state: 0.into(), read, write })))
     }
 
-    /// Cancels the run; returns whether this call was the first.
+    /// Cancels the run for the caller (`CANCELLED`); returns whether this
+    /// call was the first.
     pub fn cancel(&self) -> bool {
+        self.end(CancelReason::Caller)
+    }
+
+    /// Ends the run because its deadline passed (`EXPIRED`); returns
+    /// whether this call was the first.
+    pub fn expire(&self) -> bool {
+        self.end(CancelReason::Deadline)
+    }
+
+    fn end(&self, reason: CancelReason) -> bool {
         use std::io::Write;
-        let first = !self.0.cancelled.swap(true, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        let first = self.0.state.compare_exchange(0, CancelInner::code(reason), SeqCst, SeqCst).is_ok();
         if first {
             // One byte wakes the supervisor's poll; the pipe never fills.
             let _ = (&self.0.write).write(&[1]);
@@ -94,9 +128,18 @@ impl Cancel {
         first
     }
 
-    /// Whether [`Cancel::cancel`] was called.
+    /// Whether [`Cancel::cancel`] or [`Cancel::expire`] was called.
     pub fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.state.load(std::sync::atomic::Ordering::SeqCst) != 0
+    }
+
+    /// Why the run was ended, once it was: the first call's reason.
+    pub fn reason(&self) -> Option<CancelReason> {
+        match self.0.state.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            2 => Some(CancelReason::Deadline),
+            _ => Some(CancelReason::Caller),
+        }
     }
 }
 
@@ -461,8 +504,12 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
         Ok(p) => p,
         Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the command's pipes: {e}")),
     };
-    if req.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
-        return started.fail(mode, ErrorCode::Cancelled, "cancelled before it started".into());
+    match req.cancel.as_ref().and_then(Cancel::reason) {
+        Some(CancelReason::Deadline) => {
+            return started.fail(mode, ErrorCode::Expired, "the deadline passed before it started".into())
+        }
+        Some(_) => return started.fail(mode, ErrorCode::Cancelled, "cancelled before it started".into()),
+        None => {}
     }
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
@@ -1006,7 +1053,12 @@ fn finish_result(
         Ending::Timeout => {
             Some((ErrorCode::Timeout, format!("timed out after {} ms (timeout_ms)", limits.timeout_ms.unwrap_or(0))))
         }
-        Ending::Cancelled => Some((ErrorCode::Cancelled, "cancelled by the caller; the sandbox was killed".to_owned())),
+        Ending::Cancelled => Some(match req.cancel.as_ref().and_then(Cancel::reason) {
+            Some(CancelReason::Deadline) => {
+                (ErrorCode::Expired, "the deadline passed while it ran; the sandbox was killed".to_owned())
+            }
+            _ => (ErrorCode::Cancelled, "cancelled by the caller; the sandbox was killed".to_owned()),
+        }),
         Ending::Output => Some((
             ErrorCode::OutputLimit,
             format!("output exceeded {} bytes (output_bytes); the run was stopped", limits.output_bytes),

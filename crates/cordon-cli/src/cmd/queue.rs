@@ -21,6 +21,12 @@ pub struct QueueConn {
     /// This role's NATS credentials file (.creds: user JWT and nkey seed).
     #[arg(long, value_name = "FILE", requires = "queue")]
     pub queue_creds: Option<PathBuf>,
+    /// This role's NATS user, for servers whose configuration lists users (README: Per-role credentials).
+    #[arg(long, value_name = "USER", requires = "queue_password_file")]
+    pub queue_user: Option<String>,
+    /// The file holding --queue-user's password (one line).
+    #[arg(long, value_name = "FILE", requires = "queue_user")]
+    pub queue_password_file: Option<PathBuf>,
 }
 
 impl QueueConn {
@@ -30,6 +36,7 @@ impl QueueConn {
         let servers = queue::parse_servers(q).map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))?;
         let mut s = QueueSettings::new(servers);
         s.creds = self.queue_creds.clone();
+        s.user = self.queue_user.clone().zip(self.queue_password_file.clone());
         Ok(Some(s))
     }
 

@@ -71,7 +71,7 @@ impl NatsBackend {
         audit: Arc<GroupWriter>,
         metrics: Metrics,
     ) -> Result<NatsBackend, QueueError> {
-        let (client, js) = connect(&settings, "cordon-gateway").await?;
+        let (client, js) = connect(&settings, super::Role::Gateway, "cordon-gateway").await?;
         ensure(&js, &settings).await?;
         let results = super::results(&js).await?;
         let waiters: Arc<Mutex<HashMap<String, watch::Sender<bool>>>> = Arc::default();
@@ -195,7 +195,8 @@ impl NatsBackend {
         let finished = tokio::time::timeout(left, rx.wait_for(|d| *d)).await.is_ok();
         drop(rx);
         if !finished && !matches!(self.lookup(&key, Duration::from_secs(10)).await, Ok(Some(_))) {
-            let _ = self.client.publish(subject::cancel(&job.tenant, &job.id), bytes::Bytes::new()).await;
+            let reason = bytes::Bytes::from_static(super::CANCEL_EXPIRED);
+            let _ = self.client.publish(subject::cancel(&job.tenant, &job.id), reason).await;
             self.record_unstarted(&job, ErrorCode::Expired, "the deadline passed before a worker finished it").await;
         }
         self.metrics.queued.dec();

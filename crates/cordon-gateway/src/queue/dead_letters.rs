@@ -47,7 +47,7 @@ pub async fn run(
     trail: AuditTrail,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), QueueError> {
-    let (client, js) = connect(&settings, "cordon-dead-letters").await?;
+    let (client, js) = connect(&settings, super::Role::DeadLetters, "cordon-dead-letters").await?;
     let consumer: jetstream::consumer::PullConsumer =
         retry(Duration::from_secs(60), Duration::from_millis(200), || {
             js.get_consumer_from_stream(ADVISORY_CONSUMER, ADVISORY_STREAM)

@@ -59,6 +59,11 @@ pub const DLQ_STREAM: &str = "CORDON_DLQ";
 /// How long one pull request waits for messages before it is re-issued.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
+/// The body of a `cordon.cancel.*` message sent because the request's
+/// deadline passed (the run is recorded `EXPIRED`); an empty body is the
+/// caller's cancellation (`CANCELLED`).
+pub const CANCEL_EXPIRED: &[u8] = b"expired";
+
 /// Header: the request's tenant.
 pub const TENANT_HEADER: &str = "Cordon-Tenant";
 /// Header: the deadline, unix milliseconds.
@@ -223,6 +228,9 @@ pub struct QueueSettings {
     /// A NATS credentials file (`.creds`: user JWT and nkey seed) for this
     /// role, if the servers require one.
     pub creds: Option<PathBuf>,
+    /// A user and the file holding its password, for servers whose
+    /// configuration lists users (`authorization { users = [...] }`).
+    pub user: Option<(String, PathBuf)>,
     /// A worker that stops acknowledging for this long loses its delivery.
     pub ack_wait: Duration,
     /// Deliveries before a request is given up on (`LOST`).
@@ -244,6 +252,7 @@ impl QueueSettings {
         QueueSettings {
             servers,
             creds: None,
+            user: None,
             ack_wait: Duration::from_secs(10),
             max_deliver: 3,
             tenant_cap: 1000,
@@ -299,7 +308,9 @@ impl QueueError {
             QueueError::Connect { .. } => {
                 "start nats-server with JetStream (`nats-server -js`), or check the addresses and the credentials"
             }
-            QueueError::Creds { .. } => "pass --queue-creds with a readable .creds file of this role",
+            QueueError::Creds { .. } => {
+                "pass --queue-creds with a readable .creds file, or --queue-password-file with a readable file holding this role's password"
+            }
             QueueError::Setup { .. } => {
                 "JetStream must be enabled on the servers (`-js`), and this role's credentials must allow the JetStream API"
             }
@@ -331,20 +342,51 @@ pub fn parse_servers(given: &str) -> Result<Vec<String>, QueueError> {
     Ok(out)
 }
 
+/// Which of the three roles a connection is: each has its own reply
+/// subjects (inbox prefix), so per-role permissions can keep one role from
+/// reading another's replies (README, "Per-role credentials").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `cordon serve --queue`.
+    Gateway,
+    /// `cordon worker`.
+    Worker,
+    /// `cordon dead-letters`.
+    DeadLetters,
+}
+
+impl Role {
+    /// The prefix of this role's reply subjects.
+    pub fn inbox_prefix(self) -> &'static str {
+        match self {
+            Role::Gateway => "_INBOX_gateway",
+            Role::Worker => "_INBOX_worker",
+            Role::DeadLetters => "_INBOX_dead_letters",
+        }
+    }
+}
+
 /// Connects with SCALE-OUT.md's client tuning (PING every 5 s, 2 s
-/// requests), reconnecting for ever; `name` shows in the server's
-/// connection list.
+/// requests), reconnecting for ever, with `role`'s reply subjects; `name`
+/// shows in the server's connection list.
 pub async fn connect(
     settings: &QueueSettings,
+    role: Role,
     name: &str,
 ) -> Result<(async_nats::Client, jetstream::Context), QueueError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
+        .custom_inbox_prefix(role.inbox_prefix())
         .ping_interval(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(2)))
         .connection_timeout(Duration::from_secs(2));
     if let Some(path) = &settings.creds {
         opts = opts.credentials_file(path).await.map_err(|source| QueueError::Creds { path: path.clone(), source })?;
+    }
+    if let Some((user, path)) = &settings.user {
+        let password =
+            std::fs::read_to_string(path).map_err(|source| QueueError::Creds { path: path.clone(), source })?;
+        opts = opts.user_and_password(user.clone(), password.trim_end_matches(['\n', '\r']).to_owned());
     }
     let addrs: Vec<async_nats::ServerAddr> = settings
         .servers

@@ -120,7 +120,8 @@ pub async fn run(
     support: KernelSupport,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), QueueError> {
-    let (client, js) = connect(&settings.queue, &format!("cordon-worker {}", settings.name)).await?;
+    let (client, js) =
+        connect(&settings.queue, super::Role::Worker, &format!("cordon-worker {}", settings.name)).await?;
     // The gateway creates the queue; a worker started first waits for it.
     let consumer: jetstream::consumer::PullConsumer =
         retry(Duration::from_secs(60), Duration::from_millis(200), || {
@@ -175,7 +176,13 @@ pub async fn run(
             while let Some(m) = sub.next().await {
                 let key = m.subject.as_str().trim_start_matches("cordon.cancel.").to_owned();
                 if let Some(c) = shared.running.lock().expect("running lock").get(&key) {
-                    c.cancel();
+                    // The gateway cancels at the deadline too: that is an
+                    // expiry, not the caller giving up.
+                    if m.payload.as_ref() == super::CANCEL_EXPIRED {
+                        c.expire();
+                    } else {
+                        c.cancel();
+                    }
                 }
             }
         })
@@ -470,18 +477,16 @@ async fn execute(
         s.running.lock().expect("running lock").remove(key);
         return Some(unstarted(s, req, attempt, ErrorCode::SetupFailed, "the worker is stopping"));
     }
-    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let until_deadline = Duration::from_millis(req.deadline_ms.saturating_sub(now_ms()));
     let run = {
         let cancel = cancel.clone();
-        let expired = expired.clone();
         async move {
             let mut done = done;
             tokio::select! {
                 r = &mut done => r,
                 _ = tokio::time::sleep(until_deadline) => {
-                    expired.store(true, Ordering::SeqCst);
-                    cancel.cancel();
+                    // The result and the audit record say EXPIRED.
+                    cancel.expire();
                     done.await
                 }
             }
@@ -501,13 +506,7 @@ async fn execute(
         }
         return None;
     };
-    let mut value = serde_json::to_value(&result).unwrap_or_default();
-    if expired.load(Ordering::SeqCst) {
-        if let Some(e) = value.get_mut("error").and_then(|e| e.as_object_mut()) {
-            e.insert("code".into(), ErrorCode::Expired.as_str().into());
-            e.insert("message".into(), "the deadline passed while it ran; the sandbox was killed".into());
-        }
-    }
+    let value = serde_json::to_value(&result).unwrap_or_default();
     let timing = serde_json::json!({
         "handler_ms": (t0.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "sandbox_wall_ms": result.metrics.wall_ms,

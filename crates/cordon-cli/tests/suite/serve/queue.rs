@@ -69,8 +69,17 @@ pub struct Nats {
 
 impl Nats {
     pub fn start(label: &str) -> Nats {
+        Nats::start_with(label, "")
+    }
+
+    /// [`Nats::start`] with `config` (nats-server configuration text, e.g.
+    /// an `authorization` block) besides the flags.
+    pub fn start_with(label: &str, config: &str) -> Nats {
         let dir = Dir::new(label);
+        let conf = dir.create("nats.conf", config);
         let mut child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(conf)
             .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd"])
             .arg(dir.join("store"))
             .stdin(Stdio::null())
@@ -120,6 +129,10 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().expect("addr")
+    }
+
     pub fn log(&self) -> String {
         format!("{} ({}):\n{}", self.url(), self.dir.path().display(), self.log.lock().expect("log lock"))
     }
@@ -165,6 +178,18 @@ impl Role {
 
     /// [`Role::worker`] inside the network namespace of process `netns`.
     pub fn worker_in(netns: Option<u32>, name: &str, url: &str, plugins: &Path, slots: u32) -> Role {
+        Role::worker_with(netns, name, url, plugins, slots, &[])
+    }
+
+    /// [`Role::worker_in`] with `extra` arguments.
+    pub fn worker_with(
+        netns: Option<u32>,
+        name: &str,
+        url: &str,
+        plugins: &Path,
+        slots: u32,
+        extra: &[String],
+    ) -> Role {
         let dir = Dir::new(&format!("queue-{name}"));
         let config = Role::config(&dir, plugins);
         let args = vec![
@@ -177,7 +202,10 @@ impl Role {
             name.into(),
             "--slots".into(),
             slots.to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
         let mut r = Role { dir, args, child: None, log: Arc::default(), netns };
         r.spawn("pulling");
         r
@@ -190,10 +218,18 @@ impl Role {
 
     /// [`Role::dead_letters`] inside the network namespace of process `netns`.
     pub fn dead_letters_in(netns: Option<u32>, url: &str, plugins: &Path) -> Role {
+        Role::dead_letters_with(netns, url, plugins, &[])
+    }
+
+    /// [`Role::dead_letters_in`] with `extra` arguments.
+    pub fn dead_letters_with(netns: Option<u32>, url: &str, plugins: &Path, extra: &[String]) -> Role {
         let dir = Dir::new("queue-dlq");
         let config = Role::config(&dir, plugins);
         let args =
-            vec!["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()];
+            ["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()]
+                .into_iter()
+                .chain(extra.iter().cloned())
+                .collect();
         let mut r = Role { dir, args, child: None, log: Arc::default(), netns };
         r.spawn("watching");
         r
@@ -617,6 +653,7 @@ fn a_poison_request_ends_lost_in_the_dead_letter_stream_even_when_the_handler_st
 /// A NATS connection speaking the text protocol itself, so a test can act
 /// as any role (its credentials) and read what the server says, including
 /// `-ERR 'Permissions Violation …'`.
+#[derive(Debug)]
 pub struct Wire {
     stream: std::net::TcpStream,
     reader: BufReader<std::net::TcpStream>,
@@ -705,6 +742,14 @@ impl Wire {
         self.ping()
     }
 
+    /// Publishes `payload` on `subject`; then a PING: `Pong` when allowed.
+    pub fn publish(&mut self, subject: &str, payload: &[u8]) -> Said {
+        self.send(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+        self.send(payload);
+        self.send(b"\r\n");
+        self.ping()
+    }
+
     /// A request on `subject` with a reply inbox under `inbox`; the reply,
     /// or the error that came first.
     pub fn request(&mut self, subject: &str, inbox: &str, payload: &[u8]) -> Said {
@@ -732,4 +777,175 @@ impl Wire {
             other => panic!("{id}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_run_past_its_deadline_is_killed_and_recorded_expired_and_a_cancelled_one_cancelled() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-expire", &nats, &["--deadline-ms", "8000"]);
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
+    let token = s.access_token();
+    let (late_marker, gone_marker) = (sleep_marker(40), sleep_marker(40));
+    let late = format!("late-{}", std::process::id());
+    let gone = format!("gone-{}", std::process::id());
+    assert_eq!(submit(&s, "acme", Some(&late), "sleep", json!({"s": late_marker}), 0).status, 202);
+    assert_eq!(submit(&s, "acme", Some(&gone), "sleep", json!({"s": gone_marker}), 0).status, 202);
+    let mut sandboxes = vec![];
+    let running = poll_until(Duration::from_secs(30), || {
+        let mine = |m: &str| descendants_of(w.pid(), &processes_mentioning(&format!("sleep {m}")));
+        sandboxes = [mine(&late_marker), mine(&gone_marker)].concat();
+        sandboxes.len() >= 2
+    });
+    assert!(running, "both run on the worker before their deadline:\n{}", w.log());
+    // Control: the caller gives one up.
+    let d = s.delete(&format!("/v1/executions/{gone}"), &token);
+    assert!(d.status == 200 || d.status == 202, "{d:?}");
+    let cancelled = result_of(&s, &token, &gone, Duration::from_secs(30));
+    assert_eq!(cancelled["error"]["code"], "CANCELLED", "{cancelled:#}");
+    // The other runs into its deadline: killed there, EXPIRED.
+    let expired = result_of(&s, &token, &late, Duration::from_secs(60));
+    assert_eq!(expired["error"]["code"], "EXPIRED", "{expired:#}");
+    let gone_now =
+        poll_until(Duration::from_secs(10), || sandboxes.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()));
+    assert!(gone_now, "sandbox processes survive: {sandboxes:?}");
+    // The worker's own records say why each run ended (the gateway may
+    // have stored EXPIRED before the worker's record of the kill is in).
+    let outcome = |id: &str| -> Vec<serde_json::Value> {
+        w.audit_records().iter().filter(|r| r["request_id"] == id).map(|r| r["outcome"].clone()).collect()
+    };
+    let recorded = poll_until(Duration::from_secs(20), || !outcome(&late).is_empty());
+    assert!(recorded, "the worker records the expired run:\n{}", w.log());
+    let records = w.audit_records();
+    assert_eq!(outcome(&late), vec![json!("EXPIRED")], "{records:#?}");
+    assert_eq!(outcome(&gone), vec![json!("CANCELLED")], "{records:#?}");
+}
+
+/// The three roles' NATS users and only the subjects each needs (the
+/// README's "Per-role credentials" block, with test passwords).
+pub fn roles_config(password: &dyn Fn(&str) -> String) -> String {
+    let list = |subjects: &[&str]| subjects.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let results =
+        ["$JS.API.STREAM.INFO.KV_cordon_results", "$JS.API.STREAM.MSG.GET.KV_cordon_results", "$KV.cordon_results.>"];
+    let mut gateway = vec!["cordon.exec.>", "cordon.cancel.>"];
+    let admin: Vec<String> = ["CORDON_EXEC", "KV_cordon_results", "CORDON_ADV", "CORDON_DLQ"]
+        .iter()
+        .flat_map(|st| ["CREATE", "UPDATE", "INFO"].map(|op| format!("$JS.API.STREAM.{op}.{st}")))
+        .chain([("CORDON_EXEC", "exec-p0"), ("CORDON_ADV", "dead-letters")].iter().flat_map(|(st, c)| {
+            [
+                format!("$JS.API.CONSUMER.CREATE.{st}.{c}"),
+                format!("$JS.API.CONSUMER.CREATE.{st}.{c}.>"),
+                format!("$JS.API.CONSUMER.DURABLE.CREATE.{st}.{c}"),
+                format!("$JS.API.CONSUMER.INFO.{st}.{c}"),
+            ]
+        }))
+        .collect();
+    gateway.extend(admin.iter().map(String::as_str));
+    gateway.extend(results);
+    let mut worker = vec![
+        "$JS.API.CONSUMER.INFO.CORDON_EXEC.exec-p0",
+        "$JS.API.CONSUMER.MSG.NEXT.CORDON_EXEC.exec-p0",
+        "$JS.ACK.CORDON_EXEC.exec-p0.>",
+        "cordon.done.>",
+    ];
+    worker.extend(results);
+    let mut dlq = vec![
+        "$JS.API.CONSUMER.INFO.CORDON_ADV.dead-letters",
+        "$JS.API.CONSUMER.MSG.NEXT.CORDON_ADV.dead-letters",
+        "$JS.ACK.CORDON_ADV.dead-letters.>",
+        "$JS.API.STREAM.INFO.CORDON_EXEC",
+        "$JS.API.STREAM.MSG.GET.CORDON_EXEC",
+        "$JS.API.STREAM.MSG.DELETE.CORDON_EXEC",
+        "cordon.dlq.>",
+        "cordon.done.>",
+    ];
+    dlq.extend(results);
+    let user = |name: &str, publish: &[&str], subscribe: &[&str]| {
+        format!(
+            "    {{ user: {name}, password: \"{}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}\n",
+            password(name),
+            list(publish),
+            list(subscribe)
+        )
+    };
+    format!(
+        "authorization {{\n  users = [\n{}{}{}  ]\n}}\n",
+        user("gateway", &gateway, &["_INBOX_gateway.>", "cordon.done.>"]),
+        user("worker", &worker, &["_INBOX_worker.>", "cordon.cancel.>"]),
+        user("dlq", &dlq, &["_INBOX_dead_letters.>"]),
+    )
+}
+
+#[test]
+fn each_role_runs_on_its_own_nats_user_and_a_worker_cannot_queue_a_job_or_read_the_gateways_replies() {
+    let secrets = Dir::new("queue-auth-secrets");
+    let password = |name: &str| format!("{name}-pw-{}", std::process::id());
+    let nats = Nats::start_with("queue-nats-auth", &roles_config(&password));
+    let creds = |name: &str| -> Vec<String> {
+        let file = secrets.create(format!("{name}.pw"), format!("{}\n", password(name)));
+        vec!["--queue-user".into(), name.into(), "--queue-password-file".into(), file.display().to_string()]
+    };
+    let gw_args = [vec!["--max-deliver".to_owned(), "1".into()], creds("gateway")].concat();
+    let gw_args: Vec<&str> = gw_args.iter().map(String::as_str).collect();
+    let s = gateway("queue-auth", &nats, &gw_args);
+    let plugins = s.dir.join("plugins");
+    let mut w = Role::worker_with(None, "w1", &nats.url(), &plugins, 2, &creds("worker"));
+    let dlq = Role::dead_letters_with(None, &nats.url(), &plugins, &creds("dlq"));
+    let token = s.access_token();
+    // Every role does its whole job with only its own subjects: a run, and
+    // a request given up on (its worker killed on its one delivery).
+    let r = s.execute(&token, "echo", json!({"n": 1}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}\nworker:\n{}", w.log());
+    assert_eq!(r.json()["ok"], true, "{r:?}");
+    let marker = sleep_marker(30);
+    let id = format!("auth-lost-{}", std::process::id());
+    assert_eq!(submit(&s, "acme", Some(&id), "sleep", json!({"s": marker}), 0).status, 202);
+    let running = poll_until(Duration::from_secs(30), || {
+        !descendants_of(w.pid(), &processes_mentioning(&format!("sleep {marker}"))).is_empty()
+    });
+    assert!(running, "runs on w1:\n{}", w.log());
+    // The advisory fires when the request would be delivered again: a
+    // worker must be pulling.
+    w.restart();
+    let given_up = poll_until(Duration::from_secs(60), || {
+        let done = s.get(&format!("/v1/executions/{id}"), &token).json()["status"] == "done";
+        if !done {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        done
+    });
+    assert!(given_up, "no LOST result\ndead-letters:\n{}\n{}", dlq.log(), nats.log());
+    let lost = result_of(&s, &token, &id, Duration::from_secs(10));
+    assert_eq!(lost["error"]["code"], "LOST", "{lost:#}\ndead-letters:\n{}", dlq.log());
+    assert!(!nats.log().contains("Permissions Violation"), "a role lacked a subject it needs:\n{}", nats.log());
+    // What a worker's credential may not do, as the server answers it; each
+    // with a control: the same probe by the role it belongs to.
+    let probe = |user: &str, act: &dyn Fn(&mut Wire) -> Said| -> Said {
+        let mut wire = Wire::connect(nats.addr(), Some((user, &password(user)))).expect("connect");
+        act(&mut wire)
+    };
+    let queue_job = |w: &mut Wire| w.publish("cordon.exec.p0.acme", b"{}");
+    assert_eq!(
+        probe("worker", &queue_job),
+        Said::Err("Permissions Violation for Publish to \"cordon.exec.p0.acme\"".into())
+    );
+    assert_eq!(probe("gateway", &queue_job), Said::Pong, "control: the gateway queues jobs");
+    let snoop = |w: &mut Wire| w.subscribe("_INBOX_gateway.>");
+    assert_eq!(
+        probe("worker", &snoop),
+        Said::Err("Permissions Violation for Subscription to \"_INBOX_gateway.>\"".into())
+    );
+    assert_eq!(probe("gateway", &snoop), Said::Pong, "control: the gateway reads its own replies");
+    let delete = |w: &mut Wire| w.publish("$JS.API.STREAM.MSG.DELETE.CORDON_EXEC", b"{\"seq\": 999999}");
+    assert_eq!(
+        probe("worker", &delete),
+        Said::Err("Permissions Violation for Publish to \"$JS.API.STREAM.MSG.DELETE.CORDON_EXEC\"".into())
+    );
+    assert_eq!(probe("dlq", &delete), Said::Pong, "control: the dead-letter handler deletes");
+    let done = |w: &mut Wire| w.publish("cordon.done.acme.x", b"");
+    assert_eq!(probe("worker", &done), Said::Pong, "control: the worker's own subject");
+    // Without a user, or with another role's password, nothing connects.
+    let anonymous = Wire::connect(nats.addr(), None).expect_err("anonymous refused");
+    assert!(anonymous.contains("Authorization Violation"), "{anonymous}");
+    let wrong = Wire::connect(nats.addr(), Some(("worker", &password("gateway")))).expect_err("wrong password refused");
+    assert!(wrong.contains("Authorization Violation"), "{wrong}");
 }

@@ -116,13 +116,13 @@ impl Cluster {
                 (1..=NODES).filter(|&m| m != n).map(|m| format!("\"nats-route://{}:6222\"", node_ip(m))).collect();
             // SCALE-OUT.md's server tuning: write deadline 2 s, PING 5 s.
             let config = dir.create(
-                &format!("n{n}.conf"),
+                format!("n{n}.conf"),
                 format!(
                     "server_name: n{n}\nlisten: \"{ip}:4222\"\nhttp: \"{ip}:8222\"\nwrite_deadline: \"2s\"\nping_interval: \"5s\"\nping_max: 2\n\
                      jetstream {{ store_dir: \"{store}\" }}\n\
                      cluster {{ name: cordon, listen: \"{ip}:6222\", routes: [{routes}] }}\n",
                     ip = node_ip(n),
-                    store = dir.join(&format!("store-n{n}")).display(),
+                    store = dir.join(format!("store-n{n}")).display(),
                     routes = routes.join(", "),
                 ),
             );
