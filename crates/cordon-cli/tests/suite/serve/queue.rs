@@ -115,12 +115,7 @@ impl Nats {
         // The body is chunked: the JSON is between the outer braces.
         let (start, end) = (r.body.find('{').expect("JSON"), r.body.rfind('}').expect("JSON"));
         let v: serde_json::Value = serde_json::from_str(&r.body[start..=end]).expect("jsz JSON");
-        v["account_details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .find(|st| st["name"] == name)
+        stream_in(&v, name)
             .map(|st| st["state"]["messages"].as_u64().unwrap_or(0))
             .unwrap_or_else(|| panic!("no stream {name}: {v:#}"))
     }
@@ -145,6 +140,16 @@ impl Drop for Nats {
             let _ = c.wait();
         }
     }
+}
+
+/// Stream `name`'s report in a `/jsz?streams=true` answer.
+pub(super) fn stream_in(jsz: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .find(|st| st["name"] == name)
 }
 
 /// A `cordon worker` (or `cordon dead-letters`) standing for one host:

@@ -21,7 +21,7 @@ use std::time::Duration;
 use cordon_testkit::{poll_until, Dir};
 use serde_json::json;
 
-use super::queue::{records_of, result_of, submit, Role, Wire};
+use super::queue::{records_of, result_of, stream_in, submit, Role, Wire};
 use super::{Options, Service};
 use crate::suite::netns::{Netns, Relay};
 
@@ -131,13 +131,7 @@ impl Cluster {
             nodes.push(node);
         }
         let c = Cluster { nodes, switch, clients, relays: vec![], down: None, dir };
-        let ready = poll_until(Duration::from_secs(60), || {
-            let all = (1..=NODES).all(|n| c.healthy(n));
-            if !all {
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            all
-        });
+        let ready = poll_slowly(Duration::from_secs(60), || (1..=NODES).all(|n| c.healthy(n)));
         assert!(ready, "the cluster never had a JetStream leader on every node:\n{}", c.logs());
         c
     }
@@ -164,13 +158,7 @@ impl Cluster {
 
     /// Stream `name` as node `n` reports it.
     fn stream(&self, n: usize, name: &str) -> Option<serde_json::Value> {
-        let v = self.monitor(n, "/jsz?streams=true&consumers=true")?;
-        v["account_details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .find(|st| st["name"] == name)
+        stream_in(&self.monitor(n, "/jsz?streams=true&consumers=true")?, name)
     }
 
     /// The node (1-based) leading stream `name`, asked of node `of`.
@@ -282,6 +270,29 @@ fn gateway(label: &str, c: &Cluster) -> Service {
     Service::start_with(label, Options { extra_args, netns: Some(c.clients.pid()), ..Options::default() })
 }
 
+/// Two workers (4 slots each) and a dead-letter handler in the clients'
+/// namespace, as on three more hosts.
+fn roles(c: &Cluster, s: &Service) -> [Role; 3] {
+    let plugins = s.dir.join("plugins");
+    let ns = Some(c.clients.pid());
+    [
+        Role::worker_in(ns, "w1", &c.urls(), &plugins, 4),
+        Role::worker_in(ns, "w2", &c.urls(), &plugins, 4),
+        Role::dead_letters_in(ns, &c.urls(), &plugins),
+    ]
+}
+
+/// Polls `cond` every 250 ms (each try asks the servers) for up to `within`.
+fn poll_slowly(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    poll_until(within, || {
+        let ok = cond();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        ok
+    })
+}
+
 /// Submits `echo {"i": i}` as request `id`, again with the same key while
 /// the gateway answers 5xx (a failover): the documented client behaviour.
 #[track_caller]
@@ -386,13 +397,9 @@ fn run_under_load(
 /// was acknowledged), as node `n` sees it.
 fn assert_work_stream_drains(c: &Cluster, n: usize) {
     let mut last = None;
-    let drained = poll_until(Duration::from_secs(60), || {
+    let drained = poll_slowly(Duration::from_secs(60), || {
         last = c.stream(n, "CORDON_EXEC");
-        let done = last.as_ref().is_some_and(|st| st["state"]["messages"] == 0);
-        if !done {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        done
+        last.as_ref().is_some_and(|st| st["state"]["messages"] == 0)
     });
     assert!(drained, "CORDON_EXEC keeps messages: {last:#?}\n{}", c.logs());
 }
@@ -401,10 +408,7 @@ fn assert_work_stream_drains(c: &Cluster, n: usize) {
 fn a_nats_node_sigkilled_under_load_loses_nothing_and_catches_up_after_restart() {
     let mut c = Cluster::start("qc-kill");
     let s = gateway("qc-kill-gw", &c);
-    let plugins = s.dir.join("plugins");
-    let w1 = Role::worker_in(Some(c.clients.pid()), "w1", &c.urls(), &plugins, 4);
-    let w2 = Role::worker_in(Some(c.clients.pid()), "w2", &c.urls(), &plugins, 4);
-    let _dlq = Role::dead_letters_in(Some(c.clients.pid()), &c.urls(), &plugins);
+    let [w1, w2, _dlq] = roles(&c, &s);
     // The leader of the work stream dies: its Raft group elects another.
     let leader = c.stream_leader(1, "CORDON_EXEC").expect("CORDON_EXEC has a leader");
     let mut killed = None;
@@ -420,13 +424,7 @@ fn a_nats_node_sigkilled_under_load_loses_nothing_and_catches_up_after_restart()
     assert_work_stream_drains(&c, survivor);
     // Restarted, the node is current again (JetStream healthy) within 30 s.
     c.restart(leader);
-    let current = poll_until(Duration::from_secs(30), || {
-        let h = c.caught_up(leader);
-        if !h {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        h
-    });
+    let current = poll_slowly(Duration::from_secs(30), || c.caught_up(leader));
     assert!(current, "n{leader} is not current 30 s after its restart:\n{}", c.logs());
 }
 
@@ -434,10 +432,7 @@ fn a_nats_node_sigkilled_under_load_loses_nothing_and_catches_up_after_restart()
 fn a_partitioned_nats_node_loses_nothing_and_its_clients_fail_over() {
     let mut c = Cluster::start("qc-part");
     let s = gateway("qc-part-gw", &c);
-    let plugins = s.dir.join("plugins");
-    let w1 = Role::worker_in(Some(c.clients.pid()), "w1", &c.urls(), &plugins, 4);
-    let w2 = Role::worker_in(Some(c.clients.pid()), "w2", &c.urls(), &plugins, 4);
-    let _dlq = Role::dead_letters_in(Some(c.clients.pid()), &c.urls(), &plugins);
+    let [w1, w2, _dlq] = roles(&c, &s);
     // Cut off the node worker w1 is attached to.
     let mut attached = None;
     let found = poll_until(Duration::from_secs(20), || {
@@ -453,24 +448,14 @@ fn a_partitioned_nats_node_loses_nothing_and_its_clients_fail_over() {
     // The cut node is unreachable (the partition is real), and w1 went on
     // through another node.
     assert!(c.monitor(cut, "/varz").is_none(), "n{cut} still answers through the cut");
-    let moved = poll_until(Duration::from_secs(60), || {
-        let on = (1..=NODES).filter(|&n| n != cut).find(|&n| c.connections(n).iter().any(|x| x == "cordon-worker w1"));
-        if on.is_none() {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        on.is_some()
+    let moved = poll_slowly(Duration::from_secs(60), || {
+        (1..=NODES).filter(|&n| n != cut).any(|n| c.connections(n).iter().any(|x| x == "cordon-worker w1"))
     });
     assert!(moved, "w1 never reconnected to another node\nw1:\n{}\n{}", w1.log(), c.logs());
     let survivor = (1..=NODES).find(|&n| n != cut).expect("a survivor");
     assert_work_stream_drains(&c, survivor);
     // Healed, the node catches up.
     c.heal(cut);
-    let current = poll_until(Duration::from_secs(60), || {
-        let h = c.caught_up(cut);
-        if !h {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        h
-    });
+    let current = poll_slowly(Duration::from_secs(60), || c.caught_up(cut));
     assert!(current, "n{cut} is not current 60 s after the link came back:\n{}", c.logs());
 }
