@@ -131,7 +131,11 @@ for n in 1 2 4 8; do
         "$CORDON" worker --queue "nats://127.0.0.1:$PORT" --config "$WORK/w$started/config.toml" \
             --name "w$started" --slots "$SLOTS" 2> "$WORK/w$started/worker.log" &
         PIDS+=($!)
-        for _ in $(seq 100); do grep -q pulling "$WORK/w$started/worker.log" && break; sleep 0.1; done
+        # The log appears once the background shell has opened it.
+        for _ in $(seq 100); do grep -qs pulling "$WORK/w$started/worker.log" && break; sleep 0.1; done
+        grep -qs pulling "$WORK/w$started/worker.log" || {
+            echo "worker w$started did not start:" >&2; cat "$WORK/w$started/worker.log" >&2; exit 1
+        }
     done
     read -r rate p50 p99 < <(load)
     [ -z "$one" ] && one=$rate
