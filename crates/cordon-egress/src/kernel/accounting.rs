@@ -92,8 +92,7 @@ impl Accounting {
         finish_record(sh, &open, counters, peer_fin, None);
     }
 
-    /// One exact `sock_diag` lookup. The kernel answers during `send`, so
-    /// the reply is already queued when it returns.
+    /// One exact `sock_diag` lookup, answered with the socket, if any.
     fn lookup(
         &self,
         diag: BorrowedFd<'_>,
@@ -101,14 +100,21 @@ impl Accounting {
         peer: SocketAddr,
         want: Want,
     ) -> Option<diag::DiagSocket> {
+        self.ask(diag, local, peer, want)?.into_iter().find_map(|r| match r {
+            DiagReply::Socket(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Sends one exact `sock_diag` lookup and reads its answer. The kernel
+    /// answers during `send`, so the reply is already queued when it
+    /// returns. `None` when it cannot be asked.
+    fn ask(&self, diag: BorrowedFd<'_>, local: SocketAddr, peer: SocketAddr, want: Want) -> Option<Vec<DiagReply>> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         notify::send_nonblocking(diag, &diag::lookup_request(seq, local, peer, want)).ok()?;
         let mut buf = vec![0u8; 8192];
         let n = notify::recv_nonblocking(diag, &mut buf).ok()?;
-        diag::parse(&buf[..n]).into_iter().find_map(|r| match r {
-            DiagReply::Socket(s) => Some(s),
-            _ => None,
-        })
+        Some(diag::parse(&buf[..n]))
     }
 
     /// Reads the kernel's destroy broadcast until the run ends.
@@ -163,13 +169,7 @@ impl Accounting {
     /// destroyed on the broadcast, so waiting for that would hold the slot
     /// for good. `false` when it cannot be asked.
     fn is_gone(&self, diag: BorrowedFd<'_>, local: SocketAddr, peer: SocketAddr, cookie: u64) -> bool {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        if notify::send_nonblocking(diag, &diag::lookup_request(seq, local, peer, Want::Counters(cookie))).is_err() {
-            return false;
-        }
-        let mut buf = vec![0u8; 8192];
-        let Ok(n) = notify::recv_nonblocking(diag, &mut buf) else { return false };
-        diag::parse(&buf[..n]).iter().any(gone)
+        self.ask(diag, local, peer, Want::Counters(cookie)).is_some_and(|replies| replies.iter().any(gone))
     }
 
     /// At the end of the run: waits up to `grace` for the kernel to report
