@@ -59,6 +59,9 @@ pub struct ResultChannel {
 /// The fd number the result channel has inside the sandbox.
 pub const RESULT_FD: i32 = 3;
 
+/// The environment variable a [`Start`] may set late (see [`Start::traceparent`]).
+const TRACEPARENT_ENV: &str = cordon_plugin::traceparent::ENV;
+
 /// Ends a run early from another thread: [`Cancel::cancel`] makes the
 /// supervisor kill the whole sandbox (as at the timeout, without the
 /// grace period), and the result is `CANCELLED`; [`Cancel::expire`] does
@@ -340,6 +343,7 @@ pub fn resolve_program(
     }
 }
 
+#[derive(Debug)]
 struct Started {
     request_id: String,
     start: Instant,
@@ -375,6 +379,7 @@ fn ms(d: Duration) -> f64 {
 /// The host scratch directory of a plan that needs one ([`Tmp::Scratch`]),
 /// held for the run and removed with it; see [`LockedDir`] for how folders
 /// of killed runs are swept.
+#[derive(Debug)]
 struct Scratch {
     _held: Option<LockedDir>,
 }
@@ -390,8 +395,82 @@ impl Scratch {
 }
 
 /// Runs one request to the end and returns its result. Never panics on
-/// user error: every failure is a result with an error code.
+/// user error: every failure is a result with an error code. The same as
+/// [`park`] and an immediate start, with the clock (`wall_ms`, the
+/// timeout) running from the beginning of the setup.
 pub fn run(req: &RunRequest) -> ExecutionResult {
+    match park(req) {
+        Ok(parked) => parked.start_with(Start::default(), Clock::FromPark),
+        Err(failed) => *failed,
+    }
+}
+
+/// What a parked run learns when it is started ([`Parked::start`]). Each
+/// `None` keeps what the parked [`RunRequest`] said.
+#[derive(Clone, Debug, Default)]
+pub struct Start {
+    /// The result's `request_id` (the caller's). The parked request's id
+    /// still names the run's scratch folder and cgroups.
+    pub request_id: Option<String>,
+    /// The command's stdin, then end of file. Needs a request parked with
+    /// [`Input::Bytes`] (the pipe is made at park).
+    pub input: Option<Vec<u8>>,
+    /// The value of `TRACEPARENT` in the command's environment: 55
+    /// characters (W3C trace context, version 00). Needs a request whose
+    /// environment sets `TRACEPARENT` to a placeholder of that length.
+    pub traceparent: Option<String>,
+    /// Ends the run early; replaces the parked request's handle.
+    pub cancel: Option<Cancel>,
+}
+
+/// Where a run's clock (its `wall_ms` and its timeout) starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    /// At the beginning of [`park`]: a run started at once (`cordon run`).
+    FromPark,
+    /// At [`Parked::start`]: a sandbox parked ahead of its request.
+    FromStart,
+}
+
+/// A run set up up to its command's start ([`park`]): the plan built, the
+/// scratch folder made, the sandbox's namespaces, mounts and cgroups
+/// ready, its init waiting for the go message. [`Parked::start`] starts the
+/// command with the request's own data ([`Start`]) and supervises it to
+/// the end; nothing of the run (wall clock, timeout, CPU polling, output
+/// capture, cancel) counts before that.
+///
+/// Dropped unstarted, the sandbox is killed and reaped and its scratch
+/// folder and cgroups removed. Its init dies with the thread that parked
+/// it (`PR_SET_PDEATHSIG`), so park from a thread that outlives the run;
+/// with [`Signals::Forward`], start it on that thread too (the signals
+/// are blocked on it). Dev mode has no init to hold the command: it runs
+/// from [`park`] on.
+#[derive(Debug)]
+pub struct Parked {
+    // Declared first: the sandbox is reaped before its scratch folder goes.
+    sandbox: enforce::Parked,
+    req: RunRequest,
+    plan: Plan,
+    ours: Pipes,
+    started: Started,
+    signals: Option<OwnedFd>,
+    secrets: Vec<String>,
+    late_env: LateEnvUse,
+    _scratch: Scratch,
+}
+
+/// Whether the parked command's environment has a `TRACEPARENT` a
+/// [`Start`] may replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LateEnvUse {
+    Traceparent,
+    None,
+}
+
+/// Sets a run up up to its command's start and parks it there (see
+/// [`Parked`]). A run that cannot be set up returns its result (boxed: it
+/// is large), exactly as [`run`] would.
+pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     let mut started = Started {
         request_id: req.request_id.clone().unwrap_or_else(crate::new_request_id),
         start: Instant::now(),
@@ -406,7 +485,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     }
     let mode = req.mode;
     if let Err(e) = req.policy.validate() {
-        return started.fail(mode, ErrorCode::SetupFailed, e.to_string());
+        return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, e.to_string())));
     }
     let carved;
     let granted = if mode == Mode::Dev {
@@ -423,28 +502,30 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
                 carved = c.policy;
                 &carved
             }
-            Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
+            Err(e) => {
+                return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint()))))
+            }
         }
     };
     if req.tty == Tty::Relay && (req.capture != Capture::PassThrough || req.stdin != Input::Inherit) {
         let what = if req.capture != Capture::PassThrough { "captured output (--json)" } else { "given input" };
-        return started.fail(
+        return Err(Box::new(started.fail(
             mode,
             ErrorCode::SetupFailed,
             format!("a pty of its own (--tty) cannot be combined with {what}\nhint: drop --tty, or --json"),
-        );
+        )));
     }
     trace::step("runner: cordon's state carved out");
     let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
         Ok(s) => s,
-        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)),
+        Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)))),
     };
     // The program is found before planning: an exec allow-list always
     // includes the command itself. PATH does not depend on HOME.
     let path_env = req.policy.env.build(req.host_env.iter().cloned(), "/tmp");
     let path = path_env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let Some(program) = req.argv.first() else {
-        return started.fail(mode, ErrorCode::SetupFailed, "no command given".into());
+        return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, "no command given".into())));
     };
     let sees = |p: &Path| mode == Mode::Dev || crate::check_fs(granted, p, crate::Access::Read).is_ok();
     let program = match resolve_program(program, path, &req.cwd, sees) {
@@ -455,7 +536,7 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
                 ResolveError::NotExecutable { .. } => ErrorCode::NotExecutable,
             };
             let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
-            return started.fail(mode, code, format!("{e}{hint}"));
+            return Err(Box::new(started.fail(mode, code, format!("{e}{hint}"))));
         }
     };
     let with_command;
@@ -472,17 +553,17 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
     let mut plan = match Plan::build(policy, mode, &support, &scratch_dir) {
         Ok(p) => p,
-        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())),
+        Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())))),
     };
     plan.attach_terminal(tty::terminal_use(req));
-    let _scratch = match Scratch::create(&plan, req.sweep) {
+    let scratch = match Scratch::create(&plan, req.sweep) {
         Ok(s) => s,
         Err(e) => {
-            return started.fail(
+            return Err(Box::new(started.fail(
                 mode,
                 ErrorCode::SetupFailed,
                 format!("cannot create the scratch directory {}: {e}", scratch_dir.display()),
-            )
+            )))
         }
     };
     trace::step("runner: plan built, scratch made");
@@ -499,99 +580,208 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
     started.env =
         EnvNames { set: env.iter().map(|(k, _)| k.clone()).filter(|k| !passed.contains(k)).collect(), passed };
     let secrets = req.policy.env.secret_values(&env);
-    let cmd = Command { program, args: req.argv.clone(), env, cwd: req.cwd.clone() };
+    let late_env = match env.iter().any(|(k, v)| k == TRACEPARENT_ENV && v.len() == enforce::LATE_ENV_BYTES) {
+        true => LateEnvUse::Traceparent,
+        false => LateEnvUse::None,
+    };
+    let cmd = Command {
+        program,
+        args: req.argv.clone(),
+        env,
+        cwd: req.cwd.clone(),
+        late_env: (late_env == LateEnvUse::Traceparent).then(|| TRACEPARENT_ENV.to_owned()),
+    };
     let (stdio, ours) = match Pipes::create(req, &plan) {
         Ok(p) => p,
-        Err(e) => return started.fail(mode, ErrorCode::SetupFailed, format!("cannot create the command's pipes: {e}")),
-    };
-    match req.cancel.as_ref().and_then(Cancel::reason) {
-        Some(CancelReason::Deadline) => {
-            return started.fail(mode, ErrorCode::Expired, "the deadline passed before it started".into())
+        Err(e) => {
+            return Err(Box::new(started.fail(
+                mode,
+                ErrorCode::SetupFailed,
+                format!("cannot create the command's pipes: {e}"),
+            )))
         }
-        Some(_) => return started.fail(mode, ErrorCode::Cancelled, "cancelled before it started".into()),
-        None => {}
-    }
+    };
     // Blocked before the clone so a Ctrl-C can't slip between; the child
     // unblocks everything before exec.
     let signals = match req.signals {
         Signals::Forward => sys::block_supervised_signals().ok(),
         Signals::Leave => None,
     };
-    let mut running = match enforce::spawn(&plan, &cmd, &started.request_id, stdio) {
-        Ok(r) => r,
-        Err(e) => {
-            let (code, msg) = match &e {
-                SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
-                    (ErrorCode::NotFound, e.to_string())
+    let sandbox = match enforce::park(&plan, &cmd, &started.request_id, stdio) {
+        Ok(p) => p,
+        Err(e) => return Err(Box::new(spawn_failed(started, mode, &e))),
+    };
+    trace::step("runner: parked");
+    Ok(Parked { sandbox, req: req.clone(), plan, ours, started, signals, secrets, late_env, _scratch: scratch })
+}
+
+/// The result of a run whose sandbox could not be set up or started.
+fn spawn_failed(started: Started, mode: Mode, e: &SpawnError) -> ExecutionResult {
+    let (code, msg) = match e {
+        SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+            (ErrorCode::NotFound, e.to_string())
+        }
+        SpawnError::Exec { .. } => (ErrorCode::NotExecutable, e.to_string()),
+        _ => (ErrorCode::SetupFailed, e.to_string()),
+    };
+    let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+    let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+    started.fail(mode, code, format!("{msg}{cause}{hint}"))
+}
+
+impl Parked {
+    /// Pid of the sandbox's init in cordon's pid namespace.
+    pub fn pid(&self) -> libc::pid_t {
+        self.sandbox.pid()
+    }
+
+    /// The parked request's id: names the run's scratch folder and cgroups.
+    pub fn run_id(&self) -> &str {
+        &self.started.request_id
+    }
+
+    /// Whether the sandbox's init has exited while parked (its parking
+    /// thread ended, it was killed, or its setup failed): such a sandbox
+    /// can only be dropped.
+    pub fn is_dead(&self) -> bool {
+        sys::poll(&[(self.sandbox.pidfd(), libc::POLLIN)], 0).is_ok_and(|r| r[0] != 0)
+    }
+
+    /// Starts the command with the request's data and supervises it to the
+    /// end; the clock starts now. Never panics on user error: every
+    /// failure is a result with an error code.
+    pub fn start(self, start: Start) -> ExecutionResult {
+        self.start_with(start, Clock::FromStart)
+    }
+
+    fn start_with(self, start: Start, clock: Clock) -> ExecutionResult {
+        let Parked { sandbox, mut req, plan, mut ours, mut started, signals, secrets, late_env, _scratch } = self;
+        let mode = req.mode;
+        if clock == Clock::FromStart {
+            started.start = Instant::now();
+        }
+        if let Some(id) = start.request_id {
+            started.request_id = id;
+        }
+        if let Some(c) = start.cancel {
+            req.cancel = Some(c);
+        }
+        if let Some(input) = start.input {
+            match &mut ours.stdin {
+                Some((_, bytes)) => *bytes = input,
+                None => {
+                    return started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        "this run was parked without an input pipe, so it cannot be given input\nhint: park it with stdin: Input::Bytes".into(),
+                    )
                 }
-                SpawnError::Exec { .. } => (ErrorCode::NotExecutable, e.to_string()),
-                _ => (ErrorCode::SetupFailed, e.to_string()),
+            }
+        }
+        let mut go = enforce::Go::default();
+        if let Some(tp) = start.traceparent {
+            let shaped = tp.len() == enforce::LATE_ENV_BYTES && tp.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            let value = match (late_env, <[u8; enforce::LATE_ENV_BYTES]>::try_from(tp.as_bytes())) {
+                (LateEnvUse::Traceparent, Ok(v)) if shaped => v,
+                (LateEnvUse::None, _) => {
+                    return started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("this run was parked without a {TRACEPARENT_ENV} placeholder, so it cannot be given one\nhint: set {TRACEPARENT_ENV} to a placeholder of {} characters in the policy's env.set", enforce::LATE_ENV_BYTES),
+                    )
+                }
+                _ => {
+                    return started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("traceparent `{tp}` is not {} characters of hex digits and dashes (W3C version 00)", enforce::LATE_ENV_BYTES),
+                    )
+                }
             };
-            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
-            return started.fail(mode, code, format!("{msg}{cause}{hint}"));
+            go.late_env = Some(value);
         }
-    };
-    trace::step("runner: spawned");
-    // The listener lives in the sandbox's network namespace; the proxy
-    // serves it from ours. Connections made before this point wait in its
-    // backlog.
-    let proxy = match running.proxy_listener.take() {
-        None => None,
-        Some(fd) => match cordon_egress::spawn(
-            std::net::TcpListener::from(fd),
-            cordon_egress::ProxyConfig::new(req.policy.net.clone()),
-        ) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                let _ = running.signal(libc::SIGKILL);
-                let _ = running.reap();
-                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot start the filtering proxy: {e}"));
+        match req.cancel.as_ref().and_then(Cancel::reason) {
+            Some(CancelReason::Deadline) => {
+                return started.fail(mode, ErrorCode::Expired, "the deadline passed before it started".into())
             }
-        },
-    };
-    let kernel_egress = match running.egress.take() {
-        None => None,
-        Some(egress) => match start_kernel_egress(req, &plan, egress) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                let _ = running.signal(libc::SIGKILL);
-                let _ = running.reap();
-                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                return started.fail(mode, ErrorCode::SetupFailed, format!("{e}{cause}"));
-            }
-        },
-    };
-    // The caller's terminal goes raw only now, so that every setup error
-    // above is printed in its usual modes.
-    let relay = match running.pty_master.take().map(Relay::new).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = running.signal(libc::SIGKILL);
-            let _ = running.reap();
-            return started.fail(mode, ErrorCode::SetupFailed, format!("cannot relay the command's pty: {e}"));
+            Some(_) => return started.fail(mode, ErrorCode::Cancelled, "cancelled before it started".into()),
+            None => {}
         }
-    };
-    let raw = match &relay {
-        Some(_) => match RawMode::enter() {
+        let req = &req;
+        let plan = &plan;
+        let mut running = match sandbox.start(go) {
+            Ok(r) => r,
+            Err(e) => return spawn_failed(started, mode, &e),
+        };
+        trace::step("runner: spawned");
+        // The listener lives in the sandbox's network namespace; the proxy
+        // serves it from ours. Connections made before this point wait in its
+        // backlog.
+        let proxy = match running.proxy_listener.take() {
+            None => None,
+            Some(fd) => match cordon_egress::spawn(
+                std::net::TcpListener::from(fd),
+                cordon_egress::ProxyConfig::new(req.policy.net.clone()),
+            ) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    let _ = running.signal(libc::SIGKILL);
+                    let _ = running.reap();
+                    return started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("cannot start the filtering proxy: {e}"),
+                    );
+                }
+            },
+        };
+        let kernel_egress = match running.egress.take() {
+            None => None,
+            Some(egress) => match start_kernel_egress(req, plan, egress) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    let _ = running.signal(libc::SIGKILL);
+                    let _ = running.reap();
+                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                    return started.fail(mode, ErrorCode::SetupFailed, format!("{e}{cause}"));
+                }
+            },
+        };
+        // The caller's terminal goes raw only now, so that every setup error
+        // above is printed in its usual modes.
+        let relay = match running.pty_master.take().map(Relay::new).transpose() {
             Ok(r) => r,
             Err(e) => {
                 let _ = running.signal(libc::SIGKILL);
                 let _ = running.reap();
-                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot put the terminal in raw mode: {e}"));
+                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot relay the command's pty: {e}"));
             }
-        },
-        None => None,
-    };
-    let mut result = supervise(req, &plan, running, ours, started, signals, &secrets, Terminal { relay, raw });
-    trace::step("runner: reaped");
-    if let Some(p) = proxy {
-        result.network = p.shutdown();
+        };
+        let raw = match &relay {
+            Some(_) => match RawMode::enter() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = running.signal(libc::SIGKILL);
+                    let _ = running.reap();
+                    return started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("cannot put the terminal in raw mode: {e}"),
+                    );
+                }
+            },
+            None => None,
+        };
+        let mut result = supervise(req, plan, running, ours, started, signals, &secrets, Terminal { relay, raw });
+        trace::step("runner: reaped");
+        if let Some(p) = proxy {
+            result.network = p.shutdown();
+        }
+        if let Some(k) = kernel_egress {
+            result.network = k.finish();
+        }
+        result
     }
-    if let Some(k) = kernel_egress {
-        result.network = k.finish();
-    }
-    result
 }
 
 /// Starts the supervisor of transparent egress for a sandbox just spawned.
@@ -627,6 +817,7 @@ fn start_kernel_egress(
 }
 
 /// cordon's ends of the command's pipes.
+#[derive(Debug)]
 struct Pipes {
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,

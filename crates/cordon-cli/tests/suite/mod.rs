@@ -27,6 +27,7 @@ mod messages;
 mod net_proxy;
 mod netns;
 mod network;
+mod park;
 mod plugins;
 mod policy_file;
 mod processes;

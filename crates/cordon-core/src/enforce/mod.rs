@@ -35,9 +35,10 @@ use crate::plan::{Egress, FsAccess, Namespace, Plan, RlimitKind, TerminalPlan};
 use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
+pub use crate::sys::child::LATE_ENV_BYTES;
 use crate::sys::child::{
-    CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, EgressChild, LateRule, MarkRecord,
-    MountOp, Supervision, TerminalStep,
+    CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, EgressChild, GoMessage, LateEnv,
+    LateRule, MarkRecord, MountOp, Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -55,6 +56,18 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     /// Working directory inside the sandbox.
     pub cwd: PathBuf,
+    /// A variable of `env` whose value, exactly [`LATE_ENV_BYTES`] long, a
+    /// parked sandbox's start may replace ([`Go::late_env`]): the
+    /// `traceparent` of a plugin run. `None`: the environment is final.
+    pub late_env: Option<String>,
+}
+
+/// What starts a parked sandbox ([`Parked::start`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Go {
+    /// Replaces the value of [`Command::late_env`]; `None` keeps the one
+    /// given at park.
+    pub late_env: Option<[u8; LATE_ENV_BYTES]>,
 }
 
 /// Descriptors the command gets instead of cordon's own: stdin, stdout,
@@ -114,6 +127,13 @@ pub enum SpawnError {
         what: &'static str,
         /// The value.
         value: String,
+    },
+    /// [`Command::late_env`] names no variable of the environment whose
+    /// value has [`LATE_ENV_BYTES`] bytes.
+    #[error("the late environment variable {name} is not set to a value of {LATE_ENV_BYTES} bytes")]
+    LateEnv {
+        /// The name.
+        name: String,
     },
     /// A step in the child failed.
     #[error("sandbox setup failed at {stage}{detail}")]
@@ -333,8 +353,132 @@ fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
 }
 
 /// Applies `plan` to a new child and starts `cmd` in it. Returns once the
-/// command has been exec'd, or with the step that failed.
+/// command has been exec'd, or with the step that failed. The same as
+/// [`park`] and an immediate [`Parked::start`].
 pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Running, SpawnError> {
+    park(plan, cmd, run_id, stdio)?.start(Go::default())
+}
+
+/// A sandbox whose init has built its namespaces, loopback and mounts and
+/// joined the run's cgroups, and waits at its go pipe, before the cgroup
+/// namespace, the pty and the command's fork: [`Parked::start`] sends the
+/// go message and returns the [`Running`] sandbox.
+///
+/// Dropped unstarted, init is killed (SIGKILL through its pidfd) and
+/// reaped, and the run's cgroups are removed. Init dies with the *thread*
+/// that parked it (`PR_SET_PDEATHSIG` fires when that thread exits) and
+/// with cordon (the lifeline): park from a thread that outlives the run.
+/// In dev mode ([`Supervision::Direct`]: no init) the command was started
+/// at once; [`Parked::start`] only waits for its exec.
+#[derive(Debug)]
+pub struct Parked {
+    // Declared first: dropped (killed and reaped) before the cgroups.
+    child: ParkedChild,
+    cgroups: RunCgroups,
+    go: Option<OwnedFd>,
+    program: PathBuf,
+    report: OwnedFd,
+    status: Option<OwnedFd>,
+    lifeline: OwnedFd,
+    trace: Option<(OwnedFd, u64)>,
+    proxy: Option<OwnedFd>,
+    pty: Option<OwnedFd>,
+    pty_master: Option<OwnedFd>,
+    egress: Option<(OwnedFd, OwnedFd)>,
+    dns: Option<OwnedFd>,
+    supervision: Supervision,
+}
+
+/// Init of a parked sandbox until it is started: killed and reaped when
+/// dropped before.
+#[derive(Debug)]
+struct ParkedChild {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Drop for ParkedChild {
+    fn drop(&mut self) {
+        if let Some(fd) = self.pidfd.take() {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            let _ = sys::wait4(self.pid);
+        }
+    }
+}
+
+impl Parked {
+    /// Pid of init (or the command, in dev mode), in cordon's namespace.
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.pid
+    }
+
+    /// The pidfd of that process: readable once it has exited (a parked
+    /// sandbox whose init died: its thread ended, or it was killed).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.child.pidfd.as_ref().expect("held until started").as_fd()
+    }
+
+    /// Starts the command: sends the go message (one write of a fixed-size
+    /// record), then waits until the command has been exec'd, or returns
+    /// the step that failed.
+    pub fn start(mut self, go: Go) -> Result<Running, SpawnError> {
+        let sent = match self.go.take() {
+            Some(fd) => {
+                use std::io::Write;
+                let message = GoMessage::new(go.late_env).to_bytes();
+                std::fs::File::from(fd).write_all(&message)
+            }
+            None => Ok(()),
+        };
+        // A setup step that failed while the sandbox was parked made init
+        // report it and exit: that failure, not the go pipe's, is the error.
+        wait_for_exec(&self.report, &self.program)?;
+        sent.map_err(os("start the command"))?;
+        crate::trace::step("spawn: command exec'd");
+        if let Some((r, cloned_at)) = self.trace.take() {
+            crate::trace::steps_at(&read_marks(r), cloned_at);
+        }
+        // Init sent the listener before it waited for the go message, so
+        // it is queued.
+        let proxy_listener = match &self.proxy {
+            Some(ch) => Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the proxy listener from the sandbox"))?),
+            None => None,
+        };
+        // Init sends the pty's master before it forks the command.
+        if let Some(ch) = &self.pty {
+            self.pty_master = Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the pty from the sandbox"))?);
+        }
+        // The command sent its listener before it exec'd, and init the stub
+        // DNS's sockets before it waited for the go message: both are queued.
+        let egress = match (self.egress.take(), &self.dns) {
+            (Some((channel, helper)), Some(dns)) => Some(SandboxEgress {
+                listener: sys::recv_fd(channel.as_fd()).map_err(os("receive the seccomp notification listener"))?,
+                helper,
+                dns_udp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
+                dns_tcp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
+            }),
+            _ => None,
+        };
+        let pidfd = self.child.pidfd.take().expect("held until started");
+        Ok(Running {
+            proxy_listener,
+            pty_master: self.pty_master.take(),
+            egress,
+            pid: self.child.pid,
+            pidfd,
+            cgroups: self.cgroups,
+            status: self.status,
+            supervision: self.supervision,
+            _lifeline: Some(self.lifeline),
+        })
+    }
+}
+
+/// Applies `plan` to a new child up to the command's start and parks it
+/// there (see [`Parked`]). Returns once init runs in the run's cgroups; its
+/// setup goes on meanwhile, and a failure in it is reported by
+/// [`Parked::start`].
+pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Parked, SpawnError> {
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
@@ -420,9 +564,9 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         Supervision::Direct => (None, None),
     };
     let (lifeline_r, lifeline_w) = sys::pipe().map_err(os("create the lifeline pipe"))?;
-    let (go_r, go_w) = match plan.cgroup.is_empty() {
-        true => (None, None),
-        false => {
+    let (go_r, go_w) = match supervision {
+        Supervision::Direct => (None, None),
+        Supervision::Init => {
             let (r, w) = sys::pipe().map_err(os("create the go pipe"))?;
             (Some(r), Some(w))
         }
@@ -435,7 +579,7 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         None => (None, None),
     };
     let mut stdio_fds = [stdio.stdin, stdio.stdout, stdio.stderr, stdio.fd3];
-    let (terminal, pty_ours, mut pty_master) = match (plan.terminal, stdio.pty) {
+    let (terminal, pty_ours, pty_master) = match (plan.terminal, stdio.pty) {
         (TerminalPlan::Pty, Some(req)) if supervision == Supervision::Direct => {
             // Dev mode has no devpts of its own: the pair comes from ours.
             let (master, slave) = sys::tty::open_pty().map_err(os("allocate a pty"))?;
@@ -484,12 +628,24 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         Egress::None | Egress::Proxy => (None, None),
     };
     let cwd = cmd.cwd.clone();
+    let late_env = match &cmd.late_env {
+        None => None,
+        Some(name) => {
+            let value = cmd.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_bytes()).unwrap_or_default();
+            Some(LateEnv::new(name, value).ok_or_else(|| SpawnError::LateEnv { name: name.clone() })?)
+        }
+    };
+    let envp = cmd
+        .env
+        .iter()
+        .filter(|(k, _)| Some(k) != cmd.late_env.as_ref())
+        .map(|(k, v)| cstring("environment", format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
     let spec = ChildSpec {
         exe: cstring("program", cmd.program.as_os_str().as_bytes())?,
         argv: CStringArray::new(cmd.args.iter().map(|a| cstring("argument", a.as_bytes())).collect::<Result<_, _>>()?),
-        envp: CStringArray::new(
-            cmd.env.iter().map(|(k, v)| cstring("environment", format!("{k}={v}"))).collect::<Result<_, _>>()?,
-        ),
+        envp: CStringArray::with_late(envp, late_env.as_ref()),
+        late_env,
         cwd: Some(cstring("working directory", cwd.as_os_str().as_bytes())?),
         id_maps,
         go: go_r,
@@ -550,45 +706,21 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
         }
     };
     crate::trace::step("spawn: cgroups made and joined");
-    if let Some(go) = go_w {
-        use std::io::Write;
-        std::fs::File::from(go).write_all(b"g").map_err(os("start the command"))?;
-    }
-    wait_for_exec(&report_r, &cmd.program)?;
-    crate::trace::step("spawn: command exec'd");
-    if let Some(r) = trace_r {
-        crate::trace::steps_at(&read_marks(r), cloned_at);
-    }
-    // Init sent the listener before it forked the command, so it is queued.
-    let proxy_listener = match &proxy_ours {
-        Some(ch) => Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the proxy listener from the sandbox"))?),
-        None => None,
-    };
-    // Likewise the pty's master.
-    if let Some(ch) = &pty_ours {
-        pty_master = Some(sys::recv_fd(ch.as_fd()).map_err(os("receive the pty from the sandbox"))?);
-    }
-    // The command sent its listener before it exec'd, and init the stub
-    // DNS's sockets before it forked the command: both are queued.
-    let egress = match (egress_ours, dns_ours) {
-        (Some((channel, helper)), Some(dns)) => Some(SandboxEgress {
-            listener: sys::recv_fd(channel.as_fd()).map_err(os("receive the seccomp notification listener"))?,
-            helper,
-            dns_udp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
-            dns_tcp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
-        }),
-        _ => None,
-    };
-    Ok(Running {
-        proxy_listener,
-        pty_master,
-        egress,
-        pid: child.pid,
-        pidfd: child.pidfd,
+    Ok(Parked {
+        child: ParkedChild { pid: child.pid, pidfd: Some(child.pidfd) },
         cgroups,
+        go: go_w,
+        program: cmd.program.clone(),
+        report: report_r,
         status: status_r,
+        lifeline: lifeline_w,
+        trace: trace_r.map(|r| (r, cloned_at)),
+        proxy: proxy_ours,
+        pty: pty_ours,
+        pty_master,
+        egress: egress_ours,
+        dns: dns_ours,
         supervision,
-        _lifeline: Some(lifeline_w),
     })
 }
 

@@ -25,6 +25,7 @@
 //! With [`Supervision::Direct`] (dev mode) the cloned process is the command,
 //! in a session of its own.
 
+use std::cell::UnsafeCell;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -269,12 +270,108 @@ pub struct CStringArray {
 impl CStringArray {
     /// Builds the array; the pointers stay valid as long as `self` lives.
     pub fn new(items: Vec<CString>) -> Self {
+        Self::with_late(items, None)
+    }
+
+    /// Builds the array with `late` as its last entry: the entry init
+    /// completes from the go message ([`GoMessage::late_env`]). The pointer
+    /// stays valid as long as `late` lives (its storage is boxed).
+    pub fn with_late(items: Vec<CString>, late: Option<&LateEnv>) -> Self {
         let mut ptrs: Vec<*const c_char> = items.iter().map(|s| s.as_ptr()).collect();
+        if let Some(l) = late {
+            ptrs.push(UnsafeCell::raw_get(l.entry.as_ptr()).cast_const().cast());
+        }
         ptrs.push(std::ptr::null());
         CStringArray { _storage: items, ptrs }
     }
     fn as_ptr(&self) -> *const *const c_char {
         self.ptrs.as_ptr()
+    }
+}
+
+/// How many bytes the value of the late environment variable has: the
+/// length of a W3C `traceparent` of version 00.
+pub const LATE_ENV_BYTES: usize = 55;
+
+/// One environment entry, `NAME=<value of LATE_ENV_BYTES>` and its NUL, whose
+/// value a parked init overwrites from its go message: the one piece of
+/// the command's environment known only when a parked sandbox is started.
+/// Init has its own copy of the parent's memory, so it writes here without
+/// allocating; the command's process shares it until `execve`.
+pub struct LateEnv {
+    entry: Box<[UnsafeCell<u8>]>,
+    value_at: usize,
+}
+
+impl LateEnv {
+    /// The entry `name=placeholder`; `None` when the placeholder is not
+    /// [`LATE_ENV_BYTES`] long or either contains a NUL.
+    pub fn new(name: &str, placeholder: &[u8]) -> Option<LateEnv> {
+        if placeholder.len() != LATE_ENV_BYTES || name.contains('\0') || placeholder.contains(&0) {
+            return None;
+        }
+        let bytes = name.bytes().chain([b'=']).chain(placeholder.iter().copied()).chain([0]);
+        Some(LateEnv { entry: bytes.map(UnsafeCell::new).collect(), value_at: name.len() + 1 })
+    }
+
+    /// Overwrites the value (init, after the go message). No allocation.
+    fn set(&self, value: &[u8; LATE_ENV_BYTES]) {
+        for (cell, b) in self.entry[self.value_at..].iter().zip(value) {
+            // SAFETY: init is single-threaded and nothing else reads the
+            // entry until the command's process (forked after this) execs.
+            unsafe { *cell.get() = *b };
+        }
+    }
+}
+
+impl std::fmt::Debug for LateEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateEnv").field("value_at", &self.value_at).finish_non_exhaustive()
+    }
+}
+
+/// What a parked init reads on its go pipe before it starts the command:
+/// fixed size, read without allocating. A short read (cordon gave up)
+/// makes init exit.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct GoMessage {
+    /// [`GoMessage::TAG`].
+    pub tag: u8,
+    /// 1: `late_env` replaces the [`LateEnv`] placeholder; 0: it stays.
+    pub has_late_env: u8,
+    /// The late environment value.
+    pub late_env: [u8; LATE_ENV_BYTES],
+}
+
+impl GoMessage {
+    /// Size on the wire (below `PIPE_BUF`: one atomic write).
+    pub const SIZE: usize = std::mem::size_of::<GoMessage>();
+    /// The first byte of every go message.
+    pub const TAG: u8 = b'g';
+
+    /// A message that starts the command, with `late_env` when given.
+    pub fn new(late_env: Option<[u8; LATE_ENV_BYTES]>) -> Self {
+        GoMessage {
+            tag: Self::TAG,
+            has_late_env: u8::from(late_env.is_some()),
+            late_env: late_env.unwrap_or([0; LATE_ENV_BYTES]),
+        }
+    }
+
+    /// The bytes on the wire.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0] = self.tag;
+        b[1] = self.has_late_env;
+        b[2..].copy_from_slice(&self.late_env);
+        b
+    }
+
+    fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let mut late_env = [0u8; LATE_ENV_BYTES];
+        late_env.copy_from_slice(&b[2..]);
+        GoMessage { tag: b[0], has_late_env: b[1], late_env }
     }
 }
 
@@ -489,14 +586,17 @@ pub struct ChildSpec {
     pub argv: CStringArray,
     /// envp.
     pub envp: CStringArray,
+    /// The entry of `envp` init completes from the go message, if any.
+    pub late_env: Option<LateEnv>,
     /// Working directory of the command.
     pub cwd: Option<CString>,
     /// `uid_map` and `gid_map` contents when a user namespace is created.
     pub id_maps: Option<(Vec<u8>, Vec<u8>)>,
-    /// Read end of the "go" pipe: when set, init waits for one byte before it
-    /// starts the command. cordon creates the run's cgroups and moves init
-    /// into them meanwhile, in parallel with init's own setup; EOF means
-    /// cordon gave up, and init exits.
+    /// Read end of the "go" pipe: when set, init waits for a [`GoMessage`]
+    /// after the mounts, before it starts the command. cordon creates the
+    /// run's cgroups and moves init into them meanwhile, in parallel with
+    /// init's own setup, and a parked sandbox waits here until it is
+    /// started; EOF means cordon gave up, and init exits.
     pub go: Option<OwnedFd>,
     /// Enter a new cgroup namespace (after the "go", so it is rooted in the
     /// run's cgroup).
@@ -646,15 +746,13 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     mark(spec, ChildMark::Mounts);
     if let Some(go) = &spec.go {
-        let mut byte = 0u8;
-        let n = loop {
-            // SAFETY: reads one byte into a live local.
-            let n = unsafe { libc::read(go.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-            if n != -1 || errno() != libc::EINTR {
-                break n;
+        let message = read_go_message(go.as_raw_fd());
+        if let (Some(late), Some(message)) = (&spec.late_env, &message) {
+            if message.has_late_env == 1 {
+                late.set(&message.late_env);
             }
-        };
-        if n != 1 {
+        }
+        if message.is_none() {
             // SAFETY: _exit never returns. cordon reports its own error.
             unsafe { libc::_exit(1) }
         }
@@ -707,6 +805,23 @@ fn init_main(spec: &ChildSpec) -> ! {
     let keep = spec.status.as_ref().map_or(-1, |s| s.as_raw_fd());
     close_all_from(3, keep);
     init_loop(spec, cmd)
+}
+
+/// Reads one whole [`GoMessage`] into a stack buffer; `None` on EOF or
+/// error before it is complete, or a wrong tag.
+fn read_go_message(fd: RawFd) -> Option<GoMessage> {
+    let mut buf = [0u8; GoMessage::SIZE];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reads into the unfilled rest of a live local buffer.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        match n {
+            -1 if errno() == libc::EINTR => {}
+            n if n <= 0 => return None,
+            n => got += n as usize,
+        }
+    }
+    Some(GoMessage::from_bytes(&buf)).filter(|m| m.tag == GoMessage::TAG)
 }
 
 /// Closes every descriptor >= `first` except `keep` (-1: none).

@@ -1,0 +1,170 @@
+//! Parked runs (issue 14, the warm pool's first half): `cordon::park` sets a
+//! sandbox up to its command's start and `Parked::start` starts it with the
+//! request's own data. Checked from the host: the parked sandbox's init
+//! exists and waits in `read(2)` on its go pipe while its command has not
+//! run (a file it would write is absent, init has no child); the input,
+//! `TRACEPARENT` and request id come from the start, not the park; the
+//! clock (timeout) starts at the start; a parked sandbox dropped unstarted
+//! is killed and reaped. The CLI (`cordon run`, park plus an immediate
+//! start) is the whole rest of the suite.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cordon_testkit::{each_mode, kernel_support, poll_until, sandbox_modes, Dir, Mode};
+
+/// A well-formed traceparent the park carries as a placeholder.
+const PLACEHOLDER: &str = "00-00000000000000000000000000000001-0000000000000001-00";
+/// The one a start gives.
+const GIVEN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// A request that writes `<dir>/ran`, echoes its stdin and `TRACEPARENT`.
+fn request(mode: Mode, dir: &Path, id: &str) -> cordon::RunRequest {
+    let script = format!("echo ran > {}/ran; cat; echo; echo \"tp=$TRACEPARENT\"", dir.display());
+    let mut policy = cordon::PolicyBuilder::new().write(cordon::PathRule { path: dir.to_path_buf() }).build();
+    policy.env.set.push(("TRACEPARENT".into(), PLACEHOLDER.into()));
+    policy.limits.timeout_ms = Some(10_000);
+    let mut req = cordon::RunRequest::new(policy, mode, vec!["sh".into(), "-c".into(), script]);
+    req.capture = cordon::Capture::Logs;
+    req.cwd = "/".into();
+    req.stdin = cordon::Input::Bytes(b"parked input".to_vec());
+    req.signals = cordon::Signals::Leave;
+    req.request_id = Some(id.into());
+    req
+}
+
+fn logs(r: &cordon::ExecutionResult) -> String {
+    r.logs.lines.iter().map(|l| format!("{}\n", l.text)).collect()
+}
+
+/// Whether `pid` is blocked in `read(2)` (syscall 0 in `/proc/PID/syscall`):
+/// a parked init does nothing else that blocks in a read.
+fn waits_in_read(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| s.split(' ').next() == Some("0"))
+}
+
+fn exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn children(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+}
+
+fn park(req: &cordon::RunRequest) -> cordon::Parked {
+    match cordon::park(req) {
+        Ok(p) => p,
+        Err(failed) => panic!("park failed: {failed:?}"),
+    }
+}
+
+/// Parked, nothing of the command has run; started, it runs with the
+/// start's input, traceparent and request id (the placeholders of the park
+/// are what it would see otherwise: the control with no start data).
+#[test]
+fn a_parked_sandbox_runs_its_command_only_when_started_and_with_the_starts_data() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-start");
+        let ran = dir.path().join("ran");
+        let parked = park(&request(mode, dir.path(), &format!("park-{}-{}", std::process::id(), mode.as_str())));
+        let pid = parked.pid();
+        assert!(poll_until(Duration::from_secs(10), || waits_in_read(pid)), "init {pid} never waited at its go pipe");
+        assert!(!ran.exists(), "the command ran before the start");
+        assert_eq!(children(pid), "", "init forked before the start");
+        assert!(!parked.is_dead());
+        let ours = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok(), Some(ours), "not in a pid namespace");
+        let result = parked.start(cordon::Start {
+            request_id: Some("the-callers-id".into()),
+            input: Some(b"the real input".to_vec()),
+            traceparent: Some(GIVEN.into()),
+            cancel: None,
+        });
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.request_id, "the-callers-id");
+        assert_eq!(logs(&result), format!("the real input\ntp={GIVEN}\n"));
+        assert!(ran.exists(), "the command did not run");
+        assert!(!exists(pid), "init {pid} was not reaped");
+
+        // Control: no start data keeps what the park was given.
+        let dir = Dir::new("park-defaults");
+        let id = format!("park-defaults-{}-{}", std::process::id(), mode.as_str());
+        let result = park(&request(mode, dir.path(), &id)).start(cordon::Start::default());
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.request_id, id);
+        assert_eq!(logs(&result), format!("parked input\ntp={PLACEHOLDER}\n"));
+    });
+}
+
+/// A parked sandbox dropped unstarted is killed and reaped (no process,
+/// no zombie), and its command never runs. Control: the same park's init
+/// exists before the drop.
+#[test]
+fn a_parked_sandbox_dropped_unstarted_is_killed_and_reaped() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-drop");
+        let parked = park(&request(mode, dir.path(), &format!("park-drop-{}-{}", std::process::id(), mode.as_str())));
+        let pid = parked.pid();
+        assert!(poll_until(Duration::from_secs(10), || waits_in_read(pid)), "init {pid} never waited at its go pipe");
+        assert!(exists(pid));
+        drop(parked);
+        assert!(!exists(pid), "init {pid} survived the drop (or was left a zombie)");
+        assert!(!dir.path().join("ran").exists(), "the command ran");
+    });
+}
+
+/// The timeout counts from the start: a sandbox parked for longer than its
+/// timeout still runs to the end. Control: a command longer than the
+/// timeout, started the same way, is stopped with TIMEOUT.
+#[test]
+fn a_parked_sandboxs_timeout_counts_from_its_start() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-clock");
+        let mut req = request(mode, dir.path(), &format!("park-clock-{}-{}", std::process::id(), mode.as_str()));
+        req.policy.limits.timeout_ms = Some(300);
+        let parked = park(&req);
+        assert!(poll_until(Duration::from_secs(10), || waits_in_read(parked.pid())));
+        // Waiting is the point here: the park outlives the timeout.
+        std::thread::sleep(Duration::from_millis(400));
+        let result = parked.start(cordon::Start::default());
+        assert!(result.ok, "{result:?}");
+
+        req.argv = vec!["sleep".into(), "5".into()];
+        let result = park(&req).start(cordon::Start::default());
+        assert_eq!(result.error.as_ref().map(|e| e.code), Some(cordon::ErrorCode::Timeout), "{result:?}");
+    });
+}
+
+/// Start data the park did not prepare for is refused with a message
+/// naming it, and the command does not run; a traceparent of the wrong
+/// shape likewise. Control: the first test starts the same park with
+/// well-formed data.
+#[test]
+fn start_data_the_park_did_not_prepare_for_is_refused() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-refused");
+        let id = |n: &str| format!("park-refused-{n}-{}-{}", std::process::id(), mode.as_str());
+        let mut req = request(mode, dir.path(), &id("a"));
+        req.policy.env.set.retain(|(k, _)| k != "TRACEPARENT");
+        let result = park(&req).start(cordon::Start { traceparent: Some(GIVEN.into()), ..cordon::Start::default() });
+        let e = result.error.expect("refused");
+        assert_eq!(e.code, cordon::ErrorCode::SetupFailed);
+        assert!(e.message.contains("parked without a TRACEPARENT placeholder"), "{}", e.message);
+
+        let result = park(&request(mode, dir.path(), &id("b")))
+            .start(cordon::Start { traceparent: Some(GIVEN.replace('4', "x")), ..cordon::Start::default() });
+        let e = result.error.expect("refused");
+        assert!(e.message.contains("is not 55 characters of hex digits and dashes"), "{}", e.message);
+
+        let mut req = request(mode, dir.path(), &id("c"));
+        req.stdin = cordon::Input::Inherit;
+        let result = park(&req).start(cordon::Start { input: Some(b"x".to_vec()), ..cordon::Start::default() });
+        let e = result.error.expect("refused");
+        assert!(e.message.contains("parked without an input pipe"), "{}", e.message);
+        assert!(!dir.path().join("ran").exists(), "a refused start ran its command");
+    });
+}
