@@ -615,6 +615,14 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     Ok(Parked { sandbox, req: req.clone(), plan, ours, started, signals, secrets, late_env, _scratch: scratch })
 }
 
+/// Kills and reaps a started sandbox that cannot be served, and fails the
+/// run with `message`.
+fn abandon(running: enforce::Running, started: Started, mode: Mode, message: String) -> ExecutionResult {
+    let _ = running.signal(libc::SIGKILL);
+    let _ = running.reap();
+    started.fail(mode, ErrorCode::SetupFailed, message)
+}
+
 /// The result of a run whose sandbox could not be set up or started.
 fn spawn_failed(started: Started, mode: Mode, e: &SpawnError) -> ExecutionResult {
     let (code, msg) = match e {
@@ -724,15 +732,7 @@ impl Parked {
                 cordon_egress::ProxyConfig::new(req.policy.net.clone()),
             ) {
                 Ok(h) => Some(h),
-                Err(e) => {
-                    let _ = running.signal(libc::SIGKILL);
-                    let _ = running.reap();
-                    return started.fail(
-                        mode,
-                        ErrorCode::SetupFailed,
-                        format!("cannot start the filtering proxy: {e}"),
-                    );
-                }
+                Err(e) => return abandon(running, started, mode, format!("cannot start the filtering proxy: {e}")),
             },
         };
         let kernel_egress = match running.egress.take() {
@@ -740,10 +740,8 @@ impl Parked {
             Some(egress) => match start_kernel_egress(req, plan, egress) {
                 Ok(h) => Some(h),
                 Err(e) => {
-                    let _ = running.signal(libc::SIGKILL);
-                    let _ = running.reap();
                     let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                    return started.fail(mode, ErrorCode::SetupFailed, format!("{e}{cause}"));
+                    return abandon(running, started, mode, format!("{e}{cause}"));
                 }
             },
         };
@@ -751,24 +749,12 @@ impl Parked {
         // above is printed in its usual modes.
         let relay = match running.pty_master.take().map(Relay::new).transpose() {
             Ok(r) => r,
-            Err(e) => {
-                let _ = running.signal(libc::SIGKILL);
-                let _ = running.reap();
-                return started.fail(mode, ErrorCode::SetupFailed, format!("cannot relay the command's pty: {e}"));
-            }
+            Err(e) => return abandon(running, started, mode, format!("cannot relay the command's pty: {e}")),
         };
         let raw = match &relay {
             Some(_) => match RawMode::enter() {
                 Ok(r) => r,
-                Err(e) => {
-                    let _ = running.signal(libc::SIGKILL);
-                    let _ = running.reap();
-                    return started.fail(
-                        mode,
-                        ErrorCode::SetupFailed,
-                        format!("cannot put the terminal in raw mode: {e}"),
-                    );
-                }
+                Err(e) => return abandon(running, started, mode, format!("cannot put the terminal in raw mode: {e}")),
             },
             None => None,
         };
