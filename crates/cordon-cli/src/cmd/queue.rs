@@ -12,7 +12,9 @@ use cordon_gateway::Config;
 
 use crate::render;
 
-/// How to reach the queue.
+// How to reach the queue.
+// (A plain comment: the doc comment of a flattened struct would become the
+// summary of each command that flattens it; see `Command` in main.rs.)
 #[derive(Args, Debug, Clone)]
 pub struct QueueConn {
     /// The NATS servers: nats://HOST:PORT, or several separated by commas (a cluster).
@@ -164,7 +166,9 @@ pub fn dead_letters(a: DeadLettersArgs) -> Result<i32> {
     })
 }
 
-/// `cordon serve`'s queue tuning (used with --queue).
+// `cordon serve`'s queue tuning (used with --queue).
+// (A plain comment: the doc comment of a flattened struct would become the
+// summary of each command that flattens it; see `Command` in main.rs.)
 #[derive(Args, Debug)]
 pub struct QueueTuning {
     /// With --queue: a worker that stops acknowledging for this long loses the execution to another worker.
