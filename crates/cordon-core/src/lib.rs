@@ -64,4 +64,5 @@ pub mod probe;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod system_entries;
 pub mod trace;

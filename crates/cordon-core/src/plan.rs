@@ -13,6 +13,7 @@ use crate::enforce::seccomp::{ConnectRule, FileWatches, MemfdExec, SeccompPlan, 
 use crate::policy::fs::{LIBRARY_TREES, SYSTEM_DEVICES, SYSTEM_READ};
 use crate::policy::{Mode, NetVia, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
+use crate::system_entries::SystemEntries;
 
 /// Access granted to a path tree. Ordered: a later variant includes the
 /// earlier ones' file access.
@@ -264,6 +265,12 @@ pub struct Plan {
     pub egress: Egress,
     /// What enforces each policy entry.
     pub ledger: Vec<LedgerEntry>,
+    /// The system set as the run looked at it for its carve-out, for
+    /// container mode's mount steps to use rather than look again. Not a
+    /// decision: [`Plan::build`] leaves it `None` (the mount steps look for
+    /// themselves), the runner fills it in.
+    #[serde(skip)]
+    pub system_entries: Option<SystemEntries>,
 }
 
 /// What the command's stdin, stdout and stderr are, as far as terminals go:
@@ -449,6 +456,7 @@ impl Plan {
             egress: Egress::None,
             tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
+            system_entries: None,
         };
         if mode == Mode::Dev {
             if let Some(p) = policy.net.allow.first() {

@@ -36,8 +36,8 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::policy::fs::SYSTEM_READ;
 use crate::policy::{PathRule, Policy, SystemSet};
+use crate::system_entries::SystemEntries;
 
 /// How every note of [`carve_out`] starts (runners that print a note
 /// themselves can tell it from other warnings).
@@ -204,16 +204,25 @@ fn resolve(path: &Path) -> PathBuf {
 ///
 /// Creates protected folders that a grant covers and that do not exist
 /// yet, `0700`; reads nothing else.
-pub fn carve_out(policy: &Policy, protected: &[Protected], own: &[PathBuf]) -> Result<Carving, StateError> {
+///
+/// `system` is the system set as the run looked at it
+/// ([`SystemEntries::look`]); its entries count as grants when `policy`
+/// includes the system set.
+pub fn carve_out(
+    policy: &Policy,
+    protected: &[Protected],
+    own: &[PathBuf],
+    system: &SystemEntries,
+) -> Result<Carving, StateError> {
     let mut out = policy.clone();
     let mut notes = vec![];
     let own: Vec<PathBuf> = own.iter().map(|p| resolve(p)).collect();
     let mut grants: Vec<Grant> = vec![];
     if policy.fs.system == SystemSet::Include {
-        grants.extend(SYSTEM_READ.iter().map(|p| Grant {
+        grants.extend(system.iter().map(|e| Grant {
             kind: "read",
-            path: PathBuf::from(p),
-            resolved: resolve(Path::new(p)),
+            path: PathBuf::from(e.path),
+            resolved: e.resolved.clone(),
             system: true,
         }));
     }
@@ -343,7 +352,7 @@ mod tests {
         let state = t.0.join("home/.local/state/cordon");
         let mut policy = no_system();
         policy.fs.write.push(rule(&t.0.join("home")));
-        let c = carve_out(&policy, &[Protected::folder(&state, "the state")], &[]).unwrap();
+        let c = carve_out(&policy, &[Protected::folder(&state, "the state")], &[], &SystemEntries::look()).unwrap();
         assert!(state.is_dir(), "a missing protected folder is created before the run");
         assert_eq!(c.policy.fs.deny, [rule(&state)]);
         assert_eq!(c.policy.fs.write, policy.fs.write, "the grant itself stays");
@@ -360,7 +369,7 @@ mod tests {
         // Control: a policy that does not reach the state is left alone.
         let mut elsewhere = no_system();
         elsewhere.fs.write.push(rule(&t.0.join("work")));
-        let c = carve_out(&elsewhere, &[Protected::folder(&state, "the state")], &[]).unwrap();
+        let c = carve_out(&elsewhere, &[Protected::folder(&state, "the state")], &[], &SystemEntries::look()).unwrap();
         assert!(c.policy.fs.deny.is_empty() && c.notes.is_empty());
     }
 
@@ -373,7 +382,9 @@ mod tests {
         let mut policy = no_system();
         policy.fs.read.push(rule(&home.join("trust.json")));
         policy.fs.write.push(rule(&home.join("data/@a/b")));
-        let c = carve_out(&policy, &[Protected::folder(&home, "home")], &[home.join("data/@a/b")]).unwrap();
+        let c =
+            carve_out(&policy, &[Protected::folder(&home, "home")], &[home.join("data/@a/b")], &SystemEntries::look())
+                .unwrap();
         assert!(c.policy.fs.read.is_empty());
         assert_eq!(c.policy.fs.write, [rule(&home.join("data/@a/b"))]);
         assert_eq!(c.notes.len(), 1);
@@ -385,7 +396,7 @@ mod tests {
         // The protected folder itself, asked for by name, is dropped too.
         let mut whole = no_system();
         whole.fs.write.push(rule(&home));
-        let c = carve_out(&whole, &[Protected::folder(&home, "home")], &[]).unwrap();
+        let c = carve_out(&whole, &[Protected::folder(&home, "home")], &[], &SystemEntries::look()).unwrap();
         assert!(c.policy.fs.write.is_empty() && c.policy.fs.deny.is_empty());
     }
 
@@ -398,7 +409,13 @@ mod tests {
         let mut policy = no_system();
         policy.fs.write.push(rule(&t.0));
         policy.fs.write.push(rule(&data));
-        let e = carve_out(&policy, &[Protected::folder(&home, "home")], std::slice::from_ref(&data)).unwrap_err();
+        let e = carve_out(
+            &policy,
+            &[Protected::folder(&home, "home")],
+            std::slice::from_ref(&data),
+            &SystemEntries::look(),
+        )
+        .unwrap_err();
         assert!(matches!(e, StateError::OwnFolderCovered { .. }), "{e}");
         assert!(e.to_string().contains(&format!("which holds {}", data.display())), "{e}");
     }
@@ -411,7 +428,7 @@ mod tests {
         std::os::unix::fs::symlink(&real, t.0.join("link")).unwrap();
         let mut policy = no_system();
         policy.fs.write.push(rule(&t.0.join("link")));
-        let c = carve_out(&policy, &[Protected::folder(real.join("state"), "s")], &[]).unwrap();
+        let c = carve_out(&policy, &[Protected::folder(real.join("state"), "s")], &[], &SystemEntries::look()).unwrap();
         assert_eq!(c.policy.fs.deny, [rule(&real.join("state")), rule(&t.0.join("link/state"))]);
     }
 
@@ -419,9 +436,15 @@ mod tests {
     fn the_system_set_counts_as_a_grant_but_is_never_dropped() {
         let mut policy = Policy::default();
         policy.fs.system = SystemSet::Include;
-        let c = carve_out(&policy, &[Protected::file("/etc/hosts", "a file")], &[]).unwrap();
+        let c = carve_out(&policy, &[Protected::file("/etc/hosts", "a file")], &[], &SystemEntries::look()).unwrap();
         assert!(c.policy.fs.deny.is_empty(), "a system entry that is itself protected stays: nothing around it");
-        let c = carve_out(&policy, &[Protected::file("/usr/share/cordon-protected-test", "a file")], &[]).unwrap();
+        let c = carve_out(
+            &policy,
+            &[Protected::file("/usr/share/cordon-protected-test", "a file")],
+            &[],
+            &SystemEntries::look(),
+        )
+        .unwrap();
         assert_eq!(c.policy.fs.deny, [rule(Path::new("/usr/share/cordon-protected-test"))]);
         assert!(c.notes[0].contains("fs.read /usr"), "{}", c.notes[0]);
     }

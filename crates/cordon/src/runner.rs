@@ -23,6 +23,7 @@ use cordon_core::policy::env::{redact, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
+use cordon_core::system_entries::SystemEntries;
 use cordon_core::{sys, trace};
 
 use crate::locked_dir::{LockedDir, Sweep};
@@ -488,22 +489,29 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, e.to_string())));
     }
     let carved;
-    let granted = if mode == Mode::Dev {
-        &req.policy
-    } else {
-        let mut protected = state::protected_paths();
-        protected.extend(req.protect.iter().cloned());
-        match state::carve_out(&req.policy, &protected, &req.own_folders) {
-            Ok(c) => {
-                for note in &c.notes {
-                    eprintln!("cordon: notice: {note}");
-                    started.warnings.push(note.clone());
+    // Looked at once, for the carve-out and the mount steps.
+    let system_entries = (mode != Mode::Dev).then(SystemEntries::look);
+    let granted = match &system_entries {
+        None => &req.policy,
+        Some(system) => {
+            let mut protected = state::protected_paths();
+            protected.extend(req.protect.iter().cloned());
+            match state::carve_out(&req.policy, &protected, &req.own_folders, system) {
+                Ok(c) => {
+                    for note in &c.notes {
+                        eprintln!("cordon: notice: {note}");
+                        started.warnings.push(note.clone());
+                    }
+                    carved = c.policy;
+                    &carved
                 }
-                carved = c.policy;
-                &carved
-            }
-            Err(e) => {
-                return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint()))))
+                Err(e) => {
+                    return Err(Box::new(started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("{e}\nhint: {}", e.hint()),
+                    )))
+                }
             }
         }
     };
@@ -556,6 +564,7 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())))),
     };
     plan.attach_terminal(tty::terminal_use(req));
+    plan.system_entries = system_entries;
     let scratch = match Scratch::create(&plan, req.sweep) {
         Ok(s) => s,
         Err(e) => {

@@ -32,7 +32,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{Egress, FsAccess, Namespace, Plan, RlimitKind, TerminalPlan};
-use crate::policy::fs::SYSTEM_READ;
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
 pub use crate::sys::child::LATE_ENV_BYTES;
@@ -42,6 +41,7 @@ use crate::sys::child::{
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
+use crate::system_entries::SystemEntries;
 
 pub use cgroups::{CgroupStats, RunCgroups};
 
@@ -540,7 +540,18 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         mounts::NetFiles::for_stub(&hostname)
     });
     let mounts = match (&plan.root, &plan.host_view) {
-        (Some(root), _) => mounts::build_mount_ops(root, SYSTEM_READ, &cmd.cwd, net_files.as_ref()),
+        (Some(root), _) => {
+            // The run's own look at the system set, or one now.
+            let looked;
+            let system = match &plan.system_entries {
+                Some(s) => s,
+                None => {
+                    looked = SystemEntries::look();
+                    &looked
+                }
+            };
+            mounts::build_mount_ops(root, system, &cmd.cwd, net_files.as_ref())
+        }
         (None, Some(view)) => mounts::host_view_ops(view, &cmd.cwd, net_files.as_ref()),
         (None, None) => vec![],
     };

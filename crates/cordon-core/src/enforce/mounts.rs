@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::{ExecMounts, FsAccess, RootPlan};
 use crate::sys::child::MountOp;
+use crate::system_entries::{Kind, SystemEntries, SystemEntry};
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
@@ -151,22 +152,26 @@ enum Entry {
 
 /// `path` as it will be bound. A path inside a `pinned` tree was resolved
 /// when the policy was made and is taken as it is (a link on it now means it
-/// changed since: it is not bound, and Landlock refuses the run).
-fn resolve(path: &Path, access: FsAccess, system: bool, pinned: &[PathBuf]) -> Option<Entry> {
+/// changed since: it is not bound, and Landlock refuses the run). A system
+/// entry (`system`, as the run looked at it) is recreated as a link when it
+/// is one, and bound where it is otherwise: its parents (`/`, `/etc`, ...)
+/// are the host's own folders, so resolving each component again would buy
+/// nothing.
+fn resolve(path: &Path, access: FsAccess, system: Option<&SystemEntry>, pinned: &[PathBuf]) -> Option<Entry> {
+    let is_pinned = pinned.iter().any(|p| path.starts_with(p));
+    if let (Some(e), false) = (system, is_pinned) {
+        let is_dir = match &e.kind {
+            Kind::Missing => return None,
+            Kind::Link(target) => return Some(Entry::Link { inside: path.to_owned(), target: target.clone() }),
+            Kind::Dir => true,
+            Kind::File => false,
+        };
+        return Some(Entry::Bind { inside: path.to_owned(), source: path.to_owned(), is_dir, access });
+    }
     let meta = std::fs::symlink_metadata(path).ok()?;
-    if pinned.iter().any(|p| path.starts_with(p)) {
+    if is_pinned {
         if meta.file_type().is_symlink() {
             return None;
-        }
-        return Some(Entry::Bind { inside: path.to_owned(), source: path.to_owned(), is_dir: meta.is_dir(), access });
-    }
-    if system {
-        // System entries are recreated as links when they are links, and
-        // bound where they are otherwise: their parents (`/`, `/etc`, ...)
-        // are real directories, so resolving each component again (a
-        // readlink per component, for ~50 entries) would buy nothing.
-        if meta.file_type().is_symlink() {
-            return Some(Entry::Link { inside: path.to_owned(), target: std::fs::read_link(path).ok()? });
         }
         return Some(Entry::Bind { inside: path.to_owned(), source: path.to_owned(), is_dir: meta.is_dir(), access });
     }
@@ -426,10 +431,17 @@ fn bind_on_top(ops: &mut Ops, entries: &[Entry], exec: ExecMounts) {
 }
 
 /// Turns the root plan into mount steps, reading the host to tell files,
-/// directories and symbolic links apart. Paths that do not exist are skipped.
-/// `cwd` is created (empty) when no grant provides it, so the command starts
-/// where it was asked to and relative grants below it resolve.
-pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: Option<&NetFiles>) -> Vec<MountOp> {
+/// directories and symbolic links apart (for the system set's entries,
+/// `system` says it: the run looked at them once). Paths that do not exist
+/// are skipped. `cwd` is created (empty) when no grant provides it, so the
+/// command starts where it was asked to and relative grants below it
+/// resolve.
+pub fn build_mount_ops(
+    root: &RootPlan,
+    system: &SystemEntries,
+    cwd: &Path,
+    net_files: Option<&NetFiles>,
+) -> Vec<MountOp> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mut ops = Ops(vec![], Default::default());
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
@@ -448,8 +460,8 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: 
     let mut resolved: Vec<Entry> = vec![];
     let mut bound: std::collections::HashSet<(PathBuf, FsAccess)> = Default::default();
     for b in &root.binds {
-        let is_system = b.access == FsAccess::Read && system.contains(&b.path.to_str().unwrap_or(""));
-        let Some(e) = resolve(&b.path, b.access, is_system, &root.pinned) else { continue };
+        let entry = if b.access == FsAccess::Read { b.path.to_str().and_then(|p| system.get(p)) } else { None };
+        let Some(e) = resolve(&b.path, b.access, entry, &root.pinned) else { continue };
         if let Entry::Bind { inside, access, .. } = &e {
             if !bound.insert((inside.clone(), *access)) {
                 continue;
@@ -458,7 +470,7 @@ pub fn build_mount_ops(root: &RootPlan, system: &[&str], cwd: &Path, net_files: 
         resolved.push(e);
     }
     // Read binds at a system path are bound as they are (see `resolve`).
-    let at_system_path = |inside: &Path| inside.to_str().is_some_and(|i| system.contains(&i));
+    let at_system_path = |inside: &Path| inside.to_str().is_some_and(|i| system.get(i).is_some());
     // Generated files replace the host's, whatever those are (a symbolic
     // link into /run, for systemd-resolved).
     if net_files.is_some() {
@@ -612,7 +624,7 @@ mod tests {
             bind(&dir, FsAccess::Read),
             bind(usr, FsAccess::Read),
         ]);
-        let ops = build_mount_ops(&twice, &["/usr"], Path::new("/"), None);
+        let ops = build_mount_ops(&twice, &SystemEntries::look_at(&["/usr"]), Path::new("/"), None);
         assert_eq!(mounts_on(&ops, "/newroot/usr"), 1, "{ops:#?}");
         assert_eq!(mounts_on(&ops, &inside), 1, "{ops:#?}");
         // The system path is bound as it is; the grant without following links.
@@ -623,7 +635,10 @@ mod tests {
         assert!(ops.iter().any(attached), "{ops:#?}");
         // Control: the same path with another access is a bind of its own.
         let both = plan(vec![bind(&dir, FsAccess::Read), bind(&dir, FsAccess::Write)]);
-        assert_eq!(mounts_on(&build_mount_ops(&both, &["/usr"], Path::new("/"), None), &inside), 2);
+        assert_eq!(
+            mounts_on(&build_mount_ops(&both, &SystemEntries::look_at(&["/usr"]), Path::new("/"), None), &inside),
+            2
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
