@@ -22,6 +22,12 @@
 # from the `timing` block every result carries, and a check that the audit
 # log holds exactly one record per 200 answered.
 #
+# With POOL=N set, the plugin is installed in a registry (the pool takes
+# only verified packages) and, for N > 0, the service keeps N sandboxes
+# parked per handler (`[server] pool_size`); POOL=0 is the same registry
+# set-up without the pool (for a build that has none), so that two builds
+# compare on the same footing.
+#
 # usage: bench/gateway.sh [SECONDS] [ROUNDS] [CONNS]   (default 10 s, 2 rounds, 8 connections)
 # needs: wrk (apt-get install wrk), curl, python3, a release build (cargo build --release).
 set -euo pipefail
@@ -50,9 +56,17 @@ version = "1.0.0"
 command = ["sh", "-c", "echo {} >&$CORDON_RESULT_FD"]
 TOML
 CLIENT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+CATALOG="plugins = \"$WORK/plugins\""
+if [ -n "${POOL:-}" ]; then
+    "$CORDON" plugin pack "$WORK/plugins/empty" --out "$WORK/empty.tar.gz" >/dev/null
+    CORDON_HOME=$WORK/home "$CORDON" plugin install "$WORK/empty.tar.gz" --allow-unsigned --approve >/dev/null
+    CATALOG="home = \"$WORK/home\""
+    [ "$POOL" -gt 0 ] && CATALOG="$CATALOG
+pool_size = $POOL"
+fi
 cat > "$WORK/config.toml" <<TOML
 [server]
-plugins = "$WORK/plugins"
+$CATALOG
 audit_log = "$WORK/audit.jsonl"
 run_root = "$WORK"
 workers = $WORKERS

@@ -7,8 +7,8 @@
 //! ([`cordon::plugin::run_handler`]), each in a fresh sandbox.
 //! [`NatsBackend`] (`cordon serve --queue`): a NATS JetStream work queue
 //! served by `cordon worker` processes on any number of hosts
-//! ([`crate::queue`]). The warm pool is a further variant behind the same
-//! operations: submit, status, wait, cancel, drain.
+//! ([`crate::queue`]). With `[server] pool_size`, the local workers start
+//! executions in sandboxes parked ahead of demand ([`crate::pool`]).
 //!
 //! # Guarantees (local backend)
 //!
@@ -41,13 +41,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
-use cordon::plugin::{run_handler, HandlerRequest};
+use cordon::plugin::{run_handler, HandlerRequest, HandlerStart};
 use cordon::{Cancel, KernelSupport, Mode, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::catalog::Runnable;
 use crate::metrics::Metrics;
+use crate::pool::{Key, Pool};
 pub use crate::queue::backend::NatsBackend;
 
 /// One accepted execution.
@@ -285,6 +286,8 @@ struct Shared {
     /// next run sweeps the run root of the folders they left at once,
     /// instead of when the sweep is due.
     sweep_now: AtomicBool,
+    /// The warm pool, when `[server] pool_size` is set.
+    pool: Option<Pool>,
 }
 
 /// Worker threads in this process; see the module docs.
@@ -306,6 +309,7 @@ impl LocalBackend {
         audit: Arc<GroupWriter>,
         support: KernelSupport,
         metrics: Metrics,
+        pool: Option<Pool>,
     ) -> LocalBackend {
         // Unbounded: the bound is `queued`, reserved under the table lock
         // before the begin, so a refusal never needs to undo a begun run.
@@ -324,6 +328,7 @@ impl LocalBackend {
             queued: AtomicUsize::new(0),
             env,
             settings,
+            pool,
         });
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..shared.settings.workers)
@@ -445,6 +450,14 @@ impl LocalBackend {
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
+            }
+        })
+        .await;
+        // No run can start any more: the parked sandboxes go.
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(p) = &shared.pool {
+                p.stop();
             }
         })
         .await;
@@ -691,28 +704,55 @@ fn record_setup_failure(s: &Arc<Shared>, job: Job, run: GroupRun, message: Strin
     });
 }
 
-fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, cancel: Cancel) {
-    let t0 = Instant::now();
+/// The request of a run of `job`'s plugin and handler without the
+/// execution's own data: what a fresh run and a parked one are made from.
+fn handler_template(s: &Shared, job: &Job) -> HandlerRequest {
     let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
-    req.input = job.input.clone();
     req.mode = s.settings.mode;
     req.host_env = s.env.clone();
-    req.request_id = Some(job.id.clone());
-    req.traceparent = Some(job.trace.to_string());
-    req.tenant = Some(job.tenant.clone());
-    req.audit_subject = Subject { worker: std::thread::current().name().map(str::to_owned), ..provenance(&job) };
     req.run_root = s.settings.run_root.clone();
     req.support = Some(s.support.clone());
     // No trail: the run was begun at acceptance, and is completed here;
     // the log stays out of the sandbox's reach all the same.
     req.audit = None;
     req.protect = s.audit.protected();
-    req.cancel = Some(cancel);
     req.signals = Signals::Leave;
-    if s.sweep_now.swap(false, Ordering::SeqCst) {
-        req.sweep = Sweep::Now;
-    }
-    let mut result = run_handler(&req);
+    req
+}
+
+fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, cancel: Cancel) {
+    let t0 = Instant::now();
+    let audit_subject = Subject { worker: std::thread::current().name().map(str::to_owned), ..provenance(&job) };
+    // Only verified packages are pooled: a development folder's manifest
+    // may change under the same key (no tree hash), so it always runs fresh.
+    let parked = s
+        .pool
+        .as_ref()
+        .filter(|_| job.plugin.tree_hash.is_some())
+        .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
+    let mut result = match parked {
+        Some(parked) => parked.start(HandlerStart {
+            request_id: job.id.clone(),
+            input: job.input.clone(),
+            traceparent: Some(job.trace.to_string()),
+            tenant: Some(job.tenant.clone()),
+            audit_subject,
+            cancel: Some(cancel),
+        }),
+        None => {
+            let mut req = handler_template(s, &job);
+            req.input = job.input.clone();
+            req.request_id = Some(job.id.clone());
+            req.traceparent = Some(job.trace.to_string());
+            req.tenant = Some(job.tenant.clone());
+            req.audit_subject = audit_subject;
+            req.cancel = Some(cancel);
+            if s.sweep_now.swap(false, Ordering::SeqCst) {
+                req.sweep = Sweep::Now;
+            }
+            run_handler(&req)
+        }
+    };
     let digest = result.policy_digest.clone().unwrap_or_default();
     // The command and worker are known now.
     *run.subject_mut() = result.subject.clone();

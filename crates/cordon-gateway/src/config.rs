@@ -136,6 +136,12 @@ pub struct Server {
     /// How long SIGTERM waits for in-flight executions before cancelling
     /// them, ms. Default 30000.
     pub shutdown_timeout_ms: u64,
+    /// Sandboxes kept parked per plugin version and handler in use (the
+    /// warm pool, see `crate::pool`); 0, the default, turns the pool off.
+    pub pool_size: u32,
+    /// A parked sandbox unused this long is killed, and a plugin handler
+    /// unused this long is no longer kept parked, ms. Default 60000.
+    pub pool_ttl_ms: u64,
 }
 
 /// The whole configuration.
@@ -182,6 +188,8 @@ struct RawServer {
     results_per_tenant: Option<Spanned<u64>>,
     result_ttl_s: Option<Spanned<u64>>,
     shutdown_timeout_ms: Option<Spanned<u64>>,
+    pool_size: Option<Spanned<u64>>,
+    pool_ttl_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +331,8 @@ impl Config {
             .unwrap_or(1000),
             result_ttl_s: src.ranged(&s.result_ttl_s, "result_ttl_s", 1, 30 * 86400, 3600)?,
             shutdown_timeout_ms: src.ranged(&s.shutdown_timeout_ms, "shutdown_timeout_ms", 0, 3_600_000, 30_000)?,
+            pool_size: u32::try_from(src.ranged(&s.pool_size, "pool_size", 0, 64, 0)?).unwrap_or(0),
+            pool_ttl_ms: src.ranged(&s.pool_ttl_ms, "pool_ttl_ms", 100, 3_600_000, 60_000)?,
         };
         let mut tenants = vec![];
         let mut client_names: BTreeMap<String, String> = BTreeMap::new();
@@ -413,6 +423,7 @@ mod tests {
         assert_eq!(t.tokens[0].0, "deploy");
         assert_eq!(c.server.access_ttl_s, 900);
         assert_eq!(c.server.workers, 4);
+        assert_eq!((c.server.pool_size, c.server.pool_ttl_ms), (0, 60_000));
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! | `cordon_execution_sandbox_seconds` | | the sandbox's wall clock alone |
 //! | `cordon_auth_failures_total` | | refused credentials |
 //! | `cordon_refresh_reuse_total` | | refresh families revoked for reuse |
+//! | `cordon_pool_hits_total` | | executions started in a parked sandbox (`[server] pool_size`) |
+//! | `cordon_pool_misses_total` | | executions with the pool on that found none parked (a fresh sandbox) |
+//! | `cordon_pool_parked` | | sandboxes parked now |
 
 use std::sync::Arc;
 
@@ -58,6 +61,12 @@ pub struct Metrics {
     sandbox: Histogram,
     auth_failures: Counter,
     refresh_reuse: Counter,
+    /// Executions started in a parked sandbox.
+    pub pool_hits: Counter,
+    /// Executions with the pool on that found none parked.
+    pub pool_misses: Counter,
+    /// Sandboxes parked now.
+    pub pool_parked: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,6 +88,10 @@ impl Metrics {
         let sandbox = latency_histogram();
         let auth_failures = Counter::default();
         let refresh_reuse = Counter::default();
+        let (pool_hits, pool_misses, pool_parked) = (Counter::default(), Counter::default(), Gauge::default());
+        r.register("cordon_pool_hits", "Executions started in a parked sandbox", pool_hits.clone());
+        r.register("cordon_pool_misses", "Executions with the pool on that found none parked", pool_misses.clone());
+        r.register("cordon_pool_parked", "Sandboxes parked now", pool_parked.clone());
         r.register("cordon_http_requests", "Answered HTTP requests", requests.clone());
         r.register("cordon_http_request_duration_seconds", "Time to answer a request", durations.clone());
         r.register("cordon_executions", "Finished executions by outcome", executions.clone());
@@ -107,6 +120,9 @@ impl Metrics {
             sandbox,
             auth_failures,
             refresh_reuse,
+            pool_hits,
+            pool_misses,
+            pool_parked,
         }
     }
 

@@ -89,7 +89,18 @@ impl AppState {
             results_per_tenant: s.results_per_tenant,
             result_ttl: Duration::from_secs(s.result_ttl_s),
         };
-        let backend = Backend::Local(LocalBackend::start(settings, audit.clone(), support, metrics.clone()));
+        // The pool asks a catalog of its own (the same plugins) before it
+        // parks a run and while runs are parked.
+        let pool = match s.pool_size {
+            0 => None,
+            n => Some(crate::pool::Pool::start(
+                n as usize,
+                Duration::from_millis(s.pool_ttl_ms),
+                catalog_of(s)?,
+                metrics.clone(),
+            )),
+        };
+        let backend = Backend::Local(LocalBackend::start(settings, audit.clone(), support, metrics.clone(), pool));
         AppState::assemble(config, secrets, insecure, backend, audit, metrics)
     }
 

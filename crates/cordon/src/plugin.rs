@@ -832,6 +832,7 @@ impl HandlerResult {
 /// root: the artifact folder and the Node preload. Held and removed as a
 /// [`LockedDir`], so a folder left by a killed cordon is swept by a later
 /// run that creates one.
+#[derive(Debug)]
 struct RunDir {
     path: PathBuf,
     _held: LockedDir,
@@ -927,33 +928,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         request_id: request_id.clone(),
         tenant: req.tenant.clone(),
     };
-    match &req.store.root {
-        Some(root) => match cordon_plugin::artifacts::collect(
-            &ready.run_dir.artifacts(),
-            root,
-            &req.store.template,
-            &vars,
-            &req.store.limits,
-        ) {
-            Ok(c) => {
-                out.artifacts = c.artifacts;
-                out.artifacts_skipped = c.skipped;
-            }
-            Err(e) => {
-                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
-                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                result.warnings.push(format!("artifacts were not stored: {e}{cause}{hint}"));
-            }
-        },
-        None => {
-            if std::fs::read_dir(ready.run_dir.artifacts()).is_ok_and(|mut d| d.next().is_some()) {
-                result.warnings.push(
-                    "artifacts were discarded: there is no artifact store (set HOME, or pass --artifact-store DIR)"
-                        .into(),
-                );
-            }
-        }
-    }
+    store_artifacts(&req.store, &ready.run_dir, &vars, &mut out, &mut result);
     drop(ready.run_dir);
     result.redact(&secrets);
     if let Some(started) = started {
@@ -963,6 +938,187 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
     }
     out.result = result;
     out
+}
+
+/// Moves what the handler left in its artifacts folder to the store (or
+/// warns that it was discarded).
+fn store_artifacts(
+    store: &ArtifactStore,
+    run_dir: &RunDir,
+    vars: &cordon_plugin::artifacts::TemplateVars,
+    out: &mut HandlerResult,
+    result: &mut ExecutionResult,
+) {
+    match &store.root {
+        Some(root) => {
+            match cordon_plugin::artifacts::collect(&run_dir.artifacts(), root, &store.template, vars, &store.limits) {
+                Ok(c) => {
+                    out.artifacts = c.artifacts;
+                    out.artifacts_skipped = c.skipped;
+                }
+                Err(e) => {
+                    let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                    result.warnings.push(format!("artifacts were not stored: {e}{cause}{hint}"));
+                }
+            }
+        }
+        None => {
+            if std::fs::read_dir(run_dir.artifacts()).is_ok_and(|mut d| d.next().is_some()) {
+                result.warnings.push(
+                    "artifacts were discarded: there is no artifact store (set HOME, or pass --artifact-store DIR)"
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+/// A handler's run set up up to its command's start ([`park_handler`]):
+/// the manifest read and checked, the policy built, the run's folder made
+/// and the sandbox parked ([`crate::Parked`]). [`ParkedHandler::start`]
+/// runs it for one request. Used once; dropped unstarted, the sandbox is
+/// killed and reaped and its folders removed.
+#[derive(Debug)]
+pub struct ParkedHandler {
+    // First: the sandbox goes before its folders.
+    parked: crate::runner::Parked,
+    run_dir: RunDir,
+    out: HandlerResult,
+    subject: Subject,
+    secrets: Vec<String>,
+    store: ArtifactStore,
+}
+
+/// What a [`ParkedHandler`] learns from its request.
+#[derive(Clone, Debug, Default)]
+pub struct HandlerStart {
+    /// The request id of the result (the parked run's own id names its
+    /// folders).
+    pub request_id: String,
+    /// The input JSON.
+    pub input: Vec<u8>,
+    /// The caller's W3C `traceparent`; an invalid or missing one starts a
+    /// new trace.
+    pub traceparent: Option<String>,
+    /// On whose behalf (audit and artifact names).
+    pub tenant: Option<String>,
+    /// As [`HandlerRequest::audit_subject`].
+    pub audit_subject: Subject,
+    /// Ends the run early.
+    pub cancel: Option<crate::runner::Cancel>,
+}
+
+/// Sets a handler's run up up to its command's start (see
+/// [`ParkedHandler`]), for a host that records runs itself: `req.audit`
+/// must be `None`, and its `input`, `traceparent`, `tenant`,
+/// `audit_subject` and `cancel` are replaced by the [`HandlerStart`]'s.
+/// A run that cannot be set up returns its result (boxed: it is large), as
+/// [`run_handler`] would.
+pub fn park_handler(req: &HandlerRequest) -> Result<ParkedHandler, Box<HandlerResult>> {
+    let request_id = req.request_id.clone().unwrap_or_else(crate::new_request_id);
+    // A placeholder: its child goes into TRACEPARENT, which the start
+    // overwrites (the same length).
+    let trace = TraceParent::generate();
+    let mut subject = Subject { handler: Some(req.handler.clone()), ..Subject::default() };
+    let mut out = HandlerResult {
+        result: ExecutionResult::unstarted(&request_id, req.mode.unwrap_or(Mode::Container), String::new()),
+        plugin: None,
+        trace_id: String::new(),
+        policy_digest: None,
+        artifacts: vec![],
+        artifacts_skipped: vec![],
+        subject: Subject::default(),
+    };
+    let unaudited = HandlerRequest { audit: None, input: b"{}".to_vec(), ..req.clone() };
+    let known_mode = std::cell::Cell::new(None);
+    let ready = match get_ready(&unaudited, &request_id, &trace, &mut subject, &mut out, &known_mode) {
+        Ok(r) => r,
+        Err(failed) => {
+            let (e, policy) = *failed;
+            let secrets = policy.as_ref().map(|p| audit::secret_values(p, &req.host_env)).unwrap_or_default();
+            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
+            out.result.redact(&secrets);
+            return Err(Box::new(out));
+        }
+    };
+    let secrets = audit::secret_values(&ready.run.policy, &req.host_env);
+    subject.command = Some(ready.command.clone());
+    let parked = crate::runner::park(&ready.run).map_err(|failed| {
+        out.result = *failed;
+        out.result.redact(&secrets);
+        Box::new(out.clone())
+    })?;
+    Ok(ParkedHandler { parked, run_dir: ready.run_dir, out, subject, secrets, store: req.store.clone() })
+}
+
+impl ParkedHandler {
+    /// Pid of the sandbox's init, in cordon's pid namespace.
+    pub fn pid(&self) -> libc::pid_t {
+        self.parked.pid()
+    }
+
+    /// Whether the sandbox died while parked (see [`crate::Parked::is_dead`]).
+    pub fn is_dead(&self) -> bool {
+        self.parked.is_dead()
+    }
+
+    /// Runs the parked handler for one request and returns its result, as
+    /// [`run_handler`] would (without an audit trail: the host records it,
+    /// from [`HandlerResult::subject`]).
+    pub fn start(self, start: HandlerStart) -> HandlerResult {
+        let ParkedHandler { parked, run_dir, mut out, subject, secrets, store } = self;
+        let trace = TraceParent::from_caller_or_new(start.traceparent.as_deref());
+        out.trace_id = trace.trace_id_hex();
+        out.result.request_id = start.request_id.clone();
+        let subject = Subject {
+            trace_id: trace.trace_id_hex(),
+            tenant: start.tenant.clone(),
+            plugin: subject.plugin,
+            plugin_version: subject.plugin_version,
+            handler: subject.handler,
+            command: subject.command,
+            ..start.audit_subject
+        };
+        out.subject = audit::redacted_subject(&subject, &secrets);
+        if let Err(e) = check_input(&start.input) {
+            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
+            return out;
+        }
+        let mut result = parked.start(crate::runner::Start {
+            request_id: Some(start.request_id.clone()),
+            input: Some(start.input),
+            traceparent: Some(trace.child().to_string()),
+            cancel: start.cancel,
+        });
+        let warnings = std::mem::take(&mut out.result.warnings);
+        result.warnings.splice(0..0, warnings);
+        let plugin = out.plugin.clone().expect("set when the manifest was read");
+        let vars = cordon_plugin::artifacts::TemplateVars {
+            plugin: plugin.id,
+            version: plugin.version,
+            handler: plugin.handler,
+            request_id: start.request_id,
+            tenant: start.tenant,
+        };
+        store_artifacts(&store, &run_dir, &vars, &mut out, &mut result);
+        drop(run_dir);
+        result.redact(&secrets);
+        out.result = result;
+        out
+    }
+}
+
+/// A handler's input: one JSON value of at most [`MAX_INPUT_BYTES`].
+fn check_input(input: &[u8]) -> Result<(), PluginError> {
+    if input.len() > MAX_INPUT_BYTES {
+        let reason = format!("it is {} bytes; at most {MAX_INPUT_BYTES} are accepted", input.len());
+        return Err(PluginError::Input { reason });
+    }
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(input) {
+        return Err(PluginError::Input { reason: format!("not one JSON value: {e}") });
+    }
+    Ok(())
 }
 
 /// Everything up to the start; an error comes with the policy, if one was
@@ -975,13 +1131,7 @@ fn get_ready(
     out: &mut HandlerResult,
     known_mode: &std::cell::Cell<Option<Mode>>,
 ) -> Result<Ready, Box<(PluginError, Option<Policy>)>> {
-    if req.input.len() > MAX_INPUT_BYTES {
-        let reason = format!("it is {} bytes; at most {MAX_INPUT_BYTES} are accepted", req.input.len());
-        return Err(Box::new((PluginError::Input { reason }, None)));
-    }
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&req.input) {
-        return Err(Box::new((PluginError::Input { reason: format!("not one JSON value: {e}") }, None)));
-    }
+    check_input(&req.input).map_err(|e| Box::new((e, None)))?;
     let prepared = prepare(req, DataDir::Create).map_err(|e| Box::new((e, None)))?;
     let Prepared { manifest, plugin_dir, data_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());

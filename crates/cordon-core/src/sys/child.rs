@@ -746,6 +746,7 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     mark(spec, ChildMark::Mounts);
     if let Some(go) = &spec.go {
+        close_inherited(spec);
         let message = read_go_message(go.as_raw_fd());
         if let (Some(late), Some(message)) = (&spec.late_env, &message) {
             if message.has_late_env == 1 {
@@ -822,6 +823,50 @@ fn read_go_message(fd: RawFd) -> Option<GoMessage> {
         }
     }
     Some(GoMessage::from_bytes(&buf)).filter(|m| m.tag == GoMessage::TAG)
+}
+
+/// Closes every descriptor >= 3 that is not one of the spec's own: what
+/// init inherited from cordon, i.e. every file and socket cordon had open
+/// at the clone, other runs' pipe ends among them. Done before init waits
+/// at its go pipe, so that a parked sandbox keeps no other run's pipe open
+/// (whose reader would wait for its end of file as long as it is parked).
+fn close_inherited(spec: &ChildSpec) {
+    let mut keep = [-1 as c_int; 20];
+    let mut n = 0;
+    let mut add = |fd: Option<&OwnedFd>| {
+        if let (Some(fd), true) = (fd, n < keep.len()) {
+            keep[n] = fd.as_raw_fd();
+            n += 1;
+        }
+    };
+    add(spec.go.as_ref());
+    add(spec.status.as_ref());
+    add(Some(&spec.report));
+    add(spec.lifeline.as_ref());
+    add(spec.trace.as_ref());
+    spec.stdio.iter().for_each(|fd| add(fd.as_ref()));
+    if let ChildTerminal::Allocate { channel, .. } = &spec.terminal {
+        add(Some(channel));
+    }
+    if let Some(e) = &spec.egress {
+        add(Some(&e.listener_channel));
+        add(Some(&e.helper_channel));
+    }
+    add(spec.landlock.as_ref().map(|(fd, _)| fd));
+    add(spec.proxy_listener.as_ref().map(|(fd, _)| fd));
+    add(spec.dns_sockets.as_ref());
+    let keep = &mut keep[..n];
+    keep.sort_unstable();
+    let mut next: u32 = 3;
+    for k in keep.iter().filter_map(|k| u32::try_from(*k).ok()) {
+        if k > next {
+            // SAFETY: close_range with integer arguments.
+            unsafe { libc::syscall(libc::SYS_close_range, next, k - 1, 0u32) };
+        }
+        next = next.max(k + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32) };
 }
 
 /// Closes every descriptor >= `first` except `keep` (-1: none).

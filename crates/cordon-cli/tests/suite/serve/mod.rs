@@ -9,6 +9,7 @@
 mod auth;
 mod executions;
 mod lifecycle;
+mod pool;
 mod queue;
 mod queue_cluster;
 mod registry;

@@ -1,0 +1,243 @@
+//! The warm pool (`[server] pool_size`), checked from the host: the parked
+//! sandboxes are the service's child processes waiting in `read(2)` (at
+//! their go pipe); which one ran an execution shows in the namespace
+//! inodes the handler reports against those the host read from
+//! `/proc/PID/ns` while it was parked, and in `/metrics`' hit counter.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cordon_testkit::poll_until;
+use serde_json::json;
+
+use super::{Options, Service};
+use crate::suite::cordon;
+
+const POOLED: &str = "@test/pool";
+
+/// Installs version `version` of [`POOLED`] into the service's registry.
+/// Its `probe` handler reports whether `/tmp/left-behind` existed, then
+/// writes it (and whether that worked: the control), its version, and its
+/// pid and mount namespaces.
+fn install(s: &Service, version: &str) {
+    let folder = s.dir.join(format!("pool-src-{version}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("cordon.toml"),
+        format!("id = \"{POOLED}\"\nversion = \"{version}\"\n[handlers.probe]\ncommand = [\"./probe.sh\"]\n"),
+    )
+    .unwrap();
+    let probe = folder.join("probe.sh");
+    std::fs::write(
+        &probe,
+        format!(
+            "#!/bin/sh\nseen=absent; [ -e /tmp/left-behind ] && seen=present\necho x > /tmp/left-behind\n\
+             wrote=no; [ -e /tmp/left-behind ] && wrote=yes\n\
+             printf '{{\"version\":\"{version}\",\"seen\":\"%s\",\"wrote\":\"%s\",\"pidns\":\"%s\",\"mntns\":\"%s\"}}' \
+             \"$seen\" \"$wrote\" \"$(readlink /proc/self/ns/pid)\" \"$(readlink /proc/self/ns/mnt)\" >&3\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let package = s.dir.join(format!("pool-{version}.tar.gz"));
+    cordon().args(["plugin", "pack"]).arg(&folder).arg("--out").arg(&package).run().assert_success();
+    cordon()
+        .env("CORDON_HOME", s.dir.join("home"))
+        .args(["plugin", "install"])
+        .arg(&package)
+        .args(["--allow-unsigned", "--approve"])
+        .run()
+        .assert_success();
+}
+
+fn start(label: &str, server: &str) -> Service {
+    Service::start_with(label, Options { registry: true, server: server.into(), ..Options::default() })
+}
+
+/// Runs the probe; its result's `id` and `data`.
+fn probe(s: &Service, at: &str) -> (String, serde_json::Value) {
+    let r = s.post_json("/v1/executions", at, &json!({"plugin": POOLED, "handler": "probe", "input": {}}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v}");
+    (v["id"].as_str().unwrap().to_owned(), v["data"].clone())
+}
+
+/// A counter or gauge of `/metrics`.
+fn metric(s: &Service, name: &str) -> u64 {
+    let text = super::http(s.addr, "GET", "/metrics", &[], b"").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// The service's child processes (sandbox inits: parked, or running an
+/// execution).
+fn children(s: &Service) -> Vec<u32> {
+    let me = s.pid().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                // "pid (comm) state ppid ...": comm may hold spaces.
+                st.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+                    == Some(me.clone())
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` is blocked in `read(2)`: a parked init at its go pipe.
+fn waits_at_go(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| s.split(' ').next() == Some("0"))
+}
+
+/// The one parked sandbox of an idle service, once there is one.
+fn parked_one(s: &Service) -> u32 {
+    let mut found = vec![];
+    let ok = poll_until(Duration::from_secs(30), || {
+        found = children(s).into_iter().filter(|p| waits_at_go(*p)).collect();
+        found.len() == 1
+    });
+    assert!(ok, "not exactly one parked sandbox: {found:?} (children {:?})\n{}", children(s), s.log());
+    found[0]
+}
+
+fn ns(pid: u32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().to_string_lossy().into_owned()
+}
+
+fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Each execution gets a sandbox of its own: the first (no sandbox parked
+/// yet: a miss) runs fresh; the next ones run in the sandbox the pool
+/// parked meanwhile (the hit counter rises, and the handler reports the
+/// namespaces the host saw for that parked pid), which is gone after, and
+/// the next is another process; a file one execution leaves in /tmp is
+/// absent in the next (control: each sees its own write). Then a burst
+/// from several clients: none sees another's file, one record per
+/// execution, every execution a hit or a miss. (Namespace inode numbers
+/// are reused once a namespace is freed: they identify a sandbox only
+/// while it lives, so they are compared with the parked one's.)
+#[test]
+fn pooled_executions_never_share_a_sandbox_and_each_has_one_record() {
+    let s = start("serve-pool-share", "workers = 1\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    let (_, first) = probe(&s, &at);
+    assert_eq!((metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total")), (0, 1));
+    assert_eq!((first["seen"].as_str(), first["wrote"].as_str()), (Some("absent"), Some("yes")), "{first}");
+    let mut used = vec![];
+    for round in 1..=2 {
+        let parked = parked_one(&s);
+        assert!(!used.contains(&parked), "sandbox {parked} was parked again after it ran");
+        let (pid_ns, mnt_ns) = (ns(parked, "pid"), ns(parked, "mnt"));
+        let (_, data) = probe(&s, &at);
+        assert_eq!(metric(&s, "cordon_pool_hits_total"), round, "the parked sandbox was not used");
+        assert_eq!((data["pidns"].as_str(), data["mntns"].as_str()), (Some(&*pid_ns), Some(&*mnt_ns)), "{data}");
+        assert_eq!((data["seen"].as_str(), data["wrote"].as_str()), (Some("absent"), Some("yes")), "{data}");
+        assert!(poll_until(Duration::from_secs(10), || !exists(parked)), "the used sandbox {parked} lives on");
+        used.push(parked);
+    }
+    // A burst: 3 clients × 4 executions.
+    let addr = s.addr;
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let at = at.clone();
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|_| {
+                        let body = json!({"plugin": POOLED, "handler": "probe", "input": {}}).to_string();
+                        let auth = format!("Bearer {at}");
+                        let r = super::http(
+                            addr,
+                            "POST",
+                            "/v1/executions",
+                            &[("Authorization", &auth), ("Content-Type", "application/json")],
+                            body.as_bytes(),
+                        );
+                        assert_eq!(r.status, 200, "{r:?}");
+                        r.json()["data"]["seen"].as_str().unwrap().to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let burst: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(burst.iter().all(|seen| seen == "absent"), "an execution saw another's /tmp file: {burst:?}");
+    let executions = 3 + burst.len() as u64;
+    let (hits, misses) = (metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total"));
+    assert_eq!(hits + misses, executions);
+    let records = s.audit_records();
+    assert_eq!(records.len() as u64, executions, "{records:#?}");
+    assert!(records.iter().all(|r| r["outcome"] == "ok" && r["plugin"] == POOLED), "{records:#?}");
+}
+
+/// A re-installed plugin never runs in a sandbox parked for its old
+/// version, and a disabled one not at all: control first (the old
+/// version's parked sandbox does run the next execution), then the new
+/// version is installed: the sandbox parked for the old one is killed and
+/// reaped, and the next execution runs the new version elsewhere. Disabled,
+/// the new version's parked sandbox goes too.
+#[test]
+fn a_reinstalled_or_disabled_plugin_never_runs_in_a_sandbox_parked_for_the_old_version() {
+    let s = start("serve-pool-reinstall", "workers = 1\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    // Control: the pool serves this version.
+    let parked = parked_one(&s);
+    let parked_ns = ns(parked, "pid");
+    let (_, data) = probe(&s, &at);
+    assert_eq!(metric(&s, "cordon_pool_hits_total"), 1);
+    assert_eq!((data["version"].as_str(), data["pidns"].as_str()), (Some("1.0.0"), Some(&*parked_ns)));
+    let old = parked_one(&s);
+    let old_ns = ns(old, "pid");
+    install(&s, "1.0.1");
+    assert!(poll_until(Duration::from_secs(10), || !exists(old)), "the old version's sandbox {old} lives on");
+    let (_, data) = probe(&s, &at);
+    assert_eq!(data["version"], "1.0.1", "{data}");
+    assert_ne!(data["pidns"].as_str(), Some(&*old_ns));
+    assert_eq!(metric(&s, "cordon_pool_hits_total"), 1, "an execution of the new version used an old sandbox");
+    let new = parked_one(&s);
+    cordon().env("CORDON_HOME", s.dir.join("home")).args(["plugin", "disable", POOLED]).run().assert_success();
+    assert!(poll_until(Duration::from_secs(10), || !exists(new)), "the disabled plugin's sandbox {new} lives on");
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": POOLED, "handler": "probe", "input": {}}));
+    assert_eq!((r.status, r.error().0.as_str()), (409, "plugin_disabled"), "{r:?}");
+    assert_eq!(s.audit_records().len(), 3);
+}
+
+/// No parked sandbox survives the service's SIGKILL (control: it is there
+/// before the kill).
+#[test]
+fn no_parked_sandbox_survives_a_sigkill_of_the_service() {
+    let mut s = start("serve-pool-sigkill", "workers = 1\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    let parked = parked_one(&s);
+    assert!(exists(parked));
+    s.kill();
+    assert!(poll_until(Duration::from_secs(10), || !exists(parked)), "parked sandbox {parked} survived SIGKILL");
+}
+
+/// A parked sandbox unused for `pool_ttl_ms` is killed and reaped, and a
+/// handler unused that long is not parked again (control: it was parked).
+#[test]
+fn a_parked_sandbox_past_its_ttl_is_reaped_and_not_replaced() {
+    let s = start("serve-pool-ttl", "workers = 1\npool_size = 1\npool_ttl_ms = 300\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    let parked = parked_one(&s);
+    assert!(poll_until(Duration::from_secs(10), || !exists(parked)), "parked sandbox {parked} outlived its TTL");
+    assert!(
+        poll_until(Duration::from_secs(10), || metric(&s, "cordon_pool_parked") == 0),
+        "the pool still counts a parked sandbox"
+    );
+    assert_eq!(children(&s), Vec::<u32>::new(), "a sandbox was parked again for an unused handler");
+}

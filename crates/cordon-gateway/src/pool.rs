@@ -1,0 +1,294 @@
+//! The warm pool (`[server] pool_size`): plugin runs set up ahead of
+//! demand, so that an execution's latency does not include building its
+//! sandbox.
+//!
+//! One pool thread (`cordon-pool`) keeps, per [`Key`] (plugin id, folder,
+//! verified tree hash, handler, mode) that an execution used within
+//! `pool_ttl_ms`, up to `pool_size` handler runs parked
+//! ([`cordon::plugin::park_handler`]): manifest checked, policy built, run
+//! folder made, namespaces, mounts and cgroups ready, init waiting for its
+//! go message. A worker that takes one starts it with the execution's
+//! input, traceparent, request id and cancel handle
+//! ([`cordon::plugin::ParkedHandler::start`]); without one it builds a fresh sandbox as
+//! before, and the pool thread parks the next.
+//!
+//! # Guarantees
+//!
+//! - **One execution per sandbox.** Starting a parked run consumes it; a
+//!   parked sandbox is never reused, and every execution gets its own
+//!   namespaces, mounts, `/tmp` and run folder.
+//! - **Never a weaker tier than a fresh sandbox.** A parked run is built
+//!   from the same request the worker builds for a fresh run of that key
+//!   (policy from the manifest and the host, mode, environment, the
+//!   service's audit files carved out); only the execution's own data
+//!   differs. The execution's plugin is verified by the catalog at
+//!   acceptance, as always, and a parked run is used only for an execution
+//!   whose verified tree hash and folder are those of its key. The pool
+//!   thread also asks the catalog before it parks a run and every
+//!   [`CHECK_INTERVAL`]: parked runs of a plugin that was re-installed
+//!   (another tree hash) or disabled are killed and reaped then, and an
+//!   execution of the new version drops them at once.
+//! - **Nothing outlives its welcome.** A parked run unused for
+//!   `pool_ttl_ms` is killed and reaped (pidfd), and a key unused that long
+//!   is no longer refilled. The drain kills every parked run; a SIGKILL of
+//!   the service kills them too (each sandbox's init dies with the pool
+//!   thread, `PR_SET_PDEATHSIG`, and with the service's lifeline pipe).
+//!
+//! # Not guaranteed
+//!
+//! - **Less CPU.** Every execution still gets a sandbox built and torn
+//!   down; the pool moves the building off the execution's latency, not
+//!   off the machine's CPU. A parked run that expires unused costs one
+//!   set-up for nothing. Throughput is bound by the CPU per execution.
+//! - Parked runs of a plugin whose tree hash changed may run for up to
+//!   [`CHECK_INTERVAL`] (parked, never started) before they are reaped.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use cordon::plugin::{park_handler, HandlerRequest, ParkedHandler};
+use cordon::Mode;
+
+use crate::catalog::{Catalog, Runnable};
+use crate::metrics::Metrics;
+
+/// How often the pool thread asks the catalog whether its keys are still
+/// current (tree hash, folder, enabled).
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a parked run is for: an execution of exactly this plugin version
+/// and handler, in this mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Key {
+    /// `@scope/name`.
+    pub plugin: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its verified tree hash (`None`: a development folder, unsigned).
+    pub tree_hash: Option<String>,
+    /// The handler.
+    pub handler: String,
+    /// The service's forced mode, if any (its name).
+    pub mode: Option<&'static str>,
+}
+
+impl Key {
+    /// The key of an execution of `plugin` (as the catalog verified it).
+    pub fn of(plugin: &Runnable, handler: &str, mode: Option<Mode>) -> Key {
+        Key {
+            plugin: plugin.id.clone(),
+            dir: plugin.dir.clone(),
+            tree_hash: plugin.tree_hash.clone(),
+            handler: handler.to_owned(),
+            mode: mode.map(Mode::as_str),
+        }
+    }
+
+    /// Whether the catalog's answer for the plugin is still this key's.
+    fn is_current(&self, now: &Runnable) -> bool {
+        now.tree_hash == self.tree_hash && now.dir == self.dir && now.handlers.contains(&self.handler)
+    }
+}
+
+struct Held {
+    handler: ParkedHandler,
+    at: Instant,
+}
+
+struct Slot {
+    /// The request a fresh run of this key is made from, without the
+    /// execution's own data.
+    template: HandlerRequest,
+    parked: VecDeque<Held>,
+    used: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<Key, Slot>,
+    stopping: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    size: usize,
+    ttl: Duration,
+    catalog: Box<dyn Catalog>,
+    metrics: Metrics,
+}
+
+/// The warm pool; see the module docs.
+pub struct Pool {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts the pool thread: up to `size` parked runs per key, each
+    /// killed after `ttl` unused. `catalog` is asked before parking and
+    /// every [`CHECK_INTERVAL`].
+    pub fn start(size: usize, ttl: Duration, catalog: Box<dyn Catalog>, metrics: Metrics) -> Pool {
+        let shared =
+            Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new(), size, ttl, catalog, metrics });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("cordon-pool".into())
+            .spawn(move || pool_thread(&s))
+            .expect("the pool thread can be spawned");
+        Pool { shared, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// A parked run for an execution of `key`, if one is ready; the pool
+    /// thread then parks the next (from `template()` the first time the key
+    /// is seen). Parked runs of another version of the same plugin and
+    /// handler are killed and reaped.
+    pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<ParkedHandler> {
+        let now = Instant::now();
+        let mut dropped = vec![];
+        let taken = {
+            let mut st = self.shared.state.lock().expect("pool lock");
+            let stale: Vec<Key> = st
+                .slots
+                .keys()
+                .filter(|k| k.plugin == key.plugin && k.handler == key.handler && k.mode == key.mode && *k != key)
+                .cloned()
+                .collect();
+            for k in stale {
+                dropped.extend(st.slots.remove(&k).map(|s| s.parked).unwrap_or_default());
+            }
+            let slot = st.slots.entry(key.clone()).or_insert_with(|| Slot {
+                template: template(),
+                parked: VecDeque::new(),
+                used: now,
+            });
+            slot.used = now;
+            let mut taken = None;
+            while let Some(h) = slot.parked.pop_front() {
+                if h.handler.is_dead() {
+                    dropped.push(h);
+                } else {
+                    taken = Some(h.handler);
+                    break;
+                }
+            }
+            taken
+        };
+        self.shared.wake.notify_one();
+        drop(dropped);
+        match &taken {
+            Some(_) => self.shared.metrics.pool_hits.inc(),
+            None => self.shared.metrics.pool_misses.inc(),
+        };
+        self.shared.count();
+        taken
+    }
+
+    /// Stops the pool thread; every parked run is killed and reaped.
+    pub fn stop(&self) {
+        self.shared.state.lock().expect("pool lock").stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.lock().expect("pool thread lock").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Sets the parked-runs gauge.
+    fn count(&self) {
+        let n: usize = self.state.lock().expect("pool lock").slots.values().map(|s| s.parked.len()).sum();
+        self.metrics.pool_parked.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether `key` is still what the catalog verifies for its plugin.
+    fn is_current(&self, key: &Key) -> bool {
+        self.catalog.resolve(&key.plugin).is_ok_and(|r| key.is_current(&r))
+    }
+
+    /// Removes the slots the catalog no longer vouches for.
+    fn check_catalog(&self) -> Vec<Held> {
+        let keys: Vec<Key> = self.state.lock().expect("pool lock").slots.keys().cloned().collect();
+        let gone: Vec<Key> = keys.into_iter().filter(|k| !self.is_current(k)).collect();
+        let mut st = self.state.lock().expect("pool lock");
+        gone.iter().flat_map(|k| st.slots.remove(k).map(|s| s.parked).unwrap_or_default()).collect()
+    }
+}
+
+/// The pool thread: expires, checks, refills; parks every run itself, so
+/// that each parked sandbox lives at most as long as this thread.
+fn pool_thread(s: &Shared) {
+    let mut checked = Instant::now();
+    loop {
+        let now = Instant::now();
+        let mut dropped: Vec<Held> = vec![];
+        let next = {
+            let mut st = s.state.lock().expect("pool lock");
+            if st.stopping {
+                dropped.extend(st.slots.drain().flat_map(|(_, slot)| slot.parked));
+                drop(st);
+                drop(dropped);
+                s.count();
+                return;
+            }
+            for slot in st.slots.values_mut() {
+                let (keep, old): (VecDeque<Held>, VecDeque<Held>) = std::mem::take(&mut slot.parked)
+                    .into_iter()
+                    .partition(|h| now.duration_since(h.at) < s.ttl && !h.handler.is_dead());
+                slot.parked = keep;
+                dropped.extend(old);
+            }
+            st.slots.retain(|_, slot| !slot.parked.is_empty() || now.duration_since(slot.used) < s.ttl);
+            st.slots
+                .iter()
+                .find(|(_, slot)| slot.parked.len() < s.size && now.duration_since(slot.used) < s.ttl)
+                .map(|(k, slot)| (k.clone(), slot.template.clone()))
+        };
+        drop(dropped);
+        if checked.elapsed() >= CHECK_INTERVAL {
+            drop(s.check_catalog());
+            checked = Instant::now();
+        }
+        match next {
+            Some((key, mut template)) => {
+                if !s.is_current(&key) {
+                    let gone = s.state.lock().expect("pool lock").slots.remove(&key);
+                    drop(gone);
+                } else {
+                    template.request_id = Some(format!("pool-{}", cordon::new_request_id()));
+                    let parked = park_handler(&template);
+                    let mut st = s.state.lock().expect("pool lock");
+                    match (parked, st.slots.get_mut(&key)) {
+                        (Ok(handler), Some(slot)) if slot.parked.len() < s.size => {
+                            slot.parked.push_back(Held { handler, at: Instant::now() });
+                        }
+                        (Ok(handler), _) => {
+                            drop(st);
+                            drop(handler);
+                        }
+                        (Err(failed), slot) => {
+                            // Not refilled until an execution uses the key
+                            // again: its fresh run reports the problem.
+                            if let Some(slot) = slot {
+                                slot.used = now.checked_sub(s.ttl).unwrap_or(now);
+                            }
+                            drop(st);
+                            let message = failed.result.error.map(|e| e.message).unwrap_or_default();
+                            eprintln!("cordon serve: the pool cannot park {} {}: {message}", key.plugin, key.handler);
+                        }
+                    }
+                }
+            }
+            None => {
+                let st = s.state.lock().expect("pool lock");
+                if !st.stopping {
+                    let wait = CHECK_INTERVAL.min(s.ttl);
+                    drop(s.wake.wait_timeout(st, wait).expect("pool lock"));
+                }
+            }
+        }
+        s.count();
+    }
+}
