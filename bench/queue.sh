@@ -53,8 +53,15 @@ queue = 4096
 [tenants.bench]
 max_concurrent = 4096
 rate_per_sec = 1000000
+[queue]
+result_keys = "$WORK/result-keys"
 TOML
 }
+# One result signing key for every role (each host has its own in production).
+"$CORDON" key gen --out "$WORK/result.key" > /dev/null 2>&1
+mkdir -p "$WORK/result-keys"
+cp "$WORK/result.key.pub" "$WORK/result-keys/"
+KEY=(--result-key "$WORK/result.key")
 export CORDON_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
 export CORDON_INTERNAL_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
 
@@ -121,7 +128,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 config "$WORK/gateway" 1
-serve "$WORK/gateway" --queue "nats://127.0.0.1:$PORT"
+serve "$WORK/gateway" --queue "nats://127.0.0.1:$PORT" "${KEY[@]}"
 one=
 started=0
 for n in 1 2 4 8; do
@@ -129,7 +136,7 @@ for n in 1 2 4 8; do
         started=$((started + 1))
         config "$WORK/w$started" "$SLOTS"
         "$CORDON" worker --queue "nats://127.0.0.1:$PORT" --config "$WORK/w$started/config.toml" \
-            --name "w$started" --slots "$SLOTS" 2> "$WORK/w$started/worker.log" &
+            --name "w$started" --slots "$SLOTS" "${KEY[@]}" 2> "$WORK/w$started/worker.log" &
         PIDS+=($!)
         # The log appears once the background shell has opened it.
         for _ in $(seq 100); do grep -qs pulling "$WORK/w$started/worker.log" && break; sleep 0.1; done

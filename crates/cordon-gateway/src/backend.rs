@@ -85,15 +85,19 @@ pub enum Status {
     Running,
     /// Finished: the result as sent to the caller (ExecutionResult plus `id`).
     Done(Arc<serde_json::Value>),
+    /// Finished, but its stored result is refused (`--queue`: not signed by
+    /// a trusted key); why, for the service log.
+    Refused(String),
 }
 
 impl Status {
-    /// `queued`, `running` or `done`.
+    /// `queued`, `running`, `done` or `refused`.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Queued => "queued",
             Status::Running => "running",
             Status::Done(_) => "done",
+            Status::Refused(_) => "refused",
         }
     }
 }

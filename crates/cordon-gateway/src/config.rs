@@ -18,6 +18,9 @@
 //! secret_sha256 = "<64 hex digits>"
 //! [tenants.acme.tokens.deploy]
 //! sha256 = "<64 hex digits>"
+//!
+//! [queue]                          # with `cordon serve --queue`
+//! result_keys = "/etc/cordon/result-keys"   # *.pub of each worker's --result-key
 //! ```
 
 use std::collections::BTreeMap;
@@ -144,6 +147,16 @@ pub struct Server {
     pub pool_ttl_ms: u64,
 }
 
+/// The queue's settings in the file (`[queue]`, used with `--queue`).
+#[derive(Clone, Debug, Default)]
+pub struct QueueConfig {
+    /// A folder of public keys (`*.pub`, from `cordon key gen`): a stored
+    /// result is answered only when one of them (or the gateway's own
+    /// `--result-key`) signed it. Required with `--queue` unless
+    /// `--insecure-dev`.
+    pub result_keys: Option<PathBuf>,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -151,6 +164,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// `[server]`.
     pub server: Server,
+    /// `[queue]`.
+    pub queue: QueueConfig,
     /// `[tenants.*]`, sorted by name.
     pub tenants: Vec<Tenant>,
 }
@@ -162,6 +177,14 @@ struct RawConfig {
     server: Option<RawServer>,
     #[serde(default)]
     tenants: BTreeMap<Spanned<String>, RawTenant>,
+    #[serde(default)]
+    queue: Option<RawQueue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    result_keys: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -361,7 +384,8 @@ impl Config {
             }
             tenants.push(Tenant { name: name.into_inner(), max_concurrent, rate_per_sec, clients, tokens });
         }
-        Ok(Config { path: Some(path.to_owned()), server, tenants })
+        let queue = QueueConfig { result_keys: raw.queue.and_then(|q| q.result_keys) };
+        Ok(Config { path: Some(path.to_owned()), server, queue, tenants })
     }
 
     /// The tenant called `name`.

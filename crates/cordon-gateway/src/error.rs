@@ -82,6 +82,13 @@ impl ApiError {
         e
     }
 
+    /// 502: what another part of the service answered cannot be used
+    /// (`--queue`: a stored result failed its signature check, which the
+    /// caller of this logged).
+    pub fn bad_gateway(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, code, message)
+    }
+
     /// 500: `detail` is logged, never sent.
     pub fn internal(detail: impl Into<String>) -> ApiError {
         let mut e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error");

@@ -29,6 +29,9 @@ pub struct QueueConn {
     /// The file holding --queue-user's password (one line).
     #[arg(long, value_name = "FILE", requires = "queue_user")]
     pub queue_password_file: Option<PathBuf>,
+    /// The secret key this role signs the results it writes with (`cordon key gen --out FILE`; FILE.pub goes in the gateways' [queue] result_keys folder).
+    #[arg(long, value_name = "FILE", requires = "queue")]
+    pub result_key: Option<PathBuf>,
 }
 
 impl QueueConn {
@@ -39,13 +42,21 @@ impl QueueConn {
         let mut s = QueueSettings::new(servers);
         s.creds = self.queue_creds.clone();
         s.user = self.queue_user.clone().zip(self.queue_password_file.clone());
+        s.result_key = self.result_key.clone();
         Ok(Some(s))
     }
 
     fn required(&self, command: &str) -> Result<QueueSettings> {
-        self.settings()?.ok_or_else(|| {
+        let s = self.settings()?.ok_or_else(|| {
             anyhow::anyhow!("cordon {command} needs --queue\n  hint: pass --queue nats://HOST:PORT, the servers `cordon serve --queue` uses")
-        })
+        })?;
+        if s.result_key.is_none() {
+            anyhow::bail!(
+                "cordon {command} needs --result-key FILE: the gateways answer only results signed by a key they trust\n  \
+                 hint: make one with `cordon key gen --out FILE` and copy FILE.pub into the gateways' [queue] result_keys folder"
+            );
+        }
+        Ok(s)
     }
 }
 

@@ -73,6 +73,34 @@ pub fn run(a: ServeArgs) -> Result<i32> {
             render::message("warning", &format!("insecure-dev: {w}"));
         }
     }
+    let queue = match queue {
+        Some(mut q) => {
+            match (&config.queue.result_keys, a.insecure_dev) {
+                (Some(folder), _) => {
+                    if q.result_key.is_none() {
+                        bail!(
+                            "cordon serve --queue with [queue] result_keys needs --result-key FILE, to sign the results it decides itself (EXPIRED, CANCELLED)\n  \
+                             hint: make one with `cordon key gen --out FILE` and copy FILE.pub into {} on every gateway",
+                            folder.display()
+                        );
+                    }
+                    q.result_keys = Some(folder.clone());
+                }
+                (None, true) => {
+                    let w = "--queue without [queue] result_keys: results are answered without checking who wrote them";
+                    render::message("warning", &format!("insecure-dev: {w}"));
+                    insecure.push(w.to_owned());
+                }
+                (None, false) => bail!(
+                    "cordon serve --queue needs [queue] result_keys in {}: without it, any credential that can write the results bucket could answer for a worker\n  \
+                     hint: make each worker's key with `cordon key gen --out FILE`, start it with --result-key FILE, copy FILE.pub into a folder and set [queue] result_keys = \"FOLDER\" (or, on a developer's machine, --insecure-dev)",
+                    a.config.as_ref().map_or("the configuration (--config FILE)".to_owned(), |p| p.display().to_string())
+                ),
+            }
+            Some(q)
+        }
+        None => None,
+    };
     if config.tenants.is_empty() {
         render::message(
             "notice",

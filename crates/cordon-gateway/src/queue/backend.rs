@@ -28,7 +28,7 @@
 //! - `GET /v1/executions/{id}` of a request another gateway accepted says
 //!   404 until its result exists (this gateway does not know it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,9 +36,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use cordon::audit::GroupWriter;
 use cordon::ErrorCode;
+use cordon_registry::minisign::SecretKey;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::signing::Trusted;
 use super::{connect, create_result, ended_without_run, ensure, now_ms, result_key, retry, subject};
 use super::{QueueError, QueueSettings, WireRequest};
 use crate::backend::{subject_of, Job, Readiness, Status, SubmitError};
@@ -47,12 +49,27 @@ use crate::metrics::Metrics;
 /// The name in results and records of what the gateway decided itself.
 const GATEWAY: &str = "gateway";
 
+/// Why a stored result cannot be answered.
+enum LookupError {
+    /// The bucket did not answer (retry).
+    Unavailable(String),
+    /// There is one, but it is refused (see [`super::signing`]): why.
+    Refused(String),
+}
+
 /// See the module docs.
 pub struct NatsBackend {
     settings: QueueSettings,
     client: async_nats::Client,
     js: jetstream::Context,
     results: kv::Store,
+    /// Signs what the gateway decides itself (`--result-key`).
+    signer: Option<SecretKey>,
+    /// The keys whose results are answered; `None`: unchecked
+    /// (`--insecure-dev`).
+    trusted: Option<Trusted>,
+    /// Keys whose refusal was logged already (logged once each).
+    refused: Mutex<HashSet<String>>,
     audit: Arc<GroupWriter>,
     metrics: Metrics,
     /// Bucket key → "done" signal, for waiters on this gateway.
@@ -71,6 +88,11 @@ impl NatsBackend {
         audit: Arc<GroupWriter>,
         metrics: Metrics,
     ) -> Result<NatsBackend, QueueError> {
+        let signer = super::result_signer(&settings)?;
+        let trusted = match &settings.result_keys {
+            Some(folder) => Some(Trusted::load(folder, signer.as_ref().map(SecretKey::public_key))?),
+            None => None,
+        };
         let (client, js) = connect(&settings, super::Role::Gateway, "cordon-gateway").await?;
         ensure(&js, &settings).await?;
         let results = super::results(&js).await?;
@@ -95,6 +117,9 @@ impl NatsBackend {
             client,
             js,
             results,
+            signer,
+            trusted,
+            refused: Mutex::default(),
             audit,
             metrics,
             waiters,
@@ -105,16 +130,28 @@ impl NatsBackend {
     }
 
     /// The stored result of `key`, read from the bucket's leader, retried in
-    /// place through a failover for up to `limit`.
-    async fn lookup(&self, key: &str, limit: Duration) -> Result<Option<Arc<serde_json::Value>>, String> {
+    /// place through a failover for up to `limit`, and checked against the
+    /// trusted result keys ([`super::signing`]).
+    async fn lookup(&self, key: &str, limit: Duration) -> Result<Option<Arc<serde_json::Value>>, LookupError> {
         let got = retry(limit, Duration::from_millis(200), || self.results.get(key.to_owned())).await;
-        match got {
+        let value: serde_json::Value = match got {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-                .map(|v| Some(Arc::new(v)))
-                .map_err(|e| format!("the stored result of {key} is not JSON: {e}")),
-            Ok(None) => Ok(None),
-            Err(e) => Err(format!("cannot read the result of {key}: {e}")),
+                .map_err(|e| self.refuse(key, format!("refusing the stored result of {key}: it is not JSON: {e}")))?,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(LookupError::Unavailable(format!("cannot read the result of {key}: {e}"))),
+        };
+        if let Some(trusted) = &self.trusted {
+            trusted.verify(key, &value).map_err(|r| self.refuse(key, format!("{r}\n  hint: {}", r.hint())))?;
         }
+        Ok(Some(Arc::new(value)))
+    }
+
+    /// Logs (once per key) why the stored result of `key` is refused.
+    fn refuse(&self, key: &str, why: String) -> LookupError {
+        if self.refused.lock().expect("refused lock").insert(key.to_owned()) {
+            eprintln!("cordon serve: {why}");
+        }
+        LookupError::Refused(why)
     }
 
     fn watcher(&self, key: &str) -> watch::Receiver<bool> {
@@ -138,9 +175,10 @@ impl NatsBackend {
         let key = result_key(&job.tenant, &job.id);
         let _watch = self.watcher(&key);
         match self.lookup(&key, Duration::from_secs(2)).await {
-            Ok(Some(_)) => return Ok(()),
+            // A result (or a refused one, which waiting reports) exists.
+            Ok(Some(_)) | Err(LookupError::Refused(_)) => return Ok(()),
             Ok(None) => {}
-            Err(e) => return Err(SubmitError::Unavailable(e)),
+            Err(LookupError::Unavailable(e)) => return Err(SubmitError::Unavailable(e)),
         }
         let deadline_ms = now_ms() + u64::try_from(self.settings.deadline.as_millis()).unwrap_or(u64::MAX);
         let wire = WireRequest {
@@ -194,7 +232,9 @@ impl NatsBackend {
         let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         let finished = tokio::time::timeout(left, rx.wait_for(|d| *d)).await.is_ok();
         drop(rx);
-        if !finished && !matches!(self.lookup(&key, Duration::from_secs(10)).await, Ok(Some(_))) {
+        let stored =
+            matches!(self.lookup(&key, Duration::from_secs(10)).await, Ok(Some(_)) | Err(LookupError::Refused(_)));
+        if !finished && !stored {
             let reason = bytes::Bytes::from_static(super::CANCEL_EXPIRED);
             let _ = self.client.publish(subject::cancel(&job.tenant, &job.id), reason).await;
             self.record_unstarted(&job, ErrorCode::Expired, "the deadline passed before a worker finished it").await;
@@ -209,7 +249,7 @@ impl NatsBackend {
     async fn record_unstarted(&self, job: &Job, code: ErrorCode, message: &str) {
         let key = result_key(&job.tenant, &job.id);
         let (result, value) = ended_without_run(&job.id, code, message, GATEWAY, 0);
-        let created = create_result(&self.results, &key, &value, Duration::from_secs(10)).await;
+        let created = create_result(&self.results, self.signer.as_ref(), &key, &value, Duration::from_secs(10)).await;
         match created {
             Ok(true) => {
                 let subject =
@@ -230,6 +270,7 @@ impl NatsBackend {
         let key = result_key(tenant, id);
         match self.lookup(&key, Duration::from_secs(2)).await {
             Ok(Some(v)) => Some(Status::Done(v)),
+            Err(LookupError::Refused(why)) => Some(Status::Refused(why)),
             _ if self.pending.lock().expect("pending lock").contains_key(&key) => Some(Status::Queued),
             _ => None,
         }
@@ -238,8 +279,10 @@ impl NatsBackend {
     pub(crate) async fn wait(&self, tenant: &str, id: &str, timeout: Duration) -> Option<Status> {
         let key = result_key(tenant, id);
         let mut rx = self.watcher(&key);
-        if let Ok(Some(v)) = self.lookup(&key, Duration::from_secs(2)).await {
-            return Some(Status::Done(v));
+        match self.lookup(&key, Duration::from_secs(2)).await {
+            Ok(Some(v)) => return Some(Status::Done(v)),
+            Err(LookupError::Refused(why)) => return Some(Status::Refused(why)),
+            _ => {}
         }
         let _ = tokio::time::timeout(timeout, rx.wait_for(|d| *d)).await;
         drop(rx);
@@ -252,8 +295,10 @@ impl NatsBackend {
     pub(crate) async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
         let key = result_key(tenant, id);
         let known = self.pending.lock().expect("pending lock").get(&key).cloned();
-        if let Ok(Some(v)) = self.lookup(&key, Duration::from_secs(2)).await {
-            return Some(Status::Done(v));
+        match self.lookup(&key, Duration::from_secs(2)).await {
+            Ok(Some(v)) => return Some(Status::Done(v)),
+            Err(LookupError::Refused(why)) => return Some(Status::Refused(why)),
+            _ => {}
         }
         let job = known?;
         let _ = self.client.publish(subject::cancel(tenant, id), bytes::Bytes::new()).await;

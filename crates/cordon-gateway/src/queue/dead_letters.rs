@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use cordon::audit::AuditTrail;
 use cordon::ErrorCode;
+use cordon_registry::minisign::SecretKey;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -47,6 +48,7 @@ pub async fn run(
     trail: AuditTrail,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), QueueError> {
+    let signer = super::result_signer(&settings)?;
     let (client, js) = connect(&settings, super::Role::DeadLetters, "cordon-dead-letters").await?;
     let consumer: jetstream::consumer::PullConsumer =
         retry(Duration::from_secs(60), Duration::from_millis(200), || {
@@ -83,7 +85,7 @@ pub async fn run(
             let Ok(msg) = next else { break };
             match serde_json::from_slice::<Advisory>(&msg.payload) {
                 Ok(adv) => {
-                    if let Err(e) = give_up(&client, &js, &exec, &results, &trail, &adv).await {
+                    if let Err(e) = give_up(&client, &js, &exec, (&results, signer.as_ref()), &trail, &adv).await {
                         // Left unacknowledged: it comes back.
                         eprintln!("cordon dead-letters: request at {EXEC_STREAM} #{}: {e}", adv.stream_seq);
                         continue;
@@ -102,7 +104,7 @@ async fn give_up(
     client: &async_nats::Client,
     js: &jetstream::Context,
     exec: &jetstream::stream::Stream,
-    results: &kv::Store,
+    (results, signer): (&kv::Store, Option<&SecretKey>),
     trail: &AuditTrail,
     adv: &Advisory,
 ) -> Result<(), String> {
@@ -133,7 +135,7 @@ async fn give_up(
     let attempts = u32::try_from(adv.deliveries).unwrap_or(u32::MAX);
     let message = format!("no worker finished it in {attempts} deliveries; a copy is in {}", subject::dlq(&req.tenant));
     let (result, value) = ended_without_run(&req.id, ErrorCode::Lost, &message, WORKER, attempts);
-    let created = create_result(results, &key, &value, in_place)
+    let created = create_result(results, signer, &key, &value, in_place)
         .await
         .map_err(|e| format!("cannot record {key} as LOST: {e}"))?;
     if created {

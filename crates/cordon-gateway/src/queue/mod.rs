@@ -35,12 +35,14 @@
 
 pub mod backend;
 pub mod dead_letters;
+pub mod signing;
 pub mod worker;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer, kv, stream};
+use cordon_registry::minisign::SecretKey;
 use serde::{Deserialize, Serialize};
 
 /// The work queue stream.
@@ -200,15 +202,21 @@ pub fn stored_result(
 }
 
 /// Writes `value` as the result of `key` unless one exists (first writer
-/// wins), retrying infrastructure errors in place for up to `limit`:
-/// `Ok(true)` written, `Ok(false)` another result was first.
+/// wins), signed by `signer` when there is one ([`signing`]), retrying
+/// infrastructure errors in place for up to `limit`: `Ok(true)` written,
+/// `Ok(false)` another result was first.
 pub async fn create_result(
     results: &kv::Store,
+    signer: Option<&SecretKey>,
     key: &str,
     value: &serde_json::Value,
     limit: Duration,
 ) -> Result<bool, kv::CreateError> {
-    let bytes: bytes::Bytes = serde_json::to_vec(value).unwrap_or_default().into();
+    let mut value = value.clone();
+    if let Some(signer) = signer {
+        signing::sign(signer, key, &mut value);
+    }
+    let bytes: bytes::Bytes = serde_json::to_vec(&value).unwrap_or_default().into();
     retry(limit, Duration::from_millis(250), || async {
         match results.create(key, bytes.clone()).await {
             Ok(_) => Ok(true),
@@ -231,6 +239,13 @@ pub struct QueueSettings {
     /// A user and the file holding its password, for servers whose
     /// configuration lists users (`authorization { users = [...] }`).
     pub user: Option<(String, PathBuf)>,
+    /// The secret key this role signs the results it writes with
+    /// (`--result-key`, made by `cordon key gen`).
+    pub result_key: Option<PathBuf>,
+    /// The gateway: the folder of public keys whose results it accepts
+    /// (`[queue] result_keys`); `None` accepts results unchecked
+    /// (`--insecure-dev` only).
+    pub result_keys: Option<PathBuf>,
     /// A worker that stops acknowledging for this long loses its delivery.
     pub ack_wait: Duration,
     /// Deliveries before a request is given up on (`LOST`).
@@ -253,6 +268,8 @@ impl QueueSettings {
             servers,
             creds: None,
             user: None,
+            result_key: None,
+            result_keys: None,
             ack_wait: Duration::from_secs(10),
             max_deliver: 3,
             tenant_cap: 1000,
@@ -290,6 +307,17 @@ pub enum QueueError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The role's `--result-key` cannot be used.
+    #[error("cannot use the result signing key {}: {detail}", path.display())]
+    ResultKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The gateway's trusted result keys cannot be used.
+    #[error(transparent)]
+    ResultKeys(#[from] signing::TrustedError),
     /// A stream, consumer or the bucket cannot be created or opened.
     #[error("cannot set up {what} on NATS JetStream: {detail}")]
     Setup {
@@ -311,6 +339,10 @@ impl QueueError {
             QueueError::Creds { .. } => {
                 "pass --queue-creds with a readable .creds file, or --queue-password-file with a readable file holding this role's password"
             }
+            QueueError::ResultKey { .. } => {
+                "pass --result-key with a secret key written by `cordon key gen --out FILE` (no password), and put FILE.pub in the gateways' [queue] result_keys folder"
+            }
+            QueueError::ResultKeys(e) => e.hint(),
             QueueError::Setup { .. } => {
                 "JetStream must be enabled on the servers (`-js`), and this role's credentials must allow the JetStream API"
             }
@@ -405,6 +437,12 @@ pub async fn connect(
     Ok((client, js))
 }
 
+/// Loads the role's `--result-key`, if any.
+pub fn result_signer(settings: &QueueSettings) -> Result<Option<SecretKey>, QueueError> {
+    let Some(path) = &settings.result_key else { return Ok(None) };
+    SecretKey::load(path).map(Some).map_err(|e| QueueError::ResultKey { path: path.clone(), detail: e.to_string() })
+}
+
 fn setup_err(what: &str) -> impl Fn(String) -> QueueError + '_ {
     move |detail| QueueError::Setup { what: what.to_owned(), detail }
 }
@@ -434,9 +472,15 @@ pub async fn ensure(js: &jetstream::Context, s: &QueueSettings) -> Result<(), Qu
         subjects: vec![format!("$KV.{RESULTS_BUCKET}.>")],
         storage: stream::StorageType::File,
         num_replicas: s.replicas,
+        // One result per key, refused at the server: a second write is
+        // refused even without the expected-sequence header a KV create
+        // sends (a credential publishing to the subject directly cannot
+        // replace a stored result), and there is no rollup (purge) either.
         max_messages_per_subject: 1,
-        allow_rollup: true,
+        discard_new_per_subject: true,
+        allow_rollup: false,
         deny_delete: true,
+        deny_purge: true,
         discard: stream::DiscardPolicy::New,
         // Reads go to the leader (SCALE-OUT.md condition 3).
         allow_direct: false,

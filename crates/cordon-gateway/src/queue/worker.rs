@@ -100,6 +100,7 @@ struct Shared {
     settings: WorkerSettings,
     client: async_nats::Client,
     results: kv::Store,
+    signer: Option<cordon_registry::minisign::SecretKey>,
     catalog: Box<dyn Catalog>,
     trail: AuditTrail,
     support: KernelSupport,
@@ -132,6 +133,7 @@ pub async fn run(
             what: format!("consumer {EXEC_CONSUMER} (start `cordon serve --queue` first)"),
             detail: e.to_string(),
         })?;
+    let signer = super::result_signer(&settings.queue)?;
     let ack_wait = consumer.cached_info().config.ack_wait;
     let run_root = own_run_root(&settings.run_root).map_err(|e| QueueError::Setup {
         what: format!("the worker's run folder under {}", settings.run_root.display()),
@@ -157,6 +159,7 @@ pub async fn run(
         settings,
         client: client.clone(),
         results,
+        signer,
         catalog,
         trail,
         support,
@@ -375,7 +378,8 @@ async fn handle(s: &Shared, msg: jetstream::Message) {
             None => return,
         },
     };
-    let written = holding(&msg, s.ack_wait, create_result(&s.results, &key, &value, IN_PLACE), || {}).await;
+    let written =
+        holding(&msg, s.ack_wait, create_result(&s.results, s.signer.as_ref(), &key, &value, IN_PLACE), || {}).await;
     match written {
         Some(Ok(true)) => {}
         Some(Ok(false)) => {

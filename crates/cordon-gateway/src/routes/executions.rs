@@ -115,6 +115,7 @@ pub async fn submit_and_wait(
     let status = state.backend.wait(&caller.tenant, &id, Duration::from_millis(wait_ms)).await;
     match status {
         Some(Status::Done(result)) => Ok(Json(result.as_ref().clone()).into_response()),
+        Some(Status::Refused(_)) => Err(refused(&id)),
         other => {
             let name = other.map_or("queued", |s| s.name());
             let mut resp = (StatusCode::ACCEPTED, Json(serde_json::json!({"id": id, "status": name}))).into_response();
@@ -134,6 +135,14 @@ fn status_body(id: &str, status: &Status) -> serde_json::Value {
     body
 }
 
+/// A stored result the gateway does not answer (the backend logged why).
+fn refused(id: &str) -> ApiError {
+    ApiError::bad_gateway(
+        "result_refused",
+        format!("the stored result of execution `{id}` failed the service's signature check and is not answered; the service log says why"),
+    )
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no execution `{id}`"))
 }
@@ -144,6 +153,9 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = state.backend.status(&caller.tenant, &id).await.ok_or_else(|| not_found(&id))?;
+    if let Status::Refused(_) = status {
+        return Err(refused(&id));
+    }
     Ok(Json(status_body(&id, &status)))
 }
 
@@ -154,8 +166,11 @@ async fn cancel(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = state.backend.cancel(&caller.tenant, &id).await.ok_or_else(|| not_found(&id))?;
     let status = match status {
-        Status::Done(_) => status,
+        Status::Done(_) | Status::Refused(_) => status,
         _ => state.backend.wait(&caller.tenant, &id, CANCEL_WAIT).await.ok_or_else(|| not_found(&id))?,
     };
+    if let Status::Refused(_) = status {
+        return Err(refused(&id));
+    }
     Ok(Json(status_body(&id, &status)))
 }

@@ -65,6 +65,7 @@ fn child(dir: &Path) {
             Some(Status::Done(v)) => (*v).clone(),
             Some(Status::Queued) => panic!("still queued"),
             Some(Status::Running) => panic!("still running"),
+            Some(Status::Refused(why)) => panic!("refused: {why}"),
             None => panic!("unknown execution"),
         };
         // Control: with descriptors to spare the same execution runs.

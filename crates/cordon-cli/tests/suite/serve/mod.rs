@@ -119,6 +119,41 @@ pub struct Options {
     /// test-made [`crate::suite::netns::Netns`]); the test reaches it
     /// through a [`Relay`].
     pub netns: Option<u32>,
+    /// Whether the configuration has `[queue] result_keys` (the folder
+    /// `DIR/result-keys`) and a gateway with `--queue` gets its own
+    /// `--result-key`.
+    pub result_keys: ResultKeys,
+}
+
+/// See [`Options::result_keys`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultKeys {
+    /// Configured (the default).
+    Trusted,
+    /// Neither.
+    Absent,
+}
+
+/// The folder of trusted result keys of the service whose plugin folder is
+/// `plugins` (workers are given that folder).
+pub fn trusted_keys_of(plugins: &std::path::Path) -> PathBuf {
+    plugins.parent().expect("the plugin folder is in the service's folder").join("result-keys")
+}
+
+/// A result signing key `DIR/result.key` for role `name` (made with
+/// `cordon key gen` unless it exists: a restarted role keeps it), its public
+/// key copied into `trusted` (created if needed) unless `trusted` is `None`.
+pub fn result_key(dir: &std::path::Path, name: &str, trusted: Option<&std::path::Path>) -> PathBuf {
+    let key = dir.join("result.key");
+    if !key.exists() {
+        let out = Command::new(cordon_bin()).args(["key", "gen", "--out"]).arg(&key).output().expect("cordon key gen");
+        assert!(out.status.success(), "cordon key gen: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    if let Some(folder) = trusted {
+        std::fs::create_dir_all(folder).expect("trusted keys folder");
+        std::fs::copy(dir.join("result.key.pub"), folder.join(format!("{name}.pub"))).expect("copy the public key");
+    }
+    key
 }
 
 impl Default for Options {
@@ -131,6 +166,7 @@ impl Default for Options {
             extra_args: vec![],
             registry: false,
             netns: None,
+            result_keys: ResultKeys::Trusted,
         }
     }
 }
@@ -200,6 +236,10 @@ impl Service {
             deploy = sha256_hex(SERVICE_TOKEN),
             ops = sha256_hex(BETA_SECRET),
         );
+        let text = match opts.result_keys {
+            ResultKeys::Trusted => format!("{text}[queue]\nresult_keys = \"{}\"\n", dir.join("result-keys").display()),
+            ResultKeys::Absent => text,
+        };
         dir.create("config.toml", text)
     }
 
@@ -215,6 +255,11 @@ impl Service {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(&opts.extra_args);
+        let queued = opts.extra_args.iter().any(|a| a == "--queue");
+        if queued && opts.result_keys == ResultKeys::Trusted && !opts.extra_args.iter().any(|a| a == "--result-key") {
+            let trusted = dir.join("result-keys");
+            cmd.arg("--result-key").arg(result_key(dir.path(), "gateway", Some(&trusted)));
+        }
         cmd.env_remove("CORDON_JWT_SECRET_FILE").env_remove("CORDON_INTERNAL_SECRET_FILE");
         cmd.env("CORDON_JWT_SECRET", &opts.jwt_secret).env("CORDON_INTERNAL_SECRET", &opts.internal_secret);
         cmd.env("HOME", dir.path()).env_remove("XDG_DATA_HOME").env_remove("CORDON_AUDIT_LOG");

@@ -207,6 +207,8 @@ impl Role {
             name.into(),
             "--slots".into(),
             slots.to_string(),
+            "--result-key".into(),
+            super::result_key(dir.path(), name, Some(&super::trusted_keys_of(plugins))).display().to_string(),
         ]
         .into_iter()
         .chain(extra.iter().cloned())
@@ -230,11 +232,19 @@ impl Role {
     pub fn dead_letters_with(netns: Option<u32>, url: &str, plugins: &Path, extra: &[String]) -> Role {
         let dir = Dir::new("queue-dlq");
         let config = Role::config(&dir, plugins);
-        let args =
-            ["dead-letters".into(), "--queue".into(), url.into(), "--config".into(), config.display().to_string()]
-                .into_iter()
-                .chain(extra.iter().cloned())
-                .collect();
+        let key = super::result_key(dir.path(), "dead-letters", Some(&super::trusted_keys_of(plugins)));
+        let args = [
+            "dead-letters".into(),
+            "--queue".into(),
+            url.into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--result-key".into(),
+            key.display().to_string(),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
         let mut r = Role { dir, args, child: None, log: Arc::default(), netns };
         r.spawn("watching");
         r
@@ -953,4 +963,147 @@ fn each_role_runs_on_its_own_nats_user_and_a_worker_cannot_queue_a_job_or_read_t
     assert!(anonymous.contains("Authorization Violation"), "{anonymous}");
     let wrong = Wire::connect(nats.addr(), Some(("worker", &password("gateway")))).expect_err("wrong password refused");
     assert!(wrong.contains("Authorization Violation"), "{wrong}");
+}
+
+/// Writes `value` as the stored result of `id` of tenant acme straight into
+/// the results bucket (as any credential allowed to write it could); the
+/// server's answer.
+fn write_result(wire: &mut Wire, id: &str, value: &serde_json::Value) -> serde_json::Value {
+    let subject = format!("$KV.cordon_results.acme.{id}");
+    match wire.request(&subject, "_INBOX.test", value.to_string().as_bytes()) {
+        Said::Msg(m) => serde_json::from_slice(&m).expect("a JetStream answer"),
+        other => panic!("{id}: {other:?}"),
+    }
+}
+
+#[test]
+fn results_not_signed_by_a_trusted_key_are_refused_naming_the_worker_and_the_genuine_workers_is_answered() {
+    use cordon_gateway::queue::signing;
+    use cordon_registry::minisign::SecretKey;
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-signed", &nats, &[]);
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
+    let token = s.access_token();
+    // Control: the genuine worker's result is answered, signed by its key.
+    let r = s.execute(&token, "echo", json!({"n": 1}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}\nworker:\n{}\ngateway:\n{}", w.log(), s.log());
+    let genuine = r.json();
+    let id = genuine["id"].as_str().expect("id").to_owned();
+    assert_eq!(genuine["worker"], "w1", "{genuine:#}");
+    let signature = genuine["signature"].as_str().expect("a signature");
+    assert!(signature.contains(&format!("trusted comment: cordon result acme.{id} attempt 1 by w1")), "{signature}");
+    // Forgeries, each written straight into the bucket: the server takes
+    // them (the credential may write there); the gateway refuses them.
+    let mut wire = Wire::connect(nats.addr(), None).expect("connect");
+    let forged = |fid: &str| {
+        let mut v = genuine.clone();
+        v["id"] = json!(fid);
+        v["data"] = json!({"n": 666});
+        v.as_object_mut().expect("object").remove("signature");
+        v
+    };
+    let unsigned = forged("forged-unsigned");
+    let mut by_stranger = forged("forged-stranger");
+    let stranger = SecretKey::generate().expect("a key");
+    signing::sign(&stranger, "acme.forged-stranger", &mut by_stranger);
+    let w1_key = SecretKey::load(&w.dir.join("result.key")).expect("w1's key");
+    let mut altered = forged("forged-altered");
+    signing::sign(&w1_key, "acme.forged-altered", &mut altered);
+    altered["data"] = json!({"n": 667});
+    let cases = [
+        ("forged-unsigned", unsigned, "it is not signed".to_owned(), "start worker `w1` with --result-key FILE"),
+        (
+            "forged-stranger",
+            by_stranger,
+            format!("signed by key {}, which is not among the result keys", stranger.key_id()),
+            "if worker `w1` is yours, copy the .pub of its --result-key into",
+        ),
+        (
+            "forged-altered",
+            altered,
+            format!("its signature by key {} ", w1_key.key_id()),
+            "changed or forged this result: revoke it",
+        ),
+    ];
+    for (fid, value, why, hint) in &cases {
+        let ack = write_result(&mut wire, fid, value);
+        assert!(ack["seq"].as_u64().is_some(), "{fid}: the server stored it: {ack}");
+        let r = s.get(&format!("/v1/executions/{fid}"), &token);
+        assert_eq!(r.status, 502, "{fid}: {r:?}\ngateway:\n{}", s.log());
+        let (code, message) = r.error();
+        assert_eq!(code, "result_refused", "{fid}: {message}");
+        assert!(!message.contains("666") && !message.contains("667"), "{fid}: {message}");
+        // The same through an Idempotency-Key replay.
+        let replay = submit(&s, "acme", Some(fid), "echo", json!({}), 5_000);
+        assert_eq!(replay.status, 502, "{fid}: {replay:?}");
+        let log = s.log();
+        let line = format!("refusing the stored result of acme.{fid} (it names worker `w1`): ");
+        assert!(log.contains(&line) && log.contains(why.as_str()), "{fid}: {why}\ngateway:\n{log}");
+        assert!(log.contains(hint), "{fid}: {hint}\ngateway:\n{log}");
+    }
+    // Control: the genuine result is still answered, byte for byte.
+    assert_eq!(result_of(&s, &token, &id, Duration::from_secs(10)), genuine);
+}
+
+#[test]
+fn a_gateway_on_the_queue_without_trusted_result_keys_refuses_to_start_unless_insecure_dev() {
+    let nats = Nats::start("queue-nats");
+    let opts = |extra: &[&str]| Options {
+        extra_args: ["--queue".to_owned(), nats.url()].into_iter().chain(extra.iter().map(|s| s.to_string())).collect(),
+        result_keys: super::ResultKeys::Absent,
+        ..Options::default()
+    };
+    let Err((code, text)) = Service::spawn(Dir::new("queue-nokeys"), opts(&[])) else {
+        panic!("started without [queue] result_keys");
+    };
+    assert_eq!(code, Some(125), "{text}");
+    assert!(text.contains("cordon serve --queue needs [queue] result_keys in"), "{text}");
+    assert!(text.contains("hint: make each worker's key with `cordon key gen --out FILE`"), "{text}");
+    // Control: the same service on a developer's machine starts, and says so.
+    let s =
+        Service::spawn(Dir::new("queue-nokeys-dev"), opts(&["--insecure-dev"])).expect("starts with --insecure-dev");
+    assert!(s.log().contains("results are answered without checking who wrote them"), "{}", s.log());
+    // A worker without a key refuses to start.
+    let out = Command::new(cordon_bin())
+        .args(["worker", "--queue", &nats.url()])
+        .env("HOME", s.dir.path())
+        .output()
+        .expect("cordon worker");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cordon worker needs --result-key FILE"), "{err}");
+}
+
+#[test]
+fn a_stored_result_cannot_be_overwritten_even_without_the_expected_sequence_header() {
+    let nats = Nats::start("queue-nats");
+    let _s = gateway("queue-overwrite", &nats, &[]);
+    let mut wire = Wire::connect(nats.addr(), None).expect("connect");
+    // Control: a first write to a key succeeds.
+    let first = json!({"id": "r1", "ok": true, "data": {"n": 1}});
+    let ack = write_result(&mut wire, "r1", &first);
+    let seq = ack["seq"].as_u64().unwrap_or_else(|| panic!("stored: {ack}"));
+    // A second plain publish (no Nats-Expected-Last-Subject-Sequence) is
+    // refused by the server, and the first result stays.
+    let ack = write_result(&mut wire, "r1", &json!({"id": "r1", "ok": true, "data": {"n": 2}}));
+    assert_eq!(ack["error"]["err_code"], 10077, "{ack}");
+    assert!(ack["error"]["description"].as_str().is_some_and(|d| d.contains("maximum messages per subject")), "{ack}");
+    let stored = wire.stored_result("acme", "r1");
+    let data =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, stored["data"].as_str().expect("data"))
+            .expect("base64");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&data).expect("JSON"), first);
+    // Nor can it be rolled up (a purge of the subject) or purged.
+    match wire.request(
+        "$JS.API.STREAM.PURGE.KV_cordon_results",
+        "_INBOX.test",
+        br#"{"filter":"$KV.cordon_results.acme.r1"}"#,
+    ) {
+        Said::Msg(m) => {
+            let v: serde_json::Value = serde_json::from_slice(&m).expect("JSON");
+            assert!(v["error"]["description"].as_str().is_some_and(|d| d.contains("purge")), "{v}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(wire.stored_result("acme", "r1")["seq"], seq);
 }
