@@ -167,8 +167,19 @@ impl NatsBackend {
         }
     }
 
-    /// Publishes `job` (see the module docs).
+    /// Publishes `job` (see the module docs). The acceptance runs to its
+    /// end in a task of its own: a client that hangs up while the publish
+    /// is acknowledged drops this future (hyper cancels the handler), which
+    /// would leave a queued request with no deadline kept by the gateway
+    /// (never `EXPIRED` while no worker takes it) and not counted queued.
     pub(crate) async fn submit(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.accept(job).await })
+            .await
+            .unwrap_or_else(|e| Err(SubmitError::Unavailable(format!("the acceptance of the execution failed: {e}"))))
+    }
+
+    async fn accept(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(SubmitError::Draining);
         }

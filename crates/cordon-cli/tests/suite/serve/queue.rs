@@ -1107,3 +1107,55 @@ fn a_stored_result_cannot_be_overwritten_even_without_the_expected_sequence_head
     }
     assert_eq!(wire.stored_result("acme", "r1")["seq"], seq);
 }
+
+#[test]
+fn clients_that_hang_up_while_being_queued_leave_no_queued_request_without_its_deadline() {
+    // No worker: a queued request ends only by the gateway's deadline
+    // (EXPIRED), which it keeps for every request it put on the queue.
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-hangup", &nats, &["--deadline-ms", "1500"]);
+    let at = s.access_token();
+    let body = json!({"plugin": PLUGIN, "handler": "empty", "input": {}, "wait_ms": 0}).to_string();
+    let request = format!(
+        "POST /v1/executions HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer {at}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Clients that send a request and hang up at once: the service drops
+    // the handler of each, some while their publish is acknowledged (where
+    // exactly is up to the scheduler: rounds until some were queued).
+    let mut queued = 0;
+    for _round in 0..20 {
+        for _ in 0..40 {
+            let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
+            std::io::Write::write_all(&mut c, request.as_bytes()).expect("send");
+        }
+        // Everything accepted so far got its answer or its hang-up.
+        let settled = poll_until(Duration::from_secs(10), || {
+            let n = nats.stream_messages("CORDON_EXEC");
+            let same = n == queued;
+            queued = n;
+            same
+        });
+        assert!(settled, "the work stream kept growing");
+        if queued > 0 {
+            break;
+        }
+    }
+    // Control: hung-up requests were queued, so the case was exercised.
+    assert!(queued > 0, "no hung-up request got as far as the queue in 20 rounds\n{}", s.log());
+    // Each queued request (they stay in the stream: no worker) has its
+    // EXPIRED result and record, by the gateway's deadline.
+    let counts = || {
+        let records = s.audit_records().len() as u64;
+        (nats.stream_messages("CORDON_EXEC"), nats.stream_messages("KV_cordon_results"), records)
+    };
+    let all = poll_until(Duration::from_secs(30), || {
+        let (queued, results, records) = counts();
+        queued == results && results == records
+    });
+    let (queued, results, records) = counts();
+    assert!(all, "{queued} requests queued, {results} results, {records} records\ngateway:\n{}", s.log());
+    let records = s.audit_records();
+    assert!(records.iter().all(|r| r["outcome"] == "EXPIRED" && r["worker"] == "gateway"), "{records:#?}");
+}
