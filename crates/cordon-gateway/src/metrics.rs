@@ -14,6 +14,23 @@
 //! | `cordon_pool_hits_total` | | executions started in a parked sandbox (`[server] pool_size`) |
 //! | `cordon_pool_misses_total` | | executions with the pool on that found none parked (a fresh sandbox) |
 //! | `cordon_pool_parked` | | sandboxes parked now |
+//!
+//! With `--queue` (scale-out; `queue_*` gauges are read from NATS at each
+//! scrape, counters come from the results' done notifications, which every
+//! gateway sees: scrape one gateway, or take the max across gateways):
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `cordon_queue_depth` | `tenant` | requests on the work stream: waiting or running (a scrape of the stream's subjects) |
+//! | `cordon_queue_pending` | | requests no worker has taken yet (all tenants): scale workers up while it stays above 0 |
+//! | `cordon_queue_in_flight` | | requests a worker holds now (delivered, not acknowledged) |
+//! | `cordon_queue_waiting_pulls` | | idle workers' pull requests: spare capacity |
+//! | `cordon_queue_redeliveries_total` | `tenant` | deliveries beyond the first of requests that got a result (a `LOST` one counts in `lost` only) |
+//! | `cordon_queue_duplicates_total` | `tenant` | results refused because another result was stored first |
+//! | `cordon_queue_lost_total` | `tenant` | requests given up on (`LOST`) |
+//!
+//! and `cordon_executions_total` counts every stored result by tenant and
+//! outcome.
 
 use std::sync::Arc;
 
@@ -33,6 +50,11 @@ struct RouteStatus {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Route {
     route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Tenant {
+    tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +89,41 @@ pub struct Metrics {
     pub pool_misses: Counter,
     /// Sandboxes parked now.
     pub pool_parked: Gauge,
+    queue: Option<QueueMetrics>,
+}
+
+/// The scale-out queue's metrics (see the module docs).
+#[derive(Clone, Default)]
+struct QueueMetrics {
+    depth: Family<Tenant, Gauge>,
+    pending: Gauge,
+    in_flight: Gauge,
+    waiting_pulls: Gauge,
+    redeliveries: Family<Tenant, Counter>,
+    duplicates: Family<Tenant, Counter>,
+    lost: Family<Tenant, Counter>,
+}
+
+/// What the work queue holds now, read from NATS at a scrape.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    /// Requests on the work stream per tenant.
+    pub depth: Vec<(String, u64)>,
+    /// Not yet delivered.
+    pub pending: u64,
+    /// Delivered, not acknowledged.
+    pub in_flight: u64,
+    /// Idle pull requests.
+    pub waiting_pulls: u64,
+}
+
+/// How a stored result came to be counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// It is the request's result.
+    First,
+    /// It was refused: another result was stored first.
+    Refused,
 }
 
 impl Default for Metrics {
@@ -78,6 +135,15 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric at zero.
     pub fn new() -> Metrics {
+        Metrics::build(None)
+    }
+
+    /// [`Metrics::new`] plus the queue's metrics (`--queue`).
+    pub fn with_queue() -> Metrics {
+        Metrics::build(Some(QueueMetrics::default()))
+    }
+
+    fn build(queue: Option<QueueMetrics>) -> Metrics {
         let mut r = Registry::default();
         let requests = Family::<RouteStatus, Counter>::default();
         let durations = Family::<Route, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
@@ -109,6 +175,23 @@ impl Metrics {
             "Refresh families revoked because a rotated token came back",
             refresh_reuse.clone(),
         );
+        if let Some(q) = &queue {
+            r.register("cordon_queue_depth", "Requests on the work stream, waiting or running", q.depth.clone());
+            r.register("cordon_queue_pending", "Requests no worker has taken yet", q.pending.clone());
+            r.register("cordon_queue_in_flight", "Requests a worker holds now", q.in_flight.clone());
+            r.register("cordon_queue_waiting_pulls", "Idle workers' pull requests", q.waiting_pulls.clone());
+            r.register(
+                "cordon_queue_redeliveries",
+                "Deliveries beyond the first of requests that got a result",
+                q.redeliveries.clone(),
+            );
+            r.register(
+                "cordon_queue_duplicates",
+                "Results refused because another was stored first",
+                q.duplicates.clone(),
+            );
+            r.register("cordon_queue_lost", "Requests given up on (LOST)", q.lost.clone());
+        }
         Metrics {
             registry: Arc::new(r),
             requests,
@@ -123,7 +206,42 @@ impl Metrics {
             pool_hits,
             pool_misses,
             pool_parked,
+            queue,
         }
+    }
+
+    /// Counts a result written for `tenant` with `outcome` at `attempt`
+    /// (`--queue`): stored, or refused as a duplicate.
+    pub fn queue_result(&self, tenant: &str, outcome: &str, attempt: u64, stored: Stored) {
+        let Some(q) = &self.queue else { return };
+        let t = Tenant { tenant: tenant.to_owned() };
+        match stored {
+            Stored::Refused => {
+                q.duplicates.get_or_create(&t).inc();
+            }
+            Stored::First => {
+                self.execution_done(tenant, outcome);
+                if outcome == cordon::ErrorCode::Lost.as_str() {
+                    q.lost.get_or_create(&t).inc();
+                } else if attempt > 1 {
+                    q.redeliveries.get_or_create(&t).inc_by(attempt - 1);
+                }
+            }
+        }
+    }
+
+    /// Sets the queue's gauges (`--queue`), forgetting tenants no longer
+    /// on the stream.
+    pub fn set_queue(&self, g: &QueueGauges) {
+        let Some(q) = &self.queue else { return };
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        q.depth.clear();
+        for (tenant, n) in &g.depth {
+            q.depth.get_or_create(&Tenant { tenant: tenant.clone() }).set(as_i64(*n));
+        }
+        q.pending.set(as_i64(g.pending));
+        q.in_flight.set(as_i64(g.in_flight));
+        q.waiting_pulls.set(as_i64(g.waiting_pulls));
     }
 
     /// Counts an answered request.

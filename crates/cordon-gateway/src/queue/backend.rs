@@ -41,13 +41,23 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::signing::Trusted;
-use super::{connect, create_result, ended_without_run, ensure, now_ms, result_key, retry, subject};
+use super::{connect, create_result, ended_without_run, ensure, notify_done, now_ms, result_key, retry, subject};
 use super::{QueueError, QueueSettings, WireRequest};
 use crate::backend::{subject_of, Job, Readiness, Status, SubmitError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueGauges, Stored};
 
 /// The name in results and records of what the gateway decided itself.
 const GATEWAY: &str = "gateway";
+
+/// Counts the result a done notification of `key` (`tenant.id`)
+/// announces, from its headers (none: an older writer, not counted).
+fn count_done(metrics: &Metrics, key: &str, headers: Option<&async_nats::HeaderMap>) {
+    let (Some(h), Some((tenant, _))) = (headers, key.split_once('.')) else { return };
+    let (Some(outcome), Some(stored)) = (h.get(super::OUTCOME_HEADER), h.get(super::STORED_HEADER)) else { return };
+    let attempt = h.get(super::ATTEMPT_HEADER).and_then(|a| a.as_str().parse().ok()).unwrap_or(0);
+    let stored = if stored.as_str() == "refused" { Stored::Refused } else { Stored::First };
+    metrics.queue_result(tenant, outcome.as_str(), attempt, stored);
+}
 
 /// Why a stored result cannot be answered.
 enum LookupError {
@@ -103,9 +113,11 @@ impl NatsBackend {
             .map_err(|e| QueueError::Setup { what: "the result subscription".into(), detail: e.to_string() })?;
         let listener = {
             let waiters = waiters.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 while let Some(m) = done.next().await {
                     let key = m.subject.as_str().trim_start_matches("cordon.done.");
+                    count_done(&metrics, key, m.headers.as_ref());
                     if let Some(w) = waiters.lock().expect("waiters lock").get(key) {
                         w.send_replace(true);
                     }
@@ -269,10 +281,9 @@ impl NatsBackend {
                 if let Err(e) = recorded.await {
                     eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str());
                 }
-                self.metrics.execution_done(&job.tenant, code.as_str());
-                let _ = self.client.publish(subject::done(&job.tenant, &job.id), bytes::Bytes::new()).await;
+                notify_done(&self.client, &job.tenant, &job.id, &value, Stored::First).await;
             }
-            Ok(false) => {}
+            Ok(false) => notify_done(&self.client, &job.tenant, &job.id, &value, Stored::Refused).await,
             Err(e) => eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str()),
         }
     }
@@ -318,6 +329,34 @@ impl NatsBackend {
         }
         self.record_unstarted(&job, ErrorCode::Cancelled, "cancelled before it started").await;
         self.status(tenant, id).await
+    }
+
+    /// Reads the queue's gauges from NATS into the metrics (at a scrape);
+    /// on an error (NATS unreachable within 2 s) they keep their last values.
+    pub(crate) async fn refresh_metrics(&self) {
+        let read = async {
+            let stream = self.js.get_stream(super::EXEC_STREAM).await.map_err(|e| e.to_string())?;
+            let mut subjects = stream.info_with_subjects("cordon.exec.>").await.map_err(|e| e.to_string())?;
+            let mut g = QueueGauges::default();
+            while let Some((subject, n)) = subjects.next().await.transpose().map_err(|e| e.to_string())? {
+                // cordon.exec.<class>.<tenant>
+                if let Some(tenant) = subject.rsplit('.').next() {
+                    g.depth.push((tenant.to_owned(), u64::try_from(n).unwrap_or(0)));
+                }
+            }
+            let consumer: jetstream::consumer::PullConsumer =
+                stream.get_consumer(super::EXEC_CONSUMER).await.map_err(|e| e.to_string())?;
+            let info = consumer.get_info().await.map_err(|e| e.to_string())?;
+            g.pending = info.num_pending;
+            g.in_flight = u64::try_from(info.num_ack_pending).unwrap_or(0);
+            g.waiting_pulls = u64::try_from(info.num_waiting).unwrap_or(0);
+            Ok::<_, String>(g)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), read).await {
+            Ok(Ok(g)) => self.metrics.set_queue(&g),
+            Ok(Err(e)) => eprintln!("cordon serve: cannot read the queue's metrics: {e}"),
+            Err(_) => eprintln!("cordon serve: cannot read the queue's metrics: NATS did not answer within 2 s"),
+        }
     }
 
     pub(crate) fn readiness(&self) -> Readiness {

@@ -153,6 +153,7 @@ async fn give_up(
     })
     .await
     .map_err(|e| format!("cannot delete {key} from {EXEC_STREAM}: {e}"))?;
-    let _ = client.publish(subject::done(&req.tenant, &req.id), bytes::Bytes::new()).await;
+    let stored = if created { crate::metrics::Stored::First } else { crate::metrics::Stored::Refused };
+    super::notify_done(client, &req.tenant, &req.id, &value, stored).await;
     Ok(())
 }

@@ -66,6 +66,15 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// caller's cancellation (`CANCELLED`).
 pub const CANCEL_EXPIRED: &[u8] = b"expired";
 
+/// Header on a done notification: the outcome of the result it announces
+/// (`ok` or the error code).
+pub const OUTCOME_HEADER: &str = "Cordon-Outcome";
+/// Header on a done notification: the attempt of the result it announces.
+pub const ATTEMPT_HEADER: &str = "Cordon-Attempt";
+/// Header on a done notification: `first` when its result was stored,
+/// `refused` when another result was stored first (a duplicate).
+pub const STORED_HEADER: &str = "Cordon-Stored";
+
 /// Header: the request's tenant.
 pub const TENANT_HEADER: &str = "Cordon-Tenant";
 /// Header: the deadline, unix milliseconds.
@@ -199,6 +208,36 @@ pub fn stored_result(
         o.insert("attempt".into(), attempt.into());
     }
     v
+}
+
+/// `ok`, or the error code of a stored result.
+pub fn outcome_of(value: &serde_json::Value) -> &str {
+    if value["ok"] == true {
+        "ok"
+    } else {
+        value["error"]["code"].as_str().unwrap_or("error")
+    }
+}
+
+/// Announces on `cordon.done.<tenant>.<id>` that a result of it was
+/// written (`value`, stored or refused): it wakes the gateways' waiters
+/// and feeds their queue metrics (the headers).
+pub async fn notify_done(
+    client: &async_nats::Client,
+    tenant: &str,
+    id: &str,
+    value: &serde_json::Value,
+    stored: crate::metrics::Stored,
+) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(OUTCOME_HEADER, outcome_of(value));
+    headers.insert(ATTEMPT_HEADER, value["attempt"].as_u64().unwrap_or(0).to_string().as_str());
+    let stored = match stored {
+        crate::metrics::Stored::First => "first",
+        crate::metrics::Stored::Refused => "refused",
+    };
+    headers.insert(STORED_HEADER, stored);
+    let _ = client.publish_with_headers(subject::done(tenant, id), headers, bytes::Bytes::new()).await;
 }
 
 /// Writes `value` as the result of `key` unless one exists (first writer

@@ -77,21 +77,13 @@ pub fn signed_message(key: &str, value: &serde_json::Value) -> Vec<u8> {
         "cordon result v1\nkey: {key}\nattempt: {}\nworker: {}\noutcome: {}\nbody: sha256:{hex}\n",
         value["attempt"].as_u64().unwrap_or(0),
         worker_of(value),
-        outcome_of(value),
+        super::outcome_of(value),
     )
     .into_bytes()
 }
 
 fn worker_of(value: &serde_json::Value) -> &str {
     value["worker"].as_str().unwrap_or("")
-}
-
-fn outcome_of(value: &serde_json::Value) -> &str {
-    if value["ok"] == true {
-        "ok"
-    } else {
-        value["error"]["code"].as_str().unwrap_or("error")
-    }
 }
 
 /// Adds `signature` to `value`, to be stored under `key`, signed with

@@ -49,10 +49,13 @@ use cordon::{Cancel, ErrorCode, KernelSupport, Mode, Signals};
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use super::{connect, create_result, ended_without_run, now_ms, result_key, retry, stored_result, subject};
+use super::{
+    connect, create_result, ended_without_run, notify_done, now_ms, result_key, retry, stored_result, subject,
+};
 use super::{QueueError, QueueSettings, WireRequest, EXEC_CONSUMER, PULL_EXPIRES};
 use crate::backend::{provenance_of, PASSED_ENV};
 use crate::catalog::{Catalog, Runnable};
+use crate::metrics::Stored;
 
 /// How long an infrastructure error is retried in place before the
 /// delivery is NAKed.
@@ -380,10 +383,11 @@ async fn handle(s: &Shared, msg: jetstream::Message) {
     };
     let written =
         holding(&msg, s.ack_wait, create_result(&s.results, s.signer.as_ref(), &key, &value, IN_PLACE), || {}).await;
-    match written {
-        Some(Ok(true)) => {}
+    let stored = match written {
+        Some(Ok(true)) => Stored::First,
         Some(Ok(false)) => {
             s.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            Stored::Refused
         }
         Some(Err(e)) => {
             eprintln!("cordon worker: result write of {key} failed for {} s, NAKing: {e}", IN_PLACE.as_secs());
@@ -391,8 +395,8 @@ async fn handle(s: &Shared, msg: jetstream::Message) {
             return;
         }
         None => return,
-    }
-    let _ = s.client.publish(subject::done(&req.tenant, &req.id), bytes::Bytes::new()).await;
+    };
+    notify_done(&s.client, &req.tenant, &req.id, &value, stored).await;
     ack(s, &msg).await;
 }
 

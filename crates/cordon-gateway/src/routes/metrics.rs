@@ -14,5 +14,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let crate::backend::Backend::Nats(b) = &state.backend {
+        b.refresh_metrics().await;
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

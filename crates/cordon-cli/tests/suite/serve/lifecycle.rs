@@ -207,18 +207,10 @@ fn clients_that_hang_up_while_being_accepted_leave_no_place_taken_and_no_lost_re
     // Clients that send a request and hang up at once: the service drops
     // the handler of each, some of them while their begin is committed
     // (where exactly is up to the scheduler: rounds until some were).
-    let body = json!({"plugin": super::PLUGIN, "handler": "empty", "input": {}}).to_string();
-    let request = format!(
-        "POST /v1/executions HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer {at}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let body = json!({"plugin": super::PLUGIN, "handler": "empty", "input": {}});
     let mut ours = 0;
     for _round in 0..20 {
-        for _ in 0..40 {
-            let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
-            std::io::Write::write_all(&mut c, request.as_bytes()).expect("send");
-        }
+        super::hang_up(s.addr, &at, &body, 40);
         // Every place of the tenant (4) comes back: an execution is
         // accepted again.
         let accepted = poll_until(Duration::from_secs(60), || s.execute(&at, "empty", json!({}), None).status == 200);

@@ -68,6 +68,21 @@ impl Resp {
     }
 }
 
+/// `n` clients that each send `POST /v1/executions` with `body` as bearer
+/// `token`, and hang up at once (without reading the answer).
+pub fn hang_up(addr: SocketAddr, token: &str, body: &serde_json::Value, n: usize) {
+    let body = body.to_string();
+    let request = format!(
+        "POST /v1/executions HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..n {
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.write_all(request.as_bytes()).expect("send");
+    }
+}
+
 /// One request on its own connection; `headers` are added to `Host` and
 /// `Connection: close`.
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {

@@ -1115,21 +1115,13 @@ fn clients_that_hang_up_while_being_queued_leave_no_queued_request_without_its_d
     let nats = Nats::start("queue-nats");
     let s = gateway("queue-hangup", &nats, &["--deadline-ms", "1500"]);
     let at = s.access_token();
-    let body = json!({"plugin": PLUGIN, "handler": "empty", "input": {}, "wait_ms": 0}).to_string();
-    let request = format!(
-        "POST /v1/executions HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer {at}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let body = json!({"plugin": PLUGIN, "handler": "empty", "input": {}, "wait_ms": 0});
     // Clients that send a request and hang up at once: the service drops
     // the handler of each, some while their publish is acknowledged (where
     // exactly is up to the scheduler: rounds until some were queued).
     let mut queued = 0;
     for _round in 0..20 {
-        for _ in 0..40 {
-            let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
-            std::io::Write::write_all(&mut c, request.as_bytes()).expect("send");
-        }
+        super::hang_up(s.addr, &at, &body, 40);
         // Everything accepted so far got its answer or its hang-up.
         let settled = poll_until(Duration::from_secs(10), || {
             let n = nats.stream_messages("CORDON_EXEC");
@@ -1158,4 +1150,87 @@ fn clients_that_hang_up_while_being_queued_leave_no_queued_request_without_its_d
     assert!(all, "{queued} requests queued, {results} results, {records} records\ngateway:\n{}", s.log());
     let records = s.audit_records();
     assert!(records.iter().all(|r| r["outcome"] == "EXPIRED" && r["worker"] == "gateway"), "{records:#?}");
+}
+
+/// The value of the series `series` (name and labels, as printed) in
+/// `/metrics`; `None` when it is not there.
+fn metric(s: &Service, series: &str) -> Option<f64> {
+    let m = http(s.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(m.status, 200, "{m:?}");
+    m.body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tenant() {
+    use cordon_gateway::queue::signing;
+    use cordon_registry::minisign::SecretKey;
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-metrics", &nats, &["--max-deliver", "2"]);
+    let plugins = s.dir.join("plugins");
+    let _dlq = Role::dead_letters(&nats.url(), &plugins);
+    let running = |w: &Role, marker: &str| {
+        poll_until(Duration::from_secs(30), || {
+            !descendants_of(w.pid(), &processes_mentioning(&format!("sleep {marker}"))).is_empty()
+        })
+    };
+    // Depth: two of beta's requests wait while no worker runs.
+    for i in 0..2 {
+        let r = submit(&s, "beta", Some(&format!("wait{i}")), "empty", json!({}), 0);
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    assert_eq!(metric(&s, "cordon_queue_depth{tenant=\"beta\"}"), Some(2.0));
+    assert_eq!(metric(&s, "cordon_queue_pending"), Some(2.0));
+    assert_eq!(metric(&s, "cordon_queue_in_flight"), Some(0.0));
+    let mut w = Role::worker("w1", &nats.url(), &plugins, 1);
+    let drained = poll_until(Duration::from_secs(30), || metric(&s, "cordon_queue_depth{tenant=\"beta\"}").is_none());
+    assert!(drained, "beta's requests ran:\n{}", w.log());
+    // A redelivery: acme's run is interrupted (its worker SIGKILLed) and
+    // its second delivery gives the result.
+    let marker = sleep_marker(2);
+    assert_eq!(submit(&s, "acme", Some("again"), "sleep", json!({"s": marker}), 0).status, 202);
+    assert!(running(&w, &marker), "the first delivery runs:\n{}", w.log());
+    assert_eq!(metric(&s, "cordon_queue_in_flight"), Some(1.0));
+    assert_eq!(metric(&s, "cordon_queue_depth{tenant=\"acme\"}"), Some(1.0));
+    w.restart();
+    let token = s.access_token();
+    let again = result_of(&s, &token, "again", Duration::from_secs(60));
+    assert_eq!((again["ok"].clone(), again["attempt"].clone()), (json!(true), json!(2)), "{again:#}");
+    // A duplicate: another result (genuinely signed) is stored while the
+    // worker runs the request; the worker's own is refused.
+    let marker = sleep_marker(2);
+    assert_eq!(submit(&s, "acme", Some("dup"), "sleep", json!({"s": marker}), 0).status, 202);
+    assert!(running(&w, &marker), "it runs:\n{}", w.log());
+    let mut other = json!({"id": "dup", "ok": true, "data": {}, "worker": "w9", "attempt": 1});
+    signing::sign(&SecretKey::load(&s.dir.join("result.key")).expect("key"), "acme.dup", &mut other);
+    let mut wire = Wire::connect(nats.addr(), None).expect("connect");
+    assert!(write_result(&mut wire, "dup", &other)["seq"].is_u64());
+    let refused = poll_until(Duration::from_secs(30), || {
+        metric(&s, "cordon_queue_duplicates_total{tenant=\"acme\"}") == Some(1.0)
+    });
+    assert!(refused, "the worker's result was refused and counted:\n{}", w.log());
+    // LOST: a request that kills its worker on both deliveries.
+    let marker = sleep_marker(30);
+    assert_eq!(submit(&s, "acme", Some("poison"), "sleep", json!({"s": marker}), 0).status, 202);
+    for delivery in 1..=2 {
+        assert!(running(&w, &marker), "delivery {delivery} runs:\n{}", w.log());
+        w.restart();
+    }
+    let lost =
+        poll_until(Duration::from_secs(60), || metric(&s, "cordon_queue_lost_total{tenant=\"acme\"}") == Some(1.0));
+    assert!(lost, "LOST counted:\n{}", s.log());
+    // The totals, exactly.
+    for (series, want) in [
+        ("cordon_queue_redeliveries_total{tenant=\"acme\"}", Some(1.0)),
+        ("cordon_queue_duplicates_total{tenant=\"acme\"}", Some(1.0)),
+        ("cordon_queue_lost_total{tenant=\"acme\"}", Some(1.0)),
+        ("cordon_executions_total{tenant=\"acme\",outcome=\"ok\"}", Some(1.0)),
+        ("cordon_executions_total{tenant=\"acme\",outcome=\"LOST\"}", Some(1.0)),
+        ("cordon_executions_total{tenant=\"beta\",outcome=\"ok\"}", Some(2.0)),
+        ("cordon_queue_redeliveries_total{tenant=\"beta\"}", None),
+        ("cordon_queue_depth{tenant=\"acme\"}", None),
+        ("cordon_queue_pending", Some(0.0)),
+        ("cordon_queue_in_flight", Some(0.0)),
+    ] {
+        assert_eq!(metric(&s, series), want, "{series}\n{}", http(s.addr, "GET", "/metrics", &[], b"").body);
+    }
 }
