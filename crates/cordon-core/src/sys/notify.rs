@@ -23,6 +23,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
+use crate::enforce::seccomp::SockFilter;
 
 /// One seccomp notification: the syscall a thread of the sandbox is blocked
 /// in, waiting for the supervisor's answer.
@@ -183,26 +184,21 @@ pub fn read_process_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<us
     cvt(n as libc::c_long).map(|n| usize::try_from(n).unwrap_or(0))
 }
 
-/// The network namespace a socket lives in (`SIOCGSKNS`), as the
-/// `(st_dev, st_ino)` pair of the namespace file. The kernel requires
-/// `CAP_NET_ADMIN` over the namespace: cordon has it for the sandbox's
-/// (whose user namespace it created), and for the host's only as root, so
-/// `EPERM` means "not the sandbox's namespace" to a caller that is not root.
-pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor.
-    let ns = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGSKNS) }.into())?;
-    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    let ns = unsafe { OwnedFd::from_raw_fd(RawFd::try_from(ns).unwrap_or(-1)) };
-    namespace_id(ns.as_fd())
-}
+/// `SO_NETNS_COOKIE` (Linux 5.14; the generic value, which x86_64 and
+/// aarch64 use).
+const SO_NETNS_COOKIE: i32 = 71;
 
-/// `(st_dev, st_ino)` of a namespace file descriptor.
-pub fn namespace_id(ns: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: stat is plain data; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` lives across the call.
-    cvt(unsafe { libc::fstat(ns.as_raw_fd(), &mut st) }.into())?;
-    Ok((st.st_dev, st.st_ino))
+/// The cookie of the network namespace a socket lives in
+/// (`SO_NETNS_COOKIE`): unique for every namespace for as long as the host
+/// runs, never reused. One `getsockopt`, no privilege, no descriptor made
+/// (`SIOCGSKNS` opens the namespace as a file and needs `CAP_NET_ADMIN`
+/// over it).
+pub fn socket_netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie = [0u8; 8];
+    match getsockopt_bytes(sock, libc::SOL_SOCKET, SO_NETNS_COOKIE, &mut cookie)? {
+        8 => Ok(u64::from_ne_bytes(cookie)),
+        _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    }
 }
 
 /// `getsockopt` of an `int` option.
@@ -396,6 +392,32 @@ pub fn sock_diag_destroy_listener() -> io::Result<OwnedFd> {
         setsockopt_int(fd.as_fd(), libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)?;
     }
     Ok(fd)
+}
+
+/// Attaches a classic-BPF socket filter (`SO_ATTACH_FILTER`), replacing the
+/// one attached before, if any, at once: a datagram is checked either by
+/// the old program or by the new one. On a netlink socket the program sees
+/// each message from its `nlmsghdr` on, and a datagram it drops is never
+/// queued (so it neither wakes the reader nor fills the queue).
+pub fn attach_socket_filter(sock: BorrowedFd<'_>, program: &[SockFilter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SockFilter is `#[repr(C)]` with the fields of `struct sock_filter`.
+    let fprog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut().cast() };
+    let size = libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).unwrap_or(16);
+    // SAFETY: the kernel reads one sock_fprog from `fprog`, and through it
+    // `len` instructions from `program`, both live across the call; it
+    // copies the program and keeps no pointer.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size,
+        )
+    }
+    .into())
+    .map(drop)
 }
 
 /// A `NETLINK_SOCK_DIAG` socket for requests (no subscriptions),

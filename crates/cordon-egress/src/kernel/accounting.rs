@@ -40,13 +40,23 @@ struct Open {
 }
 
 /// The open connections of a run, by socket cookie.
-#[derive(Default)]
 pub(crate) struct Accounting {
     open: Mutex<HashMap<u64, Open>>,
     seq: AtomicU32,
+    /// The destroy broadcast (`None` in unit tests without a supervisor).
+    destroyed: Option<Arc<OwnedFd>>,
+    /// The destinations whose close reports its filter keeps, in the order
+    /// they were first connected to.
+    peers: Mutex<Vec<SocketAddr>>,
 }
 
 impl Accounting {
+    /// Books for a run whose close reports come from `destroyed`, with the
+    /// filter that keeps none attached already (see [`Accounting::expect`]).
+    pub fn new(destroyed: Option<Arc<OwnedFd>>) -> Self {
+        Accounting { open: Mutex::default(), seq: AtomicU32::new(0), destroyed, peers: Mutex::default() }
+    }
+
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -54,6 +64,37 @@ impl Accounting {
     /// How many connections are still open.
     pub fn open_count(&self) -> usize {
         self.open().len()
+    }
+
+    /// Makes sure the close reports of sockets connected to `peers` reach
+    /// the run: call it before connecting. Every TCP close on the host is
+    /// broadcast; the filter on the run's subscription keeps only those to
+    /// a destination the run has connected to (`diag::destroy_filter`), so
+    /// the supervisor's work grows with its own connections, not with the
+    /// host's. A new destination replaces the filter once (one
+    /// `setsockopt`); a known one costs a lookup in a short list. An error
+    /// means reports to `peers` could be dropped: do not connect.
+    pub fn expect(&self, peers: &[SocketAddr]) -> std::io::Result<()> {
+        let Some(destroyed) = &self.destroyed else { return Ok(()) };
+        let mut known = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let before = known.len();
+        if before > diag::MAX_FILTERED_PEERS {
+            // The filter keeps every report already.
+            return Ok(());
+        }
+        for peer in peers {
+            if !known.contains(peer) {
+                known.push(*peer);
+            }
+        }
+        if known.len() == before {
+            return Ok(());
+        }
+        let attached = notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&known));
+        if attached.is_err() {
+            known.truncate(before);
+        }
+        attached
     }
 
     /// Files the record of a connection about to be handed over, and
@@ -118,7 +159,8 @@ impl Accounting {
     }
 
     /// Reads the kernel's destroy broadcast until the run ends.
-    pub async fn watch(self: Arc<Self>, sh: Arc<Shared>, destroyed: OwnedFd, diag: OwnedFd) {
+    pub async fn watch(self: Arc<Self>, sh: Arc<Shared>, diag: OwnedFd) {
+        let Some(destroyed) = self.destroyed.clone() else { return };
         let Ok(destroyed) = super::watch(destroyed, Interest::READABLE) else { return };
         let mut buf = vec![0u8; 64 * 1024];
         loop {

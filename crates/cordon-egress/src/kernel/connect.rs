@@ -7,7 +7,7 @@
 //! 1. never `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: every answer here is a
 //!    result the supervisor produced itself, from its own copy of the
 //!    address and its own duplicate of the socket;
-//! 2. the socket's namespace is checked (`SIOCGSKNS`) before anything else:
+//! 2. the socket's namespace is checked (`SO_NETNS_COOKIE`) before anything else:
 //!    a socket cordon handed over is never connected again (`AF_UNSPEC`
 //!    gets `EOPNOTSUPP`, anything else `EISCONN`);
 //! 3. only TCP is handed over, and only once `ESTABLISHED`;
@@ -103,7 +103,7 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
     }
     // Rule 2: a socket that is not in the sandbox's namespace is one cordon
     // handed over (or one the sandbox inherited); it is never connected again.
-    if !matches!(notify::socket_netns(sock.as_fd()), Ok(ns) if ns == sh.sandbox_netns) {
+    if !matches!(notify::socket_netns_cookie(sock.as_fd()), Ok(ns) if ns == sh.sandbox_netns) {
         let unspec = bytes.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]]))) == Some(libc::AF_UNSPEC);
         let errno = if unspec { libc::EOPNOTSUPP } else { libc::EISCONN };
         let refusal = Refusal {
@@ -314,7 +314,6 @@ async fn hand_over(
         port: h.dest.port(),
         allowed: true,
         rule: Some(h.rule.clone()),
-        process: process_of(n.tid),
         ..ConnectionRecord::new()
     };
     let slot = match sh.open_slot() {
@@ -333,6 +332,13 @@ async fn hand_over(
             return Some(refuse(sh, n, Protocol::Tcp, &refusal));
         }
     };
+    if let Err(e) = sh.accounting.expect(&h.addrs) {
+        // Its close would go unreported and its slot stay taken.
+        record.process = process_of(n.tid);
+        record.error = Some(format!("the kernel's close reports could not be arranged for: {e}"));
+        sh.lock().ledger.push(record);
+        return Some(libc::ENOBUFS);
+    }
     let blocking = notify::file_status_flags(sock.as_fd()).map(|f| f & libc::O_NONBLOCK == 0).unwrap_or(true);
     let cloexec = notify::remote_fd_cloexec(n.tid, fd).unwrap_or(CloseOnExec::Clear);
     let connected = connect_host(sh, &sock, kind, &h.addrs).await;
@@ -340,6 +346,7 @@ async fn hand_over(
     let (host_sock, peer) = match connected {
         Ok(c) => c,
         Err(errno) => {
+            record.process = process_of(n.tid);
             record.error = Some(format!("connecting failed: {}", io::Error::from_raw_os_error(errno)));
             record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             sh.lock().ledger.push(record);
@@ -357,15 +364,21 @@ async fn hand_over(
         Ok(()) => {}
         Err(e) => {
             // ENOENT: the caller died while we connected; the socket goes.
+            record.process = process_of(n.tid);
             record.error = Some(format!("the caller was gone before the socket was handed over: {e}"));
             sh.lock().ledger.push(record);
             return None;
         }
     }
-    sh.accounting.opened(sh, record, started, &host_sock, slot);
-    // Our copy goes now: the sandbox's is the only one (rule 8).
-    drop(host_sock);
     let _ = notify::respond(sh.listener.as_fd(), n.id, 0, 0);
+    // The caller runs on; the books are kept after its answer, off its
+    // connect's time. Our copy keeps the socket alive until they are (its
+    // close cannot be reported before), then goes: the sandbox's is the
+    // only one (rule 8). The process is read after the answer too: one
+    // that exits at once is recorded without its name.
+    record.process = process_of(n.tid);
+    sh.accounting.opened(sh, record, started, &host_sock, slot);
+    drop(host_sock);
     None
 }
 
@@ -397,6 +410,12 @@ async fn connect_host(
                 last = errno_of(&e);
                 continue;
             }
+        }
+        // A destination on the host (loopback, the host's own addresses)
+        // answers within the connect call: the handshake runs in the
+        // kernel's softirq before it returns. Then nothing is waited for.
+        if tcp_state(host.as_fd()) == Some(TCP_ESTABLISHED) {
+            return Ok((host, addr));
         }
         let Ok(afd) = super::watch(host, Interest::WRITABLE) else { return Err(libc::ENOMEM) };
         match tokio::time::timeout_at(deadline, afd.writable()).await {
@@ -450,14 +469,23 @@ fn tcp_state(sock: BorrowedFd<'_>) -> Option<u8> {
 
 /// Copies [`COPIED_OPTIONS`] (and `IPV6_V6ONLY` for IPv6) from the
 /// caller's socket. Best effort: an option the kernel refuses stays at its
-/// default.
+/// default. A value of all zero bytes is what a new socket has for every
+/// option in the list whose default is zero, so it is not set again; the
+/// keepalive timings read back the namespace's default when unset (never
+/// zero) and are set, and `IPV6_V6ONLY`, whose default follows a sysctl of
+/// each namespace, always is.
 fn copy_options(from: BorrowedFd<'_>, to: BorrowedFd<'_>, domain: i32) {
-    let v6only = (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 4);
-    let extra = if domain == libc::AF_INET6 { Some(v6only) } else { None };
-    for (level, name, size) in COPIED_OPTIONS.iter().copied().chain(extra) {
+    for &(level, name, size) in COPIED_OPTIONS {
         let mut buf = [0u8; 16];
         if let Ok(got) = notify::getsockopt_bytes(from, level, name, &mut buf[..size]) {
-            let _ = notify::setsockopt_bytes(to, level, name, &buf[..got]);
+            if buf[..got].iter().any(|&b| b != 0) {
+                let _ = notify::setsockopt_bytes(to, level, name, &buf[..got]);
+            }
+        }
+    }
+    if domain == libc::AF_INET6 {
+        if let Ok(v6only) = notify::getsockopt_int(from, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
+            let _ = notify::setsockopt_int(to, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only);
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use cordon_core::enforce::seccomp::SockFilter;
+
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -174,6 +176,72 @@ fn parse_socket(b: &[u8]) -> Option<DiagSocket> {
     })
 }
 
+/// Most destinations [`destroy_filter`] names one by one (each costs the
+/// kernel up to eleven instructions per report); past that it keeps every
+/// report.
+pub const MAX_FILTERED_PEERS: usize = 64;
+
+const BPF_LD_B_ABS: u16 = 0x30;
+const BPF_LD_H_ABS: u16 = 0x28;
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_RET_K: u16 = 0x06;
+/// Where an `inet_diag_msg`'s fields start in a netlink message.
+const AT_FAMILY: u32 = 16;
+const AT_DPORT: u32 = 22;
+const AT_DST: u32 = 40;
+
+/// A classic-BPF program for the destroy broadcast that keeps only the
+/// reports of sockets whose remote end is one of `peers` (an IPv4 peer also
+/// as the v4-mapped remote of an IPv6 socket), and drops every other TCP
+/// close on the host before it is queued. With no peer it keeps nothing;
+/// with more than [`MAX_FILTERED_PEERS`], everything.
+///
+/// Guarantee: the report of a socket cordon connected to one of `peers` is
+/// kept. Not a guarantee: that only cordon's are kept; another socket on
+/// the host connected to the same destination is kept too (and ignored by
+/// cookie). The host end of a server on the host sees cordon's socket as
+/// its remote, with cordon's source port: dropped.
+pub fn destroy_filter(peers: &[SocketAddr]) -> Vec<SockFilter> {
+    let ret = |k| SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k };
+    if peers.len() > MAX_FILTERED_PEERS {
+        return vec![ret(u32::MAX)];
+    }
+    let mut program = vec![];
+    for peer in peers {
+        let word = |o: &[u8]| u32::from_be_bytes([o[0], o[1], o[2], o[3]]);
+        let mut forms: Vec<(i32, Vec<u32>)> = vec![];
+        let ip = match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                forms.push((libc::AF_INET, vec![u32::from(v4)]));
+                forms.push((libc::AF_INET6, vec![0, 0, 0xffff, u32::from(v4)]));
+            }
+            IpAddr::V6(v6) => forms.push((libc::AF_INET6, v6.octets().chunks(4).map(word).collect())),
+        }
+        for (family, words) in forms {
+            let mut checks = vec![
+                (BPF_LD_B_ABS, AT_FAMILY, u32::try_from(family).unwrap_or(0)),
+                (BPF_LD_H_ABS, AT_DPORT, u32::from(peer.port())),
+            ];
+            checks.extend(words.iter().zip((AT_DST..).step_by(4)).map(|(&w, at)| (BPF_LD_W_ABS, at, w)));
+            for (i, &(load, at, value)) in checks.iter().enumerate() {
+                // A mismatch skips the later checks (two instructions
+                // each) and this form's accepting return.
+                let skip = u8::try_from(2 * (checks.len() - 1 - i) + 1).unwrap_or(u8::MAX);
+                program.push(SockFilter { code: load, jt: 0, jf: 0, k: at });
+                program.push(SockFilter { code: BPF_JEQ_K, jt: 0, jf: skip, k: value });
+            }
+            program.push(ret(u32::MAX));
+        }
+    }
+    program.push(ret(0));
+    program
+}
+
 /// What an exact lookup asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {
@@ -297,6 +365,70 @@ mod tests {
         let mut huge = message(libc::AF_INET, 1, "1.2.3.4:1".parse().unwrap(), "5.6.7.8:2".parse().unwrap(), 1, None);
         huge[0..4].copy_from_slice(&u32::MAX.to_ne_bytes());
         assert!(parse(&huge).is_empty());
+    }
+
+    /// Reads every report queued on `sock` into `seen` (remote, local).
+    fn drain(sock: std::os::fd::BorrowedFd<'_>, seen: &mut Vec<(SocketAddr, SocketAddr)>) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = cordon_core::sys::notify::recv_nonblocking(sock, &mut buf) {
+            for reply in parse(&buf[..n]) {
+                if let DiagReply::Socket(s) = reply {
+                    seen.push((s.remote, s.local));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_destroy_filter_keeps_only_the_reports_of_sockets_to_its_peers() {
+        use cordon_core::sys::notify;
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsFd;
+        let kept4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let kept6 = TcpListener::bind("[::1]:0").unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (k4, k6, o) = (kept4.local_addr().unwrap(), kept6.local_addr().unwrap(), other.local_addr().unwrap());
+        let filtered = notify::sock_diag_destroy_listener().unwrap();
+        notify::attach_socket_filter(filtered.as_fd(), &destroy_filter(&[k4, k6])).unwrap();
+        // Control: the same broadcast, filtered for the other destination.
+        let control = notify::sock_diag_destroy_listener().unwrap();
+        notify::attach_socket_filter(control.as_fd(), &destroy_filter(&[o])).unwrap();
+        // Connects, accepts, closes (client first); the client's end.
+        let exchange = |to: SocketAddr, listener: &TcpListener| {
+            let client = TcpStream::connect(to).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            let local = client.local_addr().unwrap();
+            drop(client);
+            drop(server);
+            local
+        };
+        let c4 = exchange(k4, &kept4);
+        let c6 = exchange(k6, &kept6);
+        // An IPv6 socket to the IPv4 peer, v4-mapped.
+        let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", k4.port()).parse().unwrap();
+        let cm = exchange(mapped, &kept4);
+        let co = exchange(o, &other);
+        let (mut got, mut got_control) = (vec![], vec![]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wanted = [(k4, c4), (k6, c6), (mapped, cm)];
+        while !(wanted.iter().all(|w| got.contains(w)) && got_control.contains(&(o, co))) {
+            assert!(std::time::Instant::now() < deadline, "reports missing: kept {got:?}, control {got_control:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            drain(filtered.as_fd(), &mut got);
+            drain(control.as_fd(), &mut got_control);
+        }
+        // The control's report of the other destination was delivered to
+        // every subscriber in the same broadcast: the filtered one dropped it.
+        drain(filtered.as_fd(), &mut got);
+        assert!(!got.iter().any(|(remote, _)| *remote == o), "{got:?}");
+        // Nor did it keep the servers' ends (their remote is a client).
+        assert!(got.iter().all(|(remote, _)| [k4, k6, mapped].contains(remote)), "{got:?}");
+        assert!(!got_control.iter().any(|(remote, _)| [k4, k6, mapped].contains(remote)), "{got_control:?}");
+        // Past the cap, everything is kept; with no peer, nothing.
+        let many: Vec<SocketAddr> =
+            (1..=u16::try_from(MAX_FILTERED_PEERS).unwrap() + 1).map(|p| SocketAddr::new(o.ip(), p)).collect();
+        assert_eq!(destroy_filter(&many).len(), 1);
+        assert_eq!(destroy_filter(&[]), vec![SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k: 0 }]);
     }
 
     #[test]

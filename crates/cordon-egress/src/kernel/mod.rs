@@ -201,7 +201,7 @@ pub struct Endpoints {
 #[non_exhaustive]
 pub enum SpawnError {
     /// The sandbox's network namespace could not be read.
-    #[error("failed to read the sandbox's network namespace (SIOCGSKNS on the stub DNS socket)")]
+    #[error("failed to read the sandbox's network namespace (SO_NETNS_COOKIE of the stub DNS socket, Linux 5.14)")]
     SandboxNamespace(#[source] io::Error),
     /// The kernel's notification structures are not what cordon knows.
     #[error("seccomp user notification is not usable here")]
@@ -236,7 +236,8 @@ pub(crate) struct Shared {
     config: KernelConfig,
     stub: Stub,
     listener: Arc<OwnedFd>,
-    sandbox_netns: (u64, u64),
+    /// The cookie of the sandbox's network namespace.
+    sandbox_netns: u64,
     helper: HelperClient,
     accounting: Arc<Accounting>,
     state: Mutex<State>,
@@ -277,7 +278,13 @@ impl Drop for Slot {
 }
 
 impl Shared {
-    fn new(config: KernelConfig, listener: Arc<OwnedFd>, sandbox_netns: (u64, u64), helper: HelperClient) -> Self {
+    fn new(
+        config: KernelConfig,
+        listener: Arc<OwnedFd>,
+        sandbox_netns: u64,
+        helper: HelperClient,
+        destroyed: Option<Arc<OwnedFd>>,
+    ) -> Self {
         let stub = if crate::policy::allows_any_name(&config.policy) { Stub::Answering } else { Stub::Closed };
         Shared {
             stub,
@@ -290,7 +297,7 @@ impl Shared {
             listener,
             sandbox_netns,
             helper,
-            accounting: Arc::new(Accounting::default()),
+            accounting: Arc::new(Accounting::new(destroyed)),
             open: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -351,7 +358,7 @@ impl Shared {
         let (ours, theirs) = cordon_core::sys::seqpacket_pair().expect("socket pair");
         let listener = Arc::new(OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")));
         let helper = HelperClient::new(ours).expect("helper client");
-        (Arc::new(Shared::new(config, listener, (0, 0), helper)), theirs)
+        (Arc::new(Shared::new(config, listener, 0, helper, None)), theirs)
     }
 
     /// The records so far.
@@ -408,16 +415,20 @@ impl Drop for KernelEgress {
 /// the sandbox: it is where the policy's `net` part is enforced.
 pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress, SpawnError> {
     notify::check_notification_sizes().map_err(SpawnError::NotificationSizes)?;
-    let sandbox_netns = notify::socket_netns(endpoints.dns_udp.as_fd()).map_err(SpawnError::SandboxNamespace)?;
+    let sandbox_netns = notify::socket_netns_cookie(endpoints.dns_udp.as_fd()).map_err(SpawnError::SandboxNamespace)?;
     let setup = |what| move |source| SpawnError::Setup { what, source };
     let destroyed = notify::sock_diag_destroy_listener().map_err(setup("sock_diag destroy listener"))?;
-    // Every TCP socket the host closes is reported here, not only ours: a
-    // large queue rides out a busy host (`SO_RCVBUFFORCE` needs
+    // Every TCP socket the host closes is broadcast; the filter keeps those
+    // to the run's destinations (and other sockets to them). A large queue
+    // rides out a burst of them (`SO_RCVBUFFORCE` needs
     // CAP_NET_ADMIN; `SO_RCVBUF` is capped by `net.core.rmem_max`). Reports
     // lost anyway are made up for (see `Accounting::watch`).
     if notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, DESTROY_QUEUE).is_err() {
         let _ = notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, DESTROY_QUEUE);
     }
+    // Nothing is connected yet: no report is the run's.
+    notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&[]))
+        .map_err(setup("sock_diag destroy listener's filter"))?;
     let diag = notify::sock_diag_socket().map_err(setup("sock_diag socket"))?;
     // Answers hand the CPU straight back to the waiting thread (6.6+).
     let _ = notify::set_sync_wake_up(endpoints.listener.as_fd());
@@ -435,13 +446,13 @@ pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress,
         let helper = HelperClient::new(endpoints.helper).map_err(setup("connect helper channel"))?;
         (listener, helper)
     };
-    let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper));
+    let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, Some(Arc::new(destroyed))));
     let dns = (endpoints.dns_udp, endpoints.dns_tcp);
     let (stop_tx, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("cordon-egress".into())
         .spawn(move || {
-            let records = runtime.block_on(serve(shared, destroyed, diag, dns, stop_rx));
+            let records = runtime.block_on(serve(shared, diag, dns, stop_rx));
             // A lookup stuck in getaddrinfo must not hold up the caller.
             runtime.shutdown_background();
             records
@@ -452,7 +463,6 @@ pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress,
 
 async fn serve(
     shared: Arc<Shared>,
-    destroyed: OwnedFd,
     diag: OwnedFd,
     (dns_udp, dns_tcp): (OwnedFd, OwnedFd),
     mut stop: oneshot::Receiver<()>,
@@ -471,7 +481,7 @@ async fn serve(
     let accounting = Arc::clone(&shared.accounting);
     let watch_diag = diag.try_clone();
     if let Ok(watch_diag) = watch_diag {
-        background.spawn(accounting.watch(Arc::clone(&shared), destroyed, watch_diag));
+        background.spawn(accounting.watch(Arc::clone(&shared), watch_diag));
     }
     let mut tasks = JoinSet::new();
     let listener = watch(Arc::clone(&shared.listener), Interest::READABLE);
