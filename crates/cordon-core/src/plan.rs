@@ -263,6 +263,9 @@ pub struct Plan {
     pub terminal: TerminalPlan,
     /// How the sandbox reaches the network, if at all.
     pub egress: Egress,
+    /// Whether transparent egress may connect host sockets for the run.
+    #[serde(skip)]
+    pub host_sockets: HostSockets,
     /// What enforces each policy entry.
     pub ledger: Vec<LedgerEntry>,
     /// The system set as the run looked at it for its carve-out, for
@@ -314,6 +317,17 @@ pub enum TerminalPlan {
     IoctlFilter,
     /// Dev mode: the caller's terminal is passed as it is.
     Unrestricted,
+}
+
+/// Whether host sockets are made for the run (by its socket maker, see
+/// `sys::sockets`, in the run's memory cgroup when it has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostSockets {
+    /// None: no transparent egress, or a policy that allows no host (every
+    /// connect is refused or stays in the sandbox), so no maker is started.
+    None,
+    /// Transparent egress hands allowed connections over.
+    Maker,
 }
 
 /// The sandbox's way out to the network.
@@ -454,6 +468,7 @@ impl Plan {
             proxy_port: None,
             terminal: TerminalPlan::None,
             egress: Egress::None,
+            host_sockets: HostSockets::None,
             tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
             system_entries: None,
@@ -525,6 +540,9 @@ impl Plan {
             Some(_) => MemfdExec::RequireNoexecSeal,
         };
         plan.egress = plan_egress(policy, support)?;
+        if plan.egress == Egress::Kernel && !policy.net.allow.is_empty() {
+            plan.host_sockets = HostSockets::Maker;
+        }
         plan.seccomp = Some(SeccompPlan {
             wx: policy.wx,
             unix: if container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly },

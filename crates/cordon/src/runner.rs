@@ -807,6 +807,7 @@ fn start_kernel_egress(
         helper: egress.helper,
         dns_udp: egress.dns_udp,
         dns_tcp: egress.dns_tcp,
+        sockets: egress.sockets,
     };
     kernel::spawn(endpoints, config)
 }

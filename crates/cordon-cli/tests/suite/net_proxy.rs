@@ -161,15 +161,15 @@ fn dev_mode_refuses_network_rules() {
 /// an HTTP response head followed by up to `per_conn` body bytes, as far as
 /// the connection takes them (nothing at all when `per_conn` is 0). It
 /// counts what it accepted and wrote.
-struct FloodServer {
-    port: u16,
+pub(super) struct FloodServer {
+    pub(super) port: u16,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FloodServer {
-    fn start(per_conn: usize) -> FloodServer {
+    pub(super) fn start(per_conn: usize) -> FloodServer {
         use std::io::Write;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
@@ -215,11 +215,34 @@ impl FloodServer {
         FloodServer { port, written, accepted, stop }
     }
 
-    fn written(&self) -> u64 {
+    pub(super) fn written(&self) -> u64 {
         self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn accepted(&self) -> u64 {
+    /// Waits for the sandboxed client to write `ready` (failing the test
+    /// if it does not, or if cordon exits first), then until no byte moves
+    /// any more: every connection is stalled. Whether they stalled.
+    pub(super) fn stalls_once_ready(
+        &self,
+        what: &str,
+        ready: &std::path::Path,
+        child: &mut std::process::Child,
+    ) -> bool {
+        let opened = cordon_testkit::poll_until(Duration::from_secs(120), || {
+            ready.exists() || child.try_wait().ok().flatten().is_some()
+        });
+        assert!(opened && ready.exists(), "{what} the client did not open its connections: {:?}", child.try_wait());
+        let mut last = u64::MAX;
+        cordon_testkit::poll_until(Duration::from_secs(60), || {
+            let now = self.written();
+            std::thread::sleep(Duration::from_millis(300));
+            let same = now == last && now == self.written();
+            last = now;
+            same
+        })
+    }
+
+    pub(super) fn accepted(&self) -> u64 {
         self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -349,25 +372,16 @@ fn stalled_connections_keep_cordons_memory_below_the_runs_limit() {
             let scratch = cordon_testkit::Dir::new("proxy-stall");
             let mut cmd = run_via_proxy(mode);
             cmd.arg("--write").arg(scratch.path());
-            cmd.args(["--memory-mb", "64", "--net", &format!("127.0.0.1:{}", server.port)]);
+            // The sandbox's own receive queues count against the run's
+            // memory (v1: its TCP limit): a download's 200 default-sized
+            // ones need more than 64 MiB to move at all.
+            let run_limit = if how == "download" { "256" } else { "64" };
+            cmd.args(["--memory-mb", run_limit, "--net", &format!("127.0.0.1:{}", server.port)]);
             cmd.args(["--", python, "-c", STALL_CLIENT, &server.port.to_string()]).arg(scratch.path());
             cmd.args([how, &CONNECTIONS.to_string(), &per_conn.to_string()]);
             let mut child = cmd.spawn_without_output();
             let pid = child.id();
-            let ready = scratch.join("ready");
-            let opened = cordon_testkit::poll_until(Duration::from_secs(120), || {
-                ready.exists() || child.try_wait().ok().flatten().is_some()
-            });
-            assert!(opened && ready.exists(), "{what} the client did not open its connections: {:?}", child.try_wait());
-            // Wait until no byte moves any more: every connection is stalled.
-            let mut last = u64::MAX;
-            let settled = cordon_testkit::poll_until(Duration::from_secs(60), || {
-                let now = server.written();
-                std::thread::sleep(Duration::from_millis(300));
-                let same = now == last && now == server.written();
-                last = now;
-                same
-            });
+            let settled = server.stalls_once_ready(&what, &scratch.join("ready"), &mut child);
             let rss = rss_kib(pid);
             let written = server.written();
             std::fs::write(scratch.join("done"), "").unwrap();

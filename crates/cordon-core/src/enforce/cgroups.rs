@@ -45,6 +45,8 @@ pub struct RunCgroups {
     pids: Option<(CgroupVersion, PathBuf)>,
     cpuacct: Option<(CgroupVersion, PathBuf)>,
     procs: Vec<PathBuf>,
+    /// What `pids.max` says now.
+    pids_max: Option<u64>,
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -75,6 +77,12 @@ impl RunCgroups {
             match dir.version {
                 CgroupVersion::V1 => {
                     write(&d.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    // Version 1 charges socket buffers to a cgroup (a
+                    // counter of their own) only once it has a TCP limit,
+                    // and only for sockets made after that: set before
+                    // anything joins. Best effort: a kernel without the
+                    // file charges them to no cgroup, as before.
+                    let _ = fs::write(d.join("memory.kmem.tcp.limit_in_bytes"), bytes.to_string());
                     // Without swap accounting this file is absent; nothing to cap then.
                     let _ = fs::write(d.join("memory.memsw.limit_in_bytes"), bytes.to_string());
                 }
@@ -93,6 +101,7 @@ impl RunCgroups {
             out.pids = Some((dir.version, d.clone()));
             // Init is in the group too; the quota counts the command's processes.
             write(&d.join("pids.max"), &(n + 1).to_string())?;
+            out.pids_max = Some(n + 1);
             procs.push(d);
         }
         if let Some(dir) = &plan.cpuacct {
@@ -121,6 +130,22 @@ impl RunCgroups {
             fs::write(&p, pid.to_string()).map_err(|source| CgroupError { action: "join", path: p, source })?;
         }
         Ok(())
+    }
+
+    /// Whether the run has a memory cgroup.
+    pub fn has_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// Moves a helper process of cordon's (not the command's) into every
+    /// run cgroup, with one more place in the pids quota for it: the
+    /// command's quota is unchanged.
+    pub fn admit_helper(&mut self, pid: libc::pid_t) -> Result<(), CgroupError> {
+        if let (Some((_, d)), Some(n)) = (&self.pids, self.pids_max) {
+            write(&d.join("pids.max"), &(n + 1).to_string())?;
+            self.pids_max = Some(n + 1);
+        }
+        self.join(pid)
     }
 
     /// CPU time used so far by the run, nanoseconds.

@@ -31,7 +31,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Egress, FsAccess, Namespace, Plan, RlimitKind, TerminalPlan};
+use crate::plan::{Egress, FsAccess, HostSockets, Namespace, Plan, RlimitKind, TerminalPlan};
 use crate::policy::Mode;
 pub use crate::sys::child::PtyStderr;
 pub use crate::sys::child::LATE_ENV_BYTES;
@@ -194,6 +194,8 @@ pub struct Running {
     pub pid: libc::pid_t,
     /// pidfd of that child.
     pub pidfd: OwnedFd,
+    /// Before `cgroups`: it must be gone before they can be removed.
+    _socket_maker: Option<SocketMaker>,
     /// The run's cgroups.
     pub cgroups: RunCgroups,
     /// The listening socket inside the sandbox's network namespace, for the
@@ -221,6 +223,41 @@ pub struct SandboxEgress {
     pub dns_udp: OwnedFd,
     /// The stub DNS's TCP listener, on the sandbox's 127.0.0.1:53.
     pub dns_tcp: OwnedFd,
+    /// The channel to the run's socket maker (see `sys::sockets`), when the
+    /// run has a memory cgroup: host sockets made there are charged to it.
+    pub sockets: Option<OwnedFd>,
+}
+
+/// The run's socket maker (see `sys::sockets`), in the run's cgroups.
+/// Killed and reaped on drop.
+#[derive(Debug)]
+struct SocketMaker(sys::Spawned);
+
+impl SocketMaker {
+    /// Starts it and moves it into the run's cgroups (with a place of its
+    /// own in the pids quota). Returns it and the caller's end of its
+    /// channel.
+    fn start(cgroups: &mut RunCgroups) -> Result<(SocketMaker, OwnedFd), SpawnError> {
+        let (ours, theirs) = sys::seqpacket_pair().map_err(os("create the socket maker's channel"))?;
+        let maker =
+            SocketMaker(sys::sockets::spawn_socket_maker(theirs.as_fd()).map_err(os("start the socket maker"))?);
+        drop(theirs);
+        // It shares the run's cgroup with the command: the out-of-memory
+        // killer should pick the command, not the maker (whose resident
+        // set counts cordon's pages). Best effort: lowering it needs
+        // CAP_SYS_RESOURCE; a maker killed makes later connects fail with
+        // ENOBUFS, never made outside the run's cgroup.
+        let _ = std::fs::write(format!("/proc/{}/oom_score_adj", maker.0.pid), "-1000");
+        cgroups.admit_helper(maker.0.pid)?;
+        Ok((maker, ours))
+    }
+}
+
+impl Drop for SocketMaker {
+    fn drop(&mut self) {
+        let _ = sys::pidfd_send_signal(self.0.pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::wait4(self.0.pid);
+    }
 }
 
 /// How the command ended.
@@ -374,6 +411,8 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
 pub struct Parked {
     // Declared first: dropped (killed and reaped) before the cgroups.
     child: ParkedChild,
+    socket_maker: Option<SocketMaker>,
+    sockets: Option<OwnedFd>,
     cgroups: RunCgroups,
     go: Option<OwnedFd>,
     program: PathBuf,
@@ -456,6 +495,7 @@ impl Parked {
                 helper,
                 dns_udp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
                 dns_tcp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
+                sockets: self.sockets.take(),
             }),
             _ => None,
         };
@@ -466,6 +506,7 @@ impl Parked {
             egress,
             pid: self.child.pid,
             pidfd,
+            _socket_maker: self.socket_maker.take(),
             cgroups: self.cgroups,
             status: self.status,
             supervision: self.supervision,
@@ -707,7 +748,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     // redelivery after its first worker was killed, whose empty cgroup the
     // sweep removes only later) gets its own.
     let cgroup_name = format!("{run_id}-{}", child.pid);
-    let cgroups = match RunCgroups::create(&plan.cgroup, &cgroup_name).and_then(|c| c.join(child.pid).map(|()| c)) {
+    let mut cgroups = match RunCgroups::create(&plan.cgroup, &cgroup_name).and_then(|c| c.join(child.pid).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             drop(go_w); // init sees EOF and exits
@@ -716,9 +757,29 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
             return Err(e.into());
         }
     };
+    // Host sockets transparent egress connects for the sandbox are made in
+    // the run's memory cgroup, so their buffers count against its limit.
+    let socket_maker = match (plan.host_sockets, cgroups.has_memory()) {
+        (HostSockets::Maker, true) => match SocketMaker::start(&mut cgroups) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                drop(go_w);
+                let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+                let _ = sys::wait4(child.pid);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
+    let (socket_maker, sockets) = match socket_maker {
+        Some((m, ch)) => (Some(m), Some(ch)),
+        None => (None, None),
+    };
     crate::trace::step("spawn: cgroups made and joined");
     Ok(Parked {
         child: ParkedChild { pid: child.pid, pidfd: Some(child.pidfd) },
+        socket_maker,
+        sockets,
         cgroups,
         go: go_w,
         program: cmd.program.clone(),

@@ -8,6 +8,7 @@
 pub mod child;
 pub mod helper;
 pub mod notify;
+pub mod sockets;
 pub mod tty;
 
 use std::io;
@@ -232,12 +233,33 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
     if spec.supervision == child::Supervision::Direct && namespaces == 0 {
         return spawn_shared(spec);
     }
-    let flags = libc::c_ulong::try_from(namespaces | libc::CLONE_PIDFD | libc::SIGCHLD).unwrap_or(0);
+    match fork_with_pidfd(namespaces)? {
+        // It runs `child_main`, which only execs or _exits.
+        Forked::Child => child::child_main(spec),
+        Forked::Parent(spawned) => Ok(spawned),
+    }
+}
+
+/// Which side of [`fork_with_pidfd`] returned.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The caller, with the child.
+    Parent(Spawned),
+}
+
+/// `clone(flags | CLONE_PIDFD | SIGCHLD)` with a NULL stack: the calling
+/// thread duplicated like `fork()`, without glibc's fork handlers. The
+/// caller must make the child run only async-signal-safe code (other
+/// threads' locks are copied held) and never return into frames that
+/// expect the parent: it execs or `_exit`s.
+pub(crate) fn fork_with_pidfd(flags: libc::c_int) -> io::Result<Forked> {
+    let flags = libc::c_ulong::try_from(flags | libc::CLONE_PIDFD | libc::SIGCHLD).unwrap_or(0);
     let mut pidfd: libc::c_int = -1;
     // SAFETY: raw clone with a NULL stack duplicates the calling thread like
     // fork(). CLONE_PIDFD makes the kernel write the pidfd to `pidfd`, which
-    // lives across the call. The child never returns from this function: it
-    // runs `child_main`, which only execs or _exits.
+    // lives across the call. What the child runs is the caller's duty
+    // (see above).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -248,14 +270,14 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
             0usize,
         )
     };
-    match cvt(rc)? {
-        0 => child::child_main(spec),
-        pid => Ok(Spawned {
+    Ok(match cvt(rc)? {
+        0 => Forked::Child,
+        pid => Forked::Parent(Spawned {
             pid: libc::pid_t::try_from(pid).unwrap_or(-1),
             // SAFETY: the kernel just gave us this pidfd; nobody else owns it.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         }),
-    }
+    })
 }
 
 /// [`spawn`] for a child that only execs: `CLONE_VM | CLONE_VFORK` on the

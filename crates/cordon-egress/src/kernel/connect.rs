@@ -398,10 +398,7 @@ async fn connect_host(
             last = libc::ENETUNREACH;
             continue;
         };
-        let host = match notify::new_socket(kind.domain, libc::SOCK_STREAM, libc::IPPROTO_TCP) {
-            Ok(s) => s,
-            Err(e) => return Err(errno_of(&e)),
-        };
+        let host = sh.sockets.tcp(kind.domain).await?;
         copy_options(caller.as_fd(), host.as_fd(), kind.domain);
         match notify::connect_raw(host.as_fd(), &bytes) {
             Ok(()) => {}

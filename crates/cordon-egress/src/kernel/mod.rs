@@ -51,6 +51,7 @@ mod diag;
 mod dns;
 mod helper;
 mod ledger;
+mod maker;
 mod names;
 mod sockaddr;
 mod stub;
@@ -131,7 +132,9 @@ pub struct KernelConfig {
     pub connect_timeout: Duration,
     /// Handed-over connections open at once, per run; past it a connect
     /// fails with `ENOBUFS`. Each holds kernel socket buffers (up to
-    /// `net.ipv4.tcp_rmem` + `tcp_wmem` maxima), charged to cordon's cgroup.
+    /// `net.ipv4.tcp_rmem` + `tcp_wmem` maxima), charged to the memory
+    /// cgroup of the socket's maker: the run's with [`Endpoints::sockets`],
+    /// else cordon's.
     /// Default: 256.
     pub max_open: usize,
     /// A cap shared with other runs, on top of `max_open`. Default: none.
@@ -194,6 +197,10 @@ pub struct Endpoints {
     pub dns_udp: OwnedFd,
     /// The stub DNS's TCP listener, on the sandbox's 127.0.0.1:53.
     pub dns_tcp: OwnedFd,
+    /// The channel to the run's socket maker (`cordon_core::sys::sockets`),
+    /// which makes the host sockets in the run's memory cgroup. `None`:
+    /// the supervisor makes them (charged to cordon's cgroup).
+    pub sockets: Option<OwnedFd>,
 }
 
 /// Starting the supervisor failed; nothing is left running.
@@ -239,6 +246,7 @@ pub(crate) struct Shared {
     /// The cookie of the sandbox's network namespace.
     sandbox_netns: u64,
     helper: HelperClient,
+    sockets: maker::Sockets,
     accounting: Arc<Accounting>,
     state: Mutex<State>,
     open: Arc<AtomicUsize>,
@@ -283,6 +291,7 @@ impl Shared {
         listener: Arc<OwnedFd>,
         sandbox_netns: u64,
         helper: HelperClient,
+        sockets: maker::Sockets,
         destroyed: Option<Arc<OwnedFd>>,
     ) -> Self {
         let stub = if crate::policy::allows_any_name(&config.policy) { Stub::Answering } else { Stub::Closed };
@@ -297,6 +306,7 @@ impl Shared {
             listener,
             sandbox_netns,
             helper,
+            sockets,
             accounting: Arc::new(Accounting::new(destroyed)),
             open: Arc::new(AtomicUsize::new(0)),
         }
@@ -358,7 +368,7 @@ impl Shared {
         let (ours, theirs) = cordon_core::sys::seqpacket_pair().expect("socket pair");
         let listener = Arc::new(OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")));
         let helper = HelperClient::new(ours).expect("helper client");
-        (Arc::new(Shared::new(config, listener, 0, helper, None)), theirs)
+        (Arc::new(Shared::new(config, listener, 0, helper, maker::Sockets::Own, None)), theirs)
     }
 
     /// The records so far.
@@ -440,13 +450,14 @@ pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress,
         .thread_name("cordon-egress-dns")
         .build()
         .map_err(SpawnError::Start)?;
-    let (listener, helper) = {
+    let (listener, helper, sockets) = {
         let _guard = runtime.enter();
         let listener = Arc::new(endpoints.listener);
         let helper = HelperClient::new(endpoints.helper).map_err(setup("connect helper channel"))?;
-        (listener, helper)
+        let sockets = maker::Sockets::new(endpoints.sockets).map_err(setup("socket maker channel"))?;
+        (listener, helper, sockets)
     };
-    let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, Some(Arc::new(destroyed))));
+    let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, sockets, Some(Arc::new(destroyed))));
     let dns = (endpoints.dns_udp, endpoints.dns_tcp);
     let (stop_tx, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
