@@ -118,7 +118,8 @@ impl AppState {
         let path = cordon::audit::log_path(config.server.audit_log.as_deref())?;
         let audit = Arc::new(GroupWriter::open(&path, &KeyFolder::State, GroupOptions::default())?);
         let metrics = Metrics::with_queue();
-        let nats = crate::queue::backend::NatsBackend::start(queue, audit.clone(), metrics.clone()).await?;
+        let tenants = config.tenants.iter().map(|t| t.name.clone()).collect();
+        let nats = crate::queue::backend::NatsBackend::start(queue, tenants, audit.clone(), metrics.clone()).await?;
         AppState::assemble(config, secrets, insecure, Backend::Nats(Arc::new(nats)), audit, metrics)
     }
 

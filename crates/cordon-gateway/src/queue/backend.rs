@@ -51,12 +51,33 @@ const GATEWAY: &str = "gateway";
 
 /// Counts the result a done notification of `key` (`tenant.id`)
 /// announces, from its headers (none: an older writer, not counted).
-fn count_done(metrics: &Metrics, key: &str, headers: Option<&async_nats::HeaderMap>) {
+///
+/// Done notices are not signed (any worker credential may publish on
+/// `cordon.done.>`), so what one can do to the counters is bounded: a
+/// tenant the configuration does not name is not counted (no label set
+/// grows without end), an outcome that is neither `ok` nor an error code
+/// is counted as `other`, and an attempt counts at most the stream's
+/// deliveries.
+fn count_done(metrics: &Metrics, known: &Known, key: &str, headers: Option<&async_nats::HeaderMap>) {
     let (Some(h), Some((tenant, _))) = (headers, key.split_once('.')) else { return };
+    if !known.tenants.contains(tenant) {
+        return;
+    }
     let (Some(outcome), Some(stored)) = (h.get(super::OUTCOME_HEADER), h.get(super::STORED_HEADER)) else { return };
-    let attempt = h.get(super::ATTEMPT_HEADER).and_then(|a| a.as_str().parse().ok()).unwrap_or(0);
+    let outcome = match outcome.as_str() {
+        "ok" => "ok",
+        o => cordon::ErrorCode::ALL.iter().map(|c| c.as_str()).find(|c| *c == o).unwrap_or("other"),
+    };
+    let attempt = h.get(super::ATTEMPT_HEADER).and_then(|a| a.as_str().parse().ok()).unwrap_or(0u64);
     let stored = if stored.as_str() == "refused" { Stored::Refused } else { Stored::First };
-    metrics.queue_result(tenant, outcome.as_str(), attempt, stored);
+    metrics.queue_result(tenant, outcome, attempt.min(known.max_deliver), stored);
+}
+
+/// What [`count_done`] accepts: the configured tenants and the stream's
+/// deliveries per request.
+struct Known {
+    tenants: HashSet<String>,
+    max_deliver: u64,
 }
 
 /// Why a stored result cannot be answered.
@@ -93,8 +114,11 @@ pub struct NatsBackend {
 impl NatsBackend {
     /// Connects, creates the streams, consumer and bucket if needed, and
     /// starts listening for results.
+    /// `tenants`: the configured tenants (the only ones counted in the
+    /// queue metrics).
     pub async fn start(
         settings: QueueSettings,
+        tenants: HashSet<String>,
         audit: Arc<GroupWriter>,
         metrics: Metrics,
     ) -> Result<NatsBackend, QueueError> {
@@ -114,10 +138,11 @@ impl NatsBackend {
         let listener = {
             let waiters = waiters.clone();
             let metrics = metrics.clone();
+            let known = Known { tenants, max_deliver: u64::try_from(settings.max_deliver).unwrap_or(0) };
             tokio::spawn(async move {
                 while let Some(m) = done.next().await {
                     let key = m.subject.as_str().trim_start_matches("cordon.done.");
-                    count_done(&metrics, key, m.headers.as_ref());
+                    count_done(&metrics, &known, key, m.headers.as_ref());
                     if let Some(w) = waiters.lock().expect("waiters lock").get(key) {
                         w.send_replace(true);
                     }

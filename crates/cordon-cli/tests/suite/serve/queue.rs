@@ -765,6 +765,20 @@ impl Wire {
         self.ping()
     }
 
+    /// Publishes an empty message with `headers` on `subject`; then a
+    /// PING: `Pong` when allowed.
+    pub fn publish_headers(&mut self, subject: &str, headers: &[(&str, &str)]) -> Said {
+        let mut head = String::from("NATS/1.0\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.send(format!("HPUB {subject} {} {}\r\n", head.len(), head.len()).as_bytes());
+        self.send(head.as_bytes());
+        self.send(b"\r\n");
+        self.ping()
+    }
+
     /// A request on `subject` with a reply inbox under `inbox`; the reply,
     /// or the error that came first.
     pub fn request(&mut self, subject: &str, inbox: &str, payload: &[u8]) -> Said {
@@ -1232,5 +1246,29 @@ fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tena
         ("cordon_queue_in_flight", Some(0.0)),
     ] {
         assert_eq!(metric(&s, series), want, "{series}\n{}", http(s.addr, "GET", "/metrics", &[], b"").body);
+    }
+    // Done notices are not signed: forged ones (any worker credential may
+    // publish them) move the counters only within bounds. An unknown
+    // tenant is not counted, an outcome that is no error code counts as
+    // `other`, an attempt at most the stream's 2 deliveries; the last,
+    // ordinary notice shows the gateway has read the others.
+    let done = |wire: &mut Wire, key: &str, outcome: &str, attempt: &str| {
+        let h = [("Cordon-Outcome", outcome), ("Cordon-Attempt", attempt), ("Cordon-Stored", "first")];
+        assert_eq!(wire.publish_headers(&format!("cordon.done.{key}"), &h), Said::Pong);
+    };
+    done(&mut wire, "evil.f1", "ok", "1");
+    done(&mut wire, "acme.f2", "made-up-outcome-1", "18446744073709551615");
+    done(&mut wire, "acme.f3", "ok", "1");
+    let read = poll_until(Duration::from_secs(30), || {
+        metric(&s, "cordon_executions_total{tenant=\"acme\",outcome=\"ok\"}") == Some(2.0)
+    });
+    let body = http(s.addr, "GET", "/metrics", &[], b"").body;
+    assert!(read, "the gateway read the notices:\n{body}");
+    assert!(!body.contains("evil") && !body.contains("made-up"), "{body}");
+    for (series, want) in [
+        ("cordon_executions_total{tenant=\"acme\",outcome=\"other\"}", Some(1.0)),
+        ("cordon_queue_redeliveries_total{tenant=\"acme\"}", Some(2.0)),
+    ] {
+        assert_eq!(metric(&s, series), want, "{series}\n{body}");
     }
 }
