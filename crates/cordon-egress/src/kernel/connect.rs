@@ -370,13 +370,15 @@ async fn hand_over(
             return None;
         }
     }
+    // The process is named before the answer: until then the caller waits
+    // in its connect, and after it one that exits at once (curl to a host
+    // on loopback) is gone before its name can be read.
+    record.process = process_of(n.tid);
     let _ = notify::respond(sh.listener.as_fd(), n.id, 0, 0);
     // The caller runs on; the books are kept after its answer, off its
     // connect's time. Our copy keeps the socket alive until they are (its
     // close cannot be reported before), then goes: the sandbox's is the
-    // only one (rule 8). The process is read after the answer too: one
-    // that exits at once is recorded without its name.
-    record.process = process_of(n.tid);
+    // only one (rule 8).
     sh.accounting.opened(sh, record, started, &host_sock, slot);
     drop(host_sock);
     None
