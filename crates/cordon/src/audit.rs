@@ -41,12 +41,15 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
             return r;
         }
     };
-    let mut result = crate::run(&req);
+    // The record is written while the sandbox's init tears its namespaces
+    // down; `after` waits for that before returning.
+    let (mut result, after) = crate::runner::run_answering(&req);
     trace::step("audit: run returned");
     result.redact(&secrets);
     if let Err(e) = started.complete(result.audit_ending(&digest), &secrets) {
         result.warnings.push(e.render());
     }
     trace::step("audit: complete");
+    drop(after);
     result
 }

@@ -918,7 +918,9 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
             return out;
         }
     };
-    let mut result = crate::run(&ready.run);
+    // Artifacts are collected and the record written while the sandbox's
+    // init tears its namespaces down; the run folder goes once it is gone.
+    let (mut result, after) = crate::runner::run_answering(&ready.run);
     let warnings = std::mem::take(&mut out.result.warnings);
     result.warnings.splice(0..0, warnings);
     let vars = cordon_plugin::artifacts::TemplateVars {
@@ -929,13 +931,14 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
         tenant: req.tenant.clone(),
     };
     store_artifacts(&req.store, &ready.run_dir, &vars, &mut out, &mut result);
-    drop(ready.run_dir);
     result.redact(&secrets);
     if let Some(started) = started {
         if let Err(e) = started.complete(result.audit_ending(&ready.digest), &secrets) {
             result.warnings.push(PluginError::from(e).render());
         }
     }
+    drop(after);
+    drop(ready.run_dir);
     out.result = result;
     out
 }

@@ -168,3 +168,46 @@ fn start_data_the_park_did_not_prepare_for_is_refused() {
         assert!(!dir.path().join("ran").exists(), "a refused start ran its command");
     });
 }
+
+/// A run is answered as soon as its init has reaped every other process
+/// of it, before init's own exit (the teardown of its namespaces runs
+/// while the caller writes its record), and dropping what is left reaps
+/// init: checked from the host with init's pid. Control: while the command
+/// runs, init has a child and the command's background `sleep` is seen.
+#[test]
+fn a_run_is_answered_before_inits_exit_and_nothing_else_of_it_is_left() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-answer");
+        let fifo = dir.path().join("go");
+        cordon_testkit::TestCommand::new("mkfifo").arg(&fifo).run().assert_success();
+        let marker = super::unique_sleep_marker();
+        let mut req = request(mode, dir.path(), &format!("park-answer-{}-{}", std::process::id(), mode.as_str()));
+        req.argv = ["sh", "-c", &format!("sleep {marker} & read line < {}; exit 3", fifo.display())]
+            .map(String::from)
+            .to_vec();
+        let parked = park(&req);
+        let init = parked.pid();
+        let run = std::thread::spawn(move || parked.start_answering(cordon::Start::default()));
+
+        let seen = poll_until(Duration::from_secs(10), || {
+            !cordon_testkit::processes_with_argv(&["sleep", &marker]).is_empty()
+        });
+        assert!(seen, "control: the command's background sleep was never seen");
+        assert_ne!(children(init), "", "control: init has no child while the command runs");
+        // Opening the fifo waits for the command's `read`; the line ends it.
+        std::fs::write(&fifo, "go\n").expect("write the fifo");
+
+        let (result, after) = run.join().expect("the run's thread");
+        assert_eq!(result.exit, Some(cordon::Exit::Code(3)), "{result:?}");
+        assert_eq!(
+            cordon_testkit::processes_with_argv(&["sleep", &marker]),
+            Vec::<u32>::new(),
+            "the background sleep outlived the answer"
+        );
+        assert_eq!(children(init), "", "init had a child (or an unreaped zombie) at the answer");
+        assert!(exists(init), "init {init} was reaped before the answer: the run waited for its exit");
+        drop(after);
+        assert!(!exists(init), "init {init} was not reaped (or left a zombie) by the drop");
+    });
+}

@@ -37,7 +37,7 @@ pub use crate::sys::child::PtyStderr;
 pub use crate::sys::child::LATE_ENV_BYTES;
 use crate::sys::child::{
     CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, EgressChild, GoMessage, LateEnv,
-    LateRule, MarkRecord, MountOp, Supervision, TerminalStep,
+    LateRule, MarkRecord, MountOp, StatusRecord, Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -284,10 +284,51 @@ impl ExitStatus {
 pub struct Finished {
     /// The command's exit. `None` when init itself was killed (timeout).
     pub status: Option<ExitStatus>,
-    /// The supervisor-side status of the cloned child.
-    pub child: ExitStatus,
-    /// rusage of every reaped process of the run.
+    /// How the cloned child (init, or the command in dev mode) exited, when
+    /// it was waited for; `None` when init reported the command's end
+    /// before its own exit (see [`Running::end`]).
+    pub child: Option<ExitStatus>,
+    /// rusage of every reaped process of the run (with init's report: up to
+    /// that report, init's exit not included).
     pub usage: Reaped,
+}
+
+/// What is left of a run once its command's end is known
+/// ([`Running::end`]): init, still tearing its namespaces down (the mount
+/// tree, the network namespace, an RCU grace period), the socket maker and
+/// the run's cgroups. No process of the run but init is left, and init
+/// runs only cordon's `_exit`. Dropping it waits for init's exit and reaps
+/// it, then removes the cgroups, as [`Running::reap`] does at once: hold it
+/// across work that does not need the sandbox gone (the audit record),
+/// and drop it before the caller's own end.
+#[derive(Debug)]
+#[must_use = "dropping it waits for init's exit; hold it only across other work"]
+pub struct Teardown {
+    pid: libc::pid_t,
+    wait: TeardownWait,
+    /// Declared before the cgroups: dropped (killed, reaped) first.
+    _socket_maker: Option<SocketMaker>,
+    _cgroups: RunCgroups,
+    _lifeline: Option<OwnedFd>,
+    _pidfd: OwnedFd,
+}
+
+/// Whether a [`Teardown`] still has init to reap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TeardownWait {
+    /// Init reported and is exiting: `wait4` it on drop.
+    Init,
+    /// Already reaped.
+    Done,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.wait == TeardownWait::Init {
+            let _ = sys::wait4(self.pid);
+        }
+        crate::trace::step("runner: sandbox torn down");
+    }
 }
 
 impl Running {
@@ -312,27 +353,59 @@ impl Running {
         }
     }
 
+    /// Init's status pipe: readable (its [`StatusRecord`], or end of file
+    /// if init died without one) once the command has ended and every
+    /// other process of the run is reaped. `None` in dev mode: the pidfd
+    /// tells.
+    pub fn status_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.status.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// Waits for the child (which must have exited or be about to) and
-    /// returns how the command ended.
+    /// returns how the command ended, with the sandbox torn down.
     pub fn reap(self) -> io::Result<Finished> {
-        let usage = sys::wait4(self.pid)?;
-        let child = ExitStatus::from_raw(usage.status);
-        let status = match (self.supervision, &self.status) {
-            (Supervision::Direct, _) => Some(child),
+        self.end().map(|(finished, _torn_down_here)| finished)
+    }
+
+    /// Returns how the command ended (the run must be over, or about to
+    /// be: [`Running::status_fd`] or the pidfd readable) as soon as init
+    /// has reported it, and the rest of the run ([`Teardown`]) whose drop
+    /// waits for init's exit. Without a report (dev mode; init killed
+    /// before it wrote one) the child is waited for here, and the teardown
+    /// has only the cgroups left.
+    pub fn end(self) -> io::Result<(Finished, Teardown)> {
+        let reported = match (self.supervision, &self.status) {
             (Supervision::Init, Some(fd)) => {
-                let mut buf = [0u8; 4];
-                match read_exact_or_eof(fd, &mut buf)? {
-                    true => Some(ExitStatus::from_raw(i32::from_ne_bytes(buf))),
-                    false => None,
-                }
+                let mut buf = [0u8; StatusRecord::SIZE];
+                read_exact_or_eof(fd, &mut buf)?.then(|| StatusRecord::from_bytes(&buf))
             }
-            (Supervision::Init, None) => None,
+            _ => None,
         };
-        if self.supervision == Supervision::Direct {
-            // Anything the command left behind in its group goes too.
-            let _ = sys::kill_process_group(self.pid, libc::SIGKILL);
-        }
-        Ok(Finished { status, child, usage })
+        let (finished, wait) = match reported {
+            Some(r) => {
+                let usage = Reaped { status: r.status, user_us: r.user_us, sys_us: r.sys_us, max_rss_kb: r.max_rss_kb };
+                (Finished { status: Some(ExitStatus::from_raw(r.status)), child: None, usage }, TeardownWait::Init)
+            }
+            None => {
+                let usage = sys::wait4(self.pid)?;
+                let child = ExitStatus::from_raw(usage.status);
+                let status = (self.supervision == Supervision::Direct).then_some(child);
+                if self.supervision == Supervision::Direct {
+                    // Anything the command left behind in its group goes too.
+                    let _ = sys::kill_process_group(self.pid, libc::SIGKILL);
+                }
+                (Finished { status, child: Some(child), usage }, TeardownWait::Done)
+            }
+        };
+        let teardown = Teardown {
+            pid: self.pid,
+            wait,
+            _socket_maker: self._socket_maker,
+            _cgroups: self.cgroups,
+            _lifeline: self._lifeline,
+            _pidfd: self.pidfd,
+        };
+        Ok((finished, teardown))
     }
 }
 

@@ -18,8 +18,9 @@
 //! mounts, loopback, hostname), allocates the command's pty when asked
 //! ([`ChildTerminal::Allocate`]), forks the command, and then only reaps
 //! children and forwards signals. When the command exits, init kills every process left in
-//! the namespace, reports the command's wait status on the status pipe and
-//! exits; the kernel then tears the namespace down. Init dies with cordon
+//! the namespace, reports the command's wait status and the run's accounting
+//! on the status pipe ([`StatusRecord`]) and exits; the kernel then tears the
+//! namespaces down while cordon already answers. Init dies with cordon
 //! (`PR_SET_PDEATHSIG`), and with it every process of the run.
 //!
 //! With [`Supervision::Direct`] (dev mode) the cloned process is the command,
@@ -1059,12 +1060,81 @@ fn finish(spec: &ChildSpec, status: c_int) -> ! {
         }
     }
     if let Some(fd) = &spec.status {
-        let bytes = status.to_ne_bytes();
-        // SAFETY: writes 4 bytes from a live local.
-        unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        let r = StatusRecord::now(status);
+        // SAFETY: `r` is a plain repr(C) value of SIZE bytes; write only reads it.
+        unsafe { libc::write(fd.as_raw_fd(), (&r as *const StatusRecord).cast(), StatusRecord::SIZE) };
     }
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(0) }
+}
+
+/// What init writes to the status pipe once every other process of the
+/// run is reaped (ECHILD: none is left in its pid namespace): the
+/// command's wait status and the accounting `wait4` of init would return
+/// (init's own and that of every process it reaped). cordon answers the
+/// run from it without waiting for init's exit, whose teardown of the
+/// namespaces (the mount tree, an RCU grace period) then runs beside
+/// cordon's own work; init's CPU time after this write is not in it. 32
+/// bytes, one `write(2)` (atomic on a pipe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct StatusRecord {
+    /// The command's raw wait status.
+    pub status: i32,
+    /// Unused, zero.
+    pub pad: u32,
+    /// User CPU time, microseconds.
+    pub user_us: u64,
+    /// System CPU time, microseconds.
+    pub sys_us: u64,
+    /// Largest resident set of init and of any process it reaped, KiB.
+    pub max_rss_kb: u64,
+}
+
+impl StatusRecord {
+    /// Size on the wire.
+    pub const SIZE: usize = std::mem::size_of::<StatusRecord>();
+
+    /// `status` with init's accounting so far: `getrusage` of itself and
+    /// of its reaped children, as `wait4` sums them.
+    fn now(status: c_int) -> Self {
+        // SAFETY: rusage is plain data; all-zero is a valid value.
+        let mut own: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut reaped: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointers to live locals; getrusage cannot fail with these arguments.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut own) };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut reaped) };
+        let us = |t: libc::timeval| {
+            u64::try_from(t.tv_sec).unwrap_or(0).saturating_mul(1_000_000) + u64::try_from(t.tv_usec).unwrap_or(0)
+        };
+        StatusRecord {
+            status,
+            pad: 0,
+            user_us: us(own.ru_utime) + us(reaped.ru_utime),
+            sys_us: us(own.ru_stime) + us(reaped.ru_stime),
+            max_rss_kb: u64::try_from(own.ru_maxrss.max(reaped.ru_maxrss)).unwrap_or(0),
+        }
+    }
+
+    /// Parses the bytes init wrote.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let mut status = [0u8; 4];
+        status.copy_from_slice(&b[0..4]);
+        StatusRecord {
+            status: i32::from_ne_bytes(status),
+            pad: 0,
+            user_us: word(8),
+            sys_us: word(16),
+            max_rss_kb: word(24),
+        }
+    }
 }
 
 /// Writes `data` to the `/proc` file `path`, failing the step `stage`
@@ -1597,5 +1667,16 @@ mod tests {
             assert_eq!((back.mark, back.at_ns), (r.mark, r.at_ns));
         }
         assert_eq!(ChildMark::name_of(0), "sandbox: unknown mark");
+    }
+
+    #[test]
+    fn a_status_record_survives_the_wire() {
+        let r = StatusRecord { status: -2, pad: 0, user_us: 1 << 40, sys_us: 3, max_rss_kb: u64::MAX };
+        let mut bytes = [0u8; StatusRecord::SIZE];
+        // SAFETY: `r` is a plain repr(C) value of SIZE bytes, as init writes it.
+        let raw = unsafe { std::slice::from_raw_parts((&r as *const StatusRecord).cast::<u8>(), StatusRecord::SIZE) };
+        bytes.copy_from_slice(raw);
+        assert_eq!(StatusRecord::from_bytes(&bytes), r);
+        assert_eq!(StatusRecord::SIZE, 32, "one write of 32 bytes, well under PIPE_BUF");
     }
 }
