@@ -37,6 +37,7 @@ mod registry;
 mod schemas;
 mod seccomp;
 mod serve;
+mod startup;
 mod state;
 mod terminal;
 mod unprivileged;
