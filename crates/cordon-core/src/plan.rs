@@ -450,11 +450,26 @@ impl Plan {
         }
     }
 
-    /// Decides how `policy` is enforced in `mode` on a host with `support`.
-    /// `scratch` is where a host scratch directory goes when the plan needs
-    /// one (see [`Tmp`]); the plan does not create it.
-    pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
-        let mut plan = Plan {
+    /// The plan of a dev-mode run: nothing is enforced but the timeout (by
+    /// the supervisor), so the kernel is not asked anything and no
+    /// [`KernelSupport`] is needed. Refuses network grants, which dev mode
+    /// cannot hold to their patterns.
+    pub fn build_dev(policy: &Policy, scratch: &Path) -> Result<Plan, PlanError> {
+        if let Some(p) = policy.net.allow.first() {
+            return Err(PlanError::NetworkInDevMode {
+                pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
+            });
+        }
+        let mut plan = Plan::unrestricted(Mode::Dev, scratch);
+        plan.rlimits.clear();
+        plan.ledger_dev(policy);
+        Ok(plan)
+    }
+
+    /// A plan of `mode` that enforces nothing yet, with a host scratch
+    /// folder and no core dumps; [`Plan::build`] adds to it.
+    fn unrestricted(mode: Mode, scratch: &Path) -> Plan {
+        Plan {
             mode,
             namespaces: vec![],
             landlock: None,
@@ -472,17 +487,18 @@ impl Plan {
             tmp: Tmp::Scratch(scratch.to_owned()),
             ledger: vec![],
             system_entries: None,
-        };
-        if mode == Mode::Dev {
-            if let Some(p) = policy.net.allow.first() {
-                return Err(PlanError::NetworkInDevMode {
-                    pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
-                });
-            }
-            plan.rlimits.clear();
-            plan.ledger_dev(policy);
-            return Ok(plan);
         }
+    }
+
+    /// Decides how `policy` is enforced in `mode` on a host with `support`.
+    /// `scratch` is where a host scratch directory goes when the plan needs
+    /// one (see [`Tmp`]); the plan does not create it. With [`Mode::Dev`]
+    /// it is [`Plan::build_dev`], which does not look at `support`.
+    pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
+        if mode == Mode::Dev {
+            return Plan::build_dev(policy, scratch);
+        }
+        let mut plan = Plan::unrestricted(mode, scratch);
         let name = mode.as_str();
         if !support.seccomp.is_available() {
             return Err(PlanError::Seccomp { mode: name });

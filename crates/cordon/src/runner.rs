@@ -166,7 +166,8 @@ pub struct RunRequest {
     pub request_id: Option<String>,
     /// Extra warnings to carry into the result (e.g. a mode fallback).
     pub warnings: Vec<String>,
-    /// What the kernel supports, if the caller probed already; probed when `None`.
+    /// What the kernel supports, if the caller probed already; probed when
+    /// `None`, except in dev mode, which needs nothing of it.
     pub support: Option<KernelSupport>,
     /// stdin.
     pub stdin: Input,
@@ -554,9 +555,14 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         )));
     }
     trace::step("runner: cordon's state carved out");
-    let support = match req.support.clone().map_or_else(KernelSupport::detect, Ok) {
-        Ok(s) => s,
-        Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)))),
+    // Dev mode asks the kernel for nothing, so it is not probed.
+    let support = match (mode, req.support.clone()) {
+        (Mode::Dev, _) => None,
+        (_, Some(s)) => Some(s),
+        (_, None) => match KernelSupport::detect() {
+            Ok(s) => Some(s),
+            Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}: {}", e.source)))),
+        },
     };
     // The program is found before planning: an exec allow-list always
     // includes the command itself. PATH does not depend on HOME.
@@ -589,7 +595,11 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     };
     trace::step("runner: command resolved");
     let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
-    let mut plan = match Plan::build(policy, mode, &support, &scratch_dir) {
+    let planned = match &support {
+        Some(support) => Plan::build(policy, mode, support, &scratch_dir),
+        None => Plan::build_dev(policy, &scratch_dir),
+    };
+    let mut plan = match planned {
         Ok(p) => p,
         Err(e) => return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint())))),
     };

@@ -178,16 +178,14 @@ fn cwd_note(policy: &Policy, mode: Mode, cwd: &Path) -> Option<String> {
     Some(format!("the working directory is not granted; {inside} — add --read . or --write ."))
 }
 
-/// Picks the mode: the flag, or container where it can run, else process.
-fn choose_mode(flag: Option<&str>, policy: &Policy, support: &KernelSupport) -> Result<(Mode, Option<String>)> {
-    if let Some(m) = flag {
-        return Ok((m.parse().with_context(|| format!("invalid --mode {m}"))?, None));
-    }
+/// Picks the mode without a `--mode`: container where it can run, else
+/// process (with a notice).
+fn choose_mode(policy: &Policy, support: &KernelSupport) -> (Mode, Option<String>) {
     match cordon::Plan::build(policy, Mode::Container, support, Path::new("/tmp")) {
-        Ok(_) => Ok((Mode::Container, None)),
+        Ok(_) => (Mode::Container, None),
         Err(e) => {
             let notice = format!("container mode is not available here ({e}); running in process mode");
-            Ok((Mode::Process, Some(notice)))
+            (Mode::Process, Some(notice))
         }
     }
 }
@@ -213,9 +211,20 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     }
     let policy = policy(&a, &here, &cwd)?;
     let probe = if policy.wants_cgroups() { CgroupProbe::Probe } else { CgroupProbe::Skip };
-    let support = KernelSupport::detect_with(probe).context("cannot probe the kernel")?;
+    let probe = || KernelSupport::detect_with(probe).context("cannot probe the kernel");
+    let flag =
+        a.mode.as_deref().map(|m| m.parse::<Mode>().with_context(|| format!("invalid --mode {m}"))).transpose()?;
+    // Dev mode asks the kernel for nothing, so it is not probed.
+    let (mode, notice, support) = match flag {
+        Some(Mode::Dev) => (Mode::Dev, None, None),
+        Some(m) => (m, None, Some(probe()?)),
+        None => {
+            let support = probe()?;
+            let (m, notice) = choose_mode(&policy, &support);
+            (m, notice, Some(support))
+        }
+    };
     cordon::trace::step("cli: policy built, kernel probed");
-    let (mode, notice) = choose_mode(a.mode.as_deref(), &policy, &support)?;
     if let Some(n) = &notice {
         render::message("notice", n);
     }
@@ -229,7 +238,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     req.capture = if a.json { Capture::Logs } else { Capture::PassThrough };
     req.tty = tty(&a);
     req.warnings.extend(notice);
-    req.support = Some(support);
+    req.support = support;
     let result = session.run(&mut req);
     if a.json {
         println!("{}", render::json(&result).context("cannot serialise the result")?);
@@ -258,15 +267,12 @@ mod tests {
     #[test]
     fn without_a_mode_cordon_prefers_container_and_falls_back_to_process_with_a_notice() {
         let full = KernelSupport::fixture_full();
-        assert_eq!(choose_mode(None, &Policy::default(), &full).unwrap(), (Mode::Container, None));
+        assert_eq!(choose_mode(&Policy::default(), &full), (Mode::Container, None));
         // No user namespaces (root may still run process mode): a notice, not an error.
         let mut no_userns = KernelSupport::fixture_full();
         no_userns.user_namespaces = cordon::Availability::Unavailable;
-        let (mode, notice) = choose_mode(None, &Policy::default(), &no_userns).unwrap();
+        let (mode, notice) = choose_mode(&Policy::default(), &no_userns);
         assert_eq!(mode, Mode::Process);
         assert!(notice.unwrap().contains("container mode is not available here"));
-        // An explicit mode is taken as asked; the runner then refuses it with 125.
-        assert_eq!(choose_mode(Some("container"), &Policy::default(), &no_userns).unwrap().0, Mode::Container);
-        assert!(choose_mode(Some("bogus"), &Policy::default(), &full).is_err());
     }
 }
