@@ -94,7 +94,11 @@ impl LockedDir {
 
 impl Drop for LockedDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        // Most runs leave their folder empty: one `rmdir` then, instead of
+        // the open, stat and listing `remove_dir_all` starts with.
+        if std::fs::remove_dir(&self.path).is_err() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 

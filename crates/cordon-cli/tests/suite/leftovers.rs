@@ -36,6 +36,15 @@ fn a_killed_runs_scratch_is_removed_by_the_run_that_recovers_it() {
 
     cordon(&["true"]).run().assert_success();
     assert_eq!(scratch_dirs(&tmp), Vec::<PathBuf>::new(), "a finished run's scratch stayed");
+    // One that leaves a file and a folder in its scratch (which a lone
+    // `rmdir` cannot remove) has it removed too.
+    let fill = r#"mkdir "$TMPDIR/sub" && echo x > "$TMPDIR/sub/f" && echo y > "$TMPDIR/g" && echo "$TMPDIR""#;
+    let out = cordon(&["sh", "-c", fill]).run();
+    out.assert_success();
+    let used = PathBuf::from(out.stdout.trim_end());
+    // Control: it wrote into a scratch folder of this test's TMPDIR.
+    assert!(used.starts_with(&tmp) && used.file_name().unwrap().to_string_lossy().starts_with("cordon-"), "{out}");
+    assert_eq!(scratch_dirs(&tmp), Vec::<PathBuf>::new(), "a finished run's filled scratch stayed");
 
     // Shaped like a leftover, but no cordon died: a run that just looked
     // (the first one) does not list the folder again.
