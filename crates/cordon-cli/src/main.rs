@@ -110,8 +110,19 @@ fn full_command() -> clap::Command {
         .fold(Cli::command(), |cli, sub| cli.mut_subcommand(sub.get_name(), |_| sub.clone()))
 }
 
+/// `cordon run ...` in its everyday shape, parsed without clap (see
+/// [`cmd::run::parse_fast`]); `None` leaves it to clap.
+fn fast_run_args() -> Option<cmd::run::RunArgs> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "run" {
+        return None;
+    }
+    let rest: Vec<String> = args.map(|a| a.into_string().ok()).collect::<Option<_>>()?;
+    cmd::run::parse_fast(&rest)
+}
+
 fn run() -> std::ffi::c_int {
-    let cli = match Cli::try_parse() {
+    let cli = match fast_run_args().map(|args| Cli { command: Command::Run(args) }).map_or_else(Cli::try_parse, Ok) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -179,6 +190,81 @@ mod tests {
             assert_eq!(parsed.map(|_| ()).map_err(|e| e.kind()), Err(clap::error::ErrorKind::DisplayHelp), "{name}");
             let sub = one.find_subcommand(name).unwrap();
             assert_eq!(sub.get_about().map(ToString::to_string), *about, "{name} --help");
+        }
+    }
+
+    /// What clap makes of `cordon run ARGS`: the parsed arguments, or the
+    /// kind of error.
+    fn clap_run(argv: &[&str]) -> Result<String, clap::error::ErrorKind> {
+        match Cli::try_parse_from(["cordon", "run"].iter().chain(argv)) {
+            Ok(Cli { command: Command::Run(a) }) => Ok(format!("{a:?}")),
+            Ok(_) => panic!("not a run: {argv:?}"),
+            Err(e) => Err(e.kind()),
+        }
+    }
+
+    /// The fast path of `cordon run` parses every shape it takes exactly as
+    /// clap does, and leaves everything else to clap (whose messages the
+    /// user then gets).
+    #[test]
+    fn the_fast_run_parser_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["--", "true"],
+            &["true"],
+            &["true", "--json", "-x"],
+            &["true", "--", "x"],
+            &["--", "--json"],
+            &["--", "-x", "--", "y"],
+            &["--mode", "dev", "--", "/bin/true"],
+            &["--read", "/a", "--read", "b", "--write", "c", "--deny", "d", "--net", "x.org:443", "--env", "HOME", "x"],
+            &["--set-env", "K=V", "--exec", "/bin/sh", "--", "sh", "-c", "echo hi"],
+            &[
+                "--policy",
+                "p.toml",
+                "--mode",
+                "process",
+                "--net-via",
+                "proxy",
+                "--cwd",
+                "/tmp",
+                "--audit-log",
+                "l",
+                "x",
+            ],
+            &["--timeout-ms", "10", "--grace-ms", "0", "--memory-mb", "+5", "--cpu-ms", "18446744073709551615", "x"],
+            &["--pids", "3", "--file-size-mb", "1", "--output-bytes", "7", "--", "x"],
+            &["--no-system", "--deny-wx", "--json", "--no-tty", "--", "x"],
+            &["--tty", "--", "x"],
+            &["--read", "", "--", "x"],
+            &["--mode", "bogus", "--", "x"],
+        ];
+        for argv in taken {
+            let fast = cmd::run::parse_fast(argv).map(|a| format!("{a:?}"));
+            assert!(fast.is_some(), "the fast path should take {argv:?}");
+            assert_eq!(fast.map(Ok), Some(clap_run(argv)), "{argv:?}");
+        }
+        let left: &[&[&str]] = &[
+            &[],
+            &["--"],
+            &["--json"],
+            &["-h", "x"],
+            &["--help"],
+            &["--bogus", "x"],
+            &["--rea", "/a", "x"],
+            &["--read=/a", "x"],
+            &["--read", "--", "x"],
+            &["--read"],
+            &["-x"],
+            &["--mode", "dev", "--mode", "process", "x"],
+            &["--json", "--json", "x"],
+            &["--tty", "--json", "x"],
+            &["--tty", "--no-tty", "x"],
+            &["--timeout-ms", "ten", "x"],
+            &["--timeout-ms", "-1", "x"],
+            &["--pids", "18446744073709551616", "x"],
+        ];
+        for argv in left {
+            assert_eq!(cmd::run::parse_fast(argv).map(|a| format!("{a:?}")), None, "{argv:?}");
         }
     }
 
