@@ -262,9 +262,16 @@ mod tests {
             &["--timeout-ms", "ten", "x"],
             &["--timeout-ms", "-1", "x"],
             &["--pids", "18446744073709551616", "x"],
+            // Review finding: clap refuses an empty path; the fast path took it.
+            &["--cwd", "", "x"],
+            &["--policy", "", "x"],
+            &["--audit-log", "", "x"],
         ];
         for argv in left {
             assert_eq!(cmd::run::parse_fast(argv).map(|a| format!("{a:?}")), None, "{argv:?}");
+        }
+        for flag in ["--cwd", "--policy", "--audit-log"] {
+            assert!(clap_run(&[flag, "", "x"]).is_err(), "clap refuses an empty {flag}");
         }
     }
 

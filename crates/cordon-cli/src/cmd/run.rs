@@ -268,7 +268,8 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
 ///
 /// `None` for anything else, which clap then parses with its own messages:
 /// a short flag, `--flag=value`, `--help`, an unknown or repeated flag, a
-/// value that starts with `-` or is not a number where one is due, `--tty`
+/// value that starts with `-` or is not a number where one is due, an
+/// empty path, `--tty`
 /// with `--no-tty` or `--json`, no command. Every shape it accepts parses
 /// the same with clap (a unit test in `main.rs` compares the two).
 pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
@@ -332,6 +333,8 @@ pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
         }
         let value = rest.next().filter(|v| !v.starts_with('-'))?;
         let number = || value.parse::<u64>().ok();
+        // clap refuses an empty path (its message, not ours).
+        let path = || (!value.is_empty()).then(|| PathBuf::from(value));
         match name {
             "read" => a.read.push(value.to_owned()),
             "write" => a.write.push(value.to_owned()),
@@ -340,11 +343,11 @@ pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
             "env" => a.env.push(value.to_owned()),
             "set-env" => a.set_env.push(value.to_owned()),
             "exec" => a.exec.push(value.to_owned()),
-            "policy" => once(&mut a.policy, PathBuf::from(value))?,
+            "policy" => once(&mut a.policy, path()?)?,
             "mode" => once(&mut a.mode, value.to_owned())?,
             "net-via" => once(&mut a.net_via, value.to_owned())?,
-            "cwd" => once(&mut a.cwd, PathBuf::from(value))?,
-            "audit-log" => once(&mut a.audit_log, PathBuf::from(value))?,
+            "cwd" => once(&mut a.cwd, path()?)?,
+            "audit-log" => once(&mut a.audit_log, path()?)?,
             "timeout-ms" => once(&mut a.timeout_ms, number()?)?,
             "grace-ms" => once(&mut a.grace_ms, number()?)?,
             "memory-mb" => once(&mut a.memory_mb, number()?)?,
