@@ -263,7 +263,8 @@ pub struct Plan {
     pub terminal: TerminalPlan,
     /// How the sandbox reaches the network, if at all.
     pub egress: Egress,
-    /// Whether transparent egress may connect host sockets for the run.
+    /// Whether host sockets are made for the run (transparent egress or the
+    /// proxy), and by whom.
     #[serde(skip)]
     pub host_sockets: HostSockets,
     /// What enforces each policy entry.
@@ -323,10 +324,12 @@ pub enum TerminalPlan {
 /// `sys::sockets`, in the run's memory cgroup when it has one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostSockets {
-    /// None: no transparent egress, or a policy that allows no host (every
-    /// connect is refused or stays in the sandbox), so no maker is started.
+    /// None: no route out, or a policy that allows no host (every connect
+    /// is refused or stays in the sandbox), so no maker is started.
     None,
-    /// Transparent egress hands allowed connections over.
+    /// Transparent egress hands allowed connections over, or the proxy
+    /// relays them: the maker makes their host sockets (and accepts the
+    /// proxy's connections from the sandbox).
     Maker,
 }
 
@@ -556,7 +559,7 @@ impl Plan {
             Some(_) => MemfdExec::RequireNoexecSeal,
         };
         plan.egress = plan_egress(policy, support)?;
-        if plan.egress == Egress::Kernel && !policy.net.allow.is_empty() {
+        if matches!(plan.egress, Egress::Kernel | Egress::Proxy) && !policy.net.allow.is_empty() {
             plan.host_sockets = HostSockets::Maker;
         }
         plan.seccomp = Some(SeccompPlan {

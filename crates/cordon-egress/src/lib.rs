@@ -114,10 +114,13 @@ pub mod kernel;
 mod policy;
 pub mod proxy;
 mod record;
+mod sockets;
 
 pub use policy::{
     allows_any_name, check, check_addr, check_lookup, check_lookup_addrs, classify, pattern_text, AddrClass, Allowed,
     Denied, Destination, Host, LookupDenied, ParseDestinationError,
 };
-pub use proxy::{proxy_env, spawn, ProxyConfig, ProxyHandle, RelayMemory, SpawnError, MAX_HEAD_BYTES, MAX_REFUSING};
+pub use proxy::{
+    proxy_env, spawn, spawn_charged, ProxyConfig, ProxyHandle, RelayMemory, SpawnError, MAX_HEAD_BYTES, MAX_REFUSING,
+};
 pub use record::{ConnectionRecord, Protocol};

@@ -788,17 +788,14 @@ impl Parked {
         // backlog.
         let proxy = match running.proxy_listener.take() {
             None => None,
-            Some(fd) => match cordon_egress::spawn(
-                std::net::TcpListener::from(fd),
-                cordon_egress::ProxyConfig::new(req.policy.net.clone()),
-            ) {
+            Some(fd) => match spawn_proxy(req, fd, running.sockets.take()) {
                 Ok(h) => Some(h),
                 Err(e) => return abandon(running, started, mode, format!("cannot start the filtering proxy: {e}")),
             },
         };
         let kernel_egress = match running.egress.take() {
             None => None,
-            Some(egress) => match start_kernel_egress(req, plan, egress) {
+            Some(egress) => match start_kernel_egress(req, plan, egress, running.sockets.take()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
@@ -833,12 +830,28 @@ impl Parked {
     }
 }
 
+/// Starts the filtering proxy on the sandbox's `listener`; with the run's
+/// socket maker, the kernel charges its sockets to the run.
+fn spawn_proxy(
+    req: &RunRequest,
+    listener: OwnedFd,
+    sockets: Option<OwnedFd>,
+) -> Result<cordon_egress::ProxyHandle, cordon_egress::SpawnError> {
+    let listener = std::net::TcpListener::from(listener);
+    let config = cordon_egress::ProxyConfig::new(req.policy.net.clone());
+    match sockets {
+        Some(maker) => cordon_egress::spawn_charged(listener, config, maker),
+        None => cordon_egress::spawn(listener, config),
+    }
+}
+
 /// Starts the supervisor of transparent egress for a sandbox just spawned.
 /// Refusals are printed on cordon's stderr as they happen.
 fn start_kernel_egress(
     req: &RunRequest,
     plan: &Plan,
     egress: enforce::SandboxEgress,
+    sockets: Option<OwnedFd>,
 ) -> Result<cordon_egress::kernel::KernelEgress, cordon_egress::kernel::SpawnError> {
     use cordon_egress::kernel::{self, Endpoints, KernelConfig, UnixConnects};
     let mut config = KernelConfig::new(req.policy.net.clone());
@@ -861,7 +874,7 @@ fn start_kernel_egress(
         helper: egress.helper,
         dns_udp: egress.dns_udp,
         dns_tcp: egress.dns_tcp,
-        sockets: egress.sockets,
+        sockets,
     };
     kernel::spawn(endpoints, config)
 }

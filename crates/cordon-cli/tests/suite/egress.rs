@@ -750,11 +750,29 @@ fn without_the_kernel_features_doctor_says_so_and_a_run_that_needs_them_fails_cl
 }
 
 /// Opens `n` connections to 127.0.0.1:`port`, never reads, writes `ready`
-/// and holds them until `done` appears in `scratch`.
+/// and holds them until `done` appears in `scratch`. `direct`: connects
+/// (transparent egress hands the connection over); `proxy`: through the
+/// proxy in `http_proxy` with `CONNECT`, its own receive buffers small, so
+/// that what piles up waits on cordon's side of the proxy.
 const HOLD_CLIENT: &str = r#"
 import os, socket, sys, time
-port, scratch, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+port, scratch, n, route = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def connect():
+    if route == "direct":
+        return socket.create_connection(("127.0.0.1", port))
+    host, pport = os.environ["http_proxy"][len("http://"):].rsplit(":", 1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((host, int(pport)))
+    s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        got = s.recv(1)
+        assert got, "the proxy closed the connection"
+        head += got
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+socks = [connect() for _ in range(n)]
 open(f"{scratch}/ready", "w").close()
 for _ in range(2400):
     if os.path.exists(f"{scratch}/done"):
@@ -823,18 +841,46 @@ fn socket_memory(cgroup: &std::path::Path) -> Option<u64> {
 /// run's cgroup counted 0 bytes (checked by hand: see the closing note).
 #[test]
 fn the_buffers_of_handed_over_connections_count_against_the_runs_memory() {
+    buffers_count_against_the_runs_memory(Route::Direct);
+}
+
+/// Issue 9, the proxy route: the proxy's upstream sockets are made by the
+/// run's socket maker and its connections from the sandbox are accepted by
+/// it (an accepted socket is charged to the task that accepts it), so
+/// what a stalled client leaves queued on cordon's side of the proxy counts
+/// against the run. The client's own receive buffers are small (4 KiB
+/// asked: under 1 MiB for all 64), so at least 4 MiB charged can only be
+/// the proxy's sockets. Against main's binary before this change the run
+/// counted 0.5 MiB (checked by hand: see the closing note).
+#[test]
+fn the_buffers_of_the_proxys_connections_count_against_the_runs_memory() {
+    buffers_count_against_the_runs_memory(Route::Proxy);
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Direct,
+    Proxy,
+}
+
+fn buffers_count_against_the_runs_memory(route: Route) {
     const CONNECTIONS: usize = 64;
     let support = kernel_support();
     let python = tool("/usr/bin/python3");
     each_mode(sandbox_modes!(support), |mode| {
-        let what = format!("[{}]", mode.as_str());
+        let (route_name, via) = match route {
+            Route::Direct => ("direct", "kernel"),
+            Route::Proxy => ("proxy", "proxy"),
+        };
+        let what = format!("[{} {route_name}]", mode.as_str());
         let server = super::net_proxy::FloodServer::start(4 << 20);
         let scratch = Dir::new("egress-sockmem");
         let marker = scratch.path().to_string_lossy().into_owned();
         let mut cmd = run_in(mode);
         cmd.arg("--write").arg(scratch.path());
-        cmd.args(["--memory-mb", "64", "--net", &format!("127.0.0.1:{}", server.port)]);
+        cmd.args(["--net-via", via, "--memory-mb", "64", "--net", &format!("127.0.0.1:{}", server.port)]);
         cmd.args(["--", python, "-c", HOLD_CLIENT, &server.port.to_string(), &marker, &CONNECTIONS.to_string()]);
+        cmd.arg(route_name);
         let mut child = cmd.spawn_without_output();
         // Until no byte moves: every receive queue is as full as it gets.
         let settled = server.stalls_once_ready(&what, &scratch.join("ready"), &mut child);
@@ -851,6 +897,143 @@ fn the_buffers_of_handed_over_connections_count_against_the_runs_memory() {
         let charged = charged.unwrap_or_else(|| panic!("{what} {} counts no socket memory", cgroup.display()));
         eprintln!("{what} socket memory charged to the run: {charged} bytes (the server wrote {written})");
         assert!(charged >= (CONNECTIONS * 64 * 1024) as u64, "{what} only {charged} bytes charged to the run");
-        assert!(charged <= 64 << 20, "{what} {charged} bytes charged, over the run's 64 MiB");
+        // The kernel charges some buffers even past the limit (the first
+        // segment of a socket's write queue, `sk_forced_mem_schedule`; what
+        // an accepted socket brings): up to 64 KiB per socket, cordon's
+        // side of the proxy has two per connection.
+        let forced = CONNECTIONS as u64 * 2 * (64 << 10);
+        assert!(
+            charged <= (64 << 20) + forced,
+            "{what} {charged} bytes charged, over the run's 64 MiB and {forced} forced"
+        );
+    });
+}
+
+/// Connects once (`first ok` in `scratch/result`), writes `ready`, waits
+/// for `go`, connects three more times and adds what each got (`again
+/// ok`, `again errno N` for a direct connect, `again` and the proxy's
+/// answer for `proxy`: `CONNECT` through `http_proxy`).
+const AGAIN_CLIENT: &str = r#"
+import os, socket, sys, time
+port, scratch, route = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def connect():
+    if route == "direct":
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=20).close()
+            return "ok"
+        except OSError as e:
+            return f"errno {e.errno}"
+    host, pport = os.environ["http_proxy"][len("http://"):].rsplit(":", 1)
+    s = socket.create_connection((host, int(pport)), timeout=20)
+    s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n"):
+        got = s.recv(1)
+        if not got:
+            break
+        answer += got
+    if not answer.startswith(b"HTTP/1.1 200"):
+        while got := s.recv(4096):
+            answer += got
+    s.close()
+    return "ok" if answer.startswith(b"HTTP/1.1 200") else " | ".join(answer.decode(errors="replace").splitlines())
+with open(f"{scratch}/result", "w") as f:
+    f.write(f"first {connect()}\n")
+open(f"{scratch}/ready", "w").close()
+for _ in range(1200):
+    if os.path.exists(f"{scratch}/go"):
+        break
+    time.sleep(0.05)
+for _ in range(3):
+    with open(f"{scratch}/result", "a") as f:
+        f.write(f"again {connect()}\n")
+"#;
+
+/// The pid of the run's socket maker: the one process in the run's cgroup
+/// `cgroup` that lives in this process's network namespace (the sandbox's
+/// init and command live in the run's own).
+fn socket_maker_in(cgroup: &std::path::Path) -> Option<u32> {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).ok()?;
+    let mut found = procs
+        .lines()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns == ours));
+    let maker = found.next();
+    assert!(found.next().is_none(), "more than one process of {} in the host's network namespace", cgroup.display());
+    maker
+}
+
+/// Issue 9: the run's socket maker can be the pick of the run's
+/// out-of-memory killer (its resident set counts the pages it shares with
+/// cordon). Then the run fails closed: no socket is made outside its
+/// memory cgroup, a connect gets `ENOBUFS` with the reason in the run's
+/// network record (transparent egress), a proxy client gets `503` with the
+/// reason; the destination is never reached again. The maker is killed
+/// from the host as the killer would (SIGKILL). Control: the same run's
+/// first connection went through.
+#[test]
+fn a_run_whose_socket_maker_was_killed_connects_nowhere_and_says_why() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        for (route, via) in [("direct", "kernel"), ("proxy", "proxy")] {
+            let what = format!("[{} {route}]", mode.as_str());
+            let server = super::net_proxy::FloodServer::start(0);
+            let scratch = Dir::new("egress-maker-killed");
+            let marker = scratch.path().to_string_lossy().into_owned();
+            let mut cmd = run_in(mode);
+            cmd.arg("--write").arg(scratch.path());
+            cmd.args(["--json", "--net-via", via, "--memory-mb", "64", "--net", &format!("127.0.0.1:{}", server.port)]);
+            cmd.args(["--", python, "-c", AGAIN_CLIENT, &server.port.to_string(), &marker, route]);
+            let out = std::thread::scope(|s| {
+                let run = s.spawn(|| cmd.run());
+                let ready = poll_until(Duration::from_secs(60), || scratch.join("ready").exists() || run.is_finished());
+                assert!(ready && scratch.join("ready").exists(), "{what} the client never connected once");
+                let cgroup = run_memory_cgroup(&marker).unwrap_or_else(|| panic!("{what} no memory cgroup of the run"));
+                let maker = socket_maker_in(&cgroup)
+                    .unwrap_or_else(|| panic!("{what} no socket maker in {}", cgroup.display()));
+                // A process of the run this test started, still in its cgroup.
+                let killed = std::process::Command::new("kill").args(["-KILL", &maker.to_string()]).status().unwrap();
+                assert!(killed.success(), "{what} kill {maker}");
+                assert!(
+                    poll_until(Duration::from_secs(10), || socket_maker_in(&cgroup).is_none()),
+                    "{what} the socket maker {maker} outlived SIGKILL"
+                );
+                std::fs::write(scratch.join("go"), "").unwrap();
+                run.join().expect("the run's thread")
+            });
+            out.assert_success();
+            let result = scratch.read("result");
+            assert!(result.starts_with("first ok\n"), "{what} control: the first connection failed: {result}");
+            let again: Vec<&str> = result.lines().skip(1).collect();
+            assert_eq!(again.len(), 3, "{what} the client did not connect three more times: {result}");
+            // One socket may have been made ahead, in the run's cgroup,
+            // before the maker died: at most the first connect after uses it.
+            let reached_after = again.iter().take_while(|l| **l == "again ok").count();
+            assert!(reached_after <= usize::from(route == "direct"), "{what} connected after the maker died: {result}");
+            assert_eq!(
+                server.accepted(),
+                1 + reached_after as u64,
+                "{what} connections that reached the server: {result}"
+            );
+            let reason = "socket maker is gone";
+            for line in &again[reached_after..] {
+                match route {
+                    // ENOBUFS
+                    "direct" => assert_eq!(*line, "again errno 105", "{what} {result}"),
+                    _ => assert!(line.starts_with("again HTTP/1.1 503"), "{what} {result}"),
+                }
+            }
+            match route {
+                "direct" => {
+                    let r = out.json();
+                    let net = r["network"].as_array().expect("network list");
+                    let explained = net.iter().filter(|c| c["error"].as_str().is_some_and(|e| e.contains(reason)));
+                    assert_eq!(explained.count(), 3 - reached_after, "{what} records that name the reason: {net:?}");
+                }
+                _ => assert!(result.contains(reason), "{what} the answer lacks the reason: {result}"),
+            }
+        }
     });
 }

@@ -372,10 +372,12 @@ fn stalled_connections_keep_cordons_memory_below_the_runs_limit() {
             let scratch = cordon_testkit::Dir::new("proxy-stall");
             let mut cmd = run_via_proxy(mode);
             cmd.arg("--write").arg(scratch.path());
-            // The sandbox's own receive queues count against the run's
-            // memory (v1: its TCP limit): a download's 200 default-sized
-            // ones need more than 64 MiB to move at all.
-            let run_limit = if how == "download" { "256" } else { "64" };
+            // Every socket of the run's connections counts against its
+            // memory (v1: its TCP limit), the proxy's sides too (made and
+            // accepted by the run's socket maker): a download's 200 MiB
+            // left unread, queued on both sides of the proxy, need far more
+            // than 64 MiB to move at all.
+            let run_limit = if how == "download" { "1024" } else { "64" };
             cmd.args(["--memory-mb", run_limit, "--net", &format!("127.0.0.1:{}", server.port)]);
             cmd.args(["--", python, "-c", STALL_CLIENT, &server.port.to_string()]).arg(scratch.path());
             cmd.args([how, &CONNECTIONS.to_string(), &per_conn.to_string()]);

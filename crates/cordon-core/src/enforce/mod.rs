@@ -205,6 +205,11 @@ pub struct Running {
     pub pty_master: Option<OwnedFd>,
     /// Transparent egress: what the supervisor serves, with [`Egress::Kernel`].
     pub egress: Option<SandboxEgress>,
+    /// The channel to the run's socket maker (see `sys::sockets`), when the
+    /// run allows a host and has a memory cgroup: sockets made (or
+    /// accepted) there are charged to it. For transparent egress's
+    /// supervisor or the proxy, whichever the run has.
+    pub sockets: Option<OwnedFd>,
     status: Option<OwnedFd>,
     supervision: Supervision,
     _lifeline: Option<OwnedFd>,
@@ -223,9 +228,6 @@ pub struct SandboxEgress {
     pub dns_udp: OwnedFd,
     /// The stub DNS's TCP listener, on the sandbox's 127.0.0.1:53.
     pub dns_tcp: OwnedFd,
-    /// The channel to the run's socket maker (see `sys::sockets`), when the
-    /// run has a memory cgroup: host sockets made there are charged to it.
-    pub sockets: Option<OwnedFd>,
 }
 
 /// The run's socket maker (see `sys::sockets`), in the run's cgroups.
@@ -568,7 +570,6 @@ impl Parked {
                 helper,
                 dns_udp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
                 dns_tcp: sys::recv_fd(dns.as_fd()).map_err(os("receive the stub DNS's sockets"))?,
-                sockets: self.sockets.take(),
             }),
             _ => None,
         };
@@ -577,6 +578,7 @@ impl Parked {
             proxy_listener,
             pty_master: self.pty_master.take(),
             egress,
+            sockets: self.sockets.take(),
             pid: self.child.pid,
             pidfd,
             _socket_maker: self.socket_maker.take(),

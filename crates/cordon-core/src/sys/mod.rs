@@ -513,7 +513,14 @@ fn one_byte_msghdr(iov: &mut libc::iovec, control: &mut [u64; 4]) -> libc::msghd
 /// Async-signal-safe (the child uses it between clone and exec): only stack
 /// buffers and one syscall. Returns what `sendmsg` returned.
 pub(crate) fn send_byte_with_fd(sock: RawFd, fd: RawFd) -> isize {
-    let mut byte = [0u8; 1];
+    send_with_fd(sock, 0, fd, libc::MSG_NOSIGNAL)
+}
+
+/// Sends the byte `payload` on `sock` with `fd` attached as `SCM_RIGHTS`,
+/// with `sendmsg` flags `flags`. Async-signal-safe, like
+/// [`send_byte_with_fd`]. Returns what `sendmsg` returned.
+fn send_with_fd(sock: RawFd, payload: u8, fd: RawFd, flags: libc::c_int) -> isize {
+    let mut byte = [payload];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
     let mut control = [0u64; 4];
     let mut msg = one_byte_msghdr(&mut iov, &mut control);
@@ -537,7 +544,26 @@ pub(crate) fn send_byte_with_fd(sock: RawFd, fd: RawFd) -> isize {
     // SAFETY: `data` points at room for one int inside `control`.
     unsafe { std::ptr::write_unaligned(data.cast::<libc::c_int>(), fd) };
     // SAFETY: `msg` and everything it points at are live locals.
-    unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) }
+    unsafe { libc::sendmsg(sock, &msg, flags) }
+}
+
+/// The descriptor an `SCM_RIGHTS` message received into `msg` carries, or
+/// -1. Async-signal-safe.
+fn received_fd(msg: &libc::msghdr) -> RawFd {
+    // SAFETY: msg_control was filled by the kernel (or has no header: NULL).
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    if cmsg.is_null() {
+        return -1;
+    }
+    // SAFETY: `cmsg` is non-null and points at a header inside the control buffer.
+    let header: libc::cmsghdr = unsafe { std::ptr::read_unaligned(cmsg) };
+    if header.cmsg_level != libc::SOL_SOCKET || header.cmsg_type != libc::SCM_RIGHTS {
+        return -1;
+    }
+    // SAFETY: `cmsg` is non-null and points into the control buffer.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: an SCM_RIGHTS header carries at least one int at `data`.
+    unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>()) }
 }
 
 /// Receives one descriptor sent with `SCM_RIGHTS` on `sock` (blocking).

@@ -15,13 +15,22 @@
 //!
 //! # What it is
 //!
+//! The maker's own pages are a copy-on-write share of cordon's, charged
+//! to cordon's cgroup, but its resident set (what the out-of-memory killer
+//! weighs) counts them: see [`spawn_socket_maker`] for what happens when
+//! the run's out-of-memory killer picks it.
+//!
 //! A fork of cordon (no `CLONE_VM`: sharing cordon's memory would make the
 //! out-of-memory killer of the run's cgroup kill cordon with it) that
 //! blocks every signal, closes every descriptor but its channel, dies with
 //! the thread that made it (`PR_SET_PDEATHSIG`) and otherwise only
 //! answers requests: one byte, `4` or `6`, gets a non-blocking,
 //! close-on-exec TCP socket of that family (`SCM_RIGHTS`), or one byte with
-//! the errno of `socket()`. It exits at the end of its channel. Between the
+//! the errno of `socket()`; `a` with a listening socket attached gets a
+//! connection `accept4`ed from it (the filtering proxy's connections from
+//! the sandbox: an accepted socket is charged to the task that accepts it,
+//! `inet_csk_accept` → `mem_cgroup_sk_alloc`), or the errno of
+//! `accept4()`. It exits at the end of its channel. Between the
 //! clone and its exit it runs only syscalls on its stack: no allocation, no
 //! locks, so forking a multi-threaded cordon is sound.
 
@@ -34,6 +43,8 @@ use super::{cvt, Spawned};
 pub const REQUEST_V4: u8 = b'4';
 /// Asks for an IPv6 socket.
 pub const REQUEST_V6: u8 = b'6';
+/// Asks for `accept4` on the listener sent with the request.
+pub const REQUEST_ACCEPT: u8 = b'a';
 
 /// Starts a socket maker answering on `channel` (one end of a
 /// [`super::seqpacket_pair`]; the caller keeps the other). It is not in any
@@ -76,8 +87,11 @@ fn serve(channel: RawFd, parent: u32) -> ! {
     unsafe { libc::syscall(libc::SYS_close_range, ch + 1, u32::MAX, 0u32) };
     loop {
         let mut request = [0u8; 1];
-        // SAFETY: the kernel writes at most one byte into `request`.
-        let n = unsafe { libc::recv(channel, request.as_mut_ptr().cast(), 1, 0) };
+        let mut iov = libc::iovec { iov_base: request.as_mut_ptr().cast(), iov_len: 1 };
+        let mut control = [0u64; 4];
+        let mut msg = super::one_byte_msghdr(&mut iov, &mut control);
+        // SAFETY: `msg` points at live locals on this stack.
+        let n = unsafe { libc::recvmsg(channel, &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n <= 0 {
             // Reading errno allocates nothing.
             if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -87,13 +101,43 @@ fn serve(channel: RawFd, parent: u32) -> ! {
             // cordon's code. The channel's end: the run is over.
             unsafe { libc::_exit(0) };
         }
-        let domain = if request[0] == REQUEST_V6 { libc::AF_INET6 } else { libc::AF_INET };
-        // SAFETY: socket takes integers only.
-        let fd = unsafe {
-            libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::IPPROTO_TCP)
+        let sent = super::received_fd(&msg);
+        let fd = match (request[0], sent) {
+            (REQUEST_ACCEPT, listener) if listener >= 0 => {
+                // SAFETY: accept4 on a descriptor we own; no address wanted.
+                unsafe {
+                    libc::accept4(
+                        listener,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    )
+                }
+            }
+            (REQUEST_ACCEPT, _) => {
+                // A request without its listener: answer as accept would.
+                // SAFETY: accept4 on an invalid descriptor fails with EBADF.
+                unsafe { libc::accept4(-1, std::ptr::null_mut(), std::ptr::null_mut(), 0) }
+            }
+            (kind, _) => {
+                let domain = if kind == REQUEST_V6 { libc::AF_INET6 } else { libc::AF_INET };
+                // SAFETY: socket takes integers only.
+                unsafe {
+                    libc::socket(
+                        domain,
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                        libc::IPPROTO_TCP,
+                    )
+                }
+            }
         };
+        let errno = if fd < 0 { io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
+        if sent >= 0 {
+            // SAFETY: the listener's copy the request brought is ours.
+            unsafe { libc::close(sent) };
+        }
         if fd < 0 {
-            let errno = u8::try_from(io::Error::last_os_error().raw_os_error().unwrap_or(0)).unwrap_or(u8::MAX);
+            let errno = u8::try_from(errno).unwrap_or(u8::MAX);
             // SAFETY: the kernel reads one byte from `errno`.
             unsafe { libc::send(channel, (&errno as *const u8).cast(), 1, libc::MSG_NOSIGNAL) };
             continue;
@@ -118,20 +162,10 @@ pub fn recv_socket(channel: BorrowedFd<'_>) -> io::Result<Result<OwnedFd, i32>> 
     if n == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the socket maker is gone"));
     }
-    // SAFETY: msg_control was filled by the kernel (or has no header: NULL).
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if cmsg.is_null() {
+    let fd = super::received_fd(&msg);
+    if fd < 0 {
         return Ok(Err(i32::from(byte[0])));
     }
-    // SAFETY: `cmsg` is non-null and points at a header inside `control`.
-    let header: libc::cmsghdr = unsafe { std::ptr::read_unaligned(cmsg) };
-    if header.cmsg_level != libc::SOL_SOCKET || header.cmsg_type != libc::SCM_RIGHTS {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected control message from the socket maker"));
-    }
-    // SAFETY: `cmsg` is non-null and points into `control`.
-    let data = unsafe { libc::CMSG_DATA(cmsg) };
-    // SAFETY: an SCM_RIGHTS header carries at least one int at `data`.
-    let fd = unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>()) };
     // SAFETY: the kernel installed this descriptor for us; nobody else owns it.
     Ok(Ok(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
@@ -139,4 +173,21 @@ pub fn recv_socket(channel: BorrowedFd<'_>) -> io::Result<Result<OwnedFd, i32>> 
 /// Sends one request (`REQUEST_V4` or `REQUEST_V6`), without blocking.
 pub fn request_socket(channel: BorrowedFd<'_>, request: u8) -> io::Result<()> {
     super::notify::send_nonblocking(channel, &[request]).map(drop)
+}
+
+/// Asks the maker to accept one connection on `listener` (a copy travels
+/// with the request; the maker closes it after `accept4`), without
+/// blocking. The answer is the accepted socket (non-blocking,
+/// close-on-exec) or `accept4`'s errno (`EAGAIN` when none was waiting).
+pub fn request_accept(channel: BorrowedFd<'_>, listener: BorrowedFd<'_>) -> io::Result<()> {
+    let n = super::send_with_fd(
+        channel.as_raw_fd(),
+        REQUEST_ACCEPT,
+        listener.as_raw_fd(),
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+    );
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -347,7 +347,10 @@ async fn hand_over(
         Ok(c) => c,
         Err(errno) => {
             record.process = process_of(n.tid);
-            record.error = Some(format!("connecting failed: {}", io::Error::from_raw_os_error(errno)));
+            record.error = Some(match errno {
+                libc::ENOBUFS if sh.sockets.is_gone() => format!("connecting failed: {}", crate::sockets::MAKER_GONE),
+                _ => format!("connecting failed: {}", io::Error::from_raw_os_error(errno)),
+            });
             record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             sh.lock().ledger.push(record);
             drop(slot);

@@ -51,7 +51,6 @@ mod diag;
 mod dns;
 mod helper;
 mod ledger;
-mod maker;
 mod names;
 mod sockaddr;
 mod stub;
@@ -246,7 +245,7 @@ pub(crate) struct Shared {
     /// The cookie of the sandbox's network namespace.
     sandbox_netns: u64,
     helper: HelperClient,
-    sockets: maker::Sockets,
+    sockets: crate::sockets::Sockets,
     accounting: Arc<Accounting>,
     state: Mutex<State>,
     open: Arc<AtomicUsize>,
@@ -291,7 +290,7 @@ impl Shared {
         listener: Arc<OwnedFd>,
         sandbox_netns: u64,
         helper: HelperClient,
-        sockets: maker::Sockets,
+        sockets: crate::sockets::Sockets,
         destroyed: Option<Arc<OwnedFd>>,
     ) -> Self {
         let stub = if crate::policy::allows_any_name(&config.policy) { Stub::Answering } else { Stub::Closed };
@@ -368,7 +367,7 @@ impl Shared {
         let (ours, theirs) = cordon_core::sys::seqpacket_pair().expect("socket pair");
         let listener = Arc::new(OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")));
         let helper = HelperClient::new(ours).expect("helper client");
-        (Arc::new(Shared::new(config, listener, 0, helper, maker::Sockets::Own, None)), theirs)
+        (Arc::new(Shared::new(config, listener, 0, helper, crate::sockets::Sockets::Own, None)), theirs)
     }
 
     /// The records so far.
@@ -454,7 +453,7 @@ pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress,
         let _guard = runtime.enter();
         let listener = Arc::new(endpoints.listener);
         let helper = HelperClient::new(endpoints.helper).map_err(setup("connect helper channel"))?;
-        let sockets = maker::Sockets::new(endpoints.sockets).map_err(setup("socket maker channel"))?;
+        let sockets = crate::sockets::Sockets::new(endpoints.sockets).map_err(setup("socket maker channel"))?;
         (listener, helper, sockets)
     };
     let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, sockets, Some(Arc::new(destroyed))));
@@ -556,6 +555,7 @@ fn receive(shared: &Shared) -> Received {
 pub(crate) trait OwnedDescriptor: std::os::fd::AsRawFd {}
 impl OwnedDescriptor for OwnedFd {}
 impl OwnedDescriptor for Arc<OwnedFd> {}
+impl OwnedDescriptor for std::net::TcpListener {}
 
 /// Registers `fd` with the current runtime, for `interest`.
 ///

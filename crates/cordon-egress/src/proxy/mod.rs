@@ -8,4 +8,4 @@ mod socks;
 
 pub use http::MAX_HEAD_BYTES;
 pub use relay::RelayMemory;
-pub use server::{proxy_env, spawn, ProxyConfig, ProxyHandle, SpawnError, MAX_REFUSING};
+pub use server::{proxy_env, spawn, spawn_charged, ProxyConfig, ProxyHandle, SpawnError, MAX_REFUSING};

@@ -10,14 +10,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cordon_core::policy::NetPolicy;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -27,6 +30,7 @@ use super::relay::{self, CopyError, Counted, Direction, ExchangeError, RelayMemo
 use super::socks::{self, Reply, SocksError, SocksHost};
 use crate::policy::{check, check_addr, Denied, Destination, Host, ParseDestinationError};
 use crate::record::{ConnectionRecord, Ledger, Protocol, Tracker};
+use crate::sockets::Sockets;
 
 /// How the proxy behaves. [`ProxyConfig::new`] gives the defaults; the
 /// fields are public so a caller can tighten them.
@@ -59,8 +63,9 @@ pub struct ProxyConfig {
     /// `relay_memory`: about 33 MiB with the defaults, and about 40 KiB per
     /// stalled tunnel once the budget is spent. Not counted: the kernel's
     /// socket buffers (bounded per socket by `net.ipv4.tcp_rmem` and
-    /// `tcp_wmem`, host-wide by `net.ipv4.tcp_mem`), charged to the cgroup
-    /// of the process that runs the proxy.
+    /// `tcp_wmem`, host-wide by `net.ipv4.tcp_mem`), charged to the memory
+    /// cgroup of the process that makes or accepts the socket: the run's
+    /// with [`spawn_charged`], the proxy's own with [`spawn`].
     pub max_connections: usize,
     /// What relay buffers may grow by, together (see [`RelayMemory`]).
     /// Default: 8 MiB for this proxy, [`within`](RelayMemory::within)
@@ -165,6 +170,29 @@ impl Drop for ProxyHandle {
 /// sandbox: it is the one place where the policy's `net` part is enforced.
 /// Give it a listener reachable only from the sandbox.
 pub fn spawn(listener: std::net::TcpListener, config: ProxyConfig) -> Result<ProxyHandle, SpawnError> {
+    spawn_with(listener, config, None)
+}
+
+/// As [`spawn`], with the run's socket maker (the channel of
+/// `cordon_core::sys::sockets`, which this proxy then owns): it accepts
+/// the sandbox's connections and makes the upstream sockets, so the
+/// kernel charges both kinds of socket buffers to the run's memory cgroup
+/// rather than to the proxy's. If the maker dies, new connections wait in
+/// the listener's backlog unserved and upstream connects fail
+/// (`ENOBUFS`): nothing is made outside the run's cgroup instead.
+pub fn spawn_charged(
+    listener: std::net::TcpListener,
+    config: ProxyConfig,
+    socket_maker: std::os::fd::OwnedFd,
+) -> Result<ProxyHandle, SpawnError> {
+    spawn_with(listener, config, Some(socket_maker))
+}
+
+fn spawn_with(
+    listener: std::net::TcpListener,
+    config: ProxyConfig,
+    socket_maker: Option<std::os::fd::OwnedFd>,
+) -> Result<ProxyHandle, SpawnError> {
     let local_addr = listener.local_addr().map_err(SpawnError::LocalAddr)?;
     listener.set_nonblocking(true).map_err(SpawnError::SetNonBlocking)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -176,15 +204,21 @@ pub fn spawn(listener: std::net::TcpListener, config: ProxyConfig) -> Result<Pro
         .thread_name("cordon-proxy-dns")
         .build()
         .map_err(SpawnError::BuildRuntime)?;
-    let listener = {
+    let (listener, sockets) = {
         let _guard = runtime.enter();
-        TcpListener::from_std(listener).map_err(SpawnError::RegisterListener)?
+        let sockets = Sockets::new(socket_maker).map_err(SpawnError::RegisterListener)?;
+        let listener = if sockets.accepts() {
+            Listener::Maker(crate::kernel::watch(listener, Interest::READABLE).map_err(SpawnError::RegisterListener)?)
+        } else {
+            Listener::Own(TcpListener::from_std(listener).map_err(SpawnError::RegisterListener)?)
+        };
+        (listener, Arc::new(sockets))
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("cordon-proxy".into())
         .spawn(move || {
-            let records = runtime.block_on(serve(listener, Arc::new(config), stop_rx));
+            let records = runtime.block_on(serve(listener, Arc::new(config), sockets, stop_rx));
             // A lookup stuck in getaddrinfo must not hold up the caller.
             runtime.shutdown_background();
             records
@@ -222,16 +256,57 @@ pub const MAX_REFUSING: usize = 16;
 /// is cut off without an answer.
 const REFUSAL_HANDSHAKE: Duration = Duration::from_secs(5);
 
-/// Whether a connection is served or, past the cap, only told why not.
+/// Whether a connection is served or only told why not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Admission {
     Served,
+    /// Past the cap.
     OverCap,
+    /// The run's socket maker is gone: no socket can be made in the run's
+    /// memory cgroup any more (the proxy accepted this one itself, to say so).
+    NoSockets,
+}
+
+/// The proxy's listener: accepted by the proxy itself, or by the run's
+/// socket maker.
+enum Listener {
+    Own(TcpListener),
+    Maker(AsyncFd<std::net::TcpListener>),
+}
+
+impl Listener {
+    /// The next connection, and whether it can be served. Cancel-safe: a
+    /// connection the maker accepted for a call that was dropped goes to
+    /// the next call. Once the maker is gone, the proxy accepts for itself,
+    /// only to refuse ([`Admission::NoSockets`]): clients are told why
+    /// rather than left waiting in the backlog.
+    async fn accept(&self, sockets: &Sockets) -> io::Result<(TcpStream, Admission)> {
+        match self {
+            Listener::Own(l) => l.accept().await.map(|(stream, _peer)| (stream, Admission::Served)),
+            Listener::Maker(l) => loop {
+                let mut ready = l.readable().await?;
+                match sockets.accept(l.get_ref().as_fd()).await {
+                    Ok(sock) => return Ok((TcpStream::from_std(std::net::TcpStream::from(sock))?, Admission::Served)),
+                    Err(libc::EAGAIN) => ready.clear_ready(),
+                    Err(_) if sockets.is_gone() => match ready.try_io(|l| l.get_ref().accept()) {
+                        Ok(accepted) => {
+                            let (stream, _peer) = accepted?;
+                            stream.set_nonblocking(true)?;
+                            return Ok((TcpStream::from_std(stream)?, Admission::NoSockets));
+                        }
+                        Err(_would_block) => continue,
+                    },
+                    Err(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                }
+            },
+        }
+    }
 }
 
 async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     config: Arc<ProxyConfig>,
+    sockets: Arc<Sockets>,
     mut stop: oneshot::Receiver<()>,
 ) -> Vec<ConnectionRecord> {
     let ledger = Ledger::new(config.max_records);
@@ -243,13 +318,19 @@ async fn serve(
             _ = &mut stop => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
-            accepted = listener.accept(), if tasks.len() < config.max_connections || refusing.len() < MAX_REFUSING => match accepted {
-                Ok((stream, _peer)) => match ledger.admit() {
+            accepted = listener.accept(&sockets), if tasks.len() < config.max_connections || refusing.len() < MAX_REFUSING => match accepted {
+                Ok((stream, Admission::NoSockets)) => match ledger.admit() {
+                    Some(tracker) if refusing.len() < MAX_REFUSING => {
+                        refusing.spawn(serve_connection(stream, Arc::clone(&config), Arc::clone(&sockets), tracker, Admission::NoSockets));
+                    }
+                    _ => drop(stream),
+                },
+                Ok((stream, _)) => match ledger.admit() {
                     Some(tracker) if tasks.len() < config.max_connections => {
-                        tasks.spawn(serve_connection(stream, Arc::clone(&config), tracker, Admission::Served));
+                        tasks.spawn(serve_connection(stream, Arc::clone(&config), Arc::clone(&sockets), tracker, Admission::Served));
                     }
                     Some(tracker) => {
-                        refusing.spawn(serve_connection(stream, Arc::clone(&config), tracker, Admission::OverCap));
+                        refusing.spawn(serve_connection(stream, Arc::clone(&config), Arc::clone(&sockets), tracker, Admission::OverCap));
                     }
                     None => drop(stream),
                 },
@@ -319,6 +400,8 @@ enum ServeError {
     Idle(Duration),
     #[error("refused: the run already has {0} connections open through the proxy, its limit; close one and retry")]
     TooManyConnections(usize),
+    #[error("refused: {}", crate::sockets::MAKER_GONE)]
+    NoSockets,
 }
 
 impl ServeError {
@@ -333,7 +416,7 @@ impl ServeError {
             ServeError::Denied(_) => 403,
             ServeError::Resolve { .. } | ServeError::NoAddress { .. } | ServeError::Connect { .. } => 502,
             ServeError::ResolveTimeout { .. } | ServeError::ConnectTimeout { .. } | ServeError::Idle(_) => 504,
-            ServeError::TooManyConnections(_) => 503,
+            ServeError::TooManyConnections(_) | ServeError::NoSockets => 503,
             ServeError::Exchange(e) => match e {
                 ExchangeError::Chunked(_) => 400,
                 ExchangeError::WriteUpstream(_)
@@ -361,7 +444,7 @@ impl ServeError {
             ServeError::Socks(e) => return e.reply(),
             ServeError::Destination(_) => Reply::GeneralFailure,
             ServeError::Denied(_) => Reply::NotAllowed,
-            ServeError::TooManyConnections(_) => Reply::GeneralFailure,
+            ServeError::TooManyConnections(_) | ServeError::NoSockets => Reply::GeneralFailure,
             ServeError::Resolve { .. }
             | ServeError::ResolveTimeout { .. }
             | ServeError::NoAddress { .. }
@@ -408,14 +491,20 @@ enum Close {
 /// when `admission` is [`Admission::OverCap`], answers why not (the
 /// request is read first, so the refusal is in the client's protocol and
 /// the record names the destination).
-async fn serve_connection(mut stream: TcpStream, config: Arc<ProxyConfig>, mut tracker: Tracker, admission: Admission) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    config: Arc<ProxyConfig>,
+    sockets: Arc<Sockets>,
+    mut tracker: Tracker,
+    admission: Admission,
+) {
     // Request/response exchanges are latency-bound; bulk transfers write
     // large buffers anyway, so Nagle only ever adds delay here.
     let _ = stream.set_nodelay(true);
     let mut answer = Answer::Pending;
     let budget = match admission {
         Admission::Served => config.handshake_timeout,
-        Admission::OverCap => config.handshake_timeout.min(REFUSAL_HANDSHAKE),
+        Admission::OverCap | Admission::NoSockets => config.handshake_timeout.min(REFUSAL_HANDSHAKE),
     };
     let deadline = Instant::now() + budget;
     let mut buf = Vec::with_capacity(4096);
@@ -423,7 +512,7 @@ async fn serve_connection(mut stream: TcpStream, config: Arc<ProxyConfig>, mut t
         Ok(0) => Err(ServeError::ClosedEarly),
         Err(e) => Err(e),
         Ok(_) => {
-            let handshake = Handshake { deadline, budget, admission };
+            let handshake = Handshake { deadline, budget, admission, sockets: &sockets };
             match buf.first() {
                 Some(&socks::VERSION) => {
                     tracker.record.protocol = Protocol::Socks5;
@@ -527,10 +616,12 @@ async fn linger_close(stream: &mut TcpStream) {
 
 /// The request's time limit and what happens once it is read.
 #[derive(Clone, Copy)]
-struct Handshake {
+struct Handshake<'a> {
     deadline: Instant,
     budget: Duration,
     admission: Admission,
+    /// Where the upstream socket comes from.
+    sockets: &'a Sockets,
 }
 
 async fn serve_http(
@@ -538,7 +629,7 @@ async fn serve_http(
     mut buf: Vec<u8>,
     config: &ProxyConfig,
     tracker: &mut Tracker,
-    handshake: Handshake,
+    handshake: Handshake<'_>,
     answer: &mut Answer,
 ) -> Result<Close, ServeError> {
     let Handshake { deadline, budget, .. } = handshake;
@@ -570,7 +661,7 @@ async fn serve_http(
     // What came after the head stays; the head's buffer (up to 64 KiB) goes.
     let early = buf.split_off(len);
     drop(buf);
-    let upstream = open_upstream(config, &dest, tracker, handshake.admission).await?;
+    let upstream = open_upstream(config, &dest, tracker, handshake).await?;
     match forward {
         None => {
             stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ServeError::Reply)?;
@@ -590,7 +681,7 @@ async fn serve_socks(
     mut buf: Vec<u8>,
     config: &ProxyConfig,
     tracker: &mut Tracker,
-    handshake: Handshake,
+    handshake: Handshake<'_>,
     answer: &mut Answer,
 ) -> Result<Close, ServeError> {
     let Handshake { deadline, budget, .. } = handshake;
@@ -636,7 +727,7 @@ async fn serve_socks(
             Destination::from_ip(ip, port)
         }
     };
-    let upstream = open_upstream(config, &dest, tracker, handshake.admission).await?;
+    let upstream = open_upstream(config, &dest, tracker, handshake).await?;
     // The bound address is not the client's business: all zeros (clients
     // ignore it for CONNECT) keeps the host's addresses out of the sandbox.
     stream.write_all(&socks::reply(Reply::Succeeded, None)).await.map_err(ServeError::Reply)?;
@@ -656,11 +747,13 @@ async fn open_upstream(
     config: &ProxyConfig,
     dest: &Destination,
     tracker: &mut Tracker,
-    admission: Admission,
+    handshake: Handshake<'_>,
 ) -> Result<TcpStream, ServeError> {
     tracker.record.host = dest.host().to_string();
-    if admission == Admission::OverCap {
-        return Err(ServeError::TooManyConnections(config.max_connections));
+    match handshake.admission {
+        Admission::Served => {}
+        Admission::OverCap => return Err(ServeError::TooManyConnections(config.max_connections)),
+        Admission::NoSockets => return Err(ServeError::NoSockets),
     }
     let allowed = check(&config.policy, dest).inspect_err(|denied| {
         tracker.record.rule = denied.rule().map(str::to_owned);
@@ -675,7 +768,7 @@ async fn open_upstream(
         })?;
     }
     tracker.record.allowed = true;
-    let (stream, addr) = connect(dest, &addrs, config.connect_timeout).await?;
+    let (stream, addr) = connect(dest, &addrs, config.connect_timeout, handshake.sockets).await?;
     tracker.record.addr = Some(addr);
     let _ = stream.set_nodelay(true);
     Ok(stream)
@@ -714,17 +807,25 @@ async fn connect(
     dest: &Destination,
     addrs: &[SocketAddr],
     budget: Duration,
+    sockets: &Sockets,
 ) -> Result<(TcpStream, SocketAddr), ServeError> {
     let deadline = Instant::now() + budget;
     let mut last = None;
     for &addr in addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
+        match timeout_at(deadline, connect_one(addr, sockets)).await {
             Ok(Ok(stream)) => return Ok((stream, addr)),
             Ok(Err(source)) => last = Some(ServeError::Connect { addr, source }),
             Err(_) => break,
         }
     }
     Err(last.unwrap_or(ServeError::ConnectTimeout { dest: dest.to_string(), timeout: budget }))
+}
+
+/// Connects a socket from `sockets` to `addr`.
+async fn connect_one(addr: SocketAddr, sockets: &Sockets) -> io::Result<TcpStream> {
+    let domain = if addr.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+    let sock = sockets.tcp(domain).await.map_err(io::Error::from_raw_os_error)?;
+    TcpSocket::from_std_stream(std::net::TcpStream::from(sock)).connect(addr).await
 }
 
 /// Relays both ways between client and upstream until both sides have
