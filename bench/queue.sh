@@ -57,10 +57,11 @@ rate_per_sec = 1000000
 result_keys = "$WORK/result-keys"
 TOML
 }
-# One result signing key for every role (each host has its own in production).
+# One result signing key for every role (each host has its own in production),
+# trusted for the workers w1..w8 (a key signs for the workers its files name).
 "$CORDON" key gen --out "$WORK/result.key" > /dev/null 2>&1
 mkdir -p "$WORK/result-keys"
-cp "$WORK/result.key.pub" "$WORK/result-keys/"
+for i in 1 2 3 4 5 6 7 8; do cp "$WORK/result.key.pub" "$WORK/result-keys/w$i.pub"; done
 KEY=(--result-key "$WORK/result.key")
 export CORDON_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
 export CORDON_INTERNAL_SECRET=$(head -c 48 /dev/urandom | base64 -w0)

@@ -70,6 +70,16 @@ pub enum StartError {
     TenantName(String),
 }
 
+impl StartError {
+    /// What to do about it, where there is more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StartError::Queue(e) => Some(e.hint()),
+            _ => None,
+        }
+    }
+}
+
 impl AppState {
     /// Opens the audit log for this service alone (recording the
     /// executions a killed service left unfinished as `LOST`), probes the

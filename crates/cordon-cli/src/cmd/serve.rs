@@ -119,7 +119,8 @@ pub fn run(a: ServeArgs) -> Result<i32> {
         };
         let state = state.map_err(|e| {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-            anyhow::anyhow!("{e}{cause}")
+            let hint = e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+            anyhow::anyhow!("{e}{cause}{hint}")
         })?;
         cordon_gateway::serve(state, listen, |addr| {
             render::message("serve", &format!("listening on http://{addr}"));

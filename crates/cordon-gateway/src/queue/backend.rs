@@ -124,7 +124,7 @@ impl NatsBackend {
     ) -> Result<NatsBackend, QueueError> {
         let signer = super::result_signer(&settings)?;
         let trusted = match &settings.result_keys {
-            Some(folder) => Some(Trusted::load(folder, signer.as_ref().map(SecretKey::public_key))?),
+            Some(folder) => Some(Trusted::load(folder, signer.as_ref().map(SecretKey::public_key), GATEWAY)?),
             None => None,
         };
         let (client, js) = connect(&settings, super::Role::Gateway, "cordon-gateway").await?;
@@ -178,7 +178,7 @@ impl NatsBackend {
             Err(e) => return Err(LookupError::Unavailable(format!("cannot read the result of {key}: {e}"))),
         };
         if let Some(trusted) = &self.trusted {
-            trusted.verify(key, &value).map_err(|r| self.refuse(key, format!("{r}\n  hint: {}", r.hint())))?;
+            trusted.verify(key, &value).await.map_err(|r| self.refuse(key, format!("{r}\n  hint: {}", r.hint())))?;
         }
         Ok(Some(Arc::new(value)))
     }

@@ -369,21 +369,21 @@ pub enum QueueError {
 
 impl QueueError {
     /// What to do about it.
-    pub fn hint(&self) -> &'static str {
+    pub fn hint(&self) -> String {
         match self {
-            QueueError::Url { .. } => "pass --queue nats://HOST:PORT, or several separated by commas",
+            QueueError::Url { .. } => "pass --queue nats://HOST:PORT, or several separated by commas".into(),
             QueueError::Connect { .. } => {
-                "start nats-server with JetStream (`nats-server -js`), or check the addresses and the credentials"
+                "start nats-server with JetStream (`nats-server -js`), or check the addresses and the credentials".into()
             }
             QueueError::Creds { .. } => {
-                "pass --queue-creds with a readable .creds file, or --queue-password-file with a readable file holding this role's password"
+                "pass --queue-creds with a readable .creds file, or --queue-password-file with a readable file holding this role's password".into()
             }
             QueueError::ResultKey { .. } => {
-                "pass --result-key with a secret key written by `cordon key gen --out FILE` (no password), and put FILE.pub in the gateways' [queue] result_keys folder"
+                "pass --result-key with a secret key written by `cordon key gen --out FILE` (no password), and put FILE.pub in the gateways' [queue] result_keys folder".into()
             }
             QueueError::ResultKeys(e) => e.hint(),
             QueueError::Setup { .. } => {
-                "JetStream must be enabled on the servers (`-js`), and this role's credentials must allow the JetStream API"
+                "JetStream must be enabled on the servers (`-js`), and this role's credentials must allow the JetStream API".into()
             }
         }
     }

@@ -38,25 +38,45 @@
 //!
 //! - The gateway refuses (HTTP 502, and a message in its log naming the
 //!   worker the result claims and what to do) a stored result that is not
-//!   signed, is signed by a key not in `[queue] result_keys`, or whose bytes
-//!   changed after signing.
+//!   signed, is signed by a key not in `[queue] result_keys`, whose bytes
+//!   changed after signing, or that names a worker its key does not sign
+//!   for.
+//! - **A key signs for the workers its files are named after**: `w1.pub`
+//!   trusts results naming worker `w1` (`cordon worker --name w1`), no
+//!   other; the same key under two names signs for both. The gateway's own
+//!   key signs for `gateway`. A file not named `WORKER.pub` is not used.
+//! - **Only root and the gateway's user can change what is trusted**: the
+//!   gateway refuses to start when the folder, one of its parents (unless
+//!   sticky, like /tmp) or a key file is writable by group or others or
+//!   owned by another user (the error names the path, its mode and owner,
+//!   and the `chmod`/`chown` that fixes it), as sshd does for
+//!   `authorized_keys`.
 //! - A key added to the folder is picked up without a restart: an unknown
-//!   key id makes the gateway read the folder again before it refuses.
+//!   key id makes the gateway read the folder again, off the async runtime
+//!   and at most once per [`RELOAD_EVERY`] (so a result by an unknown key
+//!   costs no disk read per lookup). A file that cannot be used then (not
+//!   a key, wrongly named, writable by others) is skipped and logged once;
+//!   the others are used. If the folder itself has become unsafe, the keys
+//!   read before stay and nothing new is trusted.
 //!
 //! # Not guaranteed
 //!
-//! - The `worker` name is the signer's claim: any trusted key may sign for
-//!   any worker name. The key id in the signature says which key it was.
+//! - A key file's parents are checked only on the folder's own path: a
+//!   `.pub` that is a symbolic link is checked as the file it points to,
+//!   not along that file's path.
 //! - A forged result stored first still occupies the request's key (first
 //!   writer wins): the request then has no answerable result, and workers
 //!   skip it. Refusing it is the gateway's whole defence; the operator
 //!   removes the offending credential.
 //! - Keys are not revoked by the gateway beyond removing their `.pub` file
-//!   and restarting it.
+//!   and restarting it; a key added within [`RELOAD_EVERY`] of the last read
+//!   is refused until the next one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use cordon_registry::minisign::{PublicKey, SecretKey, Signature};
 use cordon_registry::KeyId;
@@ -127,8 +147,7 @@ pub enum Refusal {
     },
     /// The signature does not match the stored bytes.
     #[error(
-        "refusing the stored result of {key} (it names worker `{worker}`): its signature by key {key_id} ({}) does not match its content: it was changed after signing",
-        file.display()
+        "refusing the stored result of {key} (it names worker `{worker}`): its signature by key {key_id} ({file}) does not match its content: it was changed after signing"
     )]
     Altered {
         /// The bucket key.
@@ -137,8 +156,24 @@ pub enum Refusal {
         worker: String,
         /// The key that signed it.
         key_id: KeyId,
-        /// The public key file.
-        file: PathBuf,
+        /// The public key's file(s).
+        file: String,
+    },
+    /// Signed by a trusted key that does not sign for the worker it names.
+    #[error(
+        "refusing the stored result of {key} (it names worker `{worker}`): it is signed by key {key_id} ({file}), which signs only for worker {names}"
+    )]
+    OtherWorker {
+        /// The bucket key.
+        key: String,
+        /// The worker it names.
+        worker: String,
+        /// The key that signed it.
+        key_id: KeyId,
+        /// The workers the key signs for.
+        names: String,
+        /// The public key's file(s).
+        file: String,
     },
 }
 
@@ -159,15 +194,43 @@ impl Refusal {
                 "a credential that can write the results bucket changed or forged this result: revoke it, and check \
                  worker `{worker}`'s host"
             ),
+            Refusal::OtherWorker { worker, names, .. } => format!(
+                "the host of worker {names} signed a result in the name of `{worker}`: check that host and revoke its \
+                 credential; if the key is `{worker}`'s too, copy its .pub as {worker}.pub"
+            ),
         }
     }
 }
 
+/// How often, at most, an unknown key id makes the gateway read the folder
+/// of trusted keys again.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// A public key and the workers it may sign for: the stems of the `.pub`
+/// files holding it (`w1.pub` signs for worker `w1`).
+#[derive(Clone)]
+struct Bound {
+    key: PublicKey,
+    /// (worker name, file), sorted by name.
+    names: Vec<(String, PathBuf)>,
+}
+
 /// A folder of trusted public keys (`*.pub`), plus this process's own.
+///
+/// Each key file's name binds the key to one worker: `w1.pub` trusts
+/// results signed with it only when they name worker `w1` (the same key
+/// under two names signs for both). The gateway's own key signs for
+/// `gateway`.
 pub struct Trusted {
     folder: PathBuf,
-    own: Option<PublicKey>,
-    keys: Mutex<HashMap<KeyId, (PublicKey, PathBuf)>>,
+    own: Option<(PublicKey, String)>,
+    keys: Mutex<HashMap<KeyId, Bound>>,
+    /// When the folder was last read; held while it is read again.
+    read_at: tokio::sync::Mutex<Instant>,
+    /// What was logged about the folder's files (each logged once).
+    logged: Mutex<HashSet<String>>,
+    /// How many times the folder was read.
+    reads: AtomicU64,
 }
 
 /// The folder of trusted keys cannot be used.
@@ -182,7 +245,7 @@ pub enum TrustedError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A `.pub` file in it is not a public key.
+    /// A `.pub` file in it is not a public key, or not named after a worker.
     #[error("the result key {} cannot be used: {reason}", file.display())]
     Key {
         /// The file.
@@ -190,39 +253,178 @@ pub enum TrustedError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The folder, one of its parents or a key file could be changed by
+    /// someone other than root and this process's user (who could then add
+    /// a trusted key), as sshd's StrictModes refuses for `authorized_keys`.
+    #[error("refusing the result keys {what} {}: {why} (mode {mode:04o}, owner uid {owner})", path.display())]
+    Unsafe {
+        /// `folder`, `folder's parent` or `file`.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner.
+        owner: u32,
+        /// What is wrong.
+        why: String,
+        /// The command that fixes it.
+        fix: String,
+    },
 }
 
 impl TrustedError {
     /// What to do about it.
-    pub fn hint(&self) -> &'static str {
+    pub fn hint(&self) -> String {
         match self {
             TrustedError::List { .. } => {
                 "[queue] result_keys must name a readable folder holding the .pub file of each worker's --result-key"
+                    .into()
             }
-            TrustedError::Key { .. } => {
-                "each .pub file there must be a public key written by `cordon key gen` (or `minisign -G`); remove or replace it"
+            TrustedError::Key { .. } => "each .pub file there must be a public key written by `cordon key gen` (or \
+                                         `minisign -G`), named after the worker it signs for (`--name w1`: w1.pub); \
+                                         remove, rename or replace it"
+                .into(),
+            TrustedError::Unsafe { fix, .. } => {
+                format!("{fix}, after checking that every key in it is yours (anyone could have added one)")
             }
         }
     }
 }
 
+/// Only root and this process's user may be able to change what is
+/// trusted. A parent folder writable by others is accepted only when it is
+/// sticky (others cannot move this folder away, as in /tmp).
+fn check_secure(path: &Path, what: &'static str) -> Result<(), TrustedError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| TrustedError::List { folder: path.to_owned(), source })?;
+    let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
+    let me = effective_uid();
+    let unsafe_ =
+        |why: String, fix: String| TrustedError::Unsafe { what, path: path.to_owned(), mode, owner, why, fix };
+    if owner != 0 && Some(owner) != me {
+        let user = me.map_or("this process's user".to_owned(), |u| format!("uid {u}"));
+        return Err(unsafe_(
+            format!("it is owned by neither root nor {user}, the user this gateway runs as"),
+            format!("`chown root {}`", path.display()),
+        ));
+    }
+    if what == "file" && !meta.is_file() {
+        return Err(unsafe_("it is not a regular file".into(), format!("`rm {}`", path.display())));
+    }
+    let sticky_parent = what == "folder's parent" && mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !sticky_parent {
+        let who = match mode & 0o022 {
+            0o020 => "its group",
+            0o002 => "others",
+            _ => "its group and others",
+        };
+        return Err(unsafe_(format!("it is writable by {who}"), format!("`chmod go-w {}`", path.display())));
+    }
+    Ok(())
+}
+
+/// The effective uid, from `/proc/self/status` (`None` if unreadable).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Checks the folder and its parents ([`check_secure`]).
+fn check_folder(folder: &Path) -> Result<(), TrustedError> {
+    check_secure(folder, "folder")?;
+    let real = std::fs::canonicalize(folder).map_err(|source| TrustedError::List { folder: folder.into(), source })?;
+    for parent in real.ancestors().skip(1) {
+        check_secure(parent, "folder's parent")?;
+    }
+    Ok(())
+}
+
+/// What one read of the folder found: the keys, and the files skipped
+/// (with why).
+struct Read {
+    keys: HashMap<KeyId, Bound>,
+    skipped: Vec<TrustedError>,
+}
+
 impl Trusted {
     /// Reads every `*.pub` in `folder`; `own` (this gateway's key) is
-    /// trusted too. A file that is not a public key is an error.
-    pub fn load(folder: &Path, own: Option<PublicKey>) -> Result<Trusted, TrustedError> {
-        let keys = read_folder(folder)?;
-        Ok(Trusted { folder: folder.to_owned(), own, keys: Mutex::new(keys) })
+    /// trusted too, for worker `own_name`. The folder, its parents or a key
+    /// file that others could change, or a file that is not a public key
+    /// named after a worker, is an error: the gateway does not start.
+    pub fn load(folder: &Path, own: Option<PublicKey>, own_name: &str) -> Result<Trusted, TrustedError> {
+        check_folder(folder)?;
+        let read = read_folder(folder)?;
+        if let Some(e) = read.skipped.into_iter().next() {
+            return Err(e);
+        }
+        Ok(Trusted {
+            folder: folder.to_owned(),
+            own: own.map(|k| (k, own_name.to_owned())),
+            keys: Mutex::new(read.keys),
+            read_at: tokio::sync::Mutex::new(Instant::now()),
+            logged: Mutex::default(),
+            reads: AtomicU64::new(1),
+        })
     }
 
-    fn known(&self, id: KeyId) -> Option<(PublicKey, PathBuf)> {
-        if let Some(own) = self.own.as_ref().filter(|k| k.key_id() == id) {
-            return Some((own.clone(), PathBuf::from("this gateway's --result-key")));
+    fn known(&self, id: KeyId) -> Option<Bound> {
+        if let Some((own, name)) = self.own.as_ref().filter(|(k, _)| k.key_id() == id) {
+            return Some(Bound { key: own.clone(), names: vec![(name.clone(), "this gateway's --result-key".into())] });
         }
         self.keys.lock().expect("trusted keys lock").get(&id).cloned()
     }
 
-    /// Checks the signature of `value`, stored under `key`.
-    pub fn verify(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
+    /// A key added since the last read: reads the folder again, off the
+    /// async runtime, at most once per [`RELOAD_EVERY`]: a caller waits for
+    /// the next read due (at most that long), and callers that arrived
+    /// before a read share it. A file that cannot be used is skipped and
+    /// logged once; a folder others could change keeps the keys read before.
+    async fn reload(&self, id: KeyId) -> Option<Bound> {
+        let arrived = Instant::now();
+        let mut read_at = self.read_at.lock().await;
+        if *read_at >= arrived {
+            return self.known(id);
+        }
+        if let Some(found) = self.known(id) {
+            return Some(found);
+        }
+        tokio::time::sleep_until((*read_at + RELOAD_EVERY).into()).await;
+        let folder = self.folder.clone();
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let read = tokio::task::spawn_blocking(move || check_folder(&folder).and_then(|()| read_folder(&folder)))
+            .await
+            .unwrap_or_else(|e| Err(TrustedError::Key { file: self.folder.clone(), reason: e.to_string() }));
+        *read_at = Instant::now();
+        match read {
+            Ok(read) => {
+                for e in read.skipped {
+                    self.log_once(&e);
+                }
+                *self.keys.lock().expect("trusted keys lock") = read.keys;
+            }
+            Err(e) => self.log_once(&e),
+        }
+        self.known(id)
+    }
+
+    /// How many times the folder was read (at load and since).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn log_once(&self, e: &TrustedError) {
+        let text = format!("{e}\n  hint: {}", e.hint());
+        let mut logged = self.logged.lock().expect("logged lock");
+        if logged.len() < 1024 && logged.insert(text.clone()) {
+            eprintln!("cordon serve: {text}");
+        }
+    }
+
+    /// Checks the signature of `value`, stored under `key`, and that its
+    /// key may sign for the worker it names.
+    pub async fn verify(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
         let worker = worker_of(value).to_owned();
         let unsigned = |detail: String| Refusal::Unsigned { key: key.to_owned(), worker: worker.clone(), detail };
         let Some(text) = value.get(SIGNATURE_FIELD) else { return Err(unsigned(String::new())) };
@@ -230,38 +432,62 @@ impl Trusted {
         let signature = Signature::parse(text, Path::new(SIGNATURE_FIELD))
             .map_err(|e| unsigned(format!(": its signature cannot be read ({e})")))?;
         let id = signature.key_id();
-        let found = self.known(id).or_else(|| {
-            // A key added since: read the folder again.
-            match read_folder(&self.folder) {
-                Ok(keys) => *self.keys.lock().expect("trusted keys lock") = keys,
-                Err(e) => eprintln!("cordon serve: {e}\n  hint: {}", e.hint()),
-            }
-            self.known(id)
-        });
-        let Some((public, file)) = found else {
+        let found = match self.known(id) {
+            Some(found) => Some(found),
+            None => self.reload(id).await,
+        };
+        let Some(bound) = found else {
             return Err(Refusal::UnknownKey { key: key.to_owned(), worker, key_id: id, folder: self.folder.clone() });
         };
-        public.verify(&signed_message(key, value), &signature).map_err(|_| Refusal::Altered {
-            key: key.to_owned(),
-            worker,
-            key_id: id,
-            file,
-        })
+        let file = || bound.names.iter().map(|(_, f)| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        if bound.key.verify(&signed_message(key, value), &signature).is_err() {
+            return Err(Refusal::Altered { key: key.to_owned(), worker, key_id: id, file: file() });
+        }
+        if !bound.names.iter().any(|(name, _)| *name == worker) {
+            let names = bound.names.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+            return Err(Refusal::OtherWorker { key: key.to_owned(), worker, key_id: id, names, file: file() });
+        }
+        Ok(())
     }
 }
 
-fn read_folder(folder: &Path) -> Result<HashMap<KeyId, (PublicKey, PathBuf)>, TrustedError> {
+/// Reads the `*.pub` files of `folder`: each must be a public key named
+/// after a worker ([`super::is_token`]) and safe from others ([`check_secure`]);
+/// the others are skipped, each with why.
+fn read_folder(folder: &Path) -> Result<Read, TrustedError> {
     let list = |source| TrustedError::List { folder: folder.to_owned(), source };
-    let mut keys = HashMap::new();
-    for entry in std::fs::read_dir(folder).map_err(list)? {
-        let path = entry.map_err(list)?.path();
-        if path.extension().is_some_and(|e| e == "pub") {
-            let key =
-                PublicKey::load(&path).map_err(|e| TrustedError::Key { file: path.clone(), reason: e.to_string() })?;
-            keys.insert(key.key_id(), (key, path));
+    let mut read = Read { keys: HashMap::new(), skipped: vec![] };
+    let mut entries = std::fs::read_dir(folder)
+        .map_err(list)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(list)?;
+    entries.sort();
+    for path in entries {
+        if path.extension().is_none_or(|e| e != "pub") {
+            continue;
+        }
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let loaded = check_secure(&path, "file").and_then(|()| {
+            if !super::is_token(&name) {
+                return Err(TrustedError::Key {
+                    file: path.clone(),
+                    reason: "its name is not `WORKER.pub` with WORKER the --name of the worker it signs for \
+                             (1-128 of A-Z a-z 0-9 _ -)"
+                        .into(),
+                });
+            }
+            PublicKey::load(&path).map_err(|e| TrustedError::Key { file: path.clone(), reason: e.to_string() })
+        });
+        match loaded {
+            Ok(key) => {
+                let bound = read.keys.entry(key.key_id()).or_insert_with(|| Bound { key, names: vec![] });
+                bound.names.push((name, path));
+            }
+            Err(e) => read.skipped.push(e),
         }
     }
-    Ok(keys)
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -272,32 +498,193 @@ mod tests {
         serde_json::json!({"id": "r1", "ok": true, "output": {"n": 1.5, "s": "x"}, "worker": "w1", "attempt": 2})
     }
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+    }
+
     #[test]
     fn a_signed_result_verifies_after_a_round_trip_through_its_stored_bytes() {
         let dir = std::env::temp_dir().join(format!("cordon-signing-{}-a", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let signer = SecretKey::generate().unwrap();
         std::fs::write(dir.join("w1.pub"), signer.public_key().to_file_text()).unwrap();
-        let trusted = Trusted::load(&dir, None).unwrap();
+        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
         let mut v = result();
         sign(&signer, "acme.r1", &mut v);
         let stored: serde_json::Value = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
-        trusted.verify("acme.r1", &stored).expect("control: the genuine result");
+        block_on(trusted.verify("acme.r1", &stored)).expect("control: the genuine result");
         // Moved to another key, changed, unsigned, by an unknown key: refused.
-        assert!(matches!(trusted.verify("beta.r1", &stored), Err(Refusal::Altered { .. })));
+        assert!(matches!(block_on(trusted.verify("beta.r1", &stored)), Err(Refusal::Altered { .. })));
         let mut changed = stored.clone();
         changed["output"]["n"] = 2.into();
-        let e = trusted.verify("acme.r1", &changed).unwrap_err();
+        let e = block_on(trusted.verify("acme.r1", &changed)).unwrap_err();
         assert!(e.to_string().contains("changed after signing"), "{e}");
         let mut unsigned = stored.clone();
         unsigned.as_object_mut().unwrap().remove(SIGNATURE_FIELD);
-        let e = trusted.verify("acme.r1", &unsigned).unwrap_err();
+        let e = block_on(trusted.verify("acme.r1", &unsigned)).unwrap_err();
         assert!(e.to_string().contains("names worker `w1`): it is not signed"), "{e}");
         let mut other = result();
         sign(&SecretKey::generate().unwrap(), "acme.r1", &mut other);
-        let e = trusted.verify("acme.r1", &other).unwrap_err();
+        let e = block_on(trusted.verify("acme.r1", &other)).unwrap_err();
         assert!(e.to_string().contains("which is not among the result keys"), "{e}");
         assert!(e.hint().contains("copy the .pub"), "{}", e.hint());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn folder(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cordon-signing-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_key_signs_only_for_the_workers_its_files_are_named_after() {
+        let dir = folder("bound");
+        let w1 = SecretKey::generate().unwrap();
+        std::fs::write(dir.join("w1.pub"), w1.public_key().to_file_text()).unwrap();
+        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
+        let signed = |worker: &str| {
+            let mut v = result();
+            v["worker"] = worker.into();
+            sign(&w1, "acme.r1", &mut v);
+            v
+        };
+        block_on(trusted.verify("acme.r1", &signed("w1"))).expect("control: its own name");
+        let e = block_on(trusted.verify("acme.r1", &signed("w2"))).unwrap_err();
+        assert!(matches!(e, Refusal::OtherWorker { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("(it names worker `w2`)") && text.contains("which signs only for worker `w1`"), "{text}");
+        assert!(text.contains(&dir.join("w1.pub").display().to_string()), "{text}");
+        assert!(e.hint().contains("copy its .pub as w2.pub"), "{}", e.hint());
+        // The same key under a second name signs for both (after a reload:
+        // a second name is no new key id, so it needs a restart).
+        std::fs::write(dir.join("w2.pub"), w1.public_key().to_file_text()).unwrap();
+        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
+        block_on(trusted.verify("acme.r1", &signed("w2"))).expect("w2.pub names it");
+        block_on(trusted.verify("acme.r1", &signed("w1"))).expect("and w1.pub still");
+        // The gateway's own key signs for `gateway` only.
+        let own = SecretKey::generate().unwrap();
+        let trusted = Trusted::load(&dir, Some(own.public_key()), "gateway").unwrap();
+        let mut v = result();
+        v["worker"] = "gateway".into();
+        sign(&own, "acme.r1", &mut v);
+        block_on(trusted.verify("acme.r1", &v)).expect("control: the gateway's own");
+        v["worker"] = "w1".into();
+        sign(&own, "acme.r1", &mut v);
+        assert!(matches!(block_on(trusted.verify("acme.r1", &v)), Err(Refusal::OtherWorker { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unknown_keys_reread_the_folder_at_most_once_per_interval_and_a_bad_file_does_not_hide_a_new_key() {
+        let dir = folder("reload");
+        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
+        let stranger = SecretKey::generate().unwrap();
+        let mut v = result();
+        sign(&stranger, "acme.r1", &mut v);
+        // Lookups of a key nobody trusts, 200 at once then 3 in a row: the
+        // folder is read once for the 200 and once per interval after
+        // (before: once per lookup), and each waits at most an interval.
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+        rt.block_on(async {
+            let burst = (0..200).map(|_| trusted.verify("acme.r1", &v));
+            for r in futures_util::future::join_all(burst).await {
+                assert!(matches!(r, Err(Refusal::UnknownKey { .. })));
+            }
+            for _ in 0..3 {
+                assert!(matches!(trusted.verify("acme.r1", &v).await, Err(Refusal::UnknownKey { .. })));
+            }
+        });
+        assert_eq!(trusted.reads(), 1 + 1 + 3, "one read at load, one for the burst, one per later lookup");
+        // A bad file (not a key), a FIFO (would block a reader) and a key
+        // others can write are skipped; the new genuine key is picked up.
+        std::fs::write(dir.join("half-copied.pub"), "untrusted comment: x\nRWQ").unwrap();
+        let fifo = dir.join("fifo.pub");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let loose = SecretKey::generate().unwrap();
+        std::fs::write(dir.join("loose.pub"), loose.public_key().to_file_text()).unwrap();
+        chmod(&dir.join("loose.pub"), 0o666);
+        let w1 = SecretKey::generate().unwrap();
+        std::fs::write(dir.join("w1.pub"), w1.public_key().to_file_text()).unwrap();
+        let mut genuine = result();
+        sign(&w1, "acme.r1", &mut genuine);
+        // Picked up at its first lookup (which waits for the next read).
+        block_on(trusted.verify("acme.r1", &genuine)).expect("the new key is picked up");
+        let mut by_loose = result();
+        by_loose["worker"] = "loose".into();
+        sign(&loose, "acme.r1", &mut by_loose);
+        assert!(matches!(block_on(trusted.verify("acme.r1", &by_loose)), Err(Refusal::UnknownKey { .. })));
+        let logged = trusted.logged.lock().unwrap().clone();
+        for what in [
+            "half-copied.pub cannot be used",
+            "fifo.pub: it is not a regular file",
+            "loose.pub: it is writable by its group and others (mode 0666",
+        ] {
+            assert_eq!(logged.iter().filter(|l| l.contains(what)).count(), 1, "{what}: {logged:#?}");
+        }
+        // At start, the same files stop the gateway.
+        let e = Trusted::load(&dir, None, "gateway").err().expect("refused");
+        assert!(
+            e.to_string().contains("cannot be used") || e.to_string().contains("refusing the result keys file"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_folder_or_file_others_can_change_is_refused_naming_path_mode_and_fix() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = folder("modes");
+        let w1 = SecretKey::generate().unwrap();
+        let file = dir.join("w1.pub");
+        std::fs::write(&file, w1.public_key().to_file_text()).unwrap();
+        chmod(&file, 0o644);
+        chmod(&dir, 0o755);
+        Trusted::load(&dir, None, "gateway").expect("control: 0755 folder, 0644 key, owned by us");
+        let refused = |want: &str, fix: &str| {
+            let e = Trusted::load(&dir, None, "gateway").err().expect("refused");
+            assert!(e.to_string().contains(want), "{e}");
+            assert!(e.hint().contains(fix), "{}", e.hint());
+        };
+        let shown = dir.display().to_string();
+        chmod(&dir, 0o775);
+        refused(
+            &format!("refusing the result keys folder {shown}: it is writable by its group (mode 0775"),
+            &format!("`chmod go-w {shown}`"),
+        );
+        chmod(&dir, 0o757);
+        refused(&format!("folder {shown}: it is writable by others (mode 0757"), "chmod go-w");
+        chmod(&dir, 0o755);
+        chmod(&file, 0o646);
+        refused(&format!("file {}: it is writable by others (mode 0646", file.display()), "chmod go-w");
+        chmod(&file, 0o644);
+        // Another owner (the suite runs as root, which may give it away).
+        assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 0, "the tests run as root");
+        std::os::unix::fs::chown(&file, Some(4242), None).unwrap();
+        refused(&format!("file {}: it is owned by neither root nor uid 0", file.display()), "`chown root");
+        std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+        Trusted::load(&dir, None, "gateway").expect("control: owned by root again");
+        // A world-writable parent is refused unless it is sticky (/tmp).
+        let inner = dir.join("keys");
+        std::fs::create_dir(&inner).unwrap();
+        chmod(&inner, 0o755);
+        chmod(&dir, 0o777);
+        let e = Trusted::load(&inner, None, "gateway").err().expect("refused");
+        assert!(
+            e.to_string().contains(&format!(
+                "refusing the result keys folder's parent {shown}: it is writable by its group and others (mode 0777"
+            )),
+            "{e}"
+        );
+        chmod(&dir, 0o1777);
+        Trusted::load(&inner, None, "gateway").expect("control: a sticky parent, as /tmp");
+        chmod(&dir, 0o755);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

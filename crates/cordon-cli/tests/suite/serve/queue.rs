@@ -1060,6 +1060,100 @@ fn results_not_signed_by_a_trusted_key_are_refused_naming_the_worker_and_the_gen
 }
 
 #[test]
+fn a_genuine_key_cannot_answer_in_another_workers_name_and_its_own_name_is_answered() {
+    use cordon_gateway::queue::signing;
+    use cordon_registry::minisign::SecretKey;
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-bound", &nats, &[]);
+    let plugins = s.dir.join("plugins");
+    let w1 = Role::worker("w1", &nats.url(), &plugins, 1);
+    let w2 = Role::worker("w2", &nats.url(), &plugins, 1);
+    let token = s.access_token();
+    // w1's genuine key (its host compromised) signs results naming w2 and
+    // naming itself, written straight into the bucket.
+    let w1_key = SecretKey::load(&w1.dir.join("result.key")).expect("w1's key");
+    let mut wire = Wire::connect(nats.addr(), None).expect("connect");
+    let mut claim = |id: &str, worker: &str| {
+        let mut v = json!({"id": id, "ok": true, "data": {"by": worker}, "worker": worker, "attempt": 1});
+        signing::sign(&w1_key, &format!("acme.{id}"), &mut v);
+        assert!(write_result(&mut wire, id, &v)["seq"].is_u64(), "{id}: stored");
+        v
+    };
+    let own = claim("bound-own", "w1");
+    claim("bound-other", "w2");
+    // Control: its own name is answered.
+    assert_eq!(result_of(&s, &token, "bound-own", Duration::from_secs(10)), own);
+    let r = s.get("/v1/executions/bound-other", &token);
+    assert_eq!(r.status, 502, "{r:?}\ngateway:\n{}", s.log());
+    assert_eq!(r.error().0, "result_refused");
+    let log = s.log();
+    let line = format!(
+        "refusing the stored result of acme.bound-other (it names worker `w2`): it is signed by key {} ({}), which signs only for worker `w1`",
+        w1_key.key_id(),
+        super::trusted_keys_of(&plugins).join("w1.pub").display()
+    );
+    assert!(log.contains(&line), "{line}\ngateway:\n{log}");
+    assert!(log.contains("the host of worker `w1` signed a result in the name of `w2`"), "{log}");
+    // Control: w2's own results, signed by w2's key, are answered.
+    let r = (0..20)
+        .map(|_| s.execute(&token, "echo", json!({"n": 2}), Some(30_000)))
+        .find(|r| r.status == 200 && r.json()["worker"] == "w2")
+        .unwrap_or_else(|| panic!("no result by w2 in 20 runs\nw2:\n{}", w2.log()));
+    assert_eq!(r.json()["data"], json!({"n": 2}));
+}
+
+#[test]
+fn a_gateway_whose_result_keys_others_can_write_refuses_to_start_naming_path_mode_and_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let nats = Nats::start("queue-nats");
+    let opts = Options { extra_args: vec!["--queue".to_owned(), nats.url()], ..Options::default() };
+    let dir = Dir::new("queue-loose-keys");
+    let folder = dir.join("result-keys");
+    std::fs::create_dir(&folder).expect("folder");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let Err((code, text)) = Service::spawn(dir, opts.clone()) else {
+        panic!("started with a result keys folder anyone can write");
+    };
+    assert_eq!(code, Some(125), "{text}");
+    let shown = folder.display();
+    let want = format!(
+        "refusing the result keys folder {shown}: it is writable by its group and others (mode 0777, owner uid 0)"
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
+    assert!(
+        text.contains(&format!("hint: `chmod go-w {shown}`, after checking that every key in it is yours")),
+        "{text}"
+    );
+    // Control: the same service with the folder 0755 starts.
+    let dir = Dir::new("queue-tight-keys");
+    let folder = dir.join("result-keys");
+    std::fs::create_dir(&folder).expect("folder");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    Service::spawn(dir, opts).unwrap_or_else(|(c, e)| panic!("control did not start ({c:?}): {e}"));
+}
+
+#[test]
+fn a_bad_key_file_does_not_keep_a_new_workers_key_out_and_is_logged_once() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-badkey", &nats, &[]);
+    let plugins = s.dir.join("plugins");
+    let folder = super::trusted_keys_of(&plugins);
+    // Added after the gateway started: a half-copied key, then a new
+    // worker (its key copied in by Role::worker).
+    std::fs::write(folder.join("broken.pub"), "untrusted comment: half\nRWQ").expect("write");
+    let w3 = Role::worker("w3", &nats.url(), &plugins, 1);
+    let token = s.access_token();
+    for n in 0..3 {
+        let r = s.execute(&token, "echo", json!({"n": n}), Some(30_000));
+        assert_eq!(r.status, 200, "{r:?}\nw3:\n{}\ngateway:\n{}", w3.log(), s.log());
+        assert_eq!((r.json()["worker"].clone(), r.json()["data"].clone()), (json!("w3"), json!({"n": n})));
+    }
+    let log = s.log();
+    let line = format!("the result key {} cannot be used", folder.join("broken.pub").display());
+    assert_eq!(log.matches(&line).count(), 1, "{line}\ngateway:\n{log}");
+}
+
+#[test]
 fn a_gateway_on_the_queue_without_trusted_result_keys_refuses_to_start_unless_insecure_dev() {
     let nats = Nats::start("queue-nats");
     let opts = |extra: &[&str]| Options {
@@ -1214,7 +1308,7 @@ fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tena
     let marker = sleep_marker(2);
     assert_eq!(submit(&s, "acme", Some("dup"), "sleep", json!({"s": marker}), 0).status, 202);
     assert!(running(&w, &marker), "it runs:\n{}", w.log());
-    let mut other = json!({"id": "dup", "ok": true, "data": {}, "worker": "w9", "attempt": 1});
+    let mut other = json!({"id": "dup", "ok": true, "data": {}, "worker": "gateway", "attempt": 1});
     signing::sign(&SecretKey::load(&s.dir.join("result.key")).expect("key"), "acme.dup", &mut other);
     let mut wire = Wire::connect(nats.addr(), None).expect("connect");
     assert!(write_result(&mut wire, "dup", &other)["seq"].is_u64());
