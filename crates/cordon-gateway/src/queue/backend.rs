@@ -49,35 +49,135 @@ use crate::metrics::{Metrics, QueueGauges, Stored};
 /// The name in results and records of what the gateway decided itself.
 const GATEWAY: &str = "gateway";
 
-/// Counts the result a done notification of `key` (`tenant.id`)
-/// announces, from its headers (none: an older writer, not counted).
-///
-/// Done notices are not signed (any worker credential may publish on
-/// `cordon.done.>`), so what one can do to the counters is bounded: a
-/// tenant the configuration does not name is not counted (no label set
-/// grows without end), an outcome that is neither `ok` nor an error code
-/// is counted as `other`, and an attempt counts at most the stream's
-/// deliveries.
-fn count_done(metrics: &Metrics, known: &Known, key: &str, headers: Option<&async_nats::HeaderMap>) {
-    let (Some(h), Some((tenant, _))) = (headers, key.split_once('.')) else { return };
-    if !known.tenants.contains(tenant) {
-        return;
-    }
-    let (Some(outcome), Some(stored)) = (h.get(super::OUTCOME_HEADER), h.get(super::STORED_HEADER)) else { return };
-    let outcome = match outcome.as_str() {
-        "ok" => "ok",
-        o => cordon::ErrorCode::ALL.iter().map(|c| c.as_str()).find(|c| *c == o).unwrap_or("other"),
-    };
-    let attempt = h.get(super::ATTEMPT_HEADER).and_then(|a| a.as_str().parse().ok()).unwrap_or(0u64);
-    let stored = if stored.as_str() == "refused" { Stored::Refused } else { Stored::First };
-    metrics.queue_result(tenant, outcome, attempt.min(known.max_deliver), stored);
+/// How long after its result was stored a done notice of it is counted
+/// (notices follow the store by milliseconds; this is room for a failover
+/// and clock skew between the gateway and NATS).
+const COUNT_FIRST_WITHIN: Duration = Duration::from_secs(60);
+
+/// Notices waiting to be counted; past this, new ones are dropped (not
+/// counted) until the counter catches up.
+const COUNT_BACKLOG: usize = 4096;
+
+/// A done notice to count: its key (`tenant.id`), headers and body.
+struct Notice {
+    key: String,
+    headers: Option<async_nats::HeaderMap>,
+    body: bytes::Bytes,
 }
 
-/// What [`count_done`] accepts: the configured tenants and the stream's
-/// deliveries per request.
-struct Known {
+/// Counts the results done notices announce, **after checking them**
+/// (review finding: notices are not signed, and any worker credential may
+/// publish on `cordon.done.>`):
+///
+/// - `first` (a result was stored): counted from the stored result as read
+///   from the bucket's leader and verified ([`super::signing`]), not from
+///   the headers, once per stored result, and only within
+///   [`COUNT_FIRST_WITHIN`] of its store (so a replayed notice counts
+///   nothing: it is either remembered or too late).
+/// - `refused` (a duplicate): counted when its body is a result of the same
+///   key, signed by a trusted key for the worker it names, that is not the
+///   stored one (another worker or attempt) while the stored one verifies
+///   and is younger than the deadline plus a minute; once per
+///   (key, worker, attempt).
+/// - Only configured tenants; an outcome that is not an error code counts
+///   as `other`; an attempt at most the stream's deliveries.
+///
+/// Not guaranteed: a genuine notice dropped (backlog full, or this gateway
+/// disconnected) is not counted; each gateway counts what it saw.
+struct Counter {
+    results: kv::Store,
+    trusted: Option<Arc<Trusted>>,
+    metrics: Metrics,
     tenants: HashSet<String>,
     max_deliver: u64,
+    /// How long after the stored result a duplicate may still come.
+    duplicate_within: Duration,
+    /// What was counted, with when (forgotten after its window).
+    counted: HashMap<String, std::time::Instant>,
+    order: std::collections::VecDeque<(std::time::Instant, String)>,
+}
+
+impl Counter {
+    async fn run(mut self, mut notices: tokio::sync::mpsc::Receiver<Notice>) {
+        while let Some(n) = notices.recv().await {
+            self.forget_old();
+            self.count(n).await;
+        }
+    }
+
+    fn forget_old(&mut self) {
+        let keep = COUNT_FIRST_WITHIN.max(self.duplicate_within);
+        while let Some((at, _)) = self.order.front() {
+            if at.elapsed() < keep {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front");
+            self.counted.remove(&key);
+        }
+    }
+
+    /// The stored result of `key` and how long ago it was stored, if it
+    /// is there and verifies.
+    async fn stored(&self, key: &str) -> Option<(serde_json::Value, Duration)> {
+        let entry = retry(Duration::from_secs(2), Duration::from_millis(200), || self.results.entry(key.to_owned()))
+            .await
+            .ok()??;
+        if entry.operation != kv::Operation::Put {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(&entry.value).ok()?;
+        if let Some(trusted) = &self.trusted {
+            trusted.verify(key, &value).await.ok()?;
+        }
+        let age = async_nats::datetime::now() - entry.created;
+        let age = Duration::from_millis(u64::try_from(age.whole_milliseconds()).unwrap_or(0));
+        Some((value, age))
+    }
+
+    fn remember(&mut self, what: String) -> bool {
+        if self.counted.contains_key(&what) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        self.counted.insert(what.clone(), now);
+        self.order.push_back((now, what));
+        true
+    }
+
+    async fn count(&mut self, n: Notice) {
+        let (Some(h), Some((tenant, _))) = (n.headers.as_ref(), n.key.split_once('.')) else { return };
+        if !self.tenants.contains(tenant) {
+            return;
+        }
+        let tenant = tenant.to_owned();
+        let Some(stored_as) = h.get(super::STORED_HEADER).map(|v| v.as_str().to_owned()) else { return };
+        let Some((stored, age)) = self.stored(&n.key).await else { return };
+        let max_deliver = self.max_deliver;
+        let attempt = |v: &serde_json::Value| v["attempt"].as_u64().unwrap_or(0).min(max_deliver);
+        if stored_as == "refused" {
+            let Ok(dup) = serde_json::from_slice::<serde_json::Value>(&n.body) else { return };
+            let verified = match &self.trusted {
+                Some(t) => t.verify(&n.key, &dup).await.is_ok(),
+                None => true,
+            };
+            let other = (&dup["worker"], &dup["attempt"]) != (&stored["worker"], &stored["attempt"]);
+            if !verified || !other || age > self.duplicate_within {
+                return;
+            }
+            if self.remember(format!("{} {} {}", n.key, dup["worker"], attempt(&dup))) {
+                self.metrics.queue_result(&tenant, "", 0, Stored::Refused);
+            }
+            return;
+        }
+        if age > COUNT_FIRST_WITHIN || !self.remember(n.key.clone()) {
+            return;
+        }
+        let outcome = match super::outcome_of(&stored) {
+            "ok" => "ok",
+            o => cordon::ErrorCode::ALL.iter().map(|c| c.as_str()).find(|c| *c == o).unwrap_or("other"),
+        };
+        self.metrics.queue_result(&tenant, outcome, attempt(&stored), Stored::First);
+    }
 }
 
 /// Why a stored result cannot be answered.
@@ -98,7 +198,7 @@ pub struct NatsBackend {
     signer: Option<SecretKey>,
     /// The keys whose results are answered; `None`: unchecked
     /// (`--insecure-dev`).
-    trusted: Option<Trusted>,
+    trusted: Option<Arc<Trusted>>,
     /// Keys whose refusal was logged already (logged once each).
     refused: Mutex<HashSet<String>>,
     audit: Arc<GroupWriter>,
@@ -124,7 +224,7 @@ impl NatsBackend {
     ) -> Result<NatsBackend, QueueError> {
         let signer = super::result_signer(&settings)?;
         let trusted = match &settings.result_keys {
-            Some(folder) => Some(Trusted::load(folder, signer.as_ref().map(SecretKey::public_key), GATEWAY)?),
+            Some(folder) => Some(Arc::new(Trusted::load(folder, signer.as_ref().map(SecretKey::public_key), GATEWAY)?)),
             None => None,
         };
         let (client, js) = connect(&settings, super::Role::Gateway, "cordon-gateway").await?;
@@ -135,18 +235,30 @@ impl NatsBackend {
             .subscribe(subject::DONE_ALL)
             .await
             .map_err(|e| QueueError::Setup { what: "the result subscription".into(), detail: e.to_string() })?;
+        let (notices, backlog) = tokio::sync::mpsc::channel(COUNT_BACKLOG);
+        let counter = Counter {
+            results: results.clone(),
+            trusted: trusted.clone(),
+            metrics: metrics.clone(),
+            tenants,
+            max_deliver: u64::try_from(settings.max_deliver).unwrap_or(0),
+            duplicate_within: settings.deadline + Duration::from_secs(60),
+            counted: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        };
+        let counting = tokio::spawn(counter.run(backlog));
         let listener = {
             let waiters = waiters.clone();
-            let metrics = metrics.clone();
-            let known = Known { tenants, max_deliver: u64::try_from(settings.max_deliver).unwrap_or(0) };
             tokio::spawn(async move {
                 while let Some(m) = done.next().await {
                     let key = m.subject.as_str().trim_start_matches("cordon.done.");
-                    count_done(&metrics, &known, key, m.headers.as_ref());
                     if let Some(w) = waiters.lock().expect("waiters lock").get(key) {
                         w.send_replace(true);
                     }
+                    let notice = Notice { key: key.to_owned(), headers: m.headers, body: m.payload };
+                    let _ = notices.try_send(notice);
                 }
+                counting.abort();
             })
         };
         Ok(NatsBackend {
@@ -306,9 +418,11 @@ impl NatsBackend {
                 if let Err(e) = recorded.await {
                     eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str());
                 }
-                notify_done(&self.client, &job.tenant, &job.id, &value, Stored::First).await;
+                notify_done(&self.client, self.signer.as_ref(), &job.tenant, &job.id, &value, Stored::First).await;
             }
-            Ok(false) => notify_done(&self.client, &job.tenant, &job.id, &value, Stored::Refused).await,
+            Ok(false) => {
+                notify_done(&self.client, self.signer.as_ref(), &job.tenant, &job.id, &value, Stored::Refused).await
+            }
             Err(e) => eprintln!("cordon serve: cannot record {} as {}: {e}", job.id, code.as_str()),
         }
     }

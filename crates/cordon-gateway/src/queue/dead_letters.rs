@@ -154,6 +154,6 @@ async fn give_up(
     .await
     .map_err(|e| format!("cannot delete {key} from {EXEC_STREAM}: {e}"))?;
     let stored = if created { crate::metrics::Stored::First } else { crate::metrics::Stored::Refused };
-    super::notify_done(client, &req.tenant, &req.id, &value, stored).await;
+    super::notify_done(client, signer, &req.tenant, &req.id, &value, stored).await;
     Ok(())
 }

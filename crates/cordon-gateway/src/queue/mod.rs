@@ -221,9 +221,12 @@ pub fn outcome_of(value: &serde_json::Value) -> &str {
 
 /// Announces on `cordon.done.<tenant>.<id>` that a result of it was
 /// written (`value`, stored or refused): it wakes the gateways' waiters
-/// and feeds their queue metrics (the headers).
+/// and feeds their queue metrics. The headers say what it announces; a
+/// refused result (a duplicate) travels in the body, signed by `signer`,
+/// since it is stored nowhere else for the gateways to check.
 pub async fn notify_done(
     client: &async_nats::Client,
+    signer: Option<&SecretKey>,
     tenant: &str,
     id: &str,
     value: &serde_json::Value,
@@ -232,12 +235,18 @@ pub async fn notify_done(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(OUTCOME_HEADER, outcome_of(value));
     headers.insert(ATTEMPT_HEADER, value["attempt"].as_u64().unwrap_or(0).to_string().as_str());
-    let stored = match stored {
-        crate::metrics::Stored::First => "first",
-        crate::metrics::Stored::Refused => "refused",
+    let (stored, body) = match stored {
+        crate::metrics::Stored::First => ("first", bytes::Bytes::new()),
+        crate::metrics::Stored::Refused => {
+            let mut value = value.clone();
+            if let Some(signer) = signer {
+                signing::sign(signer, &result_key(tenant, id), &mut value);
+            }
+            ("refused", serde_json::to_vec(&value).unwrap_or_default().into())
+        }
     };
     headers.insert(STORED_HEADER, stored);
-    let _ = client.publish_with_headers(subject::done(tenant, id), headers, bytes::Bytes::new()).await;
+    let _ = client.publish_with_headers(subject::done(tenant, id), headers, body).await;
 }
 
 /// Writes `value` as the result of `key` unless one exists (first writer

@@ -396,7 +396,7 @@ async fn handle(s: &Shared, msg: jetstream::Message) {
         }
         None => return,
     };
-    notify_done(&s.client, &req.tenant, &req.id, &value, stored).await;
+    notify_done(&s.client, s.signer.as_ref(), &req.tenant, &req.id, &value, stored).await;
     ack(s, &msg).await;
 }
 

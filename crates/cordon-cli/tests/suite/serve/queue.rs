@@ -765,16 +765,17 @@ impl Wire {
         self.ping()
     }
 
-    /// Publishes an empty message with `headers` on `subject`; then a
+    /// Publishes a message with `headers` and `body` on `subject`; then a
     /// PING: `Pong` when allowed.
-    pub fn publish_headers(&mut self, subject: &str, headers: &[(&str, &str)]) -> Said {
+    pub fn publish_headers_body(&mut self, subject: &str, headers: &[(&str, &str)], body: &[u8]) -> Said {
         let mut head = String::from("NATS/1.0\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        self.send(format!("HPUB {subject} {} {}\r\n", head.len(), head.len()).as_bytes());
+        self.send(format!("HPUB {subject} {} {}\r\n", head.len(), head.len() + body.len()).as_bytes());
         self.send(head.as_bytes());
+        self.send(body);
         self.send(b"\r\n");
         self.ping()
     }
@@ -1341,27 +1342,36 @@ fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tena
     ] {
         assert_eq!(metric(&s, series), want, "{series}\n{}", http(s.addr, "GET", "/metrics", &[], b"").body);
     }
-    // Done notices are not signed: forged ones (any worker credential may
-    // publish them) move the counters only within bounds. An unknown
-    // tenant is not counted, an outcome that is no error code counts as
-    // `other`, an attempt at most the stream's 2 deliveries; the last,
-    // ordinary notice shows the gateway has read the others.
-    let done = |wire: &mut Wire, key: &str, outcome: &str, attempt: &str| {
-        let h = [("Cordon-Outcome", outcome), ("Cordon-Attempt", attempt), ("Cordon-Stored", "first")];
-        assert_eq!(wire.publish_headers(&format!("cordon.done.{key}"), &h), Said::Pong);
+    // Done notices are not signed (any worker credential may publish
+    // them): the gateway counts a notice only after checking the stored
+    // result it announces. Forged notices for a real tenant: a result that
+    // was never stored, replays of the genuine notices of `again` (first,
+    // attempt 2) and of its stored result as a duplicate, a duplicate
+    // with no result, an unknown tenant and a made-up outcome.
+    let done = |wire: &mut Wire, key: &str, outcome: &str, attempt: &str, stored: &str, body: &[u8]| {
+        let h = [("Cordon-Outcome", outcome), ("Cordon-Attempt", attempt), ("Cordon-Stored", stored)];
+        assert_eq!(wire.publish_headers_body(&format!("cordon.done.{key}"), &h, body), Said::Pong);
     };
-    done(&mut wire, "evil.f1", "ok", "1");
-    done(&mut wire, "acme.f2", "made-up-outcome-1", "18446744073709551615");
-    done(&mut wire, "acme.f3", "ok", "1");
+    done(&mut wire, "acme.never-stored", "ok", "1", "first", b"");
+    done(&mut wire, "acme.again", "ok", "2", "first", b"");
+    done(&mut wire, "acme.again", "ok", "2", "refused", again.to_string().as_bytes());
+    done(&mut wire, "acme.again", "ok", "1", "refused", b"");
+    done(&mut wire, "evil.f1", "ok", "1", "first", b"");
+    done(&mut wire, "acme.never-stored", "made-up-outcome-1", "18446744073709551615", "first", b"");
+    // Control: a genuine run after them counts (notices are counted in
+    // order, so the forged ones were read by then).
+    let r = s.execute(&token, "echo", json!({"n": 1}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}");
     let read = poll_until(Duration::from_secs(30), || {
         metric(&s, "cordon_executions_total{tenant=\"acme\",outcome=\"ok\"}") == Some(2.0)
     });
     let body = http(s.addr, "GET", "/metrics", &[], b"").body;
-    assert!(read, "the gateway read the notices:\n{body}");
-    assert!(!body.contains("evil") && !body.contains("made-up"), "{body}");
+    assert!(read, "the genuine run was counted:\n{body}");
+    assert!(!body.contains("evil") && !body.contains("made-up") && !body.contains("outcome=\"other\""), "{body}");
     for (series, want) in [
-        ("cordon_executions_total{tenant=\"acme\",outcome=\"other\"}", Some(1.0)),
-        ("cordon_queue_redeliveries_total{tenant=\"acme\"}", Some(2.0)),
+        ("cordon_queue_redeliveries_total{tenant=\"acme\"}", Some(1.0)),
+        ("cordon_queue_duplicates_total{tenant=\"acme\"}", Some(1.0)),
+        ("cordon_queue_lost_total{tenant=\"acme\"}", Some(1.0)),
     ] {
         assert_eq!(metric(&s, series), want, "{series}\n{body}");
     }
