@@ -369,11 +369,15 @@ impl Trusted {
         })
     }
 
+    /// The key `id` and the workers it signs for (the folder's names, and
+    /// the gateway's when it is the gateway's own key too).
     fn known(&self, id: KeyId) -> Option<Bound> {
+        let mut found = self.keys.lock().expect("trusted keys lock").get(&id).cloned();
         if let Some((own, name)) = self.own.as_ref().filter(|(k, _)| k.key_id() == id) {
-            return Some(Bound { key: own.clone(), names: vec![(name.clone(), "this gateway's --result-key".into())] });
+            let bound = found.get_or_insert_with(|| Bound { key: own.clone(), names: vec![] });
+            bound.names.push((name.clone(), "this gateway's --result-key".into()));
         }
-        self.keys.lock().expect("trusted keys lock").get(&id).cloned()
+        found
     }
 
     /// A key added since the last read: reads the folder again, off the
@@ -578,6 +582,15 @@ mod tests {
         v["worker"] = "w1".into();
         sign(&own, "acme.r1", &mut v);
         assert!(matches!(block_on(trusted.verify("acme.r1", &v)), Err(Refusal::OtherWorker { .. })));
+        // The gateway's own key, also in the folder as w3.pub, signs for
+        // both (one key shared by the gateway and a worker's host).
+        std::fs::write(dir.join("w3.pub"), own.public_key().to_file_text()).unwrap();
+        let trusted = Trusted::load(&dir, Some(own.public_key()), "gateway").unwrap();
+        for worker in ["w3", "gateway"] {
+            v["worker"] = worker.into();
+            sign(&own, "acme.r1", &mut v);
+            block_on(trusted.verify("acme.r1", &v)).unwrap_or_else(|e| panic!("{worker}: {e}"));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
