@@ -50,7 +50,12 @@
 //!   sticky, like /tmp) or a key file is writable by group or others or
 //!   owned by another user (the error names the path, its mode and owner,
 //!   and the `chmod`/`chown` that fixes it), as sshd does for
-//!   `authorized_keys`.
+//!   `authorized_keys`. The parents checked are those of the path as
+//!   configured and those of the path it resolves to, so a symbolic link on
+//!   the way counts as what it is: a link in a folder others can write, or a
+//!   link owned by another user, is refused (whoever may replace it decides
+//!   which folder is read). A key file that is a symbolic link is refused:
+//!   the folder's own safety would not cover its target.
 //! - A key added to the folder is picked up without a restart: an unknown
 //!   key id makes the gateway read the folder again, off the async runtime
 //!   and at most once per [`RELOAD_EVERY`] (so a result by an unknown key
@@ -258,7 +263,7 @@ pub enum TrustedError {
     /// a trusted key), as sshd's StrictModes refuses for `authorized_keys`.
     #[error("refusing the result keys {what} {}: {why} (mode {mode:04o}, owner uid {owner})", path.display())]
     Unsafe {
-        /// `folder`, `folder's parent` or `file`.
+        /// `folder`, `folder's parent`, `folder's path` (a link on it) or `file`.
         what: &'static str,
         /// The path.
         path: PathBuf,
@@ -294,10 +299,12 @@ impl TrustedError {
 
 /// Only root and this process's user may be able to change what is
 /// trusted. A parent folder writable by others is accepted only when it is
-/// sticky (others cannot move this folder away, as in /tmp).
+/// sticky (others cannot move this folder away, as in /tmp). A key file is
+/// looked at without following a link: one is refused.
 fn check_secure(path: &Path, what: &'static str) -> Result<(), TrustedError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|source| TrustedError::List { folder: path.to_owned(), source })?;
+    let look = if what == "file" { std::fs::symlink_metadata } else { std::fs::metadata };
+    let meta = look(path).map_err(|source| TrustedError::List { folder: path.to_owned(), source })?;
     let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
     let me = effective_uid();
     let unsafe_ =
@@ -307,6 +314,12 @@ fn check_secure(path: &Path, what: &'static str) -> Result<(), TrustedError> {
         return Err(unsafe_(
             format!("it is owned by neither root nor {user}, the user this gateway runs as"),
             format!("`chown root {}`", path.display()),
+        ));
+    }
+    if what == "file" && meta.file_type().is_symlink() {
+        return Err(unsafe_(
+            "it is a symbolic link (what it points to is not covered by the folder's checks)".into(),
+            format!("replace {} with a copy of the key it points to", path.display()),
         ));
     }
     if what == "file" && !meta.is_file() {
@@ -324,6 +337,31 @@ fn check_secure(path: &Path, what: &'static str) -> Result<(), TrustedError> {
     Ok(())
 }
 
+/// A symbolic link on the way to the folder must be owned by root or this
+/// process's user: its owner may point it elsewhere at any time (even in a
+/// sticky folder).
+fn check_link_owner(path: &Path) -> Result<(), TrustedError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
+    let me = effective_uid();
+    if !meta.file_type().is_symlink() || owner == 0 || Some(owner) == me {
+        return Ok(());
+    }
+    let user = me.map_or("this process's user".to_owned(), |u| format!("uid {u}"));
+    Err(TrustedError::Unsafe {
+        what: "folder's path",
+        path: path.to_owned(),
+        mode,
+        owner,
+        why: format!("it is a symbolic link owned by neither root nor {user}, who could point it elsewhere"),
+        fix: format!(
+            "name the folder by its real path ({})",
+            std::fs::canonicalize(path).unwrap_or_default().display()
+        ),
+    })
+}
+
 /// The effective uid, from `/proc/self/status` (`None` if unreadable).
 fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -331,14 +369,35 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Checks the folder and its parents ([`check_secure`]).
+/// Checks the folder and its parents ([`check_secure`]): the parents of
+/// the path as configured (a link on the way is replaced by whoever may
+/// write the folder holding it; a link's own owner may repoint it) and of
+/// the path it resolves to.
 fn check_folder(folder: &Path) -> Result<(), TrustedError> {
+    let list = |source| TrustedError::List { folder: folder.to_owned(), source };
     check_secure(folder, "folder")?;
-    let real = std::fs::canonicalize(folder).map_err(|source| TrustedError::List { folder: folder.into(), source })?;
-    for parent in real.ancestors().skip(1) {
-        check_secure(parent, "folder's parent")?;
+    let given = std::path::absolute(folder).map_err(list)?;
+    let real = std::fs::canonicalize(folder).map_err(list)?;
+    for path in given.ancestors() {
+        check_link_owner(path)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for parent in given.ancestors().skip(1).chain(real.ancestors().skip(1)) {
+        if seen.insert(parent) {
+            check_secure(parent, "folder's parent")?;
+        }
     }
     Ok(())
+}
+
+/// What [`Trusted::verify_with`] does with a key it has not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Reads the folder again (at most once per [`RELOAD_EVERY`]; the
+    /// caller may wait that long).
+    Reread,
+    /// Refuses it at once: for callers that must never wait on the folder.
+    Refuse,
 }
 
 /// What one read of the folder found: the keys, and the files skipped
@@ -427,8 +486,16 @@ impl Trusted {
     }
 
     /// Checks the signature of `value`, stored under `key`, and that its
-    /// key may sign for the worker it names.
+    /// key may sign for the worker it names; a key not read yet makes the
+    /// folder be read again (see [`Trusted::reload`]).
     pub async fn verify(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
+        self.verify_with(key, value, Unknown::Reread).await
+    }
+
+    /// As [`Trusted::verify`] with `unknown` saying whether a key not read
+    /// yet makes the folder be read again (and the caller wait up to
+    /// [`RELOAD_EVERY`] for it) or is refused at once.
+    pub async fn verify_with(&self, key: &str, value: &serde_json::Value, unknown: Unknown) -> Result<(), Refusal> {
         let worker = worker_of(value).to_owned();
         let unsigned = |detail: String| Refusal::Unsigned { key: key.to_owned(), worker: worker.clone(), detail };
         let Some(text) = value.get(SIGNATURE_FIELD) else { return Err(unsigned(String::new())) };
@@ -436,9 +503,10 @@ impl Trusted {
         let signature = Signature::parse(text, Path::new(SIGNATURE_FIELD))
             .map_err(|e| unsigned(format!(": its signature cannot be read ({e})")))?;
         let id = signature.key_id();
-        let found = match self.known(id) {
-            Some(found) => Some(found),
-            None => self.reload(id).await,
+        let found = match (self.known(id), unknown) {
+            (Some(found), _) => Some(found),
+            (None, Unknown::Reread) => self.reload(id).await,
+            (None, Unknown::Refuse) => None,
         };
         let Some(bound) = found else {
             return Err(Refusal::UnknownKey { key: key.to_owned(), worker, key_id: id, folder: self.folder.clone() });
@@ -647,6 +715,94 @@ mod tests {
             e.to_string().contains("cannot be used") || e.to_string().contains("refusing the result keys file"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Review finding: the queue counters verified forged duplicates with
+    /// re-reads of the folder, up to a second each, one after another.
+    #[test]
+    fn an_unknown_key_is_refused_at_once_without_a_read_when_asked() {
+        let dir = folder("refuse");
+        chmod(&dir, 0o755);
+        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
+        let stranger = SecretKey::generate().unwrap();
+        let mut v = result();
+        sign(&stranger, "acme.r1", &mut v);
+        let refused = block_on(trusted.verify_with("acme.r1", &v, Unknown::Refuse));
+        assert!(matches!(refused, Err(Refusal::UnknownKey { .. })), "{refused:?}");
+        assert_eq!(trusted.reads(), 1, "only the read at load");
+        // Control: the same key, added, is found by a re-read (which waits for its turn).
+        std::fs::write(dir.join("w1.pub"), stranger.public_key().to_file_text()).unwrap();
+        chmod(&dir.join("w1.pub"), 0o644);
+        assert!(matches!(
+            block_on(trusted.verify_with("acme.r1", &v, Unknown::Refuse)),
+            Err(Refusal::UnknownKey { .. })
+        ));
+        block_on(trusted.verify("acme.r1", &v)).expect("control: re-read finds it");
+        assert_eq!(trusted.reads(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Review finding: a key file linked elsewhere, or the folder named
+    /// through a link that others may replace or repoint, was trusted.
+    #[test]
+    fn links_on_the_way_to_a_key_are_judged_as_what_they_are() {
+        use std::os::unix::fs::symlink;
+        let dir = folder("links");
+        chmod(&dir, 0o755);
+        let keys = dir.join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        chmod(&keys, 0o755);
+        let w1 = SecretKey::generate().unwrap();
+        let original = dir.join("w1-original.pub");
+        std::fs::write(&original, w1.public_key().to_file_text()).unwrap();
+        chmod(&original, 0o644);
+        // A key file that is a link (here to a safe file): refused.
+        let file = keys.join("w1.pub");
+        symlink(&original, &file).unwrap();
+        let e = Trusted::load(&keys, None, "gateway").err().expect("a linked key file is refused");
+        assert!(e.to_string().contains(&format!("file {}: it is a symbolic link", file.display())), "{e}");
+        assert!(e.hint().contains("with a copy of the key it points to"), "{}", e.hint());
+        std::fs::remove_file(&file).unwrap();
+        std::fs::copy(&original, &file).unwrap();
+        chmod(&file, 0o644);
+        Trusted::load(&keys, None, "gateway").expect("control: a copy");
+        // The folder named through a link that sits in a folder others can
+        // write (not sticky): refused, naming that folder.
+        let open = dir.join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o755);
+        symlink(&keys, open.join("keys")).unwrap();
+        symlink(&dir, open.join("via")).unwrap();
+        Trusted::load(&open.join("keys"), None, "gateway").expect("control: the link's folder is safe");
+        Trusted::load(&open.join("via/keys"), None, "gateway").expect("control: through a link on the way");
+        chmod(&open, 0o777);
+        for given in [open.join("keys"), open.join("via/keys")] {
+            let e = Trusted::load(&given, None, "gateway").err().expect("refused");
+            assert!(
+                e.to_string().contains(&format!(
+                    "folder's parent {}: it is writable by its group and others (mode 0777",
+                    open.display()
+                )),
+                "{}: {e}",
+                given.display()
+            );
+        }
+        // In a sticky folder, a link owned by another user (who may repoint
+        // it): refused; ours is the control above.
+        chmod(&open, 0o1777);
+        Trusted::load(&open.join("keys"), None, "gateway").expect("control: our link in a sticky folder");
+        std::os::unix::fs::lchown(open.join("keys"), Some(4242), None).unwrap();
+        let e = Trusted::load(&open.join("keys"), None, "gateway").err().expect("refused");
+        assert!(
+            e.to_string().contains(&format!(
+                "folder's path {}: it is a symbolic link owned by neither root nor",
+                open.join("keys").display()
+            )),
+            "{e}"
+        );
+        assert!(e.hint().contains(&format!("name the folder by its real path ({})", keys.display())), "{}", e.hint());
+        chmod(&open, 0o755);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
