@@ -177,6 +177,51 @@ fn device_nodes_keep_their_mode_owner_and_times() {
     assert_ne!(host_view(&f), before, "control: chmod and touch work in a write grant");
 }
 
+/// The container's `/dev`, as its own mount table shows it: the tmpfs and
+/// every device bind read-only, nosuid and noexec (devices keep working:
+/// nodev is not set on them), devpts and `/dev/shm` writable with their own
+/// flags. Nothing can be created in `/dev` (EROFS, named); control: the same
+/// `touch` in `/dev/shm` works.
+#[test]
+fn the_containers_dev_is_read_only_but_its_devices_pts_and_shm_work() {
+    let support = kernel_support();
+    let modes = sandbox_modes!(support).into_iter().filter(|m| *m == Mode::Container).collect();
+    each_mode(modes, |mode| {
+        let script = "cat /proc/self/mountinfo; touch /dev/new; touch /dev/shm/new && echo shm-ok; \
+                      echo x > /dev/null && head -c 3 /dev/zero | wc -c";
+        let out = run_in(mode).args(["--", "sh", "-c", script]).run();
+        out.assert_success();
+        out.assert_stderr_contains("touch: cannot touch '/dev/new': Read-only file system");
+        let stdout = &out.stdout;
+        assert!(stdout.contains("shm-ok\n3\n"), "control: /dev/shm not writable or a device broken\n{out}");
+        // Per-mount options: field 6 of mountinfo; the mount point is field 5.
+        let options = |point: &str| -> Vec<String> {
+            let line = stdout
+                .lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(point))
+                .unwrap_or_else(|| panic!("no mount on {point}\n{out}"));
+            line.split(' ').nth(5).unwrap_or_default().split(',').map(String::from).collect()
+        };
+        let has = |point: &str, want: &[&str], not: &[&str]| {
+            let o = options(point);
+            for w in want {
+                assert!(o.iter().any(|x| x == w), "{point}: {w} missing in {o:?}");
+            }
+            for n in not {
+                assert!(!o.iter().any(|x| x == n), "{point}: {n} set in {o:?}");
+            }
+        };
+        has("/dev", &["ro", "nosuid", "noexec"], &[]);
+        for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+            if Path::new("/dev").join(d).exists() {
+                has(&format!("/dev/{d}"), &["ro", "nosuid", "noexec"], &["nodev"]);
+            }
+        }
+        has("/dev/pts", &["rw", "nosuid", "noexec"], &[]);
+        has("/dev/shm", &["rw", "nosuid", "nodev"], &[]);
+    });
+}
+
 /// Creates files with set-id modes (and capabilities, ACLs, other owners)
 /// in the current folder, one way per line: `<name> ok` or `<name> ERRNO`.
 const SETID_PROBE: &str = r#"

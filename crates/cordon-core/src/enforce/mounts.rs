@@ -521,24 +521,20 @@ pub fn build_mount_ops(
     bind_on_top(&mut ops, &entries, root.exec);
     deny_in(&mut ops, &entries, FsAccess::Write);
 
-    // A minimal /dev.
+    // A minimal /dev: its files, folders and links made while it is
+    // writable, the devices bound, then one recursive step makes the tmpfs
+    // and every device bind read-only, nosuid and noexec (a device stays
+    // writable on a read-only mount: the flag only keeps its mode, owner
+    // and times the host's). devpts and /dev/shm are mounted after it, on
+    // their folders, and keep their own flags.
     ops.mount("tmpfs", "/newroot/dev", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
-    for d in DEVICES {
-        let host = Path::new("/dev").join(d);
-        if host.exists() {
-            let target = under("/newroot", &host);
-            ops.0.push(MountOp::Touch { path: c(&target) });
-            ops.bind(under("/oldroot", &host), &target);
-            // Still writable (a device ignores the flag for I/O), but its
-            // mode, owner and times are the host's and must not change.
-            ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
-        }
+    let devices: Vec<PathBuf> = DEVICES.iter().map(|d| Path::new("/dev").join(d)).filter(|h| h.exists()).collect();
+    for host in &devices {
+        ops.0.push(MountOp::Touch { path: c(under("/newroot", host)) });
     }
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
-    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
     ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
     ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
-    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -547,7 +543,12 @@ pub fn build_mount_ops(
     ] {
         ops.symlink(target, Path::new("/newroot/dev").join(name));
     }
-    ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY, false);
+    for host in &devices {
+        ops.bind(under("/oldroot", host), under("/newroot", host));
+    }
+    ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, true);
+    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
+    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
 
     if let Some(files) = net_files {
         ops.net_files(files, "/newroot/proc", "/newroot");
