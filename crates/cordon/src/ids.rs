@@ -18,8 +18,52 @@ pub fn new_request_id() -> String {
     (0..26).rev().map(|i| CROCKFORD[((value >> (i * 5)) & 31) as usize] as char).collect()
 }
 
+/// Longest request id a caller may give.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A request id a caller gave that cannot name a run: it names the run's
+/// scratch folder (`cordon-<id>` in the temporary folder), its run folder
+/// and cgroups, and its artifacts' place in a store.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("request id {id:?} is not 1-{MAX_REQUEST_ID_BYTES} of A-Z a-z 0-9 _ -")]
+pub struct BadRequestId {
+    /// The id as given (at most 140 characters of it).
+    pub id: String,
+}
+
+impl BadRequestId {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "give an id of letters, digits, `_` and `-` (a ULID or UUID works), or none: cordon makes one"
+    }
+}
+
+/// Checks an id a caller gave for a run ([`BadRequestId`] says why ids are
+/// restricted). Ids cordon makes ([`new_request_id`]) always pass.
+pub fn check_request_id(id: &str) -> Result<(), BadRequestId> {
+    let shaped = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_BYTES
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match shaped {
+        true => Ok(()),
+        false => Err(BadRequestId { id: id.chars().take(140).collect() }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_ids_are_checked() {
+        for good in
+            ["a", "pool-01ARZ3NDEKTSV4RRFFQ69G5FAV", "the_callers-id", &"x".repeat(128), &super::new_request_id()]
+        {
+            assert_eq!(super::check_request_id(good), Ok(()), "{good}");
+        }
+        for bad in ["", "../x", "a/b", ".", "X\n\"; injected", "é", &"x".repeat(129), "a b"] {
+            assert!(super::check_request_id(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
     #[test]
     fn ids_are_26_chars_and_sort_by_time() {
         let a = super::new_request_id();

@@ -52,7 +52,7 @@ pub use cordon_egress::{ConnectionRecord, Protocol};
 pub use cordon_plugin::capabilities::{
     check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError,
 };
-pub use ids::new_request_id;
+pub use ids::{check_request_id, new_request_id, BadRequestId};
 pub use locked_dir::{Sweep, SWEEP_INTERVAL};
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};

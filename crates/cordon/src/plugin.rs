@@ -297,6 +297,9 @@ pub enum PluginError {
     /// The audit log cannot be written.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The caller's request id cannot name a run.
+    #[error(transparent)]
+    RequestId(#[from] crate::BadRequestId),
 }
 
 impl PluginError {
@@ -327,6 +330,7 @@ impl PluginError {
             ),
             PluginError::RunDir { .. } => None,
             PluginError::Audit(e) => Some(e.hint().into()),
+            PluginError::RequestId(e) => Some(e.hint().into()),
         }
     }
 
@@ -1084,7 +1088,7 @@ impl ParkedHandler {
             ..start.audit_subject
         };
         out.subject = audit::redacted_subject(&subject, &secrets);
-        if let Err(e) = check_input(&start.input) {
+        if let Err(e) = check_input(&start.input).and_then(|()| Ok(crate::check_request_id(&start.request_id)?)) {
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
             return out;
         }
@@ -1135,6 +1139,7 @@ fn get_ready(
     known_mode: &std::cell::Cell<Option<Mode>>,
 ) -> Result<Ready, Box<(PluginError, Option<Policy>)>> {
     check_input(&req.input).map_err(|e| Box::new((e, None)))?;
+    crate::check_request_id(request_id).map_err(|e| Box::new((e.into(), None)))?;
     let prepared = prepare(req, DataDir::Create).map_err(|e| Box::new((e, None)))?;
     let Prepared { manifest, plugin_dir, data_dir, mut policy, mode, support, check } = prepared;
     subject.plugin = Some(manifest.id.to_string());

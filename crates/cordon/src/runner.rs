@@ -476,7 +476,8 @@ enum Clock {
 /// it (`PR_SET_PDEATHSIG`), so park from a thread that outlives the run;
 /// with [`Signals::Forward`], start it on that thread too (the signals
 /// are blocked on it). Dev mode has no init to hold the command: it runs
-/// from [`park`] on.
+/// from [`park`] on, reads the start's input when it is written, and a
+/// start that gives it a `TRACEPARENT` is refused (it is too late to set).
 #[derive(Debug)]
 pub struct Parked {
     // Declared first: the sandbox is reaped before its scratch folder goes.
@@ -510,6 +511,10 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         enforcement: vec![],
         env: EnvNames::default(),
     };
+    if let Some(Err(e)) = req.request_id.as_deref().map(crate::check_request_id) {
+        started.request_id = crate::new_request_id();
+        return Err(Box::new(started.fail(req.mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint()))));
+    }
     if req.mode == Mode::Dev {
         let w = "dev mode: no isolation at all; only the timeout is enforced. Use it for trusted code only.";
         eprintln!("cordon: warning: {w}");
@@ -730,6 +735,9 @@ impl Parked {
             started.start = Instant::now();
         }
         if let Some(id) = start.request_id {
+            if let Err(e) = crate::check_request_id(&id) {
+                return started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint()));
+            }
             started.request_id = id;
         }
         if let Some(c) = start.cancel {
@@ -748,6 +756,13 @@ impl Parked {
             }
         }
         let mut go = enforce::Go::default();
+        if let (Mode::Dev, Some(_)) = (mode, &start.traceparent) {
+            return started.fail(
+                mode,
+                ErrorCode::SetupFailed,
+                format!("a dev mode run has no init to hold its command: it has run since the park, so it cannot be given a {TRACEPARENT_ENV}\nhint: park it in process or container mode, or set {TRACEPARENT_ENV} in the request before the park"),
+            );
+        }
         if let Some(tp) = start.traceparent {
             let shaped = tp.len() == enforce::LATE_ENV_BYTES && tp.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
             let value = match (late_env, <[u8; enforce::LATE_ENV_BYTES]>::try_from(tp.as_bytes())) {

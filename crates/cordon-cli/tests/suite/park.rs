@@ -211,3 +211,108 @@ fn a_run_is_answered_before_inits_exit_and_nothing_else_of_it_is_left() {
         assert!(!exists(init), "init {init} was not reaped (or left a zombie) by the drop");
     });
 }
+
+/// `(device, inode)` of what `/proc/<pid>/fd/<fd>` points at.
+fn file_of(pid: &str, fd: u32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).unwrap_or_else(|e| panic!("fd {fd} of {pid}: {e}"));
+    (m.dev(), m.ino())
+}
+
+/// A parked init holds nothing of its caller's but what its command needs
+/// (review findings P1, P2). A run parked first (A) is started while
+/// another (B) is parked: A's command reads its input to the end, which
+/// it gets only if B's init holds no copy of A's stdin pipe (before init
+/// closed what it inherited, A waited for its 10 s timeout). B's fds 0-2,
+/// which the command gets replaced, point at `/dev/null`, not at the
+/// test's stdout and stderr (before: the caller's, e.g. `cordon serve`'s
+/// log pipe); control: a slot the command inherits (stdin not given) is
+/// kept, the same file as the test's own fd 0.
+#[test]
+fn a_parked_init_holds_no_other_runs_pipe_nor_its_callers_stdio() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-held");
+        let id = |n: &str| format!("park-held-{n}-{}-{}", std::process::id(), mode.as_str());
+        let a = park(&request(mode, dir.path(), &id("a")));
+        let b = park(&request(mode, dir.path(), &id("b")));
+        let pid = b.pid();
+        assert!(poll_until(Duration::from_secs(10), || waits_in_read(pid)), "init {pid} never waited at its go pipe");
+        let dev_null = {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata("/dev/null").unwrap();
+            (m.dev(), m.ino())
+        };
+        for fd in 0..3 {
+            assert_eq!(file_of(&pid.to_string(), fd), dev_null, "fd {fd} of the parked init {pid} is not /dev/null");
+        }
+        let result = a.start(cordon::Start { input: Some(b"for a".to_vec()), ..cordon::Start::default() });
+        assert!(result.ok, "A did not finish while B was parked: {result:?}");
+        assert_eq!(logs(&result), format!("for a\ntp={PLACEHOLDER}\n"));
+        assert!(!b.is_dead());
+        drop(b);
+
+        // Control: stdin not given is the command's to inherit; init keeps it.
+        let mut req = request(mode, dir.path(), &id("c"));
+        req.stdin = cordon::Input::Inherit;
+        let c = park(&req);
+        let pid = c.pid();
+        assert!(poll_until(Duration::from_secs(10), || waits_in_read(pid)), "init {pid} never waited at its go pipe");
+        assert_eq!(file_of(&pid.to_string(), 0), file_of("self", 0), "the inherited stdin was not kept");
+        assert_eq!(file_of(&pid.to_string(), 1), dev_null);
+    });
+}
+
+/// Dev mode has no init to hold its command: it runs from the park on, so
+/// a `TRACEPARENT` given at the start cannot reach it and is refused with
+/// a message (review finding P3; before, it was dropped silently and the
+/// run reported ok). Control: the same dev park started without one runs
+/// with the park's placeholder and the start's input.
+#[test]
+fn a_dev_mode_park_refuses_a_traceparent_it_cannot_set() {
+    let dir = Dir::new("park-dev");
+    let id = |n: &str| format!("park-dev-{n}-{}", std::process::id());
+    let result = park(&request(Mode::Dev, dir.path(), &id("a")))
+        .start(cordon::Start { traceparent: Some(GIVEN.into()), ..cordon::Start::default() });
+    let e = result.error.expect("refused");
+    assert_eq!(e.code, cordon::ErrorCode::SetupFailed);
+    assert!(e.message.contains("dev mode run has no init to hold its command"), "{}", e.message);
+    assert!(e.message.contains("hint: "), "{}", e.message);
+
+    let result = park(&request(Mode::Dev, dir.path(), &id("b")))
+        .start(cordon::Start { input: Some(b"late input".to_vec()), ..cordon::Start::default() });
+    assert!(result.ok, "{result:?}");
+    assert_eq!(logs(&result), format!("late input\ntp={PLACEHOLDER}\n"));
+}
+
+/// A request id names the run's scratch folder and cgroups (the park's)
+/// and the result (the start's): one that could name a path elsewhere, or
+/// is empty or too long, is refused with a message naming it, at the park
+/// and at the start, and the command does not run (review finding P4).
+/// Control: the first test parks and starts with well-formed ids.
+#[test]
+fn request_ids_that_cannot_name_a_run_are_refused() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let dir = Dir::new("park-ids");
+        for bad in ["../escape", "", "a\n\"b", &"x".repeat(129)] {
+            let failed = match cordon::park(&request(mode, dir.path(), bad)) {
+                Ok(_) => panic!("request id {bad:?} was accepted at the park"),
+                Err(failed) => failed,
+            };
+            let e = failed.error.expect("refused");
+            assert_eq!(e.code, cordon::ErrorCode::SetupFailed);
+            assert!(e.message.contains("is not 1-128 of A-Z a-z 0-9 _ -"), "{}", e.message);
+            assert_ne!(failed.request_id, bad);
+
+            let id = format!("park-ids-{}-{}", std::process::id(), mode.as_str());
+            let result = park(&request(mode, dir.path(), &id))
+                .start(cordon::Start { request_id: Some(bad.to_owned()), ..cordon::Start::default() });
+            let e = result.error.expect("refused");
+            assert!(e.message.contains("is not 1-128 of A-Z a-z 0-9 _ -"), "{}", e.message);
+            assert_eq!(result.request_id, id);
+        }
+        assert!(!dir.path().join("ran").exists(), "a refused run ran its command");
+        assert!(!std::env::temp_dir().join("escape").exists());
+    });
+}

@@ -663,6 +663,67 @@ pub struct ChildSpec {
     pub kill_request: c_int,
 }
 
+impl ChildSpec {
+    /// Calls `f` with every descriptor the spec holds: the ones init keeps
+    /// when it closes what it inherited ([`close_inherited`]). Every field
+    /// is named (no `..`), so a field added to the spec does not compile
+    /// until it is sorted here: a new descriptor cannot be closed
+    /// silently. Allocation-free (init runs it).
+    fn for_each_fd(&self, mut f: impl FnMut(&OwnedFd)) {
+        let ChildSpec {
+            exe: _,
+            argv: _,
+            envp: _,
+            late_env: _,
+            cwd: _,
+            id_maps: _,
+            go,
+            cgroup_namespace: _,
+            mounts: _,
+            tree_slots: _,
+            sysctls: _,
+            loopback_up: _,
+            proxy_listener,
+            dns_sockets,
+            hostname: _,
+            rlimits: _,
+            drop_capabilities: _,
+            last_cap: _,
+            landlock,
+            landlock_flags: _,
+            seccomp: _,
+            egress,
+            stdio,
+            terminal,
+            report,
+            status,
+            lifeline,
+            supervision: _,
+            command_stack: _,
+            trace,
+            kill_request: _,
+        } = self;
+        let mut opt = |fd: Option<&OwnedFd>| fd.into_iter().for_each(&mut f);
+        opt(go.as_ref());
+        opt(proxy_listener.as_ref().map(|(fd, _)| fd));
+        opt(dns_sockets.as_ref());
+        opt(landlock.as_ref().map(|(fd, _)| fd));
+        if let Some(EgressChild { listener_channel, helper_channel, helper_filter: _, helper_stack: _ }) = egress {
+            opt(Some(listener_channel));
+            opt(Some(helper_channel));
+        }
+        stdio.iter().for_each(|fd| opt(fd.as_ref()));
+        match terminal {
+            ChildTerminal::Allocate { channel, size: _, stderr: _ } => opt(Some(channel)),
+            ChildTerminal::Detached { reopen: _ } | ChildTerminal::Given => {}
+        }
+        opt(Some(report));
+        opt(status.as_ref());
+        opt(lifeline.as_ref());
+        opt(trace.as_ref());
+    }
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -719,6 +780,16 @@ fn init_main(spec: &ChildSpec) -> ! {
     // SAFETY: setsid takes no arguments.
     check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
     mark(spec, ChildMark::Started);
+    // Opened before the mounts, from the host's view: what the command's
+    // replaced stdio slots of a parked init point at ([`close_inherited`]).
+    let null = match spec.go {
+        // SAFETY: a constant C string; the result is checked.
+        Some(_) => unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) },
+        None => -1,
+    };
+    if spec.go.is_some() && null == -1 {
+        fail(spec, ChildStage::Stdio, 0);
+    }
     if let Some((uid_map, gid_map)) = &spec.id_maps {
         write_file(spec, c"/proc/self/setgroups", b"deny", ChildStage::IdMaps, 0);
         write_file(spec, c"/proc/self/uid_map", uid_map, ChildStage::IdMaps, 0);
@@ -747,7 +818,7 @@ fn init_main(spec: &ChildSpec) -> ! {
     }
     mark(spec, ChildMark::Mounts);
     if let Some(go) = &spec.go {
-        close_inherited(spec);
+        close_inherited(spec, null);
         let message = read_go_message(go.as_raw_fd());
         if let (Some(late), Some(message)) = (&spec.late_env, &message) {
             if message.has_late_env == 1 {
@@ -826,36 +897,43 @@ fn read_go_message(fd: RawFd) -> Option<GoMessage> {
     Some(GoMessage::from_bytes(&buf)).filter(|m| m.tag == GoMessage::TAG)
 }
 
-/// Closes every descriptor >= 3 that is not one of the spec's own: what
-/// init inherited from cordon, i.e. every file and socket cordon had open
-/// at the clone, other runs' pipe ends among them. Done before init waits
-/// at its go pipe, so that a parked sandbox keeps no other run's pipe open
-/// (whose reader would wait for its end of file as long as it is parked).
-fn close_inherited(spec: &ChildSpec) {
-    let mut keep = [-1 as c_int; 20];
+/// Closes every descriptor >= 3 that is not one of the spec's own
+/// ([`ChildSpec::for_each_fd`]): what init inherited from cordon, i.e.
+/// every file and socket cordon had open at the clone, other runs' pipe
+/// ends among them. Done before init waits at its go pipe, so that a
+/// parked sandbox keeps no other run's pipe open (whose reader would wait
+/// for its end of file as long as it is parked). Also points each of fds
+/// 0..=2 the command gets a replacement for at `null` (`/dev/null`, opened
+/// by init before its mounts), so that a parked init holds no caller's
+/// stdout or stderr (a log pipe's reader would wait for it); a slot the
+/// command inherits (`None`) is kept. `null` itself is closed here.
+fn close_inherited(spec: &ChildSpec, null: c_int) {
+    for (i, slot) in (0..).zip(&spec.stdio[..3]) {
+        if slot.is_some() && null != i {
+            // SAFETY: dup2 with integer arguments; `null` is open.
+            check!(spec, ChildStage::Stdio, i as u32, unsafe { libc::dup2(null, i) });
+        }
+    }
+    let mut keep = [-1 as c_int; 24];
     let mut n = 0;
-    let mut add = |fd: Option<&OwnedFd>| {
-        if let (Some(fd), true) = (fd, n < keep.len()) {
-            keep[n] = fd.as_raw_fd();
+    let mut overflow = false;
+    spec.for_each_fd(|fd| match keep.get_mut(n) {
+        Some(k) => {
+            *k = fd.as_raw_fd();
             n += 1;
         }
-    };
-    add(spec.go.as_ref());
-    add(spec.status.as_ref());
-    add(Some(&spec.report));
-    add(spec.lifeline.as_ref());
-    add(spec.trace.as_ref());
-    spec.stdio.iter().for_each(|fd| add(fd.as_ref()));
-    if let ChildTerminal::Allocate { channel, .. } = &spec.terminal {
-        add(Some(channel));
+        None => overflow = true,
+    });
+    if overflow {
+        // More descriptors than the keep list holds: a spec this code was
+        // not sized for. Closing some of them would break the run later
+        // and obscurely; fail it now.
+        // SAFETY: returns this thread's errno location; no arguments.
+        let errno = unsafe { libc::__errno_location() };
+        // SAFETY: the location is valid for this thread; fail() reads it.
+        unsafe { *errno = libc::EMFILE };
+        fail(spec, ChildStage::CloseFds, 0);
     }
-    if let Some(e) = &spec.egress {
-        add(Some(&e.listener_channel));
-        add(Some(&e.helper_channel));
-    }
-    add(spec.landlock.as_ref().map(|(fd, _)| fd));
-    add(spec.proxy_listener.as_ref().map(|(fd, _)| fd));
-    add(spec.dns_sockets.as_ref());
     let keep = &mut keep[..n];
     keep.sort_unstable();
     let mut next: u32 = 3;
