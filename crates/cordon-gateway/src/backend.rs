@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
-use cordon::plugin::{run_handler, HandlerRequest, HandlerStart};
+use cordon::plugin::{run_handler_answering, HandlerRequest, HandlerStart};
 use cordon::{Cancel, KernelSupport, Mode, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -734,8 +734,10 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
         .as_ref()
         .filter(|_| job.plugin.tree_hash.is_some())
         .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
-    let mut result = match parked {
-        Some(parked) => parked.start(HandlerStart {
+    // Answered as soon as the result is known: the sandbox's teardown
+    // (`after`) runs while the record is committed and the answer sent.
+    let (mut result, after) = match parked {
+        Some(parked) => parked.start_answering(HandlerStart {
             request_id: job.id.clone(),
             input: job.input.clone(),
             traceparent: Some(job.trace.to_string()),
@@ -754,7 +756,7 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
             if s.sweep_now.swap(false, Ordering::SeqCst) {
                 req.sweep = Sweep::Now;
             }
-            run_handler(&req)
+            run_handler_answering(&req)
         }
     };
     let digest = result.policy_digest.clone().unwrap_or_default();
@@ -785,4 +787,8 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
         finish(&shared, &job.id, &job.tenant, value, outcome);
         shared.recording.fetch_sub(1, Ordering::SeqCst);
     });
+    // This worker takes its next execution only once the sandbox is gone
+    // (init reaped, cgroups and run folder removed): no run outlives its
+    // worker's turn, and the drain waits for every one.
+    drop(after);
 }

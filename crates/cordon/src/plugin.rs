@@ -871,6 +871,29 @@ struct Ready {
 /// every failure is a result with an error code, and with
 /// [`HandlerRequest::audit`] set, every call leaves exactly one record.
 pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
+    run_handler_answering(req).0
+}
+
+/// What is left of a handler's run once its result is known: the
+/// sandbox's teardown ([`crate::Aftermath`]), then its run folder.
+/// Dropping it waits for the teardown, then removes the folder; until
+/// then no process of the run but its init, in its `_exit`, is left. Hold
+/// it only across the caller's own work (recording, answering), on the
+/// thread that ran the handler, and drop it before that thread ends.
+#[derive(Debug, Default)]
+#[must_use = "dropping it waits for the sandbox's teardown"]
+pub struct HandlerAftermath {
+    // Held only to be dropped, in this order: the sandbox goes before its
+    // run folder.
+    _after: crate::Aftermath,
+    _run_dir: Option<RunDir>,
+}
+
+/// [`run_handler`], returning as soon as the result is known, with what
+/// is left of the run: a host that records and answers runs itself does
+/// that while the sandbox's init tears its namespaces down, then drops the
+/// [`HandlerAftermath`].
+pub fn run_handler_answering(req: &HandlerRequest) -> (HandlerResult, HandlerAftermath) {
     let request_id = req.request_id.clone().unwrap_or_else(crate::new_request_id);
     let trace = TraceParent::from_caller_or_new(req.traceparent.as_deref());
     let mut subject = Subject {
@@ -905,7 +928,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
                     out.result.warnings.push(PluginError::from(e).render());
                 }
             }
-            return out;
+            return (out, HandlerAftermath::default());
         }
     };
     let secrets = secrets_of(&ready.run.policy);
@@ -919,7 +942,7 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
                 message: PluginError::from(e).render(),
             });
             out.result.redact(&secrets);
-            return out;
+            return (out, HandlerAftermath::default());
         }
     };
     // Artifacts are collected and the record written while the sandbox's
@@ -941,10 +964,8 @@ pub fn run_handler(req: &HandlerRequest) -> HandlerResult {
             result.warnings.push(PluginError::from(e).render());
         }
     }
-    drop(after);
-    drop(ready.run_dir);
     out.result = result;
-    out
+    (out, HandlerAftermath { _after: after, _run_dir: Some(ready.run_dir) })
 }
 
 /// Moves what the handler left in its artifacts folder to the store (or
@@ -1074,6 +1095,12 @@ impl ParkedHandler {
     /// [`run_handler`] would (without an audit trail: the host records it,
     /// from [`HandlerResult::subject`]).
     pub fn start(self, start: HandlerStart) -> HandlerResult {
+        self.start_answering(start).0
+    }
+
+    /// [`ParkedHandler::start`], returning as soon as the result is known,
+    /// with what is left of the run (see [`run_handler_answering`]).
+    pub fn start_answering(self, start: HandlerStart) -> (HandlerResult, HandlerAftermath) {
         let ParkedHandler { parked, run_dir, mut out, subject, secrets, store } = self;
         let trace = TraceParent::from_caller_or_new(start.traceparent.as_deref());
         out.trace_id = trace.trace_id_hex();
@@ -1090,9 +1117,12 @@ impl ParkedHandler {
         out.subject = audit::redacted_subject(&subject, &secrets);
         if let Err(e) = check_input(&start.input).and_then(|()| Ok(crate::check_request_id(&start.request_id)?)) {
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
-            return out;
+            // The sandbox goes before its run folder.
+            drop(parked);
+            drop(run_dir);
+            return (out, HandlerAftermath::default());
         }
-        let mut result = parked.start(crate::runner::Start {
+        let (mut result, after) = parked.start_answering(crate::runner::Start {
             request_id: Some(start.request_id.clone()),
             input: Some(start.input),
             traceparent: Some(trace.child().to_string()),
@@ -1109,10 +1139,9 @@ impl ParkedHandler {
             tenant: start.tenant,
         };
         store_artifacts(&store, &run_dir, &vars, &mut out, &mut result);
-        drop(run_dir);
         result.redact(&secrets);
         out.result = result;
-        out
+        (out, HandlerAftermath { _after: after, _run_dir: Some(run_dir) })
     }
 }
 

@@ -18,13 +18,16 @@ const POOLED: &str = "@test/pool";
 /// Installs version `version` of [`POOLED`] into the service's registry.
 /// Its `probe` handler reports whether `/tmp/left-behind` existed, then
 /// writes it (and whether that worked: the control), its version, and its
-/// pid and mount namespaces.
+/// pid and mount namespaces; its `slow` handler sleeps for a second.
 fn install(s: &Service, version: &str) {
     let folder = s.dir.join(format!("pool-src-{version}"));
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(
         folder.join("cordon.toml"),
-        format!("id = \"{POOLED}\"\nversion = \"{version}\"\n[handlers.probe]\ncommand = [\"./probe.sh\"]\n"),
+        format!(
+            "id = \"{POOLED}\"\nversion = \"{version}\"\n[handlers.probe]\ncommand = [\"./probe.sh\"]\n\
+             [handlers.slow]\ncommand = [\"sh\", \"-c\", \"sleep 1; echo {{}} >&3\"]\n"
+        ),
     )
     .unwrap();
     let probe = folder.join("probe.sh");
@@ -240,4 +243,51 @@ fn a_parked_sandbox_past_its_ttl_is_reaped_and_not_replaced() {
         "the pool still counts a parked sandbox"
     );
     assert_eq!(children(&s), Vec::<u32>::new(), "a sandbox was parked again for an unused handler");
+}
+
+/// An execution is answered once its result is known, and its sandbox's
+/// teardown (init's exit, cgroups, run folder) ends on the worker after
+/// that; no sandbox outlives it: after executions run fresh (no pool) and
+/// pooled, the service's only children are, soon, the parked sandboxes
+/// (a teardown left undone would leave init behind, a zombie at least).
+/// Control: while an execution runs, its sandbox is the service's child.
+#[test]
+fn no_sandbox_outlives_its_answered_execution() {
+    for (label, server, parked) in
+        [("serve-pool-after-fresh", "workers = 2\n", 0), ("serve-pool-after-pooled", "workers = 2\npool_size = 1\n", 1)]
+    {
+        let s = start(label, server);
+        install(&s, "1.0.0");
+        let at = s.access_token();
+        for _ in 0..4 {
+            probe(&s, &at);
+        }
+        let settled = || children(&s).into_iter().filter(|p| !waits_at_go(*p)).count() == 0;
+        assert!(
+            poll_until(Duration::from_secs(10), settled),
+            "{label}: sandboxes left: {:?}\n{}",
+            children(&s),
+            s.log()
+        );
+        assert!(
+            poll_until(Duration::from_secs(10), || children(&s).len() == parked),
+            "{label}: not {parked} parked: {:?}",
+            children(&s)
+        );
+
+        // Control: the running execution's sandbox is seen.
+        std::thread::scope(|t| {
+            let slow = t.spawn(|| {
+                s.post_json("/v1/executions", &at, &json!({"plugin": POOLED, "handler": "slow", "input": {}}))
+            });
+            assert!(
+                poll_until(Duration::from_secs(10), || children(&s).iter().any(|p| !waits_at_go(*p))),
+                "{label}: the running execution's sandbox was not seen"
+            );
+            let r = slow.join().unwrap();
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(r.json()["ok"], true, "{:?}", r.json());
+        });
+        assert!(poll_until(Duration::from_secs(10), settled), "{label}: sandboxes left: {:?}", children(&s));
+    }
 }
