@@ -40,7 +40,7 @@ use cordon_registry::minisign::SecretKey;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::signing::{Trusted, Unknown};
+use super::signing::Trusted;
 use super::{connect, create_result, ended_without_run, ensure, notify_done, now_ms, result_key, retry, subject};
 use super::{QueueError, QueueSettings, WireRequest};
 use crate::backend::{subject_of, Job, Readiness, Status, SubmitError};
@@ -82,15 +82,8 @@ struct Notice {
 /// - Only configured tenants; an outcome that is not an error code counts
 ///   as `other`; an attempt at most the stream's deliveries.
 ///
-/// Results are checked against the keys already read only
-/// ([`Unknown::Refuse`]): counting never waits for a read of the key folder
-/// (notices are counted one after another, and forged ones by unknown keys
-/// would otherwise hold every other back for up to a second each).
-///
 /// Not guaranteed: a genuine notice dropped (backlog full, or this gateway
-/// disconnected) is not counted; each gateway counts what it saw; the
-/// results of a worker whose key was added to the folder are counted from
-/// the first of them the gateway answered (which reads the folder).
+/// disconnected) is not counted; each gateway counts what it saw.
 struct Counter {
     results: kv::Store,
     trusted: Option<Arc<Trusted>>,
@@ -134,7 +127,7 @@ impl Counter {
         }
         let value: serde_json::Value = serde_json::from_slice(&entry.value).ok()?;
         if let Some(trusted) = &self.trusted {
-            trusted.verify_with(key, &value, Unknown::Refuse).await.ok()?;
+            trusted.verify(key, &value).await.ok()?;
         }
         let age = async_nats::datetime::now() - entry.created;
         let age = Duration::from_millis(u64::try_from(age.whole_milliseconds()).unwrap_or(0));
@@ -164,7 +157,7 @@ impl Counter {
         if stored_as == "refused" {
             let Ok(dup) = serde_json::from_slice::<serde_json::Value>(&n.body) else { return };
             let verified = match &self.trusted {
-                Some(t) => t.verify_with(&n.key, &dup, Unknown::Refuse).await.is_ok(),
+                Some(t) => t.verify(&n.key, &dup).await.is_ok(),
                 None => true,
             };
             let other = (&dup["worker"], &dup["attempt"]) != (&stored["worker"], &stored["attempt"]);

@@ -390,16 +390,6 @@ fn check_folder(folder: &Path) -> Result<(), TrustedError> {
     Ok(())
 }
 
-/// What [`Trusted::verify_with`] does with a key it has not read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unknown {
-    /// Reads the folder again (at most once per [`RELOAD_EVERY`]; the
-    /// caller may wait that long).
-    Reread,
-    /// Refuses it at once: for callers that must never wait on the folder.
-    Refuse,
-}
-
 /// What one read of the folder found: the keys, and the files skipped
 /// (with why).
 struct Read {
@@ -486,16 +476,8 @@ impl Trusted {
     }
 
     /// Checks the signature of `value`, stored under `key`, and that its
-    /// key may sign for the worker it names; a key not read yet makes the
-    /// folder be read again (see [`Trusted::reload`]).
+    /// key may sign for the worker it names.
     pub async fn verify(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
-        self.verify_with(key, value, Unknown::Reread).await
-    }
-
-    /// As [`Trusted::verify`] with `unknown` saying whether a key not read
-    /// yet makes the folder be read again (and the caller wait up to
-    /// [`RELOAD_EVERY`] for it) or is refused at once.
-    pub async fn verify_with(&self, key: &str, value: &serde_json::Value, unknown: Unknown) -> Result<(), Refusal> {
         let worker = worker_of(value).to_owned();
         let unsigned = |detail: String| Refusal::Unsigned { key: key.to_owned(), worker: worker.clone(), detail };
         let Some(text) = value.get(SIGNATURE_FIELD) else { return Err(unsigned(String::new())) };
@@ -503,10 +485,9 @@ impl Trusted {
         let signature = Signature::parse(text, Path::new(SIGNATURE_FIELD))
             .map_err(|e| unsigned(format!(": its signature cannot be read ({e})")))?;
         let id = signature.key_id();
-        let found = match (self.known(id), unknown) {
-            (Some(found), _) => Some(found),
-            (None, Unknown::Reread) => self.reload(id).await,
-            (None, Unknown::Refuse) => None,
+        let found = match self.known(id) {
+            Some(found) => Some(found),
+            None => self.reload(id).await,
         };
         let Some(bound) = found else {
             return Err(Refusal::UnknownKey { key: key.to_owned(), worker, key_id: id, folder: self.folder.clone() });
@@ -715,31 +696,6 @@ mod tests {
             e.to_string().contains("cannot be used") || e.to_string().contains("refusing the result keys file"),
             "{e}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Review finding: the queue counters verified forged duplicates with
-    /// re-reads of the folder, up to a second each, one after another.
-    #[test]
-    fn an_unknown_key_is_refused_at_once_without_a_read_when_asked() {
-        let dir = folder("refuse");
-        chmod(&dir, 0o755);
-        let trusted = Trusted::load(&dir, None, "gateway").unwrap();
-        let stranger = SecretKey::generate().unwrap();
-        let mut v = result();
-        sign(&stranger, "acme.r1", &mut v);
-        let refused = block_on(trusted.verify_with("acme.r1", &v, Unknown::Refuse));
-        assert!(matches!(refused, Err(Refusal::UnknownKey { .. })), "{refused:?}");
-        assert_eq!(trusted.reads(), 1, "only the read at load");
-        // Control: the same key, added, is found by a re-read (which waits for its turn).
-        std::fs::write(dir.join("w1.pub"), stranger.public_key().to_file_text()).unwrap();
-        chmod(&dir.join("w1.pub"), 0o644);
-        assert!(matches!(
-            block_on(trusted.verify_with("acme.r1", &v, Unknown::Refuse)),
-            Err(Refusal::UnknownKey { .. })
-        ));
-        block_on(trusted.verify("acme.r1", &v)).expect("control: re-read finds it");
-        assert_eq!(trusted.reads(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
