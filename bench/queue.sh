@@ -35,7 +35,7 @@
 # sandbox) at 84 % of linear for 8 workers.
 #
 # usage: bench/queue.sh [REQUESTS] [SLOTS]   (default 400 requests, 4 slots per worker)
-# env:   CPU_PER_WORKER (default 0.15 cores), BASE (another cordon binary for
+# env:   CPU_PER_WORKER (default 0.1 cores), BASE (another cordon binary for
 #        the single-host comparison, e.g. main's), CORDON, NATS.
 # needs: nats-server (apt-get install nats-server), python3, a release build, root.
 set -euo pipefail
