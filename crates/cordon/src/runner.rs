@@ -12,7 +12,7 @@
 //! where a cgroup counts it, the CPU budget.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -808,14 +808,11 @@ impl Parked {
                 Err(e) => return abandon(running, started, mode, format!("cannot start the filtering proxy: {e}")),
             },
         };
-        let kernel_egress = match running.egress.take() {
-            None => None,
-            Some(egress) => match start_kernel_egress(req, plan, egress, running.sockets.take()) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                    return abandon(running, started, mode, format!("{e}{cause}"));
-                }
+        let mut kernel_egress = match running.egress.take() {
+            None => KernelEgress::Off,
+            Some(egress) => match KernelEgress::start(req, plan, egress, running.sockets.take()) {
+                Ok(k) => k,
+                Err(e) => return abandon(running, started, mode, e),
             },
         };
         // The caller's terminal goes raw only now, so that every setup error
@@ -831,15 +828,24 @@ impl Parked {
             },
             None => None,
         };
-        let (mut result, teardown) =
-            supervise(req, plan, running, ours, started, signals, &secrets, Terminal { relay, raw });
+        let (mut result, teardown) = supervise(
+            req,
+            plan,
+            running,
+            ours,
+            started,
+            signals,
+            &secrets,
+            Terminal { relay, raw },
+            &mut kernel_egress,
+        );
         after.teardown = teardown;
         trace::step("runner: reaped");
         if let Some(p) = proxy {
             result.network = p.shutdown();
         }
-        if let Some(k) = kernel_egress {
-            result.network = k.finish();
+        if let Some(records) = kernel_egress.finish() {
+            result.network = records;
         }
         result
     }
@@ -860,38 +866,94 @@ fn spawn_proxy(
     }
 }
 
-/// Starts the supervisor of transparent egress for a sandbox just spawned.
-/// Refusals are printed on cordon's stderr as they happen.
-fn start_kernel_egress(
-    req: &RunRequest,
-    plan: &Plan,
-    egress: enforce::SandboxEgress,
-    sockets: Option<OwnedFd>,
-) -> Result<cordon_egress::kernel::KernelEgress, cordon_egress::kernel::SpawnError> {
-    use cordon_egress::kernel::{self, Endpoints, KernelConfig, UnixConnects};
-    let mut config = KernelConfig::new(req.policy.net.clone());
-    // Container mode's root shows no host socket unless granted; process
-    // mode's view is the host's, which Landlock below ABI 9 cannot guard.
-    config.unix = if plan.mode == Mode::Container { UnixConnects::InSandbox } else { UnixConnects::Refused };
-    config.hints = req.net_hints;
-    let hints = config.hints;
-    // A notice quotes names the sandbox chose (process names, looked-up
-    // names): escaped like everything else cordon prints for it.
-    config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| {
-        let line = format!("{}\n", crate::text::for_terminal(&notice.render(hints), crate::text::Newlines::Escape));
-        // One write: the sandbox's own output shares this stderr, and
-        // `eprintln!` writes its pieces separately, so a line could be
-        // split by the program's own message.
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-    }));
-    let endpoints = Endpoints {
-        listener: egress.listener,
-        helper: egress.helper,
-        dns_udp: egress.dns_udp,
-        dns_tcp: egress.dns_tcp,
-        sockets,
-    };
-    kernel::spawn(endpoints, config)
+/// Transparent egress of a run (see `cordon_egress::kernel`).
+enum KernelEgress {
+    /// The run has none (dev mode, `--net-via proxy`).
+    Off,
+    /// Its policy allows no host, so most such runs never connect: the
+    /// supervisor's thread and runtime start on the sandbox's first
+    /// `connect()` (which waits in the listener's queue meanwhile), to
+    /// refuse and explain it. [`supervise`] polls the listener.
+    OnFirstConnect(cordon_egress::kernel::Prepared),
+    /// The supervisor runs.
+    Serving(cordon_egress::kernel::KernelEgress),
+}
+
+impl KernelEgress {
+    /// Prepares the supervisor for a sandbox just spawned, and starts it
+    /// unless the policy allows no host. Refusals are printed on cordon's
+    /// stderr as they happen. The error is the run's failure message.
+    fn start(
+        req: &RunRequest,
+        plan: &Plan,
+        egress: enforce::SandboxEgress,
+        sockets: Option<OwnedFd>,
+    ) -> Result<KernelEgress, String> {
+        use cordon_egress::kernel::{self, Endpoints, KernelConfig, UnixConnects};
+        let mut config = KernelConfig::new(req.policy.net.clone());
+        // Container mode's root shows no host socket unless granted; process
+        // mode's view is the host's, which Landlock below ABI 9 cannot guard.
+        config.unix = if plan.mode == Mode::Container { UnixConnects::InSandbox } else { UnixConnects::Refused };
+        config.hints = req.net_hints;
+        let hints = config.hints;
+        // A notice quotes names the sandbox chose (process names, looked-up
+        // names): escaped like everything else cordon prints for it.
+        config.notices = Some(std::sync::Arc::new(move |notice: &kernel::Notice| {
+            let line = format!("{}\n", crate::text::for_terminal(&notice.render(hints), crate::text::Newlines::Escape));
+            // One write: the sandbox's own output shares this stderr, and
+            // `eprintln!` writes its pieces separately, so a line could be
+            // split by the program's own message.
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        }));
+        let endpoints = Endpoints {
+            listener: egress.listener,
+            helper: egress.helper,
+            dns_udp: egress.dns_udp,
+            dns_tcp: egress.dns_tcp,
+            sockets,
+        };
+        let prepared = kernel::prepare(endpoints, config).map_err(|e| spawn_error_message(&e))?;
+        if req.policy.net.allow.is_empty() {
+            return Ok(KernelEgress::OnFirstConnect(prepared));
+        }
+        prepared.spawn().map(KernelEgress::Serving).map_err(|e| spawn_error_message(&e))
+    }
+
+    /// The listener to poll for the first `connect()`, while not started.
+    fn waiting_listener(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            KernelEgress::OnFirstConnect(p) => Some(p.listener()),
+            _ => None,
+        }
+    }
+
+    /// Starts the supervisor of an [`KernelEgress::OnFirstConnect`] run.
+    fn start_serving(&mut self) -> Result<(), String> {
+        match std::mem::replace(self, KernelEgress::Off) {
+            KernelEgress::OnFirstConnect(p) => {
+                *self = KernelEgress::Serving(p.spawn().map_err(|e| spawn_error_message(&e))?);
+                Ok(())
+            }
+            other => {
+                *self = other;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the supervisor and returns its records; `None` when it never
+    /// ran (nothing connected, so there is nothing to record).
+    fn finish(self) -> Option<Vec<cordon_egress::ConnectionRecord>> {
+        match self {
+            KernelEgress::Serving(k) => Some(k.finish()),
+            KernelEgress::Off | KernelEgress::OnFirstConnect(_) => None,
+        }
+    }
+}
+
+fn spawn_error_message(e: &cordon_egress::kernel::SpawnError) -> String {
+    let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+    format!("{e}{cause}")
 }
 
 /// cordon's ends of the command's pipes.
@@ -1002,6 +1064,8 @@ enum Ending {
     Cpu,
     Output,
     Cancelled,
+    /// Transparent egress failed to start at the first `connect()`.
+    Egress,
 }
 
 /// The run's pty relay and the caller's terminal in raw mode, when the
@@ -1055,6 +1119,7 @@ fn supervise(
     signals: Option<OwnedFd>,
     secrets: &[String],
     mut term: Terminal,
+    egress: &mut KernelEgress,
 ) -> (ExecutionResult, Option<enforce::Teardown>) {
     let limits = &req.policy.limits;
     let deadline = limits.timeout_ms.map(|t| started.start + Duration::from_millis(t));
@@ -1088,6 +1153,12 @@ fn supervise(
     let mut hard_kill_at: Option<Instant> = None;
     const REAP_GRACE: Duration = Duration::from_millis(1000);
     let mut buf = vec![0u8; 64 * 1024];
+    // Transparent egress that could not be started when the sandbox first
+    // connected: the run is stopped (its connect would wait forever).
+    let mut egress_failed: Option<String> = None;
+    // The notification listener hung up (no process of the sandbox is
+    // left): it stays readable, so it is no longer polled.
+    let mut egress_hung_up = false;
     loop {
         let now = Instant::now();
         if ending == Ending::Running {
@@ -1151,8 +1222,23 @@ fn supervise(
         if let Some(c) = req.cancel.as_ref().filter(|_| ending == Ending::Running) {
             fds.push((c.0.read.as_fd(), libc::POLLIN));
         }
+        let egress_slot = egress.waiting_listener().filter(|_| !egress_hung_up).map(|fd| {
+            fds.push((fd, libc::POLLIN));
+            fds.len() - 1
+        });
         let Ok(rev) = sys::poll(&fds, timeout) else { continue };
         drop(fds);
+        if let Some(k) = egress_slot.filter(|k| rev[*k] != 0) {
+            if rev[k] & libc::POLLIN == 0 {
+                egress_hung_up = true;
+            } else if let Err(e) = egress.start_serving() {
+                if ending == Ending::Running {
+                    ending = Ending::Egress;
+                    kill_at = Some(now);
+                }
+                egress_failed.get_or_insert(e);
+            }
+        }
         if let Some(relay) = &mut term.relay {
             if relay_input.is_some_and(|k| rev[k] != 0) {
                 relay.read_input(&mut buf);
@@ -1214,6 +1300,10 @@ fn supervise(
     }
     let logs = cap.finish(secrets);
     let mut result = finish_result(req, plan, started, ending, finished, cgroup_stats, logs);
+    if let Some(message) = egress_failed {
+        result.ok = false;
+        result.error = Some(ResultError { code: ErrorCode::SetupFailed, message });
+    }
     if req.result.is_some() {
         read_result(&mut result, &result_bytes, result_too_large, max_result, secrets);
     }

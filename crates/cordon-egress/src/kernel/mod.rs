@@ -56,7 +56,7 @@ mod sockaddr;
 mod stub;
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -237,6 +237,20 @@ pub(crate) enum Stub {
     Closed,
 }
 
+impl Stub {
+    fn for_policy(policy: &NetPolicy) -> Stub {
+        if crate::policy::allows_any_name(policy) {
+            Stub::Answering
+        } else {
+            Stub::Closed
+        }
+    }
+
+    fn answers(self) -> bool {
+        self == Stub::Answering
+    }
+}
+
 /// State shared by the supervisor's tasks.
 pub(crate) struct Shared {
     config: KernelConfig,
@@ -293,9 +307,8 @@ impl Shared {
         sockets: crate::sockets::Sockets,
         destroyed: Option<Arc<OwnedFd>>,
     ) -> Self {
-        let stub = if crate::policy::allows_any_name(&config.policy) { Stub::Answering } else { Stub::Closed };
         Shared {
-            stub,
+            stub: Stub::for_policy(&config.policy),
             state: Mutex::new(State {
                 names: Names::new(config.max_names),
                 ledger: Ledger::new(config.max_records),
@@ -412,81 +425,119 @@ impl Drop for KernelEgress {
 }
 
 /// Starts the supervisor for one sandbox on a new thread named
-/// `cordon-egress`, with a current-thread runtime of its own. The sandbox's
-/// `connect()` calls made before this wait in the listener's queue.
-///
-/// The thread creates no process: `PR_SET_PDEATHSIG` of the sandbox, which
-/// follows the thread that cloned it, is not affected when it ends.
+/// `cordon-egress`, with a current-thread runtime of its own: [`prepare`]
+/// then [`Prepared::spawn`]. The sandbox's `connect()` calls made before
+/// this wait in the listener's queue.
 ///
 /// # Ambient authority
 ///
 /// The supervisor connects with the caller's network access on behalf of
 /// the sandbox: it is where the policy's `net` part is enforced.
 pub fn spawn(endpoints: Endpoints, config: KernelConfig) -> Result<KernelEgress, SpawnError> {
+    prepare(endpoints, config)?.spawn()
+}
+
+/// A supervisor checked and ready to start, with no thread, runtime or
+/// socket of its own yet: a caller whose sandbox may never connect (its
+/// policy allows no host) starts it on the first notification
+/// ([`Prepared::listener`] readable), and a run that never connects costs
+/// no thread. Meanwhile the sandbox's `connect()` calls wait in the
+/// listener's queue, and the stub DNS's sockets are already closed when it
+/// would not answer (so lookups fail at once, as they do once it runs).
+#[derive(Debug)]
+pub struct Prepared {
+    listener: OwnedFd,
+    helper: OwnedFd,
+    sockets: Option<OwnedFd>,
+    /// The stub DNS's UDP and TCP sockets, when it answers.
+    dns: Option<(OwnedFd, OwnedFd)>,
+    sandbox_netns: u64,
+    config: KernelConfig,
+}
+
+/// Checks what the supervisor needs of the kernel and reads the sandbox's
+/// network namespace: the failures [`spawn`] can have, short of starting a
+/// thread. Nothing is started.
+pub fn prepare(endpoints: Endpoints, config: KernelConfig) -> Result<Prepared, SpawnError> {
     notify::check_notification_sizes().map_err(SpawnError::NotificationSizes)?;
     let sandbox_netns = notify::socket_netns_cookie(endpoints.dns_udp.as_fd()).map_err(SpawnError::SandboxNamespace)?;
-    let setup = |what| move |source| SpawnError::Setup { what, source };
-    let destroyed = notify::sock_diag_destroy_listener().map_err(setup("sock_diag destroy listener"))?;
-    // Every TCP socket the host closes is broadcast; the filter keeps those
-    // to the run's destinations (and other sockets to them). A large queue
-    // rides out a burst of them (`SO_RCVBUFFORCE` needs
-    // CAP_NET_ADMIN; `SO_RCVBUF` is capped by `net.core.rmem_max`). Reports
-    // lost anyway are made up for (see `Accounting::watch`).
-    if notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, DESTROY_QUEUE).is_err() {
-        let _ = notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, DESTROY_QUEUE);
+    let Endpoints { listener, helper, dns_udp, dns_tcp, sockets } = endpoints;
+    // Closing them frees the port: nothing answers there.
+    let dns = Stub::for_policy(&config.policy).answers().then_some((dns_udp, dns_tcp));
+    Ok(Prepared { listener, helper, sockets, dns, sandbox_netns, config })
+}
+impl Prepared {
+    /// The notification listener: readable once the sandbox has called
+    /// `connect()` (or hung up, once no process of it is left).
+    pub fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
     }
-    // Nothing is connected yet: no report is the run's.
-    notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&[]))
-        .map_err(setup("sock_diag destroy listener's filter"))?;
-    let diag = notify::sock_diag_socket().map_err(setup("sock_diag socket"))?;
-    // Answers hand the CPU straight back to the waiting thread (6.6+).
-    let _ = notify::set_sync_wake_up(endpoints.listener.as_fd());
-    cordon_core::sys::set_nonblocking(endpoints.listener.as_fd()).map_err(setup("notification listener"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .max_blocking_threads(4)
-        .thread_name("cordon-egress-dns")
-        .build()
-        .map_err(SpawnError::Start)?;
-    let (listener, helper, sockets) = {
-        let _guard = runtime.enter();
-        let listener = Arc::new(endpoints.listener);
-        let helper = HelperClient::new(endpoints.helper).map_err(setup("connect helper channel"))?;
-        let sockets = crate::sockets::Sockets::new(endpoints.sockets).map_err(setup("socket maker channel"))?;
-        (listener, helper, sockets)
-    };
-    let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, sockets, Some(Arc::new(destroyed))));
-    let dns = (endpoints.dns_udp, endpoints.dns_tcp);
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("cordon-egress".into())
-        .spawn(move || {
-            let records = runtime.block_on(serve(shared, diag, dns, stop_rx));
-            // A lookup stuck in getaddrinfo must not hold up the caller.
-            runtime.shutdown_background();
-            records
-        })
-        .map_err(SpawnError::Start)?;
-    Ok(KernelEgress { stop: Some(stop_tx), thread: Some(thread) })
+
+    /// Starts the supervisor on a new thread named `cordon-egress`, with a
+    /// current-thread runtime of its own. The thread creates no process:
+    /// `PR_SET_PDEATHSIG` of the sandbox, which follows the thread that
+    /// cloned it, is not affected when it ends.
+    pub fn spawn(self) -> Result<KernelEgress, SpawnError> {
+        let Prepared { listener, helper, sockets, dns, sandbox_netns, config } = self;
+        let setup = |what| move |source| SpawnError::Setup { what, source };
+        let destroyed = notify::sock_diag_destroy_listener().map_err(setup("sock_diag destroy listener"))?;
+        // Every TCP socket the host closes is broadcast; the filter keeps those
+        // to the run's destinations (and other sockets to them). A large queue
+        // rides out a burst of them (`SO_RCVBUFFORCE` needs
+        // CAP_NET_ADMIN; `SO_RCVBUF` is capped by `net.core.rmem_max`). Reports
+        // lost anyway are made up for (see `Accounting::watch`).
+        if notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, DESTROY_QUEUE).is_err() {
+            let _ = notify::setsockopt_int(destroyed.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, DESTROY_QUEUE);
+        }
+        // Nothing is connected yet: no report is the run's.
+        notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&[]))
+            .map_err(setup("sock_diag destroy listener's filter"))?;
+        let diag = notify::sock_diag_socket().map_err(setup("sock_diag socket"))?;
+        // Answers hand the CPU straight back to the waiting thread (6.6+).
+        let _ = notify::set_sync_wake_up(listener.as_fd());
+        cordon_core::sys::set_nonblocking(listener.as_fd()).map_err(setup("notification listener"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(4)
+            .thread_name("cordon-egress-dns")
+            .build()
+            .map_err(SpawnError::Start)?;
+        let (listener, helper, sockets) = {
+            let _guard = runtime.enter();
+            let listener = Arc::new(listener);
+            let helper = HelperClient::new(helper).map_err(setup("connect helper channel"))?;
+            let sockets = crate::sockets::Sockets::new(sockets).map_err(setup("socket maker channel"))?;
+            (listener, helper, sockets)
+        };
+        let shared = Arc::new(Shared::new(config, listener, sandbox_netns, helper, sockets, Some(Arc::new(destroyed))));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("cordon-egress".into())
+            .spawn(move || {
+                let records = runtime.block_on(serve(shared, diag, dns, stop_rx));
+                // A lookup stuck in getaddrinfo must not hold up the caller.
+                runtime.shutdown_background();
+                records
+            })
+            .map_err(SpawnError::Start)?;
+        Ok(KernelEgress { stop: Some(stop_tx), thread: Some(thread) })
+    }
 }
 
 async fn serve(
     shared: Arc<Shared>,
     diag: OwnedFd,
-    (dns_udp, dns_tcp): (OwnedFd, OwnedFd),
+    dns: Option<(OwnedFd, OwnedFd)>,
     mut stop: oneshot::Receiver<()>,
 ) -> Vec<ConnectionRecord> {
     let diag = Arc::new(diag);
     let mut background = JoinSet::new();
     background.spawn(shared.helper.clone().run());
-    match shared.stub {
-        Stub::Answering => {
-            background.spawn(stub::serve_udp(Arc::clone(&shared), dns_udp));
-            background.spawn(stub::serve_tcp(Arc::clone(&shared), dns_tcp));
-        }
-        // Closing them frees the port: nothing answers there.
-        Stub::Closed => drop((dns_udp, dns_tcp)),
+    // `prepare` kept them only for a stub that answers.
+    if let Some((dns_udp, dns_tcp)) = dns {
+        background.spawn(stub::serve_udp(Arc::clone(&shared), dns_udp));
+        background.spawn(stub::serve_tcp(Arc::clone(&shared), dns_tcp));
     }
     let accounting = Arc::clone(&shared.accounting);
     let watch_diag = diag.try_clone();
