@@ -31,7 +31,11 @@ pub struct ResultError {
 pub struct Metrics {
     /// Wall clock from spawn to reap, ms.
     pub wall_ms: f64,
-    /// User CPU of every process of the run, ms.
+    /// User CPU of every process of the run, ms: what `wait` reported,
+    /// raised to what the run's cgroup counted when it has one that counts
+    /// CPU (a `cpu_ms` quota; on cgroup v2 any memory or pids quota too).
+    /// Without such a cgroup, a child reaped automatically (its parent
+    /// ignores `SIGCHLD`) is missing from it.
     pub cpu_user_ms: f64,
     /// System CPU, ms.
     pub cpu_sys_ms: f64,

@@ -1409,6 +1409,14 @@ fn finish_result(
         ),
         None => (None, None),
     };
+    // wait4's usage misses children reaped automatically (their parent
+    // ignores SIGCHLD); a cgroup that counts CPU saw them.
+    let usage = usage.map(|mut u| {
+        if let Some(cpu) = cg.cpu {
+            (u.user_us, u.sys_us) = cpu.cover(u.user_us, u.sys_us);
+        }
+        u
+    });
     let cpu_ms = usage.map_or(0.0, |u| (u.user_us + u.sys_us) as f64 / 1000.0);
     let cpu_hit = ending == Ending::Cpu
         || (matches!(exit, Some(Exit::Signal(libc::SIGXCPU | libc::SIGKILL)))

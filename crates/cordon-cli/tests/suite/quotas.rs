@@ -101,6 +101,65 @@ fn cpu_limit_result_reports_the_cpu_time_used() {
     });
 }
 
+/// A child burns 0.4 s of CPU; its parent either waits for it (`wait`) or
+/// ignores SIGCHLD (`ignore`), so the kernel reaps it automatically and
+/// `wait4`'s usage never sees its CPU.
+const CHILD_BURNS_CPU: &str = r#"
+import os, signal, sys, time
+if sys.argv[1] == "ignore":
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    t = time.process_time()
+    while time.process_time() - t < 0.4:
+        pass
+    os._exit(0)
+if sys.argv[1] == "wait":
+    os.waitpid(pid, 0)
+else:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+"#;
+
+#[test]
+fn cpu_of_a_child_reaped_automatically_is_reported_under_a_cpu_quota() {
+    let support = kernel_support();
+    require!(support.cgroups.cpuacct.is_some(), "a CPU accounting cgroup usable below cordon's cgroup");
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        for how in ["wait", "ignore"] {
+            let out = run_in(mode)
+                .args([
+                    "--json",
+                    "--cpu-ms",
+                    "20000",
+                    "--timeout-ms",
+                    "60000",
+                    "--",
+                    python,
+                    "-c",
+                    CHILD_BURNS_CPU,
+                    how,
+                ])
+                .run();
+            out.assert_success();
+            let result = out.json();
+            let used = result["metrics"]["cpu_user_ms"].as_f64().unwrap_or(0.0)
+                + result["metrics"]["cpu_sys_ms"].as_f64().unwrap_or(0.0);
+            // `wait` is the control: wait4's usage has the child's 400 ms.
+            assert!(
+                used >= 350.0,
+                "[{}] {how}: a child burned 400 ms of CPU, the result reports {used} ms\n{out}",
+                mode.as_str()
+            );
+        }
+    });
+}
+
 #[test]
 fn file_size_limit_stops_a_large_write() {
     let support = kernel_support();

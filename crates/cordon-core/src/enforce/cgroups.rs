@@ -33,8 +33,40 @@ pub struct CgroupStats {
     pub memory_peak: Option<u64>,
     /// A fork failed at the pids limit.
     pub pids_limit_hit: bool,
-    /// CPU time of all processes, nanoseconds.
-    pub cpu_ns: Option<u64>,
+    /// CPU time of every process that was in the run's cgroup, when the
+    /// run has one that counts CPU (see [`RunCgroups::cpu_times`]).
+    pub cpu: Option<CpuTimes>,
+}
+
+/// CPU time a cgroup counted, nanoseconds. Unlike `wait4`'s resource usage
+/// it includes processes no `wait` ever reported: children reaped
+/// automatically because their parent ignores `SIGCHLD`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// All CPU time; exact (v1 `cpuacct.usage`, v2 `usage_usec`).
+    pub total_ns: u64,
+    /// The user part. On v1 it and `sys_ns` come from a different,
+    /// tick-based counter, so they need not add up to `total_ns`: use them
+    /// as a proportion.
+    pub user_ns: u64,
+    /// The system part.
+    pub sys_ns: u64,
+}
+
+impl CpuTimes {
+    /// `wait4`'s user and system microseconds, raised to what the cgroup
+    /// counted: the CPU it saw beyond them (processes no `wait` reported,
+    /// cordon's socket maker for the run) is split in the cgroup's own
+    /// user/system proportion. Never lowers either figure.
+    pub fn cover(&self, user_us: u64, sys_us: u64) -> (u64, u64) {
+        let unseen_us = (self.total_ns / 1000).saturating_sub(user_us + sys_us);
+        let parts = self.user_ns + self.sys_ns;
+        let user_share = match parts {
+            0 => unseen_us,
+            _ => u64::try_from(u128::from(unseen_us) * u128::from(self.user_ns) / u128::from(parts)).unwrap_or(0),
+        };
+        (user_us + user_share, sys_us + (unseen_us - user_share))
+    }
 }
 
 /// The run's cgroups. Removed on drop (best effort: a cgroup that still has
@@ -157,9 +189,31 @@ impl RunCgroups {
         }
     }
 
+    /// CPU time the run's processes used, split: from the CPU cgroup (made
+    /// for a CPU quota) or, on v2, from the memory or pids cgroup, whose
+    /// `cpu.stat` counts CPU without any controller. `None` without either.
+    pub fn cpu_times(&self) -> Option<CpuTimes> {
+        match &self.cpuacct {
+            Some((CgroupVersion::V1, d)) => Some(CpuTimes {
+                total_ns: read_u64(&d.join("cpuacct.usage"))?,
+                user_ns: read_u64(&d.join("cpuacct.usage_user")).unwrap_or(0),
+                sys_ns: read_u64(&d.join("cpuacct.usage_sys")).unwrap_or(0),
+            }),
+            _ => {
+                let (version, d) = self.cpuacct.as_ref().or(self.memory.as_ref()).or(self.pids.as_ref())?;
+                if *version != CgroupVersion::V2 {
+                    return None;
+                }
+                let text = fs::read_to_string(d.join("cpu.stat")).ok()?;
+                let us = |key| field(&text, key).map(|us| us * 1000);
+                Some(CpuTimes { total_ns: us("usage_usec")?, user_ns: us("user_usec")?, sys_ns: us("system_usec")? })
+            }
+        }
+    }
+
     /// Reads what the controllers counted.
     pub fn stats(&self) -> CgroupStats {
-        let mut s = CgroupStats { cpu_ns: self.cpu_ns(), ..CgroupStats::default() };
+        let mut s = CgroupStats { cpu: self.cpu_times(), ..CgroupStats::default() };
         if let Some((v, d)) = &self.memory {
             match v {
                 CgroupVersion::V1 => {
@@ -222,9 +276,31 @@ fn read_u64(path: &Path) -> Option<u64> {
 }
 
 fn stat_field(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
+    field(&fs::read_to_string(path).ok()?, key)
+}
+
+/// The value of `key` in a cgroup file of `key value` lines.
+fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok())?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuTimes;
+
+    #[test]
+    fn cpu_the_cgroup_saw_beyond_wait4_is_added_in_its_proportion() {
+        let cg = CpuTimes { total_ns: 1_000_000_000, user_ns: 750_000_000, sys_ns: 250_000_000 };
+        // 100 ms seen by wait4; 900 ms only by the cgroup: 675 user, 225 system.
+        assert_eq!(cg.cover(60_000, 40_000), (735_000, 265_000));
+        // Everything seen: unchanged; the cgroup never lowers a figure.
+        assert_eq!(cg.cover(800_000, 200_000), (800_000, 200_000));
+        assert_eq!(cg.cover(2_000_000, 5), (2_000_000, 5));
+        // No split known: the rest counts as user time.
+        let total_only = CpuTimes { total_ns: 5_000_000, user_ns: 0, sys_ns: 0 };
+        assert_eq!(total_only.cover(1_000, 1_000), (4_000, 1_000));
+    }
 }

@@ -43,7 +43,7 @@ pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
 use crate::system_entries::SystemEntries;
 
-pub use cgroups::{CgroupStats, RunCgroups};
+pub use cgroups::{CgroupStats, CpuTimes, RunCgroups};
 
 /// What to run: the program, resolved before the clone.
 #[derive(Clone, Debug)]
