@@ -28,6 +28,7 @@
 //! | `cordon_queue_redeliveries_total` | `tenant` | deliveries beyond the first of requests that got a result (a `LOST` one counts in `lost` only) |
 //! | `cordon_queue_duplicates_total` | `tenant` | results refused because another result was stored first |
 //! | `cordon_queue_lost_total` | `tenant` | requests given up on (`LOST`) |
+//! | `cordon_queue_notices_dropped_total` | `reason` | done notices not counted: `backlog_full` (the counter fell behind), `unknown_key` (signed by a key not in the result-key folder even after it was read again: forged, or its file is not trusted) |
 //!
 //! and `cordon_executions_total` counts every stored result by tenant and
 //! outcome.
@@ -102,6 +103,12 @@ struct QueueMetrics {
     redeliveries: Family<Tenant, Counter>,
     duplicates: Family<Tenant, Counter>,
     lost: Family<Tenant, Counter>,
+    notices_dropped: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
 }
 
 /// What the work queue holds now, read from NATS at a scrape.
@@ -191,6 +198,11 @@ impl Metrics {
                 q.duplicates.clone(),
             );
             r.register("cordon_queue_lost", "Requests given up on (LOST)", q.lost.clone());
+            r.register(
+                "cordon_queue_notices_dropped",
+                "Done notices not counted, by reason",
+                q.notices_dropped.clone(),
+            );
         }
         Metrics {
             registry: Arc::new(r),
@@ -227,6 +239,14 @@ impl Metrics {
                     q.redeliveries.get_or_create(&t).inc_by(attempt - 1);
                 }
             }
+        }
+    }
+
+    /// Counts a done notice that was not counted (`--queue`): `reason` is
+    /// `backlog_full` or `unknown_key` (see the module docs).
+    pub fn queue_notice_dropped(&self, reason: &'static str) {
+        if let Some(q) = &self.queue {
+            q.notices_dropped.get_or_create(&Reason { reason }).inc();
         }
     }
 

@@ -37,10 +37,11 @@ use async_nats::jetstream::{self, kv};
 use cordon::audit::GroupWriter;
 use cordon::ErrorCode;
 use cordon_registry::minisign::SecretKey;
+use cordon_registry::KeyId;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::signing::Trusted;
+use super::signing::{Refusal, Trusted, RELOAD_EVERY};
 use super::{connect, create_result, ended_without_run, ensure, notify_done, now_ms, result_key, retry, subject};
 use super::{QueueError, QueueSettings, WireRequest};
 use crate::backend::{subject_of, Job, Readiness, Status, SubmitError};
@@ -57,6 +58,10 @@ const COUNT_FIRST_WITHIN: Duration = Duration::from_secs(60);
 /// Notices waiting to be counted; past this, new ones are dropped (not
 /// counted) until the counter catches up.
 const COUNT_BACKLOG: usize = 4096;
+
+/// Notices signed by a key not read yet, waiting for the next read of the
+/// key folder; past this, such notices are dropped (not counted).
+const DEFER_MAX: usize = 1024;
 
 /// A done notice to count: its key (`tenant.id`), headers and body.
 struct Notice {
@@ -82,8 +87,16 @@ struct Notice {
 /// - Only configured tenants; an outcome that is not an error code counts
 ///   as `other`; an attempt at most the stream's deliveries.
 ///
-/// Not guaranteed: a genuine notice dropped (backlog full, or this gateway
-/// disconnected) is not counted; each gateway counts what it saw.
+/// A result or duplicate signed by a key the gateway has not read yet is
+/// never waited for on the counting task (a flood of notices forged with
+/// random key ids would hold it up to a second each): the notice is set
+/// aside, a read of the key folder is started in the background, and it is
+/// counted once its key is known; one whose key is still unknown after a
+/// read that started after it was set aside is dropped.
+///
+/// Not guaranteed: a genuine notice dropped (backlog or set-aside list
+/// full, or this gateway disconnected) is not counted; each gateway counts
+/// what it saw. Drops are counted (`cordon_queue_notices_dropped_total`).
 struct Counter {
     results: kv::Store,
     trusted: Option<Arc<Trusted>>,
@@ -95,13 +108,77 @@ struct Counter {
     /// What was counted, with when (forgotten after its window).
     counted: HashMap<String, std::time::Instant>,
     order: std::collections::VecDeque<(std::time::Instant, String)>,
+    /// Notices signed by a key not read yet: the folder reads done when
+    /// each was set aside, the key, the notice.
+    deferred: std::collections::VecDeque<(u64, KeyId, Notice)>,
+}
+
+/// What counting a notice came to.
+enum Counting {
+    /// Counted, or not to be counted.
+    Done,
+    /// Signed by a key not read yet: count again after the next read.
+    UnknownKey(KeyId),
+}
+
+/// A result checked against the keys read so far.
+enum Check {
+    Good,
+    Bad,
+    UnknownKey(KeyId),
 }
 
 impl Counter {
     async fn run(mut self, mut notices: tokio::sync::mpsc::Receiver<Notice>) {
-        while let Some(n) = notices.recv().await {
-            self.forget_old();
-            self.count(n).await;
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                n = notices.recv() => {
+                    let Some(n) = n else { break };
+                    self.forget_old();
+                    if let Counting::UnknownKey(id) = self.count(&n).await {
+                        self.defer(n, id);
+                    }
+                }
+                _ = tick.tick() => self.count_deferred().await,
+            }
+        }
+    }
+
+    /// Sets `n` aside until the key `id` is read, and asks for a read.
+    fn defer(&mut self, n: Notice, id: KeyId) {
+        let Some(trusted) = &self.trusted else { return };
+        if self.deferred.len() >= DEFER_MAX {
+            self.metrics.queue_notice_dropped("unknown_key");
+            return;
+        }
+        trusted.reload_soon(id);
+        self.deferred.push_back((trusted.reads(), id, n));
+    }
+
+    /// Counts the set-aside notices whose key is known now; drops those
+    /// whose key is still unknown after a read that started after they were
+    /// set aside; asks for a read for the others.
+    async fn count_deferred(&mut self) {
+        let Some(trusted) = self.trusted.clone() else { return };
+        for (reads_then, id, n) in std::mem::take(&mut self.deferred) {
+            let id = if trusted.knows(id) {
+                self.forget_old();
+                match self.count(&n).await {
+                    Counting::Done => continue,
+                    // Its stored result was known, its duplicate is not.
+                    Counting::UnknownKey(other) => other,
+                }
+            } else {
+                id
+            };
+            if trusted.reads() > reads_then && !trusted.knows(id) {
+                self.metrics.queue_notice_dropped("unknown_key");
+            } else {
+                trusted.reload_soon(id);
+                self.deferred.push_back((reads_then, id, n));
+            }
         }
     }
 
@@ -117,7 +194,7 @@ impl Counter {
     }
 
     /// The stored result of `key` and how long ago it was stored, if it
-    /// is there and verifies.
+    /// is there (not checked: see [`Counter::check`]).
     async fn stored(&self, key: &str) -> Option<(serde_json::Value, Duration)> {
         let entry = retry(Duration::from_secs(2), Duration::from_millis(200), || self.results.entry(key.to_owned()))
             .await
@@ -126,12 +203,19 @@ impl Counter {
             return None;
         }
         let value: serde_json::Value = serde_json::from_slice(&entry.value).ok()?;
-        if let Some(trusted) = &self.trusted {
-            trusted.verify(key, &value).await.ok()?;
-        }
         let age = async_nats::datetime::now() - entry.created;
         let age = Duration::from_millis(u64::try_from(age.whole_milliseconds()).unwrap_or(0));
         Some((value, age))
+    }
+
+    /// Checks `value`, stored under `key` or a duplicate of it, against the
+    /// keys read so far (never waits for a read).
+    fn check(&self, key: &str, value: &serde_json::Value) -> Check {
+        match self.trusted.as_ref().map(|t| t.verify_known(key, value)) {
+            None | Some(Ok(())) => Check::Good,
+            Some(Err(Refusal::UnknownKey { key_id, .. })) => Check::UnknownKey(key_id),
+            Some(Err(_)) => Check::Bad,
+        }
     }
 
     fn remember(&mut self, what: String) -> bool {
@@ -144,39 +228,48 @@ impl Counter {
         true
     }
 
-    async fn count(&mut self, n: Notice) {
-        let (Some(h), Some((tenant, _))) = (n.headers.as_ref(), n.key.split_once('.')) else { return };
+    async fn count(&mut self, n: &Notice) -> Counting {
+        let (Some(h), Some((tenant, _))) = (n.headers.as_ref(), n.key.split_once('.')) else { return Counting::Done };
         if !self.tenants.contains(tenant) {
-            return;
+            return Counting::Done;
         }
         let tenant = tenant.to_owned();
-        let Some(stored_as) = h.get(super::STORED_HEADER).map(|v| v.as_str().to_owned()) else { return };
-        let Some((stored, age)) = self.stored(&n.key).await else { return };
+        let Some(stored_as) = h.get(super::STORED_HEADER).map(|v| v.as_str().to_owned()) else {
+            return Counting::Done;
+        };
+        let Some((stored, age)) = self.stored(&n.key).await else { return Counting::Done };
+        match self.check(&n.key, &stored) {
+            Check::Good => {}
+            Check::Bad => return Counting::Done,
+            Check::UnknownKey(id) => return Counting::UnknownKey(id),
+        }
         let max_deliver = self.max_deliver;
         let attempt = |v: &serde_json::Value| v["attempt"].as_u64().unwrap_or(0).min(max_deliver);
         if stored_as == "refused" {
-            let Ok(dup) = serde_json::from_slice::<serde_json::Value>(&n.body) else { return };
-            let verified = match &self.trusted {
-                Some(t) => t.verify(&n.key, &dup).await.is_ok(),
-                None => true,
-            };
+            let Ok(dup) = serde_json::from_slice::<serde_json::Value>(&n.body) else { return Counting::Done };
             let other = (&dup["worker"], &dup["attempt"]) != (&stored["worker"], &stored["attempt"]);
-            if !verified || !other || age > self.duplicate_within {
-                return;
+            if !other || age > self.duplicate_within {
+                return Counting::Done;
+            }
+            match self.check(&n.key, &dup) {
+                Check::Good => {}
+                Check::Bad => return Counting::Done,
+                Check::UnknownKey(id) => return Counting::UnknownKey(id),
             }
             if self.remember(format!("{} {} {}", n.key, dup["worker"], attempt(&dup))) {
                 self.metrics.queue_result(&tenant, "", 0, Stored::Refused);
             }
-            return;
+            return Counting::Done;
         }
         if age > COUNT_FIRST_WITHIN || !self.remember(n.key.clone()) {
-            return;
+            return Counting::Done;
         }
         let outcome = match super::outcome_of(&stored) {
             "ok" => "ok",
             o => cordon::ErrorCode::ALL.iter().map(|c| c.as_str()).find(|c| *c == o).unwrap_or("other"),
         };
         self.metrics.queue_result(&tenant, outcome, attempt(&stored), Stored::First);
+        Counting::Done
     }
 }
 
@@ -245,10 +338,12 @@ impl NatsBackend {
             duplicate_within: settings.deadline + Duration::from_secs(60),
             counted: HashMap::new(),
             order: std::collections::VecDeque::new(),
+            deferred: std::collections::VecDeque::new(),
         };
         let counting = tokio::spawn(counter.run(backlog));
         let listener = {
             let waiters = waiters.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 while let Some(m) = done.next().await {
                     let key = m.subject.as_str().trim_start_matches("cordon.done.");
@@ -256,7 +351,9 @@ impl NatsBackend {
                         w.send_replace(true);
                     }
                     let notice = Notice { key: key.to_owned(), headers: m.headers, body: m.payload };
-                    let _ = notices.try_send(notice);
+                    if notices.try_send(notice).is_err() {
+                        metrics.queue_notice_dropped("backlog_full");
+                    }
                 }
                 counting.abort();
             })

@@ -79,8 +79,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon_registry::minisign::{PublicKey, SecretKey, Signature};
@@ -236,6 +236,8 @@ pub struct Trusted {
     logged: Mutex<HashSet<String>>,
     /// How many times the folder was read.
     reads: AtomicU64,
+    /// A read started by [`Trusted::reload_soon`] has not finished yet.
+    reload_pending: AtomicBool,
 }
 
 /// The folder of trusted keys cannot be used.
@@ -415,6 +417,7 @@ impl Trusted {
             read_at: tokio::sync::Mutex::new(Instant::now()),
             logged: Mutex::default(),
             reads: AtomicU64::new(1),
+            reload_pending: AtomicBool::new(false),
         })
     }
 
@@ -462,6 +465,11 @@ impl Trusted {
         self.known(id)
     }
 
+    /// Whether the key `id` was read (or is the gateway's own).
+    pub fn knows(&self, id: KeyId) -> bool {
+        self.known(id).is_some()
+    }
+
     /// How many times the folder was read (at load and since).
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
@@ -476,8 +484,36 @@ impl Trusted {
     }
 
     /// Checks the signature of `value`, stored under `key`, and that its
-    /// key may sign for the worker it names.
+    /// key may sign for the worker it names. A key not read yet waits for
+    /// the next read of the folder (at most [`RELOAD_EVERY`]).
     pub async fn verify(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
+        match self.verify_known(key, value) {
+            Err(Refusal::UnknownKey { key_id, .. }) => {
+                self.reload(key_id).await;
+                self.verify_known(key, value)
+            }
+            checked => checked,
+        }
+    }
+
+    /// Starts a read of the folder in the background unless one is under
+    /// way (so a flood of unknown key ids starts one read at a time, each
+    /// at most once per [`RELOAD_EVERY`]); [`Trusted::reads`] goes up when
+    /// it is done.
+    pub fn reload_soon(self: &Arc<Self>, id: KeyId) {
+        if self.reload_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.reload(id).await;
+            me.reload_pending.store(false, Ordering::Release);
+        });
+    }
+
+    /// As [`Trusted::verify`], but never waits: a key not read yet is
+    /// [`Refusal::UnknownKey`] at once (see [`Trusted::reload_soon`]).
+    pub fn verify_known(&self, key: &str, value: &serde_json::Value) -> Result<(), Refusal> {
         let worker = worker_of(value).to_owned();
         let unsigned = |detail: String| Refusal::Unsigned { key: key.to_owned(), worker: worker.clone(), detail };
         let Some(text) = value.get(SIGNATURE_FIELD) else { return Err(unsigned(String::new())) };
@@ -485,11 +521,7 @@ impl Trusted {
         let signature = Signature::parse(text, Path::new(SIGNATURE_FIELD))
             .map_err(|e| unsigned(format!(": its signature cannot be read ({e})")))?;
         let id = signature.key_id();
-        let found = match self.known(id) {
-            Some(found) => Some(found),
-            None => self.reload(id).await,
-        };
-        let Some(bound) = found else {
+        let Some(bound) = self.known(id) else {
             return Err(Refusal::UnknownKey { key: key.to_owned(), worker, key_id: id, folder: self.folder.clone() });
         };
         let file = || bound.names.iter().map(|(_, f)| f.display().to_string()).collect::<Vec<_>>().join(", ");

@@ -1375,4 +1375,27 @@ fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tena
     ] {
         assert_eq!(metric(&s, series), want, "{series}\n{body}");
     }
+    // Duplicates of `again` signed by keys the gateway never read: each
+    // once made the counter wait for the next read of the key folder (up
+    // to a second each, one notice at a time). Now they are set aside and
+    // dropped after a read; a genuine run right after them is counted at
+    // once, long before 24 such waits could be over.
+    const FORGED: usize = 24;
+    for i in 0..FORGED {
+        let mut dup = json!({"id": "again", "ok": true, "data": {}, "worker": format!("w{i}"), "attempt": 1});
+        signing::sign(&SecretKey::generate().expect("key"), "acme.again", &mut dup);
+        done(&mut wire, "acme.again", "ok", "1", "refused", dup.to_string().as_bytes());
+    }
+    let r = s.execute(&token, "echo", json!({"n": 2}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}");
+    let read = poll_until(Duration::from_secs(12), || {
+        metric(&s, "cordon_executions_total{tenant=\"acme\",outcome=\"ok\"}") == Some(3.0)
+    });
+    assert!(read, "the genuine run after the forged duplicates was counted:\n{}", s.log());
+    let dropped = poll_until(Duration::from_secs(30), || {
+        metric(&s, "cordon_queue_notices_dropped_total{reason=\"unknown_key\"}") == Some(FORGED as f64)
+    });
+    let body = http(s.addr, "GET", "/metrics", &[], b"").body;
+    assert!(dropped, "each forged duplicate was dropped once:\n{body}");
+    assert_eq!(metric(&s, "cordon_queue_duplicates_total{tenant=\"acme\"}"), Some(1.0), "{body}");
 }
