@@ -419,6 +419,17 @@ impl Service {
     pub fn log(&self) -> String {
         self.stderr.lock().expect("log lock").clone()
     }
+
+    /// The service's log once it holds every one of `texts`, or as it is
+    /// after 10 s: its stderr is read by a thread, so a line the service
+    /// wrote before an answer may reach [`Service::log`] after the answer.
+    pub fn log_with(&self, texts: &[&str]) -> String {
+        cordon_testkit::poll_until(std::time::Duration::from_secs(10), || {
+            let log = self.log();
+            texts.iter().all(|t| log.contains(t))
+        });
+        self.log()
+    }
 }
 
 impl Drop for Service {
