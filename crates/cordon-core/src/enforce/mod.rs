@@ -748,7 +748,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
                 listener_channel: listener_theirs,
                 helper_channel: helper_theirs,
                 helper_filter: seccomp::helper_filter()?,
-                helper_stack: vec![0; HELPER_STACK_BYTES],
+                helper_stack: sys::Stack::new(HELPER_STACK_BYTES).map_err(os("map the connect helper's stack"))?,
             };
             (Some((listener_ours, helper_ours)), Some(child))
         }
@@ -806,7 +806,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         lifeline: Some(lifeline_r),
         supervision,
         kill_request: KILL_REQUEST,
-        command_stack: vec![0; COMMAND_STACK_BYTES],
+        command_stack: sys::Stack::new(COMMAND_STACK_BYTES).map_err(os("map the command's stack"))?,
         trace: trace_w,
     };
     crate::trace::step("spawn: child spec prepared");

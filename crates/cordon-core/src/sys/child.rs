@@ -575,7 +575,7 @@ pub struct EgressChild {
     pub helper_filter: BpfProgram,
     /// The helper's stack (it shares init's memory, as the command's
     /// process does until it execs).
-    pub helper_stack: Vec<u8>,
+    pub helper_stack: super::Stack,
 }
 
 /// Everything the child needs, prepared by the parent before `clone`.
@@ -654,7 +654,7 @@ pub struct ChildSpec {
     /// Who supervises the command.
     pub supervision: Supervision,
     /// Stack for the command's process between its `clone` and `execve`.
-    pub command_stack: Vec<u8>,
+    pub command_stack: super::Stack,
     /// Write end of the trace pipe (`CORDON_TRACE`): the child writes a
     /// [`MarkRecord`] at each [`ChildMark`].
     pub trace: Option<OwnedFd>,
@@ -1007,17 +1007,17 @@ fn allocate_pty(spec: &ChildSpec, channel: RawFd, (rows, cols): (u16, u16)) -> c
 ///
 /// `entry` must never return into the caller's frames (it execs or
 /// `_exit`s); `stack` must live as long as the memory the child shares
-/// with the caller (a buffer of the spec, which lives in init's memory);
+/// with the caller (a mapping of the spec, which lives in init's memory);
 /// `arg` must stay valid for as long as the child reads it.
 unsafe fn clone_on_stack(
     entry: extern "C" fn(*mut libc::c_void) -> c_int,
-    stack: &[u8],
+    stack: &super::Stack,
     extra: c_int,
     arg: *mut libc::c_void,
 ) -> c_int {
-    let top = stack.as_ptr_range().end as usize & !15;
+    let top = stack.top();
     // SAFETY: the caller's contract; `top` is the 16-byte-aligned end of
-    // `stack`.
+    // `stack`'s mapping.
     unsafe { libc::clone(entry, top as *mut libc::c_void, libc::CLONE_VM | extra | libc::SIGCHLD, arg) }
 }
 

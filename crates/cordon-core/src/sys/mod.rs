@@ -240,6 +240,86 @@ pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spa
     }
 }
 
+/// A stack for a process cordon clones to share a memory (`CLONE_VM`): an
+/// anonymous private mapping whose pages are made only when first touched,
+/// with one inaccessible guard page below it.
+///
+/// # Guarantees and limits
+///
+/// Nothing is written to it here: a `vec![0; N]` stack was zeroed by cordon
+/// (and, once cloned into init, copied page by page on each write); these
+/// pages come zeroed from the kernel when the child first uses them, in the
+/// memory of the process that runs on them. A frame that runs past the
+/// bottom faults on the guard page (`SIGSEGV`) instead of writing over
+/// whatever lies below. The mapping is unmapped when the value is dropped;
+/// a process still running on it then would fault, so the owner (the spec)
+/// must outlive every such process in this memory.
+#[derive(Debug)]
+pub struct Stack {
+    /// Start of the mapping (the guard page), as an address.
+    base: usize,
+    /// Length of the mapping, guard page included.
+    len: usize,
+}
+
+impl Stack {
+    /// Maps a stack of `bytes` (rounded up to whole pages) plus its guard
+    /// page.
+    pub fn new(bytes: usize) -> io::Result<Stack> {
+        let page = page_size();
+        let len = bytes.div_ceil(page) * page + page;
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks;
+        // no existing memory is affected. The result is checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base: base as usize, len };
+        // SAFETY: the first page of the mapping just made, which nothing
+        // uses yet; on failure `stack`'s drop unmaps the whole mapping.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The 16-byte-aligned address just past the end: where a stack that
+    /// grows down starts.
+    pub fn top(&self) -> usize {
+        (self.base + self.len) & !15
+    }
+
+    /// The guard page and the usable range, as addresses (for tests and
+    /// diagnostics).
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.base..self.base + self.len
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping `new` made, unmapped once; the owner
+        // outlives every process that runs on it (see the type's docs).
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// The size of a memory page.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf with a plain name.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 /// Which side of [`fork_with_pidfd`] returned.
 pub(crate) enum Forked {
     /// The new process.
@@ -289,7 +369,7 @@ fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
         let spec = unsafe { &*(arg as *const child::ChildSpec) };
         child::child_main(spec)
     }
-    let top = spec.command_stack.as_ptr_range().end as usize & !15;
+    let top = spec.command_stack.top();
     // The child starts with every signal blocked, as under posix_spawn: until
     // it has put back the default actions, a handler of ours must not run in
     // it, on our memory (see `child::unblock_signals_with_default_handlers`).
@@ -303,7 +383,7 @@ fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before) };
     let mut pidfd: libc::c_int = -1;
     // SAFETY: the child runs `entry` on the 16-byte-aligned end of a live
-    // stack buffer the spec owns, never returns into our frames (it execs or
+    // stack mapping the spec owns, never returns into our frames (it execs or
     // _exits) and only makes syscalls; the spec outlives its use because we
     // are suspended until the child execs or exits. With CLONE_PIDFD, glibc
     // passes `&mut pidfd` as the parent_tid argument the kernel writes.
@@ -648,4 +728,58 @@ pub fn ofd_byte_locked(file: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
     // overwrites it with the conflicting lock, or sets l_type to F_UNLCK.
     cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) }.into())?;
     Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes one byte at `addr` in a forked child; its wait status.
+    fn write_in_child(addr: usize) -> libc::c_int {
+        // SAFETY: the child only writes one byte and `_exit`s (nothing that
+        // another thread's lock could block).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: the test's point: `addr` is in a mapping of ours, and
+            // the write either lands or faults this child alone.
+            unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(0) }
+        }
+        let mut status = 0;
+        // SAFETY: our own child; `status` is a live local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        status
+    }
+
+    /// A stack costs no memory until it is used (nothing resident, where a
+    /// zeroed buffer would be), ends on a 16-byte boundary, takes writes
+    /// down to its lowest usable byte (control) and faults one byte below,
+    /// on its guard page, instead of writing there.
+    #[test]
+    fn a_stack_is_untouched_until_used_and_faults_on_its_guard_page() {
+        let page = page_size();
+        let stack = Stack::new(64 * 1024).unwrap();
+        let r = stack.range();
+        assert_eq!(r.len(), 64 * 1024 + page);
+        assert_eq!(stack.top() % 16, 0);
+        assert!(stack.top() <= r.end && stack.top() > r.end - 16);
+        let mut resident = vec![0u8; r.len() / page];
+        // SAFETY: `r` is the stack's live mapping; one byte per page out.
+        let rc = unsafe { libc::mincore(r.start as *mut libc::c_void, r.len(), resident.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        assert!(resident.iter().all(|p| p & 1 == 0), "pages resident before use: {resident:?}");
+
+        let lowest = r.start + page;
+        let control = write_in_child(lowest);
+        assert!(libc::WIFEXITED(control) && libc::WEXITSTATUS(control) == 0, "write at the bottom: {control:#x}");
+        let top = write_in_child(stack.top() - 1);
+        assert!(libc::WIFEXITED(top) && libc::WEXITSTATUS(top) == 0, "write at the top: {top:#x}");
+        let guard = write_in_child(lowest - 1);
+        assert!(
+            libc::WIFSIGNALED(guard) && libc::WTERMSIG(guard) == libc::SIGSEGV,
+            "a write on the guard page must fault, got status {guard:#x}"
+        );
+    }
 }
