@@ -100,6 +100,49 @@ fn deny_carves_a_subtree_out_of_a_read_grant_and_leaves_siblings_readable() {
     });
 }
 
+/// A `deny` inside the system set holds however the file is named: on a
+/// merged-`/usr` host `/bin` and `/etc/os-release` are links into `/usr`,
+/// and Landlock grants a link's target tree, so a rule made on the link
+/// granted the denied file again in process mode (`/usr/bin/id` and
+/// `/usr/lib/os-release` stayed readable under `--deny`).
+#[test]
+fn deny_inside_the_system_set_holds_through_the_sets_links() {
+    let support = kernel_support();
+    for (link, target) in [("/bin", "usr/bin"), ("/etc/os-release", "../usr/lib/os-release")] {
+        let found = std::fs::read_link(link).unwrap_or_else(|e| panic!("the probe needs {link} -> {target}: {e}"));
+        assert_eq!(found, std::path::Path::new(target), "the probe needs {link} -> {target}");
+    }
+    each_mode(sandbox_modes!(support), |mode| {
+        let head = |deny: Option<&str>, file: &str| {
+            let mut cmd = run_in(mode);
+            if let Some(d) = deny {
+                cmd.arg("--deny").arg(d);
+            }
+            cmd.args(["--", "/usr/bin/head", "-c", "4", file]).run()
+        };
+        // Controls: without the deny both names of each file read.
+        for file in ["/usr/bin/id", "/bin/id"] {
+            head(None, file).assert_stdout_eq("\u{7f}ELF");
+        }
+        for file in ["/usr/lib/os-release", "/etc/os-release"] {
+            head(None, file).assert_success();
+        }
+        for (deny, files) in [
+            ("/usr/bin/id", ["/usr/bin/id", "/bin/id"]),
+            ("/usr/lib/os-release", ["/usr/lib/os-release", "/etc/os-release"]),
+        ] {
+            for file in files {
+                head(Some(deny), file)
+                    .assert_code(1)
+                    .assert_stderr_contains(&format!("'{file}' for reading: Permission denied"));
+            }
+        }
+        // What sits beside the denied file keeps its access, by both names.
+        head(Some("/usr/bin/id"), "/bin/ls").assert_stdout_eq("\u{7f}ELF");
+        head(Some("/usr/bin/id"), "/usr/bin/ls").assert_stdout_eq("\u{7f}ELF");
+    });
+}
+
 #[test]
 fn etc_shadow_is_not_readable() {
     let support = kernel_support();

@@ -14,15 +14,14 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use landlock::{
-    Access, AccessFs, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
-};
+use landlock::{Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope, ABI};
 
 use crate::plan::{FsAccess, LandlockPlan};
+use crate::system_entries::{Kind, SystemEntries};
 
 /// Building the Landlock ruleset failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +41,9 @@ pub enum LandlockError {
     AddRule {
         /// The path of the rule.
         path: PathBuf,
-        /// The cause.
+        /// The cause (`landlock_add_rule`'s error).
         #[source]
-        source: landlock::RulesetError,
+        source: io::Error,
     },
     /// A rule inside a pinned tree (a plugin folder) no longer opens without
     /// following a symbolic link: a link was made on its path after the
@@ -142,7 +141,18 @@ pub fn file_rights(abi: u32) -> landlock::BitFlags<AccessFs> {
 /// `IOCTL_DEV`) on each of `terminals`, the caller's terminal the command
 /// reopens inside the domain; the child restricts itself with the returned
 /// descriptor.
-pub fn build_ruleset(plan: &LandlockPlan, terminals: &[BorrowedFd<'_>]) -> Result<OwnedFd, LandlockError> {
+///
+/// A rule is made on what its path resolves to, so a system set entry that
+/// is a symbolic link (`/bin`, `/lib`, `/etc/os-release` on a merged-`/usr`
+/// host) is taken as its target, as `system` resolved it: a `deny` inside
+/// the target carves that rule too (a rule on the link would grant the
+/// whole target tree, the denied path included). A rule inside another
+/// rule with the same access adds nothing and is not made.
+pub fn build_ruleset(
+    plan: &LandlockPlan,
+    system: Option<&SystemEntries>,
+    terminals: &[BorrowedFd<'_>],
+) -> Result<OwnedFd, LandlockError> {
     let abi = abi_of(plan.abi);
     let err = |source| LandlockError::CreateRuleset { abi: plan.abi, source };
     let mut ruleset = Ruleset::default()
@@ -152,8 +162,21 @@ pub fn build_ruleset(plan: &LandlockPlan, terminals: &[BorrowedFd<'_>]) -> Resul
     if plan.scopes {
         ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(err)?;
     }
-    let mut created = ruleset.create().map_err(err)?;
-    for (path, access) in expand_denies(&plan.rules, &plan.deny)? {
+    let created: Option<OwnedFd> = ruleset.create().map_err(err)?.into();
+    let created =
+        created.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))?;
+    // Rules go in with one syscall each: the crate's `add_rule` would fstat
+    // every descriptor again to sort files from directories, which the
+    // fstat below already did.
+    let add = |fd: BorrowedFd<'_>, bits: landlock::BitFlags<AccessFs>, path: &dyn Fn() -> PathBuf| {
+        crate::sys::landlock_add_path_rule(created.as_fd(), fd, bits.bits())
+            .map_err(|source| LandlockError::AddRule { path: path(), source })
+    };
+    let rules = match system {
+        Some(system) => resolve_system_links(&plan.rules, system),
+        None => plan.rules.clone(),
+    };
+    for (path, access) in without_nested(expand_denies(&rules, &plan.deny)?) {
         // O_PATH, as the kernel wants for a rule; its fstat says file or
         // directory without a second lookup by path. Inside a pinned tree
         // no link is followed: its rules were resolved when the policy was
@@ -176,18 +199,54 @@ pub fn build_ruleset(plan: &LandlockPlan, terminals: &[BorrowedFd<'_>]) -> Resul
         if !is_dir {
             bits &= AccessFs::from_file(abi);
         }
-        created = created
-            .add_rule(PathBeneath::new(fd, bits))
-            .map_err(|source| LandlockError::AddRule { path: path.clone(), source })?;
+        add(fd.as_fd(), bits, &|| path.clone())?;
     }
     for t in terminals {
         let bits = access_bits(FsAccess::Device, plan.abi, plan.exec_right()) & AccessFs::from_file(abi);
-        created = created
-            .add_rule(PathBeneath::new(t, bits))
-            .map_err(|source| LandlockError::AddRule { path: PathBuf::from("the caller's terminal"), source })?;
+        add(*t, bits, &|| PathBuf::from("the caller's terminal"))?;
     }
-    let fd: Option<OwnedFd> = created.into();
-    fd.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))
+    Ok(created)
+}
+
+/// `rules` with each path that is a system set entry of kind link replaced
+/// by where `system` saw it resolve (left as it is when it did not).
+pub fn resolve_system_links(rules: &[(PathBuf, FsAccess)], system: &SystemEntries) -> Vec<(PathBuf, FsAccess)> {
+    rules
+        .iter()
+        .map(|(path, access)| {
+            let resolved = path.to_str().and_then(|p| system.get(p)).and_then(|e| match e.kind {
+                Kind::Link(_) if e.resolved.is_absolute() && e.resolved != *path => Some(e.resolved.clone()),
+                _ => None,
+            });
+            (resolved.unwrap_or_else(|| path.clone()), *access)
+        })
+        .collect()
+}
+
+/// `rules` (sorted by path, as [`expand_denies`] returns them) without those
+/// lying inside another rule's path with the same access: Landlock grants
+/// a rule's access to everything beneath it. The paths hold no symbolic
+/// links (system links are resolved, policy paths were resolved when the
+/// policy was made, carved entries skip links), so inside by path is inside
+/// on the filesystem; were one made since, the rule left out grants less,
+/// never more.
+pub fn without_nested(rules: Vec<(PathBuf, FsAccess)>) -> Vec<(PathBuf, FsAccess)> {
+    let mut kept: Vec<(PathBuf, FsAccess)> = Vec::with_capacity(rules.len());
+    // Sorted by path component by component, a path's descendants follow
+    // it before anything else does: the kept rules that are ancestors of
+    // the current path are a stack (indices into `kept`, outermost first).
+    let mut ancestors: Vec<usize> = vec![];
+    for (path, access) in rules {
+        while ancestors.last().is_some_and(|&i| !path.starts_with(&kept[i].0)) {
+            ancestors.pop();
+        }
+        if ancestors.iter().any(|&i| kept[i].1 == access) {
+            continue;
+        }
+        ancestors.push(kept.len());
+        kept.push((path, access));
+    }
+    kept
 }
 
 /// Replaces every granted tree that contains a denied path by its entries
@@ -270,6 +329,68 @@ mod tests {
             "ABI 4 has none"
         );
         assert!(!(terminal & file_rights(7)).contains(AccessFs::ReadDir), "a file rule has no directory rights");
+    }
+
+    #[test]
+    fn a_rule_inside_another_with_the_same_access_is_left_out() {
+        let p = |s: &str| PathBuf::from(s);
+        let rules = expand_denies(
+            &[
+                (p("/usr"), FsAccess::Read),
+                (p("/usr/bin"), FsAccess::Read),
+                (p("/usr/lib/os-release"), FsAccess::Read),
+                (p("/usr/local/bin/tool"), FsAccess::Exec),
+                (p("/usr-other"), FsAccess::Read),
+                (p("/w"), FsAccess::Write),
+                (p("/w/r"), FsAccess::Read),
+                (p("/w/r/deeper"), FsAccess::Write),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            without_nested(rules),
+            [
+                (p("/usr"), FsAccess::Read),
+                // Another access: kept (exec lists carry execute alone).
+                (p("/usr/local/bin/tool"), FsAccess::Exec),
+                // Beside /usr by name, not inside it.
+                (p("/usr-other"), FsAccess::Read),
+                (p("/w"), FsAccess::Write),
+                (p("/w/r"), FsAccess::Read),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_system_link_is_taken_as_its_target() {
+        let dir = std::env::temp_dir().join(format!("cordon-ll-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", dir.join("bin")).unwrap();
+        let (bin, usr) = (dir.join("bin"), dir.join("usr"));
+        let leak = |s: &std::path::Path| -> &'static str { Box::leak(s.to_str().unwrap().to_owned().into_boxed_str()) };
+        let system = SystemEntries::look_at(&[leak(&bin), leak(&usr), "/cordon-ll-absent"]);
+        let rules = vec![
+            (bin.clone(), FsAccess::Read),
+            (usr.clone(), FsAccess::Read),
+            (PathBuf::from("/cordon-ll-absent"), FsAccess::Read),
+            (dir.join("not-a-system-entry"), FsAccess::Write),
+        ];
+        let resolved = resolve_system_links(&rules, &system);
+        assert_eq!(resolved[0], (dir.join("usr/bin"), FsAccess::Read), "the link becomes its target");
+        assert_eq!(resolved[1..], rules[1..], "everything else stays");
+        // A deny in the target now carves the rule that came from the link:
+        // nothing grants the whole of usr/bin.
+        std::fs::write(dir.join("usr/bin/secret"), "x").unwrap();
+        std::fs::write(dir.join("usr/bin/tool"), "x").unwrap();
+        let carved = without_nested(expand_denies(&resolved, &[dir.join("usr/bin/secret")]).unwrap());
+        assert!(carved.iter().all(|(p, _)| p != &dir.join("usr/bin") && p != &usr), "{carved:?}");
+        assert!(carved.contains(&(dir.join("usr/bin/tool"), FsAccess::Read)), "{carved:?}");
+        // Control: the link as written keeps a rule on the whole target.
+        let uncarved = expand_denies(&rules, &[dir.join("usr/bin/secret")]).unwrap();
+        assert!(uncarved.contains(&(bin, FsAccess::Read)), "{uncarved:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -606,9 +606,19 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
             .collect(),
         _ => vec![],
     };
+    // The run's own look at the system set, or one now when a step needs it.
+    let looked;
+    let system = match (&plan.system_entries, plan.landlock.is_some() || plan.root.is_some()) {
+        (Some(s), _) => Some(s),
+        (None, true) => {
+            looked = SystemEntries::look();
+            Some(&looked)
+        }
+        (None, false) => None,
+    };
     let landlock = match &plan.landlock {
         Some(l) => {
-            let fd = landlock::build_ruleset(l, &terminals)?;
+            let fd = landlock::build_ruleset(l, system, &terminals)?;
             let mut late = l
                 .late
                 .iter()
@@ -656,18 +666,10 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         mounts::NetFiles::for_stub(&hostname)
     });
     let mounts = match (&plan.root, &plan.host_view) {
-        (Some(root), _) => {
-            // The run's own look at the system set, or one now.
-            let looked;
-            let system = match &plan.system_entries {
-                Some(s) => s,
-                None => {
-                    looked = SystemEntries::look();
-                    &looked
-                }
-            };
-            mounts::build_mount_ops(root, system, &cmd.cwd, net_files.as_ref())
-        }
+        (Some(root), _) => match system {
+            Some(system) => mounts::build_mount_ops(root, system, &cmd.cwd, net_files.as_ref()),
+            None => mounts::build_mount_ops(root, &SystemEntries::look(), &cmd.cwd, net_files.as_ref()),
+        },
         (None, Some(view)) => mounts::host_view_ops(view, &cmd.cwd, net_files.as_ref()),
         (None, None) => vec![],
     };

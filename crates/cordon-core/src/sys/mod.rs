@@ -41,6 +41,34 @@ pub fn landlock_abi() -> io::Result<u32> {
     cvt(rc).map(|v| u32::try_from(v).unwrap_or(0))
 }
 
+/// `landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, {access,
+/// parent})`: grants `access` (Landlock's `LANDLOCK_ACCESS_FS_*` bits) on
+/// the file or tree `parent` refers to. The kernel checks the bits against
+/// the ruleset's handled access and, for a file, refuses directory-only
+/// bits (`EINVAL`); empty bits are `ENOMSG`. Unlike the landlock crate's
+/// `add_rule`, no `fstat` of `parent` is made: the caller knows its kind.
+pub fn landlock_add_path_rule(ruleset: BorrowedFd<'_>, parent: BorrowedFd<'_>, access: u64) -> io::Result<()> {
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let attr = PathBeneath { allowed_access: access, parent_fd: parent.as_raw_fd() };
+    // SAFETY: `attr` is a live landlock_path_beneath_attr the kernel only
+    // reads; both descriptors are borrowed for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneath,
+            0u32,
+        )
+    };
+    cvt(rc).map(drop)
+}
+
 /// `prctl(PR_GET_SECCOMP)`: `EINVAL` when the kernel has no seccomp.
 pub fn seccomp_mode() -> io::Result<u32> {
     // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
