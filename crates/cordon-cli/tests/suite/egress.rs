@@ -1127,3 +1127,47 @@ fn a_run_without_network_grants_starts_no_egress_thread_until_it_connects() {
         assert!(c["process"].as_str().is_some_and(|p| p.starts_with("python3, pid ")), "{what} {c}");
     });
 }
+
+/// Sets TCP_NODELAY, keepalive and two of its timings on one socket and
+/// nothing on another, connects both (handed over), and prints what each
+/// handed-over socket carries.
+const OPTIONS_CLIENT: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+def show(what, s):
+    tcp = lambda name: s.getsockopt(socket.IPPROTO_TCP, name)
+    print(what, tcp(socket.TCP_NODELAY) != 0, s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+          tcp(socket.TCP_KEEPIDLE), tcp(socket.TCP_KEEPINTVL), tcp(socket.TCP_KEEPCNT))
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 33)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
+s.connect(("127.0.0.1", port))
+show("set", s)
+c = socket.socket()
+c.connect(("127.0.0.1", port))
+show("unset", c)
+"#;
+
+/// Rule 5: the options a program set before `connect()` are on the socket
+/// it gets; what it did not set has the host's defaults (the keepalive
+/// timings: the host namespace's sysctls), as a direct connection would.
+/// Control: the socket with nothing set reads the defaults, so the values
+/// of the first one are its own.
+#[test]
+fn the_options_a_program_set_before_connect_are_on_the_socket_it_gets() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let server = counting_server();
+    let allow = format!("127.0.0.1:{}", server.port);
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_keepalive_{name}")).unwrap().trim().to_owned()
+    };
+    let (idle, intvl, probes) = (sysctl("time"), sysctl("intvl"), sysctl("probes"));
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_with(mode, &[&allow], &[python, "-c", OPTIONS_CLIENT, &server.port.to_string()]);
+        out.assert_success();
+        out.assert_stdout_eq(&format!("set True True 33 {intvl} 4\nunset False False {idle} {intvl} {probes}\n"));
+    });
+}

@@ -149,6 +149,27 @@ pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
 }
 
+/// The pidfs inode of `pidfd` (Linux 6.9+): one number per thread or
+/// process for as long as the system runs, never reused, the same for
+/// every pidfd of it. `None` when the pidfd is not on pidfs (an older
+/// kernel's anonymous inode, shared by all pidfds), which identifies nothing.
+pub fn pidfd_inode(pidfd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    const PIDFS_MAGIC: i64 = 0x5049_4446;
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fs` is a live, writable statfs the kernel fills in.
+    cvt(unsafe { libc::fstatfs(pidfd.as_raw_fd(), &mut fs) }.into())?;
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
+    if fs.f_type as i64 != PIDFS_MAGIC {
+        return Ok(None);
+    }
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable stat the kernel fills in.
+    cvt(unsafe { libc::fstat(pidfd.as_raw_fd(), &mut st) }.into())?;
+    Ok(Some(st.st_ino))
+}
+
 /// Whether `pidfd_open(PIDFD_THREAD)` works here: the newest of the
 /// features transparent egress needs (Linux 6.9), so its presence implies
 /// `pidfd_getfd`, `SECCOMP_ADDFD_FLAG_SETFD` and

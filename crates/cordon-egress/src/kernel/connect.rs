@@ -35,6 +35,7 @@ use tokio::io::Interest;
 
 use super::decide::{decide, loopback_hint, Decision, HandOver, LocalRoute, Refusal, SocketKind};
 use super::ledger::Notice;
+use super::process::{Taken, TaskId};
 use super::sockaddr;
 use super::Shared;
 use crate::record::{ConnectionRecord, Protocol};
@@ -85,7 +86,7 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
     let fd = low_int(n.args[0]);
     let addr_ptr = n.args[1];
     let addr_len = low_int(n.args[2]);
-    let sock = match caller_socket(sh, n, fd) {
+    let (sock, task) = match caller_socket(sh, n, fd) {
         Ok(s) => s,
         Err(errno) => return Some(errno),
     };
@@ -116,7 +117,7 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
             rule: None,
             detail: None,
         };
-        return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+        return Some(refuse(sh, n, task, Protocol::Tcp, &refusal));
     }
     let kind = match socket_kind(sock.as_fd()) {
         Ok(k) => k,
@@ -131,13 +132,13 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
     };
     Some(match decision {
         Decision::Answer(errno) => errno,
-        Decision::Refuse(r) => refuse(sh, n, protocol, &r),
+        Decision::Refuse(r) => refuse(sh, n, task, protocol, &r),
         Decision::Local(LocalRoute::Direct) => {
             let errno = match notify::connect_raw(sock.as_fd(), &bytes) {
                 Ok(()) => 0,
                 Err(e) => errno_of(&e),
             };
-            note_resolver_user(sh, n, &target, sock.as_fd(), errno);
+            note_resolver_user(sh, n, task, &target, sock.as_fd(), errno);
             errno
         }
         Decision::Local(LocalRoute::Helper) => {
@@ -146,7 +147,7 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
                 .helper
                 .connect(sock.as_fd(), cwd.as_ref().map(|c| c.as_fd()), &bytes, sh.config.connect_timeout)
                 .await;
-            note_resolver_user(sh, n, &target, sock.as_fd(), errno);
+            note_resolver_user(sh, n, task, &target, sock.as_fd(), errno);
             if let Some(addr) = loopback_hint(&target, errno) {
                 loopback_notice(sh, n.tid, addr);
             } else if errno == libc::EINPROGRESS && kind.is_tcp() {
@@ -156,7 +157,7 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
             }
             errno
         }
-        Decision::HandOver(h) => return hand_over(sh, n, fd, sock, kind, h).await,
+        Decision::HandOver(h) => return hand_over(sh, (n, task), fd, sock, kind, h).await,
     })
 }
 
@@ -164,7 +165,14 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
 /// port), so that a refused lookup can name the process. When the stub
 /// does not answer (no name is allowed), says so now: the lookup fails
 /// without the name ever reaching cordon.
-fn note_resolver_user(sh: &Shared, n: &Notification, target: &sockaddr::Target, sock: BorrowedFd<'_>, errno: i32) {
+fn note_resolver_user(
+    sh: &Shared,
+    n: &Notification,
+    task: Option<TaskId>,
+    target: &sockaddr::Target,
+    sock: BorrowedFd<'_>,
+    errno: i32,
+) {
     let to_stub = matches!(target, sockaddr::Target::Inet(a) if sockaddr::canonical(*a) == super::STUB_ADDR);
     if !to_stub || (errno != 0 && errno != libc::EINPROGRESS && errno != libc::ECONNREFUSED) {
         return;
@@ -175,7 +183,7 @@ fn note_resolver_user(sh: &Shared, n: &Notification, target: &sockaddr::Target, 
             let notice = Notice {
                 kind: "lookups",
                 target: "names".into(),
-                process: process_of(n.tid),
+                process: sh.process_name(n.tid, task),
                 reason: reason.into(),
                 suggestion: None,
                 detail: None,
@@ -201,20 +209,37 @@ fn low_int(arg: u64) -> i32 {
     i32::from_ne_bytes(u32::try_from(arg & u64::from(u32::MAX)).unwrap_or(0).to_ne_bytes())
 }
 
-/// A duplicate of descriptor `fd` of the notifying thread.
-fn caller_socket(sh: &Shared, n: &Notification, fd: i32) -> Result<OwnedFd, i32> {
+/// A duplicate of descriptor `fd` of the notifying thread, and the thread
+/// for [`Shared::process_name`]. Its pidfd is kept for its next connect
+/// (see `process`).
+fn caller_socket(sh: &Shared, n: &Notification, fd: i32) -> Result<(OwnedFd, Option<TaskId>), i32> {
+    match sh.lock().processes.take_fd(n.tid, fd) {
+        Taken::Socket(sock, task) => return Ok((sock, task)),
+        Taken::Failed(errno) => return Err(errno),
+        Taken::Unknown => {}
+    }
     let pidfd = notify::pidfd_open_thread(n.tid).map_err(|_| libc::ESRCH)?;
     // The pidfd is the notifying thread's only while the notification is
     // pending (a dead thread's id can be reused).
     if !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
         return Err(libc::ESRCH);
     }
-    notify::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| errno_of(&e))
+    let sock = notify::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| errno_of(&e))?;
+    Ok((sock, sh.lock().processes.keep_pidfd(n.tid, pidfd)))
 }
 
+/// The caller's socket's domain, type and protocol. An internet socket of
+/// protocol TCP or UDP has one type only (`SOCK_STREAM`, `SOCK_DGRAM`: the
+/// kernel registers them for no other), so its type is not asked.
 fn socket_kind(sock: BorrowedFd<'_>) -> Result<SocketKind, i32> {
     let get = |name| notify::getsockopt_int(sock, libc::SOL_SOCKET, name).map_err(|e| errno_of(&e));
-    Ok(SocketKind { domain: get(libc::SO_DOMAIN)?, kind: get(libc::SO_TYPE)?, protocol: get(libc::SO_PROTOCOL)? })
+    let (domain, protocol) = (get(libc::SO_DOMAIN)?, get(libc::SO_PROTOCOL)?);
+    let kind = match (domain, protocol) {
+        (libc::AF_INET | libc::AF_INET6, libc::IPPROTO_TCP) => libc::SOCK_STREAM,
+        (libc::AF_INET | libc::AF_INET6, libc::IPPROTO_UDP) => libc::SOCK_DGRAM,
+        _ => get(libc::SO_TYPE)?,
+    };
+    Ok(SocketKind { domain, kind, protocol })
 }
 
 /// The caller's working directory, for a unix socket's relative path.
@@ -228,20 +253,9 @@ fn caller_cwd(tid: u32) -> Option<OwnedFd> {
         .map(OwnedFd::from)
 }
 
-/// `name, pid N` of the process behind thread `tid`, as the sandbox sees
-/// it (the pid in its own namespace), escaped for the terminal.
-pub(crate) fn process_of(tid: u32) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
-    let tgid = field("Tgid:")?;
-    let ns_pid = field("NStgid:")?.split_whitespace().last()?.to_owned();
-    let comm = std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok()?;
-    Some(format!("{}, pid {ns_pid}", super::ledger::escape_control(comm.trim_end_matches('\n'))))
-}
-
 /// Records a refusal (counted when it was seen before), prints the notice
 /// the first time, and returns its errno.
-fn refuse(sh: &Shared, n: &Notification, protocol: Protocol, r: &Refusal) -> i32 {
+fn refuse(sh: &Shared, n: &Notification, task: Option<TaskId>, protocol: Protocol, r: &Refusal) -> i32 {
     let kind = "connect";
     if sh.lock().ledger.count_if_known(kind, &r.target, &r.reason) {
         return r.errno;
@@ -249,7 +263,7 @@ fn refuse(sh: &Shared, n: &Notification, protocol: Protocol, r: &Refusal) -> i32
     let notice = Notice {
         kind,
         target: r.target.clone(),
-        process: process_of(n.tid),
+        process: sh.process_name(n.tid, task),
         reason: r.reason.clone(),
         suggestion: r.suggestion.clone(),
         detail: r.detail.clone(),
@@ -283,7 +297,7 @@ fn loopback_notice(sh: &Shared, tid: u32, addr: SocketAddr) {
     let notice = Notice {
         kind: "hint",
         target,
-        process: process_of(tid),
+        process: super::process::process_of(tid),
         reason,
         suggestion: Some(addr.to_string()),
         detail: None,
@@ -296,7 +310,7 @@ fn loopback_notice(sh: &Shared, tid: u32, addr: SocketAddr) {
 /// caller's place. Answers the notification itself on success.
 async fn hand_over(
     sh: &Shared,
-    n: &Notification,
+    (n, task): (&Notification, Option<TaskId>),
     fd: i32,
     sock: OwnedFd,
     kind: SocketKind,
@@ -329,12 +343,12 @@ async fn hand_over(
                 rule: None,
                 detail: None,
             };
-            return Some(refuse(sh, n, Protocol::Tcp, &refusal));
+            return Some(refuse(sh, n, task, Protocol::Tcp, &refusal));
         }
     };
     if let Err(e) = sh.accounting.expect(&h.addrs) {
         // Its close would go unreported and its slot stay taken.
-        record.process = process_of(n.tid);
+        record.process = sh.process_name(n.tid, task);
         record.error = Some(format!("the kernel's close reports could not be arranged for: {e}"));
         sh.lock().ledger.push(record);
         return Some(libc::ENOBUFS);
@@ -346,7 +360,7 @@ async fn hand_over(
     let (host_sock, peer) = match connected {
         Ok(c) => c,
         Err(errno) => {
-            record.process = process_of(n.tid);
+            record.process = sh.process_name(n.tid, task);
             record.error = Some(match errno {
                 libc::ENOBUFS if sh.sockets.is_gone() => format!("connecting failed: {}", crate::sockets::MAKER_GONE),
                 _ => format!("connecting failed: {}", io::Error::from_raw_os_error(errno)),
@@ -367,7 +381,7 @@ async fn hand_over(
         Ok(()) => {}
         Err(e) => {
             // ENOENT: the caller died while we connected; the socket goes.
-            record.process = process_of(n.tid);
+            record.process = sh.process_name(n.tid, task);
             record.error = Some(format!("the caller was gone before the socket was handed over: {e}"));
             sh.lock().ledger.push(record);
             return None;
@@ -376,7 +390,7 @@ async fn hand_over(
     // The process is named before the answer: until then the caller waits
     // in its connect, and after it one that exits at once (curl to a host
     // on loopback) is gone before its name can be read.
-    record.process = process_of(n.tid);
+    record.process = sh.process_name(n.tid, task);
     let _ = notify::respond(sh.listener.as_fd(), n.id, 0, 0);
     // The caller runs on; the books are kept after its answer, off its
     // connect's time. Our copy keeps the socket alive until they are (its
@@ -395,7 +409,8 @@ async fn connect_host(
     kind: SocketKind,
     addrs: &[SocketAddr],
 ) -> Result<(OwnedFd, SocketAddr), i32> {
-    let timeout = send_timeout(caller.as_fd()).map_or(sh.config.connect_timeout, |t| t.min(sh.config.connect_timeout));
+    let options = CallerOptions::read(caller.as_fd(), kind.domain);
+    let timeout = options.send_timeout().map_or(sh.config.connect_timeout, |t| t.min(sh.config.connect_timeout));
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = libc::ECONNREFUSED;
     for &addr in addrs {
@@ -404,7 +419,7 @@ async fn connect_host(
             continue;
         };
         let host = sh.sockets.tcp(kind.domain).await?;
-        copy_options(caller.as_fd(), host.as_fd(), kind.domain);
+        options.apply(host.as_fd());
         match notify::connect_raw(host.as_fd(), &bytes) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -451,17 +466,6 @@ async fn connect_host(
     Err(last)
 }
 
-/// The socket's own `SO_SNDTIMEO`, which bounds a blocking `connect()` in
-/// the kernel too; the supervisor honours it for any socket.
-fn send_timeout(sock: BorrowedFd<'_>) -> Option<std::time::Duration> {
-    let mut tv = [0u8; 16];
-    notify::getsockopt_bytes(sock, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &mut tv).ok()?;
-    let secs = u64::from_ne_bytes(tv[0..8].try_into().ok()?);
-    let micros = u64::from_ne_bytes(tv[8..16].try_into().ok()?);
-    let t = std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros);
-    (!t.is_zero()).then_some(t)
-}
-
 /// `tcp_info.tcpi_state`.
 fn tcp_state(sock: BorrowedFd<'_>) -> Option<u8> {
     let mut info = [0u8; 8];
@@ -469,25 +473,65 @@ fn tcp_state(sock: BorrowedFd<'_>) -> Option<u8> {
     Some(info[0])
 }
 
-/// Copies [`COPIED_OPTIONS`] (and `IPV6_V6ONLY` for IPv6) from the
-/// caller's socket. Best effort: an option the kernel refuses stays at its
-/// default. A value of all zero bytes is what a new socket has for every
-/// option in the list whose default is zero, so it is not set again; the
-/// keepalive timings read back the namespace's default when unset (never
-/// zero) and are set, and `IPV6_V6ONLY`, whose default follows a sysctl of
-/// each namespace, always is.
-fn copy_options(from: BorrowedFd<'_>, to: BorrowedFd<'_>, domain: i32) {
-    for &(level, name, size) in COPIED_OPTIONS {
-        let mut buf = [0u8; 16];
-        if let Ok(got) = notify::getsockopt_bytes(from, level, name, &mut buf[..size]) {
-            if buf[..got].iter().any(|&b| b != 0) {
-                let _ = notify::setsockopt_bytes(to, level, name, &buf[..got]);
+/// The caller's values of [`COPIED_OPTIONS`] (and `IPV6_V6ONLY` for
+/// IPv6), read once per connect and set on each host socket tried. Best
+/// effort: an option the kernel refuses stays at its default. A value a new
+/// socket already has is not set again: all zero bytes (the default of
+/// every option in the list but the keepalive timings) and the keepalive
+/// timings' defaults in a new network namespace, which the sandbox's is
+/// (so an unset timing gets the host's default, as a direct connection
+/// would). `IPV6_V6ONLY`, whose default follows a sysctl of each
+/// namespace, is always set.
+struct CallerOptions {
+    /// Per entry of [`COPIED_OPTIONS`]: the value to set and its length.
+    set: [Option<([u8; 16], usize)>; COPIED_OPTIONS.len()],
+    v6only: Option<i32>,
+}
+
+/// The keepalive timings of a socket in a new network namespace that were
+/// never set (`TCP_KEEPALIVE_TIME`, `_INTVL`, `_PROBES` of the kernel).
+const KEEPALIVE_DEFAULTS: &[(i32, i32)] =
+    &[(libc::TCP_KEEPIDLE, 7200), (libc::TCP_KEEPINTVL, 75), (libc::TCP_KEEPCNT, 9)];
+
+impl CallerOptions {
+    fn read(from: BorrowedFd<'_>, domain: i32) -> CallerOptions {
+        let mut set = [None; COPIED_OPTIONS.len()];
+        for (i, &(level, name, size)) in COPIED_OPTIONS.iter().enumerate() {
+            let mut buf = [0u8; 16];
+            let Ok(got) = notify::getsockopt_bytes(from, level, name, &mut buf[..size]) else { continue };
+            let default = level == libc::IPPROTO_TCP
+                && got == 4
+                && KEEPALIVE_DEFAULTS.iter().any(|&(n, v)| n == name && buf[..4] == v.to_ne_bytes());
+            if buf[..got].iter().any(|&b| b != 0) && !default {
+                set[i] = Some((buf, got));
             }
         }
+        let v6only = (domain == libc::AF_INET6)
+            .then(|| notify::getsockopt_int(from, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).ok())
+            .flatten();
+        CallerOptions { set, v6only }
     }
-    if domain == libc::AF_INET6 {
-        if let Ok(v6only) = notify::getsockopt_int(from, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
+
+    fn apply(&self, to: BorrowedFd<'_>) {
+        for (&(level, name, _), value) in COPIED_OPTIONS.iter().zip(&self.set) {
+            if let Some((buf, len)) = value {
+                let _ = notify::setsockopt_bytes(to, level, name, &buf[..*len]);
+            }
+        }
+        if let Some(v6only) = self.v6only {
             let _ = notify::setsockopt_int(to, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only);
         }
+    }
+
+    /// The socket's own `SO_SNDTIMEO`, which bounds a blocking `connect()`
+    /// in the kernel too; the supervisor honours it for any socket.
+    fn send_timeout(&self) -> Option<std::time::Duration> {
+        let at = COPIED_OPTIONS.iter().position(|&(_, name, _)| name == libc::SO_SNDTIMEO)?;
+        let (tv, len) = self.set[at]?;
+        let tv = tv.get(..16).filter(|_| len == 16)?;
+        let secs = u64::from_ne_bytes(tv[0..8].try_into().ok()?);
+        let micros = u64::from_ne_bytes(tv[8..16].try_into().ok()?);
+        let t = std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros);
+        (!t.is_zero()).then_some(t)
     }
 }

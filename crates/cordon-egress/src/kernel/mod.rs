@@ -52,6 +52,7 @@ mod dns;
 mod helper;
 mod ledger;
 mod names;
+mod process;
 mod sockaddr;
 mod stub;
 
@@ -267,6 +268,8 @@ pub(crate) struct Shared {
 
 pub(crate) struct State {
     names: Names,
+    /// Names of the processes that connected.
+    processes: process::Processes,
     ledger: Ledger,
     /// Which thread connected the UDP or TCP socket with this local port to
     /// the stub DNS, so a refused lookup can name its process.
@@ -311,6 +314,7 @@ impl Shared {
             stub: Stub::for_policy(&config.policy),
             state: Mutex::new(State {
                 names: Names::new(config.max_names),
+                processes: Default::default(),
                 ledger: Ledger::new(config.max_records),
                 resolver_users: Default::default(),
             }),
@@ -326,6 +330,11 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `name, pid N` of the process of thread `tid` (see `process`).
+    fn process_name(&self, tid: u32, task: Option<process::TaskId>) -> Option<String> {
+        self.lock().processes.name(tid, task)
     }
 
     fn notify(&self, notice: &Notice) {

@@ -237,7 +237,7 @@ fn notice(sh: &Shared, peer: SocketAddr, name: &str, found: Found, repeat: Repea
         return;
     }
     let tid = sh.lock().resolver_users.get(&peer.port()).copied();
-    let process = tid.and_then(super::connect::process_of);
+    let process = tid.and_then(super::process::process_of);
     let notice = Notice {
         kind,
         target: name.to_owned(),
