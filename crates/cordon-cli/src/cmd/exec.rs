@@ -55,7 +55,7 @@ pub struct ExecArgs {
 
 // Host-side settings of a plugin run, shared with `cordon check`.
 // (A plain comment: the doc comment of a flattened struct would become the
-// summary of each command that flattens it; see `Command` in main.rs.)
+// summary of each command that flattens it; see `Command` in lib.rs.)
 #[derive(Args, Debug)]
 pub struct PluginArgs {
     /// The data folder of a plugin that extends the platform preset (default: $XDG_DATA_HOME/cordon/data/@scope/name).
@@ -75,7 +75,7 @@ pub struct PluginArgs {
 // The `run` flags that narrow a manifest's policy. They never widen it:
 // each one is intersected with what the manifest declares.
 // (A plain comment: the doc comment of a flattened struct would become the
-// summary of each command that flattens it; see `Command` in main.rs.)
+// summary of each command that flattens it; see `Command` in lib.rs.)
 #[derive(Args, Debug)]
 pub struct NarrowArgs {
     /// Keep only manifest paths within these trees (read access). Repeatable.

@@ -14,7 +14,7 @@ use crate::render;
 
 // How to reach the queue.
 // (A plain comment: the doc comment of a flattened struct would become the
-// summary of each command that flattens it; see `Command` in main.rs.)
+// summary of each command that flattens it; see `Command` in lib.rs.)
 #[derive(Args, Debug, Clone)]
 pub struct QueueConn {
     /// The NATS servers: nats://HOST:PORT, or several separated by commas (a cluster).
@@ -179,7 +179,7 @@ pub fn dead_letters(a: DeadLettersArgs) -> Result<i32> {
 
 // `cordon serve`'s queue tuning (used with --queue).
 // (A plain comment: the doc comment of a flattened struct would become the
-// summary of each command that flattens it; see `Command` in main.rs.)
+// summary of each command that flattens it; see `Command` in lib.rs.)
 #[derive(Args, Debug)]
 pub struct QueueTuning {
     /// With --queue: a worker that stops acknowledging for this long loses the execution to another worker.

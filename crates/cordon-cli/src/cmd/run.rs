@@ -271,7 +271,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
 /// value that starts with `-` or is not a number where one is due, an
 /// empty path, `--tty`
 /// with `--no-tty` or `--json`, no command. Every shape it accepts parses
-/// the same with clap (a unit test in `main.rs` compares the two).
+/// the same with clap (a unit test in `lib.rs` compares the two).
 pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
     fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
         slot.is_none().then(|| *slot = Some(value))

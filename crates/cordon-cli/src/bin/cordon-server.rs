@@ -1,0 +1,16 @@
+//! `cordon-server`: the same command line as `cordon` (see the `cordon_cli`
+//! library), running the service's subcommands (`serve`, `worker`,
+//! `dead-letters`) itself. `cordon` execs it for those; it is installed
+//! next to `cordon` and not meant to be called by its own name.
+
+#![deny(unsafe_code)]
+// The program starts at the C `main` below, not at Rust's `fn main`: see
+// `cordon_cli::main`.
+#![no_main]
+
+// `no_mangle` names the symbol the C runtime calls; nothing unsafe happens here.
+#[allow(unsafe_code)]
+#[no_mangle]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    cordon_cli::main(cordon_cli::run_server_here)
+}
