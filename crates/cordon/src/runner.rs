@@ -1051,10 +1051,61 @@ fn redact_cut_tail(text: &str, secrets: &[String]) -> String {
     text.to_owned()
 }
 
-fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+fn read_some(mut f: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
     use std::io::Read;
-    let mut f = std::fs::File::from(fd.try_clone()?);
     f.read(buf)
+}
+
+/// The supervisor's read buffer, allocated (zeroed) at its first read: a run
+/// whose output is passed through, and that has no terminal relay, reads
+/// nothing and does not pay for 64 KiB of zeroes.
+#[derive(Default)]
+struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    const SIZE: usize = 64 * 1024;
+
+    fn get(&mut self) -> &mut [u8] {
+        if self.0.is_empty() {
+            self.0 = vec![0u8; Self::SIZE];
+        }
+        &mut self.0
+    }
+}
+
+/// Gives the command its input, then end of file. When the whole input fits
+/// in the pipe (the usual case: a pipe holds 64 KiB) it is written here and
+/// the pipe closed, with no thread; otherwise what is left goes in from a
+/// thread, since a handler may read it slowly, or not at all, and the
+/// supervisor must keep draining its output meanwhile. A handler that exits
+/// without reading its input closes the pipe; that is its business.
+fn give_input(fd: OwnedFd, bytes: Vec<u8>) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::Write;
+    let mut pipe = std::fs::File::from(fd);
+    // Non-blocking for the first write only: it writes what fits now.
+    let written = match sys::set_nonblocking(pipe.as_fd()).and_then(|()| pipe.write(&bytes)) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(_) => return None,
+    };
+    if written == bytes.len() {
+        return None;
+    }
+    Some(std::thread::spawn(move || {
+        let mut rest = &bytes[written..];
+        while !rest.is_empty() {
+            match pipe.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sys::poll(&[(pipe.as_fd(), libc::POLLOUT)], -1).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1133,26 +1184,18 @@ fn supervise(
         start: started.start,
         exceeded: false,
     };
-    // The input goes in from a thread: a handler may read it slowly, or not
-    // at all, and the loop below must keep draining its output meanwhile.
-    let writer = ours.stdin.map(|(fd, bytes)| {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            // A handler that exits without reading its input closes the pipe; that is its business.
-            let _ = std::fs::File::from(fd).write_all(&bytes);
-        })
-    });
+    let writer = ours.stdin.and_then(|(fd, bytes)| give_input(fd, bytes));
     let max_result = req.result.map_or(0, |r| r.max_bytes);
     let mut result_bytes: Vec<u8> = vec![];
     let mut result_too_large = false;
-    let mut pipes: [Option<OwnedFd>; 3] = [ours.stdout, ours.stderr, ours.result];
+    let mut pipes: [Option<std::fs::File>; 3] = [ours.stdout, ours.stderr, ours.result].map(|p| p.map(Into::into));
     let mut ending = Ending::Running;
     let mut kill_at: Option<Instant> = None;
     // After a kill request, init gets this long to reap everything before
     // it is killed the hard way (losing the descendants' accounting).
     let mut hard_kill_at: Option<Instant> = None;
     const REAP_GRACE: Duration = Duration::from_millis(1000);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = ReadBuffer::default();
     // Transparent egress that could not be started when the sandbox first
     // connected: the run is stopped (its connect would wait forever).
     let mut egress_failed: Option<String> = None;
@@ -1241,18 +1284,19 @@ fn supervise(
         }
         if let Some(relay) = &mut term.relay {
             if relay_input.is_some_and(|k| rev[k] != 0) {
-                relay.read_input(&mut buf);
+                relay.read_input(buf.get());
             }
             if let Some(k) = relay_master.filter(|k| rev[*k] != 0) {
                 if rev[k] & libc::POLLOUT != 0 {
                     relay.write_pending();
                 }
-                relay.read_output(&mut buf);
+                relay.read_output(buf.get());
             }
         }
         for (k, i) in pipe_slots.iter().enumerate() {
             if rev[k + 1] != 0 {
-                match pipes[*i].as_ref().map(|p| read_some(p, &mut buf)) {
+                let buf = buf.get();
+                match pipes[*i].as_ref().map(|p| read_some(p, buf)) {
                     Some(Ok(0)) | Some(Err(_)) => pipes[*i] = None,
                     Some(Ok(n)) if *i == 2 => {
                         keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n])
@@ -1281,14 +1325,15 @@ fn supervise(
         Err(_) => (None, None),
     };
     if let Some(relay) = &mut term.relay {
-        relay.read_output(&mut buf);
+        relay.read_output(buf.get());
     }
     // The caller's terminal gets its modes back before anything else is
     // printed.
     drop(term);
     for (i, p) in pipes.iter_mut().enumerate() {
         while let Some(fd) = p.as_ref() {
-            match read_some(fd, &mut buf) {
+            let buf = buf.get();
+            match read_some(fd, buf) {
                 Ok(0) | Err(_) => *p = None,
                 Ok(n) if i == 2 => keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n]),
                 Ok(n) => cap.push(i, &buf[..n], secrets),

@@ -295,6 +295,36 @@ fn secrets_never_appear_in_logs_results_or_audit_records() {
     });
 }
 
+/// A handler's input arrives whole whether it fits in the pipe (written at
+/// once, no writer thread) or not (1 MiB: the rest goes in while the handler
+/// reads), and a handler that never reads a large input still ends and is
+/// answered (its closed pipe ends the writing). Control: the sizes the
+/// handler counts are those sent.
+#[test]
+fn handler_input_of_any_size_arrives_whole_and_unread_input_does_not_hang() {
+    let support = kernel_support();
+    let plugin = fixture(
+        "input-sizes",
+        "id = \"@t/input-sizes\"\nversion = \"1.0.0\"\n[handlers.count]\ncommand = [\"./count.sh\"]\n[handlers.ignore]\ncommand = [\"./ignore.sh\"]\n",
+        &[
+            ("count.sh", "#!/bin/sh\nprintf '{\"bytes\": %s}' \"$(wc -c)\" >&3\n"),
+            ("ignore.sh", "#!/bin/sh\nexec 0<&-\nprintf '{\"read\": false}' >&3\n"),
+        ],
+    );
+    let input = |len: usize| format!("{{\"s\": \"{}\"}}", "x".repeat(len));
+    each_mode(sandbox_modes!(support), |mode| {
+        for len in [10, 60_000, 1 << 20] {
+            let sent = input(len);
+            let out = exec(mode, plugin.path(), "count", &sent).arg("--json").run();
+            out.assert_success();
+            assert_eq!(out.json()["data"]["bytes"], sent.len(), "[{}] {len}: {out}", mode.as_str());
+        }
+        let out = exec(mode, plugin.path(), "ignore", &input(1 << 20)).arg("--json").run();
+        out.assert_success();
+        assert_eq!(out.json()["data"]["read"], false, "{out}");
+    });
+}
+
 #[test]
 fn handler_contract_input_result_traceparent_and_environment() {
     let support = kernel_support();
