@@ -135,6 +135,11 @@ pub enum SubmitError {
     /// `Idempotency-Key` is safe.
     #[error("the execution queue is unavailable: {0}")]
     Unavailable(String),
+    /// The process that clones this service's sandboxes is gone (local
+    /// backend, `cordon serve` started it): nothing can run here until the
+    /// service is restarted.
+    #[error("the sandbox spawner of this service (pid {0}) is gone: no sandbox can be started; restart the service")]
+    SpawnerGone(i32),
     /// The `Idempotency-Key` names another tenant's execution (local backend).
     #[error("the Idempotency-Key `{0}` is already in use")]
     KeyInUse(String),
@@ -350,6 +355,9 @@ impl LocalBackend {
 
     async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
         let sender = self.sender.lock().expect("sender lock").clone().ok_or(SubmitError::Draining)?;
+        if let cordon::SpawnerState::Gone(pid) = cordon::spawner_state() {
+            return Err(SubmitError::SpawnerGone(pid));
+        }
         let s = &self.shared;
         {
             // A place in the tenant's count and in the queue, reserved
@@ -408,6 +416,8 @@ impl LocalBackend {
         let want = s.settings.workers as usize;
         let reason = if draining {
             Some("draining: the service is shutting down".to_owned())
+        } else if let cordon::SpawnerState::Gone(pid) = cordon::spawner_state() {
+            Some(SubmitError::SpawnerGone(pid).to_string())
         } else if started < want {
             Some(format!("{started} of {want} workers started"))
         } else {

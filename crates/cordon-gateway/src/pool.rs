@@ -31,14 +31,18 @@
 //! - **Nothing outlives its welcome.** A parked run unused for
 //!   `pool_ttl_ms` is killed and reaped (pidfd), and a key unused that long
 //!   is no longer refilled. The drain kills every parked run; a SIGKILL of
-//!   the service kills them too (each sandbox's init dies with the pool
-//!   thread, `PR_SET_PDEATHSIG`, and with the service's lifeline pipe).
+//!   the service kills them too (each sandbox's init dies with the thread
+//!   that started the service's sandbox spawner, `PR_SET_PDEATHSIG`, and
+//!   with the service's lifeline pipe).
 //!
 //! # Not guaranteed
 //!
 //! - **Less CPU.** Every execution still gets a sandbox built and torn
 //!   down; the pool moves the building off the execution's latency, not
-//!   off the machine's CPU. A parked run that expires unused costs one
+//!   off the machine's CPU. (What a parked sandbox used to cost the
+//!   service while it waited, copy-on-write sharing of the service's
+//!   memory, is gone since sandboxes are cloned by `cordon serve`'s small
+//!   spawner: `cordon::start_spawner`.) A parked run that expires unused costs one
 //!   set-up for nothing. Throughput is bound by the CPU per execution.
 //! - Parked runs of a plugin whose tree hash changed may run for up to
 //!   [`CHECK_INTERVAL`] (parked, never started) before they are reaped.

@@ -49,6 +49,12 @@ pub fn run(a: ServeArgs) -> Result<i32> {
         }
         None => None,
     };
+    if queue.is_none() {
+        // First, before any thread and before the secrets are read: the
+        // small process every sandbox of this service is cloned from (see
+        // cordon::start_spawner).
+        cordon::start_spawner().context("cordon serve cannot start its sandbox spawner")?;
+    }
     let strictness = if a.insecure_dev { Strictness::InsecureDev } else { Strictness::Refuse };
     if a.insecure_dev && !listen.ip().is_loopback() {
         bail!(

@@ -146,6 +146,14 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    /// The sandbox spawner ([`start_spawner`]) is gone: no sandbox can be
+    /// cloned in this process any more.
+    #[error("cannot start a sandbox")]
+    SpawnerGone {
+        /// What the channel to the spawner said.
+        #[source]
+        source: io::Error,
+    },
     /// The command could not be executed.
     #[error("cannot execute {program}")]
     Exec {
@@ -169,6 +177,9 @@ impl SpawnError {
             }
             SpawnError::Child { stage: "terminal", .. } => Some("run with --tty (a pty of the run's own), or redirect the command's stdin, stdout and stderr away from the terminal".into()),
             SpawnError::Child { stage: "mount", .. } => Some("run `cordon doctor`; the host may forbid mounts in user namespaces (e.g. a masked /proc)".into()),
+            SpawnError::SpawnerGone { .. } => Some(
+                "the process that clones sandboxes for this service was killed; restart the service (it is not restarted by itself)".into(),
+            ),
             SpawnError::Cgroup(_) => Some("run `cordon doctor` to see which cgroup controllers are usable".into()),
             SpawnError::Landlock(landlock::LandlockError::LinkAppeared { .. }) => Some(
                 "the plugin folder changed after its paths were resolved; see where the link points, remove it, and run `cordon check` again".into(),
@@ -464,6 +475,47 @@ fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
     }) as libc::c_int
 }
 
+/// The sandbox spawner of this process, once [`start_spawner`] started it.
+static SPAWNER: std::sync::OnceLock<sys::spawner::Spawner> = std::sync::OnceLock::new();
+
+/// From now on every sandbox of this process ([`park`], [`spawn`]) is
+/// cloned by a small single-threaded spawner process forked here (see
+/// `sys::spawner`) instead of from this process: a sandbox's init then
+/// shares none of this process's memory, which matters for a big
+/// multi-threaded service that keeps sandboxes alive (copy-on-write
+/// faults, TLB shootdowns, page-table copies). The sandboxes stay this
+/// process's children (`CLONE_PARENT`); their death signal follows the
+/// thread that called this (call it from the main thread). Must be called
+/// before this process starts any thread (refused otherwise), and at most
+/// once. Fails closed: once the spawner is gone, every park fails with
+/// [`SpawnError::SpawnerGone`], never falling back to cloning here.
+pub fn start_spawner() -> io::Result<libc::pid_t> {
+    let spawner = sys::spawner::Spawner::start()?;
+    let pid = spawner.pid();
+    SPAWNER.set(spawner).map_err(|_| io::Error::other("the sandbox spawner is started already"))?;
+    Ok(pid)
+}
+
+/// The sandbox spawner's state ([`start_spawner`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnerState {
+    /// None was started: sandboxes are cloned by this process.
+    NotStarted,
+    /// It runs, with this pid.
+    Running(libc::pid_t),
+    /// It is gone (it had this pid): no sandbox can be started.
+    Gone(libc::pid_t),
+}
+
+/// Whether a sandbox spawner runs for this process.
+pub fn spawner_state() -> SpawnerState {
+    match SPAWNER.get() {
+        None => SpawnerState::NotStarted,
+        Some(s) if s.alive() => SpawnerState::Running(s.pid()),
+        Some(s) => SpawnerState::Gone(s.pid()),
+    }
+}
+
 /// Applies `plan` to a new child and starts `cmd` in it. Returns once the
 /// command has been exec'd, or with the step that failed. The same as
 /// [`park`] and an immediate [`Parked::start`].
@@ -480,6 +532,9 @@ pub fn spawn(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<R
 /// reaped, and the run's cgroups are removed. Init dies with the *thread*
 /// that parked it (`PR_SET_PDEATHSIG` fires when that thread exits) and
 /// with cordon (the lifeline): park from a thread that outlives the run.
+/// With a sandbox spawner ([`start_spawner`]) init is cloned there but is
+/// still this process's child, and dies with the thread that started the
+/// spawner instead.
 /// In dev mode ([`Supervision::Direct`]: no init) the command was started
 /// at once; [`Parked::start`] only waits for its exec.
 #[derive(Debug)]
@@ -813,7 +868,14 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     };
     crate::trace::step("spawn: child spec prepared");
     let cloned_at = sys::monotonic_ns();
-    let child = sys::spawn(clone_flags(&plan.namespaces), &spec).map_err(os("clone the sandbox process"))?;
+    let child = match SPAWNER.get() {
+        Some(spawner) => spawner.spawn(clone_flags(&plan.namespaces), &spec).map_err(|source| match source.kind() {
+            io::ErrorKind::BrokenPipe => SpawnError::SpawnerGone { source },
+            _ => SpawnError::Os { what: "clone the sandbox process (in the sandbox spawner)", source },
+        })?,
+        None => sys::spawn(clone_flags(&plan.namespaces), sys::ParentOf::Caller, &spec)
+            .map_err(os("clone the sandbox process"))?,
+    };
     crate::trace::step("spawn: cloned");
     // Our copies of the child's ends must go now: the report pipe reaches EOF
     // only when every write end is closed, and the lifeline is meant to hang

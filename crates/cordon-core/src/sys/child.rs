@@ -288,6 +288,11 @@ impl CStringArray {
     fn as_ptr(&self) -> *const *const c_char {
         self.ptrs.as_ptr()
     }
+
+    /// The entries given to [`CStringArray::new`] (without a late one).
+    pub(super) fn items(&self) -> &[CString] {
+        &self._storage
+    }
 }
 
 /// How many bytes the value of the late environment variable has: the
@@ -313,6 +318,16 @@ impl LateEnv {
         }
         let bytes = name.bytes().chain([b'=']).chain(placeholder.iter().copied()).chain([0]);
         Some(LateEnv { entry: bytes.map(UnsafeCell::new).collect(), value_at: name.len() + 1 })
+    }
+
+    /// The name and the value as given to [`LateEnv::new`] (the parent's
+    /// copy: only init's own copy is ever overwritten).
+    pub(super) fn name_and_value(&self) -> (Vec<u8>, Vec<u8>) {
+        // SAFETY: only init writes the entry, in its own copy of the
+        // memory; nothing writes the caller's while it reads it here.
+        let bytes: Vec<u8> = self.entry.iter().map(|c| unsafe { *c.get() }).collect();
+        let end = bytes.len().saturating_sub(1);
+        (bytes[..self.value_at - 1].to_vec(), bytes[self.value_at..end].to_vec())
     }
 
     /// Overwrites the value (init, after the go message). No allocation.
@@ -669,7 +684,7 @@ impl ChildSpec {
     /// is named (no `..`), so a field added to the spec does not compile
     /// until it is sorted here: a new descriptor cannot be closed
     /// silently. Allocation-free (init runs it).
-    fn for_each_fd(&self, mut f: impl FnMut(&OwnedFd)) {
+    pub(super) fn for_each_fd(&self, mut f: impl FnMut(&OwnedFd)) {
         let ChildSpec {
             exe: _,
             argv: _,

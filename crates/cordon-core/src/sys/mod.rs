@@ -9,6 +9,7 @@ pub mod child;
 pub mod helper;
 pub mod notify;
 pub mod sockets;
+pub mod spawner;
 pub mod tty;
 
 use std::io;
@@ -255,13 +256,21 @@ pub struct Spawned {
 /// copy-on-write faults on either side, and we are suspended until the exec
 /// is done, which we would wait for anyway.
 ///
+/// With [`ParentOf::CallersParent`] (`CLONE_PARENT`) the child is a child
+/// of the caller's parent, not of the caller: the sandbox spawner
+/// ([`spawner`]) clones sandboxes that `cordon serve` waits for and dies with.
+///
 /// The child only runs async-signal-safe code on memory prepared in `spec`,
 /// so this is sound even when other threads of the caller hold locks.
-pub fn spawn(namespaces: libc::c_int, spec: &child::ChildSpec) -> io::Result<Spawned> {
+pub fn spawn(namespaces: libc::c_int, parent: ParentOf, spec: &child::ChildSpec) -> io::Result<Spawned> {
+    let extra = match parent {
+        ParentOf::Caller => 0,
+        ParentOf::CallersParent => libc::CLONE_PARENT,
+    };
     if spec.supervision == child::Supervision::Direct && namespaces == 0 {
-        return spawn_shared(spec);
+        return spawn_shared(spec, extra);
     }
-    match fork_with_pidfd(namespaces)? {
+    match fork_with_pidfd(namespaces | extra)? {
         // It runs `child_main`, which only execs or _exits.
         Forked::Child => child::child_main(spec),
         Forked::Parent(spawned) => Ok(spawned),
@@ -348,6 +357,17 @@ pub fn page_size() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
+/// Whose child a process made by [`spawn`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentOf {
+    /// The calling process's: it waits for it, and the child's death
+    /// signal follows the calling thread.
+    Caller,
+    /// The calling process's parent's (`CLONE_PARENT`), as if that parent
+    /// had cloned it from the thread that made the caller.
+    CallersParent,
+}
+
 /// Which side of [`fork_with_pidfd`] returned.
 pub(crate) enum Forked {
     /// The new process.
@@ -390,7 +410,7 @@ pub(crate) fn fork_with_pidfd(flags: libc::c_int) -> io::Result<Forked> {
 
 /// [`spawn`] for a child that only execs: `CLONE_VM | CLONE_VFORK` on the
 /// spec's own stack.
-fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
+fn spawn_shared(spec: &child::ChildSpec, extra: libc::c_int) -> io::Result<Spawned> {
     extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `&ChildSpec` passed to clone below; we are
         // suspended (CLONE_VFORK) in that call while the child uses it.
@@ -419,7 +439,7 @@ fn spawn_shared(spec: &child::ChildSpec) -> io::Result<Spawned> {
         libc::clone(
             entry,
             top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | extra | libc::SIGCHLD,
             (spec as *const child::ChildSpec).cast_mut().cast(),
             &mut pidfd as *mut libc::c_int,
         )

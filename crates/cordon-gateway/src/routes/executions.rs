@@ -109,6 +109,7 @@ pub async fn submit_and_wait(
         SubmitError::Unavailable(_) => {
             ApiError::unavailable("queue_unavailable", format!("{e}; retry with the same Idempotency-Key"), 1)
         }
+        SubmitError::SpawnerGone(_) => ApiError::unavailable("sandboxes_unavailable", e.to_string(), 30),
         SubmitError::KeyInUse(_) => ApiError::conflict("idempotency_key_in_use", e.to_string()),
         SubmitError::Audit(_) => ApiError::internal(e.to_string()),
     })?;

@@ -15,6 +15,9 @@ use crate::suite::cordon;
 
 const POOLED: &str = "@test/pool";
 
+/// The name the service's sandbox spawner shows in `/proc/PID/comm`.
+const SPAWNER: &str = "cordon-spawner";
+
 /// Installs version `version` of [`POOLED`] into the service's registry.
 /// Its `probe` handler reports whether `/tmp/left-behind` existed, then
 /// writes it (and whether that worked: the control), its version, and its
@@ -75,10 +78,9 @@ fn metric(s: &Service, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
-/// The service's child processes (sandbox inits: parked, or running an
-/// execution).
-fn children(s: &Service) -> Vec<u32> {
-    let me = s.pid().to_string();
+/// Every child process of `pid`.
+pub(super) fn children_of(pid: u32) -> Vec<u32> {
+    let me = pid.to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -90,6 +92,36 @@ fn children(s: &Service) -> Vec<u32> {
             })
         })
         .collect()
+}
+
+/// Whether `pid` is a sandbox spawner: of that name (a sandbox's init,
+/// forked from it, has it too) and in the host's pid namespace (an init is
+/// in its sandbox's own).
+fn is_spawner(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == SPAWNER)
+        && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == std::fs::read_link("/proc/self/ns/pid").ok()
+}
+
+/// The service's child processes but its spawner (sandbox inits: parked,
+/// or running an execution).
+fn children(s: &Service) -> Vec<u32> {
+    children_of(s.pid()).into_iter().filter(|p| !is_spawner(*p)).collect()
+}
+
+/// The service's sandbox spawner: its one child of that name.
+fn spawner(s: &Service) -> u32 {
+    let found: Vec<u32> = children_of(s.pid()).into_iter().filter(|p| is_spawner(*p)).collect();
+    assert_eq!(found.len(), 1, "not one {SPAWNER} child of the service: {found:?}\n{}", s.log());
+    found[0]
+}
+
+/// A field of `/proc/PID/status` in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
 
 /// Whether `pid` is blocked in `read(2)`: a parked init at its go pipe.
@@ -290,4 +322,76 @@ fn no_sandbox_outlives_its_answered_execution() {
         });
         assert!(poll_until(Duration::from_secs(10), settled), "{label}: sandboxes left: {:?}", children(&s));
     }
+}
+
+/// Sandboxes are cloned by the service's spawner, not by the service: a
+/// parked init is the *service's* child, is not the spawner's, and its
+/// address space is the small spawner's, far below the service's (cloned
+/// from the service, it had all of the service's mappings: control, the
+/// service's own figure with its threads' stacks and heaps). The sandbox still works (a pooled and a fresh execution), and a
+/// SIGKILL of the service leaves neither the spawner nor a sandbox.
+#[test]
+fn sandboxes_are_cloned_by_the_small_spawner_and_stay_the_services_children() {
+    let mut s = start("serve-spawner-clone", "workers = 1\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    let spawner = spawner(&s);
+    assert!(children_of(spawner).is_empty(), "the spawner has children: {:?}", children_of(spawner));
+    probe(&s, &at); // a fresh run (miss), then one is parked
+    let parked = parked_one(&s);
+    assert!(children_of(s.pid()).contains(&parked), "the parked init is not the service's child");
+    assert!(!children_of(spawner).contains(&parked), "the parked init is the spawner's child");
+    // The address space: the service's holds its threads' stacks and
+    // allocator arenas, the spawner's (forked before any thread) none.
+    let (init, service, spawned) =
+        (status_kb(parked, "VmSize"), status_kb(s.pid(), "VmSize"), status_kb(spawner, "VmSize"));
+    assert!(
+        init * 2 <= service && init <= spawned + 1024,
+        "a parked init's address space ({init} kB) is not the spawner's ({spawned} kB) but like the service's ({service} kB)"
+    );
+    // The pooled sandbox runs an execution (a hit), then the next is parked.
+    probe(&s, &at);
+    assert_eq!(metric(&s, "cordon_pool_hits_total"), 1);
+    assert!(!exists(parked) || !children(&s).contains(&parked), "the used sandbox is still parked");
+    let next = parked_one(&s);
+    s.kill();
+    assert!(
+        poll_until(Duration::from_secs(10), || !exists(spawner) && !exists(next)),
+        "processes survived SIGKILL of the service: spawner {spawner} {}, parked init {next} {}",
+        exists(spawner),
+        exists(next)
+    );
+}
+
+/// A spawner killed from outside fails closed: executions are refused
+/// with 503 naming it (control: the same execution ran just before), and
+/// `/readyz` says not ready with the reason; no sandbox is cloned by the
+/// service itself instead.
+#[test]
+fn a_killed_spawner_refuses_executions_with_the_reason_and_readiness_turns_false() {
+    let s = start("serve-spawner-gone", "workers = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    let ready = super::http(s.addr, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 200, "{ready:?}");
+    let spawner = spawner(&s);
+    let killed = std::process::Command::new("kill").args(["-KILL", &spawner.to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(
+        poll_until(Duration::from_secs(10), || super::http(s.addr, "GET", "/readyz", &[], b"").status == 503),
+        "/readyz still ready after the spawner was killed"
+    );
+    let ready = super::http(s.addr, "GET", "/readyz", &[], b"");
+    let body = ready.json();
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let reason = body["pool"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("sandbox spawner of this service (pid {spawner}) is gone")), "{body}");
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": POOLED, "handler": "probe", "input": {}}));
+    assert_eq!(r.status, 503, "{r:?}");
+    let e = r.json();
+    assert_eq!(e["error"]["code"], "sandboxes_unavailable", "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("restart the service") && message.contains(&spawner.to_string()), "{e}");
+    assert!(children(&s).is_empty(), "a sandbox was cloned without the spawner: {:?}", children(&s));
 }
