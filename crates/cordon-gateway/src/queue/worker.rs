@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, AckKind};
 use cordon::audit::{AuditTrail, Subject};
-use cordon::plugin::{run_handler, HandlerRequest};
+use cordon::plugin::{run_handler_answering, HandlerRequest};
 use cordon::{Cancel, ErrorCode, KernelSupport, Mode, Signals};
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -299,8 +299,13 @@ fn slot_thread(rx: &Mutex<std::sync::mpsc::Receiver<Slot>>) {
     loop {
         let next = rx.lock().expect("slot queue lock").recv();
         let Ok(slot) = next else { break };
-        let result = run_handler(&slot.req);
+        let (result, after) = run_handler_answering(&slot.req);
         let _ = slot.reply.send(result);
+        // The result is on its way to be recorded, stored and answered
+        // while the sandbox is torn down (init's exit, cgroups, run
+        // folder); this slot takes its next run only once that is done, so
+        // no sandbox outlives its slot's turn.
+        drop(after);
     }
 }
 

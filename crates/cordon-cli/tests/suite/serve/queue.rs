@@ -1399,3 +1399,34 @@ fn queue_metrics_count_depth_in_flight_redeliveries_duplicates_and_lost_per_tena
     assert!(dropped, "each forged duplicate was dropped once:\n{body}");
     assert_eq!(metric(&s, "cordon_queue_duplicates_total{tenant=\"acme\"}"), Some(1.0), "{body}");
 }
+
+/// A worker's slot hands its result on before the sandbox's teardown and
+/// takes its next run only after it: once the executions are answered, the
+/// worker soon has no child left (no sandbox outlives its answered
+/// execution). Control: a running execution's sandbox is seen as its child.
+#[test]
+fn no_sandbox_outlives_its_answered_execution_on_a_worker() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-after", &nats, &[]);
+    let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
+    let token = s.access_token();
+    let children = || super::pool::children_of(w.pid());
+    for n in 0..4 {
+        let r = s.execute(&token, "echo", json!({"n": n}), Some(30_000));
+        assert_eq!(r.status, 200, "{r:?}\nworker:\n{}", w.log());
+        assert_eq!(r.json()["ok"], true, "{r:?}");
+    }
+    assert!(poll_until(Duration::from_secs(10), || children().is_empty()), "sandboxes left: {:?}", children());
+    let marker = sleep_marker(2);
+    let id = format!("after-{}", std::process::id());
+    let r = submit(&s, "acme", Some(&id), "sleep", json!({"s": marker}), 0);
+    assert_eq!(r.status, 202, "{r:?}");
+    assert!(
+        poll_until(Duration::from_secs(30), || !children().is_empty()),
+        "the running execution's sandbox was not seen\nworker:\n{}",
+        w.log()
+    );
+    let v = result_of(&s, &token, &id, Duration::from_secs(60));
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(poll_until(Duration::from_secs(10), || children().is_empty()), "sandboxes left: {:?}", children());
+}
