@@ -112,9 +112,27 @@ curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
 # cutime, cstime of /proc/PID/stat: a reaped child's time, and its own
 # reaped children's, is added to its parent's), in clock ticks. Not in it:
 # wrk, and the kernel's deferred work on other threads (the network
-# namespaces' teardown in the `cleanup_net` worker, for one).
+# namespaces' teardown in the `cleanup_net` worker, for one). Added: the
+# service's sandbox spawner (`cordon-spawner`, a child in the service's pid
+# namespace that is reaped only at the end), utime and stime.
 service_cpu_ticks() {
-    python3 -c "import sys; f = open('/proc/$SERVE_PID/stat').read().rsplit(')', 1)[1].split(); print(sum(int(x) for x in f[11:15]))"
+    python3 - "$SERVE_PID" <<'PY'
+import os, sys
+pid = sys.argv[1]
+def stat(p):
+    return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+total = sum(int(x) for x in stat(pid)[11:15])
+own_ns = os.readlink("/proc/self/ns/pid")
+for p in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        f = stat(p)
+        spawner = f[1] == pid and open(f"/proc/{p}/comm").read().strip() == "cordon-spawner"
+        if spawner and os.readlink(f"/proc/{p}/ns/pid") == own_ns:
+            total += int(f[11]) + int(f[12])
+    except OSError:
+        pass
+print(total)
+PY
 }
 
 exec_loop() {
