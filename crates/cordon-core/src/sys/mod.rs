@@ -637,6 +637,63 @@ fn one_byte_msghdr(iov: &mut libc::iovec, control: &mut [u64; 4]) -> libc::msghd
     msg
 }
 
+/// Most descriptors one message of [`send_with_fds`] carries.
+pub const MAX_FDS_PER_MESSAGE: usize = 32;
+
+/// Control buffer for [`MAX_FDS_PER_MESSAGE`] descriptors (one header and
+/// 32 ints: 144 bytes), aligned as the kernel wants.
+#[repr(C, align(8))]
+struct FdControl([u8; 160]);
+
+/// Sends `data` as one message with `fds` attached (`SCM_RIGHTS`), with
+/// `sendmsg` flags `flags` besides `MSG_NOSIGNAL` (e.g. `MSG_DONTWAIT`).
+/// Stack buffers only. More than [`MAX_FDS_PER_MESSAGE`] descriptors:
+/// `EINVAL`. Returns the bytes sent.
+pub fn send_with_fds<F: AsRawFd>(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[F],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+    let mut control = FdControl([0; 160]);
+    // SAFETY: msghdr is plain data; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = u32::try_from(fds.len() * std::mem::size_of::<libc::c_int>()).unwrap_or(0);
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure computation.
+        msg.msg_controllen = usize::try_from(unsafe { libc::CMSG_SPACE(bytes) }).unwrap_or(0);
+        // SAFETY: msg_control points at `control`, which has room for one
+        // header and MAX_FDS_PER_MESSAGE ints.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        // SAFETY: cmsghdr is plain data.
+        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: CMSG_LEN is a pure computation.
+        header.cmsg_len = usize::try_from(unsafe { libc::CMSG_LEN(bytes) }).unwrap_or(0);
+        header.cmsg_level = libc::SOL_SOCKET;
+        header.cmsg_type = libc::SCM_RIGHTS;
+        // SAFETY: `cmsg` is non-null (the buffer has room) and points into `control`.
+        unsafe { std::ptr::write_unaligned(cmsg, header) };
+        // SAFETY: `cmsg` points at the header inside `control`.
+        let data_ptr = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+        for (i, fd) in fds.iter().enumerate() {
+            // SAFETY: element `i` lies inside `control` for i < MAX_FDS_PER_MESSAGE.
+            let at = unsafe { data_ptr.add(i) };
+            // SAFETY: `at` points at room for one int inside `control`.
+            unsafe { std::ptr::write_unaligned(at, fd.as_raw_fd()) };
+        }
+    }
+    // SAFETY: `msg` and everything it points at are live locals.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL) };
+    cvt(n as libc::c_long).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
 /// Sends one byte on `sock` with `fd` attached as `SCM_RIGHTS`.
 /// Async-signal-safe (the child uses it between clone and exec): only stack
 /// buffers and one syscall. Returns what `sendmsg` returned.

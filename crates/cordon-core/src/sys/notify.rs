@@ -331,55 +331,6 @@ pub fn recv_nonblocking(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usiz
     cvt(n as libc::c_long).map(|n| usize::try_from(n).unwrap_or(0))
 }
 
-/// Most descriptors one message of [`send_with_fds`] carries.
-pub const MAX_FDS_PER_MESSAGE: usize = 4;
-
-/// Control buffer for [`MAX_FDS_PER_MESSAGE`] descriptors, aligned as the
-/// kernel wants.
-#[repr(C, align(8))]
-struct FdControl([u8; 64]);
-
-/// Sends `data` with `fds` attached (`SCM_RIGHTS`), without blocking.
-pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-    if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let mut iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
-    let mut control = FdControl([0; 64]);
-    // SAFETY: msghdr is plain data; the fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let bytes = u32::try_from(fds.len() * size_of::<libc::c_int>()).unwrap_or(0);
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure computation.
-        msg.msg_controllen = usize::try_from(unsafe { libc::CMSG_SPACE(bytes) }).unwrap_or(0);
-        // SAFETY: msg_control points at `control`, which has room for one
-        // header and MAX_FDS_PER_MESSAGE ints.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: cmsghdr is plain data.
-        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
-        // SAFETY: CMSG_LEN is a pure computation.
-        header.cmsg_len = usize::try_from(unsafe { libc::CMSG_LEN(bytes) }).unwrap_or(0);
-        header.cmsg_level = libc::SOL_SOCKET;
-        header.cmsg_type = libc::SCM_RIGHTS;
-        // SAFETY: `cmsg` is non-null (the buffer has room) and points into `control`.
-        unsafe { std::ptr::write_unaligned(cmsg, header) };
-        // SAFETY: `cmsg` points at the header inside `control`.
-        let data_ptr = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-        for (i, fd) in fds.iter().enumerate() {
-            // SAFETY: element `i` lies inside `control` for i < MAX_FDS_PER_MESSAGE.
-            let at = unsafe { data_ptr.add(i) };
-            // SAFETY: `at` points at room for one int inside `control`.
-            unsafe { std::ptr::write_unaligned(at, fd.as_raw_fd()) };
-        }
-    }
-    // SAFETY: `msg` and everything it points at are live locals.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    cvt(n as libc::c_long).map(|n| usize::try_from(n).unwrap_or(0))
-}
-
 /// `/proc/<tid>/fdinfo/<fd>`: whether descriptor `fd` of thread `tid` is
 /// close-on-exec (the `flags:` line carries `O_CLOEXEC` for it; `F_GETFD`
 /// cannot be asked of another process).

@@ -47,11 +47,11 @@ use std::sync::{Mutex, PoisonError};
 use super::child::{
     CStringArray, ChildSpec, ChildTerminal, EgressChild, LateEnv, LateRule, MountOp, PtyStderr, Supervision,
 };
-use super::{cvt, ParentOf, Spawned, Stack};
+use super::{cvt, send_with_fds, ParentOf, Spawned, Stack};
 use crate::enforce::seccomp::SockFilter;
 
 /// The most descriptors one request carries (a spec holds at most 15).
-const MAX_FDS: usize = 32;
+const MAX_FDS: usize = super::MAX_FDS_PER_MESSAGE;
 
 /// The largest request the spawner reads (a spec is a few KiB to a few
 /// tens of KiB: argv, environment, mount steps, seccomp programs). A
@@ -124,8 +124,8 @@ impl Spawner {
             )
         };
         let channel = self.channel.lock().unwrap_or_else(PoisonError::into_inner);
-        send_with_fds(channel.as_fd(), &w.buf, &w.fds).map_err(|e| match e.raw_os_error() {
-            Some(libc::EMSGSIZE) => e,
+        send_with_fds(channel.as_fd(), &w.buf, &w.fds, 0).map_err(|e| match e.raw_os_error() {
+            Some(libc::EMSGSIZE | libc::EINVAL) => e,
             _ => gone(e),
         })?;
         let mut reply = [0u8; 8];
@@ -229,52 +229,14 @@ fn send_reply(channel: RawFd, spawned: io::Result<Spawned>) -> io::Result<()> {
         Ok(s) => {
             let mut reply = s.pid.to_ne_bytes().to_vec();
             reply.extend(0i32.to_ne_bytes());
-            send_with_fds(channel, &reply, &[s.pidfd.as_raw_fd()])
+            send_with_fds(channel, &reply, &[s.pidfd.as_raw_fd()], 0).map(drop)
         }
         Err(e) => {
             let mut reply = 0i32.to_ne_bytes().to_vec();
             reply.extend(e.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes());
-            send_with_fds(channel, &reply, &[])
+            send_with_fds::<RawFd>(channel, &reply, &[], 0).map(drop)
         }
     }
-}
-
-/// Sends `payload` as one message with `fds` attached (`SCM_RIGHTS`).
-fn send_with_fds(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let mut iov = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
-    let data_len = u32::try_from(std::mem::size_of_val(fds)).unwrap_or(u32::MAX);
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = usize::try_from(unsafe { libc::CMSG_SPACE(data_len) }).unwrap_or(0);
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; the fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: msg_control points at `control`, large enough for one header.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: cmsghdr is plain data; the fields are set below.
-        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
-        // SAFETY: CMSG_LEN is a pure computation.
-        header.cmsg_len = usize::try_from(unsafe { libc::CMSG_LEN(data_len) }).unwrap_or(0);
-        header.cmsg_level = libc::SOL_SOCKET;
-        header.cmsg_type = libc::SCM_RIGHTS;
-        // SAFETY: `cmsg` points at the header inside `control` (non-null:
-        // the buffer has room for it).
-        unsafe { std::ptr::write_unaligned(cmsg, header) };
-        // SAFETY: `cmsg` points at the header inside `control`.
-        let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-        for (i, fd) in fds.iter().enumerate() {
-            let slot = data.wrapping_add(i);
-            // SAFETY: `data` has room for `fds.len()` ints inside `control`.
-            unsafe { std::ptr::write_unaligned(slot, *fd) };
-        }
-    }
-    // SAFETY: `msg` and everything it points at are live locals.
-    cvt(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } as libc::c_long)?;
-    Ok(())
 }
 
 /// Receives one message into `buf` and the descriptors attached to it

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cordon_core::sys::helper::{HelperReply, HelperRequest, MAX_ADDR};
-use cordon_core::sys::notify::{recv_nonblocking, send_with_fds};
+use cordon_core::sys::notify::recv_nonblocking;
+use cordon_core::sys::send_with_fds;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
@@ -90,7 +91,7 @@ impl HelperClient {
         fds.extend(cwd);
         let sent = loop {
             let Ok(mut guard) = self.inner.channel.writable().await else { break false };
-            match guard.try_io(|fd| send_with_fds(fd.as_fd(), &bytes, &fds)) {
+            match guard.try_io(|fd| send_with_fds(fd.as_fd(), &bytes, &fds, libc::MSG_DONTWAIT)) {
                 Ok(Ok(_)) => break true,
                 Ok(Err(_)) => break false,
                 Err(_would_block) => continue,
