@@ -172,8 +172,11 @@ mod tests {
         let task = cordon_core::sys::notify::pidfd_inode(std::os::fd::AsFd::as_fd(&pidfd)).unwrap().map(TaskId);
         assert!(task.is_some(), "no pidfs here");
         let mut processes = Processes::default();
-        let first = processes.name(pid, task).expect("named");
-        assert!(first.starts_with("sh, pid "), "{first}");
+        // `spawn` returns once the child released its parent's memory in
+        // `exec`, which is before the kernel sets the new `comm`: until
+        // then it is named after the spawning test thread.
+        let named_sh = poll(|| processes.name(pid, task).is_some_and(|n| n.starts_with("sh, pid ")));
+        assert!(named_sh, "never named sh: {:?}", processes.name(pid, task));
         let mut child = child;
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"\n").unwrap();
