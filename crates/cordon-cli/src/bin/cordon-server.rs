@@ -12,5 +12,8 @@
 #[allow(unsafe_code)]
 #[no_mangle]
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    // `cordon serve` starts this program again as its sandbox spawner
+    // (see cordon::start_spawner): that one never gets past this line.
+    cordon::spawner_entry();
     cordon_cli::main(cordon_cli::run_server_here)
 }

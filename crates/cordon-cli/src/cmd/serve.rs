@@ -50,9 +50,10 @@ pub fn run(a: ServeArgs) -> Result<i32> {
         None => None,
     };
     if queue.is_none() {
-        // First, before any thread and before the secrets are read: the
-        // small process every sandbox of this service is cloned from (see
-        // cordon::start_spawner).
+        // The small process every sandbox of this service is cloned from
+        // (see cordon::start_spawner): this program started afresh, with
+        // nothing of this process (no environment, no secret), from the
+        // main thread, which its death signal follows.
         cordon::start_spawner().context("cordon serve cannot start its sandbox spawner")?;
     }
     let strictness = if a.insecure_dev { Strictness::InsecureDev } else { Strictness::Refuse };

@@ -479,14 +479,16 @@ fn rlimit_resource(kind: RlimitKind) -> libc::c_int {
 static SPAWNER: std::sync::OnceLock<sys::spawner::Spawner> = std::sync::OnceLock::new();
 
 /// From now on every sandbox of this process ([`park`], [`spawn`]) is
-/// cloned by a small single-threaded spawner process forked here (see
+/// cloned by a small single-threaded spawner process started here (see
 /// `sys::spawner`) instead of from this process: a sandbox's init then
 /// shares none of this process's memory, which matters for a big
 /// multi-threaded service that keeps sandboxes alive (copy-on-write
-/// faults, TLB shootdowns, page-table copies). The sandboxes stay this
-/// process's children (`CLONE_PARENT`); their death signal follows the
-/// thread that called this (call it from the main thread). Must be called
-/// before this process starts any thread (refused otherwise), and at most
+/// faults, TLB shootdowns, page-table copies). The spawner is this very
+/// program started afresh (`/proc/self/exe`, empty environment), so it
+/// holds none of this process's secrets or environment: **the program's
+/// `main` must call [`spawner_entry`] first thing**. The sandboxes stay
+/// this process's children (`CLONE_PARENT`); their death signal follows
+/// the thread that called this (call it from the main thread). At most
 /// once. Fails closed: once the spawner is gone, every park fails with
 /// [`SpawnError::SpawnerGone`], never falling back to cloning here.
 pub fn start_spawner() -> io::Result<libc::pid_t> {
@@ -494,6 +496,15 @@ pub fn start_spawner() -> io::Result<libc::pid_t> {
     let pid = spawner.pid();
     SPAWNER.set(spawner).map_err(|_| io::Error::other("the sandbox spawner is started already"))?;
     Ok(pid)
+}
+
+/// In a program that [`start_spawner`] started as its spawner, serves
+/// the sandbox requests of the process that started it and never returns;
+/// in every other case returns at once (an argument check, nothing else).
+/// Call it first thing in `main` of any program that calls
+/// [`start_spawner`].
+pub fn spawner_entry() {
+    sys::spawner::serve_if_asked();
 }
 
 /// The sandbox spawner's state ([`start_spawner`]).

@@ -15,10 +15,16 @@
 //!
 //! # What it is
 //!
-//! A `fork` of the service made by [`Spawner::start`] before the service
-//! starts any thread (checked: it refuses otherwise), so it may allocate
-//! like any program. It dies with the thread that started it
-//! (`PR_SET_PDEATHSIG`, checked against a race with `getppid`) and at the
+//! A fresh program, not a copy of the service: [`Spawner::start`] forks
+//! and at once execs `/proc/self/exe` (the same build, so both sides
+//! encode requests alike) with an empty environment and the arguments
+//! [`SPAWNER_NAME`] [`SPAWNER_ARG`]; that program's `main` calls
+//! [`serve_if_asked`] first. So the spawner holds nothing the service ever
+//! held: no secret, key or token, not even the service's environment or
+//! arguments (a secret given as `CORDON_JWT_SECRET=…` stays in the
+//! service), and every sandbox cloned from it inherits that emptiness.
+//! It dies with the thread that started it (`PR_SET_PDEATHSIG`, set
+//! before the exec and checked against a race with `getppid`) and at the
 //! end of its channel, blocks every signal (a Ctrl-C at the service's
 //! terminal is the service's to handle), and keeps only fds 0-2 and its
 //! channel. It reads one request at a time: a [`ChildSpec`] (encoded with
@@ -32,10 +38,9 @@
 //! Guarantees: the child runs the same [`super::child::child_main`] on the
 //! same spec, decoded field by field (the encoder destructures the spec
 //! naming every field, so a field added to it does not compile until it
-//! travels). The spawner never holds what the service reads after it
-//! started (secrets, keys, tokens); it holds the environment and the
-//! arguments the service was started with. Not guaranteed: a spawner killed
-//! from outside is not restarted; every later [`Spawner::spawn`] fails with
+//! travels). The spawner holds none of the service's memory, environment
+//! or descriptors but fds 0-2. Not guaranteed: a spawner killed from
+//! outside is not restarted; every later [`Spawner::spawn`] fails with
 //! `BrokenPipe` naming it, and [`Spawner::alive`] turns false.
 
 use std::ffi::CString;
@@ -58,8 +63,21 @@ const MAX_FDS: usize = super::MAX_FDS_PER_MESSAGE;
 /// larger one is refused with `EMSGSIZE`, by the socket or by the spawner.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
-/// The process name the spawner shows (`/proc/PID/comm`).
+/// The process name the spawner shows (`/proc/PID/comm`), also its
+/// `argv[0]`.
 pub const SPAWNER_NAME: &str = "cordon-spawner";
+
+/// The spawner's one argument: what [`serve_if_asked`] looks for.
+pub const SPAWNER_ARG: &str = "--cordon-sandbox-spawner";
+
+/// The spawner's end of its channel, in the spawner.
+const CHANNEL_FD: RawFd = 3;
+
+/// How long [`Spawner::start`] waits for the spawner to be ready.
+const START_TIMEOUT_MS: libc::c_int = 10_000;
+
+/// The spawner's first message: it runs and reads requests.
+const READY: [u8; 8] = *b"ready\0\0\0";
 
 /// The service's side of the spawner: its channel, pid and pidfd.
 #[derive(Debug)]
@@ -70,24 +88,31 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Forks the spawner. The calling process must have one thread (a fork
-    /// of a multi-threaded process may not allocate); refused otherwise.
+    /// Starts the spawner: a fork of this process that at once execs
+    /// `/proc/self/exe` (this very program, so the request encoding is the
+    /// same build's) with an empty environment, the arguments
+    /// [`SPAWNER_NAME`] [`SPAWNER_ARG`], its channel as descriptor
+    /// [`CHANNEL_FD`] and nothing else but fds 0-2. That program must call
+    /// [`serve_if_asked`] first thing in its `main`. Returns once the
+    /// spawner said it is ready; fails with the reason when it could not
+    /// start (the exec failed, or the program did not answer within
+    /// [`START_TIMEOUT_MS`]: it was then killed).
+    ///
+    /// Between the fork and the exec the child only makes system calls
+    /// (no allocation, no lock), so any thread may call this; the death
+    /// signal follows the thread that did (call it from the main thread).
     pub fn start() -> io::Result<Spawner> {
-        let threads = thread_count()?;
-        if threads != 1 {
-            return Err(io::Error::other(format!(
-                "the sandbox spawner must be started before any thread, and this process has {threads}"
-            )));
-        }
         let (ours, theirs) = super::seqpacket_pair()?;
+        let argv = [SPAWNER_NAME, SPAWNER_ARG].map(|a| CString::new(a).unwrap_or_default());
+        let argv_ptrs = [argv[0].as_ptr(), argv[1].as_ptr(), std::ptr::null()];
+        let envp: [*const libc::c_char; 1] = [std::ptr::null()];
         // SAFETY: getpid takes no arguments.
         let parent = unsafe { libc::getpid() };
-        // SAFETY: the process is single-threaded (checked above), so the
-        // child may run any code; it never returns from `serve`.
+        // SAFETY: the child runs only `exec_spawner`, which makes system
+        // calls on memory prepared above and never returns.
         let pid = cvt(unsafe { libc::fork() }.into())?;
         if pid == 0 {
-            drop(ours);
-            serve(theirs, parent);
+            exec_spawner(theirs.as_raw_fd(), parent, &argv_ptrs, &envp);
         }
         drop(theirs);
         let pid = libc::pid_t::try_from(pid).unwrap_or(-1);
@@ -95,7 +120,47 @@ impl Spawner {
         let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
         // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) };
-        Ok(Spawner { channel: Mutex::new(ours), pid, pidfd })
+        let spawner = Spawner { channel: Mutex::new(ours), pid, pidfd };
+        if let Err(e) = spawner.await_ready() {
+            // Not left running nor as a zombie: killed (it may be alive
+            // and silent) and reaped.
+            let _ = super::pidfd_send_signal(spawner.pidfd.as_fd(), libc::SIGKILL);
+            // SAFETY: waits for our own child, whose pid no one else reaps.
+            unsafe { libc::waitpid(spawner.pid, std::ptr::null_mut(), 0) };
+            return Err(e);
+        }
+        Ok(spawner)
+    }
+
+    /// Waits for the spawner's first message: [`READY`], or the errno of
+    /// its failed exec. A spawner that does not answer in time is killed.
+    fn await_ready(&self) -> io::Result<()> {
+        let channel = self.channel.lock().unwrap_or_else(PoisonError::into_inner);
+        let failed = |why: String| {
+            io::Error::other(format!("the sandbox spawner (pid {}, /proc/self/exe {SPAWNER_ARG}) {why}", self.pid))
+        };
+        let ready = super::poll(&[(channel.as_fd(), libc::POLLIN)], START_TIMEOUT_MS)?;
+        if ready[0] == 0 {
+            return Err(failed(format!(
+                "did not answer within {START_TIMEOUT_MS} ms and was killed; a program that starts a \
+spawner must call cordon::spawner_entry() first thing in its main"
+            )));
+        }
+        let mut hello = [0u8; 8];
+        let (n, _) = recv_with_fds(channel.as_fd(), &mut hello)?;
+        match (n, hello) {
+            (8, READY) => Ok(()),
+            (8, [0, 0, 0, 0, e @ ..]) => {
+                let e = io::Error::from_raw_os_error(i32::from_ne_bytes(e));
+                Err(failed(format!("could not exec its program: {e}")))
+            }
+            (0, _) => Err(failed(
+                "ended before it was ready; a program that starts a spawner must call \
+cordon::spawner_entry() first thing in its main"
+                    .into(),
+            )),
+            _ => Err(failed("answered something else than ready".into())),
+        }
     }
 
     /// The spawner's pid.
@@ -144,22 +209,17 @@ impl Spawner {
     }
 }
 
-/// The number of threads of this process (`/proc/self/stat`, field 20).
-fn thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The command name (field 2) may hold spaces: count after its ')'.
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
-    after
-        .split_whitespace()
-        .nth(17)
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| io::Error::other("cannot read the thread count from /proc/self/stat"))
-}
-
-/// The spawner's life: set up, then one request after another until the
-/// channel ends. Never returns.
-fn serve(channel: OwnedFd, parent: libc::pid_t) -> ! {
-    // SAFETY: prctl with integer arguments.
+/// The forked child of [`Spawner::start`], up to its exec: system calls
+/// only (no allocation, no lock: the caller may have other threads).
+/// Never returns: on a failed exec it reports the errno on its channel.
+fn exec_spawner(
+    channel: RawFd,
+    parent: libc::pid_t,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 1],
+) -> ! {
+    // SAFETY: prctl with integer arguments. The death signal survives the
+    // exec (the program is not set-user-ID and has no file capabilities).
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // SAFETY: getppid takes no arguments. The service may have died before
     // the death signal was set up.
@@ -167,25 +227,74 @@ fn serve(channel: OwnedFd, parent: libc::pid_t) -> ! {
         // SAFETY: _exit runs none of the service's exit handlers.
         unsafe { libc::_exit(0) };
     }
-    let name = CString::new(SPAWNER_NAME).unwrap_or_default();
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    // Every signal blocked (a Ctrl-C at the service's terminal is the
+    // service's to handle); the mask survives the exec.
     // SAFETY: sigset_t is plain data, filled by sigfillset before use.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid sigset pointer.
     unsafe { libc::sigfillset(&mut all) };
-    // SAFETY: valid sigset pointer; the only thread's mask changes.
+    // SAFETY: valid sigset pointer; this (only) thread's mask changes.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) };
-    let ch = channel.as_raw_fd();
-    // Keep fds 0-2 (a sandbox's command may inherit them, as from the
-    // service) and the channel; nothing else of the service stays open.
-    let (low, high) = (libc::c_uint::try_from(ch).unwrap_or(3), libc::c_uint::MAX);
-    if low > 3 {
-        // SAFETY: close_range with integer arguments.
-        unsafe { libc::syscall(libc::SYS_close_range, 3u32, low - 1, 0u32) };
+    // The channel at CHANNEL_FD without close-on-exec, fds 0-2 kept (a
+    // sandbox's command may inherit them, as from the service), nothing
+    // else of the service passes the exec.
+    let moved = if channel == CHANNEL_FD {
+        // SAFETY: fcntl with integer arguments.
+        unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0) }
+    } else {
+        // SAFETY: dup2 with integer arguments.
+        unsafe { libc::dup2(channel, CHANNEL_FD) }
+    };
+    if moved != -1 {
+        let from = libc::c_uint::try_from(CHANNEL_FD + 1).unwrap_or(4);
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0u32) };
+        // SAFETY: NUL-terminated program path; argv and envp are
+        // NULL-terminated arrays of C strings that outlive the call.
+        unsafe { libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     }
-    // SAFETY: as above.
-    unsafe { libc::syscall(libc::SYS_close_range, low + 1, high, 0u32) };
+    let mut report = [0u8; 8];
+    report[4..].copy_from_slice(&io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOEXEC).to_ne_bytes());
+    let to = if moved == -1 { channel } else { CHANNEL_FD };
+    // SAFETY: a live 8-byte buffer; `to` is our channel (at `channel` if
+    // the dup failed, at CHANNEL_FD otherwise).
+    unsafe { libc::send(to, report.as_ptr().cast(), report.len(), libc::MSG_NOSIGNAL) };
+    // SAFETY: _exit runs none of the service's exit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// The spawner's entry: in a program started by [`Spawner::start`] (its
+/// arguments are exactly [`SPAWNER_NAME`] [`SPAWNER_ARG`]) serves requests
+/// on [`CHANNEL_FD`] and never returns; in any other, returns at once.
+/// Call it first thing in `main` of a program that starts a spawner.
+pub fn serve_if_asked() {
+    let mut args = std::env::args_os();
+    let asked = args.next().is_some_and(|a| a == SPAWNER_NAME)
+        && args.next().is_some_and(|a| a == SPAWNER_ARG)
+        && args.next().is_none();
+    if asked {
+        // SAFETY: Spawner::start left the channel open at CHANNEL_FD and
+        // nothing else in this fresh program owns that descriptor.
+        serve(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) })
+    }
+}
+
+/// The spawner's life: one request after another until the channel
+/// ends. Never returns.
+fn serve(channel: OwnedFd) -> ! {
+    let name = CString::new(SPAWNER_NAME).unwrap_or_default();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    let ch = channel.as_raw_fd();
+    // Close-on-exec again (it came without, across the exec): a sandbox's
+    // init closes what its spec does not hold anyway, and nothing the
+    // spawner starts by exec may ever hold its channel.
+    // SAFETY: fcntl with integer arguments on our own descriptor.
+    unsafe { libc::fcntl(ch, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if send_with_fds::<RawFd>(channel.as_fd(), &READY, &[], 0).is_err() {
+        // SAFETY: _exit with an integer status.
+        unsafe { libc::_exit(1) }
+    }
     let mut buf = vec![0u8; MAX_REQUEST_BYTES];
     loop {
         let (n, fds) = match recv_with_fds(channel.as_fd(), &mut buf) {
@@ -822,6 +931,31 @@ mod tests {
     /// encodes to the same bytes and descriptor order, every descriptor
     /// used; the late environment entry is kept. Controls: a request cut
     /// short, a descriptor missing and one left over are refused.
+    /// A program that does not serve as a spawner (this test harness,
+    /// which refuses the spawner's argument) fails the start with the
+    /// reason and the fix, and leaves no process behind: the child is
+    /// killed and reaped.
+    #[test]
+    fn a_program_without_the_spawner_entry_fails_the_start_and_leaves_nothing() {
+        let e = Spawner::start().expect_err("the test harness is no spawner");
+        let message = e.to_string();
+        assert!(message.contains("ended before it was ready"), "{message}");
+        assert!(message.contains("cordon::spawner_entry()"), "{message}");
+        // The child ran this harness as `/proc/self/exe` (named `exe`):
+        // no child of that name is left, not even a zombie.
+        let children = |comm: &str| -> Vec<String> {
+            let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+            let pids: Vec<String> = tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+                .flat_map(|c| c.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            pids.into_iter()
+                .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm))
+                .collect()
+        };
+        assert_eq!(children("exe"), Vec::<String>::new(), "the failed spawner was left behind");
+    }
+
     #[test]
     fn a_spec_travels_whole_and_a_malformed_request_is_refused() {
         let spec = full_spec();

@@ -342,7 +342,7 @@ fn sandboxes_are_cloned_by_the_small_spawner_and_stay_the_services_children() {
     assert!(children_of(s.pid()).contains(&parked), "the parked init is not the service's child");
     assert!(!children_of(spawner).contains(&parked), "the parked init is the spawner's child");
     // The address space: the service's holds its threads' stacks and
-    // allocator arenas, the spawner's (forked before any thread) none.
+    // allocator arenas, the spawner's (a fresh single-threaded program) none.
     let (init, service, spawned) =
         (status_kb(parked, "VmSize"), status_kb(s.pid(), "VmSize"), status_kb(spawner, "VmSize"));
     assert!(
@@ -352,7 +352,11 @@ fn sandboxes_are_cloned_by_the_small_spawner_and_stay_the_services_children() {
     // The pooled sandbox runs an execution (a hit), then the next is parked.
     probe(&s, &at);
     assert_eq!(metric(&s, "cordon_pool_hits_total"), 1);
-    assert!(!exists(parked) || !children(&s).contains(&parked), "the used sandbox is still parked");
+    // An execution is answered before its sandbox's teardown: wait for it.
+    assert!(
+        poll_until(Duration::from_secs(10), || !exists(parked) || !children(&s).contains(&parked)),
+        "the used sandbox is still there"
+    );
     let next = parked_one(&s);
     s.kill();
     assert!(
@@ -361,6 +365,59 @@ fn sandboxes_are_cloned_by_the_small_spawner_and_stay_the_services_children() {
         exists(spawner),
         exists(next)
     );
+}
+
+/// Whether the memory of `pid` holds `needle` anywhere it can be read
+/// (`/proc/PID/maps` and `/proc/PID/mem`, as root on the host).
+fn memory_holds(pid: u32, needle: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    maps.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { return false };
+        let Some((lo, hi)) = range.split_once('-') else { return false };
+        let (lo, hi) = (u64::from_str_radix(lo, 16).unwrap(), u64::from_str_radix(hi, 16).unwrap());
+        let mut region = vec![0u8; usize::try_from(hi - lo).unwrap()];
+        // [vvar] and friends cannot be read: they hold no copy of anything.
+        perms.starts_with('r')
+            && mem.read_exact_at(&mut region, lo).is_ok()
+            && region.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+/// The spawner is the service's program started afresh, not a copy of
+/// the service: its arguments are its own two, its environment is empty,
+/// it has only fds 0-2 and its channel, and neither its memory nor a
+/// parked sandbox's holds the service's secrets (given to the service in
+/// its environment, `CORDON_JWT_SECRET` and `CORDON_INTERNAL_SECRET`).
+/// Control: the service's own memory and environment hold both.
+#[test]
+fn the_spawner_and_its_sandboxes_hold_nothing_of_the_services_secrets_or_environment() {
+    let s = start("serve-spawner-empty", "workers = 1\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    let (spawner, parked) = (spawner(&s), parked_one(&s));
+    let secrets = [s.opts.jwt_secret.as_bytes(), s.opts.internal_secret.as_bytes()];
+    let environ = |pid: u32| std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    for secret in secrets {
+        assert!(memory_holds(s.pid(), secret), "control: the service's memory does not hold its secret");
+        assert!(environ(s.pid()).windows(secret.len()).any(|w| w == secret), "control: not in its environment");
+        assert!(!memory_holds(spawner, secret), "the spawner's memory holds a secret of the service");
+        assert!(!memory_holds(parked, secret), "a parked sandbox's memory holds a secret of the service");
+    }
+    assert_eq!(environ(spawner), b"", "the spawner has an environment");
+    let cmdline = std::fs::read(format!("/proc/{spawner}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"cordon-spawner\0--cordon-sandbox-spawner\0");
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{spawner}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2, 3], "the spawner's descriptors");
+    let channel = std::fs::read_link(format!("/proc/{spawner}/fd/3")).unwrap();
+    assert!(channel.to_string_lossy().starts_with("socket:"), "fd 3 of the spawner: {channel:?}");
 }
 
 /// A spawner killed from outside fails closed: executions are refused
@@ -375,6 +432,9 @@ fn a_killed_spawner_refuses_executions_with_the_reason_and_readiness_turns_false
     probe(&s, &at);
     let ready = super::http(s.addr, "GET", "/readyz", &[], b"");
     assert_eq!(ready.status, 200, "{ready:?}");
+    // The probe was answered before its sandbox's teardown: wait for it,
+    // so that any sandbox seen at the end is a new one.
+    assert!(poll_until(Duration::from_secs(10), || children(&s).is_empty()), "{:?}", children(&s));
     let spawner = spawner(&s);
     let killed = std::process::Command::new("kill").args(["-KILL", &spawner.to_string()]).status().unwrap();
     assert!(killed.success());
@@ -393,5 +453,9 @@ fn a_killed_spawner_refuses_executions_with_the_reason_and_readiness_turns_false
     assert_eq!(e["error"]["code"], "sandboxes_unavailable", "{e}");
     let message = e["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("restart the service") && message.contains(&spawner.to_string()), "{e}");
-    assert!(children(&s).is_empty(), "a sandbox was cloned without the spawner: {:?}", children(&s));
+    let cloned: Vec<(u32, String)> = children(&s)
+        .into_iter()
+        .map(|p| (p, std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default()))
+        .collect();
+    assert!(cloned.is_empty(), "a sandbox was cloned without the spawner (spawner {spawner}): {cloned:?}");
 }
