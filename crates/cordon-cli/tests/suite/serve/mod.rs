@@ -193,6 +193,8 @@ pub struct Service {
     child: Option<Child>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     opts: Options,
+    /// The thread that reads the service's stderr into [`Service::stderr`].
+    reader: Option<std::thread::JoinHandle<()>>,
     /// How the test reaches a service in a network namespace.
     _relay: Option<Relay>,
 }
@@ -300,7 +302,7 @@ impl Service {
                 let addr = addr.parse().expect("listening address");
                 let relay = opts.netns.map(|pid| Relay::start(pid, addr, dir.path()));
                 let addr = relay.as_ref().map_or(addr, |r| r.addr);
-                Ok(Service { dir, addr, child: Some(child), stderr: log, opts, _relay: relay })
+                Ok(Service { dir, addr, child: Some(child), stderr: log, opts, reader: Some(reader), _relay: relay })
             }
             Err(_) => {
                 let _ = child.kill();
@@ -347,9 +349,18 @@ impl Service {
     }
 
     /// Waits for the service to exit by itself; its exit code.
+    /// Waits for the service to exit; its exit code. Its log is then
+    /// complete: the reader thread has seen the end of its stderr (bounded:
+    /// 10 s, in case something of the service still held the pipe).
     pub fn wait_exit(&mut self) -> Option<i32> {
         let mut c = self.child.take().expect("running");
-        c.wait().expect("wait").code()
+        let code = c.wait().expect("wait").code();
+        if let Some(reader) = self.reader.take() {
+            if cordon_testkit::poll_until(Duration::from_secs(10), || reader.is_finished()) {
+                let _ = reader.join();
+            }
+        }
+        code
     }
 
     pub fn get(&self, path: &str, bearer: &str) -> Resp {
