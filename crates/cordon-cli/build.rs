@@ -11,8 +11,9 @@
 //! panic), which the static copy does as well. With the archive linked
 //! whole, `--as-needed` finds nothing left for `libgcc_s` and drops it
 //! (`cordon-cli/tests/suite/startup.rs` checks what a run loads).
-//! `libm.so.6` stays: tokio's scheduler calls `pow`, and glibc's static
-//! `libm.a` needs symbols private to its shared loader.
+//! `libm.so.6` is left out another way: glibc's static `libm.a` needs
+//! symbols private to its shared loader, so `cordon` defines the one
+//! function it names, `pow` (see `src/main.rs`).
 //!
 //! Only the binaries get it, not the test harnesses. Without a
 //! `libgcc_eh.a` next to the C compiler's `libgcc` (a toolchain other
