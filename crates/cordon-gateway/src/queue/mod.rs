@@ -374,6 +374,13 @@ pub enum QueueError {
         /// The server's or client's error.
         detail: String,
     },
+    /// The process that clones this worker's sandboxes is gone: the worker
+    /// stopped taking deliveries (those it held go back to the queue).
+    #[error("the sandbox spawner of this worker (pid {pid}) is gone: no sandbox can be started here, so the worker stopped taking deliveries and handed back those it held")]
+    SpawnerGone {
+        /// The spawner's pid.
+        pid: i32,
+    },
 }
 
 impl QueueError {
@@ -393,6 +400,9 @@ impl QueueError {
             QueueError::ResultKeys(e) => e.hint(),
             QueueError::Setup { .. } => {
                 "JetStream must be enabled on the servers (`-js`), and this role's credentials must allow the JetStream API".into()
+            }
+            QueueError::SpawnerGone { .. } => {
+                "restart the worker (under systemd, `Restart=on-failure` does it); its requests are run by other workers meanwhile".into()
             }
         }
     }

@@ -25,11 +25,22 @@
 //! - **Leftovers are removed.** Runs create their folders under
 //!   `RUN_ROOT/cordon-worker-PID`; a worker removes the folders of worker
 //!   processes of this host that are gone when it starts.
-//! - **Sandboxes die with the worker.** Each slot is one long-lived thread
-//!   that clones its sandboxes, so their `PR_SET_PDEATHSIG` fires when the
-//!   worker process dies; a SIGKILLed worker's runs are recorded `LOST` in
-//!   its audit log by its next start, and their requests come back to
-//!   another worker after AckWait.
+//! - **Sandboxes die with the worker.** `cordon worker` starts its sandbox
+//!   spawner first ([`cordon::start_spawner`], from the main thread, before
+//!   any other): each sandbox is cloned by that small process, stays the
+//!   worker's child, and its `PR_SET_PDEATHSIG` follows the worker's main
+//!   thread, so it dies with the worker process; a SIGKILLed worker's runs
+//!   are recorded `LOST` in its audit log by its next start, and their
+//!   requests come back to another worker after AckWait.
+//! - **A worker without its spawner takes no more work (fails closed).**
+//!   It notices within [`SPAWNER_CHECK`] (and at every delivery it is about
+//!   to run): it stops pulling, NAKs a delivery it was about to run (back
+//!   to the queue for another worker; a run whose set-up failed because the
+//!   spawner went away meanwhile is NAKed too, its attempt recorded
+//!   `SETUP_FAILED` here), lets the runs already started finish and answer,
+//!   and [`run`] returns [`QueueError::SpawnerGone`] (the command exits
+//!   non-zero with the reason). It never clones a sandbox from its own
+//!   multi-threaded process instead.
 //! - Every run leaves one audit record naming the worker and the attempt
 //!   (the delivery count); a request refused before it runs (deadline
 //!   passed, plugin not installed here or different) is recorded unstarted.
@@ -62,6 +73,8 @@ use crate::metrics::Stored;
 const IN_PLACE: Duration = Duration::from_secs(30);
 /// The pause between in-place tries.
 const PAUSE: Duration = Duration::from_millis(250);
+/// How often an idle worker checks that its sandbox spawner is there.
+pub const SPAWNER_CHECK: Duration = Duration::from_millis(250);
 
 /// A worker's settings.
 #[derive(Clone, Debug)]
@@ -113,6 +126,42 @@ struct Shared {
     ack_wait: Duration,
     env: Vec<(String, String)>,
     counters: Counters,
+    /// Set (to the spawner's pid) once the sandbox spawner is found gone:
+    /// the pull loop stops.
+    halt: watch::Sender<Option<i32>>,
+}
+
+impl Shared {
+    /// Stops the worker for good: its sandbox spawner (`pid`) is gone.
+    fn spawner_gone(&self, pid: i32) {
+        self.halt.send_if_modified(|h| {
+            let first = h.is_none();
+            if first {
+                eprintln!(
+                    "cordon worker: the sandbox spawner (pid {pid}) is gone: taking no more deliveries; waiting for the running ones"
+                );
+                *h = Some(pid);
+            }
+            first
+        });
+    }
+}
+
+/// The sandbox spawner's pid once it is gone (`cordon::start_spawner`).
+fn spawner_gone() -> Option<i32> {
+    match cordon::spawner_state() {
+        cordon::SpawnerState::Gone(pid) => Some(pid),
+        cordon::SpawnerState::Running(_) | cordon::SpawnerState::NotStarted => None,
+    }
+}
+
+/// Why [`execute`] has no result to store.
+enum Unrun {
+    /// The lease was lost: the sandbox was killed; another worker may hold
+    /// the delivery now.
+    LeaseLost,
+    /// The sandbox spawner (this pid) is gone: the delivery goes back.
+    SpawnerGone(i32),
 }
 
 /// Runs the worker until `stop` turns true: then it pulls nothing more,
@@ -158,6 +207,7 @@ pub async fn run(
     }
     let env = std::env::vars().filter(|(k, _)| PASSED_ENV.contains(&k.as_str())).collect();
     let slots = settings.slots as usize;
+    let (halt, mut halted) = watch::channel(None);
     let shared = Arc::new(Shared {
         settings,
         client: client.clone(),
@@ -171,7 +221,21 @@ pub async fn run(
         ack_wait,
         env,
         counters: Counters::default(),
+        halt,
     });
+    let watcher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SPAWNER_CHECK);
+            loop {
+                tick.tick().await;
+                if let Some(pid) = spawner_gone() {
+                    shared.spawner_gone(pid);
+                    break;
+                }
+            }
+        })
+    };
     let cancels = {
         let shared = shared.clone();
         let mut sub = client
@@ -201,12 +265,13 @@ pub async fn run(
     );
     let free = Arc::new(Semaphore::new(slots));
     let mut tasks = tokio::task::JoinSet::new();
-    'pull: while !*stop.borrow() {
+    'pull: while !*stop.borrow() && halted.borrow().is_none() {
         let n = free.available_permits();
         if n == 0 {
             tokio::select! {
                 p = free.clone().acquire_owned() => drop(p),
                 _ = stop.changed() => {}
+                _ = halted.changed() => {}
             }
             continue;
         }
@@ -225,11 +290,13 @@ pub async fn run(
                 }
             },
             _ = stop.changed() => break 'pull,
+            _ = halted.changed() => break 'pull,
         };
         loop {
             let next = tokio::select! {
                 m = msgs.next() => m,
                 _ = stop.changed() => break 'pull,
+                _ = halted.changed() => break 'pull,
             };
             match next {
                 None => break,
@@ -256,6 +323,7 @@ pub async fn run(
     eprintln!("cordon worker: stopping; waiting for {} running executions", tasks.len());
     while tasks.join_next().await.is_some() {}
     cancels.abort();
+    watcher.abort();
     drop(threads);
     let _ = client.flush().await;
     let _ = std::fs::remove_dir_all(&run_root);
@@ -268,7 +336,12 @@ pub async fn run(
         c.lease_lost.load(Ordering::Relaxed),
         c.naks.load(Ordering::Relaxed)
     );
-    Ok(())
+    // Read into a local: the borrow's guard must not outlive `halted`.
+    let gone = *halted.borrow();
+    match gone {
+        Some(pid) => Err(QueueError::SpawnerGone { pid }),
+        None => Ok(()),
+    }
 }
 
 /// The prefix of a worker process's own folder under the run root.
@@ -381,9 +454,15 @@ async fn handle(s: &Shared, msg: jetstream::Message) {
             unstarted(s, &req, attempt, ErrorCode::Expired, "the deadline passed before a worker could start it")
         }
         Ok(plugin) => match execute(s, &msg, &req, &key, plugin, attempt).await {
-            Some(v) => v,
-            // Lease lost: another worker may hold it now; write nothing.
-            None => return,
+            Ok(v) => v,
+            // Another worker may hold it now; write nothing.
+            Err(Unrun::LeaseLost) => return,
+            // Back to the queue, for a worker that can run it.
+            Err(Unrun::SpawnerGone(pid)) => {
+                s.spawner_gone(pid);
+                nak(s, &msg).await;
+                return;
+            }
         },
     };
     let written =
@@ -448,8 +527,10 @@ fn unstarted(s: &Shared, req: &WireRequest, attempt: u32, code: ErrorCode, why: 
     value
 }
 
-/// Runs the request in a slot, holding the delivery; `None` when the lease
-/// was lost (the sandbox was killed and its result is dropped).
+/// Runs the request in a slot, holding the delivery; [`Unrun`] when there
+/// is no result to store: the lease was lost (the sandbox was killed and
+/// its result is dropped), or the sandbox spawner is gone (nothing ran, or
+/// its set-up failed for that reason).
 async fn execute(
     s: &Shared,
     msg: &jetstream::Message,
@@ -457,11 +538,14 @@ async fn execute(
     key: &str,
     plugin: Runnable,
     attempt: u32,
-) -> Option<serde_json::Value> {
+) -> Result<serde_json::Value, Unrun> {
+    if let Some(pid) = spawner_gone() {
+        return Err(Unrun::SpawnerGone(pid));
+    }
     let cancel = match Cancel::new() {
         Ok(c) => c,
         Err(e) => {
-            return Some(unstarted(
+            return Ok(unstarted(
                 s,
                 req,
                 attempt,
@@ -488,7 +572,7 @@ async fn execute(
     let t0 = Instant::now();
     if s.slots.send(Slot { req: Box::new(hr), reply }).is_err() {
         s.running.lock().expect("running lock").remove(key);
-        return Some(unstarted(s, req, attempt, ErrorCode::SetupFailed, "the worker is stopping"));
+        return Ok(unstarted(s, req, attempt, ErrorCode::SetupFailed, "the worker is stopping"));
     }
     let until_deadline = Duration::from_millis(req.deadline_ms.saturating_sub(now_ms()));
     let run = {
@@ -517,14 +601,19 @@ async fn execute(
             s.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
             eprintln!("cordon worker: lost contact with NATS while running {key}; its sandbox was killed");
         }
-        return None;
+        return Err(Unrun::LeaseLost);
     };
+    if result.error.as_ref().is_some_and(|e| e.code == ErrorCode::SetupFailed) {
+        if let Some(pid) = spawner_gone() {
+            return Err(Unrun::SpawnerGone(pid));
+        }
+    }
     let value = serde_json::to_value(&result).unwrap_or_default();
     let timing = serde_json::json!({
         "handler_ms": (t0.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "sandbox_wall_ms": result.metrics.wall_ms,
     });
-    Some(stored_result(&req.id, &value, Some(timing), &s.settings.name, attempt))
+    Ok(stored_result(&req.id, &value, Some(timing), &s.settings.name, attempt))
 }
 
 async fn ack(s: &Shared, msg: &jetstream::Message) {

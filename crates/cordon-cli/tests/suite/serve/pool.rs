@@ -105,13 +105,25 @@ fn is_spawner(pid: u32) -> bool {
 /// The service's child processes but its spawner (sandbox inits: parked,
 /// or running an execution).
 fn children(s: &Service) -> Vec<u32> {
-    children_of(s.pid()).into_iter().filter(|p| !is_spawner(*p)).collect()
+    sandboxes_of(s.pid())
+}
+
+/// The child processes of `pid` (a service or a worker) but its sandbox
+/// spawner: sandbox inits.
+pub(super) fn sandboxes_of(pid: u32) -> Vec<u32> {
+    children_of(pid).into_iter().filter(|p| !is_spawner(*p)).collect()
 }
 
 /// The service's sandbox spawner: its one child of that name.
 fn spawner(s: &Service) -> u32 {
-    let found: Vec<u32> = children_of(s.pid()).into_iter().filter(|p| is_spawner(*p)).collect();
-    assert_eq!(found.len(), 1, "not one {SPAWNER} child of the service: {found:?}\n{}", s.log());
+    spawner_of(s.pid(), &s.log())
+}
+
+/// The sandbox spawner of process `pid`: its one child of that name
+/// (`log`: the process's log, for the failure message).
+pub(super) fn spawner_of(pid: u32, log: &str) -> u32 {
+    let found: Vec<u32> = children_of(pid).into_iter().filter(|p| is_spawner(*p)).collect();
+    assert_eq!(found.len(), 1, "not one {SPAWNER} child of {pid}: {found:?}\n{log}");
     found[0]
 }
 

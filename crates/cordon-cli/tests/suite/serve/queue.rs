@@ -299,6 +299,24 @@ impl Role {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// Its exit status once it has exited by itself, within `within`
+    /// (`None`: still running then).
+    pub fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut().expect("started");
+        let mut status = None;
+        poll_until(within, || {
+            status = child.try_wait().expect("try_wait");
+            if status.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
         audit_records(&self.dir.join("audit.jsonl"))
     }
@@ -1410,7 +1428,7 @@ fn no_sandbox_outlives_its_answered_execution_on_a_worker() {
     let s = gateway("queue-after", &nats, &[]);
     let w = Role::worker("w1", &nats.url(), &s.dir.join("plugins"), 2);
     let token = s.access_token();
-    let children = || super::pool::children_of(w.pid());
+    let children = || super::pool::sandboxes_of(w.pid());
     for n in 0..4 {
         let r = s.execute(&token, "echo", json!({"n": n}), Some(30_000));
         assert_eq!(r.status, 200, "{r:?}\nworker:\n{}", w.log());
@@ -1429,4 +1447,64 @@ fn no_sandbox_outlives_its_answered_execution_on_a_worker() {
     let v = result_of(&s, &token, &id, Duration::from_secs(60));
     assert_eq!(v["ok"], true, "{v:#}");
     assert!(poll_until(Duration::from_secs(10), || children().is_empty()), "sandboxes left: {:?}", children());
+}
+
+/// `cordon worker` clones its sandboxes from its own spawner (a child of
+/// the worker, as the sandboxes are) and fails closed without it: once the
+/// spawner is killed the worker takes no more deliveries, lets its running
+/// execution finish and answer, and exits non-zero naming the spawner and
+/// what to do; the execution it did not take is run by another worker.
+/// Control: the same worker ran an execution before, in a sandbox that is
+/// its child.
+#[test]
+fn a_worker_whose_spawner_is_killed_takes_no_more_deliveries_and_exits_naming_it() {
+    let nats = Nats::start("queue-nats");
+    let s = gateway("queue-spawner", &nats, &[]);
+    let plugins = s.dir.join("plugins");
+    let mut w1 = Role::worker("w1", &nats.url(), &plugins, 1);
+    let token = s.access_token();
+    let spawner = super::pool::spawner_of(w1.pid(), &w1.log());
+    let r = s.execute(&token, "echo", json!({"n": 1}), Some(30_000));
+    assert_eq!(r.status, 200, "{r:?}\nworker:\n{}", w1.log());
+    assert_eq!((r.json()["ok"].clone(), r.json()["worker"].clone()), (json!(true), json!("w1")), "{r:?}");
+    // A running execution in w1's one slot: its sandbox is w1's child.
+    let marker = sleep_marker(2);
+    let running = format!("spawner-run-{}", std::process::id());
+    let r = submit(&s, "acme", Some(&running), "sleep", json!({"s": marker}), 0);
+    assert_eq!(r.status, 202, "{r:?}");
+    let mut sandboxes = vec![];
+    assert!(
+        poll_until(Duration::from_secs(30), || {
+            sandboxes = super::pool::sandboxes_of(w1.pid());
+            !sandboxes.is_empty()
+        }),
+        "the running execution's sandbox was not seen as w1's child\nworker:\n{}",
+        w1.log()
+    );
+    let killed = Command::new("kill").args(["-KILL", &spawner.to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let queued = format!("spawner-queued-{}", std::process::id());
+    let r = submit(&s, "acme", Some(&queued), "echo", json!({"n": 2}), 0);
+    assert_eq!(r.status, 202, "{r:?}");
+    // No sandbox but the running one's, until w1 exits by itself.
+    let status = w1.exited_within(Duration::from_secs(60));
+    let log = w1.log();
+    let status = status.unwrap_or_else(|| panic!("w1 still runs without its spawner:\n{log}"));
+    assert!(!status.success(), "w1 exited with {status}:\n{log}");
+    assert!(log.contains(&format!("the sandbox spawner of this worker (pid {spawner}) is gone")), "{log}");
+    assert!(log.contains("hint: restart the worker"), "{log}");
+    let v = result_of(&s, &token, &running, Duration::from_secs(60));
+    assert_eq!((v["ok"].clone(), v["worker"].clone()), (json!(true), json!("w1")), "{v:#}");
+    let records = w1.audit_records();
+    assert!(records.iter().all(|r| r["request_id"] != queued.as_str()), "w1 ran {queued}: {records:#?}");
+    assert_eq!(records.iter().filter(|r| r["outcome"] == "ok").count(), 2, "{records:#?}");
+    // Another worker runs what w1 did not take.
+    let w2 = Role::worker("w2", &nats.url(), &plugins, 1);
+    let v = result_of(&s, &token, &queued, Duration::from_secs(60));
+    assert_eq!(
+        (v["ok"].clone(), v["worker"].clone(), v["data"].clone()),
+        (json!(true), json!("w2"), json!({"n": 2})),
+        "{v:#}\nw2:\n{}",
+        w2.log()
+    );
 }
