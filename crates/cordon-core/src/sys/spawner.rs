@@ -323,6 +323,9 @@ fn serve(channel: OwnedFd) -> ! {
             drop(spec);
             spawned
         });
+        // Nothing of one sandbox's request stays in the memory the next
+        // sandbox's init is cloned from.
+        buf[..n].fill(0);
         if send_reply(ch, spawned).is_err() {
             // SAFETY: as above.
             unsafe { libc::_exit(1) }
