@@ -1172,3 +1172,40 @@ fn more_ways_to_reach_host_metadata_or_plant_files_are_refused() {
         );
     });
 }
+
+/// Review (session 7) F1: init's memory is a copy of cordon's (its whole
+/// environment; in `cordon serve` the spawner's, with the service's
+/// secrets; in `cordon worker` the worker's, with its result-signing key),
+/// and the connect helper shares it under the command's credentials. Until
+/// the helper's own `prctl(PR_SET_DUMPABLE, 0)` the command, just exec'd,
+/// could open `/proc/<helper>/mem` (and keep reading it), `environ` and
+/// `fd/N` (init's pipes: a forged status record). Init makes the memory
+/// non-dumpable itself before the command exists. The probe scans `/proc`
+/// from its first instruction on; the caller's environment holds a value
+/// cordon does not pass. Control: the same opens of the probe's own child
+/// work, in the same sandbox.
+#[test]
+fn the_command_cannot_open_the_memory_environment_or_descriptors_of_init_or_the_connect_helper() {
+    let support = kernel_support();
+    let dir = Dir::new("init-memory-probe");
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/probes/init_memory_probe.c");
+    let bin = dir.join("init_memory_probe");
+    let out =
+        std::process::Command::new(tool("/usr/bin/gcc")).arg("-O").arg("-o").arg(&bin).arg(&src).output().expect("gcc");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    let secret = format!("CORDON_REVIEW_SECRET_{}", std::process::id());
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_in(mode)
+            .env("CORDON_REVIEW_SECRET", &secret)
+            .arg("--read")
+            .arg(dir.path())
+            .arg("--")
+            .arg(&bin)
+            .arg(&secret)
+            .run();
+        out.assert_success();
+        out.assert_stdout_contains("foreign opened 0\n");
+        out.assert_stdout_contains("control mem ok\ncontrol environ ok\n");
+        assert!(!out.stdout.contains("seen SECRET"), "[{}] the caller's environment was read: {out}", mode.as_str());
+    });
+}

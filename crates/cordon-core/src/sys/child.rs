@@ -89,10 +89,12 @@ pub enum ChildStage {
     NotifyListener,
     /// Creating or handing over the stub DNS's sockets.
     DnsSockets,
+    /// `prctl(PR_SET_DUMPABLE, 0)` of init's memory.
+    Dumpable,
 }
 
 /// Every stage with the words an error message uses for it.
-const STAGES: [(ChildStage, &str); 25] = [
+const STAGES: [(ChildStage, &str); 26] = [
     (ChildStage::Lifeline, "lifeline"),
     (ChildStage::IdMaps, "uid/gid maps"),
     (ChildStage::CgroupNamespace, "cgroup namespace"),
@@ -118,6 +120,7 @@ const STAGES: [(ChildStage, &str); 25] = [
     (ChildStage::ConnectHelper, "connect helper"),
     (ChildStage::NotifyListener, "handing the seccomp notification listener to cordon"),
     (ChildStage::DnsSockets, "stub DNS sockets inside the sandbox"),
+    (ChildStage::Dumpable, "making init's memory non-dumpable"),
 ];
 
 impl ChildStage {
@@ -811,6 +814,16 @@ fn init_main(spec: &ChildSpec) -> ! {
         write_file(spec, c"/proc/self/gid_map", gid_map, ChildStage::IdMaps, 0);
         mark(spec, ChildMark::IdMaps);
     }
+    // Init's memory is a copy of its parent's (cordon's, or the service's
+    // spawner's: their whole environment, secrets included) and is shared
+    // by the command's process until its exec and by the connect helper for
+    // its whole life, under the command's credentials. Not dumpable, the
+    // command can open none of it (/proc/PID/mem, environ, fd/N) in any of
+    // those processes, also not before the helper's own prctl. After the id
+    // maps: a non-dumpable process's /proc/self files belong to the
+    // initial namespace's root.
+    // SAFETY: prctl with integer arguments only.
+    check!(spec, ChildStage::Dumpable, 0, unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) });
     if spec.loopback_up {
         loopback_up(spec);
     }
