@@ -143,6 +143,39 @@ fn deny_inside_the_system_set_holds_through_the_sets_links() {
     });
 }
 
+/// A `deny` of a folder takes the system set's entries inside it away
+/// too: `--deny /etc` leaves `/etc/passwd` unreadable (it is one of the
+/// set's single-file grants) and `--deny /usr/share` the time zones, in
+/// both modes. Controls: without the deny both read; a folder beside the
+/// denied one keeps its access.
+#[test]
+fn deny_of_a_folder_takes_the_system_sets_entries_inside_it() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let head = |deny: Option<&str>, file: &str| {
+            let mut cmd = run_in(mode);
+            if let Some(d) = deny {
+                cmd.arg("--deny").arg(d);
+            }
+            cmd.args(["--", "/usr/bin/head", "-c", "4", file]).run()
+        };
+        head(None, "/etc/passwd").assert_stdout_eq("root");
+        head(None, "/usr/share/zoneinfo/UTC").assert_stdout_eq("TZif");
+        for (deny, file) in [("/etc", "/etc/passwd"), ("/usr/share", "/usr/share/zoneinfo/UTC")] {
+            let out = head(Some(deny), file);
+            out.assert_code(1);
+            // Hidden (container: not bound) or refused (process: no rule).
+            let err = &out.stderr;
+            assert!(
+                err.contains(&format!("'{file}' for reading: Permission denied"))
+                    || err.contains(&format!("'{file}' for reading: No such file or directory")),
+                "{mode:?} --deny {deny}: {file} was not denied: {err}"
+            );
+        }
+        head(Some("/usr/share"), "/usr/bin/id").assert_stdout_eq("\u{7f}ELF");
+    });
+}
+
 #[test]
 fn etc_shadow_is_not_readable() {
     let support = kernel_support();

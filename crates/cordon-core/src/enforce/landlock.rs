@@ -250,14 +250,19 @@ pub fn without_nested(rules: Vec<(PathBuf, FsAccess)>) -> Vec<(PathBuf, FsAccess
 }
 
 /// Replaces every granted tree that contains a denied path by its entries
-/// minus the way to that path (see the module docs). Rules more specific than
-/// a deny (inside it) are kept: the more specific entry wins.
+/// minus the way to that path (see the module docs), and leaves out every
+/// rule that lies inside a denied path: a deny takes a whole tree away,
+/// the system set's rules in it included (`--deny /etc` leaves no
+/// `/etc/passwd` rule, `--deny /usr` none of `/usr/bin`).
 pub fn expand_denies(
     rules: &[(PathBuf, FsAccess)],
     deny: &[PathBuf],
 ) -> Result<Vec<(PathBuf, FsAccess)>, LandlockError> {
     let mut out: BTreeMap<PathBuf, FsAccess> = BTreeMap::new();
     for (path, access) in rules {
+        if deny.iter().any(|d| path.starts_with(d)) {
+            continue;
+        }
         let inside: Vec<&PathBuf> = deny.iter().filter(|d| d.starts_with(path)).collect();
         if inside.is_empty() {
             merge(&mut out, path.clone(), *access);
@@ -304,6 +309,21 @@ fn carve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule inside a denied tree is left out, whatever granted it;
+    /// control: the same rule beside the denied tree stays.
+    #[test]
+    fn a_rule_inside_a_denied_tree_is_left_out() {
+        let rules = vec![
+            (PathBuf::from("/etc/passwd"), FsAccess::Read),
+            (PathBuf::from("/etc/ssl/certs"), FsAccess::Read),
+            (PathBuf::from("/etcetera"), FsAccess::Read),
+            (PathBuf::from("/usr/bin"), FsAccess::Read),
+        ];
+        let got = expand_denies(&rules, &[PathBuf::from("/etc")]).unwrap();
+        assert_eq!(got, [(PathBuf::from("/etcetera"), FsAccess::Read), (PathBuf::from("/usr/bin"), FsAccess::Read)]);
+        assert_eq!(expand_denies(&rules, &[]).unwrap().len(), 4, "control");
+    }
 
     #[test]
     fn deny_inside_a_tree_keeps_the_siblings() {

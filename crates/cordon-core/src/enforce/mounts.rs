@@ -480,6 +480,13 @@ pub fn build_mount_ops(
             }
         });
     }
+    // A deny takes its whole tree away: nothing inside it is bound or
+    // linked, the system set's entries included (`--deny /etc` binds no
+    // `/etc/passwd`). A deny inside a bind is hidden below (`deny_in`).
+    let denied = resolve_denies(&root.deny);
+    resolved.retain(|e| match e {
+        Entry::Bind { inside, .. } | Entry::Link { inside, .. } => !denied.iter().any(|(d, _)| inside.starts_with(d)),
+    });
     let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) =
         resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
@@ -496,7 +503,6 @@ pub fn build_mount_ops(
         ops.mkdir_p(&under("/newroot", cwd));
     }
     mountpoints(&mut ops, &entries);
-    let denied = resolve_denies(&root.deny);
     let deny_in = |ops: &mut Ops, entries: &[Entry], access: FsAccess| {
         for (d, is_dir) in &denied {
             let inside_of =
