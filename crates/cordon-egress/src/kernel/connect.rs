@@ -62,6 +62,8 @@ const COPIED_OPTIONS: &[(i32, i32, usize)] = &[
 
 /// `TCP_ESTABLISHED` in `tcp_info.tcpi_state`.
 const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_CLOSE_WAIT`: established, then the peer's FIN arrived.
+const TCP_CLOSE_WAIT: u8 = 8;
 /// `TCP_CLOSE`.
 const TCP_CLOSE: u8 = 7;
 
@@ -402,7 +404,8 @@ async fn hand_over(
 }
 
 /// Tries `addrs` in order within the connect timeout; returns the first
-/// socket that reached `ESTABLISHED`, or the last errno.
+/// socket whose handshake completed (see [`is_handed_over`]), or the last
+/// errno.
 async fn connect_host(
     sh: &Shared,
     caller: &OwnedFd,
@@ -431,7 +434,7 @@ async fn connect_host(
         // A destination on the host (loopback, the host's own addresses)
         // answers within the connect call: the handshake runs in the
         // kernel's softirq before it returns. Then nothing is waited for.
-        if tcp_state(host.as_fd()) == Some(TCP_ESTABLISHED) {
+        if is_handed_over(tcp_state(host.as_fd())) {
             return Ok((host, addr));
         }
         let Ok(afd) = super::watch(host, Interest::WRITABLE) else { return Err(libc::ENOMEM) };
@@ -457,13 +460,26 @@ async fn connect_host(
             }
         }
         // Rule 3: only a connection that is established is handed over.
-        if tcp_state(host.as_fd()) != Some(TCP_ESTABLISHED) {
+        if !is_handed_over(tcp_state(host.as_fd())) {
             last = libc::ENOTCONN;
             continue;
         }
         return Ok((host, addr));
     }
     Err(last)
+}
+
+/// Whether a host socket in this TCP state may be handed over (rule 3):
+/// `ESTABLISHED`, or `CLOSE_WAIT`, which is `ESTABLISHED` after the peer's
+/// FIN (a server that accepts, maybe writes, and closes at once gets there
+/// before the supervisor looks; its data and FIN are queued on the socket,
+/// and a direct connect would succeed and read them). Both states only
+/// move towards closed: `shutdown()` sends a FIN (it disconnects only in
+/// `SYN_SENT`, the state rule 3 is about), and a handed-over `ESTABLISHED`
+/// socket reaches `CLOSE_WAIT` by itself anyway. Every other state (the
+/// handshake not done, or the connection already gone) is refused.
+fn is_handed_over(state: Option<u8>) -> bool {
+    matches!(state, Some(TCP_ESTABLISHED | TCP_CLOSE_WAIT))
 }
 
 /// `tcp_info.tcpi_state`.
@@ -533,5 +549,18 @@ impl CallerOptions {
         let micros = u64::from_ne_bytes(tv[8..16].try_into().ok()?);
         let t = std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros);
         (!t.is_zero()).then_some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_established_connection_is_handed_over_even_if_the_peer_closed_it() {
+        // tcp_states.h: ESTABLISHED 1 ... CLOSE_WAIT 8 ... NEW_SYN_RECV 12.
+        let handed: Vec<u8> = (0..=12).filter(|&s| is_handed_over(Some(s))).collect();
+        assert_eq!(handed, [TCP_ESTABLISHED, TCP_CLOSE_WAIT]);
+        assert!(!is_handed_over(None));
     }
 }
