@@ -117,14 +117,17 @@ pub fn not_granted(found: &[cordon::explain::NotGranted], fix: FixIn) {
 }
 
 /// The network refusals of a finished run. Transparent egress announced
-/// each one as it happened; only repeats are summed up here. The proxy's
-/// are listed.
+/// each one as it happened (the first [`cordon::MAX_NETWORK_NOTICES`],
+/// then how many more); only the repeats of those announced are summed up
+/// here, so the lines stay bounded too. The proxy's are listed.
 pub fn network_refusals(records: &[cordon::ConnectionRecord]) {
     use cordon::Protocol;
+    let mut announced = 0;
     for c in records.iter().filter(|c| !c.allowed) {
         match c.protocol {
             Protocol::Tcp | Protocol::Udp | Protocol::Unix | Protocol::Dns => {
-                if c.count > 1 {
+                announced += 1;
+                if c.count > 1 && announced <= cordon::MAX_NETWORK_NOTICES {
                     let what = match (c.protocol, c.host.as_str()) {
                         (Protocol::Dns, "") => "name lookups".to_owned(),
                         (Protocol::Dns, host) => format!("lookup of {host}"),

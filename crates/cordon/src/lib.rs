@@ -49,6 +49,7 @@ pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport
 pub use cordon_core::state::{self, Protected};
 pub use cordon_core::sys::runtime_init;
 pub use cordon_core::trace;
+pub use cordon_egress::kernel::MAX_NOTICES as MAX_NETWORK_NOTICES;
 pub use cordon_egress::{ConnectionRecord, Protocol};
 pub use cordon_plugin::capabilities::{
     check_capabilities, validate_name as validate_capability_name, CapabilityCheck, CapabilityError,

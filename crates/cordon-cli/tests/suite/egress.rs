@@ -97,6 +97,105 @@ fn a_refusal_is_explained_counted_and_recorded_even_without_any_net_flag() {
 }
 
 #[test]
+fn refusals_printed_are_bounded_per_run_and_the_rest_are_counted_in_the_result() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    // 100 distinct refused destinations, then the first and the last again.
+    let script = r#"
+import socket
+def attempt(port):
+    try:
+        socket.create_connection(("192.0.2.1", port), timeout=10)
+    except OSError:
+        pass
+for port in list(range(1, 101)) + [1, 100]:
+    attempt(port)
+print("done")
+"#;
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_in(mode).args(["--json", "--", python, "-c", script]).run();
+        out.assert_success();
+        let notices: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("cordon: network: ")).collect();
+        // The first 20 (cordon::MAX_NETWORK_NOTICES) as they happen, one
+        // summary, and the repeat count of the first, which was printed;
+        // not that of the last, which was not.
+        assert_eq!(
+            notices.iter().filter(|l| l.starts_with("cordon: network: refused 192.0.2.1:")).count(),
+            21,
+            "{out}"
+        );
+        assert_refused_with_fix(&out, "192.0.2.1:20");
+        assert!(!out.stderr.contains("refused 192.0.2.1:21 ("), "{out}");
+        out.assert_stderr_contains(
+            "cordon: network: 80 more refusal(s) were not printed (at most 20 are per run) — every refusal is counted in the run's network records",
+        );
+        out.assert_stderr_contains("cordon: network: refused 192.0.2.1:1 2 times in all\n");
+        assert!(!out.stderr.contains("192.0.2.1:100 2 times"), "{out}");
+        assert_eq!(notices.len(), 22, "{out}");
+        // Every refusal is in the result, counted.
+        let r = out.json();
+        let refused: Vec<&serde_json::Value> =
+            r["network"].as_array().unwrap().iter().filter(|c| c["allowed"] == false).collect();
+        assert_eq!(refused.len(), 100, "{r}");
+        let count = |port: u64| refused.iter().find(|c| c["port"] == port).map(|c| c["count"].as_u64());
+        assert_eq!((count(1), count(50), count(100)), (Some(Some(2)), Some(Some(1)), Some(Some(2))), "{r}");
+    });
+}
+
+/// A server on `127.0.0.1` that answers each connection with `reply` and
+/// closes it at once (so the client's socket is in `CLOSE_WAIT` soon after
+/// the handshake). It runs until the test process ends.
+fn send_and_close_server(reply: &'static [u8]) -> u16 {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(reply);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_connection_the_server_closed_at_once_is_handed_over_with_its_data_and_eof() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let port = send_and_close_server(b"bye\n");
+    // 8 threads at once, 25 connects each: each reads the reply, then EOF.
+    let script = r#"
+import socket, sys, threading
+port = int(sys.argv[1])
+results = []
+def client():
+    for _ in range(25):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            data = b""
+            while True:
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            results.append("ok" if data == b"bye\n" else "data %r" % data)
+        except OSError as e:
+            results.append("%s: %s" % (type(e).__name__, e.strerror))
+threads = [threading.Thread(target=client) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("ok", results.count("ok"), sorted(set(r for r in results if r != "ok")))
+"#;
+    let p = port.to_string();
+    // Control: directly, every connect succeeds and reads the reply.
+    run_with(Mode::Dev, &[], &[python, "-c", script, &p]).assert_stdout_eq("ok 200 []\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_with(mode, &[&format!("127.0.0.1:{p}")], &[python, "-c", script, &p]);
+        out.assert_stdout_eq("ok 200 []\n");
+    });
+}
+
+#[test]
 fn a_notice_escapes_the_process_name_the_sandbox_chose() {
     let support = kernel_support();
     let python = tool("/usr/bin/python3");

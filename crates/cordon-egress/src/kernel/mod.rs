@@ -118,6 +118,10 @@ impl ConnectionBudget {
 /// stderr). Called from the supervisor's thread.
 pub type NoticeSink = Arc<dyn Fn(&Notice) + Send + Sync>;
 
+/// Notices per run given to the [`KernelConfig::notices`] sink before the
+/// rest are only counted (and summed up in one last notice).
+pub const MAX_NOTICES: usize = 20;
+
 /// How the supervisor behaves. [`KernelConfig::new`] gives the defaults.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -148,6 +152,11 @@ pub struct KernelConfig {
     /// How notices phrase the fix. Default: [`HintStyle::Flag`].
     pub hints: HintStyle,
     /// Live notices. Default: none (they are in the records anyway).
+    /// At most [`MAX_NOTICES`] per run reach the sink (one per distinct
+    /// refusal; identical ones are counted, not repeated), then, when the
+    /// run ends, one notice saying how many more there were: a sandbox
+    /// that loops over refused destinations cannot flood cordon's stderr
+    /// (in `cordon serve`, the service's log). The records keep counting.
     pub notices: Option<NoticeSink>,
     /// How allowed names are resolved, once each. Default:
     /// [`SystemResolver`] (`getaddrinfo`).
@@ -264,6 +273,8 @@ pub(crate) struct Shared {
     accounting: Arc<Accounting>,
     state: Mutex<State>,
     open: Arc<AtomicUsize>,
+    /// Notices of this run so far, given to the sink or not.
+    notices: AtomicUsize,
 }
 
 pub(crate) struct State {
@@ -325,6 +336,7 @@ impl Shared {
             sockets,
             accounting: Arc::new(Accounting::new(destroyed)),
             open: Arc::new(AtomicUsize::new(0)),
+            notices: AtomicUsize::new(0),
         }
     }
 
@@ -337,9 +349,29 @@ impl Shared {
         self.lock().processes.name(tid, task)
     }
 
+    /// At the end of the run: one notice saying how many were not given
+    /// to the sink, if any.
+    fn notify_unprinted(&self) {
+        let unprinted = self.notices.load(Ordering::Relaxed).saturating_sub(MAX_NOTICES);
+        if let (Some(sink), 1..) = (&self.config.notices, unprinted) {
+            sink(&Notice {
+                kind: "hint",
+                target: format!("{unprinted} more refusal(s) were not printed (at most {MAX_NOTICES} are per run)"),
+                process: None,
+                reason: "every refusal is counted in the run's network records (the result's `network` list and the audit record)"
+                    .into(),
+                suggestion: None,
+                detail: None,
+            });
+        }
+    }
+
+    /// Gives `notice` to the sink, unless [`MAX_NOTICES`] were given.
     fn notify(&self, notice: &Notice) {
         if let Some(sink) = &self.config.notices {
-            sink(notice);
+            if self.notices.fetch_add(1, Ordering::Relaxed) < MAX_NOTICES {
+                sink(notice);
+            }
         }
     }
 
@@ -582,6 +614,7 @@ async fn serve(
     tasks.shutdown().await;
     shared.accounting.finish(&shared, FINISH_GRACE, diag.as_fd()).await;
     background.shutdown().await;
+    shared.notify_unprinted();
     let records = shared.lock().ledger.take();
     records
 }
@@ -626,4 +659,52 @@ impl OwnedDescriptor for std::net::TcpListener {}
 #[allow(deprecated)]
 pub(crate) fn watch<T: OwnedDescriptor>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
     AsyncFd::with_interest(fd, interest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines a sink was given, for `notices` notices.
+    fn printed(notices: usize) -> Vec<String> {
+        let lines = Arc::new(Mutex::new(vec![]));
+        let mut config = KernelConfig::new(NetPolicy::default());
+        let sink = Arc::clone(&lines);
+        config.notices = Some(Arc::new(move |n: &Notice| sink.lock().unwrap().push(n.render(HintStyle::Flag))));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (sh, _helper) = Shared::for_tests(config);
+            for i in 0..notices {
+                sh.notify(&Notice {
+                    kind: "connect",
+                    target: format!("192.0.2.1:{i}"),
+                    process: None,
+                    reason: "not allowed".into(),
+                    suggestion: None,
+                    detail: None,
+                });
+            }
+            sh.notify_unprinted();
+        });
+        let lines = lines.lock().unwrap().clone();
+        lines
+    }
+
+    #[test]
+    fn notices_past_the_limit_are_summed_up_in_one() {
+        // Control: up to the limit, each is printed and nothing is summed up.
+        let all = printed(MAX_NOTICES);
+        assert_eq!(all.len(), MAX_NOTICES);
+        assert!(all.iter().all(|l| l.starts_with("cordon: network: refused 192.0.2.1:")), "{all:?}");
+        let some = printed(MAX_NOTICES + 7);
+        assert_eq!(some.len(), MAX_NOTICES + 1);
+        assert_eq!(
+            some[MAX_NOTICES - 1],
+            format!("cordon: network: refused 192.0.2.1:{} — not allowed", MAX_NOTICES - 1)
+        );
+        assert_eq!(
+            some[MAX_NOTICES],
+            "cordon: network: 7 more refusal(s) were not printed (at most 20 are per run) — every refusal is counted in the run's network records (the result's `network` list and the audit record)"
+        );
+    }
 }
