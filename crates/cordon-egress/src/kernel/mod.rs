@@ -376,7 +376,19 @@ impl Shared {
     }
 
     /// A slot for one more open connection, or the cap that is reached.
+    /// At the cap, the connections the kernel has closed whose report is
+    /// still on its way give their slots back first (see
+    /// [`Accounting::release_closed`]): a program that opens and closes
+    /// connections one after another never has more than one open, and
+    /// must not be refused because the host is busy.
     fn open_slot(&self) -> Result<Slot, FullCap> {
+        self.take_slot().or_else(|_| {
+            self.accounting.release_closed(self);
+            self.take_slot()
+        })
+    }
+
+    fn take_slot(&self) -> Result<Slot, FullCap> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.config.max_open {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(FullCap::Run(self.config.max_open));
