@@ -262,7 +262,10 @@ impl AuditKey {
     /// Loads a private key file (`PRIVATE+KEY+<name>+<key id>+<base64(0x01 || seed)>`).
     pub fn load(path: &Path) -> Result<AuditKey, KeyError> {
         let malformed = |reason: &str| KeyError::Malformed { path: path.to_owned(), reason: reason.to_owned() };
-        let mut text = Zeroizing::new(String::new());
+        // Room for a whole key file at once: one read (and one to see its
+        // end) instead of std's growing probes, and no reallocation leaves
+        // a copy of the secret behind.
+        let mut text = Zeroizing::new(String::with_capacity(512));
         File::open(path).and_then(|f| f.take(4096).read_to_string(&mut text)).map_err(|source| KeyError::Io {
             action: "read",
             path: path.to_owned(),
@@ -374,8 +377,27 @@ pub fn known_verifiers(dir: &Path) -> Vec<Verifier> {
 /// The file holding the latest checkpoint of the log at `log` (resolved),
 /// in the key folder `dir`.
 pub fn anchor_path(dir: &Path, log: &Path) -> PathBuf {
-    let log = fs::canonicalize(log).unwrap_or_else(|_| log.to_owned());
-    let id = hex(&Sha256::digest(log.as_os_str().as_encoded_bytes()));
+    anchor_path_resolved(dir, &fs::canonicalize(log).unwrap_or_else(|_| log.to_owned()))
+}
+
+/// [`anchor_path`] of the log at `log`, open as `file`: its resolved path
+/// is the kernel's name for the open file (one `readlink` of
+/// `/proc/self/fd/N`, where resolving `log` takes one per component), the
+/// same path [`anchor_path`] finds; resolved from `log` as there when
+/// `/proc` does not tell (not mounted, or the file was removed since).
+pub(crate) fn anchor_path_of_open(dir: &Path, file: &File, log: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let named = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+        .filter(|p| p.is_absolute() && !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
+    match named {
+        Some(resolved) => anchor_path_resolved(dir, &resolved),
+        None => anchor_path(dir, log),
+    }
+}
+
+fn anchor_path_resolved(dir: &Path, resolved: &Path) -> PathBuf {
+    let id = hex(&Sha256::digest(resolved.as_os_str().as_encoded_bytes()));
     dir.join(ANCHORS_DIR).join(format!("{}.note", &id[..32]))
 }
 
@@ -506,6 +528,27 @@ mod tests {
         assert_eq!(known_verifiers(dir.path()).len(), 2);
         fs::write(dir.join(KEY_FILE), "PRIVATE+KEY+n+00000000+AQ==\n").unwrap();
         assert!(matches!(AuditKey::load(&dir.join(KEY_FILE)), Err(KeyError::Malformed { .. })));
+    }
+
+    /// The anchor of an open log is the one `anchor_path` (and so `cordon
+    /// audit verify`) finds, also when the log is reached through a
+    /// symbolic link: both name the resolved path. Control: the path as
+    /// given names another anchor.
+    #[test]
+    fn an_open_logs_anchor_is_the_one_verify_finds() {
+        let dir = cordon_testkit::Dir::new("audit-anchor");
+        let real = dir.create_dir("real");
+        std::os::unix::fs::symlink(&real, dir.join("link")).unwrap();
+        let via_link = dir.join("link").join("audit.jsonl");
+        let file = OpenOptions::new().create(true).append(true).open(&via_link).unwrap();
+        let keys = dir.join("keys");
+        let of_open = anchor_path_of_open(&keys, &file, &via_link);
+        assert_eq!(of_open, anchor_path(&keys, &via_link));
+        assert_eq!(of_open, anchor_path(&keys, &real.join("audit.jsonl")));
+        assert_ne!(of_open, anchor_path_resolved(&keys, &via_link), "control: the unresolved path names another");
+        // A log removed since it was opened: resolved from its path.
+        fs::remove_file(real.join("audit.jsonl")).unwrap();
+        assert_eq!(anchor_path_of_open(&keys, &file, &via_link), anchor_path_resolved(&keys, &via_link));
     }
 
     #[test]

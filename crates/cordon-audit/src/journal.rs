@@ -144,7 +144,12 @@ impl Locked<'_> {
     /// cut short by a killed writer is skipped: its change never
     /// happened).
     pub(crate) fn open_runs(&self) -> io::Result<Vec<Open>> {
-        let tail = Tail::read(self.file())?;
+        self.open_runs_in(&Tail::read(self.file())?)
+    }
+
+    /// [`Locked::open_runs`] of the journal whose end is `tail` (read under
+    /// this lock, so it is still the end).
+    fn open_runs_in(&self, tail: &Tail) -> io::Result<Vec<Open>> {
         if tail.len == 0 {
             return Ok(vec![]);
         }
@@ -162,10 +167,15 @@ impl Locked<'_> {
     /// now, and locks its first byte for as long as this process runs it.
     /// Returns the line's offset, which [`Locked::end`] takes.
     pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64) -> io::Result<u64> {
-        let mut open = self.open_runs()?;
-        let at = self.next_line_at()?;
+        // One look at the end serves the open set, the line's offset and
+        // its write.
+        let tail = Tail::read(self.file())?;
+        let mut open = self.open_runs_in(&tail)?;
+        // After the newline that a torn last line gets.
+        let at = tail.len + u64::from(tail.torn);
         open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
-        self.write(&Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) })?;
+        let line = Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) };
+        self.write_after(&tail, &line)?;
         // Under the journal's flock, so no recovery looks before it holds.
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
         Ok(at)
@@ -174,17 +184,21 @@ impl Locked<'_> {
     /// Ends run `id`, begun at `at`: it has its record. The last open run's
     /// end empties the journal.
     pub(crate) fn end(&self, id: &str, at: u64) -> io::Result<()> {
-        let mut open = self.open_runs()?;
+        let tail = Tail::read(self.file())?;
+        let mut open = self.open_runs_in(&tail)?;
         open.retain(|o| o.id != id);
-        self.end_all(open, id)?;
+        self.end_all(&tail, open, id)?;
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Release)
     }
 
-    fn end_all(&self, open: Vec<Open>, id: &str) -> io::Result<()> {
+    /// Writes the end of run `id` with `open`, the runs left, after `tail`;
+    /// or empties the journal when none is left.
+    fn end_all(&self, tail: &Tail, open: Vec<Open>, id: &str) -> io::Result<()> {
         if open.is_empty() {
             return self.file().set_len(0);
         }
-        self.write(&Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) })
+        let line = Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) };
+        self.write_after(tail, &line)
     }
 
     /// The open runs whose owner is gone, with their drafts; the caller
@@ -214,20 +228,15 @@ impl Locked<'_> {
 
     /// Drops the runs `ids` from the open set (they were recorded).
     pub(crate) fn forget(&self, ids: &[String]) -> io::Result<()> {
-        let mut open = self.open_runs()?;
+        let tail = Tail::read(self.file())?;
+        let mut open = self.open_runs_in(&tail)?;
         open.retain(|o| !ids.contains(&o.id));
-        self.end_all(open, ids.first().map_or("", String::as_str))
+        self.end_all(&tail, open, ids.first().map_or("", String::as_str))
     }
 
-    /// Where the next line starts: the end, after the newline that a torn
-    /// last line gets.
-    fn next_line_at(&self) -> io::Result<u64> {
-        let tail = Tail::read(self.file())?;
-        Ok(tail.len + u64::from(tail.torn))
-    }
-
-    fn write(&self, line: &Line) -> io::Result<()> {
-        let tail = Tail::read(self.file())?;
+    /// Appends `line` to the journal whose end is `tail` (read under this
+    /// lock), ending a torn last line first.
+    fn write_after(&self, tail: &Tail, line: &Line) -> io::Result<()> {
         let mut buf = Vec::with_capacity(512);
         if tail.torn {
             buf.push(b'\n');

@@ -115,7 +115,7 @@ impl AuditLog {
         let signer = match keys.resolve(path) {
             Some(dir) => {
                 let key = AuditKey::load_or_create(&dir, key_name).map_err(io::Error::other)?;
-                let anchor = Anchor::open(&checkpoint::anchor_path(&dir, path))?;
+                let anchor = Anchor::open(&checkpoint::anchor_path_of_open(&dir, &file, path))?;
                 Some(Signer { key, dir, anchor })
             }
             None => None,
