@@ -28,6 +28,15 @@
 # set-up without the pool (for a build that has none), so that two builds
 # compare on the same footing.
 #
+# With TRACE=N set, none of the above: the service runs with CORDON_TRACE=1
+# and gets N executions one after another (20 ms apart, one keep-alive
+# connection); printed is where one execution's wall time goes, as the
+# median of each of the service's trace marks (the gateway's: request
+# read, plugin verified, begin durable, worker took it, result read, record
+# durable, answer made; the runner's and the sandbox's own steps between;
+# marks of the pool's refill of the next parked sandbox interleave, as
+# they run at the same time). The first 20 executions are left out.
+#
 # usage: bench/gateway.sh [SECONDS] [ROUNDS] [CONNS]   (default 10 s, 2 rounds, 8 connections)
 # needs: wrk (apt-get install wrk), curl, python3, a release build (cargo build --release).
 set -euo pipefail
@@ -81,7 +90,7 @@ export CORDON_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
 export CORDON_INTERNAL_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
 export CORDON_AUDIT_LOG=$WORK/exec-audit.jsonl CORDON_ARTIFACT_STORE=$WORK/artifacts
 
-"$CORDON" serve --config "$WORK/config.toml" --listen 127.0.0.1:0 2> "$WORK/serve.log" &
+CORDON_TRACE=${TRACE:+1} "$CORDON" serve --config "$WORK/config.toml" --listen 127.0.0.1:0 2> "$WORK/serve.log" &
 SERVE_PID=$!
 for _ in $(seq 200); do
     ADDR=$(grep -o 'listening on http://[0-9.:]*' "$WORK/serve.log" | sed 's|.*http://||' || true)
@@ -107,6 +116,53 @@ LUA
 # One sample response, for its timing block.
 curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d '{"plugin": "@bench/empty", "handler": "main"}' "http://$ADDR/v1/executions" > "$WORK/sample.json"
+
+if [ -n "${TRACE:-}" ]; then
+    python3 - "$ADDR" "$TOKEN" "$TRACE" <<'PY'
+import http.client, json, sys, time
+addr, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host, port = addr.rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port))
+body = json.dumps({"plugin": "@bench/empty", "handler": "main"})
+headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+for _ in range(n + 20):
+    c.request("POST", "/v1/executions", body, headers)
+    r = c.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    r.read()
+    time.sleep(0.02)
+PY
+    kill -TERM "$SERVE_PID"
+    wait "$SERVE_PID" || true
+    SERVE_PID=
+    python3 - "$WORK/serve.log" <<'PY'
+import collections, re, statistics, sys
+mark = re.compile(r"cordon: trace:\s+([\d.]+) ms\s+\S+ ms\s+(.*)$")
+runs, run = [], None
+for line in open(sys.argv[1]):
+    m = mark.search(line)
+    if not m:
+        continue
+    at, name = float(m.group(1)), m.group(2).strip()
+    if name == "gateway: request read":
+        run = {}
+        runs.append((at, run))
+    if run is not None:
+        run.setdefault(name, at)
+runs = runs[21:]  # the sample and the first 20
+since = collections.defaultdict(list)
+for t0, r in runs:
+    for name, at in r.items():
+        since[name].append(at - t0)
+print(f"where one execution's time goes: {len(runs)} executions one at a time; median ms since the request was read")
+print("(sandbox: marks are the sandbox's own, timed in it; the parked one that ran was set up before the request)")
+for name in sorted(since, key=lambda n: statistics.median(since[n])):
+    v = since[name]
+    if len(v) >= len(runs) // 2:
+        print(f"{statistics.median(v):9.3f}  {name}")
+PY
+    exit 0
+fi
 
 # CPU time of the service and of every sandbox it reaped (utime, stime,
 # cutime, cstime of /proc/PID/stat: a reaped child's time, and its own

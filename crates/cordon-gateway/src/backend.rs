@@ -639,6 +639,7 @@ async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(),
             return Err(SubmitError::Audit(e.render()));
         }
     };
+    cordon::trace::step("gateway: begin durable");
     s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
     let (watch, _) = watch::channel(QUEUED);
     let tenant = job.tenant.clone();
@@ -685,6 +686,7 @@ fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
             }
         };
         let Some((job, run, accepted, cancel)) = claimed else { continue };
+        cordon::trace::step("gateway: worker took it");
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
         let cancel = match cancel {
@@ -769,6 +771,7 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
             run_handler_answering(&req)
         }
     };
+    cordon::trace::step("gateway: result read");
     let digest = result.policy_digest.clone().unwrap_or_default();
     // The command and worker are known now.
     *run.subject_mut() = result.subject.clone();
@@ -785,6 +788,7 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
             // Its journal entry stays: the next start records it as lost.
             result.result.warnings.push(e.render());
         }
+        cordon::trace::step("gateway: record durable");
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let outcome = result.error.as_ref().map_or("ok", |e| e.code.as_str());
         let timing = serde_json::json!({
@@ -801,4 +805,5 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
     // (init reaped, cgroups and run folder removed): no run outlives its
     // worker's turn, and the drain waits for every one.
     drop(after);
+    cordon::trace::step("gateway: sandbox torn down");
 }

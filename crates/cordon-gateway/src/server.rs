@@ -36,6 +36,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Request ids, the time limit, metrics, and the log line of every 5xx
 /// (whose body stays generic).
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    cordon::trace::step("gateway: request read");
     let id = cordon::new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req.extensions().get::<MatchedPath>().map_or("(unmatched)".to_owned(), |m| m.as_str().to_owned());
@@ -72,6 +73,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     state.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    cordon::trace::step("gateway: answer made");
     resp
 }
 

@@ -74,6 +74,7 @@ pub async fn submit_and_wait(
     }
     let input = serde_json::to_vec(req.input.as_ref().unwrap_or(&serde_json::json!({})))
         .map_err(|e| ApiError::internal(format!("cannot serialise the input: {e}")))?;
+    cordon::trace::step("gateway: caller authenticated, body parsed");
     let plugin = state.catalog.resolve(&req.plugin).map_err(|e| match e {
         CatalogError::NotFound(_) => ApiError::not_found(e.to_string()),
         CatalogError::Disabled(_) => ApiError::conflict("plugin_disabled", e.to_string()),
@@ -88,6 +89,7 @@ pub async fn submit_and_wait(
             plugin.handlers.join(", ")
         )));
     }
+    cordon::trace::step("gateway: plugin verified");
     let max_concurrent = state.tenancy.max_concurrent(&caller.tenant).unwrap_or(0);
     let id = ctx.idempotency_key.clone().unwrap_or_else(cordon::new_request_id);
     let job = Job {
@@ -114,6 +116,7 @@ pub async fn submit_and_wait(
         SubmitError::Audit(_) => ApiError::internal(e.to_string()),
     })?;
     let status = state.backend.wait(&caller.tenant, &id, Duration::from_millis(wait_ms)).await;
+    cordon::trace::step("gateway: waiter woken");
     match status {
         Some(Status::Done(result)) => Ok(Json(result.as_ref().clone()).into_response()),
         Some(Status::Refused(_)) => Err(refused(&id)),
