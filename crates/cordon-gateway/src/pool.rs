@@ -12,6 +12,14 @@
 //! ([`cordon::plugin::ParkedHandler::start`]); without one it builds a fresh sandbox as
 //! before, and the pool thread parks the next.
 //!
+//! An execution that finds none parked while the pool thread is refilling
+//! its key (the execution before it took the last one) waits up to
+//! [`REFILL_WAIT`] for that refill rather than building a sandbox of its
+//! own: the refill started earlier, so it is ready sooner than a fresh
+//! build would be, and the two do not compete for the CPU and the
+//! spawner. One execution per key waits at a time (the refill brings one
+//! sandbox); the others, and any after a failed park, build fresh.
+//!
 //! # Guarantees
 //!
 //! - **One execution per sandbox.** Starting a parked run consumes it; a
@@ -62,6 +70,10 @@ use crate::metrics::Metrics;
 /// current (tree hash, folder, enabled).
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long an execution that found none parked waits for the refill under
+/// way before it builds a fresh sandbox (see the module docs).
+pub const REFILL_WAIT: Duration = Duration::from_millis(500);
+
 /// What a parked run is for: an execution of exactly this plugin version
 /// and handler, in this mode.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -107,6 +119,10 @@ struct Slot {
     template: HandlerRequest,
     parked: VecDeque<Held>,
     used: Instant,
+    /// An execution waits for the next parked run of this key.
+    waiting: bool,
+    /// The last park of this key failed: nobody waits for the next.
+    failing: bool,
 }
 
 #[derive(Default)]
@@ -118,6 +134,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled when a park ends (parked or failed).
+    parked: Condvar,
     size: usize,
     ttl: Duration,
     catalog: Box<dyn Catalog>,
@@ -135,8 +153,15 @@ impl Pool {
     /// killed after `ttl` unused. `catalog` is asked before parking and
     /// every [`CHECK_INTERVAL`].
     pub fn start(size: usize, ttl: Duration, catalog: Box<dyn Catalog>, metrics: Metrics) -> Pool {
-        let shared =
-            Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new(), size, ttl, catalog, metrics });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            parked: Condvar::new(),
+            size,
+            ttl,
+            catalog,
+            metrics,
+        });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cordon-pool".into())
@@ -145,10 +170,11 @@ impl Pool {
         Pool { shared, thread: Mutex::new(Some(thread)) }
     }
 
-    /// A parked run for an execution of `key`, if one is ready; the pool
-    /// thread then parks the next (from `template()` the first time the key
-    /// is seen). Parked runs of another version of the same plugin and
-    /// handler are killed and reaped.
+    /// A parked run for an execution of `key`, if one is ready, or once the
+    /// refill under way brings one (waiting up to [`REFILL_WAIT`], one
+    /// execution per key at a time); the pool thread then parks the next
+    /// (from `template()` the first time the key is seen). Parked runs of
+    /// another version of the same plugin and handler are killed and reaped.
     pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<ParkedHandler> {
         let now = Instant::now();
         let mut dropped = vec![];
@@ -163,19 +189,36 @@ impl Pool {
             for k in stale {
                 dropped.extend(st.slots.remove(&k).map(|s| s.parked).unwrap_or_default());
             }
+            let seen = st.slots.contains_key(key);
             let slot = st.slots.entry(key.clone()).or_insert_with(|| Slot {
                 template: template(),
                 parked: VecDeque::new(),
                 used: now,
+                waiting: false,
+                failing: false,
             });
             slot.used = now;
-            let mut taken = None;
-            while let Some(h) = slot.parked.pop_front() {
-                if h.handler.is_dead() {
-                    dropped.push(h);
-                } else {
-                    taken = Some(h.handler);
-                    break;
+            let mut taken = pop_live(slot, &mut dropped);
+            // None parked, but a key in use is being refilled: wait for it.
+            if taken.is_none() && seen && !slot.waiting && !slot.failing && self.shared.size > 0 {
+                slot.waiting = true;
+                self.shared.wake.notify_one();
+                let deadline = now + REFILL_WAIT;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    st = self.shared.parked.wait_timeout(st, left).expect("pool lock").0;
+                    // The slot may be gone meanwhile (catalog check, stop).
+                    let Some(slot) = st.slots.get_mut(key) else { break };
+                    taken = pop_live(slot, &mut dropped);
+                    if taken.is_some() || slot.failing || st.stopping {
+                        break;
+                    }
+                }
+                if let Some(slot) = st.slots.get_mut(key) {
+                    slot.waiting = false;
                 }
             }
             taken
@@ -194,6 +237,7 @@ impl Pool {
     pub fn stop(&self) {
         self.shared.state.lock().expect("pool lock").stopping = true;
         self.shared.wake.notify_one();
+        self.shared.parked.notify_all();
         if let Some(t) = self.thread.lock().expect("pool thread lock").take() {
             let _ = t.join();
         }
@@ -219,6 +263,18 @@ impl Shared {
         let mut st = self.state.lock().expect("pool lock");
         gone.iter().flat_map(|k| st.slots.remove(k).map(|s| s.parked).unwrap_or_default()).collect()
     }
+}
+
+/// The first live parked run of `slot`; dead ones go to `dropped`.
+fn pop_live(slot: &mut Slot, dropped: &mut Vec<Held>) -> Option<ParkedHandler> {
+    while let Some(h) = slot.parked.pop_front() {
+        if h.handler.is_dead() {
+            dropped.push(h);
+        } else {
+            return Some(h.handler);
+        }
+    }
+    None
 }
 
 /// The pool thread: expires, checks, refills; parks every run itself, so
@@ -259,6 +315,7 @@ fn pool_thread(s: &Shared) {
             Some((key, mut template)) => {
                 if !s.is_current(&key) {
                     let gone = s.state.lock().expect("pool lock").slots.remove(&key);
+                    s.parked.notify_all();
                     drop(gone);
                 } else {
                     template.request_id = Some(format!("pool-{}", cordon::new_request_id()));
@@ -267,6 +324,9 @@ fn pool_thread(s: &Shared) {
                     match (parked, st.slots.get_mut(&key)) {
                         (Ok(handler), Some(slot)) if slot.parked.len() < s.size => {
                             slot.parked.push_back(Held { handler, at: Instant::now() });
+                            slot.failing = false;
+                            drop(st);
+                            s.parked.notify_all();
                         }
                         (Ok(handler), _) => {
                             drop(st);
@@ -277,8 +337,10 @@ fn pool_thread(s: &Shared) {
                             // again: its fresh run reports the problem.
                             if let Some(slot) = slot {
                                 slot.used = now.checked_sub(s.ttl).unwrap_or(now);
+                                slot.failing = true;
                             }
                             drop(st);
+                            s.parked.notify_all();
                             let message = failed.result.error.map(|e| e.message).unwrap_or_default();
                             eprintln!("cordon serve: the pool cannot park {} {}: {message}", key.plugin, key.handler);
                         }

@@ -224,6 +224,37 @@ fn pooled_executions_never_share_a_sandbox_and_each_has_one_record() {
     assert!(records.iter().all(|r| r["outcome"] == "ok" && r["plugin"] == POOLED), "{records:#?}");
 }
 
+/// An execution that finds none parked while the refill of its key is
+/// under way waits for that refill instead of building a sandbox of its
+/// own: of two executions at once, one takes the parked sandbox and the
+/// other the refilled one (two hits, no miss), each in a sandbox of its own.
+/// Control: the first execution of a key (nothing being refilled) builds a
+/// fresh sandbox and counts a miss.
+#[test]
+fn an_execution_that_finds_none_parked_waits_for_the_refill_under_way() {
+    let s = start("serve-pool-wait", "workers = 2\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    probe(&s, &at);
+    assert_eq!((metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total")), (0, 1));
+    for round in 1..=3 {
+        parked_one(&s);
+        let pair: Vec<serde_json::Value> = std::thread::scope(|sc| {
+            let runs: Vec<_> = (0..2).map(|_| sc.spawn(|| probe(&s, &at).1)).collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for data in &pair {
+            // Another execution's /tmp file would show: no sandbox ran twice.
+            assert_eq!((data["seen"].as_str(), data["wrote"].as_str()), (Some("absent"), Some("yes")), "{data}");
+        }
+        let counts = (metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total"));
+        assert_eq!(counts, (2 * round, 1), "round {round}: (hits, misses)\n{}", s.log());
+    }
+    let records = s.audit_records();
+    assert_eq!(records.len(), 7, "{records:#?}");
+    assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:#?}");
+}
+
 /// A re-installed plugin never runs in a sandbox parked for its old
 /// version, and a disabled one not at all: control first (the old
 /// version's parked sandbox does run the next execution), then the new
