@@ -455,7 +455,9 @@ fn clone_flags(ns: &[Namespace]) -> libc::c_int {
         .map(|n| match n {
             Namespace::User => libc::CLONE_NEWUSER,
             Namespace::Pid => libc::CLONE_NEWPID,
-            Namespace::Net => libc::CLONE_NEWNET,
+            // Made by init's network helper beside the mounts
+            // (`ChildSpec::loopback_up`), not in this clone.
+            Namespace::Net => 0,
             Namespace::Mount => libc::CLONE_NEWNS,
             Namespace::Ipc => libc::CLONE_NEWIPC,
             Namespace::Uts => libc::CLONE_NEWUTS,

@@ -29,6 +29,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::enforce::seccomp::{BpfProgram, SockFilter};
 use libc::{c_char, c_int, c_ulong};
@@ -91,10 +92,13 @@ pub enum ChildStage {
     DnsSockets,
     /// `prctl(PR_SET_DUMPABLE, 0)` of init's memory.
     Dumpable,
+    /// Making the run's network namespace (in init's network helper) or
+    /// joining it (index: which step).
+    NetworkNamespace,
 }
 
 /// Every stage with the words an error message uses for it.
-const STAGES: [(ChildStage, &str); 26] = [
+const STAGES: [(ChildStage, &str); 27] = [
     (ChildStage::Lifeline, "lifeline"),
     (ChildStage::IdMaps, "uid/gid maps"),
     (ChildStage::CgroupNamespace, "cgroup namespace"),
@@ -121,6 +125,7 @@ const STAGES: [(ChildStage, &str); 26] = [
     (ChildStage::NotifyListener, "handing the seccomp notification listener to cordon"),
     (ChildStage::DnsSockets, "stub DNS sockets inside the sandbox"),
     (ChildStage::Dumpable, "making init's memory non-dumpable"),
+    (ChildStage::NetworkNamespace, "the run's network namespace"),
 ];
 
 impl ChildStage {
@@ -145,6 +150,7 @@ impl ChildStage {
                 | ChildStage::Seccomp
                 | ChildStage::Terminal
                 | ChildStage::Sysctl
+                | ChildStage::NetworkNamespace
         )
     }
 }
@@ -160,11 +166,15 @@ pub enum ChildMark {
     Started = 1,
     /// The uid/gid maps are written.
     IdMaps,
-    /// Loopback is up, the proxy listener handed over, the host name and
+    /// The network helper is started (or, without a network namespace of
+    /// the run's own, the proxy listener handed over), the host name and
     /// the sysctls set.
     Network,
     /// The container root (or process mode's mounts) is built.
     Mounts,
+    /// Init joined the network namespace its helper made beside the
+    /// mounts (loopback up, listeners handed over).
+    NetworkJoined,
     /// cordon has put init into the run's cgroups (the "go" byte).
     Go,
     /// The cgroup namespace is entered and the pty allocated.
@@ -180,11 +190,12 @@ pub enum ChildMark {
 }
 
 /// Every mark with its name in the trace.
-const MARKS: [(ChildMark, &str); 10] = [
+const MARKS: [(ChildMark, &str); 11] = [
     (ChildMark::Started, "sandbox: init started"),
     (ChildMark::IdMaps, "sandbox: uid/gid maps"),
-    (ChildMark::Network, "sandbox: loopback, proxy listener, host name, sysctls"),
+    (ChildMark::Network, "sandbox: network helper started, host name, sysctls"),
     (ChildMark::Mounts, "sandbox: mounts"),
+    (ChildMark::NetworkJoined, "sandbox: network namespace joined (made beside the mounts)"),
     (ChildMark::Go, "sandbox: go (cgroups joined)"),
     (ChildMark::Namespaces, "sandbox: cgroup namespace, pty"),
     (ChildMark::CommandStdio, "sandbox: command forked, stdio, cwd, rlimits"),
@@ -630,7 +641,9 @@ pub struct ChildSpec {
     /// below `/proc/sys`), written by init before the mounts, while it holds
     /// every capability in the run's user namespace.
     pub sysctls: Vec<(CString, CString)>,
-    /// Bring `lo` up in the new network namespace.
+    /// The run gets a network namespace of its own, made by init's network
+    /// helper beside the mounts (see `init_main`), with `lo` up. The
+    /// sandbox's `clone` does not ask for one.
     pub loopback_up: bool,
     /// Init listens on `127.0.0.1:port` inside the sandbox's network
     /// namespace and sends the listening socket to cordon over this socket
@@ -824,15 +837,22 @@ fn init_main(spec: &ChildSpec) -> ! {
     // initial namespace's root.
     // SAFETY: prctl with integer arguments only.
     check!(spec, ChildStage::Dumpable, 0, unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) });
-    if spec.loopback_up {
-        loopback_up(spec);
-    }
-    if let Some((channel, port)) = &spec.proxy_listener {
-        send_proxy_listener(spec, channel.as_raw_fd(), *port);
-    }
-    if let Some(channel) = &spec.dns_sockets {
-        send_dns_sockets(spec, channel.as_raw_fd());
-    }
+    // The run's network namespace is made beside the mounts: the most
+    // costly namespace to make (every network subsystem sets up its part)
+    // is made by a helper on the other CPU while init builds the mounts,
+    // instead of in cordon's `clone` before init runs at all. The helper
+    // brings `lo` up and hands the sandbox's listeners over in it; init
+    // joins it before anything of the command runs, and does nothing with
+    // the network before (it stays in cordon's network namespace until
+    // then, with no capability there).
+    let network = NetworkStart { spec, netns: AtomicI32::new(-1) };
+    let helper = match spec.loopback_up {
+        true => Some(start_network_helper(&network)),
+        false => {
+            make_listeners(spec);
+            None
+        }
+    };
     if let Some(name) = &spec.hostname {
         // SAFETY: `name` is a valid C string; length excludes the NUL.
         check!(spec, ChildStage::Hostname, 0, unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) });
@@ -845,6 +865,10 @@ fn init_main(spec: &ChildSpec) -> ! {
         apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
     }
     mark(spec, ChildMark::Mounts);
+    if let Some(helper) = helper {
+        join_network(&network, helper);
+        mark(spec, ChildMark::NetworkJoined);
+    }
     if let Some(go) = &spec.go {
         close_inherited(spec, null);
         let message = read_go_message(go.as_raw_fd());
@@ -1254,6 +1278,122 @@ fn write_file(spec: &ChildSpec, path: &std::ffi::CStr, data: &[u8], stage: Child
     // SAFETY: `fd` was opened above and is ours.
     unsafe { libc::close(fd) };
     check!(spec, stage, i, n);
+}
+
+/// What init's network helper works from, in init's frame (shared memory):
+/// the spec, and where the helper leaves the descriptor of the network
+/// namespace it made (in the descriptor table it shares with init).
+struct NetworkStart<'a> {
+    spec: &'a ChildSpec,
+    netns: AtomicI32,
+}
+
+/// Clones the network helper (`network_entry`): it shares init's memory and
+/// descriptors, runs on the command's stack (the command starts only after
+/// [`join_network`] reaped the helper) and with every signal blocked (it
+/// runs none of the handlers cordon left in the memory it shares).
+/// Returns its pid.
+fn start_network_helper(start: &NetworkStart<'_>) -> libc::pid_t {
+    let spec = start.spec;
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; written by sigprocmask.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: valid sigset pointers.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, &mut before) };
+    // SAFETY: `start` lives in init_main's frame, which outlives the helper
+    // (init reaps it in join_network before it goes on); the helper returns
+    // from `network_entry` (clone's wrapper then exits it) or `_exit`s, and
+    // never returns into init's frames. The command's stack is unused until
+    // then.
+    let pid = unsafe {
+        clone_on_stack(
+            network_entry,
+            &spec.command_stack,
+            libc::CLONE_FILES,
+            (start as *const NetworkStart<'_>).cast_mut().cast(),
+        )
+    };
+    // SAFETY: valid sigset pointer; the mask init had.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    if pid == -1 {
+        fail(spec, ChildStage::NetworkNamespace, 0);
+    }
+    pid
+}
+
+/// Entry of the network helper: a network namespace of the run's own
+/// (owned by its user namespace, as if cordon's `clone` had made it),
+/// loopback up, the listeners handed to cordon, and the namespace's
+/// descriptor left for init. A failure is reported like init's (the
+/// report pipe is shared) and ends the helper with 127; its errno is read
+/// from the thread-local slot it shares with init, so a failing call of
+/// init's in the same microseconds could replace it.
+extern "C" fn network_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `&NetworkStart` init passed to clone; it lives in
+    // init's frame until init has reaped us.
+    let start = unsafe { &*(arg as *const NetworkStart<'_>) };
+    let spec = start.spec;
+    // SAFETY: unshare with a flag only.
+    check!(spec, ChildStage::NetworkNamespace, 1, unsafe { libc::unshare(libc::CLONE_NEWNET) });
+    loopback_up(spec);
+    make_listeners(spec);
+    // The namespace's descriptor comes from a socket in it, not from a
+    // path: init's pivot_root moves our root along with its own, so
+    // `/proc` may already be gone from our view.
+    // SAFETY: socket with integer arguments.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check!(spec, ChildStage::NetworkNamespace, 2, sock);
+    // SAFETY: SIOCGSKNS takes no argument and returns a new close-on-exec
+    // descriptor of the socket's network namespace.
+    let fd = unsafe { libc::ioctl(sock, SIOCGSKNS) };
+    // SAFETY: our own socket, used up.
+    unsafe { libc::close(sock) };
+    check!(spec, ChildStage::NetworkNamespace, 2, fd);
+    start.netns.store(fd, Ordering::Release);
+    0
+}
+
+/// `ioctl` on a socket: a descriptor of its network namespace (Linux 4.9).
+const SIOCGSKNS: libc::Ioctl = 0x894C;
+
+/// Waits for the network helper and moves init into the namespace it
+/// made. A helper that reported its failure (exit 127) leaves the report
+/// to it: init exits. Any other end of the helper is a failure of its own.
+fn join_network(start: &NetworkStart<'_>, helper: libc::pid_t) {
+    let spec = start.spec;
+    let mut status: c_int = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    while unsafe { libc::waitpid(helper, &mut status, 0) } == -1 {
+        if errno() != libc::EINTR {
+            fail(spec, ChildStage::NetworkNamespace, 3);
+        }
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => {}
+        // SAFETY: _exit never returns. cordon reports the helper's failure.
+        (true, 127) => unsafe { libc::_exit(1) },
+        _ => fail(spec, ChildStage::NetworkNamespace, 4),
+    }
+    let fd = start.netns.load(Ordering::Acquire);
+    // SAFETY: `fd` is the namespace descriptor the helper opened in the
+    // table we share; setns checks it is one.
+    check!(spec, ChildStage::NetworkNamespace, 5, unsafe { libc::setns(fd, libc::CLONE_NEWNET) });
+    // SAFETY: our own descriptor, used up.
+    unsafe { libc::close(fd) };
+}
+
+/// The proxy's listener and the stub DNS's sockets, bound in the network
+/// namespace of the caller, handed to cordon.
+fn make_listeners(spec: &ChildSpec) {
+    if let Some((channel, port)) = &spec.proxy_listener {
+        send_proxy_listener(spec, channel.as_raw_fd(), *port);
+    }
+    if let Some(channel) = &spec.dns_sockets {
+        send_dns_sockets(spec, channel.as_raw_fd());
+    }
 }
 
 fn loopback_up(spec: &ChildSpec) {
