@@ -137,9 +137,10 @@ where
 }
 
 pub fn worker(a: WorkerArgs) -> Result<i32> {
-    // First, before any thread: the small process every sandbox of this
-    // worker is cloned from (see cordon::start_spawner); without it the
-    // worker stops taking deliveries (queue::worker's docs).
+    // First, from the main thread (its death signal follows the thread
+    // that starts it): the small process every sandbox of this worker is
+    // cloned from (see cordon::start_spawner); without it the worker stops
+    // taking deliveries (queue::worker's docs).
     cordon::start_spawner().context("cordon worker cannot start its sandbox spawner")?;
     let settings = a.conn.required("worker")?;
     let config = config(&a.config)?;

@@ -1,7 +1,7 @@
 //! Filesystem grants: `--read`, `--write`, `--deny`, the system set, and
 //! path validation.
 
-use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode};
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, Outcome};
 
 use super::{cordon, not_granted_error, run_in, READ_ONLY_ERROR};
 
@@ -100,6 +100,16 @@ fn deny_carves_a_subtree_out_of_a_read_grant_and_leaves_siblings_readable() {
     });
 }
 
+/// The first 4 bytes of `file` read by `head` in a `mode` sandbox with the
+/// defaults, and `--deny deny` when given.
+fn head_with_deny(mode: Mode, deny: Option<&str>, file: &str) -> Outcome {
+    let mut cmd = run_in(mode);
+    if let Some(d) = deny {
+        cmd.arg("--deny").arg(d);
+    }
+    cmd.args(["--", "/usr/bin/head", "-c", "4", file]).run()
+}
+
 /// A `deny` inside the system set holds however the file is named: on a
 /// merged-`/usr` host `/bin` and `/etc/os-release` are links into `/usr`,
 /// and Landlock grants a link's target tree, so a rule made on the link
@@ -113,13 +123,7 @@ fn deny_inside_the_system_set_holds_through_the_sets_links() {
         assert_eq!(found, std::path::Path::new(target), "the probe needs {link} -> {target}");
     }
     each_mode(sandbox_modes!(support), |mode| {
-        let head = |deny: Option<&str>, file: &str| {
-            let mut cmd = run_in(mode);
-            if let Some(d) = deny {
-                cmd.arg("--deny").arg(d);
-            }
-            cmd.args(["--", "/usr/bin/head", "-c", "4", file]).run()
-        };
+        let head = |deny: Option<&str>, file: &str| head_with_deny(mode, deny, file);
         // Controls: without the deny both names of each file read.
         for file in ["/usr/bin/id", "/bin/id"] {
             head(None, file).assert_stdout_eq("\u{7f}ELF");
@@ -152,13 +156,7 @@ fn deny_inside_the_system_set_holds_through_the_sets_links() {
 fn deny_of_a_folder_takes_the_system_sets_entries_inside_it() {
     let support = kernel_support();
     each_mode(sandbox_modes!(support), |mode| {
-        let head = |deny: Option<&str>, file: &str| {
-            let mut cmd = run_in(mode);
-            if let Some(d) = deny {
-                cmd.arg("--deny").arg(d);
-            }
-            cmd.args(["--", "/usr/bin/head", "-c", "4", file]).run()
-        };
+        let head = |deny: Option<&str>, file: &str| head_with_deny(mode, deny, file);
         head(None, "/etc/passwd").assert_stdout_eq("root");
         head(None, "/usr/share/zoneinfo/UTC").assert_stdout_eq("TZif");
         for (deny, file) in [("/etc", "/etc/passwd"), ("/usr/share", "/usr/share/zoneinfo/UTC")] {
