@@ -37,6 +37,14 @@
 # marks of the pool's refill of the next parked sandbox interleave, as
 # they run at the same time). The first 20 executions are left out.
 #
+# The service runs with its own defaults (what a user who writes no
+# `workers` line gets: 4 worker threads), so the figures are the ones a
+# deployment sees; WORKERS=N sets `[server] workers` instead (WORKERS=2 is
+# what this script pinned before: one worker per CPU). The configuration
+# that ran (binary and version, CPUs, workers as the service reports them
+# on /readyz, pool size, connections, the load average before and after)
+# is printed first.
+#
 # usage: bench/gateway.sh [SECONDS] [ROUNDS] [CONNS]   (default 10 s, 2 rounds, 8 connections)
 # needs: wrk (apt-get install wrk), curl, python3, a release build (cargo build --release).
 set -euo pipefail
@@ -44,7 +52,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-10}
 ROUNDS=${2:-2}
 CONNS=${3:-8}
-WORKERS=${WORKERS:-$(nproc)}
+WORKERS=${WORKERS:-}
 CORDON=${CORDON:-$PWD/target/release/cordon}
 for tool in wrk curl python3 "$CORDON"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl python3; cargo build --release)" >&2; exit 2; }
@@ -78,7 +86,7 @@ cat > "$WORK/config.toml" <<TOML
 $CATALOG
 audit_log = "$WORK/audit.jsonl"
 run_root = "$WORK"
-workers = $WORKERS
+${WORKERS:+workers = $WORKERS}
 queue = 1024
 [tenants.bench]
 max_concurrent = 1024
@@ -98,6 +106,15 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 [ -n "$ADDR" ] || { cat "$WORK/serve.log" >&2; exit 1; }
+# What ran: workers as the service itself counts them (its default unless
+# WORKERS is set).
+RUNNING_WORKERS=$(curl -s "http://$ADDR/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pool"]["workers"])')
+POOL_TEXT="no pool (plugin folder catalog)"
+[ -n "${POOL:-}" ] && POOL_TEXT="pool_size $POOL (registry catalog)"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "configuration: $CORDON ($("$CORDON" --version 2>/dev/null | head -1)), $(nproc) CPUs, container mode," \
+    "workers $RUNNING_WORKERS ($([ -n "$WORKERS" ] && echo "WORKERS=$WORKERS" || echo "the service default")), $POOL_TEXT," \
+    "wrk $CONNS connections, $SECONDS_PER s x $ROUNDS rounds, load average before $LOAD_BEFORE"
 TOKEN=$(curl -sf -d grant_type=client_credentials -d client_id=wrk -d "client_secret=$CLIENT_SECRET" "http://$ADDR/v1/token" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
@@ -227,7 +244,8 @@ kill -TERM "$SERVE_PID"
 wait "$SERVE_PID" || true
 SERVE_PID=
 
-python3 - "$WORK" "$CONNS" "$WORKERS" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$WORK" "$CONNS" "$RUNNING_WORKERS" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
 import json, statistics, sys, os
 work, conns, workers, hz, cpus = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 rows = {}
