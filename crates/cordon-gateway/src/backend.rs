@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Runnable;
 use crate::metrics::Metrics;
-use crate::pool::{Key, Pool};
+use crate::pool::{Key, Pool, Taken};
 pub use crate::queue::backend::NatsBackend;
 
 /// One accepted execution.
@@ -748,15 +748,18 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
         .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
     // Answered as soon as the result is known: the sandbox's teardown
     // (`after`) runs while the record is committed and the answer sent.
-    let (mut result, after) = match parked {
-        Some(parked) => parked.start_answering(HandlerStart {
-            request_id: job.id.clone(),
-            input: job.input.clone(),
-            traceparent: Some(job.trace.to_string()),
-            tenant: Some(job.tenant.clone()),
-            audit_subject,
-            cancel: Some(cancel),
-        }),
+    let (mut result, after, refill) = match parked {
+        Some(Taken { handler, refill }) => {
+            let (result, after) = handler.start_answering(HandlerStart {
+                request_id: job.id.clone(),
+                input: job.input.clone(),
+                traceparent: Some(job.trace.to_string()),
+                tenant: Some(job.tenant.clone()),
+                audit_subject,
+                cancel: Some(cancel),
+            });
+            (result, after, Some(refill))
+        }
         None => {
             let mut req = handler_template(s, &job);
             req.input = job.input.clone();
@@ -768,7 +771,8 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
             if s.sweep_now.swap(false, Ordering::SeqCst) {
                 req.sweep = Sweep::Now;
             }
-            run_handler_answering(&req)
+            let (result, after) = run_handler_answering(&req);
+            (result, after, None)
         }
     };
     cordon::trace::step("gateway: result read");
@@ -799,6 +803,9 @@ fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, canc
         });
         let value = Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), Some(timing)));
         finish(&shared, &job.id, &job.tenant, value, outcome);
+        // Answered: the pool refills the key now, not while this execution
+        // started its command and made its record (see `crate::pool`).
+        drop(refill);
         shared.recording.fetch_sub(1, Ordering::SeqCst);
     });
     // This worker takes its next execution only once the sandbox is gone

@@ -12,6 +12,14 @@
 //! ([`cordon::plugin::ParkedHandler::start`]); without one it builds a fresh sandbox as
 //! before, and the pool thread parks the next.
 //!
+//! The refill of a key whose parked run an execution took begins once that
+//! execution is answered ([`Refill`] is dropped), not at the take: on a
+//! small machine a refill (plan, Landlock, seccomp, the spawner's clone,
+//! the new init's mounts: a CPU for a few ms) started at the take runs
+//! exactly while the execution it follows starts its command and commits
+//! its record, and delays both. An execution that finds none parked
+//! meanwhile has the refill begin at once (below).
+//!
 //! An execution that finds none parked while the pool thread is refilling
 //! its key (the execution before it took the last one) waits up to
 //! [`REFILL_WAIT`] for that refill rather than building a sandbox of its
@@ -121,6 +129,9 @@ struct Slot {
     used: Instant,
     /// An execution waits for the next parked run of this key.
     waiting: bool,
+    /// Executions started from this key's parked runs and not answered yet:
+    /// the key is refilled once there are none, or when an execution waits.
+    starting: usize,
     /// The last park of this key failed: nobody waits for the next.
     failing: bool,
 }
@@ -172,10 +183,13 @@ impl Pool {
 
     /// A parked run for an execution of `key`, if one is ready, or once the
     /// refill under way brings one (waiting up to [`REFILL_WAIT`], one
-    /// execution per key at a time); the pool thread then parks the next
-    /// (from `template()` the first time the key is seen). Parked runs of
-    /// another version of the same plugin and handler are killed and reaped.
-    pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<ParkedHandler> {
+    /// execution per key at a time; a waiting execution has the refill
+    /// begin at once); the pool thread parks the next (from `template()` the
+    /// first time the key is seen) once the returned [`Taken::refill`] is
+    /// dropped.
+    /// Parked runs of another version of the same plugin and handler are
+    /// killed and reaped.
+    pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<Taken> {
         let now = Instant::now();
         let mut dropped = vec![];
         let taken = {
@@ -195,6 +209,7 @@ impl Pool {
                 parked: VecDeque::new(),
                 used: now,
                 waiting: false,
+                starting: 0,
                 failing: false,
             });
             slot.used = now;
@@ -221,6 +236,9 @@ impl Pool {
                     slot.waiting = false;
                 }
             }
+            if let (Some(_), Some(slot)) = (&taken, st.slots.get_mut(key)) {
+                slot.starting += 1;
+            }
             taken
         };
         self.shared.wake.notify_one();
@@ -230,7 +248,7 @@ impl Pool {
             None => self.shared.metrics.pool_misses.inc(),
         };
         self.shared.count();
-        taken
+        taken.map(|handler| Taken { handler, refill: Refill { key: key.clone(), shared: self.shared.clone() } })
     }
 
     /// Stops the pool thread; every parked run is killed and reaped.
@@ -241,6 +259,33 @@ impl Pool {
         if let Some(t) = self.thread.lock().expect("pool thread lock").take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A parked run taken for an execution ([`Pool::take`]).
+pub struct Taken {
+    /// The parked run: start it once.
+    pub handler: ParkedHandler,
+    /// Drop it once the execution is answered (or will not start).
+    pub refill: Refill,
+}
+
+/// Held while the execution that took a parked run of its key starts: once
+/// it is dropped, the pool thread refills the key.
+#[must_use = "dropping it has the pool refill the key: drop it once the execution is answered"]
+pub struct Refill {
+    key: Key,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock().expect("pool lock");
+        if let Some(slot) = st.slots.get_mut(&self.key) {
+            slot.starting = slot.starting.saturating_sub(1);
+        }
+        drop(st);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -301,9 +346,15 @@ fn pool_thread(s: &Shared) {
                 dropped.extend(old);
             }
             st.slots.retain(|_, slot| !slot.parked.is_empty() || now.duration_since(slot.used) < s.ttl);
+            // A key whose last take's execution is not answered yet waits,
+            // unless an execution waits for it.
             st.slots
                 .iter()
-                .find(|(_, slot)| slot.parked.len() < s.size && now.duration_since(slot.used) < s.ttl)
+                .find(|(_, slot)| {
+                    slot.parked.len() < s.size
+                        && now.duration_since(slot.used) < s.ttl
+                        && (slot.starting == 0 || slot.waiting)
+                })
                 .map(|(k, slot)| (k.clone(), slot.template.clone()))
         };
         drop(dropped);

@@ -255,6 +255,49 @@ fn an_execution_that_finds_none_parked_waits_for_the_refill_under_way() {
     assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:#?}");
 }
 
+/// The refill of a key begins once the execution that took its parked
+/// sandbox is answered, not while that execution starts its command: while
+/// a slow execution (1 s) runs in the sandbox it took, no other sandbox is
+/// parked for 300 ms (looked at while its command still runs: a sandbox
+/// seen then is one the pool parked during the run). Control: once it is
+/// answered, the pool parks the next. (That an execution finding none
+/// parked has the refill begin at once is the test above: its second
+/// execution would otherwise wait out the 500 ms and build its own.)
+#[test]
+fn the_refill_of_a_key_begins_once_the_execution_that_took_its_sandbox_is_answered() {
+    let s = start("serve-pool-defer", "workers = 2\npool_size = 1\n");
+    install(&s, "1.0.0");
+    let at = s.access_token();
+    let slow = || s.post_json("/v1/executions", &at, &json!({"plugin": POOLED, "handler": "slow", "input": {}}));
+    // The key is the handler's: its first execution builds fresh, and the
+    // pool parks the next.
+    assert_eq!(slow().status, 200);
+    let parked = parked_one(&s);
+    std::thread::scope(|t| {
+        let slow = t.spawn(slow);
+        assert!(
+            poll_until(Duration::from_secs(10), || !children_of(parked).is_empty()),
+            "the slow execution's command never ran in the parked sandbox {parked}\n{}",
+            s.log()
+        );
+        let parked_during_the_run = poll_until(Duration::from_millis(300), || {
+            let others: Vec<u32> = children(&s).into_iter().filter(|p| *p != parked).collect();
+            // Seen while the command still runs: parked during the run.
+            !others.is_empty() && !children_of(parked).is_empty()
+        });
+        assert!(
+            !parked_during_the_run,
+            "a sandbox was parked while the execution that took the last one ran: {:?}",
+            children(&s)
+        );
+        let r = slow.join().unwrap();
+        assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{r:?}");
+    });
+    assert_eq!((metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total")), (1, 1));
+    let next = parked_one(&s);
+    assert_ne!(next, parked, "the used sandbox was parked again");
+}
+
 /// A re-installed plugin never runs in a sandbox parked for its old
 /// version, and a disabled one not at all: control first (the old
 /// version's parked sandbox does run the next execution), then the new
