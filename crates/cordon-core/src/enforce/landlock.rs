@@ -137,22 +137,19 @@ pub fn file_rights(abi: u32) -> landlock::BitFlags<AccessFs> {
     AccessFs::from_file(abi_of(abi))
 }
 
-/// Creates the ruleset with every rule of `plan`, plus read and write (no
-/// `IOCTL_DEV`) on each of `terminals`, the caller's terminal the command
-/// reopens inside the domain; the child restricts itself with the returned
-/// descriptor.
+/// Creates the (still empty) ruleset `plan` handles: its handled rights
+/// and scopes. [`add_rules`] fills it; the two are apart so that the rules
+/// (a path lookup, an `fstat` and a `landlock_add_rule` each: the costliest
+/// part) can go in after the sandbox's init was cloned with the
+/// descriptor, while init builds its mounts. The ruleset is the object the
+/// descriptor refers to, so rules added through this descriptor count for
+/// init's copy of it too (also one passed to the sandbox spawner).
 ///
-/// A rule is made on what its path resolves to, so a system set entry that
-/// is a symbolic link (`/bin`, `/lib`, `/etc/os-release` on a merged-`/usr`
-/// host) is taken as its target, as `system` resolved it: a `deny` inside
-/// the target carves that rule too (a rule on the link would grant the
-/// whole target tree, the denied path included). A rule inside another
-/// rule with the same access adds nothing and is not made.
-pub fn build_ruleset(
-    plan: &LandlockPlan,
-    system: Option<&SystemEntries>,
-    terminals: &[BorrowedFd<'_>],
-) -> Result<OwnedFd, LandlockError> {
+/// Guarantee: a rule only adds access, so a ruleset used before every rule
+/// is in grants less, never more. The caller sees to it that the command's
+/// `landlock_restrict_self` comes after [`add_rules`] returned (the
+/// command starts only on the go message, sent after it).
+pub fn create_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
     let abi = abi_of(plan.abi);
     let err = |source| LandlockError::CreateRuleset { abi: plan.abi, source };
     let mut ruleset = Ruleset::default()
@@ -163,13 +160,31 @@ pub fn build_ruleset(
         ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(err)?;
     }
     let created: Option<OwnedFd> = ruleset.create().map_err(err)?.into();
-    let created =
-        created.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))?;
+    created.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))
+}
+
+/// Adds every rule of `plan` to `ruleset` (made by [`create_ruleset`]),
+/// plus read and write (no `IOCTL_DEV`) on each of `terminals`, the
+/// caller's terminal the command reopens inside the domain.
+///
+/// A rule is made on what its path resolves to, so a system set entry that
+/// is a symbolic link (`/bin`, `/lib`, `/etc/os-release` on a merged-`/usr`
+/// host) is taken as its target, as `system` resolved it: a `deny` inside
+/// the target carves that rule too (a rule on the link would grant the
+/// whole target tree, the denied path included). A rule inside another
+/// rule with the same access adds nothing and is not made.
+pub fn add_rules(
+    ruleset: BorrowedFd<'_>,
+    plan: &LandlockPlan,
+    system: Option<&SystemEntries>,
+    terminals: &[BorrowedFd<'_>],
+) -> Result<(), LandlockError> {
+    let abi = abi_of(plan.abi);
     // Rules go in with one syscall each: the crate's `add_rule` would fstat
     // every descriptor again to sort files from directories, which the
     // fstat below already did.
     let add = |fd: BorrowedFd<'_>, bits: landlock::BitFlags<AccessFs>, path: &dyn Fn() -> PathBuf| {
-        crate::sys::landlock_add_path_rule(created.as_fd(), fd, bits.bits())
+        crate::sys::landlock_add_path_rule(ruleset, fd, bits.bits())
             .map_err(|source| LandlockError::AddRule { path: path(), source })
     };
     let rules = match system {
@@ -205,7 +220,7 @@ pub fn build_ruleset(
         let bits = access_bits(FsAccess::Device, plan.abi, plan.exec_right()) & AccessFs::from_file(abi);
         add(*t, bits, &|| PathBuf::from("the caller's terminal"))?;
     }
-    Ok(created)
+    Ok(())
 }
 
 /// `rules` with each path that is a system set entry of kind link replaced

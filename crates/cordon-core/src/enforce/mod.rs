@@ -684,9 +684,12 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         }
         (None, false) => None,
     };
+    // The ruleset is made now and travels with the clone; its rules go in
+    // after the clone, beside init's mounts (see `add_landlock_rules`),
+    // except without init, where the command starts at once.
     let landlock = match &plan.landlock {
         Some(l) => {
-            let fd = landlock::build_ruleset(l, system, &terminals)?;
+            let fd = landlock::create_ruleset(l)?;
             let mut late = l
                 .late
                 .iter()
@@ -717,7 +720,18 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         }
         None => None,
     };
-    crate::trace::step("spawn: landlock ruleset built");
+    // Our own descriptor of the ruleset, to fill it after the clone.
+    let landlock_rules = match (&plan.landlock, &landlock) {
+        (Some(l), Some((fd, _))) => {
+            let ours = fd.try_clone().map_err(os("duplicate the landlock ruleset's descriptor"))?;
+            Some((l, ours))
+        }
+        _ => None,
+    };
+    if let (Supervision::Direct, Some((l, fd))) = (supervision, &landlock_rules) {
+        landlock::add_rules(fd.as_fd(), l, system, &terminals)?;
+    }
+    crate::trace::step("spawn: landlock ruleset created");
     let seccomp = match plan.seccomp {
         Some(sp) => seccomp::build_filters(sp)?,
         None => vec![],
@@ -903,9 +917,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     let mut cgroups = match RunCgroups::create(&plan.cgroup, &cgroup_name).and_then(|c| c.join(child.pid).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
-            drop(go_w); // init sees EOF and exits
-            let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
-            let _ = sys::wait4(child.pid);
+            abandon(&child, go_w);
             return Err(e.into());
         }
     };
@@ -915,9 +927,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         (HostSockets::Maker, true) => match SocketMaker::start(&mut cgroups) {
             Ok(m) => Some(m),
             Err(e) => {
-                drop(go_w);
-                let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
-                let _ = sys::wait4(child.pid);
+                abandon(&child, go_w);
                 return Err(e);
             }
         },
@@ -928,6 +938,15 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         None => (None, None),
     };
     crate::trace::step("spawn: cgroups made and joined");
+    if let (Supervision::Init, Some((l, fd))) = (supervision, &landlock_rules) {
+        // Init builds its mounts meanwhile and forks the command only on
+        // the go message, sent after this: its restrict_self sees every rule.
+        if let Err(e) = landlock::add_rules(fd.as_fd(), l, system, &terminals) {
+            abandon(&child, go_w);
+            return Err(e.into());
+        }
+        crate::trace::step("spawn: landlock rules added (beside init's mounts)");
+    }
     Ok(Parked {
         child: ParkedChild { pid: child.pid, pidfd: Some(child.pidfd) },
         socket_maker,
@@ -946,6 +965,15 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         dns: dns_ours,
         supervision,
     })
+}
+
+/// Ends a cloned child whose setup cordon could not finish: closes our end
+/// of its go pipe (init sees EOF there and exits), kills it through its
+/// pidfd and reaps it.
+fn abandon(child: &sys::Spawned, go: Option<OwnedFd>) {
+    drop(go);
+    let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+    let _ = sys::wait4(child.pid);
 }
 
 /// Reads the sandbox's setup marks until every writer has closed the trace
