@@ -732,11 +732,26 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         landlock::add_rules(fd.as_fd(), l, system, &terminals)?;
     }
     crate::trace::step("spawn: landlock ruleset created");
-    let seccomp = match plan.seccomp {
-        Some(sp) => seccomp::build_filters(sp)?,
-        None => vec![],
+    // The program's file is made now and travels with the clone; the
+    // program is compiled into it after the clone, beside init's mounts
+    // (without init, now: the command starts at once).
+    let (seccomp_theirs, seccomp_late) = match plan.seccomp {
+        Some(sp) => {
+            let file = sys::program_file().map_err(os("create the seccomp program's memory file"))?;
+            let late = match supervision {
+                Supervision::Direct => {
+                    fill_seccomp(file.as_fd(), sp)?;
+                    None
+                }
+                Supervision::Init => {
+                    Some((file.try_clone().map_err(os("duplicate the seccomp program file's descriptor"))?, sp))
+                }
+            };
+            (Some(file), late)
+        }
+        None => (None, None),
     };
-    crate::trace::step("spawn: seccomp compiled");
+    crate::trace::step("spawn: seccomp program file made");
     let id_maps = plan.namespaces.contains(&Namespace::User).then(|| {
         let (uid, gid) = (sys::effective_uid(), sys::effective_gid());
         (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes())
@@ -881,7 +896,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         last_cap: sys::last_capability(),
         landlock,
         landlock_flags: 0,
-        seccomp,
+        seccomp: seccomp_theirs,
         stdio: stdio_fds,
         terminal,
         egress: egress_theirs,
@@ -947,6 +962,15 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         }
         crate::trace::step("spawn: landlock rules added (beside init's mounts)");
     }
+    if let Some((file, sp)) = seccomp_late {
+        // Sealed before the go message: the command's process refuses the
+        // file unsealed.
+        if let Err(e) = fill_seccomp(file.as_fd(), sp) {
+            abandon(&child, go_w);
+            return Err(e);
+        }
+        crate::trace::step("spawn: seccomp compiled (beside init's mounts)");
+    }
     Ok(Parked {
         child: ParkedChild { pid: child.pid, pidfd: Some(child.pidfd) },
         socket_maker,
@@ -965,6 +989,13 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         dns: dns_ours,
         supervision,
     })
+}
+
+/// Compiles the command's seccomp program for `plan` into `file` (a
+/// [`sys::program_file`]) and seals it.
+fn fill_seccomp(file: BorrowedFd<'_>, plan: seccomp::SeccompPlan) -> Result<(), SpawnError> {
+    let program = seccomp::build_filter(plan)?;
+    sys::fill_program_file(file, &program).map_err(os("write the seccomp program's memory file"))
 }
 
 /// Ends a cloned child whose setup cordon could not finish: closes our end

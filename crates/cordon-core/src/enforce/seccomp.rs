@@ -980,8 +980,8 @@ fn leaf(rule: &SyscallRule) -> Vec<SockFilter> {
 }
 
 /// Builds cordon's filter for `plan`.
-pub fn build_filters(plan: SeccompPlan) -> Result<Vec<BpfProgram>, SeccompError> {
-    Ok(vec![compile(&rules(plan))?])
+pub fn build_filter(plan: SeccompPlan) -> Result<BpfProgram, SeccompError> {
+    compile(&rules(plan))
 }
 
 /// Syscalls the connect helper's loop makes (see `sys::helper`).

@@ -666,9 +666,12 @@ pub struct ChildSpec {
     pub landlock: Option<(OwnedFd, Vec<LateRule>)>,
     /// Landlock `restrict_self` flags.
     pub landlock_flags: u32,
-    /// seccomp filters, loaded in order. With `egress`, the first one is
-    /// loaded with a notification listener.
-    pub seccomp: Vec<BpfProgram>,
+    /// The command's seccomp program, in a memory file cordon fills and
+    /// seals ([`super::fill_program_file`]) before the go message (without
+    /// init, before the clone): compiled while init builds the mounts. The
+    /// command's process maps it, refuses it unsealed, and loads it last,
+    /// with a notification listener when there is `egress`.
+    pub seccomp: Option<OwnedFd>,
     /// Transparent egress: the connect helper and the listener's way out.
     pub egress: Option<EgressChild>,
     /// Replacement stdin/stdout/stderr, `None` to inherit; and a descriptor
@@ -722,7 +725,7 @@ impl ChildSpec {
             last_cap: _,
             landlock,
             landlock_flags: _,
-            seccomp: _,
+            seccomp,
             egress,
             stdio,
             terminal,
@@ -739,6 +742,7 @@ impl ChildSpec {
         opt(proxy_listener.as_ref().map(|(fd, _)| fd));
         opt(dns_sockets.as_ref());
         opt(landlock.as_ref().map(|(fd, _)| fd));
+        opt(seccomp.as_ref());
         if let Some(EgressChild { listener_channel, helper_channel, helper_filter: _, helper_stack: _ }) = egress {
             opt(Some(listener_channel));
             opt(Some(helper_channel));
@@ -761,7 +765,13 @@ fn errno() -> i32 {
 
 /// Reports a failed step on the report pipe and exits.
 fn fail(spec: &ChildSpec, stage: ChildStage, index: u32) -> ! {
-    let f = ChildFailure { stage: stage as u32, errno: errno(), index };
+    fail_with(spec, stage, index, errno())
+}
+
+/// [`fail`] with an errno of our choosing: a step that failed a check of
+/// its own rather than a syscall.
+fn fail_with(spec: &ChildSpec, stage: ChildStage, index: u32, errno: i32) -> ! {
+    let f = ChildFailure { stage: stage as u32, errno, index };
     // SAFETY: `f` is a plain repr(C) value of SIZE bytes; write only reads it.
     unsafe { libc::write(spec.report.as_raw_fd(), (&f as *const ChildFailure).cast(), ChildFailure::SIZE) };
     // SAFETY: _exit is async-signal-safe and never returns.
@@ -980,11 +990,7 @@ fn close_inherited(spec: &ChildSpec, null: c_int) {
         // More descriptors than the keep list holds: a spec this code was
         // not sized for. Closing some of them would break the run later
         // and obscurely; fail it now.
-        // SAFETY: returns this thread's errno location; no arguments.
-        let errno = unsafe { libc::__errno_location() };
-        // SAFETY: the location is valid for this thread; fail() reads it.
-        unsafe { *errno = libc::EMFILE };
-        fail(spec, ChildStage::CloseFds, 0);
+        fail_with(spec, ChildStage::CloseFds, 0, libc::EMFILE);
     }
     let keep = &mut keep[..n];
     keep.sort_unstable();
@@ -1664,11 +1670,8 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
     if let Some(egress) = &spec.egress {
         spawn_connect_helper(spec, egress);
     }
-    for (i, prog) in spec.seccomp.iter().enumerate() {
-        match (&spec.egress, i) {
-            (Some(egress), 0) => load_seccomp_with_listener(spec, prog, egress),
-            _ => load_seccomp(spec, prog, u32::try_from(i).unwrap_or(0)),
-        }
+    if let Some(file) = &spec.seccomp {
+        load_command_filter(spec, file.as_raw_fd());
     }
     mark(spec, ChildMark::Seccomp);
     // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
@@ -1787,14 +1790,50 @@ fn add_late_rule(spec: &ChildSpec, ruleset: RawFd, rule: &LateRule, i: u32) {
     check!(spec, ChildStage::LandlockAddRule, i, rc);
 }
 
-fn load_seccomp(spec: &ChildSpec, prog: &BpfProgram, i: u32) {
-    let rc = seccomp_set_mode_filter(prog, 0);
-    check!(spec, ChildStage::Seccomp, i, rc);
+/// Maps the sealed program file (see [`ChildSpec::seccomp`]) and loads its
+/// program, with the listener when there is egress. Fails the run (stage
+/// seccomp, step 1) when the file is not sealed against writing or is no
+/// whole, non-empty program of at most `BPF_MAXINSNS` instructions.
+fn load_command_filter(spec: &ChildSpec, file: RawFd) {
+    const BPF_MAXINSNS: usize = 4096;
+    let insn = std::mem::size_of::<SockFilter>();
+    // SAFETY: fcntl with integer arguments on a descriptor of the spec.
+    let seals = unsafe { libc::fcntl(file, libc::F_GET_SEALS) };
+    check!(spec, ChildStage::Seccomp, 1, seals);
+    // SAFETY: stat is plain data; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live local; `file` is the spec's.
+    check!(spec, ChildStage::Seccomp, 1, unsafe { libc::fstat(file, &mut st) });
+    let size = usize::try_from(st.st_size).unwrap_or(0);
+    if seals & super::PROGRAM_FILE_SEALS != super::PROGRAM_FILE_SEALS
+        || size == 0
+        || size % insn != 0
+        || size / insn > BPF_MAXINSNS
+    {
+        fail_with(spec, ChildStage::Seccomp, 1, libc::EBADFD);
+    }
+    // SAFETY: a new private read-only mapping of `size` bytes of the file;
+    // no address hint.
+    let at = unsafe { libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ, libc::MAP_PRIVATE, file, 0) };
+    if at == libc::MAP_FAILED {
+        fail(spec, ChildStage::Seccomp, 1);
+    }
+    // SAFETY: the mapping holds `size / insn` instructions, is page-aligned
+    // (SockFilter's alignment is 4), every bit pattern is a valid
+    // SockFilter, and nothing writes the sealed file; the slice is not used
+    // after the munmap below.
+    let prog = unsafe { std::slice::from_raw_parts(at.cast::<SockFilter>(), size / insn) };
+    match &spec.egress {
+        Some(egress) => load_seccomp_with_listener(spec, prog, egress),
+        None => check!(spec, ChildStage::Seccomp, 0, seccomp_set_mode_filter(prog, 0)),
+    }
+    // SAFETY: the mapping made above; the kernel copied the program.
+    unsafe { libc::munmap(at, size) };
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`; returns what the
 /// syscall returned (the listener's descriptor with `NEW_LISTENER`).
-fn seccomp_set_mode_filter(prog: &BpfProgram, flags: libc::c_ulong) -> libc::c_long {
+fn seccomp_set_mode_filter(prog: &[SockFilter], flags: libc::c_ulong) -> libc::c_long {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
@@ -1811,7 +1850,7 @@ fn seccomp_set_mode_filter(prog: &BpfProgram, flags: libc::c_ulong) -> libc::c_l
 /// notification, only a fatal signal interrupts the waiting syscall, so a
 /// signal handler cannot restart a `connect()` cordon is still performing.
 /// The listener is sent before `execve`, so cordon finds it queued.
-fn load_seccomp_with_listener(spec: &ChildSpec, prog: &BpfProgram, egress: &EgressChild) {
+fn load_seccomp_with_listener(spec: &ChildSpec, prog: &[SockFilter], egress: &EgressChild) {
     let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     let fd = seccomp_set_mode_filter(prog, flags);
     check!(spec, ChildStage::Seccomp, 0, fd);

@@ -16,6 +16,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+use crate::enforce::seccomp::SockFilter;
+
 /// Converts a `-1`-on-error return value into an `io::Result`.
 fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc == -1 {
@@ -68,6 +70,56 @@ pub fn landlock_add_path_rule(ruleset: BorrowedFd<'_>, parent: BorrowedFd<'_>, a
         )
     };
     cvt(rc).map(drop)
+}
+
+/// The seals of a filled [`program_file`]: nothing can write, grow,
+/// shrink or unseal it any more.
+pub(crate) const PROGRAM_FILE_SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+/// A new, empty memory file (`memfd`, close-on-exec, sealable) for the
+/// command's seccomp program: made before the clone, so the sandbox's init
+/// holds it, and filled by [`fill_program_file`] afterwards. The command's
+/// process maps it before it loads the program (`sys::child`).
+pub fn program_file() -> io::Result<OwnedFd> {
+    // SAFETY: a constant C string and integer flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"cordon-seccomp".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    cvt(libc::c_long::from(fd))?;
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Writes `program` (each instruction as the kernel's `struct sock_filter`,
+/// 8 bytes) into `file`, a [`program_file`], and seals it
+/// ([`PROGRAM_FILE_SEALS`]): the command's process refuses the file
+/// unsealed, so it never loads a program that is still being written, and
+/// nothing changes it once sealed.
+pub fn fill_program_file(file: BorrowedFd<'_>, program: &[SockFilter]) -> io::Result<()> {
+    let bytes: Vec<u8> = program
+        .iter()
+        .flat_map(|i| {
+            let mut b = [0u8; 8];
+            b[..2].copy_from_slice(&i.code.to_ne_bytes());
+            b[2] = i.jt;
+            b[3] = i.jf;
+            b[4..].copy_from_slice(&i.k.to_ne_bytes());
+            b
+        })
+        .collect();
+    let mut done = 0;
+    while done < bytes.len() {
+        let rest = &bytes[done..];
+        // SAFETY: writes from a live slice of `rest.len()` bytes.
+        let n = unsafe { libc::write(file.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+        match cvt(n as libc::c_long) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => done += usize::try_from(n).unwrap_or(rest.len()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: fcntl with integer arguments on a borrowed descriptor.
+    cvt(libc::c_long::from(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, PROGRAM_FILE_SEALS) })).map(drop)
 }
 
 /// `prctl(PR_GET_SECCOMP)`: `EINVAL` when the kernel has no seccomp.
@@ -856,6 +908,45 @@ mod tests {
         // SAFETY: our own child; `status` is a live local.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         status
+    }
+
+    /// A filled program file holds the instructions as the kernel's
+    /// `struct sock_filter` and is sealed: a write, a truncation and a
+    /// growth through any descriptor of it fail with `EPERM` afterwards;
+    /// control: the same write on the file before it is filled succeeds.
+    #[test]
+    fn a_filled_program_file_holds_the_program_and_nothing_can_change_it() {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsFd;
+        let program = [
+            SockFilter { code: 0x20, jt: 0, jf: 0, k: 4 },
+            SockFilter { code: 0x15, jt: 1, jf: 2, k: 0xc000_003e },
+            SockFilter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },
+        ];
+        let control = program_file().unwrap();
+        let mut f = std::fs::File::from(control.try_clone().unwrap());
+        f.write_all(b"x").expect("control: an unfilled file takes writes");
+        f.set_len(0).expect("control: and truncation");
+
+        let file = program_file().unwrap();
+        fill_program_file(file.as_fd(), &program).unwrap();
+        // SAFETY: fcntl with integer arguments on our own descriptor.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_eq!(seals, PROGRAM_FILE_SEALS);
+        let mut f = std::fs::File::from(file.try_clone().unwrap());
+        let mut bytes = vec![];
+        f.rewind().unwrap(); // the offset is shared with the filling descriptor
+        f.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(&bytes[8..16], &[0x15, 0, 1, 2, 0x3e, 0, 0, 0xc0]);
+        f.rewind().unwrap();
+        let errno = |r: io::Result<()>| r.unwrap_err().raw_os_error();
+        assert_eq!(errno(f.write_all(b"x")), Some(libc::EPERM), "a write");
+        assert_eq!(errno(f.set_len(8)), Some(libc::EPERM), "a truncation");
+        assert_eq!(errno(f.set_len(4096)), Some(libc::EPERM), "a growth");
+        // SAFETY: fcntl with integer arguments on our own descriptor.
+        let unseal = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, 0) };
+        assert_eq!((unseal, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)), "F_SEAL_SEAL");
     }
 
     /// A stack costs no memory until it is used (nothing resident, where a

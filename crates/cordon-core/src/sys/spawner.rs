@@ -55,7 +55,7 @@ use super::child::{
 use super::{cvt, send_with_fds, ParentOf, Spawned, Stack};
 use crate::enforce::seccomp::SockFilter;
 
-/// The most descriptors one request carries (a spec holds at most 15).
+/// The most descriptors one request carries (a spec holds at most 16).
 const MAX_FDS: usize = super::MAX_FDS_PER_MESSAGE;
 
 /// The largest request the spawner reads (a spec is a few KiB to a few
@@ -625,8 +625,7 @@ fn encode(spec: &ChildSpec, w: &mut Writer) {
         }
     });
     w.u32(*landlock_flags);
-    w.len(seccomp.len());
-    seccomp.iter().for_each(|p| w.program(p));
+    w.opt(seccomp.as_ref(), Writer::fd);
     w.opt(egress.as_ref(), |w, e| {
         let EgressChild { listener_channel, helper_channel, helper_filter, helper_stack } = e;
         w.fd(listener_channel);
@@ -781,8 +780,7 @@ fn decode(buf: &[u8], fds: Vec<OwnedFd>) -> io::Result<(libc::c_int, ChildSpec)>
         Ok((fd, rules))
     })?;
     let landlock_flags = r.u32()?;
-    let n = r.len()?;
-    let seccomp = (0..n).map(|_| r.program()).collect::<io::Result<Vec<_>>>()?;
+    let seccomp = r.opt(Reader::fd)?;
     let egress = r.opt(|r| {
         Ok(EgressChild {
             listener_channel: r.fd()?,
@@ -899,7 +897,7 @@ mod tests {
             last_cap: 40,
             landlock: Some((fd(), vec![LateRule { path: c("/tmp"), access: 7, file_access: 3 }])),
             landlock_flags: 0,
-            seccomp: vec![vec![insn(1), insn(2)], vec![insn(3)]],
+            seccomp: Some(fd()),
             egress: Some(EgressChild {
                 listener_channel: fd(),
                 helper_channel: fd(),
@@ -969,7 +967,7 @@ mod tests {
         held.sort_unstable();
         let mut sent = w.fds.clone();
         sent.sort_unstable();
-        assert_eq!((sent.len(), sent), (14, held), "every descriptor the spec holds travels, once");
+        assert_eq!((sent.len(), sent), (15, held), "every descriptor the spec holds travels, once");
         let (namespaces, back) = decode(&w.buf, copies(&w.fds)).unwrap();
         assert_eq!(namespaces, flags);
         let again = encoded(namespaces, &back);
@@ -983,7 +981,7 @@ mod tests {
 
         let short = decode(&w.buf[..w.buf.len() - 1], copies(&w.fds)).map(|_| ()).unwrap_err();
         assert!(short.to_string().contains("too short"), "{short}");
-        let missing = decode(&w.buf, copies(&w.fds[..13])).map(|_| ()).unwrap_err();
+        let missing = decode(&w.buf, copies(&w.fds[..14])).map(|_| ()).unwrap_err();
         assert!(missing.to_string().contains("descriptor is missing"), "{missing}");
         let mut extra = w.fds.clone();
         extra.push(w.fds[0]);
