@@ -1,31 +1,62 @@
-//! Links the `cordon` binary with GCC's unwinder as a static archive
-//! (`libgcc_eh.a`) instead of the shared `libgcc_s.so.1` that Rust's
-//! standard library asks for.
+//! Links the `cordon` program static-pie: no dynamic loader and no shared
+//! library at all, so a start maps one file and relocates only itself.
+//! `cordon-server` stays a dynamic program, linked with GCC's unwinder as
+//! a static archive.
 //!
-//! Why: every start of `cordon` pays for each shared library the loader
-//! maps: open, map, relocate, and here also `libgcc_s`'s constructor,
-//! which runs `cpuid` several times to fill in `__cpu_model` (nothing in
-//! cordon reads it), and `cpuid` traps to the hypervisor on a virtual
-//! machine (~4 µs each measured on this project's VMs). cordon uses the
-//! unwinder only to print a backtrace (the release profile aborts on
-//! panic), which the static copy does as well. With the archive linked
-//! whole, `--as-needed` finds nothing left for `libgcc_s` and drops it
-//! (`cordon-cli/tests/suite/startup.rs` checks what a run loads).
-//! `libm.so.6` is left out another way: glibc's static `libm.a` needs
-//! symbols private to its shared loader, so `cordon` defines the one
-//! function it names, `pow` (see `src/main.rs`).
+//! Why: `cordon` is started for every run, and every start pays for the
+//! loader and for each shared library it maps: open, map, relocate, and
+//! the loader's own `cpuid` probing (each `cpuid` traps to the hypervisor
+//! on a virtual machine, ~4 µs measured on this project's VMs). Static-pie
+//! takes ≈ 0.3 ms off each start there (`--version` p10 0.86 → 0.54 ms,
+//! page faults of a dev run 191 → 129; `bench/startup.sh` compares).
 //!
-//! A static build (`RUSTFLAGS="-C target-feature=+crt-static" cargo build
-//! --release --target x86_64-unknown-linux-gnu`: no loader and no shared
-//! library at all, ≈ 0.3 ms less per start on this project's VMs) links
-//! the archive by itself, so nothing is added then.
+//! How, without `-C target-feature=+crt-static` (a rustflag for the whole
+//! build, which proc-macros cannot take, so it needs `--target` and moves
+//! every binary to `target/<triple>/`): rustc links `cordon` as it links
+//! any dynamic program (`-pie`, then `-lgcc_s -lutil -lrt -lpthread -lm
+//! -ldl -lc`), and this script adds, for `cordon` only:
+//! - `-static-pie`, so the C compiler driver starts the program with
+//!   `rcrt1.o` (which relocates the program itself), gives no
+//!   `--dynamic-linker`, and tells the linker `-static`;
+//! - a library folder (`$OUT_DIR/static-libs`) holding only static
+//!   archives under the names rustc asks for: `libc.a`, `libm.a`, … the
+//!   C library's own, and `libgcc_s.a` = GCC's `libgcc_eh.a` (the
+//!   unwinder). A linker looks in each folder for `libX.so` and then
+//!   `libX.a` before the next folder, so these are found before the
+//!   system's shared ones, whatever `-Bdynamic` rustc put in front;
+//! - `-lgcc_eh -lgcc -lc` in a group at the end, as a static link of
+//!   rustc's own has them (glibc's `libc.a` calls the unwinder and
+//!   libgcc's helpers, which a one-pass linker would have passed by).
 //!
-//! Only the binaries get it, not the test harnesses. Without a
-//! `libgcc_eh.a` next to the C compiler's `libgcc` (a toolchain other
-//! than GCC's) the build warns and links `libgcc_s` as before.
+//! What static glibc changes: host names are looked up with the `files`
+//! and `dns` sources built in (glibc ≥ 2.34); any other NSS module
+//! (`mdns`, `resolve`, `myhostname`, …) is `dlopen`ed and works only with
+//! the same glibc version installed (the README says so where `--net`
+//! names are explained). `cordon-cli/tests/suite/startup.rs` checks that
+//! `cordon` is static-pie and that `cordon-server` is not.
+//!
+//! When a static archive cannot be found (a host without glibc's static
+//! libraries, say), the build warns and links `cordon` dynamically, like
+//! `cordon-server`. A build with `-C target-feature=+crt-static` is static
+//! everywhere already; nothing is added then.
+//!
+//! `cordon-server` (and `cordon` when linked dynamically) gets
+//! `libgcc_eh.a` linked whole instead of `libgcc_s.so.1`: its constructor
+//! runs `cpuid` several times to fill in `__cpu_model` (nothing reads it),
+//! and cordon uses the unwinder only to print a backtrace (the release
+//! profile aborts on panic). With the archive linked whole,
+//! `--as-needed` finds nothing left for `libgcc_s` and drops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The program linked static-pie.
+const STATIC_BIN: &str = "cordon";
+/// The program linked dynamically.
+const DYNAMIC_BIN: &str = "cordon-server";
+/// The libraries rustc names for a dynamic Linux GNU program (the `libc`
+/// and `unwind` crates' `#[link]`s): the C library's parts and `gcc_s`.
+const C_LIBRARIES: [&str; 6] = ["c", "m", "pthread", "rt", "dl", "util"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -35,28 +66,71 @@ fn main() {
     {
         return;
     }
-    // A static build (`-C target-feature=+crt-static`) links the archive
-    // itself; a second, whole copy would define its symbols twice.
+    // A static build (`-C target-feature=+crt-static`) links everything
+    // statically itself; a second, whole unwinder would define its
+    // symbols twice.
     if std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|x| x == "crt-static")) {
         return;
     }
     // The C compiler rustc links with (`cc` unless a linker is configured;
     // rust-lld is then given GCC's libraries by that same driver).
     let cc = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
-    let found = Command::new(&cc)
-        .arg("-print-file-name=libgcc_eh.a")
+    let Some(unwinder) = archive(&cc, "gcc_eh") else {
+        println!(
+            "cargo:warning=`{cc} -print-file-name=libgcc_eh.a` found no static unwinder: cordon and cordon-server link libgcc_s.so.1 and cordon is not static (install gcc)"
+        );
+        return;
+    };
+    let whole_unwinder = format!("-Wl,--push-state,--whole-archive,{},--pop-state", unwinder.display());
+    println!("cargo:rustc-link-arg-bin={DYNAMIC_BIN}={whole_unwinder}");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
+    match static_libs(&cc, &unwinder, &out.join("static-libs")) {
+        Ok(folder) => {
+            for arg in ["-static-pie".to_owned(), format!("-L{}", folder.display())] {
+                println!("cargo:rustc-link-arg-bin={STATIC_BIN}={arg}");
+            }
+            for arg in ["-Wl,--start-group", "-lgcc_eh", "-lgcc", "-lc", "-Wl,--end-group"] {
+                println!("cargo:rustc-link-arg-bin={STATIC_BIN}={arg}");
+            }
+        }
+        Err(missing) => {
+            println!(
+                "cargo:warning={missing}: cordon is linked dynamically, ≈ 0.3 ms slower to start (install the C library's static archives, libc6-dev on Debian)"
+            );
+            println!("cargo:rustc-link-arg-bin={STATIC_BIN}={whole_unwinder}");
+        }
+    }
+}
+
+/// Fills `folder` with links to the static archives of [`C_LIBRARIES`]
+/// and, as `libgcc_s.a`, to `unwinder`. Returns the folder, or what could
+/// not be found or made.
+fn static_libs(cc: &str, unwinder: &Path, folder: &Path) -> Result<PathBuf, String> {
+    // Made afresh: a link left from an earlier build may name an archive
+    // that has moved since.
+    let _ = std::fs::remove_dir_all(folder);
+    std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let mut links = vec![(unwinder.to_owned(), "libgcc_s.a".to_owned())];
+    for name in C_LIBRARIES {
+        let found =
+            archive(cc, name).ok_or_else(|| format!("`{cc} -print-file-name=lib{name}.a` found no lib{name}.a"))?;
+        links.push((found, format!("lib{name}.a")));
+    }
+    for (target, name) in links {
+        let link = folder.join(name);
+        std::os::unix::fs::symlink(&target, &link)
+            .map_err(|e| format!("cannot link {} to {}: {e}", link.display(), target.display()))?;
+    }
+    Ok(folder.to_owned())
+}
+
+/// Where the C compiler finds the static archive `lib{name}.a`, if it does.
+fn archive(cc: &str, name: &str) -> Option<PathBuf> {
+    Command::new(cc)
+        .arg(format!("-print-file-name=lib{name}.a"))
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| PathBuf::from(s.trim()))
-        .filter(|p| p.is_absolute() && p.is_file());
-    match found {
-        Some(archive) => println!(
-            "cargo:rustc-link-arg-bins=-Wl,--push-state,--whole-archive,{},--pop-state",
-            archive.display()
-        ),
-        None => println!(
-            "cargo:warning=`{cc} -print-file-name=libgcc_eh.a` found no static unwinder: cordon links libgcc_s.so.1 (install gcc)"
-        ),
-    }
+        .filter(|p| p.is_absolute() && p.is_file())
 }

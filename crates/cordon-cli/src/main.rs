@@ -23,7 +23,9 @@ extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char
 /// out: the loader no longer opens, maps and relocates it at every start
 /// of every run (≈ 0.06 ms per start on this project's VMs, measured with
 /// a C program that links libm or not). `cordon-server` keeps glibc's.
-/// `cordon-cli/tests/suite/startup.rs` checks that a run loads libc alone.
+/// That matters where `cordon` is linked dynamically (build.rs falls back
+/// to it without static C archives); linked static-pie, `cordon` simply
+/// has this definition in place of glibc's `libm.a` one.
 // `no_mangle` gives the symbol its C name; nothing unsafe happens here.
 #[allow(unsafe_code)]
 #[no_mangle]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cordon_testkit::{
-    each_mode, kernel_support, poll_until, sandbox_modes, Dir, HttpServer, Mode, Outcome, StaticServer,
+    each_mode, kernel_support, poll_until, sandbox_modes, Dir, HttpServer, Mode, Outcome, StaticServer, TestCommand,
 };
 
 use super::{run_in, tool};
@@ -491,6 +491,49 @@ fn a_name_pattern_never_reaches_the_hosts_loopback_but_an_address_pattern_does()
     });
 }
 
+/// A name only the hosts file knows is resolved by cordon, which is a
+/// static program (cordon-cli's build.rs): static glibc has the `files`
+/// source of `nsswitch.conf` built in. The test binds its own hosts file
+/// over `/etc/hosts` in a mount namespace it makes for that one cordon
+/// (the host's file and mounts are untouched). The name given a loopback
+/// address there is refused, naming the address only that file gives;
+/// control: the name given a documentation address is answered.
+#[test]
+fn a_name_from_etc_hosts_is_resolved() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let unshare = tool("/usr/bin/unshare");
+    let dir = Dir::new("etc-hosts");
+    let pid = std::process::id();
+    let (near, far) = (format!("near-{pid}.cordon.test"), format!("far-{pid}.cordon.test"));
+    std::fs::write(dir.join("hosts"), format!("127.0.0.77 {near}\n192.0.2.77 {far}\n")).unwrap();
+    // `unshare … sh -c 'mount --bind HOSTS /etc/hosts && exec cordon run …'`.
+    let run_with_hosts = |mode: Mode, name: &str| {
+        TestCommand::new(unshare)
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+            ])
+            .arg(dir.join("hosts"))
+            .arg(super::cordon_bin())
+            .args(["run", "--mode", mode.as_str(), "--net", &near, "--net", &far, "--", python, "-c", DNS_PROBE, name])
+            .run()
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = run_with_hosts(mode, &far);
+        assert!(out.stdout.starts_with("rcode=0 answers=1 first=198.18."), "control: {out}");
+        let out = run_with_hosts(mode, &near);
+        out.assert_stdout_eq("rcode=3 answers=0 first=-\n");
+        out.assert_stderr_contains(&format!("cordon: network: refused lookup of {near} (python3, pid "));
+        out.assert_stderr_contains("resolves to a loopback address (127.0.0.77)");
+    });
+}
+
 /// The cloud metadata address, by name and by `*`: refused before any
 /// packet leaves (so the test sends nothing off the host). `2852039166` is
 /// a name the host's resolver turns into 169.254.169.254; control: the same
@@ -818,7 +861,7 @@ fn without_the_kernel_features_doctor_says_so_and_a_run_that_needs_them_fails_cl
     let support = kernel_support();
     let curl = tool("/usr/bin/curl");
     let (_dir, old) = before_6_9();
-    let old_kernel = |args: &[&str]| cordon_testkit::TestCommand::new(&old).arg(super::cordon_bin()).args(args).run();
+    let old_kernel = |args: &[&str]| TestCommand::new(&old).arg(super::cordon_bin()).args(args).run();
     // Control: here the features are there.
     let doctor = super::cordon().args(["doctor", "--json"]).run();
     assert_eq!(doctor.json()["transparent_egress"], "available", "{doctor}");

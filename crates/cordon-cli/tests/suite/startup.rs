@@ -1,5 +1,5 @@
-//! What `cordon` costs to start (issue 12), where a test can see it: the
-//! shared libraries the loader maps, and what the program it maps holds.
+//! What `cordon` costs to start (issue 12), where a test can see it: how
+//! the program is loaded, and what it holds.
 
 use std::path::{Path, PathBuf};
 
@@ -7,38 +7,63 @@ use cordon_testkit::{Dir, Mode, TestCommand};
 
 use super::{cordon_bin, run_in, tool};
 
-/// The shared libraries the dynamic loader maps for a whole dev-mode run
-/// (its `LD_DEBUG=files` lines: start-up and anything opened later), and
-/// nothing of the command's (dev mode does not pass `LD_DEBUG` on).
-fn libraries_loaded_by_a_run() -> Vec<String> {
-    let out = run_in(Mode::Dev).env("LD_DEBUG", "files").args(["--", "true"]).run();
-    out.assert_success();
-    let mut libs: Vec<String> = out
-        .stderr
-        .lines()
-        .filter_map(|l| l.split_once("file=").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split([' ', ';']).next())
-        .map(str::to_owned)
-        .collect();
-    libs.sort();
-    libs.dedup();
-    libs
+/// What a program's ELF headers say about how it is loaded.
+#[derive(Debug, PartialEq)]
+struct Loading {
+    /// A position-independent program (`ET_DYN`), loaded at a random address.
+    position_independent: bool,
+    /// The dynamic loader it names (`PT_INTERP`), if any.
+    interpreter: Option<String>,
+    /// How many shared libraries it names (`DT_NEEDED` entries).
+    needed: usize,
 }
 
-/// A run loads libc and no other library, at start or later: each one
-/// costs every start an open, its mappings and its relocation.
-/// `libgcc_s.so.1` (and its `cpuid` constructor) is not loaded because the
-/// unwinder is linked in statically (cordon-cli's build.rs), `libm.so.6`
-/// because `cordon` defines the one function of it that its code names,
-/// `pow` (cordon-cli's src/main.rs).
+/// Reads the [`Loading`] of the 64-bit little-endian ELF program at `path`
+/// (x86_64, aarch64, riscv64, …).
+fn loading(path: &Path) -> Loading {
+    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert_eq!(&elf[..6], b"\x7fELF\x02\x01", "{} is not a 64-bit little-endian ELF file", path.display());
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([elf[at], elf[at + 1]]));
+    let u64_at = |at: usize| le_u64(&elf[at..]);
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let mut loading = Loading { position_independent: u16_at(0x10) == 3, interpreter: None, needed: 0 };
+    for header in (0..phnum).map(|i| phoff + i * phentsize) {
+        let (offset, size) = (u64_at(header + 8), u64_at(header + 32));
+        match u32::from_le_bytes(elf[header..header + 4].try_into().unwrap()) {
+            // PT_INTERP: the loader's path, NUL-terminated.
+            3 => {
+                let name = elf[offset..offset + size].split(|&b| b == 0).next().unwrap();
+                loading.interpreter = Some(String::from_utf8_lossy(name).into_owned());
+            }
+            // PT_DYNAMIC: (tag, value) pairs; DT_NEEDED is 1.
+            2 => loading.needed = elf[offset..offset + size].chunks_exact(16).filter(|e| le_u64(e) == 1).count(),
+            _ => {}
+        }
+    }
+    loading
+}
+
+/// The first 8 bytes of `bytes`, a little-endian number.
+fn le_u64(bytes: &[u8]) -> usize {
+    usize::try_from(u64::from_le_bytes(bytes[..8].try_into().unwrap())).unwrap()
+}
+
+/// `cordon`, started for every run, is static-pie (cordon-cli's build.rs):
+/// position-independent, with no dynamic loader and no shared library to
+/// map and relocate at each start, and it runs. Control: the same reading
+/// of `cordon-server`, a dynamic program, finds its loader and libraries.
 #[test]
-fn a_run_loads_libc_and_no_other_library() {
-    let libs = libraries_loaded_by_a_run();
-    // Control: the loader's report is read (libc is always there).
-    assert!(libs.iter().any(|l| l == "libc.so.6"), "no libc.so.6 among {libs:?}");
-    assert!(!libs.iter().any(|l| l.starts_with("libgcc_s")), "libgcc_s is loaded: {libs:?}");
-    assert!(!libs.iter().any(|l| l.starts_with("libm.")), "libm is loaded: {libs:?}");
-    assert_eq!(libs, ["libc.so.6"], "a run loads more than libc");
+fn the_run_program_is_static_pie() {
+    let server = loading(cordon_server_bin());
+    assert!(server.position_independent && server.interpreter.is_some() && server.needed > 0, "control: {server:?}");
+
+    let cordon = loading(cordon_bin());
+    assert_eq!(
+        cordon,
+        Loading { position_independent: true, interpreter: None, needed: 0 },
+        "cordon is not static-pie"
+    );
+    run_in(Mode::Dev).args(["--", "/bin/echo", "started"]).run().assert_success().assert_stdout_eq("started\n");
 }
 
 /// The `cordon-server` program cargo built for this test run.
