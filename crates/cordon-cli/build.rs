@@ -35,8 +35,8 @@
 //! names are explained). `cordon-cli/tests/suite/startup.rs` checks that
 //! `cordon` is static-pie and that `cordon-server` is not.
 //!
-//! When a static archive cannot be found (a host without glibc's static
-//! libraries, say), the build warns and links `cordon` dynamically, like
+//! When a static archive or the static-pie start file `rcrt1.o` cannot be
+//! found (a host without glibc's static libraries, say), the build warns and links `cordon` dynamically, like
 //! `cordon-server`. A build with `-C target-feature=+crt-static` is static
 //! everywhere already; nothing is added then.
 //!
@@ -103,13 +103,19 @@ fn main() {
 }
 
 /// Fills `folder` with links to the static archives of [`C_LIBRARIES`]
-/// and, as `libgcc_s.a`, to `unwinder`. Returns the folder, or what could
-/// not be found or made.
+/// and, as `libgcc_s.a`, to `unwinder`, once the C library's static-pie
+/// start file is found. Returns the folder, or what could not be found or
+/// made.
 fn static_libs(cc: &str, unwinder: &Path, folder: &Path) -> Result<PathBuf, String> {
     // Made afresh: a link left from an earlier build may name an archive
     // that has moved since.
     let _ = std::fs::remove_dir_all(folder);
     std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    // The start file of a static-pie program (glibc ≥ 2.27 built with it);
+    // without it the C compiler cannot link one.
+    if library_file(cc, "rcrt1.o").is_none() {
+        return Err(format!("`{cc} -print-file-name=rcrt1.o` found no static-pie start file"));
+    }
     let mut links = vec![(unwinder.to_owned(), "libgcc_s.a".to_owned())];
     for name in C_LIBRARIES {
         let found =
@@ -126,8 +132,13 @@ fn static_libs(cc: &str, unwinder: &Path, folder: &Path) -> Result<PathBuf, Stri
 
 /// Where the C compiler finds the static archive `lib{name}.a`, if it does.
 fn archive(cc: &str, name: &str) -> Option<PathBuf> {
+    library_file(cc, &format!("lib{name}.a"))
+}
+
+/// Where the C compiler finds the library file `file`, if it does.
+fn library_file(cc: &str, file: &str) -> Option<PathBuf> {
     Command::new(cc)
-        .arg(format!("-print-file-name=lib{name}.a"))
+        .arg(format!("-print-file-name={file}"))
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
