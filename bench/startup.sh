@@ -8,7 +8,11 @@
 # set. Then throughput with two runs at a time. The targets of issue 12 are
 # printed next to the figures.
 #
-# usage: bench/startup.sh [RUNS] [ROUNDS]  (default 300 runs per command, in 3 rounds)
+# usage: [CORDON=BIN] [BASE=BIN] bench/startup.sh [RUNS] [ROUNDS]
+#        (default 300 runs per command, in 3 rounds; CORDON defaults to
+#        target/release/cordon; BASE, another cordon to compare with, adds
+#        its version, dev, process and container runs to the same hyperfine
+#        runs and prints this build's medians and p10s against it)
 # needs: hyperfine, bwrap, cc with static glibc, python3 (apt-get install
 #        hyperfine bubblewrap gcc libc6-dev python3); builds cordon
 #        (cargo build --release -p cordon-cli) when $CORDON is missing.
@@ -71,6 +75,18 @@ CMDS=(
     "${BWRAP_MIN[*]} /bin/true"
     "${BWRAP[*]} /bin/true"
 )
+# Another build in the same hyperfine runs, so load that comes and goes
+# weighs on both alike.
+if [ -n "${BASE:-}" ]; then
+    [ -x "$BASE" ] || { echo "BASE=$BASE is not an executable cordon" >&2; exit 2; }
+    NAMES+=(base-version base-dev base-process base-container)
+    CMDS+=(
+        "$BASE --version"
+        "$BASE run --mode dev -- /bin/true"
+        "$BASE run --mode process -- /bin/true"
+        "$BASE run --mode container -- /bin/true"
+    )
+fi
 ARGS=()
 for i in "${!NAMES[@]}"; do ARGS+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
 PER_ROUND=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
@@ -155,6 +171,14 @@ print()
 print(f"for reference: container / bwrap-system-set {c / med['bwrap-system-set']:.2f} x; "
       f"quotas add {med['cordon-container-quotas'] - c:+.3f} ms; "
       f"cordon --version - bare {med['cordon-version'] - b:+.3f} ms")
+if "base-dev" in med:
+    p10 = {k: sorted(v)[int(0.1 * (len(v) - 1))] for k, v in times.items()}
+    print("\nthis build against BASE (same hyperfine runs):")
+    for what in ["version", "dev", "process", "container"]:
+        mine, base = f"cordon-{what}", f"base-{what}"
+        print(f"  {what:<10} median {med[mine]:7.3f} vs {med[base]:7.3f} ms ({med[mine] / med[base]:.3f}x, "
+              f"{med[mine] - med[base]:+.3f} ms)   p10 {p10[mine]:7.3f} vs {p10[base]:7.3f} ms "
+              f"({p10[mine] / p10[base]:.3f}x)")
 busy = max(load_before, load_after) > cpus / 2
 if busy:
     print(f"\nWARNING: the host was busy (load {load_before:.1f} -> {load_after:.1f} on {cpus} CPUs): absolute figures "
