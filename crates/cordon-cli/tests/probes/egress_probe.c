@@ -6,6 +6,7 @@
  *
  *   egress_probe unspec-reconnect ALLOWED FORBIDDEN
  *   egress_probe shutdown-bind TARGET BIND_PORT  (TARGET's accept queue is full)
+ *   egress_probe closed-bind TARGET BIND_PORT    (TARGET sends a line and closes)
  *   egress_probe fastopen PORT
  *   egress_probe race-addr ALLOWED FORBIDDEN ITERATIONS
  *   egress_probe dup2-race ALLOWED FORBIDDEN ITERATIONS
@@ -89,6 +90,37 @@ static int shutdown_bind(int target, int bind_port) {
     b.sin_addr.s_addr = htonl(INADDR_ANY);
     printf("bind=%s\n", err(bind(s, (void *)&b, sizeof b)));
     printf("listen=%s\n", err(listen(s, 8)));
+    /* Hold the port until the test, which tries it on the host, closes
+     * our stdin. */
+    char c;
+    if (read(0, &c, 1) < 0) {}
+    return 0;
+}
+
+/* Rule 2: a handed-over socket whose connection has ended (the server sent
+ * a line and closed, we read to EOF and shut our side down) is bound to a
+ * host port: at TCP_CLOSE the kernel gave its port back. Then a socket of
+ * the probe's own binds the same port. */
+static int closed_bind(int target, int bind_port) {
+    int s = tcp();
+    struct sockaddr_in t = loopback(target);
+    printf("connect=%s\n", err(connect(s, (void *)&t, sizeof t)));
+    char buf[64];
+    while (read(s, buf, sizeof buf) > 0) {}
+    shutdown(s, SHUT_WR);
+    int closed = 0;
+    for (int i = 0; i < 1000 && !closed; i++) {
+        struct tcp_info ti;
+        socklen_t l = sizeof ti;
+        if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 && ti.tcpi_state == TCP_CLOSE) closed = 1;
+        else usleep(10000);
+    }
+    printf("closed=%s\n", closed ? "0" : "ETIMEDOUT");
+    struct sockaddr_in b = loopback(bind_port);
+    b.sin_addr.s_addr = htonl(INADDR_ANY);
+    printf("bind=%s\n", err(bind(s, (void *)&b, sizeof b)));
+    int own = tcp();
+    printf("own=%s\n", err(bind(own, (void *)&b, sizeof b)));
     /* Hold the port until the test, which tries it on the host, closes
      * our stdin. */
     char c;
@@ -204,6 +236,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 4 && !strcmp(argv[1], "unspec-reconnect")) return unspec_reconnect(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "shutdown-bind")) return shutdown_bind(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "closed-bind")) return closed_bind(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "fastopen")) return fastopen(atoi(argv[2]));
     if (argc >= 5 && !strcmp(argv[1], "race-addr")) return race_addr(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "dup2-race")) return dup2_race(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));

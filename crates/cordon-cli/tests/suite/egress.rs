@@ -695,44 +695,56 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs the probe with `args` (the last one the host port it tries to
+/// take) until it printed `last`, then tries that port on the host while
+/// the probe holds it: its output, and `true` when the probe had the port.
+fn probe_holding_port(
+    mode: Mode,
+    dir: &Dir,
+    bin: &std::path::Path,
+    net: &str,
+    args: &[&str],
+    last: &str,
+) -> (String, bool) {
+    use std::io::{BufRead, BufReader};
+    let port: u16 = args.last().and_then(|p| p.parse().ok()).expect("the port is the last argument");
+    let mut cmd = run_in(mode);
+    if mode != Mode::Dev {
+        cmd.arg("--read").arg(dir.path()).args(["--net", net]);
+    }
+    cmd.arg("--").arg(bin).args(args);
+    let mut child = cmd
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the probe");
+    let mut out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    while !out.contains(last) {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        out.push_str(&line);
+    }
+    let taken = matches!(TcpListener::bind(("127.0.0.1", port)), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+    drop(child.stdin.take());
+    child.wait().expect("the probe ends");
+    (out, taken)
+}
+
 #[test]
 fn a_socket_is_never_handed_over_before_it_is_established() {
-    use std::io::{BufRead, BufReader};
     let support = kernel_support();
     let (dir, bin) = probe();
     let (target, _held) = full_listener();
     let t = target.local_addr().unwrap().port().to_string();
-    let net = [format!("127.0.0.1:{t}")];
-    // Runs the probe until it holds its port, then tries to take that port
-    // on the host: `true` when the probe had it.
-    let attack = |mode: Mode| -> (String, bool) {
-        let port = free_port();
-        let mut cmd = run_in(mode);
-        if mode != Mode::Dev {
-            cmd.arg("--read").arg(dir.path()).args(["--net", &net[0]]);
-        }
-        cmd.arg("--").arg(&bin).args(["shutdown-bind", &t, &port.to_string()]);
-        let mut child = cmd
-            .command()
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the probe");
-        let mut out = String::new();
-        let mut lines = BufReader::new(child.stdout.take().unwrap());
-        while !out.contains("listen=") {
-            let mut line = String::new();
-            if lines.read_line(&mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            out.push_str(&line);
-        }
-        let taken =
-            matches!(TcpListener::bind(("127.0.0.1", port)), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
-        drop(child.stdin.take());
-        child.wait().expect("the probe ends");
-        (out, taken)
+    let net = format!("127.0.0.1:{t}");
+    let attack = |mode: Mode| {
+        let port = free_port().to_string();
+        probe_holding_port(mode, &dir, &bin, &net, &["shutdown-bind", &t, &port], "listen=")
     };
     // Control: a connect stuck in SYN_SENT, shut down, is unconnected again
     // and binds a host port.
@@ -745,6 +757,33 @@ fn a_socket_is_never_handed_over_before_it_is_established() {
         // port is in the sandbox's namespace only.
         let (out, taken) = attack(mode);
         assert_eq!(out, "connect=ETIMEDOUT\nshutdown=ENOTCONN\nbind=0\nlisten=0\n", "[{}]", mode.as_str());
+        assert!(!taken, "[{}] a host port was taken from the sandbox", mode.as_str());
+    });
+}
+
+/// Review s8 F6: a handed-over socket lives in the host's namespace; once
+/// its connection ended (TCP_CLOSE) the kernel gave its port back and a
+/// `bind()` took any port of the host (one run held 874).
+#[test]
+fn a_handed_over_socket_whose_connection_ended_cannot_bind_a_host_port() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let t = send_and_close_server(b"bye\n").to_string();
+    let net = format!("127.0.0.1:{t}");
+    let attack = |mode: Mode| {
+        let port = free_port().to_string();
+        probe_holding_port(mode, &dir, &bin, &net, &["closed-bind", &t, &port], "own=")
+    };
+    // Control: without a sandbox the closed socket binds the port (and the
+    // probe's own socket then finds it taken).
+    let (out, taken) = attack(Mode::Dev);
+    assert_eq!(out, "connect=0\nclosed=0\nbind=0\nown=EADDRINUSE\n");
+    assert!(taken, "control: the probe held a host port");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Refused as the kernel refuses a bound socket; a socket of the
+        // sandbox's own still binds the port, in its own namespace.
+        let (out, taken) = attack(mode);
+        assert_eq!(out, "connect=0\nclosed=0\nbind=EINVAL\nown=0\n", "[{}]", mode.as_str());
         assert!(!taken, "[{}] a host port was taken from the sandbox", mode.as_str());
     });
 }

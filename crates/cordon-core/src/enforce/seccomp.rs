@@ -48,7 +48,9 @@
 //!   `AF_VSOCK` in particular is not namespaced: it reaches the hypervisor
 //!   (and whatever listens there) from any network namespace.
 //! - transparent egress ([`ConnectRule::Notify`]): every `connect()` stops
-//!   at cordon's supervisor, which performs it (see `cordon-egress`);
+//!   at cordon's supervisor, which performs it (see `cordon-egress`), and so
+//!   does every `bind()` (a socket the supervisor connected in the host's
+//!   namespace would otherwise bind a host port once its connection ended);
 //!   `MSG_FASTOPEN` on `sendto`/`sendmsg`/`sendmmsg` would connect without
 //!   a `connect()` call and gets `EOPNOTSUPP` (programs fall back to a plain
 //!   connect); `SO_BINDTODEVICE`/`SO_BINDTOIFINDEX` would move a socket the
@@ -718,8 +720,9 @@ pub enum MemfdExec {
 pub enum ConnectRule {
     /// The kernel connects, in the sandbox's own network namespace.
     Allow,
-    /// The supervisor decides and performs every connect (transparent
-    /// egress); `MSG_FASTOPEN` and interface binding are refused.
+    /// The supervisor decides and performs every connect and bind
+    /// (transparent egress); `MSG_FASTOPEN` and interface binding are
+    /// refused.
     Notify,
 }
 
@@ -822,6 +825,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
     );
     if plan.connect == ConnectRule::Notify {
         rules.insert(nr(libc::SYS_connect), plain(Verdict::Notify));
+        rules.insert(nr(libc::SYS_bind), plain(Verdict::Notify));
         let fastopen = libc::MSG_FASTOPEN as u32;
         for (n, flags_arg) in [(libc::SYS_sendto, 3), (libc::SYS_sendmsg, 2), (libc::SYS_sendmmsg, 3)] {
             rules.insert(
@@ -990,6 +994,8 @@ const HELPER_ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_recvmsg, "a request and its descriptors"),
     (libc::SYS_sendto, "the reply (send)"),
     (libc::SYS_connect, "the one thing it is for"),
+    (libc::SYS_bind, "the other: every bind of the sandbox"),
+    (libc::SYS_umask, "the caller's mask, for the file of a unix socket it binds"),
     (libc::SYS_fchdir, "the caller's working directory, for relative unix socket paths"),
     (libc::SYS_close, "the descriptors of a served request"),
     (libc::SYS_exit, "leaving"),
@@ -999,8 +1005,8 @@ const HELPER_ALLOWED: &[(i64, &str)] = &[
 ];
 
 /// The connect helper's filter: its loop's syscalls, and death for any
-/// other. The helper connects in the sandbox's network namespace; nothing
-/// else is its business.
+/// other. The helper connects and binds in the sandbox's network
+/// namespace; nothing else is its business.
 pub fn helper_filter() -> Result<BpfProgram, SeccompError> {
     let nr = |n: i64| u32::try_from(n).expect("syscall numbers are small");
     let rules = HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
@@ -1208,6 +1214,8 @@ mod tests {
         let open = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
         assert_eq!(verdict(&prog, libc::SYS_connect, [3, 0, 16, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(verdict(&open, libc::SYS_connect, [3, 0, 16, 0, 0, 0]), ALLOW);
+        assert_eq!(verdict(&prog, libc::SYS_bind, [3, 0, 16, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(verdict(&open, libc::SYS_bind, [3, 0, 16, 0, 0, 0]), ALLOW);
         let eopnotsupp = libc::SECCOMP_RET_ERRNO | libc::EOPNOTSUPP as u32;
         let fastopen = libc::MSG_FASTOPEN as u64;
         for (n, arg) in [(libc::SYS_sendto, 3), (libc::SYS_sendmsg, 2), (libc::SYS_sendmmsg, 3)] {
@@ -1233,7 +1241,7 @@ mod tests {
             assert_eq!(verdict(&prog, *n, [0; 6]), ALLOW, "{why}");
         }
         for n in
-            [libc::SYS_socket, libc::SYS_execve, libc::SYS_open, libc::SYS_openat, libc::SYS_ptrace, libc::SYS_bind]
+            [libc::SYS_socket, libc::SYS_execve, libc::SYS_open, libc::SYS_openat, libc::SYS_ptrace, libc::SYS_listen]
         {
             assert_eq!(verdict(&prog, n, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS, "{n}");
         }

@@ -2,7 +2,10 @@
 //! for the supervisor when a connect must happen in the sandbox's own
 //! context: unix sockets (their path is looked up with the caller's root,
 //! mount namespace, credentials and Landlock domain) and the sandbox's own
-//! loopback.
+//! loopback. It also runs every `bind()` of the sandbox the supervisor
+//! lets through, for the same reason: a bind, too, is never left to the
+//! kernel after a check (another thread could swap the socket), and a
+//! unix socket's path must be made where the caller would make it.
 //!
 //! # Why a helper
 //!
@@ -33,10 +36,11 @@
 //! # Protocol
 //!
 //! A `SOCK_SEQPACKET` socket pair. The supervisor sends one
-//! [`HelperRequest`] per connect with the socket (and, for a unix socket,
-//! an `O_PATH` descriptor of the caller's working directory, for relative
-//! paths) attached; the helper answers one [`HelperReply`] with the errno
-//! of its `connect()` (0 on success). Requests are served one at a time.
+//! [`HelperRequest`] per connect or bind ([`HelperOp`]) with the socket
+//! (and, for a unix socket, an `O_PATH` descriptor of the caller's working
+//! directory, for relative paths) attached; the helper answers one
+//! [`HelperReply`] with the errno of its `connect()` or `bind()` (0 on
+//! success). Requests are served one at a time.
 //!
 //! Everything here runs in the child: no allocation, no locks.
 
@@ -47,7 +51,40 @@ use libc::c_int;
 /// Longest socket address a request carries (`sizeof(struct sockaddr_storage)`).
 pub const MAX_ADDR: usize = 128;
 
-/// One request to the helper: connect the attached socket to `addr`.
+/// `umask` of a request that leaves the helper's file mode creation mask
+/// as it is.
+pub const KEEP_UMASK: u32 = u32::MAX;
+
+/// What the helper does with the attached socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelperOp {
+    /// `connect()` it to the address.
+    Connect,
+    /// `bind()` it to the address.
+    Bind,
+}
+
+impl HelperOp {
+    /// The number on the wire.
+    pub fn wire(self) -> u32 {
+        match self {
+            HelperOp::Connect => 0,
+            HelperOp::Bind => 1,
+        }
+    }
+
+    /// The operation a number on the wire names, if any.
+    pub fn from_wire(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(HelperOp::Connect),
+            1 => Some(HelperOp::Bind),
+            _ => None,
+        }
+    }
+}
+
+/// One request to the helper: connect or bind the attached socket to
+/// `addr`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct HelperRequest {
@@ -57,6 +94,12 @@ pub struct HelperRequest {
     pub addr_len: u32,
     /// 1 when a working directory descriptor follows the socket.
     pub has_cwd: u32,
+    /// [`HelperOp::wire`].
+    pub op: u32,
+    /// The caller's file mode creation mask, set before a bind (a unix
+    /// socket's file gets the permissions the caller's own bind would
+    /// give it), or [`KEEP_UMASK`].
+    pub umask: u32,
     /// The `sockaddr`, as the caller passed it.
     pub addr: [u8; MAX_ADDR],
 }
@@ -67,7 +110,7 @@ pub struct HelperRequest {
 pub struct HelperReply {
     /// The request's id.
     pub id: u64,
-    /// 0, or the errno of `connect()`.
+    /// 0, or the errno of `connect()` or `bind()`.
     pub errno: i32,
     /// Unused.
     pub pad: u32,
@@ -83,7 +126,9 @@ impl HelperRequest {
         out[0..8].copy_from_slice(&self.id.to_ne_bytes());
         out[8..12].copy_from_slice(&self.addr_len.to_ne_bytes());
         out[12..16].copy_from_slice(&self.has_cwd.to_ne_bytes());
-        out[16..].copy_from_slice(&self.addr);
+        out[16..20].copy_from_slice(&self.op.to_ne_bytes());
+        out[20..24].copy_from_slice(&self.umask.to_ne_bytes());
+        out[24..].copy_from_slice(&self.addr);
         out
     }
 }
@@ -110,7 +155,7 @@ fn errno() -> i32 {
 /// serves requests on `channel` until the supervisor closes it, then exits.
 pub(crate) fn serve(channel: RawFd) -> ! {
     loop {
-        let mut req = HelperRequest { id: 0, addr_len: 0, has_cwd: 0, addr: [0; MAX_ADDR] };
+        let mut req = HelperRequest { id: 0, addr_len: 0, has_cwd: 0, op: 0, umask: KEEP_UMASK, addr: [0; MAX_ADDR] };
         let mut fds: [c_int; 2] = [-1, -1];
         let n = recv_request(channel, &mut req, &mut fds);
         if n == 0 || (n < 0 && errno() != libc::EINTR) {
@@ -129,12 +174,19 @@ pub(crate) fn serve(channel: RawFd) -> ! {
             }
             let max = libc::socklen_t::try_from(MAX_ADDR).unwrap_or(0);
             let len = libc::socklen_t::try_from(req.addr_len).unwrap_or(0).min(max);
-            // SAFETY: `req.addr` holds at least `len` bytes.
-            let rc = unsafe { libc::connect(fds[0], req.addr.as_ptr().cast(), len) };
-            if rc == 0 {
-                0
-            } else {
-                errno()
+            let result = |rc: c_int| if rc == 0 { 0 } else { errno() };
+            match HelperOp::from_wire(req.op) {
+                // SAFETY: `req.addr` holds at least `len` bytes.
+                Some(HelperOp::Connect) => result(unsafe { libc::connect(fds[0], req.addr.as_ptr().cast(), len) }),
+                Some(HelperOp::Bind) => {
+                    if req.umask != KEEP_UMASK {
+                        // SAFETY: umask with an integer argument; it cannot fail.
+                        unsafe { libc::umask(req.umask & 0o777) };
+                    }
+                    // SAFETY: as above.
+                    result(unsafe { libc::bind(fds[0], req.addr.as_ptr().cast(), len) })
+                }
+                None => libc::EINVAL,
             }
         };
         for fd in fds {
@@ -204,14 +256,20 @@ mod tests {
 
     #[test]
     fn requests_and_replies_have_a_fixed_layout() {
-        assert_eq!(HelperRequest::SIZE, 16 + MAX_ADDR);
+        assert_eq!(HelperRequest::SIZE, 24 + MAX_ADDR);
         let mut addr = [0u8; MAX_ADDR];
         addr[0] = 1;
-        let req = HelperRequest { id: 7, addr_len: 3, has_cwd: 1, addr };
+        let req = HelperRequest { id: 7, addr_len: 3, has_cwd: 1, op: HelperOp::Bind.wire(), umask: 0o77, addr };
         let b = req.to_bytes();
         assert_eq!(&b[0..8], &7u64.to_ne_bytes());
         assert_eq!(&b[8..12], &3u32.to_ne_bytes());
-        assert_eq!(b[16], 1);
+        assert_eq!(&b[16..20], &1u32.to_ne_bytes());
+        assert_eq!(&b[20..24], &0o77u32.to_ne_bytes());
+        assert_eq!(b[24], 1);
+        for op in [HelperOp::Connect, HelperOp::Bind] {
+            assert_eq!(HelperOp::from_wire(op.wire()), Some(op));
+        }
+        assert_eq!(HelperOp::from_wire(2), None);
         let mut r = [0u8; HelperReply::SIZE];
         r[0..8].copy_from_slice(&9u64.to_ne_bytes());
         r[8..12].copy_from_slice(&libc::ECONNREFUSED.to_ne_bytes());

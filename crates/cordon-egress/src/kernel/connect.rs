@@ -1,6 +1,10 @@
 //! One `connect()` of the sandbox, from notification to answer: read what
 //! it asked for, check which socket and namespace it is, decide, and act
 //! (hand a host socket over, connect in the sandbox's context, or refuse).
+//! Also every `bind()` of the sandbox ([`bind`]): a socket cordon handed
+//! over is never bound (its connection ended, the kernel gave its port
+//! back, and it lives in the host's namespace), any other is bound by the
+//! connect helper, in the sandbox's context.
 //!
 //! The rules of `EGRESS.md`, and where each is kept:
 //!
@@ -9,7 +13,7 @@
 //!    address and its own duplicate of the socket;
 //! 2. the socket's namespace is checked (`SO_NETNS_COOKIE`) before anything else:
 //!    a socket cordon handed over is never connected again (`AF_UNSPEC`
-//!    gets `EOPNOTSUPP`, anything else `EISCONN`);
+//!    gets `EOPNOTSUPP`, anything else `EISCONN`) nor bound (`EINVAL`);
 //! 3. only TCP is handed over, and only once `ESTABLISHED`;
 //! 4. `MSG_FASTOPEN` and `io_uring` are refused by the seccomp filter;
 //! 5. `O_NONBLOCK` and close-on-exec are mirrored; only the options in
@@ -30,6 +34,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+use cordon_core::sys::helper::HelperOp;
 use cordon_core::sys::notify::{self, CloseOnExec, Notification};
 use tokio::io::Interest;
 
@@ -73,7 +78,11 @@ fn errno_of(e: &io::Error) -> i32 {
 
 /// Serves one notification and answers it.
 pub(crate) async fn serve(shared: Arc<Shared>, n: Notification) {
-    let errno = if i64::from(n.nr) == libc::SYS_connect { connect(&shared, &n).await } else { Some(libc::ENOSYS) };
+    let errno = match i64::from(n.nr) {
+        libc::SYS_connect => connect(&shared, &n).await,
+        libc::SYS_bind => bind(&shared, &n).await,
+        _ => Some(libc::ENOSYS),
+    };
     if let Some(errno) = errno {
         // ENOENT: the thread is gone (killed); nobody waits for the answer.
         let _ = notify::respond(shared.listener.as_fd(), n.id, 0, errno);
@@ -92,21 +101,14 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
         Ok(s) => s,
         Err(errno) => return Some(errno),
     };
-    let Ok(len) = usize::try_from(addr_len) else { return Some(libc::EINVAL) };
-    if len > MAX_SOCKADDR {
-        return Some(libc::EINVAL);
-    }
-    let mut bytes = vec![0u8; len];
-    if len > 0 && !matches!(notify::read_process_memory(n.tid, addr_ptr, &mut bytes), Ok(got) if got == len) {
-        return Some(libc::EFAULT);
-    }
-    // The thread was alive through the read: the bytes are its own.
-    if !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
-        return None;
-    }
+    let bytes = match caller_sockaddr(sh, n, addr_ptr, addr_len) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(errno) => return Some(errno),
+    };
     // Rule 2: a socket that is not in the sandbox's namespace is one cordon
     // handed over (or one the sandbox inherited); it is never connected again.
-    if !matches!(notify::socket_netns_cookie(sock.as_fd()), Ok(ns) if ns == sh.sandbox_netns) {
+    if outside_sandbox(sh, sock.as_fd()) {
         let unspec = bytes.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]]))) == Some(libc::AF_UNSPEC);
         let errno = if unspec { libc::EOPNOTSUPP } else { libc::EISCONN };
         let refusal = Refusal {
@@ -161,6 +163,76 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
         }
         Decision::HandOver(h) => return hand_over(sh, (n, task), fd, sock, kind, h).await,
     })
+}
+
+/// The answer to a `bind()`, as [`connect`]'s. A socket outside the
+/// sandbox's namespace (rule 2: one cordon handed over, whose connection
+/// has ended, so that the kernel gave its port back) gets `EINVAL`, what
+/// the kernel answers for a bound socket: bound, it would hold a port of
+/// the host. Every other socket is bound by the connect helper, in the
+/// sandbox's context (its root, working directory, file mode creation
+/// mask, credentials, Landlock domain and network namespace), so a unix
+/// path, an abstract name or a port is taken exactly as the caller's own
+/// `bind()` would take it. Never left to the kernel (rule 1): another
+/// thread could put a host socket at the descriptor's number in between.
+async fn bind(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
+    // bind(int fd, const struct sockaddr *addr, socklen_t len)
+    let fd = low_int(n.args[0]);
+    let (sock, task) = match caller_socket(sh, n, fd) {
+        Ok(s) => s,
+        Err(errno) => return Some(errno),
+    };
+    let bytes = match caller_sockaddr(sh, n, n.args[1], low_int(n.args[2])) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(errno) => return Some(errno),
+    };
+    if outside_sandbox(sh, sock.as_fd()) {
+        let refusal = Refusal {
+            errno: libc::EINVAL,
+            target: "a socket connected outside the sandbox".into(),
+            name: None,
+            port: 0,
+            reason: format!("a socket cordon connected cannot be bound (fd {fd}): it would take a port of the host"),
+            suggestion: None,
+            rule: None,
+            detail: None,
+        };
+        return Some(refuse(sh, n, task, Protocol::Tcp, &refusal));
+    }
+    let unix = notify::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX);
+    let (cwd, umask) = if unix { (caller_cwd(n.tid), caller_umask(n.tid)) } else { (None, None) };
+    let cwd = cwd.as_ref().map(|c| c.as_fd());
+    match sh.helper.ask(HelperOp::Bind, sock.as_fd(), cwd, &bytes, umask, sh.config.connect_timeout).await {
+        // The helper is gone (the sandbox can kill it): nothing binds.
+        libc::ECONNREFUSED => Some(libc::EADDRNOTAVAIL),
+        errno => Some(errno),
+    }
+}
+
+/// The `sockaddr` of `len` bytes at `ptr` in the notifying thread:
+/// `Ok(None)` when the thread is gone (nobody waits for an answer), an
+/// errno for a bad length or address.
+fn caller_sockaddr(sh: &Shared, n: &Notification, ptr: u64, len: i32) -> Result<Option<Vec<u8>>, i32> {
+    let Ok(len) = usize::try_from(len) else { return Err(libc::EINVAL) };
+    if len > MAX_SOCKADDR {
+        return Err(libc::EINVAL);
+    }
+    let mut bytes = vec![0u8; len];
+    if len > 0 && !matches!(notify::read_process_memory(n.tid, ptr, &mut bytes), Ok(got) if got == len) {
+        return Err(libc::EFAULT);
+    }
+    // The thread was alive through the read: the bytes are its own.
+    if !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// Whether `sock` lives outside the sandbox's network namespace (or its
+/// namespace cannot be read).
+fn outside_sandbox(sh: &Shared, sock: BorrowedFd<'_>) -> bool {
+    !matches!(notify::socket_netns_cookie(sock), Ok(ns) if ns == sh.sandbox_netns)
 }
 
 /// Remembers which thread's socket talks to the stub DNS (by its local
@@ -253,6 +325,14 @@ fn caller_cwd(tid: u32) -> Option<OwnedFd> {
         .open(format!("/proc/{tid}/cwd"))
         .ok()
         .map(OwnedFd::from)
+}
+
+/// The caller's file mode creation mask (`Umask:` in its status), for
+/// the file of a unix socket it binds.
+fn caller_umask(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 /// Records a refusal (counted when it was seen before), prints the notice

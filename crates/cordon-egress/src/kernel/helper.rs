@@ -1,6 +1,6 @@
 //! The supervisor's side of the connect helper (see
-//! `cordon_core::sys::helper`): requests go out with the caller's socket
-//! attached, replies come back in order, matched by id.
+//! `cordon_core::sys::helper`): requests (a connect or a bind) go out with
+//! the caller's socket attached, replies come back in order, matched by id.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cordon_core::sys::helper::{HelperReply, HelperRequest, MAX_ADDR};
+use cordon_core::sys::helper::{HelperOp, HelperReply, HelperRequest, KEEP_UMASK, MAX_ADDR};
 use cordon_core::sys::notify::recv_nonblocking;
 use cordon_core::sys::send_with_fds;
 use tokio::io::unix::AsyncFd;
@@ -73,6 +73,23 @@ impl HelperClient {
         addr: &[u8],
         timeout: Duration,
     ) -> i32 {
+        self.ask(HelperOp::Connect, sock, cwd, addr, None, timeout).await
+    }
+
+    /// Asks the helper to `op` (connect or bind) `sock` to `addr` (raw
+    /// `sockaddr` bytes), from the working directory `cwd` and with the
+    /// file mode creation mask `umask` when given (a unix socket's path).
+    /// Returns the errno of its call, 0 on success; `ECONNREFUSED` when the
+    /// helper is gone, `ETIMEDOUT` past `timeout`.
+    pub async fn ask(
+        &self,
+        op: HelperOp,
+        sock: BorrowedFd<'_>,
+        cwd: Option<BorrowedFd<'_>>,
+        addr: &[u8],
+        umask: Option<u32>,
+        timeout: Duration,
+    ) -> i32 {
         if addr.len() > MAX_ADDR {
             return libc::EINVAL;
         }
@@ -81,6 +98,8 @@ impl HelperClient {
             id,
             addr_len: u32::try_from(addr.len()).unwrap_or(0),
             has_cwd: u32::from(cwd.is_some()),
+            op: op.wire(),
+            umask: umask.unwrap_or(KEEP_UMASK),
             addr: [0; MAX_ADDR],
         };
         req.addr[..addr.len()].copy_from_slice(addr);
