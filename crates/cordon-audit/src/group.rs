@@ -429,6 +429,16 @@ impl BeginCommit {
         inner.wait()?;
         run.ok_or(AuditError::WriterGone { path })
     }
+
+    /// The run at once, and the answer to its begin apart: for a host that
+    /// sets the run up while its begin is committed. Until that answer is
+    /// `Ok` the run's command must not start (a crash before would leave a
+    /// run that ran with no trace); after an error it must neither start
+    /// nor be completed (drop it: the writer no longer holds it open).
+    pub fn split(self) -> (GroupRun, Commit<()>) {
+        let BeginCommit { inner, run, .. } = self;
+        (run.expect("an unpolled begin holds its run"), inner)
+    }
 }
 
 impl Future for BeginCommit {

@@ -17,6 +17,11 @@
 //!   execution is accepted once its begin is durable in the run journal,
 //!   so a service that is SIGKILLed while the execution is queued or
 //!   running leaves it to be recorded as `LOST` by the next start. A
+//!   worker may take an execution while its begin is being committed and
+//!   set its sandbox up meanwhile (or take a parked one), but its command
+//!   starts only once the begin is durable; an execution whose begin
+//!   fails is refused, never started and never recorded, and its sandbox
+//!   is killed. A
 //!   result is published only once its record is durable; the worker does
 //!   not wait for that (the wait is a task on the runtime), so it starts
 //!   the next execution while the record shares an `fdatasync` with
@@ -41,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
-use cordon::plugin::{run_handler_answering, HandlerRequest, HandlerStart};
+use cordon::plugin::{park_handler, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart};
 use cordon::{Cancel, KernelSupport, Mode, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -246,9 +251,26 @@ pub struct LocalSettings {
     pub result_ttl: Duration,
 }
 
+/// Where an execution's begin is: its command starts only once `Durable`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Begin {
+    /// Being committed.
+    Pending,
+    /// Durable: the execution is accepted.
+    Durable,
+    /// Failed: the execution is refused (its submit says why).
+    Failed,
+}
+
+/// Waits (async) until the begin is settled; whether it is durable.
+async fn begun(mut rx: watch::Receiver<Begin>) -> bool {
+    matches!(rx.wait_for(|b| *b != Begin::Pending).await.map(|b| *b), Ok(Begin::Durable))
+}
+
 enum Phase {
-    /// The job, its audit run begun when it was accepted, and when.
-    Queued(Box<Job>, Box<GroupRun>, Instant),
+    /// The job, its audit run (begun when it was queued), when it was
+    /// queued, and where its begin is.
+    Queued(Box<Job>, Box<GroupRun>, Instant, watch::Receiver<Begin>),
     /// In its sandbox, or over with its record being committed.
     Running(Cancel),
     /// Cancelled while queued, its record being committed.
@@ -359,15 +381,31 @@ impl LocalBackend {
             return Err(SubmitError::SpawnerGone(pid));
         }
         let s = &self.shared;
-        {
+        let first = {
             // A place in the tenant's count and in the queue, reserved
             // before the begin.
             let mut table = s.table.lock().expect("execution table lock");
             expire(&mut table, s.settings.result_ttl);
             if let Some(e) = table.entries.get(&job.id) {
-                // The same Idempotency-Key again: wait for the first.
-                return if e.tenant == job.tenant { Ok(()) } else { Err(SubmitError::KeyInUse(job.id)) };
+                // The same Idempotency-Key again: wait for the first (once
+                // it is accepted).
+                if e.tenant != job.tenant {
+                    return Err(SubmitError::KeyInUse(job.id));
+                }
+                let Phase::Queued(.., begin) = &e.phase else { return Ok(()) };
+                Some(begin.clone())
+            } else {
+                None
             }
+        };
+        if let Some(begin) = first {
+            return match begun(begin).await {
+                true => Ok(()),
+                false => Err(SubmitError::Audit("the first request with this Idempotency-Key was refused".into())),
+            };
+        }
+        {
+            let mut table = s.table.lock().expect("execution table lock");
             let active = table.active.get(&job.tenant).copied().unwrap_or(0);
             if active >= max_concurrent {
                 return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
@@ -596,6 +634,20 @@ fn finish(s: &Shared, id: &str, tenant: &str, value: Arc<serde_json::Value>, out
 
 /// Cancels `id` of `tenant` (see [`Backend::cancel`]).
 async fn cancel(s: &Arc<Shared>, tenant: &str, id: &str) -> Option<Status> {
+    // A queued execution is recorded cancelled only once it is accepted:
+    // one whose begin fails was never accepted (its caller is refused).
+    let pending = {
+        let table = s.table.lock().expect("execution table lock");
+        match &table.entries.get(id).filter(|e| e.tenant == tenant)?.phase {
+            Phase::Queued(.., begin) if *begin.borrow() == Begin::Pending => Some(begin.clone()),
+            _ => None,
+        }
+    };
+    if let Some(begin) = pending {
+        if !begun(begin).await {
+            return None;
+        }
+    }
     let (job, run) = {
         let mut table = s.table.lock().expect("execution table lock");
         let entry = table.entries.get_mut(id).filter(|e| e.tenant == tenant)?;
@@ -610,7 +662,12 @@ async fn cancel(s: &Arc<Shared>, tenant: &str, id: &str) -> Option<Status> {
         }
         // Queued: it never runs. The worker that dequeues it finds it
         // no longer queued.
-        let Phase::Queued(job, run, _) = std::mem::replace(&mut entry.phase, Phase::Recording) else {
+        if let Phase::Queued(.., begin) = &entry.phase {
+            if *begin.borrow() != Begin::Durable {
+                return None;
+            }
+        }
+        let Phase::Queued(job, run, ..) = std::mem::replace(&mut entry.phase, Phase::Recording) else {
             unreachable!("matched above")
         };
         (job, run)
@@ -622,41 +679,70 @@ async fn cancel(s: &Arc<Shared>, tenant: &str, id: &str) -> Option<Status> {
     Some(Status::Done(value))
 }
 
-/// The acceptance of `job`, its place reserved: begun (durable) first, for
-/// an execution is accepted only once a crash would leave it to be recorded
-/// as lost; then queued. Its record is completed by the worker (or the
-/// cancel), never by `run_handler`. Runs as a task of its own (see
-/// `LocalBackend::submit`).
+/// The acceptance of `job`, its place reserved: begun and queued at once,
+/// accepted once the begin is durable, for an execution is accepted only
+/// once a crash would leave it to be recorded as lost. A worker may take it
+/// meanwhile and set its sandbox up, but starts its command only then (see
+/// [`run_one`]); a begin that fails refuses the execution, and whoever
+/// holds it then (this, or the worker that took it) drops it unrecorded.
+/// Its record is completed by the worker (or the cancel), never by
+/// `run_handler`. Runs as a task of its own (see `LocalBackend::submit`).
 async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(), SubmitError> {
-    let run = match s.audit.begin(&subject_of(&job), &job.id, None).await {
-        Ok(run) => run,
-        Err(e) => {
-            let mut table = s.table.lock().expect("execution table lock");
-            if let Some(a) = table.active.get_mut(&job.tenant) {
-                *a = a.saturating_sub(1);
-            }
-            s.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(SubmitError::Audit(e.render()));
-        }
-    };
-    cordon::trace::step("gateway: begin durable");
-    s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+    let (run, durable) = s.audit.begin(&subject_of(&job), &job.id, None).split();
+    let (begin, begin_rx) = watch::channel(Begin::Pending);
     let (watch, _) = watch::channel(QUEUED);
     let tenant = job.tenant.clone();
     let id = job.id.clone();
-    let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now());
+    let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now(), begin_rx);
     s.table
         .lock()
         .expect("execution table lock")
         .entries
         .insert(id.clone(), Entry { tenant: tenant.clone(), phase, watch, finished: None });
-    if sender.send(id.clone()).is_err() {
+    let queued = sender.send(id.clone()).is_ok();
+    if let Err(e) = durable.await {
+        begin.send_replace(Begin::Failed);
+        let mut table = s.table.lock().expect("execution table lock");
+        // Still queued: nobody took it, so it goes here; taken, the worker
+        // drops it (`forget`).
+        if matches!(table.entries.get(&id).map(|e| &e.phase), Some(Phase::Queued(..))) {
+            table.entries.remove(&id);
+            if let Some(a) = table.active.get_mut(&tenant) {
+                *a = a.saturating_sub(1);
+            }
+            s.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        return Err(SubmitError::Audit(e.render()));
+    }
+    begin.send_replace(Begin::Durable);
+    cordon::trace::step("gateway: begin durable");
+    s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
+    if !queued {
         // The workers are gone (draining began meanwhile): recorded
         // as cancelled, like any execution the drain leaves queued.
         cancel(s, &tenant, &id).await;
         return Err(SubmitError::Draining);
     }
     Ok(())
+}
+
+/// Drops an execution a worker took whose begin failed: never started,
+/// never recorded (its caller was refused); its place is given back.
+fn forget(s: &Shared, job: &Job) {
+    let mut table = s.table.lock().expect("execution table lock");
+    table.entries.remove(&job.id);
+    if let Some(a) = table.active.get_mut(&job.tenant) {
+        *a = a.saturating_sub(1);
+    }
+}
+
+/// Blocks this worker until `begin` is settled; whether it is durable.
+fn wait_begun(s: &Shared, begin: watch::Receiver<Begin>) -> bool {
+    let durable = s.runtime.block_on(begun(begin));
+    if durable {
+        cordon::trace::step("gateway: begin durable (worker)");
+    }
+    durable
 }
 
 fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
@@ -673,19 +759,19 @@ fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
                         Ok(c) => Phase::Running(c.clone()),
                         Err(_) => Phase::Recording,
                     };
-                    let Phase::Queued(job, run, accepted) = std::mem::replace(&mut e.phase, next) else {
+                    let Phase::Queued(job, run, accepted, begin) = std::mem::replace(&mut e.phase, next) else {
                         unreachable!("matched above")
                     };
                     if cancel.is_ok() {
                         e.watch.send_replace(RUNNING);
                     }
-                    Some((job, run, accepted, cancel))
+                    Some((job, run, accepted, begin, cancel))
                 }
                 // Cancelled while queued: already recorded.
                 _ => None,
             }
         };
-        let Some((job, run, accepted, cancel)) = claimed else { continue };
+        let Some((job, run, accepted, begin, cancel)) = claimed else { continue };
         cordon::trace::step("gateway: worker took it");
         s.queued.fetch_sub(1, Ordering::SeqCst);
         s.metrics.queued.set(i64::try_from(s.queued.load(Ordering::SeqCst)).unwrap_or(i64::MAX));
@@ -696,13 +782,16 @@ fn worker(s: &Arc<Shared>, rx: &Mutex<Receiver<String>>) {
                 // so it cannot run: it is recorded and answered as a
                 // setup failure, never left queued.
                 let message = format!("cannot create the execution's cancel handle: {e}");
-                record_setup_failure(s, *job, *run, message);
+                match wait_begun(s, begin) {
+                    true => record_setup_failure(s, *job, *run, message),
+                    false => forget(s, &job),
+                }
                 continue;
             }
         };
         s.busy.fetch_add(1, Ordering::SeqCst);
         s.metrics.running.inc();
-        run_one(s, *job, *run, accepted, cancel);
+        run_one(s, *job, *run, accepted, begin, cancel);
         s.metrics.running.dec();
         s.busy.fetch_sub(1, Ordering::SeqCst);
     }
@@ -736,43 +825,62 @@ fn handler_template(s: &Shared, job: &Job) -> HandlerRequest {
     req
 }
 
-fn run_one(s: &Arc<Shared>, job: Job, mut run: GroupRun, accepted: Instant, cancel: Cancel) {
+fn run_one(
+    s: &Arc<Shared>,
+    job: Job,
+    mut run: GroupRun,
+    accepted: Instant,
+    begin: watch::Receiver<Begin>,
+    cancel: Cancel,
+) {
     let t0 = Instant::now();
-    let audit_subject = Subject { worker: std::thread::current().name().map(str::to_owned), ..provenance(&job) };
-    // Only verified packages are pooled: a development folder's manifest
-    // may change under the same key (no tree hash), so it always runs fresh.
-    let parked = s
+    let worker = std::thread::current().name().map(str::to_owned);
+    // Its sandbox is set up while its begin is committed: one the pool
+    // parked, or a fresh one parked here. Only verified packages are
+    // pooled: a development folder's manifest may change under the same
+    // key (no tree hash), so it always runs fresh.
+    let taken = s
         .pool
         .as_ref()
         .filter(|_| job.plugin.tree_hash.is_some())
         .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
-    // Answered as soon as the result is known: the sandbox's teardown
-    // (`after`) runs while the record is committed and the answer sent.
-    let (mut result, after, refill) = match parked {
-        Some(Taken { handler, refill }) => {
-            let (result, after) = handler.start_answering(HandlerStart {
-                request_id: job.id.clone(),
-                input: job.input.clone(),
-                traceparent: Some(job.trace.to_string()),
-                tenant: Some(job.tenant.clone()),
-                audit_subject,
-                cancel: Some(cancel),
-            });
-            (result, after, Some(refill))
-        }
+    let (parked, refill) = match taken {
+        Some(Taken { handler, refill }) => (Ok(handler), Some(refill)),
         None => {
             let mut req = handler_template(s, &job);
-            req.input = job.input.clone();
             req.request_id = Some(job.id.clone());
-            req.traceparent = Some(job.trace.to_string());
-            req.tenant = Some(job.tenant.clone());
-            req.audit_subject = audit_subject;
-            req.cancel = Some(cancel);
             if s.sweep_now.swap(false, Ordering::SeqCst) {
                 req.sweep = Sweep::Now;
             }
-            let (result, after) = run_handler_answering(&req);
-            (result, after, None)
+            (park_handler(&req), None)
+        }
+    };
+    // Its command starts only once it is accepted; refused, its sandbox is
+    // killed unstarted and nothing is recorded.
+    if !wait_begun(s, begin) {
+        drop(parked);
+        drop(refill);
+        forget(s, &job);
+        return;
+    }
+    // Answered as soon as the result is known: the sandbox's teardown
+    // (`after`) runs while the record is committed and the answer sent.
+    let (mut result, after): (HandlerResult, HandlerAftermath) = match parked {
+        Ok(parked) => parked.start_answering(HandlerStart {
+            request_id: job.id.clone(),
+            input: job.input.clone(),
+            traceparent: Some(job.trace.to_string()),
+            tenant: Some(job.tenant.clone()),
+            audit_subject: Subject { worker, ..provenance(&job) },
+            cancel: Some(cancel),
+        }),
+        // It could not be set up: the result says why, as the run's would.
+        Err(failed) => {
+            let mut failed = *failed;
+            let known = std::mem::take(&mut failed.subject);
+            failed.trace_id = job.trace.trace_id_hex();
+            failed.subject = Subject { worker, command: known.command, ..subject_of(&job) };
+            (failed, HandlerAftermath::default())
         }
     };
     cordon::trace::step("gateway: result read");

@@ -1067,14 +1067,19 @@ pub fn park_handler(req: &HandlerRequest) -> Result<ParkedHandler, Box<HandlerRe
             let secrets = policy.as_ref().map(|p| audit::secret_values(p, &req.host_env)).unwrap_or_default();
             out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
             out.result.redact(&secrets);
+            out.subject = audit::redacted_subject(&subject, &secrets);
             return Err(Box::new(out));
         }
     };
     let secrets = audit::secret_values(&ready.run.policy, &req.host_env);
     subject.command = Some(ready.command.clone());
     let parked = crate::runner::park(&ready.run).map_err(|failed| {
+        // As `run_handler` reports it: the check's warnings first.
+        let warnings = std::mem::take(&mut out.result.warnings);
         out.result = *failed;
+        out.result.warnings.splice(0..0, warnings);
         out.result.redact(&secrets);
+        out.subject = audit::redacted_subject(&subject, &secrets);
         Box::new(out.clone())
     })?;
     Ok(ParkedHandler { parked, run_dir: ready.run_dir, out, subject, secrets, store: req.store.clone() })

@@ -46,8 +46,14 @@ fn install(s: &Service, version: &str) {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let package = s.dir.join(format!("pool-{version}.tar.gz"));
-    cordon().args(["plugin", "pack"]).arg(&folder).arg("--out").arg(&package).run().assert_success();
+    install_folder(s, &folder, &format!("pool-{version}"));
+}
+
+/// Packs the plugin folder `folder` as `NAME.tar.gz` and installs it into
+/// the service's registry.
+fn install_folder(s: &Service, folder: &Path, name: &str) {
+    let package = s.dir.join(format!("{name}.tar.gz"));
+    cordon().args(["plugin", "pack"]).arg(folder).arg("--out").arg(&package).run().assert_success();
     cordon()
         .env("CORDON_HOME", s.dir.join("home"))
         .args(["plugin", "install"])
@@ -296,6 +302,94 @@ fn the_refill_of_a_key_begins_once_the_execution_that_took_its_sandbox_is_answer
     assert_eq!((metric(&s, "cordon_pool_hits_total"), metric(&s, "cordon_pool_misses_total")), (1, 1));
     let next = parked_one(&s);
     assert_ne!(next, parked, "the used sandbox was parked again");
+}
+
+/// Sets the immutable attribute of `path` (`chattr +i`: even root's writes
+/// through descriptors already open fail with EPERM) until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: std::path::PathBuf) -> Immutable {
+        let out = std::process::Command::new("chattr").arg("+i").arg(&path).output().expect("chattr (e2fsprogs)");
+        assert!(out.status.success(), "chattr +i {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// An execution's command starts only once its begin is durable, though
+/// its sandbox is set up (or taken from the pool) while the begin is
+/// committed: with the service's run journal immutable (its begin line
+/// cannot be written), an execution is refused (500), its command never
+/// runs (the file it appends to on the host keeps the lines of the runs
+/// before, once no sandbox of the execution is left) and it has no record;
+/// the sandbox set up for it is killed. Control: the same execution runs
+/// and is recorded before, and again once the journal is writable. Fresh
+/// (no pool) and from the pool (a parked sandbox was there to take).
+#[test]
+fn an_execution_whose_begin_is_not_durable_never_starts_its_command_and_has_no_record() {
+    for (label, server) in
+        [("serve-begin-fresh", "workers = 2\n"), ("serve-begin-pooled", "workers = 2\npool_size = 1\n")]
+    {
+        let s = start(label, server);
+        let marks = s.dir.join("marks");
+        std::fs::create_dir_all(&marks).unwrap();
+        let folder = s.dir.join("mark-src");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("cordon.toml"),
+            format!(
+                "id = \"@test/mark\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.mark]\ncommand = [\"sh\", \"-c\", \"echo ran >> {}/ran; echo {{}} >&3\"]\n",
+                marks.display(),
+                marks.display()
+            ),
+        )
+        .unwrap();
+        install_folder(&s, &folder, "mark");
+        let at = s.access_token();
+        let mark =
+            || s.post_json("/v1/executions", &at, &json!({"plugin": "@test/mark", "handler": "mark", "input": {}}));
+        let ran = || std::fs::read_to_string(marks.join("ran")).unwrap_or_default().lines().count();
+        for n in 1..=2 {
+            let r = mark();
+            assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{label}: {r:?}\n{}", s.log());
+            assert_eq!(ran(), n, "{label}: control run {n}");
+        }
+        // Pooled: the sandbox parked for it is there to take.
+        let parked_before = match server.contains("pool_size") {
+            true => vec![parked_one(&s)],
+            false => vec![],
+        };
+        let journal = s.dir.join("audit.jsonl.inflight");
+        let held = Immutable::set(journal);
+        let r = mark();
+        assert_eq!(r.status, 500, "{label}: {r:?}");
+        // Whatever was set up for it is gone (the parked one killed): no
+        // process is left that could still run its command.
+        assert!(
+            poll_until(Duration::from_secs(10), || children(&s)
+                .iter()
+                .all(|p| waits_at_go(*p) && !parked_before.contains(p))
+                || children(&s).is_empty()),
+            "{label}: the refused execution's sandbox lives on: {:?} (parked before {parked_before:?})",
+            children(&s)
+        );
+        assert_eq!(ran(), 2, "{label}: the refused execution's command ran");
+        assert!(s.log().contains("cannot record the execution's start"), "{label}: {}", s.log());
+        drop(held);
+        let r = mark();
+        assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{label}: {r:?}\n{}", s.log());
+        assert_eq!(ran(), 3, "{label}: the run after");
+        let records = s.audit_records();
+        assert_eq!(records.len(), 3, "{label}: {records:#?}");
+        assert!(records.iter().all(|r| r["outcome"] == "ok"), "{label}: {records:#?}");
+    }
 }
 
 /// A re-installed plugin never runs in a sandbox parked for its old
