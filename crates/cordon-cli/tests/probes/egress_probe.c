@@ -7,6 +7,7 @@
  *   egress_probe unspec-reconnect ALLOWED FORBIDDEN
  *   egress_probe shutdown-bind TARGET BIND_PORT  (TARGET's accept queue is full)
  *   egress_probe closed-bind TARGET BIND_PORT    (TARGET sends a line and closes)
+ *   egress_probe hold-ended TARGET N keep|close  (TARGET sends a line and closes)
  *   egress_probe fastopen PORT
  *   egress_probe race-addr ALLOWED FORBIDDEN ITERATIONS
  *   egress_probe dup2-race ALLOWED FORBIDDEN ITERATIONS
@@ -128,6 +129,36 @@ static int closed_bind(int target, int bind_port) {
     return 0;
 }
 
+/* Up to N connections to TARGET, each ended (read to EOF, our side shut
+ * down, TCP_CLOSE) and then kept open ("keep": the socket and its unread
+ * data stay) or closed. Stops at the first failed connect (with "keep", a
+ * 1 s SO_SNDTIMEO bounds cordon's wait at its cap). */
+static int hold_ended(int target, int n, int keep) {
+    int i;
+    for (i = 0; i < n; i++) {
+        int s = tcp();
+        struct timeval one = {.tv_sec = 1};
+        if (keep) setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &one, sizeof one);
+        struct sockaddr_in t = loopback(target);
+        if (connect(s, (void *)&t, sizeof t) < 0) {
+            printf("connected=%d\nfailed=%s\n", i, err(-1));
+            return 0;
+        }
+        char buf[64];
+        while (read(s, buf, sizeof buf) > 0) {}
+        shutdown(s, SHUT_WR);
+        for (int j = 0; j < 500; j++) {
+            struct tcp_info ti;
+            socklen_t l = sizeof ti;
+            if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 && ti.tcpi_state == TCP_CLOSE) break;
+            usleep(2000);
+        }
+        if (!keep) close(s);
+    }
+    printf("connected=%d\n", i);
+    return 0;
+}
+
 /* Rule 4: MSG_FASTOPEN connects without a connect() call. */
 static int fastopen(int port) {
     struct sockaddr_in a = loopback(port);
@@ -237,6 +268,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "unspec-reconnect")) return unspec_reconnect(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "shutdown-bind")) return shutdown_bind(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "closed-bind")) return closed_bind(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 5 && !strcmp(argv[1], "hold-ended")) return hold_ended(atoi(argv[2]), atoi(argv[3]), !strcmp(argv[4], "keep"));
     if (argc >= 3 && !strcmp(argv[1], "fastopen")) return fastopen(atoi(argv[2]));
     if (argc >= 5 && !strcmp(argv[1], "race-addr")) return race_addr(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "dup2-race")) return dup2_race(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));

@@ -628,6 +628,25 @@ for _ in range(200):
     });
 }
 
+/// Review s8 F6: a connection that ended but whose socket the sandbox
+/// keeps (with its unread data, in the host's memory) keeps its slot: at
+/// the cap of 256 such, the next connect is refused (main let a run keep
+/// 400 and more). Control: closing each, the run makes 300 one after
+/// another.
+#[test]
+fn connections_that_ended_but_are_kept_count_against_the_cap() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let t = send_and_close_server(b"bye\n").to_string();
+    let net = [format!("127.0.0.1:{t}")];
+    each_mode(sandbox_modes!(support), |mode| {
+        run_probe(mode, &dir, &bin, &net, &["hold-ended", &t, "300", "close"]).assert_stdout_eq("connected=300\n");
+        let out = run_probe(mode, &dir, &bin, &net, &["hold-ended", &t, "300", "keep"]);
+        out.assert_stdout_eq("connected=256\nfailed=No buffer space available\n");
+        out.assert_stderr_contains(" — the run already has 256 connections open, its limit; close one and retry\n");
+    });
+}
+
 /// The probes of `tests/probes/egress_probe.c`, built once.
 fn probe() -> (Dir, PathBuf) {
     let dir = Dir::new("egress-probe");

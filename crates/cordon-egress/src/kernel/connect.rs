@@ -412,7 +412,9 @@ async fn hand_over(
         rule: Some(h.rule.clone()),
         ..ConnectionRecord::new()
     };
-    let slot = match sh.open_slot() {
+    let options = CallerOptions::read(sock.as_fd(), kind.domain);
+    let budget = connect_budget(sh, &options);
+    let slot = match sh.open_slot(budget).await {
         Ok(slot) => slot,
         Err(full) => {
             let refusal = Refusal {
@@ -437,7 +439,7 @@ async fn hand_over(
     }
     let blocking = notify::file_status_flags(sock.as_fd()).map(|f| f & libc::O_NONBLOCK == 0).unwrap_or(true);
     let cloexec = notify::remote_fd_cloexec(n.tid, fd).unwrap_or(CloseOnExec::Clear);
-    let connected = connect_host(sh, &sock, kind, &h.addrs).await;
+    let connected = connect_host(sh, &options, budget, kind, &h.addrs).await;
     drop(sock);
     let (host_sock, peer) = match connected {
         Ok(c) => c,
@@ -483,17 +485,23 @@ async fn hand_over(
     None
 }
 
+/// How long cordon waits for a connect: its own connect timeout, or the
+/// caller's `SO_SNDTIMEO` when shorter (the caller's own timeout cannot fire
+/// while the supervisor holds its connect).
+fn connect_budget(sh: &Shared, options: &CallerOptions) -> std::time::Duration {
+    options.send_timeout().map_or(sh.config.connect_timeout, |t| t.min(sh.config.connect_timeout))
+}
+
 /// Tries `addrs` in order within the connect timeout; returns the first
 /// socket whose handshake completed (see [`is_handed_over`]), or the last
 /// errno.
 async fn connect_host(
     sh: &Shared,
-    caller: &OwnedFd,
+    options: &CallerOptions,
+    timeout: std::time::Duration,
     kind: SocketKind,
     addrs: &[SocketAddr],
 ) -> Result<(OwnedFd, SocketAddr), i32> {
-    let options = CallerOptions::read(caller.as_fd(), kind.domain);
-    let timeout = options.send_timeout().map_or(sh.config.connect_timeout, |t| t.min(sh.config.connect_timeout));
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = libc::ECONNREFUSED;
     for &addr in addrs {

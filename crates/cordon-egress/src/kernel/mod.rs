@@ -273,6 +273,8 @@ pub(crate) struct Shared {
     accounting: Arc<Accounting>,
     state: Mutex<State>,
     open: Arc<AtomicUsize>,
+    /// Woken when a slot comes back ([`Shared::open_slot`]).
+    slot_freed: Arc<tokio::sync::Notify>,
     /// Notices of this run so far, given to the sink or not.
     notices: AtomicUsize,
 }
@@ -297,10 +299,12 @@ const DESTROY_QUEUE: i32 = 4 << 20;
 /// Entries of [`State::resolver_users`] kept at most (then it starts over).
 const MAX_RESOLVER_USERS: usize = 1024;
 
-/// One open connection's share of the caps; released on drop.
+/// One open connection's share of the caps; released on drop, which wakes
+/// the connects waiting at the cap.
 pub(crate) struct Slot {
     open: Arc<AtomicUsize>,
     budget: Option<Arc<ConnectionBudget>>,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Slot {
@@ -309,6 +313,7 @@ impl Drop for Slot {
         if let Some(b) = &self.budget {
             b.used.fetch_sub(1, Ordering::AcqRel);
         }
+        self.freed.notify_waiters();
     }
 }
 
@@ -336,6 +341,7 @@ impl Shared {
             sockets,
             accounting: Arc::new(Accounting::new(destroyed)),
             open: Arc::new(AtomicUsize::new(0)),
+            slot_freed: Arc::default(),
             notices: AtomicUsize::new(0),
         }
     }
@@ -376,16 +382,31 @@ impl Shared {
     }
 
     /// A slot for one more open connection, or the cap that is reached.
-    /// At the cap, the connections the kernel has closed whose report is
-    /// still on its way give their slots back first (see
-    /// [`Accounting::release_closed`]): a program that opens and closes
-    /// connections one after another never has more than one open, and
-    /// must not be refused because the host is busy.
-    fn open_slot(&self) -> Result<Slot, FullCap> {
-        self.take_slot().or_else(|_| {
-            self.accounting.release_closed(self);
-            self.take_slot()
-        })
+    /// A slot comes back when the kernel reports its connection's socket
+    /// destroyed: only then is it gone for sure, since a connection that
+    /// ended may still be held by the sandbox (review s8 F6). The kernel
+    /// sends those reports from a work queue, which a busy host runs late:
+    /// so at the run's own cap, while some of its connections have ended
+    /// ([`Accounting::any_ended`]), a connect waits up to `wait` for a
+    /// report, and a program that opens and closes connections one after
+    /// another is not refused because the host is busy. With none ended,
+    /// or at the cap shared with other runs, it is refused at once.
+    async fn open_slot(&self, wait: Duration) -> Result<Slot, FullCap> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut freed = std::pin::pin!(self.slot_freed.notified());
+            // Registered before the try: a slot freed after it wakes us.
+            freed.as_mut().enable();
+            match self.take_slot() {
+                Ok(slot) => return Ok(slot),
+                Err(full @ FullCap::Shared(_)) => return Err(full),
+                Err(full) => {
+                    if !self.accounting.any_ended() || tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(full);
+                    }
+                }
+            }
+        }
     }
 
     fn take_slot(&self) -> Result<Slot, FullCap> {
@@ -399,7 +420,11 @@ impl Shared {
                 return Err(FullCap::Shared(b.limit));
             }
         }
-        Ok(Slot { open: Arc::clone(&self.open), budget: self.config.budget.clone() })
+        Ok(Slot {
+            open: Arc::clone(&self.open),
+            budget: self.config.budget.clone(),
+            freed: Arc::clone(&self.slot_freed),
+        })
     }
 }
 
