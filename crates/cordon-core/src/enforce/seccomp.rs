@@ -941,6 +941,10 @@ pub fn compile(set: &RuleSet) -> Result<BpfProgram, SeccompError> {
 }
 
 /// The search over `segs` (the accumulator holds the syscall number).
+/// A node is one `jge` over the left half when that half is short enough
+/// for a conditional jump's 8-bit offset (every node but those near the
+/// root): fewer instructions for the kernel to check and JIT when the
+/// command loads it, and fewer for each of its syscalls to run through.
 fn tree(segs: &[Segment<'_>]) -> Vec<SockFilter> {
     if segs.len() == 1 {
         return leaf(&segs[0].rule);
@@ -948,9 +952,14 @@ fn tree(segs: &[Segment<'_>]) -> Vec<SockFilter> {
     let mid = segs.len() / 2;
     let left = tree(&segs[..mid]);
     let right = tree(&segs[mid..]);
-    // jge start(mid) -> the `ja` to the right half; else skip it into the left.
-    let mut out =
-        vec![jump(BPF_JGE_K, segs[mid].start, 0, 1), stmt(BPF_JA, u32::try_from(left.len()).unwrap_or(u32::MAX))];
+    let mut out = match u8::try_from(left.len()) {
+        // jge start(mid) -> over the left half, into the right one.
+        Ok(skip) => vec![jump(BPF_JGE_K, segs[mid].start, skip, 0)],
+        // jge start(mid) -> the `ja` to the right half; else skip it into the left.
+        Err(_) => {
+            vec![jump(BPF_JGE_K, segs[mid].start, 0, 1), stmt(BPF_JA, u32::try_from(left.len()).unwrap_or(u32::MAX))]
+        }
+    };
     out.extend(left);
     out.extend(right);
     out
@@ -1114,6 +1123,27 @@ mod tests {
             assert_eq!(verdict(&strict, libc::SYS_memfd_create, [0, flags, 0, 0, 0, 0]), ACCES, "flags {flags:#x}");
         }
         assert_eq!(verdict(&strict, libc::SYS_memfd_create, [0, 0x9, 0, 0, 0, 0]), ALLOW);
+    }
+
+    /// A search with halves too long for a conditional jump's offset
+    /// (600 single-syscall segments: the nodes near the root need the
+    /// two-instruction form, the others take one) still gives every
+    /// syscall its own verdict and the default past the last one; and it
+    /// is shorter than the two-instruction form everywhere would be
+    /// (6 + 600 leaves + 2 per node).
+    #[test]
+    fn a_search_of_either_node_form_gives_every_syscall_its_verdict() {
+        let verdict_of = |nr: u32| if nr % 2 == 0 { Verdict::Allow } else { Verdict::Errno(1 + nr % 7) };
+        let rules = (0..600).map(|nr| (nr, plain(verdict_of(nr)))).collect();
+        let prog = compile(&RuleSet { rules, default: Verdict::Errno(libc::ENOSYS as u32) }).unwrap();
+        assert!(prog.iter().any(|i| i.code == BPF_JA), "the long form is used near the root");
+        assert!(prog.len() < 6 + 600 + 2 * 599 - 500, "{} instructions", prog.len());
+        for nr in 0..600 {
+            assert_eq!(run(&prog, AUDIT_ARCH, nr, [0; 6]), verdict_of(nr).ret(), "{nr}");
+        }
+        for nr in [600, 601, 1000, 0x3fff_ffff] {
+            assert_eq!(run(&prog, AUDIT_ARCH, nr, [0; 6]), NOSYS, "{nr}");
+        }
     }
 
     #[test]
