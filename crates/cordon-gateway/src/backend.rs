@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
 use cordon::plugin::{park_handler, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart};
-use cordon::{Cancel, KernelSupport, Mode, Signals, Sweep};
+use cordon::{Cancel, KernelSupport, Mode, OnExec, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -845,7 +845,7 @@ fn run_one(
         .filter(|_| job.plugin.tree_hash.is_some())
         .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
     let (parked, refill) = match taken {
-        Some(Taken { handler, refill }) => (Ok(handler), Some(refill)),
+        Some(Taken { handler, refill }) => (Ok(handler), Some(Arc::new(refill))),
         None => {
             let mut req = handler_template(s, &job);
             req.request_id = Some(job.id.clone());
@@ -873,6 +873,9 @@ fn run_one(
             tenant: Some(job.tenant.clone()),
             audit_subject: Subject { worker, ..provenance(&job) },
             cancel: Some(cancel),
+            // Exec'd: the pool refills the key now, not while this
+            // execution's parked init woke and started its command.
+            on_exec: refill.clone().map(|r| OnExec::new(move || r.release())),
         }),
         // It could not be set up: the result says why, as the run's would.
         Err(failed) => {
@@ -884,6 +887,8 @@ fn run_one(
         }
     };
     cordon::trace::step("gateway: result read");
+    // Released at the exec; a command that never ran releases it now.
+    drop(refill);
     let digest = result.policy_digest.clone().unwrap_or_default();
     // The command and worker are known now.
     *run.subject_mut() = result.subject.clone();
@@ -911,9 +916,6 @@ fn run_one(
         });
         let value = Arc::new(response_value(&job.id, &serde_json::to_value(&result).unwrap_or_default(), Some(timing)));
         finish(&shared, &job.id, &job.tenant, value, outcome);
-        // Answered: the pool refills the key now, not while this execution
-        // started its command and made its record (see `crate::pool`).
-        drop(refill);
         shared.recording.fetch_sub(1, Ordering::SeqCst);
     });
     // This worker takes its next execution only once the sandbox is gone

@@ -13,12 +13,13 @@
 //! before, and the pool thread parks the next.
 //!
 //! The refill of a key whose parked run an execution took begins once that
-//! execution is answered ([`Refill`] is dropped), not at the take: on a
-//! small machine a refill (plan, Landlock, seccomp, the spawner's clone,
-//! the new init's mounts: a CPU for a few ms) started at the take runs
-//! exactly while the execution it follows starts its command and commits
-//! its record, and delays both. An execution that finds none parked
-//! meanwhile has the refill begin at once (below).
+//! execution's command has been exec'd ([`Refill::release`]; if it never
+//! is, once the execution is answered and the [`Refill`] dropped), not at
+//! the take: on a small machine a refill (plan, Landlock, seccomp, the
+//! spawner's clone, the new init's mounts: a CPU for a few ms) started at
+//! the take runs exactly while the parked init it follows wakes, forks and
+//! execs the command, and delays that start. An execution that finds none
+//! parked meanwhile has the refill begin at once (below).
 //!
 //! An execution that finds none parked while the pool thread is refilling
 //! its key (the execution before it took the last one) waits up to
@@ -129,8 +130,9 @@ struct Slot {
     used: Instant,
     /// An execution waits for the next parked run of this key.
     waiting: bool,
-    /// Executions started from this key's parked runs and not answered yet:
-    /// the key is refilled once there are none, or when an execution waits.
+    /// Executions that took this key's parked runs whose commands are not
+    /// exec'd yet: the key is refilled once there are none, or when an
+    /// execution waits.
     starting: usize,
     /// The last park of this key failed: nobody waits for the next.
     failing: bool,
@@ -186,7 +188,7 @@ impl Pool {
     /// execution per key at a time; a waiting execution has the refill
     /// begin at once); the pool thread parks the next (from `template()` the
     /// first time the key is seen) once the returned [`Taken::refill`] is
-    /// dropped.
+    /// released.
     /// Parked runs of another version of the same plugin and handler are
     /// killed and reaped.
     pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<Taken> {
@@ -248,7 +250,10 @@ impl Pool {
             None => self.shared.metrics.pool_misses.inc(),
         };
         self.shared.count();
-        taken.map(|handler| Taken { handler, refill: Refill { key: key.clone(), shared: self.shared.clone() } })
+        taken.map(|handler| Taken {
+            handler,
+            refill: Refill { key: key.clone(), shared: self.shared.clone(), released: false.into() },
+        })
     }
 
     /// Stops the pool thread; every parked run is killed and reaped.
@@ -266,26 +271,38 @@ impl Pool {
 pub struct Taken {
     /// The parked run: start it once.
     pub handler: ParkedHandler,
-    /// Drop it once the execution is answered (or will not start).
+    /// Release it once the execution's command has been exec'd; dropping
+    /// it releases it too.
     pub refill: Refill,
 }
 
-/// Held while the execution that took a parked run of its key starts: once
-/// it is dropped, the pool thread refills the key.
-#[must_use = "dropping it has the pool refill the key: drop it once the execution is answered"]
+/// Held while the execution that took a parked run of its key starts its
+/// command: once it is released, the pool thread refills the key.
+#[must_use = "releasing it has the pool refill the key: release it once the command has been exec'd"]
 pub struct Refill {
     key: Key,
     shared: Arc<Shared>,
+    released: std::sync::atomic::AtomicBool,
 }
 
-impl Drop for Refill {
-    fn drop(&mut self) {
+impl Refill {
+    /// Lets the pool thread refill the key (once; later calls do nothing).
+    pub fn release(&self) {
+        if self.released.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let mut st = self.shared.state.lock().expect("pool lock");
         if let Some(slot) = st.slots.get_mut(&self.key) {
             slot.starting = slot.starting.saturating_sub(1);
         }
         drop(st);
         self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -346,7 +363,7 @@ fn pool_thread(s: &Shared) {
                 dropped.extend(old);
             }
             st.slots.retain(|_, slot| !slot.parked.is_empty() || now.duration_since(slot.used) < s.ttl);
-            // A key whose last take's execution is not answered yet waits,
+            // A key whose last take's command is not exec'd yet waits,
             // unless an execution waits for it.
             st.slots
                 .iter()

@@ -59,7 +59,7 @@ pub use locked_dir::{Sweep, SWEEP_INTERVAL};
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{
-    park, resolve_program, run, run_answering, Aftermath, Cancel, CancelReason, Capture, Input, Parked, ResolveError,
-    ResultChannel, RunRequest, Signals, Start, RESULT_FD,
+    park, resolve_program, run, run_answering, Aftermath, Cancel, CancelReason, Capture, Input, OnExec, Parked,
+    ResolveError, ResultChannel, RunRequest, Signals, Start, RESULT_FD,
 };
 pub use tty::{Tty, RELAY_BUFFER};

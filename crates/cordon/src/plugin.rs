@@ -1035,6 +1035,8 @@ pub struct HandlerStart {
     pub audit_subject: Subject,
     /// Ends the run early.
     pub cancel: Option<crate::runner::Cancel>,
+    /// As [`crate::Start::on_exec`].
+    pub on_exec: Option<crate::runner::OnExec>,
 }
 
 /// Sets a handler's run up up to its command's start (see
@@ -1132,6 +1134,7 @@ impl ParkedHandler {
             input: Some(start.input),
             traceparent: Some(trace.child().to_string()),
             cancel: start.cancel,
+            on_exec: start.on_exec,
         });
         let warnings = std::mem::take(&mut out.result.warnings);
         result.warnings.splice(0..0, warnings);

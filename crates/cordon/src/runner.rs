@@ -453,6 +453,29 @@ pub struct Start {
     pub traceparent: Option<String>,
     /// Ends the run early; replaces the parked request's handle.
     pub cancel: Option<Cancel>,
+    /// Called once the command has been exec'd (not when the start fails
+    /// before), on the thread that starts the run, before the run is
+    /// supervised: for a host that holds other work (a warm pool's next
+    /// sandbox) off the CPU while the run starts.
+    pub on_exec: Option<OnExec>,
+}
+
+/// A call made once a started run's command has been exec'd
+/// ([`Start::on_exec`]).
+#[derive(Clone)]
+pub struct OnExec(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl OnExec {
+    /// `f`, to be called once the command has been exec'd.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> OnExec {
+        OnExec(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for OnExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnExec(..)")
+    }
 }
 
 /// Where a run's clock (its `wall_ms` and its timeout) starts.
@@ -798,6 +821,9 @@ impl Parked {
             Err(e) => return spawn_failed(started, mode, &e),
         };
         trace::step("runner: spawned");
+        if let Some(OnExec(call)) = &start.on_exec {
+            call();
+        }
         // The listener lives in the sandbox's network namespace; the proxy
         // serves it from ours. Connections made before this point wait in its
         // backlog.

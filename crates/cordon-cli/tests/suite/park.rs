@@ -79,7 +79,7 @@ fn a_parked_sandbox_runs_its_command_only_when_started_and_with_the_starts_data(
             request_id: Some("the-callers-id".into()),
             input: Some(b"the real input".to_vec()),
             traceparent: Some(GIVEN.into()),
-            cancel: None,
+            ..cordon::Start::default()
         });
         assert!(result.ok, "{result:?}");
         assert_eq!(result.request_id, "the-callers-id");

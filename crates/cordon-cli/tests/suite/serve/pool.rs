@@ -261,16 +261,16 @@ fn an_execution_that_finds_none_parked_waits_for_the_refill_under_way() {
     assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:#?}");
 }
 
-/// The refill of a key begins once the execution that took its parked
-/// sandbox is answered, not while that execution starts its command: while
-/// a slow execution (1 s) runs in the sandbox it took, no other sandbox is
-/// parked for 300 ms (looked at while its command still runs: a sandbox
-/// seen then is one the pool parked during the run). Control: once it is
-/// answered, the pool parks the next. (That an execution finding none
-/// parked has the refill begin at once is the test above: its second
-/// execution would otherwise wait out the 500 ms and build its own.)
+/// The refill of a key begins once the command of the execution that took
+/// its parked sandbox has been exec'd, not at the take (where it would
+/// compete with that start): watched from the host every 0.1 ms while a
+/// slow execution (1 s) runs in the sandbox it took, the refill's run
+/// folder appears only after that sandbox's command has been exec'd (its
+/// process no longer the spawner's image), and while the execution still
+/// runs (it is not held until the answer). Control: the refilled sandbox
+/// is parked and is another one.
 #[test]
-fn the_refill_of_a_key_begins_once_the_execution_that_took_its_sandbox_is_answered() {
+fn the_refill_of_a_key_begins_once_the_command_of_the_execution_that_took_its_sandbox_is_execd() {
     let s = start("serve-pool-defer", "workers = 2\npool_size = 1\n");
     install(&s, "1.0.0");
     let at = s.access_token();
@@ -279,23 +279,37 @@ fn the_refill_of_a_key_begins_once_the_execution_that_took_its_sandbox_is_answer
     // pool parks the next.
     assert_eq!(slow().status, 200);
     let parked = parked_one(&s);
+    let run_folders = || -> Vec<String> {
+        std::fs::read_dir(s.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("cordon-exec-pool-"))
+            .collect()
+    };
+    let before = run_folders();
+    let execd = || {
+        let cmd = children_of(parked);
+        !cmd.is_empty()
+            && cmd.iter().all(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != SPAWNER))
+    };
     std::thread::scope(|t| {
         let slow = t.spawn(slow);
-        assert!(
-            poll_until(Duration::from_secs(10), || !children_of(parked).is_empty()),
-            "the slow execution's command never ran in the parked sandbox {parked}\n{}",
-            s.log()
-        );
-        let parked_during_the_run = poll_until(Duration::from_millis(300), || {
-            let others: Vec<u32> = children(&s).into_iter().filter(|p| *p != parked).collect();
-            // Seen while the command still runs: parked during the run.
-            !others.is_empty() && !children_of(parked).is_empty()
-        });
-        assert!(
-            !parked_during_the_run,
-            "a sandbox was parked while the execution that took the last one ran: {:?}",
-            children(&s)
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut execd_seen = false;
+        let refill = loop {
+            // The refill first, then the command: a refill seen here began
+            // after an exec that the look right after must see (the
+            // command lives for a second).
+            let refill: Vec<String> = run_folders().into_iter().filter(|n| !before.contains(n)).collect();
+            execd_seen |= execd();
+            if !refill.is_empty() {
+                break refill;
+            }
+            assert!(std::time::Instant::now() < deadline, "no refill while the slow execution ran\n{}", s.log());
+            std::thread::sleep(Duration::from_micros(100));
+        };
+        assert!(execd_seen, "the refill {refill:?} began before the command of the execution in {parked} was exec'd");
+        assert!(!children_of(parked).is_empty(), "the refill waited for the end of the execution in {parked}");
         let r = slow.join().unwrap();
         assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{r:?}");
     });
