@@ -80,10 +80,19 @@ pub(crate) const PROGRAM_FILE_SEALS: libc::c_int =
 /// A new, empty memory file (`memfd`, close-on-exec, sealable) for the
 /// command's seccomp program: made before the clone, so the sandbox's init
 /// holds it, and filled by [`fill_program_file`] afterwards. The command's
-/// process maps it before it loads the program (`sys::child`).
+/// process maps it before it loads the program (`sys::child`). Made
+/// non-executable for good (`MFD_NOEXEC_SEAL`), as a host with
+/// `vm.memfd_noexec = 2` demands; a kernel older than 6.3, which knows no
+/// such flag (`EINVAL`), gets the file without it.
 pub fn program_file() -> io::Result<OwnedFd> {
+    const MFD_NOEXEC_SEAL: libc::c_uint = 0x8;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: a constant C string and integer flags; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"cordon-seccomp".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let mut fd = unsafe { libc::memfd_create(c"cordon-seccomp".as_ptr(), flags | MFD_NOEXEC_SEAL) };
+    if fd == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(c"cordon-seccomp".as_ptr(), flags) };
+    }
     cvt(libc::c_long::from(fd))?;
     // SAFETY: memfd_create returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -932,7 +941,20 @@ mod tests {
         fill_program_file(file.as_fd(), &program).unwrap();
         // SAFETY: fcntl with integer arguments on our own descriptor.
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
-        assert_eq!(seals, PROGRAM_FILE_SEALS);
+        // Made with MFD_NOEXEC_SEAL where the kernel knows it (6.3 and later):
+        // F_SEAL_EXEC (0x20) set and no execute bit, so `vm.memfd_noexec = 2`
+        // lets it be made.
+        let release = kernel_release();
+        let mut v = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+        let noexec = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 3);
+        let meta = std::fs::File::from(file.try_clone().unwrap()).metadata().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        if noexec {
+            assert_eq!(seals, PROGRAM_FILE_SEALS | 0x20, "{release}");
+            assert_eq!(meta.permissions().mode() & 0o111, 0, "{release}");
+        } else {
+            assert_eq!(seals, PROGRAM_FILE_SEALS, "{release}");
+        }
         let mut f = std::fs::File::from(file.try_clone().unwrap());
         let mut bytes = vec![];
         f.rewind().unwrap(); // the offset is shared with the filling descriptor
