@@ -100,6 +100,62 @@ fn deny_carves_a_subtree_out_of_a_read_grant_and_leaves_siblings_readable() {
     });
 }
 
+/// Review s7 F3: a deny hides a path, not the file: a hard link to the
+/// denied file that already sat in a granted folder read it, in both
+/// modes. A denied file with links that are not denied refuses the run
+/// (exit 125, naming the file and how to fix it) before anything of the
+/// command runs. Controls: with every link denied the run starts and
+/// neither name reads; with the link removed the deny alone holds.
+#[test]
+fn a_denied_file_with_another_hard_link_refuses_the_run() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-deny-link");
+    let secret = dir.create("tree/private/key.txt", "secret\n");
+    let link = dir.join("tree/public/key-link.txt");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::fs::hard_link(&secret, &link).unwrap();
+    let tree = dir.join("tree");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        let marker = out_dir.join(format!("ran-{}", mode.as_str()));
+        let run = |denied: &[&std::path::Path], read: &std::path::Path| {
+            let mut cmd = run_in(mode);
+            cmd.arg("--read").arg(&tree).arg("--write").arg(&out_dir);
+            for d in denied {
+                cmd.arg("--deny").arg(d);
+            }
+            let script = format!("touch {}; cat {}", marker.display(), read.display());
+            cmd.args(["--", "/bin/sh", "-c", &script]).run()
+        };
+        // Control: without a deny the link reads the secret (the hole).
+        run(&[], &link).assert_stdout_eq("secret\n");
+        std::fs::remove_file(&marker).unwrap();
+        let out = run(&[&secret], &link);
+        out.assert_code(125);
+        out.assert_stderr_contains(&format!(
+            "the denied file {} has 2 hard links, and only 1 of them is denied: a run could read it through another",
+            secret.display()
+        ));
+        out.assert_stderr_contains(&format!("-samefile {}", secret.display()));
+        assert!(!marker.exists(), "[{}] the command ran", mode.as_str());
+        // Control: both links denied, the run starts; neither name reads.
+        for read in [&secret, &link] {
+            let out = run(&[&secret, &link], read);
+            out.assert_code(1).assert_stderr_contains(&format!("{}: Permission denied", read.display()));
+        }
+        assert!(marker.exists(), "[{}] the command did not run", mode.as_str());
+        std::fs::remove_file(&marker).unwrap();
+    });
+    // Control: the extra link removed, the deny alone holds.
+    std::fs::remove_file(&link).unwrap();
+    each_mode(sandbox_modes!(support), |mode| {
+        let out =
+            run_in(mode).arg("--read").arg(&tree).arg("--deny").arg(&secret).args(["--", "cat"]).arg(&secret).run();
+        out.assert_code(1).assert_stderr_contains(&format!("{}: Permission denied", secret.display()));
+    });
+}
+
 /// The first 4 bytes of `file` read by `head` in a `mode` sandbox with the
 /// defaults, and `--deny deny` when given.
 fn head_with_deny(mode: Mode, deny: Option<&str>, file: &str) -> Outcome {

@@ -154,6 +154,17 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    /// A denied file has hard links that are not denied: another link in a
+    /// granted folder would read it (a deny hides paths, not the file).
+    #[error("the denied file {path} has {links} hard links, and only {denied} of them is denied: a run could read it through another")]
+    DeniedFileLinked {
+        /// The denied path.
+        path: PathBuf,
+        /// Its link count.
+        links: u64,
+        /// How many of the run's denied paths name it.
+        denied: usize,
+    },
     /// The command could not be executed.
     #[error("cannot execute {program}")]
     Exec {
@@ -181,6 +192,10 @@ impl SpawnError {
                 "the process that clones sandboxes for this service was killed; restart the service (it is not restarted by itself)".into(),
             ),
             SpawnError::Cgroup(_) => Some("run `cordon doctor` to see which cgroup controllers are usable".into()),
+            SpawnError::DeniedFileLinked { path, .. } => Some(format!(
+                "deny every link of it too (`find / -xdev -samefile {}` lists them), or remove the links it does not need",
+                path.display()
+            )),
             SpawnError::Landlock(landlock::LandlockError::LinkAppeared { .. }) => Some(
                 "the plugin folder changed after its paths were resolved; see where the link points, remove it, and run `cordon check` again".into(),
             ),
@@ -658,12 +673,42 @@ impl Parked {
     }
 }
 
+/// Refuses a run that denies a regular file with more hard links than it
+/// denies (review s7 F3). A deny hides the paths it names, in both modes (a
+/// mount over the path, Landlock rules around it), never the file itself:
+/// another link to it in a granted folder reads it. Not covered: files
+/// with other links inside a denied folder (that would take a walk of the
+/// whole folder per run).
+fn refuse_denied_files_with_other_links(plan: &Plan) -> Result<(), SpawnError> {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+    let denied = plan.landlock.iter().flat_map(|l| &l.deny).chain(plan.root.iter().flat_map(|r| &r.deny));
+    // (device, inode) -> (link count, distinct denied paths naming it, the first)
+    let mut files: BTreeMap<(u64, u64), (u64, Vec<&Path>)> = BTreeMap::new();
+    for path in denied {
+        let Ok(m) = std::fs::metadata(path) else { continue };
+        if m.is_file() && m.nlink() > 1 {
+            let (_, paths) = files.entry((m.dev(), m.ino())).or_insert((m.nlink(), vec![]));
+            if !paths.contains(&path.as_path()) {
+                paths.push(path);
+            }
+        }
+    }
+    match files.into_values().find(|(links, paths)| u64::try_from(paths.len()).unwrap_or(u64::MAX) < *links) {
+        Some((links, paths)) => {
+            Err(SpawnError::DeniedFileLinked { path: paths[0].to_owned(), links, denied: paths.len() })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Applies `plan` to a new child up to the command's start and parks it
 /// there (see [`Parked`]). Returns once init runs in the run's cgroups; its
 /// setup goes on meanwhile, and a failure in it is reported by
 /// [`Parked::start`].
 pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Parked, SpawnError> {
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
+    refuse_denied_files_with_other_links(plan)?;
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
