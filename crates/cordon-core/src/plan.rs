@@ -175,18 +175,40 @@ pub struct RootPlan {
 /// A sysctl of the run's own namespaces, written by init before the
 /// command starts (it needs init's capabilities in the run's user
 /// namespace). Never a host-wide setting.
+///
+/// Never a `net/` key either: init writes these while it is still in
+/// cordon's network namespace (the run's own is made beside the mounts and
+/// joined after them), so a `net/` key would set the host's value. Made
+/// only by [`NamespaceSysctl::new`], which refuses one when it is compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct NamespaceSysctl {
-    /// Path below `/proc/sys`.
-    pub key: &'static str,
-    /// Value written.
-    pub value: &'static str,
+    key: &'static str,
+    value: &'static str,
 }
 
 impl NamespaceSysctl {
     /// `vm.memfd_noexec = 2` (per pid namespace since 6.3): every memfd of
     /// the run is sealed non-executable and `MFD_EXEC` is refused.
-    pub const MEMFD_NOEXEC: NamespaceSysctl = NamespaceSysctl { key: "vm/memfd_noexec", value: "2" };
+    pub const MEMFD_NOEXEC: NamespaceSysctl = NamespaceSysctl::new("vm/memfd_noexec", "2");
+
+    /// The sysctl at `key` (a path below `/proc/sys`) set to `value`.
+    /// Used in a constant, a `net/` key fails the build.
+    const fn new(key: &'static str, value: &'static str) -> NamespaceSysctl {
+        let k = key.as_bytes();
+        let net = k.len() >= 4 && k[0] == b'n' && k[1] == b'e' && k[2] == b't' && k[3] == b'/';
+        assert!(!net, "a net/ sysctl would be written in the host's network namespace");
+        NamespaceSysctl { key, value }
+    }
+
+    /// Path below `/proc/sys`.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// Value written.
+    pub fn value(&self) -> &'static str {
+        self.value
+    }
 }
 
 /// Where the command's `/tmp`, `HOME` and `TMPDIR` live.
@@ -1033,6 +1055,15 @@ mod tests {
             let view = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
             assert!(view.binds.contains(&Bind { path: "/tmp/work".into(), access: FsAccess::Write }));
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "host's network namespace")]
+    fn a_net_sysctl_cannot_be_made_because_init_writes_it_before_joining_the_runs_network() {
+        // Control: a key of another tree is made as asked.
+        let vm = NamespaceSysctl::new("vm/memfd_noexec", "2");
+        assert_eq!((vm.key(), vm.value()), ("vm/memfd_noexec", "2"));
+        let _ = NamespaceSysctl::new("net/ipv4/ping_group_range", "0 0");
     }
 
     #[test]

@@ -823,7 +823,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     let sysctls = plan
         .sysctls
         .iter()
-        .map(|s| Ok((cstring("sysctl", format!("/proc/sys/{}", s.key))?, cstring("sysctl", s.value)?)))
+        .map(|s| Ok((cstring("sysctl", format!("/proc/sys/{}", s.key()))?, cstring("sysctl", s.value())?)))
         .collect::<Result<Vec<_>, SpawnError>>()?;
     crate::trace::step("spawn: mount steps prepared");
     let (report_r, report_w) = sys::pipe().map_err(os("create the report pipe"))?;
