@@ -134,7 +134,7 @@ fn a_denied_file_with_another_hard_link_refuses_the_run() {
         let out = run(&[&secret], &link);
         out.assert_code(125);
         out.assert_stderr_contains(&format!(
-            "the denied file {} has 2 hard links, and only 1 of them is denied: a run could read it through another",
+            "the denied file {} has 2 hard links, and the run denies only 1 of them: a run could read it through another",
             secret.display()
         ));
         out.assert_stderr_contains(&format!("-samefile {}", secret.display()));

@@ -156,7 +156,7 @@ pub enum SpawnError {
     },
     /// A denied file has hard links that are not denied: another link in a
     /// granted folder would read it (a deny hides paths, not the file).
-    #[error("the denied file {path} has {links} hard links, and only {denied} of them is denied: a run could read it through another")]
+    #[error("the denied file {path} has {links} hard links, and the run denies only {denied} of them: a run could read it through another")]
     DeniedFileLinked {
         /// The denied path.
         path: PathBuf,

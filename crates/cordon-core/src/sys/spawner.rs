@@ -168,9 +168,22 @@ cordon::spawner_entry() first thing in its main"
         self.pid
     }
 
-    /// Whether the spawner still runs (its pidfd is not readable).
+    /// Whether the spawner still runs (its pidfd is not readable). A
+    /// spawner found dead is reaped here, so it does not stay a zombie of
+    /// the service until the service ends (its pid is freed; the pidfd we
+    /// hold keeps naming the dead process, never a new one).
     pub fn alive(&self) -> bool {
-        super::poll(&[(self.pidfd.as_fd(), libc::POLLIN)], 0).is_ok_and(|r| r[0] & libc::POLLIN == 0)
+        let alive = super::poll(&[(self.pidfd.as_fd(), libc::POLLIN)], 0).is_ok_and(|r| r[0] & libc::POLLIN == 0);
+        if !alive {
+            // SAFETY: siginfo_t is plain data, valid all zero.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let pidfd = libc::id_t::try_from(self.pidfd.as_raw_fd()).unwrap_or_default();
+            // SAFETY: waitid on the pidfd of our own child into the
+            // siginfo above; WNOHANG, so it never blocks, and a second
+            // call (already reaped) fails with ECHILD, ignored.
+            unsafe { libc::waitid(libc::P_PIDFD, pidfd, &mut info, libc::WEXITED | libc::WNOHANG) };
+        }
+        alive
     }
 
     /// Has the spawner clone the child of `spec` with `namespaces` (as

@@ -619,8 +619,8 @@ fn the_spawner_and_its_sandboxes_hold_nothing_of_the_services_secrets_or_environ
 
 /// A spawner killed from outside fails closed: executions are refused
 /// with 503 naming it (control: the same execution ran just before), and
-/// `/readyz` says not ready with the reason; no sandbox is cloned by the
-/// service itself instead.
+/// `/readyz` says not ready with the reason; the dead spawner is reaped
+/// (no zombie is left); no sandbox is cloned by the service itself instead.
 #[test]
 fn a_killed_spawner_refuses_executions_with_the_reason_and_readiness_turns_false() {
     let s = start("serve-spawner-gone", "workers = 1\n");
@@ -644,6 +644,13 @@ fn a_killed_spawner_refuses_executions_with_the_reason_and_readiness_turns_false
     assert_eq!(body["status"], "not_ready", "{body}");
     let reason = body["pool"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&format!("sandbox spawner of this service (pid {spawner}) is gone")), "{body}");
+    // Seen gone, it was reaped: not left a zombie of the service.
+    let zombie = children_of(s.pid()).contains(&spawner);
+    assert!(
+        !zombie,
+        "the dead spawner {spawner} was not reaped: {:?}",
+        std::fs::read_to_string(format!("/proc/{spawner}/stat"))
+    );
     let r = s.post_json("/v1/executions", &at, &json!({"plugin": POOLED, "handler": "probe", "input": {}}));
     assert_eq!(r.status, 503, "{r:?}");
     let e = r.json();
