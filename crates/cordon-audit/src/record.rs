@@ -437,7 +437,7 @@ fn redact_json(value: &mut serde_json::Value, secrets: &[String]) {
 /// looks secret. Longest first, so a secret that contains another is
 /// replaced whole.
 pub fn secret_values(policy: &Policy, host_env: &[(String, String)]) -> Vec<String> {
-    let env = policy.env.build(host_env.iter().cloned(), "/");
+    let env = policy.env.build(host_env.iter().cloned(), cordon_core::policy::Home::Set("/"));
     let mut out = policy.env.secret_values(&env);
     out.extend(host_secret_values(host_env));
     out.sort();

@@ -221,9 +221,10 @@ pub enum Tmp {
         /// Size cap.
         size_mb: u64,
     },
-    /// A host directory the runner creates and removes: dev mode, which
-    /// has no mount namespace.
-    Scratch(PathBuf),
+    /// None of its own: dev mode, which runs the command as the caller
+    /// would (no mount namespace, no folder made or removed per run), with
+    /// the caller's `HOME` and `TMPDIR` when it has them.
+    Caller,
 }
 
 /// How completely a policy entry is enforced here.
@@ -467,33 +468,34 @@ pub const PROXY_PORT: u16 = 3128;
 const FS_ABI: u32 = 3;
 
 impl Plan {
-    /// `HOME` and `TMPDIR` inside the sandbox.
-    pub fn home(&self) -> &Path {
+    /// `HOME` and `TMPDIR` inside the sandbox; `None` in dev mode, where
+    /// they are the caller's ([`Tmp::Caller`]).
+    pub fn home(&self) -> Option<&Path> {
         match &self.tmp {
-            Tmp::Private { .. } => Path::new("/tmp"),
-            Tmp::Scratch(dir) => dir,
+            Tmp::Private { .. } => Some(Path::new("/tmp")),
+            Tmp::Caller => None,
         }
     }
 
     /// The plan of a dev-mode run: nothing is enforced but the timeout (by
     /// the supervisor), so the kernel is not asked anything and no
-    /// [`KernelSupport`] is needed. Refuses network grants, which dev mode
-    /// cannot hold to their patterns.
-    pub fn build_dev(policy: &Policy, scratch: &Path) -> Result<Plan, PlanError> {
+    /// [`KernelSupport`] is needed, and no folder is made ([`Tmp::Caller`]).
+    /// Refuses network grants, which dev mode cannot hold to their patterns.
+    pub fn build_dev(policy: &Policy) -> Result<Plan, PlanError> {
         if let Some(p) = policy.net.allow.first() {
             return Err(PlanError::NetworkInDevMode {
                 pattern: format!("{}{}", p.host, p.port.map(|p| format!(":{p}")).unwrap_or_default()),
             });
         }
-        let mut plan = Plan::unrestricted(Mode::Dev, scratch);
+        let mut plan = Plan::unrestricted(Mode::Dev);
         plan.rlimits.clear();
         plan.ledger_dev(policy);
         Ok(plan)
     }
 
-    /// A plan of `mode` that enforces nothing yet, with a host scratch
-    /// folder and no core dumps; [`Plan::build`] adds to it.
-    fn unrestricted(mode: Mode, scratch: &Path) -> Plan {
+    /// A plan of `mode` that enforces nothing yet, with the caller's `HOME`
+    /// and `TMPDIR` and no core dumps; [`Plan::build`] adds to it.
+    fn unrestricted(mode: Mode) -> Plan {
         Plan {
             mode,
             namespaces: vec![],
@@ -509,21 +511,20 @@ impl Plan {
             terminal: TerminalPlan::None,
             egress: Egress::None,
             host_sockets: HostSockets::None,
-            tmp: Tmp::Scratch(scratch.to_owned()),
+            tmp: Tmp::Caller,
             ledger: vec![],
             system_entries: None,
         }
     }
 
     /// Decides how `policy` is enforced in `mode` on a host with `support`.
-    /// `scratch` is where a host scratch directory goes when the plan needs
-    /// one (see [`Tmp`]); the plan does not create it. With [`Mode::Dev`]
-    /// it is [`Plan::build_dev`], which does not look at `support`.
-    pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport, scratch: &Path) -> Result<Plan, PlanError> {
+    /// With [`Mode::Dev`] it is [`Plan::build_dev`], which does not look at
+    /// `support`.
+    pub fn build(policy: &Policy, mode: Mode, support: &KernelSupport) -> Result<Plan, PlanError> {
         if mode == Mode::Dev {
-            return Plan::build_dev(policy, scratch);
+            return Plan::build_dev(policy);
         }
-        let mut plan = Plan::unrestricted(mode, scratch);
+        let mut plan = Plan::unrestricted(mode);
         let name = mode.as_str();
         if !support.seccomp.is_available() {
             return Err(PlanError::Seccomp { mode: name });
@@ -946,8 +947,9 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         }
     } else {
         match tmp {
-            Tmp::Scratch(dir) => rules.push((dir.clone(), FsAccess::Write)),
             Tmp::Private { .. } => late.push((PathBuf::from("/tmp"), FsAccess::Write)),
+            // Dev mode has no Landlock plan; nothing to grant.
+            Tmp::Caller => {}
         }
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         // The run's own /proc, mounted by init: only its processes are listed.
@@ -1013,7 +1015,7 @@ mod tests {
     use crate::probe::Availability;
 
     fn build(policy: &Policy, mode: Mode, s: &KernelSupport) -> Result<Plan, PlanError> {
-        Plan::build(policy, mode, s, Path::new("/tmp/scratch"))
+        Plan::build(policy, mode, s)
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The kernel-feature gate: `require!`, `sandbox_modes!` and what they call.
 
 use std::io::Write;
-use std::path::Path;
 
 use cordon::{KernelSupport, Mode, Plan, Policy};
 
@@ -100,8 +99,7 @@ pub fn kernel_support() -> KernelSupport {
 /// it can. Decided by cordon's own pure `Plan::build` from `support`, so the
 /// gate and cordon agree on what each mode needs.
 pub fn mode_unavailable_reason(mode: Mode, support: &KernelSupport) -> Option<String> {
-    let scratch = Path::new("/tmp/cordon-testkit-plan");
-    match Plan::build(&Policy::default(), mode, support, scratch) {
+    match Plan::build(&Policy::default(), mode, support) {
         Ok(_) => None,
         Err(e) => Some(format!("--mode {} is unavailable on this kernel: {e}", mode.as_str())),
     }

@@ -24,10 +24,6 @@ use crate::runner::RunRequest;
 pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> ExecutionResult {
     let mut req = req.clone();
     req.protect.extend(trail.protected());
-    if trail.recovered() > 0 {
-        // A cordon died during a run: it may have left its scratch behind.
-        req.sweep = crate::Sweep::Now;
-    }
     let request_id = req.request_id.get_or_insert_with(crate::new_request_id).clone();
     let secrets = secret_values(&req.policy, &req.host_env);
     let digest = policy_digest(&req.policy);

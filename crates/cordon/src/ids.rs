@@ -22,8 +22,8 @@ pub fn new_request_id() -> String {
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// A request id a caller gave that cannot name a run: it names the run's
-/// scratch folder (`cordon-<id>` in the temporary folder), its run folder
-/// and cgroups, and its artifacts' place in a store.
+/// run folder (`cordon-exec-<id>`) and cgroups, and its artifacts' place in
+/// a store.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("request id {id:?} is not 1-{MAX_REQUEST_ID_BYTES} of A-Z a-z 0-9 _ -")]
 pub struct BadRequestId {

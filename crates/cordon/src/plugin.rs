@@ -536,7 +536,7 @@ pub fn choose_mode(flag: Option<Mode>, policy: &Policy, support: &KernelSupport)
     if let Some(m) = flag {
         return (m, None);
     }
-    match Plan::build(policy, Mode::Container, support, Path::new("/tmp")) {
+    match Plan::build(policy, Mode::Container, support) {
         Ok(_) => (Mode::Container, None),
         Err(e) => (Mode::Process, Some(format!("container mode is not available here ({e}); running in process mode"))),
     }
@@ -612,7 +612,7 @@ fn ledger(
         Source::Baseline
     };
     let mut env_mechanism = Some(cordon_core::plan::env_mechanism());
-    match Plan::build(policy, mode, support, Path::new("/tmp/cordon-check")) {
+    match Plan::build(policy, mode, support) {
         Ok(plan) => {
             for e in plan.ledger {
                 if e.rule == "env" {
@@ -1289,7 +1289,6 @@ fn get_ready(
         cancel: req.cancel.clone(),
         signals: req.signals,
         net_hints: cordon_egress::kernel::HintStyle::Manifest,
-        sweep,
     };
     Ok(Ready { run, digest, run_dir, plugin, command: argv })
 }

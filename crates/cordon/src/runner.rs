@@ -17,16 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, SpawnError, Stdio};
+use cordon_core::plan::Plan;
 use cordon_core::plan::TerminalPlan;
-use cordon_core::plan::{Plan, Tmp};
-use cordon_core::policy::env::{redact, DEFAULT_PATH};
+use cordon_core::policy::env::{redact, Home, DEFAULT_PATH};
 use cordon_core::policy::{Mode, Policy};
 use cordon_core::probe::KernelSupport;
 use cordon_core::state::{self, Protected};
 use cordon_core::system_entries::SystemEntries;
 use cordon_core::{sys, trace};
 
-use crate::locked_dir::{LockedDir, Sweep};
 use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 use crate::tty::{self, RawMode, Relay, Tty};
 
@@ -190,12 +189,6 @@ pub struct RunRequest {
     /// How network refusals say what to change: `--net` (the default) or
     /// the manifest's `net.allow`.
     pub net_hints: cordon_egress::kernel::HintStyle,
-    /// When the scratch directory's creation looks for folders of killed
-    /// runs beside it. Default: [`Sweep::WhenDue`]; [`audit::run_audited`]
-    /// makes it [`Sweep::Now`] when its trail recovered a lost run.
-    ///
-    /// [`audit::run_audited`]: crate::audit::run_audited
-    pub sweep: Sweep,
 }
 
 /// What the calling process's termination signals do to a run.
@@ -233,7 +226,6 @@ impl RunRequest {
             cancel: None,
             signals: Signals::Forward,
             net_hints: cordon_egress::kernel::HintStyle::Flag,
-            sweep: Sweep::WhenDue,
         }
     }
 }
@@ -378,24 +370,6 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// The host scratch directory of a plan that needs one ([`Tmp::Scratch`]),
-/// held for the run and removed with it; see [`LockedDir`] for how folders
-/// of killed runs are swept.
-#[derive(Debug)]
-struct Scratch {
-    _held: Option<LockedDir>,
-}
-
-impl Scratch {
-    fn create(plan: &Plan, when: Sweep) -> io::Result<Self> {
-        let Tmp::Scratch(dir) = &plan.tmp else { return Ok(Scratch { _held: None }) };
-        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the scratch directory has no parent or name"));
-        };
-        LockedDir::create(parent, "cordon-", name, when).map(|d| Scratch { _held: Some(d) })
-    }
-}
-
 /// Runs one request to the end and returns its result. Never panics on
 /// user error: every failure is a result with an error code. The same as
 /// [`park`] and an immediate start, with the clock (`wall_ms`, the
@@ -408,8 +382,8 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
 /// of the run ([`Aftermath`]): the caller does its own work (the audit
 /// record) while the sandbox's init tears its namespaces down (≈ 0.4 ms of
 /// a container run: the mount tree, the network namespace, an RCU grace
-/// period), then drops it, which waits for that and removes the scratch
-/// folder and cgroups. When it returns, every process of the run but init
+/// period), then drops it, which waits for that and removes the run's
+/// cgroups. When it returns, every process of the run but init
 /// is reaped (init reports only after `waitpid` says none is left), and
 /// init runs nothing but its exit.
 pub fn run_answering(req: &RunRequest) -> (ExecutionResult, Aftermath) {
@@ -422,10 +396,8 @@ pub fn run_answering(req: &RunRequest) -> (ExecutionResult, Aftermath) {
 }
 
 /// What is left of a run after its result ([`run_answering`]): the
-/// sandbox's teardown (init exiting, the socket maker, the cgroups), then
-/// the scratch folder, removed once the sandbox is gone (a folder bound
-/// into a live mount namespace would be detached from it first). Dropping
-/// it waits for both; no process of the run but its init, in its `_exit`,
+/// sandbox's teardown (init exiting, the socket maker, the cgroups).
+/// Dropping it waits for that; no process of the run but its init, in its `_exit`,
 /// is left while it is held. Hold it only across the caller's own work,
 /// on the thread that ran the request, and drop it before the process
 /// ends: a cordon that exits holding it leaves the run's cgroups behind
@@ -434,7 +406,6 @@ pub fn run_answering(req: &RunRequest) -> (ExecutionResult, Aftermath) {
 #[must_use = "dropping it waits for the sandbox's teardown"]
 pub struct Aftermath {
     teardown: Option<enforce::Teardown>,
-    _scratch: Option<Scratch>,
 }
 
 /// What a parked run learns when it is started ([`Parked::start`]). Each
@@ -442,7 +413,7 @@ pub struct Aftermath {
 #[derive(Clone, Debug, Default)]
 pub struct Start {
     /// The result's `request_id` (the caller's). The parked request's id
-    /// still names the run's scratch folder and cgroups.
+    /// still names the run's cgroups.
     pub request_id: Option<String>,
     /// The command's stdin, then end of file. Needs a request parked with
     /// [`Input::Bytes`] (the pipe is made at park).
@@ -488,14 +459,13 @@ enum Clock {
 }
 
 /// A run set up up to its command's start ([`park`]): the plan built, the
-/// scratch folder made, the sandbox's namespaces, mounts and cgroups
-/// ready, its init waiting for the go message. [`Parked::start`] starts the
+/// sandbox's namespaces, mounts and cgroups ready, its init waiting for the go message. [`Parked::start`] starts the
 /// command with the request's own data ([`Start`]) and supervises it to
 /// the end; nothing of the run (wall clock, timeout, CPU polling, output
 /// capture, cancel) counts before that.
 ///
-/// Dropped unstarted, the sandbox is killed and reaped and its scratch
-/// folder and cgroups removed. Its init dies with the thread that parked
+/// Dropped unstarted, the sandbox is killed and reaped and its cgroups
+/// removed. Its init dies with the thread that parked
 /// it (`PR_SET_PDEATHSIG`), so park from a thread that outlives the run;
 /// with [`Signals::Forward`], start it on that thread too (the signals
 /// are blocked on it). Dev mode has no init to hold the command: it runs
@@ -503,7 +473,6 @@ enum Clock {
 /// start that gives it a `TRACEPARENT` is refused (it is too late to set).
 #[derive(Debug)]
 pub struct Parked {
-    // Declared first: the sandbox is reaped before its scratch folder goes.
     sandbox: enforce::Parked,
     req: RunRequest,
     plan: Plan,
@@ -512,7 +481,6 @@ pub struct Parked {
     signals: Option<OwnedFd>,
     secrets: Vec<String>,
     late_env: LateEnvUse,
-    _scratch: Scratch,
 }
 
 /// Whether the parked command's environment has a `TRACEPARENT` a
@@ -594,7 +562,7 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     };
     // The program is found before planning: an exec allow-list always
     // includes the command itself. PATH does not depend on HOME.
-    let path_env = req.policy.env.build(req.host_env.iter().cloned(), "/tmp");
+    let path_env = req.policy.env.build(req.host_env.iter().cloned(), Home::Set("/tmp"));
     let path = path_env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let Some(program) = req.argv.first() else {
         return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, "no command given".into())));
@@ -622,10 +590,9 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         _ => granted,
     };
     trace::step("runner: command resolved");
-    let scratch_dir = std::env::temp_dir().join(format!("cordon-{}", started.request_id));
     let planned = match &support {
-        Some(support) => Plan::build(policy, mode, support, &scratch_dir),
-        None => Plan::build_dev(policy, &scratch_dir),
+        Some(support) => Plan::build(policy, mode, support),
+        None => Plan::build_dev(policy),
     };
     let mut plan = match planned {
         Ok(p) => p,
@@ -633,19 +600,11 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     };
     plan.attach_terminal(tty::terminal_use(req));
     plan.system_entries = system_entries;
-    let scratch = match Scratch::create(&plan, req.sweep) {
-        Ok(s) => s,
-        Err(e) => {
-            return Err(Box::new(started.fail(
-                mode,
-                ErrorCode::SetupFailed,
-                format!("cannot create the scratch directory {}: {e}", scratch_dir.display()),
-            )))
-        }
-    };
-    trace::step("runner: plan built, scratch made");
+    trace::step("runner: plan built");
     started.enforcement = plan.ledger.clone();
-    let mut env = req.policy.env.build(req.host_env.iter().cloned(), &plan.home().to_string_lossy());
+    let home = plan.home().map(|h| h.to_string_lossy().into_owned());
+    let home = home.as_deref().map_or(Home::Caller, Home::Set);
+    let mut env = req.policy.env.build(req.host_env.iter().cloned(), home);
     if req.result.is_some() {
         env.push(("CORDON_RESULT_FD".into(), RESULT_FD.to_string()));
     }
@@ -653,7 +612,7 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         env.extend(cordon_egress::proxy_env(addr).into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
-    let passed = req.policy.env.passed_names(&req.host_env);
+    let passed = req.policy.env.passed_names(&req.host_env, home);
     started.env =
         EnvNames { set: env.iter().map(|(k, _)| k.clone()).filter(|k| !passed.contains(k)).collect(), passed };
     let secrets = req.policy.env.secret_values(&env);
@@ -689,7 +648,7 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         Err(e) => return Err(Box::new(spawn_failed(started, mode, &e))),
     };
     trace::step("runner: parked");
-    Ok(Parked { sandbox, req: req.clone(), plan, ours, started, signals, secrets, late_env, _scratch: scratch })
+    Ok(Parked { sandbox, req: req.clone(), plan, ours, started, signals, secrets, late_env })
 }
 
 /// Kills and reaps a started sandbox that cannot be served, and fails the
@@ -720,7 +679,7 @@ impl Parked {
         self.sandbox.pid()
     }
 
-    /// The parked request's id: names the run's scratch folder and cgroups.
+    /// The parked request's id: names the run's cgroups.
     pub fn run_id(&self) -> &str {
         &self.started.request_id
     }
@@ -751,8 +710,7 @@ impl Parked {
     /// Starts and supervises the run; what is left of it once its result is
     /// known goes to `after`, for the caller to drop.
     fn start_with(self, start: Start, clock: Clock, after: &mut Aftermath) -> ExecutionResult {
-        let Parked { sandbox, mut req, plan, mut ours, mut started, signals, secrets, late_env, _scratch } = self;
-        after._scratch = Some(_scratch);
+        let Parked { sandbox, mut req, plan, mut ours, mut started, signals, secrets, late_env } = self;
         let mode = req.mode;
         if clock == Clock::FromStart {
             started.start = Instant::now();

@@ -95,7 +95,7 @@ fn env_flag() -> FlagReport {
 }
 
 fn plan(policy: &Policy, mode: Mode, support: &KernelSupport) -> Result<Plan, cordon::PlanError> {
-    Plan::build(policy, mode, support, Path::new("/tmp/cordon-doctor"))
+    Plan::build(policy, mode, support)
 }
 
 /// The ledger lines of `policy` whose rule starts with `rule`, with the

@@ -181,7 +181,7 @@ fn cwd_note(policy: &Policy, mode: Mode, cwd: &Path) -> Option<String> {
 /// Picks the mode without a `--mode`: container where it can run, else
 /// process (with a notice).
 fn choose_mode(policy: &Policy, support: &KernelSupport) -> (Mode, Option<String>) {
-    match cordon::Plan::build(policy, Mode::Container, support, Path::new("/tmp")) {
+    match cordon::Plan::build(policy, Mode::Container, support) {
         Ok(_) => (Mode::Container, None),
         Err(e) => {
             let notice = format!("container mode is not available here ({e}); running in process mode");

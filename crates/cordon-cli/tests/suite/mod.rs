@@ -22,7 +22,6 @@ mod fds;
 mod fs;
 mod hardening;
 mod json;
-mod leftovers;
 mod messages;
 mod net_proxy;
 mod netns;

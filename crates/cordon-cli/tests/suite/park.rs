@@ -285,7 +285,7 @@ fn a_dev_mode_park_refuses_a_traceparent_it_cannot_set() {
     assert_eq!(logs(&result), format!("late input\ntp={PLACEHOLDER}\n"));
 }
 
-/// A request id names the run's scratch folder and cgroups (the park's)
+/// A request id names the run's cgroups (the park's)
 /// and the result (the start's): one that could name a path elsewhere, or
 /// is empty or too long, is refused with a message naming it, at the park
 /// and at the start, and the command does not run (review finding P4).

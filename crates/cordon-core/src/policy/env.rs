@@ -33,8 +33,8 @@ impl EnvPattern {
 }
 
 /// The command's environment. Default: only [`BASIC_VARS`] from the caller
-/// (`PATH` among them), `HOME` and `TMPDIR` pointing at the scratch
-/// directory, nothing else inherited.
+/// (`PATH` among them), `HOME` and `TMPDIR` pointing at the sandbox's own
+/// `/tmp` (the caller's in dev mode, see [`Home`]), nothing else inherited.
 ///
 /// # Ambient authority
 ///
@@ -59,8 +59,19 @@ pub const BASIC_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", 
 /// The `PATH` inside the sandbox when the caller has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Variables cordon sets itself (the run's scratch directory).
+/// Variables cordon sets itself (the sandbox's own `/tmp`), or, in dev mode,
+/// passes from the caller ([`Home::Caller`]).
 pub const SET_BY_CORDON: &[&str] = &["HOME", "TMPDIR"];
+
+/// Where the command's `HOME` and `TMPDIR` ([`SET_BY_CORDON`]) come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Home<'a> {
+    /// Both set by cordon to this folder.
+    Set(&'a str),
+    /// The caller's values, passed when it has them and left unset when it
+    /// has not: dev mode, which makes no folder for the run.
+    Caller,
+}
 
 impl EnvPolicy {
     /// Parses a `NAME=VALUE` pair.
@@ -76,29 +87,33 @@ impl EnvPolicy {
     }
 
     /// Whether a variable of cordon's own environment passes: a basic one,
-    /// or one `allow` matches (an empty `PATH` does not: it would find
-    /// nothing).
-    fn passes(&self, name: &str, value: &str) -> bool {
-        (BASIC_VARS.contains(&name) || self.allow.iter().any(|p| p.matches(name)))
+    /// `HOME` or `TMPDIR` with [`Home::Caller`], or one `allow` matches (an
+    /// empty `PATH` does not: it would find nothing).
+    fn passes(&self, name: &str, value: &str, home: Home<'_>) -> bool {
+        (BASIC_VARS.contains(&name)
+            || (home == Home::Caller && SET_BY_CORDON.contains(&name))
+            || self.allow.iter().any(|p| p.matches(name)))
             && !(name == "PATH" && value.is_empty())
     }
 
     /// The names of `host`'s variables that reach the command with the
     /// caller's value (the rest of the environment is set by cordon or by
     /// `set`), in `host`'s order.
-    pub fn passed_names(&self, host: &[(String, String)]) -> Vec<String> {
+    pub fn passed_names(&self, host: &[(String, String)], home: Home<'_>) -> Vec<String> {
         host.iter()
-            .filter(|(k, v)| self.passes(k, v) && !self.set.iter().any(|(s, _)| s == k))
+            .filter(|(k, v)| self.passes(k, v, home) && !self.set.iter().any(|(s, _)| s == k))
             .map(|(k, _)| k.clone())
             .collect()
     }
 
-    /// Builds the environment from `host` (cordon's own), with `home` as
-    /// `HOME` and `TMPDIR`. Later entries win.
-    pub fn build(&self, host: impl IntoIterator<Item = (String, String)>, home: &str) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> =
-            vec![("PATH".into(), DEFAULT_PATH.into()), ("HOME".into(), home.into()), ("TMPDIR".into(), home.into())];
-        out.extend(host.into_iter().filter(|(k, v)| self.passes(k, v)));
+    /// Builds the environment from `host` (cordon's own), with `HOME` and
+    /// `TMPDIR` as `home` says. Later entries win.
+    pub fn build(&self, host: impl IntoIterator<Item = (String, String)>, home: Home<'_>) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
+        if let Home::Set(dir) = home {
+            out.extend(SET_BY_CORDON.iter().map(|k| ((*k).into(), dir.into())));
+        }
+        out.extend(host.into_iter().filter(|(k, v)| self.passes(k, v, home)));
         if !out.iter().any(|(k, _)| k == "LANG") {
             out.push(("LANG".into(), "C.UTF-8".into()));
         }
@@ -162,17 +177,42 @@ mod tests {
 
     #[test]
     fn default_environment_is_only_the_basics_with_the_callers_path() {
-        let env = EnvPolicy::default().build(host(), "/tmp/s");
+        let env = EnvPolicy::default().build(host(), Home::Set("/tmp/s"));
         let names: Vec<_> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["PATH", "HOME", "TMPDIR", "LANG"]);
         assert_eq!(env[0].1, "/evil", "PATH passes from the caller");
-        assert_eq!(EnvPolicy::default().passed_names(&host()), ["LANG", "PATH"]);
+        assert_eq!(EnvPolicy::default().passed_names(&host(), Home::Set("/tmp/s")), ["LANG", "PATH"]);
         // No PATH, or an empty one: the default.
         let no_path: Vec<_> = host().into_iter().filter(|(k, _)| k != "PATH").collect();
-        assert_eq!(EnvPolicy::default().build(no_path, "/h")[0].1, DEFAULT_PATH);
+        assert_eq!(EnvPolicy::default().build(no_path, Home::Set("/h"))[0].1, DEFAULT_PATH);
         let empty = vec![("PATH".to_owned(), String::new())];
-        assert_eq!(EnvPolicy::default().build(empty.clone(), "/h")[0].1, DEFAULT_PATH);
-        assert!(EnvPolicy::default().passed_names(&empty).is_empty());
+        assert_eq!(EnvPolicy::default().build(empty.clone(), Home::Set("/h"))[0].1, DEFAULT_PATH);
+        assert!(EnvPolicy::default().passed_names(&empty, Home::Set("/h")).is_empty());
+    }
+
+    #[test]
+    fn home_and_tmpdir_are_set_or_the_callers() {
+        let caller = || {
+            let mut h = host();
+            h.push(("HOME".into(), "/home/me".into()));
+            h.push(("TMPDIR".into(), "/tmp/me".into()));
+            h
+        };
+        let get = |env: &[(String, String)], k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        // Set: the caller's values never reach the command.
+        let env = EnvPolicy::default().build(caller(), Home::Set("/tmp"));
+        assert_eq!((get(&env, "HOME"), get(&env, "TMPDIR")), (Some("/tmp".into()), Some("/tmp".into())));
+        assert_eq!(EnvPolicy::default().passed_names(&caller(), Home::Set("/tmp")), ["LANG", "PATH"]);
+        // The caller's: passed as they are, and named as passed.
+        let env = EnvPolicy::default().build(caller(), Home::Caller);
+        assert_eq!((get(&env, "HOME"), get(&env, "TMPDIR")), (Some("/home/me".into()), Some("/tmp/me".into())));
+        assert_eq!(EnvPolicy::default().passed_names(&caller(), Home::Caller), ["LANG", "PATH", "HOME", "TMPDIR"]);
+        // A caller without them: left unset, not made up.
+        let env = EnvPolicy::default().build(host(), Home::Caller);
+        assert_eq!((get(&env, "HOME"), get(&env, "TMPDIR")), (None, None));
+        // env.set still wins.
+        let p = EnvPolicy { set: vec![("HOME".into(), "/x".into())], ..EnvPolicy::default() };
+        assert_eq!(get(&p.build(caller(), Home::Caller), "HOME"), Some("/x".into()));
     }
 
     #[test]
@@ -182,8 +222,9 @@ mod tests {
             set: vec![("MY_A".into(), "override".into())],
             secret: vec![],
         };
-        let env = p.build(host(), "/h");
-        assert_eq!(p.passed_names(&host()), ["LANG", "GH_TOKEN", "PATH", "MY_B"], "MY_A is set, not passed");
+        let env = p.build(host(), Home::Set("/h"));
+        let passed = p.passed_names(&host(), Home::Set("/h"));
+        assert_eq!(passed, ["LANG", "GH_TOKEN", "PATH", "MY_B"], "MY_A is set, not passed");
         assert!(env.contains(&("MY_A".into(), "override".into())));
         assert!(env.contains(&("MY_B".into(), "2".into())));
         assert!(!env.iter().any(|(k, _)| k == "AWS_SECRET"));

@@ -11,7 +11,7 @@ pub mod net;
 
 use serde::Serialize;
 
-pub use env::{EnvPattern, EnvPolicy};
+pub use env::{EnvPattern, EnvPolicy, Home};
 pub use fs::{FsPolicy, PathRule, SystemSet};
 pub use limits::Limits;
 pub use net::{NetPattern, NetPolicy, NetVia};
