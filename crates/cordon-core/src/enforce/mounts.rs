@@ -8,16 +8,19 @@
 //! mode, owner and times cannot change). The steps:
 //!
 //! 1. make every mount private, so nothing propagates back to the host;
-//! 2. mount a staging tmpfs on `/tmp` and `pivot_root` into it, the host root
-//!    landing on `/oldroot` (the move uncovers the host's `/tmp` there);
-//! 3. build `/newroot`: mount points first, read-only binds, one recursive
-//!    read-only `mount_setattr`, then everything writable on top;
-//! 4. `pivot_root(".", ".")` in `/newroot` and detach the old root, so no
-//!    host path stays reachable.
+//! 2. take a detached copy (`open_tree`) of every grant's tree, while the
+//!    host's `/tmp` (where grants may live) is still in view;
+//! 3. mount the new root, a tmpfs, on `/tmp` ([`NEW_ROOT`]) and build it
+//!    there from the host's paths: mount points first, read-only binds, one
+//!    recursive read-only `mount_setattr`, then everything writable on top;
+//! 4. `pivot_root(".", ".")` in it and detach the old root, so no host path
+//!    stays reachable.
 //!
-//! Sources are `/oldroot` plus the host path with symlinks resolved, because
-//! an absolute link would otherwise resolve against the staging root.
-//! Having been resolved, a grant's source and mount point are opened in the
+//! One `pivot_root` per run: each scans every task of the host
+//! (`chroot_fs_refs`), and the root is built where the host's paths are
+//! still the sources, so no staging root is needed to reach them.
+//! Grants are bound from the host path with symlinks resolved; having been
+//! resolved, a grant's source and mount point are opened in the
 //! child without following any link (`RESOLVE_NO_SYMLINKS`, then
 //! `open_tree` + `move_mount` on the descriptors), in both modes: a link
 //! made on the path after it was resolved fails the run rather than bind
@@ -61,6 +64,12 @@ const HIDE_INIT: &str = "hidepid=ptraceable";
 /// host's ptys), a `ptmx` anyone in the run may open, slaves private to
 /// their owner and group.
 const DEVPTS: &str = "newinstance,ptmxmode=0666,mode=0620";
+
+/// Where container mode builds the new root in the run's mount namespace,
+/// before `pivot_root` makes it `/`: the host's `/tmp`, which the tmpfs
+/// hides from the run (its grants there are copied before, step 2 of the
+/// module docs).
+pub const NEW_ROOT: &str = "/tmp";
 
 /// Devices bound from the host into the minimal `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -399,16 +408,16 @@ fn resolve_denies(deny: &[PathBuf]) -> Vec<(PathBuf, bool)> {
         .collect()
 }
 
-/// Mount points (or links) for `entries` in `/newroot`.
+/// Mount points (or links) for `entries` in the new root.
 fn mountpoints(ops: &mut Ops, entries: &[Entry]) {
     for e in entries {
         match e {
-            Entry::Bind { inside, is_dir, .. } => ops.mountpoint(&under("/newroot", inside), *is_dir),
+            Entry::Bind { inside, is_dir, .. } => ops.mountpoint(&under(NEW_ROOT, inside), *is_dir),
             Entry::Link { inside, target } => {
                 if let Some(parent) = inside.parent() {
-                    ops.mkdir_p(&under("/newroot", parent));
+                    ops.mkdir_p(&under(NEW_ROOT, parent));
                 }
-                ops.symlink(target, under("/newroot", inside));
+                ops.symlink(target, under(NEW_ROOT, inside));
             }
         }
     }
@@ -421,8 +430,8 @@ fn bind_on_top(ops: &mut Ops, entries: &[Entry], exec: ExecMounts) {
         for e in entries {
             if let Entry::Bind { inside, source, access, .. } = e {
                 if *access == wanted {
-                    let target = under("/newroot", inside);
-                    ops.bind_resolved(under("/oldroot", source), &target);
+                    let target = under(NEW_ROOT, inside);
+                    ops.bind_resolved(source, &target);
                     ops.setattr(&target, bind_attrs(*access, exec), true);
                 }
             }
@@ -445,13 +454,9 @@ pub fn build_mount_ops(
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mut ops = Ops(vec![], Default::default());
     ops.mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "");
-    ops.mount("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=0755,size=64k,nr_inodes=64");
-    ops.0.push(MountOp::Chdir { path: cs("/tmp") });
-    ops.0.push(MountOp::Mkdir { path: cs("/tmp/oldroot"), mode: 0o755 });
-    ops.0.push(MountOp::Mkdir { path: cs("/tmp/newroot"), mode: 0o755 });
-    ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs("oldroot") });
-    ops.0.push(MountOp::Chdir { path: cs("/") });
-    ops.mount("tmpfs", "/newroot", "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
+    ops.mount("tmpfs", NEW_ROOT, "tmpfs", nosuid_nodev, "mode=0755,size=1m,nr_inodes=4096");
+    // The root's own folder exists: no mkdir for it.
+    ops.1.insert(PathBuf::from(NEW_ROOT));
 
     // Grants under /tmp are mounted after the private /tmp, on top of it.
     // (Sets and string compares rather than `Path` equality in nested
@@ -491,16 +496,16 @@ pub fn build_mount_ops(
         resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
-        ops.0.push(MountOp::Mkdir { path: c(under("/newroot", Path::new(dir))), mode: 0o755 });
+        ops.0.push(MountOp::Mkdir { path: c(under(NEW_ROOT, Path::new(dir))), mode: 0o755 });
     }
     if net_files.is_some() {
         for f in NET_FILES {
-            ops.mountpoint(&under("/newroot", Path::new(f)), false);
+            ops.mountpoint(&under(NEW_ROOT, Path::new(f)), false);
         }
     }
     let cwd_in_tmp = cwd.starts_with("/tmp");
     if !cwd_in_tmp {
-        ops.mkdir_p(&under("/newroot", cwd));
+        ops.mkdir_p(&under(NEW_ROOT, cwd));
     }
     mountpoints(&mut ops, &entries);
     let deny_in = |ops: &mut Ops, entries: &[Entry], access: FsAccess| {
@@ -508,7 +513,7 @@ pub fn build_mount_ops(
             let inside_of =
                 |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
             if entries.iter().any(inside_of) {
-                ops.hide(&under("/newroot", d), *is_dir, "/oldroot/dev/null");
+                ops.hide(&under(NEW_ROOT, d), *is_dir, "/dev/null");
             }
         }
     };
@@ -516,14 +521,14 @@ pub fn build_mount_ops(
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
             if at_system_path(inside) {
                 // Taken as it is (see `resolve`): its parents are the host's own.
-                ops.bind(under("/oldroot", source), under("/newroot", inside));
+                ops.bind(source, under(NEW_ROOT, inside));
             } else {
-                ops.bind_resolved(under("/oldroot", source), under("/newroot", inside));
+                ops.bind_resolved(source, under(NEW_ROOT, inside));
             }
         }
     }
     deny_in(&mut ops, &entries, FsAccess::Read);
-    ops.setattr("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
+    ops.setattr(NEW_ROOT, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
     bind_on_top(&mut ops, &entries, root.exec);
     deny_in(&mut ops, &entries, FsAccess::Write);
 
@@ -533,57 +538,59 @@ pub fn build_mount_ops(
     // writable on a read-only mount: the flag only keeps its mode, owner
     // and times the host's). devpts and /dev/shm are mounted after it, on
     // their folders, and keep their own flags.
-    ops.mount("tmpfs", "/newroot/dev", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
+    let dev = under(NEW_ROOT, Path::new("/dev"));
+    ops.mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
     let devices: Vec<PathBuf> = DEVICES.iter().map(|d| Path::new("/dev").join(d)).filter(|h| h.exists()).collect();
     for host in &devices {
-        ops.0.push(MountOp::Touch { path: c(under("/newroot", host)) });
+        ops.0.push(MountOp::Touch { path: c(under(NEW_ROOT, host)) });
     }
-    ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/pts"), mode: 0o755 });
-    ops.symlink("pts/ptmx", "/newroot/dev/ptmx");
-    ops.0.push(MountOp::Mkdir { path: cs("/newroot/dev/shm"), mode: 0o1777 });
+    ops.0.push(MountOp::Mkdir { path: c(dev.join("pts")), mode: 0o755 });
+    ops.symlink("pts/ptmx", dev.join("ptmx"));
+    ops.0.push(MountOp::Mkdir { path: c(dev.join("shm")), mode: 0o1777 });
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        ops.symlink(target, Path::new("/newroot/dev").join(name));
+        ops.symlink(target, dev.join(name));
     }
     for host in &devices {
-        ops.bind(under("/oldroot", host), under("/newroot", host));
+        ops.bind(host, under(NEW_ROOT, host));
     }
-    ops.setattr("/newroot/dev", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, true);
-    ops.mount("devpts", "/newroot/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
-    ops.mount("tmpfs", "/newroot/dev/shm", "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
+    ops.setattr(&dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, true);
+    ops.mount("devpts", dev.join("pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
+    ops.mount("tmpfs", dev.join("shm"), "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
 
     if let Some(files) = net_files {
-        ops.net_files(files, "/newroot/proc", "/newroot");
+        ops.net_files(files, &format!("{NEW_ROOT}/proc"), NEW_ROOT);
     }
     // The pid namespace's own /proc, with the global knobs read-only.
-    ops.mount("proc", "/newroot/proc", "proc", nosuid_nodev | libc::MS_NOEXEC, HIDE_INIT);
+    let proc = under(NEW_ROOT, Path::new("/proc"));
+    ops.mount("proc", &proc, "proc", nosuid_nodev | libc::MS_NOEXEC, HIDE_INIT);
     for knob in ["sys", "sysrq-trigger", "irq", "bus"] {
         if !Path::new("/proc").join(knob).exists() {
             continue;
         }
-        let knob = Path::new("/newroot/proc").join(knob);
+        let knob = proc.join(knob);
         ops.bind(&knob, &knob);
         ops.setattr(&knob, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true);
     }
     ops.mount(
         "tmpfs",
-        "/newroot/tmp",
+        under(NEW_ROOT, Path::new("/tmp")),
         "tmpfs",
         nosuid_nodev | ms_noexec(root.exec),
         &format!("mode=1777,size={}m", root.tmp_size_mb),
     );
     if cwd_in_tmp {
-        ops.mkdir_p(&under("/newroot", cwd));
+        ops.mkdir_p(&under(NEW_ROOT, cwd));
     }
     mountpoints(&mut ops, &in_tmp);
     for e in &in_tmp {
         if let Entry::Bind { inside, source, access: FsAccess::Read, .. } = e {
-            let target = under("/newroot", inside);
-            ops.bind_resolved(under("/oldroot", source), &target);
+            let target = under(NEW_ROOT, inside);
+            ops.bind_resolved(source, &target);
             ops.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(root.exec), true);
         }
     }
@@ -591,11 +598,29 @@ pub fn build_mount_ops(
     bind_on_top(&mut ops, &in_tmp, root.exec);
     deny_in(&mut ops, &in_tmp, FsAccess::Write);
 
-    ops.0.push(MountOp::Chdir { path: cs("/newroot") });
+    ops.0.push(MountOp::Chdir { path: cs(NEW_ROOT) });
     ops.0.push(MountOp::PivotRoot { new_root: cs("."), put_old: cs(".") });
     ops.0.push(MountOp::Detach { path: cs(".") });
     ops.0.push(MountOp::Chdir { path: cs("/") });
-    ops.0
+    // The detached copies of grants the new root hides (inside the host's
+    // `/tmp`, or above it: `/`) are taken right after the first step
+    // (making the mounts private), before the root is mounted there, so
+    // they show what the host has. Each attach keeps its place; the other
+    // copies are taken where they were built (so `/` stays the first mount
+    // of `/proc/self/mountinfo` unless a grant lies in `/tmp`).
+    let tmp = std::fs::canonicalize(NEW_ROOT).unwrap_or_else(|_| PathBuf::from(NEW_ROOT));
+    let hidden = |op: &MountOp| match op {
+        MountOp::CloneTree { path, .. } => {
+            let p = Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+            p.starts_with(&tmp) || tmp.starts_with(p)
+        }
+        _ => false,
+    };
+    let (early, mut steps): (Vec<MountOp>, Vec<MountOp>) = ops.0.into_iter().partition(hidden);
+    let rest = steps.split_off(1);
+    steps.extend(early);
+    steps.extend(rest);
+    steps
 }
 
 #[cfg(test)]
@@ -615,6 +640,52 @@ mod tests {
             .count()
     }
 
+    /// The root is built where the host's paths are the sources, with one
+    /// `pivot_root` (each scans every task of the host): no staging root.
+    /// A grant inside the host's `/tmp`, which the new root covers, is
+    /// copied before the root is mounted there and attached where it was;
+    /// a grant elsewhere is copied where it is attached.
+    #[test]
+    fn the_root_is_built_in_place_with_one_pivot_and_tmp_grants_copied_first() {
+        let in_tmp = PathBuf::from(format!("/tmp/cordon-mounts-onepivot-{}", std::process::id()));
+        std::fs::create_dir_all(&in_tmp).unwrap();
+        let elsewhere = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let plan = RootPlan {
+            binds: vec![
+                Bind { path: "/usr".into(), access: FsAccess::Read },
+                Bind { path: in_tmp.clone(), access: FsAccess::Read },
+                Bind { path: elsewhere.clone(), access: FsAccess::Write },
+            ],
+            deny: vec![],
+            tmp_size_mb: 64,
+            exec: ExecMounts::Everywhere,
+            pinned: vec![],
+        };
+        let ops = build_mount_ops(&plan, &SystemEntries::look_at(&["/usr"]), Path::new("/"), None);
+        std::fs::remove_dir_all(&in_tmp).unwrap();
+        let pivots = ops.iter().filter(|op| matches!(op, MountOp::PivotRoot { .. })).count();
+        assert_eq!(pivots, 1, "{ops:#?}");
+        let position = |f: &dyn Fn(&MountOp) -> bool| ops.iter().position(f).unwrap_or_else(|| panic!("{ops:#?}"));
+        let root = position(
+            &|op| matches!(op, MountOp::Mount { target, fstype, .. } if target.to_bytes() == NEW_ROOT.as_bytes() && fstype.to_bytes() == b"tmpfs"),
+        );
+        let copied = |p: &Path| {
+            let p = p.as_os_str().as_bytes().to_vec();
+            move |op: &MountOp| matches!(op, MountOp::CloneTree { path, .. } if path.to_bytes() == p.as_slice())
+        };
+        let attached = |p: &Path| {
+            let target = format!("{NEW_ROOT}{}", p.display());
+            move |op: &MountOp| matches!(op, MountOp::AttachTree { target: t, .. } if t.to_bytes() == target.as_bytes())
+        };
+        assert!(position(&copied(&in_tmp)) < root, "{ops:#?}");
+        assert!(position(&attached(&in_tmp)) > root, "{ops:#?}");
+        assert!(position(&copied(&elsewhere)) > root, "{ops:#?}");
+        assert_eq!(position(&copied(&elsewhere)) + 1, position(&attached(&elsewhere)), "{ops:#?}");
+        // The sources are the host's paths.
+        let usr = format!("{NEW_ROOT}/usr");
+        assert!(ops.iter().any(|op| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/usr" && target.to_bytes() == usr.as_bytes())), "{ops:#?}");
+    }
+
     #[test]
     fn a_repeated_grant_is_bound_once_and_a_system_path_as_it_is() {
         let dir = std::env::temp_dir().join(format!("cordon-mounts-test-{}", std::process::id()));
@@ -624,7 +695,7 @@ mod tests {
         let plan =
             |binds| RootPlan { binds, deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
         let usr = Path::new("/usr");
-        let inside = format!("/newroot{}", dir.display());
+        let inside = format!("{NEW_ROOT}{}", dir.display());
         let twice = plan(vec![
             bind(usr, FsAccess::Read),
             bind(&dir, FsAccess::Read),
@@ -632,10 +703,10 @@ mod tests {
             bind(usr, FsAccess::Read),
         ]);
         let ops = build_mount_ops(&twice, &SystemEntries::look_at(&["/usr"]), Path::new("/"), None);
-        assert_eq!(mounts_on(&ops, "/newroot/usr"), 1, "{ops:#?}");
+        assert_eq!(mounts_on(&ops, &format!("{NEW_ROOT}/usr")), 1, "{ops:#?}");
         assert_eq!(mounts_on(&ops, &inside), 1, "{ops:#?}");
         // The system path is bound as it is; the grant without following links.
-        let plain = |op: &MountOp| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/oldroot/usr" && target.to_bytes() == b"/newroot/usr");
+        let plain = |op: &MountOp| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/usr" && target.to_bytes() == format!("{NEW_ROOT}/usr").as_bytes());
         assert!(ops.iter().any(plain), "{ops:#?}");
         let attached =
             |op: &MountOp| matches!(op, MountOp::AttachTree { target, .. } if target.to_bytes() == inside.as_bytes());
