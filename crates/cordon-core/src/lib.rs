@@ -35,7 +35,8 @@
 //! the grants can be looked up and `stat`ed, not opened or changed; inotify
 //! is refused there, since a watch names a path no rule checks. Landlock
 //! below ABI 9 does not check unix socket paths, so process mode refuses
-//! `socket(AF_UNIX)` (`socketpair` works). An exec allow-list does not
+//! `socket(AF_UNIX)` and datagram `socketpair`s (stream and seqpacket
+//! pairs work). An exec allow-list does not
 //! confine what a listed program does, nor the ELF loader's start of files
 //! in the system library folders ([`plan::EXEC_LIST_GAP`]). Covert channels,
 //! CPU side channels and kernel bugs are out of scope.

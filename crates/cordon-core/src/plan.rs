@@ -817,7 +817,7 @@ impl Plan {
         if !container {
             push(
                 "host unix sockets".into(),
-                "seccomp: socket(AF_UNIX) refused, socketpair allowed (landlock ABI < 9 cannot scope socket paths)"
+                "seccomp: socket(AF_UNIX) and datagram socketpairs refused, stream and seqpacket socketpairs allowed (landlock ABI < 9 cannot scope socket paths)"
                     .into(),
                 Enforcement::Full,
             );

@@ -199,3 +199,108 @@ fn links_cannot_carry_a_file_out_of_its_grant() {
         assert!(!work.join("pw").exists(), "[{}] hard link created", mode.as_str());
     });
 }
+
+const UNIX_DATAGRAM: &str = r#"
+import errno, socket, sys
+host, mine = sys.argv[1], sys.argv[2]
+def attempt(name, f):
+    try:
+        print(name, f())
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+def one_way():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.sendto(b"one-way", host)
+    return "sent"
+def via_connect():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.connect(host)
+    a.send(b"via-connect")
+    return "sent"
+def two_way():
+    # Drop the peer (the kernel forgets it on the next send), bind a name in
+    # the write grant for the reply, send to the host's socket.
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.close()
+    try:
+        a.send(b"x")
+    except OSError:
+        pass
+    a.bind(mine)
+    a.sendto(b"two-way", host)
+    return "sent"
+def pair(kind):
+    a, b = socket.socketpair(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK)
+    a.send(b"ping")
+    return b.recv(4).decode()
+attempt("one-way", one_way)
+attempt("via-connect", via_connect)
+attempt("two-way", two_way)
+attempt("stream", lambda: pair(socket.SOCK_STREAM))
+attempt("seqpacket", lambda: pair(socket.SOCK_SEQPACKET))
+"#;
+
+/// Review s9 F2: process mode refuses `socket(AF_UNIX)` because Landlock
+/// below ABI 9 does not check socket paths, but a datagram `socketpair`
+/// reached any host datagram socket by path all the same: `sendto()` with
+/// an address, `connect()` (not decided by the supervisor unless egress is
+/// notified), and two-way once its peer is dropped and it is bound in a
+/// write grant. The evidence is on the host side: what the host's socket
+/// received.
+#[test]
+fn host_unix_datagram_sockets_are_out_of_reach_of_socketpairs() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("unix-dgram");
+    let host_path = dir.create_dir("host").join("d.sock");
+    let host = std::os::unix::net::UnixDatagram::bind(&host_path).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let write = dir.create_dir("w");
+    // Every datagram sent is queued on the host socket before the sender's
+    // call returns, so once the run has exited a non-blocking read sees all.
+    let received = || {
+        let mut got = vec![];
+        let mut buf = [0u8; 64];
+        loop {
+            match host.recv(&mut buf) {
+                Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("reading the host socket: {e}"),
+            }
+        }
+    };
+    let n = std::cell::Cell::new(0);
+    let probe = |mode: Mode, extra: &[&str]| {
+        n.set(n.get() + 1);
+        let mine = write.join(format!("{}-{}.sock", mode.as_str(), n.get()));
+        let out = run_in(mode)
+            .args(extra)
+            .args(["--write", write.to_str().unwrap(), "--", python, "-c", UNIX_DATAGRAM])
+            .args([host_path.to_str().unwrap(), mine.to_str().unwrap()])
+            .run();
+        out.assert_success();
+        (out.stdout.trim().to_owned(), received())
+    };
+    let (said, got) = probe(Mode::Dev, &[]);
+    assert_eq!(
+        said, "one-way sent\nvia-connect sent\ntwo-way sent\nstream ping\nseqpacket ping",
+        "control: the probe reaches the host's socket outside a sandbox"
+    );
+    assert_eq!(got, ["one-way", "via-connect", "two-way"], "control: the host's socket received");
+    each_mode(sandbox_modes!(support), |mode| {
+        // Kernel egress notifies connect(); the proxy leaves it to the kernel.
+        for extra in [&[][..], &["--net-via", "proxy", "--net", "127.0.0.1:1"][..]] {
+            let (said, got) = probe(mode, extra);
+            // Process mode refuses datagram pairs; container mode makes them,
+            // but the host's path is not in its root.
+            let refused = if mode == Mode::Container { "ENOENT" } else { "EPERM" };
+            assert_eq!(
+                said,
+                format!("one-way {refused}\nvia-connect {refused}\ntwo-way {refused}\nstream ping\nseqpacket ping"),
+                "[{}] {extra:?}",
+                mode.as_str()
+            );
+            assert_eq!(got, Vec::<String>::new(), "[{}] {extra:?} the host's socket received", mode.as_str());
+        }
+    });
+}

@@ -667,14 +667,20 @@ fn plain(v: Verdict) -> SyscallRule {
 /// (`RESOLVE_UNIX`). Below that, a process-mode sandbox could reach a host
 /// service by its socket path (`/run/docker.sock`, `/run/systemd/private`),
 /// since path lookup is not checked. Process mode therefore refuses
-/// `socket(AF_UNIX, ...)`; `socketpair` stays allowed (pipes between a
-/// program's own processes). Container mode has no host socket in view.
+/// `socket(AF_UNIX, ...)`, and `socketpair(AF_UNIX, ...)` of any type but
+/// `SOCK_STREAM` and `SOCK_SEQPACKET` (with `SOCK_NONBLOCK`/`SOCK_CLOEXEC`):
+/// a datagram socket sends to any path with `sendto()`/`sendmsg()`, no
+/// `connect()` needed, and once its peer is gone it can be bound and
+/// `connect()`ed like a new one. A connected stream or seqpacket pair cannot
+/// address anyone else (`EISCONN`, or the address is ignored), so pipes
+/// between a program's own processes keep working. Container mode has no
+/// host socket in view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnixSockets {
     /// `socket(AF_UNIX)` allowed.
     Allow,
-    /// Only `socketpair`.
+    /// Only `socketpair`, of `SOCK_STREAM` or `SOCK_SEQPACKET`.
     SocketpairOnly,
 }
 
@@ -819,10 +825,25 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             otherwise: EAFNOSUPPORT,
         },
     );
-    rules.insert(
-        nr(libc::SYS_socketpair),
-        SyscallRule { when: vec![family(libc::AF_UNIX, Verdict::Allow)], otherwise: EAFNOSUPPORT },
-    );
+    let pairs = match plan.unix {
+        UnixSockets::Allow => vec![family(libc::AF_UNIX, Verdict::Allow)],
+        UnixSockets::SocketpairOnly => {
+            // The type without its two flags must be exactly one of the two
+            // connection-oriented types; any other bit set (or DGRAM) falls
+            // through to EPERM.
+            let kind = !((libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u32);
+            let unix = ArgTest::Eq { arg: 0, value: libc::AF_UNIX as u32 };
+            vec![
+                (vec![unix, ArgTest::Masked { arg: 1, mask: kind, value: libc::SOCK_STREAM as u32 }], Verdict::Allow),
+                (
+                    vec![unix, ArgTest::Masked { arg: 1, mask: kind, value: libc::SOCK_SEQPACKET as u32 }],
+                    Verdict::Allow,
+                ),
+                family(libc::AF_UNIX, EPERM),
+            ]
+        }
+    };
+    rules.insert(nr(libc::SYS_socketpair), SyscallRule { when: pairs, otherwise: EAFNOSUPPORT });
     if plan.connect == ConnectRule::Notify {
         rules.insert(nr(libc::SYS_connect), plain(Verdict::Notify));
         rules.insert(nr(libc::SYS_bind), plain(Verdict::Notify));
@@ -1194,14 +1215,32 @@ mod tests {
     }
 
     #[test]
-    fn process_mode_refuses_named_unix_sockets_but_not_socketpairs() {
+    fn process_mode_refuses_named_unix_sockets_and_datagram_socketpairs() {
         let prog =
             compile(&rules(SeccompPlan { unix: UnixSockets::SocketpairOnly, ..plan(WriteXorExecute::Allow) })).unwrap();
         assert_eq!(verdict(&prog, libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), DENY);
         assert_eq!(verdict(&prog, libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(verdict(&prog, libc::SYS_socketpair, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), ALLOW);
+        let pair = |kind: i32| verdict(&prog, libc::SYS_socketpair, [libc::AF_UNIX as u64, kind as u64, 0, 0, 0, 0]);
+        let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        for kind in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET] {
+            for f in [0, libc::SOCK_NONBLOCK, libc::SOCK_CLOEXEC, flags] {
+                assert_eq!(pair(kind | f), ALLOW, "type {kind} flags {f:#x}");
+            }
+        }
+        // Datagram pairs send to any path (review s9 F2); so would any other
+        // type, and unknown flag bits do not hide a type.
+        for kind in
+            [libc::SOCK_DGRAM, libc::SOCK_DGRAM | flags, libc::SOCK_RAW, libc::SOCK_RDM, libc::SOCK_STREAM | 0x100]
+        {
+            assert_eq!(pair(kind), DENY, "type {kind:#x}");
+        }
+        assert_eq!(
+            verdict(&prog, libc::SYS_socketpair, [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32
+        );
         let open = compile(&rules(plan(WriteXorExecute::Allow))).unwrap();
         assert_eq!(verdict(&open, libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(verdict(&open, libc::SYS_socketpair, [libc::AF_UNIX as u64, 2, 0, 0, 0, 0]), ALLOW);
     }
 
     #[test]
