@@ -938,7 +938,8 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
             .map(|r| (rlimit_resource(r.kind), libc::rlimit { rlim_cur: r.soft, rlim_max: r.hard }))
             .collect(),
         drop_capabilities: plan.drop_capabilities,
-        last_cap: sys::last_capability(),
+        // Looked up only for a run that drops them (not dev mode).
+        last_cap: if plan.drop_capabilities { sys::last_capability() } else { 0 },
         landlock,
         landlock_flags: 0,
         seccomp: seccomp_theirs,

@@ -660,7 +660,7 @@ pub struct ChildSpec {
     pub rlimits: Vec<(c_int, libc::rlimit)>,
     /// Drop every capability (and the bounding set) before exec.
     pub drop_capabilities: bool,
-    /// The highest capability number.
+    /// The highest capability number (read only with `drop_capabilities`).
     pub last_cap: c_int,
     /// A created Landlock ruleset, and rules to add inside the sandbox.
     pub landlock: Option<(OwnedFd, Vec<LateRule>)>,

@@ -584,9 +584,16 @@ pub fn poll(fds: &[(BorrowedFd<'_>, libc::c_short)], timeout_ms: libc::c_int) ->
 
 /// The highest capability number this kernel knows (what
 /// `/proc/sys/kernel/cap_last_cap` says), found with
-/// `prctl(PR_CAPBSET_READ)`, which fails with `EINVAL` past it: six syscalls
-/// of a binary search, no file to open. 63 if the probe makes no sense.
+/// `prctl(PR_CAPBSET_READ)`, which fails with `EINVAL` past it: seven
+/// syscalls of a binary search, no file to open, made once per process (the
+/// kernel's number does not change while it runs). 63 if the probe makes no
+/// sense.
 pub fn last_capability() -> libc::c_int {
+    static LAST: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
+    *LAST.get_or_init(probe_last_capability)
+}
+
+fn probe_last_capability() -> libc::c_int {
     // SAFETY: PR_CAPBSET_READ takes an integer and reads no memory.
     let known = |cap: libc::c_int| unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) } != -1;
     if !known(0) {
