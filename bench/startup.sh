@@ -5,7 +5,10 @@
 # cordon in dev, process and container mode (and container with cgroup
 # quotas); bubblewrap with the minimal binds (/usr and /etc read-only, its
 # own /dev, /proc and /tmp, every namespace) and with cordon's whole system
-# set. Then throughput with two runs at a time. The targets of issue 12 are
+# set; and dev mode's floor (bench/floors/dev_floor.c: a static launcher
+# that starts /bin/true and appends one audit-sized record with its
+# fdatasync next to cordon's audit log, what a dev run cannot do without).
+# Then throughput with two runs at a time. The targets of issue 12 are
 # printed next to the figures.
 #
 # usage: [CORDON=BIN] [BASE=BIN] bench/startup.sh [RUNS] [ROUNDS]
@@ -40,6 +43,7 @@ done
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c
+cc -O2 -static -o "$OUT/dev_floor" bench/floors/dev_floor.c
 
 # bubblewrap, minimal: what issue 12 measured it with.
 BWRAP_MIN=(bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --ro-bind /etc /etc --dev /dev --proc /proc --tmpfs /tmp)
@@ -63,7 +67,7 @@ done
 # Every cordon run appends one audit record (with its fdatasync); keep them
 # out of the user's log, but keep their cost in the figures.
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl
-NAMES=(bare ns-floor cordon-version cordon-dev cordon-process cordon-container cordon-container-quotas bwrap-minimal bwrap-system-set)
+NAMES=(bare ns-floor cordon-version cordon-dev cordon-process cordon-container cordon-container-quotas bwrap-minimal bwrap-system-set dev-floor)
 CMDS=(
     "/bin/true"
     "$OUT/ns_floor upnmi"
@@ -74,6 +78,7 @@ CMDS=(
     "$CORDON run --mode container --memory-mb 256 --pids 64 -- /bin/true"
     "${BWRAP_MIN[*]} /bin/true"
     "${BWRAP[*]} /bin/true"
+    "$OUT/dev_floor $OUT/floor.jsonl"
 )
 # Another build in the same hyperfine runs, so load that comes and goes
 # weighs on both alike.
@@ -170,7 +175,8 @@ for name, got, target, ok in rows:
 print()
 print(f"for reference: container / bwrap-system-set {c / med['bwrap-system-set']:.2f} x; "
       f"quotas add {med['cordon-container-quotas'] - c:+.3f} ms; "
-      f"cordon --version - bare {med['cordon-version'] - b:+.3f} ms")
+      f"cordon --version - bare {med['cordon-version'] - b:+.3f} ms; "
+      f"cordon dev - dev-floor {med['cordon-dev'] - med['dev-floor']:+.3f} ms (dev-floor - bare {med['dev-floor'] - b:+.3f} ms)")
 if "base-dev" in med:
     p10 = {k: sorted(v)[int(0.1 * (len(v) - 1))] for k, v in times.items()}
     print("\nthis build against BASE (same hyperfine runs):")
