@@ -152,10 +152,12 @@ pub fn check_net(policy: &Policy, host: &str, port: u16) -> Result<Allowed, Deni
 }
 
 /// Whether the variable `name` reaches the sandbox under `policy`, and by
-/// which rule. `PATH`, `HOME` and `TMPDIR` are always set by cordon; the
-/// basic locale and terminal variables are passed when the host has them;
-/// everything else needs an `env.allow` pattern (copied from the host) or an
-/// `env.set` pair. Whether the host actually has a value is not checked.
+/// which rule. `PATH`, `HOME` and `TMPDIR` are always set by cordon (in dev
+/// mode, which makes no folder for the run, `HOME` and `TMPDIR` are the
+/// caller's); the basic locale and terminal variables are passed when the
+/// host has them; everything else needs an `env.allow` pattern (copied from
+/// the host) or an `env.set` pair. Whether the host actually has a value is
+/// not checked.
 ///
 /// ```
 /// use cordon::{check_env, EnvPattern, Policy};
