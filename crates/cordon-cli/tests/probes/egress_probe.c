@@ -8,6 +8,8 @@
  *   egress_probe shutdown-bind TARGET BIND_PORT  (TARGET's accept queue is full)
  *   egress_probe closed-bind TARGET BIND_PORT    (TARGET sends a line and closes)
  *   egress_probe hold-ended TARGET N keep|close  (TARGET sends a line and closes)
+ *   egress_probe each ADDR:PORT...               (each sends a line and closes)
+ *   egress_probe rst-churn CHURN THREADS EACH HOLD  (CHURN and HOLD answer nothing)
  *   egress_probe fastopen PORT
  *   egress_probe race-addr ALLOWED FORBIDDEN ITERATIONS
  *   egress_probe dup2-race ALLOWED FORBIDDEN ITERATIONS
@@ -159,6 +161,86 @@ static int hold_ended(int target, int n, int keep) {
     return 0;
 }
 
+/* A connect that waits up to 30 s for a slot at the run's cap (for the
+ * kernel's late close reports on a loaded host). */
+static int connect_waiting(int s, struct sockaddr_in *a, time_t wait_s, suseconds_t wait_us) {
+    struct timeval t = {.tv_sec = wait_s, .tv_usec = wait_us};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
+    return connect(s, (void *)a, sizeof *a);
+}
+
+/* Review s9 F5: one connection to each destination in turn, read to the
+ * end and closed. */
+static int each(int argc, char **argv) {
+    int i;
+    for (i = 0; i < argc; i++) {
+        char host[64];
+        snprintf(host, sizeof host, "%s", argv[i]);
+        char *colon = strrchr(host, ':');
+        if (!colon) return 2;
+        *colon = 0;
+        struct sockaddr_in a = loopback(atoi(colon + 1));
+        inet_pton(AF_INET, host, &a.sin_addr);
+        int s = tcp();
+        if (connect_waiting(s, &a, 30, 0) < 0) {
+            printf("connected=%d\nfailed %s=%s\n", i, argv[i], err(-1));
+            return 0;
+        }
+        char buf[64];
+        while (read(s, buf, sizeof buf) > 0) {}
+        close(s);
+    }
+    printf("connected=%d\n", i);
+    return 0;
+}
+
+/* Review s9 F3: threads connect and close with a reset (SO_LINGER {1, 0},
+ * before any data), then the run holds as many connections as it can. */
+static int churn_port, churn_each;
+static atomic_int churned;
+static _Atomic(const char *) churn_failed;
+static void *churn(void *unused) {
+    (void)unused;
+    for (int i = 0; i < churn_each; i++) {
+        int s = tcp();
+        struct sockaddr_in a = loopback(churn_port);
+        if (connect_waiting(s, &a, 30, 0) < 0) {
+            churn_failed = err(-1);
+            close(s);
+            return 0;
+        }
+        atomic_fetch_add(&churned, 1);
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(s, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        close(s);
+    }
+    return 0;
+}
+
+static int rst_churn(int port, int threads, int n, int hold_port) {
+    churn_port = port;
+    churn_each = n;
+    pthread_t t[64];
+    if (threads > 64) threads = 64;
+    for (int i = 0; i < threads; i++) pthread_create(&t[i], 0, churn, 0);
+    for (int i = 0; i < threads; i++) pthread_join(t[i], 0);
+    printf("churned=%d\n", atomic_load(&churned));
+    if (churn_failed) printf("churn failed=%s\n", churn_failed);
+    int held = 0;
+    struct sockaddr_in h = loopback(hold_port);
+    for (; held < 256; held++) {
+        int s = tcp();
+        if (connect_waiting(s, &h, 30, 0) < 0) {
+            printf("held=%d\nfailed=%s\n", held, err(-1));
+            return 0;
+        }
+    }
+    printf("held=%d\n", held);
+    int s = tcp();
+    printf("next=%s\n", err(connect_waiting(s, &h, 0, 100000)));
+    return 0;
+}
+
 /* Rule 4: MSG_FASTOPEN connects without a connect() call. */
 static int fastopen(int port) {
     struct sockaddr_in a = loopback(port);
@@ -269,6 +351,9 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "shutdown-bind")) return shutdown_bind(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "closed-bind")) return closed_bind(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 5 && !strcmp(argv[1], "hold-ended")) return hold_ended(atoi(argv[2]), atoi(argv[3]), !strcmp(argv[4], "keep"));
+    if (argc >= 2 && !strcmp(argv[1], "each")) return each(argc - 2, argv + 2);
+    if (argc >= 6 && !strcmp(argv[1], "rst-churn"))
+        return rst_churn(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     if (argc >= 3 && !strcmp(argv[1], "fastopen")) return fastopen(atoi(argv[2]));
     if (argc >= 5 && !strcmp(argv[1], "race-addr")) return race_addr(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "dup2-race")) return dup2_race(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));

@@ -647,6 +647,109 @@ fn connections_that_ended_but_are_kept_count_against_the_cap() {
     });
 }
 
+/// Servers at `addrs` (port 0: any free one) that each send `reply` and
+/// close every connection they accept, one thread each; their addresses
+/// and how many connections each accepted.
+fn send_and_close_servers(
+    addrs: impl IntoIterator<Item = std::net::SocketAddr>,
+    reply: &'static [u8],
+) -> Vec<(std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    addrs
+        .into_iter()
+        .map(|addr| {
+            let listener = TcpListener::bind(addr).unwrap();
+            let local = listener.local_addr().unwrap();
+            let accepted = std::sync::Arc::new(AtomicU64::new(0));
+            let counter = std::sync::Arc::clone(&accepted);
+            std::thread::spawn(move || {
+                for mut conn in listener.incoming().flatten() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(reply);
+                }
+            });
+            (local, accepted)
+        })
+        .collect()
+}
+
+/// Review s9 F5: a run reaches 100 destinations on one address (100
+/// ports) and 100 addresses, each once, and each connection's byte counts
+/// are exact. main refused every new destination from the 61st on with
+/// `ENOBUFS` ("the kernel's close reports could not be arranged for:
+/// Cannot allocate memory"): the grown filter of the close reports no
+/// longer attached. Host side: every server accepted exactly one.
+#[test]
+fn a_run_reaches_a_hundred_distinct_destinations_with_exact_counts() {
+    use std::sync::atomic::Ordering;
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let loopback = |ip: [u8; 4]| std::net::SocketAddr::from((ip, 0));
+    let ports = send_and_close_servers((0..100).map(|_| loopback([127, 0, 0, 1])), b"bye\n");
+    let addresses = send_and_close_servers((1..=100).map(|i| loopback([127, 0, 1, i])), b"bye\n");
+    each_mode(sandbox_modes!(support), |mode| {
+        for (what, servers) in [("ports", &ports), ("addresses", &addresses)] {
+            let before: Vec<u64> = servers.iter().map(|(_, n)| n.load(Ordering::SeqCst)).collect();
+            let mut cmd = run_in(mode);
+            cmd.args(["--json", "--read"]).arg(dir.path());
+            let mut allowed: Vec<String> = servers.iter().map(|(a, _)| a.ip().to_string()).collect();
+            allowed.dedup();
+            for ip in &allowed {
+                cmd.args(["--net", ip]);
+            }
+            cmd.arg("--").arg(&bin).arg("each").args(servers.iter().map(|(a, _)| a.to_string()));
+            let out = cmd.run();
+            let r = out.json();
+            let m = format!("[{}, {what}] {out}", mode.as_str());
+            assert_eq!(r["logs"]["lines"][0]["text"], "connected=100", "{m}");
+            let net = r["network"].as_array().expect("network list");
+            assert_eq!(net.len(), 100, "{m}");
+            for (c, (addr, _)) in net.iter().zip(servers.iter()) {
+                assert_eq!(
+                    (c["host"].as_str(), c["port"].as_u64(), c["allowed"].as_bool()),
+                    (Some(addr.ip().to_string().as_str()), Some(u64::from(addr.port())), Some(true)),
+                    "{m}"
+                );
+                assert_eq!((c["bytes_up"].as_u64(), c["bytes_down"].as_u64()), (Some(0), Some(4)), "{m}: {c}");
+                assert_eq!(c["error"], serde_json::Value::Null, "{m}: {c}");
+            }
+            for ((addr, n), before) in servers.iter().zip(before) {
+                assert!(poll_until(Duration::from_secs(10), || n.load(Ordering::SeqCst) > before), "{m}: {addr}");
+                assert_eq!(n.load(Ordering::SeqCst), before + 1, "{m}: {addr}");
+            }
+        }
+    });
+}
+
+/// Review s9 F3: connections closed with a reset (`SO_LINGER` {1, 0},
+/// here before any data) by 8 threads at once give their slots back: the
+/// run then holds its cap of 256 connections, and the 257th is refused.
+/// The kernel's close reports of such sockets carry remote port 0, and
+/// main's filter, which checked the port, dropped them: their slots were
+/// never given back, and the churn itself stopped at 256 with `ENOBUFS`.
+/// Host side: the second server accepted exactly the 256 held.
+#[test]
+fn connections_closed_with_a_reset_give_their_slots_back() {
+    let support = kernel_support();
+    let (dir, bin) = probe();
+    let (churn, hold) = (counting_server(), counting_server());
+    let (c, h) = (churn.port.to_string(), hold.port.to_string());
+    let net = [format!("127.0.0.1:{c}"), format!("127.0.0.1:{h}")];
+    each_mode(sandbox_modes!(support), |mode| {
+        let before = hold.accepted();
+        let out = run_probe(mode, &dir, &bin, &net, &["rst-churn", &c, "8", "40", &h]);
+        out.assert_stdout_eq("churned=320\nheld=256\nnext=No buffer space available\n");
+        assert!(
+            poll_until(Duration::from_secs(10), || hold.accepted() - before >= 256),
+            "[{}] the server accepted {}",
+            mode.as_str(),
+            hold.accepted() - before
+        );
+        assert_eq!(hold.accepted() - before, 256, "[{}]", mode.as_str());
+    });
+}
+
 /// The probes of `tests/probes/egress_probe.c`, built once.
 fn probe() -> (Dir, PathBuf) {
     let dir = Dir::new("egress-probe");

@@ -17,12 +17,13 @@
 //! read with an exact lookup instead.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cordon_core::enforce::seccomp::SockFilter;
 use cordon_core::sys::notify::{self, SocketEnd};
 use tokio::io::Interest;
 
@@ -43,6 +44,27 @@ struct Open {
     _slot: Slot,
 }
 
+/// What the filter on the run's destroy broadcast keeps.
+#[derive(Default)]
+struct Filter {
+    /// The remote addresses (canonical: an IPv4 one, not v4-mapped) the run
+    /// has connected to, in the order of their first connect.
+    addresses: Vec<IpAddr>,
+    /// Every report: no filter is replaced any more.
+    keeps_all: bool,
+}
+
+/// Attaches `program` to the destroy broadcast `sock`, or, when the kernel
+/// refuses it, the filter that keeps every report; `true` when every
+/// report is kept now. An error only when that one is refused too.
+fn attach_or_keep_all(sock: BorrowedFd<'_>, program: &[SockFilter]) -> std::io::Result<bool> {
+    let all = diag::keep_every_report();
+    if program != all.as_slice() && notify::attach_socket_filter(sock, program).is_ok() {
+        return Ok(false);
+    }
+    notify::attach_socket_filter(sock, &all).map(|()| true)
+}
+
 /// [`Accounting::any_ended`] asks the kernel about every open connection
 /// (two system calls each): at most once per this long, so a sandbox that
 /// connects again and again at its cap cannot make the supervisor ask all
@@ -55,9 +77,8 @@ pub(crate) struct Accounting {
     seq: AtomicU32,
     /// The destroy broadcast (`None` in unit tests without a supervisor).
     destroyed: Option<Arc<OwnedFd>>,
-    /// The destinations whose close reports its filter keeps, in the order
-    /// they were first connected to.
-    peers: Mutex<Vec<SocketAddr>>,
+    /// Whose close reports the destroy broadcast's filter keeps.
+    filter: Mutex<Filter>,
     /// When [`Accounting::any_ended`] last asked the kernel, and its answer.
     ended_checked: Mutex<Option<(Instant, bool)>>,
 }
@@ -70,7 +91,7 @@ impl Accounting {
             open: Mutex::default(),
             seq: AtomicU32::new(0),
             destroyed,
-            peers: Mutex::default(),
+            filter: Mutex::default(),
             ended_checked: Mutex::default(),
         }
     }
@@ -87,32 +108,41 @@ impl Accounting {
     /// Makes sure the close reports of sockets connected to `peers` reach
     /// the run: call it before connecting. Every TCP close on the host is
     /// broadcast; the filter on the run's subscription keeps only those to
-    /// a destination the run has connected to (`diag::destroy_filter`), so
+    /// an address the run has connected to (`diag::destroy_filter`), so
     /// the supervisor's work grows with its own connections, not with the
-    /// host's. A new destination replaces the filter once (one
-    /// `setsockopt`); a known one costs a lookup in a short list. An error
-    /// means reports to `peers` could be dropped: do not connect.
+    /// host's. A new address replaces the filter once (one `setsockopt`); a
+    /// known one costs a lookup in a short list. Past
+    /// `diag::MAX_FILTERED_ADDRESSES` addresses, or when the kernel refuses
+    /// the grown filter (its size is charged to the socket's option memory,
+    /// `net.core.optmem_max`: review s9 F5), the run keeps every report
+    /// instead. An error (even that filter refused) means reports to
+    /// `peers` could be dropped: do not connect.
     pub fn expect(&self, peers: &[SocketAddr]) -> std::io::Result<()> {
         let Some(destroyed) = &self.destroyed else { return Ok(()) };
-        let mut known = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let before = known.len();
-        if before > diag::MAX_FILTERED_PEERS {
-            // The filter keeps every report already.
+        let mut filter = self.filter.lock().unwrap_or_else(|p| p.into_inner());
+        if filter.keeps_all {
             return Ok(());
         }
+        let before = filter.addresses.len();
         for peer in peers {
-            if !known.contains(peer) {
-                known.push(*peer);
+            let ip = peer.ip().to_canonical();
+            if !filter.addresses.contains(&ip) {
+                filter.addresses.push(ip);
             }
         }
-        if known.len() == before {
+        if filter.addresses.len() == before {
             return Ok(());
         }
-        let attached = notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&known));
-        if attached.is_err() {
-            known.truncate(before);
+        match attach_or_keep_all(destroyed.as_fd(), &diag::destroy_filter(&filter.addresses)) {
+            Ok(keeps_all) => {
+                filter.keeps_all = keeps_all;
+                Ok(())
+            }
+            Err(e) => {
+                filter.addresses.truncate(before);
+                Err(e)
+            }
         }
-        attached
     }
 
     /// Files the record of a connection about to be handed over, and
@@ -197,10 +227,19 @@ impl Accounting {
 
     fn read_broadcast(&self, sh: &Shared, datagram: &[u8], diag: BorrowedFd<'_>) {
         for reply in diag::parse(datagram) {
-            if let DiagReply::Socket(s) = reply {
-                if let Some(counters) = s.counters {
-                    if self.open().contains_key(&s.cookie) {
-                        self.closed(sh, s.cookie, counters, diag);
+            // Matched by cookie alone: the report of a socket closed with a
+            // reset may carry no remote port (see `diag::destroy_filter`).
+            let DiagReply::Socket(s) = reply else { continue };
+            if !self.open().contains_key(&s.cookie) {
+                continue;
+            }
+            match s.counters {
+                Some(counters) => self.closed(sh, s.cookie, counters, diag),
+                // Destroyed all the same (the broadcast reports nothing
+                // else): its slot comes back.
+                None => {
+                    if let Some(open) = self.open().remove(&s.cookie) {
+                        lost_counts(sh, &open, "the kernel reported the connection closed without its byte counts");
                     }
                 }
             }
@@ -371,6 +410,95 @@ mod tests {
             assert!(slot.is_ok(), "the reported connection's slot came back");
             assert_eq!(sh.accounting.open_count(), 1);
         });
+    }
+
+    /// Waits until a close report of the socket with `cookie` is queued on
+    /// `sock` (a destroy broadcast).
+    fn await_report(sock: BorrowedFd<'_>, cookie: u64) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            while let Ok(n) = notify::recv_nonblocking(sock, &mut buf) {
+                if diag::parse(&buf[..n]).iter().any(|r| matches!(r, DiagReply::Socket(s) if s.cookie == cookie)) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no close report of cookie {cookie}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Connects to a new server on 127.0.0.1 and closes with a reset;
+    /// the client socket's cookie.
+    fn reset_connection() -> u64 {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let _accepted = server.accept().unwrap();
+        let linger = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+        notify::setsockopt_bytes(client.as_fd(), libc::SOL_SOCKET, libc::SO_LINGER, &linger).unwrap();
+        let mut cookie = [0u8; 8];
+        notify::getsockopt_bytes(client.as_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, &mut cookie).unwrap();
+        u64::from_ne_bytes(cookie)
+    }
+
+    /// Review s9 F5: a run that connects to more addresses than the filter
+    /// names is not refused (it was at 61 destinations, when the kernel
+    /// refused the grown filter): its subscription keeps every report
+    /// from then on, a later address's too. Before that the filter keeps
+    /// only its addresses' reports (control).
+    #[test]
+    fn past_the_filters_addresses_every_report_is_kept() {
+        let destroyed = Arc::new(notify::sock_diag_destroy_listener().unwrap());
+        notify::attach_socket_filter(destroyed.as_fd(), &diag::destroy_filter(&[])).unwrap();
+        let books = Accounting::new(Some(Arc::clone(&destroyed)));
+        let at = |i: u32| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)), 443);
+        let some: Vec<SocketAddr> = (0..10).map(at).collect();
+        books.expect(&some).unwrap();
+        assert!(!books.filter.lock().unwrap().keeps_all);
+        // Control: 127.0.0.1 is not one of them; the report is dropped,
+        // the one connected after (127.0.0.1 expected) is kept.
+        let control = notify::sock_diag_destroy_listener().unwrap();
+        notify::setsockopt_int(control.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20).unwrap();
+        let dropped = reset_connection();
+        // Broadcast to both at once: once the control has it, the filter
+        // has dropped it (before the filter is replaced).
+        await_report(control.as_fd(), dropped);
+        books.expect(&["127.0.0.1:1".parse().unwrap()]).unwrap();
+        let kept = reset_connection();
+        await_report(destroyed.as_fd(), kept);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut seen = vec![];
+        while let Ok(n) = notify::recv_nonblocking(destroyed.as_fd(), &mut buf) {
+            seen.extend(diag::parse(&buf[..n]));
+        }
+        assert!(!seen.iter().any(|r| matches!(r, DiagReply::Socket(s) if s.cookie == dropped)), "{seen:?}");
+        for i in 10..300 {
+            books.expect(&[at(i)]).expect("past the filter's addresses, still arranged for");
+        }
+        assert!(books.filter.lock().unwrap().keeps_all);
+        // 127.0.0.2 was never expected: kept all the same.
+        let server = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let mut cookie = [0u8; 8];
+        notify::getsockopt_bytes(client.as_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, &mut cookie).unwrap();
+        drop((client, server.accept().unwrap()));
+        await_report(destroyed.as_fd(), u64::from_ne_bytes(cookie));
+    }
+
+    /// A filter the kernel refuses (here an invalid one; in review s9 F5
+    /// the grown one, `ENOMEM`) is replaced by the one that keeps every
+    /// report, which does. Control: the refused one alone is an error.
+    #[test]
+    fn a_refused_filter_falls_back_to_keeping_every_report() {
+        let sock = notify::sock_diag_destroy_listener().unwrap();
+        // A jump past the end.
+        let refused = [SockFilter { code: 0x05, jt: 0, jf: 0, k: 5 }];
+        assert!(notify::attach_socket_filter(sock.as_fd(), &refused).is_err());
+        notify::attach_socket_filter(sock.as_fd(), &diag::destroy_filter(&[])).unwrap();
+        assert!(attach_or_keep_all(sock.as_fd(), &refused).unwrap(), "every report is kept");
+        await_report(sock.as_fd(), reset_connection());
+        // Control: a filter the kernel takes stays.
+        assert!(!attach_or_keep_all(sock.as_fd(), &diag::destroy_filter(&["10.0.0.1".parse().unwrap()])).unwrap());
     }
 
     fn socket(state: u8) -> DiagReply {

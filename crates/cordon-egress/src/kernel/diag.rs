@@ -176,69 +176,86 @@ fn parse_socket(b: &[u8]) -> Option<DiagSocket> {
     })
 }
 
-/// Most destinations [`destroy_filter`] names one by one (each costs the
-/// kernel up to eleven instructions per report); past that it keeps every
-/// report.
-pub const MAX_FILTERED_PEERS: usize = 64;
+/// Most destination addresses [`destroy_filter`] names one by one (each
+/// costs the kernel one comparison per report, all in one conditional
+/// jump's reach); past that it keeps every report.
+pub const MAX_FILTERED_ADDRESSES: usize = 254;
 
 const BPF_LD_B_ABS: u16 = 0x30;
-const BPF_LD_H_ABS: u16 = 0x28;
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
+const BPF_JA: u16 = 0x05;
 const BPF_RET_K: u16 = 0x06;
 /// Where an `inet_diag_msg`'s fields start in a netlink message.
 const AT_FAMILY: u32 = 16;
-const AT_DPORT: u32 = 22;
 const AT_DST: u32 = 40;
 
-/// A classic-BPF program for the destroy broadcast that keeps only the
-/// reports of sockets whose remote end is one of `peers` (an IPv4 peer also
-/// as the v4-mapped remote of an IPv6 socket), and drops every other TCP
-/// close on the host before it is queued. With no peer it keeps nothing;
-/// with more than [`MAX_FILTERED_PEERS`], everything.
+/// The filter that keeps every report (see [`destroy_filter`]).
+pub fn keep_every_report() -> Vec<SockFilter> {
+    vec![SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k: u32::MAX }]
+}
+
+/// A classic-BPF program for the destroy broadcast that keeps the reports
+/// of sockets whose remote address is one of `peers` (an IPv4 peer also as
+/// the v4-mapped remote of an IPv6 socket), whatever their ports, and drops
+/// most other TCP closes on the host before they are queued. With no peer
+/// it keeps nothing; with more than [`MAX_FILTERED_ADDRESSES`] addresses,
+/// everything ([`keep_every_report`]).
 ///
-/// Guarantee: the report of a socket cordon connected to one of `peers` is
-/// kept. Not a guarantee: that only cordon's are kept; another socket on
-/// the host connected to the same destination is kept too (and ignored by
-/// cookie). The host end of a server on the host sees cordon's socket as
-/// its remote, with cordon's source port: dropped.
-pub fn destroy_filter(peers: &[SocketAddr]) -> Vec<SockFilter> {
+/// Ports are not checked: the kernel's report of a socket closed with
+/// `SO_LINGER` {1, 0} (a reset) carries remote port 0 (`tcp_disconnect`
+/// clears it before the socket is freed), so a port check dropped those
+/// reports and their connections' slots never came back (review s9 F3);
+/// and one comparison per address, not two forms of several per
+/// address and port, keeps the program small enough to attach for many
+/// destinations (review s9 F5: the kernel refused to attach it for 61,
+/// `ENOMEM` from the socket's option memory). A remote address of zero
+/// is kept too, should the kernel ever clear it as well.
+///
+/// It compares one word of the remote address: the first for an IPv4
+/// socket, the last for an IPv6 one (a v4-mapped address's IPv4 part).
+/// Guarantee: the report of a socket cordon connected to one of `peers`
+/// is kept. Not a guarantee: that only cordon's are kept; another socket
+/// on the host to the same address (or, for IPv6, an address with the
+/// same last word) is kept too, and ignored by cookie.
+pub fn destroy_filter(peers: &[IpAddr]) -> Vec<SockFilter> {
     let ret = |k| SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k };
-    if peers.len() > MAX_FILTERED_PEERS {
-        return vec![ret(u32::MAX)];
+    if peers.is_empty() {
+        return vec![ret(0)];
     }
-    let mut program = vec![];
+    let mut words: Vec<u32> = vec![0];
     for peer in peers {
-        let word = |o: &[u8]| u32::from_be_bytes([o[0], o[1], o[2], o[3]]);
-        let mut forms: Vec<(i32, Vec<u32>)> = vec![];
-        let ip = match peer.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
+        let word = match peer.to_canonical() {
+            IpAddr::V4(v4) => u32::from(v4),
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+            }
         };
-        match ip {
-            IpAddr::V4(v4) => {
-                forms.push((libc::AF_INET, vec![u32::from(v4)]));
-                forms.push((libc::AF_INET6, vec![0, 0, 0xffff, u32::from(v4)]));
-            }
-            IpAddr::V6(v6) => forms.push((libc::AF_INET6, v6.octets().chunks(4).map(word).collect())),
+        if !words.contains(&word) {
+            words.push(word);
         }
-        for (family, words) in forms {
-            let mut checks = vec![
-                (BPF_LD_B_ABS, AT_FAMILY, u32::try_from(family).unwrap_or(0)),
-                (BPF_LD_H_ABS, AT_DPORT, u32::from(peer.port())),
-            ];
-            checks.extend(words.iter().zip((AT_DST..).step_by(4)).map(|(&w, at)| (BPF_LD_W_ABS, at, w)));
-            for (i, &(load, at, value)) in checks.iter().enumerate() {
-                // A mismatch skips the later checks (two instructions
-                // each) and this form's accepting return.
-                let skip = u8::try_from(2 * (checks.len() - 1 - i) + 1).unwrap_or(u8::MAX);
-                program.push(SockFilter { code: load, jt: 0, jf: 0, k: at });
-                program.push(SockFilter { code: BPF_JEQ_K, jt: 0, jf: skip, k: value });
-            }
-            program.push(ret(u32::MAX));
-        }
+    }
+    if words.len() > MAX_FILTERED_ADDRESSES + 1 {
+        return keep_every_report();
+    }
+    let n = words.len();
+    let family = u32::try_from(libc::AF_INET6).unwrap_or(10);
+    let mut program = vec![
+        SockFilter { code: BPF_LD_B_ABS, jt: 0, jf: 0, k: AT_FAMILY },
+        // IPv6: the next instruction, else the one after the jump.
+        SockFilter { code: BPF_JEQ_K, jt: 0, jf: 2, k: family },
+        SockFilter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: AT_DST + 12 },
+        SockFilter { code: BPF_JA, jt: 0, jf: 0, k: 1 },
+        SockFilter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: AT_DST },
+    ];
+    for (i, &word) in words.iter().enumerate() {
+        // A match skips the later comparisons and the dropping return.
+        let to_keep = u8::try_from(n - i).unwrap_or(u8::MAX);
+        program.push(SockFilter { code: BPF_JEQ_K, jt: to_keep, jf: 0, k: word });
     }
     program.push(ret(0));
+    program.push(ret(u32::MAX));
     program
 }
 
@@ -367,68 +384,122 @@ mod tests {
         assert!(parse(&huge).is_empty());
     }
 
-    /// Reads every report queued on `sock` into `seen` (remote, local).
-    fn drain(sock: std::os::fd::BorrowedFd<'_>, seen: &mut Vec<(SocketAddr, SocketAddr)>) {
+    /// Reads every report queued on `sock` into `seen` (cookie, remote).
+    fn drain(sock: std::os::fd::BorrowedFd<'_>, seen: &mut Vec<(u64, SocketAddr)>) {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n) = cordon_core::sys::notify::recv_nonblocking(sock, &mut buf) {
             for reply in parse(&buf[..n]) {
                 if let DiagReply::Socket(s) = reply {
-                    seen.push((s.remote, s.local));
+                    seen.push((s.cookie, s.remote));
                 }
             }
         }
     }
 
+    fn cookie(sock: std::os::fd::BorrowedFd<'_>) -> u64 {
+        let mut c = [0u8; 8];
+        cordon_core::sys::notify::getsockopt_bytes(sock, libc::SOL_SOCKET, libc::SO_COOKIE, &mut c).unwrap();
+        u64::from_ne_bytes(c)
+    }
+
+    /// Review s9 F3 and F5. The filter keeps the reports of sockets to its
+    /// peers' addresses, whatever the ports, including those of sockets
+    /// closed with a reset (`SO_LINGER` {1, 0} before any data), whose
+    /// report carries remote port 0 (asserted below): the filter by address
+    /// and port dropped them, and their slots never came back. Controls: the same broadcast filtered for another
+    /// address keeps none of them, and the filtered one drops that
+    /// address's.
     #[test]
-    fn the_destroy_filter_keeps_only_the_reports_of_sockets_to_its_peers() {
+    fn the_destroy_filter_keeps_the_reports_of_sockets_to_its_peers_addresses_whatever_the_port() {
         use cordon_core::sys::notify;
         use std::net::{TcpListener, TcpStream};
         use std::os::fd::AsFd;
         let kept4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let kept4b = TcpListener::bind("127.0.0.1:0").unwrap();
         let kept6 = TcpListener::bind("[::1]:0").unwrap();
-        let other = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (k4, k6, o) = (kept4.local_addr().unwrap(), kept6.local_addr().unwrap(), other.local_addr().unwrap());
+        let other = TcpListener::bind("127.0.0.2:0").unwrap();
+        let (k4, k4b, k6, o) = (
+            kept4.local_addr().unwrap(),
+            kept4b.local_addr().unwrap(),
+            kept6.local_addr().unwrap(),
+            other.local_addr().unwrap(),
+        );
         let filtered = notify::sock_diag_destroy_listener().unwrap();
-        notify::attach_socket_filter(filtered.as_fd(), &destroy_filter(&[k4, k6])).unwrap();
-        // Control: the same broadcast, filtered for the other destination.
+        // One port of 127.0.0.1 named: every port of it is kept.
+        notify::attach_socket_filter(filtered.as_fd(), &destroy_filter(&[k4.ip(), k6.ip()])).unwrap();
         let control = notify::sock_diag_destroy_listener().unwrap();
-        notify::attach_socket_filter(control.as_fd(), &destroy_filter(&[o])).unwrap();
-        // Connects, accepts, closes (client first); the client's end.
-        let exchange = |to: SocketAddr, listener: &TcpListener| {
+        notify::attach_socket_filter(control.as_fd(), &destroy_filter(&[o.ip()])).unwrap();
+        // Connects, accepts, closes (client first, with a reset if asked);
+        // the client socket's cookie.
+        let exchange = |to: SocketAddr, listener: &TcpListener, reset: bool| {
             let client = TcpStream::connect(to).unwrap();
             let (server, _) = listener.accept().unwrap();
-            let local = client.local_addr().unwrap();
+            let c = cookie(client.as_fd());
+            if reset {
+                // struct linger { l_onoff = 1, l_linger = 0 }
+                let linger = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+                notify::setsockopt_bytes(client.as_fd(), libc::SOL_SOCKET, libc::SO_LINGER, &linger).unwrap();
+            }
             drop(client);
             drop(server);
-            local
+            c
         };
-        let c4 = exchange(k4, &kept4);
-        let c6 = exchange(k6, &kept6);
+        let c4 = exchange(k4, &kept4, false);
+        let c4b = exchange(k4b, &kept4b, false);
+        let c6 = exchange(k6, &kept6, false);
         // An IPv6 socket to the IPv4 peer, v4-mapped.
         let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", k4.port()).parse().unwrap();
-        let cm = exchange(mapped, &kept4);
-        let co = exchange(o, &other);
+        let cm = exchange(mapped, &kept4, false);
+        let resets: Vec<u64> = (0..20).map(|_| exchange(k4b, &kept4b, true)).collect();
+        let co = exchange(o, &other, false);
         let (mut got, mut got_control) = (vec![], vec![]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let wanted = [(k4, c4), (k6, c6), (mapped, cm)];
-        while !(wanted.iter().all(|w| got.contains(w)) && got_control.contains(&(o, co))) {
-            assert!(std::time::Instant::now() < deadline, "reports missing: kept {got:?}, control {got_control:?}");
+        let wanted: Vec<u64> = [c4, c4b, c6, cm].into_iter().chain(resets.iter().copied()).collect();
+        let has = |seen: &Vec<(u64, SocketAddr)>, c: u64| seen.iter().any(|(k, _)| *k == c);
+        while !(wanted.iter().all(|&c| has(&got, c)) && has(&got_control, co)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reports missing: {:?} of {wanted:?}; kept {got:?}, control {got_control:?}",
+                wanted.iter().filter(|&&c| !has(&got, c)).collect::<Vec<_>>()
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
             drain(filtered.as_fd(), &mut got);
             drain(control.as_fd(), &mut got_control);
         }
-        // The control's report of the other destination was delivered to
-        // every subscriber in the same broadcast: the filtered one dropped it.
+        // Most resets' reports had no remote port (the case a port check dropped).
+        let reset_ports: Vec<u16> =
+            got.iter().filter(|(k, _)| resets.contains(k)).map(|(_, remote)| remote.port()).collect();
+        assert!(reset_ports.contains(&0), "{reset_ports:?}");
+        // The control's report of the other address was delivered to every
+        // subscriber in the same broadcast: the filtered one dropped it.
         drain(filtered.as_fd(), &mut got);
-        assert!(!got.iter().any(|(remote, _)| *remote == o), "{got:?}");
-        // Nor did it keep the servers' ends (their remote is a client).
-        assert!(got.iter().all(|(remote, _)| [k4, k6, mapped].contains(remote)), "{got:?}");
-        assert!(!got_control.iter().any(|(remote, _)| [k4, k6, mapped].contains(remote)), "{got_control:?}");
-        // Past the cap, everything is kept; with no peer, nothing.
-        let many: Vec<SocketAddr> =
-            (1..=u16::try_from(MAX_FILTERED_PEERS).unwrap() + 1).map(|p| SocketAddr::new(o.ip(), p)).collect();
-        assert_eq!(destroy_filter(&many).len(), 1);
+        assert!(!has(&got, co), "{got:?}");
+        // Nor did it keep the servers' ends (their remote is a client's
+        // address, 127.0.0.1 too: kept, never ours, ignored by cookie).
+        assert!(!wanted.iter().any(|&c| has(&got_control, c)), "{got_control:?}");
+    }
+
+    /// The program: nothing kept with no peer; one comparison per distinct
+    /// address (and one for address zero), every one in a conditional
+    /// jump's reach, and the kernel takes it; past the limit, every report.
+    #[test]
+    fn the_destroy_filter_grows_by_address_and_keeps_all_past_its_limit() {
+        use cordon_core::sys::notify;
+        use std::os::fd::AsFd;
         assert_eq!(destroy_filter(&[]), vec![SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k: 0 }]);
+        let addresses = |n: usize| -> Vec<IpAddr> {
+            (0..n).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).unwrap()))).collect()
+        };
+        let one = destroy_filter(&addresses(1));
+        // The same address again, as v4-mapped, and as another port: no growth.
+        let twice = destroy_filter(&[addresses(1)[0], "::ffff:10.0.0.0".parse().unwrap()]);
+        assert_eq!(one, twice);
+        assert_eq!(one.len(), 5 + 2 + 2);
+        let most = destroy_filter(&addresses(MAX_FILTERED_ADDRESSES));
+        assert_eq!(most.len(), 5 + MAX_FILTERED_ADDRESSES + 1 + 2);
+        let sock = notify::sock_diag_destroy_listener().unwrap();
+        notify::attach_socket_filter(sock.as_fd(), &most).unwrap();
+        assert_eq!(destroy_filter(&addresses(MAX_FILTERED_ADDRESSES + 1)), keep_every_report());
     }
 
     #[test]
