@@ -147,6 +147,10 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
         }
         Decision::Local(LocalRoute::Helper) => {
             let cwd = if kind.domain == libc::AF_UNIX { caller_cwd(n.tid) } else { None };
+            // Opened by thread id: the caller's only while it waits.
+            if cwd.is_some() && !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
+                return None;
+            }
             let errno = sh
                 .helper
                 .connect(sock.as_fd(), cwd.as_ref().map(|c| c.as_fd()), &bytes, sh.config.connect_timeout)
@@ -202,6 +206,10 @@ async fn bind(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
     }
     let unix = notify::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX);
     let (cwd, umask) = if unix { (caller_cwd(n.tid), caller_umask(n.tid)) } else { (None, None) };
+    // Read by thread id: the caller's only while it waits.
+    if unix && !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
+        return None;
+    }
     let cwd = cwd.as_ref().map(|c| c.as_fd());
     match sh.helper.ask(HelperOp::Bind, sock.as_fd(), cwd, &bytes, umask, sh.config.connect_timeout).await {
         // The helper is gone (the sandbox can kill it): nothing binds.
@@ -317,6 +325,10 @@ fn socket_kind(sock: BorrowedFd<'_>) -> Result<SocketKind, i32> {
 }
 
 /// The caller's working directory, for a unix socket's relative path.
+/// Opened by thread id: check the notification is still pending after
+/// it (as [`caller_socket`] does after `pidfd_open`), or the thread may
+/// have died and its id gone to another process, maybe a host one whose
+/// directory a relative path would then be resolved from.
 fn caller_cwd(tid: u32) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -328,7 +340,8 @@ fn caller_cwd(tid: u32) -> Option<OwnedFd> {
 }
 
 /// The caller's file mode creation mask (`Umask:` in its status), for
-/// the file of a unix socket it binds.
+/// the file of a unix socket it binds. Read by thread id, as
+/// [`caller_cwd`]: check the notification after it.
 fn caller_umask(tid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
