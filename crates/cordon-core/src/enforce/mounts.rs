@@ -301,6 +301,7 @@ impl Ops {
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             "mode=0755,size=64k,nr_inodes=8",
         );
+        let mut binds = vec![];
         for (path, contents) in files.contents() {
             let target = under(root, Path::new(path));
             if root == "/" && std::fs::metadata(path).is_err() {
@@ -309,8 +310,15 @@ impl Ops {
             let name = Path::new(path).file_name().map(PathBuf::from).unwrap_or_default();
             let staged = Path::new(staging).join(name);
             self.0.push(MountOp::WriteFile { path: c(&staged), contents: contents.as_bytes().to_vec() });
+            binds.push((staged, target));
+        }
+        // Written, the folder goes read-only in one step; a bind copies the
+        // flags of the mount it is taken from, so each file's is read-only,
+        // nosuid, nodev and noexec from the start (one setattr per file
+        // before).
+        self.setattr(staging, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false);
+        for (staged, target) in binds {
             self.bind(&staged, &target);
-            self.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false);
         }
     }
 }
@@ -379,6 +387,8 @@ pub fn host_view_ops(view: &RootPlan, cwd: &Path, net_files: Option<&NetFiles>) 
         ops.mount("/dev/pts/ptmx", "/dev/ptmx", "", libc::MS_BIND, "");
     }
     ops.mount("tmpfs", "/tmp", "tmpfs", tmpfs, &format!("mode=1777,size={}m", view.tmp_size_mb));
+    // The private /tmp is there: no mkdir for it.
+    ops.1.insert(PathBuf::from("/tmp"));
     if cwd.starts_with("/tmp") {
         ops.mkdir_p(cwd);
     }
@@ -496,7 +506,7 @@ pub fn build_mount_ops(
         resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
     for dir in ["/dev", "/proc", "/tmp"] {
-        ops.0.push(MountOp::Mkdir { path: c(under(NEW_ROOT, Path::new(dir))), mode: 0o755 });
+        ops.mkdir_p(&under(NEW_ROOT, Path::new(dir)));
     }
     if net_files.is_some() {
         for f in NET_FILES {
@@ -684,6 +694,71 @@ mod tests {
         // The sources are the host's paths.
         let usr = format!("{NEW_ROOT}/usr");
         assert!(ops.iter().any(|op| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/usr" && target.to_bytes() == usr.as_bytes())), "{ops:#?}");
+    }
+
+    /// The generated resolver files go read-only with one step on the
+    /// folder they are written to, after both are written and before their
+    /// binds (which copy its flags), in both modes; and no folder is made
+    /// twice or made where one is known to exist (the new root, the private
+    /// /tmp), with the working directory inside /tmp.
+    #[test]
+    fn resolver_files_take_one_setattr_and_no_folder_is_made_twice() {
+        let files = NetFiles::for_stub("cordon");
+        let plan =
+            RootPlan { binds: vec![], deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+        let cwd = Path::new("/tmp/work/here");
+        let container = build_mount_ops(&plan, &SystemEntries::look_at(&[]), cwd, Some(&files));
+        let process = host_view_ops(&plan, cwd, Some(&files));
+        for (ops, staging, root) in
+            [(&container, format!("{NEW_ROOT}/proc"), NEW_ROOT), (&process, "/proc".into(), "/")]
+        {
+            let setattrs: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| matches!(op, MountOp::SetAttr { .. }))
+                .filter(|(_, op)| match op {
+                    MountOp::SetAttr { path, .. } => {
+                        path.to_bytes() == staging.as_bytes()
+                            || NET_FILES
+                                .iter()
+                                .any(|f| path.to_bytes() == under(root, Path::new(f)).as_os_str().as_bytes())
+                    }
+                    _ => false,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(setattrs.len(), 1, "{ops:#?}");
+            let at = setattrs[0];
+            assert!(
+                matches!(&ops[at], MountOp::SetAttr { path, attr, recursive: false } if path.to_bytes() == staging.as_bytes() && *attr & MOUNT_ATTR_RDONLY != 0),
+                "{ops:#?}"
+            );
+            let writes: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| matches!(op, MountOp::WriteFile { .. }))
+                .map(|(i, _)| i)
+                .collect();
+            let binds: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| matches!(op, MountOp::Mount { src, .. } if [format!("{staging}/resolv.conf"), format!("{staging}/hosts")].iter().any(|f| src.to_bytes() == f.as_bytes())))
+                .map(|(i, _)| i)
+                .collect();
+            assert!(!writes.is_empty() && writes.iter().all(|w| *w < at), "{ops:#?}");
+            assert_eq!(binds.len(), writes.len(), "{ops:#?}");
+            assert!(binds.iter().all(|b| *b > at), "{ops:#?}");
+            let made: Vec<&[u8]> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    MountOp::Mkdir { path, .. } => Some(path.to_bytes()),
+                    _ => None,
+                })
+                .collect();
+            let unique: std::collections::HashSet<&[u8]> = made.iter().copied().collect();
+            assert_eq!(unique.len(), made.len(), "{made:?}");
+            assert!(!made.contains(&NEW_ROOT.as_bytes()) && !made.contains(&b"/tmp".as_slice()), "{made:?}");
+        }
     }
 
     #[test]
