@@ -474,33 +474,28 @@ fn tail_follow_still_works_without_inotify() {
 
 /// Issue #10 item 5 (the same code as finding 1): process mode always has a
 /// private `/tmp`; grants under the host's `/tmp` are mounted on top of it,
-/// with their own access, and carve-outs inside them are hidden.
+/// with their own access. (A deny inside them is refused, review s9 F1:
+/// `denies_inside_grants_under_the_host_tmp_are_refused`.)
 #[test]
 fn grants_under_the_host_tmp_sit_on_a_private_tmp() {
     let support = kernel_support();
     let host = Dir::new_in_host_tmp("tmp-grants");
     let w = host.create_dir("work");
     let r = host.create("ro/data", "read only\n");
-    let secret = host.create("work/secret/key", "secret\n");
     let (w, ro) = (w.to_str().unwrap(), r.parent().unwrap().to_str().unwrap());
-    let carve = secret.parent().unwrap().to_str().unwrap();
     each_mode(sandbox_modes!(support), |mode| {
         let marker = format!("/tmp/cordon-private-{}-{}", std::process::id(), mode.as_str());
         let script = format!(
             "echo private > {marker} && cat {marker} && echo granted > {w}/out && cat {ro}/data; \
-             echo x > {ro}/new; chmod 600 {ro}/data; cat {carve}/key; chmod 600 {carve}/key; true"
+             echo x > {ro}/new; chmod 600 {ro}/data; true"
         );
-        let out = run_in(mode)
-            .args(["--write", w, "--read", ro, "--deny", carve, "--cwd", w, "--", "sh", "-c", &script])
-            .run();
+        let out = run_in(mode).args(["--write", w, "--read", ro, "--cwd", w, "--", "sh", "-c", &script]).run();
         out.assert_success().assert_stdout_eq("private\nread only\n");
         out.assert_stderr_contains(&format!("{ro}/new: Read-only file system"));
         out.assert_stderr_contains(&format!("changing permissions of '{ro}/data': Read-only file system"));
         assert!(!Path::new(&marker).exists(), "[{}] the sandbox's /tmp is the host's", mode.as_str());
         assert_eq!(host.read("work/out"), "granted\n", "[{}] the write grant under /tmp", mode.as_str());
         assert_eq!(host_view(&r).mode & 0o777, 0o644);
-        assert_eq!(host_view(&secret).mode & 0o777, 0o644, "[{}] the carve-out changed", mode.as_str());
-        assert!(!out.stdout.contains("secret"), "[{}] the carve-out was read", mode.as_str());
     });
 }
 
@@ -1207,5 +1202,102 @@ fn the_command_cannot_open_the_memory_environment_or_descriptors_of_init_or_the_
         out.assert_stdout_contains("foreign opened 0\n");
         out.assert_stdout_contains("control mem ok\ncontrol environ ok\n");
         assert!(!out.stdout.contains("seen SECRET"), "[{}] the caller's environment was read: {out}", mode.as_str());
+    });
+}
+
+/// One of review s9 F1's sequences, in a base folder: its flags and the
+/// command of its first run, which leaves `ran` in `marker` on the host.
+struct DenySequence {
+    name: &'static str,
+    /// The denied path the refusal names, relative to the base.
+    denied: &'static str,
+    flags: Vec<String>,
+    script: String,
+}
+
+fn deny_sequences(base: &Path, marker: &Path) -> Vec<DenySequence> {
+    let (b, m) = (base.display(), marker.display());
+    let flags = |f: &[String]| [f, &["--write".to_owned(), marker.display().to_string()]].concat();
+    vec![
+        // The sandbox moves the denied file's folder (its mask moves along).
+        DenySequence {
+            name: "deny-under-tmp-mv",
+            denied: "app/conf/secret.key",
+            flags: flags(&["--write".into(), format!("{b}/app"), "--deny".into(), format!("{b}/app/conf/secret.key")]),
+            script: format!("echo ran > {m}/ran; cd {b}/app && mv conf conf.moved && echo moved"),
+        },
+        // A read grant: the host's atomic replace of the file lifts the mask.
+        DenySequence {
+            name: "deny-under-tmp",
+            denied: "data/secret",
+            flags: flags(&["--read".into(), format!("{b}/data"), "--deny".into(), format!("{b}/data/secret")]),
+            script: format!("echo ran > {m}/ran; cat {b}/data/secret"),
+        },
+        // cordon's own audit log, carved out of a write grant.
+        DenySequence {
+            name: "audit-under-tmp",
+            denied: "a/logs/audit.jsonl",
+            flags: flags(&[
+                "--audit-log".into(),
+                format!("{b}/a/logs/audit.jsonl"),
+                "--write".into(),
+                format!("{b}/a"),
+            ]),
+            script: format!("echo ran > {m}/ran; cd {b}/a && mv logs logs.hidden && echo moved"),
+        },
+    ]
+}
+
+fn deny_fixture(dir: &Dir) {
+    dir.create("app/conf/secret.key", "TOPSECRET\n");
+    dir.create("app/conf/other", "x\n");
+    dir.create("data/secret", "TOPSECRET\n");
+    dir.create_dir("a/logs");
+}
+
+/// Review s9 F1: a deny (or cordon's own carved-out audit log) inside a
+/// grant under the host's `/tmp` had no Landlock side: the run's own `/tmp`
+/// write rule covers every grant mounted below it, and the mask alone held
+/// the path, which a rename of a folder above it lifts (the sandbox moved
+/// `conf` and read the secret in its next run). Such runs are refused before
+/// anything starts: exit 125, naming the denied path, the grant and why; the
+/// command never ran (its marker is absent on the host). Control: the same
+/// sequences under `/var/tmp` start, and the deny holds (the move is
+/// refused, on the host nothing moved).
+#[test]
+fn denies_inside_grants_under_the_host_tmp_are_refused() {
+    let support = kernel_support();
+    let marker = Dir::new("deny-tmp-marker");
+    each_mode(sandbox_modes!(support), |mode| {
+        let host_tmp = Dir::new_in_host_tmp("deny-tmp");
+        deny_fixture(&host_tmp);
+        for seq in deny_sequences(host_tmp.path(), marker.path()) {
+            let out = run_in(mode).args(&seq.flags).args(["--", "sh", "-c", &seq.script]).run();
+            out.assert_code(125);
+            out.assert_stderr_contains("which is below /tmp: the run's own /tmp has a write rule");
+            out.assert_stderr_contains(
+                "hint: move the granted folder out of /tmp (e.g. to /var/tmp), or drop the deny",
+            );
+            out.assert_stderr_contains(&format!("the denied path {}", host_tmp.join(seq.denied).display()));
+            assert!(!marker.join("ran").exists(), "[{}] {}: the command ran", mode.as_str(), seq.name);
+        }
+        assert!(host_tmp.join("app/conf/secret.key").exists() && host_tmp.join("a/logs").exists());
+        // Control: the same under /var/tmp starts, and the deny holds.
+        let var_tmp = Dir::new("deny-var-tmp");
+        deny_fixture(&var_tmp);
+        for seq in deny_sequences(var_tmp.path(), marker.path()) {
+            let out = run_in(mode).args(&seq.flags).args(["--", "sh", "-c", &seq.script]).run();
+            assert_ne!(out.code(), Some(0), "[{}] {}: {}", mode.as_str(), seq.name, out.stdout);
+            assert!(
+                !out.stdout.contains("moved") && !out.stdout.contains("TOPSECRET"),
+                "[{}] {}",
+                mode.as_str(),
+                seq.name
+            );
+            assert_eq!(marker.read("ran"), "ran\n", "[{}] {}: the command did not run", mode.as_str(), seq.name);
+            std::fs::remove_file(marker.join("ran")).unwrap();
+        }
+        assert!(var_tmp.join("app/conf/secret.key").exists(), "[{}] the denied file's folder moved", mode.as_str());
+        assert!(var_tmp.join("a/logs").exists(), "[{}] the audit log's folder moved", mode.as_str());
     });
 }

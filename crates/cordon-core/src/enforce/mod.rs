@@ -165,6 +165,22 @@ pub enum SpawnError {
         /// How many of the run's denied paths name it.
         denied: usize,
     },
+    /// A denied path lies inside a grant that sits below a folder the run
+    /// has a broad Landlock rule on (its own `/tmp` or `/dev/shm`): Landlock
+    /// walks up across mounts, so that rule covers the grant, and only the
+    /// mask over the denied path would hold it (review s9 F1).
+    #[error(
+        "the denied path {} lies inside the grant {}, which is below {folder}: the run's own {folder} has a write rule that covers every grant mounted below it, so nothing but a mask would keep the run out of the denied path, and a rename of a folder above it (by the run, or on the host) lifts the mask",
+        deny.display(), grant.display(), folder = folder.display()
+    )]
+    DenyInsidePrivateFolder {
+        /// The denied path (a deny, or cordon's own state carved out of the grant).
+        deny: PathBuf,
+        /// The grant around it.
+        grant: PathBuf,
+        /// The run's own folder with the broad rule (`/tmp`, `/dev/shm`).
+        folder: PathBuf,
+    },
     /// The command could not be executed.
     #[error("cannot execute {program}")]
     Exec {
@@ -195,6 +211,10 @@ impl SpawnError {
             SpawnError::DeniedFileLinked { path, .. } => Some(format!(
                 "deny every link of it too (`find / -xdev -samefile {}` lists them), or remove the links it does not need",
                 path.display()
+            )),
+            SpawnError::DenyInsidePrivateFolder { folder, .. } => Some(format!(
+                "move the granted folder out of {} (e.g. to /var/tmp), or drop the deny; if the denied path is cordon's audit log or state folder, keep it out of the grant (--audit-log elsewhere)",
+                folder.display()
             )),
             SpawnError::Landlock(landlock::LandlockError::LinkAppeared { .. }) => Some(
                 "the plugin folder changed after its paths were resolved; see where the link points, remove it, and run `cordon check` again".into(),
@@ -702,6 +722,67 @@ fn refuse_denied_files_with_other_links(plan: &Plan) -> Result<(), SpawnError> {
     }
 }
 
+/// Refuses a run in which a denied path lies inside a grant below a folder
+/// the run has a broad write rule on (review s9 F1): the run's own `/tmp`
+/// (container mode, and process mode's private `/tmp`) and `/dev/shm`.
+/// Grants under the host's `/tmp` are mounted below the run's tmpfs there,
+/// and Landlock's walk goes up across mounts, so that rule covers the whole
+/// grant: the rules around a deny ([`landlock::expand_denies`]) refuse
+/// nothing there, and only the mask over the denied path is left. A mask
+/// sits on a dentry: it moves with a folder above it that the run renames,
+/// and the host's atomic replace of the file detaches it. No rule can stop
+/// at a mount, so the run is refused, never weakened.
+///
+/// Both the written and the resolved spelling of every path count (a
+/// symlink into `/tmp`, a grant that is `/tmp` itself), and a deny that does
+/// not exist is resolved as far as its parent exists.
+fn refuse_denies_inside_private_folders(plan: &Plan) -> Result<(), SpawnError> {
+    let Some(l) = &plan.landlock else { return Ok(()) };
+    let denied: Vec<&PathBuf> = l.deny.iter().chain(plan.root.iter().flat_map(|r| &r.deny)).collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    let folders: Vec<[PathBuf; 2]> =
+        l.late.iter().filter(|(_, a)| *a == FsAccess::Write).map(|(p, _)| spellings(p)).collect();
+    let grants: Vec<(&PathBuf, [PathBuf; 2])> = l.rules.iter().map(|(p, _)| (p, spellings(p))).collect();
+    for deny in denied {
+        let d = spellings(deny);
+        for (grant, g) in &grants {
+            if !d.iter().any(|d| g.iter().any(|g| d.starts_with(g))) {
+                continue;
+            }
+            if let Some(f) = folders.iter().find(|f| g.iter().any(|g| f.iter().any(|f| g.starts_with(f)))) {
+                return Err(SpawnError::DenyInsidePrivateFolder {
+                    deny: deny.clone(),
+                    grant: (*grant).clone(),
+                    folder: f[0].clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` as written, and resolved through every symlink as far as it
+/// exists (the rest appended as written).
+fn spellings(path: &Path) -> [PathBuf; 2] {
+    let mut rest = vec![];
+    let mut at = path;
+    let resolved = loop {
+        if let Ok(r) = std::fs::canonicalize(at) {
+            break rest.iter().rev().fold(r, |acc: PathBuf, c| acc.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => break path.to_owned(),
+        }
+    };
+    [path.to_owned(), resolved]
+}
+
 /// Applies `plan` to a new child up to the command's start and parks it
 /// there (see [`Parked`]). Returns once init runs in the run's cgroups; its
 /// setup goes on meanwhile, and a failure in it is reported by
@@ -709,6 +790,7 @@ fn refuse_denied_files_with_other_links(plan: &Plan) -> Result<(), SpawnError> {
 pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Parked, SpawnError> {
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     refuse_denied_files_with_other_links(plan)?;
+    refuse_denies_inside_private_folders(plan)?;
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
