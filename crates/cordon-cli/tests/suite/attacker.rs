@@ -304,3 +304,72 @@ fn host_unix_datagram_sockets_are_out_of_reach_of_socketpairs() {
         }
     });
 }
+
+const SEND_VIA_STDOUT: &str = r#"
+import errno, socket, sys
+open(sys.argv[2], "w").write("ran\n")
+s = socket.socket(fileno=1)
+try:
+    s.sendto(b"via-stdout", sys.argv[1])
+    print("sent", file=sys.stderr)
+except OSError as e:
+    print(errno.errorcode[e.errno], file=sys.stderr)
+"#;
+
+/// Review s9 F2, the inherited route: a unix datagram socket handed to a
+/// process-mode command as fd 0-2 sends to any host socket by path, which
+/// the filter cannot stop (it only refuses making one). Such a run is
+/// refused before the command starts (exit 125, its marker absent, the
+/// host's socket received nothing). Controls: container mode runs it (the
+/// host's path is not in its root: ENOENT), and a stream socket as stdout
+/// runs in process mode (it cannot address anyone else: EISCONN).
+#[test]
+fn a_unix_datagram_socket_as_stdio_is_refused_in_process_mode() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("dgram-stdio");
+    let host_path = dir.create_dir("host").join("d.sock");
+    let host = UnixDatagram::bind(&host_path).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let marker = dir.create_dir("m").join("ran");
+    let probe = |mode: Mode, stdout: OwnedFd| {
+        let _ = std::fs::remove_file(&marker);
+        let mut cmd = run_in(mode);
+        cmd.args(["--write", marker.parent().unwrap().to_str().unwrap(), "--", python, "-c", SEND_VIA_STDOUT])
+            .args([host_path.to_str().unwrap(), marker.to_str().unwrap()]);
+        let out = cmd
+            .command()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(stdout))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let got = match host.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => String::new(),
+            Err(e) => panic!("reading the host socket: {e}"),
+        };
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), marker.exists(), got)
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let (_keep, theirs) = UnixDatagram::pair().unwrap();
+        let (code, stderr, ran, got) = probe(mode, theirs.into());
+        assert_eq!(got, "", "[{}] the host's socket received", mode.as_str());
+        if mode == Mode::Container {
+            assert_eq!((code, ran), (Some(0), true), "[container] control: {stderr}");
+            assert!(stderr.contains("ENOENT"), "[container] {stderr}");
+        } else {
+            assert_eq!((code, ran), (Some(125), false), "[{}] {stderr}", mode.as_str());
+            assert!(stderr.contains("fd 1 of the command is a unix datagram socket"), "{stderr}");
+            assert!(stderr.contains("hint: give the command a pipe, a file or a stream socket there"), "{stderr}");
+            // Control: a stream socket runs, and cannot address the host's.
+            let (_keep, theirs) = UnixStream::pair().unwrap();
+            let (code, stderr, ran, got) = probe(mode, theirs.into());
+            assert_eq!((code, ran, got.as_str()), (Some(0), true, ""), "[{}] control: {stderr}", mode.as_str());
+            assert!(stderr.contains("EISCONN"), "[{}] {stderr}", mode.as_str());
+        }
+    });
+}

@@ -181,6 +181,15 @@ pub enum SpawnError {
         /// The run's own folder with the broad rule (`/tmp`, `/dev/shm`).
         folder: PathBuf,
     },
+    /// A process-mode command would get a unix socket other than a stream
+    /// or seqpacket one as fd 0, 1 or 2: a datagram socket sends to any
+    /// host socket by path with `sendto()`, which no rule checks there
+    /// (review s9 F2).
+    #[error("fd {fd} of the command is a unix datagram socket (or another connectionless one), which sends to any of the host's unix sockets by path, past process mode's rules")]
+    DatagramStdio {
+        /// 0, 1 or 2.
+        fd: u8,
+    },
     /// The command could not be executed.
     #[error("cannot execute {program}")]
     Exec {
@@ -212,6 +221,9 @@ impl SpawnError {
                 "deny every link of it too (`find / -xdev -samefile {}` lists them), or remove the links it does not need",
                 path.display()
             )),
+            SpawnError::DatagramStdio { .. } => Some(
+                "give the command a pipe, a file or a stream socket there, or run it with --mode container (host socket paths are not in its root)".into(),
+            ),
             SpawnError::DenyInsidePrivateFolder { folder, .. } => Some(format!(
                 "move the granted folder out of {} (e.g. to /var/tmp), or drop the deny; if the denied path is cordon's audit log or state folder, keep it out of the grant (--audit-log elsewhere)",
                 folder.display()
@@ -763,6 +775,33 @@ fn refuse_denies_inside_private_folders(plan: &Plan) -> Result<(), SpawnError> {
     Ok(())
 }
 
+/// Refuses a process-mode run whose command would get a unix datagram
+/// socket (or any unix socket but a stream or seqpacket one) as fd 0, 1 or
+/// 2: the filter refuses making one there (`socket(AF_UNIX)`, datagram
+/// `socketpair`s), but one handed in sends to any host socket by path
+/// (review s9 F2). `given` are the replacements the command gets; a slot
+/// without one is cordon's own descriptor, which the command inherits.
+fn refuse_datagram_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Result<(), SpawnError> {
+    if !plan.seccomp.is_some_and(|s| s.unix == seccomp::UnixSockets::SocketpairOnly) {
+        return Ok(());
+    }
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let own = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    for (fd, (given, own)) in (0u8..).zip(given.into_iter().zip(own)) {
+        let sock = given.unwrap_or(own);
+        // ENOTSOCK (or a closed slot): not a socket at all.
+        let Ok(domain) = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_DOMAIN) else { continue };
+        if domain != libc::AF_UNIX {
+            continue;
+        }
+        let kind = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(libc::SOCK_DGRAM);
+        if kind != libc::SOCK_STREAM && kind != libc::SOCK_SEQPACKET {
+            return Err(SpawnError::DatagramStdio { fd });
+        }
+    }
+    Ok(())
+}
+
 /// `path` as written, and resolved through every symlink as far as it
 /// exists (the rest appended as written).
 fn spellings(path: &Path) -> [PathBuf; 2] {
@@ -791,6 +830,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     refuse_denied_files_with_other_links(plan)?;
     refuse_denies_inside_private_folders(plan)?;
+    refuse_datagram_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
