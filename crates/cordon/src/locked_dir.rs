@@ -49,6 +49,18 @@ pub enum Sweep {
     Now,
 }
 
+/// Which names of a kind a sweep may remove (when no run holds them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Names {
+    /// `PREFIX<ULID>` only: the prefix is shared with folders that are not
+    /// cordon's (`cordon-` in the temporary folder).
+    Ulid,
+    /// Any `PREFIX<rest>`: the prefix is cordon's alone (`cordon-exec-`),
+    /// and its folders are named by ids of any shape (a caller's request
+    /// id, the pool's `pool-<ULID>`). The lock alone decides.
+    Any,
+}
+
 /// A folder this run holds; removed with everything in it on drop.
 #[derive(Debug)]
 pub(crate) struct LockedDir {
@@ -61,13 +73,13 @@ pub(crate) struct LockedDir {
 const ABANDONED_TMP: Duration = Duration::from_secs(60);
 
 impl LockedDir {
-    /// Sweeps `parent` of unlocked `PREFIX<26 characters>` folders when
-    /// `when` says so (see the module docs), then creates, locks and
-    /// publishes `parent/NAME` (mode 0700). `name` must start with `prefix`
-    /// for a later sweep to find it.
-    pub(crate) fn create(parent: &Path, prefix: &str, name: &str, when: Sweep) -> io::Result<LockedDir> {
+    /// Sweeps `parent` of unlocked folders of the kind (`prefix` and
+    /// `names`) when `when` says so (see the module docs), then creates,
+    /// locks and publishes `parent/NAME` (mode 0700). `name` must start
+    /// with `prefix` for a later sweep to find it.
+    pub(crate) fn create(parent: &Path, prefix: &str, names: Names, name: &str, when: Sweep) -> io::Result<LockedDir> {
         if when == Sweep::Now || due(parent, prefix) {
-            sweep(parent, prefix);
+            sweep(parent, prefix, names);
         }
         let tmp = parent.join(format!(".{name}.tmp"));
         let path = parent.join(name);
@@ -102,14 +114,17 @@ impl Drop for LockedDir {
     }
 }
 
-/// Removes the folders of `parent` named `PREFIX<26 characters>` that no
+/// Removes the folders of `parent` of the kind (`prefix`, `names`) that no
 /// run holds, and abandoned temporary ones.
-fn sweep(parent: &Path, prefix: &str) {
+fn sweep(parent: &Path, prefix: &str, names: Names) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        let live = name.starts_with(prefix) && name.len() == prefix.len() + 26;
+        let live = name.strip_prefix(prefix).is_some_and(|rest| match names {
+            Names::Ulid => rest.len() == 26,
+            Names::Any => !rest.is_empty(),
+        });
         let tmp = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).is_some_and(|n| n.starts_with(prefix));
         if !(live || tmp) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
@@ -164,12 +179,12 @@ mod tests {
         let parent = std::env::temp_dir().join(format!("cordon-locked-dir-test-{}", std::process::id()));
         std::fs::create_dir_all(&parent).unwrap();
         let id = |n: u32| format!("t-{n:026}");
-        let held = LockedDir::create(&parent, "t-", &id(1), Sweep::Now).unwrap();
+        let held = LockedDir::create(&parent, "t-", Names::Ulid, &id(1), Sweep::Now).unwrap();
         // A folder left by a killed run: same shape, nobody holds it.
         std::fs::create_dir(parent.join(id(2))).unwrap();
         // Control: a name of another shape is never touched.
         std::fs::create_dir(parent.join("t-other")).unwrap();
-        let _second = LockedDir::create(&parent, "t-", &id(3), Sweep::Now).unwrap();
+        let _second = LockedDir::create(&parent, "t-", Names::Ulid, &id(3), Sweep::Now).unwrap();
         assert!(held.path().is_dir(), "a held folder must survive a sweep");
         assert!(!parent.join(id(2)).exists(), "an unheld folder is swept");
         assert!(parent.join("t-other").is_dir());
@@ -179,13 +194,38 @@ mod tests {
                 let parent = &parent;
                 s.spawn(move || {
                     for i in 0..50u32 {
-                        let d = LockedDir::create(parent, "t-", &id(1000 + t * 100 + i), Sweep::Now).expect("create");
+                        let d = LockedDir::create(parent, "t-", Names::Ulid, &id(1000 + t * 100 + i), Sweep::Now).expect("create");
                         assert!(d.path().is_dir(), "swept while held");
                     }
                 });
             }
         });
         drop(held);
+        std::fs::remove_dir_all(&parent).unwrap();
+    }
+
+    /// Review s9 F6: run folders named by a caller's id or the pool's
+    /// `pool-<ULID>` were never swept, so a retry with the same id after a
+    /// crash failed for good (its new folder cannot be renamed onto the
+    /// old one, which holds `artifacts/`).
+    #[test]
+    fn a_sweep_of_any_names_removes_every_unheld_folder_of_the_kind_and_never_a_held_one() {
+        let parent = std::env::temp_dir().join(format!("cordon-locked-dir-any-{}", std::process::id()));
+        std::fs::create_dir_all(&parent).unwrap();
+        let held = LockedDir::create(&parent, "x-", Names::Any, "x-held-key", Sweep::Now).unwrap();
+        for left in ["x-retry-me-1", "x-pool-01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+            std::fs::create_dir_all(parent.join(left).join("artifacts")).unwrap();
+        }
+        // Control: another kind is never touched.
+        std::fs::create_dir(parent.join("y-retry-me-1")).unwrap();
+        // The retry of a crashed run's id: its leftover is swept first.
+        let retry = LockedDir::create(&parent, "x-", Names::Any, "x-retry-me-1", Sweep::Now).unwrap();
+        assert!(retry.path().is_dir());
+        assert!(!retry.path().join("artifacts").exists(), "the leftover was swept, not reused");
+        assert!(!parent.join("x-pool-01ARZ3NDEKTSV4RRFFQ69G5FAV").exists(), "an unheld pool folder is swept");
+        assert!(held.path().is_dir(), "a held folder must survive a sweep");
+        assert!(parent.join("y-retry-me-1").is_dir());
+        drop((held, retry));
         std::fs::remove_dir_all(&parent).unwrap();
     }
 }
