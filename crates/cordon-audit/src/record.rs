@@ -116,6 +116,11 @@ pub struct Subject {
     /// Which attempt this is, from 1, when a host retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// The caller's `Idempotency-Key` (a gateway): the caller's name for
+    /// the request, scoped to its tenant. Never the request id, which the
+    /// host makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl AuditRecord {

@@ -59,8 +59,13 @@ pub use crate::queue::backend::NatsBackend;
 /// One accepted execution.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// The execution id (also the run's request id).
+    /// The execution id (also the run's request id): always made by the
+    /// service ([`cordon::new_request_id`]), never the caller's key.
     pub id: String,
+    /// The caller's `Idempotency-Key`: within its tenant, a request sent
+    /// again with it is answered with the first one's execution. Recorded
+    /// beside the id (the audit record's `idempotency_key`).
+    pub idempotency_key: Option<String>,
     /// On whose behalf.
     pub tenant: String,
     /// Who asked.
@@ -145,9 +150,6 @@ pub enum SubmitError {
     /// service is restarted.
     #[error("the sandbox spawner of this service (pid {0}) is gone: no sandbox can be started; restart the service")]
     SpawnerGone(i32),
-    /// The `Idempotency-Key` names another tenant's execution (local backend).
-    #[error("the Idempotency-Key `{0}` is already in use")]
-    KeyInUse(String),
 }
 
 /// Whether `/readyz` may say ready.
@@ -177,11 +179,12 @@ pub enum Backend {
 
 impl Backend {
     /// Accepts `job` (once its begin is durable, or it is on the queue),
-    /// or says why not. `max_concurrent` is the tenant's (local backend;
-    /// the queue has its per-tenant cap). A `job.id` already accepted for
-    /// the tenant (an `Idempotency-Key` sent again) is not run again: the
-    /// caller waits for the first one.
-    pub async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+    /// or says why not; returns the id of the execution to answer with.
+    /// `max_concurrent` is the tenant's (local backend; the queue has its
+    /// per-tenant cap). An `Idempotency-Key` the tenant sent before, whose
+    /// execution is still known, is not run again: the id returned is the
+    /// first execution's. Another tenant's identical key is unrelated.
+    pub async fn submit(&self, job: Job, max_concurrent: u32) -> Result<String, SubmitError> {
         match self {
             Backend::Local(b) => b.submit(job, max_concurrent).await,
             Backend::Nats(b) => b.submit(job).await,
@@ -280,6 +283,8 @@ enum Phase {
 
 struct Entry {
     tenant: String,
+    /// The caller's `Idempotency-Key`, if it gave one.
+    key: Option<String>,
     phase: Phase,
     watch: watch::Sender<u8>,
     finished: Option<Instant>,
@@ -296,6 +301,30 @@ struct Table {
     active: HashMap<String, u32>,
     /// Per tenant: finished ids, oldest first.
     finished: HashMap<String, VecDeque<String>>,
+    /// (tenant, `Idempotency-Key`) -> the execution id, for as long as
+    /// the execution is in `entries` (or its acceptance is under way).
+    keys: HashMap<(String, String), String>,
+}
+
+impl Table {
+    /// Removes `id`'s entry and its key's mapping.
+    fn remove(&mut self, id: &str) {
+        if let Some(Entry { tenant, key: Some(key), .. }) = self.entries.remove(id) {
+            let k = (tenant, key);
+            if self.keys.get(&k).is_some_and(|mapped| mapped == id) {
+                self.keys.remove(&k);
+            }
+        }
+    }
+}
+
+/// What a submit found under the table lock.
+enum Found {
+    /// The tenant's key names an execution: answer with it once its begin
+    /// is settled (when it is still pending).
+    Replay(String, Option<watch::Receiver<Begin>>),
+    /// A new execution, its place reserved.
+    New,
 }
 
 struct Shared {
@@ -375,47 +404,54 @@ impl LocalBackend {
         LocalBackend { shared, sender: Mutex::new(Some(tx)), workers: Mutex::new(workers) }
     }
 
-    async fn submit(&self, job: Job, max_concurrent: u32) -> Result<(), SubmitError> {
+    async fn submit(&self, job: Job, max_concurrent: u32) -> Result<String, SubmitError> {
         let sender = self.sender.lock().expect("sender lock").clone().ok_or(SubmitError::Draining)?;
         if let cordon::SpawnerState::Gone(pid) = cordon::spawner_state() {
             return Err(SubmitError::SpawnerGone(pid));
         }
         let s = &self.shared;
-        let first = {
+        let found = {
             // A place in the tenant's count and in the queue, reserved
-            // before the begin.
+            // before the begin, and the key's mapping with it (under the
+            // same lock: two requests with one key never both run).
             let mut table = s.table.lock().expect("execution table lock");
             expire(&mut table, s.settings.result_ttl);
-            if let Some(e) = table.entries.get(&job.id) {
-                // The same Idempotency-Key again: wait for the first (once
-                // it is accepted).
-                if e.tenant != job.tenant {
-                    return Err(SubmitError::KeyInUse(job.id));
-                }
-                let Phase::Queued(.., begin) = &e.phase else { return Ok(()) };
-                Some(begin.clone())
+            let mapped = job.idempotency_key.as_ref().and_then(|k| table.keys.get(&(job.tenant.clone(), k.clone())));
+            if let Some(first) = mapped.cloned() {
+                // The same key of the same tenant again. An execution
+                // whose acceptance is under way has no entry yet: its id
+                // is answered as queued.
+                let begin = match table.entries.get(&first).map(|e| &e.phase) {
+                    Some(Phase::Queued(.., begin)) => Some(begin.clone()),
+                    _ => None,
+                };
+                Found::Replay(first, begin)
             } else {
-                None
+                let active = table.active.get(&job.tenant).copied().unwrap_or(0);
+                if active >= max_concurrent {
+                    return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
+                }
+                let waiting = s.queued.load(Ordering::SeqCst);
+                if waiting >= s.settings.queue as usize {
+                    return Err(SubmitError::QueueFull(waiting));
+                }
+                *table.active.entry(job.tenant.clone()).or_default() += 1;
+                s.queued.fetch_add(1, Ordering::SeqCst);
+                if let Some(k) = &job.idempotency_key {
+                    table.keys.insert((job.tenant.clone(), k.clone()), job.id.clone());
+                }
+                Found::New
             }
         };
-        if let Some(begin) = first {
-            return match begun(begin).await {
-                true => Ok(()),
-                false => Err(SubmitError::Audit("the first request with this Idempotency-Key was refused".into())),
+        if let Found::Replay(first, begin) = found {
+            let refused = match begin {
+                Some(begin) => !begun(begin).await,
+                None => false,
             };
-        }
-        {
-            let mut table = s.table.lock().expect("execution table lock");
-            let active = table.active.get(&job.tenant).copied().unwrap_or(0);
-            if active >= max_concurrent {
-                return Err(SubmitError::TenantBusy { tenant: job.tenant.clone(), active });
-            }
-            let waiting = s.queued.load(Ordering::SeqCst);
-            if waiting >= s.settings.queue as usize {
-                return Err(SubmitError::QueueFull(waiting));
-            }
-            *table.active.entry(job.tenant.clone()).or_default() += 1;
-            s.queued.fetch_add(1, Ordering::SeqCst);
+            return match refused {
+                true => Err(SubmitError::Audit("the first request with this Idempotency-Key was refused".into())),
+                false => Ok(first),
+            };
         }
         // From here the acceptance runs to its end in a task of its own: a
         // client that hangs up while its begin is being committed drops this
@@ -423,9 +459,11 @@ impl LocalBackend {
         // that is never queued (recorded `LOST` at shutdown) and a place in
         // the tenant's count that is never given back (429 for good).
         let shared = s.clone();
+        let id = job.id.clone();
         tokio::spawn(async move { accept(&shared, sender, job).await })
             .await
             .unwrap_or_else(|e| Err(SubmitError::Audit(format!("the acceptance of the execution failed: {e}"))))
+            .map(|()| id)
     }
 
     fn status(&self, tenant: &str, id: &str) -> Option<Status> {
@@ -541,7 +579,10 @@ pub(crate) fn subject_of(job: &Job) -> Subject {
 
 /// What the audit record says about the package that ran, and who asked.
 fn provenance(job: &Job) -> Subject {
-    provenance_of(&job.principal, &job.jti, job.traceparent.as_deref(), &job.plugin)
+    Subject {
+        idempotency_key: job.idempotency_key.clone(),
+        ..provenance_of(&job.principal, &job.jti, job.traceparent.as_deref(), &job.plugin)
+    }
 }
 
 /// [`provenance`] from its parts (a queue worker has no [`Job`]).
@@ -559,16 +600,18 @@ pub(crate) fn provenance_of(principal: &str, jti: &str, traceparent: Option<&str
 
 /// Drops finished results older than `ttl`.
 fn expire(table: &mut Table, ttl: Duration) {
-    let Table { entries, finished, .. } = table;
+    let mut old = vec![];
+    let Table { entries, finished, .. } = &mut *table;
     for ids in finished.values_mut() {
         while let Some(id) = ids.front() {
-            let old = entries.get(id).and_then(|e| e.finished).is_none_or(|t| t.elapsed() >= ttl);
-            if !old {
+            if !entries.get(id).and_then(|e| e.finished).is_none_or(|t| t.elapsed() >= ttl) {
                 break;
             }
-            entries.remove(id);
-            ids.pop_front();
+            old.extend(ids.pop_front());
         }
+    }
+    for id in old {
+        table.remove(&id);
     }
 }
 
@@ -621,13 +664,11 @@ fn finish(s: &Shared, id: &str, tenant: &str, value: Arc<serde_json::Value>, out
         e.watch.send_replace(DONE);
     }
     let cap = s.settings.results_per_tenant as usize;
-    let Table { entries, finished, .. } = &mut *table;
-    let ids = finished.entry(tenant.to_owned()).or_default();
+    let ids = table.finished.entry(tenant.to_owned()).or_default();
     ids.push_back(id.to_owned());
-    while ids.len() > cap {
-        if let Some(old) = ids.pop_front() {
-            entries.remove(&old);
-        }
+    let evicted: Vec<String> = (cap..ids.len()).filter_map(|_| ids.pop_front()).collect();
+    for old in evicted {
+        table.remove(&old);
     }
     s.metrics.execution_done(tenant, outcome);
 }
@@ -693,12 +734,13 @@ async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(),
     let (watch, _) = watch::channel(QUEUED);
     let tenant = job.tenant.clone();
     let id = job.id.clone();
+    let key = job.idempotency_key.clone();
     let phase = Phase::Queued(Box::new(job), Box::new(run), Instant::now(), begin_rx);
     s.table
         .lock()
         .expect("execution table lock")
         .entries
-        .insert(id.clone(), Entry { tenant: tenant.clone(), phase, watch, finished: None });
+        .insert(id.clone(), Entry { tenant: tenant.clone(), key, phase, watch, finished: None });
     let queued = sender.send(id.clone()).is_ok();
     if let Err(e) = durable.await {
         begin.send_replace(Begin::Failed);
@@ -706,7 +748,7 @@ async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(),
         // Still queued: nobody took it, so it goes here; taken, the worker
         // drops it (`forget`).
         if matches!(table.entries.get(&id).map(|e| &e.phase), Some(Phase::Queued(..))) {
-            table.entries.remove(&id);
+            table.remove(&id);
             if let Some(a) = table.active.get_mut(&tenant) {
                 *a = a.saturating_sub(1);
             }
@@ -730,7 +772,7 @@ async fn accept(s: &Arc<Shared>, sender: Sender<String>, job: Job) -> Result<(),
 /// never recorded (its caller was refused); its place is given back.
 fn forget(s: &Shared, job: &Job) {
     let mut table = s.table.lock().expect("execution table lock");
-    table.entries.remove(&job.id);
+    table.remove(&job.id);
     if let Some(a) = table.active.get_mut(&job.tenant) {
         *a = a.saturating_sub(1);
     }

@@ -121,12 +121,13 @@ pub struct RequestContext {
     pub request_id: String,
     /// The `traceparent` header, when it parses.
     pub traceparent: Option<String>,
-    /// The `Idempotency-Key` header: the execution's id, so that sending
-    /// the same request again returns the first one's result.
+    /// The `Idempotency-Key` header: the caller's name for the request,
+    /// scoped to its tenant, so that sending the same request again
+    /// returns the first one's result. Never the execution's id.
     pub idempotency_key: Option<String>,
 }
 
-/// The header naming an execution's id chosen by the caller.
+/// The header carrying the caller's idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {

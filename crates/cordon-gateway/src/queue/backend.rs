@@ -418,11 +418,19 @@ impl NatsBackend {
     /// is acknowledged drops this future (hyper cancels the handler), which
     /// would leave a queued request with no deadline kept by the gateway
     /// (never `EXPIRED` while no worker takes it) and not counted queued.
-    pub(crate) async fn submit(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {
+    pub(crate) async fn submit(self: &Arc<Self>, mut job: Job) -> Result<String, SubmitError> {
+        // The queue deduplicates by id across gateways (`Nats-Msg-Id`, the
+        // results bucket, both per tenant), so a keyed request's id is
+        // still its key here.
+        if let Some(key) = job.idempotency_key.take() {
+            job.id = key;
+        }
+        let id = job.id.clone();
         let this = self.clone();
         tokio::spawn(async move { this.accept(job).await })
             .await
             .unwrap_or_else(|e| Err(SubmitError::Unavailable(format!("the acceptance of the execution failed: {e}"))))
+            .map(|()| id)
     }
 
     async fn accept(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {

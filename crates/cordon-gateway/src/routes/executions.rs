@@ -91,9 +91,11 @@ pub async fn submit_and_wait(
     }
     cordon::trace::step("gateway: plugin verified");
     let max_concurrent = state.tenancy.max_concurrent(&caller.tenant).unwrap_or(0);
-    let id = ctx.idempotency_key.clone().unwrap_or_else(cordon::new_request_id);
+    // The id is always the service's: a caller's key names its request
+    // within its tenant only, never a run folder, store path or record id.
     let job = Job {
-        id: id.clone(),
+        id: cordon::new_request_id(),
+        idempotency_key: ctx.idempotency_key,
         tenant: caller.tenant.clone(),
         principal: caller.principal,
         jti: caller.jti,
@@ -104,7 +106,7 @@ pub async fn submit_and_wait(
         handler: req.handler,
         input,
     };
-    state.backend.submit(job, max_concurrent).await.map_err(|e| match e {
+    let id = state.backend.submit(job, max_concurrent).await.map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::unavailable("queue_full", format!("{e}; retry later"), 1),
         SubmitError::Draining => ApiError::unavailable("shutting_down", e.to_string(), 5),
         SubmitError::TenantBusy { .. } | SubmitError::TenantQueueFull { .. } => ApiError::too_many(e.to_string(), 1),
@@ -112,7 +114,6 @@ pub async fn submit_and_wait(
             ApiError::unavailable("queue_unavailable", format!("{e}; retry with the same Idempotency-Key"), 1)
         }
         SubmitError::SpawnerGone(_) => ApiError::unavailable("sandboxes_unavailable", e.to_string(), 30),
-        SubmitError::KeyInUse(_) => ApiError::conflict("idempotency_key_in_use", e.to_string()),
         SubmitError::Audit(_) => ApiError::internal(e.to_string()),
     })?;
     let status = state.backend.wait(&caller.tenant, &id, Duration::from_millis(wait_ms)).await;

@@ -24,6 +24,7 @@ const TEST: &str = "suite::workers::a_worker_out_of_descriptors_records_setup_fa
 fn job(id: &str, plugin: &Path) -> Job {
     Job {
         id: id.into(),
+        idempotency_key: None,
         tenant: "acme".into(),
         principal: "ci".into(),
         jti: format!("jti-{id}"),

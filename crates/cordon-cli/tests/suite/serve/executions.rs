@@ -336,7 +336,7 @@ fn bad_requests_name_the_problem_and_disabled_plugins_are_refused_at_once() {
     assert_eq!(r.status, 404, "{r:?}");
     let r = post(&json!({"plugin": PLUGIN, "handler": "nope"}).to_string());
     assert_eq!(r.status, 400);
-    assert!(r.error().1.contains("no handler `nope`; its handlers: echo, empty, nap, sleep"), "{r:?}");
+    assert!(r.error().1.contains("no handler `nope`; its handlers: art, echo, empty, nap, sleep"), "{r:?}");
     let r = post(&json!({"plugin": "@test/off", "handler": "empty"}).to_string());
     assert_eq!((r.status, r.error().0.as_str()), (409, "plugin_disabled"), "{r:?}");
     let plugins = s.get("/v1/plugins", &at).json();

@@ -8,6 +8,7 @@
 
 mod auth;
 mod executions;
+mod idempotency;
 mod lifecycle;
 mod pool;
 mod queue;
@@ -201,11 +202,12 @@ pub struct Service {
 
 /// The test plugin's handlers. `empty` writes `{}`; `echo` its input;
 /// `sleep` sleeps for the marker given as `{"s": "31.xxx"}` then writes `{}`;
-/// `nap` sleeps 1 s then writes `{}`.
+/// `nap` sleeps 1 s then writes `{}`; `art` stores its input as the
+/// artifact `report.txt` and writes `{}`.
 fn write_plugin(dir: &Dir) {
     dir.create(
         "plugins/gw/cordon.toml",
-        format!("id = \"{PLUGIN}\"\nversion = \"2.0.0\"\n[handlers.empty]\ncommand = [\"./empty.sh\"]\n[handlers.echo]\ncommand = [\"./echo.sh\"]\n[handlers.sleep]\ncommand = [\"./sleep.sh\"]\n[handlers.nap]\ncommand = [\"./nap.sh\"]\n[quotas]\ntimeout_ms = 60000\n"),
+        format!("id = \"{PLUGIN}\"\nversion = \"2.0.0\"\n[handlers.empty]\ncommand = [\"./empty.sh\"]\n[handlers.echo]\ncommand = [\"./echo.sh\"]\n[handlers.sleep]\ncommand = [\"./sleep.sh\"]\n[handlers.nap]\ncommand = [\"./nap.sh\"]\n[handlers.art]\ncommand = [\"./art.sh\"]\n[quotas]\ntimeout_ms = 60000\n"),
     );
     dir.create_executable("plugins/gw/empty.sh", "#!/bin/sh\nprintf '{}' >&3\n");
     dir.create_executable("plugins/gw/echo.sh", "#!/bin/sh\ncat >&3\n");
@@ -213,6 +215,7 @@ fn write_plugin(dir: &Dir) {
         "plugins/gw/sleep.sh",
         "#!/bin/sh\nread -r line\ns=$(printf %s \"$line\" | sed 's/.*\"s\": *\"\\([0-9.]*\\)\".*/\\1/')\nsleep \"$s\" || exit 3\nprintf '{}' >&3\n",
     );
+    dir.create_executable("plugins/gw/art.sh", "#!/bin/sh\ncat > \"$CORDON_ARTIFACTS/report.txt\"\nprintf '{}' >&3\n");
     dir.create_executable("plugins/gw/nap.sh", "#!/bin/sh\nsleep 1\nprintf '{\"napped\": true}' >&3\n");
     dir.create(
         "plugins/off/cordon.toml",
