@@ -130,6 +130,16 @@ pub struct Server {
     /// A client must send its whole request head within this, ms; also the
     /// idle time of a kept-alive connection. Default 10000.
     pub header_timeout_ms: u64,
+    /// A client must send a request's whole body within this, ms, from the
+    /// end of its head; past it, 408 and the connection is closed.
+    /// Default 10000.
+    pub body_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog until
+    /// one closes. Default (`None`): half the open files limit (which the
+    /// service raises to its hard limit at start), at least 16 and at most
+    /// 65536, so the other half stays for executions (pipes, pidfds,
+    /// memory files, run folders) and the audit log.
+    pub max_connections: Option<u32>,
     /// Longest `wait_ms` a request may ask for. Default 60000.
     pub max_wait_ms: u64,
     /// Results kept per tenant; the oldest finished ones go first. Default 1000.
@@ -207,6 +217,8 @@ struct RawServer {
     max_body_bytes: Option<Spanned<u64>>,
     max_header_bytes: Option<Spanned<u64>>,
     header_timeout_ms: Option<Spanned<u64>>,
+    body_timeout_ms: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
     max_wait_ms: Option<Spanned<u64>>,
     results_per_tenant: Option<Spanned<u64>>,
     result_ttl_s: Option<Spanned<u64>>,
@@ -343,6 +355,11 @@ impl Config {
             max_body_bytes: usize_of(src.ranged(&s.max_body_bytes, "max_body_bytes", 1024, 64 << 20, 1 << 20)?),
             max_header_bytes: usize_of(src.ranged(&s.max_header_bytes, "max_header_bytes", 8192, 1 << 20, 16 << 10)?),
             header_timeout_ms: src.ranged(&s.header_timeout_ms, "header_timeout_ms", 100, 600_000, 10_000)?,
+            body_timeout_ms: src.ranged(&s.body_timeout_ms, "body_timeout_ms", 100, 600_000, 10_000)?,
+            max_connections: match &s.max_connections {
+                None => None,
+                Some(_) => u32::try_from(src.ranged(&s.max_connections, "max_connections", 1, 1 << 20, 0)?).ok(),
+            },
             max_wait_ms: src.ranged(&s.max_wait_ms, "max_wait_ms", 0, 3_600_000, 60_000)?,
             results_per_tenant: u32::try_from(src.ranged(
                 &s.results_per_tenant,

@@ -1,7 +1,19 @@
 //! The HTTP/1.1 server around the router: connection limits (request head
 //! size → 431, head read timeout → the connection is closed, which also
-//! ends idle kept-alive connections), a per-request time limit, request
+//! ends idle kept-alive connections; body read timeout → 408 and the
+//! connection is closed; at most `max_connections` served at once, the
+//! rest waiting in the listen backlog), a per-request time limit, request
 //! ids, metrics and the log of 5xx details, and the shutdown sequence.
+//!
+//! # Descriptors
+//!
+//! Connections and executions draw on one open files limit: every run takes
+//! pipes, pidfds, a memory file and its run folder's lock from it. So the
+//! service raises its soft `RLIMIT_NOFILE` to the hard limit at start, and
+//! serves at most `max_connections` connections (default: half of that
+//! limit); a client that holds many idle or slow connections makes other
+//! clients wait for a connection, never an execution fail for want of a
+//! descriptor (review s9 F7).
 //!
 //! # Shutdown (SIGTERM or SIGINT)
 //!
@@ -13,6 +25,7 @@
 //! exits 0.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -33,8 +46,52 @@ pub struct RequestId(pub String);
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Request ids, the time limit, metrics, and the log line of every 5xx
-/// (whose body stays generic).
+/// The default `max_connections` under an open files limit of `limit`:
+/// half of it (the other half for executions and the service's own files),
+/// at least 16 and at most 65536.
+pub fn default_max_connections(limit: u64) -> u32 {
+    u32::try_from((limit / 2).clamp(16, 65_536)).unwrap_or(65_536)
+}
+
+/// Reads the whole body of `req` within `within` and at most `max` bytes
+/// (a client trickling its body would otherwise hold its connection, and
+/// a descriptor, for as long as the request's time limit).
+async fn read_body(req: Request, within: Duration, max: usize) -> Result<Request, Response> {
+    use futures_util::StreamExt;
+    let (parts, body) = req.into_parts();
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+            if buf.len() + chunk.len() > max {
+                return Err(ApiError::too_large("the request body exceeds the service's max_body_bytes"));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => Err(close(e.into_response())),
+        Err(_) => Err(close(
+            ApiError::timeout(format!(
+                "the request body did not arrive within the service's body_timeout_ms ({} ms)",
+                within.as_millis()
+            ))
+            .into_response(),
+        )),
+    }
+}
+
+/// `resp` with `Connection: close` (what is left of the request is unread).
+fn close(mut resp: Response) -> Response {
+    resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Request ids, the body's time limit, the request's time limit, metrics,
+/// and the log line of every 5xx (whose body stays generic).
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     cordon::trace::step("gateway: request read");
     let id = cordon::new_request_id();
@@ -42,7 +99,15 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let route = req.extensions().get::<MatchedPath>().map_or("(unmatched)".to_owned(), |m| m.as_str().to_owned());
     let limit = Duration::from_millis(state.config.server.max_wait_ms) + Duration::from_secs(30);
     let start = Instant::now();
-    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+    let body_within = Duration::from_millis(state.config.server.body_timeout_ms);
+    let read = read_body(req, body_within, state.config.server.max_body_bytes).await;
+    let run = async {
+        match read {
+            Ok(req) => tokio::time::timeout(limit, next.run(req)).await,
+            Err(resp) => Ok(resp),
+        }
+    };
+    let mut resp = match run.await {
         Ok(r) => r,
         Err(_) => {
             let mut r = (
@@ -109,8 +174,23 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
-    on_listening(local);
     let s = &state.config.server;
+    let open_files = match cordon::raise_open_files_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("cordon serve: cannot raise the open files limit to its hard limit: {e}");
+            1024
+        }
+    };
+    let max_connections = s.max_connections.unwrap_or_else(|| default_max_connections(open_files));
+    if u64::from(max_connections) >= open_files {
+        eprintln!(
+            "cordon serve: warning: max_connections = {max_connections} leaves no descriptor of the open files limit ({open_files}) for executions; lower it or raise the hard limit (LimitNOFILE=)"
+        );
+    }
+    eprintln!("cordon serve: at most {max_connections} connections at once (open files limit {open_files})");
+    let slots = Arc::new(tokio::sync::Semaphore::new(usize::try_from(max_connections).unwrap_or(usize::MAX)));
+    on_listening(local);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(s.header_timeout_ms))
@@ -130,6 +210,13 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
+        // A slot first: past max_connections, new connections wait in the
+        // listen backlog (the kernel's), not in the service's descriptors.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -146,6 +233,7 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = term.recv() => break,

@@ -47,7 +47,7 @@ pub use cordon_core::policy::{
 };
 pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use cordon_core::state::{self, Protected};
-pub use cordon_core::sys::runtime_init;
+pub use cordon_core::sys::{raise_open_files_limit, runtime_init};
 pub use cordon_core::trace;
 pub use cordon_egress::kernel::MAX_NOTICES as MAX_NETWORK_NOTICES;
 pub use cordon_egress::{ConnectionRecord, Protocol};

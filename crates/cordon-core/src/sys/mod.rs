@@ -655,6 +655,24 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> Option<i32> {
     (usize::try_from(n).ok() == Some(size)).then(|| i32::try_from(info.ssi_signo).unwrap_or(0))
 }
 
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a
+/// service whose every connection and run takes descriptors should not stop
+/// at the 1024 a service manager gives by default); returns the soft limit
+/// now in force. A process cannot raise its hard limit without privilege,
+/// so that is left as it is.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: fills a live local rlimit.
+    cvt(libc::c_long::from(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }))?;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: reads a live local rlimit; changes only this process's limit.
+        cvt(libc::c_long::from(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }))?;
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Fills `buf` with random bytes from the kernel.
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut got = 0;

@@ -7,6 +7,7 @@
 //! over the wire.
 
 mod auth;
+mod connections;
 mod executions;
 mod idempotency;
 mod lifecycle;
@@ -139,6 +140,9 @@ pub struct Options {
     /// `DIR/result-keys`) and a gateway with `--queue` gets its own
     /// `--result-key`.
     pub result_keys: ResultKeys,
+    /// The service's open files limit, soft and hard (set by
+    /// `/usr/bin/prlimit` for the service alone).
+    pub nofile: Option<u64>,
 }
 
 /// See [`Options::result_keys`].
@@ -183,6 +187,7 @@ impl Default for Options {
             registry: false,
             netns: None,
             result_keys: ResultKeys::Trusted,
+            nofile: None,
         }
     }
 }
@@ -266,9 +271,14 @@ impl Service {
     /// Starts the service; on failure, its exit code and stderr.
     pub fn spawn(dir: Dir, opts: Options) -> Result<Service, (Option<i32>, String)> {
         let config = Service::config(&dir, &opts);
-        let mut cmd = match opts.netns {
-            Some(pid) => in_netns(pid, cordon_bin()),
-            None => Command::new(cordon_bin()),
+        let mut cmd = match (opts.netns, opts.nofile) {
+            (Some(pid), _) => in_netns(pid, cordon_bin()),
+            (None, Some(n)) => {
+                let mut c = Command::new("/usr/bin/prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(cordon_bin());
+                c
+            }
+            (None, None) => Command::new(cordon_bin()),
         };
         cmd.args(["serve", "--config"]).arg(&config);
         if !opts.extra_args.iter().any(|a| a.starts_with("--listen")) {
