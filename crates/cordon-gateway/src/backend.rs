@@ -46,13 +46,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
-use cordon::plugin::{park_handler, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart};
+use cordon::plugin::{park_handler, park_planned, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart};
 use cordon::{Cancel, KernelSupport, Mode, OnExec, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::catalog::Runnable;
 use crate::metrics::Metrics;
+use crate::plans::Plans;
 use crate::pool::{Key, Pool, Taken};
 pub use crate::queue::backend::NatsBackend;
 
@@ -348,6 +349,9 @@ struct Shared {
     sweep_now: AtomicBool,
     /// The warm pool, when `[server] pool_size` is set.
     pool: Option<Pool>,
+    /// The plans of installed plugins' handlers, for fresh and pooled
+    /// runs alike.
+    plans: Plans,
 }
 
 /// Worker threads in this process; see the module docs.
@@ -389,6 +393,7 @@ impl LocalBackend {
             env,
             settings,
             pool,
+            plans: Plans::new(),
         });
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..shared.settings.workers)
@@ -878,23 +883,30 @@ fn run_one(
     let t0 = Instant::now();
     let worker = std::thread::current().name().map(str::to_owned);
     // Its sandbox is set up while its begin is committed: one the pool
-    // parked, or a fresh one parked here. Only verified packages are
-    // pooled: a development folder's manifest may change under the same
-    // key (no tree hash), so it always runs fresh.
-    let taken = s
-        .pool
-        .as_ref()
-        .filter(|_| job.plugin.tree_hash.is_some())
-        .and_then(|p| p.take(&Key::of(&job.plugin, &job.handler, s.settings.mode), || handler_template(s, &job)));
+    // parked, or a fresh one parked here, both from the key's plan. Only
+    // verified packages are planned ahead and pooled: a development
+    // folder's manifest may change under the same key (no tree hash), so
+    // it always runs fresh, planned for the run.
+    let key = Key::of(&job.plugin, &job.handler, s.settings.mode);
+    let mut req = handler_template(s, &job);
+    req.request_id = Some(job.id.clone());
+    let planned = s.plans.get(&key, job.plugin.manifest_sha256, &req);
+    let taken = match (&s.pool, &planned) {
+        (Some(pool), Some(Ok(plan))) => pool.take(&key, || (handler_template(s, &job), plan.clone())),
+        _ => None,
+    };
     let (parked, refill) = match taken {
         Some(Taken { handler, refill }) => (Ok(handler), Some(Arc::new(refill))),
         None => {
-            let mut req = handler_template(s, &job);
-            req.request_id = Some(job.id.clone());
             if s.sweep_now.swap(false, Ordering::SeqCst) {
                 req.sweep = Sweep::Now;
             }
-            (park_handler(&req), None)
+            let parked = match planned {
+                Some(Ok(plan)) => park_planned(&plan, &req),
+                Some(Err(refused)) => Err(refused),
+                None => park_handler(&req),
+            };
+            (parked, None)
         }
     };
     // Its command starts only once it is accepted; refused, its sandbox is

@@ -50,6 +50,10 @@ pub struct Runnable {
     pub tree_hash: Option<String>,
     /// The id of the key that signed it.
     pub signer_key_id: Option<String>,
+    /// The SHA-256 of its `cordon.toml` in the verified tree listing, when
+    /// installed: a plan made from the manifest is made from bytes that
+    /// hash to this ([`crate::plans`]).
+    pub manifest_sha256: Option<cordon_registry::Digest256>,
 }
 
 /// Why a plugin cannot run.
@@ -191,6 +195,7 @@ impl Catalog for FolderCatalog {
             state: "unsigned".into(),
             tree_hash: None,
             signer_key_id: None,
+            manifest_sha256: None,
         })
     }
 
@@ -249,6 +254,7 @@ impl Catalog for RegistryCatalog {
                 state: l.state.as_str().to_owned(),
                 tree_hash: Some(l.tree_hash.to_string()),
                 signer_key_id: l.signer_key_id.map(|k| k.to_string()),
+                manifest_sha256: Some(l.manifest_sha256),
             }),
             Err(E::NotInstalled { .. }) => Err(CatalogError::NotFound(id.to_owned())),
             Err(E::Disabled { .. }) => Err(CatalogError::Disabled(id.to_owned())),

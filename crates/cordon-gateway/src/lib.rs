@@ -51,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod plans;
 pub mod pool;
 pub mod queue;
 pub mod routes;

@@ -40,11 +40,14 @@
 //!   service's audit files carved out); only the execution's own data
 //!   differs. The execution's plugin is verified by the catalog at
 //!   acceptance, as always, and a parked run is used only for an execution
-//!   whose verified tree hash and folder are those of its key. The pool
-//!   thread also asks the catalog before it parks a run and every
-//!   [`CHECK_INTERVAL`]: parked runs of a plugin that was re-installed
-//!   (another tree hash) or disabled are killed and reaped then, and an
-//!   execution of the new version drops them at once.
+//!   whose verified tree hash and folder are those of its key. A key's
+//!   runs are parked from its plan ([`crate::plans`]), made from the
+//!   manifest bytes that hash to what the catalog verified, so a manifest
+//!   changed on disk after a verification never reaches a parked run. The
+//!   pool thread asks the catalog every [`CHECK_INTERVAL`]: parked runs of
+//!   a plugin that was re-installed (another tree hash) or disabled are
+//!   killed and reaped then, and an execution of the new version drops
+//!   them at once.
 //! - **Nothing outlives its welcome.** A parked run unused for
 //!   `pool_ttl_ms` is killed and reaped (pidfd), and a key unused that long
 //!   is no longer refilled. The drain kills every parked run; a SIGKILL of
@@ -69,7 +72,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use cordon::plugin::{park_handler, HandlerRequest, ParkedHandler};
+use cordon::plugin::{park_planned, HandlerPlan, HandlerRequest, ParkedHandler};
 use cordon::Mode;
 
 use crate::catalog::{Catalog, Runnable};
@@ -126,6 +129,8 @@ struct Slot {
     /// The request a fresh run of this key is made from, without the
     /// execution's own data.
     template: HandlerRequest,
+    /// The key's plan ([`crate::plans`]), made from its verified manifest.
+    plan: Arc<HandlerPlan>,
     parked: VecDeque<Held>,
     used: Instant,
     /// An execution waits for the next parked run of this key.
@@ -191,7 +196,7 @@ impl Pool {
     /// released.
     /// Parked runs of another version of the same plugin and handler are
     /// killed and reaped.
-    pub fn take(&self, key: &Key, template: impl FnOnce() -> HandlerRequest) -> Option<Taken> {
+    pub fn take(&self, key: &Key, template: impl FnOnce() -> (HandlerRequest, Arc<HandlerPlan>)) -> Option<Taken> {
         let now = Instant::now();
         let mut dropped = vec![];
         let taken = {
@@ -206,13 +211,9 @@ impl Pool {
                 dropped.extend(st.slots.remove(&k).map(|s| s.parked).unwrap_or_default());
             }
             let seen = st.slots.contains_key(key);
-            let slot = st.slots.entry(key.clone()).or_insert_with(|| Slot {
-                template: template(),
-                parked: VecDeque::new(),
-                used: now,
-                waiting: false,
-                starting: 0,
-                failing: false,
+            let slot = st.slots.entry(key.clone()).or_insert_with(|| {
+                let (template, plan) = template();
+                Slot { template, plan, parked: VecDeque::new(), used: now, waiting: false, starting: 0, failing: false }
             });
             slot.used = now;
             let mut taken = pop_live(slot, &mut dropped);
@@ -372,7 +373,7 @@ fn pool_thread(s: &Shared) {
                         && now.duration_since(slot.used) < s.ttl
                         && (slot.starting == 0 || slot.waiting)
                 })
-                .map(|(k, slot)| (k.clone(), slot.template.clone()))
+                .map(|(k, slot)| (k.clone(), slot.template.clone(), slot.plan.clone()))
         };
         drop(dropped);
         if checked.elapsed() >= CHECK_INTERVAL {
@@ -380,38 +381,36 @@ fn pool_thread(s: &Shared) {
             checked = Instant::now();
         }
         match next {
-            Some((key, mut template)) => {
-                if !s.is_current(&key) {
-                    let gone = s.state.lock().expect("pool lock").slots.remove(&key);
-                    s.parked.notify_all();
-                    drop(gone);
-                } else {
-                    template.request_id = Some(format!("pool-{}", cordon::new_request_id()));
-                    let parked = park_handler(&template);
-                    let mut st = s.state.lock().expect("pool lock");
-                    match (parked, st.slots.get_mut(&key)) {
-                        (Ok(handler), Some(slot)) if slot.parked.len() < s.size => {
-                            slot.parked.push_back(Held { handler, at: Instant::now() });
-                            slot.failing = false;
-                            drop(st);
-                            s.parked.notify_all();
+            Some((key, mut template, plan)) => {
+                // No catalog check here: the plan was made from the
+                // manifest the catalog verified for the execution that
+                // used the key, and parked runs of a key the catalog no
+                // longer vouches for go at the next check.
+                template.request_id = Some(format!("pool-{}", cordon::new_request_id()));
+                let parked = park_planned(&plan, &template);
+                let mut st = s.state.lock().expect("pool lock");
+                match (parked, st.slots.get_mut(&key)) {
+                    (Ok(handler), Some(slot)) if slot.parked.len() < s.size => {
+                        slot.parked.push_back(Held { handler, at: Instant::now() });
+                        slot.failing = false;
+                        drop(st);
+                        s.parked.notify_all();
+                    }
+                    (Ok(handler), _) => {
+                        drop(st);
+                        drop(handler);
+                    }
+                    (Err(failed), slot) => {
+                        // Not refilled until an execution uses the key
+                        // again: its fresh run reports the problem.
+                        if let Some(slot) = slot {
+                            slot.used = now.checked_sub(s.ttl).unwrap_or(now);
+                            slot.failing = true;
                         }
-                        (Ok(handler), _) => {
-                            drop(st);
-                            drop(handler);
-                        }
-                        (Err(failed), slot) => {
-                            // Not refilled until an execution uses the key
-                            // again: its fresh run reports the problem.
-                            if let Some(slot) = slot {
-                                slot.used = now.checked_sub(s.ttl).unwrap_or(now);
-                                slot.failing = true;
-                            }
-                            drop(st);
-                            s.parked.notify_all();
-                            let message = failed.result.error.map(|e| e.message).unwrap_or_default();
-                            eprintln!("cordon serve: the pool cannot park {} {}: {message}", key.plugin, key.handler);
-                        }
+                        drop(st);
+                        s.parked.notify_all();
+                        let message = failed.result.error.map(|e| e.message).unwrap_or_default();
+                        eprintln!("cordon serve: the pool cannot park {} {}: {message}", key.plugin, key.handler);
                     }
                 }
             }

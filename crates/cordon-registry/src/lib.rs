@@ -462,6 +462,10 @@ pub struct Loaded {
     pub signer_key_id: Option<KeyId>,
     /// [`State::Signed`] or [`State::Unsigned`] (allowed at install).
     pub state: State,
+    /// The SHA-256 of its `cordon.toml` as the verified tree listing names
+    /// it: a host that reads the manifest itself checks what it read
+    /// against this (see [`Registry::load`]).
+    pub manifest_sha256: Digest256,
 }
 
 /// The store under `CORDON_HOME`. Cheap to create; holds no open files.
@@ -675,7 +679,7 @@ impl Registry {
 
     fn status(&self, e: &Installed, trust: &TrustStore, cache: Cache) -> PluginStatus {
         let (state, error, hint) = match self.verify_entry(e, trust, cache) {
-            Ok(s) => (s, None, None),
+            Ok((s, _)) => (s, None, None),
             Err(err) => (err.state(), Some(err.to_string()), Some(err.hint())),
         };
         PluginStatus {
@@ -698,9 +702,9 @@ impl Registry {
         }
     }
 
-    /// Verifies one plugin (signature, then tree): its state, or why it is
-    /// not runnable.
-    fn verify_entry(&self, e: &Installed, trust: &TrustStore, cache: Cache) -> Result<State, VerifyError> {
+    /// Verifies one plugin (signature, then tree): its state and the
+    /// manifest's hash in the verified listing, or why it is not runnable.
+    fn verify_entry(&self, e: &Installed, trust: &TrustStore, cache: Cache) -> Result<(State, Digest256), VerifyError> {
         let altered =
             |file: String, change: &str| VerifyError::Altered { id: e.id.clone(), file, change: change.into() };
         if e.permissions.digest() != e.approved_permissions {
@@ -724,6 +728,12 @@ impl Registry {
         }
         let text = String::from_utf8(listing).map_err(|_| altered(listing_name.clone(), "is not text"))?;
         let tree = tree::Tree::parse_listing(&text).map_err(|err| altered(listing_name, &err.to_string()))?;
+        let manifest_sha256 = match tree.get(cordon_plugin::manifest::MANIFEST_FILE) {
+            Some(tree::Entry::File { sha256, .. }) => *sha256,
+            _ => {
+                return Err(altered(cordon_plugin::manifest::MANIFEST_FILE.into(), "is not a file of the signed tree"))
+            }
+        };
         let dir = self.home.join(&e.dir);
         if std::fs::canonicalize(&dir).ok().as_deref() != Some(dir.as_path()) {
             return Err(altered(e.dir.clone(), "is missing or reached through a symbolic link"));
@@ -746,7 +756,7 @@ impl Registry {
                 result?
             }
         }
-        Ok(state)
+        Ok((state, manifest_sha256))
     }
 
     /// Verifies plugin `id` for a run: installed, enabled, and Signed (or
@@ -762,8 +772,9 @@ impl Registry {
         if !e.enabled {
             return Err(RegistryError::Disabled { id: e.id });
         }
-        let state = self.verify_entry(&e, &self.trust_store()?, cache)?;
+        let (state, manifest_sha256) = self.verify_entry(&e, &self.trust_store()?, cache)?;
         Ok(Loaded {
+            manifest_sha256,
             id: e.id.clone(),
             version: e.version.to_string(),
             dir: self.home.join(&e.dir),

@@ -61,7 +61,7 @@ pub use cordon_plugin::builder::PolicyBuilder;
 pub use cordon_plugin::capabilities::{check_capabilities, CapabilityCheck};
 pub use cordon_plugin::manifest::{
     locate, FileKind, Handler, HandlerError, Manifest, ManifestError, OutsidePlugin, PluginId, PolicyFile, Preset,
-    DATA_DIR_ENV, MANIFEST_FILE,
+    DATA_DIR_ENV, MANIFEST_FILE, MAX_MANIFEST_BYTES,
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
@@ -457,7 +457,7 @@ struct Prepared {
 /// A check changes nothing on the host: a data folder that does not exist
 /// yet is shown where it would be created.
 pub fn check_plugin(req: &HandlerRequest) -> Result<PluginCheck, PluginError> {
-    prepare(req, DataDir::Leave).map(|p| p.check)
+    prepare(req, DataDir::Leave, None).map(|p| p.check)
 }
 
 /// Whether preparing a run creates a missing data folder.
@@ -469,10 +469,13 @@ enum DataDir {
     Leave,
 }
 
-fn prepare(req: &HandlerRequest, data: DataDir) -> Result<Prepared, PluginError> {
+fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<Prepared, PluginError> {
     let plugin_dir = std::fs::canonicalize(&req.plugin_dir)
         .map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
-    let manifest = Manifest::load(&plugin_dir)?;
+    let manifest = match given {
+        Some(bytes) => Manifest::parse_bytes(bytes, &plugin_dir.join(MANIFEST_FILE))?,
+        None => Manifest::load(&plugin_dir)?,
+    };
     let data_dir = if manifest.extends.contains(&Preset::Platform) {
         let dir = req
             .data_dir
@@ -1046,32 +1049,144 @@ pub struct HandlerStart {
 /// A run that cannot be set up returns its result (boxed: it is large), as
 /// [`run_handler`] would.
 pub fn park_handler(req: &HandlerRequest) -> Result<ParkedHandler, Box<HandlerResult>> {
+    park_from(req, Planned::Now(None))
+}
+
+/// The part of a handler's run that depends on the plugin's manifest, the
+/// handler and the host's side of the request ([`HandlerRequest`]'s
+/// `plugin_dir`, `handler`, `mode`, `host`, `workdir`, `data_dir`,
+/// `capabilities` and `support`), not on the execution: the manifest
+/// parsed, the effective policy, the mode, the ledger's verdict and
+/// warnings, the policy digest and the handler's command. Made by
+/// [`plan_handler`], used by [`park_planned`] for any number of runs.
+///
+/// A plan is a snapshot of the manifest it was made from. A host that
+/// keeps one across runs must know that the manifest has not changed
+/// since: [`plan_handler`] takes the manifest's bytes, so that a host that
+/// verified them (a registry's signed tree, by the file's hash) plans from
+/// exactly what it verified, and keys the plan by that verification (a
+/// tree hash). What the plan does not hold is looked at for every run as
+/// before: the data folder is made if missing, the program is looked up
+/// and every path opened by the sandbox's setup, and the plugin's files
+/// are read by the sandbox when the command runs.
+#[derive(Clone, Debug)]
+pub struct HandlerPlan {
+    plugin_dir: PathBuf,
+    data_dir: Option<PathBuf>,
+    policy: Policy,
+    mode: Mode,
+    support: KernelSupport,
+    warnings: Vec<String>,
+    digest: String,
+    plugin: PluginRef,
+    /// The capabilities granted, when the manifest requires any.
+    capabilities: Option<Vec<String>>,
+    argv: Vec<String>,
+    cwd: PathBuf,
+}
+
+impl HandlerPlan {
+    /// Which plugin, version and handler it runs.
+    pub fn plugin(&self) -> &PluginRef {
+        &self.plugin
+    }
+
+    /// [`audit::policy_digest`] of its effective policy.
+    pub fn policy_digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Notes what the plan knows in a run's subject and result.
+    fn note(&self, subject: &mut Subject, out: &mut HandlerResult, known_mode: &std::cell::Cell<Option<Mode>>) {
+        subject.plugin = Some(self.plugin.id.clone());
+        subject.plugin_version = Some(self.plugin.version.clone());
+        out.plugin = Some(self.plugin.clone());
+        out.result.mode = self.mode;
+        known_mode.set(Some(self.mode));
+        out.result.warnings.extend(self.warnings.iter().cloned());
+        out.policy_digest = Some(self.digest.clone());
+    }
+}
+
+/// The [`HandlerPlan`] of `req`'s handler, from `manifest`: the bytes of
+/// the plugin's `cordon.toml` as the caller read (and verified) them; the
+/// file in the folder is not read. Refused as [`park_handler`] would refuse
+/// the run (an invalid manifest, an unknown handler, a policy this host
+/// cannot enforce): the result says why.
+pub fn plan_handler(req: &HandlerRequest, manifest: &[u8]) -> Result<HandlerPlan, Box<HandlerResult>> {
     let request_id = req.request_id.clone().unwrap_or_else(crate::new_request_id);
-    // A placeholder: its child goes into TRACEPARENT, which the start
-    // overwrites (the same length).
-    let trace = TraceParent::generate();
     let mut subject = Subject { handler: Some(req.handler.clone()), ..Subject::default() };
-    let mut out = HandlerResult {
-        result: ExecutionResult::unstarted(&request_id, req.mode.unwrap_or(Mode::Container), String::new()),
+    let mut out = unstarted_out(req, &request_id);
+    let known_mode = std::cell::Cell::new(None);
+    plan_of(req, Some(manifest), &mut subject, &mut out, &known_mode)
+        .map_err(|failed| refused(req, *failed, &subject, out))
+}
+
+/// [`park_handler`] from a [`HandlerPlan`]: the plan's plugin, handler,
+/// mode, policy, working directory, data folder and capabilities; of
+/// `req`, only what is the run's own (request id, run root, environment,
+/// protected files, signals, sweep, artifact store, result size).
+pub fn park_planned(plan: &HandlerPlan, req: &HandlerRequest) -> Result<ParkedHandler, Box<HandlerResult>> {
+    park_from(req, Planned::Given(plan))
+}
+
+/// Where [`park_from`]'s plan comes from.
+enum Planned<'a> {
+    /// Made now, from the manifest given or the one in the folder.
+    Now(Option<&'a [u8]>),
+    /// Made before.
+    Given(&'a HandlerPlan),
+}
+
+/// A run's result before anything is known.
+fn unstarted_out(req: &HandlerRequest, request_id: &str) -> HandlerResult {
+    HandlerResult {
+        result: ExecutionResult::unstarted(request_id, req.mode.unwrap_or(Mode::Container), String::new()),
         plugin: None,
         trace_id: String::new(),
         policy_digest: None,
         artifacts: vec![],
         artifacts_skipped: vec![],
         subject: Subject::default(),
-    };
+    }
+}
+
+/// The result of a run refused in its setup.
+fn refused(
+    req: &HandlerRequest,
+    (e, policy): (PluginError, Option<Policy>),
+    subject: &Subject,
+    mut out: HandlerResult,
+) -> Box<HandlerResult> {
+    let secrets = policy.as_ref().map(|p| audit::secret_values(p, &req.host_env)).unwrap_or_default();
+    out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
+    out.result.redact(&secrets);
+    out.subject = audit::redacted_subject(subject, &secrets);
+    Box::new(out)
+}
+
+fn park_from(req: &HandlerRequest, planned: Planned<'_>) -> Result<ParkedHandler, Box<HandlerResult>> {
+    let request_id = req.request_id.clone().unwrap_or_else(crate::new_request_id);
+    // A placeholder: its child goes into TRACEPARENT, which the start
+    // overwrites (the same length).
+    let trace = TraceParent::generate();
+    let mut subject = Subject { handler: Some(req.handler.clone()), ..Subject::default() };
+    let mut out = unstarted_out(req, &request_id);
     let unaudited = HandlerRequest { audit: None, input: b"{}".to_vec(), ..req.clone() };
     let known_mode = std::cell::Cell::new(None);
-    let ready = match get_ready(&unaudited, &request_id, &trace, &mut subject, &mut out, &known_mode) {
+    let ready =
+        crate::check_request_id(&request_id).map_err(|e| Box::new((e.into(), None))).and_then(|()| match planned {
+            Planned::Now(given) => plan_of(&unaudited, given, &mut subject, &mut out, &known_mode)
+                .and_then(|plan| ready_of(&plan, &unaudited, &request_id, &trace)),
+            Planned::Given(plan) => {
+                subject.handler = Some(plan.plugin.handler.clone());
+                plan.note(&mut subject, &mut out, &known_mode);
+                ready_of(plan, &unaudited, &request_id, &trace)
+            }
+        });
+    let ready = match ready {
         Ok(r) => r,
-        Err(failed) => {
-            let (e, policy) = *failed;
-            let secrets = policy.as_ref().map(|p| audit::secret_values(p, &req.host_env)).unwrap_or_default();
-            out.result.error = Some(crate::ResultError { code: crate::ErrorCode::SetupFailed, message: e.render() });
-            out.result.redact(&secrets);
-            out.subject = audit::redacted_subject(&subject, &secrets);
-            return Err(Box::new(out));
-        }
+        Err(failed) => return Err(refused(req, *failed, &subject, out)),
     };
     let secrets = audit::secret_values(&ready.run.policy, &req.host_env);
     subject.command = Some(ready.command.clone());
@@ -1165,6 +1280,9 @@ fn check_input(input: &[u8]) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// A setup failure, with the policy if one was built (for redaction).
+type SetupFailure = Box<(PluginError, Option<Policy>)>;
+
 /// Everything up to the start; an error comes with the policy, if one was
 /// built (for redaction).
 fn get_ready(
@@ -1174,30 +1292,51 @@ fn get_ready(
     subject: &mut Subject,
     out: &mut HandlerResult,
     known_mode: &std::cell::Cell<Option<Mode>>,
-) -> Result<Ready, Box<(PluginError, Option<Policy>)>> {
+) -> Result<Ready, SetupFailure> {
     check_input(&req.input).map_err(|e| Box::new((e, None)))?;
     crate::check_request_id(request_id).map_err(|e| Box::new((e.into(), None)))?;
-    let prepared = prepare(req, DataDir::Create).map_err(|e| Box::new((e, None)))?;
-    let Prepared { manifest, plugin_dir, data_dir, mut policy, mode, support, check } = prepared;
-    subject.plugin = Some(manifest.id.to_string());
-    subject.plugin_version = Some(manifest.version.to_string());
+    let plan = plan_of(req, None, subject, out, known_mode)?;
+    ready_of(&plan, req, request_id, trace)
+}
+
+/// The plan of `req`'s handler (the manifest `given`, or the one in its
+/// folder), noting what it learns in `subject` and `out` as it goes, so a
+/// failure says as much as is known.
+fn plan_of(
+    req: &HandlerRequest,
+    given: Option<&[u8]>,
+    subject: &mut Subject,
+    out: &mut HandlerResult,
+    known_mode: &std::cell::Cell<Option<Mode>>,
+) -> Result<HandlerPlan, SetupFailure> {
+    let prepared = prepare(req, DataDir::Create, given).map_err(|e| Box::new((e, None)))?;
+    let Prepared { manifest, plugin_dir, data_dir, policy, mode, support, check } = prepared;
     let plugin =
         PluginRef { id: manifest.id.to_string(), version: manifest.version.to_string(), handler: req.handler.clone() };
-    out.plugin = Some(plugin.clone());
-    out.result.mode = mode;
-    known_mode.set(Some(mode));
-    out.result.warnings.extend(check.warnings.iter().cloned());
-    let digest = check.policy_digest.clone();
-    out.policy_digest = Some(digest.clone());
+    let mut plan = HandlerPlan {
+        plugin_dir,
+        data_dir,
+        policy,
+        mode,
+        support,
+        warnings: check.warnings.clone(),
+        digest: check.policy_digest.clone(),
+        plugin,
+        capabilities: None,
+        argv: vec![],
+        cwd: PathBuf::new(),
+    };
+    plan.note(subject, out, known_mode);
+    let (plugin_dir, policy) = (&plan.plugin_dir, &plan.policy);
     let fail = |e: PluginError, p: &Policy| Err(Box::new((e, Some(p.clone()))));
-    let resolved = match manifest.resolve_handler(&req.handler, &plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
+    let resolved = match manifest.resolve_handler(&req.handler, plugin_dir, cordon_core::policy::env::DEFAULT_PATH) {
         Ok(r) => r,
-        Err(e) => return fail(e.into(), &policy),
+        Err(e) => return fail(e.into(), policy),
     };
     if !check.runnable {
         return fail(
-            PluginError::Refused { plugin: plugin.id.clone(), mode: mode.as_str(), problems: check.problems },
-            &policy,
+            PluginError::Refused { plugin: plan.plugin.id.clone(), mode: mode.as_str(), problems: check.problems },
+            policy,
         );
     }
     // Arguments naming a file of the plugin folder become absolute, so the
@@ -1217,16 +1356,41 @@ fn get_ready(
             let abs = match std::fs::canonicalize(w) {
                 Ok(p) if p.is_dir() => p,
                 Ok(_) => {
-                    return fail(PluginError::Workdir { path: w.clone(), reason: "not a directory".into() }, &policy)
+                    return fail(PluginError::Workdir { path: w.clone(), reason: "not a directory".into() }, policy)
                 }
-                Err(e) => return fail(PluginError::Workdir { path: w.clone(), reason: e.to_string() }, &policy),
+                Err(e) => return fail(PluginError::Workdir { path: w.clone(), reason: e.to_string() }, policy),
             };
-            if let Err(d) = crate::check_fs(&policy, &abs, crate::Access::Read) {
-                return fail(PluginError::Workdir { path: abs, reason: d.reason }, &policy);
+            if let Err(d) = crate::check_fs(policy, &abs, crate::Access::Read) {
+                return fail(PluginError::Workdir { path: abs, reason: d.reason }, policy);
             }
             abs
         }
     };
+    if !manifest.permissions.capabilities.is_empty() {
+        plan.capabilities = Some(check_capabilities(&manifest.permissions.capabilities, &req.capabilities).granted);
+    }
+    plan.argv = argv;
+    plan.cwd = cwd;
+    Ok(plan)
+}
+
+/// The run of `plan` for one execution: its run folder made, the per-run
+/// grants and variables added to the plan's policy.
+fn ready_of(
+    plan: &HandlerPlan,
+    req: &HandlerRequest,
+    request_id: &str,
+    trace: &TraceParent,
+) -> Result<Ready, SetupFailure> {
+    let mut policy = plan.policy.clone();
+    let fail = |e: PluginError, p: &Policy| Err(Box::new((e, Some(p.clone()))));
+    // Made again for each run: a data folder removed since the plan was
+    // made is there again, as a run without a plan would make it.
+    if let Some(dir) = &plan.data_dir {
+        if let Err(source) = create_private_dir(dir) {
+            return fail(PluginError::DataDir { path: dir.clone(), source }, &policy);
+        }
+    }
     let sweep = match req.audit.as_ref().is_some_and(|t| t.recovered() > 0) {
         true => Sweep::Now,
         false => req.sweep,
@@ -1243,8 +1407,7 @@ fn get_ready(
     policy.fs.write.push(PathRule { path: run_dir.artifacts() });
     policy.env.set.push((ARTIFACTS_ENV.into(), run_dir.artifacts().to_string_lossy().into_owned()));
     policy.env.set.push((cordon_plugin::traceparent::ENV.into(), trace.child().to_string()));
-    if !manifest.permissions.capabilities.is_empty() {
-        let granted = check_capabilities(&manifest.permissions.capabilities, &req.capabilities).granted;
+    if let Some(granted) = &plan.capabilities {
         policy.env.set.push((CAPABILITIES_ENV.into(), granted.join(",")));
     }
     // Only the proxy needs help: with transparent egress Node's fetch
@@ -1266,14 +1429,14 @@ fn get_ready(
     }
     let run = RunRequest {
         policy,
-        mode,
-        argv: argv.clone(),
-        cwd,
+        mode: plan.mode,
+        argv: plan.argv.clone(),
+        cwd: plan.cwd.clone(),
         capture: Capture::Logs,
         host_env: req.host_env.clone(),
         request_id: Some(request_id.to_owned()),
         warnings: vec![],
-        support: Some(support),
+        support: Some(plan.support.clone()),
         stdin: Input::Bytes(req.input.clone()),
         result: Some(ResultChannel { max_bytes: req.max_result_bytes }),
         protect: req
@@ -1284,13 +1447,13 @@ fn get_ready(
             .into_iter()
             .chain(req.protect.iter().cloned())
             .collect(),
-        own_folders: std::iter::once(plugin_dir.clone()).chain(data_dir).collect(),
+        own_folders: std::iter::once(plan.plugin_dir.clone()).chain(plan.data_dir.clone()).collect(),
         tty: crate::Tty::Off,
         cancel: req.cancel.clone(),
         signals: req.signals,
         net_hints: cordon_egress::kernel::HintStyle::Manifest,
     };
-    Ok(Ready { run, digest, run_dir, plugin, command: argv })
+    Ok(Ready { run, digest: plan.digest.clone(), run_dir, plugin: plan.plugin.clone(), command: plan.argv.clone() })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The gateway's tests, and what they share.
 
 mod http;
+mod plans;
 mod workers;
 
 use cordon_gateway::{Secrets, Strictness};

@@ -39,6 +39,7 @@ fn job(id: &str, plugin: &Path) -> Job {
             state: "unsigned".into(),
             tree_hash: None,
             signer_key_id: None,
+            manifest_sha256: None,
         },
         handler: "main".into(),
         input: b"{}".to_vec(),

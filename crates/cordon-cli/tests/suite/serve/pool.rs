@@ -409,6 +409,123 @@ fn an_execution_whose_begin_is_not_durable_never_starts_its_command_and_has_no_r
     }
 }
 
+/// The installed `cordon.toml` of `id` in the service's registry.
+fn installed_manifest(s: &Service, id: &str) -> std::path::PathBuf {
+    fn walk(dir: &Path, id: &str, found: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, id, found);
+            } else if p.file_name().is_some_and(|n| n == "cordon.toml")
+                && std::fs::read_to_string(&p).is_ok_and(|t| t.contains(&format!("id = \"{id}\"")))
+            {
+                found.push(p);
+            }
+        }
+    }
+    let mut found = vec![];
+    walk(&s.dir.join("home"), id, &mut found);
+    assert_eq!(found.len(), 1, "not one installed manifest of {id}: {found:?}");
+    found.remove(0)
+}
+
+/// The plan the service keeps per installed plugin version and handler
+/// (manifest parsed, effective policy, command: `cordon_gateway::plans`,
+/// used for fresh and pooled sandboxes alike) never outlives what the
+/// catalog verifies for each execution. Version 1.0.0's handler appends a
+/// line to a host file in the folder its manifest grants; it runs twice
+/// (its plan made, then used). Its installed manifest is then changed in
+/// the store to grant and write a second folder: the next execution is
+/// refused (409 plugin_invalid) and neither folder gets a line; restored,
+/// it runs again. Version 1.0.1 is installed, whose manifest grants and
+/// writes only the second folder: its execution writes there and not to
+/// the first (a plan kept from 1.0.0 would run 1.0.0's command under its
+/// policy: a line in the first folder). Disabled: refused at once (409
+/// plugin_disabled), no line anywhere. Fresh sandboxes and pooled ones.
+#[test]
+fn a_kept_plan_never_runs_a_changed_reinstalled_or_disabled_plugin() {
+    for (label, server) in
+        [("serve-plan-fresh", "workers = 1\n"), ("serve-plan-pooled", "workers = 1\npool_size = 1\n")]
+    {
+        let s = start(label, server);
+        let (first, second) = (s.dir.join("first"), s.dir.join("second"));
+        for d in [&first, &second] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let manifest = |version: &str, out: &Path| {
+            format!(
+                "id = \"@test/plan\"\nversion = \"{version}\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.mark]\ncommand = [\"sh\", \"-c\", \"echo {version} >> {}/ran; echo {{}} >&3\"]\n",
+                out.display(),
+                out.display()
+            )
+        };
+        let folder = s.dir.join("plan-src");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("cordon.toml"), manifest("1.0.0", &first)).unwrap();
+        install_folder(&s, &folder, "plan-1.0.0");
+        let at = s.access_token();
+        let mark =
+            || s.post_json("/v1/executions", &at, &json!({"plugin": "@test/plan", "handler": "mark", "input": {}}));
+        let lines = |d: &Path| std::fs::read_to_string(d.join("ran")).unwrap_or_default();
+        for n in 1..=2 {
+            let r = mark();
+            assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{label}: {r:?}\n{}", s.log());
+            assert_eq!(lines(&first), "1.0.0\n".repeat(n), "{label}: control run {n}");
+        }
+        // Changed in the store: refused, nothing runs.
+        let installed = installed_manifest(&s, "@test/plan");
+        let original = std::fs::read(&installed).unwrap();
+        let widened = format!(
+            "{}[handlers.wide]\ncommand = [\"sh\", \"-c\", \"echo wide >> {}/ran; echo {{}} >&3\"]\n",
+            manifest("1.0.0", &first).replace(
+                &format!("fs.write = [\"{}\"]", first.display()),
+                &format!("fs.write = [\"{}\", \"{}\"]", first.display(), second.display())
+            ),
+            second.display()
+        );
+        std::fs::write(&installed, &widened).unwrap();
+        for handler in ["mark", "wide"] {
+            let r =
+                s.post_json("/v1/executions", &at, &json!({"plugin": "@test/plan", "handler": handler, "input": {}}));
+            assert_eq!((r.status, r.error().0.as_str()), (409, "plugin_invalid"), "{label}: {handler}: {r:?}");
+        }
+        assert_eq!(
+            (lines(&first), lines(&second)),
+            ("1.0.0\n".repeat(2), String::new()),
+            "{label}: a changed plugin ran"
+        );
+        std::fs::write(&installed, &original).unwrap();
+        let r = mark();
+        assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{label}: restored: {r:?}\n{}", s.log());
+        assert_eq!(lines(&first), "1.0.0\n".repeat(3), "{label}: restored");
+        // Re-installed: the new version's command under its own policy.
+        std::fs::write(folder.join("cordon.toml"), manifest("1.0.1", &second)).unwrap();
+        install_folder(&s, &folder, "plan-1.0.1");
+        let r = mark();
+        assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{label}: 1.0.1: {r:?}\n{}", s.log());
+        assert_eq!(
+            (lines(&first), lines(&second)),
+            ("1.0.0\n".repeat(3), "1.0.1\n".to_owned()),
+            "{label}: the re-installed version ran another plan"
+        );
+        // Disabled: refused at once.
+        cordon()
+            .env("CORDON_HOME", s.dir.join("home"))
+            .args(["plugin", "disable", "@test/plan"])
+            .run()
+            .assert_success();
+        let r = mark();
+        assert_eq!((r.status, r.error().0.as_str()), (409, "plugin_disabled"), "{label}: {r:?}");
+        assert_eq!(
+            (lines(&first), lines(&second)),
+            ("1.0.0\n".repeat(3), "1.0.1\n".to_owned()),
+            "{label}: the disabled plugin ran"
+        );
+        assert_eq!(s.audit_records().len(), 4, "{label}");
+    }
+}
+
 /// A re-installed plugin never runs in a sandbox parked for its old
 /// version, and a disabled one not at all: control first (the old
 /// version's parked sandbox does run the next execution), then the new
