@@ -1013,9 +1013,21 @@ fn leaf(rule: &SyscallRule) -> Vec<SockFilter> {
     out
 }
 
-/// Builds cordon's filter for `plan`.
+/// Builds cordon's filter for `plan`. The program is a function of the
+/// plan alone (and the architecture, fixed at build time), so each plan's
+/// is compiled once per process and kept (there are 64 plans at most).
 pub fn build_filter(plan: SeccompPlan) -> Result<BpfProgram, SeccompError> {
-    compile(&rules(plan))
+    static BUILT: std::sync::Mutex<Vec<(SeccompPlan, BpfProgram)>> = std::sync::Mutex::new(Vec::new());
+    let built = |b: &[(SeccompPlan, BpfProgram)]| b.iter().find(|(p, _)| *p == plan).map(|(_, prog)| prog.clone());
+    if let Some(prog) = built(&BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+        return Ok(prog);
+    }
+    let prog = compile(&rules(plan))?;
+    let mut b = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if built(&b).is_none() {
+        b.push((plan, prog.clone()));
+    }
+    Ok(prog)
 }
 
 /// Syscalls the connect helper's loop makes (see `sys::helper`).
@@ -1038,14 +1050,60 @@ const HELPER_ALLOWED: &[(i64, &str)] = &[
 /// other. The helper connects and binds in the sandbox's network
 /// namespace; nothing else is its business.
 pub fn helper_filter() -> Result<BpfProgram, SeccompError> {
+    // A constant program: compiled once per process.
+    static BUILT: std::sync::OnceLock<BpfProgram> = std::sync::OnceLock::new();
+    if let Some(prog) = BUILT.get() {
+        return Ok(prog.clone());
+    }
     let nr = |n: i64| u32::try_from(n).expect("syscall numbers are small");
     let rules = HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
-    compile(&RuleSet { rules, default: Verdict::Kill })
+    let prog = compile(&RuleSet { rules, default: Verdict::Kill })?;
+    Ok(BUILT.get_or_init(|| prog).clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every one of the 64 plans gets its own program from the kept ones:
+    /// asked for in one order and again in another, each equals a fresh
+    /// compile of its own rules, and the programs of two plans that differ
+    /// are not the same (so a kept program found under the wrong plan would
+    /// show). The connect helper's kept program equals a fresh compile too.
+    #[test]
+    fn kept_programs_are_each_plans_own() {
+        let mut plans = vec![];
+        for wx in [WriteXorExecute::Allow, WriteXorExecute::Deny] {
+            for unix in [UnixSockets::Allow, UnixSockets::SocketpairOnly] {
+                for tty in [TtyIoctls::Allow, TtyIoctls::ReadOnly] {
+                    for watches in [FileWatches::Allow, FileWatches::Refuse] {
+                        for memfd in [MemfdExec::Allow, MemfdExec::RequireNoexecSeal] {
+                            for connect in [ConnectRule::Allow, ConnectRule::Notify] {
+                                plans.push(SeccompPlan { wx, unix, tty, watches, memfd, connect });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let fresh: Vec<BpfProgram> = plans.iter().map(|p| compile(&rules(*p)).unwrap()).collect();
+        for round in [plans.clone(), plans.iter().rev().copied().collect()] {
+            for p in round {
+                let i = plans.iter().position(|q| *q == p).unwrap();
+                assert_eq!(build_filter(p).unwrap(), fresh[i], "{p:?}");
+            }
+        }
+        let distinct: std::collections::HashSet<Vec<(u16, u8, u8, u32)>> =
+            fresh.iter().map(|prog| prog.iter().map(|f| (f.code, f.jt, f.jf, f.k)).collect()).collect();
+        assert_eq!(distinct.len(), plans.len(), "two plans compile to the same program");
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        let helper = compile(&RuleSet {
+            rules: HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect(),
+            default: Verdict::Kill,
+        })
+        .unwrap();
+        assert_eq!((helper_filter().unwrap(), helper_filter().unwrap()), (helper.clone(), helper));
+    }
 
     /// A classic-BPF interpreter for the instructions `compile` emits.
     fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
