@@ -609,7 +609,7 @@ fn expire(table: &mut Table, ttl: Duration) {
     let Table { entries, finished, .. } = &mut *table;
     for ids in finished.values_mut() {
         while let Some(id) = ids.front() {
-            if !entries.get(id).and_then(|e| e.finished).is_none_or(|t| t.elapsed() >= ttl) {
+            if entries.get(id).and_then(|e| e.finished).is_some_and(|t| t.elapsed() < ttl) {
                 break;
             }
             old.extend(ids.pop_front());
