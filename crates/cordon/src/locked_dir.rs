@@ -9,7 +9,7 @@
 //! `mkdir` and `flock`. The lock belongs to the open directory, which the
 //! rename does not change.
 //!
-//! A sweep lists the parent (`/tmp`, with everything else in it) and opens
+//! A sweep lists the parent (with everything else in it) and opens
 //! and tries to lock every folder of the kind, the live ones of other runs
 //! included; on every run that was a good part of what a trivial run cost
 //! beyond its command (issue 12), and of a gateway's per-execution work. So
@@ -49,18 +49,6 @@ pub enum Sweep {
     Now,
 }
 
-/// Which names of a kind a sweep may remove (when no run holds them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Names {
-    /// `PREFIX<ULID>` only: the prefix is shared with folders that are not
-    /// cordon's (`cordon-` in the temporary folder).
-    Ulid,
-    /// Any `PREFIX<rest>`: the prefix is cordon's alone (`cordon-exec-`),
-    /// and its folders are named by ids of any shape (a caller's request
-    /// id, the pool's `pool-<ULID>`). The lock alone decides.
-    Any,
-}
-
 /// A folder this run holds; removed with everything in it on drop.
 #[derive(Debug)]
 pub(crate) struct LockedDir {
@@ -73,13 +61,13 @@ pub(crate) struct LockedDir {
 const ABANDONED_TMP: Duration = Duration::from_secs(60);
 
 impl LockedDir {
-    /// Sweeps `parent` of unlocked folders of the kind (`prefix` and
-    /// `names`) when `when` says so (see the module docs), then creates,
+    /// Sweeps `parent` of unlocked folders of the kind (`prefix`) when
+    /// `when` says so (see the module docs), then creates,
     /// locks and publishes `parent/NAME` (mode 0700). `name` must start
     /// with `prefix` for a later sweep to find it.
-    pub(crate) fn create(parent: &Path, prefix: &str, names: Names, name: &str, when: Sweep) -> io::Result<LockedDir> {
+    pub(crate) fn create(parent: &Path, prefix: &str, name: &str, when: Sweep) -> io::Result<LockedDir> {
         if when == Sweep::Now || due(parent, prefix) {
-            sweep(parent, prefix, names);
+            sweep(parent, prefix);
         }
         let tmp = parent.join(format!(".{name}.tmp"));
         let path = parent.join(name);
@@ -114,17 +102,16 @@ impl Drop for LockedDir {
     }
 }
 
-/// Removes the folders of `parent` of the kind (`prefix`, `names`) that no
-/// run holds, and abandoned temporary ones.
-fn sweep(parent: &Path, prefix: &str, names: Names) {
+/// Removes the folders of `parent` of the kind (any `PREFIX<rest>`: the
+/// prefix is cordon's alone, and folders are named by ids of any shape, a
+/// caller's request id or the pool's `pool-<ULID>`) that no run holds, and
+/// abandoned temporary ones. The lock alone decides.
+fn sweep(parent: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        let live = name.strip_prefix(prefix).is_some_and(|rest| match names {
-            Names::Ulid => rest.len() == 26,
-            Names::Any => !rest.is_empty(),
-        });
+        let live = name.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty());
         let tmp = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).is_some_and(|n| n.starts_with(prefix));
         if !(live || tmp) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
@@ -179,22 +166,22 @@ mod tests {
         let parent = std::env::temp_dir().join(format!("cordon-locked-dir-test-{}", std::process::id()));
         std::fs::create_dir_all(&parent).unwrap();
         let id = |n: u32| format!("t-{n:026}");
-        let held = LockedDir::create(&parent, "t-", Names::Ulid, &id(1), Sweep::Now).unwrap();
+        let held = LockedDir::create(&parent, "t-", &id(1), Sweep::Now).unwrap();
         // A folder left by a killed run: same shape, nobody holds it.
         std::fs::create_dir(parent.join(id(2))).unwrap();
-        // Control: a name of another shape is never touched.
-        std::fs::create_dir(parent.join("t-other")).unwrap();
-        let _second = LockedDir::create(&parent, "t-", Names::Ulid, &id(3), Sweep::Now).unwrap();
+        // Control: a folder of another kind (prefix) is never touched.
+        std::fs::create_dir(parent.join("u-other")).unwrap();
+        let _second = LockedDir::create(&parent, "t-", &id(3), Sweep::Now).unwrap();
         assert!(held.path().is_dir(), "a held folder must survive a sweep");
         assert!(!parent.join(id(2)).exists(), "an unheld folder is swept");
-        assert!(parent.join("t-other").is_dir());
+        assert!(parent.join("u-other").is_dir());
         // Many creators at once in one folder: none loses its folder.
         std::thread::scope(|s| {
             for t in 0..8u32 {
                 let parent = &parent;
                 s.spawn(move || {
                     for i in 0..50u32 {
-                        let d = LockedDir::create(parent, "t-", Names::Ulid, &id(1000 + t * 100 + i), Sweep::Now).expect("create");
+                        let d = LockedDir::create(parent, "t-", &id(1000 + t * 100 + i), Sweep::Now).expect("create");
                         assert!(d.path().is_dir(), "swept while held");
                     }
                 });
@@ -212,14 +199,14 @@ mod tests {
     fn a_sweep_of_any_names_removes_every_unheld_folder_of_the_kind_and_never_a_held_one() {
         let parent = std::env::temp_dir().join(format!("cordon-locked-dir-any-{}", std::process::id()));
         std::fs::create_dir_all(&parent).unwrap();
-        let held = LockedDir::create(&parent, "x-", Names::Any, "x-held-key", Sweep::Now).unwrap();
+        let held = LockedDir::create(&parent, "x-", "x-held-key", Sweep::Now).unwrap();
         for left in ["x-retry-me-1", "x-pool-01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
             std::fs::create_dir_all(parent.join(left).join("artifacts")).unwrap();
         }
         // Control: another kind is never touched.
         std::fs::create_dir(parent.join("y-retry-me-1")).unwrap();
         // The retry of a crashed run's id: its leftover is swept first.
-        let retry = LockedDir::create(&parent, "x-", Names::Any, "x-retry-me-1", Sweep::Now).unwrap();
+        let retry = LockedDir::create(&parent, "x-", "x-retry-me-1", Sweep::Now).unwrap();
         assert!(retry.path().is_dir());
         assert!(!retry.path().join("artifacts").exists(), "the leftover was swept, not reused");
         assert!(!parent.join("x-pool-01ARZ3NDEKTSV4RRFFQ69G5FAV").exists(), "an unheld pool folder is swept");

@@ -65,7 +65,7 @@ pub use cordon_plugin::manifest::{
 };
 
 use crate::audit::{self, AuditError, AuditTrail, Subject, TraceParent};
-use crate::locked_dir::{LockedDir, Names, Sweep};
+use crate::locked_dir::{LockedDir, Sweep};
 use crate::result::ExecutionResult;
 use crate::runner::{Capture, Input, ResultChannel, RunRequest};
 
@@ -849,7 +849,7 @@ const RUN_DIR_PREFIX: &str = "cordon-exec-";
 
 impl RunDir {
     fn create(root: &Path, request_id: &str, when: Sweep) -> io::Result<RunDir> {
-        let held = LockedDir::create(root, RUN_DIR_PREFIX, Names::Any, &format!("{RUN_DIR_PREFIX}{request_id}"), when)?;
+        let held = LockedDir::create(root, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"), when)?;
         let path = held.path().to_owned();
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(path.join("artifacts"))?;

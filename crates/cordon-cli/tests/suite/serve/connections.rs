@@ -32,9 +32,9 @@ fn flood(addr: SocketAddr, n: usize, stop: &AtomicBool, open: &AtomicUsize) {
         for slot in &mut held {
             // Alive while it has nothing to read: an end or an answer (the
             // service gave up on it) means it is done.
-            let alive = slot.as_ref().is_some_and(|c| {
-                matches!(c.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            });
+            let alive = slot
+                .as_ref()
+                .is_some_and(|c| matches!(c.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
             if !alive {
                 *slot = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok().and_then(|mut c| {
                     c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").ok()?;
@@ -87,12 +87,16 @@ fn a_flood_of_idle_connections_waits_in_the_backlog_and_an_execution_still_runs(
         let stopping = StopOnDrop(stop);
         // The flood holds every connection the service serves, and more
         // wait in the backlog.
-        let full = poll_until(Duration::from_secs(60), || {
-            open.load(Ordering::SeqCst) >= 170 && sockets_of(s.pid()) >= 100
-        });
+        let full =
+            poll_until(Duration::from_secs(60), || open.load(Ordering::SeqCst) >= 170 && sockets_of(s.pid()) >= 100);
         let r = full.then(|| s.execute(&token, "empty", json!({}), Some(60_000)));
         drop(stopping);
-        assert!(full, "the flood never filled the service: {} open, {} sockets", open.load(Ordering::SeqCst), sockets_of(s.pid()));
+        assert!(
+            full,
+            "the flood never filled the service: {} open, {} sockets",
+            open.load(Ordering::SeqCst),
+            sockets_of(s.pid())
+        );
         let r = r.expect("ran");
         assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
         assert_eq!(r.json()["ok"], true, "{r:?}");
