@@ -305,71 +305,155 @@ fn host_unix_datagram_sockets_are_out_of_reach_of_socketpairs() {
     });
 }
 
-const SEND_VIA_STDOUT: &str = r#"
-import errno, socket, sys
-open(sys.argv[2], "w").write("ran\n")
-s = socket.socket(fileno=1)
+/// What the command does with the socket it gets as fd 0, by kind: each
+/// reaches the host's listener of that kind when nothing stops it.
+const USE_STDIN_SOCKET: &str = r#"
+import ctypes, errno, socket, struct, sys
+kind, marker, target = sys.argv[1], sys.argv[2], sys.argv[3]
+open(marker, "w").write("ran\n")
 try:
-    s.sendto(b"via-stdout", sys.argv[1])
+    if kind == "udp":
+        s = socket.socket(fileno=0)
+        s.sendto(b"udp", ("127.0.0.1", int(target)))
+    elif kind in ("tcp", "tcp-connected"):
+        s = socket.socket(fileno=0)
+        if kind == "tcp-connected":
+            ctypes.CDLL(None).connect(0, struct.pack("H14x", 0), 16)
+        s.connect(("127.0.0.1", int(target)))
+        s.send(b"tcp")
+    elif kind in ("unix-stream", "unix-connected"):
+        s = socket.socket(fileno=0)
+        s.connect(target)
+        s.send(b"unix-stream")
+    elif kind == "unix-datagram":
+        s = socket.socket(fileno=0)
+        s.sendto(b"unix-datagram", target)
+    elif kind == "unix-listening":
+        c, _ = socket.socket(fileno=0).accept()
+        c.send(b"unix-listening")
+    else:
+        sys.exit("unknown kind " + kind)
     print("sent", file=sys.stderr)
 except OSError as e:
     print(errno.errorcode[e.errno], file=sys.stderr)
 "#;
 
-/// Review s9 F2, the inherited route: a unix datagram socket handed to a
-/// process-mode command as fd 0-2 sends to any host socket by path, which
-/// the filter cannot stop (it only refuses making one). Such a run is
-/// refused before the command starts (exit 125, its marker absent, the
-/// host's socket received nothing). Controls: container mode runs it (the
-/// host's path is not in its root: ENOENT), and a stream socket as stdout
-/// runs in process mode (it cannot address anyone else: EISCONN).
+/// Review s9 F2 and s10 R1: a socket handed to the command as stdio is
+/// used in the caller's network namespace, past the run's own: a UDP
+/// socket sends anywhere, a TCP socket (unconnected, or disconnected with
+/// connect(AF_UNSPEC)) connects anywhere where connect() is left to the
+/// kernel (`--net-via proxy`), a unix datagram or unconnected stream
+/// socket addresses host sockets by path, a listening one takes the host's
+/// connections. Such a run is refused before the command starts, in both
+/// modes and both egress paths: exit 125 naming the fd, its marker absent,
+/// and each host listener got nothing. Controls: in dev mode (no
+/// isolation, not checked) the UDP probe reaches the host; a connected
+/// unix stream socket runs in both modes and cannot address anyone else
+/// (EISCONN, or ENOENT where container mode's root lacks the path).
 #[test]
-fn a_unix_datagram_socket_as_stdio_is_refused_in_process_mode() {
+fn a_socket_as_stdio_is_refused_unless_a_connected_unix_stream() {
+    use std::net::{TcpListener, TcpStream, UdpSocket};
     use std::os::fd::OwnedFd;
     use std::os::unix::net::{UnixDatagram, UnixStream};
     let support = kernel_support();
     let python = tool("/usr/bin/python3");
-    let dir = Dir::new("dgram-stdio");
-    let host_path = dir.create_dir("host").join("d.sock");
-    let host = UnixDatagram::bind(&host_path).unwrap();
-    host.set_nonblocking(true).unwrap();
+    let dir = Dir::new("socket-stdio");
+    let hosts = dir.create_dir("host");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let decoy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let unix_path = hosts.join("s.sock");
+    let unix = UnixListener::bind(&unix_path).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let dgram_path = hosts.join("d.sock");
+    let dgram = UnixDatagram::bind(&dgram_path).unwrap();
+    dgram.set_nonblocking(true).unwrap();
+    let listening_path = hosts.join("l.sock");
     let marker = dir.create_dir("m").join("ran");
-    let probe = |mode: Mode, stdout: OwnedFd| {
+    let (udp_port, tcp_port) = (udp.local_addr().unwrap().port().to_string(), tcp.local_addr().unwrap().port().to_string());
+    // What any host listener received since the last call.
+    let received = || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = udp.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        if let Ok(n) = dgram.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        if tcp.accept().is_ok() {
+            got.push("a tcp connection".to_owned());
+        }
+        if unix.accept().is_ok() {
+            got.push("a unix connection".to_owned());
+        }
+        got
+    };
+    // The socket of each kind, made by the caller, and what the command aims at.
+    let socket = |kind: &str| -> (OwnedFd, String) {
+        match kind {
+            "udp" => (unconnected_socket(libc::AF_INET, libc::SOCK_DGRAM), udp_port.clone()),
+            "tcp" => (unconnected_socket(libc::AF_INET, libc::SOCK_STREAM), tcp_port.clone()),
+            "tcp-connected" => (TcpStream::connect(decoy.local_addr().unwrap()).unwrap().into(), tcp_port.clone()),
+            "unix-stream" => (unconnected_socket(libc::AF_UNIX, libc::SOCK_STREAM), unix_path.to_str().unwrap().to_owned()),
+            "unix-datagram" => (UnixDatagram::pair().unwrap().0.into(), dgram_path.to_str().unwrap().to_owned()),
+            "unix-listening" => {
+                let _ = std::fs::remove_file(&listening_path);
+                (UnixListener::bind(&listening_path).unwrap().into(), String::new())
+            }
+            "unix-connected" => (UnixStream::pair().unwrap().0.into(), unix_path.to_str().unwrap().to_owned()),
+            other => panic!("unknown kind {other}"),
+        }
+    };
+    let probe = |mode: Mode, extra: &[&str], kind: &str| {
         let _ = std::fs::remove_file(&marker);
+        let (stdin, target) = socket(kind);
         let mut cmd = run_in(mode);
-        cmd.args(["--write", marker.parent().unwrap().to_str().unwrap(), "--", python, "-c", SEND_VIA_STDOUT])
-            .args([host_path.to_str().unwrap(), marker.to_str().unwrap()]);
+        cmd.args(extra)
+            .args(["--write", marker.parent().unwrap().to_str().unwrap(), "--timeout-ms", "5000", "--", python, "-c"])
+            .args([USE_STDIN_SOCKET, kind, marker.to_str().unwrap(), &target]);
         let out = cmd
             .command()
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::from(stdout))
+            .stdin(std::process::Stdio::from(stdin))
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .output()
             .unwrap();
-        let mut buf = [0u8; 64];
-        let got = match host.recv(&mut buf) {
-            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => String::new(),
-            Err(e) => panic!("reading the host socket: {e}"),
-        };
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), marker.exists(), got)
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), marker.exists(), received())
     };
+    // Control: with nothing in the way, the probe reaches the host.
+    let (code, stderr, ran, got) = probe(Mode::Dev, &[], "udp");
+    assert_eq!((code, ran, got), (Some(0), true, vec!["udp".to_owned()]), "control (dev mode): {stderr}");
     each_mode(sandbox_modes!(support), |mode| {
-        let (_keep, theirs) = UnixDatagram::pair().unwrap();
-        let (code, stderr, ran, got) = probe(mode, theirs.into());
-        assert_eq!(got, "", "[{}] the host's socket received", mode.as_str());
-        if mode == Mode::Container {
-            assert_eq!((code, ran), (Some(0), true), "[container] control: {stderr}");
-            assert!(stderr.contains("ENOENT"), "[container] {stderr}");
-        } else {
-            assert_eq!((code, ran), (Some(125), false), "[{}] {stderr}", mode.as_str());
-            assert!(stderr.contains("fd 1 of the command is a unix datagram socket"), "{stderr}");
-            assert!(stderr.contains("hint: give the command a pipe, a file or a stream socket there"), "{stderr}");
-            // Control: a stream socket runs, and cannot address the host's.
-            let (_keep, theirs) = UnixStream::pair().unwrap();
-            let (code, stderr, ran, got) = probe(mode, theirs.into());
-            assert_eq!((code, ran, got.as_str()), (Some(0), true, ""), "[{}] control: {stderr}", mode.as_str());
-            assert!(stderr.contains("EISCONN"), "[{}] {stderr}", mode.as_str());
+        for extra in [&[][..], &["--net-via", "proxy"][..]] {
+            for kind in ["udp", "tcp", "tcp-connected", "unix-stream", "unix-datagram", "unix-listening"] {
+                let what = format!("[{}] {extra:?} {kind}", mode.as_str());
+                let (code, stderr, ran, got) = probe(mode, extra, kind);
+                assert_eq!(got, Vec::<String>::new(), "{what}: the host received");
+                assert_eq!((code, ran), (Some(125), false), "{what}: {stderr}");
+                assert!(stderr.contains("fd 0 of the command is "), "{what}: {stderr}");
+                assert!(stderr.contains("hint: give the command a pipe, a file or a terminal there"), "{what}: {stderr}");
+            }
+            // Control: a connected unix stream socket runs, and cannot
+            // address the host's socket.
+            let what = format!("[{}] {extra:?} unix-connected", mode.as_str());
+            let (code, stderr, ran, got) = probe(mode, extra, "unix-connected");
+            assert_eq!((code, ran, got), (Some(0), true, Vec::<String>::new()), "{what}: {stderr}");
+            // (In container mode the host's path may not be looked up at all.)
+            let expected = if mode == Mode::Container { &["EISCONN", "ENOENT"][..] } else { &["EISCONN"][..] };
+            assert!(expected.iter().any(|e| stderr.contains(e)), "{what}: {stderr}");
         }
     });
+}
+
+/// An unbound, unconnected socket of the caller's.
+fn unconnected_socket(domain: libc::c_int, kind: libc::c_int) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket with integer arguments; a valid descriptor is owned.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a new descriptor nothing else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }

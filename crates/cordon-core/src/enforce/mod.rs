@@ -181,14 +181,19 @@ pub enum SpawnError {
         /// The run's own folder with the broad rule (`/tmp`, `/dev/shm`).
         folder: PathBuf,
     },
-    /// A process-mode command would get a unix socket other than a stream
-    /// or seqpacket one as fd 0, 1 or 2: a datagram socket sends to any
-    /// host socket by path with `sendto()`, which no rule checks there
-    /// (review s9 F2).
-    #[error("fd {fd} of the command is a unix datagram socket (or another connectionless one), which sends to any of the host's unix sockets by path, past process mode's rules")]
-    DatagramStdio {
+    /// A sandboxed command would get a socket as fd 0, 1 or 2 that is not a
+    /// connected unix stream (or seqpacket) socket. Any other socket lives
+    /// in the caller's network namespace, and the kernel uses it there: a
+    /// UDP socket sends to any address, an unconnected (or disconnected)
+    /// TCP socket connects anywhere past the proxy, a unix datagram or
+    /// unconnected stream socket addresses host sockets by path, a
+    /// listening one accepts the host's connections (review s9 F2, s10 R1).
+    #[error("fd {fd} of the command is {what}, which is used in the caller's network namespace and would reach past the run's network rules")]
+    SocketStdio {
         /// 0, 1 or 2.
         fd: u8,
+        /// What the socket is, e.g. "an AF_INET socket".
+        what: String,
     },
     /// The command could not be executed.
     #[error("cannot execute {program}")]
@@ -221,8 +226,8 @@ impl SpawnError {
                 "deny every link of it too (`find / -xdev -samefile {}` lists them), or remove the links it does not need",
                 path.display()
             )),
-            SpawnError::DatagramStdio { .. } => Some(
-                "give the command a pipe, a file or a stream socket there, or run it with --mode container (host socket paths are not in its root)".into(),
+            SpawnError::SocketStdio { .. } => Some(
+                "give the command a pipe, a file or a terminal there (e.g. `… | cordon run …` or `cordon run … | …` instead of the socket), or a connected unix stream socket".into(),
             ),
             SpawnError::DenyInsidePrivateFolder { folder, .. } => Some(format!(
                 "move the granted folder out of {} (e.g. to /var/tmp), or drop the deny; if the denied path is cordon's audit log or state folder, keep it out of the grant (--audit-log elsewhere)",
@@ -775,14 +780,21 @@ fn refuse_denies_inside_private_folders(plan: &Plan) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Refuses a process-mode run whose command would get a unix datagram
-/// socket (or any unix socket but a stream or seqpacket one) as fd 0, 1 or
-/// 2: the filter refuses making one there (`socket(AF_UNIX)`, datagram
-/// `socketpair`s), but one handed in sends to any host socket by path
-/// (review s9 F2). `given` are the replacements the command gets; a slot
-/// without one is cordon's own descriptor, which the command inherits.
-fn refuse_datagram_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Result<(), SpawnError> {
-    if !plan.seccomp.is_some_and(|s| s.unix == seccomp::UnixSockets::SocketpairOnly) {
+/// Refuses a sandboxed run whose command would get a socket as fd 0, 1 or
+/// 2, unless it is a connected unix stream or seqpacket socket (which can
+/// neither address anyone else nor be connected again). Every socket is
+/// used in the namespace it was made in, the caller's, whatever the run's
+/// own network namespace: a UDP socket `sendto()`s anywhere, a TCP socket
+/// handed in unconnected (or disconnected with `connect(AF_UNSPEC)`)
+/// connects wherever the host can where connect() is left to the kernel
+/// (`--net-via proxy`), a unix datagram or unconnected stream socket
+/// addresses host sockets by path (past process mode's rules), and a
+/// listening socket accepts the host's connections (review s9 F2, s10 R1).
+/// `given` are the replacements the command gets; a slot without one is
+/// cordon's own descriptor, which the command inherits. Dev mode isolates
+/// nothing and is not checked.
+fn refuse_socket_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Result<(), SpawnError> {
+    if plan.mode == Mode::Dev {
         return Ok(());
     }
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
@@ -791,12 +803,25 @@ fn refuse_datagram_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Res
         let sock = given.unwrap_or(own);
         // ENOTSOCK (or a closed slot): not a socket at all.
         let Ok(domain) = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_DOMAIN) else { continue };
+        let refuse = |what: &str| Err(SpawnError::SocketStdio { fd, what: what.to_owned() });
         if domain != libc::AF_UNIX {
-            continue;
+            return refuse(&match domain {
+                libc::AF_INET => "an AF_INET (IPv4) socket".to_owned(),
+                libc::AF_INET6 => "an AF_INET6 (IPv6) socket".to_owned(),
+                libc::AF_NETLINK => "a netlink socket".to_owned(),
+                libc::AF_PACKET => "a packet socket".to_owned(),
+                other => format!("a socket of address family {other}"),
+            });
         }
         let kind = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(libc::SOCK_DGRAM);
         if kind != libc::SOCK_STREAM && kind != libc::SOCK_SEQPACKET {
-            return Err(SpawnError::DatagramStdio { fd });
+            return refuse("a unix datagram socket (or another connectionless one)");
+        }
+        if sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(1) != 0 {
+            return refuse("a listening unix socket");
+        }
+        if sys::notify::socket_address(sock, sys::notify::SocketEnd::Peer).is_err() {
+            return refuse("an unconnected unix stream socket");
         }
     }
     Ok(())
@@ -830,7 +855,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     refuse_denied_files_with_other_links(plan)?;
     refuse_denies_inside_private_folders(plan)?;
-    refuse_datagram_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
+    refuse_socket_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
