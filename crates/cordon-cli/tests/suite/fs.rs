@@ -389,3 +389,60 @@ fn exec_allow_list_limits_what_can_be_executed() {
             .assert_stdout_eq("cat-ran\n126\n");
     });
 }
+
+/// Review s10 R3: the host paths of a policy file (and of a plugin's
+/// manifest) are taken as declared, and a deny spelled through another
+/// symbolic link than its grant (`/srv/app/current -> v1`, the common
+/// release link) was never carved out of the grant's Landlock rule:
+/// process mode did not enforce it at all, container mode only by its
+/// mask, which the run could move away with the folder above it. Now, in
+/// both modes, whichever of the two is spelled through the link, with a
+/// read or a write grant: the denied file reads through neither spelling,
+/// the folder above it cannot be moved (on the host it is where it was),
+/// and the rest of the grant reads. Control: the same run without the deny
+/// reads the file through both spellings.
+#[test]
+fn a_deny_holds_whichever_link_spells_it_or_its_grant() {
+    let support = kernel_support();
+    let dir = Dir::new("fs-deny-link");
+    dir.create("app/v1/conf/secret.key", "TOPSECRET\n");
+    dir.create("app/v1/public.txt", "public\n");
+    std::os::unix::fs::symlink("v1", dir.join("app/current")).unwrap();
+    let at = |rel: &str| dir.join(rel).to_str().unwrap().to_owned();
+    // Reads the file through both spellings and the grant's public file
+    // (container mode binds a grant where it resolves: at v1),
+    // then tries to move the folder above the denied file (both spellings).
+    let script = r#"cat "$1" "$2" 2>/dev/null; cat "$3"; mv "$4" "$4.moved" 2>/dev/null && echo moved; mv "$5" "$5.moved" 2>/dev/null && echo moved; true"#;
+    let probe = |mode: Mode, access: &str, grant: &str, deny: Option<&str>| {
+        let policy = dir.create(
+            "policy.toml",
+            format!(
+                "[permissions]\nfs.{access} = [{:?}]\nfs.deny = [{}]\n",
+                at(grant),
+                deny.map(|d| format!("{:?}", at(d))).unwrap_or_default()
+            ),
+        );
+        let out = run_in(mode)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--", "sh", "-c", script, "sh"])
+            .args([at("app/current/conf/secret.key"), at("app/v1/conf/secret.key"), at("app/v1/public.txt")])
+            .args([at("app/current/conf"), at("app/v1/conf")])
+            .run();
+        out.assert_success();
+        out.stdout
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        for access in ["read", "write"] {
+            for (grant, deny) in [("app", "app/current/conf/secret.key"), ("app/current", "app/v1/conf/secret.key")] {
+                let what = format!("[{}] fs.{access} = {grant}, fs.deny = {deny}", mode.as_str());
+                assert_eq!(probe(mode, access, grant, Some(deny)), "public\n", "{what}");
+                assert_eq!(dir.read("app/v1/conf/secret.key"), "TOPSECRET\n", "{what}: on the host");
+                assert!(!dir.join("app/v1/conf.moved").exists(), "{what}: the folder above was moved");
+            }
+        }
+        // Control: without the deny, the file reads through both spellings.
+        let open = probe(mode, "read", "app", None);
+        assert_eq!(open, "TOPSECRET\nTOPSECRET\npublic\n", "[{}] control", mode.as_str());
+    });
+}

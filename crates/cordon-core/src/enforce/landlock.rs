@@ -191,7 +191,8 @@ pub fn add_rules(
         Some(system) => resolve_system_links(&plan.rules, system),
         None => plan.rules.clone(),
     };
-    for (path, access) in without_nested(expand_denies(&rules, &plan.deny)?) {
+    let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned);
+    for (path, access) in without_nested(expand_denies(&rules, &deny)?) {
         // O_PATH, as the kernel wants for a rule; its fstat says file or
         // directory without a second lookup by path. Inside a pinned tree
         // no link is followed: its rules were resolved when the policy was
@@ -223,6 +224,32 @@ pub fn add_rules(
     Ok(())
 }
 
+/// `rules` and `deny` in one spelling, resolved through their symbolic
+/// links as far as they exist, so that [`expand_denies`] carves by what
+/// the rules are made on: a rule is opened following links, so a grant
+/// spelled through a link (`/srv/app/current` → `v1`) is a rule on its
+/// target, and a deny must be found inside it whichever way either is
+/// spelled (review s10 R3: a policy file's or manifest's paths are taken
+/// as declared, and a deny spelled through another link than its grant was
+/// never carved out, so process mode did not enforce it at all). Rules
+/// inside a pinned tree are left as they are: they were resolved when the
+/// policy was made, and a link there now is refused when the rule is
+/// opened.
+fn resolve_for_carving(
+    rules: Vec<(PathBuf, FsAccess)>,
+    deny: &[PathBuf],
+    pinned: &[PathBuf],
+) -> (Vec<(PathBuf, FsAccess)>, Vec<PathBuf>) {
+    let rules = rules
+        .into_iter()
+        .map(|(path, access)| match pinned.iter().any(|p| path.starts_with(p)) {
+            true => (path, access),
+            false => (super::resolved(&path), access),
+        })
+        .collect();
+    (rules, deny.iter().map(|d| super::resolved(d)).collect())
+}
+
 /// `rules` with each path that is a system set entry of kind link replaced
 /// by where `system` saw it resolve (left as it is when it did not).
 pub fn resolve_system_links(rules: &[(PathBuf, FsAccess)], system: &SystemEntries) -> Vec<(PathBuf, FsAccess)> {
@@ -241,8 +268,8 @@ pub fn resolve_system_links(rules: &[(PathBuf, FsAccess)], system: &SystemEntrie
 /// `rules` (sorted by path, as [`expand_denies`] returns them) without those
 /// lying inside another rule's path with the same access: Landlock grants
 /// a rule's access to everything beneath it. The paths hold no symbolic
-/// links (system links are resolved, policy paths were resolved when the
-/// policy was made, carved entries skip links), so inside by path is inside
+/// links (system links are resolved, every other path by
+/// [`resolve_for_carving`], carved entries skip links), so inside by path is inside
 /// on the filesystem; were one made since, the rule left out grants less,
 /// never more.
 pub fn without_nested(rules: Vec<(PathBuf, FsAccess)>) -> Vec<(PathBuf, FsAccess)> {

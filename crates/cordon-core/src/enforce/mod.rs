@@ -830,21 +830,26 @@ fn refuse_socket_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Resul
 /// `path` as written, and resolved through every symlink as far as it
 /// exists (the rest appended as written).
 fn spellings(path: &Path) -> [PathBuf; 2] {
+    [path.to_owned(), resolved(path)]
+}
+
+/// `path` resolved through every symlink as far as it exists, the rest
+/// appended as written (`path` itself when nothing of it resolves).
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     let mut rest = vec![];
     let mut at = path;
-    let resolved = loop {
+    loop {
         if let Ok(r) = std::fs::canonicalize(at) {
-            break rest.iter().rev().fold(r, |acc: PathBuf, c| acc.join(c));
+            return rest.iter().rev().fold(r, |acc: PathBuf, c| acc.join(c));
         }
         match (at.parent(), at.file_name()) {
             (Some(parent), Some(name)) => {
                 rest.push(name.to_owned());
                 at = parent;
             }
-            _ => break path.to_owned(),
+            _ => return path.to_owned(),
         }
-    };
-    [path.to_owned(), resolved]
+    }
 }
 
 /// Applies `plan` to a new child up to the command's start and parks it
