@@ -157,6 +157,71 @@ fn the_sandbox_is_outside_the_callers_session_and_terminal() {
     });
 }
 
+/// The `ids PID PGRP SESSION TTY_NR` lines [`IDS`] printed, in order.
+fn printed_ids(text: &str) -> Vec<[u64; 4]> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("ids "))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().map(|f| f.parse().unwrap()).collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect()
+}
+
+/// A shell script that prints `ids PID PGRP SESSION TTY_NR` for itself,
+/// then for its parent (in dev mode: cordon), from `/proc/PID/stat`.
+const IDS: &str =
+    r#"for p in $$ $PPID; do read -r s < /proc/$p/stat; set -- ${s##*") "}; echo "ids $p $3 $4 $5"; done"#;
+
+/// Dev mode's command leads a process group of its own, the one cordon
+/// kills when the command ends, and a session of its own only where there
+/// is a terminal to keep it from (issue 12: `setsid` makes a scheduler
+/// autogroup, 35-440 us on the 2-core VM). On a pty, with a pty of the
+/// run's own or with `--no-tty`, it is outside cordon's session: its own
+/// pty is its controlling terminal, or it has none at all. Started without
+/// a controlling terminal (`setsid -w`), it stays in cordon's session, in a
+/// group of its own, and the process it left running in that group is
+/// killed when it ends. Fails on a cordon that always makes a session (the
+/// command's session is its own pid there too).
+#[test]
+fn dev_mode_leaves_cordons_session_only_where_there_is_a_terminal() {
+    for extra in [&[][..], &["--no-tty"]] {
+        let pty = Pty::open(24, 80);
+        let out = cordon_on_pty(Mode::Dev).args(extra).args(["--", "sh", "-c", IDS]).run_on_pty(&pty, |_, _| {});
+        out.assert_success();
+        let ids = printed_ids(&out.stdout);
+        assert_eq!(ids.len(), 2, "[on a pty {extra:?}]\n{out}");
+        let ([pid, group, session, tty], [_, _, cordon_session, cordon_tty]) = (ids[0], ids[1]);
+        let what = format!("[on a pty {extra:?}]");
+        assert_ne!(cordon_tty, 0, "{what} control: cordon's controlling terminal is the pty");
+        assert_eq!((group, session), (pid, pid), "{what} the command leads a session of its own\n{out}");
+        assert_ne!(session, cordon_session, "{what}");
+        match extra.is_empty() {
+            true => assert_ne!(tty, 0, "{what} its own pty is its controlling terminal"),
+            false => assert_eq!(tty, 0, "{what} no controlling terminal at all"),
+        }
+    }
+
+    let marker = unique_sleep_marker();
+    let script = format!("sleep {marker} </dev/null >/dev/null 2>&1 & kill -0 $! && echo left-running; {IDS}");
+    let mut cmd = TestCommand::new(tool("/usr/bin/setsid"));
+    cmd.arg("-w").arg(cordon_bin()).args(["run", "--mode", "dev", "--", "sh", "-c", &script]);
+    let out = cmd.run();
+    out.assert_success();
+    let ids = printed_ids(&out.stdout);
+    assert_eq!(ids.len(), 2, "[no terminal]\n{out}");
+    let ([pid, group, session, tty], [_, cordon_group, cordon_session, cordon_tty]) = (ids[0], ids[1]);
+    assert_eq!((tty, cordon_tty), (0, 0), "[no terminal] control: no controlling terminal\n{out}");
+    assert_eq!(group, pid, "[no terminal] the command leads a process group of its own\n{out}");
+    assert_ne!(group, cordon_group, "[no terminal]");
+    assert_eq!(session, cordon_session, "[no terminal] the command stays in cordon's session\n{out}");
+    assert!(out.stdout.contains("left-running"), "[no terminal] control: the sleep ran\n{out}");
+    assert!(
+        poll_until(SHOWS, || processes_with_argv(&["sleep", &marker]).is_empty()),
+        "[no terminal] what the command left running in its group is killed when it ends"
+    );
+}
+
 /// The one host process whose argv is `argv`, once it exists.
 fn wait_for_process(argv: &[&str]) -> u32 {
     let mut found = vec![];

@@ -24,7 +24,8 @@
 //! (`PR_SET_PDEATHSIG`), and with it every process of the run.
 //!
 //! With [`Supervision::Direct`] (dev mode) the cloned process is the command,
-//! in a session of its own.
+//! in a process group of its own, and in a session of its own where there is
+//! a terminal to keep it from (see `lead_group_or_session`).
 
 use std::cell::UnsafeCell;
 use std::ffi::CString;
@@ -77,7 +78,7 @@ pub enum ChildStage {
     Signals,
     /// Creating or handing over the proxy listener.
     ProxyListener,
-    /// `setsid`.
+    /// `setsid` (dev mode: or `setpgid`).
     Session,
     /// Allocating the pty, making it the controlling terminal, or reopening
     /// the caller's terminal.
@@ -118,7 +119,7 @@ const STAGES: [(ChildStage, &str); 27] = [
     (ChildStage::Exec, "execve"),
     (ChildStage::Signals, "signal dispositions"),
     (ChildStage::ProxyListener, "proxy listener inside the sandbox"),
-    (ChildStage::Session, "new session"),
+    (ChildStage::Session, "new session or process group"),
     (ChildStage::Terminal, "terminal"),
     (ChildStage::Sysctl, "sysctl of the run's namespaces"),
     (ChildStage::ConnectHelper, "connect helper"),
@@ -791,16 +792,55 @@ macro_rules! check {
 pub(super) fn child_main(spec: &ChildSpec) -> ! {
     match spec.supervision {
         Supervision::Direct => {
-            // A session of its own, so keys typed on the caller's terminal
-            // signal cordon alone; it is also the process group the
-            // supervisor signals. No memory involved.
-            // SAFETY: setsid takes no arguments.
-            check!(spec, ChildStage::Session, 0, unsafe { libc::setsid() });
+            lead_group_or_session(spec);
             unblock_signals_with_default_handlers();
             exec_command(spec, -1)
         }
         Supervision::Init => init_main(spec),
     }
+}
+
+/// Dev mode's command leads a process group of its own: the group the
+/// supervisor signals, and kills when the command ends. It also leads a
+/// session of its own wherever there is a terminal to keep it from: with a
+/// pty of the run's own (which becomes its controlling terminal), and when
+/// cordon's session has a controlling terminal, so keys typed there signal
+/// cordon alone (which forwards them once) and the command cannot reach
+/// that terminal through `/dev/tty`. Without one, a new session would
+/// change nothing the command can reach but its session id, and it is not
+/// cheap: with the scheduler's autogroups, `setsid` makes a task group
+/// (35 to 440 µs measured on a 2-core VM, against 0.4 µs for `setpgid`).
+/// Only `ENXIO` from `/dev/tty` (no controlling terminal) skips the
+/// session; any other answer keeps it. No memory involved.
+fn lead_group_or_session(spec: &ChildSpec) {
+    let session = match spec.terminal {
+        ChildTerminal::Given => true,
+        ChildTerminal::Detached { .. } | ChildTerminal::Allocate { .. } => has_controlling_terminal(),
+    };
+    let rc = if session {
+        // SAFETY: setsid takes no arguments.
+        unsafe { libc::setsid() }
+    } else {
+        // SAFETY: integer arguments: this process leads a group of its own.
+        unsafe { libc::setpgid(0, 0) }
+    };
+    check!(spec, ChildStage::Session, 0, rc);
+}
+
+/// Whether this process's session has a controlling terminal: `/dev/tty`
+/// opens (without becoming the controlling terminal of anything, and
+/// without waiting for a line), or fails otherwise than with `ENXIO`, the
+/// kernel's answer when there is none.
+fn has_controlling_terminal() -> bool {
+    let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: a constant C string; integer flags; the result is checked.
+    let fd = unsafe { libc::open(c"/dev/tty".as_ptr(), flags) };
+    if fd < 0 {
+        return errno() != libc::ENXIO;
+    }
+    // SAFETY: the descriptor just opened, ours alone.
+    unsafe { libc::close(fd) };
+    true
 }
 
 fn init_main(spec: &ChildSpec) -> ! {
