@@ -296,14 +296,25 @@ impl Held<'_> {
             ));
         }
         trace::step("audit: record written");
+        // The record's pages start on their way to the disk, and the latest
+        // checkpoint is signed while they go (best effort: the fdatasync
+        // below waits for them either way). It is kept only once the record
+        // it names is durable.
+        let _ = sys::start_writeback(file.as_fd());
+        let latest = match signer {
+            Some(s) => {
+                let origin = self.origin(first_line.map(|(a, b)| &buf[a..b]))?;
+                let size = seq - 1;
+                Some((s, size, s.key.sign(&Checkpoint { origin, size, hash: prev })))
+            }
+            None => None,
+        };
+        trace::step("audit: latest checkpoint signed (the record on its way)");
         // fdatasync: the data and the size needed to read it back. The only
         // durable write of a run (of a group of them, for a group commit).
         file.sync_data()?;
         trace::step("audit: fdatasync");
-        if let Some(s) = signer {
-            let origin = self.origin(first_line.map(|(a, b)| &buf[a..b]))?;
-            let size = seq - 1;
-            let note = s.key.sign(&Checkpoint { origin, size, hash: prev });
+        if let Some((s, size, note)) = latest {
             s.anchor.store(size, &note).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -313,7 +324,7 @@ impl Held<'_> {
                     ),
                 )
             })?;
-            trace::step("audit: latest checkpoint signed and kept");
+            trace::step("audit: latest checkpoint kept");
         }
         Ok(out)
     }
