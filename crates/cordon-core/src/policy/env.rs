@@ -142,8 +142,20 @@ impl EnvPolicy {
 /// Whether a variable name looks like it holds a secret: it contains
 /// `TOKEN`, `SECRET`, `KEY`, `PASSWORD` (any case), `PASSWD` or `CREDENTIAL`.
 pub fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL"].iter().any(|w| upper.contains(w))
+    // What searching the upper-cased name finds, without making it: the
+    // words are ASCII capitals, so only ASCII letters (in either case) can
+    // match them, and a word can start only where its first letter is.
+    // Asked of every host variable, several times per run.
+    let name = name.as_bytes();
+    let at = |i: usize, word: &[u8]| name.get(i..i + word.len()).is_some_and(|s| s.eq_ignore_ascii_case(word));
+    (0..name.len()).any(|i| match name[i].to_ascii_uppercase() {
+        b'T' => at(i, b"TOKEN"),
+        b'S' => at(i, b"SECRET"),
+        b'K' => at(i, b"KEY"),
+        b'P' => at(i, b"PASSWORD") || at(i, b"PASSWD"),
+        b'C' => at(i, b"CREDENTIAL"),
+        _ => false,
+    })
 }
 
 /// Replaces every occurrence of each secret in `text` with `***`.
@@ -173,6 +185,49 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    #[test]
+    fn looks_secret_finds_what_the_upper_cased_search_finds() {
+        let searched = |name: &str| {
+            let upper = name.to_ascii_uppercase();
+            ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL"].iter().any(|w| upper.contains(w))
+        };
+        let names = [
+            "GH_TOKEN",
+            "gh_token",
+            "Aws_Secret_Access",
+            "APIKEY",
+            "apikey",
+            "key",
+            "KE",
+            "MONKEYS",
+            "PASSWD",
+            "db_password",
+            "PassWd_x",
+            "PASSWOR",
+            "my_credential",
+            "CREDENTIALS_FILE",
+            "TOKE",
+            "SECRE",
+            "PATH",
+            "HOME",
+            "LANG",
+            "",
+            "K",
+            "KEYK",
+            "x_kEy",
+            "ſecret",
+            "ſECRET",
+            "\u{212A}EY",
+            "tokén",
+            "é_TOKEN_é",
+            "TOKEN\u{0}",
+        ];
+        for name in names {
+            assert_eq!(looks_secret(name), searched(name), "{name:?}");
+        }
+        assert!(looks_secret("x_kEy") && !looks_secret("\u{212A}EY") && !looks_secret("PASSWOR"), "control");
     }
 
     #[test]
