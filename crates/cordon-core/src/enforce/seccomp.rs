@@ -653,8 +653,8 @@ pub struct SyscallRule {
 /// The whole rule set: a rule per listed syscall, a verdict for the rest.
 #[derive(Clone, Debug)]
 pub struct RuleSet {
-    /// Sorted by syscall number.
-    pub rules: std::collections::BTreeMap<u32, SyscallRule>,
+    /// (syscall number, its rule), sorted by number, each number once.
+    pub rules: Vec<(u32, SyscallRule)>,
     /// For syscalls not listed.
     pub default: Verdict,
 }
@@ -762,11 +762,16 @@ pub struct SeccompPlan {
 /// cordon's rule set.
 pub fn rules(plan: SeccompPlan) -> RuleSet {
     let wx = plan.wx;
-    let nr = |n: i64| u32::try_from(n).expect("syscall numbers are small");
-    let mut rules: std::collections::BTreeMap<u32, SyscallRule> =
-        ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
-    rules.extend(DENIED.iter().map(|(n, _)| (nr(*n), plain(EPERM))));
-    rules.extend(UNSUPPORTED.iter().map(|(n, _)| (nr(*n), plain(EOPNOTSUPP))));
+    let mut rules = Table(Vec::with_capacity(512));
+    for (n, _) in ALLOWED {
+        rules.insert(*n, plain(Verdict::Allow));
+    }
+    for (n, _) in DENIED {
+        rules.insert(*n, plain(EPERM));
+    }
+    for (n, _) in UNSUPPORTED {
+        rules.insert(*n, plain(EOPNOTSUPP));
+    }
     // A mode with S_ISUID or S_ISGID, where the mode counts (with O_CREAT
     // or O_TMPFILE, for the calls that take flags): one test per argument.
     let setid: u32 = libc::S_ISUID | libc::S_ISGID;
@@ -777,16 +782,16 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             None => vec![mode],
             Some(f) => vec![ArgTest::AnyOf { arg: *f, bits: creating }, mode],
         };
-        rules.insert(nr(*n), SyscallRule { when: vec![(tests, EPERM)], otherwise: Verdict::Allow });
+        rules.insert(*n, SyscallRule { when: vec![(tests, EPERM)], otherwise: Verdict::Allow });
     }
     if plan.watches == FileWatches::Refuse {
         for n in [libc::SYS_inotify_init, libc::SYS_inotify_init1] {
-            rules.insert(nr(n), plain(ENOSYS));
+            rules.insert(n, plain(ENOSYS));
         }
     }
     if plan.memfd == MemfdExec::RequireNoexecSeal {
         rules.insert(
-            nr(libc::SYS_memfd_create),
+            libc::SYS_memfd_create,
             SyscallRule {
                 when: vec![(vec![ArgTest::Masked { arg: 1, mask: MFD_NOEXEC_SEAL, value: 0 }], EACCES)],
                 otherwise: Verdict::Allow,
@@ -794,21 +799,21 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
         );
     }
     let ns = vec![(vec![ArgTest::AnyOf { arg: 0, bits: NAMESPACE_FLAGS.iter().fold(0, |all, f| all | f) }], EPERM)];
-    rules.insert(nr(libc::SYS_clone), SyscallRule { when: ns.clone(), otherwise: Verdict::Allow });
-    rules.insert(nr(libc::SYS_unshare), SyscallRule { when: ns, otherwise: Verdict::Allow });
+    rules.insert(libc::SYS_clone, SyscallRule { when: ns.clone(), otherwise: Verdict::Allow });
+    rules.insert(libc::SYS_unshare, SyscallRule { when: ns, otherwise: Verdict::Allow });
     let mut refused_ioctls = vec![TIOCSTI, TIOCLINUX];
     if plan.tty == TtyIoctls::ReadOnly {
         refused_ioctls.extend(TTY_CONTROL_IOCTLS.iter().map(|(c, _)| *c));
     }
     rules.insert(
-        nr(libc::SYS_ioctl),
+        libc::SYS_ioctl,
         SyscallRule {
             when: refused_ioctls.iter().map(|c| (vec![ArgTest::Eq { arg: 1, value: *c }], EPERM)).collect(),
             otherwise: Verdict::Allow,
         },
     );
     rules.insert(
-        nr(libc::SYS_personality),
+        libc::SYS_personality,
         SyscallRule {
             when: vec![(PERSONALITY_OK.iter().map(|v| ArgTest::Ne { arg: 0, value: *v }).collect(), EPERM)],
             otherwise: Verdict::Allow,
@@ -820,7 +825,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
     };
     let family = |f: i32, v: Verdict| (vec![ArgTest::Eq { arg: 0, value: f as u32 }], v);
     rules.insert(
-        nr(libc::SYS_socket),
+        libc::SYS_socket,
         SyscallRule {
             when: vec![
                 family(libc::AF_UNIX, unix),
@@ -849,14 +854,14 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             ]
         }
     };
-    rules.insert(nr(libc::SYS_socketpair), SyscallRule { when: pairs, otherwise: EAFNOSUPPORT });
+    rules.insert(libc::SYS_socketpair, SyscallRule { when: pairs, otherwise: EAFNOSUPPORT });
     if plan.connect == ConnectRule::Notify {
-        rules.insert(nr(libc::SYS_connect), plain(Verdict::Notify));
-        rules.insert(nr(libc::SYS_bind), plain(Verdict::Notify));
+        rules.insert(libc::SYS_connect, plain(Verdict::Notify));
+        rules.insert(libc::SYS_bind, plain(Verdict::Notify));
         let fastopen = libc::MSG_FASTOPEN as u32;
         for (n, flags_arg) in [(libc::SYS_sendto, 3), (libc::SYS_sendmsg, 2), (libc::SYS_sendmmsg, 3)] {
             rules.insert(
-                nr(n),
+                n,
                 SyscallRule {
                     when: vec![(vec![ArgTest::Masked { arg: flags_arg, mask: fastopen, value: fastopen }], EOPNOTSUPP)],
                     otherwise: Verdict::Allow,
@@ -873,7 +878,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             )
         };
         rules.insert(
-            nr(libc::SYS_setsockopt),
+            libc::SYS_setsockopt,
             SyscallRule {
                 when: vec![sockopt(libc::SO_BINDTODEVICE), sockopt(SO_BINDTOIFINDEX)],
                 otherwise: Verdict::Allow,
@@ -884,7 +889,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
         let bits = (libc::PROT_WRITE | libc::PROT_EXEC) as u32;
         for n in [libc::SYS_mmap, libc::SYS_mprotect, libc::SYS_pkey_mprotect] {
             rules.insert(
-                nr(n),
+                n,
                 SyscallRule {
                     when: vec![(vec![ArgTest::Masked { arg: 2, mask: bits, value: bits }], EPERM)],
                     otherwise: Verdict::Allow,
@@ -892,7 +897,27 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             );
         }
     }
-    RuleSet { rules, default: ENOSYS }
+    RuleSet { rules: rules.in_order(), default: ENOSYS }
+}
+
+/// Rules by syscall number while [`rules`] sets them (a later one replaces
+/// an earlier one): a table indexed by number, cheaper to fill and to read
+/// in order than a map.
+struct Table(Vec<Option<SyscallRule>>);
+
+impl Table {
+    fn insert(&mut self, n: i64, rule: SyscallRule) {
+        let i = usize::try_from(n).expect("syscall numbers are small");
+        if i >= self.0.len() {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(rule);
+    }
+
+    fn in_order(self) -> Vec<(u32, SyscallRule)> {
+        let nr = |i: usize| u32::try_from(i).expect("syscall numbers are small");
+        self.0.into_iter().enumerate().filter_map(|(i, rule)| Some((nr(i), rule?))).collect()
+    }
 }
 
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -982,7 +1007,8 @@ pub fn compile(set: &RuleSet) -> Result<BpfProgram, SeccompError> {
         stmt(BPF_RET_K, Verdict::Kill.ret()),
         stmt(BPF_LD_W_ABS, OFF_NR),
     ];
-    if set.rules.keys().next_back().is_some_and(|nr| *nr >= X32_SYSCALL_BIT) {
+    assert!(set.rules.windows(2).all(|w| w[0].0 < w[1].0), "a rule set's syscalls are sorted, each once");
+    if set.rules.last().is_some_and(|(nr, _)| *nr >= X32_SYSCALL_BIT) {
         prog.extend([jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1), stmt(BPF_RET_K, set.default.ret())]);
     }
     // Runs cover 0..: listed syscalls, and the gaps between them; neighbours
@@ -1233,7 +1259,9 @@ pub fn helper_filter() -> Result<BpfProgram, SeccompError> {
         return Ok(prog.clone());
     }
     let nr = |n: i64| u32::try_from(n).expect("syscall numbers are small");
-    let rules = HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
+    let mut rules: Vec<(u32, SyscallRule)> =
+        HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
+    rules.sort_unstable_by_key(|(n, _)| *n);
     let prog = compile(&RuleSet { rules, default: Verdict::Kill })?;
     Ok(BUILT.get_or_init(|| prog).clone())
 }
@@ -1264,11 +1292,10 @@ mod tests {
             fresh.iter().map(|prog| prog.iter().map(|f| (f.code, f.jt, f.jf, f.k)).collect()).collect();
         assert_eq!(distinct.len(), plans.len(), "two plans compile to the same program");
         let nr = |n: i64| u32::try_from(n).unwrap();
-        let helper = compile(&RuleSet {
-            rules: HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect(),
-            default: Verdict::Kill,
-        })
-        .unwrap();
+        let mut rules: Vec<(u32, SyscallRule)> =
+            HELPER_ALLOWED.iter().map(|(n, _)| (nr(*n), plain(Verdict::Allow))).collect();
+        rules.sort_unstable_by_key(|(n, _)| *n);
+        let helper = compile(&RuleSet { rules, default: Verdict::Kill }).unwrap();
         assert_eq!((helper_filter().unwrap(), helper_filter().unwrap()), (helper.clone(), helper));
     }
 
@@ -1398,7 +1425,7 @@ mod tests {
                 format!("{p:?}"),
                 compile(&new).unwrap(),
                 reference::compile(&old).unwrap(),
-                new.rules,
+                new.rules.into_iter().collect(),
                 old.rules,
             ));
         }
@@ -1566,6 +1593,16 @@ mod tests {
         for nr in [600, 601, 1000, 0x3fff_ffff] {
             assert_eq!(run(&prog, AUDIT_ARCH, nr, [0; 6]), NOSYS, "{nr}");
         }
+    }
+
+    /// The search is built over rules in syscall order: a rule set out of
+    /// order (or naming a syscall twice) is refused, not compiled into a
+    /// search that skips some of its rules.
+    #[test]
+    #[should_panic(expected = "sorted, each once")]
+    fn a_rule_set_out_of_order_is_refused() {
+        let rules = vec![(5, plain(Verdict::Allow)), (3, plain(EPERM))];
+        let _ = compile(&RuleSet { rules, default: ENOSYS });
     }
 
     #[test]
