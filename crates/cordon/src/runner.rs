@@ -947,6 +947,55 @@ struct Pipes {
     stderr: Option<OwnedFd>,
     result: Option<OwnedFd>,
     stdin: Option<(OwnedFd, Vec<u8>)>,
+    /// Where the command's stdout and stderr go when cordon relays them
+    /// ([`Handover::Relay`]): cordon's own descriptors. The output is
+    /// written there, not captured.
+    relay: [Option<std::fs::File>; 2],
+}
+
+/// How a sandboxed command gets one of cordon's own stdio descriptors
+/// (review s10 R4). A descriptor is used where it was opened: one of a
+/// file the caller owns, opened outside the sandbox, lets the command
+/// change the file's mode and times (`fchmod`, `futimens`, as its owner),
+/// which no rule of the sandbox covers: not Landlock (it does not govern
+/// metadata), not the read-only mounts (the descriptor is on the caller's).
+/// `cordon run … > out.log` as root would let it make `/dev/null` mode 000
+/// or a secret read on stdin world-readable.
+#[derive(Debug, PartialEq, Eq)]
+enum Handover {
+    /// As it is: an anonymous pipe, a socket (which `enforce::park`
+    /// checks), a terminal, a file the caller does not own (the command,
+    /// with no capability, cannot change its mode, owner or times), or a
+    /// directory or block device (which `enforce::park` refuses).
+    Keep,
+    /// Through a pipe: cordon copies between it and its own descriptor.
+    Relay,
+    /// Input from the caller's own `/dev/null`: an empty pipe reads alike.
+    Empty,
+}
+
+/// How the command gets `fd`, one of cordon's stdio descriptors.
+fn handover(fd: BorrowedFd<'_>) -> Handover {
+    use std::io::IsTerminal;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = sys::metadata(fd) else {
+        return Handover::Keep;
+    };
+    let kind = meta.file_type();
+    if kind.is_socket() || kind.is_dir() || kind.is_block_device() || fd.is_terminal() {
+        return Handover::Keep;
+    }
+    if kind.is_fifo() && sys::is_anonymous_pipe(fd).unwrap_or(false) {
+        return Handover::Keep;
+    }
+    if meta.uid() != sys::effective_uid() {
+        return Handover::Keep;
+    }
+    const DEV_NULL: u64 = (1 << 8) | 3;
+    match kind.is_char_device() && meta.rdev() == DEV_NULL {
+        true => Handover::Empty,
+        false => Handover::Relay,
+    }
 }
 
 impl Pipes {
@@ -955,12 +1004,47 @@ impl Pipes {
         if plan.terminal == TerminalPlan::Pty {
             stdio.pty = Some(tty::pty_request());
         }
-        let mut ours = Pipes { stdout: None, stderr: None, result: None, stdin: None };
+        let mut ours = Pipes { stdout: None, stderr: None, result: None, stdin: None, relay: [None, None] };
         if req.capture == Capture::Logs {
             let (r, w) = sys::pipe()?;
             (ours.stdout, stdio.stdout) = (Some(r), Some(w));
             let (r, w) = sys::pipe()?;
             (ours.stderr, stdio.stderr) = (Some(r), Some(w));
+        }
+        // A sandboxed command gets none of the caller's own files as stdio
+        // (see Handover). Dev mode isolates nothing; a pty replaces them.
+        let sandboxed = plan.mode != Mode::Dev && plan.terminal != TerminalPlan::Pty;
+        if sandboxed && req.capture == Capture::PassThrough {
+            let (out, err) = (io::stdout(), io::stderr());
+            for (slot, own) in [out.as_fd(), err.as_fd()].into_iter().enumerate() {
+                if handover(own) == Handover::Keep {
+                    continue;
+                }
+                let (r, w) = sys::pipe()?;
+                ours.relay[slot] = Some(own.try_clone_to_owned()?.into());
+                match slot {
+                    0 => (ours.stdout, stdio.stdout) = (Some(r), Some(w)),
+                    _ => (ours.stderr, stdio.stderr) = (Some(r), Some(w)),
+                }
+            }
+        }
+        if sandboxed && req.stdin == Input::Inherit {
+            let own = io::stdin();
+            match handover(own.as_fd()) {
+                Handover::Keep => {}
+                Handover::Empty => stdio.stdin = Some(sys::pipe()?.0),
+                Handover::Relay => {
+                    let mut source = std::fs::File::from(own.as_fd().try_clone_to_owned()?);
+                    let (r, w) = sys::pipe()?;
+                    stdio.stdin = Some(r);
+                    // Never joined: it ends at the end of the input, or when
+                    // the command's side is closed (EPIPE: SIGPIPE is
+                    // ignored), or with cordon.
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut source, &mut std::fs::File::from(w));
+                    });
+                }
+            }
         }
         if req.result.is_some() {
             let (r, w) = sys::pipe()?;
@@ -972,6 +1056,32 @@ impl Pipes {
             ours.stdin = Some((w, bytes.clone()));
         }
         Ok((stdio, ours))
+    }
+}
+
+/// Where the command's stdout or stderr goes, once read from its pipe.
+#[derive(Debug)]
+enum Output {
+    /// Into the result's logs ([`Capture::Logs`]).
+    Captured,
+    /// To cordon's own descriptor, as it comes ([`Handover::Relay`]).
+    Relayed(std::fs::File),
+    /// A relayed write failed: the rest is dropped (the command keeps
+    /// running, as it would with a descriptor of its own that failed).
+    Failed,
+}
+
+/// Passes `data`, read from stream `stream` (0 stdout, 1 stderr), on.
+fn put_output(out: &mut Output, cap: &mut Capturer, stream: usize, data: &[u8], secrets: &[String]) {
+    use std::io::Write;
+    match out {
+        Output::Captured => cap.push(stream, data, secrets),
+        Output::Relayed(f) => {
+            if f.write_all(data).is_err() {
+                *out = Output::Failed;
+            }
+        }
+        Output::Failed => {}
     }
 }
 
@@ -1173,6 +1283,7 @@ fn supervise(
     let mut result_bytes: Vec<u8> = vec![];
     let mut result_too_large = false;
     let mut pipes: [Option<std::fs::File>; 3] = [ours.stdout, ours.stderr, ours.result].map(|p| p.map(Into::into));
+    let mut outputs: [Output; 2] = ours.relay.map(|r| r.map_or(Output::Captured, Output::Relayed));
     let mut ending = Ending::Running;
     let mut kill_at: Option<Instant> = None;
     // After a kill request, init gets this long to reap everything before
@@ -1285,7 +1396,7 @@ fn supervise(
                     Some(Ok(n)) if *i == 2 => {
                         keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n])
                     }
-                    Some(Ok(n)) => cap.push(*i, &buf[..n], secrets),
+                    Some(Ok(n)) => put_output(&mut outputs[*i], &mut cap, *i, &buf[..n], secrets),
                     None => {}
                 }
             }
@@ -1320,7 +1431,7 @@ fn supervise(
             match read_some(fd, buf) {
                 Ok(0) | Err(_) => *p = None,
                 Ok(n) if i == 2 => keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n]),
-                Ok(n) => cap.push(i, &buf[..n], secrets),
+                Ok(n) => put_output(&mut outputs[i], &mut cap, i, &buf[..n], secrets),
             }
         }
     }

@@ -181,18 +181,22 @@ pub enum SpawnError {
         /// The run's own folder with the broad rule (`/tmp`, `/dev/shm`).
         folder: PathBuf,
     },
-    /// A sandboxed command would get a socket as fd 0, 1 or 2 that is not a
-    /// connected unix stream (or seqpacket) socket. Any other socket lives
-    /// in the caller's network namespace, and the kernel uses it there: a
-    /// UDP socket sends to any address, an unconnected (or disconnected)
-    /// TCP socket connects anywhere past the proxy, a unix datagram or
-    /// unconnected stream socket addresses host sockets by path, a
-    /// listening one accepts the host's connections (review s9 F2, s10 R1).
-    #[error("fd {fd} of the command is {what}, which is used in the caller's network namespace and would reach past the run's network rules")]
-    SocketStdio {
+    /// A sandboxed command would get, as fd 0, 1 or 2, a descriptor that
+    /// reaches past the run's rules. A socket that is not a connected unix
+    /// stream (or seqpacket) one lives in the caller's network namespace,
+    /// and the kernel uses it there: a UDP socket sends to any address, an
+    /// unconnected (or disconnected) TCP socket connects anywhere past the
+    /// proxy, a unix datagram or unconnected stream socket addresses host
+    /// sockets by path, a listening one accepts the host's connections
+    /// (review s9 F2, s10 R1). A directory lets the command change the mode
+    /// and times of what it holds (`fchmodat`, `utimensat` relative to it,
+    /// on the caller's mount), which no rule covers; a block device is no
+    /// stdio (review s10 R4).
+    #[error("fd {fd} of the command is {what}")]
+    UnsafeStdio {
         /// 0, 1 or 2.
         fd: u8,
-        /// What the socket is, e.g. "an AF_INET socket".
+        /// What the descriptor is, and why it cannot be handed over.
         what: String,
     },
     /// The command could not be executed.
@@ -226,7 +230,7 @@ impl SpawnError {
                 "deny every link of it too (`find / -xdev -samefile {}` lists them), or remove the links it does not need",
                 path.display()
             )),
-            SpawnError::SocketStdio { .. } => Some(
+            SpawnError::UnsafeStdio { .. } => Some(
                 "give the command a pipe, a file or a terminal there (e.g. `… | cordon run …` or `cordon run … | …` instead of the socket), or a connected unix stream socket".into(),
             ),
             SpawnError::DenyInsidePrivateFolder { folder, .. } => Some(format!(
@@ -780,48 +784,55 @@ fn refuse_denies_inside_private_folders(plan: &Plan) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Refuses a sandboxed run whose command would get a socket as fd 0, 1 or
-/// 2, unless it is a connected unix stream or seqpacket socket (which can
-/// neither address anyone else nor be connected again). Every socket is
-/// used in the namespace it was made in, the caller's, whatever the run's
-/// own network namespace: a UDP socket `sendto()`s anywhere, a TCP socket
-/// handed in unconnected (or disconnected with `connect(AF_UNSPEC)`)
-/// connects wherever the host can where connect() is left to the kernel
-/// (`--net-via proxy`), a unix datagram or unconnected stream socket
-/// addresses host sockets by path (past process mode's rules), and a
-/// listening socket accepts the host's connections (review s9 F2, s10 R1).
-/// `given` are the replacements the command gets; a slot without one is
-/// cordon's own descriptor, which the command inherits. Dev mode isolates
-/// nothing and is not checked.
-fn refuse_socket_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Result<(), SpawnError> {
+/// Refuses a sandboxed run whose command would get, as fd 0, 1 or 2, a
+/// socket other than a connected unix stream or seqpacket one (which can
+/// neither address anyone else nor be connected again), a directory or a
+/// block device (see [`SpawnError::UnsafeStdio`]). `given` are the
+/// replacements the command gets; a slot without one is cordon's own
+/// descriptor, which the command inherits. Dev mode isolates nothing and is
+/// not checked.
+fn refuse_unsafe_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Result<(), SpawnError> {
+    use std::os::unix::fs::FileTypeExt;
     if plan.mode == Mode::Dev {
         return Ok(());
     }
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let own = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     for (fd, (given, own)) in (0u8..).zip(given.into_iter().zip(own)) {
-        let sock = given.unwrap_or(own);
-        // ENOTSOCK (or a closed slot): not a socket at all.
-        let Ok(domain) = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_DOMAIN) else { continue };
-        let refuse = |what: &str| Err(SpawnError::SocketStdio { fd, what: what.to_owned() });
+        let slot = given.unwrap_or(own);
+        let refuse = |what: &str| Err(SpawnError::UnsafeStdio { fd, what: what.to_owned() });
+        // A closed slot: nothing to hand over.
+        let Ok(meta) = sys::metadata(slot) else { continue };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return refuse("a directory, in which it could change the mode and times of what the caller owns, past every rule");
+        }
+        if kind.is_block_device() {
+            return refuse("a block device");
+        }
+        if !kind.is_socket() {
+            continue;
+        }
+        let in_callers = "used in the caller's network namespace, past the run's network rules";
+        let domain = sys::notify::getsockopt_int(slot, libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
         if domain != libc::AF_UNIX {
             return refuse(&match domain {
-                libc::AF_INET => "an AF_INET (IPv4) socket".to_owned(),
-                libc::AF_INET6 => "an AF_INET6 (IPv6) socket".to_owned(),
-                libc::AF_NETLINK => "a netlink socket".to_owned(),
-                libc::AF_PACKET => "a packet socket".to_owned(),
-                other => format!("a socket of address family {other}"),
+                libc::AF_INET => format!("an AF_INET (IPv4) socket, {in_callers}"),
+                libc::AF_INET6 => format!("an AF_INET6 (IPv6) socket, {in_callers}"),
+                libc::AF_NETLINK => format!("a netlink socket, {in_callers}"),
+                libc::AF_PACKET => format!("a packet socket, {in_callers}"),
+                other => format!("a socket of address family {other}, {in_callers}"),
             });
         }
-        let kind = sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(libc::SOCK_DGRAM);
+        let kind = sys::notify::getsockopt_int(slot, libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(libc::SOCK_DGRAM);
         if kind != libc::SOCK_STREAM && kind != libc::SOCK_SEQPACKET {
-            return refuse("a unix datagram socket (or another connectionless one)");
+            return refuse(&format!("a unix datagram socket (or another connectionless one), {in_callers}"));
         }
-        if sys::notify::getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(1) != 0 {
-            return refuse("a listening unix socket");
+        if sys::notify::getsockopt_int(slot, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(1) != 0 {
+            return refuse(&format!("a listening unix socket, {in_callers}"));
         }
-        if sys::notify::socket_address(sock, sys::notify::SocketEnd::Peer).is_err() {
-            return refuse("an unconnected unix stream socket");
+        if sys::notify::socket_address(slot, sys::notify::SocketEnd::Peer).is_err() {
+            return refuse(&format!("an unconnected unix stream socket, {in_callers}"));
         }
     }
     Ok(())
@@ -860,7 +871,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     let supervision = if plan.mode == Mode::Dev { Supervision::Direct } else { Supervision::Init };
     refuse_denied_files_with_other_links(plan)?;
     refuse_denies_inside_private_folders(plan)?;
-    refuse_socket_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
+    refuse_unsafe_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
     // The caller's terminal the command reopens inside its domain.
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {

@@ -144,6 +144,28 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The metadata (`fstat`) of a descriptor we do not own, without
+/// duplicating it.
+pub fn metadata(fd: BorrowedFd<'_>) -> io::Result<std::fs::Metadata> {
+    // SAFETY: the File is never dropped (ManuallyDrop), so the descriptor
+    // it borrows stays open and owned by its owner; fd is open for the
+    // borrow's lifetime.
+    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    file.metadata()
+}
+
+/// Whether `fd` is an anonymous pipe (on pipefs), as opposed to a named
+/// FIFO on a filesystem.
+pub fn is_anonymous_pipe(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fs` is a live, writable statfs the kernel fills in.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) }.into())?;
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
+    Ok(fs.f_type as i64 == PIPEFS_MAGIC)
+}
+
 /// The effective group id.
 pub fn effective_gid() -> u32 {
     // SAFETY: getegid cannot fail and touches no memory of ours.
