@@ -240,14 +240,44 @@ fn resolve_for_carving(
     deny: &[PathBuf],
     pinned: &[PathBuf],
 ) -> (Vec<(PathBuf, FsAccess)>, Vec<PathBuf>) {
-    let rules = rules
+    let rules: Vec<(PathBuf, FsAccess)> = rules
         .into_iter()
         .map(|(path, access)| match pinned.iter().any(|p| path.starts_with(p)) {
             true => (path, access),
             false => (super::resolved(&path), access),
         })
         .collect();
-    (rules, deny.iter().map(|d| super::resolved(d)).collect())
+    let mut deny: Vec<PathBuf> = deny.iter().map(|d| super::resolved(d)).collect();
+    let aliases = deny_aliases(&rules, &deny);
+    deny.extend(aliases);
+    (rules, deny)
+}
+
+/// Each deny spelled again through every rule that reaches one of its
+/// folders (or the denied path itself) under another name: a bind mount of
+/// it, which no resolution of links sees (review s10 R3: the operator's
+/// `--deny /X/shared/conf/secret` against a manifest's `fs.read =
+/// ["/X/alias"]`, `/X/alias` a bind mount of `/X/shared`). A folder is the
+/// same folder wherever it is mounted: same device, same inode.
+fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if deny.is_empty() {
+        return vec![];
+    }
+    let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let rules: Vec<(&PathBuf, (u64, u64))> =
+        rules.iter().filter_map(|(path, _)| identity(path).map(|id| (path, id))).collect();
+    let mut aliases = vec![];
+    for d in deny {
+        for ancestor in d.ancestors() {
+            let Some(id) = identity(ancestor) else { continue };
+            let Ok(rest) = d.strip_prefix(ancestor) else { continue };
+            for (rule, _) in rules.iter().filter(|(rule, rid)| *rid == id && !d.starts_with(rule)) {
+                aliases.push(rule.join(rest));
+            }
+        }
+    }
+    aliases
 }
 
 /// `rules` with each path that is a system set entry of kind link replaced
