@@ -157,10 +157,13 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
                 .await;
             note_resolver_user(sh, n, task, &target, sock.as_fd(), errno);
             if let Some(addr) = loopback_hint(&target, errno) {
-                loopback_notice(sh, n.tid, addr);
+                loopback_notice(sh, sh.process_name(n.tid, task), addr);
             } else if errno == libc::EINPROGRESS && kind.is_tcp() {
                 if let Some(addr) = loopback_hint(&target, libc::ECONNREFUSED) {
-                    tokio::spawn(watch_local_connect(Arc::clone(sh), n.tid, sock, addr));
+                    // Named now, while the caller waits for the answer: by
+                    // the time the watch has its verdict it may be gone.
+                    let process = sh.process_name(n.tid, task);
+                    tokio::spawn(watch_local_connect(Arc::clone(sh), process, sock, addr));
                 }
             }
             errno
@@ -371,32 +374,26 @@ fn refuse(sh: &Shared, n: &Notification, task: Option<TaskId>, protocol: Protoco
 /// A non-blocking connect to the sandbox's own loopback is refused a moment
 /// later: watch the caller's socket that long (without reading its error,
 /// which is the caller's) to say so.
-async fn watch_local_connect(sh: Arc<Shared>, tid: u32, sock: OwnedFd, addr: SocketAddr) {
+async fn watch_local_connect(sh: Arc<Shared>, process: Option<String>, sock: OwnedFd, addr: SocketAddr) {
     const LOCAL_CONNECT: std::time::Duration = std::time::Duration::from_millis(100);
     let Ok(afd) = super::watch(sock, Interest::WRITABLE) else { return };
     let _ = tokio::time::timeout(LOCAL_CONNECT, afd.writable()).await;
     let sock = afd.into_inner();
     if tcp_state(sock.as_fd()) == Some(TCP_CLOSE) {
-        loopback_notice(&sh, tid, addr);
+        loopback_notice(&sh, process, addr);
     }
 }
 
 /// Nothing listens at `addr` on the sandbox's own loopback: say how to
-/// reach the host's instead.
-fn loopback_notice(sh: &Shared, tid: u32, addr: SocketAddr) {
+/// reach the host's instead. `process` is the caller, named while it
+/// waited for its answer.
+fn loopback_notice(sh: &Shared, process: Option<String>, addr: SocketAddr) {
     let target = format!("{addr} is the sandbox's own loopback and nothing listens there");
     let reason = format!("to reach the host's {addr}, allow it literally");
     if sh.lock().ledger.count_if_known("hint", &target, &reason) {
         return;
     }
-    let notice = Notice {
-        kind: "hint",
-        target,
-        process: super::process::process_of(tid),
-        reason,
-        suggestion: Some(addr.to_string()),
-        detail: None,
-    };
+    let notice = Notice { kind: "hint", target, process, reason, suggestion: Some(addr.to_string()), detail: None };
     sh.lock().ledger.refused(Protocol::Tcp, &notice, None, addr.port(), None);
     sh.notify(&notice);
 }
