@@ -372,7 +372,8 @@ fn a_socket_as_stdio_is_refused_unless_a_connected_unix_stream() {
     dgram.set_nonblocking(true).unwrap();
     let listening_path = hosts.join("l.sock");
     let marker = dir.create_dir("m").join("ran");
-    let (udp_port, tcp_port) = (udp.local_addr().unwrap().port().to_string(), tcp.local_addr().unwrap().port().to_string());
+    let (udp_port, tcp_port) =
+        (udp.local_addr().unwrap().port().to_string(), tcp.local_addr().unwrap().port().to_string());
     // What any host listener received since the last call.
     let received = || {
         let mut got = Vec::new();
@@ -397,7 +398,9 @@ fn a_socket_as_stdio_is_refused_unless_a_connected_unix_stream() {
             "udp" => (unconnected_socket(libc::AF_INET, libc::SOCK_DGRAM), udp_port.clone()),
             "tcp" => (unconnected_socket(libc::AF_INET, libc::SOCK_STREAM), tcp_port.clone()),
             "tcp-connected" => (TcpStream::connect(decoy.local_addr().unwrap()).unwrap().into(), tcp_port.clone()),
-            "unix-stream" => (unconnected_socket(libc::AF_UNIX, libc::SOCK_STREAM), unix_path.to_str().unwrap().to_owned()),
+            "unix-stream" => {
+                (unconnected_socket(libc::AF_UNIX, libc::SOCK_STREAM), unix_path.to_str().unwrap().to_owned())
+            }
             "unix-datagram" => (UnixDatagram::pair().unwrap().0.into(), dgram_path.to_str().unwrap().to_owned()),
             "unix-listening" => {
                 let _ = std::fs::remove_file(&listening_path);
@@ -434,7 +437,10 @@ fn a_socket_as_stdio_is_refused_unless_a_connected_unix_stream() {
                 assert_eq!(got, Vec::<String>::new(), "{what}: the host received");
                 assert_eq!((code, ran), (Some(125), false), "{what}: {stderr}");
                 assert!(stderr.contains("fd 0 of the command is "), "{what}: {stderr}");
-                assert!(stderr.contains("hint: give the command a pipe, a file or a terminal there"), "{what}: {stderr}");
+                assert!(
+                    stderr.contains("hint: give the command a pipe, a file or a terminal there"),
+                    "{what}: {stderr}"
+                );
             }
             // Control: a connected unix stream socket runs, and cannot
             // address the host's socket.

@@ -805,7 +805,9 @@ fn refuse_unsafe_stdio(plan: &Plan, given: [Option<BorrowedFd<'_>>; 3]) -> Resul
         let Ok(meta) = sys::metadata(slot) else { continue };
         let kind = meta.file_type();
         if kind.is_dir() {
-            return refuse("a directory, in which it could change the mode and times of what the caller owns, past every rule");
+            return refuse(
+                "a directory, in which it could change the mode and times of what the caller owns, past every rule",
+            );
         }
         if kind.is_block_device() {
             return refuse("a block device");
