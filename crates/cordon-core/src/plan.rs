@@ -314,10 +314,11 @@ pub enum TerminalUse {
 
 /// How the command's terminal is handled.
 ///
-/// Whatever the mode, the sandbox runs in a session of its own with no
-/// controlling terminal (a pty's session has that pty), so a key typed on
-/// the caller's terminal signals cordon alone, and `/dev/tty` never reaches
-/// the caller's terminal.
+/// Whatever the mode, no key typed on the caller's terminal signals the
+/// sandbox (it runs in a process group of its own, and in a session of its
+/// own where it holds the caller's terminal or a pty of the run), and
+/// `/dev/tty` never reaches the caller's terminal: it is granted only where
+/// it opens the run's own pty or nothing ([`Plan::attach_terminal`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TerminalPlan {
@@ -622,6 +623,28 @@ impl Plan {
         };
         if let Some(sc) = &mut self.seccomp {
             sc.tty = if self.terminal == TerminalPlan::IoctlFilter { TtyIoctls::ReadOnly } else { TtyIoctls::Allow };
+        }
+        // `/dev/tty` opens the opener's controlling terminal. It is granted
+        // where that is a pty of the run's own, or nothing: with a pty (the
+        // command's session has it), and with the caller's terminal passed
+        // in (init leads a session without one, see `sys::child`). Without
+        // either, the sandbox stays in cordon's session, whose controlling
+        // terminal, now or later, it must never open.
+        // A grant that covers it (`--read /dev`) is carved, too.
+        if let Some(ll) = &mut self.landlock {
+            let dev_tty = (PathBuf::from("/dev/tty"), FsAccess::Terminal);
+            ll.late.retain(|rule| *rule != dev_tty);
+            if matches!(self.terminal, TerminalPlan::Pty | TerminalPlan::Reopen { .. } | TerminalPlan::IoctlFilter) {
+                ll.late.push(dev_tty);
+            } else {
+                let dev_tty = Path::new("/dev/tty");
+                if ll.rules.iter().any(|(p, _)| dev_tty.starts_with(p)) && !ll.deny.iter().any(|d| d == dev_tty) {
+                    ll.deny.push(dev_tty.to_owned());
+                    for root in [&mut self.root, &mut self.host_view].into_iter().flatten() {
+                        root.deny.push(dev_tty.to_owned());
+                    }
+                }
+            }
         }
         self.ledger.retain(|e| !e.rule.starts_with("terminal"));
         let (rule, mechanism, enforcement) = match self.terminal {
@@ -937,11 +960,9 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         late.push((PathBuf::from("/tmp"), FsAccess::Write));
         late.push((PathBuf::from("/dev/shm"), FsAccess::Write));
         late.push((PathBuf::from("/proc"), FsAccess::Read));
-        // The run's own devpts instance (/dev/ptmx links into it), and
-        // /dev/tty, which opens the opener's controlling terminal: a pty of
-        // the run, or nothing (ENXIO) in its terminal-less session.
+        // The run's own devpts instance (/dev/ptmx links into it). /dev/tty
+        // comes with the terminal plan ([`Plan::attach_terminal`]).
         late.push((PathBuf::from("/dev/pts"), FsAccess::Terminal));
-        late.push((PathBuf::from("/dev/tty"), FsAccess::Terminal));
         if policy.fs.system == SystemSet::Exclude {
             late.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
@@ -956,10 +977,9 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         late.push((PathBuf::from("/proc"), FsAccess::Read));
         // The run's own devpts instance, mounted on /dev/pts by init with
         // its ptmx bound on /dev/ptmx (a rule of its own: a file bind is
-        // not beneath /dev/pts), and /dev/tty as in container mode.
+        // not beneath /dev/pts). /dev/tty comes with the terminal plan.
         late.push((PathBuf::from("/dev/pts"), FsAccess::Terminal));
         late.push((PathBuf::from("/dev/ptmx"), FsAccess::Terminal));
-        late.push((PathBuf::from("/dev/tty"), FsAccess::Terminal));
         if policy.fs.system == SystemSet::Exclude {
             rules.extend(SYSTEM_DEVICES.iter().map(|p| (PathBuf::from(p), FsAccess::Device)));
         }
@@ -1199,13 +1219,35 @@ mod tests {
     }
 
     #[test]
-    fn both_modes_grant_their_own_devpts_with_ioctls_and_dev_tty() {
+    fn both_modes_grant_their_own_devpts_with_ioctls_and_dev_tty_only_where_it_cannot_reach_cordons_terminal() {
+        let dev_tty = (PathBuf::from("/dev/tty"), FsAccess::Terminal);
         for mode in [Mode::Process, Mode::Container] {
-            let ll = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap().landlock.unwrap();
-            for path in ["/dev/pts", "/dev/tty"] {
-                assert!(ll.late.contains(&(PathBuf::from(path), FsAccess::Terminal)), "{} {path}", mode.as_str());
-            }
+            let mut p = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap();
+            let ll = p.landlock.as_ref().unwrap();
+            assert!(ll.late.contains(&(PathBuf::from("/dev/pts"), FsAccess::Terminal)), "{}", mode.as_str());
             assert!(!ll.rules.iter().any(|(p, _)| p.starts_with("/dev/pts")), "never the host's ptys");
+            // In cordon's session (no terminal of the run's): no /dev/tty.
+            assert!(!ll.late.contains(&dev_tty), "{} before a terminal plan", mode.as_str());
+            for (terminal, granted) in [
+                (TerminalUse::Pty, true),
+                (TerminalUse::Caller([true, false, false]), true),
+                (TerminalUse::Caller([false; 3]), false),
+                (TerminalUse::Pty, true),
+            ] {
+                p.attach_terminal(terminal);
+                let late = &p.landlock.as_ref().unwrap().late;
+                assert_eq!(late.contains(&dev_tty), granted, "{} {terminal:?}", mode.as_str());
+                assert!(late.iter().filter(|r| **r == dev_tty).count() <= 1, "one rule at most");
+            }
+            // A grant that covers /dev/tty is carved where the sandbox
+            // stays in cordon's session.
+            let mut policy = Policy::default();
+            policy.fs.read.push(crate::policy::PathRule { path: PathBuf::from("/dev") });
+            let mut p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+            p.attach_terminal(TerminalUse::Caller([false; 3]));
+            assert!(p.landlock.as_ref().unwrap().deny.contains(&PathBuf::from("/dev/tty")), "{}", mode.as_str());
+            let root = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
+            assert!(root.deny.contains(&PathBuf::from("/dev/tty")), "{}", mode.as_str());
         }
     }
 

@@ -222,6 +222,115 @@ fn dev_mode_leaves_cordons_session_only_where_there_is_a_terminal() {
     );
 }
 
+/// Tries to open `/dev/tty`, write to it and push input into it; prints
+/// `dev-tty ok` or the errno name; then becomes `sleep ARGV1`, for the
+/// host to find.
+const DEV_TTY_PROBE: &str = r##"
+import errno, fcntl, os, sys, termios
+def attempt():
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        os.write(fd, b"the-sandbox-wrote-here\n")
+        fcntl.ioctl(fd, termios.TIOCSTI, b"#")
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+print("dev-tty", attempt(), flush=True)
+os.execv("/usr/bin/sleep", ["sleep", sys.argv[1]])
+"##;
+
+/// `(parent, process group, session, controlling terminal)` of `pid`, from
+/// the host's `/proc`.
+fn host_ids(pid: u32) -> [u64; 4] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_else(|e| panic!("{pid}: {e}"));
+    let fields: Vec<u64> =
+        stat.rsplit_once(") ").unwrap().1.split(' ').skip(1).take(4).map(|f| f.parse().unwrap()).collect();
+    [fields[0], fields[1], fields[2], fields[3]]
+}
+
+/// The outermost of the `cordon` processes `pid` descends from (init is
+/// a clone of cordon without an exec, so it runs cordon's file too).
+fn cordon_above(pid: u32) -> u32 {
+    let is_cordon = |p: u64| std::fs::canonicalize(format!("/proc/{p}/exe")).is_ok_and(|e| e == cordon_bin());
+    let mut p = u64::from(pid);
+    let mut top = None;
+    while p > 1 {
+        if is_cordon(p) {
+            top = Some(p);
+        }
+        p = host_ids(u32::try_from(p).unwrap())[0];
+    }
+    u32::try_from(top.unwrap_or_else(|| panic!("no cordon above {pid}"))).unwrap()
+}
+
+/// Process and container mode (issue 12: `setsid` makes a scheduler
+/// autogroup, 114-440 us in a user and pid namespace): where it holds no
+/// terminal, the sandbox stays in cordon's session, in a process group of
+/// its own, and `/dev/tty`, which would open that session's controlling
+/// terminal, is not granted. Run on a pty with every descriptor elsewhere
+/// (cordon's session has the pty as controlling terminal), and without a
+/// terminal at all (`setsid -w`). Host side: the command's session and
+/// group from the host's `/proc`, nothing written to the pty, no input
+/// pushed into it. With a pty of the run's own, `/dev/tty` opens that
+/// pty. Fails on a build that keeps the `/dev/tty` grant (the probe
+/// writes on the caller's terminal) and on one that keeps `setsid`.
+#[test]
+fn without_a_terminal_the_sandbox_stays_in_cordons_session_and_cannot_open_its_terminal() {
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        for on_terminal in [true, false] {
+            let what = format!("[{m}, {}]", if on_terminal { "on a pty, stdio elsewhere" } else { "no terminal" });
+            let marker = unique_sleep_marker();
+            let out_dir = cordon_testkit::Dir::new("terminal-session");
+            let out_file = out_dir.join("out");
+            let cordon = cordon_bin().to_str().expect("UTF-8 path");
+            let run = [cordon, "run", "--mode", m, "--", python, "-c", DEV_TTY_PROBE, &marker];
+            let pty = Pty::open(24, 80);
+            // Finds the command, reads its ids, ends it (SIGTERM to the
+            // sleep this test started).
+            let check = |_: &Pty, _: u32| {
+                let sleep = wait_for_process(&["sleep", &marker]);
+                let [_, group, session, _] = host_ids(sleep);
+                let [_, cordon_group, cordon_session, cordon_tty] = host_ids(cordon_above(sleep));
+                assert_eq!(cordon_tty != 0, on_terminal, "{what} control: cordon's controlling terminal");
+                assert_eq!(session, cordon_session, "{what} the sandbox stays in cordon's session");
+                assert_ne!(group, cordon_group, "{what} in a process group of its own");
+                let killed = std::process::Command::new("kill").args(["-TERM", &sleep.to_string()]).status().unwrap();
+                assert!(killed.success(), "{what} kill {sleep}");
+            };
+            if on_terminal {
+                let script = r#"exec "$@" </dev/null >"$OUT" 2>&1"#;
+                let mut cmd = on_pty("/bin/sh");
+                cmd.args(["-c", script, "sh"]).args(run).env("OUT", &out_file);
+                let outcome = cmd.run_on_pty(&pty, check);
+                outcome.assert_code(143);
+                assert!(!pty.transcript().contains("the-sandbox-wrote-here"), "{what} {}", pty.transcript());
+                assert_eq!(pty.input_pending(), 0, "{what} input pushed into the terminal");
+            } else {
+                let mut cmd = TestCommand::new(tool("/usr/bin/setsid"));
+                cmd.arg("-w").args(run);
+                let outcome = std::thread::scope(|s| {
+                    let running = s.spawn(|| cmd.run());
+                    check(&pty, 0);
+                    running.join().expect("the run's thread")
+                });
+                outcome.assert_code(143);
+                std::fs::write(&out_file, &outcome.stdout).unwrap();
+            }
+            let printed = std::fs::read_to_string(&out_file).unwrap();
+            assert!(printed.contains("dev-tty EACCES\n"), "{what} /dev/tty is not granted: {printed}");
+        }
+        // Control: with a pty of the run's own, /dev/tty is that pty.
+        let pty = Pty::open(24, 80);
+        let out =
+            cordon_on_pty(mode).args(["--", "sh", "-c", "echo via-dev-tty >/dev/tty"]).run_on_pty(&pty, |_, _| {});
+        out.assert_success();
+        assert!(out.stdout.contains("via-dev-tty"), "[{m}] {out}");
+    });
+}
+
 /// The one host process whose argv is `argv`, once it exists.
 fn wait_for_process(argv: &[&str]) -> u32 {
     let mut found = vec![];

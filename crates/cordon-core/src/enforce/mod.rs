@@ -1031,8 +1031,13 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
             let size = (req.size.rows, req.size.cols);
             (ChildTerminal::Allocate { channel: theirs, size, stderr: req.stderr }, Some(ours), None)
         }
-        (TerminalPlan::Reopen { fds }, _) => (ChildTerminal::Detached { reopen: fds }, None, None),
-        _ => (ChildTerminal::Detached { reopen: [false; 3] }, None, None),
+        (TerminalPlan::Reopen { fds }, _) => {
+            (ChildTerminal::Detached { reopen: fds, caller_terminal: true }, None, None)
+        }
+        (TerminalPlan::IoctlFilter, _) => {
+            (ChildTerminal::Detached { reopen: [false; 3], caller_terminal: true }, None, None)
+        }
+        _ => (ChildTerminal::Detached { reopen: [false; 3], caller_terminal: false }, None, None),
     };
     let (trace_r, trace_w) = match crate::trace::enabled() {
         true => {
