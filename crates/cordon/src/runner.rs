@@ -515,15 +515,31 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     if let Err(e) = req.policy.validate() {
         return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, e.to_string())));
     }
+    // No rule is taken through a link a run could have made in a write
+    // grant (the grants are pinned trees from here on).
+    let pinned;
+    let policy = match mode {
+        Mode::Dev => &req.policy,
+        _ => match cordon_core::enforce::pin::pin_write_grants(&req.policy) {
+            Ok(Some(p)) => {
+                pinned = p;
+                &pinned
+            }
+            Ok(None) => &req.policy,
+            Err(e) => {
+                return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, format!("{e}\nhint: {}", e.hint()))))
+            }
+        },
+    };
     let carved;
     // Looked at once, for the carve-out and the mount steps.
     let system_entries = (mode != Mode::Dev).then(SystemEntries::look);
     let granted = match &system_entries {
-        None => &req.policy,
+        None => policy,
         Some(system) => {
             let mut protected = state::protected_paths();
             protected.extend(req.protect.iter().cloned());
-            match state::carve_out(&req.policy, &protected, &req.own_folders, system) {
+            match state::carve_out(policy, &protected, &req.own_folders, system) {
                 Ok(c) => {
                     for note in &c.notes {
                         eprintln!("cordon: notice: {note}");

@@ -18,8 +18,11 @@ use anyhow::{Context, Result};
 use cordon::PathRule;
 
 /// Parses the values of a path flag (`--read`, `--write`, `--deny`,
-/// `--exec`): relative to `base`, existing, symlinks resolved. Errors name
-/// the flag and carry the policy error's hint.
+/// `--exec`): relative to `base`, existing. Symbolic links are resolved
+/// when the run is set up, as a policy file's are, where a link inside a
+/// write grant refuses the run (`cordon_core::enforce::pin`): resolved
+/// here, a link a previous run made there would go unseen. Errors name the
+/// flag and carry the policy error's hint.
 pub fn path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
     let hinted = |e: cordon::PolicyError| match e.hint() {
         Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
@@ -29,7 +32,19 @@ pub fn path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRul
         .map(|r| {
             let rule = PathRule::parse(r, base).map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
             rule.require_exists().map_err(hinted).with_context(|| format!("invalid --{flag} {r}"))?;
-            let path = std::fs::canonicalize(&rule.path).with_context(|| format!("cannot resolve --{flag} {r}"))?;
+            Ok(rule)
+        })
+        .collect()
+}
+
+/// [`path_flags`] with symbolic links resolved now, for `cordon exec`'s
+/// narrowing flags.
+pub fn resolved_path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
+    path_flags(flag, raw, base)?
+        .into_iter()
+        .map(|rule| {
+            let path = std::fs::canonicalize(&rule.path)
+                .with_context(|| format!("cannot resolve --{flag} {}", rule.path.display()))?;
             Ok(PathRule { path })
         })
         .collect()

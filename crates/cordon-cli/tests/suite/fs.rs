@@ -413,7 +413,7 @@ fn a_deny_holds_whichever_link_spells_it_or_its_grant() {
     // (container mode binds a grant where it resolves: at v1),
     // then tries to move the folder above the denied file (both spellings).
     let script = r#"cat "$1" "$2" 2>/dev/null; cat "$3"; mv "$4" "$4.moved" 2>/dev/null && echo moved; mv "$5" "$5.moved" 2>/dev/null && echo moved; true"#;
-    let probe = |mode: Mode, access: &str, grant: &str, deny: Option<&str>| {
+    let run = |mode: Mode, access: &str, grant: &str, deny: Option<&str>| {
         let policy = dir.create(
             "policy.toml",
             format!(
@@ -422,13 +422,16 @@ fn a_deny_holds_whichever_link_spells_it_or_its_grant() {
                 deny.map(|d| format!("{:?}", at(d))).unwrap_or_default()
             ),
         );
-        let out = run_in(mode)
+        run_in(mode)
             .arg("--policy")
             .arg(&policy)
             .args(["--", "sh", "-c", script, "sh"])
             .args([at("app/current/conf/secret.key"), at("app/v1/conf/secret.key"), at("app/v1/public.txt")])
             .args([at("app/current/conf"), at("app/v1/conf")])
-            .run();
+            .run()
+    };
+    let probe = |mode: Mode, access: &str, grant: &str, deny: Option<&str>| {
+        let out = run(mode, access, grant, deny);
         out.assert_success();
         out.stdout
     };
@@ -436,6 +439,19 @@ fn a_deny_holds_whichever_link_spells_it_or_its_grant() {
         for access in ["read", "write"] {
             for (grant, deny) in [("app", "app/current/conf/secret.key"), ("app/current", "app/v1/conf/secret.key")] {
                 let what = format!("[{}] fs.{access} = {grant}, fs.deny = {deny}", mode.as_str());
+                if access == "write" && grant == "app" {
+                    // The link lies in the write grant: a run could re-point
+                    // it (see a_link_made_in_a_write_grant_redirects_no_later_run).
+                    let out = run(mode, access, grant, Some(deny));
+                    out.assert_code(125).assert_stderr_contains(&format!(
+                        "fs.deny path {} passes through the symbolic link {} (to v1), which lies inside the write grant {}",
+                        at(deny),
+                        at("app/current"),
+                        at("app")
+                    ));
+                    assert_eq!(out.stdout, "", "{what}: the command ran");
+                    continue;
+                }
                 assert_eq!(probe(mode, access, grant, Some(deny)), "public\n", "{what}");
                 assert_eq!(dir.read("app/v1/conf/secret.key"), "TOPSECRET\n", "{what}: on the host");
                 assert!(!dir.join("app/v1/conf.moved").exists(), "{what}: the folder above was moved");
@@ -492,5 +508,74 @@ fn a_deny_holds_through_a_bind_mount_alias_of_its_folder() {
         let denied = probe(mode, true);
         assert!(!denied.contains("OPERATOR-SECRET"), "[{}] the denied file read: {denied}", mode.as_str());
         assert!(denied.contains("Permission denied"), "[{}] {denied}", mode.as_str());
+    });
+}
+
+/// Review s11 S1: a write grant lets a run make and re-point links in its
+/// tree, and rules were resolved through their links at every run, so a
+/// run redirected the next run's rules below its grant: a read grant
+/// (`W/ref`, replaced by a link to a private folder) read the host's
+/// secret, a nested write grant (`W/sub/out`, its parent renamed and a
+/// link put in its place) wrote outside every grant, an exec allow-list
+/// entry ran a file the run wrote. Run 1 does each in a real sandbox with
+/// `--write W`; run 2, with the same rules, is refused before its command
+/// starts (125, naming the rule, the link and the grant), and on the host
+/// the secret was not printed, nothing was planted, nothing ran. Control:
+/// a link outside every write grant is followed as before.
+#[test]
+fn a_link_made_in_a_write_grant_redirects_no_later_run() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let dir = Dir::new("fs-link-flip");
+        dir.create("private/secret", "HOST-SECRET\n");
+        dir.create_dir("victim");
+        dir.create_dir("work/ref");
+        dir.create_dir("work/sub/out");
+        dir.create("work/tools/tool", "#!/bin/sh\necho listed-tool\n");
+        std::fs::set_permissions(dir.join("work/tools/tool"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let at = |rel: &str| dir.join(rel).to_str().unwrap().to_owned();
+        let w = at("work");
+        let flip = format!(
+            "rm -rf ref && ln -s {private} ref && mv sub sub.old && mkdir sub && ln -s {victim} sub/out \
+             && mv tools tools.old && mkdir tools && printf '#!/bin/sh\\necho ran > {w}/ran\\n' > payload \
+             && chmod +x payload && ln -s {w}/payload tools/tool",
+            private = at("private"),
+            victim = at("victim"),
+        );
+        run_in(mode).args(["--write", &w, "--cwd", &w, "--", "sh", "-c", &flip]).run().assert_success();
+        for link in ["work/ref", "work/sub/out", "work/tools/tool"] {
+            let meta = std::fs::symlink_metadata(dir.join(link)).unwrap();
+            assert!(meta.file_type().is_symlink(), "[{m}] control: run 1 made {link} a link");
+        }
+        let refused = |out: &Outcome, field: &str, path: &str, link: &str| {
+            out.assert_code(125).assert_stderr_contains(&format!(
+                "{field} path {} passes through the symbolic link {}",
+                at(path),
+                at(link)
+            ));
+            out.assert_stderr_contains(&format!("which lies inside the write grant {w}"));
+        };
+        let read =
+            run_in(mode).args(["--write", &w, "--read", &at("work/ref"), "--", "cat", &at("work/ref/secret")]).run();
+        refused(&read, "fs.read", "work/ref", "work/ref");
+        assert!(!read.stdout.contains("HOST-SECRET"), "[{m}] {read}");
+        let plant = format!("echo planted > {}/planted", at("work/sub/out"));
+        let write = run_in(mode).args(["--write", &w, "--write", &at("work/sub/out"), "--", "sh", "-c", &plant]).run();
+        refused(&write, "fs.write", "work/sub/out", "work/sub/out");
+        assert!(!dir.join("victim/planted").exists(), "[{m}] planted outside every grant");
+        let exec =
+            run_in(mode).args(["--write", &w, "--exec", &at("work/tools/tool"), "--", &at("work/tools/tool")]).run();
+        refused(&exec, "exec", "work/tools/tool", "work/tools/tool");
+        assert!(!dir.join("work/ran").exists(), "[{m}] the file run 1 wrote ran");
+        // Control: a link outside every write grant is followed (container
+        // mode binds the grant where it resolves).
+        std::os::unix::fs::symlink(at("private"), dir.join("alias")).unwrap();
+        run_in(mode)
+            .args(["--write", &w, "--read", &at("alias"), "--", "cat", &at("private/secret")])
+            .run()
+            .assert_success()
+            .assert_stdout_eq("HOST-SECRET\n");
     });
 }

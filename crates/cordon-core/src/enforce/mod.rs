@@ -23,6 +23,7 @@
 pub mod cgroups;
 pub mod landlock;
 pub mod mounts;
+pub mod pin;
 pub mod seccomp;
 
 use std::ffi::CString;
