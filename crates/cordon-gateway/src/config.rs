@@ -140,6 +140,24 @@ pub struct Server {
     /// 65536, so the other half stays for executions (pipes, pidfds,
     /// memory files, run folders) and the audit log.
     pub max_connections: Option<u32>,
+    /// Connections one peer may have open at once (an IPv4 address, or the
+    /// /64 of an IPv6 address); more are answered 503 `too_many_connections`
+    /// and closed. Default (`None`): an eighth of `max_connections`, at
+    /// least 16 (and at most `max_connections`), so no one peer holds every
+    /// connection the service serves.
+    pub max_connections_per_peer: Option<u32>,
+    /// Peers not held to `max_connections_per_peer` (addresses or ranges
+    /// such as `"10.0.0.0/8"`). Default: loopback (`127.0.0.0/8`, `::1`):
+    /// a reverse proxy on the same host (how the README serves TLS) is one
+    /// peer for all its clients, and a peer on the host could do more harm
+    /// than hold connections. `[]` holds every peer to the cap; list a
+    /// reverse proxy on another host here.
+    pub peer_cap_exempt: Vec<crate::conn::Net>,
+    /// A response the client takes no byte of for this long (its receive
+    /// window stays shut) closes the connection, ms; every byte it takes
+    /// starts the wait over, so a slow client that keeps reading is never
+    /// cut. Default 10000.
+    pub send_timeout_ms: u64,
     /// Longest `wait_ms` a request may ask for. Default 60000.
     pub max_wait_ms: u64,
     /// Results kept per tenant; the oldest finished ones go first. Default 1000.
@@ -219,6 +237,9 @@ struct RawServer {
     header_timeout_ms: Option<Spanned<u64>>,
     body_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
+    max_connections_per_peer: Option<Spanned<u64>>,
+    peer_cap_exempt: Option<Vec<Spanned<String>>>,
+    send_timeout_ms: Option<Spanned<u64>>,
     max_wait_ms: Option<Spanned<u64>>,
     results_per_tenant: Option<Spanned<u64>>,
     result_ttl_s: Option<Spanned<u64>>,
@@ -360,6 +381,29 @@ impl Config {
                 None => None,
                 Some(_) => u32::try_from(src.ranged(&s.max_connections, "max_connections", 1, 1 << 20, 0)?).ok(),
             },
+            max_connections_per_peer: match &s.max_connections_per_peer {
+                None => None,
+                Some(_) => {
+                    u32::try_from(src.ranged(&s.max_connections_per_peer, "max_connections_per_peer", 1, 1 << 20, 0)?)
+                        .ok()
+                }
+            },
+            peer_cap_exempt: match &s.peer_cap_exempt {
+                None => vec!["127.0.0.0/8".parse().expect("a range"), "::1".parse().expect("an address")],
+                Some(list) => list
+                    .iter()
+                    .map(|n| {
+                        n.get_ref().parse().map_err(|e: String| {
+                            src.error(
+                                n.span(),
+                                format!("peer_cap_exempt: {e}"),
+                                Some("write an address (\"10.1.2.3\", \"::1\") or a range (\"10.0.0.0/8\")"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            send_timeout_ms: src.ranged(&s.send_timeout_ms, "send_timeout_ms", 100, 600_000, 10_000)?,
             max_wait_ms: src.ranged(&s.max_wait_ms, "max_wait_ms", 0, 3_600_000, 60_000)?,
             results_per_tenant: u32::try_from(src.ranged(
                 &s.results_per_tenant,
@@ -465,6 +509,28 @@ mod tests {
         assert_eq!(c.server.access_ttl_s, 900);
         assert_eq!(c.server.workers, 4);
         assert_eq!((c.server.pool_size, c.server.pool_ttl_ms), (0, 60_000));
+        assert_eq!((c.server.send_timeout_ms, c.server.max_connections_per_peer), (10_000, None));
+        let lo = |a: &str| c.server.peer_cap_exempt.iter().any(|n| n.contains(a.parse().unwrap()));
+        assert!(lo("127.0.0.1") && lo("127.0.0.2") && lo("::1") && !lo("10.0.0.1"));
+    }
+
+    #[test]
+    fn connection_limits_parse_and_a_bad_range_is_named() {
+        let text =
+            "[server]\nsend_timeout_ms = 500\nmax_connections_per_peer = 3\npeer_cap_exempt = [\"10.0.0.0/8\"]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!((c.server.send_timeout_ms, c.server.max_connections_per_peer), (500, Some(3)));
+        assert!(c.server.peer_cap_exempt.iter().any(|n| n.contains("10.9.9.9".parse().unwrap())));
+        assert!(!c.server.peer_cap_exempt.iter().any(|n| n.contains("127.0.0.1".parse().unwrap())));
+        let e = Config::parse("[server]\npeer_cap_exempt = [\"::1\", \"10.0.0.0/40\"]\n", Path::new("c.toml"));
+        match e {
+            Err(ConfigError::Invalid { line, column, message, .. }) => {
+                assert_eq!((line, column), (2, 27), "{message}");
+                assert!(message.contains("10.0.0.0/40") && message.contains("0 to 32"), "{message}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(Config::parse("[server]\nsend_timeout_ms = 5\n", Path::new("c.toml")).is_err());
     }
 
     #[test]

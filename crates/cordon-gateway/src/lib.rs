@@ -22,6 +22,13 @@
 //! - Request heads over `max_header_bytes` get 431, bodies over
 //!   `max_body_bytes` 413, a head not sent within `header_timeout_ms` loses
 //!   its connection, a full queue answers 503 ([`server`]).
+//! - No client holds the service's connections by not reading its answers
+//!   or by opening many ([`conn`]): a connection whose answer the client
+//!   takes no byte of for `send_timeout_ms` is closed, and past
+//!   `max_connections_per_peer` a peer's new connections are answered 503
+//!   `too_many_connections` (loopback is exempt by default:
+//!   `peer_cap_exempt`); the log names the peer and the limit, and
+//!   `cordon_connections_closed_total{limit}` counts them.
 //!
 //! # Current limitations
 //!
@@ -48,6 +55,7 @@ pub mod auth;
 pub mod backend;
 pub mod catalog;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod metrics;

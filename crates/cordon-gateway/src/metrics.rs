@@ -14,6 +14,7 @@
 //! | `cordon_pool_hits_total` | | executions started in a parked sandbox (`[server] pool_size`) |
 //! | `cordon_pool_misses_total` | | executions with the pool on that found none parked (a fresh sandbox) |
 //! | `cordon_pool_parked` | | sandboxes parked now |
+//! | `cordon_connections_closed_total` | `limit` | connections the service closed or refused because of a limit: `send_timeout_ms` (the client took no byte of its answer for that long), `max_connections_per_peer` (refused: the peer had that many open), `header_timeout_ms` (no request head in time, idle kept-alive connections included) |
 //!
 //! With `--queue` (scale-out; `queue_*` gauges are read from NATS at each
 //! scrape, counters come from the results' done notifications, which every
@@ -46,6 +47,11 @@ use prometheus_client::registry::Registry;
 struct RouteStatus {
     route: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Limit {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +96,7 @@ pub struct Metrics {
     pub pool_misses: Counter,
     /// Sandboxes parked now.
     pub pool_parked: Gauge,
+    connections_closed: Family<Limit, Counter>,
     queue: Option<QueueMetrics>,
 }
 
@@ -165,6 +172,12 @@ impl Metrics {
         r.register("cordon_pool_hits", "Executions started in a parked sandbox", pool_hits.clone());
         r.register("cordon_pool_misses", "Executions with the pool on that found none parked", pool_misses.clone());
         r.register("cordon_pool_parked", "Sandboxes parked now", pool_parked.clone());
+        let connections_closed = Family::<Limit, Counter>::default();
+        r.register(
+            "cordon_connections_closed",
+            "Connections closed or refused by a limit (send_timeout_ms, max_connections_per_peer, header_timeout_ms)",
+            connections_closed.clone(),
+        );
         r.register("cordon_http_requests", "Answered HTTP requests", requests.clone());
         r.register("cordon_http_request_duration_seconds", "Time to answer a request", durations.clone());
         r.register("cordon_executions", "Finished executions by outcome", executions.clone());
@@ -218,8 +231,15 @@ impl Metrics {
             pool_hits,
             pool_misses,
             pool_parked,
+            connections_closed,
             queue,
         }
+    }
+
+    /// Counts a connection closed or refused by `limit` (the configuration
+    /// key's name).
+    pub fn connection_closed(&self, limit: &'static str) {
+        self.connections_closed.get_or_create(&Limit { limit }).inc();
     }
 
     /// Counts a result written for `tenant` with `outcome` at `attempt`

@@ -2,8 +2,11 @@
 //! size → 431, head read timeout → the connection is closed, which also
 //! ends idle kept-alive connections; body read timeout → 408 and the
 //! connection is closed; at most `max_connections` served at once, the
-//! rest waiting in the listen backlog), a per-request time limit, request
-//! ids, metrics and the log of 5xx details, and the shutdown sequence.
+//! rest waiting in the listen backlog; an answer the client takes no byte
+//! of for `send_timeout_ms` → the connection is closed; past
+//! `max_connections_per_peer` connections of one peer → 503 and closed, see
+//! [`crate::conn`]), a per-request time limit, request ids, metrics and the
+//! log of 5xx details, and the shutdown sequence.
 //!
 //! # Descriptors
 //!
@@ -35,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
+use crate::conn::{peer_label, AtCap, LogGate, Peers, SendTimeout};
 use crate::error::{ApiError, Internal};
 use crate::state::AppState;
 
@@ -51,6 +55,61 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// at least 16 and at most 65536.
 pub fn default_max_connections(limit: u64) -> u32 {
     u32::try_from((limit / 2).clamp(16, 65_536)).unwrap_or(65_536)
+}
+
+/// The default `max_connections_per_peer` under `max_connections`: an
+/// eighth of it, at least 16 (at most `max_connections`).
+pub fn default_max_connections_per_peer(max_connections: u32) -> u32 {
+    (max_connections / 8).max(16).min(max_connections)
+}
+
+/// Connections refused at the per-peer cap that are told why at once
+/// (each for at most [`REFUSAL_LINGER`]); past it, refused connections
+/// are closed without an answer.
+const MAX_REFUSING: usize = 16;
+
+/// How long a refused connection is kept to deliver its 503: its request
+/// is read and dropped meanwhile, so that closing does not reset the
+/// connection before the client has read the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The rate-limited log lines of the connection limits.
+#[derive(Default)]
+struct LimitsLog {
+    refused: LogGate,
+    send_timeout: LogGate,
+}
+
+/// Answers a connection refused at the per-peer cap with 503
+/// `too_many_connections`, then closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr, cap: u32) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({"error": {
+        "code": "too_many_connections",
+        "message": format!(
+            "{} already has {cap} connections open to this service, its max_connections_per_peer; close one, or reuse one (keep-alive), and retry",
+            peer_label(peer.ip())
+        ),
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Reads the whole body of `req` within `within` and at most `max` bytes
@@ -190,6 +249,16 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
     }
     eprintln!("cordon serve: at most {max_connections} connections at once (open files limit {open_files})");
     let slots = Arc::new(tokio::sync::Semaphore::new(usize::try_from(max_connections).unwrap_or(usize::MAX)));
+    let per_peer = s.max_connections_per_peer.unwrap_or_else(|| default_max_connections_per_peer(max_connections));
+    let peers = Peers::new(per_peer, s.peer_cap_exempt.clone());
+    let exempt = s.peer_cap_exempt.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "cordon serve: at most {per_peer} connections per peer (max_connections_per_peer; not counted: {})",
+        if exempt.is_empty() { "none" } else { &exempt }
+    );
+    let send_timeout = Duration::from_millis(s.send_timeout_ms);
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
+    let limits_log = Arc::new(LimitsLog::default());
     on_listening(local);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -219,8 +288,8 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
         };
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors, usually: wait a little rather than spin.
                         eprintln!("cordon serve: accept failed: {e}");
@@ -228,12 +297,45 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
                         continue;
                     }
                 };
+                let peer_slot = match peers.admit(peer.ip()) {
+                    Ok(counted) => counted,
+                    Err(AtCap { cap }) => {
+                        drop(slot);
+                        state.metrics.connection_closed("max_connections_per_peer");
+                        limits_log.refused.log(|| format!(
+                            "refused a connection of {}: it has {cap} open already (max_connections_per_peer)",
+                            peer_label(peer.ip())
+                        ));
+                        // Told why when few are being refused; under a
+                        // flood of them, closed at once.
+                        if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                            tokio::spawn(async move {
+                                refuse(stream, peer, cap).await;
+                                drop(permit);
+                            });
+                        }
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
+                let stream = SendTimeout::new(stream, send_timeout);
+                let tripped = stream.tripped();
                 let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
                 let conn = graceful.watch(conn);
+                let (metrics, limits_log) = (state.metrics.clone(), limits_log.clone());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let ended = conn.await;
                     drop(slot);
+                    drop(peer_slot);
+                    if tripped.load(std::sync::atomic::Ordering::Relaxed) {
+                        metrics.connection_closed("send_timeout_ms");
+                        limits_log.send_timeout.log(|| format!(
+                            "closed the connection of {peer}: it took no byte of its answer for {} ms (send_timeout_ms)",
+                            send_timeout.as_millis()
+                        ));
+                    } else if ended.as_ref().is_err_and(hyper::Error::is_timeout) {
+                        metrics.connection_closed("header_timeout_ms");
+                    }
                 });
             }
             _ = term.recv() => break,
