@@ -271,7 +271,7 @@ impl LogGate {
         if left_out == 0 {
             eprintln!("cordon serve: {}", line());
         } else {
-            eprintln!("cordon serve: {} ({left_out} more like it in the last second not logged)", line());
+            eprintln!("cordon serve: {} ({left_out} more like it since the last such line, not logged)", line());
         }
     }
 }

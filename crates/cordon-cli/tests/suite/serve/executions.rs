@@ -306,6 +306,13 @@ fn a_slow_header_client_is_cut_off() {
     let mut idle = TcpStream::connect(s.addr).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     assert!(idle.read_to_end(&mut vec![]).is_ok(), "an idle connection was kept open");
+    // `/metrics` counts both under the limit that closed them.
+    let closed = || {
+        let text = http(s.addr, "GET", "/metrics", &[], b"").body;
+        let key = "cordon_connections_closed_total{limit=\"header_timeout_ms\"} ";
+        text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert!(poll_until(Duration::from_secs(30), || closed() >= 2), "closed by header_timeout_ms: {}", closed());
 }
 
 #[test]
