@@ -31,11 +31,13 @@
 //! bind mount, a hard link made outside cordon) is not recognised. Dev mode
 //! has no sandbox, so nothing is carved there.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use crate::policy::fs::{starts_with, Spelled};
 use crate::policy::{PathRule, Policy, SystemSet};
 use crate::system_entries::SystemEntries;
 
@@ -184,11 +186,12 @@ impl StateError {
     }
 }
 
-/// One grant, as written and as resolved.
-struct Grant {
+/// One grant, as written and as resolved (borrowed from the policy and
+/// the system entries where it can be).
+struct Grant<'a> {
     kind: &'static str,
-    path: PathBuf,
-    resolved: PathBuf,
+    path: &'a Path,
+    resolved: Cow<'a, Path>,
     system: bool,
 }
 
@@ -221,28 +224,36 @@ pub fn carve_out(
     if policy.fs.system == SystemSet::Include {
         grants.extend(system.iter().map(|e| Grant {
             kind: "read",
-            path: PathBuf::from(e.path),
-            resolved: e.resolved.clone(),
+            path: Path::new(e.path),
+            resolved: Cow::Borrowed(e.resolved.as_path()),
             system: true,
         }));
     }
     for (kind, rules) in [("read", &policy.fs.read), ("write", &policy.fs.write)] {
         grants.extend(rules.iter().map(|r| Grant {
             kind,
-            path: r.path.clone(),
-            resolved: resolve(&r.path),
+            path: r.path.as_path(),
+            resolved: Cow::Owned(resolve(&r.path)),
             system: false,
         }));
     }
+    // Each grant's two spellings, looked at once for the prefix tests.
+    let spelled: Vec<(Spelled<'_>, Spelled<'_>)> =
+        grants.iter().map(|g| (Spelled::new(g.path), Spelled::new(&g.resolved))).collect();
     let mut done: Vec<PathBuf> = vec![];
     for p in protected {
         let lexical = crate::policy::fs::normalize(&p.path);
         // Resolved once: each resolution is a readlink per component.
         let before = resolve(&lexical);
-        if done.iter().any(|d| before.starts_with(d)) {
+        if done.iter().any(|d| starts_with(&before, d)) {
             continue; // inside protected state already handled
         }
-        let covering = grants.iter().find(|g| lexical.starts_with(&g.path) || before.starts_with(&g.resolved));
+        let (lexical_s, before_s) = (Spelled::new(&lexical), Spelled::new(&before));
+        let covering = grants
+            .iter()
+            .zip(&spelled)
+            .find(|(_, (path, res))| lexical_s.starts_with(*path) || before_s.starts_with(*res))
+            .map(|(g, _)| g);
         let create = matches!((covering, p.kind), (Some(_), Kind::Folder)) && !lexical.exists();
         if let (true, Some(g)) = (create, covering) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&lexical).map_err(|source| {
@@ -250,7 +261,7 @@ pub fn carve_out(
                     path: lexical.clone(),
                     what: p.what.clone(),
                     kind: g.kind,
-                    grant: g.path.clone(),
+                    grant: g.path.to_path_buf(),
                     source,
                 }
             })?;
@@ -258,13 +269,14 @@ pub fn carve_out(
         // A folder just created resolves only now.
         let resolved = if create { resolve(&lexical) } else { before };
         done.push(resolved.clone());
+        let resolved_s = Spelled::new(&resolved);
         // Grants inside protected state: dropped, unless the run needs them.
-        for g in grants.iter().filter(|g| !g.system && g.resolved.starts_with(&resolved)) {
-            if own.contains(&g.resolved) {
+        for g in grants.iter().filter(|g| !g.system && starts_with(&g.resolved, &resolved)) {
+            if own.iter().any(|o| *o == g.resolved) {
                 continue;
             }
             let rules = if g.kind == "read" { &mut out.fs.read } else { &mut out.fs.write };
-            rules.retain(|r| r.path != g.path);
+            rules.retain(|r| r.path != *g.path);
             notes.push(format!(
                 "{NOTE_PREFIX}fs.{} {} lies inside {} ({}) and is not granted",
                 g.kind,
@@ -274,13 +286,17 @@ pub fn carve_out(
             ));
         }
         // Grants around it: carved out.
-        let around: Vec<&Grant> =
-            grants.iter().filter(|g| resolved.starts_with(&g.resolved) && resolved != g.resolved).collect();
+        let around: Vec<&Grant> = grants
+            .iter()
+            .zip(&spelled)
+            .filter(|(g, (_, res))| resolved_s.starts_with(*res) && resolved != g.resolved)
+            .map(|(g, _)| g)
+            .collect();
         let Some(first) = around.first() else { continue };
-        if let Some(inner) = own.iter().find(|o| o.starts_with(&resolved)) {
+        if let Some(inner) = own.iter().find(|o| starts_with(o, &resolved)) {
             return Err(StateError::OwnFolderCovered {
                 kind: first.kind,
-                grant: first.path.clone(),
+                grant: first.path.to_path_buf(),
                 path: resolved,
                 what: p.what.clone(),
                 own: inner.clone(),
@@ -293,7 +309,7 @@ pub fn carve_out(
             }
         }
         for d in denies {
-            if !out.fs.deny.iter().any(|r| d.starts_with(&r.path)) {
+            if !out.fs.deny.iter().any(|r| starts_with(&d, &r.path)) {
                 out.fs.deny.push(PathRule { path: d });
             }
         }
