@@ -111,11 +111,10 @@ fn is_plain(p: &[u8]) -> bool {
         return true;
     }
     // Each slash must start a component that is neither empty nor `.`.
-    p.iter().enumerate().filter(|(_, c)| **c == b'/').all(|(i, _)| match (p.get(i + 1), p.get(i + 2)) {
-        (None | Some(b'/'), _) => false,
-        (Some(b'.'), None | Some(b'/')) => false,
-        _ => true,
-    })
+    p.iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'/')
+        .all(|(i, _)| !matches!((p.get(i + 1), p.get(i + 2)), (None | Some(b'/'), _) | (Some(b'.'), None | Some(b'/'))))
 }
 
 /// Whether the read-only system set is granted.
