@@ -222,6 +222,38 @@ fn the_containers_dev_is_read_only_but_its_devices_pts_and_shm_work() {
     });
 }
 
+/// The host's root is gone from the container before the command's first
+/// instruction: the mount table the command reads first thing has one
+/// mount on `/`, the sandbox's tmpfs, and none of the host's mounts that no
+/// grant binds (`/sys` and below). `pivot_root` leaves the host's root
+/// stacked on the new one; a thread of init's detaches it while init
+/// and the command's process go on, and the command's process waits for it
+/// before the exec. Control: the host's own table has a mount on `/sys`.
+#[test]
+fn the_hosts_root_is_detached_before_the_command_starts() {
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(host.lines().any(|l| l.split(' ').nth(4) == Some("/sys")), "control: the host mounts /sys\n{host}");
+    let support = kernel_support();
+    let modes = sandbox_modes!(support).into_iter().filter(|m| *m == Mode::Container).collect();
+    each_mode(modes, |mode| {
+        let out = run_in(mode).args(["--", "cat", "/proc/self/mountinfo"]).run();
+        out.assert_success();
+        // The mount point is field 5; the file system type follows " - ".
+        let mounts: Vec<(&str, &str)> = out
+            .stdout
+            .lines()
+            .map(|l| {
+                let point = l.split(' ').nth(4).unwrap_or_default();
+                let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default();
+                (point, fstype)
+            })
+            .collect();
+        let roots: Vec<&(&str, &str)> = mounts.iter().filter(|(p, _)| *p == "/").collect();
+        assert_eq!(roots, [&("/", "tmpfs")], "one mount on /, the sandbox's own\n{out}");
+        assert!(!mounts.iter().any(|(p, _)| *p == "/sys" || p.starts_with("/sys/")), "a host mount is left\n{out}");
+    });
+}
+
 /// Creates files with set-id modes (and capabilities, ACLs, other owners)
 /// in the current folder, one way per line: `<name> ok` or `<name> ERRNO`.
 const SETID_PROBE: &str = r#"

@@ -188,10 +188,14 @@ pub enum ChildMark {
     Landlock,
     /// Descriptors closed, seccomp loaded: `execve` is next.
     Seccomp,
+    /// Container mode: the host's root, detached beside the command's
+    /// set-up (see `start_detach`), is gone; the command's process waited
+    /// for it here, after Landlock.
+    Detached,
 }
 
 /// Every mark with its name in the trace.
-const MARKS: [(ChildMark, &str); 11] = [
+const MARKS: [(ChildMark, &str); 12] = [
     (ChildMark::Started, "sandbox: init started"),
     (ChildMark::IdMaps, "sandbox: uid/gid maps"),
     (ChildMark::Network, "sandbox: network helper started, host name, sysctls"),
@@ -202,6 +206,7 @@ const MARKS: [(ChildMark, &str); 11] = [
     (ChildMark::CommandStdio, "sandbox: command forked, stdio, cwd, rlimits"),
     (ChildMark::Privileges, "sandbox: capabilities dropped, no_new_privs"),
     (ChildMark::Landlock, "sandbox: landlock"),
+    (ChildMark::Detached, "sandbox: host root detached (beside the command's set-up)"),
     (ChildMark::Seccomp, "sandbox: fds closed, seccomp (execve next)"),
 ];
 
@@ -798,7 +803,7 @@ pub(super) fn child_main(spec: &ChildSpec) -> ! {
         Supervision::Direct => {
             lead_group_or_session(spec);
             unblock_signals_with_default_handlers();
-            exec_command(spec, -1)
+            exec_command(spec, -1, None)
         }
         Supervision::Init => init_main(spec),
     }
@@ -939,8 +944,19 @@ fn init_main(spec: &ChildSpec) -> ! {
         write_file(spec, path, value.as_bytes(), ChildStage::Sysctl, u32::try_from(i).unwrap_or(u32::MAX));
     }
     mark(spec, ChildMark::Network);
+    // Container mode's last mount step detaches the host's root, which
+    // pivot_root left stacked on the new one. Its umount waits for an RCU
+    // grace period (synchronize_rcu_expedited: 0.1-0.3 ms here, almost all
+    // of it asleep), so a thread of init's makes it while init and the
+    // command's process go on; the command's process waits for it before
+    // anything of the command can run (`await_detach`).
+    let detaching = detach_step(spec);
     for (i, op) in spec.mounts.iter().enumerate() {
-        apply_mount_op(spec, op, u32::try_from(i).unwrap_or(u32::MAX));
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        match (op, &detaching) {
+            (MountOp::Detach { .. }, Some(d)) if d.index == i => start_detach(spec, d),
+            _ => apply_mount_op(spec, op, i),
+        }
     }
     mark(spec, ChildMark::Mounts);
     if let Some(helper) = helper {
@@ -985,7 +1001,7 @@ fn init_main(spec: &ChildSpec) -> ! {
     // (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables to copy,
     // no copy-on-write faults, and init waits until the exec is done. It runs
     // on its own stack from the spec, and only makes syscalls.
-    let start = CommandStart { spec, tty };
+    let start = CommandStart { spec, tty, detaching: detaching.as_ref() };
     // SAFETY: `start` (and the spec it points to) outlives the child's use
     // of it, since init is suspended until the child execs or exits.
     let cmd = unsafe {
@@ -1098,6 +1114,7 @@ fn close_all_from(first: c_int, keep: c_int) {
 struct CommandStart<'a> {
     spec: &'a ChildSpec,
     tty: c_int,
+    detaching: Option<&'a Detaching>,
 }
 
 /// Opens a pty pair from the sandbox's `/dev/ptmx`, sizes it, sends the
@@ -1154,7 +1171,7 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
     let start = unsafe { &*(arg as *const CommandStart<'_>) };
     let spec = start.spec;
     unblock_signals_with_default_handlers();
-    exec_command(spec, start.tty)
+    exec_command(spec, start.tty, start.detaching)
 }
 
 /// The command starts with no blocked signal, whatever cordon blocked. A
@@ -1430,6 +1447,145 @@ extern "C" fn network_entry(arg: *mut libc::c_void) -> c_int {
     0
 }
 
+/// The detach of the host's root, made by a thread of init's beside init's
+/// remaining set-up (see `init_main`), in init's memory: the detacher, init
+/// and the command's process share it.
+struct Detaching {
+    /// Which mount step it is (a [`MountOp::Detach`]), for a failure's report.
+    index: u32,
+    /// Its mount point.
+    path: *const c_char,
+    /// The detacher's tid while it runs: the kernel writes it before the
+    /// detacher runs and clears it, waking a waiter, when the detacher ends
+    /// (`CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID`, as `pthread_join`
+    /// waits), whatever ends it.
+    running: AtomicI32,
+    /// 0 once detached, else the errno of its `umount2`; [`NOT_DETACHED`]
+    /// until then.
+    result: AtomicI32,
+    /// The detacher's stack.
+    stack: super::Stack,
+}
+
+/// [`Detaching::result`] before the detacher has one.
+const NOT_DETACHED: i32 = i32::MIN;
+
+/// The detacher's stack: it only calls `umount2`.
+const DETACH_STACK_BYTES: usize = 16 * 1024;
+
+/// The spec's [`MountOp::Detach`] as a [`Detaching`], with its stack
+/// mapped (before the mounts: the detacher starts in the middle of them).
+/// `None` without one (process mode, dev mode).
+fn detach_step(spec: &ChildSpec) -> Option<Detaching> {
+    let (i, path) = spec.mounts.iter().enumerate().find_map(|(i, op)| match op {
+        MountOp::Detach { path } => Some((i, path)),
+        _ => None,
+    })?;
+    let index = u32::try_from(i).unwrap_or(u32::MAX);
+    let stack = match super::Stack::new(DETACH_STACK_BYTES) {
+        Ok(s) => s,
+        Err(e) => fail_with(spec, ChildStage::Mount, index, e.raw_os_error().unwrap_or(libc::ENOMEM)),
+    };
+    Some(Detaching {
+        index,
+        path: path.as_ptr(),
+        running: AtomicI32::new(0),
+        result: AtomicI32::new(NOT_DETACHED),
+        stack,
+    })
+}
+
+/// Starts the detacher (`detach_entry`): a thread of init's (no child for
+/// init to reap, none in the process tree; it ends on its own), sharing
+/// init's memory and descriptors but not its working directory, which it
+/// takes as it is now (the new root, the old one stacked on it, right after
+/// `pivot_root`), with every signal blocked (init takes the process's
+/// signals with sigwaitinfo; the detacher runs none of the handlers cordon
+/// left in the memory it shares).
+fn start_detach(spec: &ChildSpec, d: &Detaching) {
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; written by sigprocmask.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: valid sigset pointers.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, &mut before) };
+    let flags = libc::CLONE_VM
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
+    let tid = d.running.as_ptr();
+    // SAFETY: `d` lives in init_main's frame, which init never leaves; the
+    // detacher returns from `detach_entry` (clone's wrapper then exits it)
+    // and never returns into init's frames; its stack is its own and lives
+    // in `d`. The kernel writes the tid to `running` before the detacher
+    // runs and clears it when the detacher ends.
+    let pid = unsafe {
+        libc::clone(
+            detach_entry,
+            d.stack.top() as *mut libc::c_void,
+            flags,
+            (d as *const Detaching).cast_mut().cast(),
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            tid,
+        )
+    };
+    let clone_errno = errno();
+    // SAFETY: valid sigset pointer; the mask init had.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    if pid == -1 {
+        fail_with(spec, ChildStage::Mount, d.index, clone_errno);
+    }
+}
+
+/// Entry of the detacher: `umount2(MNT_DETACH)` of the host's root, its
+/// outcome left in [`Detaching::result`].
+extern "C" fn detach_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `&Detaching` init passed to clone; it lives in
+    // init's frame for init's whole life.
+    let d = unsafe { &*(arg as *const Detaching) };
+    // SAFETY: `path` points into the spec's mount steps, in init's memory.
+    let rc = unsafe { libc::umount2(d.path, libc::MNT_DETACH) };
+    // errno is init's thread-local slot, which we share: a failing call of
+    // init's in the same microseconds could replace it (the report would
+    // name another errno; the run fails either way).
+    d.result.store(if rc == -1 { errno().max(1) } else { 0 }, Ordering::Release);
+    0
+}
+
+/// Waits until the detacher has ended, and fails the run unless it
+/// detached the host's root.
+fn await_detach(spec: &ChildSpec, d: &Detaching) {
+    loop {
+        let tid = d.running.load(Ordering::Acquire);
+        if tid == 0 {
+            break;
+        }
+        // SAFETY: FUTEX_WAIT on a live word of the memory we share with
+        // init, while it still holds `tid`; shared (not private), as the
+        // kernel's wake at the detacher's end is. Spurious returns loop.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                d.running.as_ptr(),
+                libc::FUTEX_WAIT,
+                tid,
+                std::ptr::null::<libc::timespec>(),
+            )
+        };
+    }
+    match d.result.load(Ordering::Acquire) {
+        0 => {}
+        // Ended without a result: it was killed.
+        NOT_DETACHED => fail_with(spec, ChildStage::Mount, d.index, libc::ECHILD),
+        e => fail_with(spec, ChildStage::Mount, d.index, e),
+    }
+}
+
 /// `ioctl` on a socket: a descriptor of its network namespace (Linux 4.9).
 const SIOCGSKNS: libc::Ioctl = 0x894C;
 
@@ -1670,7 +1826,7 @@ fn mount_setattr(dfd: c_int, path: &std::ffi::CStr, flags: c_int, set: u64) -> l
 /// (so the new descriptor is opened inside the domain), descriptors are
 /// marked close-on-exec before seccomp, and seccomp comes last so it may
 /// deny anything used above.
-fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
+fn exec_command(spec: &ChildSpec, tty: c_int, detaching: Option<&Detaching>) -> ! {
     // Rust ignores SIGPIPE; an ignored disposition survives exec.
     // SAFETY: resetting a disposition to default, no handler involved.
     if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
@@ -1725,6 +1881,15 @@ fn exec_command(spec: &ChildSpec, tty: c_int) -> ! {
     }
     if let ChildTerminal::Detached { reopen, .. } = &spec.terminal {
         reopen_terminals(spec, reopen);
+    }
+    // The host's root is gone before the command's first instruction (and
+    // before the connect helper starts): until then only this process,
+    // cordon's own code, runs in the new root, where its lookups start
+    // anyway (the stacked old root is reached only by looking down a
+    // mount point on purpose).
+    if let Some(d) = detaching {
+        await_detach(spec, d);
+        mark(spec, ChildMark::Detached);
     }
     // Only 0, 1 and 2 (and 3 when the spec gives one) reach the command,
     // whatever cordon inherited. The report pipe stays open until the exec
