@@ -14,7 +14,10 @@
 //!    there from the host's paths: mount points first, read-only binds, one
 //!    recursive read-only `mount_setattr`, then everything writable on top;
 //! 4. `pivot_root(".", ".")` in it and detach the old root, so no host path
-//!    stays reachable.
+//!    stays reachable. The detach waits for an RCU grace period, so init
+//!    has a thread of its own make it while it goes on; the command's
+//!    process waits for it before the command can run (`sys::child`'s
+//!    `start_detach` and `await_detach`).
 //!
 //! One `pivot_root` per run: each scans every task of the host
 //! (`chroot_fs_refs`), and the root is built where the host's paths are

@@ -505,7 +505,9 @@ pub enum MountOp {
         /// Where the old root goes.
         put_old: CString,
     },
-    /// `umount2(path, MNT_DETACH)`.
+    /// `umount2(path, MNT_DETACH)`, made by a thread of init's beside the
+    /// rest of its set-up; the command's process waits for it before the
+    /// command runs (`start_detach`, `await_detach`).
     Detach {
         /// Mount point.
         path: CString,
