@@ -188,8 +188,8 @@ pub fn add_rules(
             .map_err(|source| LandlockError::AddRule { path: path(), source })
     };
     let rules = match system {
-        Some(system) => resolve_system_links(&plan.rules, system),
-        None => plan.rules.clone(),
+        Some(system) => resolve_system_entries(&plan.rules, system, &plan.pinned),
+        None => plan.rules.iter().map(|(p, a)| (p.clone(), *a, Spelling::AsDeclared)).collect(),
     };
     let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned);
     for (path, access) in without_nested(expand_denies(&rules, &deny)?) {
@@ -234,17 +234,20 @@ pub fn add_rules(
 /// never carved out, so process mode did not enforce it at all). Rules
 /// inside a pinned tree are left as they are: they were resolved when the
 /// policy was made, and a link there now is refused when the rule is
-/// opened.
+/// opened. Rules [`Spelling::Resolved`] already (the system set's entries,
+/// as the run looked at them) are not resolved again.
 fn resolve_for_carving(
-    rules: Vec<(PathBuf, FsAccess)>,
+    rules: Vec<(PathBuf, FsAccess, Spelling)>,
     deny: &[PathBuf],
     pinned: &[PathBuf],
 ) -> (Vec<(PathBuf, FsAccess)>, Vec<PathBuf>) {
     let rules: Vec<(PathBuf, FsAccess)> = rules
         .into_iter()
-        .map(|(path, access)| match pinned.iter().any(|p| path.starts_with(p)) {
-            true => (path, access),
-            false => (super::resolved(&path), access),
+        .map(|(path, access, spelling)| {
+            match spelling == Spelling::Resolved || pinned.iter().any(|p| path.starts_with(p)) {
+                true => (path, access),
+                false => (super::resolved(&path), access),
+            }
         })
         .collect();
     let mut deny: Vec<PathBuf> = deny.iter().map(|d| super::resolved(d)).collect();
@@ -280,17 +283,43 @@ fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Vec<PathBuf>
     aliases
 }
 
-/// `rules` with each path that is a system set entry of kind link replaced
-/// by where `system` saw it resolve (left as it is when it did not).
-pub fn resolve_system_links(rules: &[(PathBuf, FsAccess)], system: &SystemEntries) -> Vec<(PathBuf, FsAccess)> {
+/// Whether a rule's path is resolved through its links already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    /// Resolved: `realpath(3)` of the path as declared.
+    Resolved,
+    /// As the policy declared it.
+    AsDeclared,
+}
+
+/// `rules` with each path that is an entry of the system set replaced by
+/// where `system` saw it resolve, and marked [`Spelling::Resolved`]: a
+/// link by its target, a folder or file by itself below its parent's real
+/// path (what `realpath` gives; [`SystemEntries`] looked once per run, for
+/// the carve-out of cordon's state and the mounts, so [`resolve_for_carving`]
+/// need not resolve the ~50 entries again: ~120 `readlink`s per run). An
+/// entry that did not resolve (missing, a dangling link), a folder or file
+/// inside a pinned tree (taken as it is there), and every other rule stay
+/// as declared.
+pub fn resolve_system_entries(
+    rules: &[(PathBuf, FsAccess)],
+    system: &SystemEntries,
+    pinned: &[PathBuf],
+) -> Vec<(PathBuf, FsAccess, Spelling)> {
     rules
         .iter()
         .map(|(path, access)| {
-            let resolved = path.to_str().and_then(|p| system.get(p)).and_then(|e| match e.kind {
-                Kind::Link(_) if e.resolved.is_absolute() && e.resolved != *path => Some(e.resolved.clone()),
-                _ => None,
-            });
-            (resolved.unwrap_or_else(|| path.clone()), *access)
+            let entry = path.to_str().and_then(|p| system.get(p));
+            let is_pinned = || pinned.iter().any(|p| path.starts_with(p));
+            match entry.map(|e| (&e.kind, &e.resolved)) {
+                Some((Kind::Link(_), to)) if to.is_absolute() && to != path => {
+                    (to.clone(), *access, Spelling::Resolved)
+                }
+                Some((Kind::Dir | Kind::File, to)) if to.is_absolute() && !is_pinned() => {
+                    (to.clone(), *access, Spelling::Resolved)
+                }
+                _ => (path.clone(), *access, Spelling::AsDeclared),
+            }
         })
         .collect()
 }
@@ -459,6 +488,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cordon-ll-links-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
         std::os::unix::fs::symlink("usr/bin", dir.join("bin")).unwrap();
         let (bin, usr) = (dir.join("bin"), dir.join("usr"));
         let leak = |s: &std::path::Path| -> &'static str { Box::leak(s.to_str().unwrap().to_owned().into_boxed_str()) };
@@ -469,7 +499,8 @@ mod tests {
             (PathBuf::from("/cordon-ll-absent"), FsAccess::Read),
             (dir.join("not-a-system-entry"), FsAccess::Write),
         ];
-        let resolved = resolve_system_links(&rules, &system);
+        let entries = resolve_system_entries(&rules, &system, &[]);
+        let resolved: Vec<(PathBuf, FsAccess)> = entries.iter().map(|(p, a, _)| (p.clone(), *a)).collect();
         assert_eq!(resolved[0], (dir.join("usr/bin"), FsAccess::Read), "the link becomes its target");
         assert_eq!(resolved[1..], rules[1..], "everything else stays");
         // A deny in the target now carves the rule that came from the link:
@@ -482,6 +513,52 @@ mod tests {
         // Control: the link as written keeps a rule on the whole target.
         let uncarved = expand_denies(&rules, &[dir.join("usr/bin/secret")]).unwrap();
         assert!(uncarved.contains(&(bin, FsAccess::Read)), "{uncarved:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The system set's entries come out resolved as the run looked at
+    /// them, and marked so (resolve_for_carving does not look them up
+    /// again): a link as its target, a folder and a file below a linked
+    /// parent at their real paths. A missing entry, a dangling link, a
+    /// folder inside a pinned tree and a rule outside the system set stay
+    /// as declared.
+    #[test]
+    fn system_entries_come_resolved_and_the_rest_as_declared() {
+        let dir = std::env::temp_dir().join(format!("cordon-ll-entries-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real/sub")).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        std::fs::write(dir.join("real/file"), "x").unwrap();
+        std::os::unix::fs::symlink("real", dir.join("linked")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.join("dangling")).unwrap();
+        let leak = |s: &std::path::Path| -> &'static str { Box::leak(s.to_str().unwrap().to_owned().into_boxed_str()) };
+        let names = ["linked", "linked/sub", "linked/file", "missing", "dangling", "real/sub"];
+        let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        let system = SystemEntries::look_at(&paths.iter().map(|p| leak(p)).collect::<Vec<_>>());
+        let mut rules: Vec<(PathBuf, FsAccess)> = paths.iter().map(|p| (p.clone(), FsAccess::Read)).collect();
+        rules.push((dir.join("real/elsewhere"), FsAccess::Write));
+        let pinned = [dir.join("real")];
+        let got = resolve_system_entries(&rules, &system, &pinned);
+        let want = [
+            (dir.join("real"), Spelling::Resolved),
+            (dir.join("real/sub"), Spelling::Resolved),
+            (dir.join("real/file"), Spelling::Resolved),
+            (dir.join("missing"), Spelling::AsDeclared),
+            (dir.join("dangling"), Spelling::AsDeclared),
+            (dir.join("real/sub"), Spelling::AsDeclared),
+            (dir.join("real/elsewhere"), Spelling::AsDeclared),
+        ];
+        for (((path, access, spelling), (want_path, want_spelling)), (_, declared)) in got.iter().zip(&want).zip(&rules)
+        {
+            assert_eq!((path, spelling, access), (want_path, want_spelling, declared), "{got:?}");
+        }
+        assert_eq!(got.len(), want.len());
+        // Each comes out as resolve_for_carving would have resolved it.
+        for (path, _, spelling) in &got {
+            if *spelling == Spelling::Resolved {
+                assert_eq!(path, &super::super::resolved(path), "{path:?}");
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
