@@ -894,7 +894,27 @@ fn init_main(spec: &ChildSpec) -> ! {
             unsafe { libc::_exit(1) }
         }
     }
+    // First a group (or session) of its own: the helper below is made in
+    // it, out of reach of what is sent to cordon's group.
     init_group_or_session(spec);
+    // The run's network namespace is made beside the mounts: the most
+    // costly namespace to make (every network subsystem sets up its part)
+    // is made by a helper on the other CPU while init builds the mounts,
+    // instead of in cordon's `clone` before init runs at all. The helper
+    // brings `lo` up and hands the sandbox's listeners over in it; init
+    // joins it before anything of the command runs, and does nothing with
+    // the network before (it stays in cordon's network namespace until
+    // then, with no capability there). Once the mounts no longer wait for
+    // the old root's detach, the helper is what init waits for, so it
+    // starts first: it needs only the capabilities init holds in its user
+    // namespace from the clone on, not the id maps (a map changes no
+    // credential), and it shares init's memory, so init's
+    // PR_SET_DUMPABLE below covers it too.
+    let network = NetworkStart { spec, netns: AtomicI32::new(-1) };
+    let helper = match spec.loopback_up {
+        true => Some(start_network_helper(&network)),
+        false => None,
+    };
     mark(spec, ChildMark::Started);
     // Opened before the mounts, from the host's view: what the command's
     // replaced stdio slots of a parked init point at ([`close_inherited`]).
@@ -922,22 +942,9 @@ fn init_main(spec: &ChildSpec) -> ! {
     // initial namespace's root.
     // SAFETY: prctl with integer arguments only.
     check!(spec, ChildStage::Dumpable, 0, unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) });
-    // The run's network namespace is made beside the mounts: the most
-    // costly namespace to make (every network subsystem sets up its part)
-    // is made by a helper on the other CPU while init builds the mounts,
-    // instead of in cordon's `clone` before init runs at all. The helper
-    // brings `lo` up and hands the sandbox's listeners over in it; init
-    // joins it before anything of the command runs, and does nothing with
-    // the network before (it stays in cordon's network namespace until
-    // then, with no capability there).
-    let network = NetworkStart { spec, netns: AtomicI32::new(-1) };
-    let helper = match spec.loopback_up {
-        true => Some(start_network_helper(&network)),
-        false => {
-            make_listeners(spec);
-            None
-        }
-    };
+    if helper.is_none() {
+        make_listeners(spec);
+    }
     if let Some(name) = &spec.hostname {
         // SAFETY: `name` is a valid C string; length excludes the NUL.
         check!(spec, ChildStage::Hostname, 0, unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) });
