@@ -59,8 +59,40 @@ impl KeyFolder {
 #[derive(Debug)]
 struct Signer {
     key: AuditKey,
-    dir: PathBuf,
     anchor: Anchor,
+}
+
+/// The signing side of a log that signs: its key folder, and the key and
+/// latest-checkpoint file, loaded once by whoever needs them first: the
+/// opening thread ([`AuditLog::open_with`]), or a thread of their own
+/// started by [`AuditLog::open_loading_key_behind`], or the log's user when
+/// that thread has not got to it yet.
+#[derive(Debug)]
+struct SignerSlot {
+    dir: PathBuf,
+    /// The log, for loading here.
+    path: PathBuf,
+    signer: Arc<OnceLock<io::Result<Signer>>>,
+}
+
+impl SignerSlot {
+    /// The key and anchor, loaded here (from the log open as `file`) unless
+    /// they are loaded or being loaded (then waiting for that). The error
+    /// loading them gave, every time, when they could not be.
+    fn get(&self, file: &File) -> io::Result<&Signer> {
+        match self.signer.get_or_init(|| load_signer(&self.dir, file, &self.path)) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+/// Loads (creating it on first use) the audit key in `dir`, and opens the
+/// latest-checkpoint file of the log at `path`, open as `file`.
+fn load_signer(dir: &Path, file: &File, path: &Path) -> io::Result<Signer> {
+    let key = AuditKey::load_or_create(dir, key_name).map_err(io::Error::other)?;
+    let anchor = Anchor::open(&checkpoint::anchor_path_of_open(dir, file, path))?;
+    Ok(Signer { key, anchor })
 }
 
 #[derive(Debug)]
@@ -71,7 +103,7 @@ struct Inner {
     /// Keeps this process's threads out of each other's appends (they
     /// share `file`, and so its `flock`).
     lock: Mutex<()>,
-    signer: Option<Signer>,
+    signer: Option<SignerSlot>,
     /// The log's origin (from its first line), once known.
     origin: OnceLock<String>,
 }
@@ -108,25 +140,58 @@ impl AuditLog {
     /// the log `0600`: records name what ran and when. A new log's folder
     /// entry is synced, so a crash cannot lose the file with its records.
     pub fn open_with(path: &Path, keys: &KeyFolder) -> io::Result<AuditLog> {
-        let file = match open_existing(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => create(path)?,
-            other => other?,
-        };
+        let file = open_or_create(path)?;
         let signer = match keys.resolve(path) {
             Some(dir) => {
-                let key = AuditKey::load_or_create(&dir, key_name).map_err(io::Error::other)?;
-                let anchor = Anchor::open(&checkpoint::anchor_path_of_open(&dir, &file, path))?;
-                Some(Signer { key, dir, anchor })
+                let signer = load_signer(&dir, &file, path)?;
+                Some(SignerSlot { dir, path: path.to_owned(), signer: Arc::new(OnceLock::from(Ok(signer))) })
             }
             None => None,
         };
-        Ok(AuditLog(Arc::new(Inner {
-            path: path.to_owned(),
-            file,
-            lock: Mutex::new(()),
-            signer,
-            origin: OnceLock::new(),
-        })))
+        Ok(AuditLog::new(path, file, signer))
+    }
+
+    /// [`AuditLog::open_with`], the audit key loaded (or made) and checked
+    /// and the latest-checkpoint file opened on a thread of their own while
+    /// the caller goes on: deriving the key's public half, and the first
+    /// use of SHA-2 (whose CPU feature detection runs `cpuid`, a trap to
+    /// the hypervisor on a virtual machine), take ≈ 0.05 ms that a run can
+    /// spend preparing meanwhile. Whatever needs the key first (an append,
+    /// or [`AuditLog::key_ready`], which [`crate::AuditTrail::begin`] asks
+    /// before a run may start) loads it itself if that thread has not
+    /// started on it yet (no thread could be started, or none had a CPU),
+    /// or waits while it does; so a key that cannot be loaded still refuses
+    /// every run before it starts, with the error [`AuditLog::open_with`]
+    /// would have given.
+    pub fn open_loading_key_behind(path: &Path, keys: &KeyFolder) -> io::Result<AuditLog> {
+        let file = open_or_create(path)?;
+        let signer = keys.resolve(path).map(|dir| {
+            let slot = SignerSlot { dir, path: path.to_owned(), signer: Arc::new(OnceLock::new()) };
+            if let Ok(own) = file.try_clone() {
+                let (dir, path, signer) = (slot.dir.clone(), slot.path.clone(), Arc::clone(&slot.signer));
+                // Not joined: whoever needs the key first loads it, or
+                // waits while this thread does.
+                let _ = std::thread::Builder::new().stack_size(LOADER_STACK).spawn(move || {
+                    signer.get_or_init(|| load_signer(&dir, &own, &path));
+                });
+            }
+            slot
+        });
+        Ok(AuditLog::new(path, file, signer))
+    }
+
+    fn new(path: &Path, file: File, signer: Option<SignerSlot>) -> AuditLog {
+        AuditLog(Arc::new(Inner { path: path.to_owned(), file, lock: Mutex::new(()), signer, origin: OnceLock::new() }))
+    }
+
+    /// Waits for the audit key of [`AuditLog::open_loading_key_behind`]:
+    /// the error loading it gave, if it could not be loaded. At once for a
+    /// log opened otherwise, or that does not sign.
+    pub fn key_ready(&self) -> io::Result<()> {
+        match &self.0.signer {
+            Some(s) => s.get(&self.0.file).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The log's path.
@@ -161,7 +226,7 @@ impl AuditLog {
     /// Makes the latest checkpoint durable (a writer's shutdown).
     pub(crate) fn sync_anchor(&self) -> io::Result<()> {
         match &self.0.signer {
-            Some(s) => s.anchor.sync(),
+            Some(s) => s.get(&self.0.file)?.anchor.sync(),
             None => Ok(()),
         }
     }
@@ -252,7 +317,7 @@ impl Held<'_> {
         }
         let inner = &*self.log.0;
         let file = &inner.file;
-        let signer = inner.signer.as_ref();
+        let signer = inner.signer.as_ref().map(|s| s.get(file)).transpose()?;
         let tail = Tail::read(file)?;
         let mut seq = tail.next_seq(file)?;
         let mut prev: [u8; 32] = Sha256::digest(&tail.last).into();
@@ -389,6 +454,18 @@ fn key_name() -> String {
 
 pub(crate) fn default_path_from(xdg_state: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     cordon_core::state::state_dir_from(xdg_state, home).map(|d| d.join(LOG_FILE))
+}
+
+/// The stack of the thread loading the audit key: key derivation and
+/// SHA-2 need a few KiB.
+const LOADER_STACK: usize = 128 << 10;
+
+/// The log at `path`, created (with its folders) if it does not exist.
+fn open_or_create(path: &Path) -> io::Result<File> {
+    match open_existing(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create(path),
+        other => other,
+    }
 }
 
 fn open_existing(path: &Path) -> io::Result<File> {

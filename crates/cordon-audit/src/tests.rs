@@ -394,6 +394,40 @@ fn complete_appends_once_and_empties_the_journal() {
     assert_eq!(records_in(&path), 2);
 }
 
+#[test]
+fn a_key_loaded_behind_still_refuses_a_run_it_cannot_sign_before_it_begins() {
+    let dir = Dir::new("audit-key-behind");
+    let path = dir.path().join("audit.jsonl");
+    let keys = keys_for(&path);
+    let behind = || AuditTrail::open_as(&path, AuditLog::open_loading_key_behind(&path, &keys));
+    // A key made on first use, on the loading thread: the run begins, and
+    // its record and latest checkpoint are signed with it.
+    let trail = behind().unwrap();
+    trail.begin(&Subject::default(), "RUN-A", Some(Mode::Dev)).unwrap().complete(failed_setup("a"), &[]).unwrap();
+    let v = check(&path).unwrap();
+    assert_eq!((v.records, v.latest.map(|(size, _)| size)), (1, Some(1)));
+    // The key file's id no longer matches its key (only deriving the key
+    // tells): the key cannot be loaded.
+    let key_file = dir.path().join("keys").join(checkpoint::KEY_FILE);
+    let text = fs::read_to_string(&key_file).unwrap();
+    let id = text.split('+').nth(3).unwrap().to_owned();
+    let other: String = id.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+    fs::write(&key_file, text.replace(&format!("+{id}+"), &format!("+{other}+"))).unwrap();
+    let at_once = AuditTrail::open_with(&path, &keys).unwrap_err();
+    assert!(at_once.render().contains("the key id does not match the key"), "{}", at_once.render());
+    // Opened with the key behind, the open succeeds, but no run begins: the
+    // error is the one opening with the key at once gives, and nothing is
+    // written (no begin line in the journal, no record).
+    let trail = behind().unwrap();
+    let refused = trail.begin(&Subject::default(), "RUN-B", Some(Mode::Dev)).unwrap_err();
+    assert!(matches!(refused, AuditError::Open { .. }), "{refused:?}");
+    assert_eq!(refused.render(), at_once.render());
+    assert_eq!(trail.key_ready().unwrap_err().render(), at_once.render(), "the same error, every time");
+    assert_eq!(journal_len(&path), 0, "a refused run leaves no begin line");
+    assert!(trail.log().append(record(2)).is_err(), "nothing is appended unsigned");
+    assert_eq!(lines(&path).len(), 1);
+}
+
 /// A run begun by a process that has since been SIGKILLed, after it
 /// appended the run's record or before (`recorded`).
 fn dead_run(path: &Path, id: &str, recorded: bool) {

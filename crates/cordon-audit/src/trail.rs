@@ -150,8 +150,22 @@ impl AuditTrail {
     /// [`AuditTrail::open`] with the audit key and latest checkpoints in
     /// `keys`.
     pub fn open_with(path: &Path, keys: &KeyFolder) -> Result<AuditTrail, AuditError> {
+        AuditTrail::open_as(path, AuditLog::open_with(path, keys))
+    }
+
+    /// [`AuditTrail::open`], the audit key loaded on a thread of its own
+    /// while the caller prepares its run (see
+    /// [`AuditLog::open_loading_key_behind`]): [`AuditTrail::key_ready`]
+    /// waits for it, and [`AuditTrail::begin`] refuses a run with the
+    /// error [`AuditTrail::open`] would have given when the key cannot be
+    /// loaded.
+    pub fn open_loading_key_behind(path: &Path) -> Result<AuditTrail, AuditError> {
+        AuditTrail::open_as(path, AuditLog::open_loading_key_behind(path, &KeyFolder::State))
+    }
+
+    pub(crate) fn open_as(path: &Path, log: std::io::Result<AuditLog>) -> Result<AuditTrail, AuditError> {
         let open_err = |source| AuditError::Open { path: path.to_owned(), source };
-        let log = AuditLog::open_with(path, keys).map_err(open_err)?;
+        let log = log.map_err(open_err)?;
         if log.owned_by_another().map_err(open_err)? {
             return Err(AuditError::Owned { path: path.to_owned() });
         }
@@ -161,6 +175,13 @@ impl AuditTrail {
         let mut recovered = recover_markers(&log).map_err(recover_err)?;
         recovered += recover_journal(&log, &journal).map_err(recover_err)?;
         Ok(AuditTrail { log, journal, recovered })
+    }
+
+    /// Waits for the audit key (see
+    /// [`AuditTrail::open_loading_key_behind`]): the error
+    /// [`AuditTrail::open`] gives when it cannot be loaded.
+    pub fn key_ready(&self) -> Result<(), AuditError> {
+        self.log.key_ready().map_err(|source| AuditError::Open { path: self.log.path().to_owned(), source })
     }
 
     /// How many lost runs [`AuditTrail::open`] recorded.
@@ -184,6 +205,8 @@ impl AuditTrail {
     /// the run to be recorded as lost by the next open. An error means the
     /// run must not start.
     pub fn begin(&self, subject: &Subject, request_id: &str, mode: Option<Mode>) -> Result<AuditedRun, AuditError> {
+        // A run whose record could not be signed does not start.
+        self.key_ready()?;
         let draft = AuditRecord::draft(subject, request_id, mode);
         let begin = || -> io::Result<Option<u64>> {
             let log_len = self.log.len()?;

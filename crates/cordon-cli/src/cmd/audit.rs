@@ -218,7 +218,8 @@ impl Session {
         mut subject: Subject,
     ) -> Result<Session> {
         let path = audit::log_path(flag).map_err(hinted)?;
-        let trail = AuditTrail::open(&path).map_err(hinted)?;
+        // The key is loaded while the run is prepared; `ready` waits for it.
+        let trail = AuditTrail::open_loading_key_behind(&path).map_err(hinted)?;
         cordon::trace::step("audit: log opened, lost runs recovered");
         if trail.recovered() > 0 {
             eprintln!(
@@ -236,6 +237,18 @@ impl Session {
             request_id: cordon::new_request_id(),
             mode: mode.and_then(|m| m.parse().ok()),
             recorded: Cell::new(false),
+        })
+    }
+
+    /// Waits for the audit key, which is loaded while the run is prepared:
+    /// a key that cannot be loaded is the error opening the log gives
+    /// otherwise, and nothing is recorded (nothing can be). Asked before
+    /// [`Session::run`] and [`Session::handler`]; their begin refuses the
+    /// run either way.
+    pub fn ready(&self) -> Result<()> {
+        self.trail.key_ready().map_err(|e| {
+            self.recorded.set(true);
+            hinted(e)
         })
     }
 

@@ -285,6 +285,7 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
     }
     req.workdir = a.workdir.clone();
     req.tenant = a.tenant.clone();
+    session.ready()?;
     let result = session.handler(&mut req);
     if a.json {
         println!("{}", render::json(&result).context("cannot serialise the result")?);

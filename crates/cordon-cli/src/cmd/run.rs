@@ -239,6 +239,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     req.tty = tty(&a);
     req.warnings.extend(notice);
     req.support = support;
+    session.ready()?;
     let result = session.run(&mut req);
     if a.json {
         println!("{}", render::json(&result).context("cannot serialise the result")?);

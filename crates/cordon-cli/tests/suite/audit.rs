@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use cordon_testkit::{each_mode, kernel_support, poll_until, processes_mentioning, sandbox_modes, Dir, TestCommand};
+use cordon_testkit::{
+    each_mode, kernel_support, poll_until, processes_mentioning, sandbox_modes, Dir, Mode, TestCommand,
+};
 use serde_json::Value;
 
 use super::plugins::{example, exec};
@@ -200,6 +202,46 @@ fn state_with_runs(tag: &str, runs: usize) -> (Dir, std::path::PathBuf) {
             .assert_success();
     }
     (state, log)
+}
+
+#[test]
+fn an_audit_key_that_cannot_be_loaded_refuses_the_run_before_its_command_starts() {
+    // cordon loads the audit key on a thread of its own while it prepares
+    // the run; the run still waits for it, and a key that cannot be loaded
+    // refuses it before anything runs, as opening the log did before.
+    let support = kernel_support();
+    let (state, log) = state_with_runs("audit-bad-key", 1);
+    let key = state.join("xdg/cordon/audit.key");
+    let text = std::fs::read_to_string(&key).unwrap();
+    // PRIVATE+KEY+<name>+<key id>+<key>: an id that is not this key's is
+    // found only by deriving the key's public half.
+    let id = text.split('+').nth(3).unwrap().to_owned();
+    let other: String = id.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+    std::fs::write(&key, text.replace(&format!("+{id}+"), &format!("+{other}+"))).unwrap();
+    let records = std::fs::read(&log).unwrap();
+    let mut modes = vec![Mode::Dev];
+    modes.extend(sandbox_modes!(support));
+    each_mode(modes, |mode| {
+        let scratch = Dir::new("audit-bad-key-scratch");
+        let marker = scratch.join("ran");
+        // Not a TestCommand run: it checks for exactly one record.
+        let mut c = run_in(mode);
+        c.args(["--write", scratch.path().to_str().unwrap(), "--", "touch", marker.to_str().unwrap()])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"));
+        let out = c.command().stdin(std::process::Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("[{}] {:?}\n{stderr}", mode.as_str(), out.status);
+        assert_eq!(out.status.code(), Some(125), "{ctx}");
+        assert!(
+            stderr.contains(&format!("cannot open the audit log {}", log.display()))
+                && stderr.contains("the key id does not match the key"),
+            "{ctx}"
+        );
+        assert!(!marker.exists(), "the command ran {ctx}");
+        assert_eq!(std::fs::read(&log).unwrap(), records, "the log changed {ctx}");
+        assert_eq!(std::fs::metadata(format!("{}.inflight", log.display())).unwrap().len(), 0, "a run began {ctx}");
+    });
 }
 
 fn verify_cmd(state: &Dir, log: &std::path::Path) -> TestCommand {
