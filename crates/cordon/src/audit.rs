@@ -25,22 +25,26 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
     let mut req = req.clone();
     req.protect.extend(trail.protected());
     let request_id = req.request_id.get_or_insert_with(crate::new_request_id).clone();
-    let secrets = secret_values(&req.policy, &req.host_env);
-    let digest = policy_digest(&req.policy);
+    // What only the record needs (the values it redacts, the policy's
+    // digest) is worked out once the command has started, while it starts
+    // up: nothing of it is needed before.
+    let for_the_record = || (secret_values(&req.policy, &req.host_env), policy_digest(&req.policy));
     let started = trail.begin(subject, &request_id, Some(req.mode));
     trace::step("audit: begin");
     let started = match started {
         Ok(s) => s,
         Err(e) => {
             let mut r = ExecutionResult::unstarted(&request_id, req.mode, e.render());
-            r.redact(&secrets);
+            r.redact(&for_the_record().0);
             return r;
         }
     };
     // The record is written while the sandbox's init tears its namespaces
     // down; `after` waits for that before returning.
-    let (mut result, after) = crate::runner::run_answering(&req);
+    let mut prepared = None;
+    let (mut result, after) = crate::runner::run_answering_while(&req, &mut || prepared = Some(for_the_record()));
     trace::step("audit: run returned");
+    let (secrets, digest) = prepared.unwrap_or_else(for_the_record);
     result.redact(&secrets);
     if let Err(e) = started.complete(result.audit_ending(&digest), &secrets) {
         result.warnings.push(e.render());

@@ -387,9 +387,18 @@ pub fn run(req: &RunRequest) -> ExecutionResult {
 /// is reaped (init reports only after `waitpid` says none is left), and
 /// init runs nothing but its exit.
 pub fn run_answering(req: &RunRequest) -> (ExecutionResult, Aftermath) {
+    run_answering_while(req, &mut || {})
+}
+
+/// [`run_answering`], calling `while_running` once the command has been
+/// exec'd (as [`Start::on_exec`]; not when the run fails before), before
+/// the run is supervised: for the caller's own work that the command's
+/// start need not wait for (the audit record's preparation), done while
+/// the command starts up on the other CPU.
+pub fn run_answering_while(req: &RunRequest, while_running: &mut dyn FnMut()) -> (ExecutionResult, Aftermath) {
     let mut after = Aftermath::default();
     let result = match park(req) {
-        Ok(parked) => parked.start_with(Start::default(), Clock::FromPark, &mut after),
+        Ok(parked) => parked.start_with(Start::default(), Clock::FromPark, &mut after, while_running),
         Err(failed) => *failed,
     };
     (result, after)
@@ -712,20 +721,27 @@ impl Parked {
     /// failure is a result with an error code.
     pub fn start(self, start: Start) -> ExecutionResult {
         let mut after = Aftermath::default();
-        self.start_with(start, Clock::FromStart, &mut after)
+        self.start_with(start, Clock::FromStart, &mut after, &mut || {})
     }
 
     /// [`Parked::start`], returning as soon as the result is known, with
     /// what is left of the run: see [`run_answering`].
     pub fn start_answering(self, start: Start) -> (ExecutionResult, Aftermath) {
         let mut after = Aftermath::default();
-        let result = self.start_with(start, Clock::FromStart, &mut after);
+        let result = self.start_with(start, Clock::FromStart, &mut after, &mut || {});
         (result, after)
     }
 
     /// Starts and supervises the run; what is left of it once its result is
-    /// known goes to `after`, for the caller to drop.
-    fn start_with(self, start: Start, clock: Clock, after: &mut Aftermath) -> ExecutionResult {
+    /// known goes to `after`, for the caller to drop. `while_running` is
+    /// called after [`Start::on_exec`] (see [`run_answering_while`]).
+    fn start_with(
+        self,
+        start: Start,
+        clock: Clock,
+        after: &mut Aftermath,
+        while_running: &mut dyn FnMut(),
+    ) -> ExecutionResult {
         let Parked { sandbox, mut req, plan, mut ours, mut started, signals, secrets, late_env } = self;
         let mode = req.mode;
         if clock == Clock::FromStart {
@@ -798,6 +814,7 @@ impl Parked {
         if let Some(OnExec(call)) = &start.on_exec {
             call();
         }
+        while_running();
         // The listener lives in the sandbox's network namespace; the proxy
         // serves it from ours. Connections made before this point wait in its
         // backlog.
