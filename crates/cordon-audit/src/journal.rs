@@ -82,6 +82,16 @@ pub(crate) struct Line {
     pub(crate) open: Option<Vec<Open>>,
 }
 
+/// Where a run's begin line is ([`Locked::begin`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Begun {
+    /// The line's offset, whose byte the run's owner holds locked.
+    pub(crate) at: u64,
+    /// The journal's size after the line, when no other run was open
+    /// before it.
+    pub(crate) alone_until: Option<u64>,
+}
+
 /// A begun run whose owner is gone, as [`Journal::take_dead`] found it.
 #[derive(Debug)]
 pub(crate) struct Dead {
@@ -166,29 +176,41 @@ impl Locked<'_> {
     /// Writes the begin line of `draft` with `log_len`, the log's size
     /// now, and locks its first byte for as long as this process runs it.
     /// Returns the line's offset, which [`Locked::end`] takes.
-    pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64) -> io::Result<u64> {
+    pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64) -> io::Result<Begun> {
         // One look at the end serves the open set, the line's offset and
         // its write.
         let tail = Tail::read(self.file())?;
         let mut open = self.open_runs_in(&tail)?;
+        let alone = open.is_empty();
         // After the newline that a torn last line gets.
         let at = tail.len + u64::from(tail.torn);
         open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
         let line = Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) };
-        self.write_after(&tail, &line)?;
+        let written = self.write_after(&tail, &line)?;
         // Under the journal's flock, so no recovery looks before it holds.
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
-        Ok(at)
+        Ok(Begun { at, alone_until: alone.then_some(tail.len + written) })
     }
 
     /// Ends run `id`, begun at `at`: it has its record. The last open run's
     /// end empties the journal.
-    pub(crate) fn end(&self, id: &str, at: u64) -> io::Result<()> {
-        let tail = Tail::read(self.file())?;
-        let mut open = self.open_runs_in(&tail)?;
-        open.retain(|o| o.id != id);
-        self.end_all(&tail, open, id)?;
-        sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Release)
+    pub(crate) fn end(&self, id: &str, begun: &Begun) -> io::Result<()> {
+        // While a run is open the journal only grows: every change under
+        // its flock appends a line, it is emptied only when no run is open,
+        // and a group writer takes it only when none is. So a journal still
+        // the size this run's begin left it, when no other run was open
+        // then, has changed in nothing since: this run is its only open one,
+        // and it is emptied without being read.
+        let untouched = begun.alone_until.is_some_and(|len| self.file().metadata().is_ok_and(|m| m.len() == len));
+        if untouched {
+            self.file().set_len(0)?;
+        } else {
+            let tail = Tail::read(self.file())?;
+            let mut open = self.open_runs_in(&tail)?;
+            open.retain(|o| o.id != id);
+            self.end_all(&tail, open, id)?;
+        }
+        sys::ofd_lock_byte(self.file().as_fd(), begun.at, ByteLock::Release)
     }
 
     /// Writes the end of run `id` with `open`, the runs left, after `tail`;
@@ -198,7 +220,7 @@ impl Locked<'_> {
             return self.file().set_len(0);
         }
         let line = Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) };
-        self.write_after(tail, &line)
+        self.write_after(tail, &line).map(drop)
     }
 
     /// The open runs whose owner is gone, with their drafts; the caller
@@ -236,14 +258,17 @@ impl Locked<'_> {
 
     /// Appends `line` to the journal whose end is `tail` (read under this
     /// lock), ending a torn last line first.
-    fn write_after(&self, tail: &Tail, line: &Line) -> io::Result<()> {
+    /// Appends `line` (after the newline a torn last line gets); returns
+    /// how many bytes it wrote.
+    fn write_after(&self, tail: &Tail, line: &Line) -> io::Result<u64> {
         let mut buf = Vec::with_capacity(512);
         if tail.torn {
             buf.push(b'\n');
         }
         serde_json::to_writer(&mut buf, line).map_err(io::Error::other)?;
         buf.push(b'\n');
-        (&self.journal.file).write_all(&buf)
+        (&self.journal.file).write_all(&buf)?;
+        Ok(buf.len() as u64)
     }
 }
 

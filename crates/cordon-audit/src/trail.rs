@@ -11,7 +11,7 @@ use cordon_core::state::Protected;
 
 use std::sync::Arc;
 
-use crate::journal::Journal;
+use crate::journal::{Begun, Journal};
 use crate::log::{AuditLog, KeyFolder};
 use crate::pending::{lost, recover_markers};
 use crate::record::{AuditRecord, Ending, Subject};
@@ -208,7 +208,7 @@ impl AuditTrail {
         // A run whose record could not be signed does not start.
         self.key_ready()?;
         let draft = AuditRecord::draft(subject, request_id, mode);
-        let begin = || -> io::Result<Option<u64>> {
+        let begin = || -> io::Result<Option<Begun>> {
             let log_len = self.log.len()?;
             let l = self.journal.lock()?;
             // Under the journal's lock, as a group writer takes the log.
@@ -217,14 +217,14 @@ impl AuditTrail {
             }
             l.begin(&draft, log_len).map(Some)
         };
-        let at = begin()
+        let begun = begin()
             .map_err(|source| AuditError::Begin {
                 path: self.log.path().to_owned(),
                 request_id: request_id.to_owned(),
                 source,
             })?
             .ok_or_else(|| AuditError::Owned { path: self.log.path().to_owned() })?;
-        Ok(AuditedRun { log: self.log.clone(), journal: self.journal.clone(), draft, at })
+        Ok(AuditedRun { log: self.log.clone(), journal: self.journal.clone(), draft, begun })
     }
 
     /// Records how a run ended that never got as far as
@@ -287,7 +287,7 @@ pub struct AuditedRun {
     journal: Arc<Journal>,
     draft: AuditRecord,
     /// Where its journal entry is.
-    at: u64,
+    begun: Begun,
 }
 
 impl AuditedRun {
@@ -305,7 +305,7 @@ impl AuditedRun {
         })?;
         record.seq = Some(appended.seq);
         if let Ok(j) = self.journal.lock() {
-            let _ = j.end(&request_id, self.at);
+            let _ = j.end(&request_id, &self.begun);
         }
         Ok(record)
     }
