@@ -800,11 +800,11 @@ macro_rules! check {
 }
 
 /// The child's entry point after `clone`. Never returns.
-pub(super) fn child_main(spec: &ChildSpec) -> ! {
+pub(super) fn child_main(spec: &ChildSpec, handlers: super::HandlersCleared) -> ! {
     match spec.supervision {
         Supervision::Direct => {
             lead_group_or_session(spec);
-            unblock_signals_with_default_handlers();
+            unblock_signals_with_default_handlers(handlers);
             exec_command(spec, -1, None)
         }
         Supervision::Init => init_main(spec),
@@ -1010,15 +1010,18 @@ fn init_main(spec: &ChildSpec) -> ! {
     // (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables to copy,
     // no copy-on-write faults, and init waits until the exec is done. It runs
     // on its own stack from the spec, and only makes syscalls.
-    let start = CommandStart { spec, tty, detaching: detaching.as_ref() };
+    let start = CommandStart { spec, tty, detaching: detaching.as_ref(), handlers: std::sync::atomic::AtomicBool::new(false) };
     // SAFETY: `start` (and the spec it points to) outlives the child's use
-    // of it, since init is suspended until the child execs or exits.
+    // of it, since init is suspended until the child execs or exits; the
+    // child runs `command_entry`, which execs or _exits.
     let cmd = unsafe {
-        clone_on_stack(
+        super::clone_vm(
             command_entry,
             &spec.command_stack,
             libc::CLONE_VFORK,
+            std::ptr::null_mut(),
             (&start as *const CommandStart<'_>).cast_mut().cast(),
+            &start.handlers,
         )
     };
     if cmd == -1 {
@@ -1124,6 +1127,9 @@ struct CommandStart<'a> {
     spec: &'a ChildSpec,
     tty: c_int,
     detaching: Option<&'a Detaching>,
+    /// Whether the kernel put back our handled signals' default actions
+    /// (see `super::clone_vm`).
+    handlers: std::sync::atomic::AtomicBool,
 }
 
 /// Opens a pty pair from the sandbox's `/dev/ptmx`, sizes it, sends the
@@ -1179,7 +1185,7 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
     // suspended (CLONE_VFORK) and it lives in init's memory, which we share.
     let start = unsafe { &*(arg as *const CommandStart<'_>) };
     let spec = start.spec;
-    unblock_signals_with_default_handlers();
+    unblock_signals_with_default_handlers(super::HandlersCleared::from(&start.handlers));
     exec_command(spec, start.tty, start.detaching)
 }
 
@@ -1191,9 +1197,12 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> c_int {
 /// never run here, on memory it shares with the process it was written for.
 /// `execve` would reset them anyway; ignored signals stay ignored until
 /// [`exec_command`] sees to `SIGPIPE`. glibc's internal signals (32 and 33)
-/// are left alone, as glibc does.
-fn unblock_signals_with_default_handlers() {
-    for sig in 1..=64 {
+/// are left alone, as glibc does. Where the kernel has put the default
+/// actions back already (`CLONE_CLEAR_SIGHAND`, see `super::clone_vm`),
+/// only the mask is cleared.
+fn unblock_signals_with_default_handlers(handlers: super::HandlersCleared) {
+    let asked = if handlers == super::HandlersCleared::No { 64 } else { 0 };
+    for sig in 1..=asked {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == 32 || sig == 33 {
             continue;
         }
