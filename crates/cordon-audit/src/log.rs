@@ -106,6 +106,19 @@ struct Inner {
     signer: Option<SignerSlot>,
     /// The log's origin (from its first line), once known.
     origin: OnceLock<String>,
+    /// The log's end as [`AuditLog::read_ahead`] read it, for the next
+    /// append.
+    ahead: Mutex<Option<Ahead>>,
+}
+
+/// The end of the log, read ahead of an append ([`AuditLog::read_ahead`]):
+/// what the append needs of it, good while the log is still `len` bytes.
+#[derive(Debug)]
+struct Ahead {
+    len: u64,
+    torn: bool,
+    seq: u64,
+    prev: [u8; 32],
 }
 
 /// An append-only, hash-chained audit log, open for appending. Clones share
@@ -181,7 +194,14 @@ impl AuditLog {
     }
 
     fn new(path: &Path, file: File, signer: Option<SignerSlot>) -> AuditLog {
-        AuditLog(Arc::new(Inner { path: path.to_owned(), file, lock: Mutex::new(()), signer, origin: OnceLock::new() }))
+        AuditLog(Arc::new(Inner {
+            path: path.to_owned(),
+            file,
+            lock: Mutex::new(()),
+            signer,
+            origin: OnceLock::new(),
+            ahead: Mutex::new(None),
+        }))
     }
 
     /// Waits for the audit key of [`AuditLog::open_loading_key_behind`]:
@@ -191,6 +211,33 @@ impl AuditLog {
         match &self.0.signer {
             Some(s) => s.get(&self.0.file).map(|_| ()),
             None => Ok(()),
+        }
+    }
+
+    /// Reads, without holding the log, what the next append needs of its
+    /// end (the last line's hash, the next line number) and the log's
+    /// origin (from its first line, once that is whole), so that the
+    /// append does not: a run's command runs meanwhile. The log is
+    /// append-only, so bytes read up to its size then are still those
+    /// while it has that size; the append uses what was read only if the
+    /// log, held, still has it, and reads its end again otherwise. Best
+    /// effort: an error leaves it all to the append.
+    pub fn read_ahead(&self) {
+        let file = &self.0.file;
+        let Ok(tail) = Tail::read(file) else { return };
+        let Ok(seq) = tail.next_seq(file) else { return };
+        let prev = Sha256::digest(&tail.last).into();
+        let len = tail.len;
+        *self.0.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Ahead { len, torn: tail.torn, seq, prev });
+        if self.0.origin.get().is_none() && len > 0 {
+            // Only a first line with its newline: one being written now
+            // may be cut short.
+            if let Ok(first) = read_line_at(file, 0) {
+                if (first.len() as u64) < len {
+                    let _ = self.0.origin.set(Checkpoint::origin_of(&first));
+                }
+            }
         }
     }
 
@@ -318,11 +365,18 @@ impl Held<'_> {
         let inner = &*self.log.0;
         let file = &inner.file;
         let signer = inner.signer.as_ref().map(|s| s.get(file)).transpose()?;
-        let tail = Tail::read(file)?;
-        let mut seq = tail.next_seq(file)?;
-        let mut prev: [u8; 32] = Sha256::digest(&tail.last).into();
+        let ahead = inner.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let (torn, mut seq, mut prev) = match ahead {
+            // Read ahead, and the log has not changed since (see
+            // `read_ahead`).
+            Some(a) if file.metadata()?.len() == a.len => (a.torn, a.seq, a.prev),
+            _ => {
+                let tail = Tail::read(file)?;
+                (tail.torn, tail.next_seq(file)?, Sha256::digest(&tail.last).into())
+            }
+        };
         let mut buf = Vec::with_capacity(1024 * records.len());
-        if tail.torn {
+        if torn {
             // End the cut-short line so this record starts on its own line.
             buf.push(b'\n');
         }

@@ -395,6 +395,32 @@ fn complete_appends_once_and_empties_the_journal() {
 }
 
 #[test]
+fn an_append_uses_the_end_read_ahead_only_while_the_log_is_unchanged() {
+    let dir = Dir::new("audit-read-ahead");
+    let path = dir.path().join("audit.jsonl");
+    // Two writers of one log, as two cordon processes are.
+    let (ours, theirs) = (open(&path), open(&path));
+    // An empty log: the first record is line 1 and names the log's origin.
+    ours.read_ahead();
+    assert_eq!(ours.append(record(1)).unwrap().seq, 1);
+    // Read ahead, and nothing written since: the append chains onto it.
+    ours.read_ahead();
+    assert_eq!(ours.append(record(2)).unwrap().seq, 2);
+    // Read ahead, then the other writer appends: the append reads the end
+    // again and chains onto the other's record.
+    ours.read_ahead();
+    theirs.append(record(3)).unwrap();
+    assert_eq!(ours.append(record(4)).unwrap().seq, 4);
+    let v = check(&path).unwrap();
+    assert_eq!((v.records, v.latest.map(|(size, _)| size)), (4, Some(4)));
+    // A new handle reads the origin ahead from the first line.
+    let later = open(&path);
+    later.read_ahead();
+    assert_eq!(later.append(record(5)).unwrap().seq, 5);
+    assert_eq!(check(&path).unwrap().records, 5);
+}
+
+#[test]
 fn a_key_loaded_behind_still_refuses_a_run_it_cannot_sign_before_it_begins() {
     let dir = Dir::new("audit-key-behind");
     let path = dir.path().join("audit.jsonl");

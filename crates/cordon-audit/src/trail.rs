@@ -310,6 +310,12 @@ impl AuditedRun {
         Ok(record)
     }
 
+    /// Reads what appending the record needs of the log ahead, while the
+    /// run's command runs (see [`AuditLog::read_ahead`]).
+    pub fn read_ahead(&self) {
+        self.log.read_ahead();
+    }
+
     /// The run's request id.
     pub fn request_id(&self) -> &str {
         &self.draft.request_id

@@ -26,8 +26,8 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
     req.protect.extend(trail.protected());
     let request_id = req.request_id.get_or_insert_with(crate::new_request_id).clone();
     // What only the record needs (the values it redacts, the policy's
-    // digest) is worked out once the command has started, while it starts
-    // up: nothing of it is needed before.
+    // digest, the log's end) is worked out once the command has started,
+    // while it starts up: nothing of it is needed before.
     let for_the_record = || (secret_values(&req.policy, &req.host_env), policy_digest(&req.policy));
     let started = trail.begin(subject, &request_id, Some(req.mode));
     trace::step("audit: begin");
@@ -42,7 +42,10 @@ pub fn run_audited(req: &RunRequest, trail: &AuditTrail, subject: &Subject) -> E
     // The record is written while the sandbox's init tears its namespaces
     // down; `after` waits for that before returning.
     let mut prepared = None;
-    let (mut result, after) = crate::runner::run_answering_while(&req, &mut || prepared = Some(for_the_record()));
+    let (mut result, after) = crate::runner::run_answering_while(&req, &mut || {
+        prepared = Some(for_the_record());
+        started.read_ahead();
+    });
     trace::step("audit: run returned");
     let (secrets, digest) = prepared.unwrap_or_else(for_the_record);
     result.redact(&secrets);
