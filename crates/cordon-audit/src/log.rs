@@ -164,16 +164,18 @@ impl AuditLog {
         Ok(AuditLog::new(path, file, signer))
     }
 
-    /// [`AuditLog::open_with`], the audit key loaded (or made) and checked
-    /// and the latest-checkpoint file opened on a thread of their own while
-    /// the caller goes on: deriving the key's public half, and the first
-    /// use of SHA-2 (whose CPU feature detection runs `cpuid`, a trap to
-    /// the hypervisor on a virtual machine), take ≈ 0.05 ms that a run can
-    /// spend preparing meanwhile. Whatever needs the key first (an append,
-    /// or [`AuditLog::key_ready`], which [`crate::AuditTrail::begin`] asks
-    /// before a run may start) loads it itself if that thread has not
-    /// started on it yet (no thread could be started, or none had a CPU),
-    /// or waits while it does; so a key that cannot be loaded still refuses
+    /// [`AuditLog::open_with`], the audit key loaded and checked and the
+    /// latest-checkpoint file opened on a thread of their own while the
+    /// caller goes on: deriving the key's public half, and the first use
+    /// of SHA-2 (whose CPU feature detection runs `cpuid`, a trap to the
+    /// hypervisor on a virtual machine), take ≈ 0.05 ms that a run can
+    /// spend preparing meanwhile (a key not made yet is made by its first
+    /// user, as [`AuditLog::open_with`] makes it). Whatever needs the key
+    /// first (an append, or [`AuditLog::key_ready`], which
+    /// [`crate::AuditTrail::begin`] asks before a run may start) loads it
+    /// itself if that thread has not started on it yet (no thread could be
+    /// started, or none had a CPU), or waits while it does; so a key that
+    /// cannot be loaded still refuses
     /// every run before it starts, with the error [`AuditLog::open_with`]
     /// would have given.
     pub fn open_loading_key_behind(path: &Path, keys: &KeyFolder) -> io::Result<AuditLog> {
@@ -183,9 +185,13 @@ impl AuditLog {
             if let Ok(own) = file.try_clone() {
                 let (dir, path, signer) = (slot.dir.clone(), slot.path.clone(), Arc::clone(&slot.signer));
                 // Not joined: whoever needs the key first loads it, or
-                // waits while this thread does.
+                // waits while this thread does. A key not made yet is left
+                // to the log's user: making one writes files, which a
+                // process that ends meanwhile would cut short.
                 let _ = std::thread::Builder::new().stack_size(LOADER_STACK).spawn(move || {
-                    signer.get_or_init(|| load_signer(&dir, &own, &path));
+                    if dir.join(checkpoint::KEY_FILE).exists() {
+                        signer.get_or_init(|| load_signer(&dir, &own, &path));
+                    }
                 });
             }
             slot

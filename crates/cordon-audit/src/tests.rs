@@ -426,8 +426,9 @@ fn a_key_loaded_behind_still_refuses_a_run_it_cannot_sign_before_it_begins() {
     let path = dir.path().join("audit.jsonl");
     let keys = keys_for(&path);
     let behind = || AuditTrail::open_as(&path, AuditLog::open_loading_key_behind(&path, &keys));
-    // A key made on first use, on the loading thread: the run begins, and
-    // its record and latest checkpoint are signed with it.
+    // No key yet: the loading thread leaves it to the first user (the
+    // begin), which makes it; the run begins, and its record and latest
+    // checkpoint are signed with it.
     let trail = behind().unwrap();
     trail.begin(&Subject::default(), "RUN-A", Some(Mode::Dev)).unwrap().complete(failed_setup("a"), &[]).unwrap();
     let v = check(&path).unwrap();
@@ -441,7 +442,8 @@ fn a_key_loaded_behind_still_refuses_a_run_it_cannot_sign_before_it_begins() {
     fs::write(&key_file, text.replace(&format!("+{id}+"), &format!("+{other}+"))).unwrap();
     let at_once = AuditTrail::open_with(&path, &keys).unwrap_err();
     assert!(at_once.render().contains("the key id does not match the key"), "{}", at_once.render());
-    // Opened with the key behind, the open succeeds, but no run begins: the
+    // Opened with the key loaded behind (by the thread, or by the begin if
+    // the thread has not got to it), the open succeeds, but no run begins: the
     // error is the one opening with the key at once gives, and nothing is
     // written (no begin line in the journal, no record).
     let trail = behind().unwrap();
