@@ -1010,7 +1010,8 @@ fn init_main(spec: &ChildSpec) -> ! {
     // (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables to copy,
     // no copy-on-write faults, and init waits until the exec is done. It runs
     // on its own stack from the spec, and only makes syscalls.
-    let start = CommandStart { spec, tty, detaching: detaching.as_ref(), handlers: std::sync::atomic::AtomicBool::new(false) };
+    let start =
+        CommandStart { spec, tty, detaching: detaching.as_ref(), handlers: std::sync::atomic::AtomicBool::new(false) };
     // SAFETY: `start` (and the spec it points to) outlives the child's use
     // of it, since init is suspended until the child execs or exits; the
     // child runs `command_entry`, which execs or _exits.
