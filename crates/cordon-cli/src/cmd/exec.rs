@@ -132,12 +132,13 @@ impl NarrowArgs {
         let mut p = PolicyBuilder::unrestricted();
         // Narrowing compares the manifest's resolved paths with these:
         // resolved too. The effective policy's rules are the manifest's,
-        // pinned where a write grant holds them.
+        // pinned where a write grant holds them; a deny is added to them as
+        // written, and resolved there (a link in a write grant refuses it).
         if !self.read.is_empty() || !self.write.is_empty() {
             p.fs.read = super::resolved_path_flags("read", &self.read, cwd)?;
             p.fs.write = super::resolved_path_flags("write", &self.write, cwd)?;
         }
-        p.fs.deny = super::resolved_path_flags("deny", &self.deny, cwd)?;
+        p.fs.deny = super::path_flags("deny", &self.deny, cwd)?;
         if self.no_system {
             p.fs.system = SystemSet::Exclude;
         }
