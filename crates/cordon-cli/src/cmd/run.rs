@@ -145,6 +145,28 @@ fn policy(a: &RunArgs, here: &Path, cwd: &Path) -> Result<Policy> {
     Ok(p)
 }
 
+/// Review s11 S4: a policy file inside one of its own write grants (a
+/// project's `build.toml` beside `fs.write = ["."]`) is the run's to
+/// rewrite, and the next run would get what it wrote (`fs.read = ["/"]`).
+/// Landlock cannot take one file out of a writable folder without taking
+/// the folder's own entries with it, so the run is refused instead.
+fn refuse_policy_file_in_write_grant(file: &Path, policy: &Policy) -> Result<()> {
+    let Ok(file) = std::fs::canonicalize(file) else { return Ok(()) };
+    for grant in &policy.fs.write {
+        let Ok(folder) = std::fs::canonicalize(&grant.path) else { continue };
+        if file.starts_with(&folder) {
+            bail!(
+                "invalid --policy {}: the file lies inside its own write grant {}, so a run could rewrite the \
+                 policy the next run gets\n  hint: keep the policy file outside the folders it makes writable \
+                 (grant the subfolders the run writes, e.g. fs.write = [\"out\"])",
+                file.display(),
+                grant.path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The policy of a `--policy` file, its errors as `cordon check` shows a
 /// manifest's: the file, line and column, the line with a caret, a hint.
 fn policy_file(path: &Path) -> Result<Policy> {
@@ -210,6 +232,9 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
         bail!("invalid --cwd {}: not a directory", cwd.display());
     }
     let policy = policy(&a, &here, &cwd)?;
+    if let Some(file) = &a.policy {
+        refuse_policy_file_in_write_grant(&here.join(file), &policy)?;
+    }
     let probe = if policy.wants_cgroups() { CgroupProbe::Probe } else { CgroupProbe::Skip };
     let probe = || KernelSupport::detect_with(probe).context("cannot probe the kernel");
     let flag =

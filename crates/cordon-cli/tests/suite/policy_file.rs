@@ -252,3 +252,56 @@ fn every_policy_file_error_names_the_file_and_where_with_a_hint() {
 fn policy_is_in_run_help() {
     cordon().args(["run", "--help"]).run().assert_success().assert_stdout_contains("--policy <FILE.toml>");
 }
+
+/// Review s11 S4: a policy file inside its own write grant (a project's
+/// `build.toml` with `fs.write = ["."]`, or `--write .` beside it) was the
+/// run's to rewrite, and the next run got what the sandbox wrote
+/// (`fs.read = ["/"]` appended: a private host file read). Such a run is
+/// refused before anything starts (125, naming the file and the grant),
+/// and on the host the file is as it was. Control: the same file granting
+/// a subfolder runs and writes there.
+#[test]
+fn a_policy_file_inside_its_own_write_grant_is_refused() {
+    let support = kernel_support();
+    let rewrite = "printf 'fs.read = [\"/\"]\\n' >> build.toml; echo built > out/done";
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        for (policy, flags) in [
+            ("[permissions]\nfs.write = [\".\"]\n", &[][..]),
+            ("[permissions]\nfs.write = [\"out\"]\n", &["--write", "."][..]),
+        ] {
+            let dir = Dir::new("pf-self");
+            let file = dir.create("build.toml", policy);
+            dir.create_dir("out");
+            let out = run_in(mode)
+                .arg("--cwd")
+                .arg(dir.path())
+                .arg("--policy")
+                .arg(&file)
+                .args(flags)
+                .args(["--", "sh", "-c", rewrite])
+                .run();
+            out.assert_code(125).assert_stderr_contains("the file lies inside its own write grant");
+            assert_eq!(
+                dir.read("build.toml"),
+                policy,
+                "[{m}] {flags:?} the policy file was rewritten on the host\n{out}"
+            );
+            assert!(!dir.join("out/done").exists(), "[{m}] {flags:?} the command ran\n{out}");
+        }
+        // Control: a subfolder granted, the file beside it.
+        let dir = Dir::new("pf-self");
+        let policy = "[permissions]\nfs.write = [\"out\"]\n";
+        let file = dir.create("build.toml", policy);
+        dir.create_dir("out");
+        run_in(mode)
+            .arg("--cwd")
+            .arg(dir.path())
+            .arg("--policy")
+            .arg(&file)
+            .args(["--", "sh", "-c", "echo built > out/done"])
+            .run()
+            .assert_success();
+        assert_eq!(dir.read("out/done"), "built\n", "[{m}] control");
+    });
+}
