@@ -318,6 +318,11 @@ pub async fn serve(state: AppState, addr: SocketAddr, on_listening: impl FnOnce(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // A blocked write wakes once less than 16 KiB is unsent, not
+                // once a third of a send buffer autotuned to ~1 MB has
+                // drained: a client reading 16 KB/s steadily makes progress
+                // well within send_timeout_ms.
+                let _ = cordon::set_tcp_notsent_lowat(std::os::fd::AsFd::as_fd(&stream), 16 << 10);
                 let stream = SendTimeout::new(stream, send_timeout);
                 let tripped = stream.tripped();
                 let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));

@@ -48,6 +48,16 @@ pub use cordon_core::policy::{
 pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use cordon_core::state::{self, Protected};
 pub use cordon_core::sys::{raise_open_files_limit, runtime_init};
+
+/// Asks the kernel to report the TCP socket `sock` writable whenever fewer
+/// than `bytes` of what was written are still unsent (`TCP_NOTSENT_LOWAT`),
+/// rather than once a third of its send buffer is free: a blocked write then
+/// goes through as soon as the peer takes a little, however large the send
+/// buffer has autotuned to (`cordon serve`'s `send_timeout_ms` counts those
+/// writes as progress).
+pub fn set_tcp_notsent_lowat(sock: std::os::fd::BorrowedFd<'_>, bytes: i32) -> std::io::Result<()> {
+    cordon_core::sys::notify::setsockopt_int(sock, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes)
+}
 pub use cordon_core::trace;
 pub use cordon_egress::kernel::MAX_NOTICES as MAX_NETWORK_NOTICES;
 pub use cordon_egress::{ConnectionRecord, Protocol};

@@ -311,6 +311,39 @@ fn a_slow_client_that_keeps_reading_gets_its_whole_large_result() {
     assert!(counted, "closed by send_timeout_ms: {}", closed_by(&s, "send_timeout_ms"));
 }
 
+/// A client reading steadily at ~48 KB/s is not cut off by a 1 s
+/// `send_timeout_ms`: without `TCP_NOTSENT_LOWAT` the kernel woke the
+/// service's blocked write only once a third of the send buffer was free,
+/// and the send buffer of such a connection autotunes to ~1 MB, so no write
+/// went through for seconds while the client kept reading (f30593f cut a
+/// steady 32 KB/s reader under a 2 s timeout).
+#[test]
+fn a_steady_reader_below_the_send_buffer_drain_rate_is_not_cut_off() {
+    use std::io::Read;
+    let s = Service::start_with(
+        "serve-steady",
+        Options { server: "send_timeout_ms = 1000\n".into(), ..Options::default() },
+    );
+    let mut c = connect_from(s.addr, std::net::Ipv4Addr::LOCALHOST, Some(4096));
+    let mut requests = b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(39);
+    requests.extend_from_slice(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.write_all(&requests).expect("send");
+    c.set_read_timeout(Some(Duration::from_secs(120))).expect("read timeout");
+    // 8 KiB every 170 ms (pacing a link, not a wait for a condition).
+    let (mut got, mut buf) = (vec![], [0u8; 8192]);
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(Duration::from_millis(170));
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 40, "{} bytes", got.len());
+    assert!(text.trim_end().ends_with('}'), "the last answer is cut: {} bytes", got.len());
+    assert_eq!(closed_by(&s, "send_timeout_ms"), 0);
+}
+
 /// One peer cannot hold every connection: past `max_connections_per_peer`
 /// its new connections are answered 503 `too_many_connections` and closed,
 /// while another peer (127.0.0.2 here: loopback is held to the cap only
