@@ -55,26 +55,39 @@ impl LinkInWriteGrant {
 }
 
 /// `policy` with its write grants pinned (see the module docs), or `None`
-/// when it has no write grant and nothing changes.
+/// when it has no write grant and nothing changes. Rules inside a tree the
+/// policy pinned already are left as they are.
 pub fn pin_write_grants(policy: &Policy) -> Result<Option<Policy>, LinkInWriteGrant> {
     if policy.fs.write.is_empty() {
         return Ok(None);
     }
+    // Trees pinned already (a plugin folder) were resolved when the policy
+    // was made: their rules are kept as they are (enforcement opens them
+    // without following links and refuses a link made there since), and
+    // no link inside them is followed on the way to another rule either.
+    let already = &policy.fs.pinned;
+    let inside_pinned = |p: &Path| already.iter().any(|t| p.starts_with(t));
     // Where the write grants lead today. A grant reached through a link
     // inside another one is refused below, so a root that link chose (it
     // may be `/`) never lets a run start.
-    let roots: Vec<PathBuf> = policy.fs.write.iter().map(|r| super::resolved(&r.path)).collect();
+    let roots: Vec<PathBuf> = policy
+        .fs
+        .write
+        .iter()
+        .map(|r| if inside_pinned(&r.path) { r.path.clone() } else { super::resolved(&r.path) })
+        .collect();
+    let fenced: Vec<PathBuf> = roots.iter().chain(already).cloned().collect();
     let mut pinned = policy.clone();
     let lists: [(&'static str, &mut Vec<PathRule>); 3] =
         [("fs.write", &mut pinned.fs.write), ("fs.read", &mut pinned.fs.read), ("fs.deny", &mut pinned.fs.deny)];
     for (field, rules) in lists {
-        for rule in rules.iter_mut() {
-            rule.path = resolve(field, &rule.path, &roots)?;
+        for rule in rules.iter_mut().filter(|r| !inside_pinned(&r.path)) {
+            rule.path = resolve(field, &rule.path, &fenced)?;
         }
     }
     if let Some(exec) = &mut pinned.exec {
-        for path in exec.iter_mut() {
-            *path = resolve("exec", path, &roots)?;
+        for path in exec.iter_mut().filter(|p| !inside_pinned(p)) {
+            *path = resolve("exec", path, &fenced)?;
         }
     }
     pinned.fs.pinned.extend(roots);
@@ -86,7 +99,7 @@ const MAX_LINKS: usize = 40;
 
 /// `path` resolved through its links as far as it exists (the rest kept
 /// as written, `..` taken lexically), or the first link met in a folder
-/// inside one of `roots`.
+/// inside one of `roots` (the write grants and the trees pinned already).
 fn resolve(field: &'static str, path: &Path, roots: &[PathBuf]) -> Result<PathBuf, LinkInWriteGrant> {
     let mut done = PathBuf::from("/");
     let mut todo: Vec<OsString> = components(path);
@@ -176,6 +189,17 @@ mod tests {
             assert_eq!(e.grant, dir.join("real/work"));
             assert!(e.to_string().contains("inside the write grant"), "{e}");
         }
+        // Inside a tree pinned already, a rule is kept as it is (its link
+        // is refused when the rule is opened), and its link is not
+        // followed on the way to another rule.
+        let mut policy = Policy::default();
+        policy.fs.pinned.push(dir.join("real/work"));
+        policy.fs.write.push(rule(&dir.join("real/work/link")));
+        let kept = pin_write_grants(&policy).unwrap().unwrap();
+        assert_eq!(kept.fs.write[0].path, dir.join("real/work/link"));
+        assert!(kept.fs.pinned.contains(&dir.join("real/work/link")));
+        policy.fs.read.push(rule(&dir.join("alias/work/link")));
+        assert_eq!(pin_write_grants(&policy).unwrap_err().field, "fs.read");
         // Without the grant, they resolve as realpath does.
         assert_eq!(resolve("fs.read", &dir.join("real/work/link"), &[]).unwrap(), dir.join("data"));
         assert_eq!(resolve("fs.read", &dir.join("alias/work/rel"), &[]).unwrap(), dir.join("real/work/sub"));
