@@ -186,12 +186,12 @@ pub enum ChildMark {
     Privileges,
     /// Landlock restricts the command.
     Landlock,
-    /// Descriptors closed, seccomp loaded: `execve` is next.
-    Seccomp,
     /// Container mode: the host's root, detached beside the command's
     /// set-up (see `start_detach`), is gone; the command's process waited
     /// for it here, after Landlock.
     Detached,
+    /// Descriptors closed, seccomp loaded: `execve` is next.
+    Seccomp,
 }
 
 /// Every mark with its name in the trace.
