@@ -116,19 +116,15 @@ fn resolve(field: &'static str, path: &Path, roots: &[PathBuf]) -> Result<PathBu
             done = next;
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&next) else {
-            exists = false;
-            done = next;
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
-            done = next;
-            continue;
-        }
-        let Ok(target) = std::fs::read_link(&next) else {
-            exists = false;
-            done = next;
-            continue;
+        // One syscall tells all three apart: a link's target, EINVAL for
+        // anything else that exists, another error for what does not.
+        let target = match std::fs::read_link(&next) {
+            Ok(target) => target,
+            Err(e) => {
+                exists = e.raw_os_error() == Some(libc::EINVAL);
+                done = next;
+                continue;
+            }
         };
         if let Some(grant) = roots.iter().find(|r| done.starts_with(r)) {
             return Err(LinkInWriteGrant { field, path: path.to_owned(), link: next, target, grant: grant.clone() });
