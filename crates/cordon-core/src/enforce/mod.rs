@@ -38,7 +38,7 @@ pub use crate::sys::child::PtyStderr;
 pub use crate::sys::child::LATE_ENV_BYTES;
 use crate::sys::child::{
     CStringArray, ChildFailure, ChildMark, ChildSpec, ChildStage, ChildTerminal, EgressChild, GoMessage, LateEnv,
-    LateRule, MarkRecord, MountOp, StatusRecord, Supervision, TerminalStep,
+    LateRule, MarkRecord, MountOp, SpecMemory, StatusRecord, Supervision, TerminalStep,
 };
 pub use crate::sys::tty::WindowSize;
 use crate::sys::{self, Reaped};
@@ -281,6 +281,7 @@ pub struct Running {
     status: Option<OwnedFd>,
     supervision: Supervision,
     _lifeline: Option<OwnedFd>,
+    spec_memory: SpecMemory,
 }
 
 /// The supervisor's ends of transparent egress (see `cordon-egress`).
@@ -381,6 +382,10 @@ pub struct Teardown {
     _cgroups: RunCgroups,
     _lifeline: Option<OwnedFd>,
     _pidfd: OwnedFd,
+    /// What the sandbox's spec kept in memory: freed after init's exit
+    /// (this struct's `drop` waits for it first), when no page of it is
+    /// shared with init any more.
+    _spec_memory: SpecMemory,
 }
 
 /// Whether a [`Teardown`] still has init to reap.
@@ -474,6 +479,7 @@ impl Running {
             _cgroups: self.cgroups,
             _lifeline: self._lifeline,
             _pidfd: self.pidfd,
+            _spec_memory: self.spec_memory,
         };
         Ok((finished, teardown))
     }
@@ -626,6 +632,7 @@ pub struct Parked {
     egress: Option<(OwnedFd, OwnedFd)>,
     dns: Option<OwnedFd>,
     supervision: Supervision,
+    spec_memory: SpecMemory,
 }
 
 /// Init of a parked sandbox until it is started: killed and reaped when
@@ -711,6 +718,7 @@ impl Parked {
             status: self.status,
             supervision: self.supervision,
             _lifeline: Some(self.lifeline),
+            spec_memory: self.spec_memory,
         })
     }
 }
@@ -1138,8 +1146,9 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     crate::trace::step("spawn: cloned");
     // Our copies of the child's ends must go now: the report pipe reaches EOF
     // only when every write end is closed, and the lifeline is meant to hang
-    // up only when *we* go.
-    drop(spec);
+    // up only when *we* go. The rest of the spec is freed once init is gone
+    // (see `SpecMemory`).
+    let spec_memory = spec.close_descriptors();
     // While init builds the namespaces, create the run's cgroups and move
     // init into them; then let it start the command. Named after the run
     // and init's pid: a run of the same request again on this host (a queue
@@ -1205,6 +1214,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         egress: egress_ours,
         dns: dns_ours,
         supervision,
+        spec_memory,
     })
 }
 

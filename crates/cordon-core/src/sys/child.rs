@@ -313,6 +313,11 @@ impl CStringArray {
     pub(super) fn items(&self) -> &[CString] {
         &self._storage
     }
+
+    /// The strings, without the array of pointers to them.
+    fn into_items(self) -> Vec<CString> {
+        self._storage
+    }
 }
 
 /// How many bytes the value of the late environment variable has: the
@@ -769,6 +774,95 @@ impl ChildSpec {
         opt(lifeline.as_ref());
         opt(trace.as_ref());
     }
+}
+
+impl ChildSpec {
+    /// Closes the descriptors the spec holds (cordon's copies of the
+    /// child's ends, which must go at once: the report pipe reaches end of
+    /// file only when every write end is closed, the lifeline hangs up
+    /// only when cordon goes) and keeps the rest of it, to be dropped once
+    /// init has exited ([`SpecMemory`]). Every field is named, as in
+    /// [`ChildSpec::for_each_fd`]: a descriptor added to the spec does not
+    /// compile until it is sorted here.
+    pub fn close_descriptors(self) -> SpecMemory {
+        let ChildSpec {
+            exe,
+            argv,
+            envp,
+            late_env,
+            cwd,
+            id_maps,
+            go,
+            cgroup_namespace: _,
+            mounts,
+            tree_slots,
+            sysctls,
+            loopback_up: _,
+            proxy_listener,
+            dns_sockets,
+            hostname,
+            rlimits,
+            drop_capabilities: _,
+            last_cap: _,
+            landlock,
+            landlock_flags: _,
+            seccomp,
+            egress,
+            stdio,
+            terminal,
+            report,
+            status,
+            lifeline,
+            supervision: _,
+            command_stack,
+            trace,
+            kill_request: _,
+        } = self;
+        let late_rules = landlock.map(|(ruleset, rules)| {
+            drop(ruleset);
+            rules
+        });
+        let helper = egress.map(|EgressChild { listener_channel, helper_channel, helper_filter, helper_stack }| {
+            drop((listener_channel, helper_channel));
+            (helper_filter, helper_stack)
+        });
+        drop((go, proxy_listener, dns_sockets, seccomp, stdio, terminal, report, status, lifeline, trace));
+        SpecMemory {
+            _command: (exe, argv.into_items(), envp.into_items()),
+            _late_env: late_env,
+            _names: (cwd, hostname),
+            _id_maps: id_maps,
+            _mounts: mounts,
+            _tree_slots: tree_slots,
+            _sysctls: sysctls,
+            _rlimits: rlimits,
+            _late_rules: late_rules,
+            _helper: helper,
+            _command_stack: command_stack,
+        }
+    }
+}
+
+/// What a [`ChildSpec`] holds in memory (its mount steps, strings, rules,
+/// the stacks), kept by cordon after the clone until the sandbox is gone.
+/// Init is a fork: until it exits it shares cordon's pages copy-on-write,
+/// and freeing the spec right after the clone wrote to each page its ~150
+/// mount steps and strings lie on (malloc's free lists), so cordon copied
+/// those pages while init and its network helper built the sandbox on the
+/// CPUs. Dropped after init's exit, the same frees copy nothing.
+#[derive(Debug)]
+pub struct SpecMemory {
+    _command: (CString, Vec<CString>, Vec<CString>),
+    _late_env: Option<LateEnv>,
+    _names: (Option<CString>, Option<CString>),
+    _id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    _mounts: Vec<MountOp>,
+    _tree_slots: Vec<AtomicI32>,
+    _sysctls: Vec<(CString, CString)>,
+    _rlimits: Vec<(c_int, libc::rlimit)>,
+    _late_rules: Option<Vec<LateRule>>,
+    _helper: Option<(BpfProgram, super::Stack)>,
+    _command_stack: super::Stack,
 }
 
 fn errno() -> i32 {
