@@ -511,6 +511,97 @@ fn a_deny_holds_through_a_bind_mount_alias_of_its_folder() {
     });
 }
 
+/// Review s11 S3: bind mounts BELOW a denied folder or below a grant, which
+/// the check of the deny's ancestors missed. In a private mount namespace
+/// of the test's own: (a) a grant on a bind of a folder inside the denied
+/// tree read the denied files, in process mode through the denied spelling
+/// too; (b) a grant on the folder such a bind is mounted in; (c) a bind of
+/// a single file of the denied tree; (d) a deny spelled through a bind of a
+/// folder below the grant did not hold. Now each place a rule reaches is
+/// compared with each deny by filesystem and path on it: nothing private
+/// is printed, through any name. Controls: without the deny (a) reads;
+/// the grant's other files still read with it (d).
+#[test]
+fn a_deny_holds_against_bind_mounts_below_it_and_below_a_grant() {
+    let support = kernel_support();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs the tests as root");
+        eprintln!(
+            "NOTE: not root: a_deny_holds_against_bind_mounts_below_it_and_below_a_grant needs bind mounts; skipped"
+        );
+        return;
+    }
+    let unshare = super::tool("/usr/bin/unshare");
+    let dir = Dir::new("fs-deny-bind-below");
+    dir.create("home/alice/data/notes.txt", "ALICE-PRIVATE\n");
+    dir.create("home/alice/key", "ALICE-KEY\n");
+    dir.create("app/conf/secret.key", "OPERATOR-SECRET\n");
+    dir.create("app/conf/public", "PUBLIC\n");
+    dir.create_dir("mnt/data");
+    dir.create_dir("srv-conf");
+    dir.create("srv/key", "");
+    let at = |rel: &str| dir.join(rel).to_str().unwrap().to_owned();
+    dir.create_dir("ov/up");
+    dir.create_dir("ov/work");
+    dir.create_dir("merged");
+    let binds = [("home/alice/data", "mnt/data"), ("home/alice/key", "srv/key"), ("app/conf", "srv-conf")]
+        .map(|(from, to)| format!("mount --bind {} {}", at(from), at(to)))
+        .join(" && ");
+    let binds = format!(
+        "{binds} && mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
+        at("home/alice/data"),
+        at("ov/up"),
+        at("ov/work"),
+        at("merged")
+    );
+    let cordon = env!("CARGO_BIN_EXE_cordon");
+    let probe = |mode: Mode, grant: &str, deny: Option<&str>, read: &[&str]| {
+        let policy = dir.create(
+            format!("policy-{}.toml", grant.replace('/', "-")),
+            format!("[permissions]\nfs.read = [{:?}]\n", at(grant)),
+        );
+        let deny = deny.map(|d| format!("--deny {}", at(d))).unwrap_or_default();
+        let cats: Vec<String> = read.iter().map(|r| at(r)).collect();
+        let script = format!(
+            "{binds} && {cordon} run --mode {mode} --policy {policy} {deny} -- sh -c 'cat {cats} 2>&1; true'",
+            mode = mode.as_str(),
+            policy = policy.display(),
+            cats = cats.join(" "),
+        );
+        let out = std::process::Command::new(unshare)
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let open = probe(mode, "mnt/data", None, &["mnt/data/notes.txt"]);
+        assert!(open.contains("ALICE-PRIVATE"), "[{m}] control: the bind reads without the deny: {open}");
+        let cases: [(&str, &str, &[&str], &str); 5] = [
+            ("merged", "home/alice", &["merged/notes.txt"], "ALICE-PRIVATE"),
+            ("mnt/data", "home/alice", &["mnt/data/notes.txt", "home/alice/data/notes.txt"], "ALICE-PRIVATE"),
+            ("mnt", "home/alice", &["mnt/data/notes.txt", "home/alice/data/notes.txt"], "ALICE-PRIVATE"),
+            ("srv", "home/alice", &["srv/key", "home/alice/key"], "ALICE-KEY"),
+            (
+                "app",
+                "srv-conf/secret.key",
+                &["app/conf/secret.key", "srv-conf/secret.key", "app/conf/public"],
+                "OPERATOR-SECRET",
+            ),
+        ];
+        for (grant, deny, read, secret) in cases {
+            let got = probe(mode, grant, Some(deny), read);
+            assert!(!got.contains(secret), "[{m}] --deny {deny} read through the grant on {grant}: {got}");
+            assert!(got.contains("Permission denied"), "[{m}] grant {grant}, deny {deny}: {got}");
+        }
+        let got = probe(mode, "app", Some("srv-conf/secret.key"), &["app/conf/public"]);
+        assert!(got.contains("PUBLIC"), "[{m}] control: the grant's other files read beside the deny: {got}");
+    });
+}
+
 /// Review s11 S1: a write grant lets a run make and re-point links in its
 /// tree, and rules were resolved through their links at every run, so a
 /// run redirected the next run's rules below its grant: a read grant

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope, ABI};
 
+use super::mount_table::{MountTable, Place};
 use crate::plan::{FsAccess, LandlockPlan};
 use crate::system_entries::{Kind, SystemEntries};
 
@@ -53,6 +54,14 @@ pub enum LandlockError {
         /// The path of the rule, as resolved when the policy was made.
         path: PathBuf,
         /// The cause (`ELOOP`).
+        #[source]
+        source: io::Error,
+    },
+    /// The mount table could not tell where a denied path lies, to find it
+    /// under the other names bind mounts give it.
+    #[error("failed to tell which mounts the denied paths and the grants lie on (/proc/self/mountinfo), to deny what bind mounts show under other names")]
+    Mounts {
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -191,7 +200,7 @@ pub fn add_rules(
         Some(system) => resolve_system_entries(&plan.rules, system, &plan.pinned),
         None => plan.rules.iter().map(|(p, a)| (p.clone(), *a, Spelling::AsDeclared)).collect(),
     };
-    let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned);
+    let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned)?;
     for (path, access) in without_nested(expand_denies(&rules, &deny)?) {
         // O_PATH, as the kernel wants for a rule; its fstat says file or
         // directory without a second lookup by path. Inside a pinned tree
@@ -224,6 +233,9 @@ pub fn add_rules(
     Ok(())
 }
 
+/// The rules and the denies, as [`expand_denies`] takes them.
+type Carving = (Vec<(PathBuf, FsAccess)>, Vec<PathBuf>);
+
 /// `rules` and `deny` in one spelling, resolved through their symbolic
 /// links as far as they exist, so that [`expand_denies`] carves by what
 /// the rules are made on: a rule is opened following links, so a grant
@@ -235,12 +247,13 @@ pub fn add_rules(
 /// inside a pinned tree are left as they are: they were resolved when the
 /// policy was made, and a link there now is refused when the rule is
 /// opened. Rules [`Spelling::Resolved`] already (the system set's entries,
-/// as the run looked at them) are not resolved again.
+/// as the run looked at them) are not resolved again. The denies come with
+/// their bind-mount aliases ([`deny_aliases`]).
 fn resolve_for_carving(
     rules: Vec<(PathBuf, FsAccess, Spelling)>,
     deny: &[PathBuf],
     pinned: &[PathBuf],
-) -> (Vec<(PathBuf, FsAccess)>, Vec<PathBuf>) {
+) -> Result<Carving, LandlockError> {
     let rules: Vec<(PathBuf, FsAccess)> = rules
         .into_iter()
         .map(|(path, access, spelling)| {
@@ -251,36 +264,79 @@ fn resolve_for_carving(
         })
         .collect();
     let mut deny: Vec<PathBuf> = deny.iter().map(|d| super::resolved(d)).collect();
-    let aliases = deny_aliases(&rules, &deny);
+    let aliases = deny_aliases(&rules, &deny)?;
     deny.extend(aliases);
-    (rules, deny)
+    Ok((rules, deny))
 }
 
-/// Each deny spelled again through every rule that reaches one of its
-/// folders (or the denied path itself) under another name: a bind mount of
-/// it, which no resolution of links sees (review s10 R3: the operator's
-/// `--deny /X/shared/conf/secret` against a manifest's `fs.read =
-/// ["/X/alias"]`, `/X/alias` a bind mount of `/X/shared`). A folder is the
-/// same folder wherever it is mounted: same device, same inode.
-fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
+/// Each deny spelled again through every place a rule reaches it under
+/// another name: a bind mount, which no resolution of links sees. A place
+/// is a rule's own path or the mount point of a mount below it, and it
+/// names what lies at its [`Place`] on its filesystem, however mounted:
+///
+/// - a denied path inside a place is denied through the place too (review
+///   s10 R3: `--deny /X/shared/conf/secret` against `fs.read = ["/X/alias"]`,
+///   `/X/alias` a bind of `/X/shared`; review s11 S3: `--deny
+///   /X/srv-conf/secret`, `/X/srv-conf` a bind of `/X/app/conf`, against
+///   `fs.read = ["/X/app"]`);
+/// - a place inside a denied tree is denied whole (review s11 S3: `--deny
+///   /home/alice` against `fs.read = ["/mnt/data"]`, a bind of
+///   `/home/alice/data`; Landlock rules sit on inodes, so that rule opened
+///   the denied tree under its own name too);
+/// - an overlay mount shows its layers' files: it is a place for each layer.
+///
+/// Each alias only takes access away. A deny that does not exist has no
+/// alias; a deny or rule whose mount cannot be told refuses the run.
+fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Result<Vec<PathBuf>, LandlockError> {
     if deny.is_empty() {
-        return vec![];
+        return Ok(vec![]);
     }
-    let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let rules: Vec<(&PathBuf, (u64, u64))> =
-        rules.iter().filter_map(|(path, _)| identity(path).map(|id| (path, id))).collect();
-    let mut aliases = vec![];
+    let mounts = |source| LandlockError::Mounts { source };
+    let table = MountTable::read().map_err(mounts)?;
+    let mut denied: Vec<(&PathBuf, Place)> = vec![];
     for d in deny {
-        for ancestor in d.ancestors() {
-            let Some(id) = identity(ancestor) else { continue };
-            let Ok(rest) = d.strip_prefix(ancestor) else { continue };
-            for (rule, _) in rules.iter().filter(|(rule, rid)| *rid == id && !d.starts_with(rule)) {
-                aliases.push(rule.join(rest));
+        if let Some(place) = table.place(d).map_err(mounts)? {
+            denied.push((d, place));
+        }
+    }
+    // Where `place` shows what lies at `at`: spelled through it, or the
+    // whole of it when it lies inside.
+    let through = |spelled: &Path, place: &Place, at: &Place| -> Option<PathBuf> {
+        if place.device != at.device {
+            return None;
+        }
+        match at.path.strip_prefix(&place.path) {
+            Ok(rest) if rest.as_os_str().is_empty() => Some(spelled.to_owned()),
+            Ok(rest) => Some(spelled.join(rest)),
+            Err(_) => place.path.starts_with(&at.path).then(|| spelled.to_owned()),
+        }
+    };
+    let mut aliases = vec![];
+    for (rule, _) in rules {
+        let own = table.mount_of(rule).map_err(mounts)?;
+        let mut places: Vec<(PathBuf, Place)> = vec![];
+        if let Some((m, below)) = own {
+            places.push((rule.clone(), m.place_of(below)));
+        }
+        places.extend(table.below(rule).map(|m| (m.point.clone(), m.root.clone())));
+        // An overlay shows its layers' files under its mount point.
+        for m in own.map(|(m, _)| m).into_iter().chain(table.below(rule)) {
+            for layer in &m.layers {
+                if let Some(place) = table.place(&super::resolved(layer)).map_err(mounts)? {
+                    places.push((m.point.clone(), place));
+                }
+            }
+        }
+        for (spelled, place) in &places {
+            for (d, at) in &denied {
+                match through(spelled, place, at) {
+                    Some(alias) if alias != **d => aliases.push(alias),
+                    _ => {}
+                }
             }
         }
     }
-    aliases
+    Ok(aliases)
 }
 
 /// Whether a rule's path is resolved through its links already.

@@ -296,6 +296,24 @@ pub fn open_path_without_links(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The id of the mount `path` lies on, its links followed: the first
+/// field of that mount's line in `/proc/self/mountinfo` (`statx`'s
+/// `STATX_MNT_ID`, Linux 5.8).
+pub fn mount_id(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a live NUL-terminated string and `stx` a live, writable
+    // statx the kernel fills in; no other memory is touched.
+    cvt(unsafe { libc::syscall(libc::SYS_statx, libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) })?;
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
 /// A pipe with both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
