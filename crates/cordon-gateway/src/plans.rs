@@ -29,10 +29,9 @@
 //! plan by, and is planned for each run.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use cordon::plugin::{plan_handler, HandlerPlan, HandlerRequest, HandlerResult, MANIFEST_FILE};
+use cordon::plugin::{plan_handler, HandlerPlan, HandlerRequest, HandlerResult};
 use cordon_registry::Digest256;
 
 use crate::pool::Key;
@@ -69,7 +68,7 @@ impl Plans {
         if let Some(p) = self.plans.lock().expect("plans lock").get(key) {
             return Some(Ok(p.clone()));
         }
-        let made = match read_verified(req, expected) {
+        let made = match cordon_registry::read_manifest(&req.plugin_dir, expected) {
             Ok(bytes) => plan_handler(req, &bytes).map(Arc::new),
             Err(message) => Err(refusal(req, message)),
         };
@@ -93,25 +92,6 @@ impl Plans {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The manifest of `req`'s plugin folder, if it hashes to `expected`; else
-/// why not, for the run's error.
-fn read_verified(req: &HandlerRequest, expected: Digest256) -> Result<Vec<u8>, String> {
-    let path = req.plugin_dir.join(MANIFEST_FILE);
-    let mut bytes = vec![];
-    std::fs::File::open(&path)
-        .and_then(|f| f.take(cordon::plugin::MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let found = Digest256::of(&bytes);
-    if found != expected {
-        return Err(format!(
-            "{} changed after the plugin was verified (it hashes to {found}; the verified tree has {expected})\n\
-             hint: reinstall the plugin (`cordon plugin install`), or find what writes to the plugin store",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// A run refused before its plan was made.

@@ -468,6 +468,37 @@ pub struct Loaded {
     pub manifest_sha256: Digest256,
 }
 
+impl Loaded {
+    /// Its `cordon.toml`, read once, if it still hashes to
+    /// [`Loaded::manifest_sha256`]; else why not (naming the file, with
+    /// what to do). A host runs the plugin from these bytes, never from a
+    /// second read of the file, which may have changed since the check.
+    pub fn read_manifest(&self) -> std::result::Result<Vec<u8>, String> {
+        read_manifest(&self.dir, self.manifest_sha256)
+    }
+}
+
+/// The `cordon.toml` of the plugin folder `dir`, read once, if it hashes to
+/// `expected` (its verified tree's); else why not, for the run's error.
+pub fn read_manifest(dir: &Path, expected: Digest256) -> std::result::Result<Vec<u8>, String> {
+    use cordon_plugin::manifest::{MANIFEST_FILE, MAX_MANIFEST_BYTES};
+    use std::io::Read;
+    let path = dir.join(MANIFEST_FILE);
+    let mut bytes = vec![];
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let found = Digest256::of(&bytes);
+    if found != expected {
+        return Err(format!(
+            "{} changed after the plugin was verified (it hashes to {found}; the verified tree has {expected})\n\
+             hint: reinstall the plugin (`cordon plugin install`), or find what writes to the plugin store",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The store under `CORDON_HOME`. Cheap to create; holds no open files.
 #[derive(Clone, Debug)]
 pub struct Registry {

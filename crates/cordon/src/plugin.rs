@@ -186,6 +186,11 @@ pub struct HandlerRequest {
     /// [`HandlerRequest::audit`] set, a trail that recovered a lost run
     /// makes it `Now` too.
     pub sweep: Sweep,
+    /// The plugin's `cordon.toml` as the caller read and verified it (an
+    /// installed plugin: against its verified tree), used instead of the
+    /// file in the folder, which a run of the plugin may have changed
+    /// since. `None`: the file is read (a development folder).
+    pub manifest: Option<Vec<u8>>,
 }
 
 impl HandlerRequest {
@@ -215,6 +220,7 @@ impl HandlerRequest {
             protect: vec![],
             audit_subject: Subject::default(),
             sweep: Sweep::WhenDue,
+            manifest: None,
         }
     }
 }
@@ -241,6 +247,21 @@ pub enum PluginError {
     /// A path of the manifest leads out of the plugin folder.
     #[error(transparent)]
     OutsidePlugin(#[from] OutsidePlugin),
+    /// A write grant covers the plugin's own folder (review s12 R12-1): a
+    /// run could rewrite the manifest (and code) the next run gets.
+    #[error(
+        "plugin {plugin} may not write its own folder {}: the write grant {} covers it, so a run could rewrite the manifest and code the next run gets",
+        plugin_dir.display(),
+        grant.display()
+    )]
+    WritesOwnFolder {
+        /// The plugin.
+        plugin: String,
+        /// The plugin folder.
+        plugin_dir: PathBuf,
+        /// The write grant that covers it.
+        grant: PathBuf,
+    },
     /// The `platform` preset needs a data folder and there is none.
     #[error(
         "plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset"
@@ -317,6 +338,11 @@ impl PluginError {
             PluginError::Handler(_) => {
                 Some("`command[0]` is looked up in the plugin folder, then on the sandbox's PATH".into())
             }
+            PluginError::WritesOwnFolder { .. } => Some(
+                "grant the folder the plugin writes outside its own folder: the platform preset's data folder \
+                 (extends = [\"platform\"]), $CORDON_ARTIFACTS, or another path in fs.write"
+                    .into(),
+            ),
             PluginError::NoDataDir { .. } => Some("pass --data-dir DIR".into()),
             PluginError::DataDir { .. } => Some("pass --data-dir with a folder you can write".into()),
             PluginError::Probe(_) => Some("run `cordon doctor`".into()),
@@ -457,7 +483,7 @@ struct Prepared {
 /// A check changes nothing on the host: a data folder that does not exist
 /// yet is shown where it would be created.
 pub fn check_plugin(req: &HandlerRequest) -> Result<PluginCheck, PluginError> {
-    prepare(req, DataDir::Leave, None).map(|p| p.check)
+    prepare(req, DataDir::Leave, req.manifest.as_deref()).map(|p| p.check)
 }
 
 /// Whether preparing a run creates a missing data folder.
@@ -492,6 +518,13 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
         None
     };
     let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host)?;
+    if let Some(grant) = policy.fs.write.iter().find(|w| plugin_dir.starts_with(&w.path)) {
+        return Err(PluginError::WritesOwnFolder {
+            plugin: manifest.id.to_string(),
+            plugin_dir,
+            grant: grant.path.clone(),
+        });
+    }
     let support = match &req.support {
         Some(s) => s.clone(),
         None => KernelSupport::detect()?,
@@ -1295,7 +1328,7 @@ fn get_ready(
 ) -> Result<Ready, SetupFailure> {
     check_input(&req.input).map_err(|e| Box::new((e, None)))?;
     crate::check_request_id(request_id).map_err(|e| Box::new((e.into(), None)))?;
-    let plan = plan_of(req, None, subject, out, known_mode)?;
+    let plan = plan_of(req, req.manifest.as_deref(), subject, out, known_mode)?;
     ready_of(&plan, req, request_id, trace)
 }
 

@@ -32,16 +32,23 @@ pub struct CheckArgs {
 }
 
 pub fn run(a: CheckArgs) -> Result<i32> {
-    let dir = match super::exec::resolve(&a.plugin) {
-        Ok(super::exec::Target::Folder(dir)) => dir,
-        Ok(super::exec::Target::Installed(loaded)) => loaded.dir,
+    let (dir, manifest) = match super::exec::resolve(&a.plugin) {
+        Ok(super::exec::Target::Folder(dir)) => (dir, None),
+        Ok(super::exec::Target::Installed(loaded)) => match loaded.read_manifest() {
+            Ok(bytes) => (loaded.dir, Some(bytes)),
+            Err(e) => {
+                render::message("refused", &format!("cannot check {}: {e}", a.plugin));
+                return Ok(1);
+            }
+        },
         Err(e) => {
             let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
             render::message("refused", &format!("cannot check {}: {e}{hint}", a.plugin));
             return Ok(1);
         }
     };
-    let req = super::exec::request(&dir, "", a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    let mut req = super::exec::request(&dir, "", a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    req.manifest = manifest;
     let check = match cordon::check_plugin(&req) {
         Ok(c) => c,
         Err(e) => {

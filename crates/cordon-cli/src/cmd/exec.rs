@@ -270,15 +270,19 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
             e.context("a traceparent looks like 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         })?;
     }
-    let dir = match resolve(&a.plugin) {
-        Ok(Target::Folder(dir)) => dir,
+    let (dir, manifest) = match resolve(&a.plugin) {
+        Ok(Target::Folder(dir)) => (dir, None),
         Ok(Target::Installed(loaded)) => {
             session.amend_subject(|s| provenance(s, &loaded));
-            loaded.dir
+            // The manifest the run gets is the one verified, read once
+            // (review s12 R12-1: a second read could see another).
+            let manifest = loaded.read_manifest().map_err(anyhow::Error::msg)?;
+            (loaded.dir, Some(manifest))
         }
         Err(refusal) => return Ok(refuse(a, session, &refusal)),
     };
     let mut req = request(&dir, &a.handler, a.mode.as_deref(), &a.plugin_opts, &a.narrow)?;
+    req.manifest = manifest;
     match &a.input {
         Some(input) => req.input = read_input(input)?,
         None if !std::io::stdin().is_terminal() => req.input = read_input(Path::new("-"))?,

@@ -256,3 +256,62 @@ fn two_concurrent_installs_are_both_recorded() {
     let ids: Vec<String> = reg.list(Cache::Off).unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(ids, (0..6).map(|i| format!("@t/p{i}")).collect::<Vec<_>>());
 }
+
+/// Review s12 R12-1: a plugin whose write grant covered its own folder
+/// (`fs.write = ["."]`) could rewrite its `cordon.toml` while it ran, and
+/// the next run (which read the file again after the verification, or
+/// through the verification cache's stamp) got permissions no one
+/// approved: a private host folder read. Such a plugin is now refused
+/// before it starts, installed (signed) or a development folder, naming
+/// the grant; on the host its manifest is unchanged and its handler did
+/// not run. Control: the same plugin writing its data folder instead runs.
+#[test]
+fn a_plugin_may_not_write_its_own_folder() {
+    let dir = Dir::new("registry-own-folder");
+    let home = dir.join("home");
+    let key = dir.join("k.key");
+    at(&home, &["key", "gen", "--out", s(&key)]).run().assert_success();
+    at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", "k"]).run().assert_success();
+    let marker = dir.join("ran");
+    let manifest = |id: &str, write: &str| {
+        format!(
+            "id = \"@rv/{id}\"\nversion = \"1.0.0\"\nextends = [\"platform\"]\n[permissions]\nfs.write = [{write}]\n\
+             [handlers.go]\ncommand = [\"sh\", \"-c\", \"echo '# rewritten' >> cordon.toml; : > {marker}; echo {{}} >&$CORDON_RESULT_FD\"]\n",
+            marker = marker.display()
+        )
+    };
+    for (i, write) in ["\".\"", &format!("{:?}", dir.path().display().to_string())].into_iter().enumerate() {
+        let folder = dir.join(&format!("plugin-{i}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let id = format!("own{i}");
+        let text = manifest(&id, write);
+        std::fs::write(folder.join("cordon.toml"), &text).unwrap();
+        // A development folder.
+        let out = at(&home, &["exec", s(&folder), "go"]).run();
+        out.assert_code(125).assert_stderr_contains("may not write its own folder");
+        assert_eq!(std::fs::read_to_string(folder.join("cordon.toml")).unwrap(), text, "{out}");
+        assert!(!marker.exists(), "the handler ran: {out}");
+        // Installed and signed.
+        let pkg = dir.join(&format!("own-{i}.tar.gz"));
+        at(&home, &["plugin", "pack", s(&folder), "--out", s(&pkg)]).run().assert_success();
+        at(&home, &["plugin", "sign", s(&pkg), "--key", s(&key)]).run().assert_success();
+        let installed = at(&home, &["plugin", "install", s(&pkg), "--json", "--approve"]).run();
+        installed.assert_success();
+        let path = PathBuf::from(installed.json()["plugin"]["path"].as_str().unwrap());
+        let out = at(&home, &["exec", &format!("@rv/{id}"), "go"]).run();
+        out.assert_code(125).assert_stderr_contains("may not write its own folder");
+        assert_eq!(std::fs::read_to_string(path.join("cordon.toml")).unwrap(), text, "{out}");
+        assert!(!marker.exists(), "the installed handler ran: {out}");
+    }
+    // Control: the data folder is the plugin's to write.
+    let folder = dir.join("plugin-data");
+    std::fs::create_dir_all(&folder).unwrap();
+    let text = manifest("data", "").replace(
+        &format!("echo '# rewritten' >> cordon.toml; : > {}", marker.display()),
+        "echo x > $CORDON_DATA_DIR/x",
+    );
+    std::fs::write(folder.join("cordon.toml"), &text).unwrap();
+    let data = dir.join("data-folder");
+    at(&home, &["exec", s(&folder), "go", "--data-dir", s(&data)]).run().assert_success();
+    assert_eq!(std::fs::read_to_string(data.join("x")).unwrap(), "x\n", "control: the handler wrote its data folder");
+}
