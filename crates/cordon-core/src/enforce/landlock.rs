@@ -285,18 +285,29 @@ fn resolve_for_carving(
 ///   the denied tree under its own name too);
 /// - an overlay mount shows its layers' files: it is a place for each layer.
 ///
-/// Each alias only takes access away. A deny that does not exist has no
-/// alias; a deny or rule whose mount cannot be told refuses the run.
+/// Each alias only takes access away. A deny that does not exist (yet) is
+/// placed by its nearest existing folder; a deny or rule whose mount
+/// cannot be told refuses the run.
 fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Result<Vec<PathBuf>, LandlockError> {
     if deny.is_empty() {
         return Ok(vec![]);
     }
     let mounts = |source| LandlockError::Mounts { source };
     let table = MountTable::read().map_err(mounts)?;
+    // A deny that does not exist yet (a file the run or the host makes
+    // later) is placed by its nearest folder that does, plus the rest.
     let mut denied: Vec<(&PathBuf, Place)> = vec![];
     for d in deny {
-        if let Some(place) = table.place(d).map_err(mounts)? {
-            denied.push((d, place));
+        for folder in d.ancestors() {
+            if let Some(mut place) = table.place(folder).map_err(mounts)? {
+                if let Ok(rest) = d.strip_prefix(folder) {
+                    if !rest.as_os_str().is_empty() {
+                        place.path.push(rest);
+                    }
+                }
+                denied.push((d, place));
+                break;
+            }
         }
     }
     // Where `place` shows what lies at `at`: spelled through it, or the
