@@ -315,10 +315,11 @@ pub enum TerminalUse {
 /// How the command's terminal is handled.
 ///
 /// Whatever the mode, no key typed on the caller's terminal signals the
-/// sandbox (it runs in a process group of its own, and in a session of its
-/// own where it holds the caller's terminal or a pty of the run), and
-/// `/dev/tty` never reaches the caller's terminal: it is granted only where
-/// it opens the run's own pty or nothing ([`Plan::attach_terminal`]).
+/// sandbox (it runs in a process group of its own, and a pty of the run is
+/// the controlling terminal of a session of its own), no descriptor of the
+/// caller's terminal enters a process or container sandbox, and `/dev/tty`
+/// never reaches the caller's terminal: it is granted only with a pty of
+/// the run's own ([`Plan::attach_terminal`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TerminalPlan {
@@ -328,18 +329,17 @@ pub enum TerminalPlan {
     /// cordon relays it to the caller's terminal, so the sandbox never
     /// holds the caller's.
     Pty,
-    /// The caller's terminal is on these of fds 0..=2. The command reopens
-    /// each inside its Landlock domain (ABI 5, `IOCTL_DEV` not granted): it
-    /// may read and write the terminal, but no `ioctl` (modes, window size,
-    /// process groups, `TIOCSTI`) reaches it, and `isatty` is false.
-    Reopen {
+    /// The caller's terminal is on these of fds 0..=2: the command gets
+    /// pipes instead, which cordon relays to and from the terminal from the
+    /// caller's session and process group. Job control applies to cordon as
+    /// to any program of the job (a read in the background stops the job
+    /// with `SIGTTIN`), and cordon stops and resumes the whole run with
+    /// itself. `isatty` is false in the sandbox, which stays in cordon's
+    /// session without a way to its terminal (`/dev/tty` is not granted).
+    Relayed {
         /// fds 0, 1, 2.
         fds: [bool; 3],
     },
-    /// The caller's terminal is passed, and Landlock (below ABI 5) cannot
-    /// scope ioctls: seccomp refuses every terminal-changing `ioctl` on
-    /// every descriptor, the sandbox's own ptys included.
-    IoctlFilter,
     /// Dev mode: the caller's terminal is passed as it is.
     Unrestricted,
 }
@@ -613,28 +613,21 @@ impl Plan {
     /// Decides how the command's terminal is handled (see [`TerminalPlan`])
     /// and records it in the ledger. Pure, like [`Plan::build`].
     pub fn attach_terminal(&mut self, terminal: TerminalUse) {
-        let ll = self.landlock.as_ref().map_or(0, |l| l.abi);
         self.terminal = match terminal {
             TerminalUse::Pty => TerminalPlan::Pty,
             TerminalUse::Caller(fds) if !fds.contains(&true) => TerminalPlan::None,
             TerminalUse::Caller(_) if self.mode == Mode::Dev => TerminalPlan::Unrestricted,
-            TerminalUse::Caller(fds) if ll >= LandlockAbi::IOCTL_DEV.0 => TerminalPlan::Reopen { fds },
-            TerminalUse::Caller(_) => TerminalPlan::IoctlFilter,
+            TerminalUse::Caller(fds) => TerminalPlan::Relayed { fds },
         };
-        if let Some(sc) = &mut self.seccomp {
-            sc.tty = if self.terminal == TerminalPlan::IoctlFilter { TtyIoctls::ReadOnly } else { TtyIoctls::Allow };
-        }
         // `/dev/tty` opens the opener's controlling terminal. It is granted
-        // where that is a pty of the run's own, or nothing: with a pty (the
-        // command's session has it), and with the caller's terminal passed
-        // in (init leads a session without one, see `sys::child`). Without
-        // either, the sandbox stays in cordon's session, whose controlling
-        // terminal, now or later, it must never open.
-        // A grant that covers it (`--read /dev`) is carved, too.
+        // only where that is a pty of the run's own (the command's session
+        // has it). Otherwise the sandbox stays in cordon's session, whose
+        // controlling terminal, now or later, it must never open; a grant
+        // that covers it (`--read /dev`) is carved, too.
         if let Some(ll) = &mut self.landlock {
             let dev_tty = (PathBuf::from("/dev/tty"), FsAccess::Terminal);
             ll.late.retain(|rule| *rule != dev_tty);
-            if matches!(self.terminal, TerminalPlan::Pty | TerminalPlan::Reopen { .. } | TerminalPlan::IoctlFilter) {
+            if self.terminal == TerminalPlan::Pty {
                 ll.late.push(dev_tty);
             } else {
                 let dev_tty = Path::new("/dev/tty");
@@ -660,20 +653,11 @@ impl Plan {
                     .to_owned(),
                 Enforcement::Full,
             ),
-            TerminalPlan::Reopen { fds } => (
+            TerminalPlan::Relayed { fds } => (
                 format!("terminal (the caller's, on fd {})", fd_list(fds)),
-                format!(
-                    "reopened under landlock ABI {ll} without IOCTL_DEV: read and write only, no ioctl; \
-                     new session without a controlling terminal"
-                ),
-                Enforcement::Full,
-            ),
-            TerminalPlan::IoctlFilter => (
-                "terminal (the caller's)".to_owned(),
-                format!(
-                    "seccomp refuses terminal-changing ioctls on every descriptor, the sandbox's own ptys included \
-                     (landlock ABI {ll} < 5 cannot scope ioctls to one file); new session without a controlling terminal"
-                ),
+                "pipes relayed by cordon, which job control stops like any program of the job, and the whole run \
+                 with it; the caller's terminal is not passed in"
+                    .to_owned(),
                 Enforcement::Full,
             ),
             TerminalPlan::Unrestricted => {
@@ -1182,30 +1166,21 @@ mod tests {
     }
 
     #[test]
-    fn the_callers_terminal_is_reopened_without_ioctls_or_filtered_where_landlock_cannot() {
+    fn the_callers_terminal_is_relayed_through_pipes_whatever_landlock_can_do() {
         let stdin_only = TerminalUse::Caller([true, false, false]);
-        for mode in [Mode::Process, Mode::Container] {
-            let mut p = build(&Policy::default(), mode, &KernelSupport::fixture_full()).unwrap();
+        for (mode, support) in [
+            (Mode::Process, KernelSupport::fixture_full()),
+            (Mode::Container, KernelSupport::fixture_full()),
+            (Mode::Container, KernelSupport::fixture_landlock(3)),
+        ] {
+            let mut p = build(&Policy::default(), mode, &support).unwrap();
             p.attach_terminal(stdin_only);
-            assert_eq!(p.terminal, TerminalPlan::Reopen { fds: [true, false, false] });
+            assert_eq!(p.terminal, TerminalPlan::Relayed { fds: [true, false, false] });
             assert_eq!(p.seccomp.unwrap().tty, TtyIoctls::Allow, "the sandbox's own ptys keep their ioctls");
             let entry = p.ledger.iter().find(|e| e.rule.starts_with("terminal")).unwrap();
             assert_eq!(entry.rule, "terminal (the caller's, on fd 0)");
-            assert!(entry.mechanism.contains("without IOCTL_DEV"), "{}", entry.mechanism);
+            assert!(entry.mechanism.contains("relayed by cordon"), "{}", entry.mechanism);
         }
-        // Landlock ABI 3 and 4 (container mode) cannot scope ioctls: seccomp
-        // refuses terminal control everywhere, and the ledger says so.
-        for abi in [3, 4] {
-            let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(abi)).unwrap();
-            p.attach_terminal(stdin_only);
-            assert_eq!(p.terminal, TerminalPlan::IoctlFilter);
-            assert_eq!(p.seccomp.unwrap().tty, TtyIoctls::ReadOnly);
-            let entry = p.ledger.iter().find(|e| e.rule.starts_with("terminal")).unwrap();
-            assert!(entry.mechanism.contains("the sandbox's own ptys included"), "{}", entry.mechanism);
-        }
-        let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(5)).unwrap();
-        p.attach_terminal(stdin_only);
-        assert!(matches!(p.terminal, TerminalPlan::Reopen { .. }), "ABI 5 has IOCTL_DEV");
         // A pty of its own, no terminal at all, and dev mode.
         let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(3)).unwrap();
         p.attach_terminal(TerminalUse::Pty);
@@ -1230,7 +1205,7 @@ mod tests {
             assert!(!ll.late.contains(&dev_tty), "{} before a terminal plan", mode.as_str());
             for (terminal, granted) in [
                 (TerminalUse::Pty, true),
-                (TerminalUse::Caller([true, false, false]), true),
+                (TerminalUse::Caller([true, false, false]), false),
                 (TerminalUse::Caller([false; 3]), false),
                 (TerminalUse::Pty, true),
             ] {
@@ -1239,15 +1214,18 @@ mod tests {
                 assert_eq!(late.contains(&dev_tty), granted, "{} {terminal:?}", mode.as_str());
                 assert!(late.iter().filter(|r| **r == dev_tty).count() <= 1, "one rule at most");
             }
-            // A grant that covers /dev/tty is carved where the sandbox
-            // stays in cordon's session.
+            // A grant that covers /dev/tty is carved wherever the sandbox
+            // stays in cordon's session: the caller's terminal relayed too.
             let mut policy = Policy::default();
             policy.fs.read.push(crate::policy::PathRule { path: PathBuf::from("/dev") });
-            let mut p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
-            p.attach_terminal(TerminalUse::Caller([false; 3]));
-            assert!(p.landlock.as_ref().unwrap().deny.contains(&PathBuf::from("/dev/tty")), "{}", mode.as_str());
-            let root = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
-            assert!(root.deny.contains(&PathBuf::from("/dev/tty")), "{}", mode.as_str());
+            for terminal in [TerminalUse::Caller([false; 3]), TerminalUse::Caller([true, true, false])] {
+                let mut p = build(&policy, mode, &KernelSupport::fixture_full()).unwrap();
+                p.attach_terminal(terminal);
+                let what = format!("{} {terminal:?}", mode.as_str());
+                assert!(p.landlock.as_ref().unwrap().deny.contains(&PathBuf::from("/dev/tty")), "{what}");
+                let root = p.root.as_ref().or(p.host_view.as_ref()).unwrap();
+                assert!(root.deny.contains(&PathBuf::from("/dev/tty")), "{what}");
+            }
         }
     }
 

@@ -120,6 +120,22 @@ impl Pty {
         slave.metadata().unwrap_or_else(|e| panic!("cannot stat the pty: {e}")).rdev()
     }
 
+    /// The terminal file's permission bits, as the host sees them.
+    pub fn mode(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        let slave = std::fs::File::from(self.slave.try_clone().expect("dup the pty slave"));
+        slave.metadata().unwrap_or_else(|e| panic!("cannot stat the pty: {e}")).mode() & 0o7777
+    }
+
+    /// Sets the terminal file's permission bits.
+    pub fn set_mode(&self, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let slave = std::fs::File::from(self.slave.try_clone().expect("dup the pty slave"));
+        slave
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("cannot chmod the pty: {e}"));
+    }
+
     /// The terminal's window size.
     pub fn window_size(&self) -> WindowSize {
         cordon_core::sys::tty::window_size(self.master.as_fd())

@@ -4,12 +4,26 @@
 //! the captured output pipes, the pty relay ([`crate::tty`]) and a signalfd
 //! for cordon's own signals ([`sys::SUPERVISED_SIGNALS`]): termination
 //! requests are forwarded to the run once (its init passes each to every
-//! process), `SIGTSTP` stops the run and then cordon, `SIGCONT` resumes
-//! both, `SIGWINCH` resizes the run's pty. The sandbox lives in a session of
-//! its own, so a key typed on the caller's terminal (Ctrl-C) signals cordon
-//! alone, and the command receives it exactly once. It owns the wall clock
-//! (SIGTERM, then SIGKILL after the grace period), the output budget and,
-//! where a cgroup counts it, the CPU budget.
+//! process), `SIGTSTP`, `SIGTTIN` and `SIGTTOU` stop the whole run and then
+//! cordon ([`stop_job`]), `SIGCONT` resumes both, `SIGWINCH` resizes the
+//! run's pty. The sandbox lives in a process group of its own, so a key
+//! typed on the caller's terminal (Ctrl-C) signals cordon alone, and the
+//! command receives it exactly once. It owns the wall clock (SIGTERM, then
+//! SIGKILL after the grace period), the output budget and, where a cgroup
+//! counts it, the CPU budget.
+//!
+//! # Job control and the time limit
+//!
+//! The caller's terminal is relayed (a pty of the run's, or pipes), so
+//! cordon is the program of the job that reads and writes it, and job
+//! control stops cordon as it would the command: Ctrl-Z, a read in the
+//! background, output in the background under `stty tostop`. A stopped
+//! cordon enforces nothing, so the run never goes on without it: every
+//! process of the run is stopped first (`SIGSTOP` from its init, which no
+//! process can catch or ignore), and resumed when cordon is. The time limit
+//! is wall-clock time and goes on while the job is stopped: a deadline
+//! that passed meanwhile ends the run as soon as it is continued (SIGTERM,
+//! then SIGKILL after the grace period, as at any timeout).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -27,7 +41,7 @@ use cordon_core::system_entries::SystemEntries;
 use cordon_core::{sys, trace};
 
 use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
-use crate::tty::{self, RawMode, Relay, Tty};
+use crate::tty::{self, InputEvent, RawMode, Relay, TerminalInput, Tty};
 
 /// Whether output is passed through or captured into the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -839,9 +853,17 @@ impl Parked {
             Err(e) => return abandon(running, started, mode, format!("cannot relay the command's pty: {e}")),
         };
         let raw = match &relay {
-            Some(_) => match RawMode::enter() {
-                Ok(r) => r,
-                Err(e) => return abandon(running, started, mode, format!("cannot put the terminal in raw mode: {e}")),
+            // With SIGTTOU blocked, the kernel would let a background cordon
+            // change the terminal under the shell: the job stops first, as
+            // the kernel would stop it, until it is in the foreground.
+            Some(_) => match await_foreground(&running) {
+                false => None,
+                true => match RawMode::enter() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return abandon(running, started, mode, format!("cannot put the terminal in raw mode: {e}"))
+                    }
+                },
             },
             None => None,
         };
@@ -981,9 +1003,11 @@ struct Pipes {
     result: Option<OwnedFd>,
     stdin: Option<(OwnedFd, Vec<u8>)>,
     /// Where the command's stdout and stderr go when cordon relays them
-    /// ([`Handover::Relay`]): cordon's own descriptors. The output is
-    /// written there, not captured.
-    relay: [Option<std::fs::File>; 2],
+    /// ([`Handover::Relay`], [`Handover::Terminal`]): cordon's own
+    /// descriptors. The output is written there, not captured.
+    relay: [Option<Output>; 2],
+    /// The caller's terminal as the command's stdin ([`Handover::Terminal`]).
+    terminal_input: Option<TerminalInput>,
 }
 
 /// How a sandboxed command gets one of cordon's own stdio descriptors
@@ -997,12 +1021,18 @@ struct Pipes {
 #[derive(Debug, PartialEq, Eq)]
 enum Handover {
     /// As it is: an anonymous pipe, a socket (which `enforce::park`
-    /// checks), a terminal, a file the caller does not own (the command,
-    /// with no capability, cannot change its mode, owner or times), or a
-    /// directory or block device (which `enforce::park` refuses).
+    /// checks), a file the caller does not own (the command, with no
+    /// capability, cannot change its mode, owner or times), or a directory
+    /// or block device (which `enforce::park` refuses).
     Keep,
     /// Through a pipe: cordon copies between it and its own descriptor.
     Relay,
+    /// A terminal, through a pipe cordon relays from the caller's process
+    /// group (review s11 S2): the command could otherwise read it while
+    /// its job is in the background, where job control does not reach it
+    /// (it leads no process group of the terminal's session), and change
+    /// the terminal's mode and times (s10 R4).
+    Terminal,
     /// Input from the caller's own `/dev/null`: an empty pipe reads alike.
     Empty,
 }
@@ -1015,7 +1045,10 @@ fn handover(fd: BorrowedFd<'_>) -> Handover {
         return Handover::Keep;
     };
     let kind = meta.file_type();
-    if kind.is_socket() || kind.is_dir() || kind.is_block_device() || fd.is_terminal() {
+    if fd.is_terminal() {
+        return Handover::Terminal;
+    }
+    if kind.is_socket() || kind.is_dir() || kind.is_block_device() {
         return Handover::Keep;
     }
     if kind.is_fifo() && sys::is_anonymous_pipe(fd).unwrap_or(false) {
@@ -1037,7 +1070,8 @@ impl Pipes {
         if plan.terminal == TerminalPlan::Pty {
             stdio.pty = Some(tty::pty_request());
         }
-        let mut ours = Pipes { stdout: None, stderr: None, result: None, stdin: None, relay: [None, None] };
+        let mut ours =
+            Pipes { stdout: None, stderr: None, result: None, stdin: None, relay: [None, None], terminal_input: None };
         if req.capture == Capture::Logs {
             let (r, w) = sys::pipe()?;
             (ours.stdout, stdio.stdout) = (Some(r), Some(w));
@@ -1050,11 +1084,13 @@ impl Pipes {
         if sandboxed && req.capture == Capture::PassThrough {
             let (out, err) = (io::stdout(), io::stderr());
             for (slot, own) in [out.as_fd(), err.as_fd()].into_iter().enumerate() {
-                if handover(own) == Handover::Keep {
-                    continue;
-                }
+                let file = || own.try_clone_to_owned().map(std::fs::File::from);
+                ours.relay[slot] = Some(match handover(own) {
+                    Handover::Keep => continue,
+                    Handover::Terminal => Output::Terminal(file()?),
+                    Handover::Relay | Handover::Empty => Output::Relayed(file()?),
+                });
                 let (r, w) = sys::pipe()?;
-                ours.relay[slot] = Some(own.try_clone_to_owned()?.into());
                 match slot {
                     0 => (ours.stdout, stdio.stdout) = (Some(r), Some(w)),
                     _ => (ours.stderr, stdio.stderr) = (Some(r), Some(w)),
@@ -1066,6 +1102,11 @@ impl Pipes {
             match handover(own.as_fd()) {
                 Handover::Keep => {}
                 Handover::Empty => stdio.stdin = Some(sys::pipe()?.0),
+                Handover::Terminal => {
+                    let (r, w) = sys::pipe()?;
+                    stdio.stdin = Some(r);
+                    ours.terminal_input = Some(TerminalInput::new(own.as_fd(), w)?);
+                }
                 Handover::Relay => {
                     let mut source = std::fs::File::from(own.as_fd().try_clone_to_owned()?);
                     let (r, w) = sys::pipe()?;
@@ -1099,6 +1140,9 @@ enum Output {
     Captured,
     /// To cordon's own descriptor, as it comes ([`Handover::Relay`]).
     Relayed(std::fs::File),
+    /// To the caller's terminal, as it comes, once cordon may write there
+    /// ([`Handover::Terminal`], [`await_output_turn`]).
+    Terminal(std::fs::File),
     /// A relayed write failed: the rest is dropped (the command keeps
     /// running, as it would with a descriptor of its own that failed).
     Failed,
@@ -1109,7 +1153,7 @@ fn put_output(out: &mut Output, cap: &mut Capturer, stream: usize, data: &[u8], 
     use std::io::Write;
     match out {
         Output::Captured => cap.push(stream, data, secrets),
-        Output::Relayed(f) => {
+        Output::Relayed(f) | Output::Terminal(f) => {
             if f.write_all(data).is_err() {
                 *out = Output::Failed;
             }
@@ -1262,17 +1306,20 @@ impl Terminal {
                     r.follow_window_size();
                 }
             }
-            libc::SIGTSTP => {
-                // Job control on the caller's side: the run stops, then
-                // cordon, with the terminal's modes given back meanwhile.
-                let _ = running.signal(libc::SIGTSTP);
-                if let Some(raw) = &self.raw {
-                    raw.suspend();
-                }
-                let _ = sys::stop_self();
+            // Job control on the caller's side (Ctrl-Z, or a signal a shell
+            // or the kernel sent): the whole run stops, then cordon, with
+            // the terminal's modes given back meanwhile.
+            libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+                stop_job(running, self.raw.as_ref(), sig);
             }
             libc::SIGCONT => {
                 if let Some(raw) = &self.raw {
+                    // Continued in the background (`bg`): the pty's raw
+                    // mode would change the terminal under the shell, so
+                    // the job stops again, as `SIGTTOU` would stop it.
+                    if !await_foreground(running) {
+                        return;
+                    }
                     raw.resume();
                 }
                 if let Some(r) = &self.relay {
@@ -1283,6 +1330,58 @@ impl Terminal {
             other => {
                 let _ = running.signal(other);
             }
+        }
+    }
+}
+
+/// Stops the job for job control: every process of the run (init stops
+/// them with `SIGSTOP`; in dev mode, the command's group gets `SIGTSTP`),
+/// the caller's terminal gets its modes back, then cordon stops with `sig`
+/// so the shell sees why ("Stopped (tty input)"). Returns once cordon is
+/// continued, whether it was stopped: in an orphaned process group the
+/// kernel discards the stop, and the run is resumed at once. After a stop,
+/// the `SIGCONT` that continued cordon is pending on its signalfd, and the
+/// supervisor resumes the run when it reads it.
+fn stop_job(running: &enforce::Running, raw: Option<&RawMode>, sig: i32) -> bool {
+    let _ = running.signal(libc::SIGTSTP);
+    if let Some(raw) = raw {
+        raw.suspend();
+    }
+    let stopped = sys::stop_self_with(sig).unwrap_or(false);
+    if !stopped {
+        if let Some(raw) = raw {
+            raw.resume();
+        }
+        let _ = running.signal(libc::SIGCONT);
+    }
+    stopped
+}
+
+/// Waits, stopped, until cordon's group is in the foreground of its
+/// terminal (stdin), as `SIGTTOU` makes a program wait that changes the
+/// terminal's modes from the background. Returns false when it cannot be
+/// stopped (an orphaned process group): it is not in the foreground then.
+fn await_foreground(running: &enforce::Running) -> bool {
+    while sys::tty::is_foreground(io::stdin().as_fd()) == Some(false) {
+        if !stop_job(running, None, libc::SIGTTOU) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Before output goes to the caller's terminal: under `stty tostop`, a
+/// background job stops there (`SIGTTOU`), as the kernel stops a program
+/// that writes the terminal then (the kernel itself lets cordon write, since
+/// cordon blocks `SIGTTOU`). An orphaned group writes anyway.
+fn await_output_turn(running: &enforce::Running, raw: Option<&RawMode>, terminal: BorrowedFd<'_>) {
+    let background_stops = || {
+        sys::tty::is_foreground(terminal) == Some(false)
+            && sys::tty::Modes::of(terminal).is_ok_and(|m| m.stops_background_output())
+    };
+    while background_stops() {
+        if !stop_job(running, raw, libc::SIGTTOU) {
+            return;
         }
     }
 }
@@ -1316,7 +1415,8 @@ fn supervise(
     let mut result_bytes: Vec<u8> = vec![];
     let mut result_too_large = false;
     let mut pipes: [Option<std::fs::File>; 3] = [ours.stdout, ours.stderr, ours.result].map(|p| p.map(Into::into));
-    let mut outputs: [Output; 2] = ours.relay.map(|r| r.map_or(Output::Captured, Output::Relayed));
+    let mut outputs: [Output; 2] = ours.relay.map(|r| r.unwrap_or(Output::Captured));
+    let mut input = ours.terminal_input;
     let mut ending = Ending::Running;
     let mut kill_at: Option<Instant> = None;
     // After a kill request, init gets this long to reap everything before
@@ -1365,6 +1465,15 @@ fn supervise(
         }
         let timeout =
             wake.map_or(-1, |w| i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
+        // In the background, the command's stdin from the terminal is read
+        // at once: the kernel refuses it, and the job stops (see
+        // `TerminalInput`). After the stop, the loop starts over.
+        if let Some(i) = input.as_mut().filter(|i| ending == Ending::Running && i.read_at_once()) {
+            if i.read(buf.get()) == InputEvent::Background && !stop_job(&running, None, libc::SIGTTIN) {
+                i.end();
+            }
+            continue;
+        }
         let mut fds = vec![(running.pidfd.as_fd(), libc::POLLIN)];
         let pipe_slots: Vec<usize> = (0..3).filter(|i| pipes[*i].is_some()).collect();
         for i in &pipe_slots {
@@ -1375,6 +1484,14 @@ fn supervise(
             fds.len() - 1
         });
         let relay_master = term.relay.as_ref().and_then(|r| r.master_poll()).map(|p| {
+            fds.push(p);
+            fds.len() - 1
+        });
+        let input_terminal = input.as_ref().and_then(TerminalInput::terminal_poll).map(|p| {
+            fds.push(p);
+            fds.len() - 1
+        });
+        let input_pipe = input.as_ref().and_then(TerminalInput::pipe_poll).map(|p| {
             fds.push(p);
             fds.len() - 1
         });
@@ -1411,14 +1528,28 @@ fn supervise(
             }
         }
         if let Some(relay) = &mut term.relay {
-            if relay_input.is_some_and(|k| rev[k] != 0) {
-                relay.read_input(buf.get());
+            if relay_input.is_some_and(|k| rev[k] != 0)
+                && relay.read_input(buf.get()) == InputEvent::Background
+                && !stop_job(&running, term.raw.as_ref(), libc::SIGTTIN)
+            {
+                relay.end_input();
             }
             if let Some(k) = relay_master.filter(|k| rev[*k] != 0) {
                 if rev[k] & libc::POLLOUT != 0 {
                     relay.write_pending();
                 }
                 relay.read_output(buf.get());
+            }
+        }
+        if let Some(i) = &mut input {
+            if let Some(k) = input_pipe.filter(|k| rev[*k] != 0) {
+                i.on_pipe(rev[k]);
+            }
+            if input_terminal.is_some_and(|k| rev[k] != 0)
+                && i.read(buf.get()) == InputEvent::Background
+                && !stop_job(&running, None, libc::SIGTTIN)
+            {
+                i.end();
             }
         }
         for (k, i) in pipe_slots.iter().enumerate() {
@@ -1429,7 +1560,12 @@ fn supervise(
                     Some(Ok(n)) if *i == 2 => {
                         keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n])
                     }
-                    Some(Ok(n)) => put_output(&mut outputs[*i], &mut cap, *i, &buf[..n], secrets),
+                    Some(Ok(n)) => {
+                        if let Output::Terminal(f) = &outputs[*i] {
+                            await_output_turn(&running, term.raw.as_ref(), f.as_fd());
+                        }
+                        put_output(&mut outputs[*i], &mut cap, *i, &buf[..n], secrets)
+                    }
                     None => {}
                 }
             }

@@ -168,11 +168,17 @@ impl Relay {
     /// Reads cordon's stdin into the pending input. At its end: a terminal
     /// hung up, so nothing more is read; anything else (`--tty` with piped
     /// input) gets the pty's end-of-file character (`^D`), which a program
-    /// reading the pty in canonical mode sees as the end of its input.
-    pub(crate) fn read_input(&mut self, buf: &mut [u8]) {
-        let Some(input) = &mut self.input else { return };
+    /// reading the pty in canonical mode sees as the end of its input. A
+    /// read the kernel refused because cordon's group is in the background
+    /// (`EIO`, with `SIGTTIN` blocked) is no end: the job must stop.
+    pub(crate) fn read_input(&mut self, buf: &mut [u8]) -> InputEvent {
+        let Some(input) = &mut self.input else { return InputEvent::Quiet };
         let room = RELAY_BUFFER.saturating_sub(self.pending.len()).min(buf.len());
         match input.read(&mut buf[..room]) {
+            Err(e) if e.raw_os_error() == Some(libc::EIO) && sys::tty::is_foreground(input.as_fd()) == Some(false) => {
+                return InputEvent::Background;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(0) | Err(_) => {
                 if !input.is_terminal() {
                     self.pending.push(0x04);
@@ -182,6 +188,13 @@ impl Relay {
             Ok(n) => self.pending.extend_from_slice(&buf[..n]),
         }
         self.write_pending();
+        InputEvent::Quiet
+    }
+
+    /// Reads no more input (a job that cannot stop for it: an orphaned
+    /// process group, where the kernel refuses the read for good).
+    pub(crate) fn end_input(&mut self) {
+        self.input = None;
     }
 
     /// Moves pending input into the pty, as far as it takes it.
@@ -225,6 +238,159 @@ impl Relay {
     pub(crate) fn follow_window_size(&self) {
         if let Some(size) = caller_window_size() {
             let _ = sys::tty::set_window_size(self.master.as_fd(), size);
+        }
+    }
+}
+
+/// The caller's terminal as the command's stdin without a pty
+/// ([`cordon_core::plan::TerminalPlan::Relayed`]): cordon reads the
+/// terminal and writes what it read into a pipe, the command's stdin.
+///
+/// cordon reads only while the command has taken everything it was given:
+/// the pipe holds one page, and so is writable exactly when it is empty
+/// (`sys::shrink_pipe`). So a command that reads line by line gets each
+/// line as it is typed, and one that never reads its stdin (`cordon run
+/// cmd | less`) takes at most one read's worth of keys from other programs
+/// of the job. Reads are made on a description of cordon's own, which
+/// never blocks (`sys::tty::reopen_for_reading`).
+///
+/// Job control: cordon reads in the caller's process group, with `SIGTTIN`
+/// blocked, so in the background the kernel refuses the read (`EIO`) and
+/// nothing typed is taken; the supervisor then stops the job as the kernel
+/// would ([`InputEvent::Background`]). In the background it tries at once
+/// when the command has taken everything, as a command reading its stdin
+/// would: like `ssh` or `docker run -i`, a background run whose stdin is
+/// the terminal stops ("Stopped (tty input)") even if the command would
+/// never read it (`< /dev/null` runs it in the background).
+#[derive(Debug)]
+pub(crate) struct TerminalInput {
+    terminal: File,
+    /// The command's stdin; `None` once the input ended.
+    pipe: Option<File>,
+    /// Read from the terminal, not yet taken by the pipe.
+    pending: Vec<u8>,
+    /// The pipe was empty when last seen: the command took everything.
+    drained: bool,
+}
+
+/// What a read of the terminal came to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InputEvent {
+    /// Nothing for the supervisor to do.
+    Quiet,
+    /// cordon's process group is in the background: the job must stop
+    /// (`SIGTTIN`) before anything is read.
+    Background,
+}
+
+impl TerminalInput {
+    /// Relays `terminal` (cordon's stdin) into `pipe` (the write end of the
+    /// command's stdin).
+    pub(crate) fn new(terminal: std::os::fd::BorrowedFd<'_>, pipe: OwnedFd) -> io::Result<TerminalInput> {
+        sys::shrink_pipe(pipe.as_fd())?;
+        sys::set_nonblocking(pipe.as_fd())?;
+        // Our own description of the terminal; where it cannot be opened
+        // again (it belongs to another user, who passed it), the shared
+        // one, read only once it polled readable.
+        let terminal = match sys::tty::reopen_for_reading(terminal) {
+            Ok(fd) => fd,
+            Err(_) => terminal.try_clone_to_owned()?,
+        };
+        Ok(TerminalInput {
+            terminal: File::from(terminal),
+            pipe: Some(File::from(pipe)),
+            pending: vec![],
+            drained: true,
+        })
+    }
+
+    /// Whether cordon should read the terminal now: the command took
+    /// everything, and its stdin is still open.
+    fn wants_input(&self) -> bool {
+        self.pipe.is_some() && self.drained && self.pending.is_empty()
+    }
+
+    /// Whether the terminal should be read at once, without waiting for
+    /// input: cordon's group is in the background (the read fails and the
+    /// job stops, as it would for the command).
+    pub(crate) fn read_at_once(&self) -> bool {
+        self.wants_input() && sys::tty::is_foreground(self.terminal.as_fd()) == Some(false)
+    }
+
+    /// The terminal and the events to wait for on it, when cordon reads it.
+    pub(crate) fn terminal_poll(&self) -> Option<(std::os::fd::BorrowedFd<'_>, libc::c_short)> {
+        self.wants_input().then(|| (self.terminal.as_fd(), libc::POLLIN))
+    }
+
+    /// The pipe and the events to wait for on it: writable (empty) while
+    /// it holds what the command has not taken, and always its errors (the
+    /// command closed its stdin).
+    pub(crate) fn pipe_poll(&self) -> Option<(std::os::fd::BorrowedFd<'_>, libc::c_short)> {
+        let events = if self.drained && self.pending.is_empty() { 0 } else { libc::POLLOUT };
+        self.pipe.as_ref().map(|p| (p.as_fd(), events))
+    }
+
+    /// The pipe polled `revents`: writable (the command took everything),
+    /// or its reader is gone.
+    pub(crate) fn on_pipe(&mut self, revents: libc::c_short) {
+        if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            self.end();
+        } else if revents & libc::POLLOUT != 0 {
+            self.drained = true;
+            self.write_pending();
+        }
+    }
+
+    /// Reads what the terminal has into the pipe. At its end (`^D` typed,
+    /// or the terminal hung up) the command's stdin is closed: it reads
+    /// end of file.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> InputEvent {
+        if !self.wants_input() {
+            return InputEvent::Quiet;
+        }
+        // One page at most: an empty pipe takes it whole.
+        let room = buf.len().min(4096);
+        match self.terminal.read(&mut buf[..room]) {
+            Ok(0) => self.end(),
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.write_pending();
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EIO)
+                    && sys::tty::is_foreground(self.terminal.as_fd()) == Some(false) =>
+            {
+                return InputEvent::Background;
+            }
+            Err(_) => self.end(),
+        }
+        InputEvent::Quiet
+    }
+
+    /// Closes the command's stdin: it reads end of file. Used when the job
+    /// cannot stop for input (an orphaned process group, where the kernel
+    /// refuses the read for good).
+    pub(crate) fn end(&mut self) {
+        self.pipe = None;
+        self.pending.clear();
+    }
+
+    fn write_pending(&mut self) {
+        let Some(pipe) = &mut self.pipe else { return };
+        while !self.pending.is_empty() {
+            match pipe.write(&self.pending) {
+                Ok(n) => {
+                    self.drained = false;
+                    drop(self.pending.drain(..n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.end(),
+            }
         }
     }
 }

@@ -172,9 +172,7 @@ pub fn create_ruleset(plan: &LandlockPlan) -> Result<OwnedFd, LandlockError> {
     created.ok_or_else(|| err(landlock::RulesetError::from(landlock::CreateRulesetError::MissingHandledAccess)))
 }
 
-/// Adds every rule of `plan` to `ruleset` (made by [`create_ruleset`]),
-/// plus read and write (no `IOCTL_DEV`) on each of `terminals`, the
-/// caller's terminal the command reopens inside the domain.
+/// Adds every rule of `plan` to `ruleset` (made by [`create_ruleset`]).
 ///
 /// A rule is made on what its path resolves to, so a system set entry that
 /// is a symbolic link (`/bin`, `/lib`, `/etc/os-release` on a merged-`/usr`
@@ -186,7 +184,6 @@ pub fn add_rules(
     ruleset: BorrowedFd<'_>,
     plan: &LandlockPlan,
     system: Option<&SystemEntries>,
-    terminals: &[BorrowedFd<'_>],
 ) -> Result<(), LandlockError> {
     let abi = abi_of(plan.abi);
     // Rules go in with one syscall each: the crate's `add_rule` would fstat
@@ -225,10 +222,6 @@ pub fn add_rules(
             bits &= AccessFs::from_file(abi);
         }
         add(fd.as_fd(), bits, &|| path.clone())?;
-    }
-    for t in terminals {
-        let bits = access_bits(FsAccess::Device, plan.abi, plan.exec_right()) & AccessFs::from_file(abi);
-        add(*t, bits, &|| PathBuf::from("the caller's terminal"))?;
     }
     Ok(())
 }

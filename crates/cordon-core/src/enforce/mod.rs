@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! clone(user, pid, net, mount, ipc, uts namespaces)   // one syscall, all at once
-//! init:    new session; write id maps; join the run's cgroups, then unshare
+//! init:    new process group; write id maps; join the run's cgroups, then unshare
 //!          the cgroup namespace (so it is rooted there); bring up loopback;
 //!          set the host name; write the run's namespace sysctls; build the
 //!          container root and pivot into it (process mode: make the host's
@@ -12,7 +12,7 @@
 //!          (from the run's own devpts); fork the command
 //! command: stdio (the pty as controlling terminal of a new session); chdir;
 //!          rlimits; drop capabilities; no_new_privs; landlock (late rules,
-//!          restrict_self); reopen the caller's terminal; close fds;
+//!          restrict_self); close fds;
 //!          seccomp; execve
 //! ```
 //!
@@ -884,16 +884,6 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     refuse_denied_files_with_other_links(plan)?;
     refuse_denies_inside_private_folders(plan)?;
     refuse_unsafe_stdio(plan, [&stdio.stdin, &stdio.stdout, &stdio.stderr].map(|f| f.as_ref().map(|f| f.as_fd())))?;
-    // The caller's terminal the command reopens inside its domain.
-    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
-    let terminals: Vec<BorrowedFd<'_>> = match plan.terminal {
-        TerminalPlan::Reopen { fds } => [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
-            .into_iter()
-            .zip(fds)
-            .filter_map(|(fd, reopen)| reopen.then_some(fd))
-            .collect(),
-        _ => vec![],
-    };
     // The run's own look at the system set, or one now when a step needs it.
     let looked;
     let system = match (&plan.system_entries, plan.landlock.is_some() || plan.root.is_some()) {
@@ -949,7 +939,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
         _ => None,
     };
     if let (Supervision::Direct, Some((l, fd))) = (supervision, &landlock_rules) {
-        landlock::add_rules(fd.as_fd(), l, system, &terminals)?;
+        landlock::add_rules(fd.as_fd(), l, system)?;
     }
     crate::trace::step("spawn: landlock ruleset created");
     // The program's file is made now and travels with the clone; the
@@ -1041,13 +1031,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
             let size = (req.size.rows, req.size.cols);
             (ChildTerminal::Allocate { channel: theirs, size, stderr: req.stderr }, Some(ours), None)
         }
-        (TerminalPlan::Reopen { fds }, _) => {
-            (ChildTerminal::Detached { reopen: fds, caller_terminal: true }, None, None)
-        }
-        (TerminalPlan::IoctlFilter, _) => {
-            (ChildTerminal::Detached { reopen: [false; 3], caller_terminal: true }, None, None)
-        }
-        _ => (ChildTerminal::Detached { reopen: [false; 3], caller_terminal: false }, None, None),
+        _ => (ChildTerminal::Detached, None, None),
     };
     let (trace_r, trace_w) = match crate::trace::enabled() {
         true => {
@@ -1183,7 +1167,7 @@ pub fn park(plan: &Plan, cmd: &Command, run_id: &str, stdio: Stdio) -> Result<Pa
     if let (Supervision::Init, Some((l, fd))) = (supervision, &landlock_rules) {
         // Init builds its mounts meanwhile and forks the command only on
         // the go message, sent after this: its restrict_self sees every rule.
-        if let Err(e) = landlock::add_rules(fd.as_fd(), l, system, &terminals) {
+        if let Err(e) = landlock::add_rules(fd.as_fd(), l, system) {
             abandon(&child, go_w);
             return Err(e.into());
         }

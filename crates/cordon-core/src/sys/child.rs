@@ -12,9 +12,9 @@
 //! # Shape
 //!
 //! With [`Supervision::Init`] the cloned process is pid 1 of a new pid
-//! namespace, and the leader of a new session without a controlling
-//! terminal: a key the caller types (Ctrl-C) signals cordon alone, which
-//! forwards it once. It finishes the namespace setup (id maps, cgroup,
+//! namespace, and the leader of a new process group in cordon's session
+//! (see `init_group`): a key the caller types (Ctrl-C) signals cordon's
+//! group alone, and cordon forwards it once. It finishes the namespace setup (id maps, cgroup,
 //! mounts, loopback, hostname), allocates the command's pty when asked
 //! ([`ChildTerminal::Allocate`]), forks the command, and then only reaps
 //! children and forwards signals. When the command exits, init kills every process left in
@@ -80,8 +80,7 @@ pub enum ChildStage {
     ProxyListener,
     /// `setsid` or `setpgid`.
     Session,
-    /// Allocating the pty, making it the controlling terminal, or reopening
-    /// the caller's terminal.
+    /// Allocating the pty or making it the controlling terminal.
     Terminal,
     /// Writing a sysctl of the run's own namespaces (index in `sysctls`).
     Sysctl,
@@ -531,20 +530,11 @@ pub enum PtyStderr {
 /// The command's terminal, prepared by the parent.
 #[derive(Debug)]
 pub enum ChildTerminal {
-    /// None of its own. With init, the command shares init's session (see
-    /// [`lead_group_or_session`]). Each `true` in `reopen` marks one of fds
-    /// 0..=2 that is the caller's terminal: the command reopens it through
-    /// `/proc/self/fd` after Landlock restricted it, so the descriptor it
-    /// keeps carries the domain's access (read and write, no `IOCTL_DEV`)
-    /// and the inherited one, which could control the terminal, is gone.
-    Detached {
-        /// fds 0, 1, 2.
-        reopen: [bool; 3],
-        /// The caller's terminal is among fds 0..=2 (reopened or not):
-        /// init leads a session of its own, so that terminal is no one's
-        /// controlling terminal in the sandbox.
-        caller_terminal: bool,
-    },
+    /// None of its own: with init, the command shares init's process
+    /// group, in cordon's session (see [`init_group`]); without, see
+    /// [`lead_group_or_session`]. A caller's terminal never reaches init:
+    /// cordon relays it through pipes.
+    Detached,
     /// Init allocates a pty pair from the sandbox's own `/dev/ptmx`, sizes
     /// it, sends the master to cordon over `channel` (`SCM_RIGHTS`) and gives
     /// the command the slave on fds 0 and 1 (and 2, per `stderr`) as the
@@ -574,8 +564,6 @@ pub enum TerminalStep {
     SendMaster = 2,
     /// `TIOCSCTTY`.
     ControllingTerminal = 3,
-    /// Reopening the caller's terminal under Landlock.
-    Reopen = 4,
 }
 
 impl TerminalStep {
@@ -586,7 +574,6 @@ impl TerminalStep {
             1 => "setting up the pty",
             2 => "handing the pty to cordon",
             3 => "making the pty the controlling terminal",
-            4 => "reopening the caller's terminal without terminal control",
             _ => "an unknown terminal step",
         }
     }
@@ -767,7 +754,7 @@ impl ChildSpec {
         stdio.iter().for_each(|fd| opt(fd.as_ref()));
         match terminal {
             ChildTerminal::Allocate { channel, size: _, stderr: _ } => opt(Some(channel)),
-            ChildTerminal::Detached { .. } | ChildTerminal::Given => {}
+            ChildTerminal::Detached | ChildTerminal::Given => {}
         }
         opt(Some(report));
         opt(status.as_ref());
@@ -920,7 +907,7 @@ pub(super) fn child_main(spec: &ChildSpec, handlers: super::HandlersCleared) -> 
 fn lead_group_or_session(spec: &ChildSpec) {
     let session = match spec.terminal {
         ChildTerminal::Given => true,
-        ChildTerminal::Detached { .. } | ChildTerminal::Allocate { .. } => has_controlling_terminal(),
+        ChildTerminal::Detached | ChildTerminal::Allocate { .. } => has_controlling_terminal(),
     };
     let rc = if session {
         // SAFETY: setsid takes no arguments.
@@ -949,28 +936,21 @@ fn has_controlling_terminal() -> bool {
 }
 
 /// Init leads a process group of its own, which the command and what it
-/// starts share: no signal sent to cordon's group reaches them. It leads
-/// a session of its own only where the caller's terminal is among the
-/// command's descriptors: that terminal is then no one's controlling
-/// terminal in the sandbox, so no job control stops a command that reads
-/// it, and no `/dev/tty` opens it. Otherwise the sandbox stays in cordon's
-/// session, which costs nothing: `setsid` makes a scheduler autogroup
-/// (114 to 440 µs measured in a user and pid namespace on a 2-core VM,
-/// and every later step of the run then waits in a group of its own).
-/// Staying there reaches nothing: the plan grants `/dev/tty` only where
-/// the command has a pty of the run's own (as the controlling terminal of
-/// the session it makes in [`attach_pty`]) or is in a session of its own,
-/// so no process of the sandbox can open the controlling terminal cordon's
+/// starts share: no signal sent to cordon's group reaches them. It stays
+/// in cordon's session: `setsid` would make a scheduler autogroup (114 to
+/// 440 µs measured in a user and pid namespace on a 2-core VM, and every
+/// later step of the run then waits in a group of its own), and a session
+/// of its own would take the sandbox out of the caller's job control.
+/// Staying there reaches nothing: no descriptor of the caller's terminal
+/// enters the sandbox (cordon relays it through pipes), the plan grants
+/// `/dev/tty` only where the command has a pty of the run's own (as the
+/// controlling terminal of the session it makes in [`attach_pty`]), so no
+/// process of the sandbox can open the controlling terminal cordon's
 /// session has or gets later; and the pid namespace hides every group and
 /// session outside it from `kill`, `setpgid` and `getsid`.
-fn init_group_or_session(spec: &ChildSpec) {
-    let rc = match spec.terminal {
-        // SAFETY: setsid takes no arguments.
-        ChildTerminal::Detached { caller_terminal: true, .. } => unsafe { libc::setsid() },
-        // SAFETY: integer arguments: this process leads a group of its own.
-        _ => unsafe { libc::setpgid(0, 0) },
-    };
-    check!(spec, ChildStage::Session, 0, rc);
+fn init_group(spec: &ChildSpec) {
+    // SAFETY: integer arguments: this process leads a group of its own.
+    check!(spec, ChildStage::Session, 0, unsafe { libc::setpgid(0, 0) });
 }
 
 fn init_main(spec: &ChildSpec) -> ! {
@@ -988,9 +968,9 @@ fn init_main(spec: &ChildSpec) -> ! {
             unsafe { libc::_exit(1) }
         }
     }
-    // First a group (or session) of its own: the helper below is made in
-    // it, out of reach of what is sent to cordon's group.
-    init_group_or_session(spec);
+    // First a group of its own: the helper below is made in it, out of
+    // reach of what is sent to cordon's group.
+    init_group(spec);
     // The run's network namespace is made beside the mounts: the most
     // costly namespace to make (every network subsystem sets up its part)
     // is made by a helper on the other CPU while init builds the mounts,
@@ -1349,9 +1329,17 @@ fn init_loop(spec: &ChildSpec, cmd: libc::pid_t) -> ! {
             s if s == spec.kill_request => kill_all_and_finish(spec, cmd),
             // Termination requests and job control go to every process of
             // the run, once each, as a terminal signals its foreground group.
-            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT | libc::SIGTSTP | libc::SIGCONT => {
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT | libc::SIGCONT => {
                 // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
                 unsafe { libc::kill(-1, sig) };
+            }
+            // cordon stops for job control: the whole run stops with it,
+            // whatever its processes do with SIGTSTP (none can catch or
+            // ignore SIGSTOP), so nothing of it runs while cordon cannot
+            // enforce its time limit. SIGCONT (above) resumes it.
+            libc::SIGTSTP => {
+                // SAFETY: kill(-1) from pid 1 reaches every other process in this pid namespace.
+                unsafe { libc::kill(-1, libc::SIGSTOP) };
             }
             other => {
                 // SAFETY: forwards to our own child.
@@ -1935,10 +1923,8 @@ fn mount_setattr(dfd: c_int, path: &std::ffi::CStr, flags: c_int, set: u64) -> l
 /// `tty` is the pty slave init allocated (-1: none).
 ///
 /// Order matters: capabilities go before `no_new_privs` and Landlock (which
-/// needs one of the two), the caller's terminal is reopened after Landlock
-/// (so the new descriptor is opened inside the domain), descriptors are
-/// marked close-on-exec before seccomp, and seccomp comes last so it may
-/// deny anything used above.
+/// needs one of the two), descriptors are marked close-on-exec before
+/// seccomp, and seccomp comes last so it may deny anything used above.
 fn exec_command(spec: &ChildSpec, tty: c_int, detaching: Option<&Detaching>) -> ! {
     // Rust ignores SIGPIPE; an ignored disposition survives exec.
     // SAFETY: resetting a disposition to default, no handler involved.
@@ -1992,9 +1978,6 @@ fn exec_command(spec: &ChildSpec, tty: c_int, detaching: Option<&Detaching>) -> 
         check!(spec, ChildStage::LandlockRestrict, 0, rc);
         mark(spec, ChildMark::Landlock);
     }
-    if let ChildTerminal::Detached { reopen, .. } = &spec.terminal {
-        reopen_terminals(spec, reopen);
-    }
     // The host's root is gone before the command's first instruction (and
     // before the connect helper starts): until then only this process,
     // cordon's own code, runs in the new root, where its lookups start
@@ -2044,33 +2027,6 @@ fn make_controlling_terminal(spec: &ChildSpec) {
     // SAFETY: TIOCSCTTY takes an integer (0: do not steal it from another session).
     let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
     check!(spec, ChildStage::Terminal, TerminalStep::ControllingTerminal as u32, rc);
-}
-
-/// Reopens each marked fd (the caller's terminal) through
-/// `/proc/self/fd/N` and puts the new descriptor in its place. Landlock
-/// computes a file's ioctl rights when it is opened: the new one, opened
-/// inside the domain, may be read and written but not controlled (the
-/// parent's rule for that terminal has no `IOCTL_DEV`).
-fn reopen_terminals(spec: &ChildSpec, reopen: &[bool; 3]) {
-    let paths = [c"/proc/self/fd/0", c"/proc/self/fd/1", c"/proc/self/fd/2"];
-    for (fd, path) in paths.iter().enumerate() {
-        if !reopen[fd] {
-            continue;
-        }
-        let fd = c_int::try_from(fd).unwrap_or(0);
-        let step = TerminalStep::Reopen as u32;
-        // SAFETY: F_GETFL on a descriptor we hold; no pointers.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        check!(spec, ChildStage::Terminal, step, flags);
-        let keep = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK);
-        // SAFETY: a valid C string; integer flags.
-        let new = unsafe { libc::open(path.as_ptr(), keep | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        check!(spec, ChildStage::Terminal, step, new);
-        // SAFETY: dup2 between descriptors we hold.
-        check!(spec, ChildStage::Terminal, step, unsafe { libc::dup2(new, fd) });
-        // SAFETY: our own descriptor, now duplicated onto `fd`.
-        unsafe { libc::close(new) };
-    }
 }
 
 fn drop_capabilities(spec: &ChildSpec) {

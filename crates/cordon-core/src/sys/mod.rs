@@ -336,6 +336,14 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Shrinks the pipe `fd` to one page (`F_SETPIPE_SZ`): a pipe of one
+/// buffer is writable (`POLLOUT`) exactly when it is empty, i.e. when its
+/// reader has taken everything written to it.
+pub fn shrink_pipe(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_SETPIPE_SZ with an integer size on a descriptor we borrow.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) }.into()).map(drop)
+}
+
 /// A child made by [`spawn`]: its pid and a pidfd for it.
 #[derive(Debug)]
 pub struct Spawned {
@@ -807,11 +815,24 @@ fn probe_last_capability() -> libc::c_int {
 }
 
 /// The signals the supervisor takes over while a run lasts: the requests to
-/// end it (forwarded to every process of the run), job control (`SIGTSTP`
-/// stops the run and then cordon; `SIGCONT` resumes both) and `SIGWINCH`
-/// (the caller's terminal changed size: the run's pty follows).
-pub const SUPERVISED_SIGNALS: [libc::c_int; 7] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGTSTP, libc::SIGCONT, libc::SIGWINCH];
+/// end it (forwarded to every process of the run), job control (`SIGTSTP`,
+/// `SIGTTIN` and `SIGTTOU` stop the run and then cordon; `SIGCONT` resumes
+/// both) and `SIGWINCH` (the caller's terminal changed size: the run's pty
+/// follows). With `SIGTTIN` blocked, a read of the controlling terminal
+/// from a background process group fails with `EIO` instead of stopping
+/// cordon alone; the supervisor then stops the job itself
+/// ([`stop_self_with`]).
+pub const SUPERVISED_SIGNALS: [libc::c_int; 9] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGCONT,
+    libc::SIGWINCH,
+];
 
 /// Blocks [`SUPERVISED_SIGNALS`] for this thread and returns a signalfd that
 /// reads them, so the supervisor can handle them in its loop.
@@ -832,11 +853,37 @@ pub fn block_supervised_signals() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).unwrap_or(-1)) })
 }
 
-/// Stops this process (`SIGSTOP` to itself) until a `SIGCONT`.
-pub fn stop_self() -> io::Result<()> {
-    let me = libc::pid_t::try_from(std::process::id()).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: kill with integer arguments; `me` is this process.
-    cvt(unsafe { libc::kill(me, libc::SIGSTOP) }.into()).map(drop)
+/// Stops this process with `sig` (`SIGTSTP`, `SIGTTIN` or `SIGTTOU`, one of
+/// [`SUPERVISED_SIGNALS`], blocked in the calling thread) until a
+/// `SIGCONT`, as the signal's default action does, so the shell that
+/// started it sees how its job stopped ("Stopped (tty input)"). The signal
+/// is sent to this thread and unblocked for the moment it is delivered.
+/// Returns whether the process was stopped: the kernel discards these
+/// signals in an orphaned process group (no shell is left to continue it).
+/// The `SIGCONT` that continued it stays pending for the signalfd.
+pub fn stop_self_with(sig: libc::c_int) -> io::Result<bool> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a live sigset.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: valid pointer to a live sigset; valid signal number.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let thread = unsafe { libc::gettid() };
+    // SAFETY: integer arguments: this thread of this process. A stop signal
+    // discards a pending SIGCONT, so one pending after this was sent later.
+    cvt(unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), thread, sig) })?;
+    // SAFETY: valid set pointer; old mask not requested. The signal is
+    // delivered (its default action: stop) as the mask opens.
+    cvt(unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) }.into())?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) }.into())?;
+    // SAFETY: plain data, filled by sigpending.
+    let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a live local sigset.
+    cvt(unsafe { libc::sigpending(&mut pending) }.into())?;
+    // SAFETY: a live, initialised sigset.
+    Ok(unsafe { libc::sigismember(&pending, libc::SIGCONT) } == 1)
 }
 
 /// Reads one pending signal number from a signalfd, if any.

@@ -650,11 +650,7 @@ fn encode(spec: &ChildSpec, w: &mut Writer) {
         w.opt(fd.as_ref(), Writer::fd);
     }
     match terminal {
-        ChildTerminal::Detached { reopen, caller_terminal } => {
-            w.u8(0);
-            reopen.iter().for_each(|r| w.flag(*r));
-            w.flag(*caller_terminal);
-        }
+        ChildTerminal::Detached => w.u8(0),
         ChildTerminal::Allocate { channel, size, stderr } => {
             w.u8(1);
             w.fd(channel);
@@ -805,7 +801,7 @@ fn decode(buf: &[u8], fds: Vec<OwnedFd>) -> io::Result<(libc::c_int, ChildSpec)>
     })?;
     let stdio = [r.opt(Reader::fd)?, r.opt(Reader::fd)?, r.opt(Reader::fd)?, r.opt(Reader::fd)?];
     let terminal = match r.u8()? {
-        0 => ChildTerminal::Detached { reopen: [r.flag()?, r.flag()?, r.flag()?], caller_terminal: r.flag()? },
+        0 => ChildTerminal::Detached,
         1 => {
             let channel = r.fd()?;
             let rows = u16::try_from(r.u32()?).map_err(|_| malformed("pty rows"))?;

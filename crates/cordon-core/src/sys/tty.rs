@@ -43,6 +43,32 @@ pub fn set_window_size(fd: BorrowedFd<'_>, size: WindowSize) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }.into()).map(drop)
 }
 
+/// Whether the calling process's group is the foreground process group of
+/// its controlling terminal `fd` (`TIOCGPGRP`): `None` when `fd` is no
+/// terminal, or not this process's controlling terminal (job control does
+/// not apply to it then).
+pub fn is_foreground(fd: BorrowedFd<'_>) -> Option<bool> {
+    let mut group: libc::pid_t = 0;
+    // SAFETY: TIOCGPGRP writes one pid_t to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPGRP, &mut group) }.into()).ok()?;
+    // SAFETY: getpgrp takes no arguments and cannot fail.
+    Some(group == unsafe { libc::getpgrp() })
+}
+
+/// Opens the terminal `fd` refers to again, non-blocking, for reading: a
+/// description of cordon's own, so that reading it never blocks and never
+/// changes the flags of the one it shares with the caller's shell. Through
+/// `/proc/self/fd`, without making it anyone's controlling terminal.
+pub fn reopen_for_reading(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: a valid C string; integer flags; the result is checked.
+    let new = cvt(unsafe { libc::open(path.as_ptr(), flags) }.into())?;
+    // SAFETY: open succeeded; the descriptor is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(new).unwrap_or(-1)) })
+}
+
 /// A terminal's modes (`struct termios`).
 #[derive(Clone, Copy)]
 pub struct Modes(libc::termios);
@@ -83,6 +109,12 @@ impl Modes {
         // SAFETY: cfmakeraw only edits the structure it is given.
         unsafe { libc::cfmakeraw(&mut t) };
         Modes(t)
+    }
+
+    /// Whether output from a background process group stops it with
+    /// `SIGTTOU` (`TOSTOP`, `stty tostop`).
+    pub fn stops_background_output(&self) -> bool {
+        self.0.c_lflag & libc::TOSTOP != 0
     }
 
     /// Whether the terminal echoes input (`ECHO`).
