@@ -2,9 +2,10 @@
 //! decisions every way out shares.
 //!
 //! The decisions ([`check`], [`check_addr`], [`check_lookup`],
-//! [`check_lookup_addrs`], [`classify`]) are pure and shared by every egress
-//! path, so a destination is judged the same way whichever route a program
-//! takes. [`ConnectionRecord`] is what every path reports per connection.
+//! [`check_lookup_addrs`], [`classify`]) are shared by every egress path, so
+//! a destination is judged the same way whichever route a program takes.
+//! They are pure but for one question asked of the host's routes
+//! ([`classify_on_host`]: is this address one of the host's own?). [`ConnectionRecord`] is what every path reports per connection.
 //!
 //! Two routes, against the policy's `net` part
 //! ([`NetPolicy`](cordon_core::policy::NetPolicy)):
@@ -28,8 +29,9 @@
 //! - **SSRF.** Loopback, private, link-local, CGNAT, unique-local,
 //!   unspecified, multicast, broadcast, reserved and cloud-metadata
 //!   addresses, and their IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6
-//!   spellings, are refused unless an allow pattern names the address
-//!   literally (`127.0.0.1:8080`, or `localhost:8080` for `127.0.0.1` and
+//!   spellings, and the host's own addresses (whatever their range: a
+//!   connection to one goes through the host's loopback), are refused
+//!   unless an allow pattern names the address literally (`127.0.0.1:8080`, or `localhost:8080` for `127.0.0.1` and
 //!   `::1`). A DNS name never unlocks them, whatever it resolves to, and
 //!   `*` never does.
 //! - **DNS rebinding.** A name is resolved once; every address is checked;
@@ -110,6 +112,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod host;
 pub mod kernel;
 mod policy;
 pub mod proxy;
@@ -117,8 +120,8 @@ mod record;
 mod sockets;
 
 pub use policy::{
-    allows_any_name, check, check_addr, check_lookup, check_lookup_addrs, classify, pattern_text, AddrClass, Allowed,
-    Denied, Destination, Host, LookupDenied, ParseDestinationError,
+    allows_any_name, check, check_addr, check_connected, check_lookup, check_lookup_addrs, classify, classify_on_host,
+    pattern_text, AddrClass, Allowed, Denied, Destination, Host, LookupDenied, ParseDestinationError,
 };
 pub use proxy::{
     proxy_env, spawn, spawn_charged, ProxyConfig, ProxyHandle, RelayMemory, SpawnError, MAX_HEAD_BYTES, MAX_REFUSING,

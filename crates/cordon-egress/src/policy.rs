@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use cordon_core::policy::{NetPattern, NetPolicy};
 use serde::Serialize;
 
+use crate::host;
+
 /// The host part of a [`Destination`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Host {
@@ -179,6 +181,12 @@ pub enum AddrClass {
     /// Instance metadata services that hand out cloud credentials:
     /// `169.254.169.254`, `fd00:ec2::254`, `100.100.100.200`.
     CloudMetadata,
+    /// An address of this host in no range above (a public IPv4 or a global
+    /// IPv6 on one of its interfaces, or a NAT64/6to4 spelling of one): a
+    /// connection to it goes through the host's loopback and reaches every
+    /// service bound to `0.0.0.0`/`::` as the host itself. Asked of the
+    /// host's routes at each check ([`classify_on_host`]).
+    HostAddress,
 }
 
 impl fmt::Display for AddrClass {
@@ -194,6 +202,7 @@ impl fmt::Display for AddrClass {
             AddrClass::Broadcast => "broadcast",
             AddrClass::Reserved => "reserved",
             AddrClass::CloudMetadata => "cloud metadata",
+            AddrClass::HostAddress => "local (this host's own)",
         })
     }
 }
@@ -348,7 +357,7 @@ pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Resul
     {
         return Err(Denied::DenyRule { dest: dest.clone(), rule: pattern_text(rule) });
     }
-    let Some(class) = classify(addr) else {
+    let Some(class) = classify_on_host(addr) else {
         return Ok(());
     };
     let named_literally = policy.allow.iter().any(|p| port_ok(p) && names_literally(p, addr));
@@ -357,6 +366,25 @@ pub fn check_addr(policy: &NetPolicy, dest: &Destination, addr: IpAddr) -> Resul
     } else {
         Err(Denied::SpecialAddress { dest: dest.clone(), addr, class })
     }
+}
+
+/// The second line behind [`check_addr`], once a connection to `peer` is
+/// established from `local`: a connection whose two ends have the same
+/// address went to this host itself (through its loopback), whatever the
+/// address looked like when it was checked (an address added to an
+/// interface since, a route [`classify_on_host`] missed). Refused as
+/// [`AddrClass::HostAddress`] (or the peer's own class) unless an allow
+/// pattern names the peer literally, as [`check_addr`] would have.
+pub fn check_connected(policy: &NetPolicy, dest: &Destination, local: IpAddr, peer: IpAddr) -> Result<(), Denied> {
+    if local.to_canonical() != peer.to_canonical() {
+        return Ok(());
+    }
+    let port_ok = |p: &NetPattern| p.port.is_none_or(|port| port == dest.port);
+    if policy.allow.iter().any(|p| port_ok(p) && names_literally(p, peer)) {
+        return Ok(());
+    }
+    let class = classify(peer).unwrap_or(AddrClass::HostAddress);
+    Err(Denied::SpecialAddress { dest: dest.clone(), addr: peer, class })
 }
 
 /// Why a name lookup is refused. The stub DNS of transparent egress
@@ -475,7 +503,7 @@ pub fn check_lookup_addrs(policy: &NetPolicy, name: &str, addrs: &[IpAddr]) -> R
             first_refused.get_or_insert(LookupDenied::DenyRule { name: name.to_owned(), rule: pattern_text(rule) });
             continue;
         }
-        match classify(*addr) {
+        match classify_on_host(*addr) {
             None => return Ok(()),
             Some(_) if policy.allow.iter().any(|p| names_literally(p, *addr)) => return Ok(()),
             Some(class) => {
@@ -492,8 +520,37 @@ fn names_literally(pattern: &NetPattern, addr: IpAddr) -> bool {
     pattern_ip(pattern) == Some(addr) || (is_localhost(pattern) && LOCALHOST.contains(&addr))
 }
 
+/// [`classify`], then whether `addr` (or the IPv4 address a NAT64 or 6to4
+/// spelling embeds) is one of this host's own addresses
+/// ([`AddrClass::HostAddress`]). Not pure: the second question goes to the
+/// routes of the calling thread's network namespace (the host's, for the
+/// supervisor and the proxy), afresh each time, since addresses change.
+/// [`check_addr`] and [`check_lookup_addrs`] classify with it.
+pub fn classify_on_host(addr: IpAddr) -> Option<AddrClass> {
+    if let Some(class) = classify(addr) {
+        return Some(class);
+    }
+    let own = host::is_host_address(addr) || embedded_v4(addr).is_some_and(|v4| host::is_host_address(v4.into()));
+    own.then_some(AddrClass::HostAddress)
+}
+
+/// The IPv4 address a NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address
+/// leads to. (IPv4-mapped addresses are the IPv4 address itself;
+/// IPv4-compatible ones are always [`AddrClass::Reserved`].)
+fn embedded_v4(addr: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = addr else { return None };
+    let seg = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match seg {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
 /// The guarded range `addr` falls in, or `None` for an ordinary public
-/// address.
+/// address. Pure: whether the address is one of this host's own is
+/// [`classify_on_host`]'s question.
 pub fn classify(addr: IpAddr) -> Option<AddrClass> {
     match addr {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -726,6 +783,40 @@ mod tests {
             assert_eq!(&got, expected, "allow {allow:?} deny {deny:?} -> {host}:{port}");
         }
         assert!(cases.len() >= 30);
+    }
+
+    #[test]
+    fn a_connection_whose_ends_share_an_address_needs_a_literal_pattern() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let any = policy(&["*"], &[]);
+        let to = dest("x.test", 80);
+        assert_eq!(check_connected(&any, &to, ip("198.51.100.7"), ip("203.0.113.9")), Ok(()));
+        for local in ["203.0.113.9", "::ffff:203.0.113.9"] {
+            let denied = check_connected(&any, &to, ip(local), ip("203.0.113.9")).unwrap_err();
+            assert!(matches!(denied, Denied::SpecialAddress { class: AddrClass::HostAddress, .. }), "{local}");
+            assert_eq!(denied.suggestion().as_deref(), Some("203.0.113.9:80"));
+        }
+        let literal = policy(&["203.0.113.9:80"], &[]);
+        assert_eq!(check_connected(&literal, &dest("203.0.113.9", 80), ip("203.0.113.9"), ip("203.0.113.9")), Ok(()));
+        let other_port = policy(&["203.0.113.9:81", "*"], &[]);
+        assert!(check_connected(&other_port, &to, ip("203.0.113.9"), ip("203.0.113.9")).is_err());
+        let localhost = policy(&["localhost:80"], &[]);
+        assert_eq!(check_connected(&localhost, &dest("localhost", 80), ip("127.0.0.1"), ip("127.0.0.1")), Ok(()));
+        let denied = check_connected(&any, &to, ip("127.0.0.1"), ip("127.0.0.1")).unwrap_err();
+        assert!(matches!(denied, Denied::SpecialAddress { class: AddrClass::Loopback, .. }));
+    }
+
+    #[test]
+    fn nat64_and_6to4_spellings_lead_to_their_ipv4_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let v4 = Some(Ipv4Addr::new(203, 0, 113, 9));
+        assert_eq!(embedded_v4(ip("64:ff9b::cb00:7109")), v4);
+        assert_eq!(embedded_v4(ip("2002:cb00:7109::1")), v4);
+        assert_eq!(embedded_v4(ip("2001:db8::cb00:7109")), None);
+        assert_eq!(embedded_v4(ip("203.0.113.9")), None);
+        // Loopback is this host's whichever question answers.
+        assert_eq!(classify_on_host(ip("127.0.0.1")), Some(AddrClass::Loopback));
+        assert_eq!(classify_on_host(ip("203.0.113.9")), None);
     }
 
     #[test]

@@ -1474,3 +1474,154 @@ fn the_options_a_program_set_before_connect_are_on_the_socket_it_gets() {
         out.assert_stdout_eq(&format!("set True True 33 {intvl} 4\nunset False False {idle} {intvl} {probes}\n"));
     });
 }
+
+/// The probe of `the_hosts_own_addresses_are_reached_only_through_a_literal_pattern`:
+/// for each `host` in argv[2..], connects to `host:PORT` (argv[1]) directly,
+/// or with `CONNECT` through the proxy in `HTTP_PROXY` when there is one,
+/// and prints `HOST reached: DATA` or `HOST refused: WHY`.
+const OWN_ADDRESS_PROBE: &str = r#"
+import os, socket, sys, urllib.parse
+port = int(sys.argv[1])
+proxy = os.environ.get("HTTP_PROXY")
+for host in sys.argv[2:]:
+    try:
+        if proxy:
+            p = urllib.parse.urlsplit(proxy)
+            s = socket.create_connection((p.hostname, p.port), timeout=10)
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk: break
+                head += chunk
+            status = head.split(b"\r\n")[0].decode()
+            if " 200 " not in status + " ":
+                print(f"{host} refused: {status}", flush=True); continue
+            data = head.split(b"\r\n\r\n", 1)[1] or s.recv(100)
+        else:
+            s = socket.create_connection((host, port), timeout=10)
+            data = s.recv(100)
+        print(f"{host} reached: {data.decode().strip()}", flush=True)
+    except OSError as e:
+        print(f"{host} refused: {e}", flush=True)
+"#;
+
+/// The listener of that test, run inside the test's namespace: one
+/// dual-stack socket on `[::]` (so `0.0.0.0` too), its port on the first
+/// line of stdout, a line in the log file (argv[1]) for each connection it
+/// accepts, written before it answers `HOST-ONLY`.
+const OWN_ADDRESS_LISTENER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, peer = s.accept()
+    with open(sys.argv[1], "a") as log: log.write(f"{peer[0]}\n")
+    c.sendall(b"HOST-ONLY\n"); c.close()
+"#;
+
+/// R12-4. A connection to one of the host's own interface addresses goes
+/// through the host's loopback and reaches every service bound to `0.0.0.0`
+/// or `::` as the host itself, so such an address is refused like loopback
+/// unless a pattern names it literally, whatever its range, on both routes.
+/// The "host" is a network namespace the test makes (cordon runs in it):
+/// an interface there gets a TEST-NET address (192.0.2.77, a range no
+/// rule refuses by itself) and a documentation IPv6 address, and a
+/// listener there on `[::]` logs each connection it accepts. With `--net '*'`
+/// every spelling (the address, its IPv4-mapped form, the IPv6 address, a
+/// numeric name for it) is refused and the listener accepts nothing; control:
+/// `--net 192.0.2.77:PORT` reaches it. Fails on 6831b6e (every spelling
+/// reached, on both routes, in both modes).
+#[test]
+fn the_hosts_own_addresses_are_reached_only_through_a_literal_pattern() {
+    use std::io::{BufRead, BufReader};
+
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let ns = super::netns::Netns::new();
+    // A veth pair (the VM kernels CI runs on lack the dummy module), both
+    // ends in the test's namespace: the address is simply one of its own.
+    ns.ip(concat!(
+        "link add own0 type veth peer name own1\n",
+        "addr add 192.0.2.77/24 dev own0\n",
+        "addr add 2001:db8::77/64 dev own0 nodad\n",
+        "link set own0 up\n",
+        "link set own1 up",
+    ));
+    let dir = Dir::new("own-address");
+    let log = dir.join("accepted");
+    std::fs::write(&log, "").unwrap();
+    /// Killed (by pid) and reaped however the test ends.
+    struct Listener(std::process::Child);
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut listener = ns
+        .command(python)
+        .args(["-c", OWN_ADDRESS_LISTENER])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the listener");
+    let stdout = listener.stdout.take().unwrap();
+    let _listener = Listener(listener);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("the listener's port");
+    let port = line.trim().to_owned();
+    let accepted = || std::fs::read_to_string(&log).unwrap();
+    // 3221226061 is 192.0.2.77 as one number: a name the resolver turns into it.
+    // 64:ff9b::c000:24d is its NAT64 spelling.
+    let spellings = ["192.0.2.77", "::ffff:192.0.2.77", "2001:db8::77", "3221226061", "64:ff9b::c000:24d"];
+    let run = |mode: Mode, via: &str, net: &str, hosts: &[&str]| {
+        TestCommand::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", ns.pid()))
+            .arg("--")
+            .arg(super::cordon_bin())
+            .args([
+                "run",
+                "--mode",
+                mode.as_str(),
+                "--net-via",
+                via,
+                "--net",
+                net,
+                "--",
+                python,
+                "-c",
+                OWN_ADDRESS_PROBE,
+            ])
+            .arg(&port)
+            .args(hosts)
+            .run()
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        for via in ["kernel", "proxy"] {
+            let what = format!("[{} via {via}]", mode.as_str());
+            let out = run(mode, via, "*", &spellings);
+            assert!(!out.stdout.contains("HOST-ONLY"), "{what} a wildcard reached the host's own address: {out}");
+            for host in spellings {
+                assert!(out.stdout.contains(&format!("{host} refused: ")), "{what} {host}: {out}");
+            }
+            assert_eq!(accepted(), "", "{what} the host's service accepted a connection from the sandbox");
+            if via == "kernel" {
+                out.assert_stderr_contains("cordon: network: refused 192.0.2.77:");
+                out.assert_stderr_contains(
+                    "a local (this host's own) address, which only a pattern naming it literally unlocks",
+                );
+                out.assert_stderr_contains(&format!("— add --net 192.0.2.77:{port}\n"));
+            }
+            // Control: the address named literally is reached, so the
+            // refusals above are cordon's, not the setup's.
+            let out = run(mode, via, &format!("192.0.2.77:{port}"), &["192.0.2.77"]);
+            out.assert_stdout_eq("192.0.2.77 reached: HOST-ONLY\n");
+            assert_eq!(accepted().lines().count(), 1, "{what} {}", accepted());
+            std::fs::write(&log, "").unwrap();
+        }
+    });
+}

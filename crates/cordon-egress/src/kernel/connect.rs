@@ -43,6 +43,7 @@ use super::ledger::Notice;
 use super::process::{Taken, TaskId};
 use super::sockaddr;
 use super::Shared;
+use crate::policy::{check_connected, AddrClass, Denied, Destination};
 use crate::record::{ConnectionRecord, Protocol};
 
 /// Largest `sockaddr` the kernel accepts (`sizeof(struct sockaddr_storage)`).
@@ -449,11 +450,17 @@ async fn hand_over(
     }
     let blocking = notify::file_status_flags(sock.as_fd()).map(|f| f & libc::O_NONBLOCK == 0).unwrap_or(true);
     let cloexec = notify::remote_fd_cloexec(n.tid, fd).unwrap_or(CloseOnExec::Clear);
-    let connected = connect_host(sh, &options, budget, kind, &h.addrs).await;
+    let mut to_itself = None;
+    let connected = connect_host(sh, &options, budget, kind, (&h.dest, &h.addrs), &mut to_itself).await;
     drop(sock);
     let (host_sock, peer) = match connected {
         Ok(c) => c,
         Err(errno) => {
+            if let Some(denied) = to_itself {
+                drop(slot);
+                let refusal = Refusal::denied(libc::ECONNREFUSED, record.name.clone(), &denied);
+                return Some(refuse(sh, n, task, Protocol::Tcp, &refusal));
+            }
             record.process = sh.process_name(n.tid, task);
             record.error = Some(match errno {
                 libc::ENOBUFS if sh.sockets.is_gone() => format!("connecting failed: {}", crate::sockets::MAKER_GONE),
@@ -503,15 +510,27 @@ fn connect_budget(sh: &Shared, options: &CallerOptions) -> std::time::Duration {
 }
 
 /// Tries `addrs` in order within the connect timeout; returns the first
-/// socket whose handshake completed (see [`is_handed_over`]), or the last
-/// errno.
+/// socket whose handshake completed (see [`is_handed_over`]) to somewhere
+/// other than this host itself, or the last errno. A connection whose two
+/// ends have the same address reached the host itself through its loopback
+/// ([`check_connected`], the second line behind `check_addr`): unless a
+/// pattern names the address literally it is closed, and `to_itself` says
+/// why.
 async fn connect_host(
     sh: &Shared,
     options: &CallerOptions,
     timeout: std::time::Duration,
     kind: SocketKind,
-    addrs: &[SocketAddr],
+    (dest, addrs): (&Destination, &[SocketAddr]),
+    to_itself: &mut Option<Denied>,
 ) -> Result<(OwnedFd, SocketAddr), i32> {
+    let itself = |sock: BorrowedFd<'_>, peer: SocketAddr| {
+        let local = notify::socket_address(sock, notify::SocketEnd::Local).ok().and_then(|b| sockaddr::decode(&b));
+        match local {
+            Some(local) => check_connected(&sh.config.policy, dest, local.ip(), peer.ip()).err(),
+            None => Some(Denied::SpecialAddress { dest: dest.clone(), addr: peer.ip(), class: AddrClass::HostAddress }),
+        }
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = libc::ECONNREFUSED;
     for &addr in addrs {
@@ -533,6 +552,11 @@ async fn connect_host(
         // answers within the connect call: the handshake runs in the
         // kernel's softirq before it returns. Then nothing is waited for.
         if is_handed_over(tcp_state(host.as_fd())) {
+            if let Some(denied) = itself(host.as_fd(), addr) {
+                *to_itself = Some(denied);
+                last = libc::ECONNREFUSED;
+                continue;
+            }
             return Ok((host, addr));
         }
         let Ok(afd) = super::watch(host, Interest::WRITABLE) else { return Err(libc::ENOMEM) };
@@ -560,6 +584,11 @@ async fn connect_host(
         // Rule 3: only a connection that is established is handed over.
         if !is_handed_over(tcp_state(host.as_fd())) {
             last = libc::ENOTCONN;
+            continue;
+        }
+        if let Some(denied) = itself(host.as_fd(), addr) {
+            *to_itself = Some(denied);
+            last = libc::ECONNREFUSED;
             continue;
         }
         return Ok((host, addr));

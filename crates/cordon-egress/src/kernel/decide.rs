@@ -88,7 +88,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn denied(errno: i32, name: Option<String>, d: &Denied) -> Self {
+    pub(crate) fn denied(errno: i32, name: Option<String>, d: &Denied) -> Self {
         Refusal {
             errno,
             target: d.dest().to_string(),

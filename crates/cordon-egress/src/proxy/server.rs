@@ -28,7 +28,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use super::http::{self, HeadError, Target, MAX_HEAD_BYTES};
 use super::relay::{self, CopyError, Counted, Direction, ExchangeError, RelayMemory};
 use super::socks::{self, Reply, SocksError, SocksHost};
-use crate::policy::{check, check_addr, Denied, Destination, Host, ParseDestinationError};
+use crate::policy::{check, check_addr, check_connected, Denied, Destination, Host, ParseDestinationError};
 use crate::record::{ConnectionRecord, Ledger, Protocol, Tracker};
 use crate::sockets::Sockets;
 
@@ -770,6 +770,13 @@ async fn open_upstream(
     tracker.record.allowed = true;
     let (stream, addr) = connect(dest, &addrs, config.connect_timeout, handshake.sockets).await?;
     tracker.record.addr = Some(addr);
+    // The second line: a connection whose two ends have the same address
+    // reached this host itself, through its loopback.
+    let local = stream.local_addr().map_err(|source| ServeError::Connect { addr, source })?;
+    check_connected(&config.policy, dest, local.ip(), addr.ip()).inspect_err(|_| {
+        tracker.record.allowed = false;
+        tracker.record.rule = None;
+    })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
