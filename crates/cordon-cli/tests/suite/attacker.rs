@@ -44,6 +44,96 @@ fn host_unix_socket_paths_are_out_of_reach() {
     });
 }
 
+/// The probe of `a_host_services_socket_inside_a_grant_is_out_of_reach`:
+/// connects to argv[1] and sends a marker; then makes a listener of its own
+/// at argv[2] and connects to that (the control: the sandbox's own unix
+/// services keep working). Prints one line for each.
+const HOST_SOCKET_IN_GRANT: &str = r#"
+import os, socket, sys, threading
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.sendall(b"SANDBOX-WAS-HERE")
+    print("host: connected", flush=True)
+except OSError as e:
+    print("host:", e.strerror, flush=True)
+try:
+    l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    l.bind(sys.argv[2]); l.listen(1)
+    def serve():
+        c, _ = l.accept(); c.sendall(c.recv(10)); c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sys.argv[2]); c.sendall(b"ping")
+    print("own:", c.recv(10).decode(), flush=True)
+except OSError as e:
+    print("own:", e.strerror, flush=True)
+"#;
+
+/// R12-5. A grant (a read grant too: a read-only bind does not stop
+/// `connect()`) that covers a host service's socket file (`/run/docker.sock`
+/// under `--read /run`) puts the file in the sandbox's root; the connect
+/// helper connects in the sandbox's context, so container mode reached the
+/// service, as the sandbox's root. Now the helper checks the listener
+/// (`SO_PEERCRED`'s pid is 0 in the sandbox's pid namespace for a process
+/// outside it), cuts the connection and refuses it (`EACCES`, explained),
+/// while a listener the command made itself keeps working. The evidence is
+/// the host side: the bytes the host's socket (0600, the test's) received,
+/// read up to a marker connection the test makes after each run (accepts
+/// are served in order). Process mode refuses `socket(AF_UNIX)` as before.
+/// Fails on 6831b6e (container mode: "host: connected", the marker arrived).
+#[test]
+fn a_host_services_socket_inside_a_grant_is_out_of_reach() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    let dir = Dir::new("host-service");
+    let run_dir = dir.create_dir("run");
+    let own_dir = dir.create_dir("own");
+    let path = run_dir.join("daemon.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Everything each connection sent, until the test's own "END".
+    let received = || {
+        std::os::unix::net::UnixStream::connect(&path).unwrap().write_all(b"END").unwrap();
+        let mut got = vec![];
+        loop {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+            let mut data = vec![];
+            let _ = c.read_to_end(&mut data);
+            if data == b"END" {
+                return got;
+            }
+            got.push(String::from_utf8_lossy(&data).into_owned());
+        }
+    };
+    let n = std::cell::Cell::new(0);
+    each_mode(sandbox_modes!(support), |mode| {
+        for grant in ["--read", "--write"] {
+            n.set(n.get() + 1);
+            let mine = own_dir.join(format!("{}.sock", n.get()));
+            let out = run_in(mode)
+                .args([grant, run_dir.to_str().unwrap(), "--write", own_dir.to_str().unwrap()])
+                .args(["--", python, "-c", HOST_SOCKET_IN_GRANT, path.to_str().unwrap(), mine.to_str().unwrap()])
+                .run();
+            out.assert_success();
+            let what = format!("[{} {grant}]", mode.as_str());
+            let got = received();
+            assert!(!got.iter().any(|g| g.contains("SANDBOX-WAS-HERE")), "{what} the host service received {got:?}");
+            if mode == Mode::Container {
+                out.assert_stdout_eq("host: Permission denied\nown: ping\n");
+                out.assert_stderr_contains(&format!("cordon: network: refused the unix socket {}", path.display()));
+                out.assert_stderr_contains("its listener is a host service, outside the sandbox");
+            } else {
+                out.assert_stdout_eq("host: Operation not permitted\nown: Operation not permitted\n");
+            }
+        }
+    });
+}
+
 #[test]
 fn abstract_unix_sockets_of_the_host_are_out_of_reach() {
     let support = kernel_support();

@@ -1239,6 +1239,8 @@ const HELPER_ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_recvmsg, "a request and its descriptors"),
     (libc::SYS_sendto, "the reply (send)"),
     (libc::SYS_connect, "the one thing it is for"),
+    (libc::SYS_getsockopt, "the type and the listener's credentials of a unix connect"),
+    (libc::SYS_shutdown, "cutting a unix connect that reached a listener outside the sandbox"),
     (libc::SYS_bind, "the other: every bind of the sandbox"),
     (libc::SYS_umask, "the caller's mask, for the file of a unix socket it binds"),
     (libc::SYS_fchdir, "the caller's working directory, for relative unix socket paths"),

@@ -42,6 +42,24 @@
 //! [`HelperReply`] with the errno of its `connect()` or `bind()` (0 on
 //! success). Requests are served one at a time.
 //!
+//! # Host services
+//!
+//! A grant that covers a host service's socket file (`/run/docker.sock`
+//! under `--read /run`; a read-only bind does not stop `connect()`) puts it
+//! in the sandbox's root, and Landlock below ABI 9 does not check socket
+//! paths. So after a unix stream or seqpacket connect succeeds, the helper
+//! asks for the listener's credentials: `SO_PEERCRED`'s pid is given in the
+//! helper's pid namespace, the sandbox's, where a process outside it has
+//! no number (0). Such a connection is shut down both ways and refused
+//! (`EACCES`, [`HelperReply::outside`] set, so the supervisor explains it);
+//! listeners the command made keep working. Known gaps: another thread of
+//! the sandbox holding the same socket can write to it between the connect
+//! and the shutdown (microseconds); a greeting the service sent in that
+//! window stays readable; datagram sockets carry no credentials and are
+//! not checked (their `sendto()` names any path anyway); and with
+//! `--net-via proxy` or no transparent egress, `connect()` is not sent to
+//! the supervisor at all.
+//!
 //! Everything here runs in the child: no allocation, no locks.
 
 use std::os::fd::RawFd;
@@ -112,8 +130,9 @@ pub struct HelperReply {
     pub id: u64,
     /// 0, or the errno of `connect()` or `bind()`.
     pub errno: i32,
-    /// Unused.
-    pub pad: u32,
+    /// [`OUTSIDE`] when a unix connect reached a listener outside the
+    /// sandbox and was cut and refused (`EACCES`); else 0.
+    pub outside: u32,
 }
 
 impl HelperRequest {
@@ -143,7 +162,13 @@ impl HelperReply {
         id.copy_from_slice(&b[0..8]);
         let mut errno = [0u8; 4];
         errno.copy_from_slice(&b[8..12]);
-        HelperReply { id: u64::from_ne_bytes(id), errno: i32::from_ne_bytes(errno), pad: 0 }
+        let mut outside = [0u8; 4];
+        outside.copy_from_slice(&b[12..16]);
+        HelperReply {
+            id: u64::from_ne_bytes(id),
+            errno: i32::from_ne_bytes(errno),
+            outside: u32::from_ne_bytes(outside),
+        }
     }
 }
 
@@ -165,6 +190,7 @@ pub(crate) fn serve(channel: RawFd) -> ! {
         if n < 0 {
             continue;
         }
+        let mut outside = 0;
         let err = if usize::try_from(n).ok() != Some(HelperRequest::SIZE) || fds[0] < 0 {
             libc::EINVAL
         } else {
@@ -176,8 +202,20 @@ pub(crate) fn serve(channel: RawFd) -> ! {
             let len = libc::socklen_t::try_from(req.addr_len).unwrap_or(0).min(max);
             let result = |rc: c_int| if rc == 0 { 0 } else { errno() };
             match HelperOp::from_wire(req.op) {
-                // SAFETY: `req.addr` holds at least `len` bytes.
-                Some(HelperOp::Connect) => result(unsafe { libc::connect(fds[0], req.addr.as_ptr().cast(), len) }),
+                Some(HelperOp::Connect) => {
+                    // SAFETY: `req.addr` holds at least `len` bytes.
+                    let err = result(unsafe { libc::connect(fds[0], req.addr.as_ptr().cast(), len) });
+                    if err == 0 && is_unix(&req) && listener_outside(fds[0]) {
+                        // The caller's socket is connected to a host service:
+                        // cut it both ways before the caller hears of it.
+                        // SAFETY: shutdown takes integers.
+                        unsafe { libc::shutdown(fds[0], libc::SHUT_RDWR) };
+                        outside = OUTSIDE;
+                        libc::EACCES
+                    } else {
+                        err
+                    }
+                }
                 Some(HelperOp::Bind) => {
                     if req.umask != KEEP_UMASK {
                         // SAFETY: umask with an integer argument; it cannot fail.
@@ -195,10 +233,47 @@ pub(crate) fn serve(channel: RawFd) -> ! {
                 unsafe { libc::close(fd) };
             }
         }
-        let reply = HelperReply { id: req.id, errno: err, pad: 0 };
+        let reply = HelperReply { id: req.id, errno: err, outside };
         // SAFETY: `reply` is plain repr(C) data of SIZE bytes.
         unsafe { libc::send(channel, (&reply as *const HelperReply).cast(), HelperReply::SIZE, libc::MSG_NOSIGNAL) };
     }
+}
+
+/// [`HelperReply::outside`] of a connect refused because the listener is
+/// outside the sandbox.
+pub const OUTSIDE: u32 = 1;
+
+/// Whether a request's address is a unix socket's.
+fn is_unix(req: &HelperRequest) -> bool {
+    let family = u16::from_ne_bytes([req.addr[0], req.addr[1]]);
+    req.addr_len >= 2 && i32::from(family) == libc::AF_UNIX
+}
+
+/// Whether the listener a unix socket just connected to belongs to no
+/// process of the sandbox: the kernel gives `SO_PEERCRED`'s pid (the
+/// process that called `listen()`) as seen from the caller's pid
+/// namespace, the sandbox's, where a process outside it has no number (0).
+/// Datagram sockets carry no peer credentials (0 too): they are left as
+/// they are (their `sendto()` names any path anyway; see the README).
+fn listener_outside(sock: RawFd) -> bool {
+    let mut kind: c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<c_int>()).unwrap_or(4);
+    // SAFETY: the kernel writes at most `len` bytes into `kind`.
+    let rc =
+        unsafe { libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut c_int).cast(), &mut len) };
+    if rc != 0 {
+        return true;
+    }
+    if kind == libc::SOCK_DGRAM {
+        return false;
+    }
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>()).unwrap_or(12);
+    // SAFETY: the kernel writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+    };
+    rc != 0 || cred.pid == 0
 }
 
 /// Receives one request and up to two descriptors. Returns what `recvmsg`
@@ -273,6 +348,8 @@ mod tests {
         let mut r = [0u8; HelperReply::SIZE];
         r[0..8].copy_from_slice(&9u64.to_ne_bytes());
         r[8..12].copy_from_slice(&libc::ECONNREFUSED.to_ne_bytes());
-        assert_eq!(HelperReply::from_bytes(&r), HelperReply { id: 9, errno: libc::ECONNREFUSED, pad: 0 });
+        assert_eq!(HelperReply::from_bytes(&r), HelperReply { id: 9, errno: libc::ECONNREFUSED, outside: 0 });
+        r[12..16].copy_from_slice(&OUTSIDE.to_ne_bytes());
+        assert_eq!(HelperReply::from_bytes(&r).outside, OUTSIDE);
     }
 }

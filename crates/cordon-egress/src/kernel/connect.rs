@@ -152,10 +152,13 @@ async fn connect(sh: &Arc<Shared>, n: &Notification) -> Option<i32> {
             if cwd.is_some() && !notify::notification_id_valid(sh.listener.as_fd(), n.id) {
                 return None;
             }
-            let errno = sh
+            let (errno, outside) = sh
                 .helper
                 .connect(sock.as_fd(), cwd.as_ref().map(|c| c.as_fd()), &bytes, sh.config.connect_timeout)
                 .await;
+            if outside {
+                return Some(refuse(sh, n, task, protocol, &host_unix_socket(&bytes)));
+            }
             note_resolver_user(sh, n, task, &target, sock.as_fd(), errno);
             if let Some(addr) = loopback_hint(&target, errno) {
                 loopback_notice(sh, sh.process_name(n.tid, task), addr);
@@ -350,6 +353,23 @@ fn caller_umask(tid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// The refusal of a unix connect whose listener is outside the sandbox
+/// (the helper cut it: see `cordon_core::sys::helper`).
+fn host_unix_socket(addr: &[u8]) -> Refusal {
+    let path = addr.get(2..).unwrap_or_default();
+    let path = path.split(|b| *b == 0).next().unwrap_or_default();
+    Refusal {
+        errno: libc::EACCES,
+        target: format!("the unix socket {}", String::from_utf8_lossy(path).escape_debug()),
+        name: None,
+        port: 0,
+        reason: "its listener is a host service, outside the sandbox; a grant covering a socket file lets the command see it, never connect to it".into(),
+        suggestion: None,
+        rule: None,
+        detail: None,
+    }
 }
 
 /// Records a refusal (counted when it was seen before), prints the notice

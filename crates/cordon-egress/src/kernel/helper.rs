@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cordon_core::sys::helper::{HelperOp, HelperReply, HelperRequest, KEEP_UMASK, MAX_ADDR};
+use cordon_core::sys::helper::{HelperOp, HelperReply, HelperRequest, KEEP_UMASK, MAX_ADDR, OUTSIDE};
 use cordon_core::sys::notify::recv_nonblocking;
 use cordon_core::sys::send_with_fds;
 use tokio::io::unix::AsyncFd;
@@ -25,7 +25,7 @@ pub(crate) struct HelperClient {
 struct Inner {
     channel: AsyncFd<OwnedFd>,
     next: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<i32>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<HelperReply>>>,
 }
 
 impl HelperClient {
@@ -37,7 +37,7 @@ impl HelperClient {
         Ok(HelperClient { inner: Arc::new(Inner { channel, next: AtomicU64::new(1), pending: Mutex::default() }) })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<i32>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<HelperReply>>> {
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -50,7 +50,7 @@ impl HelperClient {
                 Ok(Ok(n)) if n == HelperReply::SIZE => {
                     let reply = HelperReply::from_bytes(&buf);
                     if let Some(tx) = self.pending().remove(&reply.id) {
-                        let _ = tx.send(reply.errno);
+                        let _ = tx.send(reply);
                     }
                 }
                 Ok(Ok(_)) | Ok(Err(_)) => break,
@@ -65,15 +65,17 @@ impl HelperClient {
     /// from the working directory `cwd` when given. Returns the errno of
     /// its `connect()`, 0 on success. `ECONNREFUSED` when the helper is
     /// gone; `ETIMEDOUT` past `timeout` (its connect may still complete
-    /// later, on the caller's socket).
+    /// later, on the caller's socket). And whether the helper refused it
+    /// (`EACCES`) because a unix socket's listener is outside the sandbox.
     pub async fn connect(
         &self,
         sock: BorrowedFd<'_>,
         cwd: Option<BorrowedFd<'_>>,
         addr: &[u8],
         timeout: Duration,
-    ) -> i32 {
-        self.ask(HelperOp::Connect, sock, cwd, addr, None, timeout).await
+    ) -> (i32, bool) {
+        let reply = self.ask_reply(HelperOp::Connect, sock, cwd, addr, None, timeout).await;
+        (reply.errno, reply.outside == OUTSIDE)
     }
 
     /// Asks the helper to `op` (connect or bind) `sock` to `addr` (raw
@@ -90,8 +92,22 @@ impl HelperClient {
         umask: Option<u32>,
         timeout: Duration,
     ) -> i32 {
+        self.ask_reply(op, sock, cwd, addr, umask, timeout).await.errno
+    }
+
+    /// [`HelperClient::ask`], with the whole reply.
+    async fn ask_reply(
+        &self,
+        op: HelperOp,
+        sock: BorrowedFd<'_>,
+        cwd: Option<BorrowedFd<'_>>,
+        addr: &[u8],
+        umask: Option<u32>,
+        timeout: Duration,
+    ) -> HelperReply {
+        let failed = |errno| HelperReply { id: 0, errno, outside: 0 };
         if addr.len() > MAX_ADDR {
-            return libc::EINVAL;
+            return failed(libc::EINVAL);
         }
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let mut req = HelperRequest {
@@ -118,14 +134,14 @@ impl HelperClient {
         };
         if !sent {
             self.pending().remove(&id);
-            return libc::ECONNREFUSED;
+            return failed(libc::ECONNREFUSED);
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(errno)) => errno,
-            Ok(Err(_)) => libc::ECONNREFUSED,
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => failed(libc::ECONNREFUSED),
             Err(_) => {
                 self.pending().remove(&id);
-                libc::ETIMEDOUT
+                failed(libc::ETIMEDOUT)
             }
         }
     }
