@@ -671,6 +671,27 @@ fn plain(v: Verdict) -> SyscallRule {
     SyscallRule { when: vec![], otherwise: v }
 }
 
+/// `fcntl` commands refused (`EPERM`) in every plan: each turns a read of a
+/// granted file or folder into a hold on the host or a report from it.
+/// `F_SETLEASE` takes a lease on a file the sandbox opened (a read grant
+/// is enough, on a file its uid owns): every host open-for-write of the
+/// file then blocks until the sandbox lets go, up to
+/// `/proc/sys/fs/lease-break-time` (45 s) per open, and the sandbox is
+/// signalled for each (a timing oracle on host writes). `F_NOTIFY`
+/// (dnotify) reports changes the host makes in a granted folder, which
+/// the sandbox is not to watch. `F_GETLEASE` and every other command stay.
+pub const REFUSED_FCNTL: &[(u32, &str)] = &[
+    (libc::F_SETLEASE as u32, "F_SETLEASE: holds host writers of a granted file up to 45 s each"),
+    (libc::F_NOTIFY as u32, "F_NOTIFY: dnotify, reports host changes in a granted folder"),
+];
+
+fn fcntl_rule() -> SyscallRule {
+    SyscallRule {
+        when: REFUSED_FCNTL.iter().map(|(cmd, _)| (vec![ArgTest::Eq { arg: 1, value: *cmd }], EPERM)).collect(),
+        otherwise: Verdict::Allow,
+    }
+}
+
 /// Whether the sandbox may create `AF_UNIX` sockets with `socket()`.
 ///
 /// Landlock restricts connecting to named unix sockets only from ABI 9
@@ -798,6 +819,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
             },
         );
     }
+    rules.insert(libc::SYS_fcntl, fcntl_rule());
     let ns = vec![(vec![ArgTest::AnyOf { arg: 0, bits: NAMESPACE_FLAGS.iter().fold(0, |all, f| all | f) }], EPERM)];
     rules.insert(libc::SYS_clone, SyscallRule { when: ns.clone(), otherwise: Verdict::Allow });
     rules.insert(libc::SYS_unshare, SyscallRule { when: ns, otherwise: Verdict::Allow });
@@ -1421,8 +1443,23 @@ mod tests {
             std::collections::BTreeMap::new(),
             helper_rules,
         )];
+        // The one change since the reference: fcntl's refused commands
+        // (R12-6), added to the reference's rule set as it would have
+        // written them, so everything else is compared as it was.
+        let fcntl = reference::SyscallRule {
+            when: REFUSED_FCNTL
+                .iter()
+                .map(|(cmd, _)| (vec![reference::ArgTest::Eq { arg: 1, value: *cmd }], reference::EPERM))
+                .collect(),
+            otherwise: Verdict::Allow,
+        };
         for p in all_plans() {
-            let (new, old) = (rules(p), reference::rules(p));
+            let (new, mut old) = (rules(p), reference::rules(p));
+            assert_eq!(
+                old.rules.get(&u32::try_from(libc::SYS_fcntl).unwrap()),
+                Some(&reference::plain(Verdict::Allow))
+            );
+            old.rules.insert(u32::try_from(libc::SYS_fcntl).unwrap(), fcntl.clone());
             cases.push((
                 format!("{p:?}"),
                 compile(&new).unwrap(),
@@ -1753,6 +1790,25 @@ mod tests {
             [libc::SYS_socket, libc::SYS_execve, libc::SYS_open, libc::SYS_openat, libc::SYS_ptrace, libc::SYS_listen]
         {
             assert_eq!(verdict(&prog, n, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS, "{n}");
+        }
+    }
+
+    #[test]
+    fn leases_and_dnotify_are_refused_in_every_plan_and_other_fcntl_commands_are_not() {
+        for p in all_plans() {
+            let prog = compile(&rules(p)).unwrap();
+            for (cmd, why) in REFUSED_FCNTL {
+                assert_eq!(verdict(&prog, libc::SYS_fcntl, [3, u64::from(*cmd), 1, 0, 0, 0]), DENY, "{p:?} {why}");
+                // The kernel reads the command as an unsigned int.
+                let high = 0xffff_ffff_0000_0000 | u64::from(*cmd);
+                assert_eq!(verdict(&prog, libc::SYS_fcntl, [3, high, 1, 0, 0, 0]), DENY, "{p:?} {why}");
+            }
+            for cmd in
+                [libc::F_GETLEASE, libc::F_GETFL, libc::F_SETFL, libc::F_DUPFD_CLOEXEC, libc::F_SETLK, libc::F_GETOWN]
+            {
+                let cmd = u64::try_from(cmd).unwrap();
+                assert_eq!(verdict(&prog, libc::SYS_fcntl, [3, cmd, 0, 0, 0, 0]), ALLOW, "{p:?} {cmd}");
+            }
         }
     }
 
