@@ -25,6 +25,12 @@
 //!   [`permissions::diff`]) is refused without [`Approval::Given`]; the
 //!   installed version stays in place and runnable. A version below the
 //!   highest ever installed is refused without [`Downgrade::Allow`].
+//! - **Signer continuity.** A version signed by another key than the last
+//!   one installed for its id (or unsigned after signed, or signed after
+//!   unsigned) is refused without [`Approval::Given`], naming both signers:
+//!   trust scopes say which ids a key may sign, not whose plugin an id is,
+//!   and the default scope is every id. The lock file keeps the last
+//!   signer per id after uninstall, as it keeps the highest version.
 //! - **Hostile packages** are refused before anything is stored
 //!   ([`package::unpack`]).
 //! - **Crash safety.** The lock file is replaced atomically under a file
@@ -84,6 +90,7 @@ pub use trust::{TrustInputError, TrustedKey};
 pub use verify::VerifyError;
 
 use store::{LockFile, Staging, WriteLock};
+pub use store::Signer;
 use trust::TrustStore;
 use verify::StampCache;
 
@@ -142,7 +149,7 @@ pub enum Enablement {
 /// How to install.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InstallOptions {
-    /// Consent to wider permissions.
+    /// Consent to wider permissions and to a signer change.
     pub approval: Approval,
     /// Accept an unsigned package.
     pub unsigned: Unsigned,
@@ -186,17 +193,20 @@ pub enum RegistryError {
     /// Verification failed.
     #[error(transparent)]
     Verify(#[from] VerifyError),
-    /// An update asks for more than was approved.
-    #[error("{id} {to} asks for more than the approved {from}:\n{}", diff.render().trim_end())]
+    /// An update asks for more than was approved, or is signed by another
+    /// key than the version before it.
+    #[error("{}", consent_text(id, from, to, diff, signer.as_deref()))]
     NeedsConsent {
         /// The plugin.
         id: String,
-        /// The installed version.
+        /// The installed version (or, after an uninstall, the last one).
         from: String,
         /// The new one.
         to: String,
-        /// The differences.
-        diff: PermissionDiff,
+        /// The differences (boxed, as the signer: the error stays small).
+        diff: Box<PermissionDiff>,
+        /// The signer, when it changes.
+        signer: Option<Box<SignerChange>>,
     },
     /// A lower version than the highest seen.
     #[error("{id} {version} is lower than {highest}, the highest version installed here")]
@@ -275,9 +285,17 @@ impl RegistryError {
             RegistryError::Unpack { source, .. } => source.hint(),
             RegistryError::Pack(e) => e.hint(),
             RegistryError::Verify(e) => Some(e.hint()),
-            RegistryError::NeedsConsent { .. } => Some(
+            RegistryError::NeedsConsent { signer: None, .. } => Some(
                 "review the permissions above; install again with --approve to grant them (the installed version \
                  keeps running until then)"
+                    .into(),
+            ),
+            RegistryError::NeedsConsent { signer: Some(_), .. } => Some(
+                "another publisher's key signed this version: any trusted key may sign any id its scope allows, so \
+                 this is how one publisher takes over another's plugin, its approved permissions, variables and data \
+                 folder. Check with the plugin's publisher that the key changed; install again with --approve to \
+                 accept the new signer (the installed version keeps running until then), or limit each key with \
+                 `cordon trust add --scope`"
                     .into(),
             ),
             RegistryError::Downgrade { .. } => {
@@ -384,6 +402,39 @@ pub fn generate_key(out: &Path) -> Result<(KeyId, PathBuf)> {
     Ok((key.key_id(), public))
 }
 
+/// A version signed by another key than the one before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignerChange {
+    /// The signer of the last version installed.
+    pub from: Signer,
+    /// The signer of the new one.
+    pub to: Signer,
+}
+
+impl std::fmt::Display for SignerChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "signer: {} -> {}", self.from, self.to)
+    }
+}
+
+fn consent_text(id: &str, from: &str, to: &str, diff: &PermissionDiff, signer: Option<&SignerChange>) -> String {
+    let mut out = match signer {
+        Some(_) => format!("{id} {to} is signed by another key than {from}:\n"),
+        None => format!("{id} {to} asks for more than the approved {from}:\n"),
+    };
+    if let Some(c) = signer {
+        out.push_str(&format!("  ! {c}\n"));
+    }
+    if diff.widens() {
+        if signer.is_some() {
+            out.push_str(&format!("and asks for more than the approved {from}:\n"));
+        }
+        out.push_str(&diff.render());
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
 /// An installed plugin and its state now.
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginStatus {
@@ -433,6 +484,8 @@ pub struct InstallReport {
     pub previous: Option<String>,
     /// The permission changes from the replaced version.
     pub diff: Option<PermissionDiff>,
+    /// The signer change from the last version installed (approved).
+    pub signer_change: Option<SignerChange>,
 }
 
 /// What an install changed.
@@ -618,6 +671,7 @@ impl Registry {
                     change: InstallChange::Unchanged,
                     previous: Some(e.version.to_string()),
                     diff: None,
+                    signer_change: None,
                 });
             }
             if e.version == version {
@@ -635,15 +689,39 @@ impl Registry {
             }
         }
         let diff = existing.as_ref().map(|e| permissions::diff(&e.permissions, &permissions));
-        if let (Some(e), Some(d)) = (&existing, &diff) {
-            if d.widens() && opts.approval == Approval::NotGiven {
-                return Err(RegistryError::NeedsConsent {
-                    id,
-                    from: e.version.to_string(),
-                    to: version.to_string(),
-                    diff: d.clone(),
-                });
-            }
+        // Signer continuity: the key that signed the last version installed
+        // (kept after uninstall, as highest_seen is) signs the next one, or
+        // the operator approves the change. Trust scopes say which ids a key
+        // may sign, not whose plugin an id is.
+        let new_signer = Signer {
+            key_id: signer.as_ref().map(|s| s.key_id),
+            name: signer.as_ref().map(|s| s.name.clone()),
+            version: version.clone(),
+        };
+        let last_signer = lock.last_signer.get(&id).cloned().or_else(|| {
+            existing.as_ref().map(|e| Signer {
+                key_id: e.signer_key_id,
+                name: e.signer.clone(),
+                version: e.version.clone(),
+            })
+        });
+        let signer_change = last_signer
+            .filter(|last| !last.same_key(&new_signer))
+            .map(|from| SignerChange { from, to: new_signer.clone() });
+        let widens = diff.as_ref().is_some_and(PermissionDiff::widens);
+        if (widens || signer_change.is_some()) && opts.approval == Approval::NotGiven {
+            let from = match (&existing, &signer_change) {
+                (Some(e), _) => e.version.to_string(),
+                (None, Some(c)) => c.from.version.to_string(),
+                (None, None) => unreachable!("no diff without an installed version"),
+            };
+            return Err(RegistryError::NeedsConsent {
+                id,
+                from,
+                to: version.to_string(),
+                diff: Box::new(diff.unwrap_or_default()),
+                signer: signer_change.map(Box::new),
+            });
         }
         // Into place: the folder and its listing first, synced, then the
         // lock file that names them.
@@ -678,7 +756,8 @@ impl Registry {
         };
         lock.format = 1;
         lock.plugins.insert(id.clone(), entry.clone());
-        lock.highest_seen.insert(id, highest_version);
+        lock.highest_seen.insert(id.clone(), highest_version);
+        lock.last_signer.insert(id, new_signer);
         self.write_lock_file(&lock)?;
         store::sweep(&self.home, &lock);
         drop(staging);
@@ -687,6 +766,7 @@ impl Registry {
             change: if existing.is_some() { InstallChange::Updated } else { InstallChange::Installed },
             previous: existing.map(|e| e.version.to_string()),
             diff,
+            signer_change,
         })
     }
 

@@ -119,6 +119,41 @@ pub struct LockFile {
     /// The highest version ever installed, by id; kept after uninstall so
     /// that uninstalling is no way around downgrade protection.
     pub highest_seen: BTreeMap<String, semver::Version>,
+    /// The signer of the last version installed, by id; kept after
+    /// uninstall so that uninstalling is no way around signer continuity
+    /// (lock files written before it have none: the installed entry's
+    /// signer stands in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_signer: BTreeMap<String, Signer>,
+}
+
+/// Who signed an installed version: a trusted key, or nobody
+/// (`--allow-unsigned`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signer {
+    /// The key; `None` for an unsigned version.
+    pub key_id: Option<KeyId>,
+    /// That key's name in the trust store at install time.
+    pub name: Option<String>,
+    /// The version it signed.
+    pub version: semver::Version,
+}
+
+impl Signer {
+    /// Whether `other` is the same key (or both unsigned).
+    pub fn same_key(&self, other: &Signer) -> bool {
+        self.key_id == other.key_id
+    }
+}
+
+impl std::fmt::Display for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.name, &self.key_id) {
+            (Some(n), Some(k)) => write!(f, "{n} ({k})"),
+            (None, Some(k)) => write!(f, "{k}"),
+            _ => f.write_str("unsigned"),
+        }
+    }
 }
 
 /// An exclusive `flock` on `CORDON_HOME`; released on drop.

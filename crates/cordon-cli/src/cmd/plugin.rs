@@ -50,7 +50,8 @@ enum PluginCommand {
         /// The package.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Grant the wider permissions a new version asks for.
+        /// Grant the wider permissions a new version asks for, and accept a
+        /// version signed by another key than the last one installed.
         #[arg(long)]
         approve: bool,
         /// Accept a package without a signature (recorded, shown by `list`).
@@ -142,6 +143,9 @@ pub fn run(a: PluginArgs) -> i32 {
                         p.version
                     ),
                     InstallChange::Unchanged => println!("{} {} is installed already", p.id, p.version),
+                }
+                if let Some(c) = &report.signer_change {
+                    println!("{c} (approved)");
                 }
                 if let Some(d) = report.diff.as_ref().filter(|d| !d.widened.is_empty() || !d.narrowed.is_empty()) {
                     print!("permission changes:\n{}", d.render());

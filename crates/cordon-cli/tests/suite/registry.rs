@@ -1,6 +1,7 @@
 //! Issue 13 through the CLI: an example plugin published, trusted,
 //! installed, run by id and disabled; refusals with exit status 1 and a
-//! record; usage errors with 2; `cordon plugin install` killed with SIGKILL
+//! record; usage errors with 2; a version signed by another trusted key
+//! waits for `--approve`; `cordon plugin install` killed with SIGKILL
 //! at many points leaves the old or the new state; two installs at once
 //! both land.
 
@@ -141,6 +142,76 @@ fn registry_commands_exit_2_on_usage_errors() {
         .run()
         .assert_code(1)
         .assert_stderr_contains("@t/missing is not installed");
+}
+
+/// `@acme/payments` VERSION in `dir/src-VERSION`, its handler printing
+/// `says` and the token it is given, packed and signed with `key`.
+fn payments(dir: &Dir, key: &Path, version: &str, says: &str) -> PathBuf {
+    let src = dir.create_dir(format!("src-{version}"));
+    std::fs::write(
+        src.join("cordon.toml"),
+        format!(
+            "id = \"@acme/payments\"\nversion = \"{version}\"\n[handlers.go]\ncommand = [\"./go.sh\"]\n\
+             [permissions]\nenv.allow = [\"ACME_API_TOKEN\"]\n"
+        ),
+    )
+    .unwrap();
+    dir.create_executable(
+        format!("src-{version}/go.sh"),
+        &format!("#!/bin/sh\necho \"{says} token=$ACME_API_TOKEN\"\necho '{{}}' >&$CORDON_RESULT_FD\n"),
+    );
+    let pkg = dir.join(format!("payments-{version}.tar.gz"));
+    cordon_registry::pack(&src, Some(&pkg)).unwrap();
+    cordon_registry::sign(&pkg, key).unwrap();
+    pkg
+}
+
+#[test]
+fn another_trusted_publishers_version_of_an_installed_id_is_refused_until_approved() {
+    // R12-3: acme and mallory both trusted with the default scope (every
+    // id). mallory's 1.0.1 of acme's @acme/payments must not take over its
+    // id, approved variables and data: refused, before and after an
+    // uninstall, with both signers named; the store on disk keeps acme's.
+    let dir = Dir::new("registry-signer");
+    let home = dir.join("home");
+    let mut ids = vec![];
+    for name in ["acme", "mallory"] {
+        let key = dir.join(name);
+        let out = at(&home, &["key", "gen", "--out", s(&key)]).run();
+        out.assert_success();
+        ids.push(out.stdout.trim().to_owned());
+        at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", name]).run().assert_success();
+    }
+    let ours = payments(&dir, &dir.join("acme"), "1.0.0", "acme code");
+    let theirs = payments(&dir, &dir.join("mallory"), "1.0.1", "MALLORY CODE");
+    at(&home, &["plugin", "install", s(&ours)]).run().assert_success();
+    let lock = home.join("registry.lock");
+    let want = format!("signer: acme ({}) -> mallory ({})", ids[0], ids[1]);
+    let run = |home: &Path| {
+        let mut c = at(home, &["exec", "@acme/payments", "go"]);
+        c.env("ACME_API_TOKEN", "tok-123").run()
+    };
+    for step in ["installed", "after uninstall"] {
+        let before = std::fs::read(&lock).unwrap();
+        let out = at(&home, &["plugin", "install", s(&theirs)]).run();
+        out.assert_code(1).assert_stderr_contains(&want).assert_stderr_contains("--approve");
+        assert_eq!(std::fs::read(&lock).unwrap(), before, "{step}: the lock file is as it was\n{out}");
+        let out = run(&home);
+        if step == "installed" {
+            out.assert_success();
+            assert!(out.stderr.contains("acme code token="), "{step}: acme's code runs\n{out}");
+        } else {
+            out.assert_code(1).assert_stderr_contains("@acme/payments is not installed");
+        }
+        assert!(!out.stderr.contains("MALLORY"), "{step}\n{out}");
+        at(&home, &["plugin", "uninstall", "@acme/payments"]).run();
+    }
+    // Approved: installed, and the change is said.
+    let out = at(&home, &["plugin", "install", s(&theirs), "--approve"]).run();
+    out.assert_success();
+    assert!(out.stdout.contains(&format!("{want} (approved)")), "{out}");
+    let out = run(&home);
+    assert!(out.stderr.contains("MALLORY CODE"), "the control: the approved version runs\n{out}");
 }
 
 /// A plugin of `files` files in `dir/src-<version>`, packed and signed.

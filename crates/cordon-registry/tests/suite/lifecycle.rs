@@ -248,3 +248,48 @@ fn concurrent_installs_are_all_recorded() {
 fn sha256(bytes: &[u8]) -> String {
     cordon_registry::Digest256::of(bytes).hex()
 }
+
+#[test]
+fn a_version_signed_by_another_trusted_key_waits_for_approval_even_after_uninstall() {
+    // R12-3: both keys trusted with the default scope (every id). The
+    // second publisher's version of the first one's id is not an update.
+    let (f, acme) = signed("signer");
+    let mallory = f.key("mallory");
+    f.trust(&mallory, "mallory", &[], None);
+    let extra = "[permissions]\nenv.allow = [\"ACME_API_TOKEN\"]\n";
+    let v1 = f.publish(&f.plugin("@acme/pay", "1.0.0", extra), "1.tar.gz", &acme);
+    let taken = f.publish(&f.plugin("@acme/pay", "1.0.1", extra), "taken.tar.gz", &mallory);
+    f.reg.install(&v1, &InstallOptions::default()).unwrap();
+    let acme_id = f.reg.load("@acme/pay").unwrap().signer_key_id.unwrap();
+    let before = f.snapshot();
+    let e = f.reg.install(&taken, &InstallOptions::default()).unwrap_err();
+    let RegistryError::NeedsConsent { signer: Some(change), diff, .. } = &e else { panic!("{e}") };
+    assert!(!diff.widens(), "the same permissions: only the signer changes");
+    let mallory_id = change.to.key_id.unwrap();
+    let want = format!("signer: k ({acme_id}) -> mallory ({mallory_id})");
+    assert!(e.to_string().contains(&want), "missing `{want}` in:\n{e}");
+    assert!(e.hint().unwrap().contains("--approve"), "{:?}", e.hint());
+    assert_eq!(f.snapshot(), before, "a refused takeover changes nothing");
+    assert_eq!(f.reg.load("@acme/pay").unwrap().signer_key_id, Some(acme_id), "acme's version still runs");
+    // Uninstalling is no way around it, and neither is a version the
+    // registry never had installed.
+    f.reg.uninstall("@acme/pay").unwrap();
+    let e = f.reg.install(&taken, &InstallOptions::default()).unwrap_err();
+    assert!(e.to_string().contains(&want), "after uninstall: {e}");
+    assert!(e.to_string().contains("than 1.0.0"), "names the last version installed: {e}");
+    // The same key goes on without a word; an unsigned version is a change.
+    let v2 = f.publish(&f.plugin("@acme/pay", "1.0.2", extra), "2.tar.gz", &acme);
+    let r = f.reg.install(&v2, &InstallOptions::default()).unwrap();
+    assert_eq!(r.signer_change, None);
+    let plain = f.pack(&f.plugin("@acme/pay", "1.0.3", extra), "3.tar.gz");
+    let e = f.reg.install(&plain, &super::unsigned_ok()).unwrap_err();
+    assert!(e.to_string().contains(&format!("signer: k ({acme_id}) -> unsigned")), "{e}");
+    // Approved: installed, reported, and the new signer is the one to keep.
+    let taken2 = f.publish(&f.plugin("@acme/pay", "1.0.4", extra), "taken2.tar.gz", &mallory);
+    let r = f.reg.install(&taken2, &InstallOptions { approval: Approval::Given, ..Default::default() }).unwrap();
+    assert_eq!(r.signer_change.map(|c| c.to_string()), Some(want));
+    assert_eq!(f.reg.load("@acme/pay").unwrap().signer_key_id, Some(mallory_id));
+    let v5 = f.publish(&f.plugin("@acme/pay", "1.0.5", extra), "5.tar.gz", &acme);
+    let e = f.reg.install(&v5, &InstallOptions::default()).unwrap_err();
+    assert!(e.to_string().contains(&format!("signer: mallory ({mallory_id}) -> k ({acme_id})")), "{e}");
+}

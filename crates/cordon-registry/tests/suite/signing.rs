@@ -92,7 +92,11 @@ fn cordon_signatures_verify_with_stock_minisign_and_the_reverse() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(f.reg.install(&pkg, &InstallOptions::default()).unwrap().plugin.signer.as_deref(), Some("cordon"));
+    // Another key than 3.0.0's: a signer change, approved.
+    let approved = InstallOptions { approval: cordon_registry::Approval::Given, ..InstallOptions::default() };
+    let report = f.reg.install(&pkg, &approved).unwrap();
+    assert_eq!(report.plugin.signer.as_deref(), Some("cordon"));
+    assert!(report.signer_change.is_some());
 }
 
 #[test]
