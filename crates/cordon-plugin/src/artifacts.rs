@@ -5,7 +5,13 @@
 //! `store_root/<template expanded>/<relative path>` and returns each one's
 //! relative path, size and SHA-256. It never follows a symbolic link: links
 //! are skipped and reported, so a handler cannot make cordon copy a host file
-//! it links to. Files over the per-file cap are skipped; once the total or
+//! it links to; and below the store's root the destination is walked from a
+//! descriptor of the root, one component at a time, never through a link
+//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, `mkdirat`,
+//! `renameat2(RENAME_NOREPLACE)`), so a link planted in the store cannot
+//! send the files elsewhere: the collection stops there with
+//! [`ArtifactError::LinkInStore`]. The root itself is taken as the
+//! operator spelled it. Files over the per-file cap are skipped; once the total or
 //! count cap would be passed, the remaining files are skipped too. Skipped
 //! files stay where they were (the run's scratch folder, which the caller
 //! removes).
@@ -31,10 +37,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
+use cordon_core::sys;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -93,6 +101,17 @@ pub enum ArtifactError {
         #[source]
         source: io::Error,
     },
+    /// A folder on the way to the destination is a symbolic link, or not
+    /// a folder: someone (a sandbox whose grants reached the store) put it
+    /// there to redirect the files.
+    #[error("artifact store path {} is a symbolic link or not a folder; refusing to write through it", path.display())]
+    LinkInStore {
+        /// The path in the store.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// The destination is already taken (a reused request id?).
     #[error("artifact {} already exists in the store", path.display())]
     Exists {
@@ -120,6 +139,9 @@ impl ArtifactError {
                 "use `/`-separated parts with the placeholders {plugin}, {version}, {handler}, {request_id}, {tenant}",
             ),
             ArtifactError::Exists { .. } => Some("each run needs its own folder: put {request_id} in the template"),
+            ArtifactError::LinkInStore { .. } => Some(
+                "cordon never writes through a link below the store's root: remove it, and keep the store out of every run's grants",
+            ),
             _ => None,
         }
     }
@@ -361,9 +383,12 @@ pub fn collect(
     vars: &TemplateVars,
     limits: &CollectLimits,
 ) -> Result<Collected> {
-    let dir = store_root.join(template.expand(vars)?);
+    let rel_dir = template.expand(vars)?;
+    let dir = store_root.join(&rel_dir);
     let (files, mut skipped) = walk(src_dir)?;
     let mut out = Collected { dir, artifacts: Vec::new(), skipped: Vec::new() };
+    // The run's folder in the store, opened at the first file stored.
+    let mut run_folder: Option<OwnedFd> = None;
     let mut total: u64 = 0;
     let mut stopped = false;
     for (rel, size) in files {
@@ -384,7 +409,18 @@ pub fn collect(
         }
         let from = src_dir.join(&rel);
         let to = out.dir.join(&rel);
-        let (size, sha256) = move_file(&from, &to)?;
+        let run = match &run_folder {
+            Some(fd) => fd,
+            None => run_folder.insert(open_run_folder(store_root, &rel_dir)?),
+        };
+        let rel_path = Path::new(&rel);
+        let parent = match rel_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => Some(descend(run.as_fd(), p, &out.dir)?),
+            None => None,
+        };
+        let parent_fd = parent.as_ref().map_or(run.as_fd(), |fd| fd.as_fd());
+        let name = rel_path.file_name().map(Path::new).unwrap_or(rel_path);
+        let (size, sha256) = move_file(&from, parent_fd, name, &to)?;
         total = total.saturating_add(size);
         out.artifacts.push(Artifact { path: rel, size, sha256, stored_at: to });
     }
@@ -438,43 +474,92 @@ fn walk(root: &Path) -> Result<Walked> {
     Ok((files, skipped))
 }
 
-/// Moves one file, returning its size and SHA-256. Renames when source and
-/// store share a filesystem, copies and removes otherwise.
-fn move_file(from: &Path, to: &Path) -> Result<(u64, String)> {
+/// The store's root (created when missing, as the operator spelled it),
+/// then the run's folder `rel` below it, each component made and opened
+/// without following a link.
+fn open_run_folder(store_root: &Path, rel: &Path) -> Result<OwnedFd> {
+    fs::create_dir_all(store_root)
+        .map_err(|source| ArtifactError::CreateDir { path: store_root.to_owned(), source })?;
+    let root = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(store_root)
+        .map_err(|source| ArtifactError::CreateDir { path: store_root.to_owned(), source })?;
+    descend(root.as_fd(), rel, store_root)
+}
+
+/// Makes and opens each folder of `rel` below `dir` (known as `shown`),
+/// refusing a component that is a link or not a folder.
+fn descend(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
+    let mut at: Option<OwnedFd> = None;
+    let mut path = shown.to_owned();
+    for part in rel.components() {
+        let Component::Normal(name) = part else {
+            return Err(ArtifactError::LinkInStore {
+                path: path.join(rel),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        };
+        let name = Path::new(name);
+        path.push(name);
+        let cur = at.as_ref().map_or(dir, |fd| fd.as_fd());
+        match sys::mkdir_at(cur, name, 0o755) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(source) => return Err(ArtifactError::CreateDir { path, source }),
+        }
+        let next = sys::open_beneath(cur, name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+            .map_err(|source| ArtifactError::LinkInStore { path: path.clone(), source })?;
+        at = Some(next);
+    }
+    match at {
+        Some(fd) => Ok(fd),
+        None => dir.try_clone_to_owned().map_err(|source| ArtifactError::CreateDir { path, source }),
+    }
+}
+
+/// Moves one file into the entry `name` of `dir` (shown as `to`),
+/// returning its size and SHA-256. Renames when source and store share a
+/// filesystem, copies and removes otherwise; never replaces or follows an
+/// entry that is there.
+fn move_file(from: &Path, dir: BorrowedFd<'_>, name: &Path, to: &Path) -> Result<(u64, String)> {
     let move_err = |source| ArtifactError::Move { from: from.to_owned(), to: to.to_owned(), source };
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(|source| ArtifactError::CreateDir { path: parent.to_owned(), source })?;
-    }
-    if fs::symlink_metadata(to).is_ok() {
-        return Err(ArtifactError::Exists { path: to.to_owned() });
-    }
-    match fs::rename(from, to) {
+    match sys::rename_into(from, dir, name) {
         Ok(()) => {
             // Hash what arrived; the open refuses a symbolic link.
-            let mut file = open_no_follow(to).map_err(move_err)?;
+            let mut file =
+                File::from(sys::open_beneath(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(move_err)?);
             // The store is the operator's: drop set-id and exec bits the
             // handler may have set.
             file.set_permissions(fs::Permissions::from_mode(0o644)).map_err(move_err)?;
             hash_copy(&mut file, &mut io::sink()).map_err(move_err)
         }
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_then_remove(from, to).map_err(move_err),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(ArtifactError::Exists { path: to.to_owned() }),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_then_remove(from, dir, name).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                ArtifactError::Exists { path: to.to_owned() }
+            } else {
+                move_err(e)
+            }
+        }),
         Err(e) => Err(move_err(e)),
     }
 }
 
 /// The cross-filesystem half of [`move_file`].
-fn copy_then_remove(from: &Path, to: &Path) -> io::Result<(u64, String)> {
+fn copy_then_remove(from: &Path, dir: BorrowedFd<'_>, name: &Path) -> io::Result<(u64, String)> {
     let mut src = open_no_follow(from)?;
     if !src.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    let mut dst = OpenOptions::new().write(true).create_new(true).mode(0o644).open(to)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+    let mut dst = File::from(sys::open_beneath(dir, name, flags, 0o644)?);
     let copied = hash_copy(&mut src, &mut dst);
     let (size, sha) = match copied {
         Ok(done) => done,
         Err(e) => {
             // Leave no half-copied artifact behind.
-            let _ = fs::remove_file(to);
+            let _ = sys::unlink_at(dir, name);
             return Err(e);
         }
     };

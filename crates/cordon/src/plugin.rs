@@ -1479,6 +1479,9 @@ fn ready_of(
             .unwrap_or_default()
             .into_iter()
             .chain(req.protect.iter().cloned())
+            .chain(req.store.root.as_ref().map(|root| {
+                Protected::folder(root, "cordon's artifact store: files of earlier runs, and where this run's go")
+            }))
             .collect(),
         own_folders: std::iter::once(plan.plugin_dir.clone()).chain(plan.data_dir.clone()).collect(),
         tty: crate::Tty::Off,

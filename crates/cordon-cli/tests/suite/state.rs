@@ -380,3 +380,72 @@ fn a_grant_covering_the_plugins_own_data_folder_inside_cordon_home_is_refused() 
         assert_eq!(out.audit[0]["outcome"], "SETUP_FAILED");
     });
 }
+
+/// The artifact store is cordon's too (review s12 R12-12): a handler whose
+/// write grant holds the store learns its request id from
+/// `$CORDON_ARTIFACTS` and plants `store/<plugin>/<version>/<handler>/<id>`
+/// as a link to a host folder outside every grant, then leaves a file in
+/// its artifacts. cordon must neither let it plant in the store (the store
+/// is carved out of the grant) nor move the file through a link found
+/// there (a link planted before, by a run that could: collection walks
+/// the store without following links). Checked on the host: the outside
+/// folder stays empty, the store holds no link.
+#[test]
+fn a_handler_cannot_plant_a_link_in_the_artifact_store_or_have_cordon_write_through_one() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let h = Home::new("state-store");
+        let work = Dir::new("state-store-work");
+        let outside = Dir::new("state-store-outside");
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = work.join("store");
+        let plugin = Dir::new("state-store-plugin");
+        plugin.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/store\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.go]\ncommand = [\"./go.sh\"]\n",
+                work.path().display()
+            ),
+        );
+        plugin.create(
+            "go.sh",
+            format!(
+                "#!/bin/sh\nid=$(basename $(dirname $CORDON_ARTIFACTS) | sed 's/^cordon-exec-//')\n\
+                 mkdir -p {store}/@t/store/1.0.0/go && ln -s {outside} {store}/@t/store/1.0.0/go/$id \
+                 && echo planted >&2\nprintf 'evil\\n' > $CORDON_ARTIFACTS/evil\necho '{{}}' >&3\n",
+                store = store.display(),
+                outside = outside.path().display()
+            ),
+        );
+        std::fs::set_permissions(plugin.join("go.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The handler's own attempt: the store is carved out of its grant.
+        let mut cmd = h.with(exec(mode, plugin.path(), "go", "{}"));
+        let out = cmd.args(["--json", "--artifact-store", s(&store)]).run();
+        out.assert_success();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "[{m}] written outside the grants\n{out}");
+        let links = TestCommand::new("find").arg(&store).args(["-type", "l"]).run();
+        assert_eq!(links.stdout, "", "[{m}] the handler planted a link in the store\n{out}");
+        assert!(
+            out.stderr.contains(&format!("{} (cordon's artifact store", store.display())),
+            "[{m}] the carve-out is not told\n{out}"
+        );
+        // A link found in the store (planted by a run that could): nothing
+        // is written through it, and the result says why.
+        let planted = store.join("@t/store/go");
+        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &planted).unwrap();
+        let mut cmd = h.with(exec(mode, plugin.path(), "go", "{}"));
+        let out =
+            cmd.args(["--json", "--artifact-store", s(&store), "--artifact-template", "{plugin}/{handler}"]).run();
+        out.assert_success();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "[{m}] written through a link\n{out}");
+        assert!(std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
+        let warned = format!(
+            "artifacts were not stored: artifact store path {} is a symbolic link or not a folder",
+            planted.display()
+        );
+        assert!(out.json()["warnings"].to_string().contains(&warned), "[{m}] expected `{warned}`\n{out}");
+    });
+}

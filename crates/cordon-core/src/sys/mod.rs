@@ -314,6 +314,92 @@ pub fn mount_id(path: &Path) -> io::Result<u64> {
     Ok(stx.stx_mnt_id)
 }
 
+fn c_name(name: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(name.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `openat2(dir, name, flags | O_CLOEXEC, mode, RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS)`: opens `name` below `dir` only if no component of
+/// it is a symbolic link (`ELOOP`) and it does not climb out of `dir`
+/// (`EXDEV`). With `O_CREAT | O_EXCL` a link in the last component is
+/// refused too (`EEXIST`). For writing into a tree a sandbox may have
+/// touched (the artifact store) without being redirected.
+pub fn open_beneath(dir: BorrowedFd<'_>, name: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    let c = c_name(name)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: u64::from(mode),
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: `c` is a valid C string and `how` a live open_how of the size
+    // passed; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = cvt(fd)?;
+    // SAFETY: openat2 succeeded, so `fd` is open and ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(fd).unwrap_or(-1)) })
+}
+
+/// `mkdirat(dir, name, mode)`: `name` is one component (a link there is
+/// never followed: mkdirat fails with `EEXIST`).
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: `c` is a valid C string that outlives the call.
+    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) }.into())?;
+    Ok(())
+}
+
+/// `unlinkat(dir, name, 0)`: removes the file (or link) `name` of `dir`.
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: `c` is a valid C string that outlives the call.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }.into())?;
+    Ok(())
+}
+
+/// `renameat2(AT_FDCWD, from, dir, name, RENAME_NOREPLACE)`: moves `from`
+/// to the entry `name` of `dir`, failing with `EEXIST` when that entry
+/// exists (a link included: rename never follows its last component).
+/// Filesystems without `RENAME_NOREPLACE` (`EINVAL`) get a check that the
+/// entry is absent, then a plain renameat, still relative to `dir`.
+pub fn rename_into(from: &Path, dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    let (f, c) = (c_name(from)?, c_name(name)?);
+    // SAFETY: both are valid C strings that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    match cvt(rc) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: `c` is a valid C string; `st` has room for a stat.
+            let seen =
+                unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+            if seen == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            // SAFETY: as above.
+            cvt(unsafe { libc::renameat(libc::AT_FDCWD, f.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }.into())?;
+            Ok(())
+        }
+        other => other.map(drop),
+    }
+}
+
 /// A pipe with both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];

@@ -1,5 +1,7 @@
 use super::*;
 use crate::testdir::TempDir;
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 fn vars() -> TemplateVars {
@@ -170,15 +172,68 @@ fn copy_then_remove_hashes_and_removes_the_source() {
     let a = TempDir::new("art-copy-a");
     let b = TempDir::new("art-copy-b");
     write(a.path(), "f", &[7; 200_000]);
-    let (size, digest) = copy_then_remove(&a.path().join("f"), &b.path().join("f")).unwrap();
+    let dir = File::open(b.path()).unwrap();
+    let (size, digest) = copy_then_remove(&a.path().join("f"), dir.as_fd(), Path::new("f")).unwrap();
     assert_eq!(size, 200_000);
     assert_eq!(digest, sha(&[7; 200_000]));
     assert!(!a.path().join("f").exists());
     assert_eq!(fs::metadata(b.path().join("f")).unwrap().permissions().mode() & 0o777, 0o644);
     // And it refuses to read through a link.
     symlink(b.path().join("f"), a.path().join("link")).unwrap();
-    assert!(copy_then_remove(&a.path().join("link"), &b.path().join("g")).is_err());
+    assert!(copy_then_remove(&a.path().join("link"), dir.as_fd(), Path::new("g")).is_err());
     assert!(!b.path().join("g").exists());
+    // Nor to write through one: a link at the destination stays a link,
+    // and its target is not created.
+    write(a.path(), "h", b"h");
+    symlink(b.path().join("target"), b.path().join("h")).unwrap();
+    let e = copy_then_remove(&a.path().join("h"), dir.as_fd(), Path::new("h")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{e}");
+    assert!(!b.path().join("target").exists());
+    assert!(a.path().join("h").exists());
+}
+
+/// Every place a link can be planted on the way to a stored file: the
+/// run's folder, one of the template's folders above it, a subfolder of
+/// the run's folder, the file's own name, each pointing to a folder
+/// outside the store. Nothing is written outside, the link is still a
+/// link, the collection fails naming it, and the handler's file stays in
+/// its artifact folder.
+#[test]
+fn links_planted_in_the_store_are_never_written_through() {
+    for (planted, rel) in [
+        ("@acme/weather/1.2.3/forecast/01JREQ", "evil"),
+        ("@acme/weather/1.2.3", "evil"),
+        ("@acme", "evil"),
+        ("@acme/weather/1.2.3/forecast/01JREQ/sub", "sub/evil"),
+        ("@acme/weather/1.2.3/forecast/01JREQ/evil", "evil"),
+    ] {
+        for xdev in [false, true] {
+            let src =
+                if xdev { TempDir::new_in(Path::new("/dev/shm"), "art-plant") } else { TempDir::new("art-plant") };
+            let store = TempDir::new("art-plant-store");
+            let outside = TempDir::new("art-plant-outside");
+            write(src.path(), rel, b"* * * * * root touch /tmp/pwned\n");
+            let link = store.path().join(planted);
+            fs::create_dir_all(link.parent().unwrap()).unwrap();
+            let target =
+                if planted.ends_with("evil") { outside.path().join("evil") } else { outside.path().to_owned() };
+            symlink(&target, &link).unwrap();
+            let e = collect(src.path(), store.path(), &Template::default(), &vars(), &CollectLimits::default())
+                .unwrap_err();
+            let case = format!("{planted} (xdev {xdev})");
+            assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "{case}: written outside the store");
+            assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{case}");
+            assert!(src.path().join(rel).exists(), "{case}: the file left its folder");
+            match (&e, planted.ends_with("evil")) {
+                (ArtifactError::Exists { .. }, true) => {}
+                (ArtifactError::LinkInStore { path, .. }, false) => {
+                    assert_eq!(*path, link, "{case}");
+                    assert!(e.hint().is_some());
+                }
+                _ => panic!("{case}: {e:?}"),
+            }
+        }
+    }
 }
 
 #[test]
