@@ -112,17 +112,62 @@ impl Protected {
     }
 }
 
-/// cordon's own state that every sandbox is kept out of: [`state_dir`] and
-/// [`home_dir`], where they can be named. Callers add the files of an audit
-/// log kept elsewhere.
+/// The variable naming the artifact store `cordon exec` uses by default.
+pub const ARTIFACT_STORE_ENV: &str = "CORDON_ARTIFACT_STORE";
+
+/// The folder systemd hands a service's credentials in (`LoadCredential=`).
+pub const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+/// What [`protect_from_now_on`] added.
+static ADDED: std::sync::Mutex<Vec<Protected>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds `p` to [`protected_paths`] for the rest of this process. For what
+/// a process reads its own secrets and trust from besides the state and
+/// home folders: `cordon serve`'s secret files and configuration, the
+/// registry it serves from, a worker's result key and queue credentials.
+/// Called where the file is read, so that every later run of the process
+/// keeps it out, whichever caller plans the run. A relative path is taken
+/// from the current folder.
+pub fn protect_from_now_on(p: Protected) {
+    let p = match p.path.is_absolute() {
+        true => p,
+        false => match std::env::current_dir() {
+            Ok(cwd) => Protected { path: cwd.join(&p.path), ..p },
+            Err(_) => p,
+        },
+    };
+    let mut added = ADDED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !added.iter().any(|a| a.path == p.path) {
+        added.push(p);
+    }
+}
+
+/// cordon's own state that every sandbox is kept out of: [`state_dir`],
+/// [`home_dir`] and [`data_dir`] (plugin data folders, the default
+/// artifact store) where they can be named, the artifact store of
+/// `$CORDON_ARTIFACT_STORE`, a service's `$CREDENTIALS_DIRECTORY`, and
+/// what this process added with [`protect_from_now_on`]. Callers add the
+/// files of an audit log kept elsewhere and the artifact store a run's
+/// files go to.
 pub fn protected_paths() -> Vec<Protected> {
     let mut out = vec![];
     if let Some(d) = state_dir() {
         out.push(Protected::folder(d, "cordon's state folder: audit log, run journal, audit signing key"));
     }
-    if let Some(d) = home_dir() {
+    let home = home_dir();
+    if let Some(d) = &home {
         out.push(Protected::folder(d, "cordon's home: plugin registry, trust store, installed plugins"));
     }
+    if let Some(d) = data_dir().filter(|d| Some(d) != home.as_ref()) {
+        out.push(Protected::folder(d, "cordon's data folder: plugin data folders, artifact store"));
+    }
+    if let Some(d) = absolute(std::env::var_os(ARTIFACT_STORE_ENV)) {
+        out.push(Protected::folder(d, "cordon's artifact store ($CORDON_ARTIFACT_STORE)"));
+    }
+    if let Some(d) = absolute(std::env::var_os(CREDENTIALS_ENV)) {
+        out.push(Protected::folder(d, "this service's credentials ($CREDENTIALS_DIRECTORY)"));
+    }
+    out.extend(ADDED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned());
     out
 }
 

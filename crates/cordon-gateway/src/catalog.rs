@@ -216,6 +216,12 @@ impl RegistryCatalog {
     pub fn open(home: &Path) -> Result<RegistryCatalog, CatalogError> {
         let registry = cordon_registry::Registry::open(home)
             .map_err(|e| CatalogError::Read { path: home.to_owned(), source: std::io::Error::other(e.to_string()) })?;
+        // The registry every run of this process comes from: out of all of
+        // them, whatever $CORDON_HOME says.
+        cordon::state::protect_from_now_on(cordon::Protected::folder(
+            registry.home(),
+            "the plugin registry this service runs from: trust store, installed plugins",
+        ));
         Ok(RegistryCatalog { registry })
     }
 

@@ -316,6 +316,9 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        // It names the clients' secrets' hashes and what each tenant may
+        // run: out of every run of this process from now on.
+        cordon::state::protect_from_now_on(cordon::Protected::file(path, "this service's configuration"));
         Config::parse(&text, path)
     }
 

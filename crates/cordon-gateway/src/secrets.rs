@@ -184,7 +184,13 @@ fn read(env: &dyn Fn(&str) -> Option<String>, which: Which) -> Result<Vec<u8>, S
         (Some(v), None) => Ok(v.into_bytes()),
         (None, Some(path)) => {
             let path = PathBuf::from(path);
-            let mut bytes = std::fs::read(&path).map_err(|source| SecretError::File { which, path, source })?;
+            let mut bytes =
+                std::fs::read(&path).map_err(|source| SecretError::File { which, path: path.clone(), source })?;
+            // Out of every run of this process from now on.
+            cordon::state::protect_from_now_on(cordon::Protected::file(
+                &path,
+                format!("this service's secret ({name}_FILE)"),
+            ));
             if bytes.last() == Some(&b'\n') {
                 bytes.pop();
                 if bytes.last() == Some(&b'\r') {

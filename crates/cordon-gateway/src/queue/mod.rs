@@ -470,6 +470,10 @@ pub async fn connect(
         .ping_interval(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(2)))
         .connection_timeout(Duration::from_secs(2));
+    // The role's credentials: out of every run of this process.
+    for path in settings.creds.iter().chain(settings.user.as_ref().map(|(_, p)| p)) {
+        cordon::state::protect_from_now_on(cordon::Protected::file(path, "this role's queue credentials"));
+    }
     if let Some(path) = &settings.creds {
         opts = opts.credentials_file(path).await.map_err(|source| QueueError::Creds { path: path.clone(), source })?;
     }
@@ -498,6 +502,7 @@ pub async fn connect(
 /// Loads the role's `--result-key`, if any.
 pub fn result_signer(settings: &QueueSettings) -> Result<Option<SecretKey>, QueueError> {
     let Some(path) = &settings.result_key else { return Ok(None) };
+    cordon::state::protect_from_now_on(cordon::Protected::file(path, "this role's result signing key (--result-key)"));
     SecretKey::load(path).map(Some).map_err(|e| QueueError::ResultKey { path: path.clone(), detail: e.to_string() })
 }
 

@@ -406,6 +406,12 @@ impl Trusted {
     /// named after a worker, is an error: the gateway does not start.
     pub fn load(folder: &Path, own: Option<PublicKey>, own_name: &str) -> Result<Trusted, TrustedError> {
         check_folder(folder)?;
+        // Whoever writes a key there answers for a worker: out of every
+        // run of this process.
+        cordon::state::protect_from_now_on(cordon::Protected::folder(
+            folder,
+            "the result keys this gateway trusts ([queue] result_keys)",
+        ));
         let read = read_folder(folder)?;
         if let Some(e) = read.skipped.into_iter().next() {
             return Err(e);

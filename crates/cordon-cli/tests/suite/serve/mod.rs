@@ -143,6 +143,10 @@ pub struct Options {
     /// The service's open files limit, soft and hard (set by
     /// `/usr/bin/prlimit` for the service alone).
     pub nofile: Option<u64>,
+    /// The JWT and internal secrets come from files `DIR/etc/jwt.secret`
+    /// and `DIR/etc/internal.secret` (`CORDON_*_SECRET_FILE`), not from
+    /// the variables.
+    pub secret_files: bool,
 }
 
 /// See [`Options::result_keys`].
@@ -188,6 +192,7 @@ impl Default for Options {
             netns: None,
             result_keys: ResultKeys::Trusted,
             nofile: None,
+            secret_files: false,
         }
     }
 }
@@ -292,6 +297,12 @@ impl Service {
         }
         cmd.env_remove("CORDON_JWT_SECRET_FILE").env_remove("CORDON_INTERNAL_SECRET_FILE");
         cmd.env("CORDON_JWT_SECRET", &opts.jwt_secret).env("CORDON_INTERNAL_SECRET", &opts.internal_secret);
+        if opts.secret_files {
+            let jwt = dir.create("etc/jwt.secret", format!("{}\n", opts.jwt_secret));
+            let internal = dir.create("etc/internal.secret", format!("{}\n", opts.internal_secret));
+            cmd.env_remove("CORDON_JWT_SECRET").env_remove("CORDON_INTERNAL_SECRET");
+            cmd.env("CORDON_JWT_SECRET_FILE", jwt).env("CORDON_INTERNAL_SECRET_FILE", internal);
+        }
         cmd.env("HOME", dir.path()).env_remove("XDG_DATA_HOME").env_remove("CORDON_AUDIT_LOG");
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cordon serve");

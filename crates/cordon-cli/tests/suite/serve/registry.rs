@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Options, Service, PLUGIN};
+use super::{Options, Service, INTERNAL_SECRET, JWT_SECRET, PLUGIN};
 use crate::suite::cordon;
 
 #[test]
@@ -55,4 +55,95 @@ fn registry_plugins_are_verified_before_every_run() {
     let list = s.get("/v1/plugins", &at).json();
     assert_eq!(list["plugins"][0]["state"], "modified", "{list}");
     assert_eq!(s.audit_records().len(), 2, "only the two runs that ran are recorded");
+}
+
+/// Installs the plugin folder `DIR/plugins/<name>` into the service's
+/// registry (`DIR/home`).
+fn install(s: &Service, name: &str) {
+    let package = s.dir.join(format!("{name}.tar.gz"));
+    cordon()
+        .args(["plugin", "pack"])
+        .arg(s.dir.join("plugins").join(name))
+        .arg("--out")
+        .arg(&package)
+        .run()
+        .assert_success();
+    cordon()
+        .env("CORDON_HOME", s.dir.join("home"))
+        .args(["plugin", "install"])
+        .arg(&package)
+        .args(["--allow-unsigned", "--approve"])
+        .run()
+        .assert_success();
+}
+
+/// The files the service reads its secrets and trust from are cordon's
+/// own state, out of every run's reach (review s12 R12-9, R12-8 (a)):
+/// with the JWT secret in a file (`CORDON_JWT_SECRET_FILE`), a plugin whose
+/// read grant covers that file's folder and the configuration file must
+/// not return them (whoever has the JWT secret forges any tenant's
+/// tokens); and a plugin whose write grant covers the registry the service
+/// runs from (`[server] home`, not `$CORDON_HOME`) must not run, or it
+/// could rewrite the trust store for every tenant's next run. A file
+/// beside the secrets in the same grant is read: the grant is in force.
+#[test]
+fn a_plugin_cannot_read_the_services_secret_files_or_write_its_registry() {
+    let s =
+        Service::start_with("serve-own-state", Options { registry: true, secret_files: true, ..Options::default() });
+    let dir = s.dir.path().to_owned();
+    s.dir.create("etc/motd", "readable beside the secrets\n");
+    s.dir.create(
+        "plugins/peek/cordon.toml",
+        format!(
+            "id = \"@test/peek\"\nversion = \"1.0.0\"\n[handlers.go]\ncommand = [\"./go.sh\"]\n\
+             [permissions]\nfs.read = [\"{d}/etc\", \"{d}/config.toml\"]\n",
+            d = dir.display()
+        ),
+    );
+    s.dir.create_executable(
+        "plugins/peek/go.sh",
+        format!(
+            "#!/bin/sh\nb() {{ base64 -w0 < \"$1\" 2>/dev/null; }}\n\
+             printf '{{\"motd\":\"%s\",\"jwt\":\"%s\",\"internal\":\"%s\",\"config\":\"%s\"}}' \
+             \"$(b {d}/etc/motd)\" \"$(b {d}/etc/jwt.secret)\" \"$(b {d}/etc/internal.secret)\" \"$(b {d}/config.toml)\" >&3\n",
+            d = dir.display()
+        ),
+    );
+    s.dir.create(
+        "plugins/plant/cordon.toml",
+        format!(
+            "id = \"@test/plant\"\nversion = \"1.0.0\"\n[handlers.go]\ncommand = [\"./go.sh\"]\n\
+             [permissions]\nfs.write = [\"{d}\"]\n",
+            d = dir.display()
+        ),
+    );
+    s.dir.create_executable(
+        "plugins/plant/go.sh",
+        format!("#!/bin/sh\necho '{{\"keys\": []}}' > {d}/home/trust.json\nprintf '{{}}' >&3\n", d = dir.display()),
+    );
+    install(&s, "peek");
+    install(&s, "plant");
+    let at = s.access_token();
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": "@test/peek", "handler": "go", "input": {}}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    let data = r.json()["data"].clone();
+    let decoded = |k: &str| {
+        let b64 = data[k].as_str().unwrap_or_else(|| panic!("no {k} in {data}"));
+        let out = cordon_testkit::TestCommand::new("base64").arg("-d").stdin(b64.as_bytes().to_vec()).run();
+        out.stdout.clone()
+    };
+    assert_eq!(decoded("motd"), "readable beside the secrets\n", "the control file was not read: {data}");
+    for (k, secret) in [("jwt", JWT_SECRET), ("internal", INTERNAL_SECRET), ("config", "secret_sha256")] {
+        let got = decoded(k);
+        assert!(!got.contains(secret), "the plugin read the service's {k} file: {got:?}");
+    }
+    let trust = s.dir.join("home/trust.json");
+    let before = std::fs::read(&trust).ok();
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": "@test/plant", "handler": "go", "input": {}}));
+    assert_eq!(std::fs::read(&trust).ok(), before, "the plugin rewrote the service's trust store: {r:?}");
+    let body = r.body.clone();
+    assert!(
+        body.contains("the plugin registry this service runs from"),
+        "the refusal does not name the registry: {r:?}"
+    );
 }
