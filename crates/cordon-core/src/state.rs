@@ -171,6 +171,29 @@ pub fn protected_paths() -> Vec<Protected> {
     out
 }
 
+/// Makes the folders of `rel` below `base` (`base` itself made first as
+/// spelled, when missing), each `0700`, without following a link below
+/// `base`: a link there (one a run that could write `base` may have made)
+/// fails with `ELOOP`, a file with `ENOTDIR`, and nothing is made through
+/// either. For plugin data folders below [`data_dir`].
+pub fn make_private_dir_beneath(base: &Path, rel: &Path) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(base)?;
+    let mut at = std::fs::File::open(base).map(std::os::fd::OwnedFd::from)?;
+    for part in rel.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let name = Path::new(name);
+        match crate::sys::mkdir_at(at.as_fd(), name, 0o700) {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+            _ => {}
+        }
+        at = crate::sys::open_beneath(at.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    }
+    Ok(())
+}
+
 /// A policy with cordon's state carved out, and what changed.
 #[derive(Clone, Debug)]
 pub struct Carving {

@@ -344,6 +344,9 @@ impl PluginError {
                     .into(),
             ),
             PluginError::NoDataDir { .. } => Some("pass --data-dir DIR".into()),
+            PluginError::DataDir { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => Some(
+                "a folder on its way below cordon's data folder is a symbolic link, which cordon never follows there: remove it (a run that could write cordon's data folder may have made it)".into(),
+            ),
             PluginError::DataDir { .. } => Some("pass --data-dir with a folder you can write".into()),
             PluginError::Probe(_) => Some("run `cordon doctor`".into()),
             PluginError::Workdir { .. } => Some(
@@ -536,8 +539,16 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
     Ok(Prepared { manifest, plugin_dir, data_dir, policy, mode, support, check })
 }
 
+/// Makes a data folder. One below cordon's data folder is made without
+/// following a link below it (a link there is refused, `ELOOP`): a run
+/// that could once write there must not re-point another plugin's folder.
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if let Some(base) = cordon_core::state::data_dir() {
+        if let Ok(rel) = dir.strip_prefix(&base) {
+            return cordon_core::state::make_private_dir_beneath(&base, rel);
+        }
+    }
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 

@@ -449,3 +449,55 @@ fn a_handler_cannot_plant_a_link_in_the_artifact_store_or_have_cordon_write_thro
         assert!(out.json()["warnings"].to_string().contains(&warned), "[{m}] expected `{warned}`\n{out}");
     });
 }
+
+/// cordon's data folder is protected even when cordon's home is elsewhere
+/// (`$CORDON_HOME` set), and a plugin's data folder below it is never
+/// taken through a link (review s12 R12-7 (b), (c)): a run granted the
+/// user's whole home must not read or re-point another plugin's data
+/// folder, and a link found there (planted by a run that could) refuses
+/// the plugin's run instead of granting it the link's target. Checked on
+/// the host: the data folder is still a folder holding its file, the
+/// outside folder stays empty.
+#[test]
+fn plugin_data_folders_cannot_be_read_or_re_pointed_with_cordon_home_elsewhere() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let h = Home::new("state-data");
+        let cordon_home = h.home.join("registry");
+        let outside = Dir::new("state-data-outside");
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let plugin = Dir::new("state-data-plugin");
+        plugin.create(
+            "cordon.toml",
+            "id = \"@t/vault\"\nversion = \"1.0.0\"\nextends = [\"platform\"]\n\
+             [handlers.store]\ncommand = [\"sh\", \"-c\", \"echo stored > \\\"$CORDON_DATA_DIR/planted\\\"; echo '{}' >&3\"]\n",
+        );
+        let data = h.home.join(".local/share/cordon/data/@t/vault");
+        let with = |cmd: TestCommand| {
+            let mut cmd = h.with(cmd);
+            cmd.env("CORDON_HOME", &cordon_home);
+            cmd
+        };
+        with(exec(mode, plugin.path(), "store", "{}")).run().assert_success();
+        assert_eq!(std::fs::read_to_string(data.join("planted")).unwrap(), "stored\n", "[{m}]");
+        // A run granted the whole home: reads and re-points nothing there.
+        let script = format!(
+            "cat {d}/planted; rm -rf {d} && ln -s {o} {d} && echo re-pointed",
+            d = data.display(),
+            o = outside.path().display()
+        );
+        let out = with(run_in(mode)).args(["--write", s(&h.home), "--", "sh", "-c", &script]).run();
+        assert!(!out.stdout.contains("stored"), "[{m}] read another plugin's data\n{out}");
+        assert!(!out.stdout.contains("re-pointed"), "[{m}] re-pointed the data folder\n{out}");
+        assert!(std::fs::symlink_metadata(&data).unwrap().is_dir(), "[{m}] {out}");
+        assert!(data.join("planted").exists(), "[{m}] {out}");
+        // A link found there: the plugin's run is refused, nothing written.
+        std::fs::remove_dir_all(&data).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &data).unwrap();
+        let out = with(exec(mode, plugin.path(), "store", "{}")).run();
+        out.assert_code(125).assert_stderr_contains(&format!("cannot create the data folder {}", data.display()));
+        out.assert_stderr_contains("is a symbolic link, which cordon never follows there");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "[{m}] written through the link\n{out}");
+    });
+}
