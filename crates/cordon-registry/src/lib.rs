@@ -89,8 +89,8 @@ pub use tree::Digest256;
 pub use trust::{TrustInputError, TrustedKey};
 pub use verify::VerifyError;
 
-use store::{LockFile, Staging, WriteLock};
 pub use store::Signer;
+use store::{LockFile, Staging, WriteLock};
 use trust::TrustStore;
 use verify::StampCache;
 
