@@ -158,7 +158,7 @@ fn payments(dir: &Dir, key: &Path, version: &str, says: &str) -> PathBuf {
     .unwrap();
     dir.create_executable(
         format!("src-{version}/go.sh"),
-        &format!("#!/bin/sh\necho \"{says} token=$ACME_API_TOKEN\"\necho '{{}}' >&$CORDON_RESULT_FD\n"),
+        format!("#!/bin/sh\necho \"{says} token=$ACME_API_TOKEN\"\necho '{{}}' >&$CORDON_RESULT_FD\n"),
     );
     let pkg = dir.join(format!("payments-{version}.tar.gz"));
     cordon_registry::pack(&src, Some(&pkg)).unwrap();
@@ -352,7 +352,7 @@ fn a_plugin_may_not_write_its_own_folder() {
         )
     };
     for (i, write) in ["\".\"", &format!("{:?}", dir.path().display().to_string())].into_iter().enumerate() {
-        let folder = dir.join(&format!("plugin-{i}"));
+        let folder = dir.join(format!("plugin-{i}"));
         std::fs::create_dir_all(&folder).unwrap();
         let id = format!("own{i}");
         let text = manifest(&id, write);
@@ -363,7 +363,7 @@ fn a_plugin_may_not_write_its_own_folder() {
         assert_eq!(std::fs::read_to_string(folder.join("cordon.toml")).unwrap(), text, "{out}");
         assert!(!marker.exists(), "the handler ran: {out}");
         // Installed and signed.
-        let pkg = dir.join(&format!("own-{i}.tar.gz"));
+        let pkg = dir.join(format!("own-{i}.tar.gz"));
         at(&home, &["plugin", "pack", s(&folder), "--out", s(&pkg)]).run().assert_success();
         at(&home, &["plugin", "sign", s(&pkg), "--key", s(&key)]).run().assert_success();
         let installed = at(&home, &["plugin", "install", s(&pkg), "--json", "--approve"]).run();
