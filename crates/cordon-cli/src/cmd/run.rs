@@ -223,15 +223,24 @@ pub fn run(a: RunArgs) -> Result<i32> {
 
 fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
-    let cwd = match &a.cwd {
-        Some(c) => std::fs::canonicalize(here.join(c))
-            .with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?,
-        None => here.clone(),
+    // The command starts in the cwd's real folder, but relative flags are
+    // joined to it as written, so that the pin sees the way there: a link a
+    // run made on it inside its write grant then refuses the next run
+    // instead of redirecting `--read .` (review s12 R12-13).
+    let (written, cwd) = match &a.cwd {
+        Some(c) => {
+            let written = std::path::absolute(here.join(c))
+                .with_context(|| format!("invalid --cwd {}: cannot make it absolute", c.display()))?;
+            let real = std::fs::canonicalize(&written)
+                .with_context(|| format!("invalid --cwd {}: the directory does not exist", c.display()))?;
+            (written, real)
+        }
+        None => (here.clone(), here.clone()),
     };
     if !cwd.is_dir() {
         bail!("invalid --cwd {}: not a directory", cwd.display());
     }
-    let policy = policy(&a, &here, &cwd)?;
+    let policy = policy(&a, &here, &written)?;
     if let Some(file) = &a.policy {
         refuse_policy_file_in_write_grant(&here.join(file), &policy)?;
     }
@@ -253,7 +262,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     if let Some(n) = &notice {
         render::message("notice", n);
     }
-    let cwd_note = cwd_note(&policy, mode, &cwd);
+    let cwd_note = cwd_note(&policy, mode, &written);
     if let Some(n) = &cwd_note {
         eprintln!("cordon: note: {n}");
     }

@@ -602,6 +602,47 @@ fn a_deny_holds_against_bind_mounts_below_it_and_below_a_grant() {
     });
 }
 
+/// Review s12 R12-13 (S1's class): `--cwd` was resolved through its links
+/// before the pin, and relative flags joined to the resolved folder, so a
+/// run that replaced its own cwd `W/sub` (inside its write grant `W`) with
+/// a link to a private folder gave the operator's next run, the same
+/// command line with `--read .`, a read rule on that folder. Now relative
+/// flags are joined to the cwd as written: run 2 is refused (125, naming
+/// the link), and on the host the secret was not printed. Control: a cwd
+/// reached through a link outside every write grant still runs.
+#[test]
+fn a_link_made_on_the_cwd_in_a_write_grant_redirects_no_later_run() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let dir = Dir::new("fs-cwd-flip");
+        dir.create("W/sub/file", "work\n");
+        dir.create("private/secret", "CWD-SECRET\n");
+        let (w, sub, private) = (dir.join("W"), dir.join("W/sub"), dir.join("private"));
+        let args = |script: &str| {
+            let mut c = run_in(mode);
+            c.arg("--write").arg(&w).arg("--cwd").arg(&sub).args(["--read", ".", "--", "sh", "-c", script]);
+            c
+        };
+        let flip = format!("cd {} && rm -rf sub && ln -s {} sub", w.display(), private.display());
+        args(&flip).run().assert_success();
+        assert!(std::fs::symlink_metadata(&sub).unwrap().file_type().is_symlink(), "[{m}] run 1 made the link");
+        let out = args("cat ./secret").run();
+        out.assert_code(125).assert_stderr_contains("link");
+        assert!(!out.stdout.contains("CWD-SECRET"), "[{m}] the private folder was read: {out}");
+        // Control: a cwd reached through a link outside every write grant.
+        std::fs::remove_file(&sub).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        std::os::unix::fs::symlink(dir.join("W"), &elsewhere).unwrap();
+        std::fs::create_dir(dir.join("W/sub")).unwrap();
+        let mut c = run_in(mode);
+        c.arg("--cwd").arg(elsewhere.join("sub")).args(["--read", "..", "--", "sh", "-c", "ls .."]);
+        let out = c.run();
+        out.assert_success();
+        assert!(out.stdout.contains("sub"), "[{m}] control: {out}");
+    });
+}
+
 /// Review s11 S1: a write grant lets a run make and re-point links in its
 /// tree, and rules were resolved through their links at every run, so a
 /// run redirected the next run's rules below its grant: a read grant
