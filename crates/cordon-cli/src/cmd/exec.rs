@@ -271,7 +271,10 @@ fn execute(a: &ExecArgs, session: &super::audit::Session) -> Result<i32> {
         })?;
     }
     let (dir, manifest) = match resolve(&a.plugin) {
-        Ok(Target::Folder(dir)) => (dir, None),
+        Ok(Target::Folder(dir)) => {
+            refuse_claimed_id(&dir, &a.plugin_opts)?;
+            (dir, None)
+        }
         Ok(Target::Installed(loaded)) => {
             session.amend_subject(|s| provenance(s, &loaded));
             // The manifest the run gets is the one verified, read once
@@ -340,6 +343,37 @@ pub fn resolve(arg: &str) -> Result<Target, cordon_registry::RegistryError> {
         _ => cordon_registry::Cache::On,
     };
     cordon_registry::Registry::from_env()?.load_with(arg, cache).map(Target::Installed)
+}
+
+/// Review s12 R12-7: a development folder is not verified, so it may name
+/// any id, and the platform preset's data folder is found by id: a folder
+/// naming a plugin installed here (now or before: its data folder may
+/// still hold that plugin's data) would get that plugin's data to read and
+/// rewrite. Refused unless `--data-dir` names the folder to use.
+fn refuse_claimed_id(dir: &Path, opts: &PluginArgs) -> Result<()> {
+    if opts.data_dir.is_some() {
+        return Ok(());
+    }
+    // An unreadable manifest is the run's to report, with its own message.
+    let Ok(manifest) = cordon::plugin::Manifest::load(dir) else { return Ok(()) };
+    if !manifest.extends.contains(&cordon::plugin::Preset::Platform) {
+        return Ok(());
+    }
+    // No registry here (none made yet): nothing installed to claim.
+    let Some(home) = cordon_registry::Registry::default_home().filter(|h| h.is_dir()) else { return Ok(()) };
+    let lock = cordon_registry::Registry::open(&home)
+        .and_then(|r| r.lock_file())
+        .with_context(|| format!("cannot read the registry at {} to check the folder's id", home.display()))?;
+    let id = manifest.id.to_string();
+    if lock.plugins.contains_key(&id) || lock.highest_seen.contains_key(&id) {
+        bail!(
+            "the development folder {} names the id {id}, which is installed here: it would get the installed \
+             plugin's data folder\n  hint: run it with --data-dir DIR (a folder of its own), or give the folder \
+             another id",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// `CORDON_VERIFY_CACHE=off` makes every load hash every file of an

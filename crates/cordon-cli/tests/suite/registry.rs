@@ -386,3 +386,55 @@ fn a_plugin_may_not_write_its_own_folder() {
     at(&home, &["exec", s(&folder), "go", "--data-dir", s(&data)]).run().assert_success();
     assert_eq!(std::fs::read_to_string(data.join("x")).unwrap(), "x\n", "control: the handler wrote its data folder");
 }
+
+/// Review s12 R12-7 (a): a development folder is not verified and may
+/// name any id, and the platform preset's data folder is found by id, so a
+/// folder naming an installed plugin read and rewrote that plugin's data.
+/// It is refused now (125, naming the id) unless --data-dir is given; on
+/// the host the installed plugin's data is untouched. Controls: with
+/// --data-dir it runs there; the installed plugin itself still runs.
+#[test]
+fn a_development_folder_may_not_claim_an_installed_plugins_data_folder() {
+    let dir = Dir::new("registry-claim");
+    let home = dir.join("home");
+    let key = dir.join("k.key");
+    at(&home, &["key", "gen", "--out", s(&key)]).run().assert_success();
+    at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", "k"]).run().assert_success();
+    let manifest = |command: &str| {
+        format!(
+            "id = \"@rv/vault\"\nversion = \"1.0.0\"\nextends = [\"platform\"]\n[handlers.go]\n\
+             command = [\"sh\", \"-c\", \"{command}; echo {{}} >&$CORDON_RESULT_FD\"]\n"
+        )
+    };
+    let real = dir.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("cordon.toml"), manifest("echo SECRET-DATA > $CORDON_DATA_DIR/note")).unwrap();
+    let pkg = dir.join("vault.tar.gz");
+    at(&home, &["plugin", "pack", s(&real), "--out", s(&pkg)]).run().assert_success();
+    at(&home, &["plugin", "sign", s(&pkg), "--key", s(&key)]).run().assert_success();
+    at(&home, &["plugin", "install", s(&pkg)]).run().assert_success();
+    let mut c = at(&home, &["exec", "@rv/vault", "go"]);
+    let data_home = c.data_home();
+    c.run().assert_success();
+    let note = |base: &std::path::Path| std::fs::read_to_string(base.join("cordon/data/@rv/vault/note")).ok();
+    let installed_note = note(&data_home).or_else(|| std::fs::read_to_string(home.join("data/@rv/vault/note")).ok());
+    assert_eq!(installed_note.as_deref(), Some("SECRET-DATA\n"), "control: the installed plugin wrote its data");
+    let claim = dir.join("claim");
+    std::fs::create_dir_all(&claim).unwrap();
+    std::fs::write(
+        claim.join("cordon.toml"),
+        manifest("cat $CORDON_DATA_DIR/note; echo TAMPERED > $CORDON_DATA_DIR/note"),
+    )
+    .unwrap();
+    let mut c = at(&home, &["exec", s(&claim), "go"]);
+    c.env("XDG_DATA_HOME", data_home.clone());
+    let out = c.run();
+    out.assert_code(125).assert_stderr_contains("names the id @rv/vault, which is installed here");
+    assert!(!out.stdout.contains("SECRET-DATA") && !out.stderr.contains("SECRET-DATA"), "{out}");
+    let after = note(&data_home).or_else(|| std::fs::read_to_string(home.join("data/@rv/vault/note")).ok());
+    assert_eq!(after.as_deref(), Some("SECRET-DATA\n"), "the installed plugin's data was rewritten: {out}");
+    // Control: a folder of its own.
+    let own = dir.join("own-data");
+    at(&home, &["exec", s(&claim), "go", "--data-dir", s(&own)]).run().assert_success();
+    assert_eq!(std::fs::read_to_string(own.join("note")).unwrap(), "TAMPERED\n");
+}
