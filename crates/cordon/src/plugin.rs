@@ -521,7 +521,10 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
         None
     };
     let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host)?;
-    if let Some(grant) = policy.fs.write.iter().find(|w| plugin_dir.starts_with(&w.path)) {
+    // By where each grant leads: one spelled through a link above the
+    // folder covers it as well.
+    let leads_to = |w: &PathRule| std::fs::canonicalize(&w.path).unwrap_or_else(|_| w.path.clone());
+    if let Some(grant) = policy.fs.write.iter().find(|w| plugin_dir.starts_with(leads_to(w))) {
         return Err(PluginError::WritesOwnFolder {
             plugin: manifest.id.to_string(),
             plugin_dir,

@@ -329,7 +329,8 @@ fn two_concurrent_installs_are_both_recorded() {
 }
 
 /// Review s12 R12-1: a plugin whose write grant covered its own folder
-/// (`fs.write = ["."]`) could rewrite its `cordon.toml` while it ran, and
+/// (`fs.write = ["."]`, or a grant above it, spelled through a link too)
+/// could rewrite its `cordon.toml` while it ran, and
 /// the next run (which read the file again after the verification, or
 /// through the verification cache's stamp) got permissions no one
 /// approved: a private host folder read. Such a plugin is now refused
@@ -351,7 +352,16 @@ fn a_plugin_may_not_write_its_own_folder() {
             marker = marker.display()
         )
     };
-    for (i, write) in ["\".\"", &format!("{:?}", dir.path().display().to_string())].into_iter().enumerate() {
+    // A link outside the grant, so the pin does not refuse it first.
+    let links = Dir::new("registry-own-folder-link");
+    let above = links.join("to");
+    std::os::unix::fs::symlink(dir.path(), &above).unwrap();
+    let writes = [
+        "\".\"".to_owned(),
+        format!("{:?}", dir.path().display().to_string()),
+        format!("{:?}", above.display().to_string()),
+    ];
+    for (i, write) in writes.iter().map(String::as_str).enumerate() {
         let folder = dir.join(format!("plugin-{i}"));
         std::fs::create_dir_all(&folder).unwrap();
         let id = format!("own{i}");
