@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::enforce::seccomp::{ConnectRule, FileWatches, MemfdExec, SeccompPlan, TtyIoctls, UnixSockets};
+use crate::enforce::seccomp::{ConnectRule, FileWatches, MemfdExec, SeccompPlan, UnixSockets};
 use crate::policy::fs::{LIBRARY_TREES, SYSTEM_DEVICES, SYSTEM_READ};
 use crate::policy::{Mode, NetVia, Policy, SystemSet};
 use crate::probe::{CgroupDir, KernelSupport, LandlockAbi};
@@ -591,7 +591,6 @@ impl Plan {
             unix: if container { UnixSockets::Allow } else { UnixSockets::SocketpairOnly },
             watches: if container { FileWatches::Allow } else { FileWatches::Refuse },
             memfd,
-            tty: TtyIoctls::Allow,
             connect: if plan.egress == Egress::Kernel { ConnectRule::Notify } else { ConnectRule::Allow },
         });
         let root = root_plan(policy, mode);
@@ -1176,7 +1175,6 @@ mod tests {
             let mut p = build(&Policy::default(), mode, &support).unwrap();
             p.attach_terminal(stdin_only);
             assert_eq!(p.terminal, TerminalPlan::Relayed { fds: [true, false, false] });
-            assert_eq!(p.seccomp.unwrap().tty, TtyIoctls::Allow, "the sandbox's own ptys keep their ioctls");
             let entry = p.ledger.iter().find(|e| e.rule.starts_with("terminal")).unwrap();
             assert_eq!(entry.rule, "terminal (the caller's, on fd 0)");
             assert!(entry.mechanism.contains("relayed by cordon"), "{}", entry.mechanism);
@@ -1184,7 +1182,7 @@ mod tests {
         // A pty of its own, no terminal at all, and dev mode.
         let mut p = build(&Policy::default(), Mode::Container, &KernelSupport::fixture_landlock(3)).unwrap();
         p.attach_terminal(TerminalUse::Pty);
-        assert_eq!((p.terminal, p.seccomp.unwrap().tty), (TerminalPlan::Pty, TtyIoctls::Allow));
+        assert_eq!(p.terminal, TerminalPlan::Pty);
         p.attach_terminal(TerminalUse::Caller([false; 3]));
         assert_eq!(p.terminal, TerminalPlan::None);
         assert!(!p.ledger.iter().any(|e| e.rule.starts_with("terminal")), "no stale terminal entry");

@@ -6,9 +6,9 @@
 #![allow(clippy::all, clippy::pedantic, clippy::cast_possible_truncation, missing_docs, dead_code)]
 
 use super::{
-    BpfProgram, ConnectRule, FileWatches, MemfdExec, SeccompPlan, SockFilter, TtyIoctls, UnixSockets, Verdict, ALLOWED,
+    BpfProgram, ConnectRule, FileWatches, MemfdExec, SeccompPlan, SockFilter, UnixSockets, Verdict, ALLOWED,
     CREATING_FLAGS, DENIED, HELPER_ALLOWED, MFD_NOEXEC_SEAL, NAMESPACE_FLAGS, PERSONALITY_OK, SETID_MODE, TIOCLINUX,
-    TIOCSTI, TTY_CONTROL_IOCTLS, UNSUPPORTED,
+    TIOCSTI, UNSUPPORTED,
 };
 use super::{AUDIT_ARCH, BPF_AND_K, BPF_JA, BPF_JEQ_K, BPF_JGE_K, BPF_JSET_K, BPF_LD_W_ABS, BPF_RET_K};
 use super::{OFF_ARCH, OFF_ARGS, OFF_NR, X32_SYSCALL_BIT};
@@ -116,10 +116,7 @@ pub fn rules(plan: SeccompPlan) -> RuleSet {
         NAMESPACE_FLAGS.iter().map(|f| (vec![ArgTest::Masked { arg: 0, mask: *f, value: *f }], EPERM)).collect();
     rules.insert(nr(libc::SYS_clone), SyscallRule { when: ns.clone(), otherwise: Verdict::Allow });
     rules.insert(nr(libc::SYS_unshare), SyscallRule { when: ns, otherwise: Verdict::Allow });
-    let mut refused_ioctls = vec![TIOCSTI, TIOCLINUX];
-    if plan.tty == TtyIoctls::ReadOnly {
-        refused_ioctls.extend(TTY_CONTROL_IOCTLS.iter().map(|(c, _)| *c));
-    }
+    let refused_ioctls = [TIOCSTI, TIOCLINUX];
     rules.insert(
         nr(libc::SYS_ioctl),
         SyscallRule {
