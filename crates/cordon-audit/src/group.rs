@@ -105,9 +105,8 @@ use cordon_core::policy::Mode;
 use cordon_core::state::Protected;
 use tokio::sync::oneshot;
 
-use crate::journal::{self, Journal, Line};
+use crate::journal::{self, lost, Journal, Line};
 use crate::log::{AuditLog, InLogCheckpoint, KeyFolder};
-use crate::pending::lost;
 use crate::record::{AuditRecord, Ending, Subject};
 use crate::trail::AuditError;
 
@@ -292,9 +291,7 @@ impl GroupWriter {
             Err(e) => return Err(open_err(e)),
         }
         let journal = Journal::open(path).map_err(open_err)?;
-        let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
         let recovered = recover(&log, &journal, path)?;
-        crate::pending::recover_markers(&log).map_err(recover_err)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let mut state = State {

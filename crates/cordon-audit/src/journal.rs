@@ -33,7 +33,7 @@ use cordon_core::sys::{self, ByteLock};
 use serde::{Deserialize, Serialize};
 
 use crate::log::{read_line_at, Tail};
-use crate::record::AuditRecord;
+use crate::record::{AuditRecord, ErrorCode};
 
 /// What follows the log's file name in its journal's.
 pub const JOURNAL_SUFFIX: &str = ".inflight";
@@ -299,15 +299,14 @@ pub(crate) fn replay(file: &File, len: u64) -> io::Result<Vec<Open>> {
     Ok(open)
 }
 
-/// Start time of `pid`, or `None` if it is not running (or is a zombie).
-pub(crate) fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: split after the
-    // last `)`. Then field 3 (state) is at index 0, field 22 at index 19.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+/// The `LOST` record of a run whose owner (`pid`) died: its draft with
+/// `lost: true`, an error naming the pid, `duration_ms` 0, and `time` still
+/// the run's start.
+pub(crate) fn lost(mut draft: AuditRecord, pid: u32) -> AuditRecord {
+    draft.lost = true;
+    draft.outcome = ErrorCode::Lost.as_str().to_owned();
+    draft.error =
+        Some(format!("cordon (pid {pid}) ended before recording the outcome; the command's result is unknown"));
+    draft.duration_ms = 0.0;
+    draft
 }

@@ -125,8 +125,7 @@
 //!
 //! # Current limitations
 //!
-//! Times are UTC. Pending markers of an older cordon (`pending/`) are still
-//! recorded as `LOST`; nothing writes them any more.
+//! Times are UTC.
 //!
 //! Time stamps are formatted and parsed with `humantime`: a dependency-free
 //! crate of a few hundred lines that does exactly RFC 3339 in UTC both ways
@@ -150,7 +149,6 @@ mod filter;
 mod group;
 mod journal;
 mod log;
-mod pending;
 mod record;
 mod trail;
 mod verify;
@@ -160,7 +158,6 @@ pub use filter::{filter, package_prefix, parse_time, Filter, Filtered, HashError
 pub use group::{BeginCommit, Commit, GroupOptions, GroupRun, GroupStats, GroupWriter};
 pub use journal::JOURNAL_SUFFIX;
 pub use log::{Appended, AuditLog, KeyFolder, CHECKPOINT_EVERY, LOG_FILE};
-pub use pending::PENDING_DIR;
 pub use record::{
     host_secret_values, network_summary, now_rfc3339, policy_digest, redact, redacted_subject, secret_values,
     AuditRecord, Ending, ErrorCode, Outcome, Subject, UnknownOutcome,

@@ -308,18 +308,12 @@ impl AuditLog {
     }
 
     /// The log's files, which no sandbox may reach: the log, its run
-    /// journal (and the pending markers of an older cordon, if any), and the
-    /// audit key and checkpoints.
+    /// journal, and the audit key and checkpoints.
     pub fn protected(&self) -> Vec<Protected> {
         let mut out = vec![
             Protected::file(self.path(), "the audit log"),
             Protected::file(crate::journal::path_of(self.path()), "the audit log's run journal"),
         ];
-        // Markers of an older cordon, while it has some.
-        let pending = crate::pending::pending_dir(self.path());
-        if pending.is_dir() {
-            out.push(Protected::folder(pending, "the audit log's pending runs"));
-        }
         if let Some(s) = &self.0.signer {
             out.push(Protected::file(s.dir.join(checkpoint::KEY_FILE), "the audit signing key"));
             out.push(Protected::folder(s.dir.join(checkpoint::PUBLIC_KEYS_DIR), "the audit verifier keys"));

@@ -482,39 +482,6 @@ fn a_run_recorded_before_cordon_died_is_not_recorded_twice() {
     assert_eq!(records_in(&path), 2);
 }
 
-/// A marker as an older cordon that has since died would have left it.
-fn plant_marker(log: &Path, request_id: &str) -> PathBuf {
-    let mut dead = Command::new("true").spawn().unwrap();
-    let pid = dead.id();
-    dead.wait().unwrap();
-    let marker = serde_json::json!({
-        "log": log,
-        "pid": pid,
-        "pid_start": 1,
-        "record": AuditRecord { request_id: request_id.into(), ..record(5) },
-    });
-    let dir = crate::pending::pending_dir(log);
-    fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{request_id}.json"));
-    fs::write(&path, serde_json::to_vec(&marker).unwrap()).unwrap();
-    path
-}
-
-#[test]
-fn markers_an_older_cordon_left_are_still_recorded_and_only_for_their_log() {
-    let dir = Dir::new("audit-markers");
-    let a = dir.path().join("a.jsonl");
-    let b = dir.path().join("b.jsonl");
-    let marker = plant_marker(&a, "FOR-A");
-    assert_eq!(recover(&b), 0);
-    assert!(marker.exists(), "another log's marker is left alone");
-    assert_eq!(recover(&a), 1);
-    assert!(!marker.exists());
-    assert_eq!(recover(&a), 0);
-    let lost = filter(&a, &Filter::default()).unwrap().records;
-    assert_eq!((lost.len(), lost[0].request_id.as_str(), lost[0].lost), (1, "FOR-A", true));
-}
-
 #[test]
 fn filter_by_plugin_outcome_and_time() {
     let dir = Dir::new("audit-filter");

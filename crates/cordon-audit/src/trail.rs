@@ -11,9 +11,8 @@ use cordon_core::state::Protected;
 
 use std::sync::Arc;
 
-use crate::journal::{Begun, Journal};
+use crate::journal::{lost, Begun, Journal};
 use crate::log::{AuditLog, KeyFolder};
-use crate::pending::{lost, recover_markers};
 use crate::record::{AuditRecord, Ending, Subject};
 
 /// The variable naming the audit log when no `--audit-log` is given.
@@ -172,8 +171,7 @@ impl AuditTrail {
         cordon_core::trace::step("audit: log and key opened");
         let journal = Arc::new(Journal::open(path).map_err(open_err)?);
         let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
-        let mut recovered = recover_markers(&log).map_err(recover_err)?;
-        recovered += recover_journal(&log, &journal).map_err(recover_err)?;
+        let recovered = recover_journal(&log, &journal).map_err(recover_err)?;
         Ok(AuditTrail { log, journal, recovered })
     }
 

@@ -338,3 +338,47 @@ fn cordon_testkit_sha256(bytes: &[u8]) -> String {
     out.assert_success();
     out.stdout.split_whitespace().next().unwrap().to_owned()
 }
+
+#[test]
+fn a_run_cannot_plant_records_into_another_audit_log() {
+    // Review s13 R13-3: cordon once recovered run markers an older version
+    // left in `pending/` next to a log, appending each as a LOST record with
+    // every field the marker gave. A run that may write the folder of a log
+    // it does not record to (no carve-out there) planted one, and the next
+    // run on that log signed it into the chain. Nothing writes markers since
+    // the run journal, so nothing reads them any more.
+    let support = kernel_support();
+    let (state, log) = state_with_runs("audit-plant", 1);
+    let forged = "01FORGEDFORGEDFORGEDFORGED";
+    let marker = serde_json::json!({
+        "log": log,
+        "pid": 999_999_999u32,
+        "pid_start": null,
+        "record": {
+            "time": "2026-12-01T03:00:00.000Z", "request_id": forged,
+            "trace_id": "00000000000000000000000000000000", "tenant": "bank-b", "plugin": "@acme/payments",
+            "plugin_version": "9.9.9", "handler": "transfer", "command": ["/usr/bin/transfer", "--to", "mallory"],
+            "mode": "container", "policy_digest": "0".repeat(64), "outcome": "ok", "error": null,
+            "duration_ms": 1.0, "cpu_ms": 1.0, "peak_rss_kb": 1, "network": null, "lost": false, "seq": 1, "prev": "x"
+        }
+    });
+    each_mode(sandbox_modes!(support), |mode| {
+        let folder = state.path().to_str().unwrap();
+        run_in(mode)
+            .args(["--write", folder, "--cwd", folder, "--", "sh", "-c"])
+            .arg(format!("mkdir -p pending && printf '%s' '{marker}' > pending/{}.json", mode.as_str()))
+            .run()
+            .assert_success();
+        let planted = state.join(format!("pending/{}.json", mode.as_str()));
+        assert!(planted.exists(), "control: the run wrote the log's folder [{}]", mode.as_str());
+        let next = cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"))
+            .run();
+        next.assert_success();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains(forged), "the planted record is in the log [{}]\n{next}\n{text}", mode.as_str());
+        assert_eq!(records(&log).iter().filter(|r| r["lost"] == true).count(), 0, "{text}");
+    });
+}
