@@ -602,6 +602,60 @@ fn a_deny_holds_against_bind_mounts_below_it_and_below_a_grant() {
     });
 }
 
+/// Review s13 R13-2: an overlay's layers are read from mountinfo's option
+/// string, which shows them as the mounter wrote them; mounted from its
+/// folder with relative layers (`lowerdir=lower`), a layer could not be
+/// placed and the deny on it did not hold through the overlay. Now a run
+/// with a deny whose rules reach such an overlay is refused (125, naming
+/// the overlay and the layer), and nothing of the layer is printed.
+/// Control: the same overlay with the same grant and no deny reads.
+#[test]
+fn a_deny_refuses_a_run_reaching_an_overlay_with_relative_layers() {
+    let support = kernel_support();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs the tests as root");
+        eprintln!(
+            "NOTE: not root: a_deny_refuses_a_run_reaching_an_overlay_with_relative_layers needs mounts; skipped"
+        );
+        return;
+    }
+    let unshare = super::tool("/usr/bin/unshare");
+    let dir = Dir::new("fs-deny-overlay-relative");
+    dir.create("home/alice/data/notes.txt", "ALICE-PRIVATE\n");
+    dir.create_dir("ov/up");
+    dir.create_dir("ov/work");
+    dir.create_dir("merged");
+    let cordon = env!("CARGO_BIN_EXE_cordon");
+    let probe = |mode: Mode, deny: &str| {
+        let script = format!(
+            "cd {root} && mount -t overlay overlay -o lowerdir=home/alice/data,upperdir=ov/up,workdir=ov/work merged \
+             && {cordon} run --mode {mode} --read {root}/merged {deny} -- cat {root}/merged/notes.txt",
+            root = dir.path().display(),
+            mode = mode.as_str(),
+        );
+        std::process::Command::new(unshare)
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap()
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let open = probe(mode, "");
+        let stdout = String::from_utf8_lossy(&open.stdout);
+        assert!(stdout.contains("ALICE-PRIVATE"), "[{m}] control: the overlay reads without a deny: {open:?}");
+        let refused = probe(mode, &format!("--deny {}", dir.join("home/alice").display()));
+        let (stdout, stderr) = (String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+        assert!(!stdout.contains("ALICE-PRIVATE"), "[{m}] the denied layer was read through the overlay: {stdout}");
+        assert_eq!(refused.status.code(), Some(125), "[{m}] {stderr}");
+        assert!(
+            stderr.contains(&format!("{}/merged", dir.path().display()))
+                && stderr.contains("layer `home/alice/data` by a relative path"),
+            "[{m}] {stderr}"
+        );
+    });
+}
+
 /// Review s12 R12-13 (S1's class): `--cwd` was resolved through its links
 /// before the pin, and relative flags joined to the resolved folder, so a
 /// run that replaced its own cwd `W/sub` (inside its write grant `W`) with

@@ -65,6 +65,20 @@ pub enum LandlockError {
         #[source]
         source: io::Error,
     },
+    /// An overlay a rule reaches names a layer by a relative path (the
+    /// mounter's working folder, which mountinfo does not show), so where
+    /// its files lie on the host, and whether a denied path is among them,
+    /// cannot be told.
+    #[error(
+        "refusing the run: the overlay mounted on {} names its layer `{}` by a relative path, so cordon cannot tell whether it shows a denied path under another name; remount it with absolute layer paths (mount -o lowerdir=/abs/...), or keep it out of the grants",
+        overlay.display(), layer.display()
+    )]
+    RelativeOverlayLayer {
+        /// The overlay's mount point.
+        overlay: PathBuf,
+        /// The layer as mountinfo shows it.
+        layer: PathBuf,
+    },
     /// A directory on the way to a denied path could not be listed.
     #[error("failed to list {path} to carve out a denied path")]
     ListDir {
@@ -277,6 +291,13 @@ fn resolve_for_carving(
 ///   `/home/alice/data`; Landlock rules sit on inodes, so that rule opened
 ///   the denied tree under its own name too);
 /// - an overlay mount shows its layers' files: it is a place for each layer.
+///   A layer mountinfo names by a relative path cannot be placed: the run
+///   is refused (review s13 R13-2). A layer that is not there under the
+///   name mountinfo gives is passed by: a layer renamed since the mount is
+///   then not seen (mountinfo keeps the string the mounter gave), but the
+///   root of every container (Docker, Podman) is an overlay whose layers
+///   lie outside its mount namespace, and refusing those would refuse
+///   every run with a deny there.
 ///
 /// Each alias only takes access away. A deny that does not exist (yet) is
 /// placed by its nearest existing folder; a deny or rule whose mount
@@ -326,6 +347,9 @@ fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Result<Vec<P
         // An overlay shows its layers' files under its mount point.
         for m in own.map(|(m, _)| m).into_iter().chain(table.below(rule)) {
             for layer in &m.layers {
+                if layer.is_relative() {
+                    return Err(LandlockError::RelativeOverlayLayer { overlay: m.point.clone(), layer: layer.clone() });
+                }
                 if let Some(place) = table.place(&super::resolved(layer)).map_err(mounts)? {
                     places.push((m.point.clone(), place));
                 }

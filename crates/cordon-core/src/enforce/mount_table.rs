@@ -31,8 +31,10 @@ pub struct Mount {
     /// Its mount point (field 5).
     pub point: PathBuf,
     /// An overlay's layers (its `lowerdir`, `lowerdir+`, `datadir+` and
-    /// `upperdir`, host paths as the mounter gave them): the folders whose
-    /// files it shows, each under the mount point. Empty for other kinds.
+    /// `upperdir`, host paths as the mounter gave them, relative ones
+    /// included: relative to the folder the mounter worked in, which
+    /// mountinfo does not show): the folders whose files it shows, each
+    /// under the mount point. Empty for other kinds.
     pub layers: Vec<PathBuf>,
 }
 
@@ -138,7 +140,6 @@ fn overlay_layers(options: &[u8]) -> Vec<PathBuf> {
             _ => {}
         }
     }
-    layers.retain(|l| l.is_absolute());
     layers
 }
 
@@ -183,11 +184,15 @@ mod tests {
         assert!(t.0.iter().all(|m| m.layers.is_empty()));
         let overlay =
             b"70 47 0:40 / /m rw - overlay overlay rw,lowerdir=/l\\0403:/l2\\134\\072x,upperdir=/up,workdir=/w\n\
-            71 47 0:41 / /n rw - overlay overlay rw,lowerdir+=/a,datadir+=/b\n";
+            71 47 0:41 / /n rw - overlay overlay rw,lowerdir+=/a,datadir+=/b\n\
+            72 47 0:42 / /o rw - overlay overlay rw,lowerdir=lower,upperdir=up/per,workdir=work\n";
         let t = MountTable::parse(overlay);
         let layers: Vec<Vec<PathBuf>> = t.0.iter().map(|m| m.layers.clone()).collect();
-        let want: [Vec<PathBuf>; 2] =
-            [vec!["/l 3".into(), "/l2:x".into(), "/up".into()], vec!["/a".into(), "/b".into()]];
+        let want: [Vec<PathBuf>; 3] = [
+            vec!["/l 3".into(), "/l2:x".into(), "/up".into()],
+            vec!["/a".into(), "/b".into()],
+            vec!["lower".into(), "up/per".into()],
+        ];
         assert_eq!(layers, want);
     }
 
