@@ -47,6 +47,7 @@
 //! folder and the artifact store are host folders the plugin writes to.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -262,6 +263,20 @@ pub enum PluginError {
         /// The write grant that covers it.
         grant: PathBuf,
     },
+    /// A development folder's manifest has other names (hard links) and the
+    /// plugin may write: a run could rewrite it through one of them.
+    #[error(
+        "plugin {plugin} may write files and its manifest {} has {links} names (hard links), so a run could rewrite it through another name",
+        manifest.display()
+    )]
+    ManifestHardLinked {
+        /// The plugin.
+        plugin: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// How many names it has.
+        links: u64,
+    },
     /// The `platform` preset needs a data folder and there is none.
     #[error(
         "plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset"
@@ -341,6 +356,10 @@ impl PluginError {
             PluginError::WritesOwnFolder { .. } => Some(
                 "grant the folder the plugin writes outside its own folder: the platform preset's data folder \
                  (extends = [\"platform\"]), $CORDON_ARTIFACTS, or another path in fs.write"
+                    .into(),
+            ),
+            PluginError::ManifestHardLinked { .. } => Some(
+                "give the folder a manifest of its own: `cp cordon.toml cordon.toml.new && mv cordon.toml.new cordon.toml`"
                     .into(),
             ),
             PluginError::NoDataDir { .. } => Some("pass --data-dir DIR".into()),
@@ -522,14 +541,34 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
     };
     let policy = effective_policy(&manifest, &plugin_dir, data_dir.as_deref(), &req.host)?;
     // By where each grant leads: one spelled through a link above the
-    // folder covers it as well.
-    let leads_to = |w: &PathRule| std::fs::canonicalize(&w.path).unwrap_or_else(|_| w.path.clone());
-    if let Some(grant) = policy.fs.write.iter().find(|w| plugin_dir.starts_with(leads_to(w))) {
+    // folder covers it as well, and one on the manifest file itself
+    // (`fs.write = ["cordon.toml"]`, review s13 R13-5) or on another name
+    // of it (a hard link) rewrites it just the same.
+    let manifest_file = plugin_dir.join(MANIFEST_FILE);
+    let manifest_id = file_id(&manifest_file);
+    let leads_to =
+        |w: &PathRule| std::fs::canonicalize(&w.path).unwrap_or_else(|_| cordon_core::policy::fs::normalize(&w.path));
+    let reaches_manifest = |w: &PathRule| {
+        let to = leads_to(w);
+        plugin_dir.starts_with(&to) || to == manifest_file || (manifest_id.is_some() && file_id(&to) == manifest_id)
+    };
+    if let Some(grant) = policy.fs.write.iter().find(|w| reaches_manifest(w)) {
         return Err(PluginError::WritesOwnFolder {
             plugin: manifest.id.to_string(),
             plugin_dir,
             grant: grant.path.clone(),
         });
+    }
+    // A development folder's manifest with another name (a hard link)
+    // could be rewritten through that name wherever a write grant lies.
+    if given.is_none() && !policy.fs.write.is_empty() {
+        if let Some(links) = std::fs::metadata(&manifest_file).ok().map(|m| m.nlink()).filter(|n| *n > 1) {
+            return Err(PluginError::ManifestHardLinked {
+                plugin: manifest.id.to_string(),
+                manifest: manifest_file,
+                links,
+            });
+        }
     }
     let support = match &req.support {
         Some(s) => s.clone(),
@@ -540,6 +579,12 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
         ledger(&manifest, &policy, mode, &support, &req.capabilities, &plugin_dir, data_dir.as_deref(), &req.host);
     check.warnings.extend(fallback);
     Ok(Prepared { manifest, plugin_dir, data_dir, policy, mode, support, check })
+}
+
+/// The device and inode of the file at `path` (following links), when it
+/// can be looked at.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Makes a data folder. One below cordon's data folder is made without

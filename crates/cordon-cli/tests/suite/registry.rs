@@ -356,14 +356,18 @@ fn a_plugin_may_not_write_its_own_folder() {
     let links = Dir::new("registry-own-folder-link");
     let above = links.join("to");
     std::os::unix::fs::symlink(dir.path(), &above).unwrap();
+    // Review s13 R13-5: a grant on the manifest file itself, however spelled.
     let writes = [
         "\".\"".to_owned(),
         format!("{:?}", dir.path().display().to_string()),
         format!("{:?}", above.display().to_string()),
+        "\"cordon.toml\"".to_owned(),
+        "\"./cordon.toml\"".to_owned(),
+        "\"sub/../cordon.toml\"".to_owned(),
     ];
     for (i, write) in writes.iter().map(String::as_str).enumerate() {
         let folder = dir.join(format!("plugin-{i}"));
-        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(folder.join("sub")).unwrap();
         let id = format!("own{i}");
         let text = manifest(&id, write);
         std::fs::write(folder.join("cordon.toml"), &text).unwrap();
@@ -384,6 +388,17 @@ fn a_plugin_may_not_write_its_own_folder() {
         assert_eq!(std::fs::read_to_string(path.join("cordon.toml")).unwrap(), text, "{out}");
         assert!(!marker.exists(), "the installed handler ran: {out}");
     }
+    // A development folder whose manifest has another name: a grant on that
+    // name (or on a folder holding it) would rewrite the manifest.
+    let folder = dir.join("plugin-hardlink");
+    std::fs::create_dir_all(folder.join("out")).unwrap();
+    let text = manifest("hardlink", "\"out\"").replace("cordon.toml;", "out/m;");
+    std::fs::write(folder.join("cordon.toml"), &text).unwrap();
+    std::fs::hard_link(folder.join("cordon.toml"), folder.join("out/m")).unwrap();
+    let out = at(&home, &["exec", s(&folder), "go"]).run();
+    out.assert_code(125).assert_stderr_contains("has 2 names (hard links)");
+    assert_eq!(std::fs::read_to_string(folder.join("cordon.toml")).unwrap(), text, "{out}");
+    assert!(!marker.exists(), "the handler ran: {out}");
     // Control: the data folder is the plugin's to write.
     let folder = dir.join("plugin-data");
     std::fs::create_dir_all(&folder).unwrap();
