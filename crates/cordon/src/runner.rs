@@ -410,10 +410,41 @@ pub fn run_answering(req: &RunRequest) -> (ExecutionResult, Aftermath) {
 /// start need not wait for (the audit record's preparation), done while
 /// the command starts up on the other CPU.
 pub fn run_answering_while(req: &RunRequest, while_running: &mut dyn FnMut()) -> (ExecutionResult, Aftermath) {
+    run_answering_gated(req, &mut || Ok(()), while_running)
+}
+
+/// [`run_answering_while`], with `before_start` called once before the
+/// command can start, for the caller's own work that must be done by then
+/// (the audit record's begin). In process and container mode it is called
+/// once the sandbox is parked, so it runs while init builds the
+/// namespaces and mounts on the other CPU; an error it returns (boxed:
+/// it is large) is the run's result, and the parked sandbox is dropped (init killed and
+/// reaped, its cgroups removed) before its command ever ran. It is not
+/// called when the run fails before it is parked. In dev mode, whose
+/// command starts as soon as its process is made, it is called before
+/// anything else.
+pub fn run_answering_gated(
+    req: &RunRequest,
+    before_start: &mut dyn FnMut() -> Result<(), Box<ExecutionResult>>,
+    while_running: &mut dyn FnMut(),
+) -> (ExecutionResult, Aftermath) {
     let mut after = Aftermath::default();
-    let result = match park(req) {
-        Ok(parked) => parked.start_with(Start::default(), Clock::FromPark, &mut after, while_running),
-        Err(failed) => *failed,
+    let mut started = |parked: Parked, after: &mut Aftermath| {
+        parked.start_with(Start::default(), Clock::FromPark, after, while_running)
+    };
+    let result = match req.mode {
+        Mode::Dev => match before_start().map(|()| park(req)) {
+            Err(refused) => *refused,
+            Ok(Ok(parked)) => started(parked, &mut after),
+            Ok(Err(failed)) => *failed,
+        },
+        _ => match park(req) {
+            Ok(parked) => match before_start() {
+                Ok(()) => started(parked, &mut after),
+                Err(refused) => *refused,
+            },
+            Err(failed) => *failed,
+        },
     };
     (result, after)
 }
