@@ -222,6 +222,121 @@ fn the_containers_dev_is_read_only_but_its_devices_pts_and_shm_work() {
     });
 }
 
+/// The resolver files cordon writes for a run with transparent egress (the
+/// default): `/etc/resolv.conf` names the stub DNS and `/etc/hosts` the
+/// sandbox's own name; the command reads them and can neither append to,
+/// truncate, chmod, touch, move nor remove them, in both modes (process
+/// mode binds them over the host's files, where the host has both). In
+/// container mode they are written into the sandbox's root before it goes
+/// read-only, so no mount of their own shows in its mount table (there
+/// was a staging tmpfs and a bind each). Control: the host's files are
+/// unchanged and are not cordon's.
+#[test]
+fn the_generated_resolver_files_are_read_only_and_in_the_containers_own_root() {
+    let files = ["/etc/resolv.conf", "/etc/hosts"];
+    let host: Vec<Option<Vec<u8>>> = files.iter().map(|f| std::fs::read(f).ok()).collect();
+    let support = kernel_support();
+    let modes = sandbox_modes!(support)
+        .into_iter()
+        .filter(|m| *m == Mode::Container || host.iter().all(Option::is_some))
+        .collect();
+    let script = "for f in /etc/resolv.conf /etc/hosts; do \
+                    cat $f; \
+                    (echo x >> $f) 2>/dev/null && echo \"$f appended\"; \
+                    (: > $f) 2>/dev/null && echo \"$f truncated\"; \
+                    chmod 600 $f 2>/dev/null && echo \"$f chmodded\"; \
+                    touch $f 2>/dev/null && echo \"$f touched\"; \
+                    mv $f $f.moved 2>/dev/null && echo \"$f moved\"; \
+                    rm -f $f 2>/dev/null && echo \"$f removed\"; \
+                    cat $f; \
+                  done; cat /proc/self/mountinfo";
+    each_mode(modes, |mode| {
+        let out = run_in(mode).args(["--", "sh", "-c", script]).run();
+        out.assert_success();
+        let resolv = "nameserver 127.0.0.1\n";
+        let hosts = "127.0.0.1\tlocalhost\n";
+        assert_eq!(out.stdout.matches(resolv).count(), 2, "resolv.conf not cordon's, or changed\n{out}");
+        assert_eq!(out.stdout.matches(hosts).count(), 2, "hosts not cordon's, or changed\n{out}");
+        for what in ["appended", "truncated", "chmodded", "touched", "moved", "removed"] {
+            assert!(!out.stdout.contains(&format!(" {what}\n")), "a resolver file was {what}\n{out}");
+        }
+        if mode == Mode::Container {
+            let points: Vec<&str> = out.stdout.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+            for f in files {
+                assert!(!points.contains(&f), "{f} has a mount of its own\n{out}");
+            }
+        }
+    });
+    let after: Vec<Option<Vec<u8>>> = files.iter().map(|f| std::fs::read(f).ok()).collect();
+    assert_eq!(after, host, "a host resolver file changed");
+    for contents in host.iter().flatten() {
+        assert!(
+            !String::from_utf8_lossy(contents).contains("Written by cordon"),
+            "control: the host's file is its own"
+        );
+    }
+}
+
+/// A grant whose bind covers the resolver files' place (`--read /etc`,
+/// `--read /`, `--write /etc`, a manifest's `fs.read = ["/etc"]`, and
+/// `--read /etc` with a deny on `/etc/resolv.conf`) still shows cordon's
+/// files in both modes, so a name lookup goes to the stub DNS, which
+/// refuses it by name and reports it, rather than to the host's resolver
+/// as a raw datagram (whose refusal would suggest opening that resolver to
+/// the sandbox). Control: the grant is in force (the command reads a file
+/// of the host's `/etc` that no default grant gives).
+#[test]
+fn a_grant_covering_etc_keeps_cordons_resolver_files_and_lookups_go_through_the_stub() {
+    let support = kernel_support();
+    let getent = tool("/usr/bin/getent");
+    let marker = ["/etc/debian_version", "/etc/os-release"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("this test machine has /etc/debian_version or /etc/os-release");
+    let host_marker = std::fs::read_to_string(marker).unwrap();
+    let host_marker = host_marker.lines().next().unwrap();
+    let script = format!(
+        "head -n 2 /etc/resolv.conf; grep -c 'Written by cordon' /etc/hosts; head -n 1 {marker}; \
+         {getent} hosts blocked.example; echo getent=$?"
+    );
+    let plugin = Dir::new("etc-grant-plugin");
+    plugin.create(
+        "cordon.toml",
+        "id = \"@t/etc-grant\"\nversion = \"1.0.0\"\n[handlers.look]\ncommand = [\"./look.sh\"]\n\
+         [permissions]\nfs.read = [\"/etc\"]\nnet.allow = [\"allowed.example\"]\n",
+    );
+    plugin.create_executable("look.sh", format!("#!/bin/sh\n{script}\n"));
+    let grants: [&[&str]; 4] = [
+        &["--read", "/etc"],
+        &["--read", "/"],
+        &["--write", "/etc"],
+        &["--read", "/etc", "--deny", "/etc/resolv.conf"],
+    ];
+    each_mode(sandbox_modes!(support), |mode| {
+        let mut outs: Vec<(String, Outcome)> = grants
+            .iter()
+            .map(|g| {
+                let out =
+                    run_in(mode).args(*g).args(["--net", "allowed.example", "--", "/bin/sh", "-c", &script]).run();
+                (g.join(" "), out)
+            })
+            .collect();
+        outs.push(("fs.read = [\"/etc\"]".into(), super::plugins::exec(mode, plugin.path(), "look", "{}").run()));
+        for (grant, out) in &outs {
+            let seen = format!("{}{}", out.stdout, out.stderr);
+            assert!(
+                seen.contains("# Written by cordon: names are answered by cordon's stub DNS")
+                    && seen.contains("\nnameserver 127.0.0.1\n"),
+                "{grant}: /etc/resolv.conf is not cordon's\n{out}"
+            );
+            assert!(seen.contains("\n1\n"), "{grant}: /etc/hosts is not cordon's\n{out}");
+            assert!(seen.contains(host_marker), "{grant}: control: the grant is not in force ({marker})\n{out}");
+            assert!(seen.contains("getent=2"), "{grant}\n{out}");
+            out.assert_stderr_contains("cordon: network: refused lookup of blocked.example (getent, pid ");
+        }
+    });
+}
+
 /// The host's root is gone from the container before the command's first
 /// instruction: the mount table the command reads first thing has one
 /// mount on `/`, the sandbox's tmpfs, and none of the host's mounts that no

@@ -256,9 +256,12 @@ fn resolve_all(binds: &[crate::plan::Bind], pinned: &[PathBuf]) -> Vec<Resolved>
 }
 
 /// Files cordon writes for a sandbox with transparent egress: its resolver
-/// configuration, pointing at the stub DNS. They are written by init into a
-/// small tmpfs that the run's `/proc` then covers, and bound read-only over
-/// the paths in [`NET_FILES`]: nothing is written to the host.
+/// configuration, pointing at the stub DNS, at the paths in [`NET_FILES`].
+/// Nothing is written to the host: container mode's init writes them into
+/// the sandbox's root before it goes read-only, unless a grant's bind covers
+/// them there (`/etc`, `/`); process mode, and container mode with such a
+/// grant, into a small tmpfs that the run's `/proc` then covers, bound
+/// read-only over the files after every grant's bind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetFiles {
     /// `/etc/resolv.conf`.
@@ -293,9 +296,12 @@ impl NetFiles {
 impl Ops {
     /// Writes `files` into a tmpfs on `staging` (a directory that a mount
     /// covers right after, so they are reachable only through the binds)
-    /// and binds each read-only over its path below `root`. In process mode
-    /// (`root` is `/`) a path the host lacks is skipped: nothing is created
-    /// in the host's `/etc`.
+    /// and binds each read-only over its path below `root`, where a bind of
+    /// the host's tree shows the host's file: process mode (`root` is `/`),
+    /// and container mode when a grant's bind covers the files (its root is
+    /// [`NEW_ROOT`]; otherwise they are written into the root itself). A
+    /// path the host lacks is skipped: nothing is created in the host's
+    /// `/etc`, and a resolver with no `resolv.conf` asks 127.0.0.1, the stub.
     fn net_files(&mut self, files: &NetFiles, staging: &str, root: &str) {
         self.mount(
             "tmpfs",
@@ -307,7 +313,7 @@ impl Ops {
         let mut binds = vec![];
         for (path, contents) in files.contents() {
             let target = under(root, Path::new(path));
-            if root == "/" && std::fs::metadata(path).is_err() {
+            if std::fs::metadata(path).is_err() {
                 continue;
             }
             let name = Path::new(path).file_name().map(PathBuf::from).unwrap_or_default();
@@ -511,9 +517,26 @@ pub fn build_mount_ops(
     for dir in ["/dev", "/proc", "/tmp"] {
         ops.mkdir_p(&under(NEW_ROOT, Path::new(dir)));
     }
-    if net_files.is_some() {
-        for f in NET_FILES {
-            ops.mountpoint(&under(NEW_ROOT, Path::new(f)), false);
+    // The generated resolver files are written into the root itself, where
+    // the host's would be bound: the root's one read-only step below covers
+    // them (no tmpfs, binds or step of their own, as process mode needs).
+    // A grant whose bind covers them (`--read /etc`, `--read /`, `--write
+    // /etc`) would hide files written there with the host's: then they are
+    // staged and bound over the bind's, after every bind outside `/tmp`
+    // (none inside it can cover `/etc`).
+    let covered = net_files.is_some()
+        && entries.iter().any(|e| match e {
+            Entry::Bind { inside, .. } | Entry::Link { inside, .. } => {
+                NET_FILES.iter().any(|f| Path::new(f).starts_with(inside))
+            }
+        });
+    if let (Some(files), false) = (net_files, covered) {
+        for (path, contents) in files.contents() {
+            let inside = under(NEW_ROOT, Path::new(path));
+            if let Some(parent) = inside.parent() {
+                ops.mkdir_p(parent);
+            }
+            ops.0.push(MountOp::WriteFile { path: c(&inside), contents: contents.as_bytes().to_vec() });
         }
     }
     let cwd_in_tmp = cwd.starts_with("/tmp");
@@ -575,7 +598,7 @@ pub fn build_mount_ops(
     ops.mount("devpts", dev.join("pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, DEVPTS);
     ops.mount("tmpfs", dev.join("shm"), "tmpfs", nosuid_nodev | ms_noexec(root.exec), "mode=1777,size=64m");
 
-    if let Some(files) = net_files {
+    if let (Some(files), true) = (net_files, covered) {
         ops.net_files(files, &format!("{NEW_ROOT}/proc"), NEW_ROOT);
     }
     // The pid namespace's own /proc, with the global knobs read-only.
@@ -699,11 +722,13 @@ mod tests {
         assert!(ops.iter().any(|op| matches!(op, MountOp::Mount { src, target, .. } if src.to_bytes() == b"/usr" && target.to_bytes() == usr.as_bytes())), "{ops:#?}");
     }
 
-    /// The generated resolver files go read-only with one step on the
-    /// folder they are written to, after both are written and before their
-    /// binds (which copy its flags), in both modes; and no folder is made
-    /// twice or made where one is known to exist (the new root, the private
-    /// /tmp), with the working directory inside /tmp.
+    /// The generated resolver files: process mode writes them into a
+    /// staging tmpfs that goes read-only with one step, after both are
+    /// written and before their binds (which copy its flags); container
+    /// mode writes them into its root before the root's one recursive
+    /// read-only step, with no mount, bind or step of their own. In both,
+    /// no folder is made twice or made where one is known to exist (the
+    /// new root, the private /tmp), with the working directory inside /tmp.
     #[test]
     fn resolver_files_take_one_setattr_and_no_folder_is_made_twice() {
         let files = NetFiles::for_stub("cordon");
@@ -712,45 +737,64 @@ mod tests {
         let cwd = Path::new("/tmp/work/here");
         let container = build_mount_ops(&plan, &SystemEntries::look_at(&[]), cwd, Some(&files));
         let process = host_view_ops(&plan, cwd, Some(&files));
-        for (ops, staging, root) in
-            [(&container, format!("{NEW_ROOT}/proc"), NEW_ROOT), (&process, "/proc".into(), "/")]
-        {
-            let setattrs: Vec<usize> = ops
-                .iter()
+        let writes = |ops: &[MountOp]| -> Vec<(usize, String)> {
+            ops.iter()
                 .enumerate()
-                .filter(|(_, op)| matches!(op, MountOp::SetAttr { .. }))
-                .filter(|(_, op)| match op {
-                    MountOp::SetAttr { path, .. } => {
-                        path.to_bytes() == staging.as_bytes()
-                            || NET_FILES
-                                .iter()
-                                .any(|f| path.to_bytes() == under(root, Path::new(f)).as_os_str().as_bytes())
-                    }
-                    _ => false,
+                .filter_map(|(i, op)| match op {
+                    MountOp::WriteFile { path, .. } => Some((i, path.to_string_lossy().into_owned())),
+                    _ => None,
                 })
-                .map(|(i, _)| i)
-                .collect();
-            assert_eq!(setattrs.len(), 1, "{ops:#?}");
-            let at = setattrs[0];
-            assert!(
-                matches!(&ops[at], MountOp::SetAttr { path, attr, recursive: false } if path.to_bytes() == staging.as_bytes() && *attr & MOUNT_ATTR_RDONLY != 0),
-                "{ops:#?}"
-            );
-            let writes: Vec<usize> = ops
-                .iter()
-                .enumerate()
-                .filter(|(_, op)| matches!(op, MountOp::WriteFile { .. }))
-                .map(|(i, _)| i)
-                .collect();
-            let binds: Vec<usize> = ops
-                .iter()
-                .enumerate()
-                .filter(|(_, op)| matches!(op, MountOp::Mount { src, .. } if [format!("{staging}/resolv.conf"), format!("{staging}/hosts")].iter().any(|f| src.to_bytes() == f.as_bytes())))
-                .map(|(i, _)| i)
-                .collect();
-            assert!(!writes.is_empty() && writes.iter().all(|w| *w < at), "{ops:#?}");
-            assert_eq!(binds.len(), writes.len(), "{ops:#?}");
-            assert!(binds.iter().all(|b| *b > at), "{ops:#?}");
+                .collect()
+        };
+        // Process mode: one setattr on the staging folder (none on the files).
+        let staging = "/proc";
+        let setattrs: Vec<usize> = process
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| match op {
+                MountOp::SetAttr { path, .. } => {
+                    path.to_bytes() == staging.as_bytes() || NET_FILES.iter().any(|f| path.to_bytes() == f.as_bytes())
+                }
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(setattrs.len(), 1, "{process:#?}");
+        let at = setattrs[0];
+        assert!(
+            matches!(&process[at], MountOp::SetAttr { path, attr, recursive: false } if path.to_bytes() == staging.as_bytes() && *attr & MOUNT_ATTR_RDONLY != 0),
+            "{process:#?}"
+        );
+        let staged = writes(&process);
+        let binds: Vec<usize> = process
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, MountOp::Mount { src, .. } if [format!("{staging}/resolv.conf"), format!("{staging}/hosts")].iter().any(|f| src.to_bytes() == f.as_bytes())))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!staged.is_empty() && staged.iter().all(|(w, _)| *w < at), "{process:#?}");
+        assert_eq!(binds.len(), staged.len(), "{process:#?}");
+        assert!(binds.iter().all(|b| *b > at), "{process:#?}");
+        // Container mode: both files written at their place in the root,
+        // before the root's recursive read-only step; nothing mounted on
+        // them and no tmpfs of their own.
+        let root_readonly = container
+            .iter()
+            .position(|op| matches!(op, MountOp::SetAttr { path, attr, recursive: true } if path.to_bytes() == NEW_ROOT.as_bytes() && *attr & MOUNT_ATTR_RDONLY != 0))
+            .unwrap_or_else(|| panic!("{container:#?}"));
+        let written = writes(&container);
+        let expected: Vec<String> = NET_FILES.iter().map(|f| format!("{NEW_ROOT}{f}")).collect();
+        assert_eq!(written.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), expected, "{container:#?}");
+        assert!(written.iter().all(|(w, _)| *w < root_readonly), "{container:#?}");
+        for f in &expected {
+            assert_eq!(mounts_on(&container, f), 0, "{container:#?}");
+        }
+        let tmpfs_mounts = |ops: &[MountOp]| {
+            ops.iter().filter(|op| matches!(op, MountOp::Mount { fstype, .. } if fstype.to_bytes() == b"tmpfs")).count()
+        };
+        let without = build_mount_ops(&plan, &SystemEntries::look_at(&[]), cwd, None);
+        assert_eq!(tmpfs_mounts(&container), tmpfs_mounts(&without), "{container:#?}");
+        for ops in [&container, &process] {
             let made: Vec<&[u8]> = ops
                 .iter()
                 .filter_map(|op| match op {
@@ -761,6 +805,75 @@ mod tests {
             let unique: std::collections::HashSet<&[u8]> = made.iter().copied().collect();
             assert_eq!(unique.len(), made.len(), "{made:?}");
             assert!(!made.contains(&NEW_ROOT.as_bytes()) && !made.contains(&b"/tmp".as_slice()), "{made:?}");
+        }
+    }
+
+    /// A grant whose bind covers the resolver files' place in container
+    /// mode (`/etc` or `/`, read or write) would hide files written into
+    /// the root with the host's: then nothing is written there and they are
+    /// bound over the grant's, from a staging tmpfs, after its bind (and
+    /// after a deny's `/dev/null` on one of them). A grant beside them
+    /// (`/usr`) keeps them in the root.
+    #[test]
+    fn resolver_files_covered_by_a_grant_are_bound_over_it() {
+        let files = NetFiles::for_stub("cordon");
+        let bind = |p: &str, access| Bind { path: p.into(), access };
+        let plan =
+            |binds, deny| RootPlan { binds, deny, tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+        let host_has = |f: &&&str| Path::new(f).exists();
+        for (grant, deny) in [
+            (bind("/etc", FsAccess::Read), vec![]),
+            (bind("/", FsAccess::Read), vec![]),
+            (bind("/etc", FsAccess::Write), vec![]),
+            (bind("/etc", FsAccess::Read), vec![PathBuf::from("/etc/resolv.conf")]),
+        ] {
+            let covering = under(NEW_ROOT, &grant.path).to_string_lossy().into_owned();
+            let ops = build_mount_ops(
+                &plan(vec![grant.clone()], deny),
+                &SystemEntries::look_at(&[]),
+                Path::new("/"),
+                Some(&files),
+            );
+            let position = |what: &dyn Fn(&MountOp) -> bool| ops.iter().rposition(what);
+            let grant_at = position(&|op| match op {
+                MountOp::Mount { target, .. } | MountOp::AttachTree { target, .. } => {
+                    target.to_bytes() == covering.as_bytes()
+                }
+                _ => false,
+            })
+            .unwrap_or_else(|| panic!("{grant:?}: no bind of the grant\n{ops:#?}"));
+            for f in NET_FILES.iter().filter(host_has) {
+                let inside = format!("{NEW_ROOT}{f}");
+                assert!(
+                    !ops.iter().any(
+                        |op| matches!(op, MountOp::WriteFile { path, .. } if path.to_bytes() == inside.as_bytes())
+                    ),
+                    "{grant:?}: {f} written where the grant's bind hides it\n{ops:#?}"
+                );
+                let last = position(&|op| matches!(op, MountOp::Mount { target, .. } | MountOp::AttachTree { target, .. } if target.to_bytes() == inside.as_bytes()))
+                    .unwrap_or_else(|| panic!("{grant:?}: nothing bound on {f}\n{ops:#?}"));
+                assert!(last > grant_at, "{grant:?}: {f} bound before the grant\n{ops:#?}");
+                assert!(
+                    matches!(&ops[last], MountOp::Mount { src, .. } if src.to_bytes() == format!("{NEW_ROOT}/proc{}", &f[4..]).as_bytes()),
+                    "{grant:?}: the last mount on {f} is not cordon's file\n{ops:#?}"
+                );
+            }
+        }
+        // Control: a grant beside /etc leaves them written into the root.
+        let ops = build_mount_ops(
+            &plan(vec![bind("/usr", FsAccess::Read)], vec![]),
+            &SystemEntries::look_at(&[]),
+            Path::new("/"),
+            Some(&files),
+        );
+        for f in NET_FILES {
+            let inside = format!("{NEW_ROOT}{f}");
+            assert!(
+                ops.iter()
+                    .any(|op| matches!(op, MountOp::WriteFile { path, .. } if path.to_bytes() == inside.as_bytes())),
+                "{ops:#?}"
+            );
+            assert_eq!(mounts_on(&ops, &inside), 0, "{ops:#?}");
         }
     }
 
