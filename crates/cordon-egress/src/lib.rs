@@ -121,7 +121,8 @@ mod sockets;
 
 pub use policy::{
     allows_any_name, check, check_addr, check_connected, check_lookup, check_lookup_addrs, classify, classify_on_host,
-    pattern_text, AddrClass, Allowed, Denied, Destination, Host, LookupDenied, ParseDestinationError,
+    names_special_address, pattern_address, pattern_text, AddrClass, Allowed, Denied, Destination, Host, LookupDenied,
+    ParseDestinationError,
 };
 pub use proxy::{
     proxy_env, spawn, spawn_charged, ProxyConfig, ProxyHandle, RelayMemory, SpawnError, MAX_HEAD_BYTES, MAX_REFUSING,

@@ -514,6 +514,21 @@ pub fn check_lookup_addrs(policy: &NetPolicy, name: &str, addrs: &[IpAddr]) -> R
     first_refused.map_or(Ok(()), Err)
 }
 
+/// Whether `pattern` names an address [`classify`] guards literally: an IP
+/// literal in a special range, or `localhost`. Only such a pattern (the
+/// same address, see [`check_addr`]) reaches it: `*` and `*.suffix` never
+/// do, so they never cover it either (the registry's consent diff and the
+/// narrowing of a plugin's patterns by the host's ask this).
+pub fn names_special_address(pattern: &NetPattern) -> bool {
+    is_localhost(pattern) || pattern_ip(pattern).is_some_and(|ip| classify(ip).is_some())
+}
+
+/// The IP address `pattern`'s host is, when it is an IP literal (`1.2.3.4`,
+/// `::1`, `[::1]`). `*.suffix` never matches one.
+pub fn pattern_address(pattern: &NetPattern) -> Option<IpAddr> {
+    pattern_ip(pattern)
+}
+
 /// Whether `pattern` names `addr` literally: an IP literal equal to it, or
 /// `localhost` for `127.0.0.1` and `::1`. Ports are the caller's business.
 fn names_literally(pattern: &NetPattern, addr: IpAddr) -> bool {

@@ -357,6 +357,18 @@ fn intersect_net(a: &NetPattern, b: &NetPattern) -> Option<NetPattern> {
         (Some(x), Some(y)) if x != y => return None,
         (x, y) => x.or(y),
     };
+    // What a wildcard never reaches at run time it does not share with a
+    // pattern naming it: a special address named literally (loopback,
+    // private, link-local, metadata, `localhost`: the egress policy's own
+    // classification) is reached only through a pattern naming it, and
+    // `*.suffix` matches names, never an IP literal.
+    for (wild, other) in [(a, b), (b, a)] {
+        let special = cordon_egress::names_special_address(other);
+        let ip = cordon_egress::pattern_address(other).is_some();
+        if (wild.host == "*" && special) || (wild.host.starts_with("*.") && (special || ip)) {
+            return None;
+        }
+    }
     let host = intersect_host(&a.host, &b.host)?;
     Some(NetPattern { host, port })
 }
@@ -503,6 +515,21 @@ mod tests {
             ("a.com:80", "a.com:443", None),
             ("a.com", "b.com", None),
             ("*.x.com", "evilx.com", None),
+            // R12-2: a wildcard never reaches a special address named
+            // literally, nor does `*.suffix` an IP literal; the literal
+            // itself does, and `*` still covers a public address.
+            ("*", "127.0.0.1:8080", None),
+            ("*", "169.254.169.254:80", None),
+            ("*", "10.1.2.3", None),
+            ("*", "localhost:5432", None),
+            ("*", "[::1]:80", None),
+            ("*", "::ffff:127.0.0.1", None),
+            ("*.0.1", "127.0.0.1", None),
+            ("*.0.0.1", "10.0.0.1", None),
+            ("*.1.1", "1.1.1.1", None),
+            ("127.0.0.1", "127.0.0.1:8080", Some("127.0.0.1:8080")),
+            ("localhost", "localhost:5432", Some("localhost:5432")),
+            ("*", "1.1.1.1:53", Some("1.1.1.1:53")),
         ];
         for (a, b, want) in cases {
             for (l, r) in [(a, b), (b, a)] {

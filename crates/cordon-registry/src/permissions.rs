@@ -13,7 +13,9 @@
 //!
 //! [`diff`] reports as *widening*: a read or write path not inside an
 //! earlier grant of the same kind (or, for reads, a write grant), a host
-//! pattern or variable pattern no earlier pattern covers, a removed
+//! pattern or variable pattern no earlier pattern covers (`*` never covers
+//! a loopback, private, link-local or metadata address or `localhost`
+//! named literally, which it never reaches at run time), a removed
 //! `fs.deny` or `net.deny` entry, an added executable or a removed exec
 //! allow-list, an added capability or preset, and a raised or removed
 //! quota. Everything else is narrowing or unchanged and needs no consent.
@@ -388,5 +390,24 @@ mod tests {
         let d = diff(&old, &no_exec);
         assert!(d.widened.iter().any(|c| c.key == "exec"), "{d:#?}");
         assert!(d.widened.iter().any(|c| c.key == "quota memory_mb" && c.what == "64 -> unlimited"), "{d:#?}");
+    }
+
+    #[test]
+    fn a_wildcard_never_covers_a_special_address_named_literally() {
+        // R12-2: `*` never reaches loopback, private, link-local or
+        // metadata addresses at run time; a pattern naming one is new.
+        let old = perms("[permissions]\nnet.allow = [\"*\", \"*.example.com\"]\n");
+        for added in ["127.0.0.1:8080", "169.254.169.254:80", "10.0.0.5", "localhost:5432", "[::1]:80"] {
+            let new = perms(&format!("[permissions]\nnet.allow = [\"*\", \"{added}\"]\n"));
+            let d = diff(&old, &new);
+            let want = format!("+ {}", net_text(&NetPattern::parse(added).unwrap()));
+            assert!(d.widened.iter().any(|c| c.key == "net.allow" && c.what == want), "{added}: {d:#?}");
+        }
+        // Control: a public address and a name stay covered by `*`; the
+        // literal is covered by itself.
+        let d = diff(&old, &perms("[permissions]\nnet.allow = [\"*\", \"1.1.1.1:53\", \"api.example.com\"]\n"));
+        assert!(!d.widens(), "{d:#?}");
+        let lit = perms("[permissions]\nnet.allow = [\"127.0.0.1\"]\n");
+        assert!(!diff(&lit, &perms("[permissions]\nnet.allow = [\"127.0.0.1:8080\"]\n")).widens());
     }
 }
