@@ -514,13 +514,14 @@ pub fn check_lookup_addrs(policy: &NetPolicy, name: &str, addrs: &[IpAddr]) -> R
     first_refused.map_or(Ok(()), Err)
 }
 
-/// Whether `pattern` names an address [`classify`] guards literally: an IP
-/// literal in a special range, or `localhost`. Only such a pattern (the
-/// same address, see [`check_addr`]) reaches it: `*` and `*.suffix` never
-/// do, so they never cover it either (the registry's consent diff and the
-/// narrowing of a plugin's patterns by the host's ask this).
+/// Whether `pattern` names an address [`classify_on_host`] guards
+/// literally: an IP literal in a special range or of this host (now; not
+/// pure, see there), or `localhost`. Only such a pattern (the same
+/// address, see [`check_addr`]) reaches it: `*` and `*.suffix` never do, so
+/// they never cover it either (the narrowing of a plugin's patterns by the
+/// host's, and the registry's consent diff, ask this).
 pub fn names_special_address(pattern: &NetPattern) -> bool {
-    is_localhost(pattern) || pattern_ip(pattern).is_some_and(|ip| classify(ip).is_some())
+    is_localhost(pattern) || pattern_ip(pattern).is_some_and(|ip| classify_on_host(ip).is_some())
 }
 
 /// The IP address `pattern`'s host is, when it is an IP literal (`1.2.3.4`,

@@ -51,9 +51,11 @@ impl PolicyBuilder {
     }
 
     /// A host policy that restricts nothing: every path writable, every
-    /// host reachable, every variable passed, any file executable, no
-    /// quotas. It is the neutral element of [`PolicyBuilder::narrow`]: start
-    /// from it and replace only the parts the operator restricts.
+    /// destination reachable ([`any_destination`]: more than `*`, which
+    /// never reaches a special address), every variable passed, any file
+    /// executable, no quotas. It is the neutral element of
+    /// [`PolicyBuilder::narrow`]: start from it and replace only the parts
+    /// the operator restricts.
     ///
     /// # Ambient authority
     ///
@@ -69,7 +71,7 @@ impl PolicyBuilder {
                 system: SystemSet::Include,
                 pinned: vec![],
             },
-            net: NetPolicy { allow: vec![NetPattern { host: "*".into(), port: None }], ..NetPolicy::default() },
+            net: NetPolicy { allow: vec![any_destination()], ..NetPolicy::default() },
             env: cordon_core::policy::EnvPolicy {
                 allow: vec![EnvPattern::parse("*").expect("`*` is a valid pattern")],
                 set: vec![],
@@ -246,15 +248,20 @@ impl PolicyBuilder {
             p.fs.system = SystemSet::Exclude;
         }
 
-        let mut allow = Vec::new();
-        for a in &p.net.allow {
-            for b in &host.net.allow {
-                if let Some(both) = intersect_net(a, b) {
-                    allow.push(both);
+        // A host that names no destination keeps every pattern, literals
+        // of special addresses included; a host `*` does not (see
+        // `intersect_net`).
+        if !host.net.allow.contains(&any_destination()) {
+            let mut allow = Vec::new();
+            for a in &p.net.allow {
+                for b in &host.net.allow {
+                    if let Some(both) = intersect_net(a, b) {
+                        allow.push(both);
+                    }
                 }
             }
+            p.net.allow = allow;
         }
-        p.net.allow = allow;
         p.net.deny.extend(host.net.deny.iter().cloned());
         // The route out is the host's choice, not the plugin's.
         p.net.via = host.net.via;
@@ -351,6 +358,17 @@ fn intersect_trees(a: &[&PathRule], b: &[&PathRule]) -> Vec<PathRule> {
     out
 }
 
+/// The network part of [`PolicyBuilder::unrestricted`]: a host that does
+/// not narrow the network, so [`PolicyBuilder::narrow`] keeps every pattern
+/// of the plugin's, including a literal naming a loopback, private or
+/// metadata address or one of this host's own, which a host `*` (`cordon
+/// exec --net '*'`) never keeps, as `*` never reaches them. No flag or
+/// manifest can spell it (`**` does not parse), and as an allow pattern of
+/// a policy run it matches nothing.
+pub fn any_destination() -> NetPattern {
+    NetPattern { host: "**".into(), port: None }
+}
+
 /// Hosts both patterns match, as one pattern, if they overlap.
 fn intersect_net(a: &NetPattern, b: &NetPattern) -> Option<NetPattern> {
     let port = match (a.port, b.port) {
@@ -359,8 +377,9 @@ fn intersect_net(a: &NetPattern, b: &NetPattern) -> Option<NetPattern> {
     };
     // What a wildcard never reaches at run time it does not share with a
     // pattern naming it: a special address named literally (loopback,
-    // private, link-local, metadata, `localhost`: the egress policy's own
-    // classification) is reached only through a pattern naming it, and
+    // private, link-local, metadata, `localhost`, or an address of this
+    // host: the egress policy's own classification, asked now, as the run
+    // that follows will) is reached only through a pattern naming it, and
     // `*.suffix` matches names, never an IP literal.
     for (wild, other) in [(a, b), (b, a)] {
         let special = cordon_egress::names_special_address(other);
@@ -426,8 +445,18 @@ fn intersect_env(a: &EnvPattern, b: &EnvPattern) -> Option<EnvPattern> {
     narrower.cloned()
 }
 
-/// Whether every host `inner` matches, `outer` matches too.
+/// Whether every destination `inner` reaches, `outer` reaches too, on any
+/// host at any time (the registry's consent diff asks this when a plugin is
+/// installed, for every later run). A wildcard never covers an IP literal
+/// or `localhost`: a literal unlocks a special address it names, which `*`
+/// never reaches, and an IP literal may name an address of the host that
+/// runs the plugin (decided at run time: addresses change, and a lock file
+/// is not tied to one host), which only a literal reaches.
 pub fn net_covers(outer: &NetPattern, inner: &NetPattern) -> bool {
+    let literal = cordon_egress::pattern_address(inner).is_some() || cordon_egress::names_special_address(inner);
+    if literal && outer.host.starts_with('*') {
+        return false;
+    }
     intersect_net(outer, inner).as_ref() == Some(inner)
 }
 
@@ -502,6 +531,22 @@ mod tests {
         assert_eq!(p.limits.timeout_ms, None);
         assert_eq!(p.limits.grace_ms, Limits::default().grace_ms);
         assert_eq!(p.limits.output_bytes, Limits::default().output_bytes);
+    }
+
+    #[test]
+    fn an_unrestricted_host_keeps_literals_a_host_wildcard_drops() {
+        // R12-2: the host's `*` (`cordon exec --net '*'`) reaches no
+        // special address, so it keeps no literal naming one; a host that
+        // narrows nothing keeps them all.
+        let m = PolicyBuilder::new().allow_host(net("a.com:443")).allow_host(net("127.0.0.1:5432"));
+        let p = m.clone().narrow(&PolicyBuilder::unrestricted()).build();
+        assert_eq!(p.net.allow, [net("a.com:443"), net("127.0.0.1:5432")]);
+        let mut star = PolicyBuilder::unrestricted();
+        star.net.allow = vec![net("*")];
+        assert_eq!(m.clone().narrow(&star).build().net.allow, [net("a.com:443")]);
+        star.net.allow.push(net("127.0.0.1"));
+        assert_eq!(m.narrow(&star).build().net.allow, [net("a.com:443"), net("127.0.0.1:5432")]);
+        assert!(NetPattern::parse(&any_destination().host).is_err(), "no flag spells it");
     }
 
     #[test]

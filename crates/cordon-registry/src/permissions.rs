@@ -396,16 +396,34 @@ mod tests {
     fn a_wildcard_never_covers_a_special_address_named_literally() {
         // R12-2: `*` never reaches loopback, private, link-local or
         // metadata addresses at run time; a pattern naming one is new.
+        // Nor does it cover any IP literal: one may name an address of the
+        // host that runs the plugin, which only a literal reaches, and that
+        // is decided at run time.
         let old = perms("[permissions]\nnet.allow = [\"*\", \"*.example.com\"]\n");
-        for added in ["127.0.0.1:8080", "169.254.169.254:80", "10.0.0.5", "localhost:5432", "[::1]:80"] {
+        for added in [
+            "127.0.0.1:8080",
+            "169.254.169.254:80",
+            "10.0.0.5",
+            "localhost:5432",
+            "LOCALHOST.:5432",
+            "127.0.0.1.",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+            "[fe80::1]:22",
+            "fd00::2",
+            "[::ffff:192.0.2.2]",
+            "203.0.113.9:80",
+            "1.1.1.1:53",
+        ] {
             let new = perms(&format!("[permissions]\nnet.allow = [\"*\", \"{added}\"]\n"));
             let d = diff(&old, &new);
             let want = format!("+ {}", net_text(&NetPattern::parse(added).unwrap()));
             assert!(d.widened.iter().any(|c| c.key == "net.allow" && c.what == want), "{added}: {d:#?}");
         }
-        // Control: a public address and a name stay covered by `*`; the
-        // literal is covered by itself.
-        let d = diff(&old, &perms("[permissions]\nnet.allow = [\"*\", \"1.1.1.1:53\", \"api.example.com\"]\n"));
+        // Control: names stay covered by `*` (a name never unlocks a
+        // special address or one of the host's, whatever it resolves to;
+        // `127.1` is a name); the literal is covered by itself.
+        let d = diff(&old, &perms("[permissions]\nnet.allow = [\"*\", \"127.1\", \"api.example.com\"]\n"));
         assert!(!d.widens(), "{d:#?}");
         let lit = perms("[permissions]\nnet.allow = [\"127.0.0.1\"]\n");
         assert!(!diff(&lit, &perms("[permissions]\nnet.allow = [\"127.0.0.1:8080\"]\n")).widens());

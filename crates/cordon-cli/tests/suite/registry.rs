@@ -3,14 +3,15 @@
 //! record; usage errors with 2; a version signed by another trusted key
 //! waits for `--approve`; `cordon plugin install` killed with SIGKILL
 //! at many points leaves the old or the new state; two installs at once
-//! both land.
+//! both land; an update naming a special address under an approved `*`
+//! waits for `--approve`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cordon_registry::{Cache, Registry, State};
-use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, TestCommand};
+use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, HttpServer, Mode, TestCommand};
 
 use super::cordon;
 use super::plugins::example;
@@ -462,4 +463,121 @@ fn a_development_folder_may_not_claim_an_installed_plugins_data_folder() {
     let own = dir.join("own-data");
     at(&home, &["exec", s(&claim), "go", "--data-dir", s(&own)]).run().assert_success();
     assert_eq!(std::fs::read_to_string(own.join("note")).unwrap(), "TAMPERED\n");
+}
+
+/// `@rv/net` VERSION in `dir/net-VERSION` asking `net.allow = [allow]`,
+/// its handler asking `127.0.0.1:port` for a page and printing what came
+/// back (or that it could not), packed and signed with `key`.
+fn net_plugin(dir: &Dir, key: &Path, version: &str, allow: &[&str], port: u16) -> PathBuf {
+    let src = dir.create_dir(format!("net-{version}"));
+    let allow: Vec<String> = allow.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        src.join("cordon.toml"),
+        format!(
+            "id = \"@rv/net\"\nversion = \"{version}\"\n[handlers.go]\ncommand = [\"/usr/bin/python3\", \"go.py\"]\n\
+             [permissions]\nnet.allow = [{}]\n",
+            allow.join(", ")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("go.py"),
+        format!(
+            "import os, socket\ntry:\n    s = socket.create_connection((\"127.0.0.1\", {port}), timeout=5)\n    \
+             s.sendall(b\"GET / HTTP/1.0\\r\\n\\r\\n\")\n    print(\"answer:\", s.recv(200).decode().split(\"\\r\\n\")[-1])\n\
+             except OSError as e:\n    print(\"no answer:\", e)\nos.write(int(os.environ[\"CORDON_RESULT_FD\"]), b\"{{}}\")\n"
+        ),
+    )
+    .unwrap();
+    let pkg = dir.join(format!("net-{version}.tar.gz"));
+    cordon_registry::pack(&src, Some(&pkg)).unwrap();
+    cordon_registry::sign(&pkg, key).unwrap();
+    pkg
+}
+
+/// Review s12 R12-2: the consent diff counted an approved
+/// `net.allow = ["*"]` as covering a pattern naming a loopback, private,
+/// link-local or metadata address, which `*` never reaches at run time, so
+/// an update adding `127.0.0.1:PORT` installed without `--approve` and its
+/// handler read a service listening on the host's loopback only; and
+/// `cordon exec P --net '*'` kept the manifest's literal. Now each such
+/// update (and one adding any IP literal: it may be the running host's own
+/// address, which only a literal reaches) waits for `--approve` naming the
+/// added pattern and leaves the lock file as it was; `--net '*'` drops the
+/// literal. Host side: the loopback service received nothing. Controls: the
+/// approved literal reaches it, and so does `--net` naming it.
+#[test]
+fn an_update_naming_a_special_address_waits_for_approval_under_a_wildcard() {
+    let support = kernel_support();
+    let server = HttpServer::start("HOST-LOOPBACK-SERVICE");
+    let port = server.port;
+    let dir = Dir::new("registry-net-literal");
+    let home = dir.join("home");
+    let key = dir.join("k.key");
+    at(&home, &["key", "gen", "--out", s(&key)]).run().assert_success();
+    at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", "k"]).run().assert_success();
+    let first = net_plugin(&dir, &key, "1.0.0", &["*"], port);
+    at(&home, &["plugin", "install", s(&first)]).run().assert_success();
+    let lock = home.join("registry.lock");
+    let local = [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("localhost.:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        "169.254.169.254:80".to_owned(),
+        "10.0.0.1:80".to_owned(),
+        "[fe80::1]:80".to_owned(),
+        "203.0.113.9:80".to_owned(),
+    ];
+    for (i, added) in local.iter().enumerate() {
+        let pkg = net_plugin(&dir, &key, &format!("1.1.{i}"), &["*", added], port);
+        let before = std::fs::read(&lock).unwrap();
+        let out = at(&home, &["plugin", "install", s(&pkg)]).run();
+        out.assert_code(1).assert_stderr_contains("--approve");
+        let shown = format!("{}{}", out.stdout, out.stderr);
+        let want = format!("+ {added}");
+        assert!(shown.contains(&want), "{added}: the added pattern is not named\n{out}");
+        assert_eq!(std::fs::read(&lock).unwrap(), before, "{added}: installed without --approve\n{out}");
+    }
+    let exec = |mode: Mode, net: Option<&str>| {
+        let mut c = at(&home, &["exec", "@rv/net", "go", "--mode", mode.as_str()]);
+        if let Some(net) = net {
+            c.args(["--net", net]);
+        }
+        let out = c.run();
+        out.assert_success();
+        format!("{}{}", out.stdout, out.stderr)
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let out = exec(mode, None);
+        assert!(
+            out.contains("no answer:") && !out.contains("HOST-LOOPBACK"),
+            "[{}] 1.0.0 reached it: {out}",
+            mode.as_str()
+        );
+    });
+    assert_eq!(server.received(), 0, "the host's loopback service was asked by 1.0.0");
+    // Approved: the literal reaches the service (the refusals above are
+    // consent's, not the setup's).
+    let approved = net_plugin(&dir, &key, "1.2.0", &["*", &format!("127.0.0.1:{port}")], port);
+    let out = at(&home, &["plugin", "install", s(&approved), "--approve"]).run();
+    out.assert_success();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let before = server.received();
+        let out = exec(mode, None);
+        assert!(out.contains("answer: HOST-LOOPBACK-SERVICE"), "[{m}] control: the approved literal\n{out}");
+        assert!(server.received() > before, "[{m}] control: the host side saw the request");
+        // The host's `--net '*'` does not keep the manifest's literal.
+        let before = server.received();
+        let out = exec(mode, Some("*"));
+        assert!(
+            out.contains("no answer:") && !out.contains("HOST-LOOPBACK"),
+            "[{m}] --net '*' kept the literal: {out}"
+        );
+        assert_eq!(server.received(), before, "[{m}] --net '*': the host's loopback service was asked");
+        // Control: the host naming the literal keeps it.
+        let out = exec(mode, Some(&format!("127.0.0.1:{port}")));
+        assert!(out.contains("answer: HOST-LOOPBACK-SERVICE"), "[{m}] control: --net naming the literal\n{out}");
+    });
 }
