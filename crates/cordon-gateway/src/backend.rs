@@ -858,8 +858,11 @@ fn record_setup_failure(s: &Arc<Shared>, job: Job, run: GroupRun, message: Strin
 
 /// The request of a run of `job`'s plugin and handler without the
 /// execution's own data: what a fresh run and a parked one are made from.
+/// Its data folder (the `platform` preset's) is `job`'s tenant's, never
+/// the plugin's one folder that every tenant would share.
 fn handler_template(s: &Shared, job: &Job) -> HandlerRequest {
     let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
+    req.data_tenant = Some(job.tenant.clone());
     req.mode = s.settings.mode;
     req.host_env = s.env.clone();
     req.run_root = s.settings.run_root.clone();
@@ -887,12 +890,15 @@ fn run_one(
     // verified packages are planned ahead and pooled: a development
     // folder's manifest may change under the same key (no tree hash), so
     // it always runs fresh, planned for the run.
-    let key = Key::of(&job.plugin, &job.handler, s.settings.mode);
+    let key = Key::of(&job.plugin, &job.handler, s.settings.mode, &job.tenant);
     let mut req = handler_template(s, &job);
     req.request_id = Some(job.id.clone());
     let planned = s.plans.get(&key, job.plugin.manifest_sha256, &req);
+    // Parked per tenant when its runs get the tenant's data folder.
     let taken = match (&s.pool, &planned) {
-        (Some(pool), Some(Ok(plan))) => pool.take(&key, || (handler_template(s, &job), plan.clone())),
+        (Some(pool), Some(Ok(plan))) => {
+            pool.take(&Plans::key_of(&key, plan), || (handler_template(s, &job), plan.clone()))
+        }
         _ => None,
     };
     let (parked, refill) = match taken {

@@ -425,6 +425,10 @@ impl Config {
         let mut client_names: BTreeMap<String, String> = BTreeMap::new();
         for (name, t) in raw.tenants {
             check_name(&src, &name, "tenant")?;
+            // A tenant's name names its data folders (tenants/<name>/…).
+            if let Err(e) = cordon::plugin::tenant_folder_name(name.get_ref()) {
+                return Err(src.error(name.span(), e.to_string(), Some("a tenant's name must not be `.` or `..`")));
+            }
             let max_concurrent =
                 u32::try_from(src.ranged(&Some(t.max_concurrent), "max_concurrent", 1, 100_000, 1)?).unwrap_or(1);
             let rate_per_sec =
@@ -560,5 +564,32 @@ mod tests {
         let (line, _, msg) = err(&dup);
         assert_eq!(line, 9);
         assert!(msg.contains("already a client of tenant `a`"), "{msg}");
+    }
+
+    /// A tenant's name names its data folders (`tenants/<name>/…`): `.`
+    /// and `..` are refused at load, naming the line; capitals are written
+    /// so that no two names share a folder where case folds.
+    #[test]
+    fn a_tenant_name_cannot_name_another_folder() {
+        for name in [".", ".."] {
+            let text = format!("[tenants.\"{name}\"]\nmax_concurrent = 1\nrate_per_sec = 1\n");
+            match Config::parse(&text, Path::new("c.toml")) {
+                Err(ConfigError::Invalid { line, message, .. }) => {
+                    assert_eq!(line, 1, "{message}");
+                    assert!(message.contains(&format!("tenant name `{name}`")), "{message}");
+                }
+                other => panic!("tenant {name:?} was accepted: {other:?}"),
+            }
+        }
+        let folder = |n: &str| cordon::plugin::tenant_folder_name(n).unwrap();
+        assert_eq!(folder("acme"), "acme");
+        assert_eq!(folder("Acme"), "+acme");
+        assert_eq!(folder("a.b-C_d"), "a.b-+c_d");
+        let names = ["acme", "Acme", "ACME", "aCme", "a.cme", ".acme", "acme."];
+        let folders: std::collections::HashSet<String> = names.iter().map(|n| folder(n).to_lowercase()).collect();
+        assert_eq!(folders.len(), names.len(), "two names share a folder when case folds: {folders:?}");
+        for bad in ["", ".", "..", "a/b", "a\0b", "é", &"a".repeat(65)] {
+            assert!(cordon::plugin::tenant_folder_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

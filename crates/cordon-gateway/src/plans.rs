@@ -15,6 +15,13 @@
 //!   verification). Keyed by the verified tree hash and folder (with the
 //!   handler and mode), so a plan is used only for an execution whose
 //!   plugin verified to exactly the tree it was made from.
+//! - **A tenant's data folder only in its own plans.** A plan is made for
+//!   the tenant its key names (the request's `data_tenant` is set from
+//!   the key, whatever the caller passed). A plan that grants a data
+//!   folder (the `platform` preset: the tenant's) is kept under that
+//!   tenant's key only; one that grants none is kept under the key's
+//!   [`Key::shared`] form and used for every tenant. The plugin's tree
+//!   hash fixes which of the two its plans are.
 //! - **Checked per run as before.** The catalog verifies the plugin (its
 //!   signature, its tree file by file, enabled) for every execution before
 //!   a plan is looked up: a plugin disabled, removed, re-installed or
@@ -52,11 +59,13 @@ impl Plans {
     }
 
     /// The plan of `key` for runs made from `req` (the service's request for
-    /// that plugin folder and handler), its manifest verified to hash to
-    /// `manifest_sha256`: the one made before, or one made now. `None` for a
-    /// plugin without a verified tree (planned for each run). A plan that
-    /// cannot be made is the run's refusal, as a fresh run's would be; it is
-    /// not kept.
+    /// that plugin folder and handler; its `data_tenant` is taken from
+    /// `key`), its manifest verified to hash to `manifest_sha256`: the one
+    /// made before, or one made now. `None` for a plugin without a verified
+    /// tree (planned for each run). A plan that cannot be made is the run's
+    /// refusal, as a fresh run's would be; it is not kept. A plan without a
+    /// data folder is kept, and found, under [`Key::shared`]: the pool
+    /// parks its runs under the key [`Plans::key_of`] names.
     pub fn get(
         &self,
         key: &Key,
@@ -65,22 +74,38 @@ impl Plans {
     ) -> Option<Result<Arc<HandlerPlan>, Box<HandlerResult>>> {
         key.tree_hash.as_ref()?;
         let expected = manifest_sha256?;
-        if let Some(p) = self.plans.lock().expect("plans lock").get(key) {
-            return Some(Ok(p.clone()));
+        let shared = key.shared();
+        {
+            let plans = self.plans.lock().expect("plans lock");
+            // Only a plan without a data folder is anyone's.
+            let any = plans.get(&shared).filter(|p| p.data_dir().is_none());
+            if let Some(p) = any.or_else(|| plans.get(key)) {
+                return Some(Ok(p.clone()));
+            }
         }
+        let req = HandlerRequest { data_tenant: key.tenant.clone(), ..req.clone() };
         let made = match cordon_registry::read_manifest(&req.plugin_dir, expected) {
-            Ok(bytes) => plan_handler(req, &bytes).map(Arc::new),
-            Err(message) => Err(refusal(req, message)),
+            Ok(bytes) => plan_handler(&req, &bytes).map(Arc::new),
+            Err(message) => Err(refusal(&req, message)),
         };
         if let Ok(plan) = &made {
             let mut plans = self.plans.lock().expect("plans lock");
-            plans.retain(|k, _| !(k.plugin == key.plugin && k.handler == key.handler && k.mode == key.mode));
+            plans.retain(|k, _| !k.is_other_version(key));
             if plans.len() >= MAX_PLANS {
                 plans.clear();
             }
-            plans.insert(key.clone(), plan.clone());
+            plans.insert(Plans::key_of(key, plan), plan.clone());
         }
         Some(made)
+    }
+
+    /// The key `plan`, got for `key`, is kept under: `key`'s
+    /// [`Key::shared`] form when its runs get no data folder.
+    pub fn key_of(key: &Key, plan: &HandlerPlan) -> Key {
+        match plan.data_dir() {
+            Some(_) => key.clone(),
+            None => key.shared(),
+        }
     }
 
     /// How many keys have a plan.

@@ -3,7 +3,8 @@
 //! sandbox.
 //!
 //! One pool thread (`cordon-pool`) keeps, per [`Key`] (plugin id, folder,
-//! verified tree hash, handler, mode) that an execution used within
+//! verified tree hash, handler, mode, and the tenant when its runs get the
+//! tenant's data folder) that an execution used within
 //! `pool_ttl_ms`, up to `pool_size` handler runs parked
 //! ([`cordon::plugin::park_handler`]): manifest checked, policy built, run
 //! folder made, namespaces, mounts and cgroups ready, init waiting for its
@@ -48,6 +49,13 @@
 //!   a plugin that was re-installed (another tree hash) or disabled are
 //!   killed and reaped then, and an execution of the new version drops
 //!   them at once.
+//! - **A tenant's data folder is its own.** A parked run of a plugin whose
+//!   runs get a data folder (the `platform` preset: the tenant's,
+//!   [`cordon::plugin::tenant_data_dir`]) has that folder granted, so its
+//!   key names the tenant and only that tenant's executions take it. A run
+//!   without a data folder grants nothing of any tenant's, and its key
+//!   ([`Key::shared`]) serves every tenant. Which of the two is decided
+//!   by the plan, not by the caller ([`crate::plans::Plans::get`]).
 //! - **Nothing outlives its welcome.** A parked run unused for
 //!   `pool_ttl_ms` is killed and reaped (pidfd), and a key unused that long
 //!   is no longer refilled. The drain kills every parked run; a SIGKILL of
@@ -87,7 +95,8 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 pub const REFILL_WAIT: Duration = Duration::from_millis(500);
 
 /// What a parked run is for: an execution of exactly this plugin version
-/// and handler, in this mode.
+/// and handler, in this mode, for this tenant when its runs get the
+/// tenant's data folder.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct Key {
     /// `@scope/name`.
@@ -100,18 +109,39 @@ pub struct Key {
     pub handler: String,
     /// The service's forced mode, if any (its name).
     pub mode: Option<&'static str>,
+    /// The tenant whose data folder its runs get (the `platform`
+    /// preset's, [`cordon::plugin::tenant_data_dir`]); `None`: runs that
+    /// get no data folder, the same for every tenant
+    /// ([`crate::plans::Plans::get`] keeps such plans under it).
+    pub tenant: Option<String>,
 }
 
 impl Key {
-    /// The key of an execution of `plugin` (as the catalog verified it).
-    pub fn of(plugin: &Runnable, handler: &str, mode: Option<Mode>) -> Key {
+    /// The key of an execution of `plugin` (as the catalog verified it)
+    /// for `tenant`.
+    pub fn of(plugin: &Runnable, handler: &str, mode: Option<Mode>, tenant: &str) -> Key {
         Key {
             plugin: plugin.id.clone(),
             dir: plugin.dir.clone(),
             tree_hash: plugin.tree_hash.clone(),
             handler: handler.to_owned(),
             mode: mode.map(Mode::as_str),
+            tenant: Some(tenant.to_owned()),
         }
+    }
+
+    /// This key for runs that get no data folder: any tenant's.
+    pub fn shared(&self) -> Key {
+        Key { tenant: None, ..self.clone() }
+    }
+
+    /// Whether `other` is another version (folder or tree hash) of this
+    /// key's plugin, handler and mode, for any tenant.
+    pub(crate) fn is_other_version(&self, other: &Key) -> bool {
+        self.plugin == other.plugin
+            && self.handler == other.handler
+            && self.mode == other.mode
+            && (self.dir != other.dir || self.tree_hash != other.tree_hash)
     }
 
     /// Whether the catalog's answer for the plugin is still this key's.
@@ -195,18 +225,15 @@ impl Pool {
     /// first time the key is seen) once the returned [`Taken::refill`] is
     /// released.
     /// Parked runs of another version of the same plugin and handler are
-    /// killed and reaped.
+    /// killed and reaped (every tenant's). `key` is the one its plan is
+    /// kept under ([`crate::plans::Plans::get`]): a tenant's own when its
+    /// runs get the tenant's data folder, else [`Key::shared`].
     pub fn take(&self, key: &Key, template: impl FnOnce() -> (HandlerRequest, Arc<HandlerPlan>)) -> Option<Taken> {
         let now = Instant::now();
         let mut dropped = vec![];
         let taken = {
             let mut st = self.shared.state.lock().expect("pool lock");
-            let stale: Vec<Key> = st
-                .slots
-                .keys()
-                .filter(|k| k.plugin == key.plugin && k.handler == key.handler && k.mode == key.mode && *k != key)
-                .cloned()
-                .collect();
+            let stale: Vec<Key> = st.slots.keys().filter(|k| k.is_other_version(key)).cloned().collect();
             for k in stale {
                 dropped.extend(st.slots.remove(&k).map(|s| s.parked).unwrap_or_default());
             }

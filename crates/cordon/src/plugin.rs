@@ -121,6 +121,50 @@ pub fn default_data_dir(id: &PluginId) -> Option<PathBuf> {
     cordon_core::state::data_dir().map(|d| d.join("data").join(format!("@{}", id.scope())).join(id.name()))
 }
 
+/// The data folder the `platform` preset grants plugin `id` when it runs
+/// for `tenant` of a service (`cordon serve`, `cordon worker`):
+/// `$XDG_DATA_HOME/cordon/tenants/<tenant>/@scope/name` (or under
+/// `~/.local/share/cordon`). Beside [`default_data_dir`]'s `data/`, not
+/// below it, so that no per-plugin data folder (a `cordon exec` of the
+/// plugin writes there) holds a tenant's data. `<tenant>` is
+/// [`tenant_folder_name`]'s: every tenant has its own folder.
+/// `Ok(None)`: no data folder can be named (HOME and XDG_DATA_HOME unset).
+pub fn tenant_data_dir(tenant: &str, id: &PluginId) -> Result<Option<PathBuf>, PluginError> {
+    let folder = tenant_folder_name(tenant)?;
+    Ok(cordon_core::state::data_dir()
+        .map(|d| d.join("tenants").join(folder).join(format!("@{}", id.scope())).join(id.name())))
+}
+
+/// The folder name of `tenant` below `tenants/`: the name itself, each
+/// capital letter written as `+` and the letter in lower case (`Acme` is
+/// `+acme`), so that two tenants never share a folder, also on a file
+/// system that folds case. Refused (the name could climb out of, or name,
+/// `tenants/` itself, or be a path): an empty name, `.`, `..`, more than 64
+/// characters, or any character but `A-Z a-z 0-9 - _ .` (what a service's
+/// configuration allows).
+pub fn tenant_folder_name(tenant: &str) -> Result<String, PluginError> {
+    let bad = |reason: &str| PluginError::TenantName { tenant: tenant.to_owned(), reason: reason.to_owned() };
+    if tenant.is_empty() || tenant.len() > 64 {
+        return Err(bad("it must be 1 to 64 characters"));
+    }
+    if tenant == "." || tenant == ".." {
+        return Err(bad("`.` and `..` name folders of their own"));
+    }
+    if !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(bad("only A-Z, a-z, 0-9, `-`, `_` and `.` are allowed"));
+    }
+    let mut out = String::with_capacity(tenant.len() + 4);
+    for c in tenant.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('+');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// One handler execution (or, for [`check_plugin`], one plugin check; the
 /// handler and input are then unused).
 #[derive(Clone, Debug)]
@@ -154,9 +198,16 @@ pub struct HandlerRequest {
     pub cancel: Option<crate::runner::Cancel>,
     /// What cordon's own termination signals do to the run.
     pub signals: crate::runner::Signals,
-    /// The data folder for the `platform` preset; `None`:
-    /// [`default_data_dir`]. Created if missing.
+    /// The data folder for the `platform` preset; `None`: the tenant's
+    /// ([`HandlerRequest::data_tenant`]), else [`default_data_dir`].
+    /// Created if missing.
     pub data_dir: Option<PathBuf>,
+    /// A service's tenant whose data folder the `platform` preset grants
+    /// ([`tenant_data_dir`]) when `data_dir` is `None`; `None`: the
+    /// plugin's own ([`default_data_dir`]). Unlike `tenant`, which only
+    /// names the tenant in the audit record and artifact paths, this
+    /// decides what the run may read and write.
+    pub data_tenant: Option<String>,
     /// Where artifacts go.
     pub store: ArtifactStore,
     /// Capabilities the host application grants.
@@ -212,6 +263,7 @@ impl HandlerRequest {
             cancel: None,
             signals: crate::runner::Signals::Forward,
             data_dir: None,
+            data_tenant: None,
             store: ArtifactStore::default(),
             capabilities: vec![],
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
@@ -284,6 +336,14 @@ pub enum PluginError {
     NoDataDir {
         /// The plugin.
         plugin: String,
+    },
+    /// A tenant's name cannot name its data folder ([`tenant_folder_name`]).
+    #[error("tenant name `{tenant}` cannot name a data folder: {reason}")]
+    TenantName {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
     },
     /// The data folder cannot be created.
     #[error("cannot create the data folder {}", path.display())]
@@ -367,6 +427,9 @@ impl PluginError {
                 "a folder on its way below cordon's data folder is a symbolic link, which cordon never follows there: remove it (a run that could write cordon's data folder may have made it)".into(),
             ),
             PluginError::DataDir { .. } => Some("pass --data-dir with a folder you can write".into()),
+            PluginError::TenantName { .. } => {
+                Some("rename the tenant in the service's configuration (1 to 64 of A-Z a-z 0-9 - _ ., not `.` or `..`)".into())
+            }
             PluginError::Probe(_) => Some("run `cordon doctor`".into()),
             PluginError::Workdir { .. } => Some(
                 "use a folder the manifest grants (fs.read, fs.write, the plugin folder or the data folder)".into(),
@@ -525,11 +588,12 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
         None => Manifest::load(&plugin_dir)?,
     };
     let data_dir = if manifest.extends.contains(&Preset::Platform) {
-        let dir = req
-            .data_dir
-            .clone()
-            .or_else(|| default_data_dir(&manifest.id))
-            .ok_or_else(|| PluginError::NoDataDir { plugin: manifest.id.to_string() })?;
+        let named = match (&req.data_dir, &req.data_tenant) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, Some(tenant)) => tenant_data_dir(tenant, &manifest.id)?,
+            (None, None) => default_data_dir(&manifest.id),
+        };
+        let dir = named.ok_or_else(|| PluginError::NoDataDir { plugin: manifest.id.to_string() })?;
         let dir = std::path::absolute(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
         if data == DataDir::Create {
             create_private_dir(&dir).map_err(|source| PluginError::DataDir { path: dir.clone(), source })?;
@@ -1181,6 +1245,12 @@ impl HandlerPlan {
     /// Which plugin, version and handler it runs.
     pub fn plugin(&self) -> &PluginRef {
         &self.plugin
+    }
+
+    /// The data folder its runs may write (the `platform` preset's), if
+    /// any: a plan with one is made for one data folder (one tenant's).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
     }
 
     /// [`audit::policy_digest`] of its effective policy.

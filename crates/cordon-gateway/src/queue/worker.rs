@@ -561,6 +561,8 @@ async fn execute(
     hr.request_id = Some(req.id.clone());
     hr.traceparent = req.traceparent.clone();
     hr.tenant = Some(req.tenant.clone());
+    // The tenant's own data folder, never the plugin's shared one.
+    hr.data_tenant = Some(req.tenant.clone());
     hr.audit_subject = subject_for(s, req, &plugin, attempt);
     hr.run_root = s.settings.run_root.clone();
     hr.support = Some(s.support.clone());

@@ -20,6 +20,7 @@ fn key(dir: &std::path::Path) -> Key {
         tree_hash: Some(format!("{}", Digest256::of(b"a tree"))),
         handler: "main".into(),
         mode: None,
+        tenant: Some("acme".into()),
     }
 }
 

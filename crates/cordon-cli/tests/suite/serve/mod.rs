@@ -15,6 +15,7 @@ mod pool;
 mod queue;
 mod queue_cluster;
 mod registry;
+mod tenants;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
