@@ -31,12 +31,20 @@
 //! families are untouched. The store is one mutex, so concurrent refreshes
 //! of one token rotate it exactly once.
 //!
+//! The store is bounded per client: a client (tenant and principal) has at
+//! most [`MAX_FAMILIES_PER_CLIENT`] live families, signing in once more
+//! ends its oldest (its refresh token is refused, its access tokens run out
+//! on their own), and a family remembers its last [`MAX_ROTATED`] rotated
+//! tokens for reuse detection. Each family lists its tokens, so revoking
+//! one removes those without walking the others. Every grant and refresh
+//! also spends its tenant's rate (the route's business).
+//!
 //! State lives **in memory**: a restart forgets every refresh family, so
 //! every client signs in again with its client credentials (access tokens
 //! stay valid until they expire, and revocations are forgotten with them —
 //! the reason access tokens live at most an hour, 15 minutes by default).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -415,12 +423,15 @@ pub enum Refresh {
 
 struct Family {
     tenant: String,
+    /// The key of its client in [`Store::clients`].
+    client: String,
     principal: String,
     /// Absolute expiry, seconds since the epoch; rotation never moves it.
     expires: u64,
-    revoked: bool,
-    /// Every access token issued in the family.
-    jtis: Vec<String>,
+    /// The hashes of its tokens in [`Store::tokens`], oldest first: at most
+    /// [`MAX_ROTATED`] rotated ones, then the current one. Revoking the
+    /// family removes these, without walking every token of every family.
+    tokens: VecDeque<[u8; 32]>,
 }
 
 enum TokenState {
@@ -436,11 +447,50 @@ struct Entry {
     state: TokenState,
 }
 
+/// Why a refresh token the store does not hold is refused.
+const UNKNOWN_REFRESH: &str = "unknown refresh token: revoked, past its session's lifetime, rotated long ago, or its \
+     session was ended because the client signed in more than 100 times since (or never issued); sign in again with \
+     the client credentials";
+
+/// The most refresh families one client (tenant and principal) has live:
+/// signing in once more ends its oldest (its refresh token is refused
+/// from then on; its access tokens run out within `access_ttl_s`). A
+/// client that signs in again and again without refreshing, or many
+/// instances sharing one client id, stay within this; a flood of grants
+/// does not grow the store.
+pub const MAX_FAMILIES_PER_CLIENT: usize = 100;
+
+/// The most rotated tokens a family remembers, so that one presented again
+/// is seen as reuse (theft) and revokes the family. A token rotated more
+/// than this many times ago is no longer known: `invalid_grant`, and the
+/// family lives on. A refresh family rotated every few minutes over its
+/// whole lifetime stays within a few kilobytes.
+pub const MAX_ROTATED: usize = 32;
+
 #[derive(Default)]
 struct Store {
     /// By the token's SHA-256.
     tokens: HashMap<[u8; 32], Entry>,
     families: HashMap<String, Family>,
+    /// The live families of each client, oldest first.
+    clients: HashMap<String, VecDeque<String>>,
+}
+
+impl Store {
+    /// Forgets `family` and its tokens; returns it.
+    fn remove(&mut self, family: &str) -> Option<Family> {
+        let f = self.families.remove(family)?;
+        for hash in &f.tokens {
+            self.tokens.remove(hash);
+        }
+        if let Some(live) = self.clients.get_mut(&f.client) {
+            live.retain(|id| id != family);
+            if live.is_empty() {
+                self.clients.remove(&f.client);
+            }
+        }
+        Some(f)
+    }
 }
 
 /// Refresh-token families, in memory (see the module docs).
@@ -471,32 +521,51 @@ impl RefreshStore {
     }
 
     /// Starts a family for a client that signed in; returns the first pair.
+    /// The client's oldest family ends if it has
+    /// [`MAX_FAMILIES_PER_CLIENT`] already.
     pub fn start(&self, keys: &Keys, tenant: &str, principal: &str, lifetime_s: u64) -> TokenResponse {
         self.start_at(keys, tenant, principal, lifetime_s, now_ms())
     }
 
     fn start_at(&self, keys: &Keys, tenant: &str, principal: &str, lifetime_s: u64, now_ms: u64) -> TokenResponse {
         let family = cordon::new_request_id();
-        let mut store = self.inner.lock().expect("refresh store lock");
-        let (access, claims) = keys.issue_access(tenant, principal, Some(&family));
+        // Tenant names are tokens (no `/`), so the key is unambiguous.
+        let client = format!("{tenant}/{principal}");
+        let (access, _) = keys.issue_access(tenant, principal, Some(&family));
         let refresh = format!("{REFRESH_PREFIX}{}", random_hex(32));
+        let hash = sha256(refresh.as_bytes());
+        let mut store = self.inner.lock().expect("refresh store lock");
+        while store.clients.get(&client).is_some_and(|live| live.len() >= MAX_FAMILIES_PER_CLIENT) {
+            let Some(oldest) = store.clients.get(&client).and_then(|live| live.front().cloned()) else { break };
+            store.remove(&oldest);
+        }
         store.families.insert(
             family.clone(),
             Family {
                 tenant: tenant.into(),
+                client: client.clone(),
                 principal: principal.into(),
                 expires: now_ms / 1000 + lifetime_s,
-                revoked: false,
-                jtis: vec![claims.jti],
+                tokens: VecDeque::from([hash]),
             },
         );
-        store.tokens.insert(sha256(refresh.as_bytes()), Entry { family, state: TokenState::Current });
+        store.clients.entry(client).or_default().push_back(family.clone());
+        store.tokens.insert(hash, Entry { family, state: TokenState::Current });
         TokenResponse {
             access_token: access,
             token_type: "Bearer",
             expires_in: keys.access_ttl_s(),
             refresh_token: refresh,
         }
+    }
+
+    /// The tenant whose family `token` belongs to, if the store knows it
+    /// (live, not expired): whose rate bucket a refresh spends.
+    pub fn tenant_of(&self, token: &str) -> Option<String> {
+        let now_s = now_ms() / 1000;
+        let store = self.inner.lock().expect("refresh store lock");
+        let entry = store.tokens.get(&sha256(token.as_bytes()))?;
+        store.families.get(&entry.family).filter(|f| now_s < f.expires).map(|f| f.tenant.clone())
     }
 
     /// Exchanges `token`; see [`Refresh`].
@@ -507,12 +576,9 @@ impl RefreshStore {
     fn refresh_at(&self, keys: &Keys, token: &str, now_ms: u64) -> Refresh {
         let hash = sha256(token.as_bytes());
         let mut store = self.inner.lock().expect("refresh store lock");
-        let Store { tokens, families } = &mut *store;
-        let Some(entry) = tokens.get_mut(&hash) else { return Refresh::Invalid("unknown refresh token") };
-        let Some(family) = families.get_mut(&entry.family) else { return Refresh::Invalid("unknown refresh token") };
-        if family.revoked {
-            return Refresh::Invalid("this refresh token's session was revoked; sign in again");
-        }
+        let Store { tokens, families, .. } = &mut *store;
+        let Some(entry) = tokens.get_mut(&hash) else { return Refresh::Invalid(UNKNOWN_REFRESH) };
+        let Some(family) = families.get_mut(&entry.family) else { return Refresh::Invalid(UNKNOWN_REFRESH) };
         if now_ms / 1000 >= family.expires {
             return Refresh::Invalid("this session reached its absolute lifetime; sign in again");
         }
@@ -523,21 +589,20 @@ impl RefreshStore {
                         return Refresh::Rotated(r.clone());
                     }
                 }
-                // Reuse after the grace window: someone holds a copy.
-                family.revoked = true;
-                keys.revoke(&entry.family, &family.jtis);
+                // Reuse after the grace window: someone holds a copy. Every
+                // access token of the family carries it (`fam`).
+                let fam = entry.family.clone();
+                keys.revoke(&fam, &[]);
                 let out = Refresh::ReuseDetected {
-                    family: entry.family.clone(),
+                    family: fam.clone(),
                     tenant: family.tenant.clone(),
                     principal: family.principal.clone(),
                 };
-                let fam = entry.family.clone();
-                tokens.retain(|_, e| e.family != fam);
+                store.remove(&fam);
                 out
             }
             TokenState::Current => {
-                let (access, claims) = keys.issue_access(&family.tenant, &family.principal, Some(&entry.family));
-                family.jtis.push(claims.jti);
+                let (access, _) = keys.issue_access(&family.tenant, &family.principal, Some(&entry.family));
                 let refresh = format!("{REFRESH_PREFIX}{}", random_hex(32));
                 let response = TokenResponse {
                     access_token: access,
@@ -546,8 +611,16 @@ impl RefreshStore {
                     refresh_token: refresh.clone(),
                 };
                 entry.state = TokenState::Rotated { at_ms: now_ms, response: Some(response.clone()) };
+                let next = sha256(refresh.as_bytes());
                 let fam = entry.family.clone();
-                tokens.insert(sha256(refresh.as_bytes()), Entry { family: fam, state: TokenState::Current });
+                family.tokens.push_back(next);
+                // The current token and at most MAX_ROTATED rotated ones.
+                while family.tokens.len() > MAX_ROTATED + 1 {
+                    if let Some(old) = family.tokens.pop_front() {
+                        tokens.remove(&old);
+                    }
+                }
+                tokens.insert(next, Entry { family: fam, state: TokenState::Current });
                 Refresh::Rotated(response)
             }
         }
@@ -558,34 +631,37 @@ impl RefreshStore {
     pub fn revoke(&self, keys: &Keys, token: &str) -> Option<String> {
         let hash = sha256(token.as_bytes());
         let mut store = self.inner.lock().expect("refresh store lock");
-        let Store { tokens, families } = &mut *store;
-        let fam = tokens.get(&hash)?.family.clone();
-        let family = families.get_mut(&fam)?;
-        if family.revoked {
-            return None;
-        }
-        family.revoked = true;
-        keys.revoke(&fam, &family.jtis);
-        tokens.retain(|_, e| e.family != fam);
+        let fam = store.tokens.get(&hash)?.family.clone();
+        store.remove(&fam)?;
+        keys.revoke(&fam, &[]);
         Some(fam)
     }
 
-    /// Drops families past their absolute lifetime or revoked, and the
-    /// successor responses kept for retries once their grace window is
-    /// over. The service calls it every minute.
+    /// Drops families past their absolute lifetime, and the successor
+    /// responses kept for retries once their grace window is over. The
+    /// service calls it every minute.
     pub fn sweep(&self) {
         let now_ms = now_ms();
         let mut store = self.inner.lock().expect("refresh store lock");
-        let Store { tokens, families } = &mut *store;
-        families.retain(|_, f| f.expires > now_ms / 1000 && !f.revoked);
-        tokens.retain(|_, e| families.contains_key(&e.family));
-        for e in tokens.values_mut() {
+        let expired: Vec<String> =
+            store.families.iter().filter(|(_, f)| f.expires <= now_ms / 1000).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            store.remove(&id);
+        }
+        for e in store.tokens.values_mut() {
             if let TokenState::Rotated { at_ms, response } = &mut e.state {
                 if now_ms.saturating_sub(*at_ms) >= self.grace_ms {
                     *response = None;
                 }
             }
         }
+    }
+
+    /// Live families and tokens held (for tests).
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        let store = self.inner.lock().expect("refresh store lock");
+        (store.families.len(), store.tokens.len())
     }
 }
 
@@ -655,6 +731,64 @@ mod tests {
         k.sweep_revoked_at(t0 + k.access_ttl_s() + LEEWAY_S + 1);
         assert_eq!(held(&k, "early-jti", "early-family"), (false, false));
         assert_eq!(held(&k, "later-jti", "later-family"), (true, true));
+    }
+
+    #[test]
+    fn a_client_keeps_at_most_max_families_the_oldest_ending_first() {
+        let k = keys();
+        let store = RefreshStore::default();
+        let first = store.start(&k, "acme", "client:ci", 3600);
+        let second = store.start(&k, "acme", "client:ci", 3600);
+        let other = store.start(&k, "beta", "client:ci", 3600);
+        for _ in 0..MAX_FAMILIES_PER_CLIENT - 1 {
+            store.start(&k, "acme", "client:ci", 3600);
+        }
+        // acme's client has MAX + 1 started: the first ended, the second not.
+        assert_eq!(store.refresh(&k, &first.refresh_token), Refresh::Invalid(UNKNOWN_REFRESH));
+        assert!(matches!(store.refresh(&k, &second.refresh_token), Refresh::Rotated(_)));
+        // Another tenant's client of the same name is another client.
+        assert!(matches!(store.refresh(&k, &other.refresh_token), Refresh::Rotated(_)));
+        // Ending a family for room is not a revocation: its access token
+        // runs out on its own.
+        assert!(k.verify_access(&first.access_token).is_ok());
+        for _ in 0..10 * MAX_FAMILIES_PER_CLIENT {
+            store.start(&k, "acme", "client:ci", 3600);
+        }
+        // acme's MAX, beta's one, each with its current and one rotated token
+        // at most.
+        let (families, tokens) = store.held();
+        assert_eq!(families, MAX_FAMILIES_PER_CLIENT + 1);
+        assert!(tokens <= families + 2, "{tokens}");
+        assert!(UNKNOWN_REFRESH.contains(&format!("more than {MAX_FAMILIES_PER_CLIENT} times")));
+    }
+
+    #[test]
+    fn a_family_remembers_its_last_rotated_tokens_and_revoking_it_forgets_them_all() {
+        let k = keys();
+        let store = RefreshStore::default();
+        let t0 = 1_000_000_000;
+        let mut seen = vec![store.start_at(&k, "acme", "client:ci", 86_400, t0)];
+        let bystander = store.start_at(&k, "acme", "client:ops", 86_400, t0);
+        for i in 1..=(MAX_ROTATED as u64 + 5) {
+            match store.refresh_at(&k, &seen.last().unwrap().refresh_token, t0 + i * 20_000) {
+                Refresh::Rotated(next) => seen.push(next),
+                other => panic!("rotation {i}: {other:?}"),
+            }
+        }
+        // One current and MAX_ROTATED rotated tokens, plus the bystander's.
+        assert_eq!(store.held(), (2, MAX_ROTATED + 1 + 1));
+        let late = t0 + 10_000_000;
+        // Rotated long ago: forgotten, refused, the family lives on.
+        assert_eq!(store.refresh_at(&k, &seen[0].refresh_token, late), Refresh::Invalid(UNKNOWN_REFRESH));
+        // Among the last MAX_ROTATED: reuse, the family and its access
+        // tokens are revoked, its tokens forgotten; the bystander stays.
+        let recent = &seen[seen.len() - 2];
+        assert!(matches!(store.refresh_at(&k, &recent.refresh_token, late), Refresh::ReuseDetected { .. }));
+        assert_eq!(store.held(), (1, 1));
+        assert_eq!(k.verify_access(&seen[0].access_token).unwrap_err().0, "token revoked");
+        assert_eq!(store.refresh_at(&k, &seen.last().unwrap().refresh_token, late), Refresh::Invalid(UNKNOWN_REFRESH));
+        assert!(store.revoke(&k, &bystander.refresh_token).is_some());
+        assert_eq!(store.held(), (0, 0));
     }
 
     #[test]

@@ -47,12 +47,21 @@ async fn token(
                 state.metrics.auth_failure();
                 return Err(ApiError::invalid_client("unknown client_id or wrong client_secret"));
             };
+            // Each grant is a request of the client's tenant, spent once the
+            // secret is checked (a stranger cannot spend a tenant's room):
+            // a flood of grants gets 429, like any other request.
+            state.tenancy.admit_request(&tenant)?;
             let pair =
                 state.refresh.start(&state.keys, &tenant, &format!("client:{id}"), state.config.server.refresh_ttl_s);
             Ok(no_store(pair))
         }
         Some("refresh_token") => {
             let token = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
+            // A refresh spends its family's tenant's room; an unknown token
+            // none (the exchange below refuses it without keeping anything).
+            if let Some(tenant) = state.refresh.tenant_of(&token) {
+                state.tenancy.admit_request(&tenant)?;
+            }
             match state.refresh.refresh(&state.keys, &token) {
                 Refresh::Rotated(pair) => Ok(no_store(pair)),
                 Refresh::Invalid(reason) => Err(ApiError::oauth("invalid_grant", reason)),

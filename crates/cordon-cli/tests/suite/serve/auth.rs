@@ -7,7 +7,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use super::{Options, Resp, Service, CLIENT_SECRET, INTERNAL_SECRET, JWT_SECRET, SERVICE_TOKEN};
+use super::{Options, Resp, Service, BETA_SECRET, CLIENT_SECRET, INTERNAL_SECRET, JWT_SECRET, SERVICE_TOKEN};
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -353,4 +353,114 @@ fn insecure_dev_starts_with_weak_secrets_and_says_so_in_readyz() {
     let ready = super::http(normal.addr, "GET", "/readyz", &[], b"").json();
     assert!(ready.get("warnings").is_none(), "{ready}");
     assert!(!normal.log().contains("insecure"), "{}", normal.log());
+}
+
+/// How many answers had each status.
+type Statuses = std::collections::BTreeMap<u16, usize>;
+
+/// `n` client-credentials grants for `client` on one kept-alive connection;
+/// the statuses seen, and the first 429's `Retry-After`.
+fn grants(s: &Service, client: &str, secret: &str, n: usize) -> (Statuses, Option<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let conn = std::net::TcpStream::connect(s.addr).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    let body = format!("grant_type=client_credentials&client_id={client}&client_secret={secret}");
+    let request = format!(
+        "POST /v1/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        s.addr,
+        body.len()
+    );
+    let (mut statuses, mut retry_after) = (Statuses::new(), None);
+    for _ in 0..n {
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let Some((k, v)) = line.trim_end().split_once(':') else { break };
+            match k.to_ascii_lowercase().as_str() {
+                "content-length" => length = v.trim().parse().unwrap(),
+                "retry-after" if retry_after.is_none() => retry_after = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    (statuses, retry_after)
+}
+
+/// `request`'s answer once it is not 429 (its tenant's room came back).
+fn admitted(mut request: impl FnMut() -> Resp) -> Resp {
+    let mut last = None;
+    let came = cordon_testkit::poll_until(std::time::Duration::from_secs(30), || {
+        let r = request();
+        let done = r.status != 429;
+        last = Some(r);
+        done
+    });
+    assert!(came, "still 429 after 30 s: {last:?}");
+    last.unwrap()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Review s12 R12-11: `POST /v1/token` spent no rate bucket and each grant
+/// started a refresh family kept for a day, so one tenant's client grew the
+/// service without bound (~680 bytes a grant). Now a grant spends its
+/// tenant's bucket once the secret is checked (429 with Retry-After), and a
+/// client keeps at most 100 live families, the oldest ending first. Host
+/// side: the service's RSS stays flat over 20,000 grants of a tenant whose
+/// rate lets most through; a wrong secret spends nothing, and another
+/// tenant's client at its rate is unaffected.
+#[test]
+fn a_flood_of_token_grants_gets_429_and_does_not_grow_the_service() {
+    let s = Service::start_with(
+        "serve-token-flood",
+        Options { acme: "max_concurrent = 8\nrate_per_sec = 1\n".into(), ..Options::default() },
+    );
+    // A stranger's wrong secrets spend nothing of acme's room.
+    let (wrong, _) = grants(&s, "ci", "not-the-secret", 20);
+    assert_eq!(wrong.keys().collect::<Vec<_>>(), [&401], "{wrong:?}");
+    let first = s.sign_in();
+    // acme's client over its rate of 1 a second: 429 with Retry-After.
+    let (statuses, retry) = grants(&s, "ci", CLIENT_SECRET, 20);
+    assert!(statuses.get(&429).is_some(), "no 429 in 20 grants at 1/s: {statuses:?}");
+    let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!(retry >= 1);
+    // Its first session still works (refreshing spends the same room, so
+    // wait for it as a client told Retry-After would).
+    let r = admitted(|| refresh(&s, first["refresh_token"].as_str().unwrap()));
+    assert_eq!(r.status, 200, "{r:?}");
+    // beta's client, rate 1000: most of 20,000 grants pass, yet the
+    // service keeps at most 100 of its sessions.
+    let beta_first = s.sign_in_as("ops", BETA_SECRET);
+    let before = rss_kb(s.pid());
+    let (statuses, _) = grants(&s, "ops", BETA_SECRET, 20_000);
+    let after = rss_kb(s.pid());
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 200, "more grants than the 100 kept: {statuses:?}");
+    assert!(
+        after < before + 5 * 1024,
+        "the service grew from {before} to {after} kB over 20,000 grants ({statuses:?})"
+    );
+    // Its oldest session ended (a refresh is refused, saying why), its
+    // newest works.
+    let r = refresh(&s, beta_first["refresh_token"].as_str().unwrap());
+    assert_eq!((r.status, r.error().0.as_str()), (400, "invalid_grant"), "{r:?}");
+    assert!(r.error().1.contains("signed in more than 100 times"), "{r:?}");
+    // (beta's room is spent by the flood: wait for it, as Retry-After says.)
+    let form = format!("grant_type=client_credentials&client_id=ops&client_secret={BETA_SECRET}");
+    let last = admitted(|| s.post_form("/v1/token", &form));
+    assert_eq!(last.status, 200, "{last:?}");
+    let again = admitted(|| refresh(&s, last.json()["refresh_token"].as_str().unwrap()));
+    assert_eq!(again.status, 200, "the newest session refreshes: {again:?}");
 }
