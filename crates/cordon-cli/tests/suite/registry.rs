@@ -581,3 +581,101 @@ fn an_update_naming_a_special_address_waits_for_approval_under_a_wildcard() {
         assert!(out.contains("answer: HOST-LOOPBACK-SERVICE"), "[{m}] control: --net naming the literal\n{out}");
     });
 }
+
+/// R12-2, the host's own address: `cordon exec P --net '*'` keeps no
+/// manifest literal naming one of this host's addresses (`*` never reaches
+/// them, R12-4), while an exec without `--net` keeps the approved literal
+/// (the unrestricted host narrows nothing). The "host" is a network
+/// namespace the test makes, with 192.0.2.77 on a veth and a listener on
+/// `0.0.0.0` logging each connection (host side). Fails on 6206ba5 (`--net
+/// '*'` reached the listener, both modes).
+#[test]
+fn exec_net_wildcard_keeps_no_literal_naming_the_hosts_own_address() {
+    use std::io::{BufRead, BufReader};
+
+    let support = kernel_support();
+    let ns = super::netns::Netns::new();
+    ns.ip(
+        "link add own0 type veth peer name own1\naddr add 192.0.2.77/24 dev own0\nlink set own0 up\nlink set own1 up",
+    );
+    let dir = Dir::new("registry-own-address");
+    let log = dir.join("accepted");
+    std::fs::write(&log, "").unwrap();
+    /// Killed (by pid) and reaped however the test ends.
+    struct Listener(std::process::Child);
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let listener = "import socket, sys\ns = socket.socket(); s.bind((\"0.0.0.0\", 0)); s.listen(16)\n\
+                    print(s.getsockname()[1], flush=True)\nwhile True:\n    c, peer = s.accept()\n    \
+                    open(sys.argv[1], \"a\").write(peer[0] + \"\\n\"); c.sendall(b\"HOST-OWN\\n\"); c.close()\n";
+    let mut child = ns
+        .command("/usr/bin/python3")
+        .args(["-c", listener])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the listener");
+    let stdout = child.stdout.take().unwrap();
+    let _listener = Listener(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("the listener's port");
+    let port: u16 = line.trim().parse().expect("a port");
+    let accepted = || std::fs::read_to_string(&log).unwrap().lines().count();
+
+    let home = dir.join("home");
+    let key = dir.join("k.key");
+    at(&home, &["key", "gen", "--out", s(&key)]).run().assert_success();
+    at(&home, &["trust", "add", &format!("{}.pub", key.display()), "--name", "k"]).run().assert_success();
+    let src = dir.create_dir("own");
+    std::fs::write(
+        src.join("cordon.toml"),
+        format!(
+            "id = \"@rv/own\"\nversion = \"1.0.0\"\n[handlers.go]\ncommand = [\"/usr/bin/python3\", \"go.py\"]\n\
+             [permissions]\nnet.allow = [\"192.0.2.77:{port}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("go.py"),
+        format!(
+            "import os, socket\ntry:\n    print(\"answer:\", socket.create_connection((\"192.0.2.77\", {port}), \
+             timeout=5).recv(100).decode().strip())\nexcept OSError as e:\n    print(\"no answer:\", e)\n\
+             os.write(int(os.environ[\"CORDON_RESULT_FD\"]), b\"{{}}\")\n"
+        ),
+    )
+    .unwrap();
+    let pkg = dir.join("own.tar.gz");
+    cordon_registry::pack(&src, Some(&pkg)).unwrap();
+    cordon_registry::sign(&pkg, &key).unwrap();
+    at(&home, &["plugin", "install", s(&pkg), "--approve"]).run().assert_success();
+    let exec = |mode: Mode, net: Option<&str>| {
+        let mut c = TestCommand::new("nsenter");
+        c.env("CORDON_HOME", &home).arg(format!("--net={}", ns.path().display())).arg("--").arg(super::cordon_bin());
+        c.args(["exec", "@rv/own", "go", "--mode", mode.as_str()]);
+        if let Some(net) = net {
+            c.args(["--net", net]);
+        }
+        let out = c.run();
+        out.assert_success();
+        format!("{}{}", out.stdout, out.stderr)
+    };
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let before = accepted();
+        let out = exec(mode, Some("*"));
+        assert!(out.contains("no answer:") && !out.contains("HOST-OWN"), "[{m}] --net '*' kept the literal: {out}");
+        assert_eq!(accepted(), before, "[{m}] --net '*': the host's own service accepted a connection");
+        // Controls: the approved literal reaches it without --net, and with
+        // --net naming it.
+        for net in [None, Some(format!("192.0.2.77:{port}"))] {
+            let before = accepted();
+            let out = exec(mode, net.as_deref());
+            assert!(out.contains("answer: HOST-OWN"), "[{m}] control {net:?}: {out}");
+            assert_eq!(accepted(), before + 1, "[{m}] control {net:?}");
+        }
+    });
+}
