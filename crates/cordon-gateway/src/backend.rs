@@ -46,7 +46,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cordon::audit::{GroupRun, GroupWriter, Subject, TraceParent};
-use cordon::plugin::{park_handler, park_planned, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart};
+use cordon::plugin::{
+    park_handler, park_planned, ArtifactStore, HandlerAftermath, HandlerRequest, HandlerResult, HandlerStart,
+};
 use cordon::{Cancel, KernelSupport, Mode, OnExec, Signals, Sweep};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -863,6 +865,8 @@ fn record_setup_failure(s: &Arc<Shared>, job: Job, run: GroupRun, message: Strin
 fn handler_template(s: &Shared, job: &Job) -> HandlerRequest {
     let mut req = HandlerRequest::new(&job.plugin.dir, &job.handler);
     req.data_tenant = Some(job.tenant.clone());
+    // Artifacts under tenants/<tenant>/ of the store.
+    req.store = ArtifactStore::for_service();
     req.mode = s.settings.mode;
     req.host_env = s.env.clone();
     req.run_root = s.settings.run_root.clone();

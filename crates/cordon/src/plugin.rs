@@ -102,7 +102,22 @@ impl ArtifactStore {
     pub fn default_root() -> Option<PathBuf> {
         cordon_core::state::data_dir().map(|d| d.join("artifacts"))
     }
+
+    /// The default store with [`SERVICE_TEMPLATE`]: for runs of a
+    /// service, which always name their tenant.
+    pub fn for_service() -> Self {
+        ArtifactStore {
+            template: SERVICE_TEMPLATE.parse().expect("the service template is valid"),
+            ..ArtifactStore::default()
+        }
+    }
 }
+
+/// The artifact store's layout for a service's runs (`cordon serve`,
+/// `cordon worker`): [`DEFAULT_TEMPLATE`] below `tenants/{tenant}/`, so
+/// that each tenant's files stay apart, also when two tenants' runs have
+/// one id (on the queue a request's id is its `Idempotency-Key`).
+pub const SERVICE_TEMPLATE: &str = "tenants/{tenant}/{plugin}/{version}/{handler}/{request_id}";
 
 impl Default for ArtifactStore {
     fn default() -> Self {

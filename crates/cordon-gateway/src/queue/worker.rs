@@ -48,6 +48,7 @@
 //!   at it is killed; either way the result is `EXPIRED`.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, AckKind};
 use cordon::audit::{AuditTrail, Subject};
-use cordon::plugin::{run_handler_answering, HandlerRequest};
+use cordon::plugin::{run_handler_answering, ArtifactStore, HandlerRequest};
 use cordon::{Cancel, ErrorCode, KernelSupport, Mode, Signals};
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -563,8 +564,23 @@ async fn execute(
     hr.tenant = Some(req.tenant.clone());
     // The tenant's own data folder, never the plugin's shared one.
     hr.data_tenant = Some(req.tenant.clone());
+    // Artifacts under tenants/<tenant>/ of the store: two tenants' runs
+    // with one key have one id here.
+    hr.store = ArtifactStore::for_service();
     hr.audit_subject = subject_for(s, req, &plugin, attempt);
-    hr.run_root = s.settings.run_root.clone();
+    // A folder per tenant under this worker's own: a request's id is its
+    // key, and two tenants' runs with one key must not meet in one run
+    // folder (the later could not start, and its failure would be stored
+    // as the key's result).
+    let run_root = s.settings.run_root.join(&req.tenant);
+    match std::fs::DirBuilder::new().mode(0o700).create(&run_root) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            let why = format!("cannot create the tenant's run folder {}: {e}", run_root.display());
+            return Ok(unstarted(s, req, attempt, ErrorCode::SetupFailed, &why));
+        }
+        _ => {}
+    }
+    hr.run_root = run_root;
     hr.support = Some(s.support.clone());
     hr.audit = Some(s.trail.clone());
     hr.cancel = Some(cancel.clone());

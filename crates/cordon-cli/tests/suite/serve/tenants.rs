@@ -244,3 +244,106 @@ fn a_service_with_a_tenant_named_dot_dot_refuses_to_start() {
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("config.toml:10:") && err.contains("tenant name `..` cannot name a data folder"), "{err}");
 }
+
+/// `POST /v1/executions` of the test plugin's `art` (stores its input as
+/// `report.txt`) with an `Idempotency-Key`; the finished body.
+#[track_caller]
+fn art(s: &Service, token: &str, key: &str, text: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let body = json!({"plugin": super::PLUGIN, "handler": "art", "input": text, "wait_ms": 30_000}).to_string();
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Idempotency-Key", key)];
+    let r = super::http(s.addr, "POST", "/v1/executions", &headers, body.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v:#}");
+    v
+}
+
+/// Where `v`'s one artifact is stored, and what it holds (the JSON string
+/// the handler was given).
+#[track_caller]
+fn stored(v: &serde_json::Value) -> (String, String) {
+    assert_eq!(v["warnings"], json!([]), "{v:#}");
+    let at = v["artifacts"][0]["stored_at"].as_str().unwrap_or_else(|| panic!("no artifact: {v:#}")).to_owned();
+    let text = std::fs::read_to_string(&at).unwrap_or_else(|e| panic!("{at}: {e}"));
+    (at.clone(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("{at}: {e}: {text:?}")))
+}
+
+/// On the queue a request's id is its `Idempotency-Key`, so two tenants
+/// using one key ran with one id on a worker, and their artifacts went to
+/// one folder of the worker's store: tenant beta's `report.txt` was there
+/// first, tenant acme's was "not stored" (a warning naming beta's file)
+/// and acme's folder held beta's file (review s9 F4, queue mode). A
+/// service's store is per tenant now (`tenants/<tenant>/…`): each gets its
+/// own, on the worker's host. Fails on main (acme's warning).
+#[test]
+fn two_tenants_with_one_idempotency_key_on_the_queue_keep_their_own_artifacts() {
+    let nats = Nats::start("tenants-art-nats");
+    let s = Service::start_with(
+        "tenants-art",
+        Options { extra_args: vec!["--queue".into(), nats.url()], ..Options::default() },
+    );
+    let w = Role::worker("taw1", &nats.url(), &s.dir.join("plugins"), 2);
+    let acme = s.access_token();
+    let beta = s.sign_in_as("ops", BETA_SECRET)["access_token"].as_str().unwrap().to_owned();
+    let key = "invoice-2026-0042";
+    let (beta_at, beta_text) = stored(&art(&s, &beta, key, "EVIL from beta"));
+    assert_eq!(beta_text, "EVIL from beta");
+    let (acme_at, acme_text) = stored(&art(&s, &acme, key, "GOOD from acme"));
+    assert_eq!(acme_text, "GOOD from acme");
+    let store = data_of(w.dir.path()).join("artifacts/tenants");
+    assert_eq!(Path::new(&acme_at), store.join(format!("acme/{}/2.0.0/art/{key}/report.txt", super::PLUGIN)));
+    assert_eq!(Path::new(&beta_at), store.join(format!("beta/{}/2.0.0/art/{key}/report.txt", super::PLUGIN)));
+    assert_eq!(std::fs::read_to_string(&beta_at).unwrap(), "\"EVIL from beta\"");
+}
+
+/// The folder named `name` somewhere below `root`.
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(root).ok()?.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name() == name {
+            return Some(e.path());
+        }
+        if let Some(found) = find_dir(&e.path(), name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// On the queue two tenants' runs with one key have one id on a worker,
+/// and so had one run folder (`cordon-exec-<id>`): while tenant beta's run
+/// with the key sleeps, tenant acme's with the same key could not create
+/// its folder and ended SETUP_FAILED, stored as the key's result for acme.
+/// Each tenant's runs make their folders in a folder of their own now.
+/// Beta's run is awaited until its folder exists, acme's runs and
+/// succeeds; beta's is then cancelled. Fails on main (acme's
+/// SETUP_FAILED).
+#[test]
+fn a_tenants_run_with_another_tenants_key_on_the_queue_starts_beside_it() {
+    let nats = Nats::start("tenants-rundir-nats");
+    let s = Service::start_with(
+        "tenants-rundir",
+        Options { extra_args: vec!["--queue".into(), nats.url()], ..Options::default() },
+    );
+    let w = Role::worker("trw1", &nats.url(), &s.dir.join("plugins"), 2);
+    let acme = s.access_token();
+    let beta = s.sign_in_as("ops", BETA_SECRET)["access_token"].as_str().unwrap().to_owned();
+    let key = "nightly-report-7";
+    let auth = format!("Bearer {beta}");
+    let body = json!({"plugin": super::PLUGIN, "handler": "sleep", "input": {"s": super::queue::sleep_marker(60)}, "wait_ms": 0});
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Idempotency-Key", key)];
+    let r = super::http(s.addr, "POST", "/v1/executions", &headers, body.to_string().as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    assert_eq!(id, key, "on the queue the key is the id");
+    let folder = format!("cordon-exec-{id}");
+    let running = poll_until(Duration::from_secs(60), || find_dir(w.dir.path(), &folder).is_some());
+    assert!(running, "beta's run folder never appeared on the worker:\n{}", w.log());
+    let (_, text) = stored(&art(&s, &acme, key, "acme beside beta"));
+    assert_eq!(text, "acme beside beta");
+    let cancelled = s.delete(&format!("/v1/executions/{id}"), &beta);
+    assert!(cancelled.status < 300, "{cancelled:?}");
+}
