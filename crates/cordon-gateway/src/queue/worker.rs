@@ -369,6 +369,31 @@ fn own_run_root(root: &std::path::Path) -> std::io::Result<PathBuf> {
     Ok(mine)
 }
 
+/// Makes (or finds) a tenant's run folder below the worker's own, and
+/// checks that what is there is a folder of the worker's user, `0700`, and not a
+/// symbolic link: one planted there (by a run whose grant covers the run
+/// root) would send every run folder of that tenant elsewhere.
+fn tenant_run_root(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(format!("cannot create the tenant's run folder {}: {e}", path.display()))
+        }
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("cannot look at the tenant's run folder {}: {e}", path.display()))?;
+    // The worker made its own run root (cordon-worker-PID): its owner is this process's user.
+    let owner = path.parent().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.uid());
+    if !meta.file_type().is_dir() || Some(meta.uid()) != owner || meta.permissions().mode() & 0o777 != 0o700 {
+        return Err(format!(
+            "the tenant's run folder {} is not a 0700 folder of this user's (a symbolic link or another owner's?): remove it; keep the run root out of every run's grants",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn slot_thread(rx: &Mutex<std::sync::mpsc::Receiver<Slot>>) {
     loop {
         let next = rx.lock().expect("slot queue lock").recv();
@@ -573,12 +598,8 @@ async fn execute(
     // folder (the later could not start, and its failure would be stored
     // as the key's result).
     let run_root = s.settings.run_root.join(&req.tenant);
-    match std::fs::DirBuilder::new().mode(0o700).create(&run_root) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            let why = format!("cannot create the tenant's run folder {}: {e}", run_root.display());
-            return Ok(unstarted(s, req, attempt, ErrorCode::SetupFailed, &why));
-        }
-        _ => {}
+    if let Err(why) = tenant_run_root(&run_root) {
+        return Ok(unstarted(s, req, attempt, ErrorCode::SetupFailed, &why));
     }
     hr.run_root = run_root;
     hr.support = Some(s.support.clone());
@@ -647,4 +668,28 @@ async fn ack(s: &Shared, msg: &jetstream::Message) {
 async fn nak(s: &Shared, msg: &jetstream::Message) {
     s.counters.naks.fetch_add(1, Ordering::Relaxed);
     let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tenant_run_root;
+
+    /// Review s13 (the reviewer's note on per-tenant worker run folders): a
+    /// link planted at a tenant's run folder is never taken as the folder.
+    #[test]
+    fn a_tenants_run_folder_is_made_once_and_never_a_planted_link() {
+        let root = std::env::temp_dir().join(format!("cordon-worker-test-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let fresh = root.join("acme");
+        tenant_run_root(&fresh).unwrap();
+        tenant_run_root(&fresh).unwrap();
+        assert!(std::fs::symlink_metadata(&fresh).unwrap().is_dir());
+        let elsewhere = root.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = root.join("beta");
+        std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+        let err = tenant_run_root(&planted).unwrap_err();
+        assert!(err.contains("not a 0700 folder"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
