@@ -8,7 +8,7 @@
 //! it links to; and below the store's root the destination is walked from a
 //! descriptor of the root, one component at a time, never through a link
 //! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, `mkdirat`,
-//! `renameat2(RENAME_NOREPLACE)`), so a link planted in the store cannot
+//! `O_CREAT | O_EXCL`), so a link planted in the store cannot
 //! send the files elsewhere: the collection stops there with
 //! [`ArtifactError::LinkInStore`]. The root itself is taken as the
 //! operator spelled it. Files over the per-file cap are skipped; once the total or
@@ -16,9 +16,13 @@
 //! files stay where they were (the run's scratch folder, which the caller
 //! removes).
 //!
-//! Call it after every process of the run has ended: the walk checks each
-//! entry with `lstat`, and a live process could swap an entry between the
-//! check and the move.
+//! Each file is copied into a new file of the store, never renamed: the
+//! store holds no inode that another name or an open descriptor still
+//! reaches (a hard link the run made, a descriptor it passed on), so what
+//! is stored is what was hashed. Each source is opened below the artifact
+//! folder without following a link, non-blocking, and must still be a
+//! regular file. Call it after every process of the run has ended: a live
+//! one could still add, replace or rename entries while they are walked.
 //!
 //! ```
 //! use cordon_plugin::artifacts::{Template, TemplateVars};
@@ -387,8 +391,10 @@ pub fn collect(
     let dir = store_root.join(&rel_dir);
     let (files, mut skipped) = walk(src_dir)?;
     let mut out = Collected { dir, artifacts: Vec::new(), skipped: Vec::new() };
-    // The run's folder in the store, opened at the first file stored.
+    // The run's folder in the store, opened at the first file stored, and
+    // the run's artifact folder.
     let mut run_folder: Option<OwnedFd> = None;
+    let mut src_root: Option<OwnedFd> = None;
     let mut total: u64 = 0;
     let mut stopped = false;
     for (rel, size) in files {
@@ -409,6 +415,10 @@ pub fn collect(
         }
         let from = src_dir.join(&rel);
         let to = out.dir.join(&rel);
+        let src = match &src_root {
+            Some(fd) => fd,
+            None => src_root.insert(open_source_root(src_dir)?),
+        };
         let run = match &run_folder {
             Some(fd) => fd,
             None => run_folder.insert(open_run_folder(store_root, &rel_dir)?),
@@ -420,7 +430,7 @@ pub fn collect(
         };
         let parent_fd = parent.as_ref().map_or(run.as_fd(), |fd| fd.as_fd());
         let name = rel_path.file_name().map(Path::new).unwrap_or(rel_path);
-        let (size, sha256) = move_file(&from, parent_fd, name, &to)?;
+        let (size, sha256) = move_file(src.as_fd(), rel_path, &from, parent_fd, name, &to)?;
         total = total.saturating_add(size);
         out.artifacts.push(Artifact { path: rel, size, sha256, stored_at: to });
     }
@@ -518,58 +528,75 @@ fn descend(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
     }
 }
 
-/// Moves one file into the entry `name` of `dir` (shown as `to`),
-/// returning its size and SHA-256. Renames when source and store share a
-/// filesystem, copies and removes otherwise; never replaces or follows an
-/// entry that is there.
-fn move_file(from: &Path, dir: BorrowedFd<'_>, name: &Path, to: &Path) -> Result<(u64, String)> {
-    let move_err = |source| ArtifactError::Move { from: from.to_owned(), to: to.to_owned(), source };
-    match sys::rename_into(from, dir, name) {
-        Ok(()) => {
-            // Hash what arrived; the open refuses a symbolic link.
-            let mut file =
-                File::from(sys::open_beneath(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(move_err)?);
-            // The store is the operator's: drop set-id and exec bits the
-            // handler may have set.
-            file.set_permissions(fs::Permissions::from_mode(0o644)).map_err(move_err)?;
-            hash_copy(&mut file, &mut io::sink()).map_err(move_err)
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(ArtifactError::Exists { path: to.to_owned() }),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_then_remove(from, dir, name).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EEXIST) {
-                ArtifactError::Exists { path: to.to_owned() }
-            } else {
-                move_err(e)
-            }
-        }),
-        Err(e) => Err(move_err(e)),
-    }
+/// The run's artifact folder, opened without following a link.
+fn open_source_root(src_dir: &Path) -> Result<OwnedFd> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(src_dir)
+        .map(OwnedFd::from)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => ArtifactError::SourceIsSymlink { path: src_dir.to_owned() },
+            _ => ArtifactError::ReadDir { path: src_dir.to_owned(), source },
+        })
 }
 
-/// The cross-filesystem half of [`move_file`].
-fn copy_then_remove(from: &Path, dir: BorrowedFd<'_>, name: &Path) -> io::Result<(u64, String)> {
-    let mut src = open_no_follow(from)?;
-    if !src.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+/// Copies one file, `rel` below the artifact folder `src` (shown as
+/// `from`), into a new file `name` of `dir` (shown as `to`), then removes
+/// it, returning its size and SHA-256 (of exactly what was stored).
+///
+/// Always a copy into a new inode, never a rename, even on one
+/// filesystem: the store must never hold an inode that anything else
+/// still reaches, and a renamed file could have another name (a hard link
+/// the run made from a folder it may write, or a later run may) or be open
+/// in another process (a descriptor the run passed on), through which the
+/// stored artifact would change after its hash was recorded. The source
+/// is opened below `src` without following a link on the way
+/// (`RESOLVE_NO_SYMLINKS`), non-blocking (a FIFO put in its place makes
+/// no reader wait) and must be a regular file; the destination is created
+/// `O_EXCL`, never replacing or following an entry that is there.
+fn move_file(
+    src: BorrowedFd<'_>,
+    rel: &Path,
+    from: &Path,
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    to: &Path,
+) -> Result<(u64, String)> {
+    let move_err = |source| ArtifactError::Move { from: from.to_owned(), to: to.to_owned(), source };
+    let mut file = File::from(
+        sys::open_beneath(src, rel, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0).map_err(move_err)?,
+    );
+    if !file.metadata().map_err(move_err)?.is_file() {
+        return Err(move_err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file any more")));
     }
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    let mut dst = File::from(sys::open_beneath(dir, name, flags, 0o644)?);
-    let copied = hash_copy(&mut src, &mut dst);
-    let (size, sha) = match copied {
+    let mut dst = match sys::open_beneath(dir, name, flags, 0o644) {
+        Ok(fd) => File::from(fd),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(ArtifactError::Exists { path: to.to_owned() }),
+        Err(e) => return Err(move_err(e)),
+    };
+    let copied = hash_copy(&mut file, &mut dst)
+        .and_then(|done| dst.flush().map(|()| done))
+        // The store is the operator's: no set-id or exec bits, whatever the umask.
+        .and_then(|done| dst.set_permissions(fs::Permissions::from_mode(0o644)).map(|()| done));
+    let done = match copied {
         Ok(done) => done,
         Err(e) => {
             // Leave no half-copied artifact behind.
             let _ = sys::unlink_at(dir, name);
-            return Err(e);
+            return Err(move_err(e));
         }
     };
-    dst.flush()?;
-    fs::remove_file(from)?;
-    Ok((size, sha))
-}
-
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+    // The copy is what counts; the run folder goes with everything in it.
+    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
+    let removed = match parent {
+        Some(p) => sys::open_beneath(src, p, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .and_then(|fd| sys::unlink_at(fd.as_fd(), rel.file_name().map(Path::new).unwrap_or(rel))),
+        None => sys::unlink_at(src, rel),
+    };
+    let _ = removed;
+    Ok(done)
 }
 
 fn hash_copy(src: &mut File, dst: &mut impl Write) -> io::Result<(u64, String)> {

@@ -167,29 +167,60 @@ fn an_existing_destination_is_not_overwritten() {
 }
 
 #[test]
-fn copy_then_remove_hashes_and_removes_the_source() {
-    // The path taken when the store is on another filesystem (EXDEV).
+fn move_file_copies_hashes_and_removes_the_source() {
     let a = TempDir::new("art-copy-a");
     let b = TempDir::new("art-copy-b");
     write(a.path(), "f", &[7; 200_000]);
+    let src = File::open(a.path()).unwrap();
     let dir = File::open(b.path()).unwrap();
-    let (size, digest) = copy_then_remove(&a.path().join("f"), dir.as_fd(), Path::new("f")).unwrap();
+    let mv = |rel: &str, name: &str| {
+        move_file(src.as_fd(), Path::new(rel), &a.path().join(rel), dir.as_fd(), Path::new(name), &b.path().join(name))
+    };
+    let (size, digest) = mv("f", "f").unwrap();
     assert_eq!(size, 200_000);
     assert_eq!(digest, sha(&[7; 200_000]));
     assert!(!a.path().join("f").exists());
     assert_eq!(fs::metadata(b.path().join("f")).unwrap().permissions().mode() & 0o777, 0o644);
-    // And it refuses to read through a link.
+    // It refuses to read through a link, in the name or on the way.
     symlink(b.path().join("f"), a.path().join("link")).unwrap();
-    assert!(copy_then_remove(&a.path().join("link"), dir.as_fd(), Path::new("g")).is_err());
+    assert!(mv("link", "g").is_err());
+    symlink(b.path(), a.path().join("dirlink")).unwrap();
+    assert!(mv("dirlink/f", "g").is_err());
     assert!(!b.path().join("g").exists());
+    assert!(b.path().join("f").exists(), "nothing was removed through the link");
     // Nor to write through one: a link at the destination stays a link,
     // and its target is not created.
     write(a.path(), "h", b"h");
     symlink(b.path().join("target"), b.path().join("h")).unwrap();
-    let e = copy_then_remove(&a.path().join("h"), dir.as_fd(), Path::new("h")).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{e}");
+    let e = mv("h", "h").unwrap_err();
+    assert!(matches!(e, ArtifactError::Exists { .. }), "{e:?}");
     assert!(!b.path().join("target").exists());
     assert!(a.path().join("h").exists());
+}
+
+/// A file with another name (a hard link the run made from a folder it
+/// can write) or open elsewhere is stored as a new inode: writing through
+/// the other name afterwards leaves the stored artifact as it was hashed.
+/// On a rename (the old code, same filesystem) the store held the
+/// writer's inode.
+#[test]
+fn the_store_never_holds_an_inode_the_run_can_still_reach() {
+    use std::os::unix::fs::MetadataExt;
+    let src = TempDir::new("art-hardlink");
+    let store = TempDir::new("art-hardlink-store");
+    let keep = TempDir::new("art-hardlink-keep");
+    write(keep.path(), "kept", b"GENUINE");
+    fs::hard_link(keep.path().join("kept"), src.path().join("report.txt")).unwrap();
+    let mut open = fs::OpenOptions::new().write(true).open(keep.path().join("kept")).unwrap();
+    let c = collect(src.path(), store.path(), &Template::default(), &vars(), &CollectLimits::default()).unwrap();
+    let stored = &c.artifacts[0].stored_at;
+    assert_eq!(c.artifacts[0].sha256, sha(b"GENUINE"));
+    let (s, k) = (fs::metadata(stored).unwrap(), fs::metadata(keep.path().join("kept")).unwrap());
+    assert_ne!((s.dev(), s.ino()), (k.dev(), k.ino()), "the store holds the run's inode");
+    assert_eq!(s.nlink(), 1);
+    fs::write(keep.path().join("kept"), b"PLANTED").unwrap();
+    std::io::Write::write_all(&mut open, b"PLANTED").unwrap();
+    assert_eq!(fs::read(stored).unwrap(), b"GENUINE");
 }
 
 /// Every place a link can be planted on the way to a stored file: the
