@@ -10,8 +10,9 @@
 //! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, `mkdirat`,
 //! `O_CREAT | O_EXCL`), so a link planted in the store cannot
 //! send the files elsewhere: the collection stops there with
-//! [`ArtifactError::LinkInStore`]. The root itself is taken as the
-//! operator spelled it. Files over the per-file cap are skipped; once the total or
+//! [`ArtifactError::LinkInStore`]. The root's own path may not pass
+//! through a link this user could re-point ([`check_store_root`]: refused
+//! before the run, and again before the files are stored). Files over the per-file cap are skipped; once the total or
 //! count cap would be passed, the remaining files are skipped too. Skipped
 //! files stay where they were (the run's scratch folder, which the caller
 //! removes).
@@ -116,6 +117,23 @@ pub enum ArtifactError {
         #[source]
         source: io::Error,
     },
+    /// The store's root is reached through a symbolic link that this user
+    /// may re-point (its folder is writable): so could a run whose grants
+    /// cover that folder, sending the next run's files anywhere.
+    #[error(
+        "the artifact store {} is reached through the symbolic link {} (to {}), which sits in a folder this user can write: a run granted that folder could re-point it and have cordon store files wherever it leads",
+        root.display(), link.display(), target.display()
+    )]
+    StoreThroughLink {
+        /// The store's root as given.
+        root: PathBuf,
+        /// The link on its path.
+        link: PathBuf,
+        /// Where the link leads now.
+        target: PathBuf,
+        /// The store's root with its links resolved, when it exists.
+        resolved: Option<PathBuf>,
+    },
     /// The destination is already taken (a reused request id?).
     #[error("artifact {} already exists in the store", path.display())]
     Exists {
@@ -143,6 +161,9 @@ impl ArtifactError {
                 "use `/`-separated parts with the placeholders {plugin}, {version}, {handler}, {request_id}, {tenant}",
             ),
             ArtifactError::Exists { .. } => Some("each run needs its own folder: put {request_id} in the template"),
+            ArtifactError::StoreThroughLink { .. } => Some(
+                "give the store's real path (--artifact-store, CORDON_ARTIFACT_STORE; the folder the link leads to), or replace the link by that folder",
+            ),
             ArtifactError::LinkInStore { .. } => Some(
                 "cordon never writes through a link below the store's root: remove it, and keep the store out of every run's grants",
             ),
@@ -488,6 +509,7 @@ fn walk(root: &Path) -> Result<Walked> {
 /// then the run's folder `rel` below it, each component made and opened
 /// without following a link.
 fn open_run_folder(store_root: &Path, rel: &Path) -> Result<OwnedFd> {
+    check_store_root(store_root)?;
     fs::create_dir_all(store_root)
         .map_err(|source| ArtifactError::CreateDir { path: store_root.to_owned(), source })?;
     let root = OpenOptions::new()
@@ -526,6 +548,48 @@ fn descend(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
         Some(fd) => Ok(fd),
         None => dir.try_clone_to_owned().map_err(|source| ArtifactError::CreateDir { path, source }),
     }
+}
+
+/// Checks the path of a store's root before any run uses it: no component
+/// of it may be a symbolic link in a folder this user can write (a link
+/// there a sandbox granted that folder could re-point between runs, and the
+/// next collection would store files wherever it leads). Links in folders
+/// this user cannot write (`/home` -> `/var/home` in a root-owned `/`, for
+/// a user other than root) cannot be re-pointed by any run of this user and
+/// are followed. A root that is itself a link is refused the same way, so
+/// the operator names the real folder once instead of cordon resolving it
+/// again for every run. Components that do not exist yet are not looked at
+/// (they are made as folders, never links).
+pub fn check_store_root(root: &Path) -> Result<()> {
+    let mut at = PathBuf::from("/");
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+    for part in absolute.components() {
+        let Component::Normal(name) = part else {
+            if part == Component::ParentDir {
+                at.pop();
+            }
+            continue;
+        };
+        let parent = at.clone();
+        at.push(name);
+        let Ok(meta) = fs::symlink_metadata(&at) else { return Ok(()) };
+        if meta.file_type().is_symlink() && sys::can_write(&parent) {
+            return Err(ArtifactError::StoreThroughLink {
+                root: root.to_owned(),
+                target: fs::read_link(&at).unwrap_or_default(),
+                link: at,
+                resolved: fs::canonicalize(root).ok(),
+            });
+        }
+        if meta.file_type().is_symlink() {
+            // Followed: go on from where it leads.
+            match fs::canonicalize(&at) {
+                Ok(to) => at = to,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The run's artifact folder, opened without following a link.

@@ -396,6 +396,9 @@ pub enum PluginError {
         /// Each problem, as in [`PluginCheck::problems`].
         problems: Vec<String>,
     },
+    /// The artifact store cannot be used as given.
+    #[error(transparent)]
+    Store(cordon_plugin::artifacts::ArtifactError),
     /// The run's own folder cannot be created.
     #[error("cannot create the run folder {}", path.display())]
     RunDir {
@@ -455,6 +458,7 @@ impl PluginError {
                     .into(),
             ),
             PluginError::RunDir { .. } => None,
+            PluginError::Store(e) => e.hint().map(str::to_owned),
             PluginError::Audit(e) => Some(e.hint().into()),
             PluginError::RequestId(e) => Some(e.hint().into()),
         }
@@ -1572,6 +1576,13 @@ fn ready_of(
         true => Sweep::Now,
         false => req.sweep,
     };
+    // Refused before the run rather than after it: its files would have
+    // nowhere to go.
+    if let Some(root) = &req.store.root {
+        if let Err(e) = cordon_plugin::artifacts::check_store_root(root) {
+            return fail(PluginError::Store(e), &policy);
+        }
+    }
     let run_dir = match RunDir::create(&req.run_root, request_id, sweep) {
         Ok(d) => d,
         Err(source) => {

@@ -501,3 +501,51 @@ fn plugin_data_folders_cannot_be_read_or_re_pointed_with_cordon_home_elsewhere()
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "[{m}] written through the link\n{out}");
     });
 }
+
+/// An artifact store whose path passes through a symbolic link this user
+/// can re-point (the link's folder is writable) is refused before the run
+/// (review s12, R12-12's remainder): the store's root was taken as
+/// spelled, so a run granted the link's folder could re-point it and have
+/// cordon store the next run's files wherever it led. The message names
+/// the link and where it leads, and the hint says to give the real
+/// folder; on the host nothing ran (the handler's marker is absent) and
+/// nothing was stored. Control: the real folder works.
+#[test]
+fn an_artifact_store_through_a_link_the_user_can_re_point_is_refused() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let h = Home::new("state-store-link");
+        let work = Dir::new("state-store-link-work");
+        let real = work.join("real-store");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(work.join("out")).unwrap();
+        let link = work.join("store");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let plugin = Dir::new("state-store-link-plugin");
+        plugin.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/linked\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [handlers.go]\ncommand = [\"sh\", \"-c\", \"echo ran > {}; echo art > \\\"$CORDON_ARTIFACTS/a.txt\\\"; echo '{{}}' >&3\"]\n",
+                work.join("out").display(),
+                work.join("out/marker").display()
+            ),
+        );
+        let out = h.with(exec(mode, plugin.path(), "go", "{}")).args(["--artifact-store", s(&link)]).run();
+        out.assert_code(125);
+        out.assert_stderr_contains(&format!(
+            "the artifact store {} is reached through the symbolic link {} (to {})",
+            link.display(),
+            link.display(),
+            real.display()
+        ));
+        out.assert_stderr_contains("give the store's real path");
+        assert!(!work.join("out/marker").exists(), "[{m}] the run happened\n{out}");
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0, "[{m}] stored through the link\n{out}");
+        let out = h.with(exec(mode, plugin.path(), "go", "{}")).args(["--artifact-store", s(&real)]).run();
+        out.assert_success();
+        let stored = TestCommand::new("find").arg(&real).args(["-name", "a.txt"]).run();
+        assert_eq!(stored.stdout.lines().count(), 1, "[{m}] the real folder was not used\n{out}");
+    });
+}
