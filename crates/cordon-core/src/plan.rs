@@ -55,6 +55,9 @@ pub struct LandlockPlan {
     /// Trees whose rules are opened without following symbolic links
     /// ([`FsPolicy::pinned`](crate::policy::FsPolicy::pinned)).
     pub pinned: Vec<PathBuf>,
+    /// Rules kept inside a deny
+    /// ([`FsPolicy::holes`](crate::policy::FsPolicy::holes)).
+    pub holes: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A kernel namespace the sandbox gets its own instance of.
@@ -170,6 +173,9 @@ pub struct RootPlan {
     /// ([`FsPolicy::pinned`](crate::policy::FsPolicy::pinned)): not
     /// resolved again, and bound without following links.
     pub pinned: Vec<PathBuf>,
+    /// Binds kept inside a deny, mounted on top of its hiding
+    /// ([`FsPolicy::holes`](crate::policy::FsPolicy::holes)).
+    pub holes: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A sysctl of the run's own namespaces, written by init before the
@@ -980,6 +986,7 @@ fn landlock_plan(policy: &Policy, mode: Mode, support: &KernelSupport, tmp: &Tmp
         late,
         exec_restricted: policy.exec.is_some(),
         pinned: policy.fs.pinned.clone(),
+        holes: policy.fs.holes.clone(),
     }
 }
 
@@ -1008,7 +1015,7 @@ fn root_plan(policy: &Policy, mode: Mode) -> RootPlan {
     binds.sort_by_key(|b| b.path.components().count());
     let tmp_size_mb = policy.limits.memory_mb.map_or(DEFAULT_TMP_MB, |m| m.min(DEFAULT_TMP_MB));
     let deny = policy.fs.deny.iter().map(|r| r.path.clone()).collect();
-    RootPlan { binds, deny, tmp_size_mb, exec, pinned: policy.fs.pinned.clone() }
+    RootPlan { binds, deny, tmp_size_mb, exec, pinned: policy.fs.pinned.clone(), holes: policy.fs.holes.clone() }
 }
 
 #[cfg(test)]

@@ -167,6 +167,8 @@ pub fn protected_paths() -> Vec<Protected> {
     if let Some(d) = absolute(std::env::var_os(CREDENTIALS_ENV)) {
         out.push(Protected::folder(d, "this service's credentials ($CREDENTIALS_DIRECTORY)"));
     }
+    // Inside the state folder when there is one (handled with it).
+    out.push(Protected::folder(runs_folder(&default_run_root()), RUNS_FOLDER_WHAT));
     out.extend(ADDED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned());
     out
 }
@@ -193,6 +195,110 @@ pub fn make_private_dir_beneath(base: &Path, rel: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The folder of run folders below a run root: `RUN_ROOT/cordon-runs-UID`,
+/// one per user (a run root such as `/var/tmp` is shared). Each run's own
+/// folder (`cordon-exec-<id>`: its artifacts until they are collected) is
+/// made in it, and it is protected like the rest of cordon's state: no
+/// sandbox reaches it but a run's own folder, granted to that run alone
+/// ([`carve_out_with_hole`]).
+pub fn runs_folder(run_root: &Path) -> PathBuf {
+    run_root.join(format!("cordon-runs-{}", crate::sys::effective_uid()))
+}
+
+/// Where run folders go when the caller names no run root: cordon's state
+/// folder ([`state_dir`], out of every sandbox's reach already), else
+/// `/var/tmp` (not `/tmp`, which container mode replaces).
+pub fn default_run_root() -> PathBuf {
+    state_dir().unwrap_or_else(|| PathBuf::from("/var/tmp"))
+}
+
+/// The folder of run folders cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use {} as the folder of cordon's run folders: {problem}", path.display())]
+pub struct RunsFolderError {
+    /// The folder.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+    /// The cause, when a call failed.
+    #[source]
+    pub source: Option<io::Error>,
+}
+
+impl RunsFolderError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "remove it (it holds nothing but run folders; a live run's folder is locked) or choose another run root: cordon exec uses cordon's state folder ($XDG_STATE_HOME/cordon, else ~/.local/state/cordon), cordon serve and the worker [server] run_root"
+    }
+}
+
+/// Makes [`runs_folder`] of `run_root` (`0700`; `run_root` itself made as
+/// spelled when missing) and checks it before a run's folder goes in:
+/// opened without following a link (`ELOOP`: a link there is refused, not
+/// followed), a folder, owned by this user (on a shared run root another
+/// user could have made it first, to read or plant this user's
+/// artifacts), and `0700` (group and other bits are taken away). Returns
+/// it with its parent resolved, as the carve-out will see it, and
+/// registers it with [`protect_from_now_on`], so every later run of this
+/// process keeps out of it (callers that run many at once register it when
+/// they learn the run root, before the first).
+pub fn make_runs_folder(run_root: &Path) -> Result<PathBuf, RunsFolderError> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let path = runs_folder(run_root);
+    let fail = |problem: &str, source: Option<io::Error>| RunsFolderError {
+        path: path.clone(),
+        problem: problem.to_owned(),
+        source,
+    };
+    let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(run_root)
+        .map_err(|e| fail("its run root cannot be created", Some(e)))?;
+    let root = std::fs::canonicalize(run_root).map_err(|e| fail("its run root cannot be resolved", Some(e)))?;
+    let at = std::fs::File::open(&root).map_err(|e| fail("its run root cannot be opened", Some(e)))?;
+    match crate::sys::mkdir_at(at.as_fd(), &name, 0o700) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(fail("it cannot be created", Some(e))),
+        _ => {}
+    }
+    let dir = match crate::sys::open_beneath(at.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+    {
+        Ok(fd) => std::fs::File::from(fd),
+        // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (ELOOP on the way).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            return Err(fail(
+                match link {
+                    true => "it is a symbolic link, which cordon does not follow",
+                    false => "it is not a folder",
+                },
+                None,
+            ));
+        }
+        Err(e) => return Err(fail("it cannot be opened", Some(e))),
+    };
+    let meta = dir.metadata().map_err(|e| fail("it cannot be looked at", Some(e)))?;
+    let me = crate::sys::effective_uid();
+    if meta.uid() != me {
+        return Err(fail(
+            &format!("it belongs to uid {}, not to this user (uid {me}): another user made it first", meta.uid()),
+            None,
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        dir.set_permissions(std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail("its permissions cannot be set to 0700", Some(e)))?;
+    }
+    let resolved = root.join(name);
+    protect_from_now_on(Protected::folder(&resolved, RUNS_FOLDER_WHAT));
+    Ok(resolved)
+}
+
+/// How the carve-out's notes name a folder of run folders.
+pub const RUNS_FOLDER_WHAT: &str = "cordon's run folders: other runs' artifacts until they are collected";
 
 /// A policy with cordon's state carved out, and what changed.
 #[derive(Clone, Debug)]
@@ -285,9 +391,27 @@ pub fn carve_out(
     own: &[PathBuf],
     system: &SystemEntries,
 ) -> Result<Carving, StateError> {
+    carve_out_with_hole(policy, protected, own, None, system)
+}
+
+/// [`carve_out`] for a run with its own run folder, `hole`, inside
+/// protected state (in [`runs_folder`]): the run's grants inside it are
+/// kept, and a grant that covers the protected folder around it carves
+/// that folder out but for `hole` (a hole in the deny,
+/// [`crate::policy::FsPolicy::holes`]): other runs' folders, and whatever
+/// else the protected folder holds, stay out of reach, and this run's own
+/// stays in it.
+pub fn carve_out_with_hole(
+    policy: &Policy,
+    protected: &[Protected],
+    own: &[PathBuf],
+    hole: Option<&Path>,
+    system: &SystemEntries,
+) -> Result<Carving, StateError> {
     let mut out = policy.clone();
     let mut notes = vec![];
     let own: Vec<PathBuf> = own.iter().map(|p| resolve(p)).collect();
+    let hole: Option<PathBuf> = hole.map(resolve);
     let mut grants: Vec<Grant> = vec![];
     if policy.fs.system == SystemSet::Include {
         grants.extend(system.iter().map(|e| Grant {
@@ -340,7 +464,7 @@ pub fn carve_out(
         let resolved_s = Spelled::new(&resolved);
         // Grants inside protected state: dropped, unless the run needs them.
         for g in grants.iter().filter(|g| !g.system && starts_with(&g.resolved, &resolved)) {
-            if own.iter().any(|o| *o == g.resolved) {
+            if own.iter().any(|o| *o == g.resolved) || hole.as_ref().is_some_and(|h| starts_with(&g.resolved, h)) {
                 continue;
             }
             let rules = if g.kind == "read" { &mut out.fs.read } else { &mut out.fs.write };
@@ -381,8 +505,15 @@ pub fn carve_out(
                 out.fs.deny.push(PathRule { path: d });
             }
         }
+        let kept = match hole.as_ref().filter(|h| starts_with(h, &resolved) && **h != resolved) {
+            Some(h) => {
+                out.fs.holes.push((resolved.clone(), h.clone()));
+                format!(" but for this run's own folder {}", h.display())
+            }
+            None => String::new(),
+        };
         notes.push(format!(
-            "{NOTE_PREFIX}{} ({}) lies inside fs.{} {}, so it is carved out (no access), and the folders between them cannot get new, removed or renamed entries during this run",
+            "{NOTE_PREFIX}{} ({}) lies inside fs.{} {}, so it is carved out (no access){kept}, and the folders between them cannot get new, removed or renamed entries during this run",
             resolved.display(),
             p.what,
             first.kind,
@@ -502,6 +633,52 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, StateError::OwnFolderCovered { .. }), "{e}");
         assert!(e.to_string().contains(&format!("which holds {}", data.display())), "{e}");
+    }
+
+    #[test]
+    fn a_grant_covering_the_run_folders_keeps_the_runs_own_folder_as_a_hole() {
+        let t = Tmp::new("hole");
+        let runs = t.0.join("state/cordon-runs-7");
+        let mine = runs.join("cordon-exec-a");
+        std::fs::create_dir_all(mine.join("artifacts")).unwrap();
+        std::fs::create_dir_all(runs.join("cordon-exec-b/artifacts")).unwrap();
+        let mut policy = no_system();
+        policy.fs.write.push(rule(&t.0));
+        policy.fs.write.push(rule(&mine.join("artifacts")));
+        policy.fs.write.push(rule(&runs.join("cordon-exec-b/artifacts")));
+        let protected = [Protected::folder(t.0.join("state"), "the state")];
+        let c = carve_out_with_hole(&policy, &protected, &[], Some(&mine), &SystemEntries::look()).unwrap();
+        assert_eq!(c.policy.fs.deny, [rule(&t.0.join("state"))]);
+        assert_eq!(c.policy.fs.holes, [(t.0.join("state"), mine.clone())]);
+        assert_eq!(c.policy.fs.write, [rule(&t.0), rule(&mine.join("artifacts"))], "another run's folder is dropped");
+        assert!(c.notes.iter().any(|n| n.contains(&format!("but for this run's own folder {}", mine.display()))));
+        // Without a grant around it: no deny and no hole, the run's own
+        // grant kept all the same.
+        let mut inside = no_system();
+        inside.fs.write.push(rule(&mine.join("artifacts")));
+        let c = carve_out_with_hole(&inside, &protected, &[], Some(&mine), &SystemEntries::look()).unwrap();
+        assert!(c.policy.fs.deny.is_empty() && c.policy.fs.holes.is_empty());
+        assert_eq!(c.policy.fs.write, inside.fs.write);
+    }
+
+    #[test]
+    fn the_folder_of_run_folders_is_made_private_and_a_link_or_a_stranger_s_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = Tmp::new("runs");
+        let made = make_runs_folder(&t.0.join("root")).unwrap();
+        assert_eq!(made, runs_folder(&t.0.join("root")));
+        assert_eq!(std::fs::metadata(&made).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_runs_folder(&t.0.join("root")).unwrap();
+        assert_eq!(std::fs::metadata(&made).unwrap().permissions().mode() & 0o777, 0o700, "opened up again");
+        assert!(protected_paths().iter().any(|p| p.path == made), "registered as protected");
+        let elsewhere = t.0.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(t.0.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, runs_folder(&t.0.join("linked"))).unwrap();
+        let e = make_runs_folder(&t.0.join("linked")).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub struct Server {
     /// The audit log. Default: as `cordon exec` (`$CORDON_AUDIT_LOG`, else
     /// the state directory).
     pub audit_log: Option<PathBuf>,
-    /// Where runs create their own folders. Default `/var/tmp`.
+    /// Where runs create their own folders, in its `cordon-runs-UID`
+    /// (protected from every run but for each run's own folder). Default:
+    /// cordon's state folder, else `/var/tmp`
+    /// ([`cordon::state::default_run_root`]).
     pub run_root: PathBuf,
     /// The sandbox tier; default: container where the host supports the
     /// plugin's policy, else process.
@@ -367,7 +370,7 @@ impl Config {
             plugins: s.plugins.clone(),
             disabled: s.disabled.clone(),
             audit_log: s.audit_log.clone(),
-            run_root: s.run_root.clone().unwrap_or_else(|| PathBuf::from("/var/tmp")),
+            run_root: s.run_root.clone().unwrap_or_else(cordon::state::default_run_root),
             mode,
             workers: u32::try_from(src.ranged(&s.workers, "workers", 1, 256, 4)?).unwrap_or(4),
             queue: u32::try_from(src.ranged(&s.queue, "queue", 1, 1_000_000, 256)?).unwrap_or(256),

@@ -91,6 +91,12 @@ impl AppState {
         let support = cordon::KernelSupport::detect()?;
         let metrics = Metrics::new();
         let s = &config.server;
+        // Its runs' folders: out of every run of this process from the
+        // first on (each run registers it again when it makes its folder).
+        cordon::state::protect_from_now_on(cordon::Protected::folder(
+            cordon::state::runs_folder(&s.run_root),
+            cordon::state::RUNS_FOLDER_WHAT,
+        ));
         let settings = LocalSettings {
             workers: s.workers,
             queue: s.queue,

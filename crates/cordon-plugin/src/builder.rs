@@ -70,6 +70,7 @@ impl PolicyBuilder {
                 deny: vec![],
                 system: SystemSet::Include,
                 pinned: vec![],
+                holes: vec![],
             },
             net: NetPolicy { allow: vec![any_destination()], ..NetPolicy::default() },
             env: cordon_core::policy::EnvPolicy {

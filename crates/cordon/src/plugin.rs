@@ -229,8 +229,12 @@ pub struct HandlerRequest {
     pub capabilities: Vec<String>,
     /// The largest result accepted.
     pub max_result_bytes: usize,
-    /// Where the run's own folder (artifacts, preload) is created. Default
-    /// `/var/tmp`: not `/tmp`, which container mode replaces.
+    /// Where the run's own folder (artifacts, preload) is created: in its
+    /// folder of run folders, `cordon-runs-UID`
+    /// ([`cordon_core::state::runs_folder`]), which no sandbox reaches but
+    /// for its own run's folder. Default
+    /// [`cordon_core::state::default_run_root`]: cordon's state folder,
+    /// else `/var/tmp` (not `/tmp`, which container mode replaces).
     pub run_root: PathBuf,
     /// What the kernel supports, if the caller probed already.
     pub support: Option<KernelSupport>,
@@ -282,7 +286,7 @@ impl HandlerRequest {
             store: ArtifactStore::default(),
             capabilities: vec![],
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
-            run_root: PathBuf::from("/var/tmp"),
+            run_root: cordon_core::state::default_run_root(),
             support: None,
             audit: None,
             protect: vec![],
@@ -396,6 +400,9 @@ pub enum PluginError {
         /// Each problem, as in [`PluginCheck::problems`].
         problems: Vec<String>,
     },
+    /// The run root's folder of run folders cannot be used.
+    #[error(transparent)]
+    RunsFolder(cordon_core::state::RunsFolderError),
     /// The artifact store cannot be used as given.
     #[error(transparent)]
     Store(cordon_plugin::artifacts::ArtifactError),
@@ -458,6 +465,7 @@ impl PluginError {
                     .into(),
             ),
             PluginError::RunDir { .. } => None,
+            PluginError::RunsFolder(e) => Some(e.hint().into()),
             PluginError::Store(e) => e.hint().map(str::to_owned),
             PluginError::Audit(e) => Some(e.hint().into()),
             PluginError::RequestId(e) => Some(e.hint().into()),
@@ -1023,8 +1031,10 @@ struct RunDir {
 const RUN_DIR_PREFIX: &str = "cordon-exec-";
 
 impl RunDir {
-    fn create(root: &Path, request_id: &str, when: Sweep) -> io::Result<RunDir> {
-        let held = LockedDir::create(root, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"), when)?;
+    /// Made in `runs`, the run root's folder of run folders
+    /// ([`cordon_core::state::make_runs_folder`]).
+    fn create(runs: &Path, request_id: &str, when: Sweep) -> io::Result<RunDir> {
+        let held = LockedDir::create(runs, RUN_DIR_PREFIX, &format!("{RUN_DIR_PREFIX}{request_id}"), when)?;
         let path = held.path().to_owned();
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(path.join("artifacts"))?;
@@ -1583,10 +1593,14 @@ fn ready_of(
             return fail(PluginError::Store(e), &policy);
         }
     }
-    let run_dir = match RunDir::create(&req.run_root, request_id, sweep) {
+    let runs = match cordon_core::state::make_runs_folder(&req.run_root) {
+        Ok(r) => r,
+        Err(e) => return fail(PluginError::RunsFolder(e), &policy),
+    };
+    let run_dir = match RunDir::create(&runs, request_id, sweep) {
         Ok(d) => d,
         Err(source) => {
-            let path = req.run_root.join(format!("{RUN_DIR_PREFIX}{request_id}"));
+            let path = runs.join(format!("{RUN_DIR_PREFIX}{request_id}"));
             return fail(PluginError::RunDir { path, source }, &policy);
         }
     };
@@ -1639,6 +1653,7 @@ fn ready_of(
             }))
             .collect(),
         own_folders: std::iter::once(plan.plugin_dir.clone()).chain(plan.data_dir.clone()).collect(),
+        run_folder: Some(run_dir.path.clone()),
         tty: crate::Tty::Off,
         cancel: req.cancel.clone(),
         signals: req.signals,

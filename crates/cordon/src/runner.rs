@@ -194,6 +194,11 @@ pub struct RunRequest {
     /// Folders inside cordon's state that this run needs (a plugin's own
     /// folder and data folder): their grants are kept.
     pub own_folders: Vec<PathBuf>,
+    /// The run's own run folder inside cordon's folder of run folders
+    /// ([`cordon_core::state::runs_folder`]): its grants there are kept, and
+    /// a grant covering that folder reaches this run's folder and no
+    /// other's ([`cordon_core::state::carve_out_with_hole`]).
+    pub run_folder: Option<PathBuf>,
     /// A terminal of the command's own, relayed to cordon's (`--tty`).
     pub tty: Tty,
     /// Ends the run early when cancelled; `None`: only the limits end it.
@@ -236,6 +241,7 @@ impl RunRequest {
             result: None,
             protect: vec![],
             own_folders: vec![],
+            run_folder: None,
             tty: Tty::Off,
             cancel: None,
             signals: Signals::Forward,
@@ -593,7 +599,7 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
         Some(system) => {
             let mut protected = state::protected_paths();
             protected.extend(req.protect.iter().cloned());
-            match state::carve_out(policy, &protected, &req.own_folders, system) {
+            match state::carve_out_with_hole(policy, &protected, &req.own_folders, req.run_folder.as_deref(), system) {
                 Ok(c) => {
                     for note in &c.notes {
                         eprintln!("cordon: notice: {note}");

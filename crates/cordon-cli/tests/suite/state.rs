@@ -7,8 +7,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use cordon_testkit::{each_mode, kernel_support, sandbox_modes, Dir, Mode, TestCommand};
+use cordon_testkit::{each_mode, kernel_support, poll_until, sandbox_modes, Dir, Mode, TestCommand};
 
 use super::{cordon, plugins::exec, run_in, tool};
 
@@ -342,9 +343,15 @@ fn a_manifest_write_grant_covering_the_state_is_carved_too() {
         let mut cmd = h.with(exec(mode, plugin.path(), "wipe", "{}"));
         let out = cmd.run();
         // Process mode binds the carved-out state read-only (Read-only file
-        // system); container mode hides it (PermissionError).
-        let refused = if mode == Mode::Process { "Read-only file system" } else { "PermissionError" };
-        out.assert_code(1).assert_stderr_contains(refused);
+        // system); container mode hides it: an empty tmpfs (PermissionError),
+        // or, since the state folder holds this run's own run folder, one
+        // that only leads there (FileNotFoundError for anything else).
+        out.assert_code(1);
+        let refused: &[&str] = match mode {
+            Mode::Process => &["Read-only file system"],
+            _ => &["PermissionError", "FileNotFoundError"],
+        };
+        assert!(refused.iter().any(|r| out.stderr.contains(r)), "[{}] not refused as expected\n{out}", mode.as_str());
         assert_eq!(&std::fs::read(h.log()).unwrap()[..before.len()], &before[..], "[{}]", mode.as_str());
     });
 }
@@ -499,6 +506,123 @@ fn plugin_data_folders_cannot_be_read_or_re_pointed_with_cordon_home_elsewhere()
         out.assert_code(125).assert_stderr_contains(&format!("cannot create the data folder {}", data.display()));
         out.assert_stderr_contains("is a symbolic link, which cordon never follows there");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "[{m}] written through the link\n{out}");
+    });
+}
+
+/// What a run tries on another run's folder (argv: the file naming the
+/// victim's `$CORDON_ARTIFACTS`): list the folder of run folders and the
+/// victim's, read, overwrite and add to its artifacts, hard-link one out
+/// (into argv 2), swap a folder for a link. One line per success.
+const RUN_FOLDER_PROBE: &str = r#"
+a=$(cat "$1"); d=$(dirname "$a")
+ls "$(dirname "$d")" >/dev/null 2>&1 && echo LISTED-RUNS
+ls "$d" >/dev/null 2>&1 && echo LISTED-RUN
+cat "$a/report.txt" 2>/dev/null | grep -q GENUINE && echo READ
+echo PLANTED 2>/dev/null > "$a/report.txt" && echo WROTE
+echo PLANTED 2>/dev/null > "$a/extra.txt" && echo ADDED
+ln "$a/report.txt" "$2/stolen" 2>/dev/null && echo LINKED
+mv "$a" "$a.old" 2>/dev/null && ln -s /tmp "$a" 2>/dev/null && echo SWAPPED
+echo probed
+"#;
+
+/// Run folders are out of every other run's reach, and a run's own stays
+/// in its reach (review s12 R12-8 (b)): while a handler waits with
+/// `GENUINE` in its `$CORDON_ARTIFACTS/report.txt`, a `cordon run` granted
+/// `/var/tmp` and the user's home (where the run folders are: the run root
+/// by default, cordon's state folder since this fix, `/var/tmp` before)
+/// and a plugin run granted the whole home try to list, read, overwrite,
+/// add to, hard-link out of and swap the victim's folder. Checked on the
+/// host: the stored artifact is `GENUINE` and the only one, nothing was
+/// linked out, and the thief's own artifact (its probe's output, written
+/// through the hole the carve-out leaves for its own run folder) is stored.
+/// On the code before, run folders sat in `/var/tmp` and the first run
+/// overwrote the artifact (`PLANTED` stored as the victim's).
+#[test]
+fn a_concurrent_run_cannot_reach_another_runs_folder_and_keeps_its_own() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let h = Home::new("state-runs");
+        let shared = Dir::new("state-runs-shared");
+        let store = Dir::new("state-runs-store");
+        let logs = Dir::new("state-runs-logs");
+        // Each command its own audit log: they run at once.
+        let with = |cmd: TestCommand, log: &str| {
+            let mut cmd = h.with(cmd);
+            cmd.env("CORDON_ARTIFACT_STORE", store.path()).env("CORDON_AUDIT_LOG", logs.join(log));
+            cmd
+        };
+        let victim = Dir::new("state-runs-victim");
+        victim.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/victim\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n\
+                 [quotas]\ntimeout_ms = 120000\n[handlers.go]\ncommand = [\"./go.sh\"]\n",
+                shared.path().display()
+            ),
+        );
+        victim.create(
+            "go.sh",
+            format!(
+                "#!/bin/sh\necho GENUINE > \"$CORDON_ARTIFACTS/report.txt\"\n\
+                 echo \"$CORDON_ARTIFACTS\" > {s}/where.tmp && mv {s}/where.tmp {s}/where\n\
+                 while [ ! -e {s}/done ]; do sleep 0.05; done\necho '{{}}' >&3\n",
+                s = shared.path().display()
+            ),
+        );
+        std::fs::set_permissions(victim.join("go.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let thief = Dir::new("state-runs-thief");
+        thief.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/thief\"\nversion = \"1.0.0\"\n[permissions]\nfs.read = [\"{}\"]\nfs.write = [\"{}\"]\n\
+                 [handlers.go]\ncommand = [\"sh\", \"-c\", \"sh ./probe.sh {} {} > \\\"$CORDON_ARTIFACTS/probe.txt\\\"; echo '{{}}' >&3\"]\n",
+                shared.path().display(),
+                h.home.display(),
+                shared.join("where").display(),
+                h.home.display(),
+            ),
+        );
+        thief.create("probe.sh", RUN_FOLDER_PROBE);
+        let mut victim_run = with(exec(mode, victim.path(), "go", "{}"), "victim.jsonl");
+        victim_run.arg("--json");
+        let (attack, stolen) = std::thread::scope(|sc| {
+            let run = sc.spawn(|| victim_run.run());
+            let ready = poll_until(Duration::from_secs(120), || shared.join("where").exists() || run.is_finished());
+            assert!(ready && shared.join("where").exists(), "[{m}] the victim never started");
+            let out = with(run_in(mode), "attacker.jsonl")
+                .args(["--write", "/var/tmp", "--write", s(&h.home), "--", "sh", "-c", RUN_FOLDER_PROBE, "probe"])
+                .arg(shared.join("where"))
+                .arg(shared.path())
+                .run();
+            let stolen = with(exec(mode, thief.path(), "go", "{}"), "thief.jsonl").arg("--json").run();
+            std::fs::write(shared.join("done"), "").unwrap();
+            let victim = run.join().unwrap();
+            victim.assert_success();
+            (out, (stolen, victim))
+        });
+        let (thief_out, victim_out) = stolen;
+        assert!(attack.stdout.contains("probed"), "[{m}] the probe did not run\n{attack}");
+        for what in ["LISTED-RUNS", "LISTED-RUN", "READ", "WROTE", "ADDED", "LINKED", "SWAPPED"] {
+            assert!(!attack.stdout.contains(what), "[{m}] a concurrent run {what} the victim's run folder\n{attack}");
+        }
+        let found = |name: &str| {
+            let f = TestCommand::new("find").arg(store.path()).args(["-name", name]).run();
+            f.stdout.lines().map(PathBuf::from).collect::<Vec<_>>()
+        };
+        let report = found("report.txt");
+        assert_eq!(report.len(), 1, "[{m}] {victim_out}");
+        assert_eq!(std::fs::read_to_string(&report[0]).unwrap(), "GENUINE\n", "[{m}] planted\n{victim_out}\n{attack}");
+        assert!(found("extra.txt").is_empty(), "[{m}] a file was added to the victim's artifacts\n{victim_out}");
+        assert!(!shared.join("stolen").exists(), "[{m}] an artifact was hard-linked out\n{attack}");
+        assert!(!h.home.join("stolen").exists(), "[{m}] an artifact was hard-linked out\n{attack}");
+        // The thief (a plugin granted the whole home, which holds the run
+        // folders): its own artifact is stored, and it reached nothing.
+        thief_out.assert_success();
+        let probe = found("probe.txt");
+        assert_eq!(probe.len(), 1, "[{m}] the thief's own artifact was not stored\n{thief_out}");
+        let probed = std::fs::read_to_string(&probe[0]).unwrap();
+        assert_eq!(probed, "probed\n", "[{m}] a plugin run reached another run's folder\n{thief_out}");
     });
 }
 

@@ -211,8 +211,10 @@ pub fn add_rules(
         Some(system) => resolve_system_entries(&plan.rules, system, &plan.pinned),
         None => plan.rules.iter().map(|(p, a)| (p.clone(), *a, Spelling::AsDeclared)).collect(),
     };
-    let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned)?;
-    for (path, access) in without_nested(expand_denies(&rules, &deny)?) {
+    let holes: Vec<(PathBuf, PathBuf)> =
+        plan.holes.iter().map(|(outer, hole)| (super::resolved(outer), super::resolved(hole))).collect();
+    let (rules, deny) = resolve_for_carving(rules, &plan.deny, &plan.pinned, &holes)?;
+    for (path, access) in without_nested(expand_denies_with_holes(&rules, &deny, &holes)?) {
         // O_PATH, as the kernel wants for a rule; its fstat says file or
         // directory without a second lookup by path. Inside a pinned tree
         // no link is followed: its rules were resolved when the policy was
@@ -260,6 +262,7 @@ fn resolve_for_carving(
     rules: Vec<(PathBuf, FsAccess, Spelling)>,
     deny: &[PathBuf],
     pinned: &[PathBuf],
+    holes: &[(PathBuf, PathBuf)],
 ) -> Result<Carving, LandlockError> {
     let rules: Vec<(PathBuf, FsAccess)> = rules
         .into_iter()
@@ -271,7 +274,7 @@ fn resolve_for_carving(
         })
         .collect();
     let mut deny: Vec<PathBuf> = deny.iter().map(|d| super::resolved(d)).collect();
-    let aliases = deny_aliases(&rules, &deny)?;
+    let aliases = deny_aliases(&rules, &deny, holes)?;
     deny.extend(aliases);
     Ok((rules, deny))
 }
@@ -301,8 +304,14 @@ fn resolve_for_carving(
 ///
 /// Each alias only takes access away. A deny that does not exist (yet) is
 /// placed by its nearest existing folder; a deny or rule whose mount
-/// cannot be told refuses the run.
-fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Result<Vec<PathBuf>, LandlockError> {
+/// cannot be told refuses the run. A rule kept in a hole of a deny
+/// ([`crate::policy::FsPolicy::holes`]) lies inside that deny by its own
+/// name, which is no alias.
+fn deny_aliases(
+    rules: &[(PathBuf, FsAccess)],
+    deny: &[PathBuf],
+    holes: &[(PathBuf, PathBuf)],
+) -> Result<Vec<PathBuf>, LandlockError> {
     if deny.is_empty() {
         return Ok(vec![]);
     }
@@ -357,6 +366,9 @@ fn deny_aliases(rules: &[(PathBuf, FsAccess)], deny: &[PathBuf]) -> Result<Vec<P
         }
         for (spelled, place) in &places {
             for (d, at) in &denied {
+                if spelled == rule && crate::policy::fs::in_hole(rule, d, holes) {
+                    continue;
+                }
                 match through(spelled, place, at) {
                     Some(alias) if alias != **d => aliases.push(alias),
                     _ => {}
@@ -443,9 +455,20 @@ pub fn expand_denies(
     rules: &[(PathBuf, FsAccess)],
     deny: &[PathBuf],
 ) -> Result<Vec<(PathBuf, FsAccess)>, LandlockError> {
+    expand_denies_with_holes(rules, deny, &[])
+}
+
+/// [`expand_denies`], keeping the rules that lie in a hole of a deny
+/// around them ([`crate::policy::FsPolicy::holes`]; resolved, as the rules
+/// and the denies are). A deny inside such a rule still carves it.
+pub fn expand_denies_with_holes(
+    rules: &[(PathBuf, FsAccess)],
+    deny: &[PathBuf],
+    holes: &[(PathBuf, PathBuf)],
+) -> Result<Vec<(PathBuf, FsAccess)>, LandlockError> {
     let mut out: BTreeMap<PathBuf, FsAccess> = BTreeMap::new();
     for (path, access) in rules {
-        if deny.iter().any(|d| path.starts_with(d)) {
+        if deny.iter().any(|d| path.starts_with(d) && !crate::policy::fs::in_hole(path, d, holes)) {
             continue;
         }
         let inside: Vec<&PathBuf> = deny.iter().filter(|d| d.starts_with(path)).collect();
@@ -508,6 +531,35 @@ mod tests {
         let got = expand_denies(&rules, &[PathBuf::from("/etc")]).unwrap();
         assert_eq!(got, [(PathBuf::from("/etcetera"), FsAccess::Read), (PathBuf::from("/usr/bin"), FsAccess::Read)]);
         assert_eq!(expand_denies(&rules, &[]).unwrap().len(), 4, "control");
+    }
+
+    #[test]
+    fn a_rule_in_a_hole_of_a_deny_is_kept_and_no_other() {
+        let dir = std::env::temp_dir().join(format!("cordon-landlock-hole-{}", std::process::id()));
+        let runs = dir.join("state/runs");
+        for d in ["state/runs/mine/artifacts", "state/runs/other/artifacts", "state/key", "work"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let mine = runs.join("mine");
+        let rules = vec![
+            (dir.clone(), FsAccess::Write),
+            (mine.join("artifacts"), FsAccess::Write),
+            (runs.join("other/artifacts"), FsAccess::Write),
+        ];
+        let deny = [dir.join("state")];
+        let holes = [(dir.join("state"), mine.clone())];
+        let got = expand_denies_with_holes(&rules, &deny, &holes).unwrap();
+        let paths: Vec<&Path> = got.iter().map(|(p, _)| p.as_path()).collect();
+        assert!(paths.contains(&mine.join("artifacts").as_path()), "{got:?}");
+        assert!(paths.contains(&dir.join("work").as_path()), "{got:?}");
+        assert!(!paths.iter().any(|p| p.starts_with(runs.join("other")) || p.starts_with(dir.join("state/key"))));
+        // A deny above the hole's outer folder (a user's) is not holed.
+        let got = expand_denies_with_holes(&rules, &[dir.clone()], &holes).unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        // Nor is the hole itself denied by name.
+        let got = expand_denies_with_holes(&rules[1..2], &[mine.clone()], &holes).unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

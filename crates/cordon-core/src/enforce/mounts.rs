@@ -132,6 +132,35 @@ impl Ops {
             self.setattr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
         }
     }
+    /// Hides the denied folder `d` (a host path) in the new root as
+    /// [`Ops::hide`] does, but for `kept`, binds in a hole of it
+    /// ([`crate::policy::FsPolicy::holes`]): the tmpfs is made with their
+    /// mount points (it and its folders `0111`: passed through, never
+    /// listed, by a run without capabilities), they are bound on them, then
+    /// it goes read-only. Made again on each hiding of
+    /// `d`, so the last one on top has them.
+    fn hide_but(&mut self, d: &Path, kept: &[&Entry], exec: ExecMounts) {
+        let target = under(NEW_ROOT, d);
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        self.mount("tmpfs", &target, "tmpfs", flags, "mode=0111,size=4k,nr_inodes=64");
+        for e in kept {
+            let Entry::Bind { inside, source, is_dir, access } = e else { continue };
+            let Ok(rest) = inside.strip_prefix(d) else { continue };
+            let mut at = target.clone();
+            let parts: Vec<_> = rest.components().collect();
+            for (i, part) in parts.iter().enumerate() {
+                at.push(part);
+                if i + 1 == parts.len() && !*is_dir {
+                    self.0.push(MountOp::Touch { path: c(&at) });
+                } else {
+                    self.0.push(MountOp::Mkdir { path: c(&at), mode: 0o111 });
+                }
+            }
+            self.bind_resolved(source, &at);
+            self.setattr(&at, bind_attrs(*access, exec), true);
+        }
+        self.setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false);
+    }
     fn mkdir_p(&mut self, path: &Path) {
         let mut acc = PathBuf::from("/");
         for comp in path.components().skip(1) {
@@ -370,16 +399,22 @@ pub fn host_view_ops(view: &RootPlan, cwd: &Path, net_files: Option<&NetFiles>) 
         ops.0.push(MountOp::AttachTree { slot, target: c(&r.path), attr: bind_attrs(r.access, exec) });
     };
     let in_tmp = |r: &&Resolved| r.path.starts_with("/tmp");
-    for (slot, r) in binds.iter().enumerate().filter(|(_, r)| !in_tmp(r)) {
+    let denied = resolve_denies(&view.deny);
+    let holes = resolve_holes(&view.holes);
+    // Binds in a hole of a deny go on top of the deny's read-only copy.
+    let holed = |r: &Resolved| denied.iter().any(|(d, _)| crate::policy::fs::in_hole(&r.path, d, &holes));
+    for (slot, r) in binds.iter().enumerate().filter(|(_, r)| !in_tmp(r) && !holed(r)) {
         attach(&mut ops, slot, r);
     }
-    let denied = resolve_denies(&view.deny);
     let writable =
         |d: &Path| root_writable || binds.iter().any(|r| r.access == FsAccess::Write && d.starts_with(&r.path));
     for (d, _) in denied.iter().filter(|(d, _)| !d.starts_with("/tmp") && writable(d)) {
         // Landlock refuses the content; the mount refuses metadata changes.
         ops.bind(d, d);
         ops.setattr(d, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | noexec(exec), true);
+    }
+    for (slot, r) in binds.iter().enumerate().filter(|(_, r)| !in_tmp(r) && holed(r)) {
+        attach(&mut ops, slot, r);
     }
     if let Some(files) = net_files {
         ops.net_files(files, "/proc", "/");
@@ -414,6 +449,13 @@ pub fn host_view_ops(view: &RootPlan, cwd: &Path, net_files: Option<&NetFiles>) 
         ops.hide(d, *is_dir, "/dev/null");
     }
     ops.0
+}
+
+/// The holes of denies ([`crate::policy::FsPolicy::holes`]), resolved as
+/// far as they exist.
+fn resolve_holes(holes: &[(PathBuf, PathBuf)]) -> Vec<(PathBuf, PathBuf)> {
+    let r = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    holes.iter().map(|(outer, hole)| (r(outer), r(hole))).collect()
 }
 
 /// The carve-outs that exist, resolved, and whether each is a directory.
@@ -508,9 +550,17 @@ pub fn build_mount_ops(
     // linked, the system set's entries included (`--deny /etc` binds no
     // `/etc/passwd`). A deny inside a bind is hidden below (`deny_in`).
     let denied = resolve_denies(&root.deny);
+    let holes = resolve_holes(&root.holes);
     resolved.retain(|e| match e {
-        Entry::Bind { inside, .. } | Entry::Link { inside, .. } => !denied.iter().any(|(d, _)| inside.starts_with(d)),
+        Entry::Bind { inside, .. } => {
+            !denied.iter().any(|(d, _)| inside.starts_with(d) && !crate::policy::fs::in_hole(inside, d, &holes))
+        }
+        Entry::Link { inside, .. } => !denied.iter().any(|(d, _)| inside.starts_with(d)),
     });
+    // Binds in a hole of a deny are mounted inside its hiding (`deny_in`).
+    let (holed, resolved): (Vec<Entry>, Vec<Entry>) = resolved
+        .into_iter()
+        .partition(|e| matches!(e, Entry::Bind { inside, .. } if denied.iter().any(|(d, _)| inside.starts_with(d))));
     let (in_tmp, entries): (Vec<Entry>, Vec<Entry>) =
         resolved.into_iter().partition(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with("/tmp")));
     // Mount points first, while the root is still writable.
@@ -548,8 +598,15 @@ pub fn build_mount_ops(
         for (d, is_dir) in &denied {
             let inside_of =
                 |e: &Entry| matches!(e, Entry::Bind { inside, access: a, .. } if d.starts_with(inside) && *a == access);
-            if entries.iter().any(inside_of) {
+            if !entries.iter().any(inside_of) {
+                continue;
+            }
+            let kept: Vec<&Entry> =
+                holed.iter().filter(|e| matches!(e, Entry::Bind { inside, .. } if inside.starts_with(d))).collect();
+            if kept.is_empty() || !*is_dir {
                 ops.hide(&under(NEW_ROOT, d), *is_dir, "/dev/null");
+            } else {
+                ops.hide_but(d, &kept, root.exec);
             }
         }
     };
@@ -696,6 +753,7 @@ mod tests {
             tmp_size_mb: 64,
             exec: ExecMounts::Everywhere,
             pinned: vec![],
+            holes: vec![],
         };
         let ops = build_mount_ops(&plan, &SystemEntries::look_at(&["/usr"]), Path::new("/"), None);
         std::fs::remove_dir_all(&in_tmp).unwrap();
@@ -733,7 +791,7 @@ mod tests {
     fn resolver_files_take_one_setattr_and_no_folder_is_made_twice() {
         let files = NetFiles::for_stub("cordon");
         let plan =
-            RootPlan { binds: vec![], deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+            RootPlan { binds: vec![], deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![], holes: vec![] };
         let cwd = Path::new("/tmp/work/here");
         let container = build_mount_ops(&plan, &SystemEntries::look_at(&[]), cwd, Some(&files));
         let process = host_view_ops(&plan, cwd, Some(&files));
@@ -884,7 +942,7 @@ mod tests {
         let dir = std::fs::canonicalize(&dir).unwrap();
         let bind = |p: &Path, access| Bind { path: p.to_owned(), access };
         let plan =
-            |binds| RootPlan { binds, deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+            |binds| RootPlan { binds, deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![], holes: vec![] };
         let usr = Path::new("/usr");
         let inside = format!("{NEW_ROOT}{}", dir.display());
         let twice = plan(vec![

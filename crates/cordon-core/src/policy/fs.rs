@@ -148,6 +148,23 @@ pub struct FsPolicy {
     /// Default: none. Not part of the policy's digest (the paths are).
     #[serde(skip)]
     pub pinned: Vec<PathBuf>,
+    /// Holes in a deny: `(outer, hole)` keeps the rules inside `hole`
+    /// against a deny on `outer` or on a folder between `outer` and `hole`
+    /// (not `hole` itself, nor any deny elsewhere). Only cordon's carve-out
+    /// of its own state makes them ([`crate::state::carve_out`]): a run's own
+    /// run folder inside cordon's protected folder of run folders, which a
+    /// grant covering that folder must not reach otherwise. Both paths are
+    /// resolved. Default: none. Not part of the policy's digest.
+    #[serde(skip)]
+    pub holes: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Whether `rule` (resolved) is kept against the deny `deny` (resolved)
+/// by one of `holes` (see [`FsPolicy::holes`]).
+pub fn in_hole(rule: &Path, deny: &Path, holes: &[(PathBuf, PathBuf)]) -> bool {
+    holes.iter().any(|(outer, hole)| {
+        starts_with(rule, hole) && starts_with(deny, outer) && starts_with(hole, deny) && hole.as_path() != deny
+    })
 }
 
 /// Directories and files that ordinary programs need to start: loader and

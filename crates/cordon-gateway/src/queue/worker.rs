@@ -192,6 +192,11 @@ pub async fn run(
         what: format!("the worker's run folder under {}", settings.run_root.display()),
         detail: e.to_string(),
     })?;
+    // Its runs' folders: out of every run of this process from the first on.
+    cordon::state::protect_from_now_on(cordon::Protected::folder(
+        cordon::state::runs_folder(&run_root),
+        cordon::state::RUNS_FOLDER_WHAT,
+    ));
     let mut settings = settings;
     settings.run_root = run_root.clone();
     let results = retry(Duration::from_secs(60), Duration::from_millis(200), || super::results(&js)).await?;
@@ -353,6 +358,8 @@ const OWN_ROOT_PREFIX: &str = "cordon-worker-";
 /// with a redelivery of the same request), then creates this process's own,
 /// `RUN_ROOT/cordon-worker-PID`, where its runs create their folders.
 fn own_run_root(root: &std::path::Path) -> std::io::Result<PathBuf> {
+    // The default run root (cordon's state folder) may not exist yet.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(root)?;
     for e in std::fs::read_dir(root)?.flatten() {
         let name = e.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(OWN_ROOT_PREFIX)).and_then(|p| p.parse::<u32>().ok())

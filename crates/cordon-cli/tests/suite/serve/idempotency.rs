@@ -104,9 +104,10 @@ fn a_keyed_execution_killed_with_the_service_is_retried_after_the_restart() {
     assert_eq!(r.status, 202, "{r:?}");
     let id = r.json()["id"].as_str().expect("id").to_owned();
     assert_ne!(id, key);
-    let folder = s.dir.join(format!("cordon-exec-{id}"));
+    let runs = super::runs_folder(s.dir.path());
+    let folder = runs.join(format!("cordon-exec-{id}"));
     assert!(poll_until(Duration::from_secs(30), || folder.is_dir()), "the run's folder never appeared: {folder:?}");
-    assert!(!s.dir.join(format!("cordon-exec-{key}")).exists());
+    assert!(!runs.join(format!("cordon-exec-{key}")).exists());
     let s = s.restart();
     let token = s.access_token();
     let retry = ok(&post(&s, &token, Some(key), "art", json!("second try"), 60_000));

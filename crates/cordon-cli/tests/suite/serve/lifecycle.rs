@@ -126,10 +126,11 @@ fn sigkill_leaves_no_sandbox_and_the_next_start_records_lost() {
     assert_eq!(s.audit_records().len(), 3, "{:#?}", s.audit_records());
 }
 
-/// The run folders (`cordon-exec-<request id>`) in the service's run root.
+/// The run folders (`cordon-exec-<request id>`) in the service's run
+/// root's folder of run folders.
 fn run_folders(s: &Service) -> usize {
-    std::fs::read_dir(s.dir.path())
-        .expect("read the run root")
+    std::fs::read_dir(super::runs_folder(s.dir.path()))
+        .expect("read the run root's folder of run folders")
         .flatten()
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("cordon-exec-")))
         .count()

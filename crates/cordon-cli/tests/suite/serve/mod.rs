@@ -39,6 +39,14 @@ pub const SERVICE_TOKEN: &str = "service-token-acme-deploy-0123456789";
 /// The plugin every service has.
 pub const PLUGIN: &str = "@test/gw";
 
+/// Where runs of a service with `run_root = ROOT` make their folders:
+/// `ROOT/cordon-runs-UID`.
+pub fn runs_folder(root: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    root.join(format!("cordon-runs-{uid}"))
+}
+
 pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

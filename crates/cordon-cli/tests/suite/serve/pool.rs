@@ -280,7 +280,7 @@ fn the_refill_of_a_key_begins_once_the_command_of_the_execution_that_took_its_sa
     assert_eq!(slow().status, 200);
     let parked = parked_one(&s);
     let run_folders = || -> Vec<String> {
-        std::fs::read_dir(s.dir.path())
+        std::fs::read_dir(super::runs_folder(s.dir.path()))
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| n.starts_with("cordon-exec-pool-"))
