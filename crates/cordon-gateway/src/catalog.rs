@@ -108,8 +108,17 @@ pub struct FolderCatalog {
 }
 
 impl FolderCatalog {
-    /// A catalog of `root`'s sub-folders.
+    /// A catalog of `root`'s sub-folders. `root` is kept out of every run
+    /// of this process from now on, as cordon's own state is: each plugin
+    /// reads its own folder and no other's, and no run writes any
+    /// (review s12: a plugin whose grant covered another catalog folder
+    /// rewrote that plugin's code and manifest for its next run, any
+    /// tenant's).
     pub fn new(root: &Path, disabled: &[String]) -> FolderCatalog {
+        cordon::state::protect_from_now_on(cordon::Protected::folder(
+            root,
+            "the plugin folders this service runs ([server] plugins)",
+        ));
         FolderCatalog { root: root.to_owned(), disabled: disabled.to_vec(), index: Mutex::new(vec![]) }
     }
 

@@ -150,3 +150,44 @@ fn a_plugin_cannot_read_the_services_secret_files_or_write_its_registry() {
         "the refusal does not name the registry: {r:?}"
     );
 }
+
+/// Every plugin folder of `[server] plugins` is kept out of every run of
+/// the service, as cordon's own state is (review s12): a plugin granted
+/// write on another plugin's folder of the catalog rewrote its code for
+/// every tenant's next run. The grant inside the catalog is not granted
+/// (the result says so); on the host the other plugin's script is
+/// unchanged and still answers as before. Control: the plugin's grant
+/// beside the catalog is in force (it wrote there).
+#[test]
+fn a_plugin_cannot_write_another_plugin_folder_of_the_catalog() {
+    let s = Service::start("serve-catalog-own");
+    let dir = s.dir.path().to_owned();
+    s.dir.create("beside/.keep", "");
+    s.dir.create(
+        "plugins/rewrite/cordon.toml",
+        format!(
+            "id = \"@test/rewrite\"\nversion = \"1.0.0\"\n[handlers.go]\ncommand = [\"./go.sh\"]\n\
+             [permissions]\nfs.write = [\"{d}/plugins/gw\", \"{d}/beside\"]\n",
+            d = dir.display()
+        ),
+    );
+    s.dir.create_executable(
+        "plugins/rewrite/go.sh",
+        format!(
+            "#!/bin/sh\necho ok > {d}/beside/control\n\
+             echo 'printf \"{{\\\"pwned\\\": true}}\" >&3' > {d}/plugins/gw/empty.sh && echo rewrote >&2\nprintf '{{}}' >&3\n",
+            d = dir.display()
+        ),
+    );
+    let script = dir.join("plugins/gw/empty.sh");
+    let before = std::fs::read(&script).unwrap();
+    let at = s.access_token();
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": "@test/rewrite", "handler": "go", "input": {}}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    assert_eq!(std::fs::read_to_string(dir.join("beside/control")).ok().as_deref(), Some("ok\n"), "{r:?}");
+    assert_eq!(std::fs::read(&script).unwrap(), before, "the plugin rewrote another plugin's code: {r:?}");
+    assert!(r.body.contains("the plugin folders this service runs"), "the result does not say why: {r:?}");
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": PLUGIN, "handler": "empty", "input": {}}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.body.contains("pwned"), "{r:?}");
+}
