@@ -192,11 +192,12 @@ pub async fn run(
         what: format!("the worker's run folder under {}", settings.run_root.display()),
         detail: e.to_string(),
     })?;
-    // Its runs' folders: out of every run of this process from the first on.
-    cordon::state::protect_from_now_on(cordon::Protected::folder(
-        cordon::state::runs_folder(&run_root),
-        cordon::state::RUNS_FOLDER_WHAT,
-    ));
+    // Its runs' folders, every tenant's (cordon-worker-PID/<tenant>/
+    // cordon-runs-UID, made at a tenant's first run): the whole of the
+    // worker's own folder, out of every run of this process from the first
+    // on, so a run started before another tenant's first cannot reach that
+    // tenant's folders either (each run's own folder is its hole).
+    cordon::state::protect_from_now_on(cordon::Protected::folder(run_root.clone(), cordon::state::RUNS_FOLDER_WHAT));
     let mut settings = settings;
     settings.run_root = run_root.clone();
     let results = retry(Duration::from_secs(60), Duration::from_millis(200), || super::results(&js)).await?;
