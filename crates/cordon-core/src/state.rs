@@ -264,22 +264,22 @@ pub fn make_runs_folder(run_root: &Path) -> Result<PathBuf, RunsFolderError> {
         Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(fail("it cannot be created", Some(e))),
         _ => {}
     }
-    let dir = match crate::sys::open_beneath(at.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
-    {
-        Ok(fd) => std::fs::File::from(fd),
-        // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (ELOOP on the way).
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
-            return Err(fail(
-                match link {
-                    true => "it is a symbolic link, which cordon does not follow",
-                    false => "it is not a folder",
-                },
-                None,
-            ));
-        }
-        Err(e) => return Err(fail("it cannot be opened", Some(e))),
-    };
+    let dir =
+        match crate::sys::open_beneath(at.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => std::fs::File::from(fd),
+            // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (ELOOP on the way).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+                return Err(fail(
+                    match link {
+                        true => "it is a symbolic link, which cordon does not follow",
+                        false => "it is not a folder",
+                    },
+                    None,
+                ));
+            }
+            Err(e) => return Err(fail("it cannot be opened", Some(e))),
+        };
     let meta = dir.metadata().map_err(|e| fail("it cannot be looked at", Some(e)))?;
     let me = crate::sys::effective_uid();
     if meta.uid() != me {

@@ -790,8 +790,14 @@ mod tests {
     #[test]
     fn resolver_files_take_one_setattr_and_no_folder_is_made_twice() {
         let files = NetFiles::for_stub("cordon");
-        let plan =
-            RootPlan { binds: vec![], deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![], holes: vec![] };
+        let plan = RootPlan {
+            binds: vec![],
+            deny: vec![],
+            tmp_size_mb: 64,
+            exec: ExecMounts::Everywhere,
+            pinned: vec![],
+            holes: vec![],
+        };
         let cwd = Path::new("/tmp/work/here");
         let container = build_mount_ops(&plan, &SystemEntries::look_at(&[]), cwd, Some(&files));
         let process = host_view_ops(&plan, cwd, Some(&files));
@@ -941,8 +947,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let dir = std::fs::canonicalize(&dir).unwrap();
         let bind = |p: &Path, access| Bind { path: p.to_owned(), access };
-        let plan =
-            |binds| RootPlan { binds, deny: vec![], tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![], holes: vec![] };
+        let plan = |binds| RootPlan {
+            binds,
+            deny: vec![],
+            tmp_size_mb: 64,
+            exec: ExecMounts::Everywhere,
+            pinned: vec![],
+            holes: vec![],
+        };
         let usr = Path::new("/usr");
         let inside = format!("{NEW_ROOT}{}", dir.display());
         let twice = plan(vec![
