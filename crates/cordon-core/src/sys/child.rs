@@ -1736,13 +1736,19 @@ fn loopback_up(spec: &ChildSpec) {
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as c_char;
     }
+    // The requests as `ioctl` takes them (`c_ulong` with glibc, `c_int`
+    // with musl); both numbers fit either.
+    let (Some(get_flags), Some(set_flags)) = (super::c_fit(libc::SIOCGIFFLAGS), super::c_fit(libc::SIOCSIFFLAGS))
+    else {
+        fail_with(spec, ChildStage::Loopback, 1, libc::EINVAL)
+    };
     // SAFETY: `req` is a valid ifreq naming "lo"; the kernel fills the flags.
-    check!(spec, ChildStage::Loopback, 1, unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) });
+    check!(spec, ChildStage::Loopback, 1, unsafe { libc::ioctl(sock, get_flags, &mut req) });
     // SAFETY: reading the union member SIOCGIFFLAGS just wrote.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: as above, setting the flags.
-    check!(spec, ChildStage::Loopback, 2, unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) });
+    check!(spec, ChildStage::Loopback, 2, unsafe { libc::ioctl(sock, set_flags, &req) });
     // SAFETY: our own socket.
     unsafe { libc::close(sock) };
 }

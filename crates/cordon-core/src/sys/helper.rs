@@ -288,7 +288,7 @@ fn recv_request(channel: RawFd, req: &mut HelperRequest, fds: &mut [c_int; 2]) -
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len();
+    msg.msg_controllen = super::c_fit(control.0.len()).unwrap_or(0);
     // SAFETY: `msg` points at live locals; MSG_CMSG_CLOEXEC marks the new fds.
     let n = unsafe { libc::recvmsg(channel, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n <= 0 {
@@ -306,7 +306,8 @@ fn recv_request(channel: RawFd, req: &mut HelperRequest, fds: &mut [c_int; 2]) -
     }
     // SAFETY: CMSG_LEN is a pure computation.
     let base = usize::try_from(unsafe { libc::CMSG_LEN(0) }).unwrap_or(usize::MAX);
-    let count = header.cmsg_len.saturating_sub(base) / std::mem::size_of::<c_int>();
+    let len: usize = super::c_fit(header.cmsg_len).unwrap_or(0);
+    let count = len.saturating_sub(base) / std::mem::size_of::<c_int>();
     // SAFETY: `cmsg` points into `control`.
     let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<c_int>();
     for i in 0..count {

@@ -19,6 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::enforce::seccomp::SockFilter;
 
+/// `value` as `T`, or `None` when it does not fit: for the C types that
+/// differ between C libraries (`msghdr.msg_controllen` and
+/// `cmsghdr.cmsg_len` are `size_t` with glibc and `socklen_t` with musl; an
+/// `ioctl` request is `c_ulong` with glibc and `c_int` with musl). Generic,
+/// so one checked conversion is right on each target, the identity included.
+/// Async-signal-safe.
+fn c_fit<T: TryFrom<U>, U>(value: U) -> Option<T> {
+    T::try_from(value).ok()
+}
+
 /// Converts a `-1`-on-error return value into an `io::Result`.
 fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc == -1 {
@@ -1046,7 +1056,7 @@ fn one_byte_msghdr(iov: &mut libc::iovec, control: &mut [u64; 4]) -> libc::msghd
     msg.msg_iov = iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(control);
+    msg.msg_controllen = c_fit(std::mem::size_of_val(control)).unwrap_or(0);
     msg
 }
 
@@ -1081,14 +1091,14 @@ pub fn send_with_fds<F: AsRawFd>(
         let bytes = u32::try_from(fds.len() * std::mem::size_of::<libc::c_int>()).unwrap_or(0);
         msg.msg_control = control.0.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE is a pure computation.
-        msg.msg_controllen = usize::try_from(unsafe { libc::CMSG_SPACE(bytes) }).unwrap_or(0);
+        msg.msg_controllen = c_fit(unsafe { libc::CMSG_SPACE(bytes) }).unwrap_or(0);
         // SAFETY: msg_control points at `control`, which has room for one
         // header and MAX_FDS_PER_MESSAGE ints.
         let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
         // SAFETY: cmsghdr is plain data.
         let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
         // SAFETY: CMSG_LEN is a pure computation.
-        header.cmsg_len = usize::try_from(unsafe { libc::CMSG_LEN(bytes) }).unwrap_or(0);
+        header.cmsg_len = c_fit(unsafe { libc::CMSG_LEN(bytes) }).unwrap_or(0);
         header.cmsg_level = libc::SOL_SOCKET;
         header.cmsg_type = libc::SCM_RIGHTS;
         // SAFETY: `cmsg` is non-null (the buffer has room) and points into `control`.
@@ -1124,14 +1134,14 @@ fn send_with_fd(sock: RawFd, payload: u8, fd: RawFd, flags: libc::c_int) -> isiz
     let mut msg = one_byte_msghdr(&mut iov, &mut control);
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(INT_BYTES) };
-    msg.msg_controllen = usize::try_from(space).unwrap_or(0);
+    msg.msg_controllen = c_fit(space).unwrap_or(0);
     // SAFETY: msg_control points at `control`, large enough for one header.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     // SAFETY: CMSG_LEN is a pure computation.
     let len = unsafe { libc::CMSG_LEN(INT_BYTES) };
     // SAFETY: cmsghdr is plain data; the fields are set below.
     let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
-    header.cmsg_len = usize::try_from(len).unwrap_or(0);
+    header.cmsg_len = c_fit(len).unwrap_or(0);
     header.cmsg_level = libc::SOL_SOCKET;
     header.cmsg_type = libc::SCM_RIGHTS;
     // SAFETY: `cmsg` points at the header inside `control` (non-null: the

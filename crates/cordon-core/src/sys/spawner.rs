@@ -378,7 +378,7 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
+    msg.msg_controllen = super::c_fit(space).unwrap_or(0);
     // SAFETY: `msg` points at live buffers; MSG_CMSG_CLOEXEC marks new fds.
     let n = cvt(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_long)?;
     let mut fds = vec![];
@@ -390,7 +390,8 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec
         if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN is a pure computation.
             let empty = usize::try_from(unsafe { libc::CMSG_LEN(0) }).unwrap_or(0);
-            let count = header.cmsg_len.saturating_sub(empty) / std::mem::size_of::<libc::c_int>();
+            let len: usize = super::c_fit(header.cmsg_len).unwrap_or(0);
+            let count = len.saturating_sub(empty) / std::mem::size_of::<libc::c_int>();
             // SAFETY: `cmsg` is non-null and points into `control`.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
             for i in 0..count {
