@@ -104,15 +104,16 @@ pub type ServerRunner = fn(ServerCommand) -> anyhow::Result<i32>;
 /// The name of the program [`exec_server`] starts, next to the running one.
 pub const SERVER_PROGRAM: &str = "cordon-server";
 
-/// The entry point of both programs, called from their C `main`: the C
-/// `main`, so Rust's runtime set-up is skipped (it reads `/proc/self/maps`
-/// and maps a signal stack on every start, about 0.1 ms; see
-/// [`cordon::runtime_init`] for what is kept). The arguments reach
-/// `std::env::args` as usual (glibc passes them to Rust's initialiser); the
-/// exit status is the same as `ExitCode` would give.
+/// The entry point of both programs, called from their `main`. With glibc
+/// that is a C `main`, so Rust's runtime set-up is skipped (it reads
+/// `/proc/self/maps` and maps a signal stack on every start, about 0.1 ms)
+/// and [`cordon::runtime_init`] does what is kept of it; the arguments
+/// reach `std::env::args` as usual (glibc passes them to Rust's
+/// initialiser). With musl, which does not, it is Rust's `fn main` (after
+/// the runtime's set-up). The exit status is the same as `ExitCode` would
+/// give.
 pub fn main(server: ServerRunner) -> std::ffi::c_int {
     cordon::trace::step("cli: start");
-    cordon::runtime_init();
     // As the runtime's `lang_start`: a panic that unwinds (debug builds; the
     // release profile aborts) ends with status 101, not an abort at the C
     // boundary.

@@ -4,14 +4,26 @@
 //! next to `cordon` and not meant to be called by its own name.
 
 #![deny(unsafe_code)]
-// The program starts at the C `main` below, not at Rust's `fn main`: see
-// `cordon_cli::main`.
-#![no_main]
+// With glibc the program starts at the C `main` below, not at Rust's
+// `fn main`: see `cordon_cli::main`. Elsewhere (musl) it starts at Rust's
+// `fn main`, which fills `std::env::args`.
+#![cfg_attr(target_env = "gnu", no_main)]
 
 // `no_mangle` names the symbol the C runtime calls; nothing unsafe happens here.
+#[cfg(target_env = "gnu")]
 #[allow(unsafe_code)]
 #[no_mangle]
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    cordon::runtime_init();
+    start()
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn main() {
+    std::process::exit(start())
+}
+
+fn start() -> std::ffi::c_int {
     // `cordon serve` starts this program again as its sandbox spawner
     // (see cordon::start_spawner): that one never gets past this line.
     cordon::spawner_entry();

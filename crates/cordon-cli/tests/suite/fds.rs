@@ -38,8 +38,8 @@ fn with_dev(sandboxed: Vec<Mode>) -> Vec<Mode> {
     std::iter::once(Mode::Dev).chain(sandboxed).collect()
 }
 
-/// cordon starts at the C `main` (`sys::runtime_init`, not Rust's runtime):
-/// a standard descriptor that is closed when cordon starts is opened on
+/// Whether cordon starts at Rust's runtime (musl) or at a C `main` (glibc:
+/// `sys::runtime_init`), a standard descriptor that is closed when cordon starts is opened on
 /// `/dev/null`, so nothing cordon opens later (the audit log, say) takes the
 /// number: the `--json` result would be written into the audit log.
 #[test]

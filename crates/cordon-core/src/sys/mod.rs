@@ -184,8 +184,9 @@ pub fn effective_gid() -> u32 {
 }
 
 /// What Rust's runtime does before `main` that cordon relies on, for a
-/// binary whose entry point is the C `main` (the `cordon` binary, see its
-/// `main.rs`): descriptors 0, 1 and 2 are open (a closed one is opened on
+/// binary whose entry point is the C `main` (`cordon` and `cordon-server`
+/// built for glibc, see their `main.rs`; built for musl they start at
+/// Rust's runtime, which does this itself): descriptors 0, 1 and 2 are open (a closed one is opened on
 /// `/dev/null`, so that no file cordon opens later, the audit log say, can
 /// become its stdout), and `SIGPIPE` is ignored (a closed pipe is an error
 /// returned by `write`, not a signal that kills cordon; the sandbox's
