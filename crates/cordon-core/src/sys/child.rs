@@ -1620,26 +1620,17 @@ fn start_detach(spec: &ChildSpec, d: &Detaching) {
         | libc::CLONE_CHILD_CLEARTID;
     let tid = d.running.as_ptr();
     // SAFETY: `d` lives in init_main's frame, which init never leaves; the
-    // detacher returns from `detach_entry` (clone's wrapper then exits it)
+    // detacher returns from `detach_entry` (the trampoline then exits it)
     // and never returns into init's frames; its stack is its own and lives
     // in `d`. The kernel writes the tid to `running` before the detacher
-    // runs and clears it when the detacher ends.
-    let pid = unsafe {
-        libc::clone(
-            detach_entry,
-            d.stack.top() as *mut libc::c_void,
-            flags,
-            (d as *const Detaching).cast_mut().cast(),
-            tid,
-            std::ptr::null_mut::<libc::c_void>(),
-            tid,
-        )
-    };
-    let clone_errno = errno();
+    // runs and clears it when the detacher ends. The syscall itself, not
+    // the C library's clone: musl's refuses CLONE_THREAD.
+    let rc =
+        unsafe { super::clone_raw(detach_entry, &d.stack, flags, tid, tid, (d as *const Detaching).cast_mut().cast()) };
     // SAFETY: valid sigset pointer; the mask init had.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
-    if pid == -1 {
-        fail_with(spec, ChildStage::Mount, d.index, clone_errno);
+    if rc < 0 {
+        fail_with(spec, ChildStage::Mount, d.index, i32::try_from(-rc).unwrap_or(libc::EINVAL));
     }
 }
 

@@ -761,6 +761,92 @@ unsafe fn clone3(
     rc
 }
 
+/// `clone(2)` itself, not the C library's wrapper: a thread or process
+/// that runs `entry(arg)` on `stack` and exits with what it returned,
+/// made with exactly `flags` (the exit signal in their low byte), the
+/// kernel writing the child's tid to `parent_tid` and `child_tid` as those
+/// flags ask. For children the C library's `clone` refuses: musl's
+/// (1.2.5, Rust's musl target) returns `EINVAL` for `CLONE_THREAD` and
+/// `CLONE_CHILD_CLEARTID`, which init's detacher needs (a thread of
+/// init's whose end wakes a futex); glibc's makes the same syscall.
+/// Returns the child's tid, or `-errno`.
+///
+/// # Safety
+///
+/// As [`clone_vm`]: `entry` must not return into the caller's frames
+/// (returning exits the child), `stack` and `arg` must outlive the child's
+/// use of them, and `parent_tid` and `child_tid` must be valid for writes
+/// for as long as the flags make the kernel write them.
+pub(crate) unsafe fn clone_raw(
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: &Stack,
+    flags: libc::c_int,
+    parent_tid: *mut libc::c_int,
+    child_tid: *mut libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rc: i64;
+        // SAFETY: one syscall in the caller (rax, rcx and r11 change, as
+        // declared; clone(2) on x86_64 takes flags, stack, parent_tid,
+        // child_tid, tls in rdi, rsi, rdx, r10, r8). The child returns
+        // from it with rax = 0 on the 16-byte-aligned top of `stack` (so
+        // `call` leaves the alignment a function expects), calls
+        // `entry(arg)` (kept in r12 and r13, which the child inherits)
+        // and exits with its result; it never comes back into this frame,
+        // so `nostack` holds for the caller's stack.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "mov rdi, r13",
+                "call r12",
+                "mov edi, eax",
+                "mov eax, {exit}",
+                "syscall",
+                "ud2",
+                "2:",
+                exit = const libc::SYS_exit,
+                inlateout("rax") libc::SYS_clone => rc,
+                in("rdi") i64::from(flags),
+                in("rsi") stack.top(),
+                in("rdx") parent_tid,
+                in("r10") child_tid,
+                in("r8") 0usize,
+                in("r12") entry,
+                in("r13") arg,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        rc
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: the caller's contract; glibc's wrapper makes the same
+        // syscall (musl's refuses thread flags there: see above).
+        let pid = unsafe {
+            libc::clone(
+                entry,
+                stack.top() as *mut libc::c_void,
+                flags,
+                arg,
+                parent_tid,
+                std::ptr::null_mut::<libc::c_void>(),
+                child_tid,
+            )
+        };
+        if pid == -1 {
+            -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+        } else {
+            i64::from(pid)
+        }
+    }
+}
+
 /// [`spawn`] for a child that only execs: `CLONE_VM | CLONE_VFORK` on the
 /// spec's own stack.
 fn spawn_shared(spec: &child::ChildSpec, extra: libc::c_int) -> io::Result<Spawned> {
