@@ -47,7 +47,7 @@ pub use cordon_core::policy::{
 };
 pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use cordon_core::state::{self, Protected};
-pub use cordon_core::sys::{raise_open_files_limit, runtime_init};
+pub use cordon_core::sys::{protect_relro, raise_open_files_limit, runtime_init};
 
 /// Asks the kernel to report the TCP socket `sock` writable whenever fewer
 /// than `bytes` of what was written are still unsent (`TCP_NOTSENT_LOWAT`),

@@ -18,8 +18,14 @@ extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char
     start()
 }
 
+/// Its relocated pointers are made read-only first (see
+/// `cordon::protect_relro`).
 #[cfg(not(target_env = "gnu"))]
 fn main() {
+    if let Err(e) = cordon::protect_relro() {
+        eprintln!("cordon-server: error: {e}; this build cannot make its own relocated pointers read-only (build it for glibc)");
+        std::process::exit(125);
+    }
     std::process::exit(start())
 }
 

@@ -138,3 +138,46 @@ fn the_service_subcommands_run_in_cordon_server_next_to_cordon() {
         .assert_code(125)
         .assert_stderr_contains("--bogus");
 }
+
+/// `cordon`'s relocated pointers (its `PT_GNU_RELRO` segment: the GOT,
+/// `.data.rel.ro`, the init arrays) are read-only while it runs, as a
+/// loader leaves them: glibc's static-pie start-up protects them itself,
+/// musl's does not (cordon does it first thing in `main` there). Read in
+/// cordon's own `/proc/PID/maps` by the command of a dev run, whose parent
+/// is cordon. Control: the segment is found in cordon's file and its pages
+/// are mapped from it.
+#[test]
+fn cordon_runs_with_its_relocated_pointers_read_only() {
+    let elf = std::fs::read(cordon_bin()).expect("cannot read cordon");
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([elf[at], elf[at + 1]]));
+    let (phoff, phentsize, phnum) = (le_u64(&elf[0x20..]), u16_at(0x36), u16_at(0x38));
+    let relro = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&h| u32::from_le_bytes(elf[h..h + 4].try_into().unwrap()) == 0x6474_e552)
+        .map(|h| (le_u64(&elf[h + 16..]), le_u64(&elf[h + 40..])));
+    let (vaddr, memsz) = relro.expect("control: cordon has a PT_GNU_RELRO segment");
+    let out = run_in(Mode::Dev).args(["--", "/bin/sh", "-c", "cat /proc/$PPID/maps"]).run();
+    out.assert_success();
+    let exe = std::fs::canonicalize(cordon_bin()).unwrap();
+    // (start, end, perms) of each mapping of cordon's file.
+    let maps: Vec<(usize, usize, String)> = out
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(exe.to_str().unwrap()))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+            let (a, b) = range.split_once('-').unwrap();
+            (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap(), perms.to_owned())
+        })
+        .collect();
+    let base = maps.iter().map(|m| m.0).min().unwrap_or_else(|| panic!("control: cordon's file mapped\n{out}"));
+    let page = 4096;
+    let (start, end) = ((base + vaddr) / page * page, (base + vaddr + memsz) / page * page);
+    assert!(end > start, "control: RELRO spans whole pages ({vaddr:#x}+{memsz:#x})");
+    for p in (start..end).step_by(page) {
+        let m =
+            maps.iter().find(|m| m.0 <= p && p < m.1).unwrap_or_else(|| panic!("RELRO page {p:#x} unmapped\n{out}"));
+        assert!(!m.2.contains('w'), "cordon's RELRO page {p:#x} is writable ({}): {}\n{out}", m.2, out.stdout);
+    }
+}

@@ -230,6 +230,72 @@ pub fn runtime_init() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Makes this program's RELRO segment (`PT_GNU_RELRO`: the relocated
+/// pointers of `.data.rel.ro`, the GOT, the init and fini arrays, vtables)
+/// read-only, as the start-up of a glibc static-pie program does once it
+/// has relocated itself and as a dynamic loader does; musl's static-pie
+/// start (`rcrt1.o`, musl 1.2.5) relocates and leaves it writable (96 KiB
+/// of `cordon`, `rw-p` in `/proc/self/maps`): a memory corruption in
+/// cordon could then overwrite function pointers there. Call it first
+/// thing in `main`, on one thread. The program headers come from the
+/// auxiliary vector; the load address from the ELF header's, as glibc's
+/// start-up takes it. Errors name what was missing or refused.
+pub fn protect_relro() -> io::Result<()> {
+    let missing = |what: &str| io::Error::new(io::ErrorKind::NotFound, format!("cannot protect RELRO: {what}"));
+    // SAFETY: getauxval reads the auxiliary vector; 0 means absent.
+    let (phdr, phnum, phent) =
+        unsafe { (libc::getauxval(libc::AT_PHDR), libc::getauxval(libc::AT_PHNUM), libc::getauxval(libc::AT_PHENT)) };
+    let (Ok(phdr), Ok(phnum), Ok(phent)) = (usize::try_from(phdr), usize::try_from(phnum), usize::try_from(phent))
+    else {
+        return Err(missing("program headers beyond the address space"));
+    };
+    if phdr == 0 || phent != std::mem::size_of::<libc::Elf64_Phdr>() {
+        return Err(missing("no 64-bit program headers in the auxiliary vector"));
+    }
+    // SAFETY: the kernel's AT_PHDR/AT_PHNUM name this program's mapped,
+    // aligned program headers, `phnum` entries of `phent` bytes (checked
+    // above), which stay mapped and unchanged for the process's life.
+    let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
+    let addr = |h: &libc::Elf64_Phdr| usize::try_from(h.p_vaddr).ok();
+    extern "C" {
+        /// The ELF header as loaded, which the linker names (GNU ld, gold
+        /// and lld, for a program whose first segment holds it): where the
+        /// segment loaded from the file's start lies, as glibc's start-up
+        /// takes its load address (a static-pie program has no `PT_PHDR`).
+        static __ehdr_start: u8;
+    }
+    // Only the symbol's address is taken; nothing is read.
+    let header = std::ptr::addr_of!(__ehdr_start).addr();
+    let base = headers
+        .iter()
+        .find(|h| h.p_type == libc::PT_LOAD && h.p_offset == 0)
+        .and_then(addr)
+        .and_then(|v| header.checked_sub(v))
+        .ok_or_else(|| missing("no segment loaded from the file's start"))?;
+    let page = page_size();
+    for h in headers.iter().filter(|h| h.p_type == libc::PT_GNU_RELRO) {
+        let (Some(vaddr), Ok(size)) = (addr(h), usize::try_from(h.p_memsz)) else {
+            return Err(missing("a RELRO segment beyond the address space"));
+        };
+        let Some(end) = base.checked_add(vaddr).and_then(|a| a.checked_add(size)) else {
+            return Err(missing("a RELRO segment beyond the address space"));
+        };
+        // As glibc's _dl_protect_relro: whole pages from the segment's
+        // start, up to the last page boundary inside it (the rest of that
+        // page is writable data).
+        let start = (base + vaddr) / page * page;
+        let end = end / page * page;
+        if end > start {
+            // SAFETY: whole pages of this program's own image, mapped; no
+            // one writes RELRO after relocation, which is done.
+            if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds: the clock `Instant`
 /// reads. Async-signal-safe (the vDSO, or one syscall).
 pub fn monotonic_ns() -> u64 {
