@@ -34,15 +34,13 @@ fn main() {
     std::process::exit(cordon_cli::main(cordon_cli::exec_server))
 }
 
-/// The allocator, with musl: dlmalloc (the `dlmalloc` crate, Rust's own
-/// allocator on wasm) keeps what it has mapped, where musl's allocator
-/// unmaps each group of small blocks as soon as it empties (a dev run made
-/// 22 `mmap` and 12 `munmap` calls, 12 and 3 with dlmalloc; CPU of
-/// `--version` 0.23 → 0.17 ms). One lock for all threads: `cordon`'s few
-/// threads (the egress proxy, the audit writer) allocate little.
+/// The allocator, with musl: dlmalloc behind a futex lock (see
+/// `cordon::Allocator`); musl's own unmaps each group of small blocks as
+/// soon as it empties (a dev run made 22 `mmap` and 12 `munmap` calls, 12
+/// and 3 with dlmalloc; CPU of `--version` 0.23 → 0.17 ms).
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: cordon::Allocator = cordon::Allocator::new();
 
 /// `pow`, for the one caller linked into `cordon`: tokio's multi-thread
 /// scheduler statistics (the service's runtime, which `cordon` never

@@ -47,6 +47,8 @@ pub use cordon_core::policy::{
 };
 pub use cordon_core::probe::{Availability, CgroupDir, CgroupProbe, KernelSupport, ProbeError};
 pub use cordon_core::state::{self, Protected};
+#[cfg(target_env = "musl")]
+pub use cordon_core::sys::Allocator;
 pub use cordon_core::sys::{protect_relro, raise_open_files_limit, runtime_init};
 
 /// Asks the kernel to report the TCP socket `sock` writable whenever fewer
