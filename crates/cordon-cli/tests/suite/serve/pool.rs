@@ -656,12 +656,14 @@ fn sandboxes_are_cloned_by_the_small_spawner_and_stay_the_services_children() {
     let parked = parked_one(&s);
     assert!(children_of(s.pid()).contains(&parked), "the parked init is not the service's child");
     assert!(!children_of(spawner).contains(&parked), "the parked init is the spawner's child");
-    // The address space: the service's holds its threads' stacks and
-    // allocator arenas, the spawner's (a fresh single-threaded program) none.
+    // The address space: the service's holds its threads' stacks (and, with
+    // glibc, its allocator's arenas), the spawner's (a fresh single-threaded
+    // program) none: with musl 25.9 MB against 14.2 MB, with glibc more
+    // than twice as much.
     let (init, service, spawned) =
         (status_kb(parked, "VmSize"), status_kb(s.pid(), "VmSize"), status_kb(spawner, "VmSize"));
     assert!(
-        init * 2 <= service && init <= spawned + 1024,
+        service >= spawned + 8192 && init <= spawned + 1024,
         "a parked init's address space ({init} kB) is not the spawner's ({spawned} kB) but like the service's ({service} kB)"
     );
     // The pooled sandbox runs an execution (a hit), then the next is parked.
