@@ -554,10 +554,10 @@ mod tests {
         assert!(paths.contains(&dir.join("work").as_path()), "{got:?}");
         assert!(!paths.iter().any(|p| p.starts_with(runs.join("other")) || p.starts_with(dir.join("state/key"))));
         // A deny above the hole's outer folder (a user's) is not holed.
-        let got = expand_denies_with_holes(&rules, &[dir.clone()], &holes).unwrap();
+        let got = expand_denies_with_holes(&rules, std::slice::from_ref(&dir), &holes).unwrap();
         assert!(got.is_empty(), "{got:?}");
         // Nor is the hole itself denied by name.
-        let got = expand_denies_with_holes(&rules[1..2], &[mine.clone()], &holes).unwrap();
+        let got = expand_denies_with_holes(&rules[1..2], std::slice::from_ref(&mine), &holes).unwrap();
         assert!(got.is_empty(), "{got:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
