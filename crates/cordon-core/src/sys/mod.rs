@@ -242,9 +242,12 @@ pub fn runtime_init() {
 /// start-up takes it. Errors name what was missing or refused.
 pub fn protect_relro() -> io::Result<()> {
     let missing = |what: &str| io::Error::new(io::ErrorKind::NotFound, format!("cannot protect RELRO: {what}"));
-    // SAFETY: getauxval reads the auxiliary vector; 0 means absent.
-    let (phdr, phnum, phent) =
-        unsafe { (libc::getauxval(libc::AT_PHDR), libc::getauxval(libc::AT_PHNUM), libc::getauxval(libc::AT_PHENT)) };
+    // getauxval reads the auxiliary vector; 0 means absent.
+    let auxval = |kind| {
+        // SAFETY: getauxval only reads the process's auxiliary vector.
+        unsafe { libc::getauxval(kind) }
+    };
+    let (phdr, phnum, phent) = (auxval(libc::AT_PHDR), auxval(libc::AT_PHNUM), auxval(libc::AT_PHENT));
     let (Ok(phdr), Ok(phnum), Ok(phent)) = (usize::try_from(phdr), usize::try_from(phnum), usize::try_from(phent))
     else {
         return Err(missing("program headers beyond the address space"));
