@@ -882,8 +882,14 @@ mod tests {
     fn resolver_files_covered_by_a_grant_are_bound_over_it() {
         let files = NetFiles::for_stub("cordon");
         let bind = |p: &str, access| Bind { path: p.into(), access };
-        let plan =
-            |binds, deny| RootPlan { binds, deny, tmp_size_mb: 64, exec: ExecMounts::Everywhere, pinned: vec![] };
+        let plan = |binds, deny| RootPlan {
+            binds,
+            deny,
+            tmp_size_mb: 64,
+            exec: ExecMounts::Everywhere,
+            pinned: vec![],
+            holes: vec![],
+        };
         let host_has = |f: &&&str| Path::new(f).exists();
         for (grant, deny) in [
             (bind("/etc", FsAccess::Read), vec![]),
