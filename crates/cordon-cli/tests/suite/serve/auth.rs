@@ -434,7 +434,7 @@ fn a_flood_of_token_grants_gets_429_and_does_not_grow_the_service() {
     let first = s.sign_in();
     // acme's client over its rate of 1 a second: 429 with Retry-After.
     let (statuses, retry) = grants(&s, "ci", CLIENT_SECRET, 20);
-    assert!(statuses.get(&429).is_some(), "no 429 in 20 grants at 1/s: {statuses:?}");
+    assert!(statuses.contains_key(&429), "no 429 in 20 grants at 1/s: {statuses:?}");
     let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
     assert!(retry >= 1);
     // Its first session still works (refreshing spends the same room, so
