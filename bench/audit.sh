@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
 ROUNDS=${2:-2}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 BASE=${BASE:?set BASE to the baseline cordon binary, e.g. main built elsewhere}
 for tool in hyperfine strace "$CORDON" "$BASE"; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }

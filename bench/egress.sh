@@ -30,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 LAST_CPU=$(($(nproc) - 1))
 case ${EGRESS_PIN:-same} in
     same) SERVER_CPUS=$LAST_CPU CLIENT_CPUS=$LAST_CPU ;;

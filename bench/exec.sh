@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
 ROUNDS=${2:-6}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 for tool in hyperfine "$CORDON"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install hyperfine; cargo build --release)" >&2; exit 2; }
 done

@@ -21,12 +21,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
 DOWNLOADS=${2:-7}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 for tool in cc hyperfine curl "$CORDON"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install gcc libc6-dev hyperfine curl; cargo build --release)" >&2; exit 2; }
 done
 cargo build --release -q -p cordon-egress --example bench_proxy
-BIN=target/release/examples/bench_proxy
+BIN=target/x86_64-unknown-linux-musl/release/examples/bench_proxy
 OUT=$(mktemp -d)
 PIDS=()
 cleanup() {

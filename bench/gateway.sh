@@ -53,7 +53,7 @@ SECONDS_PER=${1:-10}
 ROUNDS=${2:-2}
 CONNS=${3:-8}
 WORKERS=${WORKERS:-}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 for tool in wrk curl python3 "$CORDON"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl python3; cargo build --release)" >&2; exit 2; }
 done

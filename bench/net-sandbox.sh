@@ -11,9 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-9}
 SMALL=51
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 cargo build --release -q -p cordon-egress --example bench_proxy
-BIN=target/release/examples/bench_proxy
+BIN=target/x86_64-unknown-linux-musl/release/examples/bench_proxy
 OUT=$(mktemp -d)
 export CORDON_AUDIT_LOG=$OUT/audit.jsonl # keep the runs out of the user's audit log
 SERVER_PID=

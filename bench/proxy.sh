@@ -21,7 +21,7 @@ DOWNLOADS=${2:-5}
 SIZE=$((256 * 1024 * 1024))
 command -v curl >/dev/null || { echo "missing curl (apt-get install curl)" >&2; exit 2; }
 cargo build --release -q -p cordon-egress --example bench_proxy
-BIN=target/release/examples/bench_proxy
+BIN=target/x86_64-unknown-linux-musl/release/examples/bench_proxy
 
 OUT=$(mktemp -d)
 SERVER_PID= PROXY_PID=

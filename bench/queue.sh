@@ -42,7 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${1:-400}
 SLOTS=${2:-4}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 BASE=${BASE:-}
 CPU_PER_WORKER=${CPU_PER_WORKER:-0.1}
 NATS=${NATS:-/usr/sbin/nats-server}

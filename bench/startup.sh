@@ -13,9 +13,10 @@
 #
 # usage: [CORDON=BIN] [BASE=BIN] bench/startup.sh [RUNS] [ROUNDS]
 #        (default 300 runs per command, in 3 rounds; CORDON defaults to
-#        target/release/cordon; BASE, another cordon to compare with, adds
-#        its version, dev, process and container runs to the same hyperfine
-#        runs and prints this build's medians and p10s against it)
+#        target/x86_64-unknown-linux-musl/release/cordon; BASE, another
+#        cordon to compare with, adds its version, dev, process and
+#        container runs to the same hyperfine runs and prints this build's
+#        medians and p10s against it)
 # needs: hyperfine, bwrap, cc with static glibc, python3 (apt-get install
 #        hyperfine bubblewrap gcc libc6-dev python3); builds cordon
 #        (cargo build --release -p cordon-cli) when $CORDON is missing.
@@ -31,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-300}
 ROUNDS=${2:-3}
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 [ -x "$CORDON" ] || cargo build --release -p cordon-cli >&2
 for tool in hyperfine bwrap cc python3 "$CORDON"; do
     command -v "$tool" >/dev/null || {

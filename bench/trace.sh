@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-200}
 shift || true
 [ "${1:-}" = "--" ] && shift
-CORDON=${CORDON:-$PWD/target/release/cordon}
+CORDON=${CORDON:-$PWD/target/x86_64-unknown-linux-musl/release/cordon}
 command -v "$CORDON" >/dev/null || { echo "missing $CORDON (cargo build --release)" >&2; exit 2; }
 [ $# -gt 0 ] || set -- run --mode container -- /bin/true
 

@@ -149,8 +149,8 @@ pub fn exec_server(_parsed: ServerCommand) -> anyhow::Result<i32> {
     let err = std::process::Command::new(&server).arg0(arg0).args(args).exec();
     Err(anyhow::anyhow!(
         "cannot start {}: {err}\n  hint: cordon's service subcommands (serve, worker, dead-letters) run in the \
-{SERVER_PROGRAM} program, installed in the same folder as cordon (cargo builds both: target/release/cordon and \
-target/release/{SERVER_PROGRAM})",
+{SERVER_PROGRAM} program, installed in the same folder as cordon (cargo builds both, side by side in \
+target/x86_64-unknown-linux-musl/release/)",
         server.display()
     ))
 }

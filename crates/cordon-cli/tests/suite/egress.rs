@@ -492,8 +492,8 @@ fn a_name_pattern_never_reaches_the_hosts_loopback_but_an_address_pattern_does()
 }
 
 /// A name only the hosts file knows is resolved by cordon, which is a
-/// static program (cordon-cli's build.rs): static glibc has the `files`
-/// source of `nsswitch.conf` built in. The test binds its own hosts file
+/// static musl program (`.cargo/config.toml`): musl reads `/etc/hosts`
+/// before asking DNS. The test binds its own hosts file
 /// over `/etc/hosts` in a mount namespace it makes for that one cordon
 /// (the host's file and mounts are untouched). The name given a loopback
 /// address there is refused, naming the address only that file gives;
