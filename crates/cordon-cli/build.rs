@@ -1,8 +1,9 @@
-//! For a glibc build only (`CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu`):
+//! Mostly for a glibc build (`CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu`):
 //! the project builds for musl (`.cargo/config.toml`), where Rust links
 //! every program static-pie itself, glibc's `cpuid`-probing start-up is
 //! gone too (≈ 0.25 ms of CPU per start on this project's VMs), and this
-//! script does nothing.
+//! script only packs `cordon`'s and `cordon-server`'s relative relocations
+//! as `DT_RELR` (see [`RELR`]).
 //!
 //! Links the `cordon` program static-pie: no dynamic loader and no shared
 //! library at all, so a start maps one file and relocates only itself.
