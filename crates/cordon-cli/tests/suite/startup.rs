@@ -78,6 +78,10 @@ fn the_run_program_is_static_pie() {
 /// glibc program holds. Control: the dynamic loader of `/bin/true` (glibc's
 /// start-up for dynamic programs) holds the name.
 #[test]
+#[cfg_attr(
+    not(target_env = "musl"),
+    ignore = "this build is for glibc (CARGO_BUILD_TARGET): the project's build (.cargo/config.toml) is for musl"
+)]
 fn the_run_program_carries_no_glibc_start_up() {
     let loader = loading(Path::new(tool("/bin/true"))).interpreter.expect("control: /bin/true names its loader");
     assert!(program_holds(Path::new(&loader), "GLIBC_TUNABLES"), "control: {loader} holds GLIBC_TUNABLES");
