@@ -1096,3 +1096,55 @@ fn a_writer_dropped_on_an_async_runtime_stops_without_blocking_it() {
     assert_eq!(ids_once(&path)["DONE"].outcome, "ok");
     assert_eq!(journal_len(&path), 0);
 }
+
+/// A key load reads the public half kept beside the key instead of
+/// deriving it (a scalar multiplication, most of a load), but only when its
+/// tag binds it to this seed: a public half written by anyone else (who
+/// could then have cordon sign one message under two public keys, which
+/// gives the secret away) is ignored, derived again, and replaced.
+#[test]
+fn a_kept_public_half_is_used_only_when_its_tag_binds_it_to_the_seed() {
+    let dir = Dir::new("audit-key-bound");
+    let keys = dir.join("keys");
+    let made = AuditKey::load_or_create(&keys, || "cordon-audit".into()).unwrap();
+    let id = made.verifier().label().rsplit_once('+').unwrap().1.to_owned();
+    // The 32 bytes of a verifier's public key, in base64 (its vkey form
+    // carries them after an algorithm byte).
+    let public_b64 = |v: &Verifier| {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        b64.encode(&b64.decode(v.to_vkey().rsplit_once('+').unwrap().1).unwrap()[1..])
+    };
+    let bound = keys.join(checkpoint::PUBLIC_KEYS_DIR).join(format!("{id}.{}", checkpoint::BOUND_EXT));
+    let kept = fs::read_to_string(&bound).expect("a new key keeps its public half");
+    let cp = Checkpoint { origin: "cordon.audit/0123456789abcdef".into(), size: 1, hash: [7; 32] };
+    let signs_for_real = |key: &AuditKey| checkpoint::open(&key.sign(&cp), &[made.verifier().clone()]).is_ok();
+    let loaded = AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap();
+    assert_eq!(loaded.verifier().to_vkey(), made.verifier().to_vkey());
+    assert!(signs_for_real(&loaded));
+
+    // Another public half (a real key's, so it parses) with a tag of the
+    // right length but not this seed's.
+    let other = AuditKey::load_or_create(&dir.join("other"), || "cordon-audit".into()).unwrap();
+    let (_, tag) = kept.trim().split_once(' ').unwrap();
+    let forged = format!("{} {}\n", public_b64(other.verifier()), "0".repeat(tag.len()));
+    fs::write(&bound, &forged).unwrap();
+    let loaded = AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap();
+    assert_eq!(loaded.verifier().to_vkey(), made.verifier().to_vkey(), "a public half with a foreign tag was used");
+    assert!(signs_for_real(&loaded));
+    assert_eq!(fs::read_to_string(&bound).unwrap(), kept, "the forged file was not replaced by the real one");
+
+    // The forged public half with the real tag (the tag is over the
+    // public half: it does not carry over).
+    fs::write(&bound, format!("{} {tag}\n", public_b64(other.verifier()))).unwrap();
+    let loaded = AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap();
+    assert_eq!(loaded.verifier().to_vkey(), made.verifier().to_vkey(), "the tag did not cover the public half");
+
+    // A missing or damaged file: derived and kept again.
+    fs::remove_file(&bound).unwrap();
+    assert!(signs_for_real(&AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap()));
+    assert_eq!(fs::read_to_string(&bound).unwrap(), kept);
+    fs::write(&bound, "not a key\n").unwrap();
+    assert!(signs_for_real(&AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap()));
+    assert_eq!(fs::read_to_string(&bound).unwrap(), kept);
+}
