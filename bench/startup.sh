@@ -17,8 +17,9 @@
 #        cordon to compare with, adds its version, dev, process and
 #        container runs to the same hyperfine runs and prints this build's
 #        medians and p10s against it)
-# needs: hyperfine, bwrap, cc with static glibc, python3 (apt-get install
-#        hyperfine bubblewrap gcc libc6-dev python3); builds cordon
+# needs: hyperfine, bwrap, musl-gcc (else cc with static glibc), python3
+#        (apt-get install hyperfine bubblewrap musl-tools gcc libc6-dev
+#        python3); builds cordon
 #        (cargo build --release -p cordon-cli) when $CORDON is missing.
 # prints: one table (median, p90, difference to bare, ratio to the
 #        minimal-binds bubblewrap), runs/s two at a time, then issue 12's
@@ -43,8 +44,14 @@ done
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-cc -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c
-cc -O2 -static -o "$OUT/dev_floor" bench/floors/dev_floor.c
+# The floors are built with musl when musl-gcc is there (apt-get install
+# musl-tools), as cordon is: a static glibc program spends ~0.3 ms of its
+# start probing the CPU (cpuid, each a trap to the hypervisor on a VM),
+# which no launcher needs; FLOOR_CC=cc builds them with glibc instead.
+FLOOR_CC=${FLOOR_CC:-$(command -v musl-gcc || echo cc)}
+"$FLOOR_CC" -O2 -static -o "$OUT/ns_floor" bench/floors/ns_floor.c
+"$FLOOR_CC" -O2 -static -o "$OUT/dev_floor" bench/floors/dev_floor.c
+echo "floors built with $FLOOR_CC"
 
 # bubblewrap, minimal: what issue 12 measured it with.
 BWRAP_MIN=(bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --ro-bind /etc /etc --dev /dev --proc /proc --tmpfs /tmp)
