@@ -107,6 +107,12 @@ pub struct FolderCatalog {
     index: Mutex<Vec<(String, PathBuf)>>,
 }
 
+/// Why a catalog entry that is a symbolic link is not run: the catalog
+/// folder is kept out of every run, where a link leads is not (review s14
+/// R14-2: a plugin whose grant covered the target rewrote the linked
+/// plugin's manifest for its next run).
+const LINKED_ENTRY: &str = "the catalog entry is a symbolic link; the service runs only plugin folders that lie in its catalog folder, which no run can write (where a link leads, another plugin's grant may reach): move the plugin folder into the catalog";
+
 impl FolderCatalog {
     /// A catalog of `root`'s sub-folders. `root` is kept out of every run
     /// of this process from now on, as cordon's own state is: each plugin
@@ -132,6 +138,10 @@ impl FolderCatalog {
         for e in entries {
             let dir = e.path();
             if !dir.join(cordon::plugin::MANIFEST_FILE).is_file() {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                out.push((dir, Err(LINKED_ENTRY.into())));
                 continue;
             }
             let manifest = Manifest::load(&dir).map_err(|e| e.to_string());
@@ -190,6 +200,9 @@ impl Catalog for FolderCatalog {
             }
         };
         // Verified on every run: the folder may have changed since the scan.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(CatalogError::Invalid { id: id.into(), reason: LINKED_ENTRY.into() });
+        }
         let m = Manifest::load(&dir).map_err(|e| CatalogError::Invalid { id: id.into(), reason: e.to_string() })?;
         if m.id.to_string() != id {
             // Replaced by another plugin: rescan next time.

@@ -348,6 +348,19 @@ pub enum PluginError {
         /// How many names it has.
         links: u64,
     },
+    /// A development folder's manifest is a symbolic link: where it leads
+    /// may lie in any folder, one a run can write (review s14 R14-2).
+    #[error(
+        "the manifest {} is a symbolic link (to {}); cordon reads a development folder's manifest only as a file of its own, which a run cannot re-point or rewrite through a folder it may write",
+        manifest.display(),
+        target.display()
+    )]
+    ManifestLinked {
+        /// The manifest's name in the plugin folder.
+        manifest: PathBuf,
+        /// Where the link leads, as written.
+        target: PathBuf,
+    },
     /// The `platform` preset needs a data folder and there is none.
     #[error(
         "plugin {plugin} extends the platform preset, which needs a data folder; HOME and XDG_DATA_HOME are unset"
@@ -443,6 +456,10 @@ impl PluginError {
                  (extends = [\"platform\"]), $CORDON_ARTIFACTS, or another path in fs.write"
                     .into(),
             ),
+            PluginError::ManifestLinked { manifest, .. } => Some(format!(
+                "replace the link by the file: `cp --remove-destination \"$(readlink -f {0})\" {0}`",
+                manifest.display()
+            )),
             PluginError::ManifestHardLinked { .. } => Some(
                 "give the folder a manifest of its own: `cp cordon.toml cordon.toml.new && mv cordon.toml.new cordon.toml`"
                     .into(),
@@ -612,7 +629,16 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
         .map_err(|source| PluginError::PluginDir { path: req.plugin_dir.clone(), source })?;
     let manifest = match given {
         Some(bytes) => Manifest::parse_bytes(bytes, &plugin_dir.join(MANIFEST_FILE))?,
-        None => Manifest::load(&plugin_dir)?,
+        None => {
+            // Not read through a link: the grants below are checked against
+            // the manifest's own name and inode, and a link's target could
+            // lie anywhere a run may write.
+            let file = plugin_dir.join(MANIFEST_FILE);
+            if let Ok(target) = std::fs::read_link(&file) {
+                return Err(PluginError::ManifestLinked { manifest: file, target });
+            }
+            Manifest::load(&plugin_dir)?
+        }
     };
     let data_dir = if manifest.extends.contains(&Preset::Platform) {
         let named = match (&req.data_dir, &req.data_tenant) {
@@ -639,11 +665,24 @@ fn prepare(req: &HandlerRequest, data: DataDir, given: Option<&[u8]>) -> Result<
     let manifest_id = file_id(&manifest_file);
     let leads_to =
         |w: &PathRule| std::fs::canonicalize(&w.path).unwrap_or_else(|_| cordon_core::policy::fs::normalize(&w.path));
+    // The folder as the caller named it, too: a link on that path inside a
+    // write grant (`cordon exec /w/pl`, `pl` a link, `fs.write = ["/w"]`)
+    // can be re-pointed by a run to another folder for the next run.
+    let spelled = std::path::absolute(&req.plugin_dir)
+        .map(|p| cordon_core::policy::fs::normalize(&p))
+        .unwrap_or_else(|_| plugin_dir.clone());
     let reaches_manifest = |w: &PathRule| {
         let to = leads_to(w);
-        plugin_dir.starts_with(&to) || to == manifest_file || (manifest_id.is_some() && file_id(&to) == manifest_id)
+        plugin_dir.starts_with(&to)
+            || spelled.starts_with(&to)
+            || spelled.starts_with(cordon_core::policy::fs::normalize(&w.path))
+            || to == manifest_file
+            || (manifest_id.is_some() && file_id(&to) == manifest_id)
     };
     if let Some(grant) = policy.fs.write.iter().find(|w| reaches_manifest(w)) {
+        // Named as the caller spelled it when only that spelling is covered.
+        let plugin_dir =
+            if spelled != plugin_dir && !plugin_dir.starts_with(leads_to(grant)) { spelled } else { plugin_dir };
         return Err(PluginError::WritesOwnFolder {
             plugin: manifest.id.to_string(),
             plugin_dir,

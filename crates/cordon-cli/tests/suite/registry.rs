@@ -400,6 +400,46 @@ fn a_plugin_may_not_write_its_own_folder() {
     out.assert_code(125).assert_stderr_contains("has 2 names (hard links)");
     assert_eq!(std::fs::read_to_string(folder.join("cordon.toml")).unwrap(), text, "{out}");
     assert!(!marker.exists(), "the handler ran: {out}");
+    // Review s14 R14-2: a manifest that is a symbolic link, to a file in a
+    // folder the plugin may write (inside it or elsewhere): refused, never
+    // read through the link; on the host the target is unchanged.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for (name, write, target) in [
+        ("linked-in", "\"out\"".to_owned(), "out/cordon.toml".to_owned()),
+        (
+            "linked-out",
+            format!("{:?}", elsewhere.display().to_string()),
+            elsewhere.join("cordon.toml").display().to_string(),
+        ),
+    ] {
+        let folder = dir.join(format!("plugin-{name}"));
+        std::fs::create_dir_all(folder.join("out")).unwrap();
+        let text = manifest(name, &write);
+        let real = folder.join(&target);
+        std::fs::write(&real, &text).unwrap();
+        std::os::unix::fs::symlink(&target, folder.join("cordon.toml")).unwrap();
+        let out = at(&home, &["exec", s(&folder), "go"]).run();
+        out.assert_code(125)
+            .assert_stderr_contains("is a symbolic link")
+            .assert_stderr_contains("cp --remove-destination");
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), text, "{out}");
+        assert!(!marker.exists(), "the handler ran: {out}");
+    }
+    // The plugin folder named through a link that lies in a folder the
+    // plugin may write: a run could re-point the link to another folder
+    // for the next run.
+    let real = dir.join("plugin-real");
+    std::fs::create_dir_all(&real).unwrap();
+    let named = links.join("w/pl");
+    std::fs::create_dir_all(links.join("w")).unwrap();
+    std::os::unix::fs::symlink(&real, &named).unwrap();
+    let text = manifest("respelled", &format!("{:?}", links.join("w").display().to_string()));
+    std::fs::write(real.join("cordon.toml"), &text).unwrap();
+    let out = at(&home, &["exec", s(&named), "go"]).run();
+    out.assert_code(125).assert_stderr_contains("may not write its own folder").assert_stderr_contains(s(&named));
+    assert!(std::fs::symlink_metadata(&named).unwrap().file_type().is_symlink(), "{out}");
+    assert!(!marker.exists(), "the handler ran: {out}");
     // Control: the data folder is the plugin's to write.
     let folder = dir.join("plugin-data");
     std::fs::create_dir_all(&folder).unwrap();

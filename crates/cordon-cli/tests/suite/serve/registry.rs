@@ -191,3 +191,45 @@ fn a_plugin_cannot_write_another_plugin_folder_of_the_catalog() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(!r.body.contains("pwned"), "{r:?}");
 }
+
+/// Review s14 R14-2: a catalog entry that is a symbolic link to a plugin
+/// folder elsewhere was run, though only the catalog folder is kept out of
+/// every run: another plugin whose grant covered the link's target rewrote
+/// the linked plugin's manifest for its next run. Such an entry is not run
+/// now (its handler never starts), and a catalog plugin whose manifest is a
+/// link is refused as a development folder's is.
+#[test]
+fn a_catalog_entry_or_manifest_that_is_a_link_is_not_run() {
+    let s = Service::start("serve-catalog-link");
+    let dir = s.dir.path().to_owned();
+    s.dir.create("out/.keep", "");
+    let marker = dir.join("out/ran");
+    let victim = |id: &str| {
+        format!(
+            "id = \"{id}\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{out}\"]\n\
+             [handlers.go]\ncommand = [\"sh\", \"-c\", \"touch {m}; printf '{{}}' >&3\"]\n",
+            out = dir.join("out").display(),
+            m = marker.display()
+        )
+    };
+    s.dir.create("elsewhere/victim/cordon.toml", victim("@test/victim"));
+    std::os::unix::fs::symlink(dir.join("elsewhere/victim"), dir.join("plugins/victim")).unwrap();
+    s.dir.create("elsewhere/manifest.toml", victim("@test/linked-manifest"));
+    std::fs::create_dir_all(dir.join("plugins/linked-manifest")).unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere/manifest.toml"), dir.join("plugins/linked-manifest/cordon.toml"))
+        .unwrap();
+    let at = s.access_token();
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": "@test/victim", "handler": "go", "input": {}}));
+    assert_ne!(r.status, 200, "{r:?}\n{}", s.log());
+    assert!(!marker.exists(), "the linked catalog entry ran: {r:?}");
+    let r =
+        s.post_json("/v1/executions", &at, &json!({"plugin": "@test/linked-manifest", "handler": "go", "input": {}}));
+    assert!(r.body.contains("SETUP_FAILED") && r.body.contains("is a symbolic link"), "{r:?}\n{}", s.log());
+    assert!(!marker.exists(), "the plugin with a linked manifest ran: {r:?}");
+    // Control: the same plugin as a folder of the catalog runs.
+    std::fs::remove_file(dir.join("plugins/victim")).unwrap();
+    std::fs::rename(dir.join("elsewhere/victim"), dir.join("plugins/victim")).unwrap();
+    let r = s.post_json("/v1/executions", &at, &json!({"plugin": "@test/victim", "handler": "go", "input": {}}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    assert!(marker.exists(), "control: the plugin did not run: {r:?}");
+}
