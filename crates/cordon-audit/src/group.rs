@@ -672,8 +672,13 @@ impl State {
             serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
             buf.push(b'\n');
         }
-        let mut f = OpenOptions::new().read(true).append(true).create(true).truncate(false).mode(0o600).open(&tmp)?;
-        f.set_len(0)?;
+        // Made anew (O_EXCL follows no link): whatever is at that name, a
+        // link a run put there included, goes first (review s14 R14-3).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(&buf)?;
         f.sync_data()?;
         fs::rename(&tmp, &self.journal_path)?;

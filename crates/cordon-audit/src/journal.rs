@@ -122,7 +122,12 @@ impl Drop for Locked<'_> {
 impl Journal {
     /// Opens (creating it, `0600`) the journal of the log at `log`.
     pub(crate) fn open(log: &Path) -> io::Result<Journal> {
-        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path_of(log))?;
+        // Never through a link a run may have put in its place (review s14
+        // R14-3: cordon would truncate the link's target).
+        let file = cordon_core::state::open_own_file(
+            OpenOptions::new().read(true).append(true).create(true).mode(0o600),
+            &path_of(log),
+        )?;
         Ok(Journal { file, lock: Mutex::new(()) })
     }
 

@@ -522,8 +522,10 @@ fn open_or_create(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Never through a link, and only a regular file with one name (see
+/// `cordon_core::state::open_own_file`).
 fn open_existing(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).append(true).open(path)
+    cordon_core::state::open_own_file(OpenOptions::new().read(true).append(true), path)
 }
 
 /// Creates the log (and its folders), or opens it when another process
@@ -533,7 +535,10 @@ fn create(path: &Path) -> io::Result<File> {
     if let Some(dir) = dir {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    match OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(path) {
+    match cordon_core::state::open_own_file(
+        OpenOptions::new().read(true).append(true).create_new(true).mode(0o600),
+        path,
+    ) {
         Ok(f) => {
             // Make the new directory entry durable, or a crash could lose
             // the whole file along with its first records.

@@ -382,3 +382,89 @@ fn a_run_cannot_plant_records_into_another_audit_log() {
         assert_eq!(records(&log).iter().filter(|r| r["lost"] == true).count(), 0, "{text}");
     });
 }
+
+#[test]
+fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
+    // Review s14 R14-3: cordon opened an audit log kept outside its state
+    // folder, and the log's run journal, by path, following links. A run
+    // that may write that folder (while recording to another log) replaced
+    // both by links to host files; the next run on that log, as root,
+    // truncated the journal's target and appended its record to the log's.
+    // Now neither is opened through a link (nor as a FIFO or a file with
+    // other names): the next run is refused before its command starts,
+    // naming the link, and the host files are unchanged.
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let (state, log) = state_with_runs(&format!("audit-link-{}", mode.as_str()), 1);
+        let vault = state.join("vault");
+        std::fs::create_dir(&vault).unwrap();
+        let shadow = vault.join("shadow");
+        let keys = vault.join("authorized_keys");
+        std::fs::write(&shadow, "root:$6$SALT$HASH:19000:0:99999:7:::\n").unwrap();
+        std::fs::write(&keys, "ORIGINAL LINE\n").unwrap();
+        let folder = state.path().to_str().unwrap();
+        // Recording elsewhere, outside the grant (a log inside it keeps the
+        // grant's folders from changing during the run).
+        let elsewhere = Dir::new(&format!("audit-link-other-{}", mode.as_str()));
+        let other = elsewhere.join("other.jsonl");
+        let out = run_in(mode)
+            .args(["--write", folder, "--cwd", folder, "--", "sh", "-c"])
+            .arg(format!(
+                "mv audit.jsonl audit.jsonl.old && ln -s {} audit.jsonl && rm -f audit.jsonl.inflight && ln -s {} audit.jsonl.inflight",
+                keys.display(),
+                shadow.display()
+            ))
+            .env("CORDON_AUDIT_LOG", &other)
+            .run();
+        out.assert_success();
+        assert!(
+            std::fs::symlink_metadata(&log).unwrap().file_type().is_symlink(),
+            "control: the run made the links\n{out}"
+        );
+        let marker = state.join("ran");
+        // Run plainly: the test kit would read the log it names after the
+        // run, through the link.
+        let next = std::process::Command::new(super::cordon_bin())
+            .args(["run", "--mode", mode.as_str(), "--", "touch"])
+            .arg(&marker)
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&next.stderr);
+        assert_eq!(next.status.code(), Some(125), "[{}] {stderr}", mode.as_str());
+        assert!(stderr.contains("is a symbolic link"), "[{}] {stderr}", mode.as_str());
+        assert!(!marker.exists(), "the command ran [{}]\n{stderr}", mode.as_str());
+        assert_eq!(
+            std::fs::read_to_string(&shadow).unwrap(),
+            "root:$6$SALT$HASH:19000:0:99999:7:::\n",
+            "[{}]",
+            mode.as_str()
+        );
+        assert_eq!(std::fs::read_to_string(&keys).unwrap(), "ORIGINAL LINE\n", "[{}]", mode.as_str());
+        // The log a FIFO: refused at once, without blocking.
+        std::fs::remove_file(&log).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(&log).status().unwrap();
+        assert!(status.success());
+        let next = std::process::Command::new(super::cordon_bin())
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&next.stderr);
+        assert_eq!(next.status.code(), Some(125), "{stderr}");
+        assert!(stderr.contains("is not a regular file"), "{stderr}");
+        // Control: the log put back (and the journal link removed), runs record again.
+        std::fs::remove_file(&log).unwrap();
+        std::fs::remove_file(state.join("audit.jsonl.inflight")).unwrap();
+        std::fs::rename(state.join("audit.jsonl.old"), &log).unwrap();
+        cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", state.join("xdg"))
+            .run()
+            .assert_success();
+        assert_eq!(records(&log).len(), 2, "[{}]", mode.as_str());
+    });
+}
