@@ -307,7 +307,8 @@ impl AuditKey {
         // kept for the next load.
         let kept = bound.as_deref().and_then(|b| read_bound_public(b, name, &seed));
         let public = kept.unwrap_or_else(|| VerifyingKey::from(&expanded));
-        let key = AuditKey { verifier: Verifier { id: key_id(name, &public), name: name.to_owned(), key: public }, expanded };
+        let key =
+            AuditKey { verifier: Verifier { id: key_id(name, &public), name: name.to_owned(), key: public }, expanded };
         if id != hex(&key.verifier.id) {
             return Err(malformed("the key id does not match the key"));
         }
