@@ -334,6 +334,18 @@ impl AuditKey {
         format!("PRIVATE+KEY+{}+{}+{}\n", self.verifier.name, hex(&self.verifier.id), B64.encode(&*key))
     }
 
+    /// The key of the run journal's line MACs ([`crate::journal::LineKey`]),
+    /// derived from this key's seed (HMAC-SHA-256 of a fixed label): who
+    /// cannot read the audit key cannot make a journal line that recovery
+    /// accepts.
+    pub(crate) fn journal_key(&self) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let seed = Zeroizing::new(self.signing.to_bytes());
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(seed.as_ref()).expect("HMAC takes a key of any length");
+        mac.update(b"cordon audit run journal v1");
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
+
     /// The matching verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier

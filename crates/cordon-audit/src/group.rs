@@ -105,7 +105,7 @@ use cordon_core::policy::Mode;
 use cordon_core::state::Protected;
 use tokio::sync::oneshot;
 
-use crate::journal::{self, lost, Journal, Line};
+use crate::journal::{self, lost, seal, Journal, Line, Rejected};
 use crate::log::{AuditLog, InLogCheckpoint, KeyFolder};
 use crate::record::{AuditRecord, Ending, Subject};
 use crate::trail::AuditError;
@@ -204,6 +204,7 @@ pub struct GroupWriter {
     path: PathBuf,
     log: AuditLog,
     recovered: usize,
+    rejected: usize,
     counters: Arc<Counters>,
 }
 
@@ -291,7 +292,7 @@ impl GroupWriter {
             Err(e) => return Err(open_err(e)),
         }
         let journal = Journal::open(path).map_err(open_err)?;
-        let recovered = recover(&log, &journal, path)?;
+        let (recovered, rejected) = recover(&log, &journal, path)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let mut state = State {
@@ -313,8 +314,16 @@ impl GroupWriter {
             path: path.to_owned(),
             log,
             recovered,
+            rejected,
             counters,
         })
+    }
+
+    /// How many lines of the run journal [`GroupWriter::open`] found
+    /// without a valid MAC (forged, or damaged): recorded as one
+    /// `JOURNAL_FORGED` record, not as the runs they name.
+    pub fn rejected(&self) -> usize {
+        self.rejected
     }
 
     /// How many runs of an earlier writer [`GroupWriter::open`] recorded as
@@ -453,21 +462,28 @@ impl Future for BeginCommit {
     }
 }
 
-/// Records the runs an earlier writer left open as `LOST`, then empties the
+/// Records the runs an earlier writer left open as `LOST` (and lines
+/// without a valid MAC as one `JOURNAL_FORGED` record), then empties the
 /// journal. Runs whose owner still lives (another process's `cordon run`)
-/// make the service refuse to start.
-fn recover(log: &AuditLog, journal: &Journal, path: &Path) -> Result<usize, AuditError> {
+/// make the service refuse to start. Returns how many runs it recorded and
+/// how many lines it rejected.
+fn recover(log: &AuditLog, journal: &Journal, path: &Path) -> Result<(usize, usize), AuditError> {
     let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
     if journal.is_empty().map_err(recover_err)? {
-        return Ok(0);
+        return Ok((0, 0));
     }
+    let key = log.journal_key().map_err(recover_err)?;
     let locked = journal.lock().map_err(recover_err)?;
-    let open = locked.open_runs().map_err(recover_err)?;
-    let dead = locked.take_dead().map_err(recover_err)?;
+    let open = locked.open_runs(key, &mut Rejected::default()).map_err(recover_err)?;
+    let mut rejected = Rejected::default();
+    let dead = locked.take_dead(key, &mut rejected).map_err(recover_err)?;
     if let Some(alive) = open.iter().find(|o| !dead.iter().any(|d| d.draft.request_id == o.id)) {
         return Err(AuditError::Busy { path: path.to_owned(), pid: alive.pid });
     }
     let held = log.lock().map_err(recover_err)?;
+    if !rejected.is_empty() {
+        held.append(&mut rejected.record(&journal::path_of(path))).map_err(recover_err)?;
+    }
     let mut appended = 0;
     for d in &dead {
         if !held.has_record(&d.draft.request_id, d.log_len).map_err(recover_err)? {
@@ -477,7 +493,7 @@ fn recover(log: &AuditLog, journal: &Journal, path: &Path) -> Result<usize, Audi
     }
     drop(held);
     locked.truncate().map_err(recover_err)?;
-    Ok(appended)
+    Ok((appended, rejected.lines))
 }
 
 /// An open run, as the writer thread knows it.
@@ -578,9 +594,12 @@ impl State {
     /// returns whether it wrote begins (which then need a sync).
     fn journal_lines(&mut self, begins: &[(AuditRecord, Reply<()>)]) -> io::Result<bool> {
         let mut buf = vec![];
+        let key = self.log.journal_key()?;
         for id in self.ended.drain(..) {
+            let start = buf.len();
             serde_json::to_writer(&mut buf, &Line { begin: None, end: Some(id), pid: None, log_len: None, open: None })
                 .map_err(io::Error::other)?;
+            seal(key, &mut buf, start);
             buf.push(b'\n');
         }
         if !begins.is_empty() {
@@ -593,7 +612,9 @@ impl State {
                     log_len: Some(log_len),
                     open: None,
                 };
+                let start = buf.len();
                 serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
+                seal(key, &mut buf, start);
                 buf.push(b'\n');
                 self.open.insert(draft.request_id.clone(), OpenRun { draft: draft.clone(), log_len });
             }
@@ -661,6 +682,7 @@ impl State {
     fn compact(&mut self) -> io::Result<()> {
         let tmp = self.journal_path.with_extension("inflight.compact");
         let mut buf = vec![];
+        let key = self.log.journal_key()?;
         for run in self.open.values() {
             let line = Line {
                 begin: Some(run.draft.clone()),
@@ -669,7 +691,9 @@ impl State {
                 log_len: Some(run.log_len),
                 open: None,
             };
+            let start = buf.len();
             serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
+            seal(key, &mut buf, start);
             buf.push(b'\n');
         }
         // Made anew (O_EXCL follows no link): whatever is at that name, a

@@ -13,6 +13,17 @@
 //! that made it (it is in the page cache), which is what the journal is
 //! for. A run's begin line is written before the run starts.
 //!
+//! Every line carries a MAC (`"mac"`, HMAC-SHA-256 with a key derived from
+//! the audit key, bound to the log: [`LineKey`]). The journal lies beside
+//! the log, where a run that may write the log's folder but records to
+//! another log can write it too; the audit key lies in cordon's state
+//! folder, which no run reaches. So a line without a valid MAC (forged, or
+//! damaged) is never taken for what it says: it opens no run, ends none,
+//! and its draft is never recorded; recovery records one
+//! `JOURNAL_FORGED` record saying how many such lines it found
+//! ([`Rejected`]). A log without a key ([`crate::KeyFolder::Unsigned`])
+//! has unauthenticated lines, as it has an unsigned chain.
+//!
 //! Whether a run's owner lives is a lock, not a pid: the owner holds an
 //! open-file-description lock on the first byte of the run's begin line
 //! until the run ends, and the kernel drops it when the owner dies, however
@@ -21,6 +32,7 @@
 //! and that has no record in the log after the size the log had at its
 //! begin is recorded as `LOST`.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -30,10 +42,146 @@ use std::sync::{Mutex, MutexGuard};
 
 use cordon_core::sys::{self, ByteLock};
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::log::{read_line_at, Tail};
-use crate::record::{AuditRecord, ErrorCode};
+use crate::record::{hex, now_rfc3339, AuditRecord, ErrorCode};
+
+/// The key that authenticates the journal lines of one log: HMAC-SHA-256
+/// keyed by [`crate::checkpoint::AuditKey::journal_key`], over the log's
+/// identity (the name of its latest-checkpoint file, a hash of its resolved
+/// path) and then the line. Bound to the log, so a line copied from another
+/// log's journal does not pass either. Made once with the audit key (on
+/// the thread that loads it); each line costs one MAC of its bytes.
+#[derive(Clone)]
+pub(crate) struct LineKey {
+    /// The MAC's state once the key and the log's identity are in.
+    keyed: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for LineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineKey(..)")
+    }
+}
+
+/// What follows a sealed line's JSON body (without its closing brace):
+/// `,"mac":"` 64 hex digits `"}`.
+const MAC_FIELD: &[u8] = b",\"mac\":\"";
+const SEALED_TAIL: usize = MAC_FIELD.len() + 64 + 2;
+
+impl LineKey {
+    /// The key of the log named `log_id`, from `key` (the audit key's
+    /// journal key).
+    pub(crate) fn new(key: &Zeroizing<[u8; 32]>, log_id: &[u8]) -> LineKey {
+        let mut keyed = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes a key of any length");
+        keyed.update(&(log_id.len() as u64).to_be_bytes());
+        keyed.update(log_id);
+        LineKey { keyed }
+    }
+
+    fn tag(&self, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
+        mac.update(body);
+        mac
+    }
+}
+
+/// Adds the MAC of the JSON object `buf[start..]` (which ends in `}`) as its
+/// last field, `"mac"`. Nothing without a key.
+pub(crate) fn seal(key: Option<&LineKey>, buf: &mut Vec<u8>, start: usize) {
+    let Some(key) = key else { return };
+    let tag = key.tag(&buf[start..]).finalize().into_bytes();
+    debug_assert_eq!(buf.last(), Some(&b'}'));
+    buf.pop();
+    buf.extend_from_slice(MAC_FIELD);
+    buf.extend_from_slice(hex(&tag).as_bytes());
+    buf.extend_from_slice(b"\"}");
+}
+
+/// The JSON body of `line` (without its `"mac"`) when its MAC is valid;
+/// `line` itself without a key; `None` when it has no valid MAC.
+fn authentic<'a>(key: Option<&LineKey>, line: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    let Some(key) = key else { return Some(Cow::Borrowed(line)) };
+    let split = line.len().checked_sub(SEALED_TAIL)?;
+    let (head, tail) = line.split_at(split);
+    let digits = tail.strip_prefix(MAC_FIELD)?.strip_suffix(b"\"}")?;
+    let mut tag = [0u8; 32];
+    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(s, 16).ok()?;
+    }
+    let mut body = Vec::with_capacity(head.len() + 1);
+    body.extend_from_slice(head);
+    body.push(b'}');
+    // Compared in constant time.
+    key.tag(&body).verify_slice(&tag).ok()?;
+    Some(Cow::Owned(body))
+}
+
+/// Lines of a journal that parse as journal lines but have no valid MAC:
+/// forged by someone who could write the log's folder, or damaged. They
+/// change nothing; recovery records them as one `JOURNAL_FORGED` record
+/// ([`Rejected::record`]).
+#[derive(Debug, Default)]
+pub(crate) struct Rejected {
+    /// How many.
+    pub(crate) lines: usize,
+    /// Where the first one starts.
+    pub(crate) first_at: Option<u64>,
+    /// The request ids the first few claim (as written; for the record).
+    claimed: Vec<String>,
+    /// SHA-256 over the rejected lines, in order.
+    digest: Sha256,
+}
+
+impl Rejected {
+    fn add(&mut self, at: u64, raw: &[u8], line: &Line) {
+        self.lines += 1;
+        self.first_at.get_or_insert(at);
+        let id = line.begin.as_ref().map(|b| b.request_id.as_str()).or(line.end.as_deref());
+        if let Some(id) = id.filter(|_| self.claimed.len() < 3) {
+            self.claimed.push(id.chars().take(64).collect());
+        }
+        self.digest.update(raw);
+    }
+
+    /// Whether there is none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// The record saying that `journal` had these lines: outcome
+    /// `JOURNAL_FORGED`, not a run (no tenant, plugin or command: nothing
+    /// the lines claim is taken for true), with a request id made of the
+    /// lines' hash.
+    pub(crate) fn record(&self, journal: &Path) -> AuditRecord {
+        let digest = hex(&self.digest.clone().finalize());
+        let claimed = if self.claimed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (claiming request ids {})",
+                self.claimed.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+            )
+        };
+        AuditRecord {
+            time: now_rfc3339(),
+            request_id: format!("journal-{}", &digest[..26]),
+            outcome: ErrorCode::JournalForged.as_str().to_owned(),
+            error: Some(format!(
+                "{} line(s) of the run journal {} from byte {} had no valid MAC{claimed}: forged by someone who could write the log's folder, or damaged; recorded only as this, not as the runs they name (sha256 of the lines {digest})",
+                self.lines,
+                journal.display(),
+                self.first_at.unwrap_or(0),
+            )),
+            ..AuditRecord::default()
+        }
+    }
+}
 
 /// What follows the log's file name in its journal's.
 pub const JOURNAL_SUFFIX: &str = ".inflight";
@@ -155,43 +303,48 @@ impl Locked<'_> {
         &self.journal.file
     }
 
-    /// The runs open now: the open set of the last complete line (a line
-    /// cut short by a killed writer is skipped: its change never
-    /// happened).
-    pub(crate) fn open_runs(&self) -> io::Result<Vec<Open>> {
-        self.open_runs_in(&Tail::read(self.file())?)
+    /// The runs open now: the open set of the last complete line with a
+    /// valid MAC (a line cut short by a killed writer is skipped: its
+    /// change never happened; a line without a valid MAC is counted in
+    /// `rejected` and changes nothing).
+    pub(crate) fn open_runs(&self, key: Option<&LineKey>, rejected: &mut Rejected) -> io::Result<Vec<Open>> {
+        self.open_runs_in(&Tail::read(self.file())?, key, rejected)
     }
 
     /// [`Locked::open_runs`] of the journal whose end is `tail` (read under
     /// this lock, so it is still the end).
-    fn open_runs_in(&self, tail: &Tail) -> io::Result<Vec<Open>> {
+    fn open_runs_in(&self, tail: &Tail, key: Option<&LineKey>, rejected: &mut Rejected) -> io::Result<Vec<Open>> {
         if tail.len == 0 {
             return Ok(vec![]);
         }
         if !tail.torn {
-            if let Ok(Line { open: Some(open), .. }) = serde_json::from_slice::<Line>(&tail.last) {
-                return Ok(open);
+            if let Some(body) = authentic(key, &tail.last) {
+                if let Ok(Line { open: Some(open), .. }) = serde_json::from_slice::<Line>(&body) {
+                    return Ok(open);
+                }
             }
         }
-        // A group writer's journal, or a last line cut short (its writer
-        // was killed before its change happened): replay it all.
-        replay(self.file(), tail.len)
+        // A group writer's journal, a last line cut short (its writer was
+        // killed before its change happened), or one without a valid MAC:
+        // replay it all.
+        replay(self.file(), tail.len, key, rejected)
     }
 
     /// Writes the begin line of `draft` with `log_len`, the log's size
     /// now, and locks its first byte for as long as this process runs it.
     /// Returns the line's offset, which [`Locked::end`] takes.
-    pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64) -> io::Result<Begun> {
+    pub(crate) fn begin(&self, draft: &AuditRecord, log_len: u64, key: Option<&LineKey>) -> io::Result<Begun> {
         // One look at the end serves the open set, the line's offset and
         // its write.
         let tail = Tail::read(self.file())?;
-        let mut open = self.open_runs_in(&tail)?;
+        // Lines without a valid MAC are left to the next recovery to report.
+        let mut open = self.open_runs_in(&tail, key, &mut Rejected::default())?;
         let alone = open.is_empty();
         // After the newline that a torn last line gets.
         let at = tail.len + u64::from(tail.torn);
         open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
         let line = Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) };
-        let written = self.write_after(&tail, &line)?;
+        let written = self.write_after(&tail, &line, key)?;
         // Under the journal's flock, so no recovery looks before it holds.
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
         Ok(Begun { at, alone_until: alone.then_some(tail.len + written) })
@@ -199,7 +352,7 @@ impl Locked<'_> {
 
     /// Ends run `id`, begun at `at`: it has its record. The last open run's
     /// end empties the journal.
-    pub(crate) fn end(&self, id: &str, begun: &Begun) -> io::Result<()> {
+    pub(crate) fn end(&self, id: &str, begun: &Begun, key: Option<&LineKey>) -> io::Result<()> {
         // While a run is open the journal only grows: every change under
         // its flock appends a line, it is emptied only when no run is open,
         // and a group writer takes it only when none is. So a journal still
@@ -211,33 +364,45 @@ impl Locked<'_> {
             self.file().set_len(0)?;
         } else {
             let tail = Tail::read(self.file())?;
-            let mut open = self.open_runs_in(&tail)?;
+            let mut open = self.open_runs_in(&tail, key, &mut Rejected::default())?;
             open.retain(|o| o.id != id);
-            self.end_all(&tail, open, id)?;
+            self.end_all(&tail, open, id, key)?;
         }
         sys::ofd_lock_byte(self.file().as_fd(), begun.at, ByteLock::Release)
     }
 
     /// Writes the end of run `id` with `open`, the runs left, after `tail`;
     /// or empties the journal when none is left.
-    fn end_all(&self, tail: &Tail, open: Vec<Open>, id: &str) -> io::Result<()> {
+    fn end_all(&self, tail: &Tail, open: Vec<Open>, id: &str, key: Option<&LineKey>) -> io::Result<()> {
         if open.is_empty() {
             return self.file().set_len(0);
         }
         let line = Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) };
-        self.write_after(tail, &line).map(drop)
+        self.write_after(tail, &line, key).map(drop)
     }
 
     /// The open runs whose owner is gone, with their drafts; the caller
-    /// records each, then calls [`Locked::forget`].
-    pub(crate) fn take_dead(&self) -> io::Result<Vec<Dead>> {
+    /// records each, then calls [`Locked::forget`]. Lines without a valid
+    /// MAC go to `rejected`.
+    pub(crate) fn take_dead(&self, key: Option<&LineKey>, rejected: &mut Rejected) -> io::Result<Vec<Dead>> {
         let mut dead = vec![];
-        for o in self.open_runs()? {
+        for o in self.open_runs(key, rejected)? {
             if sys::ofd_byte_locked(self.file().as_fd(), o.at)? {
                 continue;
             }
             let line = read_line_at(self.file(), o.at)?;
-            let draft = match serde_json::from_slice::<Line>(&line).ok().and_then(|l| l.begin) {
+            let begin = match authentic(key, &line) {
+                Some(body) => serde_json::from_slice::<Line>(&body).ok().and_then(|l| l.begin),
+                None => {
+                    // A valid open set names this line, which is not valid
+                    // now: damaged or overwritten since.
+                    if let Ok(l) = serde_json::from_slice::<Line>(&line) {
+                        rejected.add(o.at, &line, &l);
+                    }
+                    None
+                }
+            };
+            let draft = match begin {
                 Some(d) if d.request_id == o.id => d,
                 // The begin line is not where the set says: keep what the
                 // set knows (the request id).
@@ -254,23 +419,26 @@ impl Locked<'_> {
     }
 
     /// Drops the runs `ids` from the open set (they were recorded).
-    pub(crate) fn forget(&self, ids: &[String]) -> io::Result<()> {
+    /// Drops the runs `ids` from the open set (they were recorded). The
+    /// line it writes is the journal's last, with a valid MAC: lines
+    /// rejected before it are not read again.
+    pub(crate) fn forget(&self, ids: &[String], key: Option<&LineKey>) -> io::Result<()> {
         let tail = Tail::read(self.file())?;
-        let mut open = self.open_runs_in(&tail)?;
+        let mut open = self.open_runs_in(&tail, key, &mut Rejected::default())?;
         open.retain(|o| !ids.contains(&o.id));
-        self.end_all(&tail, open, ids.first().map_or("", String::as_str))
+        self.end_all(&tail, open, ids.first().map_or("", String::as_str), key)
     }
 
-    /// Appends `line` to the journal whose end is `tail` (read under this
-    /// lock), ending a torn last line first.
-    /// Appends `line` (after the newline a torn last line gets); returns
-    /// how many bytes it wrote.
-    fn write_after(&self, tail: &Tail, line: &Line) -> io::Result<u64> {
+    /// Appends `line`, sealed with `key` (after the newline a torn last
+    /// line gets); returns how many bytes it wrote.
+    fn write_after(&self, tail: &Tail, line: &Line, key: Option<&LineKey>) -> io::Result<u64> {
         let mut buf = Vec::with_capacity(512);
         if tail.torn {
             buf.push(b'\n');
         }
+        let start = buf.len();
         serde_json::to_writer(&mut buf, line).map_err(io::Error::other)?;
+        seal(key, &mut buf, start);
         buf.push(b'\n');
         (&self.journal.file).write_all(&buf)?;
         Ok(buf.len() as u64)
@@ -279,8 +447,9 @@ impl Locked<'_> {
 
 /// The open runs that replaying the first `len` bytes of `file` leaves: an
 /// `open` set replaces what came before it, a `begin` adds a run, an `end`
-/// drops one; a line that does not parse (cut short) changes nothing.
-pub(crate) fn replay(file: &File, len: u64) -> io::Result<Vec<Open>> {
+/// drops one; a line that does not parse (cut short) changes nothing, nor
+/// does one without a valid MAC (counted in `rejected`).
+pub(crate) fn replay(file: &File, len: u64, key: Option<&LineKey>, rejected: &mut Rejected) -> io::Result<Vec<Open>> {
     let mut all = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
     file.read_exact_at(&mut all, 0)?;
     let mut open: Vec<Open> = vec![];
@@ -288,7 +457,14 @@ pub(crate) fn replay(file: &File, len: u64) -> io::Result<Vec<Open>> {
     for raw in all.split_inclusive(|b| *b == b'\n') {
         let start = at;
         at += raw.len() as u64;
-        let Ok(line) = serde_json::from_slice::<Line>(raw) else { continue };
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let Some(body) = authentic(key, raw) else {
+            if let Ok(line) = serde_json::from_slice::<Line>(raw) {
+                rejected.add(start, raw, &line);
+            }
+            continue;
+        };
+        let Ok(line) = serde_json::from_slice::<Line>(&body) else { continue };
         match line {
             Line { open: Some(set), .. } => open = set,
             Line { begin: Some(draft), pid, log_len, .. } => open.push(Open {

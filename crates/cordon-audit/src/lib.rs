@@ -162,7 +162,7 @@ pub use record::{
     host_secret_values, network_summary, now_rfc3339, policy_digest, redact, redacted_subject, secret_values,
     AuditRecord, Ending, ErrorCode, Outcome, Subject, UnknownOutcome,
 };
-pub use trail::{log_path, AuditError, AuditTrail, AuditedRun, LOG_ENV};
+pub use trail::{log_path, rejected_journal_lines, AuditError, AuditTrail, AuditedRun, LOG_ENV};
 pub use verify::{verify, Trust, Verified, VerifyError};
 
 #[cfg(test)]

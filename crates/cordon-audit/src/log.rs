@@ -16,6 +16,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, Anchor, AuditKey, Checkpoint};
+use crate::journal::LineKey;
 use crate::record::{hex, AuditRecord};
 
 /// The byte a writer that owns the log locks (see
@@ -55,11 +56,13 @@ impl KeyFolder {
     }
 }
 
-/// The key and where this log's latest checkpoint goes.
+/// The key, where this log's latest checkpoint goes, and the key of its
+/// run journal's lines.
 #[derive(Debug)]
 struct Signer {
     key: AuditKey,
     anchor: Anchor,
+    journal: LineKey,
 }
 
 /// The signing side of a log that signs: its key folder, and the key and
@@ -91,8 +94,12 @@ impl SignerSlot {
 /// latest-checkpoint file of the log at `path`, open as `file`.
 fn load_signer(dir: &Path, file: &File, path: &Path) -> io::Result<Signer> {
     let key = AuditKey::load_or_create(dir, key_name).map_err(io::Error::other)?;
-    let anchor = Anchor::open(&checkpoint::anchor_path_of_open(dir, file, path))?;
-    Ok(Signer { key, anchor })
+    let anchor_path = checkpoint::anchor_path_of_open(dir, file, path);
+    // The log's identity, for its journal's lines: the name of its anchor
+    // (a hash of its resolved path).
+    let journal = LineKey::new(&key.journal_key(), anchor_path.file_name().unwrap_or_default().as_encoded_bytes());
+    let anchor = Anchor::open(&anchor_path)?;
+    Ok(Signer { key, anchor, journal })
 }
 
 #[derive(Debug)]
@@ -274,6 +281,15 @@ impl AuditLog {
     /// [`AuditLog::take_ownership`].
     pub(crate) fn owned_by_another(&self) -> io::Result<bool> {
         sys::ofd_byte_locked(self.0.file.as_fd(), OWNER_BYTE)
+    }
+
+    /// The key of the run journal's lines (`None` for a log that does not
+    /// sign), loaded here or waited for as [`AuditLog::key_ready`].
+    pub(crate) fn journal_key(&self) -> io::Result<Option<&LineKey>> {
+        match &self.0.signer {
+            Some(s) => Ok(Some(&s.get(&self.0.file)?.journal)),
+            None => Ok(None),
+        }
     }
 
     /// Makes the latest checkpoint durable (a writer's shutdown).

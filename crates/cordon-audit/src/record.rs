@@ -246,11 +246,16 @@ pub enum ErrorCode {
     /// after its grace window and revoked the token's whole family (a
     /// security event, one record per family).
     RefreshReuse,
+    /// Not a run: lines of an audit log's run journal without a valid MAC
+    /// (forged by someone who could write the log's folder, or damaged),
+    /// found by the recovery of lost runs and recorded as this one record
+    /// instead of the runs they name.
+    JournalForged,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::Timeout,
         ErrorCode::MemoryLimit,
         ErrorCode::CpuLimit,
@@ -267,6 +272,7 @@ impl ErrorCode {
         ErrorCode::Lost,
         ErrorCode::Expired,
         ErrorCode::RefreshReuse,
+        ErrorCode::JournalForged,
     ];
 
     /// The spelling in results and records (as serialised).
@@ -288,6 +294,7 @@ impl ErrorCode {
             ErrorCode::Lost => "LOST",
             ErrorCode::Expired => "EXPIRED",
             ErrorCode::RefreshReuse => "REFRESH_REUSE",
+            ErrorCode::JournalForged => "JOURNAL_FORGED",
         }
     }
 }

@@ -1147,4 +1147,90 @@ fn a_kept_public_half_is_used_only_when_its_tag_binds_it_to_the_seed() {
     fs::write(&bound, "not a key\n").unwrap();
     assert!(signs_for_real(&AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap()));
     assert_eq!(fs::read_to_string(&bound).unwrap(), kept);
+/// A run begun on the log at `path` (keys in `keys`) whose owner is gone:
+/// its trail dropped without completing it, so its begin line stays in the
+/// journal with no lock on it.
+fn abandoned_run(path: &Path, keys: &KeyFolder, id: &str, tenant: &str) {
+    let trail = AuditTrail::open_with(path, keys).unwrap();
+    let subject = Subject { tenant: Some(tenant.into()), plugin: Some("@acme/payments".into()), ..Subject::default() };
+    let run = trail.begin(&subject, id, Some(Mode::Process)).unwrap();
+    drop(run);
+    drop(trail);
+}
+
+fn outcomes(path: &Path) -> Vec<(String, String)> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+        .map(|r| (r.request_id, r.outcome))
+        .collect()
+}
+
+#[test]
+fn journal_lines_without_a_valid_mac_are_one_forged_record_never_the_runs_they_name() {
+    let dir = Dir::new("audit-journal-mac");
+    let keys = KeyFolder::At(dir.path().join("keys"));
+    let path = dir.path().join("a/audit.jsonl");
+    let other = dir.path().join("b/audit.jsonl");
+    AuditLog::open_with(&path, &keys).unwrap().append(record(1)).unwrap();
+    // A genuine line, sealed with the same key, of another log's run.
+    abandoned_run(&other, &keys, "RUN-OTHER", "bank-a");
+    let genuine = fs::read_to_string(crate::journal::path_of(&other)).unwrap();
+    assert!(genuine.contains("\"mac\":\""), "{genuine}");
+    let len = fs::metadata(&path).unwrap().len();
+    // Three lines a process that can write the folder could leave: the
+    // other log's line as it is, the same with its tenant changed, and the
+    // reviewer's line with no MAC at all (audit-journal-forge.sh).
+    let edited = genuine.replace("bank-a", "bank-b").replace("RUN-OTHER", "RUN-EDITED");
+    let unsealed = format!(
+        "{{\"begin\":{{\"time\":\"2026-12-01T03:00:00.000Z\",\"request_id\":\"RUN-FORGED\",\"trace_id\":\"\",\"tenant\":\"bank-b\",\"plugin\":null,\"plugin_version\":null,\"handler\":null,\"command\":[\"/usr/bin/transfer\"],\"mode\":\"container\",\"policy_digest\":\"\",\"outcome\":\"ok\",\"error\":null,\"duration_ms\":0.0,\"cpu_ms\":null,\"peak_rss_kb\":null,\"network\":null,\"lost\":false,\"prev\":\"\"}},\"open\":[{{\"id\":\"RUN-FORGED\",\"pid\":999999,\"at\":0,\"log_len\":{len}}}]}}\n"
+    );
+    fs::write(crate::journal::path_of(&path), format!("{genuine}{edited}{unsealed}")).unwrap();
+
+    let trail = AuditTrail::open_with(&path, &keys).unwrap();
+    assert_eq!((trail.recovered(), trail.rejected()), (0, 3));
+    drop(trail);
+    let seen = outcomes(&path);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].0.starts_with("journal-") && seen[1].1 == "JOURNAL_FORGED", "{seen:?}");
+    let forged = serde_json::from_str::<AuditRecord>(&lines(&path)[1]).unwrap();
+    assert_eq!((forged.subject.tenant, forged.subject.command, forged.lost), (None, None, false));
+    let why = forged.error.unwrap();
+    assert!(why.contains("3 line(s)") && why.contains("no valid MAC") && why.contains("RUN-FORGED"), "{why}");
+    assert_eq!(journal_len(&path), 0, "the rejected lines are gone");
+    check(&path).unwrap();
+    // Reported once.
+    let again = AuditTrail::open_with(&path, &keys).unwrap();
+    assert_eq!((again.recovered(), again.rejected()), (0, 0));
+    assert_eq!(outcomes(&path).len(), 2);
+    // The genuine line is its own log's LOST run.
+    let theirs = AuditTrail::open_with(&other, &keys).unwrap();
+    assert_eq!((theirs.recovered(), theirs.rejected()), (1, 0));
+    assert_eq!(outcomes(&other), vec![("RUN-OTHER".to_owned(), "LOST".to_owned())]);
+}
+
+#[test]
+fn a_forged_journal_line_neither_ends_a_live_run_nor_opens_one() {
+    let dir = Dir::new("audit-journal-mac-live");
+    let path = dir.path().join("audit.jsonl");
+    let keys = keys_for(&path);
+    let trail = AuditTrail::open_with(&path, &keys).unwrap();
+    let live = trail.begin(&Subject::default(), "RUN-LIVE", Some(Mode::Dev)).unwrap();
+    // After the live run's line: one saying nothing is open, with no MAC.
+    let mut j = fs::OpenOptions::new().append(true).open(crate::journal::path_of(&path)).unwrap();
+    j.write_all(b"{\"end\":\"RUN-LIVE\",\"open\":[{\"id\":\"RUN-GHOST\",\"pid\":1,\"at\":0,\"log_len\":0}]}\n")
+        .unwrap();
+    drop(j);
+    let other = AuditTrail::open_with(&path, &keys).unwrap();
+    assert_eq!((other.recovered(), other.rejected()), (0, 1), "the live run is not lost, the ghost not opened");
+    drop(other);
+    // Its owner dies: the run the forged line said had ended is LOST.
+    drop(live);
+    drop(trail);
+    let after = AuditTrail::open_with(&path, &keys).unwrap();
+    assert_eq!((after.recovered(), after.rejected()), (1, 0));
+    let seen = outcomes(&path);
+    assert_eq!(seen.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>(), ["JOURNAL_FORGED", "LOST"], "{seen:?}");
+    assert_eq!(seen[1].0, "RUN-LIVE");
+    assert_eq!(journal_len(&path), 0);
 }

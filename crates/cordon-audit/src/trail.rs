@@ -11,7 +11,7 @@ use cordon_core::state::Protected;
 
 use std::sync::Arc;
 
-use crate::journal::{lost, Begun, Journal};
+use crate::journal::{self, lost, Begun, Journal, Rejected};
 use crate::log::{AuditLog, KeyFolder};
 use crate::record::{AuditRecord, Ending, Subject};
 
@@ -109,6 +109,17 @@ impl AuditError {
     }
 }
 
+/// What to tell the user when opening the log at `log` found `lines` lines
+/// of its run journal without a valid MAC ([`AuditTrail::rejected`],
+/// [`crate::GroupWriter::rejected`]): one line, then a `hint:` line.
+pub fn rejected_journal_lines(lines: usize, log: &Path) -> String {
+    format!(
+        "{lines} line(s) of the run journal {}{} had no valid MAC: forged by a process that could write that folder (a sandbox with a write grant on it), or damaged; recorded as one JOURNAL_FORGED record in the log, not as the runs they name\nhint: keep the audit log in a folder no sandbox may write; `cordon audit --outcome JOURNAL_FORGED` lists these records",
+        log.display(),
+        crate::JOURNAL_SUFFIX,
+    )
+}
+
 /// The audit log's path: `flag`, else `$CORDON_AUDIT_LOG`, else
 /// [`AuditLog::default_path`].
 pub fn log_path(flag: Option<&Path>) -> Result<PathBuf, AuditError> {
@@ -135,6 +146,7 @@ pub struct AuditTrail {
     log: AuditLog,
     journal: Arc<Journal>,
     recovered: usize,
+    rejected: usize,
 }
 
 impl AuditTrail {
@@ -171,8 +183,8 @@ impl AuditTrail {
         cordon_core::trace::step("audit: log and key opened");
         let journal = Arc::new(Journal::open(path).map_err(open_err)?);
         let recover_err = |source| AuditError::Recover { path: path.to_owned(), source };
-        let recovered = recover_journal(&log, &journal).map_err(recover_err)?;
-        Ok(AuditTrail { log, journal, recovered })
+        let (recovered, rejected) = recover_journal(&log, &journal).map_err(recover_err)?;
+        Ok(AuditTrail { log, journal, recovered, rejected })
     }
 
     /// Waits for the audit key (see
@@ -185,6 +197,14 @@ impl AuditTrail {
     /// How many lost runs [`AuditTrail::open`] recorded.
     pub fn recovered(&self) -> usize {
         self.recovered
+    }
+
+    /// How many lines of the run journal [`AuditTrail::open`] found
+    /// without a valid MAC (forged by someone who could write the log's
+    /// folder, or damaged): recorded as one `JOURNAL_FORGED` record, not
+    /// as the runs they name. The caller tells its user.
+    pub fn rejected(&self) -> usize {
+        self.rejected
     }
 
     /// The log.
@@ -207,13 +227,15 @@ impl AuditTrail {
         self.key_ready()?;
         let draft = AuditRecord::draft(subject, request_id, mode);
         let begin = || -> io::Result<Option<Begun>> {
+            // Loaded by key_ready: no work here.
+            let key = self.log.journal_key()?;
             let log_len = self.log.len()?;
             let l = self.journal.lock()?;
             // Under the journal's lock, as a group writer takes the log.
             if self.log.owned_by_another()? {
                 return Ok(None);
             }
-            l.begin(&draft, log_len).map(Some)
+            l.begin(&draft, log_len, key).map(Some)
         };
         let begun = begin()
             .map_err(|source| AuditError::Begin {
@@ -248,18 +270,26 @@ impl AuditTrail {
 }
 
 /// Records as `LOST` the runs of the journal whose owner is gone, unless the
-/// log already has their record (the owner died between the two). Holds the
-/// journal, then the log, so concurrent recoveries record a run once.
-fn recover_journal(log: &AuditLog, journal: &Journal) -> io::Result<usize> {
+/// log already has their record (the owner died between the two), and lines
+/// without a valid MAC as one `JOURNAL_FORGED` record. Holds the journal,
+/// then the log, so concurrent recoveries record a run once. Returns how
+/// many runs it recorded and how many lines it rejected.
+fn recover_journal(log: &AuditLog, journal: &Journal) -> io::Result<(usize, usize)> {
     if journal.is_empty()? {
-        return Ok(0);
+        return Ok((0, 0));
     }
+    // Only now (a journal with lines is rare): the key, waited for.
+    let key = log.journal_key()?;
     let held_journal = journal.lock()?;
-    let dead = held_journal.take_dead()?;
-    if dead.is_empty() {
-        return Ok(0);
+    let mut rejected = Rejected::default();
+    let dead = held_journal.take_dead(key, &mut rejected)?;
+    if dead.is_empty() && rejected.is_empty() {
+        return Ok((0, 0));
     }
     let held_log = log.lock()?;
+    if !rejected.is_empty() {
+        held_log.append(&mut rejected.record(&journal::path_of(log.path())))?;
+    }
     let mut appended = 0;
     let mut ids = vec![];
     for d in dead {
@@ -270,8 +300,10 @@ fn recover_journal(log: &AuditLog, journal: &Journal) -> io::Result<usize> {
         ids.push(d.draft.request_id);
     }
     drop(held_log);
-    held_journal.forget(&ids)?;
-    Ok(appended)
+    // Also after rejected lines alone: the line it writes (or the
+    // truncation) leaves them behind, so they are reported once.
+    held_journal.forget(&ids, key)?;
+    Ok((appended, rejected.lines))
 }
 
 /// A run between [`AuditTrail::begin`] and its record.
@@ -302,8 +334,8 @@ impl AuditedRun {
             source,
         })?;
         record.seq = Some(appended.seq);
-        if let Ok(j) = self.journal.lock() {
-            let _ = j.end(&request_id, &self.begun);
+        if let (Ok(key), Ok(j)) = (self.log.journal_key(), self.journal.lock()) {
+            let _ = j.end(&request_id, &self.begun, key);
         }
         Ok(record)
     }

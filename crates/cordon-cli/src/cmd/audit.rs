@@ -228,6 +228,9 @@ impl Session {
                 path.display()
             );
         }
+        if trail.rejected() > 0 {
+            render::message("warning", &audit::rejected_journal_lines(trail.rejected(), &path));
+        }
         let trace = TraceParent::from_caller_or_new(traceparent);
         subject.trace_id = trace.trace_id_hex();
         Ok(Session {

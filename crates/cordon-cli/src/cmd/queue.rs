@@ -154,6 +154,9 @@ pub fn worker(a: WorkerArgs) -> Result<i32> {
             &format!("recorded {} runs of an earlier worker on this log as LOST", trail.recovered()),
         );
     }
+    if trail.rejected() > 0 {
+        render::message("warning", &cordon::audit::rejected_journal_lines(trail.rejected(), &path));
+    }
     let support = cordon::KernelSupport::detect().context("cannot probe what this kernel enforces")?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
     let name = a.name.unwrap_or_else(|| format!("{host}-{}", std::process::id()));

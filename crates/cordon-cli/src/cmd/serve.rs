@@ -129,6 +129,12 @@ pub fn run(a: ServeArgs) -> Result<i32> {
             let hint = e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
             anyhow::anyhow!("{e}{cause}{hint}")
         })?;
+        if state.audit.rejected() > 0 {
+            render::message(
+                "warning",
+                &cordon::audit::rejected_journal_lines(state.audit.rejected(), state.audit.path()),
+            );
+        }
         cordon_gateway::serve(state, listen, |addr| {
             render::message("serve", &format!("listening on http://{addr}"));
         })

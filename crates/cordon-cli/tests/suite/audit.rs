@@ -86,8 +86,12 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
             "cordon.toml",
             format!("id = \"@t/sleeper\"\nversion = \"1.0.0\"\n[handlers.nap]\ncommand = [\"sleep\", \"{marker}\"]\n"),
         );
+        // One audit key for every cordon on this log: a begin line sealed
+        // with another key cannot be told from a forged one.
+        let xdg = state.join("xdg");
         let mut cmd = cordon();
         cmd.arg("exec").arg(plugin.path()).args(["nap", "--mode", mode.as_str()]).env("CORDON_AUDIT_LOG", &log);
+        cmd.env("XDG_STATE_HOME", &xdg);
         let mut child = cmd.spawn_without_output();
         let started = poll_until(Duration::from_secs(20), || !processes_mentioning(&marker).is_empty());
         assert!(started, "[{}] the handler never started", mode.as_str());
@@ -106,7 +110,11 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
         assert!(records(&log).is_empty(), "a killed cordon writes nothing");
 
         // The next cordon on this log records the run as lost, then its own.
-        let next = cordon().args(["run", "--mode", mode.as_str(), "--", "true"]).env("CORDON_AUDIT_LOG", &log).run();
+        let next = cordon()
+            .args(["run", "--mode", mode.as_str(), "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", &xdg)
+            .run();
         next.assert_success().assert_stderr_contains("recorded 1 run(s) as LOST");
         let all = records(&log);
         assert_eq!(all.len(), 2, "{all:#?}");
@@ -122,6 +130,7 @@ fn a_sigkilled_cordon_is_recorded_as_lost_on_the_next_start() {
         cordon()
             .args(["run", "--mode", mode.as_str(), "--", "true"])
             .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", &xdg)
             .run()
             .assert_success();
         assert_eq!(records(&log).iter().filter(|r| r["outcome"] == "LOST").count(), 1);
@@ -466,5 +475,113 @@ fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
             .run()
             .assert_success();
         assert_eq!(records(&log).len(), 2, "[{}]", mode.as_str());
+fn a_run_cannot_forge_lines_in_another_audit_logs_run_journal() {
+    // Review s13 R13-3, its second way (audit-journal-forge.sh): a log's run
+    // journal (`<log>.inflight`) is carved out only of runs that record to
+    // that log. A run recording elsewhere that may write the folder wrote a
+    // begin line (a dead owner, no lock); the next run on the log appended
+    // its draft, every field the sandbox chose, to the signed chain as
+    // LOST. Journal lines carry a MAC keyed by the audit key now (in the
+    // state folder, out of every run's reach): a line without a valid one
+    // becomes one JOURNAL_FORGED record naming what was wrong, never the
+    // run it claims. Three ways in: a line with no MAC, a genuine line of
+    // another log of the same key (replayed), and that line edited.
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        // The audit key's folder apart from the logs' folder, as cordon's
+        // state folder is (no grant here reaches it).
+        let keys = Dir::new("audit-journal-forge-keys");
+        let xdg = keys.path().to_owned();
+        let state = Dir::new("audit-journal-forge");
+        let log = state.join("audit.jsonl");
+        cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", &xdg)
+            .run()
+            .assert_success();
+        // A genuine sealed line: a run on another log of the same key whose
+        // cordon is SIGKILLed while it runs.
+        let other = state.join("other/audit.jsonl");
+        let marker = unique_sleep_marker();
+        let mut victim = cordon();
+        victim.args(["run", "--mode", "dev", "--", "sleep", &marker]);
+        victim.env("CORDON_AUDIT_LOG", &other).env("XDG_STATE_HOME", &xdg);
+        let mut child = victim.spawn_without_output();
+        let other_journal = state.join("other/audit.jsonl.inflight");
+        let begun = poll_until(Duration::from_secs(20), || {
+            std::fs::metadata(&other_journal).is_ok_and(|m| m.len() > 0) && !processes_mentioning(&marker).is_empty()
+        });
+        child.kill().expect("SIGKILL cordon");
+        child.wait().expect("reap cordon");
+        for pid in processes_mentioning(&marker) {
+            TestCommand::new("kill").args(["-KILL", &pid.to_string()]).run();
+        }
+        assert!(begun, "[{m}] control: the other log's run never began");
+        let genuine = std::fs::read_to_string(&other_journal).unwrap();
+        assert!(genuine.ends_with('\n') && genuine.lines().count() == 1, "[{m}] {genuine}");
+        let edited = genuine.replace(&marker, "/usr/bin/transfer --to mallory").replace("\"dev\"", "\"container\"");
+        let len = std::fs::metadata(&log).unwrap().len();
+        let forged = "01FORGEDJOURNALFORGEDJOURN";
+        let unsealed = serde_json::json!({
+            "begin": {
+                "time": "2026-12-01T03:00:00.000Z", "request_id": forged,
+                "trace_id": "00000000000000000000000000000000", "tenant": "bank-b", "plugin": "@acme/payments",
+                "plugin_version": "9.9.9", "handler": "transfer", "command": ["/usr/bin/transfer", "--to", "mallory"],
+                "mode": "container", "policy_digest": "", "outcome": "ok", "error": null, "duration_ms": 0.0,
+                "cpu_ms": null, "peak_rss_kb": null, "network": null, "lost": false, "prev": ""
+            },
+            "open": [{"id": forged, "pid": 999_999, "at": 0, "log_len": len}]
+        });
+        let lines = state.join("lines");
+        std::fs::write(&lines, format!("{genuine}{edited}{unsealed}\n")).unwrap();
+
+        // The sandbox, recording to its own log, writes the journal.
+        let folder = state.path().to_str().unwrap();
+        run_in(mode)
+            .args(["--write", folder, "--cwd", folder, "--", "sh", "-c", "cat lines > audit.jsonl.inflight"])
+            .run()
+            .assert_success();
+        let journal = state.join("audit.jsonl.inflight");
+        assert_eq!(
+            std::fs::read_to_string(&journal).unwrap().lines().count(),
+            3,
+            "[{m}] control: the run wrote the log's journal"
+        );
+
+        let next = cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", &xdg)
+            .run();
+        next.assert_success();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let all = records(&log);
+        let ctx = format!("[{m}]\n{next}\n{text}");
+        let claimed = |r: &&Value| r["request_id"] == forged || genuine.contains(r["request_id"].as_str().unwrap());
+        assert_eq!(all.iter().filter(claimed).count(), 0, "a forged run is in the log {ctx}");
+        assert!(!text.contains("mallory") && !text.contains("bank-b"), "{ctx}");
+        assert_eq!(all.iter().filter(|r| r["lost"] == true).count(), 0, "{ctx}");
+        let flagged: Vec<&Value> = all.iter().filter(|r| r["outcome"] == "JOURNAL_FORGED").collect();
+        assert_eq!(flagged.len(), 1, "{ctx}");
+        assert!(flagged[0]["tenant"].is_null() && flagged[0]["command"].is_null(), "{ctx}");
+        next.assert_stderr_contains("3 line(s) of the run journal")
+            .assert_stderr_contains("had no valid MAC: forged by a process that could write that folder");
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "[{m}] the journal is emptied");
+        cordon()
+            .args(["audit", "--verify"])
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", &xdg)
+            .run()
+            .assert_success();
+        // The genuine line is its own log's: the killed run, LOST there.
+        let theirs = cordon()
+            .args(["run", "--mode", "dev", "--", "true"])
+            .env("CORDON_AUDIT_LOG", &other)
+            .env("XDG_STATE_HOME", &xdg)
+            .run();
+        theirs.assert_success().assert_stderr_contains("recorded 1 run(s) as LOST");
+        assert_eq!(records(&other)[0]["command"], serde_json::json!(["sleep", marker]), "[{m}]");
     });
 }
