@@ -212,7 +212,17 @@ pub struct AuditKey {
     /// The seed's SHA-512 (the signing scalar and the nonce prefix), which
     /// is what signing uses; zeroed when dropped.
     expanded: ExpandedSecretKey,
+    /// [`AuditKey::journal_key`], derived from the seed when loaded.
+    journal: Zeroizing<[u8; 32]>,
     verifier: Verifier,
+}
+
+/// The run journal's MAC key of the key with `seed`: HMAC-SHA-256 of a
+/// fixed label.
+fn journal_key_of(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(seed).expect("HMAC takes a key of any length");
+    mac.update(b"cordon audit run journal v1");
+    Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
 impl std::fmt::Debug for AuditKey {
@@ -307,8 +317,11 @@ impl AuditKey {
         // kept for the next load.
         let kept = bound.as_deref().and_then(|b| read_bound_public(b, name, &seed));
         let public = kept.unwrap_or_else(|| VerifyingKey::from(&expanded));
-        let key =
-            AuditKey { verifier: Verifier { id: key_id(name, &public), name: name.to_owned(), key: public }, expanded };
+        let key = AuditKey {
+            verifier: Verifier { id: key_id(name, &public), name: name.to_owned(), key: public },
+            expanded,
+            journal: journal_key_of(&seed),
+        };
         if id != hex(&key.verifier.id) {
             return Err(malformed("the key id does not match the key"));
         }
@@ -325,7 +338,11 @@ impl AuditKey {
     fn from_seed(name: &str, seed: &[u8; 32]) -> AuditKey {
         let expanded = ExpandedSecretKey::from(seed);
         let key = VerifyingKey::from(&expanded);
-        AuditKey { verifier: Verifier { id: key_id(name, &key), name: name.to_owned(), key }, expanded }
+        AuditKey {
+            verifier: Verifier { id: key_id(name, &key), name: name.to_owned(), key },
+            expanded,
+            journal: journal_key_of(seed),
+        }
     }
 
     fn private_text(&self, seed: &[u8; 32]) -> String {
@@ -339,11 +356,7 @@ impl AuditKey {
     /// cannot read the audit key cannot make a journal line that recovery
     /// accepts.
     pub(crate) fn journal_key(&self) -> Zeroizing<[u8; 32]> {
-        use hmac::{Hmac, Mac};
-        let seed = Zeroizing::new(self.signing.to_bytes());
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(seed.as_ref()).expect("HMAC takes a key of any length");
-        mac.update(b"cordon audit run journal v1");
-        Zeroizing::new(mac.finalize().into_bytes().into())
+        self.journal.clone()
     }
 
     /// The matching verifier.

@@ -1147,6 +1147,8 @@ fn a_kept_public_half_is_used_only_when_its_tag_binds_it_to_the_seed() {
     fs::write(&bound, "not a key\n").unwrap();
     assert!(signs_for_real(&AuditKey::load(&keys.join(checkpoint::KEY_FILE)).unwrap()));
     assert_eq!(fs::read_to_string(&bound).unwrap(), kept);
+}
+
 /// A run begun on the log at `path` (keys in `keys`) whose owner is gone:
 /// its trail dropped without completing it, so its begin line stays in the
 /// journal with no lock on it.

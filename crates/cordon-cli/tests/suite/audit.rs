@@ -475,6 +475,10 @@ fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
             .run()
             .assert_success();
         assert_eq!(records(&log).len(), 2, "[{}]", mode.as_str());
+    });
+}
+
+#[test]
 fn a_run_cannot_forge_lines_in_another_audit_logs_run_journal() {
     // Review s13 R13-3, its second way (audit-journal-forge.sh): a log's run
     // journal (`<log>.inflight`) is carved out only of runs that record to
