@@ -181,7 +181,7 @@ impl Counters {
 type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
 
 enum Op {
-    Begin { draft: AuditRecord, reply: Reply<()> },
+    Begin { draft: AuditRecord, n: u64, reply: Reply<()> },
     Record { record: AuditRecord, begun: Begun, reply: Reply<AuditRecord> },
     Shutdown { reply: Reply<GroupStats> },
 }
@@ -189,8 +189,10 @@ enum Op {
 /// Whether a record ends a run the writer began.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Begun {
-    /// It did: the run's journal entry ends with it.
-    Yes,
+    /// It did, as run number `n` of this writer: the run's journal entry
+    /// ends with it. The number, not the request id, names the run: two
+    /// tenants' runs may share an id.
+    Yes(u64),
     /// It did not (a request refused before it began).
     No,
 }
@@ -206,6 +208,8 @@ pub struct GroupWriter {
     recovered: usize,
     rejected: usize,
     counters: Arc<Counters>,
+    /// The next run's number ([`journal::Line::n`]).
+    next_n: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupWriter {
@@ -246,6 +250,8 @@ impl<T> Future for Commit<T> {
 pub struct GroupRun {
     tx: mpsc::Sender<Op>,
     draft: AuditRecord,
+    /// Its number in this writer.
+    n: u64,
     path: PathBuf,
 }
 
@@ -254,7 +260,8 @@ impl GroupRun {
     /// `secrets` redacted); the answer comes once the record is durable.
     pub fn complete(self, ending: Ending, secrets: &[String]) -> Commit<AuditRecord> {
         let record = self.draft.finish(ending, secrets);
-        send(&self.tx, &self.path, |reply| Op::Record { record, begun: Begun::Yes, reply })
+        let n = self.n;
+        send(&self.tx, &self.path, |reply| Op::Record { record, begun: Begun::Yes(n), reply })
     }
 
     /// The run's request id.
@@ -316,6 +323,7 @@ impl GroupWriter {
             recovered,
             rejected,
             counters,
+            next_n: AtomicU64::new(0),
         })
     }
 
@@ -352,8 +360,9 @@ impl GroupWriter {
     pub fn begin(&self, subject: &Subject, request_id: &str, mode: Option<Mode>) -> BeginCommit {
         let draft = AuditRecord::draft(subject, request_id, mode);
         let tx = self.sender();
-        let inner = send(&tx, &self.path, |reply| Op::Begin { draft: draft.clone(), reply });
-        BeginCommit { inner, run: Some(GroupRun { tx, draft, path: self.path.clone() }), path: self.path.clone() }
+        let n = self.next_n.fetch_add(1, Ordering::Relaxed);
+        let inner = send(&tx, &self.path, |reply| Op::Begin { draft: draft.clone(), n, reply });
+        BeginCommit { inner, run: Some(GroupRun { tx, draft, n, path: self.path.clone() }), path: self.path.clone() }
     }
 
     /// Records a request that never began a run (refused before it
@@ -477,7 +486,7 @@ fn recover(log: &AuditLog, journal: &Journal, path: &Path) -> Result<(usize, usi
     let open = locked.open_runs(key, &mut Rejected::default()).map_err(recover_err)?;
     let mut rejected = Rejected::default();
     let dead = locked.take_dead(key, &mut rejected).map_err(recover_err)?;
-    if let Some(alive) = open.iter().find(|o| !dead.iter().any(|d| d.draft.request_id == o.id)) {
+    if let Some(alive) = open.iter().find(|o| !dead.iter().any(|d| d.at == o.at)) {
         return Err(AuditError::Busy { path: path.to_owned(), pid: alive.pid });
     }
     let held = log.lock().map_err(recover_err)?;
@@ -486,7 +495,7 @@ fn recover(log: &AuditLog, journal: &Journal, path: &Path) -> Result<(usize, usi
     }
     let mut appended = 0;
     for d in &dead {
-        if !held.has_record(&d.draft.request_id, d.log_len).map_err(recover_err)? {
+        if !held.has_record(&d.draft, d.log_len).map_err(recover_err)? {
             held.append(&mut lost(d.draft.clone(), d.pid)).map_err(recover_err)?;
             appended += 1;
         }
@@ -508,10 +517,11 @@ struct State {
     journal_path: PathBuf,
     journal: File,
     options: GroupOptions,
-    open: HashMap<String, OpenRun>,
-    /// Runs whose records the last commit made durable: their journal
-    /// entries end with the next commit.
-    ended: Vec<String>,
+    /// By run number.
+    open: HashMap<u64, OpenRun>,
+    /// Runs (request id, number) whose records the last commit made
+    /// durable: their journal entries end with the next commit.
+    ended: Vec<(String, u64)>,
     last_checkpoint: Instant,
     counters: Arc<Counters>,
     path: PathBuf,
@@ -544,12 +554,12 @@ impl State {
 
     /// Commits `ops` (see the module docs); returns a shutdown's reply.
     fn commit(&mut self, ops: Vec<Op>) -> Option<Reply<GroupStats>> {
-        let mut begins: Vec<(AuditRecord, Reply<()>)> = vec![];
+        let mut begins: Vec<(AuditRecord, u64, Reply<()>)> = vec![];
         let mut records: Vec<(AuditRecord, Begun, Reply<AuditRecord>)> = vec![];
         let mut shutdown = None;
         for op in ops {
             match op {
-                Op::Begin { draft, reply } => begins.push((draft, reply)),
+                Op::Begin { draft, n, reply } => begins.push((draft, n, reply)),
                 Op::Record { record, begun, reply } => records.push((record, begun, reply)),
                 Op::Shutdown { reply } => shutdown = Some(reply),
             }
@@ -568,14 +578,14 @@ impl State {
         });
         match journal_result {
             Ok(()) => {
-                for (_, reply) in begins {
+                for (_, _, reply) in begins {
                     self.counters.begins.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(Ok(()));
                 }
             }
             Err(e) => {
-                for (draft, reply) in begins {
-                    self.open.remove(&draft.request_id);
+                for (draft, n, reply) in begins {
+                    self.open.remove(&n);
                     let _ = reply.send(Err(AuditError::Begin {
                         path: self.path.clone(),
                         request_id: draft.request_id.clone(),
@@ -592,31 +602,32 @@ impl State {
 
     /// Writes end lines for `self.ended` and begin lines for `begins`;
     /// returns whether it wrote begins (which then need a sync).
-    fn journal_lines(&mut self, begins: &[(AuditRecord, Reply<()>)]) -> io::Result<bool> {
+    fn journal_lines(&mut self, begins: &[(AuditRecord, u64, Reply<()>)]) -> io::Result<bool> {
         let mut buf = vec![];
         let key = self.log.journal_key()?;
-        for id in self.ended.drain(..) {
+        for (id, n) in self.ended.drain(..) {
             let start = buf.len();
-            serde_json::to_writer(&mut buf, &Line { begin: None, end: Some(id), pid: None, log_len: None, open: None })
-                .map_err(io::Error::other)?;
+            let line = Line { begin: None, end: Some(id), pid: None, log_len: None, open: None, n: Some(n) };
+            serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
             seal(key, &mut buf, start);
             buf.push(b'\n');
         }
         if !begins.is_empty() {
             let log_len = self.log.len()?;
-            for (draft, _) in begins {
+            for (draft, n, _) in begins {
                 let line = Line {
                     begin: Some(draft.clone()),
                     end: None,
                     pid: Some(std::process::id()),
                     log_len: Some(log_len),
                     open: None,
+                    n: Some(*n),
                 };
                 let start = buf.len();
                 serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
                 seal(key, &mut buf, start);
                 buf.push(b'\n');
-                self.open.insert(draft.request_id.clone(), OpenRun { draft: draft.clone(), log_len });
+                self.open.insert(*n, OpenRun { draft: draft.clone(), log_len });
             }
         }
         if !buf.is_empty() {
@@ -646,8 +657,10 @@ impl State {
                 }
                 for ((mut record, (begun, reply)), a) in recs.into_iter().zip(rest).zip(appended) {
                     record.seq = Some(a.seq);
-                    if begun == Begun::Yes && self.open.remove(&record.request_id).is_some() {
-                        self.ended.push(record.request_id.clone());
+                    if let Begun::Yes(n) = begun {
+                        if self.open.remove(&n).is_some() {
+                            self.ended.push((record.request_id.clone(), n));
+                        }
                     }
                     let _ = reply.send(Ok(record));
                 }
@@ -683,13 +696,14 @@ impl State {
         let tmp = self.journal_path.with_extension("inflight.compact");
         let mut buf = vec![];
         let key = self.log.journal_key()?;
-        for run in self.open.values() {
+        for (n, run) in &self.open {
             let line = Line {
                 begin: Some(run.draft.clone()),
                 end: None,
                 pid: Some(std::process::id()),
                 log_len: Some(run.log_len),
                 open: None,
+                n: Some(*n),
             };
             let start = buf.len();
             serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;

@@ -205,6 +205,11 @@ pub(crate) struct Open {
     pub(crate) at: u64,
     /// The log's size when it began: its record, if any, lies after.
     pub(crate) log_len: u64,
+    /// A group writer's run: its number ([`Line::n`]), which its end line
+    /// names. Request ids are not unique (two tenants' runs may share one),
+    /// so an end names the begin it ends by this or by `at`, never by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) n: Option<u64>,
 }
 
 /// One line. Runs begun by `AuditTrail` write the open set after each
@@ -228,6 +233,12 @@ pub(crate) struct Line {
     /// The runs open after this line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) open: Option<Vec<Open>>,
+    /// A group writer's `begin` or `end`: the run's number, unique in the
+    /// journal, so an end drops its own begin and not another run's with
+    /// the same request id. An `end` without it (a journal written before
+    /// it existed) drops every run with its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) n: Option<u64>,
 }
 
 /// Where a run's begin line is ([`Locked::begin`]).
@@ -244,6 +255,8 @@ pub(crate) struct Begun {
 #[derive(Debug)]
 pub(crate) struct Dead {
     pub(crate) draft: AuditRecord,
+    /// Its begin line's offset (which run of the open set it is).
+    pub(crate) at: u64,
     pub(crate) pid: u32,
     pub(crate) log_len: u64,
 }
@@ -342,15 +355,17 @@ impl Locked<'_> {
         let alone = open.is_empty();
         // After the newline that a torn last line gets.
         let at = tail.len + u64::from(tail.torn);
-        open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len });
-        let line = Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open) };
+        open.push(Open { id: draft.request_id.clone(), pid: std::process::id(), at, log_len, n: None });
+        let line = Line { begin: Some(draft.clone()), end: None, pid: None, log_len: None, open: Some(open), n: None };
         let written = self.write_after(&tail, &line, key)?;
         // Under the journal's flock, so no recovery looks before it holds.
         sys::ofd_lock_byte(self.file().as_fd(), at, ByteLock::Hold)?;
         Ok(Begun { at, alone_until: alone.then_some(tail.len + written) })
     }
 
-    /// Ends run `id`, begun at `at`: it has its record. The last open run's
+    /// Ends run `id`, begun at `begun.at`: it has its record. The open
+    /// set loses the run begun there, not every run named `id` (request
+    /// ids are not unique). The last open run's
     /// end empties the journal.
     pub(crate) fn end(&self, id: &str, begun: &Begun, key: Option<&LineKey>) -> io::Result<()> {
         // While a run is open the journal only grows: every change under
@@ -365,7 +380,7 @@ impl Locked<'_> {
         } else {
             let tail = Tail::read(self.file())?;
             let mut open = self.open_runs_in(&tail, key, &mut Rejected::default())?;
-            open.retain(|o| o.id != id);
+            open.retain(|o| o.at != begun.at);
             self.end_all(&tail, open, id, key)?;
         }
         sys::ofd_lock_byte(self.file().as_fd(), begun.at, ByteLock::Release)
@@ -377,7 +392,7 @@ impl Locked<'_> {
         if open.is_empty() {
             return self.file().set_len(0);
         }
-        let line = Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open) };
+        let line = Line { begin: None, end: Some(id.to_owned()), pid: None, log_len: None, open: Some(open), n: None };
         self.write_after(tail, &line, key).map(drop)
     }
 
@@ -408,7 +423,7 @@ impl Locked<'_> {
                 // set knows (the request id).
                 _ => AuditRecord { request_id: o.id.clone(), ..AuditRecord::default() },
             };
-            dead.push(Dead { draft, pid: o.pid, log_len: o.log_len });
+            dead.push(Dead { draft, at: o.at, pid: o.pid, log_len: o.log_len });
         }
         Ok(dead)
     }
@@ -418,15 +433,15 @@ impl Locked<'_> {
         self.file().set_len(0)
     }
 
-    /// Drops the runs `ids` from the open set (they were recorded).
-    /// Drops the runs `ids` from the open set (they were recorded). The
-    /// line it writes is the journal's last, with a valid MAC: lines
-    /// rejected before it are not read again.
-    pub(crate) fn forget(&self, ids: &[String], key: Option<&LineKey>) -> io::Result<()> {
+    /// Drops the runs `dead` (as [`Locked::take_dead`] found them: they
+    /// were recorded) from the open set, by where they begun. The line it
+    /// writes is the journal's last, with a valid MAC: lines rejected
+    /// before it are not read again.
+    pub(crate) fn forget(&self, dead: &[Dead], key: Option<&LineKey>) -> io::Result<()> {
         let tail = Tail::read(self.file())?;
         let mut open = self.open_runs_in(&tail, key, &mut Rejected::default())?;
-        open.retain(|o| !ids.contains(&o.id));
-        self.end_all(&tail, open, ids.first().map_or("", String::as_str), key)
+        open.retain(|o| !dead.iter().any(|d| d.at == o.at));
+        self.end_all(&tail, open, dead.first().map_or("", |d| d.draft.request_id.as_str()), key)
     }
 
     /// Appends `line`, sealed with `key` (after the newline a torn last
@@ -447,8 +462,10 @@ impl Locked<'_> {
 
 /// The open runs that replaying the first `len` bytes of `file` leaves: an
 /// `open` set replaces what came before it, a `begin` adds a run, an `end`
-/// drops one; a line that does not parse (cut short) changes nothing, nor
-/// does one without a valid MAC (counted in `rejected`).
+/// drops the run whose number it names (one without a number, from an
+/// older journal, every run with its id); a line that does not parse (cut
+/// short) changes nothing, nor does one without a valid MAC (counted in
+/// `rejected`).
 pub(crate) fn replay(file: &File, len: u64, key: Option<&LineKey>, rejected: &mut Rejected) -> io::Result<Vec<Open>> {
     let mut all = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
     file.read_exact_at(&mut all, 0)?;
@@ -467,13 +484,15 @@ pub(crate) fn replay(file: &File, len: u64, key: Option<&LineKey>, rejected: &mu
         let Ok(line) = serde_json::from_slice::<Line>(&body) else { continue };
         match line {
             Line { open: Some(set), .. } => open = set,
-            Line { begin: Some(draft), pid, log_len, .. } => open.push(Open {
+            Line { begin: Some(draft), pid, log_len, n, .. } => open.push(Open {
                 id: draft.request_id,
                 pid: pid.unwrap_or(0),
                 at: start,
                 log_len: log_len.unwrap_or(0),
+                n,
             }),
-            Line { end: Some(id), .. } => open.retain(|o| o.id != id),
+            Line { end: Some(_), n: Some(n), .. } => open.retain(|o| o.n != Some(n)),
+            Line { end: Some(id), n: None, .. } => open.retain(|o| o.id != id),
             _ => {}
         }
     }

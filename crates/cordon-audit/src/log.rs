@@ -478,13 +478,23 @@ impl Held<'_> {
         Ok(cell.get_or_init(|| origin).clone())
     }
 
-    /// Whether the log holds a record of `request_id` at or after byte
-    /// `from`.
-    pub(crate) fn has_record(&self, request_id: &str, from: u64) -> io::Result<bool> {
+    /// Whether the log holds the record of the run begun as `draft` at or
+    /// after byte `from`: one with its request id, start time and tenant.
+    /// A request id alone is not the run (two tenants' runs may share one,
+    /// and one's record must not pass for the other's); a record whose
+    /// tenant its host changed is not found, and the run gets a second,
+    /// `LOST`, record rather than none.
+    pub(crate) fn has_record(&self, draft: &AuditRecord, from: u64) -> io::Result<bool> {
         #[derive(Deserialize)]
         struct IdOnly {
             request_id: String,
+            #[serde(default)]
+            time: String,
+            #[serde(default)]
+            tenant: Option<String>,
         }
+        let is_it =
+            |r: IdOnly| r.request_id == draft.request_id && r.time == draft.time && r.tenant == draft.subject.tenant;
         let file = &self.log.0.file;
         let len = file.metadata()?.len();
         let mut pos = from.min(len);
@@ -499,7 +509,7 @@ impl Held<'_> {
             for chunk in buf[..got].split_inclusive(|b| *b == b'\n') {
                 line.extend_from_slice(chunk);
                 if line.ends_with(b"\n") {
-                    let found = serde_json::from_slice::<IdOnly>(&line).is_ok_and(|r| r.request_id == request_id);
+                    let found = serde_json::from_slice::<IdOnly>(&line).is_ok_and(is_it);
                     if found {
                         return Ok(true);
                     }

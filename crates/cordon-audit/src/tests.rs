@@ -294,6 +294,29 @@ fn child_helper() {
                 }
             });
         }
+        "same-id" | "group-same-id" => {
+            // Two tenants' runs with one request id (a shared idempotency
+            // key); tenant a's completes, tenant b's is still running.
+            let path = log.path().to_owned();
+            let tenant = |t: &str| Subject { tenant: Some(t.into()), ..Subject::default() };
+            if mode == "same-id" {
+                let trail = AuditTrail::open_with(&path, &keys_for(&path)).unwrap();
+                let a = trail.begin(&tenant("a"), &arg, Some(Mode::Process)).unwrap();
+                let _b = trail.begin(&tenant("b"), &arg, Some(Mode::Process)).unwrap();
+                a.complete(ok_ending(), &[]).unwrap();
+                println!("<child-ready>");
+                std::thread::sleep(Duration::from_secs(120));
+            } else {
+                let w = GroupWriter::open(&path, &keys_for(&path), GroupOptions::default()).unwrap();
+                let a = w.begin(&tenant("a"), &arg, Some(Mode::Process)).wait().unwrap();
+                let _b = w.begin(&tenant("b"), &arg, Some(Mode::Process)).wait().unwrap();
+                a.complete(ok_ending(), &[]).wait().unwrap();
+                // One more commit, which writes a's end line.
+                w.record_unstarted(&tenant("c"), "OTHER", None, failed_setup("x"), &[]).wait().unwrap();
+                println!("<child-ready>");
+                std::thread::sleep(Duration::from_secs(120));
+            }
+        }
         "group-compact" => {
             // Five runs begun, two completed, the journal compacted.
             let path = log.path().to_owned();
@@ -1005,6 +1028,83 @@ fn a_killed_service_leaves_every_accepted_run_with_exactly_one_record() {
     assert_eq!(journal_len(&path), 0);
 }
 
+/// Two runs with one request id (two tenants' runs sharing an idempotency
+/// key) begin, the first completes, and the process that ran them is
+/// killed: the second has its `LOST` record, once. The first's end must
+/// end the first's begin, not every run with its id, and its record must
+/// not pass for the second's.
+fn same_id_runs_of_a_killed_process(mode: &str, recover_with: impl Fn(&Path) -> usize) {
+    let dir = Dir::new("audit-same-id");
+    let path = dir.path().join("audit.jsonl");
+    open(&path);
+    let mut c = child(mode, &path, "SHARED-KEY").stdout(Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let ready = out.lines().map_while(Result::ok).any(|l| l.contains("<child-ready>"));
+    c.kill().unwrap(); // SIGKILL
+    c.wait().unwrap();
+    assert!(ready, "the child never began its runs");
+    assert!(journal_len(&path) > 0, "tenant b's run is still in the journal");
+    assert_eq!(recover_with(&path), 1, "tenant b's run is recorded as LOST");
+    let records: Vec<AuditRecord> = filter(&path, &Filter::default()).unwrap().records;
+    let of = |t: &str| records.iter().filter(|r| r.subject.tenant.as_deref() == Some(t)).collect::<Vec<_>>();
+    let (a, b) = (of("a"), of("b"));
+    assert_eq!((a.len(), b.len()), (1, 1), "one record each: {records:?}");
+    assert_eq!((a[0].outcome.as_str(), b[0].outcome.as_str()), ("ok", "LOST"));
+    assert_eq!(b[0].request_id, "SHARED-KEY");
+    assert_eq!(journal_len(&path), 0, "nothing is open any more");
+    assert_eq!(recover_with(&path), 0, "exactly once");
+}
+
+#[test]
+fn a_run_sharing_its_request_id_with_an_ended_one_is_recovered() {
+    same_id_runs_of_a_killed_process("same-id", recover);
+}
+
+#[test]
+fn a_group_run_sharing_its_request_id_with_an_ended_one_is_recovered() {
+    same_id_runs_of_a_killed_process("group-same-id", |path| {
+        let w = GroupWriter::open(path, &keys_for(path), GroupOptions::default()).unwrap();
+        let n = w.recovered();
+        w.shutdown().unwrap();
+        n
+    });
+}
+
+#[test]
+fn replay_ends_the_run_an_end_numbers_and_old_ends_by_id() {
+    use crate::journal::{replay, Line};
+    let dir = Dir::new("audit-replay");
+    let file = dir.path().join("j");
+    let draft =
+        |t: &str, id: &str| AuditRecord::draft(&Subject { tenant: Some(t.into()), ..Subject::default() }, id, None);
+    let line = |begin: Option<AuditRecord>, end: Option<&str>, n: Option<u64>| {
+        let l = Line { begin, end: end.map(str::to_owned), pid: Some(7), log_len: Some(0), open: None, n };
+        serde_json::to_string(&l).unwrap() + "\n"
+    };
+    let replayed = |text: String| {
+        fs::write(&file, &text).unwrap();
+        replay(&fs::File::open(&file).unwrap(), text.len() as u64, None, &mut crate::journal::Rejected::default())
+            .unwrap()
+    };
+    let (a, b) = (draft("a", "K"), draft("b", "K"));
+    // Two begins with one id, one end: the other stays open.
+    let open = replayed(
+        line(Some(a.clone()), None, Some(0)) + &line(Some(b.clone()), None, Some(1)) + &line(None, Some("K"), Some(0)),
+    );
+    assert_eq!(open.iter().map(|o| (o.id.as_str(), o.n)).collect::<Vec<_>>(), [("K", Some(1))]);
+    // The same, ending the second.
+    let open = replayed(
+        line(Some(a.clone()), None, Some(0)) + &line(Some(b.clone()), None, Some(1)) + &line(None, Some("K"), Some(1)),
+    );
+    assert_eq!(open.iter().map(|o| o.n).collect::<Vec<_>>(), [Some(0)]);
+    // A journal from before the numbers replays as it did: an end drops
+    // every run with its id.
+    let old = line(Some(a), None, None) + &line(Some(b), None, None) + &line(Some(draft("c", "OTHER")), None, None);
+    let open = replayed(old + &line(None, Some("K"), None));
+    assert_eq!(open.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["OTHER"]);
+    assert!(!line(None, Some("K"), None).contains("\"n\""), "an old-style line has no number");
+}
+
 #[test]
 fn runs_open_in_a_compacted_journal_are_recovered() {
     let dir = Dir::new("audit-compact");
@@ -1113,7 +1213,7 @@ fn a_kept_public_half_is_used_only_when_its_tag_binds_it_to_the_seed() {
     let public_b64 = |v: &Verifier| {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        b64.encode(&b64.decode(v.to_vkey().rsplit_once('+').unwrap().1).unwrap()[1..])
+        b64.encode(&b64.decode(v.to_vkey().splitn(3, '+').nth(2).unwrap()).unwrap()[1..])
     };
     let bound = keys.join(checkpoint::PUBLIC_KEYS_DIR).join(format!("{id}.{}", checkpoint::BOUND_EXT));
     let kept = fs::read_to_string(&bound).expect("a new key keeps its public half");

@@ -291,18 +291,16 @@ fn recover_journal(log: &AuditLog, journal: &Journal) -> io::Result<(usize, usiz
         held_log.append(&mut rejected.record(&journal::path_of(log.path())))?;
     }
     let mut appended = 0;
-    let mut ids = vec![];
-    for d in dead {
-        if !held_log.has_record(&d.draft.request_id, d.log_len)? {
+    for d in &dead {
+        if !held_log.has_record(&d.draft, d.log_len)? {
             held_log.append(&mut lost(d.draft.clone(), d.pid))?;
             appended += 1;
         }
-        ids.push(d.draft.request_id);
     }
     drop(held_log);
     // Also after rejected lines alone: the line it writes (or the
     // truncation) leaves them behind, so they are reported once.
-    held_journal.forget(&ids, key)?;
+    held_journal.forget(&dead, key)?;
     Ok((appended, rejected.lines))
 }
 
