@@ -293,7 +293,7 @@ mod tests {
             ],
             &["--timeout-ms", "10", "--grace-ms", "0", "--memory-mb", "+5", "--cpu-ms", "18446744073709551615", "x"],
             &["--pids", "3", "--file-size-mb", "1", "--output-bytes", "7", "--", "x"],
-            &["--no-system", "--deny-wx", "--json", "--no-tty", "--", "x"],
+            &["--no-system", "--deny-wx", "--json", "--no-tty", "--follow-links", "--", "x"],
             &["--tty", "--", "x"],
             &["--read", "", "--", "x"],
             &["--mode", "bogus", "--", "x"],

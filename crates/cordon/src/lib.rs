@@ -40,6 +40,7 @@ pub mod text;
 mod tty;
 
 pub use checks::{check_env, check_fs, check_net, Access, Allowed, Denied};
+pub use cordon_core::enforce::links;
 pub use cordon_core::enforce::{spawner_entry, spawner_state, start_spawner, SpawnerState};
 pub use cordon_core::plan::{Enforcement, LedgerEntry, Plan, PlanError, EXEC_LIST_GAP};
 pub use cordon_core::policy::{

@@ -262,6 +262,11 @@ pub struct HandlerRequest {
     /// file in the folder, which a run of the plugin may have changed
     /// since. `None`: the file is read (a development folder).
     pub manifest: Option<Vec<u8>>,
+    /// Follow a rule's symbolic link in a folder a run may have written
+    /// (`cordon exec --follow-links`), recording it in the enforcement
+    /// ledger; default `false`: such a link refuses the run
+    /// ([`cordon_core::enforce::links`]). A manifest cannot ask for it.
+    pub follow_links: bool,
 }
 
 impl HandlerRequest {
@@ -293,6 +298,7 @@ impl HandlerRequest {
             audit_subject: Subject::default(),
             sweep: Sweep::WhenDue,
             manifest: None,
+            follow_links: false,
         }
     }
 }
@@ -1697,6 +1703,7 @@ fn ready_of(
         cancel: req.cancel.clone(),
         signals: req.signals,
         net_hints: cordon_egress::kernel::HintStyle::Manifest,
+        follow_links: req.follow_links,
     };
     Ok(Ready { run, digest: plan.digest.clone(), run_dir, plugin: plan.plugin.clone(), command: plan.argv.clone() })
 }

@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cordon_core::enforce::{self, CgroupStats, Command, ExitStatus, SpawnError, Stdio};
+use cordon_core::enforce::{self, links, CgroupStats, Command, ExitStatus, SpawnError, Stdio};
 use cordon_core::plan::Plan;
 use cordon_core::plan::TerminalPlan;
 use cordon_core::policy::env::{redact, Home, DEFAULT_PATH};
@@ -208,6 +208,11 @@ pub struct RunRequest {
     /// How network refusals say what to change: `--net` (the default) or
     /// the manifest's `net.allow`.
     pub net_hints: cordon_egress::kernel::HintStyle,
+    /// Follow a rule's symbolic link in a folder a run may have written
+    /// (`--follow-links`), recording each in the enforcement ledger;
+    /// default `false`: such a link refuses the run
+    /// ([`cordon_core::enforce::links`]).
+    pub follow_links: bool,
 }
 
 /// What the calling process's termination signals do to a run.
@@ -246,6 +251,7 @@ impl RunRequest {
             cancel: None,
             signals: Signals::Forward,
             net_hints: cordon_egress::kernel::HintStyle::Flag,
+            follow_links: false,
         }
     }
 }
@@ -575,6 +581,39 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     if let Err(e) = req.policy.validate() {
         return Err(Box::new(started.fail(mode, ErrorCode::SetupFailed, e.to_string())));
     }
+    // No rule is taken through a link an earlier run may have made (in a
+    // folder a run may write), unless the caller said to follow it.
+    let followed = match mode {
+        Mode::Dev => vec![],
+        _ => {
+            let source = match req.net_hints {
+                cordon_egress::kernel::HintStyle::Flag => links::RuleSource::Flags,
+                cordon_egress::kernel::HintStyle::Manifest => links::RuleSource::Manifest,
+            };
+            let exempt: Vec<PathBuf> = req.own_folders.iter().chain(&req.run_folder).cloned().collect();
+            match links::check_policy(&req.policy, &exempt, source, req.follow_links) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(Box::new(started.fail(
+                        mode,
+                        ErrorCode::SetupFailed,
+                        format!("{e}\nhint: {}", e.hint()),
+                    )))
+                }
+            }
+        }
+    };
+    for f in &followed {
+        let note = format!(
+            "{} follows the symbolic link {} (to {}) in a folder a run may write (--follow-links)",
+            f.rule,
+            f.link.display(),
+            f.target.display()
+        );
+        eprintln!("cordon: notice: {note}");
+        started.warnings.push(note);
+    }
+    trace::step("runner: links checked");
     // No rule is taken through a link a run could have made in a write
     // grant (the grants are pinned trees from here on).
     let pinned;
@@ -678,6 +717,15 @@ pub fn park(req: &RunRequest) -> Result<Parked, Box<ExecutionResult>> {
     plan.system_entries = system_entries;
     trace::step("runner: plan built");
     started.enforcement = plan.ledger.clone();
+    started.enforcement.extend(followed.iter().map(|f| cordon_core::plan::LedgerEntry {
+        rule: f.rule.clone(),
+        mechanism: format!(
+            "followed the symbolic link {} (to {}) in a folder a run may write: accepted by --follow-links",
+            f.link.display(),
+            f.target.display()
+        ),
+        enforcement: cordon_core::plan::Enforcement::Full,
+    }));
     let home = plan.home().map(|h| h.to_string_lossy().into_owned());
     let home = home.as_deref().map_or(Home::Caller, Home::Set);
     let mut env = req.policy.env.build(req.host_env.iter().cloned(), home);

@@ -123,6 +123,9 @@ pub struct NarrowArgs {
     /// Refuse memory that is writable and executable at once.
     #[arg(long)]
     deny_wx: bool,
+    /// Follow a symbolic link on the way to a --read/--write path or a manifest's fs.*/exec path that lies in a folder a run may write; by default such a link refuses the run, since an earlier run may have made it. Each link followed is named on stderr (and a manifest's in the result's enforcement list).
+    #[arg(long)]
+    follow_links: bool,
 }
 
 impl NarrowArgs {
@@ -135,8 +138,8 @@ impl NarrowArgs {
         // pinned where a write grant holds them; a deny is added to them as
         // written, and resolved there (a link in a write grant refuses it).
         if !self.read.is_empty() || !self.write.is_empty() {
-            p.fs.read = super::resolved_path_flags("read", &self.read, cwd)?;
-            p.fs.write = super::resolved_path_flags("write", &self.write, cwd)?;
+            p.fs.read = super::resolved_path_flags("read", &self.read, cwd, self.follow_links)?;
+            p.fs.write = super::resolved_path_flags("write", &self.write, cwd, self.follow_links)?;
         }
         p.fs.deny = super::path_flags("deny", &self.deny, cwd)?;
         if self.no_system {
@@ -201,6 +204,7 @@ pub fn request(
     let mut req = HandlerRequest::new(plugin, handler);
     req.mode = mode.map(|m| m.parse::<Mode>().with_context(|| format!("invalid --mode {m}"))).transpose()?;
     req.host = narrow.host_policy(&here)?;
+    req.follow_links = narrow.follow_links;
     req.data_dir = opts.data_dir.as_ref().map(|d| here.join(d));
     if let Some(store) = opts
         .artifact_store

@@ -38,11 +38,27 @@ pub fn path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRul
 }
 
 /// [`path_flags`] with symbolic links resolved now, for `cordon exec`'s
-/// narrowing flags.
-pub fn resolved_path_flags(flag: &str, raw: &[String], base: &Path) -> Result<Vec<PathRule>> {
+/// narrowing flags. A link in a folder a run may write refuses the flag
+/// unless `follow` (`--follow-links`, which names each link followed), as
+/// a rule's would when the run is set up ([`cordon::links`]).
+pub fn resolved_path_flags(flag: &'static str, raw: &[String], base: &Path, follow: bool) -> Result<Vec<PathRule>> {
+    use cordon::links;
+    let field = match flag {
+        "read" => "fs.read",
+        _ => "fs.write",
+    };
     path_flags(flag, raw, base)?
         .into_iter()
         .map(|rule| {
+            let followed = links::check_path(field, links::RuleSource::Flags, &rule.path, follow)
+                .map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))?;
+            for f in followed {
+                let (link, target) = (f.link.display(), f.target.display());
+                crate::render::message(
+                    "notice",
+                    &format!("--{flag} {} follows the symbolic link {link} (to {target}) in a folder a run may write (--follow-links)", rule.path.display()),
+                );
+            }
             let path = std::fs::canonicalize(&rule.path)
                 .with_context(|| format!("cannot resolve --{flag} {}", rule.path.display()))?;
             Ok(PathRule { path })

@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Never give the command a terminal: it gets cordon's stdin, stdout and stderr, which it may read and write but not control.
     #[arg(long)]
     no_tty: bool,
+    /// Follow a symbolic link on the way to a --read/--write/--deny/--exec path (or a policy file's) that lies in a folder a run may write; by default such a link refuses the run, since an earlier run may have made it. Each link followed is named on stderr and in the result's enforcement list.
+    #[arg(long)]
+    follow_links: bool,
     /// The audit log (default: $CORDON_AUDIT_LOG, else $XDG_STATE_HOME/cordon/audit.jsonl or ~/.local/state/cordon/audit.jsonl).
     #[arg(long, value_name = "PATH")]
     audit_log: Option<PathBuf>,
@@ -273,6 +276,7 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     req.tty = tty(&a);
     req.warnings.extend(notice);
     req.support = support;
+    req.follow_links = a.follow_links;
     session.ready()?;
     let result = session.run(&mut req);
     if a.json {
@@ -335,6 +339,7 @@ pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
         json: false,
         tty: false,
         no_tty: false,
+        follow_links: false,
         audit_log: None,
         command: vec![],
     };
@@ -357,6 +362,7 @@ pub fn parse_fast<S: AsRef<str>>(args: &[S]) -> Option<RunArgs> {
             "json" => Some(&mut a.json),
             "tty" => Some(&mut a.tty),
             "no-tty" => Some(&mut a.no_tty),
+            "follow-links" => Some(&mut a.follow_links),
             _ => None,
         };
         if let Some(on) = switch {

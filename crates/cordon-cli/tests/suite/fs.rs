@@ -422,7 +422,10 @@ fn a_deny_holds_whichever_link_spells_it_or_its_grant() {
                 deny.map(|d| format!("{:?}", at(d))).unwrap_or_default()
             ),
         );
+        // The release link is the operator's own (in a folder a run may
+        // write, so followed only when told).
         run_in(mode)
+            .arg("--follow-links")
             .arg("--policy")
             .arg(&policy)
             .args(["--", "sh", "-c", script, "sh"])
@@ -690,7 +693,7 @@ fn a_link_made_on_the_cwd_in_a_write_grant_redirects_no_later_run() {
         std::os::unix::fs::symlink(dir.join("W"), &elsewhere).unwrap();
         std::fs::create_dir(dir.join("W/sub")).unwrap();
         let mut c = run_in(mode);
-        c.arg("--cwd").arg(elsewhere.join("sub")).args(["--read", "..", "--", "sh", "-c", "ls .."]);
+        c.arg("--cwd").arg(elsewhere.join("sub")).args(["--follow-links", "--read", "..", "--", "sh", "-c", "ls .."]);
         let out = c.run();
         out.assert_success();
         assert!(out.stdout.contains("sub"), "[{m}] control: {out}");
@@ -755,13 +758,130 @@ fn a_link_made_in_a_write_grant_redirects_no_later_run() {
             run_in(mode).args(["--write", &w, "--exec", &at("work/tools/tool"), "--", &at("work/tools/tool")]).run();
         refused(&exec, "exec", "work/tools/tool", "work/tools/tool");
         assert!(!dir.join("work/ran").exists(), "[{m}] the file run 1 wrote ran");
-        // Control: a link outside every write grant is followed (container
-        // mode binds the grant where it resolves).
+        // Control: a link outside every write grant is followed when the
+        // caller says so (container mode binds the grant where it resolves).
         std::os::unix::fs::symlink(at("private"), dir.join("alias")).unwrap();
         run_in(mode)
-            .args(["--write", &w, "--read", &at("alias"), "--", "cat", &at("private/secret")])
+            .args(["--follow-links", "--write", &w, "--read", &at("alias"), "--", "cat", &at("private/secret")])
             .run()
             .assert_success()
             .assert_stdout_eq("HOST-SECRET\n");
+    });
+}
+
+/// Review s13 R13-6: S1's pin covers links inside the same run's write
+/// grants, so a link an EARLIER run made with a wider write grant was
+/// followed silently: run 1 (`--write W`) replaced `W/out` by a link to a
+/// private (0700) host folder, and run 2 (`--write W/out`), a later step
+/// with a narrower grant, read its secret and planted a file there; run 3
+/// (`--read W/out`) read it. Now a rule whose path passes through a link in
+/// a folder a run may write (not root's alone, or, as root, outside the
+/// system's folders) is refused before the command starts (125), naming
+/// the rule, the link, its target and `--follow-links`; on the host the
+/// private folder holds what it held. The same for the class's other ways
+/// in: a link in the middle of the path, a relative link, a link to a
+/// link, a file that is a link, a plugin's manifest entry, and `cordon
+/// exec`'s narrowing flag. A working directory through the link grants
+/// nothing (the command cannot read there). Control: with
+/// `--follow-links` the probe reads the secret, and the result's
+/// enforcement list names the link followed.
+#[test]
+fn a_link_an_earlier_run_made_redirects_no_later_grant() {
+    use std::os::unix::fs::PermissionsExt;
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let dir = Dir::new("fs-xp-link");
+        let private = Dir::new("fs-xp-private");
+        let secret = private.create("keys/secret", "XP-SECRET\n");
+        std::fs::set_permissions(private.join("keys"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir.create_dir("W/out");
+        let at = |rel: &str| dir.join(rel).to_str().unwrap().to_owned();
+        let keys = private.join("keys");
+        let (w, k) = (at("W"), keys.to_str().unwrap().to_owned());
+        // Run 1, with the wide grant: the links, each a way in.
+        let plant = format!(
+            "rmdir out && ln -s {k} out && mkdir mid && ln -s {p} mid/up && ln -s ../../{rel} rel \
+             && ln -s out chain && ln -s {k}/secret file",
+            p = private.path().display(),
+            rel = keys.strip_prefix("/var/tmp").map(|r| r.to_owned()).unwrap_or_else(|_| keys.clone()).display(),
+        );
+        run_in(mode).args(["--write", &w, "--cwd", &w, "--", "sh", "-c", &plant]).run().assert_success();
+        for link in ["W/out", "W/mid/up", "W/rel", "W/chain", "W/file"] {
+            let meta = std::fs::symlink_metadata(dir.join(link)).unwrap();
+            assert!(meta.file_type().is_symlink(), "[{m}] control: run 1 made {link} a link");
+        }
+        let host_side = |what: &str| {
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "XP-SECRET\n", "[{m}] {what}: the secret changed");
+            let names: Vec<_> = std::fs::read_dir(&keys).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(names, ["secret"], "[{m}] {what}: a file was planted in the private folder");
+        };
+        let probe = format!("cat {k}/secret {0}/secret {0}/keys/secret 2>/dev/null; echo PLANTED > {0}/authorized_keys; echo PLANTED > {k}/authorized_keys", at("W/out"));
+        // (flag, path, link) for each way in.
+        let ways = [
+            ("--write", at("W/out"), at("W/out"), k.clone()),
+            ("--read", at("W/out"), at("W/out"), k.clone()),
+            ("--read", at("W/mid/up/keys"), at("W/mid/up"), private.path().display().to_string()),
+            ("--write", at("W/rel"), at("W/rel"), String::new()),
+            ("--read", at("W/chain"), at("W/chain"), "out".to_owned()),
+            ("--read", at("W/file"), at("W/file"), format!("{k}/secret")),
+        ];
+        for (flag, path, link, target) in &ways {
+            let what = format!("{flag} {path}");
+            let out = run_in(mode).args([*flag, path.as_str(), "--", "sh", "-c", &probe]).run();
+            out.assert_code(125);
+            out.assert_stderr_contains(&format!("{what} passes through the symbolic link {link} (to {target}"));
+            out.assert_stderr_contains("--follow-links");
+            assert!(!out.stdout.contains("XP-SECRET") && !out.stderr.contains("XP-SECRET"), "[{m}] {what}: {out}");
+            host_side(&what);
+        }
+        // A working directory through the link grants nothing.
+        let out = run_in(mode)
+            .args(["--cwd", &at("W/out"), "--", "sh", "-c", "cat secret; echo PLANTED > authorized_keys"])
+            .run();
+        assert!(!out.stdout.contains("XP-SECRET"), "[{m}] --cwd through the link read the secret: {out}");
+        host_side("--cwd");
+        // A plugin's manifest entry, and cordon exec's narrowing flag.
+        let plugin = Dir::new("fs-xp-plugin");
+        plugin.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/xp\"\nversion = \"1.0.0\"\n[permissions]\nfs.write = [\"{}\"]\n[handlers.go]\n\
+                 command = [\"sh\", \"-c\", \"cat {k}/secret; echo PLANTED > {k}/authorized_keys; echo '{{}}' >&3\"]\n",
+                at("W/out")
+            ),
+        );
+        let out = super::plugins::exec(mode, plugin.path(), "go", "{}").run();
+        out.assert_code(125);
+        out.assert_stderr_contains(&format!(
+            "fs.write entry {} passes through the symbolic link {}",
+            at("W/out"),
+            at("W/out")
+        ));
+        assert!(!out.stdout.contains("XP-SECRET") && !out.stderr.contains("XP-SECRET"), "[{m}] manifest: {out}");
+        host_side("fs.write entry");
+        let wide = Dir::new("fs-xp-wide");
+        wide.create(
+            "cordon.toml",
+            format!(
+                "id = \"@t/xpw\"\nversion = \"1.0.0\"\n[permissions]\nfs.read = [\"/\"]\n[handlers.go]\n\
+             command = [\"sh\", \"-c\", \"cat {k}/secret; echo '{{}}' >&3\"]\n"
+            ),
+        );
+        let out = super::plugins::exec(mode, wide.path(), "go", "{}").args(["--read", &at("W/out")]).run();
+        out.assert_code(125)
+            .assert_stderr_contains(&format!("--read {} passes through the symbolic link", at("W/out")));
+        assert!(!out.stdout.contains("XP-SECRET") && !out.stderr.contains("XP-SECRET"), "[{m}] narrowing: {out}");
+        // Control: told to follow, the same probe reads the secret, and the
+        // result names the link followed.
+        let out = run_in(mode)
+            .args(["--json", "--follow-links", "--read", &at("W/out"), "--", "cat", &format!("{k}/secret")])
+            .run();
+        out.assert_success();
+        let json = out.json();
+        assert_eq!(json["logs"]["lines"][0]["text"], "XP-SECRET", "[{m}] control: {out}");
+        let ledger = json["enforcement"].to_string();
+        assert!(ledger.contains(&format!("followed the symbolic link {} (to {k})", at("W/out"))), "[{m}] {ledger}");
+        host_side("control");
     });
 }

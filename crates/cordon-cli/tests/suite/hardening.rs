@@ -1078,6 +1078,9 @@ fn run_policy(policy: cordon::Policy, mode: Mode, script: &str) -> cordon::Execu
     let mut req = cordon::RunRequest::new(policy, mode, vec!["sh".into(), "-c".into(), script.into()]);
     req.capture = cordon::Capture::Logs;
     req.cwd = "/".into();
+    // The links are the test's own, in a folder a run may write: followed
+    // where a rule is not pinned (the control), as `--follow-links` does.
+    req.follow_links = true;
     cordon::run(&req)
 }
 

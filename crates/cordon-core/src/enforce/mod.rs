@@ -22,6 +22,7 @@
 
 pub mod cgroups;
 pub mod landlock;
+pub mod links;
 pub mod mount_table;
 pub mod mounts;
 pub mod pin;

@@ -101,6 +101,28 @@ const MAX_LINKS: usize = 40;
 /// as written, `..` taken lexically), or the first link met in a folder
 /// inside one of `roots` (the write grants and the trees pinned already).
 fn resolve(field: &'static str, path: &Path, roots: &[PathBuf]) -> Result<PathBuf, LinkInWriteGrant> {
+    walk(path, |folder, link, target| match roots.iter().find(|r| folder.starts_with(r)) {
+        Some(grant) => Err(LinkInWriteGrant {
+            field,
+            path: path.to_owned(),
+            link: link.to_owned(),
+            target: target.to_owned(),
+            grant: grant.clone(),
+        }),
+        None => Ok(()),
+    })
+}
+
+/// `path` resolved through its links as far as it exists (the rest kept
+/// as written, `..` taken lexically), the way `realpath(3)` does, calling
+/// `on_link(folder, link, target)` for each link met before following it:
+/// `folder` is the (resolved) folder the link lies in. Its error stops the
+/// walk. A path through more than [`MAX_LINKS`] links is kept as written
+/// (the kernel refuses it: `ELOOP`).
+pub(crate) fn walk<E>(
+    path: &Path,
+    mut on_link: impl FnMut(&Path, &Path, &Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
     let mut done = PathBuf::from("/");
     let mut todo: Vec<OsString> = components(path);
     todo.reverse(); // popped from the end: the next component is last
@@ -126,9 +148,7 @@ fn resolve(field: &'static str, path: &Path, roots: &[PathBuf]) -> Result<PathBu
                 continue;
             }
         };
-        if let Some(grant) = roots.iter().find(|r| done.starts_with(r)) {
-            return Err(LinkInWriteGrant { field, path: path.to_owned(), link: next, target, grant: grant.clone() });
-        }
+        on_link(&done, &next, &target)?;
         links += 1;
         if links > MAX_LINKS {
             // The kernel would refuse it (ELOOP): keep it as written.
