@@ -226,7 +226,7 @@ struct RawServer {
     #[serde(default)]
     disabled: Vec<String>,
     audit_log: Option<PathBuf>,
-    run_root: Option<PathBuf>,
+    run_root: Option<Spanned<PathBuf>>,
     mode: Option<Spanned<String>>,
     workers: Option<Spanned<u64>>,
     queue: Option<Spanned<u64>>,
@@ -364,13 +364,30 @@ impl Config {
                 Some("use \"container\" or \"process\""),
             ));
         }
+        let run_root = match &s.run_root {
+            None => cordon::state::default_run_root(),
+            Some(r) => {
+                if let Some(mode) = writable_by_everyone(r.get_ref()) {
+                    return Err(src.error(
+                        r.span(),
+                        format!(
+                            "run_root = \"{}\" is a folder every user may write (mode {mode:o}): a run of any cordon whose grant covers it (`cordon run --write {}`) could list and change this service's run folders, which only this service's own runs are kept out of, and another user could make their folder first",
+                            r.get_ref().display(),
+                            r.get_ref().display()
+                        ),
+                        Some("leave run_root out (the default, cordon's state folder, is out of every run's reach), or name a folder only this user may write, outside every grant (e.g. /var/lib/cordon/runs)"),
+                    ));
+                }
+                r.get_ref().clone()
+            }
+        };
         let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let server = Server {
             home: s.home.clone(),
             plugins: s.plugins.clone(),
             disabled: s.disabled.clone(),
             audit_log: s.audit_log.clone(),
-            run_root: s.run_root.clone().unwrap_or_else(cordon::state::default_run_root),
+            run_root,
             mode,
             workers: u32::try_from(src.ranged(&s.workers, "workers", 1, 256, 4)?).unwrap_or(4),
             queue: u32::try_from(src.ranged(&s.queue, "queue", 1, 1_000_000, 256)?).unwrap_or(256),
@@ -463,6 +480,15 @@ impl Config {
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
     }
+}
+
+/// The mode of `path` (links followed) when every user may write it (a
+/// shared folder such as `/tmp` or `/var/tmp`, sticky or not); `None` when
+/// not, or when it does not exist yet (cordon makes it `0700`).
+fn writable_by_everyone(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o002 != 0).then_some(mode & 0o7777)
 }
 
 fn check_name(src: &Source<'_>, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {

@@ -372,8 +372,17 @@ fn own_run_root(root: &std::path::Path) -> std::io::Result<PathBuf> {
         }
     }
     let mine = root.join(format!("{OWN_ROOT_PREFIX}{}", std::process::id()));
-    std::fs::DirBuilder::new().recursive(true).create(&mine)?;
-    std::fs::set_permissions(&mine, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    // Made here, new: whatever has this name already (a folder an earlier
+    // process with this pid left, or a link or folder someone else put
+    // there first) is removed (a link itself, never what it points to)
+    // and never used.
+    match std::fs::symlink_metadata(&mine) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&mine)?,
+        Ok(_) => std::fs::remove_file(&mine)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&mine)?;
     Ok(mine)
 }
 

@@ -241,3 +241,55 @@ fn clients_that_hang_up_while_being_accepted_leave_no_place_taken_and_no_lost_re
     assert!(lost.is_empty(), "accepted executions never queued: {lost:#?}");
     assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:#?}");
 }
+
+#[test]
+fn a_run_root_every_user_may_write_is_refused_at_load_by_serve_and_worker() {
+    // Review s13 (state piece's gap): a service or worker whose run_root is
+    // a shared folder (/var/tmp, the old default) kept its folder of run
+    // folders out of its own runs only: a `cordon run --write /var/tmp`
+    // listed and could change it (and another user could make it first).
+    // The configuration is refused at load, naming the file and line.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cordon_testkit::Dir::new("serve-shared-run-root");
+    super::write_plugin(&dir);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let root = dir.path().to_owned();
+    match Service::spawn(dir, Options::default()) {
+        Ok(s) => {
+            // The forbidden thing, host side: another cordon's sandbox with
+            // a grant on the shared folder lists the service's run folders.
+            let at = s.access_token();
+            let _ = s.execute(&at, "empty", json!({}), Some(30_000));
+            let runs = super::runs_folder(&root);
+            let ls = crate::suite::run_in(cordon_testkit::Mode::Process)
+                .args(["--write", root.to_str().unwrap(), "--", "ls", "-la", runs.to_str().unwrap()])
+                .run();
+            panic!(
+                "the service started with run_root = {} (mode 1777); a sandbox lists its run folders:\n{ls}",
+                root.display()
+            );
+        }
+        Err((code, err)) => {
+            assert!(code.is_some_and(|c| c != 0), "{code:?} {err}");
+            for needle in [
+                "config.toml:",
+                &format!("run_root = \"{}\" is a folder every user may write (mode 1777)", root.display()),
+                "hint: leave run_root out",
+            ] {
+                assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+            }
+        }
+    }
+    // The worker reads the same file, and refuses it before connecting.
+    let own = cordon_testkit::Dir::new("worker-shared-run-root");
+    let shared = own.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let config = own.create("worker.toml", format!("[server]\nrun_root = \"{}\"\n", shared.display()));
+    let out = crate::suite::cordon()
+        .args(["worker", "--config", config.to_str().unwrap(), "--queue", "nats://127.0.0.1:9"])
+        .args(["--result-key", own.join("absent.key").to_str().unwrap()])
+        .run();
+    assert_ne!(out.code(), Some(0), "{out}");
+    out.assert_stderr_contains("worker.toml:2:").assert_stderr_contains("is a folder every user may write (mode 1777)");
+}

@@ -223,7 +223,7 @@ pub struct Service {
 /// `sleep` sleeps for the marker given as `{"s": "31.xxx"}` then writes `{}`;
 /// `nap` sleeps 1 s then writes `{}`; `art` stores its input as the
 /// artifact `report.txt` and writes `{}`.
-fn write_plugin(dir: &Dir) {
+pub fn write_plugin(dir: &Dir) {
     dir.create(
         "plugins/gw/cordon.toml",
         format!("id = \"{PLUGIN}\"\nversion = \"2.0.0\"\n[handlers.empty]\ncommand = [\"./empty.sh\"]\n[handlers.echo]\ncommand = [\"./echo.sh\"]\n[handlers.sleep]\ncommand = [\"./sleep.sh\"]\n[handlers.nap]\ncommand = [\"./nap.sh\"]\n[handlers.art]\ncommand = [\"./art.sh\"]\n[quotas]\ntimeout_ms = 60000\n"),
