@@ -689,7 +689,36 @@ async fn nak(s: &Shared, msg: &jetstream::Message) {
 
 #[cfg(test)]
 mod tests {
-    use super::tenant_run_root;
+    use super::{own_run_root, tenant_run_root, OWN_ROOT_PREFIX};
+
+    /// A name planted where the worker makes its own folder
+    /// (`RUN_ROOT/cordon-worker-PID`, PIDs are guessable) is never used: a
+    /// link there is removed, not followed (no chmod of its target, no run
+    /// folders in it), and a folder there is replaced by a new 0700 one.
+    #[test]
+    fn the_workers_own_folder_is_made_new_never_a_planted_link_or_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("cordon-worker-own-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let target = root.join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(target.join("kept"), "x").unwrap();
+        let name = root.join(format!("{OWN_ROOT_PREFIX}{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &name).unwrap();
+        let mine = own_run_root(&root).unwrap();
+        assert_eq!(mine, name);
+        let meta = std::fs::symlink_metadata(&mine).unwrap();
+        assert!(meta.is_dir() && meta.permissions().mode() & 0o777 == 0o700, "{meta:?}");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755, "the target was changed");
+        assert!(target.join("kept").exists());
+        // A folder with content already there: replaced, empty.
+        std::fs::write(mine.join("planted"), "x").unwrap();
+        let again = own_run_root(&root).unwrap();
+        assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     /// Review s13 (the reviewer's note on per-tenant worker run folders): a
     /// link planted at a tenant's run folder is never taken as the folder.
