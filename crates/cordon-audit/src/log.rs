@@ -67,9 +67,8 @@ struct Signer {
 
 /// The signing side of a log that signs: its key folder, and the key and
 /// latest-checkpoint file, loaded once by whoever needs them first: the
-/// opening thread ([`AuditLog::open_with`]), or a thread of their own
-/// started by [`AuditLog::open_loading_key_behind`], or the log's user when
-/// that thread has not got to it yet.
+/// opening thread ([`AuditLog::open_with`]), or, after
+/// [`AuditLog::open_loading_key_behind`], the log's first user of them.
 #[derive(Debug)]
 struct SignerSlot {
     dir: PathBuf,
@@ -172,37 +171,19 @@ impl AuditLog {
     }
 
     /// [`AuditLog::open_with`], the audit key loaded and checked and the
-    /// latest-checkpoint file opened on a thread of their own while the
-    /// caller goes on: deriving the key's public half, and the first use
-    /// of SHA-2 (whose CPU feature detection runs `cpuid`, a trap to the
-    /// hypervisor on a virtual machine), take ≈ 0.05 ms that a run can
-    /// spend preparing meanwhile (a key not made yet is made by its first
-    /// user, as [`AuditLog::open_with`] makes it). Whatever needs the key
-    /// first (an append, or [`AuditLog::key_ready`], which
-    /// [`crate::AuditTrail::begin`] asks before a run may start) loads it
-    /// itself if that thread has not started on it yet (no thread could be
-    /// started, or none had a CPU), or waits while it does; so a key that
-    /// cannot be loaded still refuses
-    /// every run before it starts, with the error [`AuditLog::open_with`]
-    /// would have given.
+    /// latest-checkpoint file opened by whatever needs them first (an
+    /// append, or [`AuditLog::key_ready`], which [`crate::AuditTrail::begin`]
+    /// asks before a run may start), so a run prepares meanwhile and a key
+    /// that cannot be loaded still refuses every run before it starts, with
+    /// the error [`AuditLog::open_with`] would have given. (A thread of
+    /// their own loaded them while the run prepared, when a load derived
+    /// the key's public half; with the public half kept beside the key, a
+    /// load costs less than starting that thread did: ≈ 70 000
+    /// instructions, against a thread's stack mapped, cloned and unmapped.)
     pub fn open_loading_key_behind(path: &Path, keys: &KeyFolder) -> io::Result<AuditLog> {
         let file = open_or_create(path)?;
-        let signer = keys.resolve(path).map(|dir| {
-            let slot = SignerSlot { dir, path: path.to_owned(), signer: Arc::new(OnceLock::new()) };
-            if let Ok(own) = file.try_clone() {
-                let (dir, path, signer) = (slot.dir.clone(), slot.path.clone(), Arc::clone(&slot.signer));
-                // Not joined: whoever needs the key first loads it, or
-                // waits while this thread does. A key not made yet is left
-                // to the log's user: making one writes files, which a
-                // process that ends meanwhile would cut short.
-                let _ = std::thread::Builder::new().stack_size(LOADER_STACK).spawn(move || {
-                    if dir.join(checkpoint::KEY_FILE).exists() {
-                        signer.get_or_init(|| load_signer(&dir, &own, &path));
-                    }
-                });
-            }
-            slot
-        });
+        let signer =
+            keys.resolve(path).map(|dir| SignerSlot { dir, path: path.to_owned(), signer: Arc::new(OnceLock::new()) });
         Ok(AuditLog::new(path, file, signer))
     }
 
@@ -535,10 +516,6 @@ fn key_name() -> String {
 pub(crate) fn default_path_from(xdg_state: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     cordon_core::state::state_dir_from(xdg_state, home).map(|d| d.join(LOG_FILE))
 }
-
-/// The stack of the thread loading the audit key: key derivation and
-/// SHA-2 need a few KiB.
-const LOADER_STACK: usize = 128 << 10;
 
 /// The log at `path`, created (with its folders) if it does not exist.
 fn open_or_create(path: &Path) -> io::Result<File> {
