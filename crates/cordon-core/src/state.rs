@@ -523,6 +523,42 @@ pub fn carve_out_with_hole(
     Ok(Carving { policy: out, notes })
 }
 
+/// Opens one of cordon's own files that lives where runs may be granted
+/// (an audit log kept outside the state folder, its run journal) with
+/// `options`, never through a symbolic link in its last component and only
+/// as a regular file with one name (review s14 R14-3): a run that could
+/// write the file's folder may have replaced it by a link to a host file,
+/// or a hard link to one, which cordon (often root) would then append to or
+/// truncate. `options` may create the file (a new file has one name).
+pub fn open_own_file(options: &mut std::fs::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refused = |what: String| {
+        io::Error::other(format!(
+            "{} {what}; cordon opens its audit files only as regular files of their own, and a run that could write {} may have made it: move it away, or choose another file",
+            path.display(),
+            path.parent().map_or_else(|| ".".into(), |d| d.display().to_string())
+        ))
+    };
+    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refused(match std::fs::read_link(path) {
+                Ok(to) => format!("is a symbolic link (to {})", to.display()),
+                Err(_) => "is a symbolic link".into(),
+            })
+        } else {
+            e
+        }
+    })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refused("is not a regular file".into()));
+    }
+    if meta.nlink() > 1 {
+        return Err(refused(format!("has {} names (hard links)", meta.nlink())));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,40 +745,4 @@ mod tests {
         assert_eq!(c.policy.fs.deny, [rule(Path::new("/usr/share/cordon-protected-test"))]);
         assert!(c.notes[0].contains("fs.read /usr"), "{}", c.notes[0]);
     }
-}
-
-/// Opens one of cordon's own files that lives where runs may be granted
-/// (an audit log kept outside the state folder, its run journal) with
-/// `options`, never through a symbolic link in its last component and only
-/// as a regular file with one name (review s14 R14-3): a run that could
-/// write the file's folder may have replaced it by a link to a host file,
-/// or a hard link to one, which cordon (often root) would then append to or
-/// truncate. `options` may create the file (a new file has one name).
-pub fn open_own_file(options: &mut std::fs::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let refused = |what: String| {
-        io::Error::other(format!(
-            "{} {what}; cordon opens its audit files only as regular files of their own, and a run that could write {} may have made it: move it away, or choose another file",
-            path.display(),
-            path.parent().map_or_else(|| ".".into(), |d| d.display().to_string())
-        ))
-    };
-    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            refused(match std::fs::read_link(path) {
-                Ok(to) => format!("is a symbolic link (to {})", to.display()),
-                Err(_) => "is a symbolic link".into(),
-            })
-        } else {
-            e
-        }
-    })?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(refused("is not a regular file".into()));
-    }
-    if meta.nlink() > 1 {
-        return Err(refused(format!("has {} names (hard links)", meta.nlink())));
-    }
-    Ok(file)
 }
