@@ -78,8 +78,8 @@ impl std::fmt::Display for Writable {
             Writable::Shared(mode) => write!(f, "writable by its group or by everyone (mode {mode:o})"),
             Writable::OutsideSystem => write!(
                 f,
-                "outside the system's own folders (/, /usr, /etc, /bin, /sbin, /lib*, /opt), and cordon runs as root, \
-                 who may write every folder"
+                "outside the system's own folders (/, {}), and cordon runs as root, who may write every folder",
+                SYSTEM_LAYOUT.join(", ")
             ),
             Writable::Unknown(e) => write!(f, "which cordon could not look at ({e})"),
         }
@@ -360,6 +360,8 @@ mod tests {
         assert_eq!(writable(Path::new("/"), true), None);
         assert_eq!(writable(Path::new("/usr"), true), None);
         assert_eq!(writable(Path::new("/var"), true), Some(Writable::OutsideSystem));
+        assert!(Writable::OutsideSystem.to_string().contains("(/, /usr, /etc, /bin, /sbin, /lib, "));
+        assert!(Writable::OutsideSystem.to_string().contains(", /proc, /sys)"));
         assert_eq!(writable(Path::new("/var"), false), None);
         assert!(matches!(writable(Path::new("/tmp"), false), Some(Writable::Shared(_))));
     }
