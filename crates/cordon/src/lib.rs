@@ -36,6 +36,7 @@ mod locked_dir;
 pub mod plugin;
 mod result;
 mod runner;
+mod sink;
 pub mod text;
 mod tty;
 
@@ -72,7 +73,7 @@ pub use locked_dir::{Sweep, SWEEP_INTERVAL};
 pub use plugin::{check_plugin, run_handler, HandlerRequest, HandlerResult, PluginCheck, PolicyBuilder};
 pub use result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
 pub use runner::{
-    park, resolve_program, run, run_answering, Aftermath, Cancel, CancelReason, Capture, Input, OnExec, Parked,
-    ResolveError, ResultChannel, RunRequest, Signals, Start, RESULT_FD,
+    park, release_signals, resolve_program, run, run_answering, Aftermath, Cancel, CancelReason, Capture, Input,
+    OnExec, Parked, ResolveError, ResultChannel, RunRequest, Signals, Start, RESULT_FD,
 };
 pub use tty::{Tty, RELAY_BUFFER};

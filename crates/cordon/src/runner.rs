@@ -41,6 +41,7 @@ use cordon_core::system_entries::SystemEntries;
 use cordon_core::{sys, trace};
 
 use crate::result::{EnvNames, ErrorCode, ExecutionResult, Exit, LogLine, Logs, Metrics, ResultError, Stream};
+use crate::sink::Sink;
 use crate::tty::{self, InputEvent, RawMode, Relay, TerminalInput, Tty};
 
 /// Whether output is passed through or captured into the result.
@@ -1169,11 +1170,10 @@ impl Pipes {
         if sandboxed && req.capture == Capture::PassThrough {
             let (out, err) = (io::stdout(), io::stderr());
             for (slot, own) in [out.as_fd(), err.as_fd()].into_iter().enumerate() {
-                let file = || own.try_clone_to_owned().map(std::fs::File::from);
                 ours.relay[slot] = Some(match handover(own) {
                     Handover::Keep => continue,
-                    Handover::Terminal => Output::Terminal(file()?),
-                    Handover::Relay | Handover::Empty => Output::Relayed(file()?),
+                    Handover::Terminal => Output::Terminal(Sink::new(own)?),
+                    Handover::Relay | Handover::Empty => Output::Relayed(Sink::new(own)?),
                 });
                 let (r, w) = sys::pipe()?;
                 match slot {
@@ -1224,26 +1224,39 @@ enum Output {
     /// Into the result's logs ([`Capture::Logs`]).
     Captured,
     /// To cordon's own descriptor, as it comes ([`Handover::Relay`]).
-    Relayed(std::fs::File),
+    Relayed(Sink),
     /// To the caller's terminal, as it comes, once cordon may write there
     /// ([`Handover::Terminal`], [`await_output_turn`]).
-    Terminal(std::fs::File),
-    /// A relayed write failed: the rest is dropped (the command keeps
-    /// running, as it would with a descriptor of its own that failed).
-    Failed,
+    Terminal(Sink),
+}
+
+impl Output {
+    fn sink(&self) -> Option<&Sink> {
+        match self {
+            Output::Captured => None,
+            Output::Relayed(s) | Output::Terminal(s) => Some(s),
+        }
+    }
+
+    fn sink_mut(&mut self) -> Option<&mut Sink> {
+        match self {
+            Output::Captured => None,
+            Output::Relayed(s) | Output::Terminal(s) => Some(s),
+        }
+    }
+
+    /// Whether more of the command's output may be read for it: a sink
+    /// holds nothing (see [`Sink`]).
+    fn has_room(&self) -> bool {
+        self.sink().is_none_or(Sink::has_room)
+    }
 }
 
 /// Passes `data`, read from stream `stream` (0 stdout, 1 stderr), on.
 fn put_output(out: &mut Output, cap: &mut Capturer, stream: usize, data: &[u8], secrets: &[String]) {
-    use std::io::Write;
     match out {
         Output::Captured => cap.push(stream, data, secrets),
-        Output::Relayed(f) | Output::Terminal(f) => {
-            if f.write_all(data).is_err() {
-                *out = Output::Failed;
-            }
-        }
-        Output::Failed => {}
+        Output::Relayed(s) | Output::Terminal(s) => s.put(data),
     }
 }
 
@@ -1471,6 +1484,63 @@ fn await_output_turn(running: &enforce::Running, raw: Option<&RawMode>, terminal
     }
 }
 
+/// For after a run and its audit record: cordon's signals, which the
+/// supervisor blocked to read them, take their default actions again, so
+/// that SIGTERM or Ctrl-C ends cordon while it writes its last messages to
+/// a terminal that stopped taking them (review s13 R13-1). A signal that
+/// came after the supervisor's last read acts now.
+pub fn release_signals() {
+    let _ = sys::unblock_supervised_signals();
+}
+
+/// The signals that ask cordon to end.
+const ENDING_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// After the run: writes what `sinks` hold as the caller's side takes it,
+/// until `deadline`, or until one of [`ENDING_SIGNALS`] arrives on
+/// `signals` (`None`: cordon was asked to end already, nothing is waited
+/// for); then drops the rest. Returns how many bytes were dropped.
+fn deliver_held(sinks: &mut [&mut Sink], deadline: Option<Instant>, signals: Option<&OwnedFd>) -> u64 {
+    let mut give_up = signals.is_none();
+    loop {
+        let now = Instant::now();
+        give_up |= deadline.is_some_and(|d| now >= d);
+        if give_up || sinks.iter().all(|s| !s.is_holding()) {
+            break;
+        }
+        let mut fds: Vec<_> = sinks.iter().filter_map(|s| s.poll()).collect();
+        let waiting = fds.len();
+        if let Some(s) = signals {
+            fds.push((s.as_fd(), libc::POLLIN));
+        }
+        let timeout = deadline
+            .map_or(-1, |d| i32::try_from(d.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX).max(1));
+        let Ok(rev) = sys::poll(&fds, timeout) else { break };
+        drop(fds);
+        if let Some(s) = signals.filter(|_| rev[waiting] != 0) {
+            while let Some(sig) = sys::read_signalfd(s.as_fd()) {
+                give_up |= ENDING_SIGNALS.contains(&sig);
+            }
+        }
+        for s in sinks.iter_mut() {
+            s.flush();
+        }
+    }
+    sinks.iter_mut().map(|s| s.drop_held()).sum()
+}
+
+/// Tells the caller, on stderr if it takes it now, that output was dropped.
+fn say_dropped(bytes: u64) {
+    use std::io::Write;
+    let stderr = io::stderr();
+    if sys::poll(&[(stderr.as_fd(), libc::POLLOUT)], 0).is_ok_and(|r| r[0] & libc::POLLOUT != 0) {
+        let _ = writeln!(
+            stderr.lock(),
+            "cordon: {bytes} bytes of the command's output were dropped: the caller's stdout or stderr did not take them before the run ended"
+        );
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn supervise(
     req: &RunRequest,
@@ -1515,6 +1585,9 @@ fn supervise(
     // The notification listener hung up (no process of the sandbox is
     // left): it stays readable, so it is no longer polled.
     let mut egress_hung_up = false;
+    // cordon was asked to end (SIGTERM, Ctrl-C...): output the caller's
+    // side has not taken by the end of the run is not waited for.
+    let mut asked_to_end = false;
     loop {
         let now = Instant::now();
         if ending == Ending::Running {
@@ -1560,15 +1633,29 @@ fn supervise(
             continue;
         }
         let mut fds = vec![(running.pidfd.as_fd(), libc::POLLIN)];
-        let pipe_slots: Vec<usize> = (0..3).filter(|i| pipes[*i].is_some()).collect();
+        // A stream whose output the caller's side has not taken yet is not
+        // read: the command blocks on its pipe meanwhile.
+        let pipe_slots: Vec<usize> =
+            (0..3).filter(|i| pipes[*i].is_some() && outputs.get(*i).is_none_or(Output::has_room)).collect();
         for i in &pipe_slots {
             fds.push((pipes[*i].as_ref().expect("filtered").as_fd(), libc::POLLIN));
         }
+        let sink_slots: Vec<(usize, usize)> = (0..2)
+            .filter_map(|i| {
+                let p = outputs[i].sink().and_then(Sink::poll)?;
+                fds.push(p);
+                Some((i, fds.len() - 1))
+            })
+            .collect();
         let relay_input = term.relay.as_ref().and_then(|r| r.input_fd()).map(|fd| {
             fds.push((fd, libc::POLLIN));
             fds.len() - 1
         });
         let relay_master = term.relay.as_ref().and_then(|r| r.master_poll()).map(|p| {
+            fds.push(p);
+            fds.len() - 1
+        });
+        let relay_sink = term.relay.as_ref().and_then(|r| r.output_poll()).map(|p| {
             fds.push(p);
             fds.len() - 1
         });
@@ -1612,6 +1699,18 @@ fn supervise(
                 egress_failed.get_or_insert(e);
             }
         }
+        for (i, k) in &sink_slots {
+            if rev[*k] != 0 {
+                if let Some(s) = outputs[*i].sink_mut() {
+                    s.flush();
+                }
+            }
+        }
+        if relay_sink.is_some_and(|k| rev[k] != 0) {
+            if let Some(relay) = &mut term.relay {
+                relay.flush_output();
+            }
+        }
         if let Some(relay) = &mut term.relay {
             if relay_input.is_some_and(|k| rev[k] != 0)
                 && relay.read_input(buf.get()) == InputEvent::Background
@@ -1646,8 +1745,8 @@ fn supervise(
                         keep_result(&mut result_bytes, &mut result_too_large, max_result, &buf[..n])
                     }
                     Some(Ok(n)) => {
-                        if let Output::Terminal(f) = &outputs[*i] {
-                            await_output_turn(&running, term.raw.as_ref(), f.as_fd());
+                        if let Output::Terminal(s) = &outputs[*i] {
+                            await_output_turn(&running, term.raw.as_ref(), s.fd());
                         }
                         put_output(&mut outputs[*i], &mut cap, *i, &buf[..n], secrets)
                     }
@@ -1658,6 +1757,7 @@ fn supervise(
         if let (Some(s), Some(k)) = (&signals, signal_slot) {
             if rev[k] != 0 {
                 while let Some(sig) = sys::read_signalfd(s.as_fd()) {
+                    asked_to_end |= ENDING_SIGNALS.contains(&sig);
                     term.on_signal(&running, sig);
                 }
             }
@@ -1674,11 +1774,8 @@ fn supervise(
         Err(_) => (None, None),
     };
     if let Some(relay) = &mut term.relay {
-        relay.read_output(buf.get());
+        relay.drain_output(buf.get());
     }
-    // The caller's terminal gets its modes back before anything else is
-    // printed.
-    drop(term);
     for (i, p) in pipes.iter_mut().enumerate() {
         while let Some(fd) = p.as_ref() {
             let buf = buf.get();
@@ -1689,11 +1786,35 @@ fn supervise(
             }
         }
     }
+    // What the caller's side has not taken yet is delivered until the
+    // deadline, or until cordon is asked to end; then it is dropped.
+    let [out, err] = &mut outputs;
+    let mut sinks: Vec<&mut Sink> =
+        [term.relay.as_mut().map(Relay::sink), out.sink_mut(), err.sink_mut()].into_iter().flatten().collect();
+    let undelivered = deliver_held(&mut sinks, deadline, signals.as_ref().filter(|_| !asked_to_end));
+    drop(sinks);
+    if undelivered > 0 && ending == Ending::Running {
+        ending = Ending::Timeout;
+    }
+    // The caller's terminal gets its modes back before anything else is
+    // printed.
+    drop(term);
+    if undelivered > 0 {
+        say_dropped(undelivered);
+    }
     if let Some(w) = writer {
         let _ = w.join();
     }
-    let logs = cap.finish(secrets);
+    let mut logs = cap.finish(secrets);
+    logs.dropped_bytes += undelivered;
     let mut result = finish_result(req, plan, started, ending, finished, cgroup_stats, logs);
+    if undelivered > 0 {
+        if let Some(e) = &mut result.error {
+            e.message.push_str(&format!(
+                "; {undelivered} bytes of its output were dropped: the caller's stdout or stderr did not take them in time"
+            ));
+        }
+    }
     if let Some(message) = egress_failed {
         result.ok = false;
         result.error = Some(ResultError { code: ErrorCode::SetupFailed, message });

@@ -13,9 +13,10 @@
 //! # Bounds
 //!
 //! Input waiting for the pty is at most [`RELAY_BUFFER`] bytes (cordon stops
-//! reading its stdin until the pty takes them); output is written to
-//! cordon's stdout as it arrives, blocking while the caller's terminal (or
-//! whatever reads cordon's stdout) is not ready.
+//! reading its stdin until the pty takes them); output goes to cordon's
+//! stdout through a [`Sink`], which never blocks: while the caller's
+//! terminal (or whatever reads cordon's stdout) does not take it, nothing
+//! more is read from the pty, and the command blocks writing to it.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -28,6 +29,7 @@ use cordon_core::sys;
 use cordon_core::sys::tty::Modes;
 
 use crate::runner::{Capture, Input, RunRequest};
+use crate::sink::Sink;
 
 /// Whether the command gets a terminal of its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,7 +136,7 @@ impl Drop for RawMode {
 pub(crate) struct Relay {
     master: File,
     input: Option<File>,
-    output: File,
+    output: Sink,
     /// Input not yet taken by the pty.
     pending: Vec<u8>,
     master_open: bool,
@@ -148,7 +150,7 @@ impl Relay {
         Ok(Relay {
             master: File::from(master),
             input: Some(File::from(io::stdin().as_fd().try_clone_to_owned()?)),
-            output: File::from(io::stdout().as_fd().try_clone_to_owned()?),
+            output: Sink::new(io::stdout().as_fd())?,
             pending: vec![],
             master_open: true,
         })
@@ -159,10 +161,31 @@ impl Relay {
         self.input.as_ref().filter(|_| self.pending.len() < RELAY_BUFFER && self.master_open).map(|f| f.as_fd())
     }
 
-    /// The master and the events to wait for on it.
+    /// The master and the events to wait for on it: output while the
+    /// caller's side took everything, room for pending input. Not polled
+    /// when neither (a master that hung up would wake the loop at once).
     pub(crate) fn master_poll(&self) -> Option<(std::os::fd::BorrowedFd<'_>, libc::c_short)> {
-        let events = if self.pending.is_empty() { libc::POLLIN } else { libc::POLLIN | libc::POLLOUT };
-        self.master_open.then(|| (self.master.as_fd(), events))
+        let mut events = if self.output.has_room() { libc::POLLIN } else { 0 };
+        if !self.pending.is_empty() {
+            events |= libc::POLLOUT;
+        }
+        (self.master_open && events != 0).then(|| (self.master.as_fd(), events))
+    }
+
+    /// cordon's stdout and the events to wait for on it, while it holds
+    /// output.
+    pub(crate) fn output_poll(&self) -> Option<(std::os::fd::BorrowedFd<'_>, libc::c_short)> {
+        self.output.poll()
+    }
+
+    /// Writes held output as far as cordon's stdout takes it.
+    pub(crate) fn flush_output(&mut self) {
+        self.output.flush();
+    }
+
+    /// Where output goes.
+    pub(crate) fn sink(&mut self) -> &mut Sink {
+        &mut self.output
     }
 
     /// Reads cordon's stdin into the pending input. At its end: a terminal
@@ -212,18 +235,30 @@ impl Relay {
         }
     }
 
-    /// Copies what the pty has to cordon's stdout. Returns false once the
-    /// pty hung up (every process of the run closed it).
+    /// Copies what the pty has to cordon's stdout, while cordon's stdout
+    /// takes it (see [`Sink`]). Returns false once the pty hung up (every
+    /// process of the run closed it).
     pub(crate) fn read_output(&mut self, buf: &mut [u8]) -> bool {
+        self.copy_output(buf, false)
+    }
+
+    /// After the run: reads everything the pty still has into the sink,
+    /// which holds what cordon's stdout does not take at once (at most
+    /// the pty's buffer: nothing writes to it any more).
+    pub(crate) fn drain_output(&mut self, buf: &mut [u8]) {
+        self.copy_output(buf, true);
+    }
+
+    fn copy_output(&mut self, buf: &mut [u8], all: bool) -> bool {
         loop {
+            if !all && !self.output.has_room() {
+                return true;
+            }
             match self.master.read(buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    if self.output.write_all(&buf[..n]).is_err() {
-                        // Nobody reads cordon's stdout any more; keep
-                        // draining so the command is not blocked on it.
-                    }
-                }
+                // Nobody reads cordon's stdout any more: the sink drops
+                // it, and the command is not blocked on it.
+                Ok(n) => self.output.put(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break, // EIO: the slave side is closed everywhere

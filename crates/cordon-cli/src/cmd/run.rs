@@ -279,6 +279,9 @@ fn execute(a: RunArgs, session: &crate::cmd::audit::Session) -> Result<i32> {
     req.follow_links = a.follow_links;
     session.ready()?;
     let result = session.run(&mut req);
+    // Recorded: a stalled terminal may hold cordon's own messages below,
+    // but no longer against SIGTERM or Ctrl-C.
+    cordon::release_signals();
     if a.json {
         println!("{}", render::json(&result).context("cannot serialise the result")?);
     }

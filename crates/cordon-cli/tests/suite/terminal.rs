@@ -858,3 +858,61 @@ fn under_tostop_a_background_run_stops_before_its_output_reaches_the_terminal() 
         outcome.assert_success();
     });
 }
+
+/// Review s13 R13-1 (low): a terminal that stops taking output (XOFF:
+/// Ctrl-S with `IXON`; a frozen ssh connection alike) used to hold cordon
+/// in a blocking write of the command's output, where it enforced nothing:
+/// the run outlived its deadline and SIGTERM. The terminal stays stopped
+/// until the checks are made (then Ctrl-Q). Host side: with
+/// `--timeout-ms`, every process of the run is gone at the deadline, and
+/// cordon ends with 124 (TIMEOUT in the audit record) once its own message
+/// is out, through the pipe relay (`--no-tty`) and the pty relay (`--tty`,
+/// stdin not the terminal, so `IXON` stays on); without a deadline, SIGTERM
+/// to cordon ends the run while the terminal is still stopped. Fails on
+/// f3822c1: the command's processes are still there (cordon sits in its
+/// write).
+#[test]
+fn a_terminal_that_stops_taking_output_holds_neither_the_deadline_nor_sigterm() {
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        for (relay, timeout) in [("--no-tty", true), ("--tty", true), ("--no-tty", false)] {
+            let what = format!("[{m} {relay} {}]", if timeout { "deadline" } else { "SIGTERM" });
+            let marker = unique_sleep_marker();
+            let limit = if timeout { "--timeout-ms 3000" } else { "" };
+            // More output than the pty, the relay and the command's pipe
+            // hold, then the command waits for its sleep.
+            let line = format!(
+                "exec {} run --mode {m} {relay} {limit} -- sh -c \"sleep {marker} & head -c 600000 /dev/zero | tr '\\\\0' x; wait\" < /dev/null",
+                cordon_bin().display()
+            );
+            let pty = Pty::open(24, 80);
+            // XOFF before anything runs: the terminal takes no output.
+            pty.type_keys(b"\x13");
+            let outcome = on_pty(tool("/bin/sh")).args(["-c", &line]).run_on_pty(&pty, |pty, pid| {
+                let started = poll_until(SHOWS, || !job_processes(&marker).1.is_empty());
+                assert!(started, "{what} the command never started\n{}", pty.transcript());
+                if !timeout {
+                    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                }
+                let run_over = poll_until(SHOWS, || job_processes(&marker).1.is_empty());
+                let left = job_processes(&marker).1;
+                // The terminal did stop: not all the output showed.
+                let shown = pty.transcript().matches('x').count();
+                // XON, so that a failed check does not leave cordon blocked.
+                pty.type_keys(b"\x11");
+                assert!(shown < 600_000, "{what} the terminal never stopped taking output (XOFF)");
+                assert!(
+                    run_over,
+                    "{what} with the terminal stopped, the run must end: cordon {}, run processes left {left:?}\n{}",
+                    state(pid),
+                    pty.transcript()
+                );
+            });
+            if timeout {
+                outcome.assert_code(124);
+                assert_eq!(outcome.audit[0]["outcome"], "TIMEOUT", "{what}\n{outcome}");
+            }
+        }
+    });
+}

@@ -1209,6 +1209,21 @@ pub fn stop_self_with(sig: libc::c_int) -> io::Result<bool> {
     Ok(unsafe { libc::sigismember(&pending, libc::SIGCONT) } == 1)
 }
 
+/// Unblocks [`SUPERVISED_SIGNALS`] for this thread: they take their
+/// default actions again (one that is pending is delivered at once).
+pub fn unblock_supervised_signals() -> io::Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a live sigset.
+    unsafe { libc::sigemptyset(&mut set) };
+    for s in SUPERVISED_SIGNALS {
+        // SAFETY: valid pointer, valid signal number.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    // SAFETY: valid set pointer; old mask not requested.
+    cvt(unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) }.into()).map(drop)
+}
+
 /// Reads one pending signal number from a signalfd, if any.
 pub fn read_signalfd(fd: BorrowedFd<'_>) -> Option<i32> {
     // SAFETY: signalfd_siginfo is plain data.

@@ -69,6 +69,24 @@ pub fn reopen_for_reading(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(new).unwrap_or(-1)) })
 }
 
+/// Opens the terminal or FIFO `fd` refers to again, non-blocking, for
+/// writing: a description of cordon's own, so that a write that would
+/// block (a terminal stopped with XOFF, a reader that stopped reading)
+/// returns `EAGAIN` instead, and the flags of the description the caller's
+/// shell shares stay as they are. Through `/proc/self/fd`, which names the
+/// open file itself, never a path that could have been swapped; never as
+/// the controlling terminal. Fails (`ENXIO`) for a FIFO nobody reads, and
+/// where `/proc` is not mounted or the file is not the caller's to open.
+pub fn reopen_for_writing(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_WRONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: a valid C string; integer flags; the result is checked.
+    let new = cvt(unsafe { libc::open(path.as_ptr(), flags) }.into())?;
+    // SAFETY: open succeeded; the descriptor is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(new).unwrap_or(-1)) })
+}
+
 /// A terminal's modes (`struct termios`).
 #[derive(Clone, Copy)]
 pub struct Modes(libc::termios);
