@@ -12,7 +12,9 @@
 //! send the files elsewhere: the collection stops there with
 //! [`ArtifactError::LinkInStore`]. The root's own path may not pass
 //! through a link this user could re-point ([`check_store_root`]: refused
-//! before the run, and again before the files are stored). Files over the per-file cap are skipped; once the total or
+//! before the run; the collection opens the root by the same walk, by
+//! descriptors from `/`, and stores below the descriptor it ends with, so a
+//! link swapped in after the check is refused too). Files over the per-file cap are skipped; once the total or
 //! count cap would be passed, the remaining files are skipped too. Skipped
 //! files stay where they were (the run's scratch folder, which the caller
 //! removes).
@@ -507,17 +509,133 @@ fn walk(root: &Path) -> Result<Walked> {
 
 /// The store's root (created when missing, as the operator spelled it),
 /// then the run's folder `rel` below it, each component made and opened
-/// without following a link.
+/// without following a link: the root is walked once, by descriptors
+/// ([`open_store_root`]), and the folders below it are made from the
+/// descriptor that walk ends with. No path is looked up twice, so nothing
+/// re-pointed between a check and an open can redirect the files.
 fn open_run_folder(store_root: &Path, rel: &Path) -> Result<OwnedFd> {
-    check_store_root(store_root)?;
-    fs::create_dir_all(store_root)
-        .map_err(|source| ArtifactError::CreateDir { path: store_root.to_owned(), source })?;
-    let root = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(store_root)
-        .map_err(|source| ArtifactError::CreateDir { path: store_root.to_owned(), source })?;
+    let root = open_store_root(store_root, Missing::Make)?.ok_or_else(|| ArtifactError::CreateDir {
+        path: store_root.to_owned(),
+        source: io::ErrorKind::NotFound.into(),
+    })?;
     descend(root.as_fd(), rel, store_root)
+}
+
+/// What [`open_store_root`] does with a component of the root that is not
+/// there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Stops: the rest would be made as folders (a check before a run).
+    Stop,
+    /// Makes it (`mkdirat`, `0755`) and goes on.
+    Make,
+}
+
+/// Most links followed on the way to a store's root (the kernel's own
+/// limit): a loop ends here.
+const MAX_LINKS: usize = 40;
+
+/// Walks the path of a store's root from `/` by descriptors, one component
+/// at a time: each is opened `O_PATH | O_NOFOLLOW` in the folder the walk
+/// holds (`openat2`, `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so every
+/// step is a look at the very inode the walk then stands on. A component
+/// that is a symbolic link is refused when this user can write the folder
+/// holding it (a sandbox granted that folder could re-point it:
+/// [`ArtifactError::StoreThroughLink`]); otherwise its target is walked the
+/// same way, its own links included. `..` goes back to the folder the walk
+/// came from. Returns the root's descriptor, or `None` when a component is
+/// missing and `missing` is [`Missing::Stop`].
+fn open_store_root(root: &Path, missing: Missing) -> Result<Option<OwnedFd>> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+    let err = |path: &Path, source| ArtifactError::CreateDir { path: path.to_owned(), source };
+    let slash = || sys::open_path_without_links(Path::new("/")).map_err(|e| err(Path::new("/"), e));
+    // The folders walked so far, `/` first, each with the path it was
+    // reached by (for messages).
+    let mut walked: Vec<(OwnedFd, PathBuf)> = vec![(slash()?, PathBuf::from("/"))];
+    // What is left to walk, `..` included.
+    let mut left: VecDeque<OsString> = VecDeque::new();
+    let push_front = |left: &mut VecDeque<OsString>, path: &Path| -> bool {
+        let mut absolute = false;
+        let parts: Vec<OsString> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::RootDir => {
+                    absolute = true;
+                    None
+                }
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some(OsString::from("..")),
+                Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect();
+        for p in parts.into_iter().rev() {
+            left.push_front(p);
+        }
+        absolute
+    };
+    push_front(&mut left, &absolute);
+    let mut links = 0;
+    let mut made = 0;
+    while let Some(name) = left.pop_front() {
+        if name == ".." {
+            if walked.len() > 1 {
+                walked.pop();
+            }
+            continue;
+        }
+        let (dir, at) = walked.last().expect("the walk holds / at least");
+        let path = at.join(&name);
+        let fd = match sys::open_beneath(dir.as_fd(), Path::new(&name), libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if missing == Missing::Stop {
+                    return Ok(None);
+                }
+                // A folder that another process makes (or swaps) at the
+                // same time is looked at again; a walk that keeps losing
+                // that race gives up.
+                made += 1;
+                match sys::mkdir_at(dir.as_fd(), Path::new(&name), 0o755) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) && made < 8 => {}
+                    Err(e) => return Err(err(&path, e)),
+                }
+                left.push_front(name);
+                continue;
+            }
+            Err(e) => return Err(err(&path, e)),
+        };
+        let meta = sys::metadata(fd.as_fd()).map_err(|e| err(&path, e))?;
+        let ty = meta.file_type();
+        if ty.is_dir() {
+            walked.push((fd, path));
+            continue;
+        }
+        if !ty.is_symlink() {
+            return Err(err(&path, io::Error::from_raw_os_error(libc::ENOTDIR)));
+        }
+        let target = sys::read_link_at(dir.as_fd(), Path::new(&name)).map_err(|e| err(&path, e))?;
+        if sys::can_write_fd(dir.as_fd()) {
+            return Err(ArtifactError::StoreThroughLink {
+                root: root.to_owned(),
+                link: path,
+                target,
+                resolved: fs::canonicalize(root).ok(),
+            });
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(err(&path, io::Error::from_raw_os_error(libc::ELOOP)));
+        }
+        // Followed: its target is walked in its place, from `/` or from
+        // the folder holding the link.
+        if push_front(&mut left, &target) {
+            walked.truncate(1);
+        }
+    }
+    Ok(walked.pop().map(|(fd, _)| fd))
 }
 
 /// Makes and opens each folder of `rel` below `dir` (known as `shown`),
@@ -556,40 +674,19 @@ fn descend(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
 /// next collection would store files wherever it leads). Links in folders
 /// this user cannot write (`/home` -> `/var/home` in a root-owned `/`, for
 /// a user other than root) cannot be re-pointed by any run of this user and
-/// are followed. A root that is itself a link is refused the same way, so
-/// the operator names the real folder once instead of cordon resolving it
-/// again for every run. Components that do not exist yet are not looked at
-/// (they are made as folders, never links).
+/// are followed (their targets checked the same way). A root that is itself
+/// a link is refused the same way, so the operator names the real folder
+/// once instead of cordon resolving it again for every run. Components that
+/// do not exist yet are not looked at (they are made as folders, never
+/// links). The same walk as the collection's own ([`collect`] opens the
+/// root by it, so a link swapped in after this check is refused there
+/// too); other errors (a folder this user cannot search) are left to the
+/// collection to report.
 pub fn check_store_root(root: &Path) -> Result<()> {
-    let mut at = PathBuf::from("/");
-    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
-    for part in absolute.components() {
-        let Component::Normal(name) = part else {
-            if part == Component::ParentDir {
-                at.pop();
-            }
-            continue;
-        };
-        let parent = at.clone();
-        at.push(name);
-        let Ok(meta) = fs::symlink_metadata(&at) else { return Ok(()) };
-        if meta.file_type().is_symlink() && sys::can_write(&parent) {
-            return Err(ArtifactError::StoreThroughLink {
-                root: root.to_owned(),
-                target: fs::read_link(&at).unwrap_or_default(),
-                link: at,
-                resolved: fs::canonicalize(root).ok(),
-            });
-        }
-        if meta.file_type().is_symlink() {
-            // Followed: go on from where it leads.
-            match fs::canonicalize(&at) {
-                Ok(to) => at = to,
-                Err(_) => return Ok(()),
-            }
-        }
+    match open_store_root(root, Missing::Stop) {
+        Err(e @ ArtifactError::StoreThroughLink { .. }) => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The run's artifact folder, opened without following a link.

@@ -626,6 +626,89 @@ fn a_concurrent_run_cannot_reach_another_runs_folder_and_keeps_its_own() {
     });
 }
 
+/// A run whose write grant holds the artifact store's folder swaps the
+/// store with a link to a host folder outside every grant
+/// (`renameat2(RENAME_EXCHANGE)` in a loop) while `cordon exec` runs
+/// store artifacts there (review s14, R14-1): the store's root was checked
+/// by one path walk and opened by another (`create_dir_all`, `open`
+/// following links), so a swap between the two had cordon make the
+/// template's folders and write the run's file into the 0700 folder. Now
+/// the collection opens the root by the check's own walk, by descriptors:
+/// what it checked is what it writes below. Host side: the 0700 folder
+/// holds nothing after a dozen runs during the swaps (each either refused
+/// or stored in the real store), and the flipper did swap; control: once
+/// it stops, the real store takes the artifact. Fails on f3822c1 (the
+/// artifact lands in the 0700 folder, usually in the first few runs).
+#[test]
+fn an_artifact_store_swapped_for_a_link_during_the_collection_is_never_written_through() {
+    const FLIP: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+d = os.open(".", os.O_PATH | os.O_DIRECTORY)
+n = 0
+open("flipping", "w").close()
+while not os.path.exists("stop"):
+    for _ in range(512):
+        if libc.syscall(316, d, b"store", d, b"storeL", 2) == 0:
+            n += 1
+if n % 2:
+    libc.syscall(316, d, b"store", d, b"storeL", 2)
+    n += 1
+open("flips", "w").write(str(n))
+"#;
+    let support = kernel_support();
+    let python = tool("/usr/bin/python3");
+    each_mode(sandbox_modes!(support), |mode| {
+        let m = mode.as_str();
+        let h = Home::new("state-store-flip");
+        let work = Dir::new("state-store-flip-work");
+        let victim = Dir::new("state-store-flip-victim");
+        std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = work.join("store");
+        std::fs::create_dir(&store).unwrap();
+        std::os::unix::fs::symlink(victim.path(), work.join("storeL")).unwrap();
+        let plugin = Dir::new("state-store-flip-plugin");
+        plugin.create(
+            "cordon.toml",
+            "id = \"@t/flip\"\nversion = \"1.0.0\"\n[handlers.go]\n\
+             command = [\"sh\", \"-c\", \"echo FROM-THE-RUN > \\\"$CORDON_ARTIFACTS/evil\\\"; echo '{}' >&3\"]\n",
+        );
+        let w = s(work.path());
+        let mut flipper = h
+            .with(run_in(mode))
+            .args(["--write", w, "--cwd", w, "--timeout-ms", "120000", "--", python, "-c", FLIP])
+            .spawn_without_output();
+        let flipping = poll_until(Duration::from_secs(30), || work.join("flipping").exists());
+        assert!(flipping, "[{m}] the flipper never started");
+        let mut outs = vec![];
+        for _ in 0..12 {
+            outs.push(h.with(exec(mode, plugin.path(), "go", "{}")).args(["--artifact-store", s(&store)]).run());
+        }
+        std::fs::write(work.join("stop"), "").unwrap();
+        assert!(flipper.wait().unwrap().success(), "[{m}] the flipper failed");
+        let flips: u64 = std::fs::read_to_string(work.join("flips")).unwrap().parse().unwrap();
+        assert!(flips > 0, "[{m}] nothing was swapped");
+        let found = TestCommand::new("find").arg(victim.path()).args(["-mindepth", "1"]).run();
+        assert_eq!(
+            found.stdout.trim(),
+            "",
+            "[{m}] cordon wrote through the swapped-in link:\n{}",
+            outs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        );
+        // Each run either stored in the real store or was refused, naming the link.
+        for out in &outs {
+            let refused = out.stderr.contains("is reached through the symbolic link");
+            assert!(out.code() == Some(0) || refused, "[{m}] {out}");
+        }
+        // Control: unswapped, the real store takes the artifact.
+        assert!(store.is_dir() && !store.is_symlink(), "[{m}] the flipper left the store a link");
+        let before = TestCommand::new("find").arg(&store).args(["-name", "evil"]).run().stdout.lines().count();
+        h.with(exec(mode, plugin.path(), "go", "{}")).args(["--artifact-store", s(&store)]).run().assert_success();
+        let after = TestCommand::new("find").arg(&store).args(["-name", "evil"]).run().stdout.lines().count();
+        assert_eq!(after, before + 1, "[{m}] the real store was not used");
+    });
+}
+
 /// An artifact store whose path passes through a symbolic link this user
 /// can re-point (the link's folder is writable) is refused before the run
 /// (review s12, R12-12's remainder): the store's root was taken as

@@ -405,6 +405,35 @@ pub fn can_write(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// Whether this process may write to the folder open as `dir` (an `O_PATH`
+/// descriptor will do): `faccessat2(dir, "", W_OK, AT_EMPTY_PATH)`, with the
+/// real ids as [`can_write`]; through `/proc/self/fd` on kernels without
+/// faccessat2. Asks about the inode the descriptor holds, not whatever a
+/// path names by now.
+pub fn can_write_fd(dir: BorrowedFd<'_>) -> bool {
+    // SAFETY: the path is a valid empty C string; `dir` is open for the call.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_faccessat2, dir.as_raw_fd(), c"".as_ptr(), libc::W_OK, libc::AT_EMPTY_PATH) };
+    if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        return can_write(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())));
+    }
+    rc == 0
+}
+
+/// `readlinkat(dir, name)`: where the symbolic link `name` of `dir` leads.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let c = c_name(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `c` is a valid C string and `buf` a live buffer of the length
+    // passed; the result is how many bytes were written, or -1.
+    let n =
+        cvt(unsafe { libc::readlinkat(dir.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+            as libc::c_long)?;
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(std::ffi::OsString::from_vec(buf).into())
+}
+
 /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
 #[repr(C)]
 struct OpenHow {
