@@ -324,3 +324,29 @@ fn expansion_never_escapes_the_store() {
     let tenant: Template = "{tenant}/{request_id}".parse().unwrap();
     assert!(tenant.expand(&vars()).is_err(), "no tenant, no folder");
 }
+
+/// The store's root is walked by descriptors: missing folders are made on
+/// the way, `..` goes back to the folder the walk came from, and a link in
+/// a folder this user can write is refused wherever it is on the path,
+/// a missing store's parent included (`W/l/../store` with `l` a link to
+/// another folder would be `<target's parent>/store` to the kernel);
+/// nothing is made through it.
+#[test]
+fn the_store_root_is_walked_once_by_descriptors() {
+    let w = TempDir::new("art-root-walk");
+    let other = TempDir::new("art-root-walk-other");
+    fs::create_dir(other.path().join("sub")).unwrap();
+    let made = open_store_root(&w.path().join("a/b/../store"), Missing::Make).unwrap().unwrap();
+    assert!(w.path().join("a/store").is_dir() && !w.path().join("a/b/store").exists());
+    assert_eq!(sys::metadata(made.as_fd()).unwrap().ino(), fs::metadata(w.path().join("a/store")).unwrap().ino());
+    symlink(other.path().join("sub"), w.path().join("l")).unwrap();
+    for root in [w.path().join("l/../store"), w.path().join("l/new/store"), w.path().join("l")] {
+        let e = open_store_root(&root, Missing::Make).unwrap_err();
+        assert!(matches!(e, ArtifactError::StoreThroughLink { .. }), "{}: {e}", root.display());
+        assert!(check_store_root(&root).is_err(), "{}", root.display());
+    }
+    assert!(!other.path().join("store").exists() && !other.path().join("sub/new").exists());
+    // A check makes nothing.
+    assert!(check_store_root(&w.path().join("c/d")).is_ok());
+    assert!(!w.path().join("c").exists());
+}
