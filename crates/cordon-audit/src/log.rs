@@ -519,6 +519,24 @@ pub(crate) fn default_path_from(xdg_state: Option<OsString>, home: Option<OsStri
 
 /// The log at `path`, created (with its folders) if it does not exist.
 fn open_or_create(path: &Path) -> io::Result<File> {
+    // Not through a link on the way to the log's folder that a run may
+    // have made (review s14 R14-5): the log's latest checkpoint is kept by
+    // where the path leads, so a folder swapped for a link to a fresh one
+    // would start a new log there, and verifying the log by its name would
+    // show a short, intact chain with every earlier record gone.
+    if let Some(dir) = std::path::absolute(path).ok().as_deref().and_then(Path::parent) {
+        use cordon_core::enforce::links::{check_path, RuleSource};
+        if let Err(e) = check_path("fs.write", RuleSource::Flags, dir, false) {
+            return Err(io::Error::other(format!(
+                "the folder of the audit log {} is reached through the symbolic link {} (to {}), which lies in {}, a folder {}: a run that could write there may have made it, and a log through it would hide the records kept at its old place; name the log by its real path, or remove the link",
+                path.display(),
+                e.link.display(),
+                e.target.display(),
+                e.folder.display(),
+                e.why
+            )));
+        }
+    }
     match open_existing(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => create(path),
         other => other,

@@ -589,3 +589,57 @@ fn a_run_cannot_forge_lines_in_another_audit_logs_run_journal() {
         assert_eq!(records(&other)[0]["command"], serde_json::json!(["sleep", marker]), "[{m}]");
     });
 }
+
+#[test]
+fn a_run_cannot_hide_an_audit_logs_records_by_swapping_its_folder_for_a_link() {
+    // Review s14 R14-5: a run that may write the folder above a log kept
+    // outside the state folder moved the log's folder away and put a link
+    // to a fresh folder in its place; the next run started a new log there
+    // (its latest checkpoint kept by where the path leads), and verifying
+    // the log by its name showed a short, intact chain. Now cordon opens no
+    // log through a link in a folder a run may write: the next run is
+    // refused before its command starts, naming the link.
+    let support = kernel_support();
+    each_mode(sandbox_modes!(support), |mode| {
+        let srv = Dir::new(&format!("audit-folder-swap-{}", mode.as_str()));
+        let log = srv.join("logs/audit.jsonl");
+        for _ in 0..2 {
+            cordon()
+                .args(["run", "--mode", "dev", "--", "true"])
+                .env("CORDON_AUDIT_LOG", &log)
+                .env("XDG_STATE_HOME", srv.join("xdg"))
+                .run()
+                .assert_success();
+        }
+        let elsewhere = Dir::new(&format!("audit-folder-swap-other-{}", mode.as_str()));
+        let folder = srv.path().to_str().unwrap();
+        run_in(mode)
+            .args([
+                "--write",
+                folder,
+                "--cwd",
+                folder,
+                "--",
+                "sh",
+                "-c",
+                "mv logs .hidden && mkdir fresh && ln -s fresh logs",
+            ])
+            .env("CORDON_AUDIT_LOG", elsewhere.join("other.jsonl"))
+            .run()
+            .assert_success();
+        let marker = srv.join("ran");
+        let next = std::process::Command::new(super::cordon_bin())
+            .args(["run", "--mode", mode.as_str(), "--", "touch"])
+            .arg(&marker)
+            .env("CORDON_AUDIT_LOG", &log)
+            .env("XDG_STATE_HOME", srv.join("xdg"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&next.stderr);
+        assert_eq!(next.status.code(), Some(125), "[{}] {stderr}", mode.as_str());
+        assert!(stderr.contains("through the symbolic link"), "[{}] {stderr}", mode.as_str());
+        assert!(!marker.exists(), "[{}] the command ran", mode.as_str());
+        assert!(!srv.join("fresh/audit.jsonl").exists(), "[{}] a new log was started through the link", mode.as_str());
+        assert_eq!(records(&srv.join(".hidden/audit.jsonl")).len(), 2, "[{}]", mode.as_str());
+    });
+}
