@@ -3,6 +3,7 @@
 //! hash chain. Every `cordon run`/`exec` in the whole suite is also checked
 //! by `TestCommand` for exactly one well-formed record.
 
+use std::path::Path;
 use std::time::Duration;
 
 use cordon_testkit::{
@@ -392,6 +393,24 @@ fn a_run_cannot_plant_records_into_another_audit_log() {
     });
 }
 
+/// Runs `cordon run --mode MODE -- COMMAND` recording to `log` and checks
+/// that it is refused (125) with `why` on stderr, which it returns. Run
+/// plainly, not through the test kit, which would read the log it names
+/// after the run (through the link these tests plant).
+fn refused_before_it_starts(mode: &str, log: &Path, state_home: &Path, command: &[&str], why: &str) -> String {
+    let out = std::process::Command::new(super::cordon_bin())
+        .args(["run", "--mode", mode, "--"])
+        .args(command)
+        .env("CORDON_AUDIT_LOG", log)
+        .env("XDG_STATE_HOME", state_home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "[{mode}] {stderr}");
+    assert!(stderr.contains(why), "[{mode}] {stderr}");
+    stderr
+}
+
 #[test]
 fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
     // Review s14 R14-3: cordon opened an audit log kept outside its state
@@ -433,16 +452,8 @@ fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
         let marker = state.join("ran");
         // Run plainly: the test kit would read the log it names after the
         // run, through the link.
-        let next = std::process::Command::new(super::cordon_bin())
-            .args(["run", "--mode", mode.as_str(), "--", "touch"])
-            .arg(&marker)
-            .env("CORDON_AUDIT_LOG", &log)
-            .env("XDG_STATE_HOME", state.join("xdg"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&next.stderr);
-        assert_eq!(next.status.code(), Some(125), "[{}] {stderr}", mode.as_str());
-        assert!(stderr.contains("is a symbolic link"), "[{}] {stderr}", mode.as_str());
+        let touch = ["touch", marker.to_str().unwrap()];
+        let stderr = refused_before_it_starts(mode.as_str(), &log, &state.join("xdg"), &touch, "is a symbolic link");
         assert!(!marker.exists(), "the command ran [{}]\n{stderr}", mode.as_str());
         assert_eq!(
             std::fs::read_to_string(&shadow).unwrap(),
@@ -455,15 +466,7 @@ fn a_run_cannot_make_cordon_write_through_links_in_place_of_an_audit_log() {
         std::fs::remove_file(&log).unwrap();
         let status = std::process::Command::new("mkfifo").arg(&log).status().unwrap();
         assert!(status.success());
-        let next = std::process::Command::new(super::cordon_bin())
-            .args(["run", "--mode", "dev", "--", "true"])
-            .env("CORDON_AUDIT_LOG", &log)
-            .env("XDG_STATE_HOME", state.join("xdg"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&next.stderr);
-        assert_eq!(next.status.code(), Some(125), "{stderr}");
-        assert!(stderr.contains("is not a regular file"), "{stderr}");
+        refused_before_it_starts("dev", &log, &state.join("xdg"), &["true"], "is not a regular file");
         // Control: the log put back (and the journal link removed), runs record again.
         std::fs::remove_file(&log).unwrap();
         std::fs::remove_file(state.join("audit.jsonl.inflight")).unwrap();
@@ -628,16 +631,8 @@ fn a_run_cannot_hide_an_audit_logs_records_by_swapping_its_folder_for_a_link() {
             .run()
             .assert_success();
         let marker = srv.join("ran");
-        let next = std::process::Command::new(super::cordon_bin())
-            .args(["run", "--mode", mode.as_str(), "--", "touch"])
-            .arg(&marker)
-            .env("CORDON_AUDIT_LOG", &log)
-            .env("XDG_STATE_HOME", srv.join("xdg"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&next.stderr);
-        assert_eq!(next.status.code(), Some(125), "[{}] {stderr}", mode.as_str());
-        assert!(stderr.contains("through the symbolic link"), "[{}] {stderr}", mode.as_str());
+        let touch = ["touch", marker.to_str().unwrap()];
+        refused_before_it_starts(mode.as_str(), &log, &srv.join("xdg"), &touch, "through the symbolic link");
         assert!(!marker.exists(), "[{}] the command ran", mode.as_str());
         assert!(!srv.join("fresh/audit.jsonl").exists(), "[{}] a new log was started through the link", mode.as_str());
         assert_eq!(records(&srv.join(".hidden/audit.jsonl")).len(), 2, "[{}]", mode.as_str());
