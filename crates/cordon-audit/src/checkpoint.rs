@@ -217,12 +217,17 @@ pub struct AuditKey {
     verifier: Verifier,
 }
 
-/// The run journal's MAC key of the key with `seed`: HMAC-SHA-256 of a
-/// fixed label.
-fn journal_key_of(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+/// A key for one use of the key with `seed` (HMAC-SHA-256 of the use's
+/// label): the run journal's MACs, the tag of the kept public half.
+fn subkey(seed: &[u8; 32], label: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(seed).expect("HMAC takes a key of any length");
-    mac.update(b"cordon audit run journal v1");
+    mac.update(label);
     Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+/// The run journal's MAC key of the key with `seed`.
+fn journal_key_of(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    subkey(seed, b"cordon audit run journal v1")
 }
 
 impl std::fmt::Debug for AuditKey {
@@ -386,10 +391,7 @@ pub const BOUND_EXT: &str = "bound";
 /// the key's name and public half: only the holder of the seed can make a
 /// tag that [`read_bound_public`] accepts.
 fn bound_tag(name: &str, seed: &[u8; 32], public: &[u8; 32]) -> Hmac<Sha256> {
-    let mut derive = Sha256::new();
-    derive.update(b"cordon audit key: the public half's tag\n");
-    derive.update(seed);
-    let mac_key = Zeroizing::new(<[u8; 32]>::from(derive.finalize()));
+    let mac_key = subkey(seed, b"cordon audit key: the public half's tag v2");
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&*mac_key).expect("HMAC takes a key of any length");
     mac.update(name.as_bytes());
     mac.update(b"\n");
@@ -405,10 +407,7 @@ fn read_bound_public(path: &Path, name: &str, seed: &[u8; 32]) -> Option<Verifyi
     File::open(path).and_then(|f| f.take(256).read_to_string(&mut text)).ok()?;
     let (public, tag) = text.trim().split_once(' ')?;
     let public: [u8; 32] = B64.decode(public).ok()?.try_into().ok()?;
-    let tag = (0..tag.len())
-        .step_by(2)
-        .map(|i| tag.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect::<Option<Vec<u8>>>()?;
+    let tag = crate::record::unhex_32(tag.as_bytes())?;
     bound_tag(name, seed, &public).verify_slice(&tag).ok()?;
     VerifyingKey::from_bytes(&public).ok()
 }

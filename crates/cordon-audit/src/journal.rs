@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::log::{read_line_at, Tail};
-use crate::record::{hex, now_rfc3339, AuditRecord, ErrorCode};
+use crate::record::{hex, now_rfc3339, unhex_32, AuditRecord, ErrorCode};
 
 /// The key that authenticates the journal lines of one log: HMAC-SHA-256
 /// keyed by [`crate::checkpoint::AuditKey::journal_key`], over the log's
@@ -108,12 +108,7 @@ fn authentic<'a>(key: Option<&LineKey>, line: &'a [u8]) -> Option<Cow<'a, [u8]>>
     let Some(key) = key else { return Some(Cow::Borrowed(line)) };
     let split = line.len().checked_sub(SEALED_TAIL)?;
     let (head, tail) = line.split_at(split);
-    let digits = tail.strip_prefix(MAC_FIELD)?.strip_suffix(b"\"}")?;
-    let mut tag = [0u8; 32];
-    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(s, 16).ok()?;
-    }
+    let tag = unhex_32(tail.strip_prefix(MAC_FIELD)?.strip_suffix(b"\"}")?)?;
     let mut body = Vec::with_capacity(head.len() + 1);
     body.extend_from_slice(head);
     body.push(b'}');

@@ -938,6 +938,10 @@ unsafe fn clone3(
 /// (1.2.5, Rust's musl target) returns `EINVAL` for `CLONE_THREAD` and
 /// `CLONE_CHILD_CLEARTID`, which init's detacher needs (a thread of
 /// init's whose end wakes a futex); glibc's makes the same syscall.
+/// Not [`clone3`], whose trampoline this repeats with clone(2)'s
+/// registers: container runtimes' seccomp profiles answer clone3 with
+/// `ENOSYS` (so that C libraries fall back), and init's detacher must work
+/// there too; [`clone_vm`] falls back to clone(2) the same way.
 /// Returns the child's tid, or `-errno`.
 ///
 /// # Safety
